@@ -1,0 +1,115 @@
+//! vidlm's project automation, in the style of rust-analyzer's xtask: plain Rust,
+//! no shell scripts to keep portable, one subcommand per job.
+//!
+//! * `cargo xtask setup`  — install apt packages, ONNX Runtime, the Python env (idempotent)
+//! * `cargo xtask demo`   — the README's main command: set up what the runtime needs, run the demo
+//! * `cargo xtask test`   — the README's test command (also what `.ci/run` calls)
+
+mod setup;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::Command;
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "vidlm project automation")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install everything the project needs (apt packages, ONNX Runtime, Python env). Idempotent.
+    Setup {
+        /// Skip the Python export environment (the runtime does not need it).
+        #[arg(long)]
+        no_python: bool,
+        /// Skip apt packages.
+        #[arg(long)]
+        no_apt: bool,
+    },
+    /// Print the path of the ONNX Runtime library that `setup` installed.
+    OrtPath,
+    /// The README's main command: set up, then run the bundled demo.
+    Demo {
+        /// Extra arguments passed to the demo.
+        #[arg(trailing_var_arg = true)]
+        args: Vec<String>,
+    },
+    /// The README's test command: set up, generate test videos, run every test.
+    Test {
+        /// Extra arguments passed to `cargo test`.
+        #[arg(trailing_var_arg = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Setup { no_python, no_apt } => setup::setup(setup::Parts { apt: !no_apt, ort: true, python: !no_python }),
+        Cmd::OrtPath => {
+            println!("{}", setup::ort_lib().display());
+            Ok(())
+        }
+        Cmd::Demo { args } => demo(&args),
+        Cmd::Test { args } => test(&args),
+    }
+}
+
+/// The workspace root (xtask lives one level below it).
+pub fn project_root() -> PathBuf {
+    let dir = env!("CARGO_MANIFEST_DIR");
+    PathBuf::from(dir).parent().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// The project-local cache: ONNX Runtime, the venv, generated test videos and models.
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("VIDLM_CACHE").map(PathBuf::from).unwrap_or_else(|| project_root().join(".cache"))
+}
+
+/// Runs a command, failing with its command line when it does not succeed.
+pub fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("could not start {cmd:?}"))?;
+    if !status.success() {
+        bail!("command failed ({status}): {cmd:?}");
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(project_root());
+    setup::ort_env(&mut c);
+    c
+}
+
+fn demo(args: &[String]) -> Result<()> {
+    setup::setup(setup::Parts { apt: true, ort: true, python: false })?;
+    let video = project_root().join("assets").join("demo.mp4");
+    let out = cache_dir().join("demo-frames");
+    eprintln!("[demo] probing {}", video.display());
+    let mut probe = cargo();
+    probe.args(["run", "--release", "--quiet", "-p", "vidlm", "--", "probe"]).arg(&video);
+    run(&mut probe)?;
+    eprintln!("[demo] sampling 8 frames into {}", out.display());
+    let mut frames = cargo();
+    frames
+        .args(["run", "--release", "--quiet", "-p", "vidlm", "--", "frames"])
+        .arg(&video)
+        .args(["--num-frames", "8", "--out"])
+        .arg(&out)
+        .args(args);
+    run(&mut frames)?;
+    Ok(())
+}
+
+fn test(args: &[String]) -> Result<()> {
+    setup::setup(setup::Parts { apt: true, ort: true, python: true })?;
+    let mut t = cargo();
+    t.args(["test", "--workspace", "--all-targets"]).args(args);
+    run(&mut t)?;
+    Ok(())
+}

@@ -1,0 +1,215 @@
+//! `cargo xtask setup`: installs everything the project needs, idempotently.
+//!
+//! Three independent parts, each skipped when already satisfied:
+//! 1. Debian packages (FFmpeg `-dev` libraries, the `ffmpeg` CLI, libclang, pkg-config).
+//! 2. The ONNX Runtime shared library, unpacked from a pinned PyPI wheel into
+//!    `.cache/onnxruntime/<version>/`.
+//! 3. The Python environment for export and parity checks (`.cache/venv`), from
+//!    `python/requirements.txt`; a stamp file holding the requirements' hash makes a
+//!    second run a no-op.
+
+use anyhow::{bail, Context, Result};
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::{cache_dir, project_root, run};
+
+/// The pinned ONNX Runtime release. `ort` 2.0.0-rc.15 targets the 1.31 C API.
+pub const ORT_VERSION: &str = "1.31.1";
+
+/// Debian packages the build and the tests need.
+const APT_PACKAGES: &[&str] = &[
+    "pkg-config",
+    "clang",
+    "libclang-dev",
+    "ffmpeg",
+    "libavcodec-dev",
+    "libavformat-dev",
+    "libavutil-dev",
+    "libswscale-dev",
+    "libswresample-dev",
+    "libavfilter-dev",
+    "libavdevice-dev",
+];
+
+#[derive(Clone, Copy, Debug)]
+pub struct Parts {
+    pub apt: bool,
+    pub ort: bool,
+    pub python: bool,
+}
+
+pub fn setup(parts: Parts) -> Result<()> {
+    if parts.apt {
+        apt()?;
+    }
+    if parts.ort {
+        let lib = onnxruntime()?;
+        eprintln!("[setup] onnxruntime: {}", lib.display());
+    }
+    if parts.python {
+        let py = python_env()?;
+        eprintln!("[setup] python env: {}", py.display());
+    }
+    Ok(())
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn dpkg_installed(pkg: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", pkg])
+        .output()
+        .map(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        .unwrap_or(false)
+}
+
+/// Installs the missing Debian packages (nothing to do when all are present).
+pub fn apt() -> Result<()> {
+    if Command::new("dpkg-query").arg("--version").output().is_err() {
+        eprintln!(
+            "[setup] not a Debian/Ubuntu system: install FFmpeg development libraries, the ffmpeg CLI, \
+             libclang and pkg-config yourself ({})",
+            APT_PACKAGES.join(" ")
+        );
+        return Ok(());
+    }
+    let missing: Vec<&str> = APT_PACKAGES.iter().copied().filter(|p| !dpkg_installed(p)).collect();
+    if missing.is_empty() {
+        eprintln!("[setup] apt packages: all present");
+        return Ok(());
+    }
+    eprintln!("[setup] installing apt packages: {}", missing.join(" "));
+    let sudo: &[&str] = if is_root() { &[] } else { &["sudo"] };
+    let mut update = Command::new(sudo.first().copied().unwrap_or("apt-get"));
+    if !sudo.is_empty() {
+        update.arg("apt-get");
+    }
+    update.args(["update", "-qq"]);
+    run(&mut update)?;
+    let mut install = Command::new(sudo.first().copied().unwrap_or("apt-get"));
+    if !sudo.is_empty() {
+        install.arg("apt-get");
+    }
+    install
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&missing);
+    run(&mut install)?;
+    Ok(())
+}
+
+/// Directory that holds the unpacked ONNX Runtime library.
+pub fn ort_dir() -> PathBuf {
+    cache_dir().join("onnxruntime").join(ORT_VERSION)
+}
+
+/// Path of the ONNX Runtime shared library (`libonnxruntime.so`) once set up.
+pub fn ort_lib() -> PathBuf {
+    ort_dir().join("libonnxruntime.so")
+}
+
+/// Downloads the pinned `onnxruntime` wheel with pip and unpacks its shared libraries.
+pub fn onnxruntime() -> Result<PathBuf> {
+    let lib = ort_lib();
+    if lib.exists() {
+        return Ok(lib);
+    }
+    let dir = ort_dir();
+    std::fs::create_dir_all(&dir)?;
+    let dl = cache_dir().join("downloads");
+    std::fs::create_dir_all(&dl)?;
+    eprintln!("[setup] downloading onnxruntime=={ORT_VERSION} wheel from PyPI");
+    run(Command::new(python3())
+        .args(["-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:", "-d"])
+        .arg(&dl)
+        .arg(format!("onnxruntime=={ORT_VERSION}")))?;
+    let wheel = std::fs::read_dir(&dl)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .map(|n| n.starts_with(&format!("onnxruntime-{ORT_VERSION}-")) && n.ends_with(".whl"))
+                .unwrap_or(false)
+        })
+        .context("pip download produced no onnxruntime wheel")?;
+    // Unpack every shared library of onnxruntime/capi/ and point libonnxruntime.so at the versioned one.
+    let script = r#"
+import sys, zipfile, os, shutil
+whl, out = sys.argv[1], sys.argv[2]
+z = zipfile.ZipFile(whl)
+found = None
+for n in z.namelist():
+    base = os.path.basename(n)
+    if n.startswith("onnxruntime/capi/") and ".so" in base and "pybind" not in base:
+        with z.open(n) as src, open(os.path.join(out, base), "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        if base.startswith("libonnxruntime.so"):
+            found = base
+if not found:
+    sys.exit("wheel has no libonnxruntime.so")
+link = os.path.join(out, "libonnxruntime.so")
+if found != "libonnxruntime.so":
+    if os.path.lexists(link): os.remove(link)
+    os.symlink(found, link)
+print(found)
+"#;
+    run(Command::new(python3()).args(["-c", script]).arg(&wheel).arg(&dir))?;
+    if !lib.exists() {
+        bail!("unpacking {} did not produce {}", wheel.display(), lib.display());
+    }
+    Ok(lib)
+}
+
+fn python3() -> String {
+    std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_string())
+}
+
+/// The venv's interpreter.
+pub fn venv_python() -> PathBuf {
+    cache_dir().join("venv").join("bin").join("python")
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h
+}
+
+/// Creates or refreshes `.cache/venv` from `python/requirements.txt`.
+pub fn python_env() -> Result<PathBuf> {
+    let req = project_root().join("python").join("requirements.txt");
+    let text = std::fs::read(&req).with_context(|| format!("reading {}", req.display()))?;
+    let stamp_val = format!("{:016x}", fnv1a(&text));
+    let venv = cache_dir().join("venv");
+    let stamp = venv.join(".vidlm-requirements");
+    let py = venv_python();
+    if py.exists() && std::fs::read_to_string(&stamp).map(|s| s.trim() == stamp_val).unwrap_or(false) {
+        return Ok(py);
+    }
+    if !py.exists() {
+        eprintln!("[setup] creating {}", venv.display());
+        run(Command::new(python3()).args(["-m", "venv"]).arg(&venv))?;
+    }
+    eprintln!("[setup] installing python/requirements.txt (torch, transformers, onnx, onnxruntime; ~2-3 min)");
+    run(Command::new(&py).args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"]).arg(&req))?;
+    std::fs::write(&stamp, &stamp_val)?;
+    Ok(py)
+}
+
+/// Environment every cargo invocation of ours gets: where ONNX Runtime is.
+pub fn ort_env(cmd: &mut Command) -> &mut Command {
+    if std::env::var_os("ORT_DYLIB_PATH").is_none() {
+        cmd.env("ORT_DYLIB_PATH", ort_lib());
+    }
+    cmd
+}
