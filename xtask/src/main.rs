@@ -6,6 +6,7 @@
 //! * `cargo xtask test`   — the README's test command (also what `.ci/run` calls)
 //! * `cargo xtask videos` — generate the test videos (idempotent; `test` runs it first)
 //! * `cargo xtask bench video` — the video-io benchmark
+//! * `cargo xtask bench processor` — preprocessing vs transformers (1080p, 8/32 frames)
 
 mod setup;
 mod videos;
@@ -49,7 +50,7 @@ enum Cmd {
     },
     /// Generate the test videos into .cache/test-videos (or $VIDLM_CACHE/test-videos). Idempotent.
     Videos,
-    /// Run a benchmark: `video` (frame sampling vs decode-everything and the ffmpeg CLI).
+    /// Run a benchmark: `video` (frame sampling vs decode-everything and the ffmpeg CLI), `processor` (preprocessing vs transformers).
     Bench {
         /// Which benchmark.
         what: String,
@@ -137,6 +138,12 @@ fn bench(what: &str) -> Result<()> {
             b.args(["bench", "-p", "vidlm-video-io", "--bench", "sampling"]);
             run(&mut b)
         }
-        other => bail!("unknown benchmark {other:?} (known: video)"),
+        "processor" => {
+            // 1080p clip (ffmpeg CLI) + model dirs (python/assets.py) are made by the bench itself.
+            let mut b = cargo();
+            b.args(["bench", "-p", "vidlm-processor", "--bench", "processor"]);
+            run(&mut b)
+        }
+        other => bail!("unknown benchmark {other:?} (known: video, processor)"),
     }
 }
