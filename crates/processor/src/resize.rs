@@ -403,6 +403,7 @@ pub struct Window {
 /// only the pixels in `win` (which must lie inside `oh × ow`), as `win.height × win.width × 3`.
 ///
 /// Panics never; an empty image or window gives an empty buffer. Callers validate sizes.
+#[allow(clippy::too_many_arguments)] // mirrors the C signature: source, sizes, window, filter, backend
 pub fn resize_crop(
     src: &[u8],
     sh: usize,

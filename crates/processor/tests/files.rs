@@ -31,7 +31,7 @@ fn video_and_image_paths_are_decoded() {
     let conv = Conversation::from_json(&messages, Some(&demo())).unwrap_or_else(|e| panic!("{e}"));
     let p = Processor::from_dir(model_dir("hub", "onevision")).unwrap_or_else(|e| panic!("{e}"));
     let opts = ProcessOptions { sampling: Sampling { num_frames: Some(8), fps: None }, ..ProcessOptions::default() };
-    let out = p.process(&[conv.clone()], &opts).unwrap_or_else(|e| panic!("{e}"));
+    let out = p.process(std::slice::from_ref(&conv), &opts).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(out.video_token_counts, vec![196 * 8 + 1]);
     assert_eq!(out.pixel_values_videos.as_ref().map(|v| v.shape().to_vec()), Some(vec![1, 8, 3, 384, 384]));
     // demo.mp4 is 320x240: anyres keeps 384x384 (least waste) → base + 1 tile.
