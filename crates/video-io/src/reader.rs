@@ -740,7 +740,7 @@ impl VideoReader {
         let mut done = vec![false; n];
         let mut errors: Vec<(usize, String)> = Vec::new();
         {
-            let out = data.as_slice_mut().ok_or_else(|| VideoError::OutOfMemory)?;
+            let out = data.as_slice_mut().ok_or(VideoError::OutOfMemory)?;
             let sequential = req.strategy == Strategy::Sequential || !self.index.seekable;
             let target_pkts = wanted.iter().map(|&f| self.index.frame_pkt[f]).collect();
             let mut ctx = Sink {
