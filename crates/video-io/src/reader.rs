@@ -727,6 +727,8 @@ impl VideoReader {
         if let Some(&bad) = indices.iter().find(|&&i| i >= n) {
             return Err(SamplingError::IndexOutOfRange { index: bad, count: n }.into());
         }
+        // Frames output for an earlier request are gone: always start with a seek.
+        self.next_pkt = None;
         let mut data = Array4::<u8>::zeros((t, oh, ow, 3));
         // frame index -> output slots
         let mut slots: HashMap<usize, Vec<usize>> = HashMap::new();
