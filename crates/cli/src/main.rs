@@ -1,6 +1,7 @@
 //! `vidlm`: the command line. Each subcommand lives in its own module.
 
 mod frames;
+mod preprocess;
 mod probe;
 
 use clap::{Parser, Subcommand};
@@ -19,6 +20,8 @@ enum Cmd {
     Probe(probe::Args),
     /// Sample frames and write them as RGB PNGs plus frames.json.
     Frames(frames::Args),
+    /// Turn chat messages + media into model inputs (safetensors, transformers' key names).
+    Preprocess(preprocess::Args),
 }
 
 fn main() -> ExitCode {
@@ -28,6 +31,7 @@ fn main() -> ExitCode {
     let result = match cli.cmd {
         Cmd::Probe(a) => probe::run(a),
         Cmd::Frames(a) => frames::run(a),
+        Cmd::Preprocess(a) => preprocess::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
