@@ -4,7 +4,10 @@
 //! * `cargo xtask setup`  — install apt packages, ONNX Runtime, the Python env (idempotent)
 //! * `cargo xtask demo`   — the README's main command: set up what the runtime needs, run the demo
 //! * `cargo xtask test`   — the README's test command (also what `.ci/run` calls)
+//! * `cargo xtask export` — convert a HF checkpoint into vidlm's ONNX model directory
+//! * `cargo xtask fixtures [--check]` — tiny test models + transformers goldens
 
+mod export;
 mod setup;
 
 use anyhow::{bail, Context, Result};
@@ -38,6 +41,17 @@ enum Cmd {
         #[arg(trailing_var_arg = true)]
         args: Vec<String>,
     },
+    /// Convert a Hugging Face checkpoint (local dir or hub id) into a vidlm model directory.
+    Export(export::ExportArgs),
+    /// Build the tiny test models, export them, write the transformers goldens
+    /// (`--check`: fail when the committed goldens differ from what transformers produces).
+    Fixtures {
+        #[arg(long)]
+        check: bool,
+        /// Extra arguments for python/fixtures.py (e.g. `--only next_video`).
+        #[arg(trailing_var_arg = true)]
+        args: Vec<String>,
+    },
     /// The README's test command: set up, generate test videos, run every test.
     Test {
         /// Extra arguments passed to `cargo test`.
@@ -55,6 +69,8 @@ fn main() -> Result<()> {
             Ok(())
         }
         Cmd::Demo { args } => demo(&args),
+        Cmd::Export(a) => export::export(&a),
+        Cmd::Fixtures { check, args } => export::fixtures(check, &args),
         Cmd::Test { args } => test(&args),
     }
 }
