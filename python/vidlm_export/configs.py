@@ -21,7 +21,7 @@ from transformers import (
     VideoLlavaConfig,
 )
 
-FAMILY_KEYS = ("interleave", "onevision", "video_llava", "next_video")
+FAMILY_KEYS = ("interleave", "onevision", "video_llava", "llava_next_video")
 
 QWEN_IDS = dict(bos_token_id=151643, eos_token_id=151645)
 LLAMA_IDS = dict(bos_token_id=1, eos_token_id=2)
@@ -125,7 +125,7 @@ def next_video(tiny: bool = True, init: float = 0.3):
                                 **({"initializer_range": init} if tiny else {}))
 
 
-BUILDERS = {"interleave": interleave, "onevision": onevision, "video_llava": video_llava, "next_video": next_video}
+BUILDERS = {"interleave": interleave, "onevision": onevision, "video_llava": video_llava, "llava_next_video": next_video}
 
 
 def build_random_model(config, seed: int, out_dir, dtype=None):
