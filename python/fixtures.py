@@ -3,11 +3,11 @@ exports, and transformers goldens.
 
 For each family (fixed seed, deterministic):
 1. build a tiny checkpoint (python/random_checkpoint.py: assets.py's real tokenizer/template/processor
-   files with sizes scaled down + random weights, initializer_range 0.3) in
+   files with sizes scaled down + random weights, initializer_range 0.6) in
    `$VIDLM_CACHE/fixtures/<family>/hf`;
 2. run transformers on fixed inputs (scenarios below): processor outputs, greedy `generate`
    (24 new tokens, do_sample=False, eos_token_id=None) and first-step logits; reseed when the smallest
-   top-1/top-2 logit margin of any step is below MIN_MARGIN;
+   top-1/top-2 logit margin of any step is below MIN_MARGIN or a row has fewer than MIN_DISTINCT tokens;
 3. export it with the export command (fp32 + fp16, validated) into `$VIDLM_CACHE/fixtures/<family>/model`;
 4. replay every scenario with the ONNX graphs + the documented host steps (vidlm_export/replay.py) and
    require the same tokens and first-step logits;
@@ -44,10 +44,14 @@ GOLDENS = ROOT / "tests" / "goldens"
 DEMO_FAMILY = "llava_next_video"
 DEMO_DIR = ROOT / "assets" / "demo-model"
 FAMILIES = assets.FAMILIES
-SEEDS = {"interleave": 1, "onevision": 2, "video_llava": 3, "llava_next_video": 4}
-INIT_RANGE = 0.3
+# Seeds are the first ones (from 1, 2, 3, 4 in steps of 100) whose goldens clear MIN_MARGIN and MIN_DISTINCT.
+SEEDS = {"interleave": 101, "onevision": 2, "video_llava": 103, "llava_next_video": 4}
+# 0.3 (the export notes' value) still gave single-token loops on some scenarios at hidden size 16; 0.6 varies.
+INIT_RANGE = 0.6
 MAX_NEW_TOKENS = 24
-MIN_MARGIN = 5e-3
+MIN_MARGIN = 1e-2
+# Every generated row must contain at least this many distinct tokens (no single-token loops).
+MIN_DISTINCT = 6
 NUM_FRAMES = 8
 FORMAT_VERSION = 1
 # Logit columns stored per row: every STRIDE-th vocabulary id + each row's top TOPK ids.
@@ -93,6 +97,22 @@ def write_media(dest: Path) -> dict[str, np.ndarray]:
                 Image.fromarray(f).save(dest / name / f"{i:02d}.png", optimize=True)
         arrays[name] = arr if kind == "video" else arr[0]
     return arrays
+
+
+def check_media(dest: Path) -> list[str]:
+    """The committed PNGs must decode to exactly the frames the goldens were made from."""
+    from PIL import Image
+
+    errs = []
+    for name, (kind, seed, n, h, w) in MEDIA.items():
+        arr = synth_frames(seed, n, h, w)
+        for i in range(n):
+            p = dest / name / f"{i:02d}.png"
+            if not p.is_file():
+                errs.append(f"media: {p} missing")
+            elif not np.array_equal(np.asarray(Image.open(p).convert("RGB")), arr[i]):
+                errs.append(f"media: {p} differs from the generated frame")
+    return errs
 
 
 def media_ref(name: str) -> str | list[str]:
@@ -202,17 +222,17 @@ def run_transformers(family: str, model, proc, media) -> dict:
 
     gen_cfg = GenerationConfig(max_new_tokens=MAX_NEW_TOKENS, min_new_tokens=MAX_NEW_TOKENS, do_sample=False,
                                eos_token_id=None, pad_token_id=proc.tokenizer.pad_token_id,
-                               bos_token_id=model.generation_config.bos_token_id)
+                               bos_token_id=model.generation_config.bos_token_id, output_logits=True,
+                               return_dict_in_generate=True)
     results = {}
     for name, batch in scenarios(family).items():
         hf_batch = [to_hf_messages(c, media) for c in batch]
         prompts = [proc.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in batch]
         inputs = proc.apply_chat_template(hf_batch if len(hf_batch) > 1 else hf_batch[0], add_generation_prompt=True,
-                                          tokenize=True, return_dict=True, return_tensors="pt",
-                                          padding=len(hf_batch) > 1)
+                                          tokenize=True, return_dict=True,
+                                          processor_kwargs={"return_tensors": "pt", "padding": len(hf_batch) > 1})
         with torch.no_grad():
-            out = model.generate(**inputs, generation_config=gen_cfg, output_logits=True,
-                                 return_dict_in_generate=True)
+            out = model.generate(**inputs, generation_config=gen_cfg)
         n_in = inputs["input_ids"].shape[1]
         new = out.sequences[:, n_in:]
         logits = torch.stack(out.logits, dim=1).float()  # [batch, steps, vocab]
@@ -356,7 +376,7 @@ def export(ckpt: Path, out: Path, dtypes: str):
     return manifest
 
 
-def write_demo(model_dir: Path):
+def write_demo(model_dir: Path, seed: int):
     """The committed demo model: the exported tiny NeXT-Video, fp32 graphs only."""
     if DEMO_DIR.exists():
         shutil.rmtree(DEMO_DIR)
@@ -372,11 +392,12 @@ def write_demo(model_dir: Path):
         shutil.copy2(model_dir / "onnx" / g["file"], DEMO_DIR / "onnx" / g["file"])
     if manifest.get("image_newline"):
         shutil.copy2(model_dir / "onnx" / manifest["image_newline"], DEMO_DIR / "onnx" / manifest["image_newline"])
+    manifest["source"] = f"tiny random-weight {DEMO_FAMILY} (python/fixtures.py, seed {seed})"
     (DEMO_DIR / "onnx" / "vidlm_manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     (DEMO_DIR / "README.md").write_text(
         "# vidlm demo model (random weights)\n\n"
         "A tiny LLaVA-NeXT-Video with RANDOM weights, built by `cargo xtask fixtures` (python/fixtures.py,\n"
-        f"seed {SEEDS[DEMO_FAMILY]}) and exported with `cargo xtask export`. It has the real Llama tokenizer and\n"
+        f"seed {seed}) and exported with `cargo xtask export`. It has the real Llama tokenizer and\n"
         "chat template and the real model's structure at toy sizes (32x32 frames, hidden size 16), so it checks\n"
         "that an installation works end to end; its answers are gibberish by design.\n"
         "Goldens for it: tests/goldens/llava_next_video/.\n"
@@ -402,6 +423,8 @@ def main(argv=None) -> int:
         media_dir.mkdir(parents=True)
     media = write_media(None if a.check else media_dir)
     errors, replay_rows, summary = [], [], []
+    if a.check:
+        errors += check_media(media_dir)
     for family in fams:
         base = CACHE / "fixtures" / family
         seed = SEEDS[family]
@@ -410,10 +433,11 @@ def main(argv=None) -> int:
             model, proc = load_hf(ckpt)
             results = run_transformers(family, model, proc, media)
             margin = min(r["min_margin"] for r in results.values())
-            if margin >= MIN_MARGIN:
+            distinct = min(len(set(row)) for r in results.values() for row in r["tokens"].tolist())
+            if margin >= MIN_MARGIN and distinct >= MIN_DISTINCT:
                 break
-            print(f"[fixtures] {family}: seed {seed} has a top-1/top-2 margin of {margin:.2e} < {MIN_MARGIN}; reseeding",
-                  flush=True)
+            print(f"[fixtures] {family}: seed {seed}: top-1/top-2 margin {margin:.2e} (need {MIN_MARGIN}), "
+                  f"distinct tokens per row {distinct} (need {MIN_DISTINCT}); reseeding", flush=True)
             seed += 100
         else:
             raise SystemExit(f"error: {family}: no seed with margin >= {MIN_MARGIN}")
@@ -445,7 +469,7 @@ def main(argv=None) -> int:
             for name, t in tensors.items():
                 save_file(t, str(gdir / f"{name}.safetensors"))
             if family == DEMO_FAMILY:
-                write_demo(model_dir)
+                write_demo(model_dir, seed)
         summary.append((family, seed, margin))
         del model
     print("\n[fixtures] ONNX replay vs transformers (greedy tokens, first-step logits):")

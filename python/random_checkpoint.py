@@ -22,6 +22,10 @@ import assets  # noqa: E402
 from vidlm_export import configs  # noqa: E402
 
 
+# Tiny models: final-norm gain so that greedy margins are far above float noise (see configs.py).
+TINY_LOGIT_GAIN = 8.0
+
+
 def tiny_processor_overrides(family: str, config) -> dict:
     """Processor settings scaled to the tiny vision tower (same structure as the real ones)."""
     v = config.vision_config
@@ -58,7 +62,8 @@ def build(family: str, size: str, out: Path, seed: int = 0, init: float = 0.3, d
         overrides = None
     out.mkdir(parents=True, exist_ok=True)
     assets.build(family, out, layout="hub", processor_overrides=overrides, config=config)
-    configs.build_random_model(config, seed, out, dtype=torch.float16 if dtype == "fp16" else None)
+    configs.build_random_model(config, seed, out, dtype=torch.float16 if dtype == "fp16" else None,
+                               logit_gain=TINY_LOGIT_GAIN if size == "tiny" else 1.0)
     # save_pretrained rewrites config.json and generation_config.json; keep assets' generation config
     # (it carries the checkpoint's pad/eos ids).
     assets_gen = assets.SPEC[family]["generation"]

@@ -128,8 +128,11 @@ def next_video(tiny: bool = True, init: float = 0.3):
 BUILDERS = {"interleave": interleave, "onevision": onevision, "video_llava": video_llava, "llava_next_video": next_video}
 
 
-def build_random_model(config, seed: int, out_dir, dtype=None):
-    """Instantiates `config` with random weights (fixed seed) and saves it with save_pretrained."""
+def build_random_model(config, seed: int, out_dir, dtype=None, logit_gain: float = 1.0):
+    """Instantiates `config` with random weights (fixed seed) and saves it with save_pretrained.
+
+    `logit_gain` multiplies the language model's final RMSNorm weight: the tiny test models use 8 so
+    that the logits spread widely and greedy top-1/top-2 margins sit far above float noise."""
     import torch
     from transformers import AutoModelForImageTextToText  # noqa: F401
     from . import families
@@ -138,6 +141,9 @@ def build_random_model(config, seed: int, out_dir, dtype=None):
     cls = families.model_class(fam)
     torch.manual_seed(seed)
     model = cls(config)
+    if logit_gain != 1.0:
+        with torch.no_grad():
+            model.model.language_model.norm.weight.mul_(logit_gain)
     if dtype is not None:
         model = model.to(dtype)
     model.eval()

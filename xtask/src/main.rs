@@ -124,6 +124,9 @@ fn demo(args: &[String]) -> Result<()> {
 
 fn test(args: &[String]) -> Result<()> {
     setup::setup(setup::Parts { apt: true, ort: true, python: true })?;
+    // Tiny test models + their ONNX exports into .cache/fixtures (idempotent), and a check that the
+    // committed goldens are still what transformers produces.
+    export::fixtures(true, &[])?;
     let mut t = cargo();
     t.args(["test", "--workspace", "--all-targets"]).args(args);
     run(&mut t)?;
