@@ -4,11 +4,14 @@
 //! * `cargo xtask setup`  — install apt packages, ONNX Runtime, the Python env (idempotent)
 //! * `cargo xtask demo`   — the README's main command: set up what the runtime needs, run the demo
 //! * `cargo xtask test`   — the README's test command (also what `.ci/run` calls)
+//! * `cargo xtask videos` — generate the test videos (idempotent; `test` runs it first)
+//! * `cargo xtask bench video` — the video-io benchmark
 //! * `cargo xtask export` — convert a HF checkpoint into vidlm's ONNX model directory
 //! * `cargo xtask fixtures [--check]` — tiny test models + transformers goldens
 
 mod export;
 mod setup;
+mod videos;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -58,6 +61,13 @@ enum Cmd {
         #[arg(trailing_var_arg = true)]
         args: Vec<String>,
     },
+    /// Generate the test videos into .cache/test-videos (or $VIDLM_CACHE/test-videos). Idempotent.
+    Videos,
+    /// Run a benchmark: `video` (frame sampling vs decode-everything and the ffmpeg CLI).
+    Bench {
+        /// Which benchmark.
+        what: String,
+    },
 }
 
 fn main() -> Result<()> {
@@ -72,6 +82,8 @@ fn main() -> Result<()> {
         Cmd::Export(a) => export::export(&a),
         Cmd::Fixtures { check, args } => export::fixtures(check, &args),
         Cmd::Test { args } => test(&args),
+        Cmd::Videos => videos::videos().map(|d| println!("{}", d.display())),
+        Cmd::Bench { what } => bench(&what),
     }
 }
 
@@ -124,11 +136,26 @@ fn demo(args: &[String]) -> Result<()> {
 
 fn test(args: &[String]) -> Result<()> {
     setup::setup(setup::Parts { apt: true, ort: true, python: true })?;
+    let videos = videos::videos()?;
     // Tiny test models + their ONNX exports into .cache/fixtures (idempotent), and a check that the
     // committed goldens are still what transformers produces.
     export::fixtures(true, &[])?;
     let mut t = cargo();
+    t.env("VIDLM_TEST_VIDEOS", &videos);
     t.args(["test", "--workspace", "--all-targets"]).args(args);
     run(&mut t)?;
     Ok(())
+}
+
+fn bench(what: &str) -> Result<()> {
+    match what {
+        "video" => {
+            let videos = videos::videos()?;
+            let mut b = cargo();
+            b.env("VIDLM_TEST_VIDEOS", &videos);
+            b.args(["bench", "-p", "vidlm-video-io", "--bench", "sampling"]);
+            run(&mut b)
+        }
+        other => bail!("unknown benchmark {other:?} (known: video)"),
+    }
 }
