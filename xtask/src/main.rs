@@ -144,6 +144,11 @@ fn test(args: &[String]) -> Result<()> {
     t.env("VIDLM_TEST_VIDEOS", &videos);
     t.args(["test", "--workspace", "--all-targets"]).args(args);
     run(&mut t)?;
+    // `--all-targets` leaves out doctests; every lib.rs opens with a runnable example.
+    let mut d = cargo();
+    d.env("VIDLM_TEST_VIDEOS", &videos);
+    d.args(["test", "--workspace", "--doc"]).args(args);
+    run(&mut d)?;
     Ok(())
 }
 
