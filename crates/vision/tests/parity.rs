@@ -1,0 +1,157 @@
+//! End-to-end parity with transformers on the committed goldens (`tests/goldens/<family>/`,
+//! written by `python/fixtures.py`): the goldens' saved model inputs (ids, mask, pixel values)
+//! go through vidlm-vision + vidlm-decoder; greedy tokens must be identical to transformers'
+//! `generate` and first-step logits within 1e-4.
+
+#[path = "../../decoder/tests/common/mod.rs"]
+mod common;
+
+use common::*;
+use vidlm_decoder::{Features, GenerationOptions, LanguageModel, LmOptions, Sequence, SessionOptions};
+use vidlm_vision::anyres::anyres_grid_shape;
+use vidlm_vision::{Family, ImagePixels, VideoPixels, VisionEncoder, VisionOptions};
+
+fn session() -> SessionOptions {
+    SessionOptions { intra_threads: Some(2), ..Default::default() }
+}
+
+/// Splits `feats` (all rows of the batch, in order) by each row's placeholder count.
+fn split_by_rows(rows: &[Vec<i64>], token: Option<i64>, feats: Option<Features>) -> Vec<Option<Features>> {
+    let Some(f) = feats else { return vec![None; rows.len()] };
+    let Some(t) = token else { return vec![None; rows.len()] };
+    let dim = f.dim();
+    let mut start = 0usize;
+    rows.iter()
+        .map(|r| {
+            let n = r.iter().filter(|&&x| x == t).count();
+            let part = f.data()[start * dim..(start + n) * dim].to_vec();
+            start += n;
+            Some(Features::new(part, dim).expect("feature rows"))
+        })
+        .collect()
+}
+
+struct Report {
+    failures: Vec<String>,
+    checked: Vec<String>,
+}
+
+fn check_family(family_dir: &str, max_batch: usize, report: &mut Report) {
+    let root = fixture_root();
+    let gdir = root.join("tests/goldens").join(family_dir);
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(gdir.join("golden.json")).expect("golden.json")).expect("golden json");
+    let model = model_for(family_dir);
+    assert!(
+        model.join("onnx/decoder_model_merged.onnx").is_file(),
+        "goldens for {family_dir} are committed but its model {} is missing: run `cargo xtask fixtures`",
+        model.display()
+    );
+    let mut vision = VisionEncoder::from_dir(&model, &VisionOptions { session: session(), max_batch, ..Default::default() })
+        .unwrap_or_else(|e| panic!("{family_dir}: vision: {e}"));
+    let mut lm = LanguageModel::from_dir(&model, &LmOptions { session: session(), ..Default::default() })
+        .unwrap_or_else(|e| panic!("{family_dir}: lm: {e}"));
+    let ph = lm.placeholders();
+    let size = vision.config().vision_config.image_size;
+    let pins = vision.config().image_grid_pinpoints.clone().unwrap_or_default();
+    let scenarios = meta["scenarios"].as_object().expect("scenarios");
+    for (name, sc) in scenarios {
+        let g = Golden::load(&gdir.join(sc["tensors"].as_str().expect("tensors")));
+        let rows = unpadded_rows(g.i("input_ids"), g.i("attention_mask"));
+        // Images: [n_images, max_patches, 3, s, s] (padded) or [n, 3, s, s].
+        let img_key = if g.has("pixel_values_images") { "pixel_values_images" } else { "pixel_values" };
+        let image_feats = if g.has(img_key) {
+            let (shape, px) = g.f(img_key);
+            let per = 3 * size * size;
+            let (n, max_p) = if shape.len() == 5 { (shape[0], shape[1]) } else { (shape[0], 1) };
+            let sizes = g.has("image_sizes").then(|| g.i("image_sizes").1.clone());
+            let multi_image = vision.family() == Family::OneVision && n > 1 && rows.len() == 1;
+            let mut images = Vec::new();
+            for i in 0..n {
+                let (h, w) = match &sizes {
+                    Some(s) => (s[2 * i] as usize, s[2 * i + 1] as usize),
+                    None => (size, size),
+                };
+                let patches = match vision.family() {
+                    Family::OneVision | Family::NextVideo if !multi_image => {
+                        let (gh, gw) = anyres_grid_shape(h, w, &pins, size).expect("grid");
+                        1 + gh * gw
+                    }
+                    _ => 1,
+                };
+                let start = i * max_p * per;
+                images.push(ImagePixels { pixel_values: px[start..start + patches * per].to_vec(), num_patches: patches, image_size: (h, w) });
+            }
+            let blocks = vision.image_features(&images).unwrap_or_else(|e| panic!("{family_dir}/{name}: {e}"));
+            let dim = blocks[0].dim;
+            Some(Features::new(blocks.into_iter().flat_map(|b| b.data).collect(), dim).expect("features"))
+        } else {
+            None
+        };
+        let video_feats = if g.has("pixel_values_videos") {
+            let (shape, px) = g.f("pixel_values_videos");
+            let (n, t) = (shape[0], shape[1]);
+            let per = t * 3 * size * size;
+            let vids: Vec<VideoPixels> =
+                (0..n).map(|i| VideoPixels { pixel_values: px[i * per..(i + 1) * per].to_vec(), frames: t }).collect();
+            let blocks = vision.video_features(&vids).unwrap_or_else(|e| panic!("{family_dir}/{name}: {e}"));
+            let dim = blocks[0].dim;
+            Some(Features::new(blocks.into_iter().flat_map(|b| b.data).collect(), dim).expect("features"))
+        } else {
+            None
+        };
+        let imgs = split_by_rows(&rows, ph.image_token_id, image_feats);
+        let vids = split_by_rows(&rows, ph.video_token_id, video_feats);
+        let seqs: Vec<Sequence> = rows
+            .iter()
+            .zip(imgs)
+            .zip(vids)
+            .map(|((r, i), v)| Sequence { input_ids: r.clone(), image_features: i, video_features: v })
+            .collect();
+        // First-step logits at the stored columns.
+        let logits = lm.first_step_logits(&seqs).unwrap_or_else(|e| panic!("{family_dir}/{name}: {e}"));
+        let vocab = logits.len() / seqs.len();
+        let ids = &g.i("first_logits_ids").1;
+        let want = &g.f("first_logits").1;
+        let mut got = Vec::new();
+        for r in 0..seqs.len() {
+            for &c in ids {
+                got.push(logits[r * vocab + c as usize]);
+            }
+        }
+        let d = max_abs_diff(&got, want);
+        // Greedy tokens.
+        let (tshape, want_tokens) = g.i("tokens");
+        let opts = GenerationOptions { max_new_tokens: Some(tshape[1]), eos_token_ids: Some(vec![]), ..Default::default() };
+        let res = lm.generate(&seqs, &opts).unwrap_or_else(|e| panic!("{family_dir}/{name}: {e}"));
+        let got_tokens: Vec<i64> = res.rows.iter().flat_map(|r| r.token_ids.clone()).collect();
+        let label = format!("{family_dir}/{name} (batch {}, max_batch {max_batch}): logits max|Δ| {d:.2e}", seqs.len());
+        eprintln!("{label}");
+        if d > 1e-4 {
+            report.failures.push(format!("{label} > 1e-4"));
+        }
+        if &got_tokens != want_tokens {
+            report.failures.push(format!("{label}: tokens {got_tokens:?} != {want_tokens:?}"));
+        }
+        report.checked.push(label);
+    }
+}
+
+#[test]
+fn next_video_demo_model_matches_transformers() {
+    let mut report = Report { failures: vec![], checked: vec![] };
+    // max_batch 3 splits the 8-frame videos and 5-patch images into several ORT calls.
+    check_family("llava_next_video", 3, &mut report);
+    assert!(report.checked.len() >= 6, "expected the 6 NeXT-Video scenarios, got {:?}", report.checked);
+    assert!(report.failures.is_empty(), "{:#?}", report.failures);
+}
+
+#[test]
+fn every_family_with_goldens_matches_transformers() {
+    let mut report = Report { failures: vec![], checked: vec![] };
+    for fam in golden_families() {
+        check_family(&fam, 8, &mut report);
+    }
+    assert!(!report.checked.is_empty(), "no goldens found under tests/goldens");
+    assert!(report.failures.is_empty(), "{:#?}", report.failures);
+}
