@@ -483,11 +483,27 @@ impl VisionEncoder {
                 for (ci, &start) in chunks.iter().enumerate() {
                     let m = self.max_batch.min(v.frames - start);
                     let (shape, vals) = g.run(&v.pixel_values[start * per..(start + m) * per], &[1, m, 3, s, s])?;
-                    let [1, rows, d] = shape.as_slice() else {
-                        return Err(VisionError::Shape(format!("video_encoder output has shape {shape:?}, expected [1, tokens, dim]")));
+                    // [1, tokens, dim] (frames concatenated) or [frames, tokens, dim] (Video-LLaVA's
+                    // per-frame output): both are the video's rows in order.
+                    let rows = match shape.as_slice() {
+                        [1, rows, d] => {
+                            dim = *d;
+                            *rows
+                        }
+                        [f, rows, d] if *f == m => {
+                            dim = *d;
+                            f * rows
+                        }
+                        _ => {
+                            return Err(VisionError::Shape(format!(
+                                "video_encoder output has shape {shape:?} for {m} frames, expected [1, tokens, dim] or [{m}, tokens, dim]"
+                            )))
+                        }
                     };
-                    dim = *d;
-                    let keep = if ci + 1 < chunks.len() { rows.saturating_sub(trailing) } else { *rows };
+                    if vals.len() != rows * dim {
+                        return Err(VisionError::Shape(format!("video_encoder returned {} values for shape {shape:?}", vals.len())));
+                    }
+                    let keep = if ci + 1 < chunks.len() { rows.saturating_sub(trailing) } else { rows };
                     data.extend_from_slice(&vals[..keep * dim]);
                 }
                 FeatureBlock { data, dim }

@@ -65,13 +65,18 @@ pub fn model_for(family: &str) -> std::path::PathBuf {
     if family == "llava_next_video" {
         demo_model()
     } else {
-        let key = match family {
-            "llava" => "interleave",
-            "llava_onevision" => "onevision",
-            other => other,
-        };
-        fixture_root().join(".cache/fixtures").join(key).join("model")
+        fixture_model(family)
     }
+}
+
+/// The export written by `cargo xtask fixtures`: `.cache/fixtures/<family>/model` (fp32 + fp16).
+pub fn fixture_model(family: &str) -> std::path::PathBuf {
+    let key = match family {
+        "llava" => "interleave",
+        "llava_onevision" => "onevision",
+        other => other,
+    };
+    fixture_root().join(".cache/fixtures").join(key).join("model")
 }
 
 /// Families with committed goldens (`tests/goldens/<family>/golden.json`).
