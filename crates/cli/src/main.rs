@@ -1,0 +1,41 @@
+//! `vidlm`: the command line. Each subcommand lives in its own module.
+
+mod frames;
+mod probe;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "vidlm", version, about = "Video-language models in Rust: probe videos, sample frames")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Print what a video (or image) is, as JSON.
+    Probe(probe::Args),
+    /// Sample frames and write them as RGB PNGs plus frames.json.
+    Frames(frames::Args),
+}
+
+fn main() -> ExitCode {
+    // Errors must stay one line: keep FFmpeg's own console logging quiet.
+    vidlm_video_io::set_ffmpeg_log_level(-8);
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Probe(a) => probe::run(a),
+        Cmd::Frames(a) => frames::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the error and its causes, no backtrace.
+            let msg = format!("{e:#}").replace('\n', " ");
+            eprintln!("error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! `vidlm probe VIDEO`
+
+use anyhow::{Context, Result};
+use std::path::PathBuf;
+use vidlm_video_io::{OpenOptions, VideoReader};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Video or image file.
+    pub video: PathBuf,
+    /// Trust the container's frame count instead of scanning the packets.
+    #[arg(long)]
+    pub trust_header: bool,
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let opts = OpenOptions { trust_header: a.trust_header, ..OpenOptions::default() };
+    let reader = VideoReader::open(&a.video, &opts).with_context(|| format!("cannot probe {}", a.video.display()))?;
+    println!("{}", serde_json::to_string_pretty(reader.info())?);
+    Ok(())
+}

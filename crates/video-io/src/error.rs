@@ -1,0 +1,133 @@
+//! The crate's error type.
+
+use std::path::PathBuf;
+
+/// Which limit of [`crate::Limits`] a request ran into.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitKind {
+    /// Pixels per frame (`width * height`), checked against the header before any decoding.
+    Pixels,
+    /// Frames in one request.
+    Frames,
+    /// Size of an in-memory input in bytes.
+    InputBytes,
+    /// Bytes of the output frame buffer (`T * H * W * 3`).
+    OutputBytes,
+}
+
+impl std::fmt::Display for LimitKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LimitKind::Pixels => "pixels per frame",
+            LimitKind::Frames => "frames per request",
+            LimitKind::InputBytes => "input bytes",
+            LimitKind::OutputBytes => "output bytes",
+        })
+    }
+}
+
+/// Why a [`crate::SampleRequest`] cannot be satisfied.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SamplingError {
+    /// More frames were requested than the (range of the) video holds. transformers raises the
+    /// same error; set `clamp` on the request to get every available frame instead.
+    #[error("requested {requested} frames but only {available} are available (use clamp to cap the request)")]
+    TooManyFrames { requested: usize, available: usize },
+    /// `num_frames` (or `max_frames`) is 0.
+    #[error("the number of frames must be at least 1")]
+    ZeroFrames,
+    /// An explicit frame index is past the last frame.
+    #[error("frame index {index} is out of range (the video has {count} frames)")]
+    IndexOutOfRange { index: usize, count: usize },
+    /// A timestamp is negative, not finite, or past the end of the video.
+    #[error("time {time}s is outside the video (0 to {duration}s)")]
+    TimeOutOfRange { time: f64, duration: f64 },
+    /// `fps` must be finite and positive.
+    #[error("invalid sampling fps {0}")]
+    InvalidFps(f64),
+    /// fps-based sampling needs the video's own frame rate, which is unknown.
+    #[error("the video's frame rate is unknown, so fps-based sampling is impossible")]
+    UnknownVideoFps,
+    /// The `start..end` time range is inverted, not finite, or holds no frame.
+    #[error("the time range {start}..{end} s holds no frame")]
+    EmptyRange { start: f64, end: f64 },
+    /// A time range cannot be combined with explicit indices or timestamps.
+    #[error("a start/end range cannot be combined with explicit indices or times")]
+    RangeWithExplicitFrames,
+    /// The video has no frames at all.
+    #[error("the video has no frames")]
+    NoFrames,
+}
+
+/// Everything that can go wrong opening, probing or decoding a video or image.
+///
+/// No input makes the crate panic or hang; every failure ends up here.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum VideoError {
+    /// The path does not exist.
+    #[error("file not found: {0}")]
+    NotFound(PathBuf),
+    /// The path exists but is not a regular file (a directory, FIFO, device...).
+    #[error("not a regular file: {0}")]
+    NotAFile(PathBuf),
+    /// Reading the file failed at the OS level.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The input holds no bytes.
+    #[error("input is empty (0 bytes)")]
+    Empty,
+    /// FFmpeg does not recognise the data as any container/image format, or the header is broken.
+    #[error("unrecognised or invalid media data: {0}")]
+    InvalidData(String),
+    /// A URL scheme was given that the options do not allow (only local files by default).
+    #[error("protocol not allowed: {0} (only local files are read unless OpenOptions::protocol_whitelist allows more)")]
+    ProtocolNotAllowed(String),
+    /// The input has no video (or image) stream, e.g. an audio-only file.
+    #[error("no video stream in the input")]
+    NoVideoStream,
+    /// No decoder for the stream's codec.
+    #[error("unsupported codec: {0}")]
+    UnsupportedCodec(String),
+    /// The data ends early: frames from `frame` on are missing or incomplete.
+    /// (Lenient requests return the frames before it instead.)
+    #[error("truncated input: the data ends at frame {frame} ({detail})")]
+    Truncated { frame: usize, detail: String },
+    /// Data that cannot be demuxed or decoded; `frame` is the frame being reached, if known.
+    #[error("corrupt data{}: {detail}", frame.map(|f| format!(" at frame {f}")).unwrap_or_default())]
+    Corrupt { frame: Option<usize>, detail: String },
+    /// A [`crate::Limits`] value would be exceeded; checked before allocating.
+    #[error("limit exceeded: {kind} is {actual}, the limit is {limit}")]
+    LimitExceeded { kind: LimitKind, actual: u64, limit: u64 },
+    /// The sampling request does not fit the video.
+    #[error("invalid sampling: {0}")]
+    InvalidSampling(#[from] SamplingError),
+    /// An option value that FFmpeg cannot take (e.g. containing a NUL byte).
+    #[error("invalid option value {0:?}")]
+    InvalidOption(String),
+    /// An allocation inside FFmpeg failed.
+    #[error("out of memory")]
+    OutOfMemory,
+    /// Any other FFmpeg failure, with the operation and FFmpeg's message.
+    #[error("FFmpeg {op} failed: {message}")]
+    Ffmpeg { op: &'static str, code: i32, message: String },
+}
+
+impl VideoError {
+    pub(crate) fn from_open_error(code: i32) -> Self {
+        let msg = crate::ffi::err_text(code);
+        if code == ffmpeg_next::ffi::AVERROR(12) {
+            VideoError::OutOfMemory
+        } else if code == ffmpeg_next::ffi::AVERROR(2) {
+            VideoError::NotFound(PathBuf::new())
+        } else {
+            VideoError::InvalidData(msg)
+        }
+    }
+}

@@ -1,0 +1,888 @@
+//! `VideoReader`: open, probe, index, sample.
+
+use crate::error::{LimitKind, SamplingError, VideoError};
+use crate::ffi::{self, cstr, ff, Avio, Decoder, Dict, Frame, Input, Packet, Rgb};
+use crate::info::{FrameCountSource, VideoInfo};
+use crate::sampling::{plan, SampleRequest, Strategy, Timeline};
+use ndarray::Array4;
+use std::collections::HashMap;
+use std::ffi::c_int;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Resource limits, all checked before the memory they guard is allocated.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Limits {
+    /// Maximum `width * height` of a frame, checked against the header before decoding (and
+    /// enforced inside the decoder too). Default 40 M (covers 8K UHD / DCI 8K).
+    pub max_pixels: u64,
+    /// Maximum frames one request may return. Default 10 000.
+    pub max_frames: usize,
+    /// Maximum size of an in-memory input ([`VideoReader::from_bytes`]). Default 2 GiB.
+    pub max_input_bytes: u64,
+    /// Maximum size of one request's output buffer (`T * H * W * 3`). Default 16 GiB.
+    pub max_output_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_pixels: 40_000_000,
+            max_frames: 10_000,
+            max_input_bytes: 2 << 30,
+            max_output_bytes: 16 << 30,
+        }
+    }
+}
+
+/// How to open an input.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct OpenOptions {
+    pub limits: Limits,
+    /// FFmpeg decoder threads per video (frame + slice threading); 0 lets FFmpeg choose.
+    pub threads: usize,
+    /// FFmpeg `protocol_whitelist` for path inputs. Default `"file"`: local files only, no
+    /// network. A URL (`scheme://...`) is only attempted when its scheme is listed here.
+    /// In-memory inputs never open any protocol.
+    pub protocol_whitelist: String,
+    /// Take the frame count from the container header when it has one, instead of scanning
+    /// the packets. Faster to open, but wrong for files whose header lies; default `false`.
+    pub trust_header: bool,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions { limits: Limits::default(), threads: 0, protocol_whitelist: "file".into(), trust_header: false }
+    }
+}
+
+/// Decoded RGB frames with their positions in the video.
+#[derive(Clone, Debug)]
+pub struct Frames {
+    /// `(T, H, W, 3)` RGB24, upright (rotation applied), row-major.
+    pub data: Array4<u8>,
+    /// Frame index (presentation order) of each of the `T` frames.
+    pub indices: Vec<usize>,
+    /// Presentation time of each frame in seconds (stream timestamps times the time base).
+    pub pts: Vec<f64>,
+    /// Requested indices that could not be decoded (only non-empty for lenient requests).
+    pub missing: Vec<usize>,
+    /// Whether the input was truncated/corrupt (only possible for lenient requests).
+    pub truncated: bool,
+}
+
+impl Frames {
+    /// Number of frames `T`.
+    pub fn len(&self) -> usize {
+        self.indices.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.indices.is_empty()
+    }
+    /// `(height, width)` of the frames.
+    pub fn size(&self) -> (usize, usize) {
+        let s = self.data.shape();
+        (s[1], s[2])
+    }
+}
+
+#[derive(Clone)]
+enum Source {
+    Path(#[allow(dead_code)] PathBuf, String),
+    Bytes(Arc<[u8]>),
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Pkt {
+    pts: Option<i64>,
+    dts: Option<i64>,
+    key: bool,
+}
+
+impl Pkt {
+    fn ts(&self) -> Option<i64> {
+        self.pts.or(self.dts)
+    }
+}
+
+/// The packet index of the video stream, built by reading (not decoding) every packet.
+struct Index {
+    /// Packets in decode order (including ones the decoder discards).
+    pkts: Vec<Pkt>,
+    /// For each frame in presentation order: the decode position of its packet.
+    frame_pkt: Vec<usize>,
+    /// Presentation time of each frame in seconds.
+    frame_sec: Vec<f64>,
+    /// Packet timestamp -> decode position.
+    pkt_by_ts: HashMap<i64, usize>,
+    /// Frame timestamp -> frame index.
+    frame_by_ts: HashMap<i64, usize>,
+    /// Decode positions of keyframes.
+    keyframes: Vec<usize>,
+    /// Whether every frame has a unique timestamp (else frames are found by counting).
+    seekable: bool,
+    /// Why the file counts as truncated/corrupt, if it does.
+    truncated: Option<String>,
+    /// Presentation end of the last frame, seconds.
+    end_sec: f64,
+}
+
+/// Reads frames from one video (or image).
+///
+/// Open with [`VideoReader::open`] (a path) or [`VideoReader::from_bytes`]; both probe the
+/// input and build a packet index, so [`VideoReader::info`] is exact. Then call
+/// [`VideoReader::sample`] any number of times.
+pub struct VideoReader {
+    source: Source,
+    opts: OpenOptions,
+    input: Input,
+    stream: usize,
+    decoder: Decoder,
+    rgb: Rgb,
+    info: VideoInfo,
+    index: Index,
+    time_base: f64,
+    /// Decode position of the next packet the demuxer will return, when known and the
+    /// decoder state is continuous up to it.
+    next_pkt: Option<usize>,
+}
+
+fn path_to_url(path: &Path, whitelist: &str) -> Result<String, VideoError> {
+    let s = path.to_str().ok_or_else(|| VideoError::InvalidOption(path.display().to_string()))?;
+    if let Some((scheme, _)) = s.split_once("://") {
+        let allowed = whitelist.split(',').any(|p| p.trim() == scheme && scheme != "file");
+        if !allowed {
+            return Err(VideoError::ProtocolNotAllowed(scheme.to_string()));
+        }
+        return Ok(s.to_string());
+    }
+    let meta = std::fs::metadata(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            VideoError::NotFound(path.to_path_buf())
+        } else {
+            VideoError::Io { path: path.to_path_buf(), source: e }
+        }
+    })?;
+    if !meta.is_file() {
+        return Err(VideoError::NotAFile(path.to_path_buf()));
+    }
+    if meta.len() == 0 {
+        return Err(VideoError::Empty);
+    }
+    // "file:" keeps names with ':' from being parsed as a protocol.
+    Ok(format!("file:{s}"))
+}
+
+fn rational(r: ff::AVRational) -> Option<f64> {
+    (r.num > 0 && r.den > 0).then(|| r.num as f64 / r.den as f64)
+}
+
+fn opt_ts(v: i64) -> Option<i64> {
+    (v != ff::AV_NOPTS_VALUE).then_some(v)
+}
+
+fn open_input(source: &Source, opts: &OpenOptions) -> Result<Input, VideoError> {
+    let mut dict = Dict::new();
+    // Never let a demuxer turn a file name into a pattern or sequence.
+    dict.set("pattern_type", "none")?;
+    match source {
+        Source::Path(_, url) => {
+            dict.set("protocol_whitelist", &opts.protocol_whitelist)?;
+            Input::open(url, None, &mut dict)
+        }
+        Source::Bytes(data) => {
+            // Nested opens (playlists, references) get no protocol at all.
+            dict.set("protocol_whitelist", "none")?;
+            Input::open("", Some(Avio::new(data.clone())?), &mut dict)
+        }
+    }
+}
+
+impl VideoReader {
+    /// Opens a local video or image file.
+    pub fn open(path: impl AsRef<Path>, opts: &OpenOptions) -> Result<Self, VideoError> {
+        let path = path.as_ref();
+        let url = path_to_url(path, &opts.protocol_whitelist)?;
+        Self::open_source(Source::Path(path.to_path_buf(), url), opts).map_err(|e| match e {
+            VideoError::NotFound(p) if p.as_os_str().is_empty() => VideoError::NotFound(path.to_path_buf()),
+            e => e,
+        })
+    }
+
+    /// Opens a video or image held in memory (read through a custom AVIO context; no file or
+    /// network access at all).
+    pub fn from_bytes(bytes: impl Into<Arc<[u8]>>, opts: &OpenOptions) -> Result<Self, VideoError> {
+        let data: Arc<[u8]> = bytes.into();
+        if data.is_empty() {
+            return Err(VideoError::Empty);
+        }
+        if data.len() as u64 > opts.limits.max_input_bytes {
+            return Err(VideoError::LimitExceeded {
+                kind: LimitKind::InputBytes,
+                actual: data.len() as u64,
+                limit: opts.limits.max_input_bytes,
+            });
+        }
+        Self::open_source(Source::Bytes(data), opts)
+    }
+
+    fn open_source(source: Source, opts: &OpenOptions) -> Result<Self, VideoError> {
+        ffi::init();
+        let input = open_input(&source, opts)?;
+        let max_pixels = opts.limits.max_pixels;
+        let check_pixels = |w: c_int, h: c_int| -> Result<(), VideoError> {
+            let px = (w.max(0) as u64) * (h.max(0) as u64);
+            if px > max_pixels {
+                return Err(VideoError::LimitExceeded { kind: LimitKind::Pixels, actual: px, limit: max_pixels });
+            }
+            Ok(())
+        };
+        // SAFETY: input.ctx is an open format context; streams are indexed < nb_streams.
+        unsafe {
+            // Header sizes are checked before avformat_find_stream_info reads (and decodes) data.
+            for i in 0..input.nb_streams() {
+                let par = (*input.stream(i)).codecpar;
+                if (*par).codec_type == ff::AVMediaType::AVMEDIA_TYPE_VIDEO {
+                    check_pixels((*par).width, (*par).height)?;
+                }
+            }
+            let n = input.nb_streams();
+            let mut dicts: Vec<*mut ff::AVDictionary> = vec![std::ptr::null_mut(); n.max(1)];
+            let limit = max_pixels.to_string();
+            let key = c"max_pixels";
+            let val = std::ffi::CString::new(limit).map_err(|_| VideoError::InvalidOption("max_pixels".into()))?;
+            for d in dicts.iter_mut() {
+                ff::av_dict_set(d, key.as_ptr(), val.as_ptr(), 0);
+            }
+            let r = ff::avformat_find_stream_info(input.ctx, dicts.as_mut_ptr());
+            for d in dicts.iter_mut() {
+                ff::av_dict_free(d);
+            }
+            if r < 0 {
+                return Err(VideoError::InvalidData(format!("cannot read stream info: {}", ffi::err_text(r))));
+            }
+            let best = ff::av_find_best_stream(
+                input.ctx,
+                ff::AVMediaType::AVMEDIA_TYPE_VIDEO,
+                -1,
+                -1,
+                std::ptr::null_mut(),
+                0,
+            );
+            if best < 0 {
+                return Err(VideoError::NoVideoStream);
+            }
+            let stream = best as usize;
+            let mut has_audio = false;
+            for i in 0..input.nb_streams() {
+                let st = input.stream(i);
+                if (*(*st).codecpar).codec_type == ff::AVMediaType::AVMEDIA_TYPE_AUDIO {
+                    has_audio = true;
+                }
+                if i != stream {
+                    (*st).discard = ff::AVDiscard::AVDISCARD_ALL;
+                }
+            }
+            let st = input.stream(stream);
+            let par = (*st).codecpar;
+            let (w, h) = ((*par).width, (*par).height);
+            check_pixels(w, h)?;
+            if w <= 0 || h <= 0 {
+                return Err(VideoError::InvalidData("the video stream has no frame size".into()));
+            }
+            let decoder = Decoder::open(st, opts.threads, max_pixels)?;
+            let tb = (*st).time_base;
+            let time_base = if tb.num > 0 && tb.den > 0 { tb.num as f64 / tb.den as f64 } else { 1.0 / 90000.0 };
+            let rotation = display_rotation(st);
+            let mut reader = VideoReader {
+                source,
+                opts: opts.clone(),
+                input,
+                stream,
+                decoder,
+                rgb: Rgb::new()?,
+                info: VideoInfo {
+                    container: String::new(),
+                    codec: cstr(ff::avcodec_get_name((*par).codec_id)).unwrap_or_default(),
+                    width: w as u32,
+                    height: h as u32,
+                    rotation,
+                    output_width: if rotation % 180 == 90 { h as u32 } else { w as u32 },
+                    output_height: if rotation % 180 == 90 { w as u32 } else { h as u32 },
+                    pixel_format: ffi::pix_fmt_name((*par).format),
+                    color_range: cstr(ff::av_color_range_name((*par).color_range)).unwrap_or_else(|| "unknown".into()),
+                    color_space: cstr(ff::av_color_space_name((*par).color_space)).unwrap_or_else(|| "unknown".into()),
+                    time_base: [tb.num, tb.den],
+                    duration: None,
+                    fps: rational((*st).avg_frame_rate).or_else(|| rational((*st).r_frame_rate)),
+                    frame_count: 0,
+                    frame_count_source: FrameCountSource::PacketIndex,
+                    header_frame_count: ((*st).nb_frames > 0).then_some((*st).nb_frames as u64),
+                    keyframes: 0,
+                    start_time: 0.0,
+                    has_audio,
+                    stream_index: stream,
+                    truncated: false,
+                },
+                index: Index {
+                    pkts: Vec::new(),
+                    frame_pkt: Vec::new(),
+                    frame_sec: Vec::new(),
+                    pkt_by_ts: HashMap::new(),
+                    frame_by_ts: HashMap::new(),
+                    keyframes: Vec::new(),
+                    seekable: false,
+                    truncated: None,
+                    end_sec: 0.0,
+                },
+                time_base,
+                next_pkt: None,
+            };
+            reader.info.container = cstr((*(*reader.input.ctx).iformat).name).unwrap_or_default();
+            let st_dur = opt_ts((*st).duration).filter(|d| *d > 0).map(|d| d as f64 * time_base);
+            let fmt_dur = opt_ts((*reader.input.ctx).duration)
+                .filter(|d| *d > 0)
+                .map(|d| d as f64 / ff::AV_TIME_BASE as f64);
+            reader.info.duration = st_dur.or(fmt_dur);
+            reader.build_index()?;
+            Ok(reader)
+        }
+    }
+
+    /// The probe result.
+    pub fn info(&self) -> &VideoInfo {
+        &self.info
+    }
+
+    /// Presentation time (seconds) of every frame, in presentation order.
+    pub fn frame_times(&self) -> &[f64] {
+        &self.index.frame_sec
+    }
+
+    /// Frame indices of the keyframes (random-access points), in presentation order.
+    pub fn keyframe_indices(&self) -> Vec<usize> {
+        let mut by_pkt: HashMap<usize, usize> = HashMap::new();
+        for (f, &p) in self.index.frame_pkt.iter().enumerate() {
+            by_pkt.insert(p, f);
+        }
+        let mut v: Vec<usize> = self.index.keyframes.iter().filter_map(|k| by_pkt.get(k).copied()).collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Which frames a request selects, without decoding anything.
+    pub fn plan(&self, req: &SampleRequest) -> Result<Vec<usize>, VideoError> {
+        let tl = Timeline { pts: &self.index.frame_sec, fps: self.info.fps, end: self.index.end_sec };
+        Ok(plan(req, &tl)?)
+    }
+
+    /// Decodes the frames a request selects.
+    pub fn sample(&mut self, req: &SampleRequest) -> Result<Frames, VideoError> {
+        if let (Some(reason), false) = (&self.index.truncated, req.lenient) {
+            return Err(VideoError::Truncated { frame: self.info.frame_count, detail: reason.clone() });
+        }
+        let indices = self.plan(req)?;
+        self.decode_indices(&indices, req)
+    }
+
+    /// Decodes the given frames (presentation order indices); shorthand for
+    /// `sample(&SampleRequest::indices(..))`.
+    pub fn frames_at(&mut self, indices: &[usize]) -> Result<Frames, VideoError> {
+        self.sample(&SampleRequest::indices(indices.to_vec()))
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Packet index
+
+    fn read_video_packet(&mut self, pkt: &mut Packet) -> Result<bool, c_int> {
+        // Bounded: other streams are discarded by the demuxer, but guard anyway.
+        for _ in 0..1_000_000 {
+            pkt.unref();
+            // SAFETY: valid context and packet.
+            let r = unsafe { ff::av_read_frame(self.input.ctx, pkt.0) };
+            if r == ffi::AVERROR_EOF {
+                return Ok(false);
+            }
+            if r < 0 {
+                return Err(r);
+            }
+            // SAFETY: av_read_frame filled the packet.
+            if unsafe { (*pkt.0).stream_index } as usize == self.stream {
+                return Ok(true);
+            }
+        }
+        Err(ff::AVERROR(5))
+    }
+
+    fn build_index(&mut self) -> Result<(), VideoError> {
+        let mut pkt = Packet::new()?;
+        let file_size = self.input.size();
+        let mut pkts = Vec::new();
+        let mut discard = Vec::new();
+        let mut truncated: Option<String> = None;
+        // For mov/mp4-like demuxers the index lists every sample with its size before reading:
+        // samples that end past the end of the data are missing.
+        let first_missing_pos = self.first_missing_sample_pos(file_size);
+        loop {
+            match self.read_video_packet(&mut pkt) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(code) => {
+                    truncated = Some(format!("read error after {} packets: {}", pkts.len(), ffi::err_text(code)));
+                    break;
+                }
+            }
+            // SAFETY: pkt holds a packet just read.
+            let (pts, dts, flags, pos, size) =
+                unsafe { ((*pkt.0).pts, (*pkt.0).dts, (*pkt.0).flags, (*pkt.0).pos, (*pkt.0).size) };
+            let beyond = match (first_missing_pos, file_size) {
+                (Some(m), _) if pos >= m => true,
+                (_, Some(fs)) if pos >= 0 && pos + size as i64 > fs => true,
+                _ => false,
+            };
+            if beyond || flags & ff::AV_PKT_FLAG_CORRUPT != 0 {
+                truncated = Some(format!("packet {} is incomplete or corrupt", pkts.len()));
+                break;
+            }
+            pkts.push(Pkt { pts: opt_ts(pts), dts: opt_ts(dts), key: flags & ff::AV_PKT_FLAG_KEY != 0 });
+            discard.push(flags & ff::AV_PKT_FLAG_DISCARD != 0);
+        }
+        if truncated.is_none() {
+            if let Some(m) = first_missing_pos {
+                truncated = Some(format!("sample data at byte {m} is past the end of the input"));
+            }
+        }
+        self.next_pkt = None;
+
+        let mut idx = Index {
+            pkt_by_ts: HashMap::with_capacity(pkts.len()),
+            frame_by_ts: HashMap::with_capacity(pkts.len()),
+            keyframes: pkts.iter().enumerate().filter(|(_, p)| p.key).map(|(i, _)| i).collect(),
+            frame_pkt: Vec::new(),
+            frame_sec: Vec::new(),
+            seekable: true,
+            truncated,
+            end_sec: 0.0,
+            pkts,
+        };
+        for (i, p) in idx.pkts.iter().enumerate() {
+            match p.ts() {
+                Some(t) => {
+                    if idx.pkt_by_ts.insert(t, i).is_some() {
+                        idx.seekable = false;
+                    }
+                }
+                None => idx.seekable = false,
+            }
+        }
+        let shown: Vec<usize> = (0..idx.pkts.len()).filter(|&i| !discard[i]).collect();
+        let fps = self.info.fps.unwrap_or(25.0);
+        if idx.seekable {
+            let mut order: Vec<(i64, usize)> = shown.iter().filter_map(|&i| idx.pkts[i].ts().map(|t| (t, i))).collect();
+            order.sort_unstable();
+            for (f, &(t, i)) in order.iter().enumerate() {
+                idx.frame_by_ts.insert(t, f);
+                idx.frame_pkt.push(i);
+                idx.frame_sec.push(t as f64 * self.time_base);
+            }
+        } else {
+            // No usable timestamps: frames are counted in decode output order.
+            for (f, &i) in shown.iter().enumerate() {
+                idx.frame_pkt.push(i);
+                idx.frame_sec.push(f as f64 / fps);
+            }
+        }
+        let n = idx.frame_sec.len();
+        let last = idx.frame_sec.last().copied().unwrap_or(0.0);
+        let step = if n >= 2 { (last - idx.frame_sec[0]) / (n - 1) as f64 } else { 1.0 / fps };
+        idx.end_sec = last + if step.is_finite() && step > 0.0 { step } else { 1.0 / fps };
+
+        self.info.truncated = idx.truncated.is_some();
+        self.info.keyframes = idx.keyframes.len();
+        self.info.start_time = idx.frame_sec.first().copied().unwrap_or(0.0);
+        match (self.opts.trust_header, self.info.header_frame_count) {
+            (true, Some(h)) if h > 0 => {
+                self.info.frame_count = h as usize;
+                self.info.frame_count_source = FrameCountSource::Header;
+            }
+            _ => {
+                self.info.frame_count = n;
+                self.info.frame_count_source = FrameCountSource::PacketIndex;
+            }
+        }
+        if self.info.fps.is_none() && n >= 2 {
+            let span = idx.end_sec - idx.frame_sec[0];
+            if span > 0.0 {
+                self.info.fps = Some(n as f64 / span);
+            }
+        }
+        self.index = idx;
+        Ok(())
+    }
+
+    /// Byte position of the first index entry of the video stream whose data ends past the
+    /// end of the input (demuxers such as mov fill the index from the header).
+    fn first_missing_sample_pos(&self, file_size: Option<i64>) -> Option<i64> {
+        let fs = file_size?;
+        let st = self.input.stream(self.stream);
+        // SAFETY: valid stream; entries are read-only views owned by the stream.
+        unsafe {
+            let n = ff::avformat_index_get_entries_count(st);
+            let mut first: Option<i64> = None;
+            for i in 0..n {
+                let e = ff::avformat_index_get_entry(st, i);
+                if e.is_null() {
+                    continue;
+                }
+                let (pos, size) = ((*e).pos, (*e).size() as i64);
+                if pos >= 0 && size > 0 && pos + size > fs {
+                    first = Some(first.map_or(pos, |f: i64| f.min(pos)));
+                }
+            }
+            first
+        }
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Seeking and decoding
+
+    /// The keyframe (decode position) to start decoding from to reach frame `f`.
+    fn keyframe_for(&self, f: usize) -> usize {
+        let idx = &self.index;
+        let d = idx.frame_pkt[f];
+        let t = idx.pkts[d].ts();
+        let upto = idx.keyframes.partition_point(|&k| k <= d);
+        // Latest keyframe at or before the packet whose time is not after the frame's
+        // (frames shown before their GOP's keyframe, e.g. open-GOP leading pictures, need the
+        // previous GOP).
+        idx.keyframes[..upto].iter().rev().copied().find(|&k| idx.pkts[k].ts() <= t).unwrap_or(0)
+    }
+
+    /// Positions the demuxer so that packet `k` (a keyframe, or 0) is in `pkt`, ready to be
+    /// decoded; the decoder is flushed. Uses the packet index to detect where a seek really
+    /// landed: FFmpeg seeks may overshoot, in which case an earlier point is tried, and in the
+    /// end the input is reopened and read from the start.
+    fn position_at(&mut self, k: usize, pkt: &mut Packet) -> Result<(), VideoError> {
+        self.decoder.flush();
+        self.next_pkt = None;
+        let mut targets: Vec<i64> = Vec::new();
+        let kp = self.index.pkts[k];
+        if let Some(t) = kp.dts.or(kp.pts) {
+            targets.push(t);
+        }
+        if self.index.seekable {
+            // earlier keyframes as fallbacks
+            let ki = self.index.keyframes.partition_point(|&x| x < k);
+            for &e in self.index.keyframes[..ki].iter().rev().take(2) {
+                if let Some(t) = self.index.pkts[e].dts.or(self.index.pkts[e].pts) {
+                    targets.push(t);
+                }
+            }
+        }
+        if let Some(t) = self.index.pkts.first().and_then(|p| p.dts.or(p.pts)) {
+            targets.push(t);
+        }
+        targets.push(i64::MIN);
+        let budget = self.index.pkts.len() + 8;
+        for ts in targets {
+            // SAFETY: valid context.
+            let r = unsafe { ff::av_seek_frame(self.input.ctx, self.stream as c_int, ts, ff::AVSEEK_FLAG_BACKWARD) };
+            if r < 0 {
+                continue;
+            }
+            if self.advance_to(k, pkt, budget)? {
+                return Ok(());
+            }
+        }
+        // Last resort: a fresh demuxer, read from the start.
+        self.input = open_input(&self.source, &self.opts)?;
+        // SAFETY: stream indices are stable across reopening the same data.
+        unsafe {
+            for i in 0..self.input.nb_streams() {
+                if i != self.stream {
+                    (*self.input.stream(i)).discard = ff::AVDiscard::AVDISCARD_ALL;
+                }
+            }
+        }
+        if self.advance_to(k, pkt, budget)? {
+            return Ok(());
+        }
+        Err(VideoError::Corrupt { frame: None, detail: format!("cannot reach packet {k} of the video stream") })
+    }
+
+    /// Reads packets until packet `k`; false if the demuxer is already past it.
+    fn advance_to(&mut self, k: usize, pkt: &mut Packet, budget: usize) -> Result<bool, VideoError> {
+        let mut pos: Option<usize> = None;
+        for _ in 0..budget {
+            match self.read_video_packet(pkt) {
+                Ok(true) => {}
+                Ok(false) | Err(_) => return Ok(false),
+            }
+            // SAFETY: pkt holds a packet just read.
+            let ts = unsafe { opt_ts((*pkt.0).pts).or(opt_ts((*pkt.0).dts)) };
+            let here = if self.index.seekable {
+                match ts.and_then(|t| self.index.pkt_by_ts.get(&t).copied()) {
+                    Some(p) => p,
+                    None => match pos {
+                        Some(p) => p + 1,
+                        None => continue,
+                    },
+                }
+            } else {
+                // Without unique timestamps only the very first packet can be recognised.
+                match pos {
+                    Some(p) => p + 1,
+                    None if k == 0 && ts == self.index.pkts.first().and_then(|p| p.ts()) => 0,
+                    None => return Ok(false),
+                }
+            };
+            if here > k {
+                return Ok(false);
+            }
+            pos = Some(here);
+            if here == k {
+                self.next_pkt = Some(k + 1);
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn decode_indices(&mut self, indices: &[usize], req: &SampleRequest) -> Result<Frames, VideoError> {
+        let lim = &self.opts.limits;
+        let t = indices.len();
+        if t > lim.max_frames {
+            return Err(VideoError::LimitExceeded {
+                kind: LimitKind::Frames,
+                actual: t as u64,
+                limit: lim.max_frames as u64,
+            });
+        }
+        let (oh, ow) = (self.info.output_height as usize, self.info.output_width as usize);
+        let bytes = (t as u64).saturating_mul(oh as u64).saturating_mul(ow as u64).saturating_mul(3);
+        if bytes > lim.max_output_bytes {
+            return Err(VideoError::LimitExceeded { kind: LimitKind::OutputBytes, actual: bytes, limit: lim.max_output_bytes });
+        }
+        let n = self.index.frame_pkt.len();
+        if let Some(&bad) = indices.iter().find(|&&i| i >= n) {
+            return Err(SamplingError::IndexOutOfRange { index: bad, count: n }.into());
+        }
+        let mut data = Array4::<u8>::zeros((t, oh, ow, 3));
+        // frame index -> output slots
+        let mut slots: HashMap<usize, Vec<usize>> = HashMap::new();
+        for (s, &i) in indices.iter().enumerate() {
+            slots.entry(i).or_default().push(s);
+        }
+        let mut wanted: Vec<usize> = slots.keys().copied().collect();
+        wanted.sort_unstable();
+        let mut done = vec![false; n];
+        let mut errors: Vec<(usize, String)> = Vec::new();
+        {
+            let out = data.as_slice_mut().ok_or_else(|| VideoError::OutOfMemory)?;
+            let mut ctx = Sink { slots: &slots, done: &mut done, out, frame_bytes: oh * ow * 3, errors: &mut errors, lenient: req.lenient };
+            let sequential = req.strategy == Strategy::Sequential || !self.index.seekable;
+            if sequential {
+                self.run_group(0, &wanted, &mut ctx, true)?;
+            } else {
+                // group the wanted frames by the keyframe to start from
+                let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
+                for &f in &wanted {
+                    let k = self.keyframe_for(f);
+                    match groups.iter_mut().find(|(gk, _)| *gk == k) {
+                        Some((_, v)) => v.push(f),
+                        None => groups.push((k, vec![f])),
+                    }
+                }
+                groups.sort_by_key(|(k, _)| *k);
+                for (k, fs) in groups {
+                    if fs.iter().all(|&f| ctx.done[f]) {
+                        continue;
+                    }
+                    // Dense requests: keep decoding forward when the next group starts within a
+                    // few packets of where the decoder is, instead of seeking again.
+                    let continue_seq = match self.next_pkt {
+                        Some(p) => p > k || k - p <= DENSE_GAP,
+                        None => false,
+                    };
+                    self.run_group(k, &fs, &mut ctx, !continue_seq)?;
+                }
+            }
+        }
+        // Collect results.
+        let mut missing: Vec<usize> = wanted.iter().copied().filter(|&f| !done[f]).collect();
+        if !req.lenient {
+            if let Some((f, e)) = errors.first() {
+                return Err(VideoError::Corrupt { frame: Some(*f), detail: e.clone() });
+            }
+            if let Some(&f) = missing.first() {
+                return Err(VideoError::Corrupt { frame: Some(f), detail: "the decoder produced no picture for this frame".into() });
+            }
+        }
+        missing.sort_unstable();
+        let keep: Vec<usize> = (0..t).filter(|&s| done[indices[s]]).collect();
+        let data = if keep.len() == t {
+            data
+        } else {
+            data.select(ndarray::Axis(0), &keep)
+        };
+        let kept: Vec<usize> = keep.iter().map(|&s| indices[s]).collect();
+        Ok(Frames {
+            pts: kept.iter().map(|&f| self.index.frame_sec[f]).collect(),
+            indices: kept,
+            data,
+            missing,
+            truncated: self.index.truncated.is_some() || !errors.is_empty(),
+        })
+    }
+
+    /// Decodes from keyframe `k` (after seeking there when `seek`) until every frame in `fs`
+    /// is done or the stream ends.
+    fn run_group(&mut self, k: usize, fs: &[usize], sink: &mut Sink<'_>, seek: bool) -> Result<(), VideoError> {
+        let mut pkt = Packet::new()?;
+        let mut frame = Frame::new()?;
+        let mut counter: usize = 0; // output frame counter for streams without timestamps
+        let count_mode = !self.index.seekable;
+        let mut have_pkt = false;
+        if seek || self.next_pkt.is_none() {
+            self.position_at(if count_mode { 0 } else { k }, &mut pkt)?;
+            have_pkt = true;
+        }
+        let mut last_idx: Option<usize> = None;
+        let budget = self.index.pkts.len() + 16;
+        let mut eof = false;
+        for _ in 0..budget {
+            if fs.iter().all(|&f| sink.done[f]) {
+                return Ok(());
+            }
+            if !have_pkt {
+                match self.read_video_packet(&mut pkt) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        eof = true;
+                        break;
+                    }
+                    Err(code) => {
+                        let f = fs.iter().copied().find(|&f| !sink.done[f]).unwrap_or(0);
+                        sink.errors.push((f, format!("read error: {}", ffi::err_text(code))));
+                        eof = true;
+                        break;
+                    }
+                }
+            }
+            have_pkt = false;
+            self.next_pkt = self.next_pkt.map(|p| p + 1);
+            // SAFETY: valid decoder and packet.
+            let r = unsafe { ff::avcodec_send_packet(self.decoder.0, pkt.0) };
+            if r < 0 && r != ffi::EAGAIN {
+                let f = fs.iter().copied().find(|&f| !sink.done[f]).unwrap_or(0);
+                sink.errors.push((f, format!("decoding failed: {}", ffi::err_text(r))));
+                if !sink.lenient {
+                    return Ok(());
+                }
+            }
+            self.drain(&mut frame, sink, &mut counter, &mut last_idx, count_mode)?;
+            if !sink.lenient && !sink.errors.is_empty() {
+                return Ok(());
+            }
+        }
+        if eof {
+            // SAFETY: a NULL packet starts draining.
+            unsafe { ff::avcodec_send_packet(self.decoder.0, std::ptr::null()) };
+            self.drain(&mut frame, sink, &mut counter, &mut last_idx, count_mode)?;
+            self.decoder.flush();
+            self.next_pkt = None;
+        }
+        Ok(())
+    }
+
+    fn drain(
+        &mut self,
+        frame: &mut Frame,
+        sink: &mut Sink<'_>,
+        counter: &mut usize,
+        last_idx: &mut Option<usize>,
+        count_mode: bool,
+    ) -> Result<(), VideoError> {
+        let n = self.index.frame_pkt.len();
+        for _ in 0..4096 {
+            // SAFETY: valid decoder and frame.
+            let r = unsafe { ff::avcodec_receive_frame(self.decoder.0, frame.0) };
+            if r == ffi::EAGAIN || r == ffi::AVERROR_EOF {
+                return Ok(());
+            }
+            if r < 0 {
+                let f = last_idx.map_or(0, |l| l + 1);
+                sink.errors.push((f, format!("decoding failed: {}", ffi::err_text(r))));
+                return Ok(());
+            }
+            // SAFETY: a decoded frame.
+            let (pts, best, err_flags, flags) = unsafe {
+                ((*frame.0).pts, (*frame.0).best_effort_timestamp, (*frame.0).decode_error_flags, (*frame.0).flags)
+            };
+            let idx = if count_mode {
+                let i = *counter;
+                *counter += 1;
+                Some(i)
+            } else {
+                let ts = opt_ts(pts).or(opt_ts(best));
+                ts.and_then(|t| self.index.frame_by_ts.get(&t).copied()).or(last_idx.map(|l| l + 1))
+            };
+            let Some(i) = idx else { continue };
+            *last_idx = Some(i);
+            if i >= n || sink.done[i] {
+                continue;
+            }
+            let Some(slots) = sink.slots.get(&i) else { continue };
+            if err_flags != 0 || flags & ff::AV_FRAME_FLAG_CORRUPT != 0 {
+                sink.errors.push((i, "the decoder reported a corrupt picture".into()));
+                continue;
+            }
+            // SAFETY: decoded frame.
+            let (fw, fh) = unsafe { ((*frame.0).width, (*frame.0).height) };
+            if fw as u32 != self.info.width || fh as u32 != self.info.height {
+                sink.errors.push((i, format!("frame size changed to {fw}x{fh} from {}x{}", self.info.width, self.info.height)));
+                continue;
+            }
+            let (rgb, stride, w, h) = self.rgb.convert(frame.0)?;
+            let fb = sink.frame_bytes;
+            for &s in slots {
+                let dst = &mut sink.out[s * fb..(s + 1) * fb];
+                crate::rotate::rotate_into(rgb, stride, w, h, self.info.rotation, dst);
+            }
+            sink.done[i] = true;
+        }
+        Ok(())
+    }
+}
+
+/// Packets between the decoder's position and the next keyframe needed that are cheaper to
+/// decode than a seek (flush + refill of the frame-threading pipeline).
+const DENSE_GAP: usize = 8;
+
+struct Sink<'a> {
+    slots: &'a HashMap<usize, Vec<usize>>,
+    done: &'a mut Vec<bool>,
+    out: &'a mut [u8],
+    frame_bytes: usize,
+    errors: &'a mut Vec<(usize, String)>,
+    lenient: bool,
+}
+
+/// Clockwise rotation in degrees (0/90/180/270) from the stream's display matrix, as the
+/// ffmpeg CLI's autorotate computes it (`-round(av_display_rotation_get)`, rounded to 90°).
+fn display_rotation(st: *mut ff::AVStream) -> u32 {
+    // SAFETY: side data pointer is owned by the stream; we check its size.
+    unsafe {
+        let mut size: usize = 0;
+        let p = ff::av_stream_get_side_data(st, ff::AVPacketSideDataType::AV_PKT_DATA_DISPLAYMATRIX, &mut size);
+        if p.is_null() || size < 9 * 4 {
+            return 0;
+        }
+        let theta = -ff::av_display_rotation_get(p as *const i32);
+        if !theta.is_finite() {
+            return 0;
+        }
+        let q = (theta / 90.0).round() as i64;
+        (q.rem_euclid(4) * 90) as u32
+    }
+}

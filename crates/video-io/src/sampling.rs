@@ -1,0 +1,389 @@
+//! Which frames to take: the request types and the (pure) index arithmetic.
+//!
+//! The formulas follow transformers 5.x `video_utils.default_sample_indices_fn`
+//! (see `hf-llava-family-spec.md` §1.2):
+//!
+//! * `num_frames = n`: `index_i = i * N // n` for `i in 0..n` (integer floor);
+//! * `fps = f`: `n = max(1, int(N / video_fps * f))`, then the same formula;
+//! * `n > N` is an error ([`SamplingError::TooManyFrames`]) unless the request clamps.
+
+use crate::error::SamplingError;
+use serde::{Deserialize, Serialize};
+
+/// How frames are chosen. Combine with a time range, a cap and flags in [`SampleRequest`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sampling {
+    /// Every frame (in the range).
+    All,
+    /// `n` frames uniformly by index, transformers' formula `i * N // n`.
+    NumFrames(usize),
+    /// transformers' fps rule: `n = max(1, int(N / video_fps * fps))` frames, uniformly by index.
+    Fps(f64),
+    /// `fps` frames per second of presentation time: the frame shown at `t0 + k / fps` for each
+    /// `k` (consecutive duplicates removed). Use this for variable-frame-rate video, where
+    /// equal index steps are not equal time steps.
+    FpsByTime(f64),
+    /// Explicit frame indices (presentation order), returned in the given order.
+    Indices(Vec<usize>),
+    /// The frames shown at these presentation times (seconds), in the given order.
+    Times(Vec<f64>),
+}
+
+/// One sampling call: what to take, from which time range, with which cap and strictness.
+///
+/// ```
+/// use vidlm_video_io::SampleRequest;
+/// let req = SampleRequest::num_frames(8).start(1.0).end(5.0).max_frames(32).clamp(true);
+/// assert_eq!(req.max_frames, Some(32));
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SampleRequest {
+    pub sampling: Sampling,
+    /// Only frames whose presentation time is `>= start` seconds.
+    pub start: Option<f64>,
+    /// Only frames whose presentation time is `< end` seconds.
+    pub end: Option<f64>,
+    /// At most this many frames: a larger selection is subsampled uniformly (`i * L // max`).
+    pub max_frames: Option<usize>,
+    /// Cap requests for more frames than exist (and indices/times past the end) instead of
+    /// failing with [`SamplingError`].
+    pub clamp: bool,
+    /// Return the frames that could be decoded from a truncated or corrupt file (and list the
+    /// others in [`crate::Frames::missing`]) instead of failing.
+    pub lenient: bool,
+    /// How to reach the frames; [`Strategy::Auto`] is right for everything but benchmarks.
+    pub strategy: Strategy,
+}
+
+/// How the decoder reaches the requested frames.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// Seek (with the crate's own packet index) to the keyframe before each group of requested
+    /// frames and decode forward; continue sequentially instead when the next group is close.
+    #[default]
+    Auto,
+    /// Decode every frame from the start and keep the requested ones (the OpenCV-loop
+    /// baseline; also used automatically for streams without usable timestamps).
+    Sequential,
+}
+
+impl SampleRequest {
+    pub fn new(sampling: Sampling) -> Self {
+        SampleRequest {
+            sampling,
+            start: None,
+            end: None,
+            max_frames: None,
+            clamp: false,
+            lenient: false,
+            strategy: Strategy::Auto,
+        }
+    }
+    /// Every frame.
+    pub fn all() -> Self {
+        Self::new(Sampling::All)
+    }
+    /// `n` frames uniformly by index (transformers' `num_frames`).
+    pub fn num_frames(n: usize) -> Self {
+        Self::new(Sampling::NumFrames(n))
+    }
+    /// transformers' `fps` sampling.
+    pub fn fps(fps: f64) -> Self {
+        Self::new(Sampling::Fps(fps))
+    }
+    /// Uniform in presentation time (for variable-frame-rate video).
+    pub fn fps_by_time(fps: f64) -> Self {
+        Self::new(Sampling::FpsByTime(fps))
+    }
+    /// Explicit frame indices.
+    pub fn indices(indices: impl Into<Vec<usize>>) -> Self {
+        Self::new(Sampling::Indices(indices.into()))
+    }
+    /// The frames shown at these times (seconds).
+    pub fn times(times: impl Into<Vec<f64>>) -> Self {
+        Self::new(Sampling::Times(times.into()))
+    }
+    pub fn start(mut self, seconds: f64) -> Self {
+        self.start = Some(seconds);
+        self
+    }
+    pub fn end(mut self, seconds: f64) -> Self {
+        self.end = Some(seconds);
+        self
+    }
+    pub fn max_frames(mut self, n: usize) -> Self {
+        self.max_frames = Some(n);
+        self
+    }
+    pub fn clamp(mut self, yes: bool) -> Self {
+        self.clamp = yes;
+        self
+    }
+    pub fn lenient(mut self, yes: bool) -> Self {
+        self.lenient = yes;
+        self
+    }
+    pub fn strategy(mut self, s: Strategy) -> Self {
+        self.strategy = s;
+        self
+    }
+}
+
+/// transformers v5 `default_sample_indices_fn` index formula: `i * total // n` for `i in 0..n`.
+///
+/// ```
+/// assert_eq!(vidlm_video_io::uniform_indices(300, 8), vec![0, 37, 75, 112, 150, 187, 225, 262]);
+/// ```
+pub fn uniform_indices(total: usize, n: usize) -> Vec<usize> {
+    if n == 0 {
+        return Vec::new();
+    }
+    // u128 keeps i * total exact for any usize inputs.
+    (0..n).map(|i| ((i as u128 * total as u128) / n as u128) as usize).collect()
+}
+
+/// transformers' frame count for fps sampling: `max(1, int(total / video_fps * fps))`.
+pub fn fps_num_frames(total: usize, video_fps: f64, fps: f64) -> usize {
+    let n = total as f64 / video_fps * fps;
+    if n.is_finite() && n >= 1.0 {
+        n.floor().min(usize::MAX as f64) as usize
+    } else {
+        1
+    }
+}
+
+/// What the planner needs to know about a video: frame presentation times (seconds, in
+/// presentation order, non-decreasing), its average frame rate and its end time.
+pub(crate) struct Timeline<'a> {
+    pub pts: &'a [f64],
+    pub fps: Option<f64>,
+    /// Presentation end of the last frame (seconds).
+    pub end: f64,
+}
+
+fn cap_list(v: Vec<usize>, max: Option<usize>) -> Result<Vec<usize>, SamplingError> {
+    match max {
+        Some(0) => Err(SamplingError::ZeroFrames),
+        Some(m) if v.len() > m => Ok(uniform_indices(v.len(), m).into_iter().map(|i| v[i]).collect()),
+        _ => Ok(v),
+    }
+}
+
+/// The frame shown at time `t`: the last frame with `pts <= t` (the first frame before it).
+fn frame_at(pts: &[f64], t: f64) -> usize {
+    pts.partition_point(|&p| p <= t).saturating_sub(1)
+}
+
+/// Turns a request into frame indices (presentation order), before any decoding.
+pub(crate) fn plan(req: &SampleRequest, tl: &Timeline<'_>) -> Result<Vec<usize>, SamplingError> {
+    let total = tl.pts.len();
+    if total == 0 {
+        return Err(SamplingError::NoFrames);
+    }
+    let explicit = matches!(req.sampling, Sampling::Indices(_) | Sampling::Times(_));
+    if explicit && (req.start.is_some() || req.end.is_some()) {
+        return Err(SamplingError::RangeWithExplicitFrames);
+    }
+    // The candidate range [lo, hi) of frames with start <= pts < end.
+    let (lo, hi) = {
+        let start = req.start.unwrap_or(f64::NEG_INFINITY);
+        let end = req.end.unwrap_or(f64::INFINITY);
+        if start.is_nan() || end.is_nan() || start >= end {
+            return Err(SamplingError::EmptyRange { start, end });
+        }
+        let lo = tl.pts.partition_point(|&p| p < start);
+        let hi = tl.pts.partition_point(|&p| p < end);
+        if lo >= hi {
+            return Err(SamplingError::EmptyRange { start, end });
+        }
+        (lo, hi)
+    };
+    let count = hi - lo;
+    let uniform = |n: usize| -> Result<Vec<usize>, SamplingError> {
+        if n == 0 {
+            return Err(SamplingError::ZeroFrames);
+        }
+        let mut n = n;
+        if let Some(m) = req.max_frames {
+            if m == 0 {
+                return Err(SamplingError::ZeroFrames);
+            }
+            n = n.min(m);
+        }
+        if n > count {
+            if req.clamp {
+                n = count;
+            } else {
+                return Err(SamplingError::TooManyFrames { requested: n, available: count });
+            }
+        }
+        Ok(uniform_indices(count, n).into_iter().map(|i| lo + i).collect())
+    };
+    match &req.sampling {
+        Sampling::All => uniform(req.max_frames.unwrap_or(count).min(count)),
+        Sampling::NumFrames(n) => uniform(*n),
+        Sampling::Fps(f) => {
+            if !f.is_finite() || *f <= 0.0 {
+                return Err(SamplingError::InvalidFps(*f));
+            }
+            let vf = tl.fps.filter(|v| v.is_finite() && *v > 0.0).ok_or(SamplingError::UnknownVideoFps)?;
+            uniform(fps_num_frames(count, vf, *f))
+        }
+        Sampling::FpsByTime(f) => {
+            if !f.is_finite() || *f <= 0.0 {
+                return Err(SamplingError::InvalidFps(*f));
+            }
+            let t0 = req.start.unwrap_or(tl.pts[lo]).max(tl.pts[lo]);
+            let t1 = req.end.unwrap_or(tl.end).min(tl.end);
+            let mut out: Vec<usize> = Vec::new();
+            let step = 1.0 / f;
+            // Bound the loop by the number of frames: more samples than frames only repeats.
+            let max_samples = ((t1 - t0) / step).ceil().max(1.0);
+            if !max_samples.is_finite() {
+                return Err(SamplingError::InvalidFps(*f));
+            }
+            let mut k = 0u64;
+            loop {
+                let t = t0 + k as f64 * step;
+                if t >= t1 && k > 0 {
+                    break;
+                }
+                let i = frame_at(tl.pts, t).clamp(lo, hi - 1);
+                if out.last() != Some(&i) {
+                    out.push(i);
+                }
+                k += 1;
+                if out.len() >= count || k as f64 > max_samples {
+                    break;
+                }
+            }
+            cap_list(out, req.max_frames)
+        }
+        Sampling::Indices(v) => {
+            let mut out = Vec::with_capacity(v.len());
+            for &i in v {
+                if i >= total {
+                    if req.clamp {
+                        out.push(total - 1);
+                        continue;
+                    }
+                    return Err(SamplingError::IndexOutOfRange { index: i, count: total });
+                }
+                out.push(i);
+            }
+            if out.is_empty() {
+                return Err(SamplingError::ZeroFrames);
+            }
+            cap_list(out, req.max_frames)
+        }
+        Sampling::Times(v) => {
+            let mut out = Vec::with_capacity(v.len());
+            for &t in v {
+                let bad = !t.is_finite() || t < 0.0 || t >= tl.end;
+                if bad && !(req.clamp && !t.is_nan()) {
+                    return Err(SamplingError::TimeOutOfRange { time: t, duration: tl.end });
+                }
+                out.push(frame_at(tl.pts, t.clamp(0.0, tl.end)));
+            }
+            if out.is_empty() {
+                return Err(SamplingError::ZeroFrames);
+            }
+            cap_list(out, req.max_frames)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tl(n: usize, fps: f64) -> (Vec<f64>, f64) {
+        ((0..n).map(|i| i as f64 / fps).collect(), n as f64 / fps)
+    }
+
+    fn run(req: SampleRequest, n: usize, fps: f64) -> Result<Vec<usize>, SamplingError> {
+        let (pts, end) = tl(n, fps);
+        plan(&req, &Timeline { pts: &pts, fps: Some(fps), end })
+    }
+
+    #[test]
+    fn spec_test_vectors() {
+        // hf-llava-family-spec.md §1.2
+        assert_eq!(uniform_indices(300, 8), vec![0, 37, 75, 112, 150, 187, 225, 262]);
+        assert_eq!(uniform_indices(100, 3), vec![0, 33, 66]);
+        assert_eq!(uniform_indices(33, 8), vec![0, 4, 8, 12, 16, 20, 24, 28]);
+        assert_eq!(uniform_indices(20, 8), vec![0, 2, 5, 7, 10, 12, 15, 17]);
+        assert_eq!(run(SampleRequest::num_frames(8), 20, 10.0).unwrap(), vec![0, 2, 5, 7, 10, 12, 15, 17]);
+        // fps=2 with {total_num_frames: 20, fps: 10} -> n = 4
+        assert_eq!(run(SampleRequest::fps(2.0), 20, 10.0).unwrap(), vec![0, 5, 10, 15]);
+        // n=7, N=17: v5 never returns n+1 indices
+        assert_eq!(uniform_indices(17, 7).len(), 7);
+    }
+
+    #[test]
+    fn fps_formula_truncates_and_is_at_least_one() {
+        assert_eq!(fps_num_frames(100, 30.0, 1.0), 3); // 3.33 -> 3
+        assert_eq!(fps_num_frames(10, 30.0, 0.1), 1); // 0.033 -> max(1, 0)
+        assert_eq!(fps_num_frames(1800, 30.0, 2.0), 120);
+    }
+
+    #[test]
+    fn too_many_frames_is_an_error_unless_clamped() {
+        assert_eq!(
+            run(SampleRequest::num_frames(11), 10, 10.0),
+            Err(SamplingError::TooManyFrames { requested: 11, available: 10 })
+        );
+        assert_eq!(run(SampleRequest::num_frames(11).clamp(true), 10, 10.0).unwrap(), (0..10).collect::<Vec<_>>());
+        // fps above the video's own rate asks for more frames than exist
+        assert!(matches!(run(SampleRequest::fps(60.0), 30, 30.0), Err(SamplingError::TooManyFrames { .. })));
+        assert_eq!(run(SampleRequest::num_frames(0), 10, 10.0), Err(SamplingError::ZeroFrames));
+    }
+
+    #[test]
+    fn max_frames_caps_the_count() {
+        assert_eq!(run(SampleRequest::num_frames(64).max_frames(4), 100, 25.0).unwrap(), vec![0, 25, 50, 75]);
+        assert_eq!(run(SampleRequest::all().max_frames(3), 9, 25.0).unwrap(), vec![0, 3, 6]);
+        assert_eq!(run(SampleRequest::indices(vec![1, 2, 3, 4]).max_frames(2), 9, 25.0).unwrap(), vec![1, 3]);
+    }
+
+    #[test]
+    fn time_range_restricts_candidates() {
+        // 10 fps, frames 20..40 lie in [2, 4)
+        assert_eq!(run(SampleRequest::num_frames(4).start(2.0).end(4.0), 100, 10.0).unwrap(), vec![20, 25, 30, 35]);
+        assert_eq!(run(SampleRequest::fps(1.0).start(2.0).end(4.0), 100, 10.0).unwrap(), vec![20, 30]);
+        assert!(matches!(run(SampleRequest::num_frames(1).start(50.0), 100, 10.0), Err(SamplingError::EmptyRange { .. })));
+        assert!(matches!(run(SampleRequest::num_frames(1).start(3.0).end(2.0), 100, 10.0), Err(SamplingError::EmptyRange { .. })));
+        assert_eq!(
+            run(SampleRequest::indices(vec![1]).start(1.0), 100, 10.0),
+            Err(SamplingError::RangeWithExplicitFrames)
+        );
+    }
+
+    #[test]
+    fn explicit_indices_and_times() {
+        assert_eq!(run(SampleRequest::indices(vec![9, 0, 5, 5]), 10, 10.0).unwrap(), vec![9, 0, 5, 5]);
+        assert_eq!(
+            run(SampleRequest::indices(vec![10]), 10, 10.0),
+            Err(SamplingError::IndexOutOfRange { index: 10, count: 10 })
+        );
+        assert_eq!(run(SampleRequest::indices(vec![10]).clamp(true), 10, 10.0).unwrap(), vec![9]);
+        assert_eq!(run(SampleRequest::times(vec![0.0, 0.55, 0.99]), 10, 10.0).unwrap(), vec![0, 5, 9]);
+        assert!(matches!(run(SampleRequest::times(vec![1.0]), 10, 10.0), Err(SamplingError::TimeOutOfRange { .. })));
+        assert!(matches!(run(SampleRequest::times(vec![f64::NAN]).clamp(true), 10, 10.0), Err(SamplingError::TimeOutOfRange { .. })));
+    }
+
+    #[test]
+    fn fps_by_time_follows_presentation_time() {
+        // variable frame rate: 10 frames in the first second, then 1 frame per second for 4 s
+        let mut pts: Vec<f64> = (0..10).map(|i| i as f64 / 10.0).collect();
+        pts.extend([1.0, 2.0, 3.0, 4.0]);
+        let t = Timeline { pts: &pts, fps: Some(14.0 / 5.0), end: 5.0 };
+        assert_eq!(plan(&SampleRequest::fps_by_time(1.0), &t).unwrap(), vec![0, 10, 11, 12, 13]);
+        assert_eq!(plan(&SampleRequest::fps_by_time(2.0), &t).unwrap(), vec![0, 5, 10, 11, 12, 13]);
+        // index-based sampling spends most frames on the dense first second
+        assert_eq!(plan(&SampleRequest::num_frames(5), &t).unwrap(), vec![0, 2, 5, 8, 11]);
+        assert!(matches!(plan(&SampleRequest::fps_by_time(0.0), &t), Err(SamplingError::InvalidFps(_))));
+    }
+}
