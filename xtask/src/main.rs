@@ -4,8 +4,11 @@
 //! * `cargo xtask setup`  — install apt packages, ONNX Runtime, the Python env (idempotent)
 //! * `cargo xtask demo`   — the README's main command: set up what the runtime needs, run the demo
 //! * `cargo xtask test`   — the README's test command (also what `.ci/run` calls)
+//! * `cargo xtask videos` — generate the test videos (idempotent; `test` runs it first)
+//! * `cargo xtask bench video` — the video-io benchmark
 
 mod setup;
+mod videos;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -44,6 +47,13 @@ enum Cmd {
         #[arg(trailing_var_arg = true)]
         args: Vec<String>,
     },
+    /// Generate the test videos into .cache/test-videos (or $VIDLM_CACHE/test-videos). Idempotent.
+    Videos,
+    /// Run a benchmark: `video` (frame sampling vs decode-everything and the ffmpeg CLI).
+    Bench {
+        /// Which benchmark.
+        what: String,
+    },
 }
 
 fn main() -> Result<()> {
@@ -56,6 +66,8 @@ fn main() -> Result<()> {
         }
         Cmd::Demo { args } => demo(&args),
         Cmd::Test { args } => test(&args),
+        Cmd::Videos => videos::videos().map(|d| println!("{}", d.display())),
+        Cmd::Bench { what } => bench(&what),
     }
 }
 
@@ -108,8 +120,23 @@ fn demo(args: &[String]) -> Result<()> {
 
 fn test(args: &[String]) -> Result<()> {
     setup::setup(setup::Parts { apt: true, ort: true, python: true })?;
+    let videos = videos::videos()?;
     let mut t = cargo();
+    t.env("VIDLM_TEST_VIDEOS", &videos);
     t.args(["test", "--workspace", "--all-targets"]).args(args);
     run(&mut t)?;
     Ok(())
+}
+
+fn bench(what: &str) -> Result<()> {
+    match what {
+        "video" => {
+            let videos = videos::videos()?;
+            let mut b = cargo();
+            b.env("VIDLM_TEST_VIDEOS", &videos);
+            b.args(["bench", "-p", "vidlm-video-io", "--bench", "sampling"]);
+            run(&mut b)
+        }
+        other => bail!("unknown benchmark {other:?} (known: video)"),
+    }
 }

@@ -42,8 +42,12 @@ pub struct VideoInfo {
     pub time_base: [i32; 2],
     /// Duration in seconds from the header (stream, else container); `None` if absent.
     pub duration: Option<f64>,
-    /// Average frame rate (frames per second); `None` if unknown.
+    /// Average frame rate: frames / (end - start) of the stream from the packet index (as
+    /// torchcodec computes it after its exact scan); the header's rate when the stream has no
+    /// timestamps. `None` if unknown.
     pub fps: Option<f64>,
+    /// The header's average frame rate (`avg_frame_rate`), if any.
+    pub header_fps: Option<f64>,
     /// Number of frames (in presentation order, as a decoder outputs them).
     pub frame_count: usize,
     /// Where `frame_count` comes from.

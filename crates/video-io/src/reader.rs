@@ -97,6 +97,8 @@ struct Pkt {
     pts: Option<i64>,
     dts: Option<i64>,
     key: bool,
+    /// Packet duration in time-base units (0 when unknown).
+    dur: i64,
 }
 
 impl Pkt {
@@ -315,6 +317,7 @@ impl VideoReader {
                     time_base: [tb.num, tb.den],
                     duration: None,
                     fps: rational((*st).avg_frame_rate).or_else(|| rational((*st).r_frame_rate)),
+                    header_fps: rational((*st).avg_frame_rate),
                     frame_count: 0,
                     frame_count_source: FrameCountSource::PacketIndex,
                     header_frame_count: ((*st).nb_frames > 0).then_some((*st).nb_frames as u64),
@@ -433,8 +436,8 @@ impl VideoReader {
                 }
             }
             // SAFETY: pkt holds a packet just read.
-            let (pts, dts, flags, pos, size) =
-                unsafe { ((*pkt.0).pts, (*pkt.0).dts, (*pkt.0).flags, (*pkt.0).pos, (*pkt.0).size) };
+            let (pts, dts, flags, pos, size, dur) =
+                unsafe { ((*pkt.0).pts, (*pkt.0).dts, (*pkt.0).flags, (*pkt.0).pos, (*pkt.0).size, (*pkt.0).duration) };
             let beyond = match (first_missing_pos, file_size) {
                 (Some(m), _) if pos >= m => true,
                 (_, Some(fs)) if pos >= 0 && pos + size as i64 > fs => true,
@@ -444,7 +447,7 @@ impl VideoReader {
                 truncated = Some(format!("packet {} is incomplete or corrupt", pkts.len()));
                 break;
             }
-            pkts.push(Pkt { pts: opt_ts(pts), dts: opt_ts(dts), key: flags & ff::AV_PKT_FLAG_KEY != 0 });
+            pkts.push(Pkt { pts: opt_ts(pts), dts: opt_ts(dts), key: flags & ff::AV_PKT_FLAG_KEY != 0, dur: dur.max(0) });
             discard.push(flags & ff::AV_PKT_FLAG_DISCARD != 0);
         }
         if truncated.is_none() {
@@ -486,17 +489,44 @@ impl VideoReader {
                 idx.frame_sec.push(t as f64 * self.time_base);
             }
         } else {
-            // No usable timestamps: frames are counted in decode output order.
+            // No unique timestamps: frames are counted in decoder output order. Their times
+            // are the sorted packet timestamps when every packet has one, else index / fps.
+            let mut ts: Vec<i64> = shown.iter().filter_map(|&i| idx.pkts[i].ts()).collect();
+            let all_ts = ts.len() == shown.len();
+            ts.sort_unstable();
             for (f, &i) in shown.iter().enumerate() {
                 idx.frame_pkt.push(i);
-                idx.frame_sec.push(f as f64 / fps);
+                idx.frame_sec.push(if all_ts { ts[f] as f64 * self.time_base } else { f as f64 / fps });
             }
         }
         let n = idx.frame_sec.len();
         let last = idx.frame_sec.last().copied().unwrap_or(0.0);
         let step = if n >= 2 { (last - idx.frame_sec[0]) / (n - 1) as f64 } else { 1.0 / fps };
         idx.end_sec = last + if step.is_finite() && step > 0.0 { step } else { 1.0 / fps };
+        // End of the stream as torchcodec's exact scan computes it: max(pts + duration).
+        if shown.iter().all(|&i| idx.pkts[i].dur > 0 && idx.pkts[i].ts().is_some()) && n > 0 {
+            let end = shown.iter().filter_map(|&i| idx.pkts[i].ts().map(|t| t + idx.pkts[i].dur)).max();
+            if let Some(e) = end {
+                let e = e as f64 * self.time_base;
+                if e > last {
+                    idx.end_sec = e;
+                }
+            }
+        }
 
+        // Containers without a sample table (Matroska/WebM) end silently at EOF: compare the
+        // last frame with the video stream's own declared duration.
+        if idx.truncated.is_none() && n >= 1 {
+            if let Some(expected) = self.declared_video_end() {
+                let frame_dur = if step.is_finite() && step > 0.0 { step } else { 1.0 / fps };
+                let have = last + frame_dur;
+                if expected - have > (2.0 * frame_dur).max(0.5) {
+                    idx.truncated = Some(format!(
+                        "the frames end at {have:.3} s but the stream declares {expected:.3} s"
+                    ));
+                }
+            }
+        }
         self.info.truncated = idx.truncated.is_some();
         self.info.keyframes = idx.keyframes.len();
         self.info.start_time = idx.frame_sec.first().copied().unwrap_or(0.0);
@@ -510,7 +540,9 @@ impl VideoReader {
                 self.info.frame_count_source = FrameCountSource::PacketIndex;
             }
         }
-        if self.info.fps.is_none() && n >= 2 {
+        // Average fps as torchcodec reports it after its exact scan (what transformers' fps
+        // sampling uses): frames / (end - begin) of the stream; the header's rate otherwise.
+        if n >= 1 && self.index_is_timed(&idx) {
             let span = idx.end_sec - idx.frame_sec[0];
             if span > 0.0 {
                 self.info.fps = Some(n as f64 / span);
@@ -518,6 +550,34 @@ impl VideoReader {
         }
         self.index = idx;
         Ok(())
+    }
+
+    fn index_is_timed(&self, idx: &Index) -> bool {
+        idx.pkts.iter().all(|p| p.ts().is_some())
+    }
+
+    /// End time (seconds) the header declares for the video stream itself: its duration, or
+    /// Matroska's per-track `DURATION` tag. `None` when only a container-wide duration exists.
+    fn declared_video_end(&self) -> Option<f64> {
+        let st = self.input.stream(self.stream);
+        // SAFETY: valid stream; metadata strings are owned by it.
+        unsafe {
+            let start = opt_ts((*st).start_time).map_or(0.0, |s| s as f64 * self.time_base);
+            if let Some(d) = opt_ts((*st).duration).filter(|d| *d > 0) {
+                return Some(start + d as f64 * self.time_base);
+            }
+            let e = ff::av_dict_get((*st).metadata, c"DURATION".as_ptr(), std::ptr::null(), 0);
+            if e.is_null() {
+                return None;
+            }
+            let v = cstr((*e).value)?;
+            // "HH:MM:SS.nnnnnnnnn"
+            let mut secs = 0.0;
+            for part in v.trim().split(':') {
+                secs = secs * 60.0 + part.parse::<f64>().ok()?;
+            }
+            Some(start + secs)
+        }
     }
 
     /// Byte position of the first index entry of the video stream whose data ends past the
