@@ -1,7 +1,8 @@
 //! End-to-end parity with transformers on the committed goldens (`tests/goldens/<family>/`,
 //! written by `python/fixtures.py`): the goldens' saved model inputs (ids, mask, pixel values)
 //! go through vidlm-vision + vidlm-decoder; greedy tokens must be identical to transformers'
-//! `generate` and first-step logits within 1e-4.
+//! `generate`; first-step logits within 1e-3 absolute and 1e-5 relative to the largest logit
+//! (the goldens' logits reach ~130; see `FP32_ATOL`).
 
 #[path = "../../decoder/tests/common/mod.rs"]
 mod common;
@@ -31,6 +32,8 @@ fn split_by_rows(rows: &[Vec<i64>], token: Option<i64>, feats: Option<Features>)
         .collect()
 }
 
+const FP32_ATOL: f32 = 1e-3;
+const FP32_RTOL: f32 = 1e-5;
 const FP16_ATOL: f32 = 0.05;
 const FP16_RTOL: f32 = 0.02;
 
@@ -141,8 +144,12 @@ fn check_family_variant(family_dir: &str, max_batch: usize, suffix: &str, report
         );
         eprintln!("{label}");
         if suffix.is_empty() {
-            if d > 1e-4 {
-                report.failures.push(format!("{label} > 1e-4"));
+            // fp32: the ONNX graphs themselves differ from PyTorch by up to ~6e-4 on these goldens
+            // (logits up to ~130; ONNX Runtime's Python API replaying the same graphs gives the
+            // same differences, see python/vidlm_export/replay.py, checked there at 1e-3).
+            // Bound: FP32_ATOL absolute and FP32_RTOL relative to the largest logit.
+            if d > FP32_ATOL || d > FP32_RTOL * max_ref.max(1.0) {
+                report.failures.push(format!("{label} > min({FP32_ATOL:e}, {FP32_RTOL:e} * max|ref|)"));
             }
             if &got_tokens != want_tokens {
                 report.failures.push(format!("{label}: tokens {got_tokens:?} != {want_tokens:?}"));
