@@ -2,6 +2,7 @@
 
 mod frames;
 mod probe;
+mod run;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -19,6 +20,8 @@ enum Cmd {
     Probe(probe::Args),
     /// Sample frames and write them as RGB PNGs plus frames.json.
     Frames(frames::Args),
+    /// Answer a question about videos/images with a LLaVA-family model (streams the answer).
+    Run(run::Args),
 }
 
 fn main() -> ExitCode {
@@ -28,6 +31,7 @@ fn main() -> ExitCode {
     let result = match cli.cmd {
         Cmd::Probe(a) => probe::run(a),
         Cmd::Frames(a) => frames::run(a),
+        Cmd::Run(a) => run::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

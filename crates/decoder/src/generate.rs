@@ -249,6 +249,16 @@ impl<'m> Generation<'m> {
         &self.logits
     }
 
+    /// Timings so far (embed, prefill, the decode steps run so far).
+    pub fn timings(&self) -> &LmTimings {
+        &self.timings
+    }
+
+    /// Tokens generated so far over all rows.
+    pub fn generated_tokens(&self) -> usize {
+        self.rows.iter().map(|r| r.generated.len()).sum()
+    }
+
     /// Whether every row has finished.
     pub fn is_finished(&self) -> bool {
         self.active.is_empty()

@@ -358,9 +358,17 @@ impl TextStream<'_> {
         self.inner.next().map(|r| r.map_err(PipelineError::from))
     }
 
-    /// Timings of the stages before generation (decode, preprocess, vision).
-    pub fn timings(&self) -> &Timings {
-        &self.timings
+    /// Stage timings so far: decode, preprocess, vision, embed and prefill (both done when the
+    /// stream is created), and the decode steps run so far.
+    pub fn timings(&self) -> Timings {
+        let lm = self.inner.timings();
+        Timings {
+            embed: lm.embed,
+            prefill: lm.prefill,
+            decode_steps: lm.decode_steps.clone(),
+            generated_tokens: self.inner.generated_tokens(),
+            ..self.timings.clone()
+        }
     }
 }
 
