@@ -1,6 +1,7 @@
 //! `vidlm`: the command line. Each subcommand lives in its own module.
 
 mod frames;
+mod preprocess;
 mod probe;
 mod run;
 
@@ -20,6 +21,8 @@ enum Cmd {
     Probe(probe::Args),
     /// Sample frames and write them as RGB PNGs plus frames.json.
     Frames(frames::Args),
+    /// Turn chat messages + media into model inputs (safetensors, transformers' key names).
+    Preprocess(preprocess::Args),
     /// Answer a question about videos/images with a LLaVA-family model (streams the answer).
     Run(run::Args),
 }
@@ -31,6 +34,7 @@ fn main() -> ExitCode {
     let result = match cli.cmd {
         Cmd::Probe(a) => probe::run(a),
         Cmd::Frames(a) => frames::run(a),
+        Cmd::Preprocess(a) => preprocess::run(a),
         Cmd::Run(a) => run::run(a),
     };
     match result {

@@ -69,6 +69,8 @@ pub mod anyres;
 pub mod config;
 pub mod error;
 pub mod family;
+#[cfg(feature = "video-io")]
+pub mod loader;
 pub mod messages;
 pub mod pixels;
 pub mod processor;
@@ -82,3 +84,5 @@ pub use processor::{
     sample_indices, MediaLoader, NoMediaLoader, ProcessOptions, ProcessedInputs, Processor, Sampling, TokenSettings,
 };
 pub use resize::{Backend, Filter};
+#[cfg(feature = "video-io")]
+pub use loader::VideoIoLoader;

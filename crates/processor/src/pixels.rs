@@ -57,6 +57,11 @@ impl Normalizer {
         Normalizer { lut }
     }
 
+    /// The normalized value of `u8` level `v` in channel `c` (0..3).
+    pub fn value(&self, c: usize, v: u8) -> f32 {
+        self.lut[c.min(2)][usize::from(v)]
+    }
+
     /// Writes the interleaved `h × w × 3` `u8` buffer into the channels-first `out` `(3, h, w)`.
     pub fn write_chw(&self, src: &[u8], out: &mut ArrayViewMut3<'_, f32>) {
         let (h, w) = (out.shape()[1], out.shape()[2]);
