@@ -6,8 +6,11 @@
 //! * `cargo xtask test`   — the README's test command (also what `.ci/run` calls)
 //! * `cargo xtask videos` — generate the test videos (idempotent; `test` runs it first)
 //! * `cargo xtask bench video` — the video-io benchmark
+//! * `cargo xtask export` — convert a HF checkpoint into vidlm's ONNX model directory
+//! * `cargo xtask fixtures [--check]` — tiny test models + transformers goldens
 //! * `cargo xtask bench processor` — preprocessing vs transformers (1080p, 8/32 frames)
 
+mod export;
 mod setup;
 mod videos;
 
@@ -42,6 +45,17 @@ enum Cmd {
         #[arg(trailing_var_arg = true)]
         args: Vec<String>,
     },
+    /// Convert a Hugging Face checkpoint (local dir or hub id) into a vidlm model directory.
+    Export(export::ExportArgs),
+    /// Build the tiny test models, export them, write the transformers goldens
+    /// (`--check`: fail when the committed goldens differ from what transformers produces).
+    Fixtures {
+        #[arg(long)]
+        check: bool,
+        /// Extra arguments for python/fixtures.py (e.g. `--only next_video`).
+        #[arg(trailing_var_arg = true)]
+        args: Vec<String>,
+    },
     /// The README's test command: set up, generate test videos, run every test.
     Test {
         /// Extra arguments passed to `cargo test`.
@@ -66,6 +80,8 @@ fn main() -> Result<()> {
             Ok(())
         }
         Cmd::Demo { args } => demo(&args),
+        Cmd::Export(a) => export::export(&a),
+        Cmd::Fixtures { check, args } => export::fixtures(check, &args),
         Cmd::Test { args } => test(&args),
         Cmd::Videos => videos::videos().map(|d| println!("{}", d.display())),
         Cmd::Bench { what } => bench(&what),
@@ -122,10 +138,18 @@ fn demo(args: &[String]) -> Result<()> {
 fn test(args: &[String]) -> Result<()> {
     setup::setup(setup::Parts { apt: true, ort: true, python: true })?;
     let videos = videos::videos()?;
+    // Tiny test models + their ONNX exports into .cache/fixtures (idempotent), and a check that the
+    // committed goldens are still what transformers produces.
+    export::fixtures(true, &[])?;
     let mut t = cargo();
     t.env("VIDLM_TEST_VIDEOS", &videos);
     t.args(["test", "--workspace", "--all-targets"]).args(args);
     run(&mut t)?;
+    // `--all-targets` leaves out doctests; every lib.rs opens with a runnable example.
+    let mut d = cargo();
+    d.env("VIDLM_TEST_VIDEOS", &videos);
+    d.args(["test", "--workspace", "--doc"]).args(args);
+    run(&mut d)?;
     Ok(())
 }
 

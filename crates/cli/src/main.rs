@@ -3,6 +3,7 @@
 mod frames;
 mod preprocess;
 mod probe;
+mod run;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -22,6 +23,8 @@ enum Cmd {
     Frames(frames::Args),
     /// Turn chat messages + media into model inputs (safetensors, transformers' key names).
     Preprocess(preprocess::Args),
+    /// Answer a question about videos/images with a LLaVA-family model (streams the answer).
+    Run(run::Args),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +35,7 @@ fn main() -> ExitCode {
         Cmd::Probe(a) => probe::run(a),
         Cmd::Frames(a) => frames::run(a),
         Cmd::Preprocess(a) => preprocess::run(a),
+        Cmd::Run(a) => run::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

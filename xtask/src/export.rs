@@ -1,0 +1,87 @@
+//! `cargo xtask export` and `cargo xtask fixtures`: thin wrappers that run the Python exporter
+//! (`python/export.py`, `python/fixtures.py`) in the project's pinned venv (`setup::python_env`).
+//!
+//! The Python side does the work (transformers model -> ONNX graphs -> validation against PyTorch);
+//! see `python/README.md` for the output layout and `docs/onnx-graphs.md` for the graph contract.
+
+use anyhow::{bail, Result};
+use clap::Args;
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::{project_root, run, setup};
+
+/// Arguments of `cargo xtask export`.
+#[derive(Args, Debug, Clone)]
+pub struct ExportArgs {
+    /// A local Hugging Face checkpoint directory, or a hub id (fetched through the normal HF cache).
+    #[arg(long)]
+    pub model: String,
+    /// Output model directory (HF files + `onnx/`).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Precisions to export, comma-separated: fp32, fp16.
+    #[arg(long, default_value = "fp32")]
+    pub dtype: String,
+    /// Skip the ONNX Runtime vs PyTorch validation (for models too big to run twice in RAM).
+    #[arg(long)]
+    pub skip_validate: bool,
+    /// `dynamo` (torch.export, default) or `torchscript`.
+    #[arg(long, default_value = "dynamo")]
+    pub exporter: String,
+    /// ONNX opset (default 20; 23 gives fused Attention/RotaryEmbedding/RMSNormalization ops).
+    #[arg(long)]
+    pub opset: Option<u32>,
+    /// Only these graphs (comma-separated names, e.g. `decoder_model_merged`).
+    #[arg(long)]
+    pub graphs: Option<String>,
+}
+
+fn python() -> Result<Command> {
+    let py = setup::python_env()?;
+    let mut c = Command::new(py);
+    c.current_dir(project_root());
+    // Unbuffered output so the progress and the validation table appear as they happen.
+    c.env("PYTHONUNBUFFERED", "1");
+    Ok(c)
+}
+
+/// `cargo xtask export --model <dir|hub id> --out <dir> [--dtype fp32,fp16] [--skip-validate]`.
+pub fn export(a: &ExportArgs) -> Result<()> {
+    for d in a.dtype.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        if !matches!(d, "fp32" | "fp16") {
+            bail!("unknown --dtype {d:?}: supported are fp32 and fp16");
+        }
+    }
+    if !matches!(a.exporter.as_str(), "dynamo" | "torchscript") {
+        bail!("unknown --exporter {:?}: dynamo or torchscript", a.exporter);
+    }
+    let mut c = python()?;
+    c.arg(project_root().join("python").join("export.py"))
+        .args(["--model", &a.model])
+        .arg("--out")
+        .arg(&a.out)
+        .args(["--dtype", &a.dtype, "--exporter", &a.exporter]);
+    if a.skip_validate {
+        c.arg("--skip-validate");
+    }
+    if let Some(o) = a.opset {
+        c.args(["--opset", &o.to_string()]);
+    }
+    if let Some(g) = &a.graphs {
+        c.args(["--graphs", g]);
+    }
+    run(&mut c)
+}
+
+/// `cargo xtask fixtures [--check]`: builds the tiny random-weight models of all four families,
+/// exports them, and writes (or with `check`, compares) the transformers goldens.
+pub fn fixtures(check: bool, extra: &[String]) -> Result<()> {
+    let mut c = python()?;
+    c.arg(project_root().join("python").join("fixtures.py"));
+    if check {
+        c.arg("--check");
+    }
+    c.args(extra);
+    run(&mut c)
+}
