@@ -59,8 +59,23 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let video = clip();
+    // `cargo bench` passes --bench. Under `cargo test --all-targets` this runs as a quick smoke
+    // test (the small demo clip, 2 frames, no Python baseline) so the code cannot rot.
+    let full = std::env::args().any(|a| a == "--bench");
     let models = models();
+    if !full {
+        let video = root().join("assets/demo.mp4");
+        let mut reader = VideoReader::open(&video, &OpenOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+        let frames = reader.sample(&SampleRequest::num_frames(2)).unwrap_or_else(|e| panic!("{e}")).data;
+        for fam in FAMILIES {
+            let p = Processor::from_dir(models.join(fam)).unwrap_or_else(|e| panic!("{fam}: {e}"));
+            let s = p.video_settings().or(p.image_settings()).unwrap_or_else(|| panic!("no settings"));
+            let v = process_video(frames.view(), s, Backend::Torchvision, "video").unwrap_or_else(|e| panic!("{e}"));
+            println!("smoke {fam}: {:?}", v.shape());
+        }
+        return;
+    }
+    let video = clip();
     // Baseline first (Python), in the same run.
     let out = Command::new(cache().join("venv/bin/python"))
         .arg(root().join("python/bench_processor.py"))
