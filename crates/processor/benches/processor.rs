@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 use vidlm_processor::family::ImageLayout;
-use vidlm_processor::pixels::{process_image, process_video};
+use vidlm_processor::pixels::{process_images, process_video};
 use vidlm_processor::{Backend, Processor};
 use vidlm_video_io::{OpenOptions, SampleRequest, VideoReader};
 
@@ -101,12 +101,9 @@ fn main() {
                 if fam == "interleave" {
                     // No video processor: the frames go through the image processor.
                     let s = p.image_settings().unwrap_or_else(|| panic!("no image settings"));
-                    let imgs: Vec<_> = (0..t)
-                        .map(|i| {
-                            process_image(frames.index_axis(ndarray::Axis(0), i), ImageLayout::Plain, s, Backend::Torchvision, false, "frame")
-                                .unwrap_or_else(|e| panic!("{e}"))
-                        })
-                        .collect();
+                    let views: Vec<_> = (0..t).map(|i| frames.index_axis(ndarray::Axis(0), i)).collect();
+                    let imgs = process_images(&views, &vec![false; t], ImageLayout::Plain, s, Backend::Torchvision, &|i| format!("frame {i}"))
+                        .unwrap_or_else(|e| panic!("{e}"));
                     vidlm_processor::pixels::stack_images(&imgs, ImageLayout::Plain, false).unwrap_or_else(|e| panic!("{e}"))
                 } else {
                     let s = p.video_settings().unwrap_or_else(|| panic!("no video settings"));

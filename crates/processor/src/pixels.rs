@@ -397,6 +397,22 @@ pub fn process_image(
     }
 }
 
+/// Processes several images in parallel (rayon): `images[i]` with `multi_image[i]`.
+pub fn process_images(
+    images: &[ArrayView3<'_, u8>],
+    multi_image: &[bool],
+    layout: ImageLayout,
+    s: &VisionSettings,
+    backend: Backend,
+    what: &(dyn Fn(usize) -> String + Sync),
+) -> Result<Vec<ProcessedImage>> {
+    images
+        .par_iter()
+        .enumerate()
+        .map(|(i, img)| process_image(img.view(), layout, s, backend, multi_image.get(i).copied().unwrap_or(false), &what(i)))
+        .collect()
+}
+
 /// Stacks processed images into the family's image tensor: `(N, 3, H, W)` for plain images,
 /// `(N, P_max, 3, H, W)` (zero-padded along P when `do_pad`) for anyres layouts.
 pub fn stack_images(images: &[ProcessedImage], layout: ImageLayout, do_pad: bool) -> Result<ArrayD<f32>> {

@@ -5,7 +5,7 @@ use crate::config::{ModelFiles, TokenSpec};
 use crate::error::{ProcessorError, Result};
 use crate::family::{Family, FamilySpec, ImageLayout, VideoTokens, VisionSettings};
 use crate::messages::{Conversation, ImageInput, MediaInput, VideoInput};
-use crate::pixels::{process_image, process_video, stack_images, ProcessedImage};
+use crate::pixels::{process_images, process_video, stack_images, ProcessedImage};
 use crate::resize::Backend;
 use crate::template::ChatTemplate;
 use ndarray::{Array2, Array3, Array4, ArrayD, ArrayView3, ArrayView4, Axis};
@@ -669,17 +669,28 @@ impl Processor {
         // Pixels.
         let ib = self.image_backend(opts.image_backend);
         let vb = opts.video_backend.unwrap_or(Backend::Torchvision);
-        let mut processed_images: Vec<ProcessedImage> = Vec::new();
         let mut batch_num_images = Vec::with_capacity(b);
+        let mut flat: Vec<ArrayView3<'_, u8>> = Vec::new();
+        let mut multi: Vec<bool> = Vec::new();
+        let mut names: Vec<(usize, usize)> = Vec::new();
         for (ci, conv) in images.iter().enumerate() {
             batch_num_images.push(conv.len() as i64);
-            let multi = conv.len() != 1;
             for (ii, img) in conv.iter().enumerate() {
-                let s = self.image.as_ref().ok_or_else(|| ProcessorError::Unsupported("no image processor".into()))?;
-                let what = format!("conversation {ci} image {ii}");
-                processed_images.push(process_image(img.view(), self.spec.image_layout, s, ib, multi, &what)?);
+                flat.push(img.view());
+                multi.push(conv.len() != 1);
+                names.push((ci, ii));
             }
         }
+        let processed_images: Vec<ProcessedImage> = if flat.is_empty() {
+            Vec::new()
+        } else {
+            let s = self.image.as_ref().ok_or_else(|| ProcessorError::Unsupported("no image processor".into()))?;
+            let what = |i: usize| {
+                let (ci, ii) = names.get(i).copied().unwrap_or((0, i));
+                format!("conversation {ci} image {ii}")
+            };
+            process_images(&flat, &multi, self.spec.image_layout, s, ib, &what)?
+        };
         let mut processed_videos: Vec<ArrayD<f32>> = Vec::new();
         for (ci, conv) in videos.iter().enumerate() {
             for (vi, v) in conv.iter().enumerate() {
