@@ -47,7 +47,7 @@ fn clip() -> PathBuf {
 
 fn models() -> PathBuf {
     let dir = cache().join("assets").join("hub");
-    if FAMILIES.iter().any(|f| !dir.join(f).join("tokenizer.json").is_file()) {
+    if FAMILIES.iter().any(|f| !dir.join(f).join("tokenizer.json").is_file() || !dir.join(f).join("chat_template.json").is_file()) {
         run(Command::new(cache().join("venv/bin/python")).arg(root().join("python/assets.py")).args(["--all", "--out"]).arg(&dir));
     }
     dir

@@ -51,7 +51,10 @@ static BUILD: Mutex<()> = Mutex::new(());
 pub fn model_dir(layout: &str, family: &str) -> PathBuf {
     let dir = cache_dir().join("assets").join(layout).join(family);
     let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
-    if !dir.join("tokenizer.json").is_file() {
+    // assets.py writes the chat template last: its presence means a complete directory.
+    let complete = dir.join("tokenizer.json").is_file()
+        && (dir.join("chat_template.json").is_file() || dir.join("chat_template.jinja").is_file());
+    if !complete {
         let py = cache_dir().join("venv/bin/python");
         let status = Command::new(&py)
             .arg(repo_root().join("python/assets.py"))
