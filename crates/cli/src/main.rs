@@ -1,7 +1,9 @@
 //! `vidlm`: the command line. Each subcommand lives in its own module.
 
 mod frames;
+mod preprocess;
 mod probe;
+mod run;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -19,6 +21,10 @@ enum Cmd {
     Probe(probe::Args),
     /// Sample frames and write them as RGB PNGs plus frames.json.
     Frames(frames::Args),
+    /// Turn chat messages + media into model inputs (safetensors, transformers' key names).
+    Preprocess(preprocess::Args),
+    /// Answer a question about videos/images with a LLaVA-family model (streams the answer).
+    Run(run::Args),
 }
 
 fn main() -> ExitCode {
@@ -28,6 +34,8 @@ fn main() -> ExitCode {
     let result = match cli.cmd {
         Cmd::Probe(a) => probe::run(a),
         Cmd::Frames(a) => frames::run(a),
+        Cmd::Preprocess(a) => preprocess::run(a),
+        Cmd::Run(a) => run::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

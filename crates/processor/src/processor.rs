@@ -52,8 +52,8 @@ pub fn sample_indices(total: usize, video_fps: Option<f64>, s: &Sampling) -> Res
     }
 }
 
-/// Loads media files for the processor. The default build uses [`NoMediaLoader`]; the
-/// `vidlm-video-io`-based loader plugs in here.
+/// Loads media files for the processor. With the default `video-io` feature the processor uses
+/// `VideoIoLoader` (FFmpeg through `vidlm-video-io`); otherwise [`NoMediaLoader`].
 pub trait MediaLoader: Send + Sync {
     /// Loads an RGB image `(H, W, 3)`.
     fn load_image(&self, path: &Path) -> Result<Array3<u8>>;
@@ -143,6 +143,53 @@ pub struct ProcessedInputs {
     pub image_token_counts: Vec<usize>,
     /// Placeholder tokens per video, in order.
     pub video_token_counts: Vec<usize>,
+}
+
+impl ProcessedInputs {
+    /// The tensors under transformers' key names, as `(name, dtype, shape, little-endian bytes)`:
+    /// `input_ids` / `attention_mask` (int64), the image key and `pixel_values_videos` (float32),
+    /// `image_sizes` (int64), `batch_num_images` (int64, OneVision).
+    pub fn tensors(&self) -> Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> {
+        fn i64s<'a>(it: impl Iterator<Item = &'a i64>) -> Vec<u8> {
+            it.flat_map(|v| v.to_le_bytes()).collect()
+        }
+        fn f32s<'a>(it: impl Iterator<Item = &'a f32>) -> Vec<u8> {
+            it.flat_map(|v| v.to_le_bytes()).collect()
+        }
+        use safetensors::Dtype;
+        let mut out = vec![
+            ("input_ids".to_string(), Dtype::I64, self.input_ids.shape().to_vec(), i64s(self.input_ids.iter())),
+            ("attention_mask".to_string(), Dtype::I64, self.attention_mask.shape().to_vec(), i64s(self.attention_mask.iter())),
+        ];
+        if let Some(p) = &self.pixel_values {
+            out.push((self.image_key.to_string(), Dtype::F32, p.shape().to_vec(), f32s(p.iter())));
+        }
+        if let Some(s) = &self.image_sizes {
+            out.push(("image_sizes".to_string(), Dtype::I64, s.shape().to_vec(), i64s(s.iter())));
+        }
+        if let Some(b) = &self.batch_num_images {
+            out.push(("batch_num_images".to_string(), Dtype::I64, vec![b.len()], i64s(b.iter())));
+        }
+        if let Some(v) = &self.pixel_values_videos {
+            out.push(("pixel_values_videos".to_string(), Dtype::F32, v.shape().to_vec(), f32s(v.iter())));
+        }
+        out
+    }
+
+    /// Serializes [`Self::tensors`] as a safetensors file (loadable with
+    /// `safetensors.torch.load_file` and passable to the model as `**inputs`).
+    pub fn to_safetensors(&self) -> Result<Vec<u8>> {
+        let tensors = self.tensors();
+        let views = tensors
+            .iter()
+            .map(|(name, dtype, shape, bytes)| {
+                safetensors::tensor::TensorView::new(*dtype, shape.clone(), bytes)
+                    .map(|v| (name.clone(), v))
+                    .map_err(|e| ProcessorError::Unsupported(format!("safetensors: {e}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        safetensors::serialize(views, &None).map_err(|e| ProcessorError::Unsupported(format!("safetensors: {e}")))
+    }
 }
 
 /// A processor for one model directory.
@@ -329,7 +376,7 @@ impl Processor {
             pad_token_id,
             special_tokens,
             max_len,
-            loader: Arc::new(NoMediaLoader),
+            loader: default_loader(),
         })
     }
 
@@ -720,6 +767,16 @@ impl Processor {
             video_token_counts,
         })
     }
+}
+
+#[cfg(feature = "video-io")]
+fn default_loader() -> Arc<dyn MediaLoader> {
+    Arc::new(crate::loader::VideoIoLoader::default())
+}
+
+#[cfg(not(feature = "video-io"))]
+fn default_loader() -> Arc<dyn MediaLoader> {
+    Arc::new(NoMediaLoader)
 }
 
 enum MediaLoaded {

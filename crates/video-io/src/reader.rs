@@ -625,6 +625,15 @@ impl VideoReader {
     fn position_at(&mut self, k: usize, pkt: &mut Packet) -> Result<(), VideoError> {
         self.decoder.flush();
         self.next_pkt = None;
+        let budget = self.index.pkts.len() + 8;
+        if !self.index.seekable {
+            // Without unique timestamps a seek cannot be verified: start a fresh demuxer.
+            self.reopen()?;
+            if self.advance_to(k, pkt, budget)? {
+                return Ok(());
+            }
+            return Err(VideoError::Corrupt { frame: None, detail: format!("cannot reach packet {k} of the video stream") });
+        }
         let mut targets: Vec<i64> = Vec::new();
         let kp = self.index.pkts[k];
         if let Some(t) = kp.dts.or(kp.pts) {
@@ -643,7 +652,6 @@ impl VideoReader {
             targets.push(t);
         }
         targets.push(i64::MIN);
-        let budget = self.index.pkts.len() + 8;
         for ts in targets {
             // SAFETY: valid context.
             let r = unsafe { ff::av_seek_frame(self.input.ctx, self.stream as c_int, ts, ff::AVSEEK_FLAG_BACKWARD) };
@@ -655,19 +663,34 @@ impl VideoReader {
             }
         }
         // Last resort: a fresh demuxer, read from the start.
-        self.input = open_input(&self.source, &self.opts)?;
-        // SAFETY: stream indices are stable across reopening the same data.
-        unsafe {
-            for i in 0..self.input.nb_streams() {
-                if i != self.stream {
-                    (*self.input.stream(i)).discard = ff::AVDiscard::AVDISCARD_ALL;
-                }
-            }
-        }
+        self.reopen()?;
         if self.advance_to(k, pkt, budget)? {
             return Ok(());
         }
         Err(VideoError::Corrupt { frame: None, detail: format!("cannot reach packet {k} of the video stream") })
+    }
+
+    /// Replaces the demuxer with a freshly opened one, positioned at the start, in the same
+    /// state as after `open` (stream info read, other streams discarded).
+    fn reopen(&mut self) -> Result<(), VideoError> {
+        let input = open_input(&self.source, &self.opts)?;
+        // SAFETY: valid context; the same data gives the same streams.
+        unsafe {
+            let r = ff::avformat_find_stream_info(input.ctx, std::ptr::null_mut());
+            if r < 0 {
+                return Err(VideoError::InvalidData(format!("cannot read stream info: {}", ffi::err_text(r))));
+            }
+            if input.nb_streams() <= self.stream {
+                return Err(VideoError::InvalidData("the input changed while reading".into()));
+            }
+            for i in 0..input.nb_streams() {
+                if i != self.stream {
+                    (*input.stream(i)).discard = ff::AVDiscard::AVDISCARD_ALL;
+                }
+            }
+        }
+        self.input = input;
+        Ok(())
     }
 
     /// Reads packets until packet `k`; false if the demuxer is already past it.
@@ -740,9 +763,19 @@ impl VideoReader {
         let mut done = vec![false; n];
         let mut errors: Vec<(usize, String)> = Vec::new();
         {
-            let out = data.as_slice_mut().ok_or_else(|| VideoError::OutOfMemory)?;
-            let mut ctx = Sink { slots: &slots, done: &mut done, out, frame_bytes: oh * ow * 3, errors: &mut errors, lenient: req.lenient };
+            let out = data.as_slice_mut().ok_or(VideoError::OutOfMemory)?;
             let sequential = req.strategy == Strategy::Sequential || !self.index.seekable;
+            let target_pkts = wanted.iter().map(|&f| self.index.frame_pkt[f]).collect();
+            let mut ctx = Sink {
+                slots: &slots,
+                target_pkts,
+                skip_nonref: !sequential,
+                done: &mut done,
+                out,
+                frame_bytes: oh * ow * 3,
+                errors: &mut errors,
+                lenient: req.lenient,
+            };
             if sequential {
                 self.run_group(0, &wanted, &mut ctx, true)?;
             } else {
@@ -816,6 +849,7 @@ impl VideoReader {
             if fs.iter().all(|&f| sink.done[f]) {
                 return Ok(());
             }
+            let preloaded = have_pkt;
             if !have_pkt {
                 match self.read_video_packet(&mut pkt) {
                     Ok(true) => {}
@@ -832,9 +866,19 @@ impl VideoReader {
                 }
             }
             have_pkt = false;
-            self.next_pkt = self.next_pkt.map(|p| p + 1);
-            // SAFETY: valid decoder and packet.
-            let r = unsafe { ff::avcodec_send_packet(self.decoder.0, pkt.0) };
+            if !preloaded {
+                self.next_pkt = self.next_pkt.map(|p| p + 1);
+            }
+            // SAFETY: pkt holds a packet.
+            let ts = unsafe { opt_ts((*pkt.0).pts).or(opt_ts((*pkt.0).dts)) };
+            let this_pkt = if self.index.seekable { ts.and_then(|t| self.index.pkt_by_ts.get(&t).copied()) } else { None };
+            // SAFETY: valid decoder and packet; skip_frame is read per packet at send time.
+            let r = unsafe {
+                let skip = sink.skip_nonref && this_pkt.is_some_and(|p| !sink.target_pkts.contains(&p));
+                (*self.decoder.0).skip_frame =
+                    if skip { ff::AVDiscard::AVDISCARD_NONREF } else { ff::AVDiscard::AVDISCARD_DEFAULT };
+                ff::avcodec_send_packet(self.decoder.0, pkt.0)
+            };
             if r < 0 && r != ffi::EAGAIN {
                 let f = fs.iter().copied().find(|&f| !sink.done[f]).unwrap_or(0);
                 sink.errors.push((f, format!("decoding failed: {}", ffi::err_text(r))));
@@ -923,6 +967,11 @@ const DENSE_GAP: usize = 8;
 
 struct Sink<'a> {
     slots: &'a HashMap<usize, Vec<usize>>,
+    /// Decode positions of the packets holding requested frames; when `skip_nonref`, all
+    /// other packets are decoded with `skip_frame = AVDISCARD_NONREF` (frames nothing else
+    /// references and nobody asked for are not reconstructed at all).
+    target_pkts: std::collections::HashSet<usize>,
+    skip_nonref: bool,
     done: &'a mut Vec<bool>,
     out: &'a mut [u8],
     frame_bytes: usize,

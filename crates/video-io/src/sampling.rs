@@ -237,27 +237,24 @@ pub(crate) fn plan(req: &SampleRequest, tl: &Timeline<'_>) -> Result<Vec<usize>,
             }
             let t0 = req.start.unwrap_or(tl.pts[lo]).max(tl.pts[lo]);
             let t1 = req.end.unwrap_or(tl.end).min(tl.end);
-            let mut out: Vec<usize> = Vec::new();
             let step = 1.0 / f;
-            // Bound the loop by the number of frames: more samples than frames only repeats.
-            let max_samples = ((t1 - t0) / step).ceil().max(1.0);
-            if !max_samples.is_finite() {
-                return Err(SamplingError::InvalidFps(*f));
-            }
-            let mut k = 0u64;
-            loop {
-                let t = t0 + k as f64 * step;
-                if t >= t1 && k > 0 {
-                    break;
+            // Frame i is shown during [pts[i], pts[i+1]); it is taken when some sample time
+            // t0 + k * step (k >= 0) falls in that interval. One pass over the frames, so the
+            // cost is bounded by the frame count whatever the fps.
+            let mut out: Vec<usize> = Vec::new();
+            for i in lo..hi {
+                let seg_start = tl.pts[i].max(t0);
+                let seg_end = if i + 1 < hi { tl.pts[i + 1] } else { t1 }.min(t1);
+                if seg_end <= seg_start {
+                    continue;
                 }
-                let i = frame_at(tl.pts, t).clamp(lo, hi - 1);
-                if out.last() != Some(&i) {
+                let k = ((seg_start - t0) / step - 1e-9).ceil().max(0.0);
+                if t0 + k * step < seg_end {
                     out.push(i);
                 }
-                k += 1;
-                if out.len() >= count || k as f64 > max_samples {
-                    break;
-                }
+            }
+            if out.is_empty() {
+                out.push(lo);
             }
             cap_list(out, req.max_frames)
         }
@@ -282,7 +279,7 @@ pub(crate) fn plan(req: &SampleRequest, tl: &Timeline<'_>) -> Result<Vec<usize>,
             let mut out = Vec::with_capacity(v.len());
             for &t in v {
                 let bad = !t.is_finite() || t < 0.0 || t >= tl.end;
-                if bad && !(req.clamp && !t.is_nan()) {
+                if bad && (!req.clamp || t.is_nan()) {
                     return Err(SamplingError::TimeOutOfRange { time: t, duration: tl.end });
                 }
                 out.push(frame_at(tl.pts, t.clamp(0.0, tl.end)));
@@ -385,5 +382,9 @@ mod tests {
         // index-based sampling spends most frames on the dense first second
         assert_eq!(plan(&SampleRequest::num_frames(5), &t).unwrap(), vec![0, 2, 5, 8, 11]);
         assert!(matches!(plan(&SampleRequest::fps_by_time(0.0), &t), Err(SamplingError::InvalidFps(_))));
+        // absurd rates cost one pass over the frames and return each frame once
+        assert_eq!(plan(&SampleRequest::fps_by_time(1e12), &t).unwrap(), (0..14).collect::<Vec<_>>());
+        // a third of a second: 0, 1/3, 2/3 fall in the first second's frames 0, 3, 6 (float-safe)
+        assert_eq!(&plan(&SampleRequest::fps_by_time(3.0), &t).unwrap()[..4], &[0, 3, 6, 10]);
     }
 }

@@ -36,8 +36,11 @@ fn image_sizes_and_alpha() {
 #[test]
 fn broken_images_are_typed_errors() {
     let png = std::fs::read(video("image.png")).unwrap();
-    assert!(matches!(load_image_bytes(png[..40].to_vec()), Err(_)));
+    for cut in [8, 40, png.len() / 2] {
+        match load_image_bytes(png[..cut].to_vec()) {
+            Err(VideoError::InvalidData(_) | VideoError::Truncated { .. } | VideoError::Corrupt { .. }) => {}
+            other => panic!("PNG cut at {cut}: expected a data error, got {:?}", other.map(|f| f.indices)),
+        }
+    }
     assert!(matches!(load_image_bytes(Vec::new()), Err(VideoError::Empty)));
-    let r = load_image_bytes(png[..png.len() / 2].to_vec());
-    assert!(r.is_err(), "a half PNG is not a picture");
 }

@@ -1,0 +1,59 @@
+//! `vidlm preprocess --model DIR --messages messages.json [--num-frames N | --fps F]
+//! [--backend pil|torchvision] [--no-generation-prompt] --out inputs.safetensors`
+//!
+//! Writes what the model consumes, under transformers' key names and dtypes: `input_ids` and
+//! `attention_mask` (int64), image pixels (`pixel_values`, or `pixel_values_images` for
+//! Video-LLaVA) and `image_sizes` where there are images, `pixel_values_videos` where there are
+//! videos (float32), with the shapes of `apply_chat_template(..., return_tensors="pt")`.
+//! Media paths in messages.json are relative to that file.
+
+use anyhow::{Context, Result};
+use std::path::PathBuf;
+use vidlm_processor::{Backend, Conversation, ProcessOptions, Processor, Sampling};
+
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("sampling").args(["num_frames", "fps"])))]
+pub struct Args {
+    /// Model directory (config.json, tokenizer.json, processor configs, chat template).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Chat messages (transformers format): one conversation or a list of conversations.
+    #[arg(long)]
+    pub messages: PathBuf,
+    /// Sample N frames from each video (transformers: index_i = i*N_total // N).
+    #[arg(long)]
+    pub num_frames: Option<usize>,
+    /// Sample max(1, int(N_total / video_fps * F)) frames from each video.
+    #[arg(long)]
+    pub fps: Option<f64>,
+    /// Image resize backend (default: what transformers 5 picks — torchvision, or PIL for
+    /// Video-LLaVA's image processor). Videos always use torchvision, like transformers.
+    #[arg(long)]
+    pub backend: Option<Backend>,
+    /// Do not append the assistant prefix (`add_generation_prompt=False`).
+    #[arg(long)]
+    pub no_generation_prompt: bool,
+    /// Output safetensors file.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let processor = Processor::from_dir(&a.model).with_context(|| format!("loading {}", a.model.display()))?;
+    let text = std::fs::read_to_string(&a.messages).with_context(|| format!("reading {}", a.messages.display()))?;
+    let json: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", a.messages.display()))?;
+    let base = a.messages.parent().map(|p| if p.as_os_str().is_empty() { std::path::Path::new(".") } else { p });
+    let convs = Conversation::batch_from_json(&json, base)?;
+    let opts = ProcessOptions {
+        add_generation_prompt: !a.no_generation_prompt,
+        sampling: Sampling { num_frames: a.num_frames, fps: a.fps },
+        image_backend: a.backend,
+        video_backend: None,
+    };
+    let inputs = processor.process(&convs, &opts)?;
+    let bytes = inputs.to_safetensors()?;
+    std::fs::write(&a.out, bytes).with_context(|| format!("writing {}", a.out.display()))?;
+    let summary: Vec<String> = inputs.tensors().iter().map(|(n, _, s, _)| format!("{n} {s:?}")).collect();
+    eprintln!("[preprocess] {} ({}): {}", a.out.display(), processor.family().name(), summary.join(", "));
+    Ok(())
+}

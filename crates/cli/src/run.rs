@@ -1,0 +1,168 @@
+//! `vidlm run --model DIR|ID [--video V]... [--image I]... --prompt TEXT [--num-frames N | --fps F] ...`
+//!
+//! Answers a question about videos/images with a LLaVA-family model: builds one user message
+//! (images, then videos, then the text — or reads a whole HF chat-messages JSON with
+//! `--messages`), streams the answer to stdout and prints per-stage timings to stderr.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use vidlm_pipeline::{Device, GenerateOptions, HubOptions, Pipeline, PipelineOptions, SessionOptions};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Model directory (vidlm ONNX layout) or Hugging Face hub id.
+    #[arg(long)]
+    pub model: String,
+    /// Video file(s), in order.
+    #[arg(long)]
+    pub video: Vec<PathBuf>,
+    /// Image file(s), in order.
+    #[arg(long)]
+    pub image: Vec<PathBuf>,
+    /// The question.
+    #[arg(long)]
+    pub prompt: Option<String>,
+    /// A JSON file with HF chat messages (a list of {role, content}) instead of --video/--image/--prompt.
+    #[arg(long, conflicts_with_all = ["video", "image", "prompt"])]
+    pub messages: Option<PathBuf>,
+    /// Sample N frames per video.
+    #[arg(long, conflicts_with = "fps")]
+    pub num_frames: Option<usize>,
+    /// Sample F frames per second of video.
+    #[arg(long)]
+    pub fps: Option<f64>,
+    /// Most new tokens.
+    #[arg(long)]
+    pub max_new_tokens: Option<usize>,
+    /// Sample instead of greedy decoding.
+    #[arg(long)]
+    pub do_sample: bool,
+    /// Sampling temperature.
+    #[arg(long)]
+    pub temperature: Option<f32>,
+    /// Top-k.
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// Top-p.
+    #[arg(long)]
+    pub top_p: Option<f32>,
+    /// Min-p.
+    #[arg(long)]
+    pub min_p: Option<f32>,
+    /// Repetition penalty.
+    #[arg(long)]
+    pub repetition_penalty: Option<f32>,
+    /// Seed for reproducible sampling.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Stop string (repeatable).
+    #[arg(long)]
+    pub stop: Vec<String>,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Use the CPU if CUDA cannot run.
+    #[arg(long)]
+    pub allow_cpu_fallback: bool,
+    /// ONNX Runtime intra-op threads.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Only use the local Hugging Face cache for hub ids.
+    #[arg(long)]
+    pub offline: bool,
+    /// Print one JSON object (text, tokens, timings) at the end instead of streaming.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn device(s: &str) -> Result<Device> {
+    match s {
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => Ok(Device::Cuda { device_id: 0 }),
+        other => match other.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
+            Some(device_id) => Ok(Device::Cuda { device_id }),
+            None => bail!("unknown --device {other:?} (cpu, cuda, cuda:N)"),
+        },
+    }
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let messages = match &a.messages {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", p.display()))?
+        }
+        None => {
+            let Some(prompt) = &a.prompt else { bail!("give --prompt (or --messages FILE)") };
+            let mut content = Vec::new();
+            for i in &a.image {
+                content.push(serde_json::json!({"type": "image", "image": i}));
+            }
+            for v in &a.video {
+                content.push(serde_json::json!({"type": "video", "video": v}));
+            }
+            content.push(serde_json::json!({"type": "text", "text": prompt}));
+            serde_json::json!([{"role": "user", "content": content}])
+        }
+    };
+    let opts = PipelineOptions {
+        session: SessionOptions { device: device(&a.device)?, allow_cpu_fallback: a.allow_cpu_fallback, intra_threads: a.threads, ..Default::default() },
+        hub: HubOptions { offline: a.offline, ..Default::default() },
+        ..Default::default()
+    };
+    let mut p = Pipeline::from_pretrained(&a.model, &opts)?;
+    let mut g = GenerateOptions { base_dir: std::env::current_dir().ok(), ..Default::default() };
+    g.process.sampling.num_frames = a.num_frames;
+    g.process.sampling.fps = a.fps;
+    g.generation.max_new_tokens = a.max_new_tokens;
+    g.generation.do_sample = a.do_sample.then_some(true);
+    g.generation.temperature = a.temperature;
+    g.generation.top_k = a.top_k;
+    g.generation.top_p = a.top_p;
+    g.generation.min_p = a.min_p;
+    g.generation.repetition_penalty = a.repetition_penalty;
+    g.generation.seed = a.seed;
+    if !a.stop.is_empty() {
+        g.generation.stop_strings = Some(a.stop.clone());
+    }
+    if a.json {
+        let out = p.generate(&messages, &g)?;
+        let t = &out.timings;
+        let v = serde_json::json!({
+            "text": out.text,
+            "token_ids": out.row.token_ids,
+            "finish_reason": format!("{:?}", out.row.finish_reason),
+            "timings_ms": {
+                "decode": t.decode.as_secs_f64() * 1e3, "preprocess": t.preprocess.as_secs_f64() * 1e3,
+                "vision": t.vision.as_secs_f64() * 1e3, "embed": t.embed.as_secs_f64() * 1e3,
+                "prefill": t.prefill.as_secs_f64() * 1e3, "per_token": t.per_token().as_secs_f64() * 1e3,
+            },
+            "tokens_per_second": t.tokens_per_second(),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    let mut stream = p.stream(&messages, &g)?;
+    let mut stdout = std::io::stdout().lock();
+    while let Some(ev) = stream.next_event() {
+        write!(stdout, "{}", ev?.text)?;
+        stdout.flush()?;
+    }
+    writeln!(stdout)?;
+    stdout.flush()?;
+    let t = stream.timings();
+    eprintln!(
+        "[vidlm] decode {:.0} ms, preprocess {:.0} ms, vision {:.0} ms, embed {:.0} ms, prefill {:.0} ms, {} tokens, {:.1} ms/token, {:.1} tokens/s",
+        t.decode.as_secs_f64() * 1e3,
+        t.preprocess.as_secs_f64() * 1e3,
+        t.vision.as_secs_f64() * 1e3,
+        t.embed.as_secs_f64() * 1e3,
+        t.prefill.as_secs_f64() * 1e3,
+        t.generated_tokens,
+        t.per_token().as_secs_f64() * 1e3,
+        t.tokens_per_second()
+    );
+    Ok(())
+}

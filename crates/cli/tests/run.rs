@@ -1,0 +1,60 @@
+//! `vidlm run` on the committed demo model and video.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn root() -> PathBuf {
+    match std::env::var_os("VIDLM_FIXTURE_ROOT") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.."),
+    }
+}
+
+fn vidlm() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_vidlm"))
+}
+
+#[test]
+fn run_answers_about_a_video_as_json_and_streams() {
+    let model = root().join("assets/demo-model");
+    let video = root().join("assets/demo.mp4");
+    let out = vidlm()
+        .args(["run", "--model"])
+        .arg(&model)
+        .arg("--video")
+        .arg(&video)
+        .args(["--num-frames", "4", "--max-new-tokens", "3", "--threads", "1", "--json", "--prompt", "What happens?"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["token_ids"].as_array().unwrap().len(), 3);
+    assert!(v["timings_ms"]["vision"].as_f64().unwrap() > 0.0);
+    // Streaming mode: text on stdout, timings on stderr.
+    let out = vidlm()
+        .args(["run", "--model"])
+        .arg(&model)
+        .arg("--video")
+        .arg(&video)
+        .args(["--num-frames", "4", "--max-new-tokens", "3", "--prompt", "What happens?"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tokens/s"));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim_end(), v["text"].as_str().unwrap().trim_end());
+}
+
+#[test]
+fn run_reports_bad_input_in_one_line() {
+    let model = root().join("assets/demo-model");
+    let bad = std::env::temp_dir().join(format!("vidlm-cli-bad-{}.mp4", std::process::id()));
+    std::fs::write(&bad, b"not a video").unwrap();
+    let out = vidlm().args(["run", "--model"]).arg(&model).arg("--video").arg(&bad).args(["--prompt", "x"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("error:") && err.trim_end().lines().count() == 1, "{err}");
+    let out = vidlm().args(["run", "--model", "/nonexistent/model", "--prompt", "x"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing"));
+    let _ = std::fs::remove_file(&bad);
+}

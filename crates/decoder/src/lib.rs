@@ -1,0 +1,316 @@
+//! # vidlm-decoder — the language-model half of a LLaVA-family model on ONNX Runtime
+//!
+//! Runs the `embed_tokens` and `decoder_model_merged` graphs of vidlm's ONNX layout (the
+//! layout of the transformers.js exports) and generates text:
+//!
+//! * **Prompt preparation** — [`merge_features`]: the k-th placeholder position (row-major over
+//!   batch then sequence; images, then videos) gets the k-th feature row; a count mismatch is
+//!   [`DecoderError::FeatureCountMismatch`]. Batches are left-padded ([`left_pad`]) and
+//!   [`position_ids`] follow transformers 5.23 (`cumsum(mask) - 1`, 0 at padding).
+//! * **KV cache** — zero-length past on the first step; each step's `present.*` values are fed
+//!   back as `past_key_values.*` without copying. Optional inputs (`position_ids`,
+//!   `use_cache_branch`, `num_logits_to_keep`) are fed only when the graph declares them; any
+//!   other input is [`DecoderError::UnexpectedInput`].
+//! * **Generation** — greedy or sampled with transformers' processor order (repetition
+//!   penalty → temperature → top-k → top-p → min-p), seeded [`Rng`]; stops at `max_new_tokens`,
+//!   EOS ids (one or many, from `generation_config.json` unless overridden) and stop strings.
+//! * **Streaming** — [`Generation`] is an iterator of [`TokenEvent`]s whose text pieces never
+//!   split a UTF-8 character ([`StreamDecoder`]); dropping it or [`Generation::cancel`] stops.
+//! * **Batching** — several conversations at once; finished rows leave the batch (their cache
+//!   rows are dropped) so they cost nothing afterwards.
+//!
+//! ```
+//! use vidlm_decoder::{apply_top_p, merge_features, position_ids, Features};
+//!
+//! // Merge two feature rows into the placeholder positions (id 9) of a 4-token prompt.
+//! let ids = [1, 9, 9, 2];
+//! let mut embeds = vec![0.0f32; 4 * 2];
+//! let feats = Features::new(vec![1.0, 2.0, 3.0, 4.0], 2).unwrap();
+//! merge_features(&mut embeds, 2, &ids, 9, &feats, "image").unwrap();
+//! assert_eq!(embeds, [0.0, 0.0, 1.0, 2.0, 3.0, 4.0, 0.0, 0.0]);
+//!
+//! // Position ids of a left-padded batch.
+//! assert_eq!(position_ids(&[0, 1, 1, 1, 1, 1], 3, 3), [0, 0, 1, 0, 1, 2]);
+//!
+//! // Top-p keeps the smallest set of tokens whose mass exceeds p.
+//! let mut scores: Vec<f32> = [0.1f32, 0.2, 0.3, 0.4].iter().map(|p| p.ln()).collect();
+//! apply_top_p(&mut scores, 0.7);
+//! assert_eq!(scores.iter().filter(|s| s.is_finite()).count(), 2);
+//! ```
+//!
+//! With a model directory (`config.json`, `generation_config.json`, `tokenizer.json`,
+//! `onnx/embed_tokens.onnx`, `onnx/decoder_model_merged.onnx`):
+//!
+//! ```no_run
+//! use vidlm_decoder::{GenerationOptions, LanguageModel, LmOptions, Sequence};
+//! # fn main() -> Result<(), vidlm_decoder::DecoderError> {
+//! let mut lm = LanguageModel::from_dir("model-dir", &LmOptions::default())?;
+//! let opts = GenerationOptions { max_new_tokens: Some(16), ..Default::default() };
+//! for event in lm.stream(&[Sequence::text(vec![151644, 872, 198])], &opts)? {
+//!     print!("{}", event?.text);
+//! }
+//! # Ok(()) }
+//! ```
+
+mod config;
+mod generate;
+mod merge;
+mod model;
+mod sampling;
+mod stream;
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use tokenizers::Tokenizer;
+
+pub use config::{GenerationConfig, GenerationOptions, OneOrMany, ResolvedGeneration, TextConfig};
+pub use generate::{FinishReason, Generation, GenerationResult, LmTimings, RowOutput, Sequence, TokenEvent};
+pub use merge::{left_pad, merge_features, position_ids, Features};
+pub use model::{DecoderIo, KvCache, LanguageModelFiles, LayerIo, LmSessions, StepOutput};
+pub use sampling::{
+    apply_min_p, apply_repetition_penalty, apply_temperature, apply_top_k, apply_top_p, argmax, process_logits, sample, select_token, Rng,
+    SamplingParams,
+};
+pub use stream::StreamDecoder;
+pub use vidlm_ort::{Device, OrtError, Provider, SessionOptions};
+
+/// Errors of the language-model runtime.
+#[derive(Debug, thiserror::Error)]
+pub enum DecoderError {
+    /// ONNX Runtime set-up or session loading failed (includes a missing graph).
+    #[error(transparent)]
+    Ort(#[from] OrtError),
+    /// ONNX Runtime failed while running a graph.
+    #[error("ONNX Runtime error in {path}: {source}")]
+    Runtime {
+        /// The graph.
+        path: PathBuf,
+        /// ORT's error.
+        #[source]
+        source: vidlm_ort::ort::Error,
+    },
+    /// The graph declares an input this runtime does not know how to feed.
+    #[error("{path}: unexpected graph input `{name}` (known: inputs_embeds, attention_mask, position_ids, past_key_values.N.key/value, use_cache_branch, num_logits_to_keep)")]
+    UnexpectedInput {
+        /// The graph.
+        path: PathBuf,
+        /// The input name.
+        name: String,
+    },
+    /// The graph's interface is not the expected layout.
+    #[error("{path}: {message}")]
+    UnexpectedGraph {
+        /// The graph.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// Placeholder tokens and feature rows differ in number.
+    #[error("Number of {kind} tokens and features do not match: {tokens} placeholder tokens, {features} feature rows")]
+    FeatureCountMismatch {
+        /// "image" or "video".
+        kind: &'static str,
+        /// Placeholder positions in the prompt.
+        tokens: usize,
+        /// Feature rows supplied.
+        features: usize,
+    },
+    /// A prompt is longer than the model's context.
+    #[error("prompt {row} has {tokens} tokens, more than the model's context length {max}")]
+    PromptTooLong {
+        /// Row.
+        row: usize,
+        /// Its length.
+        tokens: usize,
+        /// `max_position_embeddings`.
+        max: usize,
+    },
+    /// Bad option value.
+    #[error("invalid generation option: {0}")]
+    InvalidOption(String),
+    /// Tensor shapes disagree.
+    #[error("shape error: {0}")]
+    Shape(String),
+    /// Tokenizer failure.
+    #[error("tokenizer error: {0}")]
+    Tokenizer(String),
+    /// A file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A config file is malformed.
+    #[error("invalid {path}: {message}")]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// The parse error.
+        message: String,
+    },
+}
+
+/// Placeholder token ids from `config.json` (`image_token_index` or `image_token_id`, …).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub struct PlaceholderIds {
+    /// The `<image>` id.
+    #[serde(default, alias = "image_token_index")]
+    pub image_token_id: Option<i64>,
+    /// The `<video>` id.
+    #[serde(default, alias = "video_token_index")]
+    pub video_token_id: Option<i64>,
+}
+
+impl PlaceholderIds {
+    /// Reads them from `config.json`.
+    pub fn from_config_file(path: impl AsRef<Path>) -> Result<Self, DecoderError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| DecoderError::Io { path: path.to_path_buf(), source: e })?;
+        let v: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| DecoderError::Config { path: path.to_path_buf(), message: e.to_string() })?;
+        let get = |a: &str, b: &str| v.get(a).or_else(|| v.get(b)).and_then(|x| x.as_i64());
+        Ok(PlaceholderIds {
+            image_token_id: get("image_token_id", "image_token_index"),
+            video_token_id: get("video_token_id", "video_token_index"),
+        })
+    }
+}
+
+/// How to load a [`LanguageModel`] from a directory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LmOptions {
+    /// Session options (device, threads).
+    pub session: SessionOptions,
+    /// Precision suffix of `embed_tokens` (`""` = fp32, `"_fp16"`, `"_q4"`, …).
+    pub embed_suffix: String,
+    /// Precision suffix of `decoder_model_merged`.
+    pub decoder_suffix: String,
+}
+
+/// A loaded language model: sessions, configs, tokenizer and placeholder ids.
+#[derive(Debug)]
+pub struct LanguageModel {
+    sessions: LmSessions,
+    text_config: TextConfig,
+    generation_config: GenerationConfig,
+    tokenizer: Option<Tokenizer>,
+    placeholders: PlaceholderIds,
+}
+
+impl LanguageModel {
+    /// Loads from a model directory: `config.json` (required), `generation_config.json` and
+    /// `tokenizer.json` (optional), `onnx/embed_tokens*.onnx`, `onnx/decoder_model_merged*.onnx`.
+    /// All files are checked before any graph is loaded.
+    pub fn from_dir(dir: impl AsRef<Path>, opts: &LmOptions) -> Result<Self, DecoderError> {
+        let dir = dir.as_ref();
+        let files = LanguageModelFiles::in_dir(dir, &opts.embed_suffix, &opts.decoder_suffix);
+        let config = dir.join("config.json");
+        for p in [&config, &files.embed_tokens, &files.decoder] {
+            if !p.is_file() {
+                if p == &config {
+                    return Err(DecoderError::Io {
+                        path: config.clone(),
+                        source: std::io::Error::new(std::io::ErrorKind::NotFound, "config.json is missing"),
+                    });
+                }
+                return Err(DecoderError::Ort(OrtError::GraphMissing(p.clone())));
+            }
+        }
+        let text_config = TextConfig::from_config_file(&config)?;
+        let placeholders = PlaceholderIds::from_config_file(&config)?;
+        let gen_path = dir.join("generation_config.json");
+        let generation_config = if gen_path.is_file() { GenerationConfig::from_file(&gen_path)? } else { GenerationConfig::default() };
+        let tok_path = dir.join("tokenizer.json");
+        let tokenizer = if tok_path.is_file() {
+            Some(Tokenizer::from_file(&tok_path).map_err(|e| DecoderError::Tokenizer(format!("{}: {e}", tok_path.display())))?)
+        } else {
+            None
+        };
+        let sessions = LmSessions::load(&files, &text_config, &opts.session)?;
+        Ok(LanguageModel { sessions, text_config, generation_config, tokenizer, placeholders })
+    }
+
+    /// Assembles a model from parts.
+    pub fn new(
+        sessions: LmSessions,
+        text_config: TextConfig,
+        generation_config: GenerationConfig,
+        tokenizer: Option<Tokenizer>,
+        placeholders: PlaceholderIds,
+    ) -> Self {
+        LanguageModel { sessions, text_config, generation_config, tokenizer, placeholders }
+    }
+
+    /// Replaces the tokenizer (used for streaming text and stop strings).
+    pub fn set_tokenizer(&mut self, tokenizer: Option<Tokenizer>) {
+        self.tokenizer = tokenizer;
+    }
+
+    /// The tokenizer, if any.
+    pub fn tokenizer(&self) -> Option<&Tokenizer> {
+        self.tokenizer.as_ref()
+    }
+
+    /// The generation defaults.
+    pub fn generation_config(&self) -> &GenerationConfig {
+        &self.generation_config
+    }
+
+    /// Replaces the generation defaults.
+    pub fn set_generation_config(&mut self, cfg: GenerationConfig) {
+        self.generation_config = cfg;
+    }
+
+    /// Text config.
+    pub fn text_config(&self) -> &TextConfig {
+        &self.text_config
+    }
+
+    /// Placeholder ids.
+    pub fn placeholders(&self) -> PlaceholderIds {
+        self.placeholders
+    }
+
+    /// The sessions.
+    pub fn sessions(&self) -> &LmSessions {
+        &self.sessions
+    }
+
+    /// Starts a generation; iterate it for streamed [`TokenEvent`]s. The prefill runs here, so
+    /// feature/placeholder mismatches and over-long prompts are reported before any token.
+    pub fn stream<'a>(&'a mut self, seqs: &[Sequence], opts: &GenerationOptions) -> Result<Generation<'a>, DecoderError> {
+        let cfg = ResolvedGeneration::resolve(&self.generation_config, opts)?;
+        let start = generate::Start {
+            seqs,
+            image_token_id: self.placeholders.image_token_id,
+            video_token_id: self.placeholders.video_token_id,
+            max_context: self.text_config.max_position_embeddings,
+        };
+        Generation::start(&mut self.sessions, self.tokenizer.as_ref(), cfg, start)
+    }
+
+    /// Generates to the end.
+    pub fn generate(&mut self, seqs: &[Sequence], opts: &GenerationOptions) -> Result<GenerationResult, DecoderError> {
+        self.stream(seqs, opts)?.run(|_| std::ops::ControlFlow::Continue(()))
+    }
+
+    /// Generates to the end, calling `on_token` per token; `ControlFlow::Break(())` cancels.
+    pub fn generate_with(
+        &mut self,
+        seqs: &[Sequence],
+        opts: &GenerationOptions,
+        on_token: impl FnMut(&TokenEvent) -> std::ops::ControlFlow<()>,
+    ) -> Result<GenerationResult, DecoderError> {
+        self.stream(seqs, opts)?.run(on_token)
+    }
+
+    /// Prefill only: the first-step (last prompt position) logits of each row, `rows × vocab`.
+    pub fn first_step_logits(&mut self, seqs: &[Sequence]) -> Result<Vec<f32>, DecoderError> {
+        let g = self.stream(seqs, &GenerationOptions { max_new_tokens: Some(1), ..Default::default() })?;
+        Ok(g.current_logits().to_vec())
+    }
+}

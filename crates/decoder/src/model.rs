@@ -1,0 +1,436 @@
+//! The ONNX sessions of the language model (`embed_tokens` and `decoder_model_merged`), their
+//! interface read from the session metadata, and one forward step with the KV cache.
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+
+use half::f16;
+use vidlm_ort::ort::session::SessionInputValue;
+use vidlm_ort::ort::value::{DynValue, Tensor, TensorRef};
+use vidlm_ort::{find_info, load_session, LoadedSession, Provider, SessionOptions, TensorElementType, TensorInfo};
+
+use crate::config::TextConfig;
+use crate::DecoderError;
+
+/// Names of one layer's cache tensors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerIo {
+    /// `past_key_values.{i}.key`
+    pub past_key: String,
+    /// `past_key_values.{i}.value`
+    pub past_value: String,
+    /// `present.{i}.key`
+    pub present_key: String,
+    /// `present.{i}.value`
+    pub present_value: String,
+}
+
+/// The decoder graph's interface, as declared by the session.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecoderIo {
+    /// Element type of `inputs_embeds` (f32 or f16).
+    pub embeds_type: TensorElementType,
+    /// Whether `position_ids` is an input.
+    pub has_position_ids: bool,
+    /// Whether `use_cache_branch` is an input.
+    pub has_use_cache_branch: bool,
+    /// Whether `num_logits_to_keep` is an input.
+    pub has_num_logits_to_keep: bool,
+    /// Per-layer cache names.
+    pub layers: Vec<LayerIo>,
+    /// Element type of the cache tensors.
+    pub kv_type: TensorElementType,
+    /// KV heads.
+    pub kv_heads: usize,
+    /// Head dimension.
+    pub head_dim: usize,
+}
+
+fn static_dim(info: &TensorInfo, axis: usize) -> Option<usize> {
+    info.shape.get(axis).and_then(|&d| usize::try_from(d).ok()).filter(|&d| d > 0)
+}
+
+fn check_float(info: &TensorInfo, graph: &Path) -> Result<TensorElementType, DecoderError> {
+    match info.elem_type {
+        Some(t @ (TensorElementType::Float32 | TensorElementType::Float16)) => Ok(t),
+        other => Err(DecoderError::UnexpectedGraph {
+            path: graph.to_path_buf(),
+            message: format!("`{}` has element type {other:?}; only float32 and float16 are supported", info.name),
+        }),
+    }
+}
+
+impl DecoderIo {
+    /// Reads and validates the decoder's interface. Every input must be one this crate knows how
+    /// to feed; `kv_heads`/`head_dim` come from the graph or, if dynamic there, from `text`.
+    pub fn from_session(s: &LoadedSession, text: &TextConfig) -> Result<Self, DecoderError> {
+        let graph = &s.path;
+        let bad = |message: String| DecoderError::UnexpectedGraph { path: graph.clone(), message };
+        let embeds = find_info(&s.inputs, "inputs_embeds").ok_or_else(|| bad("no `inputs_embeds` input".into()))?;
+        let embeds_type = check_float(embeds, graph)?;
+        let mask = find_info(&s.inputs, "attention_mask").ok_or_else(|| bad("no `attention_mask` input".into()))?;
+        if mask.elem_type != Some(TensorElementType::Int64) {
+            return Err(bad(format!("`attention_mask` is {:?}, expected int64", mask.elem_type)));
+        }
+        if find_info(&s.outputs, "logits").is_none() {
+            return Err(bad("no `logits` output".into()));
+        }
+        let mut n_layers = 0usize;
+        for i in &s.inputs {
+            let n = i.name.as_str();
+            match n {
+                "inputs_embeds" | "attention_mask" | "position_ids" | "use_cache_branch" | "num_logits_to_keep" => {}
+                _ => {
+                    let layer = n
+                        .strip_prefix("past_key_values.")
+                        .and_then(|r| r.strip_suffix(".key").or_else(|| r.strip_suffix(".value")))
+                        .and_then(|l| l.parse::<usize>().ok());
+                    match layer {
+                        Some(l) => n_layers = n_layers.max(l + 1),
+                        None => return Err(DecoderError::UnexpectedInput { path: graph.clone(), name: n.to_string() }),
+                    }
+                }
+            }
+        }
+        if n_layers == 0 {
+            return Err(bad("no `past_key_values.*` inputs (a merged decoder with KV cache is required)".into()));
+        }
+        let mut layers = Vec::with_capacity(n_layers);
+        let mut kv_type = None;
+        let mut kv_info = None;
+        for l in 0..n_layers {
+            let io = LayerIo {
+                past_key: format!("past_key_values.{l}.key"),
+                past_value: format!("past_key_values.{l}.value"),
+                present_key: format!("present.{l}.key"),
+                present_value: format!("present.{l}.value"),
+            };
+            for name in [&io.past_key, &io.past_value] {
+                let info = find_info(&s.inputs, name).ok_or_else(|| bad(format!("missing input `{name}`")))?;
+                if info.rank() != 4 {
+                    return Err(bad(format!("`{name}` has rank {}, expected 4 [batch, kv_heads, past, head_dim]", info.rank())));
+                }
+                let t = check_float(info, graph)?;
+                if *kv_type.get_or_insert(t) != t {
+                    return Err(bad("cache tensors have mixed element types".into()));
+                }
+                kv_info.get_or_insert_with(|| info.clone());
+            }
+            for name in [&io.present_key, &io.present_value] {
+                if find_info(&s.outputs, name).is_none() {
+                    return Err(bad(format!("missing output `{name}`")));
+                }
+            }
+            layers.push(io);
+        }
+        let kv_info = kv_info.ok_or_else(|| bad("no cache inputs".into()))?;
+        let kv_heads = static_dim(&kv_info, 1)
+            .or(text.kv_heads())
+            .ok_or_else(|| bad("KV head count is dynamic in the graph and missing from config.json".into()))?;
+        let head_dim = static_dim(&kv_info, 3)
+            .or(text.head_dim())
+            .ok_or_else(|| bad("head_dim is dynamic in the graph and missing from config.json".into()))?;
+        Ok(DecoderIo {
+            embeds_type,
+            has_position_ids: find_info(&s.inputs, "position_ids").is_some(),
+            has_use_cache_branch: find_info(&s.inputs, "use_cache_branch").is_some(),
+            has_num_logits_to_keep: find_info(&s.inputs, "num_logits_to_keep").is_some(),
+            layers,
+            kv_type: kv_type.unwrap_or(TensorElementType::Float32),
+            kv_heads,
+            head_dim,
+        })
+    }
+}
+
+/// The KV cache between steps: the previous step's `present.*` values, fed back unchanged (no
+/// copy) as `past_key_values.*`, plus the row count and past length.
+#[derive(Debug, Default)]
+pub struct KvCache {
+    values: Vec<DynValue>,
+    batch: usize,
+    past_len: usize,
+}
+
+impl KvCache {
+    /// Past sequence length.
+    pub fn past_len(&self) -> usize {
+        self.past_len
+    }
+
+    /// Rows in the cache.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+}
+
+fn ort_err(path: &Path) -> impl Fn(vidlm_ort::ort::Error) -> DecoderError + '_ {
+    move |e| DecoderError::Runtime { path: path.to_path_buf(), source: e }
+}
+
+/// Copies the selected batch rows of a `[batch, ...]` tensor into a new tensor.
+fn select_rows(v: &DynValue, rows: &[usize], path: &Path) -> Result<DynValue, DecoderError> {
+    fn gather<T: vidlm_ort::ort::value::PrimitiveTensorElementType + Copy + std::fmt::Debug + 'static>(
+        v: &DynValue,
+        rows: &[usize],
+        path: &Path,
+    ) -> Result<DynValue, DecoderError> {
+        let (shape, data) = v.try_extract_tensor::<T>().map_err(ort_err(path))?;
+        let dims: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
+        let batch = dims.first().copied().unwrap_or(0);
+        let per_row = if batch == 0 { 0 } else { data.len() / batch };
+        let mut out = Vec::with_capacity(per_row * rows.len());
+        for &r in rows {
+            let src = data
+                .get(r * per_row..(r + 1) * per_row)
+                .ok_or_else(|| DecoderError::Shape(format!("row {r} outside a batch of {batch}")))?;
+            out.extend_from_slice(src);
+        }
+        let mut new_dims = dims;
+        if let Some(b) = new_dims.first_mut() {
+            *b = rows.len();
+        }
+        Ok(Tensor::from_array((new_dims, out)).map_err(ort_err(path))?.into_dyn())
+    }
+    match v.dtype().tensor_type() {
+        Some(TensorElementType::Float32) => gather::<f32>(v, rows, path),
+        Some(TensorElementType::Float16) => gather::<f16>(v, rows, path),
+        other => Err(DecoderError::Shape(format!("cannot slice a cache tensor of type {other:?}"))),
+    }
+}
+
+impl KvCache {
+    /// Keeps only `rows` (indices into the current batch, in the new order).
+    pub fn retain_rows(&mut self, rows: &[usize], path: &Path) -> Result<(), DecoderError> {
+        if rows.len() == self.batch && rows.iter().enumerate().all(|(i, &r)| i == r) {
+            return Ok(());
+        }
+        let mut out = Vec::with_capacity(self.values.len());
+        for v in &self.values {
+            out.push(select_rows(v, rows, path)?);
+        }
+        self.values = out;
+        self.batch = rows.len();
+        Ok(())
+    }
+}
+
+/// Output of one decoder step.
+#[derive(Debug)]
+pub struct StepOutput {
+    /// Last-position logits, `batch × vocab`, as f32.
+    pub logits: Vec<f32>,
+    /// Vocabulary size.
+    pub vocab: usize,
+}
+
+/// Files of a language model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LanguageModelFiles {
+    /// `onnx/embed_tokens{suffix}.onnx`
+    pub embed_tokens: PathBuf,
+    /// `onnx/decoder_model_merged{suffix}.onnx`
+    pub decoder: PathBuf,
+}
+
+impl LanguageModelFiles {
+    /// The standard layout under `model_dir/onnx/` with precision suffixes (`""` = fp32,
+    /// `"_fp16"`, `"_q4"`, …) chosen per graph.
+    pub fn in_dir(model_dir: impl AsRef<Path>, embed_suffix: &str, decoder_suffix: &str) -> Self {
+        let onnx = model_dir.as_ref().join("onnx");
+        LanguageModelFiles {
+            embed_tokens: onnx.join(format!("embed_tokens{embed_suffix}.onnx")),
+            decoder: onnx.join(format!("decoder_model_merged{decoder_suffix}.onnx")),
+        }
+    }
+}
+
+/// The two language-model sessions.
+#[derive(Debug)]
+pub struct LmSessions {
+    pub(crate) embed: LoadedSession,
+    pub(crate) decoder: LoadedSession,
+    pub(crate) io: DecoderIo,
+    pub(crate) hidden: usize,
+    embed_input: String,
+    embed_output: String,
+}
+
+impl LmSessions {
+    /// Loads both graphs (each checked to exist first) and validates their interfaces.
+    pub fn load(files: &LanguageModelFiles, text: &TextConfig, opts: &SessionOptions) -> Result<Self, DecoderError> {
+        for p in [&files.embed_tokens, &files.decoder] {
+            if !p.is_file() {
+                return Err(DecoderError::Ort(vidlm_ort::OrtError::GraphMissing(p.clone())));
+            }
+        }
+        let embed = load_session(&files.embed_tokens, opts)?;
+        let decoder = load_session(&files.decoder, opts)?;
+        let io = DecoderIo::from_session(&decoder, text)?;
+        let bad = |message: String| DecoderError::UnexpectedGraph { path: embed.path.clone(), message };
+        let [inp] = embed.inputs.as_slice() else {
+            return Err(bad(format!("expected one input (input_ids), found {}", embed.inputs.len())));
+        };
+        if inp.elem_type != Some(TensorElementType::Int64) {
+            return Err(bad(format!("input `{}` is {:?}, expected int64", inp.name, inp.elem_type)));
+        }
+        let out = embed.outputs.first().ok_or_else(|| bad("no output".into()))?;
+        check_float(out, &embed.path)?;
+        let dec_embeds = find_info(&decoder.inputs, "inputs_embeds");
+        let hidden = static_dim(out, 2)
+            .or_else(|| dec_embeds.and_then(|i| static_dim(i, 2)))
+            .or(text.hidden_size)
+            .ok_or_else(|| bad("hidden size is dynamic in both graphs and missing from config.json".into()))?;
+        tracing::debug!(layers = io.layers.len(), kv_heads = io.kv_heads, head_dim = io.head_dim, hidden, "decoder interface");
+        Ok(LmSessions { embed_input: inp.name.clone(), embed_output: out.name.clone(), embed, decoder, io, hidden })
+    }
+
+    /// Hidden size of the language model.
+    pub fn hidden(&self) -> usize {
+        self.hidden
+    }
+
+    /// The decoder graph's interface.
+    pub fn io(&self) -> &DecoderIo {
+        &self.io
+    }
+
+    /// Execution provider of the decoder session.
+    pub fn provider(&self) -> Provider {
+        self.decoder.provider
+    }
+
+    /// `embed_tokens(ids)` for `batch × seq` ids; returns `batch × seq × hidden` f32 values.
+    pub fn embed(&mut self, ids: &[i64], batch: usize, seq: usize) -> Result<Vec<f32>, DecoderError> {
+        let path = self.embed.path.clone();
+        let input = TensorRef::from_array_view(([batch, seq], ids)).map_err(ort_err(&path))?;
+        let outputs = self
+            .embed
+            .session
+            .run(vec![(Cow::Owned(self.embed_input.clone()), SessionInputValue::from(input))])
+            .map_err(ort_err(&path))?;
+        let v = outputs
+            .get(&self.embed_output)
+            .ok_or_else(|| DecoderError::Shape(format!("embed_tokens produced no `{}`", self.embed_output)))?;
+        let data = to_f32(v, &path)?;
+        if data.len() != batch * seq * self.hidden {
+            return Err(DecoderError::Shape(format!(
+                "embed_tokens returned {} values for {batch}x{seq} ids (hidden {})",
+                data.len(),
+                self.hidden
+            )));
+        }
+        Ok(data)
+    }
+
+    /// An empty cache (past length 0) for `batch` rows.
+    pub fn empty_cache(&self, batch: usize) -> Result<KvCache, DecoderError> {
+        let path = &self.decoder.path;
+        let shape = [batch, self.io.kv_heads, 0, self.io.head_dim];
+        let mut values = Vec::with_capacity(self.io.layers.len() * 2);
+        for _ in 0..self.io.layers.len() * 2 {
+            let v = match self.io.kv_type {
+                TensorElementType::Float16 => Tensor::<f16>::from_array((shape, Vec::<f16>::new())).map_err(ort_err(path))?.into_dyn(),
+                _ => Tensor::<f32>::from_array((shape, Vec::<f32>::new())).map_err(ort_err(path))?.into_dyn(),
+            };
+            values.push(v);
+        }
+        Ok(KvCache { values, batch, past_len: 0 })
+    }
+
+    /// One decoder forward pass over `seq` new positions per row.
+    ///
+    /// `embeds` is `batch × seq × hidden`; `mask` is `batch × (past + seq)`; `positions` is
+    /// `batch × seq`. The cache is advanced in place (its `present.*` become the new past).
+    pub fn step(
+        &mut self,
+        embeds: &[f32],
+        batch: usize,
+        seq: usize,
+        mask: &[i64],
+        positions: &[i64],
+        cache: &mut KvCache,
+    ) -> Result<StepOutput, DecoderError> {
+        let path = self.decoder.path.clone();
+        let total = cache.past_len + seq;
+        if cache.batch != batch || mask.len() != batch * total || positions.len() != batch * seq || embeds.len() != batch * seq * self.hidden {
+            return Err(DecoderError::Shape(format!(
+                "decoder step: batch {batch}, seq {seq}, past {} (cache rows {}), mask {} values, positions {}, embeds {}",
+                cache.past_len,
+                cache.batch,
+                mask.len(),
+                positions.len(),
+                embeds.len()
+            )));
+        }
+        let err = ort_err(&path);
+        let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = Vec::with_capacity(4 + cache.values.len());
+        let embeds_f16: Vec<f16>;
+        let shape3 = [batch, seq, self.hidden];
+        match self.io.embeds_type {
+            TensorElementType::Float16 => {
+                embeds_f16 = embeds.iter().map(|&x| f16::from_f32(x)).collect();
+                inputs.push(("inputs_embeds".into(), TensorRef::from_array_view((shape3, &embeds_f16[..])).map_err(&err)?.into()));
+            }
+            _ => inputs.push(("inputs_embeds".into(), TensorRef::from_array_view((shape3, embeds)).map_err(&err)?.into())),
+        }
+        inputs.push(("attention_mask".into(), TensorRef::from_array_view(([batch, total], mask)).map_err(&err)?.into()));
+        if self.io.has_position_ids {
+            inputs.push(("position_ids".into(), TensorRef::from_array_view(([batch, seq], positions)).map_err(&err)?.into()));
+        }
+        if self.io.has_use_cache_branch {
+            inputs.push(("use_cache_branch".into(), Tensor::from_array(([1usize], vec![cache.past_len > 0])).map_err(&err)?.into()));
+        }
+        if self.io.has_num_logits_to_keep {
+            inputs.push(("num_logits_to_keep".into(), Tensor::from_array(((), vec![1i64])).map_err(&err)?.into()));
+        }
+        for (l, io) in self.io.layers.iter().enumerate() {
+            let (k, v) = match (cache.values.get(2 * l), cache.values.get(2 * l + 1)) {
+                (Some(k), Some(v)) => (k, v),
+                _ => return Err(DecoderError::Shape("KV cache has fewer tensors than the graph has layers".into())),
+            };
+            inputs.push((io.past_key.as_str().into(), SessionInputValue::from(k.view())));
+            inputs.push((io.past_value.as_str().into(), SessionInputValue::from(v.view())));
+        }
+        let mut outputs = self.decoder.session.run(inputs).map_err(&err)?;
+        let logits_v = outputs.get("logits").ok_or_else(|| DecoderError::Shape("decoder produced no logits".into()))?;
+        let lshape: Vec<i64> = logits_v.dtype().tensor_shape().map(|s| s.iter().copied().collect()).unwrap_or_default();
+        let all = to_f32(logits_v, &path)?;
+        let (rows, positions_out, vocab) = match lshape.as_slice() {
+            [b, s, v] => (*b as usize, *s as usize, *v as usize),
+            [b, v] => (*b as usize, 1, *v as usize),
+            other => return Err(DecoderError::Shape(format!("logits have shape {other:?}"))),
+        };
+        if rows != batch || positions_out == 0 || all.len() != rows * positions_out * vocab {
+            return Err(DecoderError::Shape(format!("logits shape {lshape:?} for batch {batch}")));
+        }
+        // Last position of every row.
+        let mut logits = Vec::with_capacity(batch * vocab);
+        for r in 0..batch {
+            let start = (r * positions_out + positions_out - 1) * vocab;
+            logits.extend_from_slice(&all[start..start + vocab]);
+        }
+        let mut values = Vec::with_capacity(self.io.layers.len() * 2);
+        for io in &self.io.layers {
+            for name in [&io.present_key, &io.present_value] {
+                let v = outputs.remove(name.as_str()).ok_or_else(|| DecoderError::Shape(format!("decoder produced no `{name}`")))?;
+                values.push(v);
+            }
+        }
+        drop(outputs);
+        cache.values = values;
+        cache.past_len = total;
+        Ok(StepOutput { logits, vocab })
+    }
+}
+
+/// Reads a float tensor (f32 or f16) as f32.
+pub(crate) fn to_f32(v: &DynValue, path: &Path) -> Result<Vec<f32>, DecoderError> {
+    match v.dtype().tensor_type() {
+        Some(TensorElementType::Float32) => Ok(v.try_extract_tensor::<f32>().map_err(ort_err(path))?.1.to_vec()),
+        Some(TensorElementType::Float16) => {
+            Ok(v.try_extract_tensor::<f16>().map_err(ort_err(path))?.1.iter().map(|x| x.to_f32()).collect())
+        }
+        other => Err(DecoderError::Shape(format!("expected a float tensor, got {other:?}"))),
+    }
+}

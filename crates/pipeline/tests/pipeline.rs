@@ -1,0 +1,125 @@
+//! Pipeline behaviour on the committed demo model: hub ids through a local Hugging Face cache,
+//! files checked before work, real video decoding, streaming, typed errors.
+
+#[path = "../../decoder/tests/common/mod.rs"]
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+use vidlm_pipeline::*;
+
+fn options() -> PipelineOptions {
+    PipelineOptions { session: SessionOptions { intra_threads: Some(2), ..Default::default() }, ..Default::default() }
+}
+
+fn copy_dir(src: &Path, dst: &Path, skip: &[&str]) {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().into_string().unwrap();
+        let rel = e.path().strip_prefix(demo_model()).map(|p| p.to_string_lossy().to_string()).unwrap_or(name.clone());
+        if skip.contains(&rel.as_str()) {
+            continue;
+        }
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &dst.join(&name), skip);
+        } else {
+            std::fs::copy(e.path(), dst.join(&name)).unwrap();
+        }
+    }
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("vidlm-pipeline-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn video_question(video: &Path) -> serde_json::Value {
+    serde_json::json!([{"role": "user", "content": [
+        {"type": "video", "video": video.to_str().unwrap()},
+        {"type": "text", "text": "What is happening?"}]}])
+}
+
+fn demo_video() -> PathBuf {
+    fixture_root().join("assets/demo.mp4")
+}
+
+#[test]
+fn hub_id_from_local_cache_and_missing_files() {
+    // The Hugging Face cache layout: models--{owner}--{name}/refs/main + snapshots/{commit}/...
+    let cache = tmp("hub");
+    let repo = cache.join("models--vidlm--tiny-next-video");
+    copy_dir(&demo_model(), &repo.join("snapshots/0123456789abcdef"), &[]);
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), "0123456789abcdef").unwrap();
+    let opts = PipelineOptions { hub: HubOptions { offline: true, cache_dir: Some(cache.clone()), revision: None }, ..options() };
+    let p = Pipeline::from_pretrained("vidlm/tiny-next-video", &opts).unwrap();
+    assert!(p.dir().ends_with("snapshots/0123456789abcdef"));
+    assert_eq!(p.family(), vidlm_vision::Family::NextVideo);
+    drop(p);
+    // A required file missing from the cache: the error names it (offline, nothing fetched).
+    std::fs::remove_file(repo.join("snapshots/0123456789abcdef/onnx/video_encoder.onnx")).unwrap();
+    let err = Pipeline::from_pretrained("vidlm/tiny-next-video", &opts).unwrap_err();
+    assert!(matches!(&err, PipelineError::MissingFile { file, .. } if file.contains("onnx/video_encoder.onnx")), "{err}");
+    // An id that is not cached at all.
+    let err = Pipeline::from_pretrained("vidlm/not-there", &opts).unwrap_err();
+    assert!(matches!(&err, PipelineError::MissingFile { model, file } if model == "vidlm/not-there" && file.contains("config.json")), "{err}");
+    let _ = std::fs::remove_dir_all(&cache);
+}
+
+#[test]
+fn local_directory_files_checked_before_loading() {
+    let d = tmp("missing");
+    copy_dir(&demo_model(), &d, &["onnx/decoder_model_merged.onnx"]);
+    let err = Pipeline::from_pretrained(d.to_str().unwrap(), &options()).unwrap_err();
+    assert!(matches!(&err, PipelineError::MissingFile { file, .. } if file == "onnx/decoder_model_merged.onnx"), "{err}");
+    let err = Pipeline::from_pretrained("/nonexistent/model-dir", &options()).unwrap_err();
+    assert!(matches!(err, PipelineError::MissingFile { .. }));
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn video_file_generate_stream_and_timings() {
+    let mut p = Pipeline::from_pretrained(demo_model().to_str().unwrap(), &options()).unwrap();
+    let mut opts = GenerateOptions::default();
+    opts.process.sampling.num_frames = Some(8);
+    opts.generation.max_new_tokens = Some(12);
+    opts.generation.eos_token_ids = Some(vec![]);
+    let q = video_question(&demo_video());
+    let out = p.generate(&q, &opts).unwrap();
+    assert_eq!(out.row.token_ids.len(), 12);
+    assert!(!out.text.is_empty());
+    let t = &out.timings;
+    assert!(t.decode > std::time::Duration::ZERO && t.vision > std::time::Duration::ZERO && t.prefill > std::time::Duration::ZERO);
+    assert_eq!(t.decode_steps.len(), 11);
+    assert!(t.tokens_per_second() > 0.0);
+    // Streaming gives the same text, piece by piece.
+    let mut s = p.stream(&q, &opts).unwrap();
+    assert!(s.timings().vision > std::time::Duration::ZERO && s.timings().prefill > std::time::Duration::ZERO);
+    let pieces: Vec<String> = s.by_ref().collect::<Result<_, _>>().unwrap();
+    assert_eq!(pieces.len(), 12);
+    assert_eq!(pieces.concat(), out.text);
+    // Sampling by fps works as well (demo.mp4 is long enough for 1 fps).
+    opts.process.sampling = Default::default();
+    opts.process.sampling.fps = Some(1.0);
+    opts.generation.max_new_tokens = Some(2);
+    assert_eq!(p.generate(&q, &opts).unwrap().row.token_ids.len(), 2);
+}
+
+#[test]
+fn corrupt_video_and_bad_messages_are_typed_errors() {
+    let mut p = Pipeline::from_pretrained(demo_model().to_str().unwrap(), &options()).unwrap();
+    let bad = tmp("corrupt.mp4");
+    std::fs::write(&bad, b"\x00\x00\x00\x18ftypmp42 this is not really a video").unwrap();
+    let mut opts = GenerateOptions::default();
+    opts.process.sampling.num_frames = Some(4);
+    let err = p.generate(&video_question(&bad), &opts).unwrap_err();
+    assert!(matches!(&err, PipelineError::Processor(vidlm_processor::ProcessorError::MediaLoad { .. })), "{err}");
+    let missing = p.generate(&video_question(Path::new("/nonexistent/video.mp4")), &opts).unwrap_err();
+    assert!(matches!(missing, PipelineError::Processor(_)));
+    let not_messages = serde_json::json!({"role": "user"});
+    assert!(matches!(p.generate(&not_messages, &opts).unwrap_err(), PipelineError::Processor(_)));
+    let _ = std::fs::remove_file(&bad);
+}
