@@ -47,7 +47,8 @@ use std::time::{Duration, Instant};
 
 use ndarray::ArrayD;
 pub use hub::{resolve, FileSet, HubOptions};
-pub use loader::{TimedLoader, VideoIoLoader};
+pub use loader::TimedLoader;
+pub use vidlm_processor::VideoIoLoader;
 use vidlm_decoder::{Features, GenerationOptions, LanguageModel, LmOptions, RowOutput, Sequence, TokenEvent};
 pub use vidlm_decoder::{DecoderError, FinishReason};
 pub use vidlm_ort::{Device, Provider, SessionOptions};
