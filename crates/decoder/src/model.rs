@@ -178,7 +178,7 @@ fn select_rows(v: &DynValue, rows: &[usize], path: &Path) -> Result<DynValue, De
         let (shape, data) = v.try_extract_tensor::<T>().map_err(ort_err(path))?;
         let dims: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
         let batch = dims.first().copied().unwrap_or(0);
-        let per_row = if batch == 0 { 0 } else { data.len() / batch };
+        let per_row = data.len().checked_div(batch).unwrap_or(0);
         let mut out = Vec::with_capacity(per_row * rows.len());
         for &r in rows {
             let src = data

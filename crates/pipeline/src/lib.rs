@@ -484,7 +484,7 @@ pub fn sequences_from_inputs(
 fn concat(blocks: Vec<vidlm_vision::FeatureBlock>) -> Result<Features, PipelineError> {
     let dim = blocks.first().map(|b| b.dim).unwrap_or(1);
     let data: Vec<f32> = blocks.into_iter().flat_map(|b| b.data).collect();
-    Ok(Features::new(data, dim).map_err(PipelineError::Decoder)?)
+    Features::new(data, dim).map_err(PipelineError::Decoder)
 }
 
 /// Splits the batch's features by each row's placeholder count (the total must match).
