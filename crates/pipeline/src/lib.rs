@@ -14,15 +14,16 @@
 //! they are generated. Several conversations can be generated as one left-padded batch
 //! ([`Pipeline::generate_batch`]).
 //!
-//! ```no_run
+//! ```
 //! use vidlm_pipeline::{GenerateOptions, Pipeline, PipelineOptions};
 //!
-//! let mut p = Pipeline::from_pretrained("assets/demo-model", &PipelineOptions::default())?;
+//! let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+//! let mut p = Pipeline::from_pretrained(&format!("{root}/assets/demo-model"), &PipelineOptions::default())?;
 //! let messages = serde_json::json!([{"role": "user", "content": [
-//!     {"type": "video", "video": "assets/demo.mp4"},
+//!     {"type": "video", "video": format!("{root}/assets/demo.mp4")},
 //!     {"type": "text", "text": "What happens in this video?"}]}]);
 //! let mut opts = GenerateOptions::default();
-//! opts.generation.max_new_tokens = Some(32);
+//! opts.generation.max_new_tokens = Some(8);
 //! opts.process.sampling.num_frames = Some(8);
 //! let out = p.generate(&messages, &opts)?;
 //! println!("{}\n{:.1} tokens/s", out.text, out.timings.tokens_per_second());
