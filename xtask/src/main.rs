@@ -8,6 +8,7 @@
 //! * `cargo xtask bench video` — the video-io benchmark
 //! * `cargo xtask export` — convert a HF checkpoint into vidlm's ONNX model directory
 //! * `cargo xtask fixtures [--check]` — tiny test models + transformers goldens
+//! * `cargo xtask bench processor` — preprocessing vs transformers (1080p, 8/32 frames)
 
 mod export;
 mod setup;
@@ -63,7 +64,7 @@ enum Cmd {
     },
     /// Generate the test videos into .cache/test-videos (or $VIDLM_CACHE/test-videos). Idempotent.
     Videos,
-    /// Run a benchmark: `video` (frame sampling vs decode-everything and the ffmpeg CLI).
+    /// Run a benchmark: `video` (frame sampling vs decode-everything and the ffmpeg CLI), `processor` (preprocessing vs transformers).
     Bench {
         /// Which benchmark.
         what: String,
@@ -161,6 +162,12 @@ fn bench(what: &str) -> Result<()> {
             b.args(["bench", "-p", "vidlm-video-io", "--bench", "sampling"]);
             run(&mut b)
         }
-        other => bail!("unknown benchmark {other:?} (known: video)"),
+        "processor" => {
+            // 1080p clip (ffmpeg CLI) + model dirs (python/assets.py) are made by the bench itself.
+            let mut b = cargo();
+            b.args(["bench", "-p", "vidlm-processor", "--bench", "processor"]);
+            run(&mut b)
+        }
+        other => bail!("unknown benchmark {other:?} (known: video, processor)"),
     }
 }

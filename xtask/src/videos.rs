@@ -98,6 +98,13 @@ fn recipes() -> Vec<(&'static str, Vec<String>)> {
             a(&["-pix_fmt", "yuv420p"]),
         ]),
     ));
+    // an elementary stream without any timestamps (frames are found by counting) and an
+    // MPEG-TS (timestamp seeking by bisection, which can land anywhere)
+    v.push(("raw.h264", cat(vec![src("320x240", 25, 4.0), x264("veryfast"), a(&["-g", "25", "-pix_fmt", "yuv420p", "-f", "h264"])])));
+    v.push((
+        "h264.ts",
+        cat(vec![src("320x240", 25, 8.0), sine(8.0), x264("veryfast"), a(&["-g", "50", "-pix_fmt", "yuv420p", "-c:a", "mp2"])]),
+    ));
     // stream layout: audio is stream 0
     v.push((
         "audio_first.mp4",

@@ -625,6 +625,15 @@ impl VideoReader {
     fn position_at(&mut self, k: usize, pkt: &mut Packet) -> Result<(), VideoError> {
         self.decoder.flush();
         self.next_pkt = None;
+        let budget = self.index.pkts.len() + 8;
+        if !self.index.seekable {
+            // Without unique timestamps a seek cannot be verified: start a fresh demuxer.
+            self.reopen()?;
+            if self.advance_to(k, pkt, budget)? {
+                return Ok(());
+            }
+            return Err(VideoError::Corrupt { frame: None, detail: format!("cannot reach packet {k} of the video stream") });
+        }
         let mut targets: Vec<i64> = Vec::new();
         let kp = self.index.pkts[k];
         if let Some(t) = kp.dts.or(kp.pts) {
@@ -643,7 +652,6 @@ impl VideoReader {
             targets.push(t);
         }
         targets.push(i64::MIN);
-        let budget = self.index.pkts.len() + 8;
         for ts in targets {
             // SAFETY: valid context.
             let r = unsafe { ff::av_seek_frame(self.input.ctx, self.stream as c_int, ts, ff::AVSEEK_FLAG_BACKWARD) };
@@ -655,19 +663,34 @@ impl VideoReader {
             }
         }
         // Last resort: a fresh demuxer, read from the start.
-        self.input = open_input(&self.source, &self.opts)?;
-        // SAFETY: stream indices are stable across reopening the same data.
-        unsafe {
-            for i in 0..self.input.nb_streams() {
-                if i != self.stream {
-                    (*self.input.stream(i)).discard = ff::AVDiscard::AVDISCARD_ALL;
-                }
-            }
-        }
+        self.reopen()?;
         if self.advance_to(k, pkt, budget)? {
             return Ok(());
         }
         Err(VideoError::Corrupt { frame: None, detail: format!("cannot reach packet {k} of the video stream") })
+    }
+
+    /// Replaces the demuxer with a freshly opened one, positioned at the start, in the same
+    /// state as after `open` (stream info read, other streams discarded).
+    fn reopen(&mut self) -> Result<(), VideoError> {
+        let input = open_input(&self.source, &self.opts)?;
+        // SAFETY: valid context; the same data gives the same streams.
+        unsafe {
+            let r = ff::avformat_find_stream_info(input.ctx, std::ptr::null_mut());
+            if r < 0 {
+                return Err(VideoError::InvalidData(format!("cannot read stream info: {}", ffi::err_text(r))));
+            }
+            if input.nb_streams() <= self.stream {
+                return Err(VideoError::InvalidData("the input changed while reading".into()));
+            }
+            for i in 0..input.nb_streams() {
+                if i != self.stream {
+                    (*input.stream(i)).discard = ff::AVDiscard::AVDISCARD_ALL;
+                }
+            }
+        }
+        self.input = input;
+        Ok(())
     }
 
     /// Reads packets until packet `k`; false if the demuxer is already past it.

@@ -92,6 +92,8 @@ valid! {
     one_frame => "one_frame.mp4",
     variable_frame_rate => "vfr.mkv",
     audio_is_first_stream => "audio_first.mp4",
+    raw_h264_without_timestamps => "raw.h264",
+    mpeg_ts => "h264.ts",
     rotated_90 => "rotated_90.mp4",
     rotated_180 => "rotated_180.mp4",
     rotated_270 => "rotated_270.mp4",

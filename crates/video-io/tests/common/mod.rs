@@ -39,7 +39,10 @@ pub fn ffprobe_count_frames(path: &Path) -> usize {
         .expect("ffprobe runs");
     assert!(out.status.success(), "ffprobe failed on {}", path.display());
     let s = String::from_utf8_lossy(&out.stdout);
-    s.trim().trim_end_matches(',').parse().unwrap_or_else(|_| panic!("ffprobe printed {s:?} for {}", path.display()))
+    // MPEG-TS lists the stream once per program too: the first number is the stream's
+    s.lines()
+        .find_map(|l| l.trim().trim_end_matches(',').parse().ok())
+        .unwrap_or_else(|| panic!("ffprobe printed {s:?} for {}", path.display()))
 }
 
 /// RGB24 frames the ffmpeg CLI decodes at the given (presentation order) indices, one
@@ -98,6 +101,8 @@ pub const VALID: &[&str] = &[
     "one_frame.mp4",
     "vfr.mkv",
     "audio_first.mp4",
+    "raw.h264",
+    "h264.ts",
     "rotated_90.mp4",
     "rotated_180.mp4",
     "rotated_270.mp4",
