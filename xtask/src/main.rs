@@ -52,7 +52,7 @@ enum Cmd {
     Fixtures {
         #[arg(long)]
         check: bool,
-        /// Extra arguments for python/fixtures.py (e.g. `--only next_video`).
+        /// Extra arguments for python/fixtures.py (e.g. `--only llava_next_video`).
         #[arg(trailing_var_arg = true)]
         args: Vec<String>,
     },
@@ -154,6 +154,8 @@ fn test(args: &[String]) -> Result<()> {
     export::fixtures(true, &[])?;
     let mut t = cargo();
     t.env("VIDLM_TEST_VIDEOS", &videos);
+    // Exported tiny models: $VIDLM_FIXTURES/<family>/model (goldens: tests/goldens/<family>/).
+    t.env("VIDLM_FIXTURES", cache_dir().join("fixtures"));
     t.args(["test", "--workspace", "--all-targets"]).args(args);
     run(&mut t)?;
     // `--all-targets` leaves out doctests; every lib.rs opens with a runnable example.
