@@ -197,6 +197,32 @@ def lut(proc, kind: str) -> list:
     return np.asarray(y, dtype=np.float32)[:, 0, :].tolist()
 
 
+# Direct resize goldens (bilinear too): (src_h, src_w, out_h, out_w, seed).
+RESIZES = [(480, 640, 224, 298), (1080, 1920, 336, 597), (200, 150, 384, 384), (13, 7, 384, 384),
+           (300, 50, 60, 40), (50, 300, 40, 60), (899, 1024, 1012, 1152), (7, 5, 3, 2), (333, 517, 517, 333),
+           (100, 1000, 384, 384), (1000, 100, 90, 10), (64, 64, 65, 63)]
+
+
+def resize_goldens() -> list:
+    from PIL import Image
+    import torchvision.transforms.v2.functional as tvF
+    from torchvision.transforms import InterpolationMode
+
+    out = []
+    for i, (sh, sw, oh, ow) in enumerate(RESIZES):
+        src = pattern(sh, sw, 0, 100 + i)
+        for filt in ("bicubic", "bilinear"):
+            pil = np.array(Image.fromarray(src).resize(
+                (ow, oh), resample=Image.BICUBIC if filt == "bicubic" else Image.BILINEAR))
+            t = torch.from_numpy(src).permute(2, 0, 1).contiguous()
+            mode = InterpolationMode.BICUBIC if filt == "bicubic" else InterpolationMode.BILINEAR
+            tv = tvF.resize(t, [oh, ow], interpolation=mode, antialias=True).permute(1, 2, 0).contiguous().numpy()
+            for backend, arr in (("pil", pil), ("torchvision", tv)):
+                out.append({"src": [sh, sw, 100 + i], "out": [oh, ow], "filter": filt, "backend": backend,
+                            "bytes_sum": wsum64(arr.astype(np.float32))})
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--assets", type=Path, default=assets.CACHE / "assets" / "hub",
@@ -208,7 +234,8 @@ def main(argv=None) -> int:
         if not (args.assets / fam / "tokenizer.json").exists():
             assets.build(fam, args.assets / fam)
 
-    goldens = {"transformers": __import__("transformers").__version__, "cases": [], "luts": {}}
+    goldens = {"transformers": __import__("transformers").__version__, "cases": [], "luts": {},
+               "resize": resize_goldens()}
     full = {}
     for fam in FAMILIES:
         for backend in ("torchvision", "pil"):

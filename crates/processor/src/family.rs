@@ -376,6 +376,10 @@ pub const LLAVA_NEXT_VIDEO: FamilySpec = FamilySpec {
 /// All families, in detection order.
 pub const FAMILIES: [&FamilySpec; 4] = [&INTERLEAVE, &ONEVISION, &VIDEO_LLAVA, &LLAVA_NEXT_VIDEO];
 
+/// Largest `size` / `crop_size` / pinpoint side accepted from a config file (transformers' own
+/// checkpoints use at most 2304).
+pub const MAX_CONFIG_SIDE: u32 = 8192;
+
 /// Effective image/video processor settings (config values over class defaults).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct VisionSettings {
@@ -479,7 +483,33 @@ impl VisionSettings {
                 .collect::<Result<Vec<_>>>()?,
             None => d.pinpoints.iter().map(|p| (p[0], p[1])).collect(),
         };
+        let too_big = |v: Option<u32>| v.is_some_and(|v| v > MAX_CONFIG_SIDE);
+        for (field, sd) in [("size", Some(size)), ("crop_size", crop_size)] {
+            if let Some(sd) = sd {
+                if too_big(sd.height) || too_big(sd.width) || too_big(sd.shortest_edge) || too_big(sd.longest_edge) {
+                    return Err(ProcessorError::InvalidField {
+                        file: file.into(),
+                        field: field.into(),
+                        message: format!("sides above {MAX_CONFIG_SIDE} are not supported"),
+                    });
+                }
+            }
+        }
+        if pinpoints.iter().any(|&(h, w)| h > MAX_CONFIG_SIDE || w > MAX_CONFIG_SIDE) {
+            return Err(ProcessorError::InvalidField {
+                file: file.into(),
+                field: "image_grid_pinpoints".into(),
+                message: format!("sides above {MAX_CONFIG_SIDE} are not supported"),
+            });
+        }
         let rescale_factor = cfg.rescale_factor.unwrap_or(1.0 / 255.0);
+        if !(rescale_factor.is_finite() && rescale_factor != 0.0) {
+            return Err(ProcessorError::InvalidField {
+                file: file.into(),
+                field: "rescale_factor".into(),
+                message: "must be finite and non-zero".into(),
+            });
+        }
         Ok(VisionSettings {
             class,
             do_resize: cfg.do_resize.unwrap_or(true),

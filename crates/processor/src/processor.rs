@@ -552,7 +552,7 @@ impl Processor {
             return Err(ProcessorError::Messages("no conversations given".into()));
         }
         let mut prompts = Vec::with_capacity(conversations.len());
-        let mut images: Vec<Vec<Arc<Array3<u8>>>> = Vec::new();
+        let mut images: Vec<Vec<ImageRef>> = Vec::new();
         let mut videos: Vec<Vec<Arc<Array4<u8>>>> = Vec::new();
         for (ci, conv) in conversations.iter().enumerate() {
             let mut conv_images = Vec::new();
@@ -580,10 +580,11 @@ impl Processor {
                 messages = videos_to_image_parts(&messages, &frame_counts);
                 for m in loaded {
                     match m {
-                        MediaLoaded::Image(i) => conv_images.push(i),
+                        MediaLoaded::Image(i) => conv_images.push(ImageRef::Image(i)),
+                        // The frames stay in the decoded video: views, no copy.
                         MediaLoaded::Video(v) => {
-                            for f in v.axis_iter(Axis(0)) {
-                                conv_images.push(Arc::new(f.to_owned()));
+                            for t in 0..v.shape()[0] {
+                                conv_images.push(ImageRef::Frame(v.clone(), t));
                             }
                         }
                     }
@@ -591,7 +592,7 @@ impl Processor {
             } else {
                 for m in loaded {
                     match m {
-                        MediaLoaded::Image(i) => conv_images.push(i),
+                        MediaLoaded::Image(i) => conv_images.push(ImageRef::Image(i)),
                         MediaLoaded::Video(v) => conv_videos.push(v),
                     }
                 }
@@ -601,7 +602,17 @@ impl Processor {
             images.push(conv_images);
             videos.push(conv_videos);
         }
-        let img_views: Vec<Vec<ArrayView3<'_, u8>>> = images.iter().map(|c| c.iter().map(|a| a.view()).collect()).collect();
+        let img_views: Vec<Vec<ArrayView3<'_, u8>>> = images
+            .iter()
+            .map(|c| {
+                c.iter()
+                    .map(|r| match r {
+                        ImageRef::Image(a) => a.view(),
+                        ImageRef::Frame(v, t) => v.index_axis(Axis(0), *t),
+                    })
+                    .collect()
+            })
+            .collect();
         let vid_views: Vec<Vec<ArrayView4<'_, u8>>> = videos.iter().map(|c| c.iter().map(|a| a.view()).collect()).collect();
         self.process_prompts(&prompts, &img_views, &vid_views, opts)
     }
@@ -777,6 +788,13 @@ fn default_loader() -> Arc<dyn MediaLoader> {
 #[cfg(not(feature = "video-io"))]
 fn default_loader() -> Arc<dyn MediaLoader> {
     Arc::new(NoMediaLoader)
+}
+
+/// An image to process: a decoded image, or frame `t` of a decoded video (families without a
+/// video processor take a video's frames as images without copying them).
+enum ImageRef {
+    Image(Arc<Array3<u8>>),
+    Frame(Arc<Array4<u8>>, usize),
 }
 
 enum MediaLoaded {

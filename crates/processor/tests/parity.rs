@@ -234,3 +234,22 @@ fn small_cases_in_full() {
         assert_eq!(max, 0, "{name}: max level difference {max}");
     }
 }
+
+#[test]
+fn resize_kernels_match_pillow_and_torchvision() {
+    use vidlm_processor::resize::{resize, Filter};
+    let g = goldens();
+    let cases = g["resize"].as_array().cloned().unwrap_or_default();
+    assert_eq!(cases.len(), 48);
+    for c in &cases {
+        let u = |v: &Value, i: usize| v[i].as_u64().unwrap_or(0) as usize;
+        let (sh, sw, seed) = (u(&c["src"], 0), u(&c["src"], 1), u(&c["src"], 2) as u64);
+        let (oh, ow) = (u(&c["out"], 0), u(&c["out"], 1));
+        let filter = if c["filter"] == "bilinear" { Filter::Bilinear } else { Filter::Bicubic };
+        let be = backend(c["backend"].as_str().unwrap_or(""));
+        let src = pattern(sh, sw, 0, seed);
+        let out = resize(src.as_slice().unwrap_or(&[]), sh, sw, oh, ow, filter, be);
+        let as_f32: Vec<f32> = out.iter().map(|&v| f32::from(v)).collect();
+        assert_eq!(wsum64(&as_f32), c["bytes_sum"].as_str().unwrap_or(""), "{sh}x{sw} -> {oh}x{ow} {filter:?} {be:?}");
+    }
+}
