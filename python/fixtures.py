@@ -52,6 +52,9 @@ MAX_NEW_TOKENS = 24
 MIN_MARGIN = 1e-2
 # Every generated row must contain at least this many distinct tokens (no single-token loops).
 MIN_DISTINCT = 6
+# fp32 ONNX replay vs transformers, first-step logits: max|Δ| <= REPLAY_ATOL + REPLAY_RTOL * max|logits|.
+REPLAY_ATOL = 1e-3
+REPLAY_RTOL = 1e-5
 NUM_FRAMES = 8
 FORMAT_VERSION = 1
 # Logit columns stored per row: every STRIDE-th vocabulary id + each row's top TOPK ids.
@@ -315,6 +318,7 @@ def replay_check(family: str, model, results: dict, model_dir: Path, dtype: str 
         same = bool((toks == r["tokens"].numpy()).all())
         rows.append({"family": family, "dtype": dtype, "scenario": name, "tokens_equal": same,
                      "first_logits_max_abs_diff": float(np.abs(first - ref).max()),
+                     "first_logits_tolerance": REPLAY_ATOL + REPLAY_RTOL * float(np.abs(ref).max()),
                      "min_margin": r["min_margin"]})
     return rows
 
@@ -353,9 +357,11 @@ def compare(family: str, rec: dict, tensors: dict, gdir: Path) -> list[str]:
             if c.shape != v.shape or c.dtype != v.dtype:
                 errs.append(f"{family}/{name}: tensor {k} shape/dtype {tuple(c.shape)}/{c.dtype} vs {tuple(v.shape)}/{v.dtype}")
             elif v.is_floating_point():
+                # Other CPUs (other SIMD paths) may round differently: allow 1e-5 relative to the magnitude.
                 d = float((c - v).abs().max()) if v.numel() else 0.0
-                if d > 1e-4:
-                    errs.append(f"{family}/{name}: tensor {k} max|Δ| {d:.3e} > 1e-4")
+                tol = 1e-4 + 1e-5 * (float(c.abs().max()) if c.numel() else 0.0)
+                if d > tol:
+                    errs.append(f"{family}/{name}: tensor {k} max|Δ| {d:.3e} > {tol:.3e}")
             elif not torch.equal(c, v):
                 errs.append(f"{family}/{name}: tensor {k} differs")
     return errs
@@ -448,7 +454,8 @@ def main(argv=None) -> int:
             rows = replay_check(family, model, results, model_dir, dt)
             replay_rows += rows
             if dt == "fp32":
-                bad = [r for r in rows if not r["tokens_equal"] or r["first_logits_max_abs_diff"] > 1e-3]
+                bad = [r for r in rows if not r["tokens_equal"]
+                       or r["first_logits_max_abs_diff"] > r["first_logits_tolerance"]]
                 errors += [f"{family}/{r['scenario']}: ONNX replay differs from transformers ({r})" for r in bad]
         rec, tensors = golden_record(family, model, results, sha256(ckpt / "model.safetensors"), seed)
         gdir = GOLDENS / family
@@ -457,8 +464,8 @@ def main(argv=None) -> int:
             if family == DEMO_FAMILY:
                 # The committed demo model must reproduce the committed goldens.
                 demo_rows = replay_check(family, model, results, DEMO_DIR, "fp32")
-                errors += [f"demo model {r['scenario']}: tokens differ from transformers" for r in demo_rows
-                           if not r["tokens_equal"] or r["first_logits_max_abs_diff"] > 1e-3]
+                errors += [f"demo model {r['scenario']}: differs from transformers ({r})" for r in demo_rows
+                           if not r["tokens_equal"] or r["first_logits_max_abs_diff"] > r["first_logits_tolerance"]]
         else:
             from safetensors.torch import save_file
 

@@ -51,7 +51,8 @@ def tiny_processor_overrides(family: str, config) -> dict:
     raise ValueError(family)
 
 
-def build(family: str, size: str, out: Path, seed: int = 0, init: float = 0.3, dtype: str = "fp32") -> Path:
+def build(family: str, size: str, out: Path, seed: int = 0, init: float = 0.3, dtype: str = "fp32",
+          text_layers: int | None = None) -> Path:
     import torch
 
     if size == "tiny":
@@ -60,6 +61,11 @@ def build(family: str, size: str, out: Path, seed: int = 0, init: float = 0.3, d
     else:
         config = assets.real_config(family)
         overrides = None
+    if text_layers is not None:
+        # Real width, reduced depth: checks a 7B architecture's shapes where its full depth does not fit in RAM.
+        config.text_config.num_hidden_layers = text_layers
+        if getattr(config.text_config, "layer_types", None):
+            config.text_config.layer_types = config.text_config.layer_types[:text_layers]
     out.mkdir(parents=True, exist_ok=True)
     assets.build(family, out, layout="hub", processor_overrides=overrides, config=config)
     configs.build_random_model(config, seed, out, dtype=torch.float16 if dtype == "fp16" else None,
@@ -83,8 +89,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--dtype", choices=("fp32", "fp16"), default="fp32")
+    ap.add_argument("--text-layers", type=int, default=None, help="override the LM depth (real width, fewer layers)")
     a = ap.parse_args(argv)
-    build(a.family, a.size, a.out, seed=a.seed, dtype=a.dtype)
+    build(a.family, a.size, a.out, seed=a.seed, dtype=a.dtype, text_layers=a.text_layers)
     print(a.out)
     return 0
 

@@ -36,17 +36,6 @@ def _flat(args) -> list:
     return out
 
 
-def _param_bytes(module: torch.nn.Module) -> int:
-    seen = set()
-    total = 0
-    for p in list(module.parameters()) + list(module.buffers()):
-        if p.data_ptr() in seen:
-            continue
-        seen.add(p.data_ptr())
-        total += p.numel() * p.element_size()
-    return total
-
-
 def export_graph(spec: GraphSpec, dtype: str, out_dir: Path, exporter: str, opset: int) -> dict:
     """Exports one graph; returns {file, external_data, seconds}."""
     from torch.export import Dim
@@ -57,7 +46,6 @@ def export_graph(spec: GraphSpec, dtype: str, out_dir: Path, exporter: str, opse
         if stale.exists():
             stale.unlink()
     args = spec.sample(TORCH_DTYPE[dtype])
-    big = _param_bytes(spec.module) > EXTERNAL_DATA_THRESHOLD
     t0 = time.time()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -92,6 +80,8 @@ def export_graph(spec: GraphSpec, dtype: str, out_dir: Path, exporter: str, opse
             )
             import onnx_ir
 
+            big = sum(v.const_value.nbytes for v in prog.model.graph.initializers.values()
+                      if v.const_value is not None) > EXTERNAL_DATA_THRESHOLD
             if big:
                 onnx_ir.save(prog.model, path, external_data=data_name)
             else:
@@ -115,6 +105,7 @@ def export_graph(spec: GraphSpec, dtype: str, out_dir: Path, exporter: str, opse
                 do_constant_folding=True,
             )
             m = onnx.load(str(tmp_file))
+            big = sum(len(t.raw_data) for t in m.graph.initializer) > EXTERNAL_DATA_THRESHOLD
             if big:
                 onnx.save_model(m, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
                                 location=data_name, size_threshold=1024)
@@ -140,6 +131,9 @@ def _session(path: Path):
     so = ort.SessionOptions()
     so.intra_op_num_threads = int(os.environ.get("VIDLM_ORT_THREADS", "2"))
     so.log_severity_level = 3
+    # No pre-packed weight copies: validation runs each graph a few times only, and real-size graphs
+    # would otherwise hold their weights twice.
+    so.add_session_config_entry("session.disable_prepacking", "1")
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 

@@ -52,7 +52,7 @@ enum Cmd {
     Fixtures {
         #[arg(long)]
         check: bool,
-        /// Extra arguments for python/fixtures.py (e.g. `--only next_video`).
+        /// Extra arguments for python/fixtures.py (e.g. `--only llava_next_video`).
         #[arg(trailing_var_arg = true)]
         args: Vec<String>,
     },
@@ -117,21 +117,32 @@ fn cargo() -> Command {
 
 fn demo(args: &[String]) -> Result<()> {
     setup::setup(setup::Parts { apt: true, ort: true, python: false })?;
-    let video = project_root().join("assets").join("demo.mp4");
-    let out = cache_dir().join("demo-frames");
-    eprintln!("[demo] probing {}", video.display());
-    let mut probe = cargo();
-    probe.args(["run", "--release", "--quiet", "-p", "vidlm", "--", "probe"]).arg(&video);
-    run(&mut probe)?;
-    eprintln!("[demo] sampling 8 frames into {}", out.display());
-    let mut frames = cargo();
-    frames
-        .args(["run", "--release", "--quiet", "-p", "vidlm", "--", "frames"])
+    let root = project_root();
+    let video = root.join("assets").join("demo.mp4");
+    let model = root.join("assets").join("demo-model");
+    let vidlm = |sub: &str| {
+        let mut c = cargo();
+        c.args(["run", "--release", "--quiet", "-p", "vidlm", "--", sub]);
+        c
+    };
+    eprintln!("[demo] building vidlm (release) and probing {}", video.display());
+    run(vidlm("probe").arg(&video))?;
+    eprintln!();
+    eprintln!("[demo] asking the bundled demo model about the video (8 frames, offline).");
+    eprintln!("[demo] NOTE: assets/demo-model is a tiny LLaVA-NeXT-Video with RANDOM weights: its answer is");
+    eprintln!("[demo] gibberish by design. It checks that decoding, preprocessing, the chat template,");
+    eprintln!("[demo] tokenization, the vision encoder and the decoder all run end to end.");
+    let mut ask = vidlm("run");
+    ask.arg("--model")
+        .arg(&model)
+        .arg("--video")
         .arg(&video)
-        .args(["--num-frames", "8", "--out"])
-        .arg(&out)
+        .args(["--num-frames", "8", "--max-new-tokens", "24", "--prompt", "What is happening in this video?"])
         .args(args);
-    run(&mut frames)?;
+    run(&mut ask)?;
+    eprintln!();
+    eprintln!("[demo] for a real model: cargo xtask export --model llava-hf/llava-onevision-qwen2-0.5b-ov-hf --out models/ov");
+    eprintln!("[demo]                   cargo run --release -p vidlm -- run --model models/ov --video cats.mp4 --prompt '...'");
     Ok(())
 }
 
@@ -143,6 +154,8 @@ fn test(args: &[String]) -> Result<()> {
     export::fixtures(true, &[])?;
     let mut t = cargo();
     t.env("VIDLM_TEST_VIDEOS", &videos);
+    // Exported tiny models: $VIDLM_FIXTURES/<family>/model (goldens: tests/goldens/<family>/).
+    t.env("VIDLM_FIXTURES", cache_dir().join("fixtures"));
     t.args(["test", "--workspace", "--all-targets"]).args(args);
     run(&mut t)?;
     // `--all-targets` leaves out doctests; every lib.rs opens with a runnable example.

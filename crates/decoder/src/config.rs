@@ -220,6 +220,9 @@ impl ResolvedGeneration {
             Some(v) => v.clone(),
             None => cfg.stop_strings.as_ref().map(|e| e.to_vec()).unwrap_or_default(),
         };
+        if o.max_new_tokens == Some(0) {
+            return bad("max_new_tokens must be greater than 0".to_string());
+        }
         if stop_strings.iter().any(|s| s.is_empty()) {
             return bad("stop strings must not be empty".to_string());
         }
@@ -283,6 +286,7 @@ mod tests {
             GenerationOptions { min_p: Some(2.0), ..Default::default() },
             GenerationOptions { repetition_penalty: Some(-1.0), ..Default::default() },
             GenerationOptions { stop_strings: Some(vec![String::new()]), ..Default::default() },
+            GenerationOptions { max_new_tokens: Some(0), ..Default::default() },
         ] {
             assert!(matches!(ResolvedGeneration::resolve(&cfg, &o), Err(DecoderError::InvalidOption(_))), "{o:?}");
         }

@@ -295,7 +295,12 @@ impl<'m> Generation<'m> {
                 .get_mut(b * vocab..(b + 1) * vocab)
                 .ok_or_else(|| DecoderError::Shape("logits shorter than the batch".into()))?;
             let row = self.rows.get_mut(r).ok_or_else(|| DecoderError::Shape("row index".into()))?;
-            let history: Vec<i64> = row.prompt.iter().chain(row.generated.iter()).copied().collect();
+            // The repetition penalty looks at the prompt (without padding) and the generated ids.
+            let history: Vec<i64> = if self.cfg.sampling.repetition_penalty != 1.0 {
+                row.prompt.iter().chain(row.generated.iter()).copied().collect()
+            } else {
+                Vec::new()
+            };
             let tok = select_token(scores, &history, &self.cfg.sampling, &mut self.rng) as i64;
             row.generated.push(tok);
             let mut text = String::new();

@@ -39,16 +39,22 @@
 //! ```
 //!
 //! With a model directory (`config.json`, `generation_config.json`, `tokenizer.json`,
-//! `onnx/embed_tokens.onnx`, `onnx/decoder_model_merged.onnx`):
+//! `onnx/embed_tokens.onnx`, `onnx/decoder_model_merged.onnx`) — here the committed tiny
+//! random-weight LLaVA-NeXT-Video:
 //!
-//! ```no_run
+//! ```
 //! use vidlm_decoder::{GenerationOptions, LanguageModel, LmOptions, Sequence};
 //! # fn main() -> Result<(), vidlm_decoder::DecoderError> {
-//! let mut lm = LanguageModel::from_dir("model-dir", &LmOptions::default())?;
-//! let opts = GenerationOptions { max_new_tokens: Some(16), ..Default::default() };
-//! for event in lm.stream(&[Sequence::text(vec![151644, 872, 198])], &opts)? {
-//!     print!("{}", event?.text);
+//! let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../assets/demo-model");
+//! let mut lm = LanguageModel::from_dir(dir, &LmOptions::default())?;
+//! let ids: Vec<i64> = lm.tokenizer().unwrap().encode("USER: Hi! ASSISTANT:", true).unwrap()
+//!     .get_ids().iter().map(|&i| i as i64).collect();
+//! let opts = GenerationOptions { max_new_tokens: Some(8), seed: Some(1), ..Default::default() };
+//! let mut text = String::new();
+//! for event in lm.stream(&[Sequence::text(ids)], &opts)? {
+//!     text.push_str(&event?.text);
 //! }
+//! println!("{text}");
 //! # Ok(()) }
 //! ```
 

@@ -44,11 +44,7 @@ impl Features {
 
     /// Number of rows.
     pub fn rows(&self) -> usize {
-        if self.dim == 0 {
-            0
-        } else {
-            self.data.len() / self.dim
-        }
+        self.data.len().checked_div(self.dim).unwrap_or(0)
     }
 
     /// Row width.
@@ -93,12 +89,10 @@ pub fn merge_features(
     if embeds.len() != input_ids.len() * hidden {
         return Err(DecoderError::Shape(format!("inputs_embeds has {} values, expected {}", embeds.len(), input_ids.len() * hidden)));
     }
-    let mut k = 0usize;
-    for (pos, _) in input_ids.iter().enumerate().filter(|(_, &t)| t == token_id) {
+    for (k, (pos, _)) in input_ids.iter().enumerate().filter(|(_, &t)| t == token_id).enumerate() {
         if let (Some(dst), Some(src)) = (embeds.get_mut(pos * hidden..(pos + 1) * hidden), features.row(k)) {
             dst.copy_from_slice(src);
         }
-        k += 1;
     }
     Ok(())
 }
@@ -123,7 +117,7 @@ pub fn left_pad(rows: &[Vec<i64>], pad_id: i64) -> (Vec<i64>, Vec<i64>, usize) {
 /// `cumsum(attention_mask) - 1`, with padded positions set to 0. `mask` is `batch × width`.
 /// Only the last `seq` columns of each row are returned (`batch × seq`).
 pub fn position_ids(mask: &[i64], width: usize, seq: usize) -> Vec<i64> {
-    let mut out = Vec::with_capacity(if width == 0 { 0 } else { mask.len() / width * seq });
+    let mut out = Vec::with_capacity(mask.len().checked_div(width).unwrap_or(0) * seq);
     if width == 0 {
         return out;
     }

@@ -178,7 +178,7 @@ fn select_rows(v: &DynValue, rows: &[usize], path: &Path) -> Result<DynValue, De
         let (shape, data) = v.try_extract_tensor::<T>().map_err(ort_err(path))?;
         let dims: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
         let batch = dims.first().copied().unwrap_or(0);
-        let per_row = if batch == 0 { 0 } else { data.len() / batch };
+        let per_row = data.len().checked_div(batch).unwrap_or(0);
         let mut out = Vec::with_capacity(per_row * rows.len());
         for &r in rows {
             let src = data
@@ -395,21 +395,17 @@ impl LmSessions {
         let mut outputs = self.decoder.session.run(inputs).map_err(&err)?;
         let logits_v = outputs.get("logits").ok_or_else(|| DecoderError::Shape("decoder produced no logits".into()))?;
         let lshape: Vec<i64> = logits_v.dtype().tensor_shape().map(|s| s.iter().copied().collect()).unwrap_or_default();
-        let all = to_f32(logits_v, &path)?;
         let (rows, positions_out, vocab) = match lshape.as_slice() {
             [b, s, v] => (*b as usize, *s as usize, *v as usize),
             [b, v] => (*b as usize, 1, *v as usize),
             other => return Err(DecoderError::Shape(format!("logits have shape {other:?}"))),
         };
-        if rows != batch || positions_out == 0 || all.len() != rows * positions_out * vocab {
+        if rows != batch || positions_out == 0 {
             return Err(DecoderError::Shape(format!("logits shape {lshape:?} for batch {batch}")));
         }
-        // Last position of every row.
-        let mut logits = Vec::with_capacity(batch * vocab);
-        for r in 0..batch {
-            let start = (r * positions_out + positions_out - 1) * vocab;
-            logits.extend_from_slice(&all[start..start + vocab]);
-        }
+        // Only the last position of every row is copied out (graphs without last-token logits
+        // return [batch, seq, vocab], which can be gigabytes on a long prefill).
+        let logits = last_positions(logits_v, batch, positions_out, vocab, &path)?;
         let mut values = Vec::with_capacity(self.io.layers.len() * 2);
         for io in &self.io.layers {
             for name in [&io.present_key, &io.present_value] {
@@ -422,6 +418,37 @@ impl LmSessions {
         cache.past_len = total;
         Ok(StepOutput { logits, vocab })
     }
+}
+
+/// The last position's row of each batch row of a `[batch, positions, vocab]` float tensor.
+fn last_positions(v: &DynValue, batch: usize, positions: usize, vocab: usize, path: &Path) -> Result<Vec<f32>, DecoderError> {
+    let want = batch * positions * vocab;
+    let mut out = Vec::with_capacity(batch * vocab);
+    let bad = |n: usize| DecoderError::Shape(format!("logits hold {n} values, expected {want}"));
+    match v.dtype().tensor_type() {
+        Some(TensorElementType::Float32) => {
+            let data = v.try_extract_tensor::<f32>().map_err(ort_err(path))?.1;
+            if data.len() != want {
+                return Err(bad(data.len()));
+            }
+            for r in 0..batch {
+                let start = (r * positions + positions - 1) * vocab;
+                out.extend_from_slice(&data[start..start + vocab]);
+            }
+        }
+        Some(TensorElementType::Float16) => {
+            let data = v.try_extract_tensor::<f16>().map_err(ort_err(path))?.1;
+            if data.len() != want {
+                return Err(bad(data.len()));
+            }
+            for r in 0..batch {
+                let start = (r * positions + positions - 1) * vocab;
+                out.extend(data[start..start + vocab].iter().map(|x| x.to_f32()));
+            }
+        }
+        other => return Err(DecoderError::Shape(format!("logits are {other:?}, expected float"))),
+    }
+    Ok(out)
 }
 
 /// Reads a float tensor (f32 or f16) as f32.

@@ -197,7 +197,7 @@ impl Rng {
 pub fn sample(scores: &[f32], rng: &mut Rng) -> usize {
     let probs = softmax(scores);
     let total: f64 = probs.iter().filter(|p| p.is_finite()).sum();
-    if !(total > 0.0) {
+    if total.is_nan() || total <= 0.0 {
         return argmax(scores);
     }
     let u = rng.next_f64() * total;

@@ -14,15 +14,16 @@
 //! they are generated. Several conversations can be generated as one left-padded batch
 //! ([`Pipeline::generate_batch`]).
 //!
-//! ```no_run
+//! ```
 //! use vidlm_pipeline::{GenerateOptions, Pipeline, PipelineOptions};
 //!
-//! let mut p = Pipeline::from_pretrained("assets/demo-model", &PipelineOptions::default())?;
+//! let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+//! let mut p = Pipeline::from_pretrained(&format!("{root}/assets/demo-model"), &PipelineOptions::default())?;
 //! let messages = serde_json::json!([{"role": "user", "content": [
-//!     {"type": "video", "video": "assets/demo.mp4"},
+//!     {"type": "video", "video": format!("{root}/assets/demo.mp4")},
 //!     {"type": "text", "text": "What happens in this video?"}]}]);
 //! let mut opts = GenerateOptions::default();
-//! opts.generation.max_new_tokens = Some(32);
+//! opts.generation.max_new_tokens = Some(8);
 //! opts.process.sampling.num_frames = Some(8);
 //! let out = p.generate(&messages, &opts)?;
 //! println!("{}\n{:.1} tokens/s", out.text, out.timings.tokens_per_second());
@@ -47,7 +48,8 @@ use std::time::{Duration, Instant};
 
 use ndarray::ArrayD;
 pub use hub::{resolve, FileSet, HubOptions};
-pub use loader::{TimedLoader, VideoIoLoader};
+pub use loader::TimedLoader;
+pub use vidlm_processor::VideoIoLoader;
 use vidlm_decoder::{Features, GenerationOptions, LanguageModel, LmOptions, RowOutput, Sequence, TokenEvent};
 pub use vidlm_decoder::{DecoderError, FinishReason};
 pub use vidlm_ort::{Device, Provider, SessionOptions};
@@ -483,7 +485,7 @@ pub fn sequences_from_inputs(
 fn concat(blocks: Vec<vidlm_vision::FeatureBlock>) -> Result<Features, PipelineError> {
     let dim = blocks.first().map(|b| b.dim).unwrap_or(1);
     let data: Vec<f32> = blocks.into_iter().flat_map(|b| b.data).collect();
-    Ok(Features::new(data, dim).map_err(PipelineError::Decoder)?)
+    Features::new(data, dim).map_err(PipelineError::Decoder)
 }
 
 /// Splits the batch's features by each row's placeholder count (the total must match).

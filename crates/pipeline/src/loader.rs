@@ -1,4 +1,4 @@
-//! Media loading for the processor through `vidlm-video-io` (FFmpeg in-process), with timing.
+//! Timing of media loading (the processor's `VideoIoLoader`: FFmpeg through `vidlm-video-io`).
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -7,43 +7,6 @@ use std::time::{Duration, Instant};
 use ndarray::{Array3, Array4};
 use vidlm_processor::processor::{MediaLoader, Sampling};
 use vidlm_processor::ProcessorError;
-use vidlm_video_io::{OpenOptions, SampleRequest, VideoReader};
-
-/// Decodes images and videos with FFmpeg (`vidlm-video-io`): frames are sampled with
-/// transformers' formulas (`num_frames`: `floor(i * N / n)`; `fps`: `max(1, int(N / video_fps * fps))`
-/// frames), all frames when neither is set.
-#[derive(Debug, Clone, Default)]
-pub struct VideoIoLoader {
-    /// FFmpeg open options (limits, protocol whitelist).
-    pub open: OpenOptions,
-}
-
-fn media_err(path: &Path, e: impl std::fmt::Display) -> ProcessorError {
-    ProcessorError::MediaLoad { path: path.to_path_buf(), message: e.to_string() }
-}
-
-impl MediaLoader for VideoIoLoader {
-    fn load_image(&self, path: &Path) -> Result<Array3<u8>, ProcessorError> {
-        let frames = vidlm_video_io::load_image_with(path, &self.open).map_err(|e| media_err(path, e))?;
-        let (_, h, w, c) = frames.data.dim();
-        frames
-            .data
-            .into_shape_with_order((h, w, c))
-            .map_err(|e| media_err(path, e))
-    }
-
-    fn load_video(&self, path: &Path, sampling: &Sampling) -> Result<Array4<u8>, ProcessorError> {
-        let req = match (sampling.num_frames, sampling.fps) {
-            (Some(_), Some(_)) => return Err(ProcessorError::Unsupported("`num_frames` and `fps` are mutually exclusive".into())),
-            (Some(n), None) => SampleRequest::num_frames(n),
-            (None, Some(f)) => SampleRequest::fps(f),
-            (None, None) => SampleRequest::all(),
-        };
-        let mut reader = VideoReader::open(path, &self.open).map_err(|e| media_err(path, e))?;
-        let frames = reader.sample(&req).map_err(|e| media_err(path, e))?;
-        Ok(frames.data)
-    }
-}
 
 /// Wraps a loader and adds up the time spent in it (the pipeline's "decode" stage).
 pub struct TimedLoader {

@@ -81,3 +81,15 @@ pub fn sample_many<P: AsRef<Path> + Sync>(
 pub fn probe(path: impl AsRef<Path>, opts: &OpenOptions) -> Result<VideoInfo, VideoError> {
     Ok(VideoReader::open(path, opts)?.info().clone())
 }
+
+#[cfg(test)]
+mod tests {
+    /// Readers and results can move to worker threads (one reader per thread).
+    #[test]
+    fn reader_and_frames_are_send() {
+        fn send<T: Send>() {}
+        send::<crate::VideoReader>();
+        send::<crate::Frames>();
+        send::<crate::VideoError>();
+    }
+}

@@ -255,3 +255,20 @@ fn header_frame_count_can_be_trusted_on_request() {
     assert_eq!(r.info().frame_count_source, FrameCountSource::PacketIndex);
     assert_eq!(r.info().frame_count, 150);
 }
+
+#[test]
+fn colour_matrix_and_range_are_applied() {
+    // Bit-exactness with the CLI (above) could also hold if both ignored the tags; here the
+    // CLI is forced to the wrong matrix/range and must then differ clearly from our frames.
+    for (name, wrong) in [("h264_bt709.mp4", "scale=in_color_matrix=bt601"), ("h264_full_range.mp4", "scale=in_range=tv")] {
+        let path = video(name);
+        let f = VideoReader::open(&path, &OpenOptions::default()).unwrap().sample(&SampleRequest::indices(vec![10])).unwrap();
+        let ours: Vec<u8> = f.data.iter().copied().collect();
+        let (_, right) = ffmpeg_frames(&path, &[10], None, false);
+        let (_, wrong) = ffmpeg_frames(&path, &[10], Some(wrong), false);
+        assert_eq!(ours, right[0], "{name}");
+        let max = ours.iter().zip(&wrong[0]).map(|(a, b)| (*a as i32 - *b as i32).abs()).max().unwrap_or(0);
+        let d = mean_abs_diff(&ours, &wrong[0]);
+        assert!(max >= 15 && d > 1.0, "{name}: the wrong matrix/range gives nearly the same picture (max {max}, mean {d})");
+    }
+}

@@ -140,6 +140,7 @@ pub enum PackStyle {
 /// `patches` holds `num_patches` blocks of `side * side` rows of width `dim` (the vision graph's
 /// output for the base image followed by the tiles, row-major). `orig` is the original `(h, w)`.
 /// Returns the packed rows (`tokens × dim`).
+#[allow(clippy::too_many_arguments)] // mirrors transformers' pack_image_features + config fields
 pub fn pack_image(
     patches: &[f32],
     num_patches: usize,

@@ -149,11 +149,7 @@ impl VisionModelConfig {
 
     /// Patch grid side (`image_size / patch_size`).
     pub fn grid_side(&self) -> usize {
-        if self.vision_config.patch_size == 0 {
-            0
-        } else {
-            self.vision_config.image_size / self.vision_config.patch_size
-        }
+        self.vision_config.image_size.checked_div(self.vision_config.patch_size).unwrap_or(0)
     }
 
     fn max_num_patches(&self) -> usize {
@@ -312,11 +308,7 @@ pub struct FeatureBlock {
 impl FeatureBlock {
     /// Number of rows.
     pub fn rows(&self) -> usize {
-        if self.dim == 0 {
-            0
-        } else {
-            self.data.len() / self.dim
-        }
+        self.data.len().checked_div(self.dim).unwrap_or(0)
     }
 }
 

@@ -69,14 +69,16 @@ pub fn model_for(family: &str) -> std::path::PathBuf {
     }
 }
 
-/// The export written by `cargo xtask fixtures`: `.cache/fixtures/<family>/model` (fp32 + fp16).
+/// The export written by `cargo xtask fixtures`: `$VIDLM_CACHE/fixtures/<family>/model` (default
+/// `.cache/`; fp32 + fp16).
 pub fn fixture_model(family: &str) -> std::path::PathBuf {
     let key = match family {
         "llava" => "interleave",
         "llava_onevision" => "onevision",
         other => other,
     };
-    fixture_root().join(".cache/fixtures").join(key).join("model")
+    let cache = std::env::var_os("VIDLM_CACHE").map(std::path::PathBuf::from).unwrap_or_else(|| fixture_root().join(".cache"));
+    cache.join("fixtures").join(key).join("model")
 }
 
 /// Families with committed goldens (`tests/goldens/<family>/golden.json`).
