@@ -1,0 +1,115 @@
+"""transformers' side of the end-to-end CPU baseline (issue: "numbers to report").
+
+Runs ``generate`` on PyTorch CPU for the same checkpoint, video, prompt and frame count that
+``vidlm run --json`` is given, and prints one JSON object with per-stage times and peak RSS:
+
+    python python/bench_generate.py --model .cache/models/real-onevision --video V.mp4 \
+        --num-frames 8 --max-new-tokens 32 --prompt "What happens in this video?" [--threads 2]
+
+Stages: ``decode`` (PyAV, the frames at transformers' own indices i*N//n), ``preprocess`` (the
+processor: template, tokens, pixel values), ``vision`` (``get_video_features``, timed on its own),
+``prefill`` (time to the first generated token inside ``generate``, which includes the vision
+tower again, minus the separately timed vision), and ``decode_tokens_per_s`` over the remaining tokens.
+Greedy decoding with EOS disabled, so both sides generate exactly ``max_new_tokens``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+
+import numpy as np
+
+
+def decode_frames(path: str, num_frames: int) -> tuple[np.ndarray, list[int]]:
+    import av
+
+    with av.open(path) as c:
+        total = sum(1 for _ in c.demux(video=0) if _.size)  # packet count = frames for these files
+    idx = [i * total // num_frames for i in range(num_frames)]
+    want = set(idx)
+    frames = []
+    with av.open(path) as c:
+        for i, f in enumerate(c.decode(video=0)):
+            if i in want:
+                frames.append(f.to_ndarray(format="rgb24"))
+            if i >= idx[-1]:
+                break
+    return np.stack(frames), idx
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--video", required=True)
+    ap.add_argument("--prompt", default="What is happening in this video?")
+    ap.add_argument("--num-frames", type=int, default=8)
+    ap.add_argument("--max-new-tokens", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor, LogitsProcessor, LogitsProcessorList
+
+    torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    processor = AutoProcessor.from_pretrained(args.model)
+    model = AutoModelForImageTextToText.from_pretrained(args.model, dtype=torch.float32).eval()
+    load_s = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    video, indices = decode_frames(args.video, args.num_frames)
+    decode_s = time.perf_counter() - t0
+
+    messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": args.prompt}]}]
+    t0 = time.perf_counter()
+    text = processor.apply_chat_template(messages, add_generation_prompt=True)
+    inputs = processor(text=text, videos=[video], return_tensors="pt")
+    preprocess_s = time.perf_counter() - t0
+
+    with torch.inference_mode():
+        t0 = time.perf_counter()
+        model.model.get_video_features(pixel_values_videos=inputs["pixel_values_videos"])
+        vision_s = time.perf_counter() - t0
+
+    stamps: list[float] = []
+
+    class Stamp(LogitsProcessor):
+        def __call__(self, input_ids, scores):
+            stamps.append(time.perf_counter())
+            return scores
+
+    with torch.inference_mode():
+        t0 = time.perf_counter()
+        out = model.generate(**inputs, max_new_tokens=args.max_new_tokens, do_sample=False,
+                             eos_token_id=None, logits_processor=LogitsProcessorList([Stamp()]))
+        total_s = time.perf_counter() - t0
+    new = out[0, inputs["input_ids"].shape[1]:].tolist()
+    first = stamps[0] - t0  # vision + prefill inside generate
+    steps = [b - a for a, b in zip(stamps, stamps[1:])]
+    print(json.dumps({
+        "backend": "transformers (PyTorch CPU, sdpa)",
+        "torch_threads": args.threads,
+        "frame_indices": indices,
+        "prompt_tokens": int(inputs["input_ids"].shape[1]),
+        "new_tokens": len(new),
+        "token_ids": new,
+        "timings": {
+            "load": round(load_s, 3),
+            "decode": round(decode_s, 3),
+            "preprocess": round(preprocess_s, 3),
+            "vision": round(vision_s, 3),
+            "prefill": round(max(first - vision_s, 0.0), 3),
+            "vision_plus_prefill_in_generate": round(first, 3),
+            "decode_step_mean": round(float(np.mean(steps)), 4) if steps else None,
+            "decode_tokens_per_s": round(len(steps) / sum(steps), 2) if steps else None,
+            "generate_total": round(total_s, 3),
+        },
+        "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2),
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
