@@ -49,12 +49,13 @@ SEEDS = {"interleave": 101, "onevision": 2, "video_llava": 103, "llava_next_vide
 # 0.3 (the export notes' value) still gave single-token loops on some scenarios at hidden size 16; 0.6 varies.
 INIT_RANGE = 0.6
 MAX_NEW_TOKENS = 24
-MIN_MARGIN = 1e-2
+# At TINY_LOGIT_GAIN 0.5 (max |logit| ~8) fp32 graph noise is ~4e-5: demand a margin 10x above it.
+MIN_MARGIN = 5e-4
 # Every generated row must contain at least this many distinct tokens (no single-token loops).
 MIN_DISTINCT = 6
 # fp32 ONNX replay vs transformers, first-step logits: max|Δ| <= REPLAY_ATOL + REPLAY_RTOL * max|logits|.
-REPLAY_ATOL = 1e-3
-REPLAY_RTOL = 1e-5
+REPLAY_ATOL = 1e-4
+REPLAY_RTOL = 0.0
 NUM_FRAMES = 8
 FORMAT_VERSION = 1
 # Logit columns stored per row: every STRIDE-th vocabulary id + each row's top TOPK ids.

@@ -22,8 +22,12 @@ import assets  # noqa: E402
 from vidlm_export import configs  # noqa: E402
 
 
-# Tiny models: final-norm gain so that greedy margins are far above float noise (see configs.py).
-TINY_LOGIT_GAIN = 8.0
+# Tiny models: final-norm gain that sets the absolute logit scale (see configs.py). Scaling the final
+# RMSNorm weight scales logits, top-1/top-2 margins and the fp32 ONNX-vs-PyTorch noise alike (the
+# argmax never changes), so the margin/noise ratio does not depend on it. 0.5 keeps max |logit| near 8,
+# the scale at which the fp32 graphs reproduce transformers' logits within the 1e-4 acceptance bound
+# (measured at gain 8: max |Δ| 6.9e-4 on logits up to 127, i.e. ~4e-5 at gain 0.5).
+TINY_LOGIT_GAIN = 0.5
 
 
 def tiny_processor_overrides(family: str, config) -> dict:

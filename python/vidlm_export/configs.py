@@ -131,8 +131,8 @@ BUILDERS = {"interleave": interleave, "onevision": onevision, "video_llava": vid
 def build_random_model(config, seed: int, out_dir, dtype=None, logit_gain: float = 1.0):
     """Instantiates `config` with random weights (fixed seed) and saves it with save_pretrained.
 
-    `logit_gain` multiplies the language model's final RMSNorm weight: the tiny test models use 8 so
-    that the logits spread widely and greedy top-1/top-2 margins sit far above float noise."""
+    `logit_gain` multiplies the language model's final RMSNorm weight: the tiny test models use it to set
+    the absolute logit scale (random_checkpoint.TINY_LOGIT_GAIN)."""
     import torch
     from transformers import AutoModelForImageTextToText  # noqa: F401
     from . import families

@@ -1,8 +1,8 @@
 //! End-to-end parity with transformers on the committed goldens (`tests/goldens/<family>/`,
 //! written by `python/fixtures.py`): the goldens' saved model inputs (ids, mask, pixel values)
 //! go through vidlm-vision + vidlm-decoder; greedy tokens must be identical to transformers'
-//! `generate`; first-step logits within 1e-3 absolute and 1e-5 relative to the largest logit
-//! (the goldens' logits reach ~130; see `FP32_ATOL`).
+//! `generate`; fp32 first-step logits within 1e-4 absolute (the acceptance bound; the tiny models'
+//! logits are scaled to max |logit| ~8, see `python/random_checkpoint.py::TINY_LOGIT_GAIN`).
 
 #[path = "../../decoder/tests/common/mod.rs"]
 mod common;
@@ -32,8 +32,7 @@ fn split_by_rows(rows: &[Vec<i64>], token: Option<i64>, feats: Option<Features>)
         .collect()
 }
 
-const FP32_ATOL: f32 = 1e-3;
-const FP32_RTOL: f32 = 1e-5;
+const FP32_ATOL: f32 = 1e-4;
 const FP16_ATOL: f32 = 0.05;
 const FP16_RTOL: f32 = 0.02;
 
@@ -144,12 +143,10 @@ fn check_family_variant(family_dir: &str, max_batch: usize, suffix: &str, report
         );
         eprintln!("{label}");
         if suffix.is_empty() {
-            // fp32: the ONNX graphs themselves differ from PyTorch by up to ~6e-4 on these goldens
-            // (logits up to ~130; ONNX Runtime's Python API replaying the same graphs gives the
-            // same differences, see python/vidlm_export/replay.py, checked there at 1e-3).
-            // Bound: FP32_ATOL absolute and FP32_RTOL relative to the largest logit.
-            if d > FP32_ATOL || d > FP32_RTOL * max_ref.max(1.0) {
-                report.failures.push(format!("{label} > min({FP32_ATOL:e}, {FP32_RTOL:e} * max|ref|)"));
+            // fp32: max |Δ| <= 1e-4 absolute (python/fixtures.py's ONNX replay checks the same bound;
+            // measured worst case 4.3e-5, OneVision batched).
+            if d > FP32_ATOL {
+                report.failures.push(format!("{label} > {FP32_ATOL:e}"));
             }
             if &got_tokens != want_tokens {
                 report.failures.push(format!("{label}: tokens {got_tokens:?} != {want_tokens:?}"));
