@@ -1,4 +1,4 @@
-//! `vidlm preprocess --model DIR --messages messages.json [--num-frames N | --fps F]
+//! `vidlm preprocess --model DIR --messages messages.json [--num-frames N | --fps F] [--max-frames M]
 //! [--backend pil|torchvision] [--no-generation-prompt] --out inputs.safetensors`
 //!
 //! Writes what the model consumes, under transformers' key names and dtypes: `input_ids` and
@@ -26,6 +26,9 @@ pub struct Args {
     /// Sample max(1, int(N_total / video_fps * F)) frames from each video.
     #[arg(long)]
     pub fps: Option<f64>,
+    /// At most M frames per video (evenly spaced), e.g. to cap `--fps` on long videos.
+    #[arg(long)]
+    pub max_frames: Option<usize>,
     /// Image resize backend (default: what transformers 5 picks — torchvision, or PIL for
     /// Video-LLaVA's image processor). Videos always use torchvision, like transformers.
     #[arg(long)]
@@ -46,7 +49,7 @@ pub fn run(a: Args) -> Result<()> {
     let convs = Conversation::batch_from_json(&json, base)?;
     let opts = ProcessOptions {
         add_generation_prompt: !a.no_generation_prompt,
-        sampling: Sampling { num_frames: a.num_frames, fps: a.fps },
+        sampling: Sampling { num_frames: a.num_frames, fps: a.fps, max_frames: a.max_frames },
         image_backend: a.backend,
         video_backend: None,
     };

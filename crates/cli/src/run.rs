@@ -1,4 +1,4 @@
-//! `vidlm run --model DIR|ID [--video V]... [--image I]... --prompt TEXT [--num-frames N | --fps F] ...`
+//! `vidlm run --model DIR|ID [--video V]... [--image I]... --prompt TEXT [--num-frames N | --fps F] [--max-frames M] ...`
 //!
 //! Answers a question about videos/images with a LLaVA-family model: builds one user message
 //! (images, then videos, then the text — or reads a whole HF chat-messages JSON with
@@ -33,6 +33,9 @@ pub struct Args {
     /// Sample F frames per second of video.
     #[arg(long)]
     pub fps: Option<f64>,
+    /// At most M frames per video (evenly spaced), e.g. to cap `--fps` on long videos.
+    #[arg(long)]
+    pub max_frames: Option<usize>,
     /// Most new tokens.
     #[arg(long)]
     pub max_new_tokens: Option<usize>,
@@ -116,6 +119,7 @@ pub fn run(a: Args) -> Result<()> {
     let mut g = GenerateOptions { base_dir: std::env::current_dir().ok(), ..Default::default() };
     g.process.sampling.num_frames = a.num_frames;
     g.process.sampling.fps = a.fps;
+    g.process.sampling.max_frames = a.max_frames;
     g.generation.max_new_tokens = a.max_new_tokens;
     g.generation.do_sample = a.do_sample.then_some(true);
     g.generation.temperature = a.temperature;

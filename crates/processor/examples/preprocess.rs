@@ -36,7 +36,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             vec![Conversation::from_json(&json, None)?]
         }
     };
-    let opts = ProcessOptions { sampling: Sampling { num_frames, fps: None }, ..ProcessOptions::default() };
+    let opts = ProcessOptions { sampling: Sampling { num_frames, ..Default::default() }, ..ProcessOptions::default() };
     let inputs = processor.process(&conversations, &opts)?;
     println!("family: {}", processor.family().name());
     for (i, p) in inputs.prompts.iter().enumerate() {

@@ -36,6 +36,10 @@ impl MediaLoader for VideoIoLoader {
             (None, Some(f)) => SampleRequest::fps(f),
             (None, None) => SampleRequest::all(),
         };
+        let req = match sampling.max_frames {
+            Some(m) => req.max_frames(m),
+            None => req,
+        };
         let mut reader = VideoReader::open(path, &self.opts).map_err(|e| err(path, e))?;
         Ok(reader.sample(&req).map_err(|e| err(path, e))?.data)
     }

@@ -21,6 +21,9 @@ pub struct Sampling {
     pub num_frames: Option<usize>,
     /// This many frames per second of video.
     pub fps: Option<f64>,
+    /// At most this many frames (evenly spaced over what `num_frames`/`fps`/all would give):
+    /// a cap for long videos sampled by rate. Not a transformers option; `None` changes nothing.
+    pub max_frames: Option<usize>,
 }
 
 /// transformers 5's `default_sample_indices_fn`: `floor(i * N / n)` for `n` frames, with
@@ -41,6 +44,12 @@ pub fn sample_indices(total: usize, video_fps: Option<f64>, s: &Sampling) -> Res
             Some(((total as f64 / vf * fps) as usize).max(1))
         }
         (None, None) => None,
+    };
+    let n = match (n, s.max_frames) {
+        (_, Some(0)) => return Err(ProcessorError::Unsupported("max_frames must be at least 1".into())),
+        (Some(n), Some(m)) => Some(n.min(m)),
+        (None, Some(m)) if m < total => Some(m),
+        (n, _) => n,
     };
     match n {
         None => Ok((0..total).collect()),
@@ -872,13 +881,25 @@ mod tests {
 
     #[test]
     fn sampling_matches_transformers_v5() {
-        let s = |n| Sampling { num_frames: Some(n), fps: None };
+        let s = |n| Sampling { num_frames: Some(n), ..Sampling::default() };
         assert_eq!(sample_indices(300, None, &s(8)).unwrap_or_default(), vec![0, 37, 75, 112, 150, 187, 225, 262]);
         assert_eq!(sample_indices(100, None, &s(3)).unwrap_or_default(), vec![0, 33, 66]);
         assert_eq!(sample_indices(20, None, &s(8)).unwrap_or_default(), vec![0, 2, 5, 7, 10, 12, 15, 17]);
-        let f = Sampling { num_frames: None, fps: Some(2.0) };
+        let f = Sampling { fps: Some(2.0), ..Sampling::default() };
         assert_eq!(sample_indices(20, Some(10.0), &f).unwrap_or_default(), vec![0, 5, 10, 15]);
         assert!(sample_indices(5, None, &s(8)).is_err());
         assert!(sample_indices(20, None, &f).is_err());
+    }
+
+    #[test]
+    fn max_frames_caps_evenly() {
+        let cap = |n: Option<usize>, m| Sampling { num_frames: n, max_frames: Some(m), ..Sampling::default() };
+        assert_eq!(sample_indices(100, None, &cap(Some(64), 4)).unwrap_or_default(), vec![0, 25, 50, 75]);
+        assert_eq!(sample_indices(9, None, &cap(None, 3)).unwrap_or_default(), vec![0, 3, 6]);
+        assert_eq!(sample_indices(2, None, &cap(None, 3)).unwrap_or_default(), vec![0, 1]);
+        assert_eq!(sample_indices(100, None, &cap(Some(3), 8)).unwrap_or_default(), vec![0, 33, 66]);
+        assert!(sample_indices(100, None, &cap(Some(3), 0)).is_err());
+        let by_rate = Sampling { fps: Some(5.0), max_frames: Some(4), ..Sampling::default() };
+        assert_eq!(sample_indices(100, Some(10.0), &by_rate).unwrap_or_default(), vec![0, 25, 50, 75]);
     }
 }

@@ -199,7 +199,7 @@ fn bad_media_is_rejected() {
     // More frames requested than the video has.
     let mut c = Conversation::new();
     c.push("user", vec![Part::Video(VideoInput::Decoded(Arc::new(Array4::<u8>::zeros((3, 8, 8, 3)))))]);
-    let opts = ProcessOptions { sampling: vidlm_processor::Sampling { num_frames: Some(8), fps: None }, ..ProcessOptions::default() };
+    let opts = ProcessOptions { sampling: vidlm_processor::Sampling { num_frames: Some(8), ..Default::default() }, ..ProcessOptions::default() };
     assert!(matches!(p.process(&[c], &opts), Err(ProcessorError::Unsupported(_))));
 }
 
@@ -209,7 +209,7 @@ fn decoded_video_sampling_selects_frames() {
     let p = Processor::from_dir(model_dir("hub", "onevision")).unwrap_or_else(|e| panic!("{e}"));
     let mut c = Conversation::new();
     c.push("user", vec![Part::Video(VideoInput::Decoded(Arc::new(video(20, 16, 16, 3)))), Part::Text("x".into())]);
-    let opts = ProcessOptions { sampling: vidlm_processor::Sampling { num_frames: Some(8), fps: None }, ..ProcessOptions::default() };
+    let opts = ProcessOptions { sampling: vidlm_processor::Sampling { num_frames: Some(8), ..Default::default() }, ..ProcessOptions::default() };
     let out = p.process(&[c], &opts).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(out.video_token_counts, vec![1569]);
     let v = out.pixel_values_videos.unwrap_or_else(|| panic!("no video"));
