@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use vidlm_pipeline::{Device, GenerateOptions, HubOptions, Pipeline, PipelineOptions, SessionOptions};
+use vidlm_pipeline::{Device, FinishReason, GenerateOptions, HubOptions, Pipeline, PipelineOptions, SessionOptions};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -134,16 +134,29 @@ pub fn run(a: Args) -> Result<()> {
     if a.json {
         let out = p.generate(&messages, &g)?;
         let t = &out.timings;
+        let finish_reason = match out.row.finish_reason {
+            FinishReason::Eos => "eos",
+            FinishReason::StopString => "stop_string",
+            FinishReason::MaxNewTokens => "max_new_tokens",
+            FinishReason::ContextLength => "context_length",
+            FinishReason::Cancelled => "cancelled",
+        };
         let v = serde_json::json!({
             "text": out.text,
             "token_ids": out.row.token_ids,
-            "finish_reason": format!("{:?}", out.row.finish_reason),
-            "timings_ms": {
-                "decode": t.decode.as_secs_f64() * 1e3, "preprocess": t.preprocess.as_secs_f64() * 1e3,
-                "vision": t.vision.as_secs_f64() * 1e3, "embed": t.embed.as_secs_f64() * 1e3,
-                "prefill": t.prefill.as_secs_f64() * 1e3, "per_token": t.per_token().as_secs_f64() * 1e3,
+            "prompt_tokens": out.row.prompt_tokens,
+            "finish_reason": finish_reason,
+            // Seconds per stage; `decode_step` is the mean time of one decode step.
+            "timings": {
+                "decode": t.decode.as_secs_f64(),
+                "preprocess": t.preprocess.as_secs_f64(),
+                "vision": t.vision.as_secs_f64(),
+                "embed": t.embed.as_secs_f64(),
+                "prefill": t.prefill.as_secs_f64(),
+                "decode_step": t.per_token().as_secs_f64(),
+                "decode_steps": t.decode_steps.len(),
+                "decode_tokens_per_s": t.tokens_per_second(),
             },
-            "tokens_per_second": t.tokens_per_second(),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());

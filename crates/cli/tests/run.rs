@@ -29,7 +29,13 @@ fn run_answers_about_a_video_as_json_and_streams() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["token_ids"].as_array().unwrap().len(), 3);
-    assert!(v["timings_ms"]["vision"].as_f64().unwrap() > 0.0);
+    assert!(v["timings"]["vision"].as_f64().unwrap() > 0.0);
+    assert!(v["timings"]["prefill"].as_f64().unwrap() > 0.0);
+    assert!(v["timings"]["decode_tokens_per_s"].as_f64().unwrap() > 0.0);
+    assert_eq!(v["finish_reason"], "max_new_tokens");
+    // NeXT-Video: 144 tokens per frame at real size; the tiny demo model's grid gives fewer, but the
+    // prompt holds the 4 frames' video tokens plus the template text.
+    assert!(v["prompt_tokens"].as_u64().unwrap() > 4);
     // Streaming mode: text on stdout, timings on stderr.
     let out = vidlm()
         .args(["run", "--model"])
