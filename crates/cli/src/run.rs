@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use vidlm_pipeline::{Device, FinishReason, GenerateOptions, HubOptions, Pipeline, PipelineOptions, SessionOptions};
+use vidlm_pipeline::{Device, FinishReason, GenerateOptions, HubOptions, Pipeline, PipelineOptions, Progress, SessionOptions, Stage};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -115,8 +115,22 @@ pub fn run(a: Args) -> Result<()> {
         hub: HubOptions { offline: a.offline, ..Default::default() },
         ..Default::default()
     };
+    // Progress on stderr for the slow stages (stdout carries only the answer or the JSON).
+    let started = std::time::Instant::now();
+    eprintln!("[vidlm] loading {} ...", a.model);
     let mut p = Pipeline::from_pretrained(&a.model, &opts)?;
-    let mut g = GenerateOptions { base_dir: std::env::current_dir().ok(), ..Default::default() };
+    eprintln!("[vidlm] loaded {:?} model in {:.1} s", p.family(), started.elapsed().as_secs_f64());
+    let progress = Progress::new(move |stage| {
+        let at = started.elapsed().as_secs_f64();
+        match stage {
+            Stage::Preprocess { .. } => eprintln!("[vidlm] {at:6.1} s  decoding media and preprocessing ..."),
+            Stage::Vision { images, videos } => {
+                eprintln!("[vidlm] {at:6.1} s  encoding {images} image(s) and {videos} video(s) ...")
+            }
+            Stage::Prefill { prompt_tokens } => eprintln!("[vidlm] {at:6.1} s  prefill over {prompt_tokens} prompt tokens ..."),
+        }
+    });
+    let mut g = GenerateOptions { base_dir: std::env::current_dir().ok(), progress: Some(progress), ..Default::default() };
     g.process.sampling.num_frames = a.num_frames;
     g.process.sampling.fps = a.fps;
     g.process.sampling.max_frames = a.max_frames;

@@ -46,7 +46,12 @@ fn run_answers_about_a_video_as_json_and_streams() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("tokens/s"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("tokens/s"));
+    // Progress on stderr for loading, decoding/preprocessing, vision and prefill.
+    for stage in ["loading", "decoding media", "encoding 0 image(s) and 1 video(s)", "prefill over"] {
+        assert!(err.contains(stage), "no {stage:?} progress line in {err}");
+    }
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim_end(), v["text"].as_str().unwrap().trim_end());
 }
 
@@ -58,7 +63,11 @@ fn run_reports_bad_input_in_one_line() {
     let out = vidlm().args(["run", "--model"]).arg(&model).arg("--video").arg(&bad).args(["--prompt", "x"]).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.starts_with("error:") && err.trim_end().lines().count() == 1, "{err}");
+    // Progress lines ("[vidlm] ...") may come first; the error itself is exactly one line, the last.
+    let last = err.trim_end().lines().last().unwrap_or_default();
+    assert!(last.starts_with("error:"), "{err}");
+    assert_eq!(err.lines().filter(|l| !l.starts_with("[vidlm]")).count(), 1, "{err}");
+    assert!(!err.contains("panicked"), "{err}");
     let out = vidlm().args(["run", "--model", "/nonexistent/model", "--prompt", "x"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing"));

@@ -130,6 +130,42 @@ pub struct GenerateOptions {
     pub process: ProcessOptions,
     /// Directory that relative media paths are resolved against.
     pub base_dir: Option<PathBuf>,
+    /// Called as each slow stage starts (for progress display).
+    pub progress: Option<Progress>,
+}
+
+/// A stage of a call that can take more than a moment, reported to [`Progress`] as it starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Decoding the media (FFmpeg) and preprocessing: template, tokens, pixels.
+    Preprocess { conversations: usize },
+    /// Running the vision graphs.
+    Vision { images: usize, videos: usize },
+    /// The prefill pass over the prompt (the longest sequence of the batch).
+    Prefill { prompt_tokens: usize },
+}
+
+/// A progress callback: called with each [`Stage`] as it starts.
+#[derive(Clone)]
+pub struct Progress(pub Arc<dyn Fn(Stage) + Send + Sync>);
+
+impl Progress {
+    /// Wraps a callback.
+    pub fn new(f: impl Fn(Stage) + Send + Sync + 'static) -> Self {
+        Progress(Arc::new(f))
+    }
+
+    fn report(opts: &GenerateOptions, stage: Stage) {
+        if let Some(p) = &opts.progress {
+            (p.0)(stage);
+        }
+    }
+}
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Progress(..)")
+    }
 }
 
 /// Wall-clock time of each stage of a call.
@@ -306,6 +342,7 @@ impl Pipeline {
     /// Answers several conversations as one left-padded batch.
     pub fn generate_batch(&mut self, conversations: &[serde_json::Value], opts: &GenerateOptions) -> Result<BatchOutput, PipelineError> {
         let (seqs, mut timings) = self.prepare(conversations, opts)?;
+        Progress::report(opts, Stage::Prefill { prompt_tokens: longest(&seqs) });
         let res = self.lm.generate(&seqs, &opts.generation)?;
         timings.embed = res.timings.embed;
         timings.prefill = res.timings.prefill;
@@ -317,6 +354,7 @@ impl Pipeline {
     /// Streams the answer to one conversation as text pieces.
     pub fn stream(&mut self, messages: &serde_json::Value, opts: &GenerateOptions) -> Result<TextStream<'_>, PipelineError> {
         let (seqs, timings) = self.prepare(std::slice::from_ref(messages), opts)?;
+        Progress::report(opts, Stage::Prefill { prompt_tokens: longest(&seqs) });
         let inner = self.lm.stream(&seqs, &opts.generation)?;
         Ok(TextStream { inner, timings })
     }
@@ -326,15 +364,24 @@ impl Pipeline {
         let base = opts.base_dir.as_deref();
         let convs = conversations.iter().map(|m| Conversation::from_json(m, base)).collect::<Result<Vec<_>, _>>()?;
         self.loader.reset();
+        Progress::report(opts, Stage::Preprocess { conversations: convs.len() });
         let t0 = Instant::now();
         let inputs = self.processor.process(&convs, &opts.process)?;
         let total = t0.elapsed();
         let decode = self.loader.elapsed();
+        let images = inputs.image_token_counts.len();
+        let videos = inputs.video_token_counts.len();
+        Progress::report(opts, Stage::Vision { images, videos });
         let t1 = Instant::now();
         let seqs = sequences_from_inputs(&mut self.vision, &inputs, self.lm.placeholders())?;
         let vision = t1.elapsed();
         Ok((seqs, Timings { decode, preprocess: total.saturating_sub(decode), vision, ..Default::default() }))
     }
+}
+
+/// The longest prompt of a batch (what the prefill pass covers per row).
+fn longest(seqs: &[Sequence]) -> usize {
+    seqs.iter().map(|s| s.input_ids.len()).max().unwrap_or(0)
 }
 
 /// Streamed text of one conversation ([`Pipeline::stream`]); also gives the token events.

@@ -123,3 +123,23 @@ fn corrupt_video_and_bad_messages_are_typed_errors() {
     assert!(matches!(p.generate(&not_messages, &opts).unwrap_err(), PipelineError::Processor(_)));
     let _ = std::fs::remove_file(&bad);
 }
+
+#[test]
+fn progress_reports_each_slow_stage_in_order() {
+    let mut p = Pipeline::from_pretrained(demo_model().to_str().unwrap(), &options()).unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let mut g = GenerateOptions { progress: Some(Progress::new(move |s| sink.lock().unwrap().push(s))), ..Default::default() };
+    g.process.sampling.num_frames = Some(4);
+    g.generation.max_new_tokens = Some(2);
+    let out = p.generate(&video_question(&demo_video()), &g).unwrap();
+    let stages = seen.lock().unwrap().clone();
+    assert_eq!(
+        stages,
+        vec![
+            Stage::Preprocess { conversations: 1 },
+            Stage::Vision { images: 0, videos: 1 },
+            Stage::Prefill { prompt_tokens: out.row.prompt_tokens },
+        ]
+    );
+}
