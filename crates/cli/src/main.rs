@@ -4,6 +4,7 @@ mod frames;
 mod preprocess;
 mod probe;
 mod run;
+mod sampling;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

@@ -9,10 +9,11 @@
 
 use anyhow::{Context, Result};
 use std::path::PathBuf;
-use vidlm_processor::{Backend, Conversation, ProcessOptions, Processor, Sampling};
+use vidlm_processor::{Backend, Conversation, ProcessOptions, Processor};
+
+use crate::sampling::SamplingArgs;
 
 #[derive(clap::Args)]
-#[command(group(clap::ArgGroup::new("sampling").args(["num_frames", "fps"])))]
 pub struct Args {
     /// Model directory (config.json, tokenizer.json, processor configs, chat template).
     #[arg(long)]
@@ -20,15 +21,8 @@ pub struct Args {
     /// Chat messages (transformers format): one conversation or a list of conversations.
     #[arg(long)]
     pub messages: PathBuf,
-    /// Sample N frames from each video (transformers: index_i = i*N_total // N).
-    #[arg(long)]
-    pub num_frames: Option<usize>,
-    /// Sample max(1, int(N_total / video_fps * F)) frames from each video.
-    #[arg(long)]
-    pub fps: Option<f64>,
-    /// At most M frames per video (evenly spaced), e.g. to cap `--fps` on long videos.
-    #[arg(long)]
-    pub max_frames: Option<usize>,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
     /// Image resize backend (default: what transformers 5 picks — torchvision, or PIL for
     /// Video-LLaVA's image processor). Videos always use torchvision, like transformers.
     #[arg(long)]
@@ -49,7 +43,7 @@ pub fn run(a: Args) -> Result<()> {
     let convs = Conversation::batch_from_json(&json, base)?;
     let opts = ProcessOptions {
         add_generation_prompt: !a.no_generation_prompt,
-        sampling: Sampling { num_frames: a.num_frames, fps: a.fps, max_frames: a.max_frames },
+        sampling: a.sampling.to_sampling(),
         image_backend: a.backend,
         video_backend: None,
     };

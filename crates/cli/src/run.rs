@@ -8,6 +8,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
+use crate::sampling::SamplingArgs;
 use vidlm_pipeline::{Device, FinishReason, GenerateOptions, HubOptions, Pipeline, PipelineOptions, Progress, SessionOptions, Stage};
 
 #[derive(clap::Args)]
@@ -27,15 +28,8 @@ pub struct Args {
     /// A JSON file with HF chat messages (a list of {role, content}) instead of --video/--image/--prompt.
     #[arg(long, conflicts_with_all = ["video", "image", "prompt"])]
     pub messages: Option<PathBuf>,
-    /// Sample N frames per video.
-    #[arg(long, conflicts_with = "fps")]
-    pub num_frames: Option<usize>,
-    /// Sample F frames per second of video.
-    #[arg(long)]
-    pub fps: Option<f64>,
-    /// At most M frames per video (evenly spaced), e.g. to cap `--fps` on long videos.
-    #[arg(long)]
-    pub max_frames: Option<usize>,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
     /// Most new tokens.
     #[arg(long)]
     pub max_new_tokens: Option<usize>,
@@ -131,9 +125,7 @@ pub fn run(a: Args) -> Result<()> {
         }
     });
     let mut g = GenerateOptions { base_dir: std::env::current_dir().ok(), progress: Some(progress), ..Default::default() };
-    g.process.sampling.num_frames = a.num_frames;
-    g.process.sampling.fps = a.fps;
-    g.process.sampling.max_frames = a.max_frames;
+    g.process.sampling = a.sampling.to_sampling();
     g.generation.max_new_tokens = a.max_new_tokens;
     g.generation.do_sample = a.do_sample.then_some(true);
     g.generation.temperature = a.temperature;
