@@ -41,12 +41,8 @@ pub fn run(a: Args) -> Result<()> {
     let json: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", a.messages.display()))?;
     let base = a.messages.parent().map(|p| if p.as_os_str().is_empty() { std::path::Path::new(".") } else { p });
     let convs = Conversation::batch_from_json(&json, base)?;
-    let opts = ProcessOptions {
-        add_generation_prompt: !a.no_generation_prompt,
-        sampling: a.sampling.to_sampling(),
-        image_backend: a.backend,
-        video_backend: None,
-    };
+    let mut opts = ProcessOptions { add_generation_prompt: !a.no_generation_prompt, image_backend: a.backend, ..Default::default() };
+    a.sampling.apply(&mut opts);
     let inputs = processor.process(&convs, &opts)?;
     let bytes = inputs.to_safetensors()?;
     std::fs::write(&a.out, bytes).with_context(|| format!("writing {}", a.out.display()))?;
