@@ -220,3 +220,38 @@ fn decoded_video_sampling_selects_frames() {
     let v = out.pixel_values_videos.unwrap_or_else(|| panic!("no video"));
     assert_eq!(v.shape(), &[1, 8, 3, 384, 384]);
 }
+
+#[test]
+fn errors_sort_into_the_kinds_a_server_answers_with() {
+    use vidlm_model::ErrorKind;
+    let p = Processor::from_dir(model_dir("hub", "video_llava")).unwrap_or_else(|e| panic!("{e}"));
+    let kind = |c: Conversation, opts: &ProcessOptions| p.process(&[c], opts).map(|_| ()).unwrap_err().kind();
+    // Placeholders that do not match the media: the client's mistake.
+    let mut c = Conversation::new();
+    c.push("user", vec![image(40, 40), Part::Text("<image> two?".into())]);
+    assert_eq!(kind(c, &ProcessOptions::default()), ErrorKind::BadRequest);
+    // Over the context: a limit.
+    let mut c = Conversation::new();
+    c.push("user", vec![Part::Video(VideoInput::Decoded(Arc::new(Array4::<u8>::zeros((16, 8, 8, 3))))), Part::Text("hi".into())]);
+    assert_eq!(kind(c, &ProcessOptions::default()), ErrorKind::LimitExceeded);
+    // A media file that does not exist (video-io's NotFound, kept as the typed source).
+    let c = Conversation::from_json(&json!([{"role": "user", "content": [{"type": "video", "video": "/nonexistent.mp4"}]}]), None)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let err = p.process(&[c], &ProcessOptions::default()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err:?}");
+    assert!(std::error::Error::source(&err).is_some_and(|s| s.is::<vidlm_video_io::VideoError>()), "{err:?}");
+    // Media by URL: valid, not supported.
+    let c = Conversation::from_json(&json!([{"role": "user", "content": [{"type": "image", "url": "https://example.com/a.png"}]}]), None)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(kind(c, &ProcessOptions::default()), ErrorKind::Unsupported);
+    // A sampling request the video cannot satisfy.
+    let mut c = Conversation::new();
+    c.push("user", vec![Part::Video(VideoInput::Decoded(Arc::new(Array4::<u8>::zeros((3, 8, 8, 3)))))]);
+    assert_eq!(kind(c, &ProcessOptions { sampling: Sampling::NumFrames(8), ..ProcessOptions::default() }), ErrorKind::BadRequest);
+    // A broken model directory: not the client's fault.
+    let dir = scratch("interleave", "kind-bad-json", |d| {
+        std::fs::write(d.join("preprocessor_config.json"), "{").unwrap_or_else(|e| panic!("{e}"));
+    });
+    assert_eq!(Processor::from_dir(&dir).unwrap_err().kind(), ErrorKind::InvalidModel);
+    let _ = std::fs::remove_dir_all(&dir);
+}
