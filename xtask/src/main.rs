@@ -154,9 +154,8 @@ fn demo(args: &[String]) -> Result<()> {
 }
 
 fn test(args: &[String]) -> Result<()> {
-    // TODO(issue 13): run `tidy::tidy(&project_root())?` here (first: it takes a second) once the
-    // media change that moves video-io's raw-pointer reads behind `ffi.rs` is on main; until
-    // then `cargo xtask tidy` reports exactly those 16 lines of `reader.rs`.
+    // Text-only checks first: they take a second and fail fast.
+    tidy::tidy(&project_root())?;
     setup::setup(setup::Parts { apt: true, ort: true, python: true })?;
     let videos = videos::videos()?;
     // Tiny test models + their ONNX exports into .cache/fixtures (idempotent), and a check that the

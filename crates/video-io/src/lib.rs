@@ -49,9 +49,6 @@ mod error;
 mod ffi;
 mod image;
 mod info;
-// TODO(media, issue 13): the raw-pointer reads move behind `ffi.rs` accessors; then this allow
-// goes (`cargo xtask tidy` reports every `unsafe` outside ffi.rs until then).
-#[allow(unsafe_code)]
 mod reader;
 mod rotate;
 mod sampling;
