@@ -56,6 +56,7 @@ pub const LIBRARY_FILE: &str = "libonnxruntime.so";
 
 /// Errors of the ONNX Runtime set-up.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum OrtError {
     /// No ONNX Runtime shared library was found.
     #[error("ONNX Runtime library not found (set ORT_DYLIB_PATH or run `cargo xtask setup`); searched: {}", display_paths(.searched))]
