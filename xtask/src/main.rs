@@ -9,7 +9,10 @@
 //! * `cargo xtask export` — convert a HF checkpoint into vidlm's ONNX model directory
 //! * `cargo xtask fixtures [--check]` — tiny test models + transformers goldens
 //! * `cargo xtask bench processor` — preprocessing vs transformers (1080p, 8/32 frames)
+//! * `cargo xtask bench e2e [--quick]` — the whole path, vidlm per dtype vs transformers `generate`
 
+mod bandwidth;
+mod bench_e2e;
 mod export;
 mod setup;
 mod videos;
@@ -64,10 +67,15 @@ enum Cmd {
     },
     /// Generate the test videos into .cache/test-videos (or $VIDLM_CACHE/test-videos). Idempotent.
     Videos,
-    /// Run a benchmark: `video` (frame sampling vs decode-everything and the ffmpeg CLI), `processor` (preprocessing vs transformers).
+    /// Run a benchmark: `video` (frame sampling vs decode-everything and the ffmpeg CLI), `processor`
+    /// (preprocessing vs transformers), `e2e` (the whole path, vidlm per dtype vs transformers;
+    /// `cargo xtask bench e2e --help`).
     Bench {
         /// Which benchmark.
         what: String,
+        /// Arguments of the benchmark (e2e: `--quick`, `--dtypes fp32,q8,q4`, ...).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
     },
 }
 
@@ -84,7 +92,7 @@ fn main() -> Result<()> {
         Cmd::Fixtures { check, args } => export::fixtures(check, &args),
         Cmd::Test { args } => test(&args),
         Cmd::Videos => videos::videos().map(|d| println!("{}", d.display())),
-        Cmd::Bench { what } => bench(&what),
+        Cmd::Bench { what, args } => bench(&what, &args),
     }
 }
 
@@ -166,8 +174,12 @@ fn test(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-fn bench(what: &str) -> Result<()> {
+fn bench(what: &str, args: &[String]) -> Result<()> {
+    if what != "e2e" && !args.is_empty() {
+        bail!("benchmark {what:?} takes no arguments");
+    }
     match what {
+        "e2e" => bench_e2e::bench_e2e(args),
         "video" => {
             let videos = videos::videos()?;
             let mut b = cargo();
@@ -181,6 +193,6 @@ fn bench(what: &str) -> Result<()> {
             b.args(["bench", "-p", "vidlm-processor", "--bench", "processor"]);
             run(&mut b)
         }
-        other => bail!("unknown benchmark {other:?} (known: video, processor)"),
+        other => bail!("unknown benchmark {other:?} (known: video, processor, e2e)"),
     }
 }
