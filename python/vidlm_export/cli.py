@@ -139,7 +139,7 @@ def load_model(src: Path, load_dtype: torch.dtype):
 
 
 def run_export(model_arg: str, out: Path, dtypes: list[str], skip_validate: bool, exporter: str, opset: int,
-               graphs_filter: list[str] | None = None, quiet: bool = False) -> dict:
+               graphs_filter: list[str] | None = None, quiet: bool = False, decoder: str = "fused") -> dict:
     t_start = time.time()
     src = resolve_model(model_arg)
     out.mkdir(parents=True, exist_ok=True)
@@ -178,7 +178,7 @@ def run_export(model_arg: str, out: Path, dtypes: list[str], skip_validate: bool
             model.to(tdt)
         for s in specs:
             print(f"[export] {file_name(s.name, dtype)} ...", flush=True)
-            info = export_graph(s, dtype, onnx_dir, exporter, opset)
+            info = export_graph(s, dtype, onnx_dir, exporter, opset, use_builder=decoder == "fused")
             io = session_io(onnx_dir / info["file"])
             entry = {
                 "name": s.name,
@@ -189,6 +189,7 @@ def run_export(model_arg: str, out: Path, dtypes: list[str], skip_validate: bool
                 "outputs": io["outputs"],
                 "description": s.doc,
                 "export_seconds": info["seconds"],
+                "built_by": info["builder"],
             }
             graph_entries[info["file"]] = entry
             print(f"[export]   done in {info['seconds']} s; peak RSS so far {peak_rss_gb():.2f} GB", flush=True)
@@ -269,6 +270,9 @@ def main(argv=None) -> int:
     ap.add_argument("--dtype", default="fp32", help="comma-separated: fp32,fp16 (default fp32)")
     ap.add_argument("--skip-validate", action="store_true", help="skip the ONNX Runtime vs PyTorch check")
     ap.add_argument("--exporter", default="dynamo", choices=["dynamo", "torchscript"])
+    ap.add_argument("--decoder", default="fused", choices=["fused", "exporter"],
+                    help="fp32 decoder graph: fused (built from the weights, GroupQueryAttention; default) or the "
+                         "exporter's graph")
     ap.add_argument("--opset", type=int, default=None, help="ONNX opset (default 20)")
     ap.add_argument("--graphs", default=None, help="comma-separated subset of graph names")
     a = ap.parse_args(argv)
@@ -280,7 +284,7 @@ def main(argv=None) -> int:
     torch.manual_seed(0)
     torch.set_num_threads(int(os.environ.get("VIDLM_TORCH_THREADS", "2")))
     run_export(a.model, a.out, dtypes, a.skip_validate, a.exporter, opset,
-               [g.strip() for g in a.graphs.split(",")] if a.graphs else None)
+               [g.strip() for g in a.graphs.split(",")] if a.graphs else None, decoder=a.decoder)
     return 0
 
 

@@ -7,6 +7,7 @@ from typing import Callable
 
 import torch
 
+from . import fused
 from .families import Family
 from .wrappers import Decoder, EmbedTokens, VideoEncoder, VisionEncoder, kv_shape
 
@@ -26,6 +27,9 @@ class GraphSpec:
     doc: str = ""
     # If the wrapper takes a flat list as its last argument (decoder's past), how many leading tensor args.
     list_tail_after: int | None = None
+    # Builds the float32 graph directly (an onnx.ModelProto) instead of tracing `module` with the exporter;
+    # raises fused.Unsupported when it cannot, and the exporter's graph is used.
+    builder: Callable | None = None
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -143,6 +147,17 @@ def build_specs(model, fam: Family) -> list[GraphSpec]:
         mask, pos = mask_and_pos(b, p, s, {1: 2})
         return (embeds(b, s, 12, dt), mask, pos, pasts(b, p, 13, dt)), {"pad": {1: 2}}
 
+    # Without padding (every batch of one): graphs may take a different path when the mask has no zero.
+    def case_prefill_nopad(dt):
+        b, s = 1, 6
+        mask, pos = mask_and_pos(b, 0, s, {})
+        return (embeds(b, s, 14, dt), mask, pos, pasts(b, 0, 15, dt)), {}
+
+    def case_decode_nopad(dt):
+        b, s, p = 1, 1, 5
+        mask, pos = mask_and_pos(b, p, s, {})
+        return (embeds(b, s, 16, dt), mask, pos, pasts(b, p, 17, dt)), {}
+
     dyn = {
         "inputs_embeds": {0: "batch_size", 1: "sequence_length"},
         "attention_mask": {0: "batch_size", 1: "total_sequence_length"},
@@ -162,12 +177,14 @@ def build_specs(model, fam: Family) -> list[GraphSpec]:
             output_names=["logits", *present_names],
             dynamic_axes=dyn,
             sample=decoder_sample,
-            cases=[("prefill b2 s7 past0 leftpad", case_prefill), ("decode b2 s1 past6 leftpad", case_decode)],
+            cases=[("prefill b2 s7 past0 leftpad", case_prefill), ("decode b2 s1 past6 leftpad", case_decode),
+                   ("prefill b1 s6 past0", case_prefill_nopad), ("decode b1 s1 past5", case_decode_nopad)],
             doc=(
                 "One graph for prefill (past length 0) and decode. logits are for the LAST position only: "
                 "[batch, 1, vocab]. present.{i}.* = concat(past, new) along axis 2."
             ),
             list_tail_after=3,
+            builder=lambda: fused.build_decoder(model),
         )
     )
     return specs

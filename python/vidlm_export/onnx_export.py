@@ -36,8 +36,25 @@ def _flat(args) -> list:
     return out
 
 
-def export_graph(spec: GraphSpec, dtype: str, out_dir: Path, exporter: str, opset: int) -> dict:
-    """Exports one graph; returns {file, external_data, seconds}."""
+def save_proto(proto, path: Path, data_name: str) -> None:
+    """Saves a built ModelProto the way the dynamo path saves its graphs (external data when big)."""
+    import onnx_ir
+
+    model = onnx_ir.serde.deserialize_model(proto)
+    big = sum(v.const_value.nbytes for v in model.graph.initializers.values()
+              if v.const_value is not None) > EXTERNAL_DATA_THRESHOLD
+    if big:
+        onnx_ir.save(model, path, external_data=data_name)
+    else:
+        onnx_ir.save(model, path)
+
+
+def export_graph(spec: GraphSpec, dtype: str, out_dir: Path, exporter: str, opset: int,
+                 use_builder: bool = True) -> dict:
+    """Exports one graph; returns {file, external_data, seconds, builder}.
+
+    float32 graphs with a `spec.builder` (the fused decoder) are built directly unless `use_builder` is
+    off or the builder reports the model as unsupported; everything else goes through torch.onnx.export."""
     from torch.export import Dim
 
     path = out_dir / file_name(spec.name, dtype)
@@ -45,8 +62,27 @@ def export_graph(spec: GraphSpec, dtype: str, out_dir: Path, exporter: str, opse
     for stale in (path, out_dir / data_name):
         if stale.exists():
             stale.unlink()
-    args = spec.sample(TORCH_DTYPE[dtype])
     t0 = time.time()
+    if spec.builder is not None and use_builder and dtype == "fp32":
+        from . import fused
+
+        try:
+            with torch.no_grad():
+                proto = spec.builder()
+        except fused.Unsupported as e:
+            print(f"[export]   fused builder: not for this model ({e}); using the exporter's graph", flush=True)
+        else:
+            save_proto(proto, path, data_name)
+            kind = next((p.value for p in proto.metadata_props if p.key == "vidlm.decoder"), "built")
+            del proto
+            gc.collect()
+            return {
+                "file": path.name,
+                "external_data": data_name if (out_dir / data_name).exists() else None,
+                "seconds": round(time.time() - t0, 1),
+                "builder": kind,
+            }
+    args = spec.sample(TORCH_DTYPE[dtype])
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if exporter == "dynamo":
@@ -122,6 +158,7 @@ def export_graph(spec: GraphSpec, dtype: str, out_dir: Path, exporter: str, opse
         "file": path.name,
         "external_data": data_name if (out_dir / data_name).exists() else None,
         "seconds": round(time.time() - t0, 1),
+        "builder": f"torch.onnx.export ({exporter}, opset {opset})",
     }
 
 

@@ -35,6 +35,10 @@ pub struct ExportArgs {
     /// Only these graphs (comma-separated names, e.g. `decoder_model_merged`).
     #[arg(long)]
     pub graphs: Option<String>,
+    /// The fp32 decoder: `fused` (built from the weights with GroupQueryAttention, default) or
+    /// `exporter` (torch.onnx.export's graph).
+    #[arg(long, default_value = "fused")]
+    pub decoder: String,
 }
 
 fn python() -> Result<Command> {
@@ -71,6 +75,10 @@ pub fn export(a: &ExportArgs) -> Result<()> {
     if let Some(g) = &a.graphs {
         c.args(["--graphs", g]);
     }
+    if !matches!(a.decoder.as_str(), "fused" | "exporter") {
+        bail!("unknown --decoder {:?}: fused or exporter", a.decoder);
+    }
+    c.args(["--decoder", &a.decoder]);
     run(&mut c)
 }
 
