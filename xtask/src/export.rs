@@ -20,7 +20,8 @@ pub struct ExportArgs {
     /// Output model directory (HF files + `onnx/`).
     #[arg(long)]
     pub out: PathBuf,
-    /// Precisions to export, comma-separated: fp32, fp16.
+    /// Precisions to export, comma-separated: fp32, fp16, q8 (`_quantized`), q4 (`_q4`); q8/q4 are
+    /// quantized from the fp32 graphs (e.g. `--dtype fp32,q4`).
     #[arg(long, default_value = "fp32")]
     pub dtype: String,
     /// Skip the ONNX Runtime vs PyTorch validation (for models too big to run twice in RAM).
@@ -53,8 +54,8 @@ fn python() -> Result<Command> {
 /// `cargo xtask export --model <dir|hub id> --out <dir> [--dtype fp32,fp16] [--skip-validate]`.
 pub fn export(a: &ExportArgs) -> Result<()> {
     for d in a.dtype.split(',').map(str::trim).filter(|d| !d.is_empty()) {
-        if !matches!(d, "fp32" | "fp16") {
-            bail!("unknown --dtype {d:?}: supported are fp32 and fp16");
+        if !matches!(d, "fp32" | "fp16" | "q8" | "q4") {
+            bail!("unknown --dtype {d:?}: supported are fp32, fp16, q8 and q4");
         }
     }
     if !matches!(a.exporter.as_str(), "dynamo" | "torchscript") {
