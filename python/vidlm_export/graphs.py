@@ -30,6 +30,8 @@ class GraphSpec:
     # Builds the float32 graph directly (an onnx.ModelProto) instead of tracing `module` with the exporter;
     # raises fused.Unsupported when it cannot, and the exporter's graph is used.
     builder: Callable | None = None
+    # Apply onnxscript's ONNX Runtime fusions to the exporter's float32 graph (the vision towers).
+    ort_fusions: bool = False
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -61,6 +63,7 @@ def build_specs(model, fam: Family) -> list[GraphSpec]:
             sample=lambda dt: (pix(2, dt, 1),),
             cases=[("3 images", lambda dt: ((pix(3, dt, 2),), {}))],
             doc=fam.image_graph_doc,
+            ort_fusions=True,
         )
     )
 
@@ -85,6 +88,7 @@ def build_specs(model, fam: Family) -> list[GraphSpec]:
                     ("2 videos x 1 frame", lambda dt: ((vid(2, 1, dt, 5),), {})),
                 ],
                 doc=fam.video_graph_doc,
+                ort_fusions=True,
             )
         )
 

@@ -85,6 +85,7 @@ def export_graph(spec: GraphSpec, dtype: str, out_dir: Path, exporter: str, opse
                 "builder": kind,
             }
     args = spec.sample(TORCH_DTYPE[dtype])
+    fusions = None
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if exporter == "dynamo":
@@ -118,6 +119,14 @@ def export_graph(spec: GraphSpec, dtype: str, out_dir: Path, exporter: str, opse
             )
             import onnx_ir
 
+            fusions = None
+            if spec.ort_fusions and dtype == "fp32":
+                # onnxscript's ONNX Runtime fusions on the dynamo graph: Attention (packed QKV),
+                # SkipLayerNormalization, BiasGelu (measured and validated; docs/onnx-graphs.md)
+                from onnxscript.rewriter.ort_fusions import optimize_for_ort
+
+                _, counts = optimize_for_ort(prog.model)
+                fusions = {k: v for k, v in counts.items() if v}
             big = sum(v.const_value.nbytes for v in prog.model.graph.initializers.values()
                       if v.const_value is not None) > EXTERNAL_DATA_THRESHOLD
             if big:
@@ -160,7 +169,8 @@ def export_graph(spec: GraphSpec, dtype: str, out_dir: Path, exporter: str, opse
         "file": path.name,
         "external_data": data_name if (out_dir / data_name).exists() else None,
         "seconds": round(time.time() - t0, 1),
-        "builder": f"torch.onnx.export ({exporter}, opset {opset})",
+        "builder": f"torch.onnx.export ({exporter}, opset {opset})"
+                   + (f" + onnxscript optimize_for_ort {fusions}" if exporter == "dynamo" and fusions else ""),
     }
 
 

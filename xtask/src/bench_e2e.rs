@@ -390,18 +390,75 @@ struct RunSpec<'a> {
     prompt: &'a str,
 }
 
+#[cfg(unix)]
+fn link(src: impl AsRef<Path>, dst: impl AsRef<Path>) -> std::io::Result<()> {
+    std::os::unix::fs::symlink(src, dst)
+}
+
+#[cfg(not(unix))]
+fn link(src: impl AsRef<Path>, dst: impl AsRef<Path>) -> std::io::Result<()> {
+    std::fs::copy(src, dst).map(|_| ())
+}
+
+/// Whether this `vidlm` binary has `run --dtype`.
+fn has_dtype_option(bin: &Path) -> bool {
+    Command::new(bin)
+        .args(["run", "--help"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("--dtype"))
+        .unwrap_or(false)
+}
+
+/// A model directory in which every graph's plain name points at its `dtype` file (or at the fp32
+/// file where the export wrote none for that dtype): for `vidlm` binaries without `run --dtype`.
+fn dtype_view(export: &Path, dtype: &str) -> Result<PathBuf> {
+    let suffix = dtype_suffix(dtype).context("dtype")?;
+    let view = export.parent().unwrap_or(export).join("views").join(dtype);
+    let onnx = view.join("onnx");
+    if view.exists() {
+        std::fs::remove_dir_all(&view)?;
+    }
+    std::fs::create_dir_all(&onnx)?;
+    let abs = export.canonicalize()?;
+    for e in std::fs::read_dir(&abs)? {
+        let e = e?;
+        if e.file_type()?.is_file() {
+            link(e.path(), view.join(e.file_name()))?;
+        }
+    }
+    for e in std::fs::read_dir(abs.join("onnx"))? {
+        let e = e?;
+        let name = e.file_name().to_string_lossy().to_string();
+        // external data keeps its own name (the graph refers to it by name)
+        if !name.ends_with(".onnx") {
+            link(e.path(), onnx.join(&name))?;
+        }
+    }
+    for stem in ["vision_encoder", "video_encoder", "embed_tokens", "decoder_model_merged"] {
+        let want = abs.join("onnx").join(format!("{stem}{suffix}.onnx"));
+        let plain = abs.join("onnx").join(format!("{stem}.onnx"));
+        let src = if want.is_file() { want } else { plain };
+        if src.is_file() {
+            link(&src, onnx.join(format!("{stem}.onnx")))?;
+        }
+    }
+    Ok(view)
+}
+
 fn run_vidlm(bin: &Path, export: &Path, dtype: &str, r: &RunSpec) -> Result<Column> {
     let mut c = Command::new(bin);
     c.current_dir(project_root());
     setup::ort_env(&mut c);
+    let native = dtype == "fp32" || has_dtype_option(bin);
+    let model = if native { export.to_path_buf() } else { dtype_view(export, dtype)? };
     c.arg("run")
         .arg("--model")
-        .arg(export)
+        .arg(&model)
         .arg("--video")
         .arg(r.video)
         .args(["--num-frames", &r.frames.to_string(), "--max-new-tokens", &r.tokens.to_string()])
         .args(["--threads", &r.threads.to_string(), "--json", "--prompt", r.prompt]);
-    if dtype != "fp32" {
+    if dtype != "fp32" && native {
         c.args(["--dtype", dtype]);
     }
     eprintln!("[bench e2e] vidlm {dtype}: {c:?}");
@@ -640,14 +697,11 @@ fn cpu_model() -> Option<String> {
     s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|x| x.trim().to_string())
 }
 
-/// Builds the `vidlm` binary (release for real runs; the dev profile for `--quick`, whose numbers
-/// are not read, so that CI does not pay for a second optimised build of every dependency).
+/// Builds the `vidlm` binary (release for real runs; for `--quick`, whose numbers are not read, the
+/// `test` profile that `cargo xtask test` has just built, so that CI compiles nothing more).
 fn build_vidlm(release: bool) -> Result<PathBuf> {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    c.current_dir(project_root()).args(["build", "--quiet", "-p", "vidlm"]);
-    if release {
-        c.arg("--release");
-    }
+    c.current_dir(project_root()).args(["build", "--quiet", "-p", "vidlm", "--profile", if release { "release" } else { "test" }]);
     setup::ort_env(&mut c);
     run(&mut c)?;
     let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| project_root().join("target"));

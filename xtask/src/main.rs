@@ -171,6 +171,9 @@ fn test(args: &[String]) -> Result<()> {
     d.env("VIDLM_TEST_VIDEOS", &videos);
     d.args(["test", "--workspace", "--doc"]).args(args);
     run(&mut d)?;
+    // The end-to-end benchmark's harness on a tiny model (its numbers mean nothing here), so that it
+    // cannot rot: checkpoint, fp32/q8/q4 export, vidlm run per dtype, transformers, bandwidth, JSON.
+    bench_e2e::bench_e2e(&["--quick".to_string()])?;
     Ok(())
 }
 
