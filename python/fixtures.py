@@ -416,6 +416,92 @@ def write_demo(model_dir: Path, seed: int):
     )
 
 
+def fused_gqa_parity() -> tuple[list[str], list[str]]:
+    """The fused decoder's GroupQueryAttention path against transformers.
+
+    The goldens' tiny models have head_dim 4, which takes the builder's plain-op attention (ONNX Runtime's
+    CPU GroupQueryAttention needs head_dim % 16 == 0). This check builds tiny Qwen2 (OneVision: GQA 7:1,
+    qkv bias, tied embeddings) and Llama (NeXT-Video: linear RoPE x2, untied) language models with head_dim
+    16, exports their fused decoder (validated against the module: padded/unpadded prefill and decode), and
+    requires transformers' greedy tokens for a left-padded batch of two and for each row alone.
+    Returns (errors, report lines)."""
+    import onnxruntime as ort
+
+    from vidlm_export import configs, families
+    from vidlm_export.graphs import build_specs
+    from vidlm_export.onnx_export import export_graph, reference_outputs, validate
+
+    errors, lines = [], []
+    steps = 16
+    for famname in ("onevision", "llava_next_video"):
+        for seed in range(1, 40):
+            cfg = configs.BUILDERS[famname](tiny=True, init=INIT_RANGE)
+            t = cfg.text_config
+            t.head_dim = 16
+            t.hidden_size = t.num_attention_heads * 16
+            t.intermediate_size = 2 * t.hidden_size
+            fam = families.family_of(cfg)
+            torch.manual_seed(seed)
+            model = families.model_class(fam)(cfg).eval()
+            g = torch.Generator().manual_seed(seed)
+            lens = (9, 5)
+            ids = torch.randint(3, 30000, (2, max(lens)), generator=g)
+            mask = torch.zeros(2, max(lens), dtype=torch.long)
+            for r, n in enumerate(lens):
+                mask[r, max(lens) - n:] = 1
+                ids[r, :max(lens) - n] = 0
+            with torch.no_grad():
+                out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=steps, min_new_tokens=steps,
+                                     do_sample=False, eos_token_id=None, pad_token_id=0, output_logits=True,
+                                     return_dict_in_generate=True)
+            top2 = torch.stack(out.logits, 1).float().topk(2, -1).values
+            if float((top2[..., 0] - top2[..., 1]).min()) >= MIN_MARGIN:
+                break
+        want = out.sequences[:, max(lens):].numpy()
+        spec = next(sp for sp in build_specs(model, fam) if sp.name == "decoder_model_merged")
+        with tempfile.TemporaryDirectory() as d:
+            info = export_graph(spec, "fp32", Path(d), "dynamo", 20)
+            if info["builder"] != "fused-gqa":
+                errors.append(f"fused GQA parity {famname}: built {info['builder']}, expected fused-gqa")
+            rows = validate(spec, Path(d) / info["file"], "fp32", reference_outputs(spec, torch.float32))
+            errors += [f"fused GQA parity {famname}: {r['case']} {r['output']} max|Δ| {r['max_abs_diff']:.3e}"
+                       for r in rows if not r["ok"]]
+            so = ort.SessionOptions()
+            so.log_severity_level = 3
+            sess = ort.InferenceSession(str(Path(d) / info["file"]), so, providers=["CPUExecutionProvider"])
+            names = [o.name for o in sess.get_outputs()]
+            embed = model.get_input_embeddings()
+
+            def greedy(row_ids, row_mask):
+                b = row_ids.shape[0]
+                past = {i.name: np.zeros((b, i.shape[1], 0, i.shape[3]), np.float32) for i in sess.get_inputs()
+                        if i.name.startswith("past_key_values.")}
+                cur, m, toks = row_ids, row_mask.clone(), []
+                for _ in range(steps):
+                    pos = (m.cumsum(-1) - 1).masked_fill(m == 0, 1)[:, m.shape[1] - cur.shape[1]:]
+                    with torch.no_grad():
+                        emb = embed(cur).numpy()
+                    outs = sess.run(None, {"inputs_embeds": emb, "attention_mask": m.numpy(),
+                                           "position_ids": pos.numpy(), **past})
+                    nxt = outs[0][:, -1].argmax(-1)
+                    toks.append(nxt)
+                    past = {n.replace("present.", "past_key_values."): v for n, v in zip(names[1:], outs[1:])}
+                    cur = torch.from_numpy(nxt[:, None].astype(np.int64))
+                    m = torch.cat([m, torch.ones(b, 1, dtype=torch.long)], 1)
+                return np.stack(toks, 1)
+
+            batched = greedy(ids, mask)
+            singles = [greedy(ids[r:r + 1, max(lens) - n:], mask[r:r + 1, max(lens) - n:])[0]
+                       for r, n in enumerate(lens)]
+        ok = bool((batched == want).all()) and all((sgl == want[r]).all() for r, sgl in enumerate(singles))
+        lines.append(f"| {famname:<17} | seed {seed:<3} | left-padded batch of 2 + each row alone, {steps} greedy "
+                     f"tokens | {'identical' if ok else 'DIFFERENT'} |")
+        if not ok:
+            errors.append(f"fused GQA parity {famname}: greedy tokens differ from transformers "
+                          f"(want {want.tolist()}, batched {batched.tolist()}, single {[x.tolist() for x in singles]})")
+    return errors, lines
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="compare with the committed goldens instead of writing")
@@ -485,6 +571,10 @@ def main(argv=None) -> int:
                 write_demo(model_dir, seed)
         summary.append((family, seed, margin))
         del model
+    gqa_errors, gqa_lines = fused_gqa_parity()
+    errors += gqa_errors
+    print("\n[fixtures] fused decoder, GroupQueryAttention path (head_dim 16) vs transformers generate:")
+    print("\n".join(gqa_lines))
     print("\n[fixtures] ONNX replay vs transformers (greedy tokens, first-step logits; fp32 must be exact, the "
           "other precisions are reported):")
     print(f"| {'family':<17} | {'dtype':<5} | {'scenario':<12} | tokens equal | greedy agreement | "
