@@ -38,6 +38,20 @@ def _flat(args) -> list:
     return out
 
 
+def ort_fusions(model) -> dict:
+    """onnxscript's ONNX Runtime fusions on a dynamo graph (the vision towers): MultiHeadAttention,
+    SkipLayerNormalization, BiasGelu. Its last attention step (MultiHeadAttention + the q/k/v MatMuls ->
+    `com.microsoft.Attention` with one packed weight input) is left out: a weight that is an op input rather
+    than a MatMul's is not quantized by MatMulNBits, and the q8/q4 vision graphs are made from this graph."""
+    from unittest import mock
+
+    import onnxscript.rewriter.ort_fusions._core as core
+
+    with mock.patch.object(core, "fuse_attention", lambda model, debug=False: 0):
+        _, counts = core.optimize_for_ort(model)
+    return {k: v for k, v in counts.items() if v}
+
+
 def save_proto(proto, path: Path, data_name: str) -> None:
     """Saves a built ModelProto the way the dynamo path saves its graphs (external data when big)."""
     import onnx_ir
@@ -121,12 +135,7 @@ def export_graph(spec: GraphSpec, dtype: str, out_dir: Path, exporter: str, opse
 
             fusions = None
             if spec.ort_fusions and dtype == "fp32":
-                # onnxscript's ONNX Runtime fusions on the dynamo graph: Attention (packed QKV),
-                # SkipLayerNormalization, BiasGelu (measured and validated; docs/onnx-graphs.md)
-                from onnxscript.rewriter.ort_fusions import optimize_for_ort
-
-                _, counts = optimize_for_ort(prog.model)
-                fusions = {k: v for k, v in counts.items() if v}
+                fusions = ort_fusions(prog.model)
             big = sum(v.const_value.nbytes for v in prog.model.graph.initializers.values()
                       if v.const_value is not None) > EXTERNAL_DATA_THRESHOLD
             if big:
