@@ -15,16 +15,18 @@ runs RMSNorm and rotary as a dozen elementwise ops each. Here every layer is:
 
 and the last position only goes through the final norm and lm_head (`logits` [batch, 1, vocab]).
 
-Padding: GroupQueryAttention reads `seqlens_k` as "the valid keys are 0..seqlens_k", i.e. right padding.
-vidlm left-pads batches (position ids from the mask, transformers' convention), so the graph passes
-`seqlens_k = total - 1` for every row and masks pad keys with an additive `attention_bias` built from
-`attention_mask`. The bias costs time (measured: about +70 % per attention call), so each layer's
-attention is an `If` on "does the mask have a zero": unpadded calls (every batch of one) run GQA without
-the bias. Everything GQA needs (`seqlens_k`, `total_sequence_length`, the bias) is computed inside the
-graph from `attention_mask`, so the inputs and outputs are exactly those of the exporter's graph.
+Which attention runs is decided per call inside the graph (an `If` per layer): GroupQueryAttention
+reads `seqlens_k` as "the valid keys are 0..seqlens_k" (right padding), ignores `position_ids` on a first
+prompt (it rotates by the index), and on CPU takes new tokens on top of a past only for batch 1. So:
+unpadded calls that GQA accepts run GQA with its own rotary and no bias; a left-padded first prompt runs
+RotaryEmbedding with the real position ids + GQA with an additive `attention_bias` (+~70 % attention
+time, which is why unpadded calls never carry it); everything else (padded decode and chunks) runs the
+plain-op grouped attention below. `seqlens_k = total - 1` for every row, `total_sequence_length` and the
+biases are computed inside the graph from `attention_mask`, so the inputs and outputs are exactly those
+of the exporter's graph.
 
 GroupQueryAttention on CPU needs head_dim % 16 == 0 with rotary (64 and 128 in the real models). Other
-head sizes (the tiny test models' 4) get the same graph with the attention written in plain ONNX ops:
+head sizes (the tiny test models' 4) use the plain-op attention for every call:
 still grouped (queries reshaped to [batch, kv_heads, group * seq, head_dim], no KV repeat), rotary from
 the same caches, the mask applied as one additive bias.
 
@@ -170,8 +172,26 @@ def build_decoder(model) -> onnx.ModelProto:
     has_pad = g.op("Equal", [mask_min, i64(0)], hint="has_pad")
     mask_f = g.op("Cast", ["attention_mask"], to=f, hint="mask_f")  # [B, T]
 
+    # plain-op attention's inputs: one additive bias [B, 1, 1, S, T] = causal AND padding, and the rotary
+    # cos/sin of every position. (With the GQA kernel these only feed the fallback branch.)
+    total = g.op("Squeeze", [total_1d, i64([0])], hint="T")
+    seq = g.op("Squeeze", [seq_1d, i64([0])], hint="S")
+    past = g.op("Sub", [total, seq], hint="P")
+    t_range = g.op("Range", [i64(0), total, i64(1)], hint="t_range")
+    q_range = g.op("Range", [past, total, i64(1)], hint="q_range")
+    causal = g.op("LessOrEqual", [g.op("Unsqueeze", [t_range, i64([0])]), g.op("Unsqueeze", [q_range, i64([1])])],
+                  hint="causal")  # [S, T]
+    keep = g.op("Cast", ["attention_mask"], to=TensorProto.BOOL, hint="keep")  # [B, T]
+    allowed = g.op("And", [g.op("Unsqueeze", [causal, i64([0, 1, 2])]), g.op("Unsqueeze", [keep, i64([1, 2, 3])])],
+                   hint="allowed")  # [B, 1, 1, S, T]
+    attn_bias5 = g.op("Where", [allowed, g.const(np.array(0.0, np.float32)), g.const(np.array(F32_MIN, np.float32))],
+                      hint="attention_bias5")
+    cos_g = g.op("Unsqueeze", [g.op("Gather", ["rotary_cos_cache", "position_ids"]), i64([2])], hint="cos")  # [B,S,1,Dh/2]
+    sin_g = g.op("Unsqueeze", [g.op("Gather", ["rotary_sin_cache", "position_ids"]), i64([2])], hint="sin")
+    scale = g.const(np.array(Dh ** -0.5, np.float32), "scale")
+
     if fused_attention:
-        total_i32 = g.op("Cast", [g.op("Squeeze", [total_1d, i64([0])])], to=TensorProto.INT32, hint="total_seq_len")
+        total_i32 = g.op("Cast", [total], to=TensorProto.INT32, hint="total_seq_len")
         seqlens = g.op("Expand", [g.op("Sub", [total_i32, g.const(np.array(1, np.int32))]), batch_1d],
                        hint="seqlens_k")  # int32 [B]: every row uses keys 0..total-1 (pads masked by the bias)
         # attention_bias [B, 1, S, T]: 0 for real keys, float32 min for pad keys
@@ -181,23 +201,13 @@ def build_decoder(model) -> onnx.ModelProto:
         bias_shape = g.op("Concat", [batch_1d, i64([1]), seq_1d, total_1d], axis=0, hint="bias_shape")
         attn_bias = g.op("Expand", [pad_bias4, bias_shape], hint="attention_bias")
         split_sizes = i64([H * Dh, Hkv * Dh, Hkv * Dh])
-    else:
-        # plain-op attention: one additive bias [B, 1, 1, S, T] = causal AND padding
-        total = g.op("Squeeze", [total_1d, i64([0])], hint="T")
-        seq = g.op("Squeeze", [seq_1d, i64([0])], hint="S")
-        past = g.op("Sub", [total, seq], hint="P")
-        t_range = g.op("Range", [i64(0), total, i64(1)], hint="t_range")
-        q_range = g.op("Range", [past, total, i64(1)], hint="q_range")
-        causal = g.op("LessOrEqual", [g.op("Unsqueeze", [t_range, i64([0])]), g.op("Unsqueeze", [q_range, i64([1])])],
-                      hint="causal")  # [S, T]
-        keep = g.op("Cast", ["attention_mask"], to=TensorProto.BOOL, hint="keep")  # [B, T]
-        allowed = g.op("And", [g.op("Unsqueeze", [causal, i64([0, 1, 2])]), g.op("Unsqueeze", [keep, i64([1, 2, 3])])],
-                       hint="allowed")  # [B, 1, 1, S, T]
-        attn_bias5 = g.op("Where", [allowed, g.const(np.array(0.0, np.float32)), g.const(np.array(F32_MIN, np.float32))],
-                          hint="attention_bias")
-        cos_g = g.op("Unsqueeze", [g.op("Gather", ["rotary_cos_cache", "position_ids"]), i64([2])], hint="cos")  # [B,S,1,Dh/2]
-        sin_g = g.op("Unsqueeze", [g.op("Gather", ["rotary_sin_cache", "position_ids"]), i64([2])], hint="sin")
-        scale = g.const(np.array(Dh ** -0.5, np.float32), "scale")
+        # Which kernel a call can use (GQA on CPU: batch 1 whenever new tokens meet a past):
+        one = i64(1)
+        batch = g.op("Squeeze", [batch_1d, i64([0])], hint="B")
+        gqa_shape_ok = g.op("Or", [g.op("Or", [g.op("Equal", [batch, one]), g.op("Equal", [seq, one])]),
+                                   g.op("Equal", [past, i64(0)])], hint="gqa_shape_ok")
+        use_gqa = g.op("And", [g.op("Not", [has_pad]), gqa_shape_ok], hint="use_gqa")
+        use_gqa_bias = g.op("Equal", [past, i64(0)], hint="use_gqa_bias")  # (in the else branch: padded)
 
     def rotate(x_bshd: str) -> str:
         """Plain-op rotary on [B, S, heads, Dh] (rotate_half convention)."""
@@ -207,42 +217,10 @@ def build_decoder(model) -> onnx.ModelProto:
         b = g.op("Add", [g.op("Mul", [x2, cos_g]), g.op("Mul", [x1, sin_g])])
         return g.op("Concat", [a, b], axis=3)
 
-    def attention(i: int, qkv: str) -> str:
+    def plain_attention(i: int, qkv: str, outs: list[str]) -> None:
+        """Grouped attention in plain ops: any head size, any padding, any batch/past combination."""
         pk, pv = f"past_key_values.{i}.key", f"past_key_values.{i}.value"
-        ok, ov = f"present.{i}.key", f"present.{i}.value"
-        if fused_attention:
-            def branch(padded: bool) -> onnx.GraphProto:
-                tag = "pad" if padded else "nopad"
-                outs = [f"l{i}_{tag}_attn", f"l{i}_{tag}_k", f"l{i}_{tag}_v"]
-                if not padded:
-                    # no padding: position_ids = past + 0..seq-1, which is what GQA's own rotary uses
-                    nodes = [helper.make_node(
-                        "GroupQueryAttention",
-                        [qkv, "", "", pk, pv, seqlens, total_i32, "rotary_cos_cache", "rotary_sin_cache"],
-                        outs, name=f"l{i}_gqa_{tag}", domain="com.microsoft",
-                        num_heads=H, kv_num_heads=Hkv, do_rotary=1, scale=Dh ** -0.5)]
-                else:
-                    # left padding: GQA's rotary ignores position_ids on a first prompt (it rotates by the
-                    # index), so rotary runs as its own op with the real position ids, and pad keys are masked
-                    # by the bias
-                    q, k, v, qr, kr = (f"l{i}_{tag}_{n}_in" for n in ("q", "k", "v", "qr", "kr"))
-                    nodes = [
-                        helper.make_node("Split", [qkv, split_sizes], [q, k, v], name=f"l{i}_{tag}_split", axis=2),
-                        helper.make_node("RotaryEmbedding", [q, "position_ids", "rotary_cos_cache", "rotary_sin_cache"],
-                                         [qr], name=f"l{i}_{tag}_rope_q", domain="com.microsoft", num_heads=H),
-                        helper.make_node("RotaryEmbedding", [k, "position_ids", "rotary_cos_cache", "rotary_sin_cache"],
-                                         [kr], name=f"l{i}_{tag}_rope_k", domain="com.microsoft", num_heads=Hkv),
-                        helper.make_node("GroupQueryAttention", [qr, kr, v, pk, pv, seqlens, total_i32, "", "", "",
-                                                                 attn_bias],
-                                         outs, name=f"l{i}_gqa_{tag}", domain="com.microsoft",
-                                         num_heads=H, kv_num_heads=Hkv, do_rotary=0, scale=Dh ** -0.5),
-                    ]
-                return helper.make_graph(nodes, f"l{i}_{tag}", [],
-                                         [helper.make_tensor_value_info(o, f, None) for o in outs])
-            attn = g.name(f"l{i}_attn")
-            g.nodes.append(helper.make_node("If", [has_pad], [attn, ok, ov], name=f"l{i}_attention",
-                                            then_branch=branch(True), else_branch=branch(False)))
-            return attn
+        attn_out, ok, ov = outs
         q, k, v = g.op("Split", [qkv, i64([H * Dh, Hkv * Dh, Hkv * Dh])], outputs=3, axis=2)
         q4 = rotate(g.op("Reshape", [q, i64([0, 0, H, Dh])]))  # [B,S,H,Dh]
         k4 = rotate(g.op("Reshape", [k, i64([0, 0, Hkv, Dh])]))
@@ -254,9 +232,62 @@ def build_decoder(model) -> onnx.ModelProto:
         scores = g.op("Mul", [g.op("MatMul", [qg, g.op("Transpose", [kt], perm=[0, 1, 3, 2])]), scale])
         scores5 = g.op("Reshape", [scores, g.op("Concat", [i64([0, Hkv, G]), seq_1d, total_1d], axis=0)])
         probs = g.op("Softmax", [g.op("Add", [scores5, attn_bias5])], axis=-1)
-        ctx = g.op("MatMul", [g.op("Reshape", [probs, g.op("Concat", [i64([0, Hkv, -1]), total_1d], axis=0)]), vt])  # [B, Hkv, G*S, Dh]
-        ctx = g.op("Reshape", [ctx, i64([0, H, -1, Dh])])
-        return g.op("Reshape", [g.op("Transpose", [ctx], perm=[0, 2, 1, 3]), i64([0, 0, H * Dh])])
+        ctx = g.op("MatMul", [g.op("Reshape", [probs, g.op("Concat", [i64([0, Hkv, -1]), total_1d], axis=0)]), vt])
+        ctx = g.op("Reshape", [ctx, i64([0, H, -1, Dh])])  # [B, H, S, Dh]
+        g.op("Reshape", [g.op("Transpose", [ctx], perm=[0, 2, 1, 3]), i64([0, 0, H * Dh])], outputs=[attn_out])
+
+    def branch_graph(name: str, outs: list[str], build) -> onnx.GraphProto:
+        """A subgraph whose nodes are what `build()` adds (constants stay in the outer graph)."""
+        saved, g.nodes = g.nodes, []
+        build()
+        nodes, g.nodes = g.nodes, saved
+        return helper.make_graph(nodes, name, [], [helper.make_tensor_value_info(o, f, None) for o in outs])
+
+    def attention(i: int, qkv: str) -> str:
+        pk, pv = f"past_key_values.{i}.key", f"past_key_values.{i}.value"
+        ok, ov = f"present.{i}.key", f"present.{i}.value"
+        attn = g.name(f"l{i}_attn")
+        if not fused_attention:
+            plain_attention(i, qkv, [attn, ok, ov])
+            return attn
+
+        def names(tag):
+            return [f"l{i}_{tag}_attn", f"l{i}_{tag}_k", f"l{i}_{tag}_v"]
+
+        def gqa_nopad():
+            # no padding: position_ids = past + 0..seq-1, which is what GQA's own rotary uses
+            g.nodes.append(helper.make_node(
+                "GroupQueryAttention", [qkv, "", "", pk, pv, seqlens, total_i32, "rotary_cos_cache", "rotary_sin_cache"],
+                names("gqa"), name=f"l{i}_gqa", domain="com.microsoft",
+                num_heads=H, kv_num_heads=Hkv, do_rotary=1, scale=Dh ** -0.5))
+
+        def gqa_padded_prompt():
+            # a left-padded first prompt: GQA's rotary ignores position_ids there (it rotates by the index),
+            # so rotary runs as its own op with the real position ids; pad keys are masked by the bias
+            q, k, v, qr, kr = (f"l{i}_gqab_{n}_in" for n in ("q", "k", "v", "qr", "kr"))
+            g.nodes += [
+                helper.make_node("Split", [qkv, split_sizes], [q, k, v], name=f"l{i}_gqab_split", axis=2),
+                helper.make_node("RotaryEmbedding", [q, "position_ids", "rotary_cos_cache", "rotary_sin_cache"],
+                                 [qr], name=f"l{i}_gqab_rope_q", domain="com.microsoft", num_heads=H),
+                helper.make_node("RotaryEmbedding", [k, "position_ids", "rotary_cos_cache", "rotary_sin_cache"],
+                                 [kr], name=f"l{i}_gqab_rope_k", domain="com.microsoft", num_heads=Hkv),
+                helper.make_node("GroupQueryAttention", [qr, kr, v, pk, pv, seqlens, total_i32, "", "", "", attn_bias],
+                                 names("gqab"), name=f"l{i}_gqab", domain="com.microsoft",
+                                 num_heads=H, kv_num_heads=Hkv, do_rotary=0, scale=Dh ** -0.5),
+            ]
+
+        def fallback():
+            # padded: a padded first prompt goes to GQA with the bias, everything else (padded decode and
+            # chunks, unpadded chunks of a batch) to the plain-op attention
+            g.nodes.append(helper.make_node(
+                "If", [use_gqa_bias], names("fb"), name=f"l{i}_attention_fallback",
+                then_branch=branch_graph(f"l{i}_gqab", names("gqab"), gqa_padded_prompt),
+                else_branch=branch_graph(f"l{i}_plain", names("plain"), lambda: plain_attention(i, qkv, names("plain")))))
+
+        g.nodes.append(helper.make_node("If", [use_gqa], [attn, ok, ov], name=f"l{i}_attention",
+                                        then_branch=branch_graph(f"l{i}_gqa", names("gqa"), gqa_nopad),
+                                        else_branch=branch_graph(f"l{i}_fb", names("fb"), fallback)))
+        return attn
 
     x_prev = None  # output of the previous sub-block, added to the residual by the next norm
     resid = "inputs_embeds"

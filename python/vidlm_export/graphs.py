@@ -162,6 +162,17 @@ def build_specs(model, fam: Family) -> list[GraphSpec]:
         mask, pos = mask_and_pos(b, p, s, {})
         return (embeds(b, s, 16, dt), mask, pos, pasts(b, p, 17, dt)), {}
 
+    # Several new tokens on top of a cache (chunked prefill, a follow-up turn).
+    def case_chunk(dt):
+        b, s, p = 2, 3, 4
+        mask, pos = mask_and_pos(b, p, s, {1: 1})
+        return (embeds(b, s, 18, dt), mask, pos, pasts(b, p, 19, dt)), {"pad": {1: 1}}
+
+    def case_chunk_nopad(dt):
+        b, s, p = 1, 3, 4
+        mask, pos = mask_and_pos(b, p, s, {})
+        return (embeds(b, s, 20, dt), mask, pos, pasts(b, p, 21, dt)), {}
+
     dyn = {
         "inputs_embeds": {0: "batch_size", 1: "sequence_length"},
         "attention_mask": {0: "batch_size", 1: "total_sequence_length"},
@@ -182,7 +193,8 @@ def build_specs(model, fam: Family) -> list[GraphSpec]:
             dynamic_axes=dyn,
             sample=decoder_sample,
             cases=[("prefill b2 s7 past0 leftpad", case_prefill), ("decode b2 s1 past6 leftpad", case_decode),
-                   ("prefill b1 s6 past0", case_prefill_nopad), ("decode b1 s1 past5", case_decode_nopad)],
+                   ("prefill b1 s6 past0", case_prefill_nopad), ("decode b1 s1 past5", case_decode_nopad),
+                   ("chunk b2 s3 past4 leftpad", case_chunk), ("chunk b1 s3 past4", case_chunk_nopad)],
             doc=(
                 "One graph for prefill (past length 0) and decode. logits are for the LAST position only: "
                 "[batch, 1, vocab]. present.{i}.* = concat(past, new) along axis 2."

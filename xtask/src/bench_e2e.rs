@@ -173,13 +173,20 @@ fn export_sources() -> Result<Vec<PathBuf>> {
 /// a multi-GB checkpoint that others may share.
 fn ensure_checkpoint(cfg: &BenchConfig, dir: &Path) -> Result<PathBuf> {
     let hf = dir.join("hf");
-    let key = json!({"family": cfg.family, "size": cfg.size, "text_layers": cfg.text_layers, "seed": 0}).to_string();
+    let key = json!({"family": cfg.family, "size": cfg.size, "text_layers": cfg.text_layers, "seed": 0});
     let stamp = hf.join(".vidlm-bench-checkpoint");
-    if stamp.is_file() && std::fs::read_to_string(&stamp).map(|s| s == key).unwrap_or(false) {
+    let stamped: Option<Value> = std::fs::read_to_string(&stamp).ok().and_then(|s| serde_json::from_str(&s).ok());
+    if stamped.as_ref() == Some(&key) {
         return Ok(hf);
     }
-    if hf.join("config.json").is_file() && !stamp.exists() && std::fs::symlink_metadata(&hf).map(|m| m.file_type().is_symlink()).unwrap_or(false) {
-        // a shared checkpoint linked in by hand (e.g. /work/models/<name>/hf): trust it
+    if std::fs::symlink_metadata(&hf).map(|m| m.file_type().is_symlink()).unwrap_or(false) {
+        // a shared checkpoint linked in by hand (e.g. /work/models/<name>/hf): used, never rebuilt in place
+        if !hf.join("config.json").is_file() {
+            bail!("{} is a link to a directory without config.json", hf.display());
+        }
+        if stamped.is_some() {
+            eprintln!("[bench e2e] warning: {} was built as {} (this config is {key})", hf.display(), stamped.unwrap_or_default());
+        }
         return Ok(hf);
     }
     eprintln!("[bench e2e] building the random-weight checkpoint {} into {}", cfg.name, hf.display());
@@ -192,7 +199,7 @@ fn ensure_checkpoint(cfg: &BenchConfig, dir: &Path) -> Result<PathBuf> {
         c.args(["--text-layers", &l.to_string()]);
     }
     run(&mut c)?;
-    std::fs::write(&stamp, &key)?;
+    std::fs::write(&stamp, key.to_string())?;
     eprintln!("[bench e2e] checkpoint built in {:.0} s", t0.elapsed().as_secs_f64());
     Ok(hf)
 }
