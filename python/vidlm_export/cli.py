@@ -246,7 +246,7 @@ def run_export(model_arg: str, out: Path, dtypes: list[str], skip_validate: bool
             "position_ids = cumsum(attention_mask) - 1, set to 1 where attention_mask == 0 (left padding).",
             "First step: every past_key_values.* has past length 0; afterwards present.* -> past_key_values.*.",
         ],
-        "quantization": {d: {"bits": quantize.BITS[d], "block_size": quantize.BLOCK_SIZE, "symmetric": True,
+        "quantization": {d: {"bits": quantize.BITS[d], "block_size": quantize.BLOCK_SIZE, "symmetric": quantize.SYMMETRIC,
                              "accuracy_level": quantize.ACCURACY_LEVEL[d], "min_cosine": quantize.MIN_COSINE[d],
                              "weights": "MatMul -> MatMulNBits, embed_tokens Gather -> GatherBlockQuantized"}
                          for d in QUANTIZED},
@@ -316,7 +316,7 @@ def quantize_graphs(specs, dtype: str, onnx_dir: Path, graph_entries: dict) -> l
             "description": s.doc,
             "export_seconds": info["seconds"],
             "built_by": f"onnxruntime MatMulNBitsQuantizer ({quantize.BITS[dtype]} bits, block {quantize.BLOCK_SIZE}, "
-                        f"symmetric, accuracy_level {quantize.ACCURACY_LEVEL[dtype]}) from {src.name}",
+                        f"{'symmetric' if quantize.SYMMETRIC else 'asymmetric'}, accuracy_level {quantize.ACCURACY_LEVEL[dtype]}) from {src.name}",
             "quantized_ops": {k: v for k, v in info.items() if k != "seconds"},
         }
         print(f"[export]   done in {info['seconds']} s ({info['matmul_nbits']} MatMulNBits, "

@@ -1,7 +1,7 @@
 """Quantized graphs (`--dtype q8`, `--dtype q4`) from the exported float32 graphs, and their fidelity.
 
 Weights only: every MatMul with a constant weight becomes `com.microsoft.MatMulNBits` (8 or 4 bits,
-block 32, symmetric), and the token-embedding Gather becomes `GatherBlockQuantized`; activations, the
+block 32, asymmetric), and the token-embedding Gather becomes `GatherBlockQuantized`; activations, the
 KV cache and the graph interface stay float32, so the runtime feeds a quantized graph exactly like the
 fp32 one. ONNX Runtime's own quantizer (`onnxruntime.quantization.MatMulNBitsQuantizer`) writes them.
 
@@ -29,6 +29,9 @@ import numpy as np
 BITS = {"q8": 8, "q4": 4}
 ACCURACY_LEVEL = {"q8": 4, "q4": 4}
 BLOCK_SIZE = 32
+# Asymmetric (a zero point per block): on the real-size OneVision decoder it lifts the q8 logits' cosine from
+# 0.99880 to 0.99910 and q4's from 0.855 to 0.872 (symmetric vs asymmetric, same inputs).
+SYMMETRIC = False
 # Lowest acceptable cosine (logits / features vs fp32) per dtype: the issue's fidelity targets.
 MIN_COSINE = {"q8": 0.999, "q4": 0.99}
 # Graphs that are only written when their fidelity holds (others are always written).
@@ -49,7 +52,7 @@ def quantize_file(src: Path, dst: Path, dtype: str, quantize_gather: bool) -> di
     t0 = time.time()
     model = onnx.load(str(src), load_external_data=True)
     ops = ("MatMul", "Gather") if quantize_gather else ("MatMul",)
-    q = MatMulNBitsQuantizer(model, bits=BITS[dtype], block_size=BLOCK_SIZE, is_symmetric=True,
+    q = MatMulNBitsQuantizer(model, bits=BITS[dtype], block_size=BLOCK_SIZE, is_symmetric=SYMMETRIC,
                              accuracy_level=ACCURACY_LEVEL[dtype], op_types_to_quantize=ops,
                              quant_axes=(("MatMul", 0), ("Gather", 1)))
     q.process()
