@@ -25,6 +25,7 @@ from outside (``wait4``) for both backends.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import resource
 import time
@@ -61,6 +62,8 @@ class StageTimer:
                 setattr(inner, name, self._wrap(orig))
 
     def _wrap(self, fn):
+        # functools.wraps keeps the signature: generate() inspects it to pre-encode the media
+        @functools.wraps(fn)
         def timed(*args, **kwargs):
             t0 = time.perf_counter()
             out = fn(*args, **kwargs)
