@@ -586,9 +586,9 @@ def main(argv=None) -> int:
               f"{r['agreement']:>16.3f} | {r['first_logits_max_abs_diff']:>22.3e} | {r['min_margin']:>10.3e} |")
     agree = {}
     for r in replay_rows:
-        a = agree.setdefault(r["dtype"], [0, 0])
-        a[0] += r["agreeing_tokens"]
-        a[1] += r["total_tokens"]
+        tally = agree.setdefault(r["dtype"], [0, 0])
+        tally[0] += r["agreeing_tokens"]
+        tally[1] += r["total_tokens"]
     print("[fixtures] greedy agreement with transformers over all scenarios (same token at the same step): " +
           ", ".join(f"{d} {n}/{t} = {n / max(t, 1):.3f}" for d, (n, t) in agree.items()))
     print(f"[fixtures] {'checked' if a.check else 'wrote'} {len(fams)} families in {time.time() - t0:.0f} s")
