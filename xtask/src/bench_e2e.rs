@@ -252,46 +252,11 @@ fn run_measured(cmd: &mut Command) -> Result<Measured> {
     if let Some(mut out) = child.stdout.take() {
         out.read_to_string(&mut stdout)?;
     }
-    let (success, status_text, peak) = wait_with_rusage(&mut child)?;
+    let (success, status_text, peak) = crate::ffi::wait_with_rusage(&mut child)?;
     if !success {
         bail!("command failed ({status_text}): {cmd:?}");
     }
     Ok(Measured { stdout, peak_rss_bytes: peak, wall_s: t0.elapsed().as_secs_f64() })
-}
-
-#[cfg(target_os = "linux")]
-fn wait_with_rusage(child: &mut std::process::Child) -> Result<(bool, String, Option<u64>)> {
-    let pid = child.id() as libc::pid_t;
-    let mut status: libc::c_int = 0;
-    // SAFETY: `rusage` is plain data that wait4 fills in; `pid` is our own un-reaped child
-    // (std's Child is not waited on after this, so the pid is not reused under it).
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let r = loop {
-        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-        if r == -1 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-            continue;
-        }
-        break r;
-    };
-    if r != pid {
-        bail!("wait4({pid}) failed: {}", std::io::Error::last_os_error());
-    }
-    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
-    let text = if libc::WIFEXITED(status) {
-        format!("exit status {}", libc::WEXITSTATUS(status))
-    } else if libc::WIFSIGNALED(status) {
-        format!("killed by signal {}", libc::WTERMSIG(status))
-    } else {
-        format!("wait status {status}")
-    };
-    // ru_maxrss is in KiB on Linux.
-    Ok((ok, text, Some(usage.ru_maxrss.max(0) as u64 * 1024)))
-}
-
-#[cfg(not(target_os = "linux"))]
-fn wait_with_rusage(child: &mut std::process::Child) -> Result<(bool, String, Option<u64>)> {
-    let s = child.wait()?;
-    Ok((s.success(), s.to_string(), None))
 }
 
 /// One column of the table.
