@@ -8,14 +8,15 @@ For each family (fixed seed, deterministic):
 2. run transformers on fixed inputs (scenarios below): processor outputs, greedy `generate`
    (24 new tokens, do_sample=False, eos_token_id=None) and first-step logits; reseed when the smallest
    top-1/top-2 logit margin of any step is below MIN_MARGIN or a row has fewer than MIN_DISTINCT tokens;
-3. export it with the export command (fp32 + fp16, validated) into `$VIDLM_CACHE/fixtures/<family>/model`;
+3. export it with the export command (fp32, fp16, q8, q4; fp32 validated) into `$VIDLM_CACHE/fixtures/<family>/model`;
 4. replay every scenario with the ONNX graphs + the documented host steps (vidlm_export/replay.py) and
    require the same tokens and first-step logits;
 5. write the goldens to `tests/goldens/<family>/` (committed) and, for the demo family, the exported
    model to `assets/demo-model/` (committed, fp32 only).
 
 `--check` does 1-4 and compares with the committed goldens instead of writing them (tokens and ids
-exactly, floats to 1e-4); it fails when transformers no longer produces what is committed.
+exactly, floats to 1e-4); it fails when transformers no longer produces what is committed, and when
+the committed demo model is not what the default export makes today (its graphs' builders and ops).
 """
 
 from __future__ import annotations
@@ -416,6 +417,31 @@ def write_demo(model_dir: Path, seed: int):
     )
 
 
+def demo_matches_export(model_dir: Path) -> list[str]:
+    """The committed demo model must be today's default export (same graph builders, same ops) of the
+    fixture it was written from, so what users run first is what CI exports and checks."""
+    demo = json.loads((DEMO_DIR / "onnx" / "vidlm_manifest.json").read_text())
+    fresh = json.loads((model_dir / "onnx" / "vidlm_manifest.json").read_text())
+    built = {g["name"]: g.get("built_by") for g in fresh["graphs"] if g["dtype"] == "fp32"}
+    have = {g["name"]: g.get("built_by") for g in demo["graphs"] if g["dtype"] == "fp32"}
+    errors = [f"demo model {n}: built by {have.get(n)!r}, the default export builds it with {b!r} "
+              f"(re-write it: cargo xtask fixtures)" for n, b in built.items() if have.get(n) != b]
+    import collections
+
+    import onnx
+
+    def ops(path: Path) -> collections.Counter:
+        return collections.Counter(n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node)
+
+    for n in built:
+        if n in have:
+            f = next(g["file"] for g in fresh["graphs"] if g["name"] == n and g["dtype"] == "fp32")
+            if ops(DEMO_DIR / "onnx" / f) != ops(model_dir / "onnx" / f):
+                errors.append(f"demo model {f}: its ops differ from the fixture's fresh export (re-write it: "
+                              f"cargo xtask fixtures)")
+    return errors
+
+
 def fused_gqa_parity() -> tuple[list[str], list[str]]:
     """The fused decoder's GroupQueryAttention path against transformers.
 
@@ -558,6 +584,7 @@ def main(argv=None) -> int:
                 demo_rows = replay_check(family, model, results, DEMO_DIR, "fp32")
                 errors += [f"demo model {r['scenario']}: differs from transformers ({r})" for r in demo_rows
                            if not r["tokens_equal"] or r["first_logits_max_abs_diff"] > r["first_logits_tolerance"]]
+                errors += demo_matches_export(model_dir)
         else:
             from safetensors.torch import save_file
 

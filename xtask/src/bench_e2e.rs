@@ -204,20 +204,50 @@ fn ensure_checkpoint(cfg: &BenchConfig, dir: &Path) -> Result<PathBuf> {
     Ok(hf)
 }
 
+/// Float dtypes: exported from the checkpoint. The others are quantized from the fp32 graphs
+/// (`quantize.py`), so a change to the quantizer alone re-makes only them.
+const FLOAT_DTYPES: &[&str] = &["fp32", "fp16"];
+
 /// Exports the checkpoint for `dtypes` unless an export made by the same export code with (at
-/// least) these dtypes is already there.
+/// least) these dtypes is already there. The stamp records two digests: of every export source
+/// (`source`) and of every source but `quantize.py` (`float_source`); when only the quantizer
+/// changed, the quantized dtypes are re-made from the fp32 graphs already there (`export --dtype
+/// q8,q4` on the same directory) instead of exporting everything again (~40 min at real size).
 fn ensure_export(hf: &Path, dir: &Path, dtypes: &[String], skip_validate: bool) -> Result<PathBuf> {
     let out = dir.join("export");
-    let src = digest(&export_sources()?)?;
+    let sources = export_sources()?;
+    let src = digest(&sources)?;
+    let float_sources: Vec<PathBuf> =
+        sources.iter().filter(|p| p.file_name().is_none_or(|n| n != "quantize.py")).cloned().collect();
+    let float_src = digest(&float_sources)?;
     let stamp = out.join(".vidlm-bench-export");
     let done: Option<Value> = std::fs::read_to_string(&stamp).ok().and_then(|s| serde_json::from_str(&s).ok());
-    if let Some(d) = &done {
-        let have: Vec<&str> = d["dtypes"].as_array().map(|a| a.iter().filter_map(|x| x.as_str()).collect()).unwrap_or_default();
-        if d["source"] == src.as_str() && dtypes.iter().all(|t| have.contains(&t.as_str())) {
-            return Ok(out);
-        }
+    let have: Vec<String> = done
+        .as_ref()
+        .and_then(|d| d["dtypes"].as_array())
+        .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+        .unwrap_or_default();
+    let same = |key: &str, digest: &str| done.as_ref().is_some_and(|d| d[key] == digest);
+    if same("source", &src) && dtypes.iter().all(|t| have.contains(t)) {
+        return Ok(out);
     }
-    eprintln!("[bench e2e] exporting {} ({}) into {}", hf.display(), dtypes.join(","), out.display());
+    let floats_ok = same("float_source", &float_src)
+        && dtypes.iter().filter(|t| FLOAT_DTYPES.contains(&t.as_str())).all(|t| have.contains(t))
+        && have.iter().any(|t| t == "fp32");
+    let (todo, keep): (Vec<String>, Vec<String>) = if floats_ok {
+        let todo: Vec<String> = dtypes.iter().filter(|t| !FLOAT_DTYPES.contains(&t.as_str())).cloned().collect();
+        let keep = have.iter().filter(|t| FLOAT_DTYPES.contains(&t.as_str())).cloned().collect();
+        (todo, keep)
+    } else {
+        (dtypes.to_vec(), Vec::new())
+    };
+    eprintln!(
+        "[bench e2e] exporting {} ({}{}) into {}",
+        hf.display(),
+        todo.join(","),
+        if floats_ok { ", quantized from the fp32 graphs there: only the quantizer changed" } else { "" },
+        out.display()
+    );
     let t0 = Instant::now();
     let _ = std::fs::remove_file(&stamp);
     let mut c = python()?;
@@ -226,12 +256,14 @@ fn ensure_export(hf: &Path, dir: &Path, dtypes: &[String], skip_validate: bool) 
         .arg(hf)
         .arg("--out")
         .arg(&out)
-        .args(["--dtype", &dtypes.join(",")]);
+        .args(["--dtype", &todo.join(",")]);
     if skip_validate {
         c.arg("--skip-validate");
     }
     run(&mut c)?;
-    std::fs::write(&stamp, json!({"source": src, "dtypes": dtypes}).to_string())?;
+    let mut all = keep;
+    all.extend(todo);
+    std::fs::write(&stamp, json!({"source": src, "float_source": float_src, "dtypes": all}).to_string())?;
     eprintln!("[bench e2e] exported in {:.0} s", t0.elapsed().as_secs_f64());
     Ok(out)
 }
@@ -727,6 +759,14 @@ pub fn bench_e2e(args: &[String]) -> Result<()> {
     let bw = bandwidth::measure(a.threads, per_thread, if a.quick { 3 } else { 8 });
     eprintln!("[bench e2e] read bandwidth: {:.1} GB/s", bw.bytes_per_s / 1e9);
 
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let mut machine = BTreeMap::new();
+    machine.insert("cpu", json!(cpu_model()));
+    machine.insert("logical_cpus", json!(std::thread::available_parallelism().map(|n| n.get()).ok()));
+    machine.insert("read_bandwidth_bytes_per_s", json!(bw.bytes_per_s));
+    machine.insert("read_bandwidth_threads", json!(bw.threads));
+    machine.insert("read_bandwidth_bytes_per_pass", json!(bw.bytes_per_pass));
+    machine.insert("read_bandwidth_passes", json!(bw.passes));
     let spec = RunSpec { video: &video, frames, tokens, threads: a.threads, prompt: &a.prompt };
     let mut report = Vec::new();
     let mut text = String::new();
@@ -815,16 +855,29 @@ pub fn bench_e2e(args: &[String]) -> Result<()> {
             "targets": tg.iter().map(|(n, ok, d)| json!({"target": n, "met": ok, "value": d})).collect::<Vec<_>>(),
             "fidelity": fidelity,
         }));
+        // Written after every config, so a long run that is stopped keeps what it measured.
+        write_report(&a, started, now, &machine, frames, tokens, &video, &dtypes, &report, &text, false)?;
     }
+    write_report(&a, started, now, &machine, frames, tokens, &video, &dtypes, &report, &text, true)?;
+    Ok(())
+}
 
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let mut machine = BTreeMap::new();
-    machine.insert("cpu", json!(cpu_model()));
-    machine.insert("logical_cpus", json!(std::thread::available_parallelism().map(|n| n.get()).ok()));
-    machine.insert("read_bandwidth_bytes_per_s", json!(bw.bytes_per_s));
-    machine.insert("read_bandwidth_threads", json!(bw.threads));
-    machine.insert("read_bandwidth_bytes_per_pass", json!(bw.bytes_per_pass));
-    machine.insert("read_bandwidth_passes", json!(bw.passes));
+/// Writes the JSON (`.cache/bench/e2e-[quick-]<time>.json`, and `--json`) and the markdown tables
+/// beside it. `complete` is false while configs remain to be run.
+#[allow(clippy::too_many_arguments)]
+fn write_report(
+    a: &E2eArgs,
+    started: Instant,
+    now: u64,
+    machine: &BTreeMap<&str, Value>,
+    frames: usize,
+    tokens: usize,
+    video: &Path,
+    dtypes: &[String],
+    report: &[Value],
+    text: &str,
+    complete: bool,
+) -> Result<()> {
     let doc = json!({
         "benchmark": "cargo xtask bench e2e",
         "quick": a.quick,
@@ -841,6 +894,7 @@ pub fn bench_e2e(args: &[String]) -> Result<()> {
             "decode ceiling = read bandwidth / (decoder graph weights + KV cache at the mean context); embed_tokens is a gather and reads one row per token.",
         ],
         "configs": report,
+        "complete": complete,
         "seconds": started.elapsed().as_secs_f64(),
     });
     let out_dir = cache_dir().join("bench");
@@ -855,8 +909,14 @@ pub fn bench_e2e(args: &[String]) -> Result<()> {
         std::fs::write(p, &body)?;
     }
     let md = path.with_extension("md");
-    std::fs::write(&md, &text)?;
-    eprintln!("\n[bench e2e] wrote {} and {} in {:.0} s", path.display(), md.display(), started.elapsed().as_secs_f64());
+    std::fs::write(&md, text)?;
+    eprintln!(
+        "\n[bench e2e] wrote {} and {}{} in {:.0} s",
+        path.display(),
+        md.display(),
+        if complete { "" } else { " (so far)" },
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
