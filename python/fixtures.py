@@ -8,14 +8,15 @@ For each family (fixed seed, deterministic):
 2. run transformers on fixed inputs (scenarios below): processor outputs, greedy `generate`
    (24 new tokens, do_sample=False, eos_token_id=None) and first-step logits; reseed when the smallest
    top-1/top-2 logit margin of any step is below MIN_MARGIN or a row has fewer than MIN_DISTINCT tokens;
-3. export it with the export command (fp32 + fp16, validated) into `$VIDLM_CACHE/fixtures/<family>/model`;
+3. export it with the export command (fp32, fp16, q8, q4; fp32 validated) into `$VIDLM_CACHE/fixtures/<family>/model`;
 4. replay every scenario with the ONNX graphs + the documented host steps (vidlm_export/replay.py) and
    require the same tokens and first-step logits;
 5. write the goldens to `tests/goldens/<family>/` (committed) and, for the demo family, the exported
    model to `assets/demo-model/` (committed, fp32 only).
 
 `--check` does 1-4 and compares with the committed goldens instead of writing them (tokens and ids
-exactly, floats to 1e-4); it fails when transformers no longer produces what is committed.
+exactly, floats to 1e-4); it fails when transformers no longer produces what is committed, and when
+the committed demo model is not what the default export makes today (its graphs' builders and ops).
 """
 
 from __future__ import annotations
@@ -316,8 +317,11 @@ def replay_check(family: str, model, results: dict, model_dir: Path, dtype: str 
     for name, r in results.items():
         toks, first = greedy(om, model, r["inputs"], MAX_NEW_TOKENS)
         ref = r["first_logits"].numpy()
-        same = bool((toks == r["tokens"].numpy()).all())
+        want = r["tokens"].numpy()
+        same = bool((toks == want).all())
         rows.append({"family": family, "dtype": dtype, "scenario": name, "tokens_equal": same,
+                     "agreeing_tokens": int((toks == want).sum()), "total_tokens": int(want.size),
+                     "agreement": float((toks == want).mean()),
                      "first_logits_max_abs_diff": float(np.abs(first - ref).max()),
                      "first_logits_tolerance": REPLAY_ATOL + REPLAY_RTOL * float(np.abs(ref).max()),
                      "min_margin": r["min_margin"]})
@@ -394,7 +398,9 @@ def write_demo(model_dir: Path, seed: int):
     (DEMO_DIR / "onnx").mkdir()
     manifest = json.loads((model_dir / "onnx" / "vidlm_manifest.json").read_text())
     manifest["graphs"] = [g for g in manifest["graphs"] if g["dtype"] == "fp32"]
-    manifest["validation"]["rows"] = [r for r in manifest["validation"]["rows"] if "_fp16" not in r["graph"]]
+    manifest["validation"]["rows"] = [r for r in manifest["validation"]["rows"]
+                                      if r["graph"] in {g["file"] for g in manifest["graphs"]}]
+    manifest["fidelity"] = []
     for g in manifest["graphs"]:
         shutil.copy2(model_dir / "onnx" / g["file"], DEMO_DIR / "onnx" / g["file"])
     if manifest.get("image_newline"):
@@ -411,11 +417,122 @@ def write_demo(model_dir: Path, seed: int):
     )
 
 
+def demo_matches_export(model_dir: Path) -> list[str]:
+    """The committed demo model must be today's default export (same graph builders, same ops) of the
+    fixture it was written from, so what users run first is what CI exports and checks."""
+    demo = json.loads((DEMO_DIR / "onnx" / "vidlm_manifest.json").read_text())
+    fresh = json.loads((model_dir / "onnx" / "vidlm_manifest.json").read_text())
+    built = {g["name"]: g.get("built_by") for g in fresh["graphs"] if g["dtype"] == "fp32"}
+    have = {g["name"]: g.get("built_by") for g in demo["graphs"] if g["dtype"] == "fp32"}
+    errors = [f"demo model {n}: built by {have.get(n)!r}, the default export builds it with {b!r} "
+              f"(re-write it: cargo xtask fixtures)" for n, b in built.items() if have.get(n) != b]
+    import collections
+
+    import onnx
+
+    def ops(path: Path) -> collections.Counter:
+        return collections.Counter(n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node)
+
+    for n in built:
+        if n in have:
+            f = next(g["file"] for g in fresh["graphs"] if g["name"] == n and g["dtype"] == "fp32")
+            if ops(DEMO_DIR / "onnx" / f) != ops(model_dir / "onnx" / f):
+                errors.append(f"demo model {f}: its ops differ from the fixture's fresh export (re-write it: "
+                              f"cargo xtask fixtures)")
+    return errors
+
+
+def fused_gqa_parity() -> tuple[list[str], list[str]]:
+    """The fused decoder's GroupQueryAttention path against transformers.
+
+    The goldens' tiny models have head_dim 4, which takes the builder's plain-op attention (ONNX Runtime's
+    CPU GroupQueryAttention needs head_dim % 16 == 0). This check builds tiny Qwen2 (OneVision: GQA 7:1,
+    qkv bias, tied embeddings) and Llama (NeXT-Video: linear RoPE x2, untied) language models with head_dim
+    16, exports their fused decoder (validated against the module: padded/unpadded prefill and decode), and
+    requires transformers' greedy tokens for a left-padded batch of two and for each row alone.
+    Returns (errors, report lines)."""
+    import onnxruntime as ort
+
+    from vidlm_export import configs, families
+    from vidlm_export.graphs import build_specs
+    from vidlm_export.onnx_export import export_graph, reference_outputs, validate
+
+    errors, lines = [], []
+    steps = 16
+    for famname in ("onevision", "llava_next_video"):
+        for seed in range(1, 40):
+            cfg = configs.BUILDERS[famname](tiny=True, init=INIT_RANGE)
+            t = cfg.text_config
+            t.head_dim = 16
+            t.hidden_size = t.num_attention_heads * 16
+            t.intermediate_size = 2 * t.hidden_size
+            fam = families.family_of(cfg)
+            torch.manual_seed(seed)
+            model = families.model_class(fam)(cfg).eval()
+            g = torch.Generator().manual_seed(seed)
+            lens = (9, 5)
+            ids = torch.randint(3, 30000, (2, max(lens)), generator=g)
+            mask = torch.zeros(2, max(lens), dtype=torch.long)
+            for r, n in enumerate(lens):
+                mask[r, max(lens) - n:] = 1
+                ids[r, :max(lens) - n] = 0
+            with torch.no_grad():
+                out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=steps, min_new_tokens=steps,
+                                     do_sample=False, eos_token_id=None, pad_token_id=0, output_logits=True,
+                                     return_dict_in_generate=True)
+            top2 = torch.stack(out.logits, 1).float().topk(2, -1).values
+            if float((top2[..., 0] - top2[..., 1]).min()) >= MIN_MARGIN:
+                break
+        want = out.sequences[:, max(lens):].numpy()
+        spec = next(sp for sp in build_specs(model, fam) if sp.name == "decoder_model_merged")
+        with tempfile.TemporaryDirectory() as d:
+            info = export_graph(spec, "fp32", Path(d), "dynamo", 20)
+            if info["builder"] != "fused-gqa":
+                errors.append(f"fused GQA parity {famname}: built {info['builder']}, expected fused-gqa")
+            rows = validate(spec, Path(d) / info["file"], "fp32", reference_outputs(spec, torch.float32))
+            errors += [f"fused GQA parity {famname}: {r['case']} {r['output']} max|Δ| {r['max_abs_diff']:.3e}"
+                       for r in rows if not r["ok"]]
+            so = ort.SessionOptions()
+            so.log_severity_level = 3
+            sess = ort.InferenceSession(str(Path(d) / info["file"]), so, providers=["CPUExecutionProvider"])
+            names = [o.name for o in sess.get_outputs()]
+            embed = model.get_input_embeddings()
+
+            def greedy(row_ids, row_mask):
+                b = row_ids.shape[0]
+                past = {i.name: np.zeros((b, i.shape[1], 0, i.shape[3]), np.float32) for i in sess.get_inputs()
+                        if i.name.startswith("past_key_values.")}
+                cur, m, toks = row_ids, row_mask.clone(), []
+                for _ in range(steps):
+                    pos = (m.cumsum(-1) - 1).masked_fill(m == 0, 1)[:, m.shape[1] - cur.shape[1]:]
+                    with torch.no_grad():
+                        emb = embed(cur).numpy()
+                    outs = sess.run(None, {"inputs_embeds": emb, "attention_mask": m.numpy(),
+                                           "position_ids": pos.numpy(), **past})
+                    nxt = outs[0][:, -1].argmax(-1)
+                    toks.append(nxt)
+                    past = {n.replace("present.", "past_key_values."): v for n, v in zip(names[1:], outs[1:])}
+                    cur = torch.from_numpy(nxt[:, None].astype(np.int64))
+                    m = torch.cat([m, torch.ones(b, 1, dtype=torch.long)], 1)
+                return np.stack(toks, 1)
+
+            batched = greedy(ids, mask)
+            singles = [greedy(ids[r:r + 1, max(lens) - n:], mask[r:r + 1, max(lens) - n:])[0]
+                       for r, n in enumerate(lens)]
+        ok = bool((batched == want).all()) and all((sgl == want[r]).all() for r, sgl in enumerate(singles))
+        lines.append(f"| {famname:<17} | seed {seed:<3} | left-padded batch of 2 + each row alone, {steps} greedy "
+                     f"tokens | {'identical' if ok else 'DIFFERENT'} |")
+        if not ok:
+            errors.append(f"fused GQA parity {famname}: greedy tokens differ from transformers "
+                          f"(want {want.tolist()}, batched {batched.tolist()}, single {[x.tolist() for x in singles]})")
+    return errors, lines
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="compare with the committed goldens instead of writing")
     ap.add_argument("--only", default=None, help="comma-separated families")
-    ap.add_argument("--dtypes", default="fp32,fp16", help="precisions to export for the fixtures")
+    ap.add_argument("--dtypes", default="fp32,fp16,q8,q4", help="precisions to export for the fixtures")
     a = ap.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("VIDLM_TORCH_THREADS", "2")))
     fams = a.only.split(",") if a.only else list(FAMILIES)
@@ -467,6 +584,7 @@ def main(argv=None) -> int:
                 demo_rows = replay_check(family, model, results, DEMO_DIR, "fp32")
                 errors += [f"demo model {r['scenario']}: differs from transformers ({r})" for r in demo_rows
                            if not r["tokens_equal"] or r["first_logits_max_abs_diff"] > r["first_logits_tolerance"]]
+                errors += demo_matches_export(model_dir)
         else:
             from safetensors.torch import save_file
 
@@ -480,12 +598,26 @@ def main(argv=None) -> int:
                 write_demo(model_dir, seed)
         summary.append((family, seed, margin))
         del model
-    print("\n[fixtures] ONNX replay vs transformers (greedy tokens, first-step logits):")
-    print(f"| {'family':<17} | {'dtype':<5} | {'scenario':<12} | tokens equal | first logits max abs Δ | min margin |")
-    print("|-------------------|-------|--------------|--------------|------------------------|------------|")
+    gqa_errors, gqa_lines = fused_gqa_parity()
+    errors += gqa_errors
+    print("\n[fixtures] fused decoder, GroupQueryAttention path (head_dim 16) vs transformers generate:")
+    print("\n".join(gqa_lines))
+    print("\n[fixtures] ONNX replay vs transformers (greedy tokens, first-step logits; fp32 must be exact, the "
+          "other precisions are reported):")
+    print(f"| {'family':<17} | {'dtype':<5} | {'scenario':<12} | tokens equal | greedy agreement | "
+          f"first logits max abs Δ | min margin |")
+    print("|-------------------|-------|--------------|--------------|------------------|------------------------|"
+          "------------|")
     for r in replay_rows:
         print(f"| {r['family']:<17} | {r['dtype']:<5} | {r['scenario']:<12} | {str(r['tokens_equal']):<12} | "
-              f"{r['first_logits_max_abs_diff']:>22.3e} | {r['min_margin']:>10.3e} |")
+              f"{r['agreement']:>16.3f} | {r['first_logits_max_abs_diff']:>22.3e} | {r['min_margin']:>10.3e} |")
+    agree = {}
+    for r in replay_rows:
+        tally = agree.setdefault(r["dtype"], [0, 0])
+        tally[0] += r["agreeing_tokens"]
+        tally[1] += r["total_tokens"]
+    print("[fixtures] greedy agreement with transformers over all scenarios (same token at the same step): " +
+          ", ".join(f"{d} {n}/{t} = {n / max(t, 1):.3f}" for d, (n, t) in agree.items()))
     print(f"[fixtures] {'checked' if a.check else 'wrote'} {len(fams)} families in {time.time() - t0:.0f} s")
     if errors:
         print("\n".join(["[fixtures] FAILED:"] + errors), file=sys.stderr)

@@ -17,7 +17,9 @@ import torch
 
 from . import families
 from .graphs import build_specs
+from . import quantize
 from .onnx_export import (
+    QUANTIZED,
     SUFFIX,
     TORCH_DTYPE,
     TOLERANCE,
@@ -139,7 +141,7 @@ def load_model(src: Path, load_dtype: torch.dtype):
 
 
 def run_export(model_arg: str, out: Path, dtypes: list[str], skip_validate: bool, exporter: str, opset: int,
-               graphs_filter: list[str] | None = None, quiet: bool = False) -> dict:
+               graphs_filter: list[str] | None = None, quiet: bool = False, decoder: str = "fused") -> dict:
     t_start = time.time()
     src = resolve_model(model_arg)
     out.mkdir(parents=True, exist_ok=True)
@@ -157,8 +159,9 @@ def run_export(model_arg: str, out: Path, dtypes: list[str], skip_validate: bool
         specs = [s for s in specs if s.name in graphs_filter]
 
     refs = {}
-    if not skip_validate:
+    if not skip_validate and any(d not in QUANTIZED for d in dtypes):
         # References come from the module as loaded (fp32 unless this is an fp16-only export).
+        # Quantized graphs are compared with their fp32 graph (fidelity), not with the module.
         for s in specs:
             refs[s.name] = reference_outputs(s, load_dtype)
 
@@ -172,13 +175,18 @@ def run_export(model_arg: str, out: Path, dtypes: list[str], skip_validate: bool
                     {file_name(s.name, d) for s in specs for d in dtypes}]
 
     failed = []
+    fidelity_rows = [r for r in old.get("fidelity", []) if r["graph"] not in
+                     {file_name(s.name, d) for s in specs for d in dtypes}]
     for dtype in dtypes:
+        if dtype in QUANTIZED:
+            fidelity_rows += quantize_graphs(specs, dtype, onnx_dir, graph_entries)
+            continue
         tdt = TORCH_DTYPE[dtype]
         if next(model.parameters()).dtype != tdt:
             model.to(tdt)
         for s in specs:
             print(f"[export] {file_name(s.name, dtype)} ...", flush=True)
-            info = export_graph(s, dtype, onnx_dir, exporter, opset)
+            info = export_graph(s, dtype, onnx_dir, exporter, opset, use_builder=decoder == "fused")
             io = session_io(onnx_dir / info["file"])
             entry = {
                 "name": s.name,
@@ -189,6 +197,7 @@ def run_export(model_arg: str, out: Path, dtypes: list[str], skip_validate: bool
                 "outputs": io["outputs"],
                 "description": s.doc,
                 "export_seconds": info["seconds"],
+                "built_by": info["builder"],
             }
             graph_entries[info["file"]] = entry
             print(f"[export]   done in {info['seconds']} s; peak RSS so far {peak_rss_gb():.2f} GB", flush=True)
@@ -203,9 +212,15 @@ def run_export(model_arg: str, out: Path, dtypes: list[str], skip_validate: bool
         print("\n[export] validation: ONNX Runtime (CPU) vs PyTorch "
               f"({'fp32' if load_dtype == torch.float32 else 'fp16'} module), random inputs; "
               "tolerance = atol + rtol*max|ref|, " +
-              ", ".join(f"{d}: atol {TOLERANCE[d][0]:g} rtol {TOLERANCE[d][1]:g}" for d in dtypes), flush=True)
+              ", ".join(f"{d}: atol {TOLERANCE[d][0]:g} rtol {TOLERANCE[d][1]:g}" for d in dtypes if d in TOLERANCE),
+              flush=True)
         table = print_table([r for r in val_rows_all if any(r["graph"] == file_name(s.name, d)
                                                              for s in specs for d in dtypes)])
+    if any(d in QUANTIZED for d in dtypes):
+        print("\n[export] fidelity of the quantized graphs: ONNX Runtime, quantized vs fp32 graph, the validation "
+              "inputs; cosine = lowest over cases and batch rows", flush=True)
+        quantize.print_fidelity([r for r in fidelity_rows if any(r["graph"] == file_name(s.name, d)
+                                                                 for s in specs for d in dtypes)])
 
     fam_cfg = model.config
     manifest = {
@@ -232,6 +247,11 @@ def run_export(model_arg: str, out: Path, dtypes: list[str], skip_validate: bool
             "position_ids = cumsum(attention_mask) - 1, set to 1 where attention_mask == 0 (left padding).",
             "First step: every past_key_values.* has past length 0; afterwards present.* -> past_key_values.*.",
         ],
+        "quantization": {d: {"bits": quantize.BITS[d], "block_size": quantize.BLOCK_SIZE, "symmetric": quantize.SYMMETRIC,
+                             "accuracy_level": quantize.ACCURACY_LEVEL[d], "min_cosine": quantize.MIN_COSINE[d],
+                             "weights": "MatMul -> MatMulNBits, embed_tokens Gather -> GatherBlockQuantized"}
+                         for d in QUANTIZED},
+        "fidelity": fidelity_rows,
         "copied_files": copied,
         "missing_runtime_files": missing,
         "validation": {
@@ -262,13 +282,60 @@ def run_export(model_arg: str, out: Path, dtypes: list[str], skip_validate: bool
     return manifest
 
 
+def quantize_graphs(specs, dtype: str, onnx_dir: Path, graph_entries: dict) -> list[dict]:
+    """q8/q4 graphs from the fp32 graphs of this directory; returns the fidelity rows."""
+    rows = []
+    for s in specs:
+        src = onnx_dir / file_name(s.name, "fp32")
+        if not src.is_file():
+            raise ExportError(f"error: --dtype {dtype} is made from the fp32 graph, and {src} does not exist "
+                              f"(export --dtype fp32,{dtype})")
+        dst = onnx_dir / file_name(s.name, dtype)
+        print(f"[export] {dst.name} (from {src.name}) ...", flush=True)
+        info = quantize.quantize_file(src, dst, dtype, quantize_gather=s.name == "embed_tokens")
+        fid = quantize.fidelity(s, src, dst, dtype)
+        rows += fid
+        held = all(r["ok"] for r in fid)
+        if s.name in quantize.OPTIONAL_GRAPHS and not held:
+            for f in (dst, dst.with_name(dst.name + "_data")):
+                if f.exists():
+                    f.unlink()
+            graph_entries.pop(dst.name, None)
+            print(f"[export]   {dst.name}: cosine below {quantize.MIN_COSINE[dtype]}: not written (the fp32 graph "
+                  f"serves {dtype})", flush=True)
+            for r in fid:
+                r["written"] = False
+            continue
+        io = session_io(dst)
+        graph_entries[dst.name] = {
+            "name": s.name,
+            "dtype": dtype,
+            "file": dst.name,
+            "external_data": dst.name + "_data" if (onnx_dir / (dst.name + "_data")).exists() else None,
+            "inputs": io["inputs"],
+            "outputs": io["outputs"],
+            "description": s.doc,
+            "export_seconds": info["seconds"],
+            "built_by": f"onnxruntime MatMulNBitsQuantizer ({quantize.BITS[dtype]} bits, block {quantize.BLOCK_SIZE}, "
+                        f"{'symmetric' if quantize.SYMMETRIC else 'asymmetric'}, accuracy_level {quantize.ACCURACY_LEVEL[dtype]}) from {src.name}",
+            "quantized_ops": {k: v for k, v in info.items() if k != "seconds"},
+        }
+        print(f"[export]   done in {info['seconds']} s ({info['matmul_nbits']} MatMulNBits, "
+              f"{info['gather_block_quantized']} GatherBlockQuantized); peak RSS so far {peak_rss_gb():.2f} GB", flush=True)
+    return rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="cargo xtask export", description=__doc__)
     ap.add_argument("--model", required=True, help="local checkpoint directory or Hugging Face hub id")
     ap.add_argument("--out", required=True, type=Path, help="output model directory")
-    ap.add_argument("--dtype", default="fp32", help="comma-separated: fp32,fp16 (default fp32)")
+    ap.add_argument("--dtype", default="fp32", help="comma-separated: fp32,fp16,q8,q4 (default fp32; q8/q4 are "
+                                                      "made from the fp32 graphs)")
     ap.add_argument("--skip-validate", action="store_true", help="skip the ONNX Runtime vs PyTorch check")
     ap.add_argument("--exporter", default="dynamo", choices=["dynamo", "torchscript"])
+    ap.add_argument("--decoder", default="fused", choices=["fused", "exporter"],
+                    help="fp32 decoder graph: fused (built from the weights, GroupQueryAttention; default) or the "
+                         "exporter's graph")
     ap.add_argument("--opset", type=int, default=None, help="ONNX opset (default 20)")
     ap.add_argument("--graphs", default=None, help="comma-separated subset of graph names")
     a = ap.parse_args(argv)
@@ -280,7 +347,7 @@ def main(argv=None) -> int:
     torch.manual_seed(0)
     torch.set_num_threads(int(os.environ.get("VIDLM_TORCH_THREADS", "2")))
     run_export(a.model, a.out, dtypes, a.skip_validate, a.exporter, opset,
-               [g.strip() for g in a.graphs.split(",")] if a.graphs else None)
+               [g.strip() for g in a.graphs.split(",")] if a.graphs else None, decoder=a.decoder)
     return 0
 
 

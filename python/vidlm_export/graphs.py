@@ -7,6 +7,7 @@ from typing import Callable
 
 import torch
 
+from . import fused
 from .families import Family
 from .wrappers import Decoder, EmbedTokens, VideoEncoder, VisionEncoder, kv_shape
 
@@ -26,6 +27,11 @@ class GraphSpec:
     doc: str = ""
     # If the wrapper takes a flat list as its last argument (decoder's past), how many leading tensor args.
     list_tail_after: int | None = None
+    # Builds the float32 graph directly (an onnx.ModelProto) instead of tracing `module` with the exporter;
+    # raises fused.Unsupported when it cannot, and the exporter's graph is used.
+    builder: Callable | None = None
+    # Apply onnxscript's ONNX Runtime fusions to the exporter's float32 graph (the vision towers).
+    ort_fusions: bool = False
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -57,6 +63,7 @@ def build_specs(model, fam: Family) -> list[GraphSpec]:
             sample=lambda dt: (pix(2, dt, 1),),
             cases=[("3 images", lambda dt: ((pix(3, dt, 2),), {}))],
             doc=fam.image_graph_doc,
+            ort_fusions=True,
         )
     )
 
@@ -81,6 +88,7 @@ def build_specs(model, fam: Family) -> list[GraphSpec]:
                     ("2 videos x 1 frame", lambda dt: ((vid(2, 1, dt, 5),), {})),
                 ],
                 doc=fam.video_graph_doc,
+                ort_fusions=True,
             )
         )
 
@@ -143,6 +151,28 @@ def build_specs(model, fam: Family) -> list[GraphSpec]:
         mask, pos = mask_and_pos(b, p, s, {1: 2})
         return (embeds(b, s, 12, dt), mask, pos, pasts(b, p, 13, dt)), {"pad": {1: 2}}
 
+    # Without padding (every batch of one): graphs may take a different path when the mask has no zero.
+    def case_prefill_nopad(dt):
+        b, s = 1, 6
+        mask, pos = mask_and_pos(b, 0, s, {})
+        return (embeds(b, s, 14, dt), mask, pos, pasts(b, 0, 15, dt)), {}
+
+    def case_decode_nopad(dt):
+        b, s, p = 1, 1, 5
+        mask, pos = mask_and_pos(b, p, s, {})
+        return (embeds(b, s, 16, dt), mask, pos, pasts(b, p, 17, dt)), {}
+
+    # Several new tokens on top of a cache (chunked prefill, a follow-up turn).
+    def case_chunk(dt):
+        b, s, p = 2, 3, 4
+        mask, pos = mask_and_pos(b, p, s, {1: 1})
+        return (embeds(b, s, 18, dt), mask, pos, pasts(b, p, 19, dt)), {"pad": {1: 1}}
+
+    def case_chunk_nopad(dt):
+        b, s, p = 1, 3, 4
+        mask, pos = mask_and_pos(b, p, s, {})
+        return (embeds(b, s, 20, dt), mask, pos, pasts(b, p, 21, dt)), {}
+
     dyn = {
         "inputs_embeds": {0: "batch_size", 1: "sequence_length"},
         "attention_mask": {0: "batch_size", 1: "total_sequence_length"},
@@ -162,12 +192,15 @@ def build_specs(model, fam: Family) -> list[GraphSpec]:
             output_names=["logits", *present_names],
             dynamic_axes=dyn,
             sample=decoder_sample,
-            cases=[("prefill b2 s7 past0 leftpad", case_prefill), ("decode b2 s1 past6 leftpad", case_decode)],
+            cases=[("prefill b2 s7 past0 leftpad", case_prefill), ("decode b2 s1 past6 leftpad", case_decode),
+                   ("prefill b1 s6 past0", case_prefill_nopad), ("decode b1 s1 past5", case_decode_nopad),
+                   ("chunk b2 s3 past4 leftpad", case_chunk), ("chunk b1 s3 past4", case_chunk_nopad)],
             doc=(
                 "One graph for prefill (past length 0) and decode. logits are for the LAST position only: "
                 "[batch, 1, vocab]. present.{i}.* = concat(past, new) along axis 2."
             ),
             list_tail_after=3,
+            builder=lambda: fused.build_decoder(model),
         )
     )
     return specs

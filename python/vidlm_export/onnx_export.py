@@ -14,8 +14,10 @@ import torch
 from .graphs import GraphSpec
 
 # File-name suffix per precision (onnx-layout.md): none = fp32.
-SUFFIX = {"fp32": "", "fp16": "_fp16"}
-TORCH_DTYPE = {"fp32": torch.float32, "fp16": torch.float16}
+SUFFIX = {"fp32": "", "fp16": "_fp16", "q8": "_quantized", "q4": "_q4"}
+# Quantized graphs are made from the fp32 graphs (vidlm_export/quantize.py), not exported from torch.
+QUANTIZED = ("q8", "q4")
+TORCH_DTYPE = {"fp32": torch.float32, "fp16": torch.float16, "q8": torch.float32, "q4": torch.float32}
 # Validation tolerance: max|delta| <= atol + rtol * max|reference|, per dtype (reference = fp32 torch).
 TOLERANCE = {"fp32": (1e-4, 1e-4), "fp16": (2e-2, 2e-2)}
 # Initializers above this total go to external data (<name>.onnx_data); protobuf's hard limit is 2 GiB.
@@ -36,8 +38,39 @@ def _flat(args) -> list:
     return out
 
 
-def export_graph(spec: GraphSpec, dtype: str, out_dir: Path, exporter: str, opset: int) -> dict:
-    """Exports one graph; returns {file, external_data, seconds}."""
+def ort_fusions(model) -> dict:
+    """onnxscript's ONNX Runtime fusions on a dynamo graph (the vision towers): MultiHeadAttention,
+    SkipLayerNormalization, BiasGelu. Its last attention step (MultiHeadAttention + the q/k/v MatMuls ->
+    `com.microsoft.Attention` with one packed weight input) is left out: a weight that is an op input rather
+    than a MatMul's is not quantized by MatMulNBits, and the q8/q4 vision graphs are made from this graph."""
+    from unittest import mock
+
+    import onnxscript.rewriter.ort_fusions._core as core
+
+    with mock.patch.object(core, "fuse_attention", lambda model, debug=False: 0):
+        _, counts = core.optimize_for_ort(model)
+    return {k: v for k, v in counts.items() if v}
+
+
+def save_proto(proto, path: Path, data_name: str) -> None:
+    """Saves a built ModelProto the way the dynamo path saves its graphs (external data when big)."""
+    import onnx_ir
+
+    model = onnx_ir.serde.deserialize_model(proto)
+    big = sum(v.const_value.nbytes for v in model.graph.initializers.values()
+              if v.const_value is not None) > EXTERNAL_DATA_THRESHOLD
+    if big:
+        onnx_ir.save(model, path, external_data=data_name)
+    else:
+        onnx_ir.save(model, path)
+
+
+def export_graph(spec: GraphSpec, dtype: str, out_dir: Path, exporter: str, opset: int,
+                 use_builder: bool = True) -> dict:
+    """Exports one graph; returns {file, external_data, seconds, builder}.
+
+    float32 graphs with a `spec.builder` (the fused decoder) are built directly unless `use_builder` is
+    off or the builder reports the model as unsupported; everything else goes through torch.onnx.export."""
     from torch.export import Dim
 
     path = out_dir / file_name(spec.name, dtype)
@@ -45,8 +78,28 @@ def export_graph(spec: GraphSpec, dtype: str, out_dir: Path, exporter: str, opse
     for stale in (path, out_dir / data_name):
         if stale.exists():
             stale.unlink()
-    args = spec.sample(TORCH_DTYPE[dtype])
     t0 = time.time()
+    if spec.builder is not None and use_builder and dtype == "fp32":
+        from . import fused
+
+        try:
+            with torch.no_grad():
+                proto = spec.builder()
+        except fused.Unsupported as e:
+            print(f"[export]   fused builder: not for this model ({e}); using the exporter's graph", flush=True)
+        else:
+            save_proto(proto, path, data_name)
+            kind = next((p.value for p in proto.metadata_props if p.key == "vidlm.decoder"), "built")
+            del proto
+            gc.collect()
+            return {
+                "file": path.name,
+                "external_data": data_name if (out_dir / data_name).exists() else None,
+                "seconds": round(time.time() - t0, 1),
+                "builder": kind,
+            }
+    args = spec.sample(TORCH_DTYPE[dtype])
+    fusions = None
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if exporter == "dynamo":
@@ -80,6 +133,9 @@ def export_graph(spec: GraphSpec, dtype: str, out_dir: Path, exporter: str, opse
             )
             import onnx_ir
 
+            fusions = None
+            if spec.ort_fusions and dtype == "fp32":
+                fusions = ort_fusions(prog.model)
             big = sum(v.const_value.nbytes for v in prog.model.graph.initializers.values()
                       if v.const_value is not None) > EXTERNAL_DATA_THRESHOLD
             if big:
@@ -122,6 +178,8 @@ def export_graph(spec: GraphSpec, dtype: str, out_dir: Path, exporter: str, opse
         "file": path.name,
         "external_data": data_name if (out_dir / data_name).exists() else None,
         "seconds": round(time.time() - t0, 1),
+        "builder": f"torch.onnx.export ({exporter}, opset {opset})"
+                   + (f" + onnxscript optimize_for_ort {fusions}" if exporter == "dynamo" and fusions else ""),
     }
 
 

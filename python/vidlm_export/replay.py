@@ -27,10 +27,13 @@ class OnnxModel:
         so.intra_op_num_threads = threads
         so.log_severity_level = 3
         self.sessions = {}
-        for g in self.manifest["graphs"]:
-            if g["dtype"] == dtype:
-                self.sessions[g["name"]] = ort.InferenceSession(str(self.dir / "onnx" / g["file"]), so,
-                                                                providers=["CPUExecutionProvider"])
+        # A quantized dtype may leave a graph out (a vision graph whose accuracy did not hold): the fp32
+        # graph serves it, as in the runtime.
+        chosen = {g["name"]: g for g in self.manifest["graphs"] if g["dtype"] == "fp32"}
+        chosen.update({g["name"]: g for g in self.manifest["graphs"] if g["dtype"] == dtype})
+        for g in chosen.values():
+            self.sessions[g["name"]] = ort.InferenceSession(str(self.dir / "onnx" / g["file"]), so,
+                                                            providers=["CPUExecutionProvider"])
         assert "decoder_model_merged" in self.sessions, "no decoder graph"
         self.float_type = np.float16 if dtype == "fp16" else np.float32
         self.newline = None

@@ -20,7 +20,8 @@ pub struct ExportArgs {
     /// Output model directory (HF files + `onnx/`).
     #[arg(long)]
     pub out: PathBuf,
-    /// Precisions to export, comma-separated: fp32, fp16.
+    /// Precisions to export, comma-separated: fp32, fp16, q8 (`_quantized`), q4 (`_q4`); q8/q4 are
+    /// quantized from the fp32 graphs (e.g. `--dtype fp32,q4`).
     #[arg(long, default_value = "fp32")]
     pub dtype: String,
     /// Skip the ONNX Runtime vs PyTorch validation (for models too big to run twice in RAM).
@@ -35,6 +36,10 @@ pub struct ExportArgs {
     /// Only these graphs (comma-separated names, e.g. `decoder_model_merged`).
     #[arg(long)]
     pub graphs: Option<String>,
+    /// The fp32 decoder: `fused` (built from the weights with GroupQueryAttention, default) or
+    /// `exporter` (torch.onnx.export's graph).
+    #[arg(long, default_value = "fused")]
+    pub decoder: String,
 }
 
 fn python() -> Result<Command> {
@@ -49,8 +54,8 @@ fn python() -> Result<Command> {
 /// `cargo xtask export --model <dir|hub id> --out <dir> [--dtype fp32,fp16] [--skip-validate]`.
 pub fn export(a: &ExportArgs) -> Result<()> {
     for d in a.dtype.split(',').map(str::trim).filter(|d| !d.is_empty()) {
-        if !matches!(d, "fp32" | "fp16") {
-            bail!("unknown --dtype {d:?}: supported are fp32 and fp16");
+        if !matches!(d, "fp32" | "fp16" | "q8" | "q4") {
+            bail!("unknown --dtype {d:?}: supported are fp32, fp16, q8 and q4");
         }
     }
     if !matches!(a.exporter.as_str(), "dynamo" | "torchscript") {
@@ -71,6 +76,10 @@ pub fn export(a: &ExportArgs) -> Result<()> {
     if let Some(g) = &a.graphs {
         c.args(["--graphs", g]);
     }
+    if !matches!(a.decoder.as_str(), "fused" | "exporter") {
+        bail!("unknown --decoder {:?}: fused or exporter", a.decoder);
+    }
+    c.args(["--decoder", &a.decoder]);
     run(&mut c)
 }
 

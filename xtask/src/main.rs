@@ -9,10 +9,16 @@
 //! * `cargo xtask export` — convert a HF checkpoint into vidlm's ONNX model directory
 //! * `cargo xtask fixtures [--check]` — tiny test models + transformers goldens
 //! * `cargo xtask bench processor` — preprocessing vs transformers (1080p, 8/32 frames)
+//! * `cargo xtask bench e2e [--quick]` — the whole path, vidlm per dtype vs transformers `generate`
 //! * `cargo xtask tidy`   — source-tree invariants (unsafe only in FFI/SIMD modules, family
 //!   matches only in vidlm-model, lib.rs overviews, READMEs); part of `test`
 
+mod bandwidth;
+mod bench_e2e;
 mod export;
+// The FFI module (wait4) is the only one allowed `unsafe` (the crate denies `unsafe_code`).
+#[allow(unsafe_code)]
+mod ffi;
 mod setup;
 mod tidy;
 mod videos;
@@ -70,10 +76,15 @@ enum Cmd {
     /// Check the source tree's invariants: `unsafe` only in FFI/SIMD modules, family matches only
     /// in vidlm-model, every lib.rs with a doc overview and runnable example, READMEs. Part of `test`.
     Tidy,
-    /// Run a benchmark: `video` (frame sampling vs decode-everything and the ffmpeg CLI), `processor` (preprocessing vs transformers).
+    /// Run a benchmark: `video` (frame sampling vs decode-everything and the ffmpeg CLI), `processor`
+    /// (preprocessing vs transformers), `e2e` (the whole path, vidlm per dtype vs transformers;
+    /// `cargo xtask bench e2e --help`).
     Bench {
         /// Which benchmark.
         what: String,
+        /// Arguments of the benchmark (e2e: `--quick`, `--dtypes fp32,q8,q4`, ...).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
     },
 }
 
@@ -91,7 +102,7 @@ fn main() -> Result<()> {
         Cmd::Test { args } => test(&args),
         Cmd::Videos => videos::videos().map(|d| println!("{}", d.display())),
         Cmd::Tidy => tidy::tidy(&project_root()),
-        Cmd::Bench { what } => bench(&what),
+        Cmd::Bench { what, args } => bench(&what, &args),
     }
 }
 
@@ -172,11 +183,18 @@ fn test(args: &[String]) -> Result<()> {
     d.env("VIDLM_TEST_VIDEOS", &videos);
     d.args(["test", "--workspace", "--doc"]).args(args);
     run(&mut d)?;
+    // The end-to-end benchmark's harness on a tiny model (its numbers mean nothing here), so that it
+    // cannot rot: checkpoint, fp32/q8/q4 export, vidlm run per dtype, transformers, bandwidth, JSON.
+    bench_e2e::bench_e2e(&["--quick".to_string()])?;
     Ok(())
 }
 
-fn bench(what: &str) -> Result<()> {
+fn bench(what: &str, args: &[String]) -> Result<()> {
+    if what != "e2e" && !args.is_empty() {
+        bail!("benchmark {what:?} takes no arguments");
+    }
     match what {
+        "e2e" => bench_e2e::bench_e2e(args),
         "video" => {
             let videos = videos::videos()?;
             let mut b = cargo();
@@ -190,6 +208,6 @@ fn bench(what: &str) -> Result<()> {
             b.args(["bench", "-p", "vidlm-processor", "--bench", "processor"]);
             run(&mut b)
         }
-        other => bail!("unknown benchmark {other:?} (known: video, processor)"),
+        other => bail!("unknown benchmark {other:?} (known: video, processor, e2e)"),
     }
 }

@@ -1,0 +1,986 @@
+//! `cargo xtask bench e2e`: the whole path, vidlm against transformers, on the same weights,
+//! frames and prompt, in one run.
+//!
+//! For every benchmark config (a random-weight checkpoint of a real architecture):
+//! 1. build the checkpoint once (`python/random_checkpoint.py`, fixed seed) into
+//!    `<models>/<config>/hf`;
+//! 2. export it with `cargo xtask export` for every requested dtype into `<models>/<config>/export`
+//!    (re-exported when the export code or the dtype list changes; the export validates every
+//!    graph and prints the quantized graphs' fidelity);
+//! 3. run the real `vidlm run --json` binary once per dtype and `python/bench_generate.py`
+//!    (transformers `generate`, fp32, PyTorch CPU) on the same clip, frame count, prompt and thread
+//!    count, measuring each child's peak RSS with `wait4` (rusage `ru_maxrss`);
+//! 4. measure this machine's memory-read bandwidth in the same run and, from the bytes of weights
+//!    each dtype reads per decoded token, the decode ceiling and how close each column comes to it;
+//! 5. print a table (vision, prefill, time to first token, decode tok/s, peak RSS; vidlm per
+//!    dtype, transformers fp32, ratios) and the issue's targets, and write everything as JSON.
+//!
+//! `--quick` runs a tiny OneVision config with 2 frames and a few tokens: it exercises every step
+//! in a couple of minutes so that CI keeps the harness working. Its numbers mean nothing.
+//! The full run (`cargo xtask bench e2e`, under the shared `heavy` lock on a shared machine) is the
+//! one for the closing note.
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Parser;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use crate::{bandwidth, cache_dir, project_root, run, setup, videos};
+
+/// Arguments of `cargo xtask bench e2e`.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "cargo xtask bench e2e", about = "vidlm vs transformers on the whole path, per dtype")]
+pub struct E2eArgs {
+    /// Small config, 2 frames, few tokens: checks that the harness runs (CI). Numbers mean nothing.
+    #[arg(long)]
+    pub quick: bool,
+    /// Comma-separated configs (default: onevision-0.5b,next-video-7b-2l; with --quick: quick-onevision).
+    #[arg(long)]
+    pub configs: Option<String>,
+    /// vidlm dtypes to run, comma-separated (fp32, fp16, q8, q4, q4f16).
+    #[arg(long, default_value = "fp32,q8,q4")]
+    pub dtypes: String,
+    /// Where checkpoints and exports live (`<dir>/<config>/hf`, `<dir>/<config>/export`).
+    /// Default: $VIDLM_BENCH_MODELS, else `.cache/bench-models`.
+    #[arg(long)]
+    pub models_dir: Option<PathBuf>,
+    /// The clip (default: the 60 s 1080p h264 test video).
+    #[arg(long)]
+    pub video: Option<PathBuf>,
+    /// Frames sampled from the clip (default 8; 2 with --quick).
+    #[arg(long)]
+    pub num_frames: Option<usize>,
+    /// New tokens generated, greedy (default 32; 6 with --quick).
+    #[arg(long)]
+    pub max_new_tokens: Option<usize>,
+    /// Threads for ONNX Runtime, PyTorch and the bandwidth measurement.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// Runs per column; each metric keeps its best run.
+    #[arg(long, default_value_t = 1)]
+    pub repeat: usize,
+    /// Leave out the transformers column.
+    #[arg(long)]
+    pub no_transformers: bool,
+    /// Skip the export's ONNX Runtime vs PyTorch validation (and the fidelity report).
+    #[arg(long)]
+    pub skip_validate: bool,
+    /// The question.
+    #[arg(long, default_value = "What is happening in this video?")]
+    pub prompt: String,
+    /// Also write the JSON here (it always goes to `.cache/bench/e2e-<time>.json` too).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// A benchmark model: one architecture at one size.
+#[derive(Debug, Clone, Copy)]
+pub struct BenchConfig {
+    pub name: &'static str,
+    /// `python/random_checkpoint.py --family`.
+    pub family: &'static str,
+    /// `tiny` or `real`.
+    pub size: &'static str,
+    /// Reduced LM depth (real width), if any.
+    pub text_layers: Option<u32>,
+    pub description: &'static str,
+}
+
+pub const CONFIGS: &[BenchConfig] = &[
+    BenchConfig {
+        name: "onevision-0.5b",
+        family: "onevision",
+        size: "real",
+        text_layers: None,
+        description: "LLaVA-OneVision-0.5B real size, full depth (SigLIP-so400m 26 layers, Qwen2 24 layers, GQA 14:2, tied embeddings), random weights",
+    },
+    BenchConfig {
+        name: "next-video-7b-2l",
+        family: "llava_next_video",
+        size: "real",
+        text_layers: Some(2),
+        description: "LLaVA-NeXT-Video-7B width (CLIP-L/336, Llama hidden 4096, linear RoPE x2, untied lm_head) with 2 of its 32 LM layers, random weights",
+    },
+    BenchConfig {
+        name: "quick-onevision",
+        family: "onevision",
+        size: "tiny",
+        text_layers: None,
+        description: "tiny OneVision (the fixtures' config): checks the harness, its numbers mean nothing",
+    },
+];
+
+/// File-name suffix of a dtype (the transformers.js convention).
+pub fn dtype_suffix(dtype: &str) -> Option<&'static str> {
+    Some(match dtype {
+        "fp32" => "",
+        "fp16" => "_fp16",
+        "q8" => "_quantized",
+        "q4" => "_q4",
+        "q4f16" => "_q4f16",
+        _ => return None,
+    })
+}
+
+fn models_dir(a: &E2eArgs) -> PathBuf {
+    a.models_dir
+        .clone()
+        .or_else(|| std::env::var_os("VIDLM_BENCH_MODELS").map(PathBuf::from))
+        .unwrap_or_else(|| cache_dir().join("bench-models"))
+}
+
+fn python() -> Result<Command> {
+    let mut c = Command::new(setup::python_env()?);
+    c.current_dir(project_root());
+    c.env("PYTHONUNBUFFERED", "1");
+    Ok(c)
+}
+
+/// A deterministic digest of files (FNV-1a over names and contents), for stamps.
+fn digest(paths: &[PathBuf]) -> Result<String> {
+    let mut h: u64 = 0xcbf29ce484222325;
+    let mut feed = |bytes: &[u8]| {
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x100000001b3);
+        }
+    };
+    for p in paths {
+        feed(p.file_name().and_then(|n| n.to_str()).unwrap_or_default().as_bytes());
+        feed(&std::fs::read(p).with_context(|| format!("reading {}", p.display()))?);
+    }
+    Ok(format!("{h:016x}"))
+}
+
+/// The Python sources an export depends on.
+fn export_sources() -> Result<Vec<PathBuf>> {
+    let dir = project_root().join("python").join("vidlm_export");
+    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "py"))
+        .collect();
+    v.sort();
+    v.push(project_root().join("python").join("export.py"));
+    Ok(v)
+}
+
+/// Builds the random-weight checkpoint once. The stamp records what was built, so a different
+/// config under the same name is rebuilt, while source edits elsewhere never force a rebuild of
+/// a multi-GB checkpoint that others may share.
+fn ensure_checkpoint(cfg: &BenchConfig, dir: &Path) -> Result<PathBuf> {
+    let hf = dir.join("hf");
+    let key = json!({"family": cfg.family, "size": cfg.size, "text_layers": cfg.text_layers, "seed": 0});
+    let stamp = hf.join(".vidlm-bench-checkpoint");
+    let stamped: Option<Value> = std::fs::read_to_string(&stamp).ok().and_then(|s| serde_json::from_str(&s).ok());
+    if stamped.as_ref() == Some(&key) {
+        return Ok(hf);
+    }
+    if std::fs::symlink_metadata(&hf).map(|m| m.file_type().is_symlink()).unwrap_or(false) {
+        // a shared checkpoint linked in by hand (e.g. /work/models/<name>/hf): used, never rebuilt in place
+        if !hf.join("config.json").is_file() {
+            bail!("{} is a link to a directory without config.json", hf.display());
+        }
+        if stamped.is_some() {
+            eprintln!("[bench e2e] warning: {} was built as {} (this config is {key})", hf.display(), stamped.unwrap_or_default());
+        }
+        return Ok(hf);
+    }
+    eprintln!("[bench e2e] building the random-weight checkpoint {} into {}", cfg.name, hf.display());
+    let t0 = Instant::now();
+    let mut c = python()?;
+    c.arg(project_root().join("python").join("random_checkpoint.py"))
+        .args(["--family", cfg.family, "--size", cfg.size, "--seed", "0", "--out"])
+        .arg(&hf);
+    if let Some(l) = cfg.text_layers {
+        c.args(["--text-layers", &l.to_string()]);
+    }
+    run(&mut c)?;
+    std::fs::write(&stamp, key.to_string())?;
+    eprintln!("[bench e2e] checkpoint built in {:.0} s", t0.elapsed().as_secs_f64());
+    Ok(hf)
+}
+
+/// Float dtypes: exported from the checkpoint. The others are quantized from the fp32 graphs
+/// (`quantize.py`), so a change to the quantizer alone re-makes only them.
+const FLOAT_DTYPES: &[&str] = &["fp32", "fp16"];
+
+/// Exports the checkpoint for `dtypes` unless an export made by the same export code with (at
+/// least) these dtypes is already there. The stamp records two digests: of every export source
+/// (`source`) and of every source but `quantize.py` (`float_source`); when only the quantizer
+/// changed, the quantized dtypes are re-made from the fp32 graphs already there (`export --dtype
+/// q8,q4` on the same directory) instead of exporting everything again (~40 min at real size).
+fn ensure_export(hf: &Path, dir: &Path, dtypes: &[String], skip_validate: bool) -> Result<PathBuf> {
+    let out = dir.join("export");
+    let sources = export_sources()?;
+    let src = digest(&sources)?;
+    let float_sources: Vec<PathBuf> =
+        sources.iter().filter(|p| p.file_name().is_none_or(|n| n != "quantize.py")).cloned().collect();
+    let float_src = digest(&float_sources)?;
+    let stamp = out.join(".vidlm-bench-export");
+    let done: Option<Value> = std::fs::read_to_string(&stamp).ok().and_then(|s| serde_json::from_str(&s).ok());
+    let have: Vec<String> = done
+        .as_ref()
+        .and_then(|d| d["dtypes"].as_array())
+        .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+        .unwrap_or_default();
+    let same = |key: &str, digest: &str| done.as_ref().is_some_and(|d| d[key] == digest);
+    if same("source", &src) && dtypes.iter().all(|t| have.contains(t)) {
+        return Ok(out);
+    }
+    let floats_ok = same("float_source", &float_src)
+        && dtypes.iter().filter(|t| FLOAT_DTYPES.contains(&t.as_str())).all(|t| have.contains(t))
+        && have.iter().any(|t| t == "fp32");
+    let (todo, keep): (Vec<String>, Vec<String>) = if floats_ok {
+        let todo: Vec<String> = dtypes.iter().filter(|t| !FLOAT_DTYPES.contains(&t.as_str())).cloned().collect();
+        let keep = have.iter().filter(|t| FLOAT_DTYPES.contains(&t.as_str())).cloned().collect();
+        (todo, keep)
+    } else {
+        (dtypes.to_vec(), Vec::new())
+    };
+    eprintln!(
+        "[bench e2e] exporting {} ({}{}) into {}",
+        hf.display(),
+        todo.join(","),
+        if floats_ok { ", quantized from the fp32 graphs there: only the quantizer changed" } else { "" },
+        out.display()
+    );
+    let t0 = Instant::now();
+    let _ = std::fs::remove_file(&stamp);
+    let mut c = python()?;
+    c.arg(project_root().join("python").join("export.py"))
+        .arg("--model")
+        .arg(hf)
+        .arg("--out")
+        .arg(&out)
+        .args(["--dtype", &todo.join(",")]);
+    if skip_validate {
+        c.arg("--skip-validate");
+    }
+    run(&mut c)?;
+    let mut all = keep;
+    all.extend(todo);
+    std::fs::write(&stamp, json!({"source": src, "float_source": float_src, "dtypes": all}).to_string())?;
+    eprintln!("[bench e2e] exported in {:.0} s", t0.elapsed().as_secs_f64());
+    Ok(out)
+}
+
+/// A child's stdout and peak resident set size.
+struct Measured {
+    stdout: String,
+    peak_rss_bytes: Option<u64>,
+    wall_s: f64,
+}
+
+/// Runs a command with stdout captured and stderr passed through, and reads its peak RSS from the
+/// kernel's accounting of that one child (`wait4`'s rusage: the high-water mark of the process).
+fn run_measured(cmd: &mut Command) -> Result<Measured> {
+    let t0 = Instant::now();
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().with_context(|| format!("could not start {cmd:?}"))?;
+    let mut stdout = String::new();
+    if let Some(mut out) = child.stdout.take() {
+        out.read_to_string(&mut stdout)?;
+    }
+    let (success, status_text, peak) = crate::ffi::wait_with_rusage(&mut child)?;
+    if !success {
+        bail!("command failed ({status_text}): {cmd:?}");
+    }
+    Ok(Measured { stdout, peak_rss_bytes: peak, wall_s: t0.elapsed().as_secs_f64() })
+}
+
+/// One column of the table.
+#[derive(Debug, Clone, Default)]
+struct Column {
+    label: String,
+    backend: String,
+    dtype: String,
+    vision_s: Option<f64>,
+    prefill_s: Option<f64>,
+    ttft_s: Option<f64>,
+    decode_tokens_per_s: Option<f64>,
+    peak_rss_bytes: Option<u64>,
+    media_decode_s: Option<f64>,
+    preprocess_s: Option<f64>,
+    prompt_tokens: Option<u64>,
+    token_ids: Vec<i64>,
+    wall_s: Option<f64>,
+    weights_bytes_per_token: Option<u64>,
+    decode_ceiling_tokens_per_s: Option<f64>,
+}
+
+fn min_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, None) | (None, x) => x,
+    }
+}
+
+fn max_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.max(y)),
+        (x, None) | (None, x) => x,
+    }
+}
+
+impl Column {
+    /// Keeps the best value of every metric over repeated runs.
+    fn merge_best(&mut self, o: Column) {
+        if self.label.is_empty() {
+            *self = o;
+            return;
+        }
+        self.vision_s = min_opt(self.vision_s, o.vision_s);
+        self.prefill_s = min_opt(self.prefill_s, o.prefill_s);
+        self.ttft_s = min_opt(self.ttft_s, o.ttft_s);
+        self.decode_tokens_per_s = max_opt(self.decode_tokens_per_s, o.decode_tokens_per_s);
+        self.peak_rss_bytes = match (self.peak_rss_bytes, o.peak_rss_bytes) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.media_decode_s = min_opt(self.media_decode_s, o.media_decode_s);
+        self.preprocess_s = min_opt(self.preprocess_s, o.preprocess_s);
+        self.wall_s = min_opt(self.wall_s, o.wall_s);
+    }
+
+    fn to_json(&self) -> Value {
+        json!({
+            "label": self.label,
+            "backend": self.backend,
+            "dtype": self.dtype,
+            "vision_s": self.vision_s,
+            "prefill_s": self.prefill_s,
+            "time_to_first_token_s": self.ttft_s,
+            "decode_tokens_per_s": self.decode_tokens_per_s,
+            "peak_rss_bytes": self.peak_rss_bytes,
+            "media_decode_s": self.media_decode_s,
+            "preprocess_s": self.preprocess_s,
+            "prompt_tokens": self.prompt_tokens,
+            "new_tokens": self.token_ids.len(),
+            "token_ids": self.token_ids,
+            "process_wall_s": self.wall_s,
+            "weights_bytes_per_token": self.weights_bytes_per_token,
+            "decode_ceiling_tokens_per_s": self.decode_ceiling_tokens_per_s,
+            "fraction_of_ceiling": self.fraction_of_ceiling(),
+        })
+    }
+
+    fn fraction_of_ceiling(&self) -> Option<f64> {
+        Some(self.decode_tokens_per_s? / self.decode_ceiling_tokens_per_s?)
+    }
+}
+
+fn f(v: &Value, key: &str) -> Option<f64> {
+    v.get(key).and_then(Value::as_f64)
+}
+
+fn token_ids(v: &Value) -> Vec<i64> {
+    v.get("token_ids").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_i64).collect()).unwrap_or_default()
+}
+
+/// Parses the last JSON object a command printed on stdout.
+fn parse_json(stdout: &str, what: &str) -> Result<Value> {
+    let start = stdout.find('{').ok_or_else(|| anyhow!("{what} printed no JSON: {stdout:?}"))?;
+    serde_json::from_str(&stdout[start..]).with_context(|| format!("{what} printed malformed JSON: {stdout:?}"))
+}
+
+struct RunSpec<'a> {
+    video: &'a Path,
+    frames: usize,
+    tokens: usize,
+    threads: usize,
+    prompt: &'a str,
+}
+
+#[cfg(unix)]
+fn link(src: impl AsRef<Path>, dst: impl AsRef<Path>) -> std::io::Result<()> {
+    std::os::unix::fs::symlink(src, dst)
+}
+
+#[cfg(not(unix))]
+fn link(src: impl AsRef<Path>, dst: impl AsRef<Path>) -> std::io::Result<()> {
+    std::fs::copy(src, dst).map(|_| ())
+}
+
+/// Whether this `vidlm` binary has `run --dtype`.
+fn has_dtype_option(bin: &Path) -> bool {
+    Command::new(bin)
+        .args(["run", "--help"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("--dtype"))
+        .unwrap_or(false)
+}
+
+/// A model directory in which every graph's plain name points at its `dtype` file (or at the fp32
+/// file where the export wrote none for that dtype): for `vidlm` binaries without `run --dtype`.
+fn dtype_view(export: &Path, dtype: &str) -> Result<PathBuf> {
+    let suffix = dtype_suffix(dtype).context("dtype")?;
+    let view = export.parent().unwrap_or(export).join("views").join(dtype);
+    let onnx = view.join("onnx");
+    if view.exists() {
+        std::fs::remove_dir_all(&view)?;
+    }
+    std::fs::create_dir_all(&onnx)?;
+    let abs = export.canonicalize()?;
+    for e in std::fs::read_dir(&abs)? {
+        let e = e?;
+        if e.file_type()?.is_file() {
+            link(e.path(), view.join(e.file_name()))?;
+        }
+    }
+    for e in std::fs::read_dir(abs.join("onnx"))? {
+        let e = e?;
+        let name = e.file_name().to_string_lossy().to_string();
+        // external data keeps its own name (the graph refers to it by name)
+        if !name.ends_with(".onnx") {
+            link(e.path(), onnx.join(&name))?;
+        }
+    }
+    for stem in ["vision_encoder", "video_encoder", "embed_tokens", "decoder_model_merged"] {
+        let want = abs.join("onnx").join(format!("{stem}{suffix}.onnx"));
+        let plain = abs.join("onnx").join(format!("{stem}.onnx"));
+        let src = if want.is_file() { want } else { plain };
+        if src.is_file() {
+            link(&src, onnx.join(format!("{stem}.onnx")))?;
+        }
+    }
+    Ok(view)
+}
+
+fn run_vidlm(bin: &Path, export: &Path, dtype: &str, r: &RunSpec) -> Result<Column> {
+    let mut c = Command::new(bin);
+    c.current_dir(project_root());
+    setup::ort_env(&mut c);
+    let native = dtype == "fp32" || has_dtype_option(bin);
+    let model = if native { export.to_path_buf() } else { dtype_view(export, dtype)? };
+    c.arg("run")
+        .arg("--model")
+        .arg(&model)
+        .arg("--video")
+        .arg(r.video)
+        .args(["--num-frames", &r.frames.to_string(), "--max-new-tokens", &r.tokens.to_string()])
+        .args(["--threads", &r.threads.to_string(), "--json", "--prompt", r.prompt]);
+    if dtype != "fp32" && native {
+        c.args(["--dtype", dtype]);
+    }
+    eprintln!("[bench e2e] vidlm {dtype}: {c:?}");
+    let m = run_measured(&mut c)?;
+    let v = parse_json(&m.stdout, "vidlm run --json")?;
+    let t = &v["timings"];
+    let vision = f(t, "vision");
+    let prefill = match (f(t, "embed"), f(t, "prefill")) {
+        // embedding + merge is part of getting the prompt into the decoder
+        (Some(e), Some(p)) => Some(e + p),
+        (None, p) => p,
+        (e, None) => e,
+    };
+    Ok(Column {
+        label: format!("vidlm {dtype}"),
+        backend: "vidlm".into(),
+        dtype: dtype.into(),
+        vision_s: vision,
+        prefill_s: prefill,
+        ttft_s: match (vision, prefill) {
+            (Some(a), Some(b)) => Some(a + b),
+            _ => None,
+        },
+        decode_tokens_per_s: f(t, "decode_tokens_per_s"),
+        peak_rss_bytes: m.peak_rss_bytes,
+        media_decode_s: f(t, "decode"),
+        preprocess_s: f(t, "preprocess"),
+        prompt_tokens: v.get("prompt_tokens").and_then(Value::as_u64),
+        token_ids: token_ids(&v),
+        wall_s: Some(m.wall_s),
+        ..Default::default()
+    })
+}
+
+fn run_transformers(hf: &Path, r: &RunSpec) -> Result<Column> {
+    let mut c = python()?;
+    c.arg(project_root().join("python").join("bench_generate.py"))
+        .arg("--model")
+        .arg(hf)
+        .arg("--video")
+        .arg(r.video)
+        .args(["--num-frames", &r.frames.to_string(), "--max-new-tokens", &r.tokens.to_string()])
+        .args(["--threads", &r.threads.to_string(), "--prompt", r.prompt]);
+    eprintln!("[bench e2e] transformers fp32: {c:?}");
+    let m = run_measured(&mut c)?;
+    let v = parse_json(&m.stdout, "python/bench_generate.py")?;
+    let t = &v["timings"];
+    Ok(Column {
+        label: "transformers fp32".into(),
+        backend: v["backend"].as_str().unwrap_or("transformers").into(),
+        dtype: "fp32".into(),
+        vision_s: f(t, "vision"),
+        prefill_s: f(t, "prefill"),
+        ttft_s: f(t, "time_to_first_token"),
+        decode_tokens_per_s: f(t, "decode_tokens_per_s"),
+        peak_rss_bytes: m.peak_rss_bytes,
+        media_decode_s: f(t, "decode"),
+        preprocess_s: f(t, "preprocess"),
+        prompt_tokens: v.get("prompt_tokens").and_then(Value::as_u64),
+        token_ids: token_ids(&v),
+        wall_s: Some(m.wall_s),
+        ..Default::default()
+    })
+}
+
+/// What the decoder reads per generated token besides its weights: the KV cache.
+#[derive(Debug, Clone, Copy)]
+struct TextShape {
+    layers: u64,
+    kv_heads: u64,
+    head_dim: u64,
+    hidden: u64,
+    vocab: u64,
+    tied: bool,
+}
+
+fn text_shape(hf: &Path) -> Result<TextShape> {
+    let p = hf.join("config.json");
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?)?;
+    let t = v.get("text_config").unwrap_or(&v);
+    let g = |k: &str| t.get(k).and_then(Value::as_u64);
+    let hidden = g("hidden_size").context("text_config.hidden_size")?;
+    let heads = g("num_attention_heads").context("text_config.num_attention_heads")?;
+    Ok(TextShape {
+        layers: g("num_hidden_layers").context("text_config.num_hidden_layers")?,
+        kv_heads: g("num_key_value_heads").unwrap_or(heads),
+        head_dim: g("head_dim").unwrap_or(hidden / heads.max(1)),
+        hidden,
+        vocab: g("vocab_size").context("text_config.vocab_size")?,
+        tied: v.get("tie_word_embeddings").or_else(|| t.get("tie_word_embeddings")).and_then(Value::as_bool).unwrap_or(false),
+    })
+}
+
+/// Bytes of weights in a graph: the `.onnx` file plus its external data files. (The graph
+/// structure itself is a few hundred KB; initializers are the rest.)
+fn graph_bytes(onnx_dir: &Path, stem: &str) -> Option<u64> {
+    let main = onnx_dir.join(format!("{stem}.onnx"));
+    let mut total = std::fs::metadata(&main).ok()?.len();
+    if let Ok(rd) = std::fs::read_dir(onnx_dir) {
+        for e in rd.flatten() {
+            let n = e.file_name();
+            let n = n.to_string_lossy();
+            if n.starts_with(&format!("{stem}.onnx_data")) || n.starts_with(&format!("{stem}.onnx.data")) {
+                total += e.metadata().map(|m| m.len()).unwrap_or(0);
+            }
+        }
+    }
+    Some(total)
+}
+
+fn gb(b: u64) -> f64 {
+    b as f64 / 1e9
+}
+
+fn fmt_opt(v: Option<f64>, prec: usize) -> String {
+    v.map(|x| format!("{x:.prec$}")).unwrap_or_else(|| "—".into())
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    }
+}
+
+/// The table of one config, in Markdown.
+fn table(cols: &[Column], hf: Option<&Column>) -> String {
+    let mut s = String::new();
+    let mut head = "| stage |".to_string();
+    let mut sep = "|---|".to_string();
+    for c in cols {
+        head += &format!(" {} |", c.label);
+        sep += "---|";
+    }
+    if let Some(h) = hf {
+        head += &format!(" {} |", h.label);
+        sep += "---|";
+        for c in cols {
+            head += &format!(" {} vs transformers |", c.dtype);
+            sep += "---|";
+        }
+    }
+    s += &head;
+    s.push('\n');
+    s += &sep;
+    s.push('\n');
+    // (name, getter, precision, how the ratio reads)
+    type Get = fn(&Column) -> Option<f64>;
+    let rows: [(&str, Get, usize, &str); 8] = [
+        ("vision (s)", |c| c.vision_s, 2, "faster"),
+        ("prefill (s)", |c| c.prefill_s, 2, "faster"),
+        ("vision + prefill = time to first token (s)", |c| c.ttft_s, 2, "faster"),
+        ("decode (tokens/s)", |c| c.decode_tokens_per_s, 2, "rate"),
+        ("peak RSS (GB)", |c| c.peak_rss_bytes.map(gb), 2, "memory"),
+        ("weights read per token (GB)", |c| c.weights_bytes_per_token.map(gb), 3, "none"),
+        ("decode ceiling (tokens/s)", |c| c.decode_ceiling_tokens_per_s, 1, "none"),
+        ("decode / ceiling", |c| c.fraction_of_ceiling().map(|x| x * 100.0), 0, "none"),
+    ];
+    for (name, get, prec, kind) in rows {
+        let mut line = format!("| {name} |");
+        let pct = name == "decode / ceiling";
+        for c in cols {
+            line += &format!(" {}{} |", fmt_opt(get(c), prec), if pct && get(c).is_some() { " %" } else { "" });
+        }
+        if let Some(h) = hf {
+            line += &format!(" {}{} |", fmt_opt(get(h), prec), if pct && get(h).is_some() { " %" } else { "" });
+            for c in cols {
+                let cell = match kind {
+                    "faster" => ratio(get(h), get(c)).map(|r| format!("{r:.2}× faster")),
+                    "rate" => ratio(get(c), get(h)).map(|r| format!("{r:.2}×")),
+                    "memory" => ratio(get(c), get(h)).map(|r| format!("{r:.2}× the memory")),
+                    _ => None,
+                };
+                line += &format!(" {} |", cell.unwrap_or_default());
+            }
+        }
+        s += &line;
+        s.push('\n');
+    }
+    if let Some(h) = hf {
+        let mut line = "| tokens equal to transformers |".to_string();
+        for c in cols {
+            let same = c.token_ids.iter().zip(&h.token_ids).filter(|(a, b)| a == b).count();
+            line += &format!(" {same}/{} |", h.token_ids.len().max(c.token_ids.len()));
+        }
+        line += " — |";
+        for _ in cols {
+            line += " |";
+        }
+        s += &line;
+        s.push('\n');
+    }
+    s
+}
+
+/// The issue's targets, evaluated on one config's columns.
+fn targets(cols: &[Column], hf: &Column) -> Vec<(String, Option<bool>, String)> {
+    let by = |d: &str| cols.iter().find(|c| c.dtype == d);
+    let mut out = Vec::new();
+    let mut push = |name: &str, ok: Option<bool>, detail: String| out.push((name.to_string(), ok, detail));
+    if let Some(c) = by("fp32") {
+        let vp = |x: &Column| Some(x.vision_s? + x.prefill_s?);
+        let r = ratio(vp(hf), vp(c));
+        push("fp32 vision + prefill >= 1.3x faster than transformers", r.map(|r| r >= 1.3), format!("{}x", fmt_opt(r, 2)));
+        let r = ratio(hf.ttft_s, c.ttft_s);
+        push("fp32 time to first token >= 1.3x faster", r.map(|r| r >= 1.3), format!("{}x", fmt_opt(r, 2)));
+        let r = ratio(c.decode_tokens_per_s, hf.decode_tokens_per_s);
+        push("fp32 decode >= transformers' tokens/s", r.map(|r| r >= 1.0), format!("{}x", fmt_opt(r, 2)));
+        let fr = c.fraction_of_ceiling();
+        push("fp32 decode >= 85% of the bandwidth ceiling", fr.map(|x| x >= 0.85), format!("{} %", fmt_opt(fr.map(|x| x * 100.0), 0)));
+        let r = ratio(c.peak_rss_bytes.map(|b| b as f64), hf.peak_rss_bytes.map(|b| b as f64));
+        push("fp32 peak RSS <= transformers'", r.map(|r| r <= 1.0), format!("{}x", fmt_opt(r, 2)));
+        let same = c.token_ids == hf.token_ids;
+        push("fp32 tokens identical to transformers", Some(same), format!("{} tokens", c.token_ids.len()));
+    }
+    if let Some(c) = by("q8") {
+        let r = ratio(c.decode_tokens_per_s, hf.decode_tokens_per_s);
+        push("q8 decode >= 2x transformers fp32", r.map(|r| r >= 2.0), format!("{}x", fmt_opt(r, 2)));
+    }
+    if let Some(c) = by("q4") {
+        let r = ratio(c.decode_tokens_per_s, hf.decode_tokens_per_s);
+        push("q4 decode >= 3x transformers fp32", r.map(|r| r >= 3.0), format!("{}x", fmt_opt(r, 2)));
+        let r = ratio(c.peak_rss_bytes.map(|b| b as f64), hf.peak_rss_bytes.map(|b| b as f64));
+        push("q4 peak RSS <= 0.5x transformers'", r.map(|r| r <= 0.5), format!("{}x", fmt_opt(r, 2)));
+    }
+    out
+}
+
+fn git_commit() -> Option<String> {
+    let o = Command::new("git").args(["rev-parse", "--short", "HEAD"]).current_dir(project_root()).output().ok()?;
+    o.status.success().then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+}
+
+fn cpu_model() -> Option<String> {
+    let s = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|x| x.trim().to_string())
+}
+
+/// Builds the `vidlm` binary (release for real runs; for `--quick`, whose numbers are not read, the
+/// `test` profile that `cargo xtask test` has just built, so that CI compiles nothing more).
+fn build_vidlm(release: bool) -> Result<PathBuf> {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(project_root()).args(["build", "--quiet", "-p", "vidlm", "--profile", if release { "release" } else { "test" }]);
+    setup::ort_env(&mut c);
+    run(&mut c)?;
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| project_root().join("target"));
+    let bin = target.join(if release { "release" } else { "debug" }).join(format!("vidlm{}", std::env::consts::EXE_SUFFIX));
+    if !bin.is_file() {
+        bail!("cargo build produced no {}", bin.display());
+    }
+    Ok(bin)
+}
+
+pub fn bench_e2e(args: &[String]) -> Result<()> {
+    let a = E2eArgs::try_parse_from(std::iter::once("e2e".to_string()).chain(args.iter().cloned()))
+        .map_err(|e| anyhow!("{e}"))?;
+    let dtypes: Vec<String> = a.dtypes.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+    for d in &dtypes {
+        if dtype_suffix(d).is_none() {
+            bail!("unknown dtype {d:?} (fp32, fp16, q8, q4, q4f16)");
+        }
+    }
+    let names: Vec<String> = match &a.configs {
+        Some(c) => c.split(',').map(|s| s.trim().to_string()).collect(),
+        None if a.quick => vec!["quick-onevision".into()],
+        None => vec!["onevision-0.5b".into(), "next-video-7b-2l".into()],
+    };
+    let configs: Vec<BenchConfig> = names
+        .iter()
+        .map(|n| {
+            CONFIGS.iter().find(|c| c.name == n).copied().ok_or_else(|| {
+                anyhow!("unknown config {n:?} (known: {})", CONFIGS.iter().map(|c| c.name).collect::<Vec<_>>().join(", "))
+            })
+        })
+        .collect::<Result<_>>()?;
+    let frames = a.num_frames.unwrap_or(if a.quick { 2 } else { 8 });
+    let tokens = a.max_new_tokens.unwrap_or(if a.quick { 6 } else { 32 });
+    let started = Instant::now();
+
+    setup::setup(setup::Parts { apt: true, ort: true, python: true })?;
+    let video = match &a.video {
+        Some(v) => v.clone(),
+        None => videos::videos()?.join("h264_1080p30_60s.mp4"),
+    };
+    if !video.is_file() {
+        bail!("no clip at {}", video.display());
+    }
+    let bin = build_vidlm(!a.quick)?;
+    let models = models_dir(&a);
+    std::fs::create_dir_all(&models)?;
+
+    eprintln!("[bench e2e] measuring memory-read bandwidth ({} threads) ...", a.threads);
+    let per_thread = if a.quick { 64 << 20 } else { 512 << 20 };
+    let bw = bandwidth::measure(a.threads, per_thread, if a.quick { 3 } else { 8 });
+    eprintln!("[bench e2e] read bandwidth: {:.1} GB/s", bw.bytes_per_s / 1e9);
+
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let mut machine = BTreeMap::new();
+    machine.insert("cpu", json!(cpu_model()));
+    machine.insert("logical_cpus", json!(std::thread::available_parallelism().map(|n| n.get()).ok()));
+    machine.insert("read_bandwidth_bytes_per_s", json!(bw.bytes_per_s));
+    machine.insert("read_bandwidth_threads", json!(bw.threads));
+    machine.insert("read_bandwidth_bytes_per_pass", json!(bw.bytes_per_pass));
+    machine.insert("read_bandwidth_passes", json!(bw.passes));
+    let spec = RunSpec { video: &video, frames, tokens, threads: a.threads, prompt: &a.prompt };
+    let mut report = Vec::new();
+    let mut text = String::new();
+    for cfg in &configs {
+        let dir = models.join(cfg.name);
+        std::fs::create_dir_all(&dir)?;
+        let hf = ensure_checkpoint(cfg, &dir)?;
+        let export = ensure_export(&hf, &dir, &dtypes, a.skip_validate)?;
+        let shape = text_shape(&hf)?;
+        let onnx = export.join("onnx");
+
+        let mut cols: Vec<Column> = dtypes.iter().map(|_| Column::default()).collect();
+        let mut hf_col = Column::default();
+        for rep in 0..a.repeat.max(1) {
+            eprintln!("[bench e2e] {}: run {}/{}", cfg.name, rep + 1, a.repeat.max(1));
+            for (i, d) in dtypes.iter().enumerate() {
+                cols[i].merge_best(run_vidlm(&bin, &export, d, &spec)?);
+            }
+            if !a.no_transformers {
+                hf_col.merge_best(run_transformers(&hf, &spec)?);
+            }
+        }
+        // Decode ceiling: bandwidth / (decoder weights + the KV cache read at the mean context).
+        let kv_bytes = |elem: u64, prompt: u64| -> u64 {
+            let ctx = prompt + tokens as u64 / 2;
+            2 * shape.layers * shape.kv_heads * shape.head_dim * ctx * elem
+        };
+        for c in &mut cols {
+            let suffix = dtype_suffix(&c.dtype).unwrap_or_default();
+            let elem = if c.dtype.contains("16") { 2 } else { 4 };
+            if let Some(w) = graph_bytes(&onnx, &format!("decoder_model_merged{suffix}")) {
+                let total = w + kv_bytes(elem, c.prompt_tokens.unwrap_or(0));
+                c.weights_bytes_per_token = Some(total);
+                c.decode_ceiling_tokens_per_s = Some(bw.bytes_per_s / total as f64);
+            }
+        }
+        if !a.no_transformers {
+            // PyTorch fp32 reads the same fp32 weights (lm_head included) once per token.
+            let w = graph_bytes(&onnx, "decoder_model_merged");
+            if let Some(w) = w {
+                let total = w + kv_bytes(4, hf_col.prompt_tokens.unwrap_or(0));
+                hf_col.weights_bytes_per_token = Some(total);
+                hf_col.decode_ceiling_tokens_per_s = Some(bw.bytes_per_s / total as f64);
+            }
+        }
+        let hf_ref = (!a.no_transformers).then_some(&hf_col);
+        let t = table(&cols, hf_ref);
+        let tg = hf_ref.map(|h| targets(&cols, h)).unwrap_or_default();
+        let mut block = format!(
+            "\n### {} — {}\n{} frames of {}, {} new tokens (greedy), {} threads, prompt {} tokens; read bandwidth {:.1} GB/s\n\n{}",
+            cfg.name,
+            cfg.description,
+            frames,
+            video.file_name().and_then(|n| n.to_str()).unwrap_or_default(),
+            tokens,
+            a.threads,
+            cols.first().and_then(|c| c.prompt_tokens).map(|p| p.to_string()).unwrap_or_else(|| "?".into()),
+            bw.bytes_per_s / 1e9,
+            t
+        );
+        if !tg.is_empty() {
+            block += "\nTargets (issue 8):\n";
+            for (name, ok, detail) in &tg {
+                let mark = match ok {
+                    Some(true) => "met    ",
+                    Some(false) => "NOT met",
+                    None => "n/a    ",
+                };
+                block += &format!("- [{mark}] {name}: {detail}\n");
+            }
+        }
+        print!("{block}");
+        text += &block;
+        let fidelity = std::fs::read_to_string(onnx.join("vidlm_manifest.json"))
+            .ok()
+            .and_then(|s| serde_json::from_str::<Value>(&s).ok())
+            .and_then(|m| m.get("fidelity").cloned());
+        report.push(json!({
+            "config": cfg.name,
+            "description": cfg.description,
+            "checkpoint": hf,
+            "export": export,
+            "text_config": {"layers": shape.layers, "kv_heads": shape.kv_heads, "head_dim": shape.head_dim,
+                             "hidden": shape.hidden, "vocab": shape.vocab, "tied_embeddings": shape.tied},
+            "columns": cols.iter().map(Column::to_json).chain(hf_ref.map(Column::to_json)).collect::<Vec<_>>(),
+            "targets": tg.iter().map(|(n, ok, d)| json!({"target": n, "met": ok, "value": d})).collect::<Vec<_>>(),
+            "fidelity": fidelity,
+        }));
+        // Written after every config, so a long run that is stopped keeps what it measured.
+        write_report(&a, started, now, &machine, frames, tokens, &video, &dtypes, &report, &text, false)?;
+    }
+    write_report(&a, started, now, &machine, frames, tokens, &video, &dtypes, &report, &text, true)?;
+    Ok(())
+}
+
+/// Writes the JSON (`.cache/bench/e2e-[quick-]<time>.json`, and `--json`) and the markdown tables
+/// beside it. `complete` is false while configs remain to be run.
+#[allow(clippy::too_many_arguments)]
+fn write_report(
+    a: &E2eArgs,
+    started: Instant,
+    now: u64,
+    machine: &BTreeMap<&str, Value>,
+    frames: usize,
+    tokens: usize,
+    video: &Path,
+    dtypes: &[String],
+    report: &[Value],
+    text: &str,
+    complete: bool,
+) -> Result<()> {
+    let doc = json!({
+        "benchmark": "cargo xtask bench e2e",
+        "quick": a.quick,
+        "unix_time": now,
+        "git_commit": git_commit(),
+        "machine": machine,
+        "run": {"video": video, "num_frames": frames, "max_new_tokens": tokens, "threads": a.threads,
+                "prompt": a.prompt, "repeat": a.repeat, "dtypes": dtypes,
+                "best_of": "each metric keeps its best run over --repeat runs"},
+        "notes": [
+            "vision + prefill = model time to first token (media decoding and preprocessing are listed separately).",
+            "vidlm prefill includes embed_tokens and the feature merge; transformers' prefill is the time from the end of the vision tower to the first logits, inside the same generate call.",
+            "peak RSS is the kernel's high-water mark of each child process (wait4 rusage).",
+            "decode ceiling = read bandwidth / (decoder graph weights + KV cache at the mean context); embed_tokens is a gather and reads one row per token.",
+        ],
+        "configs": report,
+        "complete": complete,
+        "seconds": started.elapsed().as_secs_f64(),
+    });
+    let out_dir = cache_dir().join("bench");
+    std::fs::create_dir_all(&out_dir)?;
+    let path = out_dir.join(format!("e2e-{}{now}.json", if a.quick { "quick-" } else { "" }));
+    let body = serde_json::to_string_pretty(&doc)? + "\n";
+    std::fs::write(&path, &body)?;
+    if let Some(p) = &a.json {
+        if let Some(parent) = p.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(p, &body)?;
+    }
+    let md = path.with_extension("md");
+    std::fs::write(&md, text)?;
+    eprintln!(
+        "\n[bench e2e] wrote {} and {}{} in {:.0} s",
+        path.display(),
+        md.display(),
+        if complete { "" } else { " (so far)" },
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn col(dtype: &str, v: f64, p: f64, tps: f64, rss: u64) -> Column {
+        Column {
+            label: format!("x {dtype}"),
+            backend: "x".into(),
+            dtype: dtype.into(),
+            vision_s: Some(v),
+            prefill_s: Some(p),
+            ttft_s: Some(v + p),
+            decode_tokens_per_s: Some(tps),
+            peak_rss_bytes: Some(rss),
+            token_ids: vec![1, 2, 3],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn targets_are_judged_against_transformers() {
+        let hf = col("fp32", 20.0, 8.0, 10.0, 5_000_000_000);
+        let mut fp32 = col("fp32", 15.0, 5.0, 11.0, 4_000_000_000);
+        fp32.decode_ceiling_tokens_per_s = Some(12.0);
+        let q4 = col("q4", 15.0, 5.0, 29.0, 2_000_000_000);
+        let t = targets(&[fp32, q4], &hf);
+        let get = |n: &str| t.iter().find(|x| x.0.starts_with(n)).map(|x| x.1).unwrap();
+        assert_eq!(get("fp32 vision + prefill"), Some(true)); // 28 / 20 = 1.4
+        assert_eq!(get("fp32 time to first"), Some(true));
+        assert_eq!(get("fp32 decode >= transformers"), Some(true));
+        assert_eq!(get("fp32 decode >= 85%"), Some(true)); // 11 / 12
+        assert_eq!(get("fp32 peak RSS"), Some(true));
+        assert_eq!(get("q4 decode"), Some(false)); // 2.9x
+        assert_eq!(get("q4 peak RSS"), Some(true)); // 0.4x
+    }
+
+    #[test]
+    fn best_of_keeps_each_metric_best() {
+        let mut a = col("fp32", 10.0, 5.0, 8.0, 3);
+        a.merge_best(col("fp32", 12.0, 4.0, 9.0, 2));
+        assert_eq!(a.vision_s, Some(10.0));
+        assert_eq!(a.prefill_s, Some(4.0));
+        assert_eq!(a.decode_tokens_per_s, Some(9.0));
+        assert_eq!(a.peak_rss_bytes, Some(2));
+    }
+
+    #[test]
+    fn the_table_has_every_row_and_ratio() {
+        let hf = col("fp32", 20.0, 8.0, 10.0, 5_000_000_000);
+        let t = table(&[col("fp32", 10.0, 4.0, 20.0, 2_500_000_000)], Some(&hf));
+        assert!(t.contains("| vision (s) | 10.00 | 20.00 | 2.00× faster |"), "{t}");
+        assert!(t.contains("| decode (tokens/s) | 20.00 | 10.00 | 2.00× |"), "{t}");
+        assert!(t.contains("0.50× the memory"), "{t}");
+        assert!(t.contains("| tokens equal to transformers | 3/3 |"), "{t}");
+    }
+
+    #[test]
+    fn suffixes_follow_transformers_js() {
+        assert_eq!(dtype_suffix("q8"), Some("_quantized"));
+        assert_eq!(dtype_suffix("q4"), Some("_q4"));
+        assert_eq!(dtype_suffix("q4f16"), Some("_q4f16"));
+        assert_eq!(dtype_suffix("int3"), None);
+    }
+}
