@@ -45,6 +45,8 @@
 //! ```
 
 mod error;
+// The FFI module is the only one allowed `unsafe` (the crate denies `unsafe_code`).
+#[allow(unsafe_code)]
 mod ffi;
 mod image;
 mod info;
