@@ -11,6 +11,7 @@
 //! * `cargo xtask bench processor` — preprocessing vs transformers (1080p, 8/32 frames)
 //! * `cargo xtask tidy`   — source-tree invariants (unsafe only in FFI/SIMD modules, family
 //!   matches only in vidlm-model, lib.rs overviews, READMEs); part of `test`
+//! * `cargo xtask corpus` — the media corpus table (outcome, time, peak RSS per file)
 
 mod export;
 mod setup;
@@ -70,6 +71,9 @@ enum Cmd {
     /// Check the source tree's invariants: `unsafe` only in FFI/SIMD modules, family matches only
     /// in vidlm-model, every lib.rs with a doc overview and runnable example, READMEs. Part of `test`.
     Tidy,
+    /// Run the media corpus (wide + hostile files, one process each) and write its table to
+    /// target/corpus.md.
+    Corpus,
     /// Run a benchmark: `video` (frame sampling vs decode-everything and the ffmpeg CLI), `processor` (preprocessing vs transformers).
     Bench {
         /// Which benchmark.
@@ -91,6 +95,7 @@ fn main() -> Result<()> {
         Cmd::Test { args } => test(&args),
         Cmd::Videos => videos::videos().map(|d| println!("{}", d.display())),
         Cmd::Tidy => tidy::tidy(&project_root()),
+        Cmd::Corpus => corpus(),
         Cmd::Bench { what } => bench(&what),
     }
 }
@@ -173,6 +178,17 @@ fn test(args: &[String]) -> Result<()> {
     d.env("VIDLM_TEST_VIDEOS", &videos);
     d.args(["test", "--workspace", "--doc"]).args(args);
     run(&mut d)?;
+    Ok(())
+}
+
+fn corpus() -> Result<()> {
+    let videos = videos::videos()?;
+    let report = project_root().join("target").join("corpus.md");
+    let mut t = cargo();
+    t.env("VIDLM_TEST_VIDEOS", &videos).env("VIDLM_CORPUS_REPORT", &report);
+    t.args(["test", "-p", "vidlm-video-io", "--test", "corpus"]);
+    run(&mut t)?;
+    eprintln!("[corpus] table written to {}", report.display());
     Ok(())
 }
 

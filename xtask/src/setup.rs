@@ -36,6 +36,8 @@ const APT_PACKAGES: &[&str] = &[
     "libswresample-dev",
     "libavfilter-dev",
     "libavdevice-dev",
+    // libjpeg-turbo's TurboJPEG API: JPEG photos decode as PIL decodes them (vidlm-video-io)
+    "libturbojpeg0-dev",
 ];
 
 #[derive(Clone, Copy, Debug)]

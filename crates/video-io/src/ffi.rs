@@ -1,10 +1,13 @@
 //! Thin RAII wrappers over the FFmpeg C API (through `ffmpeg_next::ffi`), with safe accessors.
 //!
-//! This is the only module of the crate with `unsafe` code. Each wrapper owns exactly one
+//! This module (with its `turbojpeg` child, libjpeg-turbo's decoder) is the only one in the
+//! crate with `unsafe` code. Each wrapper owns exactly one
 //! FFmpeg object and frees it on drop, so early returns on error never leak; everything the
 //! rest of the crate reads from FFmpeg's structs (stream parameters, packet and frame fields,
 //! index entries, side data) is copied out through the accessors below, so no raw pointer
 //! leaves this module.
+
+pub(crate) mod turbojpeg;
 
 use crate::error::VideoError;
 pub(crate) use ffmpeg_next::ffi as ff;

@@ -45,6 +45,7 @@
 //! ```
 
 mod error;
+mod exif;
 // The FFI module is the only one allowed `unsafe` (the crate denies `unsafe_code`).
 #[allow(unsafe_code)]
 mod ffi;
@@ -54,6 +55,7 @@ mod jpeg;
 mod reader;
 mod rotate;
 mod sampling;
+mod still;
 
 pub use error::{LimitKind, SamplingError, VideoError};
 pub use ffi::set_ffmpeg_log_level;

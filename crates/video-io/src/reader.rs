@@ -11,7 +11,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Resource limits, all checked before the memory they guard is allocated.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+///
+/// **Memory bound.** With these limits, the peak memory of opening and sampling one input is
+/// at most a fixed overhead (the process, FFmpeg's libraries: about 100 MiB) plus
+/// `max_pixels × 8 bytes` for each output frame and each frame the decoder may hold (reference
+/// frames, frame threads, reordering: at most ~24), plus about 200 bytes per packet of the
+/// index (at most `max_packets`), plus the input itself for [`VideoReader::from_bytes`].
+/// `crates/video-io/tests/corpus.rs` measures the peak RSS of every corpus file against this
+/// bound. A picture over `max_pixels` is refused from its header (container, codec
+/// parameters, or the still image's own header) before anything is decoded.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Limits {
     /// Maximum `width * height` of a frame, checked against the header before decoding (and
     /// enforced inside the decoder too). Default 40 M (covers 8K UHD / DCI 8K).
@@ -22,6 +32,10 @@ pub struct Limits {
     pub max_input_bytes: u64,
     /// Maximum size of one request's output buffer (`T * H * W * 3`). Default 16 GiB.
     pub max_output_bytes: u64,
+    /// Maximum packets (frames) of the video stream the index holds; a file with more is
+    /// refused while it is scanned. Default 2 000 000 (18.5 hours at 30 fps, ~400 MB of
+    /// index); a frame-count bomb (millions of tiny frames in a small file) stops here.
+    pub max_packets: usize,
 }
 
 impl Default for Limits {
@@ -31,6 +45,7 @@ impl Default for Limits {
             max_frames: 10_000,
             max_input_bytes: 2 << 30,
             max_output_bytes: 16 << 30,
+            max_packets: 2_000_000,
         }
     }
 }
@@ -89,7 +104,7 @@ impl Frames {
 
 /// What a reader reads.
 #[derive(Clone)]
-enum Source {
+pub(crate) enum Source {
     /// A local file, read by this crate through a custom AVIO context (FFmpeg opens nothing
     /// itself, so a playlist or reference inside the file cannot reach other files).
     /// `name` is what FFmpeg sees, for probing by extension only.
@@ -267,7 +282,7 @@ fn io_error(path: &Path, e: std::io::Error) -> VideoError {
 }
 
 /// A path is a local file unless it is a URL (`scheme://...`), which must be whitelisted.
-fn resolve(path: &Path, whitelist: &str) -> Result<Source, VideoError> {
+pub(crate) fn resolve(path: &Path, whitelist: &str) -> Result<Source, VideoError> {
     let s = path.to_string_lossy();
     if let Some((scheme, _)) = s.split_once("://") {
         let allowed = whitelist.split(',').any(|p| p.trim() == scheme && scheme != "file");
@@ -331,6 +346,28 @@ fn pixel_limit(w: c_int, h: c_int, max_pixels: u64) -> Result<(), VideoError> {
     Ok(())
 }
 
+/// Open stage 1: the size a still image's header declares (PNG, JPEG, GIF, BMP, WebP),
+/// checked before FFmpeg sees the data.
+fn check_still_image_size(source: &Source, max_pixels: u64) -> Result<(), VideoError> {
+    let head: std::borrow::Cow<'_, [u8]> = match source {
+        Source::Bytes(d) => d[..d.len().min(crate::still::HEAD_BYTES)].into(),
+        Source::File { path, .. } => {
+            let mut buf = Vec::new();
+            let f = std::fs::File::open(path).map_err(|e| io_error(path, e))?;
+            std::io::Read::read_to_end(&mut std::io::Read::take(f, crate::still::HEAD_BYTES as u64), &mut buf)
+                .map_err(|e| io_error(path, e))?;
+            buf.into()
+        }
+        Source::Url(_) => return Ok(()),
+    };
+    match crate::still::declared_size(&head) {
+        Some((w, h)) if w.saturating_mul(h) > max_pixels => {
+            Err(VideoError::LimitExceeded { kind: LimitKind::Pixels, actual: w.saturating_mul(h), limit: max_pixels })
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Open stage 2: frame sizes declared by the header are checked before
 /// `avformat_find_stream_info` reads (and decodes) any data.
 fn check_header_pixels(input: &Input, max_pixels: u64) -> Result<(), VideoError> {
@@ -378,7 +415,9 @@ fn select_video_stream(input: &mut Input, max_pixels: u64) -> Result<(usize, Str
 /// start time, truncation and the average fps are filled in by the packet index.
 fn probe_info(input: &Input, stream: usize, par: &StreamParams, time_base: f64, has_audio: bool) -> VideoInfo {
     let (w, h) = (par.width as u32, par.height as u32);
-    let rotation = display_rotation(input, stream);
+    let orientation = display_orientation(input, stream);
+    let (rotation, mirrored) = crate::rotate::to_rotation(orientation);
+    let swap = crate::rotate::swaps_axes(orientation);
     let st_dur = opt_ts(par.duration).filter(|d| *d > 0).map(|d| d as f64 * time_base);
     let fmt_dur = opt_ts(input.duration()).filter(|d| *d > 0).map(|d| d as f64 / ff::AV_TIME_BASE as f64);
     VideoInfo {
@@ -387,8 +426,9 @@ fn probe_info(input: &Input, stream: usize, par: &StreamParams, time_base: f64, 
         width: w,
         height: h,
         rotation,
-        output_width: if rotation % 180 == 90 { h } else { w },
-        output_height: if rotation % 180 == 90 { w } else { h },
+        mirrored,
+        output_width: if swap { h } else { w },
+        output_height: if swap { w } else { h },
         pixel_format: ffi::pix_fmt_name(par.format),
         color_range: ffi::color_range_name(par.color_range),
         color_space: ffi::color_space_name(par.color_space),
@@ -440,6 +480,7 @@ impl VideoReader {
     fn open_source(source: Source, opts: &OpenOptions) -> Result<Self, VideoError> {
         ffi::init();
         let max_pixels = opts.limits.max_pixels;
+        check_still_image_size(&source, max_pixels)?;
         let mut input = open_input(&source, opts)?;
         check_header_pixels(&input, max_pixels)?;
         input
@@ -570,6 +611,13 @@ impl VideoReader {
                         Some(format!("read error after {} packets: {}", scan.pkts.len(), ffi::err_text(code)));
                     break;
                 }
+            }
+            if scan.pkts.len() >= self.opts.limits.max_packets {
+                return Err(VideoError::LimitExceeded {
+                    kind: LimitKind::Packets,
+                    actual: scan.pkts.len() as u64 + 1,
+                    limit: self.opts.limits.max_packets as u64,
+                });
             }
             let p = pkt.fields();
             // Demuxers flag a packet they could not read in full as corrupt; mov-like ones list
@@ -1007,11 +1055,12 @@ impl VideoReader {
                 sink.errors.push((i, format!("frame size changed to {fw}x{fh} from {}x{}", self.info.width, self.info.height)));
                 continue;
             }
+            let orientation = crate::rotate::from_rotation(self.info.rotation, self.info.mirrored);
             let (rgb, stride, w, h) = self.rgb.convert(frame)?;
             let fb = sink.frame_bytes;
             for &s in slots {
                 let dst = &mut sink.out[s * fb..(s + 1) * fb];
-                crate::rotate::rotate_into(rgb, stride, w, h, self.info.rotation, dst);
+                crate::rotate::orient_into(rgb, stride, w, h, orientation, dst);
             }
             sink.done[i] = true;
         }
@@ -1037,16 +1086,37 @@ struct Sink<'a> {
     lenient: bool,
 }
 
-/// Clockwise rotation in degrees (0/90/180/270) from the stream's display matrix, as the
-/// ffmpeg CLI's autorotate computes it (`-round(av_display_rotation_get)`, rounded to 90°).
-fn display_rotation(input: &Input, stream: usize) -> u32 {
-    let Some(m) = input.display_matrix(stream) else { return 0 };
-    let theta = -ffi::display_rotation_get(&m);
-    if !theta.is_finite() {
-        return 0;
+/// The orientation (EXIF numbering, see `rotate.rs`) that displays the stream upright, from
+/// its display matrix, as the ffmpeg CLI's autorotate (FFmpeg 5.1 `ffmpeg_filter.c`) picks
+/// its filters: the angle `-round(av_display_rotation_get)` within 1° of a quarter turn, and
+/// the matrix' signs for mirrors (`transpose=cclock_flip`/`clock_flip`, `hflip`, `vflip`).
+/// Other angles (the CLI's `rotate` filter) are taken to the nearest quarter turn.
+fn display_orientation(input: &Input, stream: usize) -> u8 {
+    let Some(m) = input.display_matrix(stream) else { return 1 };
+    let r = ffi::display_rotation_get(&m);
+    if !r.is_finite() {
+        return 1;
     }
-    let q = (theta / 90.0).round() as i64;
-    (q.rem_euclid(4) * 90) as u32
+    let mut theta = -r.round();
+    theta -= 360.0 * (theta / 360.0 + 0.9 / 360.0).floor();
+    let near = |a: f64| (theta - a).abs() < 1.0;
+    if near(90.0) {
+        if m[3] > 0 { 5 } else { 6 }
+    } else if near(180.0) {
+        match (m[0] < 0, m[4] < 0) {
+            (true, true) => 3,
+            (true, false) => 2,
+            (false, true) => 4,
+            (false, false) => 1,
+        }
+    } else if near(270.0) {
+        if m[3] < 0 { 7 } else { 8 }
+    } else if theta.abs() < 1.0 || near(360.0) {
+        if m[4] < 0 { 4 } else { 1 }
+    } else {
+        let q = (theta / 90.0).round() as i64;
+        crate::rotate::from_rotation((q.rem_euclid(4) * 90) as u32, false)
+    }
 }
 
 /// A packet's presentation timestamp, else its decoding timestamp.
