@@ -11,9 +11,11 @@
 //! * `cargo xtask bench processor` — preprocessing vs transformers (1080p, 8/32 frames)
 //! * `cargo xtask tidy`   — source-tree invariants (unsafe only in FFI/SIMD modules, family
 //!   matches only in vidlm-model, lib.rs overviews, READMEs); part of `test`
+//! * `cargo xtask fuzz [TARGET] [--seconds N] [--debug]` — the libFuzzer targets of `fuzz/`
 //! * `cargo xtask corpus` — the media corpus table (outcome, time, peak RSS per file)
 
 mod export;
+mod fuzz;
 mod setup;
 mod tidy;
 mod videos;
@@ -71,6 +73,8 @@ enum Cmd {
     /// Check the source tree's invariants: `unsafe` only in FFI/SIMD modules, family matches only
     /// in vidlm-model, every lib.rs with a doc overview and runnable example, READMEs. Part of `test`.
     Tidy,
+    /// Build the libFuzzer targets of fuzz/ (stable toolchain, no cargo-fuzz needed) and run them.
+    Fuzz(fuzz::FuzzArgs),
     /// Run the media corpus (wide + hostile files, one process each) and write its table to
     /// target/corpus.md.
     Corpus,
@@ -95,6 +99,7 @@ fn main() -> Result<()> {
         Cmd::Test { args } => test(&args),
         Cmd::Videos => videos::videos().map(|d| println!("{}", d.display())),
         Cmd::Tidy => tidy::tidy(&project_root()),
+        Cmd::Fuzz(a) => fuzz::fuzz(&a),
         Cmd::Corpus => corpus(),
         Cmd::Bench { what } => bench(&what),
     }
@@ -178,6 +183,9 @@ fn test(args: &[String]) -> Result<()> {
     d.env("VIDLM_TEST_VIDEOS", &videos);
     d.args(["test", "--workspace", "--doc"]).args(args);
     run(&mut d)?;
+    // Smoke run of every fuzz target (10 s each), so that the harness cannot rot (the long runs
+    // are `cargo xtask fuzz --seconds N`, the same optimised build).
+    fuzz::fuzz(&fuzz::FuzzArgs { target: None, seconds: 10, debug: false, build_only: false })?;
     Ok(())
 }
 

@@ -38,6 +38,8 @@ const APT_PACKAGES: &[&str] = &[
     "libavdevice-dev",
     // libjpeg-turbo's TurboJPEG API: JPEG photos decode as PIL decodes them (vidlm-video-io)
     "libturbojpeg0-dev",
+    // a C++ compiler: libfuzzer-sys builds libFuzzer from source (`cargo xtask fuzz`)
+    "g++",
 ];
 
 #[derive(Clone, Copy, Debug)]
