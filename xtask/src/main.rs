@@ -12,6 +12,8 @@
 //! * `cargo xtask bench e2e [--quick]` — the whole path, vidlm per dtype vs transformers `generate`
 //! * `cargo xtask tidy`   — source-tree invariants (unsafe only in FFI/SIMD modules, family
 //!   matches only in vidlm-model, lib.rs overviews, READMEs); part of `test`
+//! * `cargo xtask fuzz [TARGET] [--seconds N] [--debug]` — the libFuzzer targets of `fuzz/`
+//! * `cargo xtask corpus` — the media corpus table (outcome, time, peak RSS per file)
 
 mod bandwidth;
 mod bench_e2e;
@@ -19,6 +21,7 @@ mod export;
 // The FFI module (wait4) is the only one allowed `unsafe` (the crate denies `unsafe_code`).
 #[allow(unsafe_code)]
 mod ffi;
+mod fuzz;
 mod setup;
 mod tidy;
 mod videos;
@@ -76,6 +79,11 @@ enum Cmd {
     /// Check the source tree's invariants: `unsafe` only in FFI/SIMD modules, family matches only
     /// in vidlm-model, every lib.rs with a doc overview and runnable example, READMEs. Part of `test`.
     Tidy,
+    /// Build the libFuzzer targets of fuzz/ (stable toolchain, no cargo-fuzz needed) and run them.
+    Fuzz(fuzz::FuzzArgs),
+    /// Run the media corpus (wide + hostile files, one process each) and write its table to
+    /// target/corpus.md.
+    Corpus,
     /// Run a benchmark: `video` (frame sampling vs decode-everything and the ffmpeg CLI), `processor`
     /// (preprocessing vs transformers), `e2e` (the whole path, vidlm per dtype vs transformers;
     /// `cargo xtask bench e2e --help`).
@@ -103,6 +111,8 @@ fn main() -> Result<()> {
         Cmd::Videos => videos::videos().map(|d| println!("{}", d.display())),
         Cmd::Tidy => tidy::tidy(&project_root()),
         Cmd::Bench { what, args } => bench(&what, &args),
+        Cmd::Fuzz(a) => fuzz::fuzz(&a),
+        Cmd::Corpus => corpus(),
     }
 }
 
@@ -186,6 +196,20 @@ fn test(args: &[String]) -> Result<()> {
     // The end-to-end benchmark's harness on a tiny model (its numbers mean nothing here), so that it
     // cannot rot: checkpoint, fp32/q8/q4 export, vidlm run per dtype, transformers, bandwidth, JSON.
     bench_e2e::bench_e2e(&["--quick".to_string()])?;
+    // Smoke run of every fuzz target (10 s each), so that the harness cannot rot (the long runs
+    // are `cargo xtask fuzz --seconds N`, the same optimised build).
+    fuzz::fuzz(&fuzz::FuzzArgs { target: None, seconds: 10, debug: false, build_only: false })?;
+    Ok(())
+}
+
+fn corpus() -> Result<()> {
+    let videos = videos::videos()?;
+    let report = project_root().join("target").join("corpus.md");
+    let mut t = cargo();
+    t.env("VIDLM_TEST_VIDEOS", &videos).env("VIDLM_CORPUS_REPORT", &report);
+    t.args(["test", "-p", "vidlm-video-io", "--test", "corpus"]);
+    run(&mut t)?;
+    eprintln!("[corpus] table written to {}", report.display());
     Ok(())
 }
 

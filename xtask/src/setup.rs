@@ -36,6 +36,10 @@ const APT_PACKAGES: &[&str] = &[
     "libswresample-dev",
     "libavfilter-dev",
     "libavdevice-dev",
+    // libjpeg-turbo's TurboJPEG API: JPEG photos decode as PIL decodes them (vidlm-video-io)
+    "libturbojpeg0-dev",
+    // a C++ compiler: libfuzzer-sys builds libFuzzer from source (`cargo xtask fuzz`)
+    "g++",
 ];
 
 #[derive(Clone, Copy, Debug)]

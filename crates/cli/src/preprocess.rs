@@ -9,8 +9,10 @@
 
 use anyhow::{Context, Result};
 use std::path::PathBuf;
-use vidlm_processor::{Backend, Conversation, ProcessOptions, Processor};
+use std::sync::Arc;
+use vidlm_processor::{Backend, Conversation, ProcessOptions, Processor, VideoIoLoader};
 
+use crate::limits::LimitsArgs;
 use crate::messages::MessagesFile;
 use crate::sampling::SamplingArgs;
 
@@ -35,10 +37,14 @@ pub struct Args {
     /// Output safetensors file.
     #[arg(long)]
     pub out: PathBuf,
+    #[command(flatten)]
+    pub limits: LimitsArgs,
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let processor = Processor::from_dir(&a.model).with_context(|| format!("loading {}", a.model.display()))?;
+    let processor = Processor::from_dir(&a.model)
+        .with_context(|| format!("loading {}", a.model.display()))?
+        .with_loader(Arc::new(VideoIoLoader { opts: a.limits.open_options() }));
     let messages = MessagesFile::load(&a.messages)?;
     let convs = Conversation::batch_from_json(&messages.json, Some(&messages.base_dir))?;
     let mut opts = ProcessOptions { add_generation_prompt: !a.no_generation_prompt, image_backend: a.backend, ..Default::default() };

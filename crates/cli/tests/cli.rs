@@ -137,3 +137,39 @@ fn bad_input_is_a_one_line_error() {
     assert_eq!(j["truncated"], true);
     let _ = std::fs::remove_dir_all(&out);
 }
+
+#[test]
+fn divx_avi_with_bframes() {
+    // issue 11: `vidlm frames --num-frames 5` failed with "corrupt data at frame 0: the decoder
+    // produced no picture for this frame" on MPEG-4 part 2 with B-frames in AVI
+    let v = test_videos().join("mpeg4_bframes.avi");
+    let out = bin().arg("probe").arg(&v).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let p: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(p["frame_count"], 75);
+    let out_dir = tmp("divx");
+    let out = bin().arg("frames").arg(&v).args(["--num-frames", "5", "--out"]).arg(&out_dir).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&std::fs::read(out_dir.join("frames.json")).unwrap()).unwrap();
+    let idx: Vec<u64> = j["frames"].as_array().unwrap().iter().map(|f| f["index"].as_u64().unwrap()).collect();
+    assert_eq!(idx, vec![0, 15, 30, 45, 60]);
+    let _ = std::fs::remove_dir_all(&out_dir);
+}
+
+#[test]
+fn limits_are_settable() {
+    let v = test_videos();
+    let s = |name: &str| v.join(name).to_string_lossy().into_owned();
+    let out = tmp("limits").to_string_lossy().into_owned();
+    // 320x240 = 76800 pixels: one pixel less is refused before decoding
+    assert_one_line_error(&["probe", &s("mpeg4.avi"), "--max-pixels", "76799"], "pixels per frame is 76800, the limit is 76799");
+    assert!(bin().args(["probe", &s("mpeg4.avi"), "--max-pixels", "76800"]).output().unwrap().status.success());
+    assert_one_line_error(&["probe", &s("mpeg4.avi"), "--max-packets", "50"], "packets in the video stream");
+    assert_one_line_error(
+        &["frames", &s("mpeg4.avi"), "--num-frames", "3", "--max-output-bytes", "460799", "--out", &out],
+        "output bytes is 691200",
+    );
+    // decompression bombs stop at the header, whatever the limit
+    assert_one_line_error(&["probe", &s("bomb_100000x100000.png")], "pixels per frame is 10000000000");
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -122,7 +122,7 @@ fn open_options(limits: &MediaLimits) -> OpenOptions {
             max_pixels: limits.max_pixels,
             max_frames: limits.max_frames,
             max_input_bytes: limits.max_bytes,
-            max_output_bytes: Limits::default().max_output_bytes,
+            ..Limits::default()
         },
         threads: limits.decoder_threads,
         ..OpenOptions::default()
@@ -137,10 +137,15 @@ fn open(loaded: &Loaded, opts: &OpenOptions, what: &'static str) -> Result<Video
     r.map_err(|source| MediaError::Decode { what, source })
 }
 
-/// Decodes an image `(H, W, 3)` RGB (the pixel limit is checked from the header first).
+/// Decodes an image `(H, W, 3)` RGB as transformers' `load_image` does (JPEG as PIL decodes it,
+/// EXIF orientation applied; the pixel limit is checked from the header first).
 pub fn decode_image(loaded: &Loaded, limits: &MediaLimits) -> Result<Array3<u8>, MediaError> {
-    let mut reader = open(loaded, &open_options(limits), "image")?;
-    let frames = reader.sample(&SampleRequest::indices(vec![0])).map_err(|source| MediaError::Decode { what: "image", source })?;
+    let opts = open_options(limits);
+    let frames = match &loaded.data {
+        MediaData::Bytes(b) => vidlm_video_io::load_image_bytes_with(b.clone(), &opts),
+        MediaData::File(p) => vidlm_video_io::load_image_with(p, &opts),
+    }
+    .map_err(|source| MediaError::Decode { what: "image", source })?;
     if frames.data.shape()[0] == 0 {
         return Err(MediaError::Decode { what: "image", source: vidlm_video_io::VideoError::InvalidData("no image decoded".into()) });
     }

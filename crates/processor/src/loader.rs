@@ -45,7 +45,7 @@ pub fn video_error_kind(e: &VideoError) -> ErrorKind {
         VideoError::LimitExceeded { .. } => ErrorKind::LimitExceeded,
         VideoError::InvalidSampling(s) => s.kind(),
         VideoError::ProtocolNotAllowed(_) | VideoError::InvalidOption(_) => ErrorKind::BadRequest,
-        VideoError::Io { .. } | VideoError::OutOfMemory => ErrorKind::Internal,
+        VideoError::Io { .. } | VideoError::OutOfMemory | VideoError::Internal(_) => ErrorKind::Internal,
         _ => ErrorKind::UnsupportedMedia,
     }
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 /// Which limit of [`crate::Limits`] a request ran into.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum LimitKind {
     /// Pixels per frame (`width * height`), checked against the header before any decoding.
     Pixels,
@@ -14,6 +15,8 @@ pub enum LimitKind {
     InputBytes,
     /// Bytes of the output frame buffer (`T * H * W * 3`).
     OutputBytes,
+    /// Packets (frames) of the video stream in the index.
+    Packets,
 }
 
 impl std::fmt::Display for LimitKind {
@@ -23,6 +26,7 @@ impl std::fmt::Display for LimitKind {
             LimitKind::Frames => "frames per request",
             LimitKind::InputBytes => "input bytes",
             LimitKind::OutputBytes => "output bytes",
+            LimitKind::Packets => "packets in the video stream",
         })
     }
 }
@@ -84,6 +88,9 @@ pub enum VideoError {
     /// An allocation inside FFmpeg failed.
     #[error("out of memory")]
     OutOfMemory,
+    /// A broken invariant of this crate (a bug, never the input's fault).
+    #[error("internal error: {0}")]
+    Internal(String),
     /// Any other FFmpeg failure, with the operation and FFmpeg's message.
     #[error("FFmpeg {op} failed: {message}")]
     Ffmpeg { op: &'static str, code: i32, message: String },

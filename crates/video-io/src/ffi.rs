@@ -1,10 +1,13 @@
 //! Thin RAII wrappers over the FFmpeg C API (through `ffmpeg_next::ffi`), with safe accessors.
 //!
-//! This is the only module of the crate with `unsafe` code. Each wrapper owns exactly one
+//! This module (with its `turbojpeg` child, libjpeg-turbo's decoder) is the only one in the
+//! crate with `unsafe` code. Each wrapper owns exactly one
 //! FFmpeg object and frees it on drop, so early returns on error never leak; everything the
 //! rest of the crate reads from FFmpeg's structs (stream parameters, packet and frame fields,
 //! index entries, side data) is copied out through the accessors below, so no raw pointer
 //! leaves this module.
+
+pub(crate) mod turbojpeg;
 
 use crate::error::VideoError;
 pub(crate) use ffmpeg_next::ffi as ff;
@@ -92,63 +95,123 @@ impl Drop for Dict {
     }
 }
 
-/// The in-memory source behind a custom AVIO context.
-pub(crate) struct MemSource {
-    data: std::sync::Arc<[u8]>,
-    pos: usize,
+/// Where a custom AVIO context reads from: bytes in memory or a local file opened by us (so
+/// that FFmpeg itself never opens anything for a local input).
+pub(crate) enum AvioSource {
+    Mem { data: std::sync::Arc<[u8]>, pos: usize },
+    File { file: std::fs::File, len: u64, pos: u64 },
 }
 
-unsafe extern "C" fn mem_read(opaque: *mut c_void, buf: *mut u8, buf_size: c_int) -> c_int {
+impl AvioSource {
+    fn len(&self) -> u64 {
+        match self {
+            AvioSource::Mem { data, .. } => data.len() as u64,
+            AvioSource::File { len, .. } => *len,
+        }
+    }
+
+    /// Reads up to `buf.len()` bytes: the count, 0 at the end, or an FFmpeg error code.
+    fn read(&mut self, buf: &mut [u8]) -> c_int {
+        match self {
+            AvioSource::Mem { data, pos } => {
+                let rest = data.get(*pos..).unwrap_or_default();
+                let n = rest.len().min(buf.len());
+                buf[..n].copy_from_slice(&rest[..n]);
+                *pos += n;
+                n as c_int
+            }
+            AvioSource::File { file, pos, .. } => loop {
+                match std::io::Read::read(file, buf) {
+                    Ok(n) => {
+                        *pos += n as u64;
+                        return n as c_int;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(_) => return EIO,
+                }
+            },
+        }
+    }
+
+    /// Moves to `target` (already checked to be within `0..=len`).
+    fn seek_to(&mut self, target: u64) -> Result<(), c_int> {
+        match self {
+            AvioSource::Mem { pos, .. } => *pos = target as usize,
+            AvioSource::File { file, pos, .. } => {
+                std::io::Seek::seek(file, std::io::SeekFrom::Start(target)).map_err(|_| EIO)?;
+                *pos = target;
+            }
+        }
+        Ok(())
+    }
+
+    fn pos(&self) -> u64 {
+        match self {
+            AvioSource::Mem { pos, .. } => *pos as u64,
+            AvioSource::File { pos, .. } => *pos,
+        }
+    }
+}
+
+unsafe extern "C" fn avio_read(opaque: *mut c_void, buf: *mut u8, buf_size: c_int) -> c_int {
     if opaque.is_null() || buf.is_null() || buf_size <= 0 {
         return EINVAL;
     }
-    // SAFETY: opaque is the Box<MemSource> owned by the Avio that registered this callback.
-    let src = unsafe { &mut *(opaque as *mut MemSource) };
-    let remaining = src.data.len().saturating_sub(src.pos);
-    if remaining == 0 {
-        return AVERROR_EOF;
+    // SAFETY: opaque is the Box<AvioSource> owned by the Avio that registered this callback;
+    // FFmpeg guarantees buf holds buf_size bytes and calls us from one thread at a time.
+    let (src, buf) = unsafe { (&mut *(opaque as *mut AvioSource), std::slice::from_raw_parts_mut(buf, buf_size as usize)) };
+    match src.read(buf) {
+        0 => AVERROR_EOF,
+        n => n,
     }
-    let n = remaining.min(buf_size as usize);
-    // SAFETY: FFmpeg guarantees buf holds buf_size bytes; n <= buf_size and n <= remaining.
-    unsafe { ptr::copy_nonoverlapping(src.data.as_ptr().add(src.pos), buf, n) };
-    src.pos += n;
-    n as c_int
 }
 
-unsafe extern "C" fn mem_seek(opaque: *mut c_void, offset: i64, whence: c_int) -> i64 {
+unsafe extern "C" fn avio_seek(opaque: *mut c_void, offset: i64, whence: c_int) -> i64 {
     if opaque.is_null() {
         return EINVAL as i64;
     }
-    // SAFETY: see mem_read.
-    let src = unsafe { &mut *(opaque as *mut MemSource) };
-    let len = src.data.len() as i64;
+    // SAFETY: see avio_read.
+    let src = unsafe { &mut *(opaque as *mut AvioSource) };
+    let len = src.len() as i64;
     if whence & ff::AVSEEK_SIZE != 0 {
         return len;
     }
     let base = match whence & !(ff::AVSEEK_FORCE) {
-        0 => 0,                // SEEK_SET
-        1 => src.pos as i64,   // SEEK_CUR
-        2 => len,              // SEEK_END
+        0 => 0,                  // SEEK_SET
+        1 => src.pos() as i64,   // SEEK_CUR
+        2 => len,                // SEEK_END
         _ => return EINVAL as i64,
     };
     let Some(target) = base.checked_add(offset) else { return EINVAL as i64 };
     if target < 0 || target > len {
         return EINVAL as i64;
     }
-    src.pos = target as usize;
-    target
+    match src.seek_to(target as u64) {
+        Ok(()) => target,
+        Err(e) => e as i64,
+    }
 }
 
-/// A custom read-only AVIO context over bytes held in memory.
+/// A custom read-only AVIO context over bytes in memory or a local file.
 pub(crate) struct Avio {
     ctx: *mut ff::AVIOContext,
-    _src: Box<MemSource>,
+    _src: Box<AvioSource>,
 }
 
 impl Avio {
+    /// Reads from bytes held in memory.
     pub(crate) fn new(data: std::sync::Arc<[u8]>) -> Result<Self, VideoError> {
+        Self::with_source(AvioSource::Mem { data, pos: 0 })
+    }
+
+    /// Reads from a local file (opened and read by this crate, never by FFmpeg).
+    pub(crate) fn from_file(file: std::fs::File, len: u64) -> Result<Self, VideoError> {
+        Self::with_source(AvioSource::File { file, len, pos: 0 })
+    }
+
+    fn with_source(src: AvioSource) -> Result<Self, VideoError> {
         const BUF: usize = 64 * 1024;
-        let mut src = Box::new(MemSource { data, pos: 0 });
+        let mut src = Box::new(src);
         // SAFETY: av_malloc returns NULL or a buffer of BUF bytes, handed to the AVIO context,
         // which owns it from then on (freed in Drop through ctx->buffer, which it may replace).
         unsafe {
@@ -160,10 +223,10 @@ impl Avio {
                 buf,
                 BUF as c_int,
                 0,
-                &mut *src as *mut MemSource as *mut c_void,
-                Some(mem_read),
+                &mut *src as *mut AvioSource as *mut c_void,
+                Some(avio_read),
                 None,
-                Some(mem_seek),
+                Some(avio_seek),
             );
             if ctx.is_null() {
                 ff::av_free(buf as *mut c_void);
@@ -207,6 +270,9 @@ pub(crate) struct StreamParams {
     /// Stream duration and start in `time_base` units (`AV_NOPTS_VALUE` when unknown).
     pub(crate) duration: i64,
     pub(crate) start_time: i64,
+    /// Frames of reordering delay (`has_b_frames` as `avformat_find_stream_info` found it):
+    /// > 0 when decode order differs from presentation order.
+    pub(crate) video_delay: c_int,
 }
 
 impl StreamParams {
@@ -311,6 +377,7 @@ impl Input {
                 nb_frames: (*st).nb_frames,
                 duration: (*st).duration,
                 start_time: (*st).start_time,
+                video_delay: (*par).video_delay,
             })
         }
     }
@@ -480,7 +547,6 @@ pub(crate) struct PacketFields {
     pub(crate) flags: c_int,
     /// Byte position in the input (-1 when unknown).
     pub(crate) pos: i64,
-    pub(crate) size: c_int,
     pub(crate) duration: i64,
 }
 
@@ -500,6 +566,19 @@ impl Packet {
         // SAFETY: valid packet.
         unsafe { ff::av_packet_unref(self.0) }
     }
+    /// The packet's payload (empty for an unreferenced packet).
+    pub(crate) fn data(&self) -> &[u8] {
+        // SAFETY: valid packet; data is NULL or points to size bytes owned by the packet, which
+        // outlive the borrow of self.
+        unsafe {
+            let p = &*self.0;
+            if p.data.is_null() || p.size <= 0 {
+                return &[];
+            }
+            std::slice::from_raw_parts(p.data, p.size as usize)
+        }
+    }
+
     pub(crate) fn fields(&self) -> PacketFields {
         // SAFETY: valid packet (an unreferenced one holds defaults).
         unsafe {
@@ -510,7 +589,6 @@ impl Packet {
                 dts: p.dts,
                 flags: p.flags,
                 pos: p.pos,
-                size: p.size,
                 duration: p.duration,
             }
         }

@@ -28,6 +28,10 @@ pub struct VideoInfo {
     /// Clockwise rotation (0, 90, 180 or 270 degrees) that displays the frames upright, from
     /// the stream's display matrix. Decoded frames have it applied already.
     pub rotation: u32,
+    /// Whether the display matrix also mirrors the picture (left-right, applied before
+    /// `rotation`); decoded frames have it applied already. Omitted from JSON when false.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub mirrored: bool,
     /// Width of the returned (upright) frames.
     pub output_width: u32,
     /// Height of the returned (upright) frames.

@@ -4,9 +4,10 @@
 //! (`ffmpeg-next` over the system's libav*).
 //!
 //! * **Open** a local file ([`VideoReader::open`]) or bytes in memory
-//!   ([`VideoReader::from_bytes`], read through a custom AVIO context). Only local input:
-//!   FFmpeg's `protocol_whitelist` is `file` unless [`OpenOptions::protocol_whitelist`] says
-//!   otherwise.
+//!   ([`VideoReader::from_bytes`]), both read by this crate through a custom AVIO context, so
+//!   FFmpeg never opens a file or connection itself: playlists and references inside a file
+//!   (`m3u8`, `ffconcat`, `sdp`) cannot reach other files or the network. URLs are refused
+//!   unless their scheme is in [`OpenOptions::protocol_whitelist`].
 //! * **Probe** ([`VideoInfo`]): container, codec, stored size, pixel format, time base,
 //!   duration, average fps, rotation (display matrix), audio presence and an exact frame
 //!   count from a scan of every packet (no decoding) — headers lie (webm/mkv say 0).
@@ -44,14 +45,17 @@
 //! ```
 
 mod error;
+mod exif;
 // The FFI module is the only one allowed `unsafe` (the crate denies `unsafe_code`).
 #[allow(unsafe_code)]
 mod ffi;
 mod image;
 mod info;
+mod jpeg;
 mod reader;
 mod rotate;
 mod sampling;
+mod still;
 
 pub use error::{LimitKind, SamplingError, VideoError};
 pub use ffi::set_ffmpeg_log_level;

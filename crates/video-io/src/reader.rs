@@ -11,7 +11,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Resource limits, all checked before the memory they guard is allocated.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+///
+/// **Memory bound.** With these limits, the peak memory of opening and sampling one input is
+/// at most a fixed overhead (the process, FFmpeg's libraries: about 100 MiB) plus
+/// `max_pixels × 8 bytes` for each output frame and each frame the decoder may hold (reference
+/// frames, frame threads, reordering: at most ~24), plus about 200 bytes per packet of the
+/// index (at most `max_packets`), plus the input itself for [`VideoReader::from_bytes`].
+/// `crates/video-io/tests/corpus.rs` measures the peak RSS of every corpus file against this
+/// bound. A picture over `max_pixels` is refused from its header (container, codec
+/// parameters, or the still image's own header) before anything is decoded.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Limits {
     /// Maximum `width * height` of a frame, checked against the header before decoding (and
     /// enforced inside the decoder too). Default 40 M (covers 8K UHD / DCI 8K).
@@ -22,6 +32,10 @@ pub struct Limits {
     pub max_input_bytes: u64,
     /// Maximum size of one request's output buffer (`T * H * W * 3`). Default 16 GiB.
     pub max_output_bytes: u64,
+    /// Maximum packets (frames) of the video stream the index holds; a file with more is
+    /// refused while it is scanned. Default 2 000 000 (18.5 hours at 30 fps, ~400 MB of
+    /// index); a frame-count bomb (millions of tiny frames in a small file) stops here.
+    pub max_packets: usize,
 }
 
 impl Default for Limits {
@@ -31,6 +45,7 @@ impl Default for Limits {
             max_frames: 10_000,
             max_input_bytes: 2 << 30,
             max_output_bytes: 16 << 30,
+            max_packets: 2_000_000,
         }
     }
 }
@@ -41,9 +56,10 @@ pub struct OpenOptions {
     pub limits: Limits,
     /// FFmpeg decoder threads per video (frame + slice threading); 0 lets FFmpeg choose.
     pub threads: usize,
-    /// FFmpeg `protocol_whitelist` for path inputs. Default `"file"`: local files only, no
+    /// FFmpeg `protocol_whitelist` for URL inputs. Default `"file"`: local files only, no
     /// network. A URL (`scheme://...`) is only attempted when its scheme is listed here.
-    /// In-memory inputs never open any protocol.
+    /// Local files and in-memory inputs are read by this crate through a custom AVIO
+    /// context and never let FFmpeg open anything (a playlist or reference inside them fails).
     pub protocol_whitelist: String,
     /// Take the frame count from the container header when it has one, instead of scanning
     /// the packets. Faster to open, but wrong for files whose header lies; default `false`.
@@ -86,9 +102,17 @@ impl Frames {
     }
 }
 
+/// What a reader reads.
 #[derive(Clone)]
-enum Source {
-    Path(#[allow(dead_code)] PathBuf, String),
+pub(crate) enum Source {
+    /// A local file, read by this crate through a custom AVIO context (FFmpeg opens nothing
+    /// itself, so a playlist or reference inside the file cannot reach other files).
+    /// `name` is what FFmpeg sees, for probing by extension only.
+    File { path: PathBuf, name: String },
+    /// A URL whose scheme [`OpenOptions::protocol_whitelist`] allows: FFmpeg's protocols read
+    /// it (and whatever it references, under the same whitelist).
+    Url(String),
+    /// Bytes in memory.
     Bytes(Arc<[u8]>),
 }
 
@@ -142,12 +166,16 @@ struct Scan {
 impl Index {
     /// The index of a reader whose demux pass has not run yet.
     fn empty() -> Self {
-        Index { seekable: false, ..Index::from_packets(Vec::new(), None) }
+        Index { seekable: false, ..Index::from_packets(Vec::new(), None, false) }
     }
 
-    /// Index stage 2: keyframes and the timestamp → packet map; the index is seekable when
-    /// every packet has a unique timestamp.
-    fn from_packets(pkts: Vec<Pkt>, truncated: Option<String>) -> Self {
+    /// Index stage 2: keyframes and the timestamp → packet map. The index is seekable (frames
+    /// are found by timestamp) when every packet has a unique timestamp and, for codecs that
+    /// reorder frames (`reorders`: B-frames), a presentation timestamp. Without one, a
+    /// reordering stream's decode timestamps say nothing about presentation order (AVI with
+    /// MPEG-4 part 2 or H.264 B-frames: DivX/XviD files): frames are then counted in decoder
+    /// output order, as the ffmpeg CLI numbers them.
+    fn from_packets(pkts: Vec<Pkt>, truncated: Option<String>, reorders: bool) -> Self {
         let mut idx = Index {
             pkt_by_ts: HashMap::with_capacity(pkts.len()),
             frame_by_ts: HashMap::with_capacity(pkts.len()),
@@ -168,6 +196,9 @@ impl Index {
                 }
                 None => idx.seekable = false,
             }
+        }
+        if reorders && idx.pkts.iter().any(|p| p.pts.is_none()) {
+            idx.seekable = false;
         }
         idx
     }
@@ -242,30 +273,34 @@ pub struct VideoReader {
     next_pkt: Option<usize>,
 }
 
-fn path_to_url(path: &Path, whitelist: &str) -> Result<String, VideoError> {
-    let s = path.to_str().ok_or_else(|| VideoError::InvalidOption(path.display().to_string()))?;
+fn io_error(path: &Path, e: std::io::Error) -> VideoError {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        VideoError::NotFound(path.to_path_buf())
+    } else {
+        VideoError::Io { path: path.to_path_buf(), source: e }
+    }
+}
+
+/// A path is a local file unless it is a URL (`scheme://...`), which must be whitelisted.
+pub(crate) fn resolve(path: &Path, whitelist: &str) -> Result<Source, VideoError> {
+    let s = path.to_string_lossy();
     if let Some((scheme, _)) = s.split_once("://") {
         let allowed = whitelist.split(',').any(|p| p.trim() == scheme && scheme != "file");
         if !allowed {
             return Err(VideoError::ProtocolNotAllowed(scheme.to_string()));
         }
-        return Ok(s.to_string());
+        let url = path.to_str().ok_or_else(|| VideoError::InvalidOption(s.to_string()))?;
+        return Ok(Source::Url(url.to_string()));
     }
-    let meta = std::fs::metadata(path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            VideoError::NotFound(path.to_path_buf())
-        } else {
-            VideoError::Io { path: path.to_path_buf(), source: e }
-        }
-    })?;
+    let meta = std::fs::metadata(path).map_err(|e| io_error(path, e))?;
     if !meta.is_file() {
         return Err(VideoError::NotAFile(path.to_path_buf()));
     }
     if meta.len() == 0 {
         return Err(VideoError::Empty);
     }
-    // "file:" keeps names with ':' from being parsed as a protocol.
-    Ok(format!("file:{s}"))
+    // "file:" keeps names with ':' from being read as a protocol by demuxers that look at it.
+    Ok(Source::File { path: path.to_path_buf(), name: format!("file:{s}") })
 }
 
 fn rational(r: ff::AVRational) -> Option<f64> {
@@ -281,7 +316,17 @@ fn open_input(source: &Source, opts: &OpenOptions) -> Result<Input, VideoError> 
     // Never let a demuxer turn a file name into a pattern or sequence.
     dict.set("pattern_type", "none")?;
     match source {
-        Source::Path(_, url) => {
+        Source::File { path, name } => {
+            let file = std::fs::File::open(path).map_err(|e| io_error(path, e))?;
+            let meta = file.metadata().map_err(|e| io_error(path, e))?;
+            if !meta.is_file() {
+                return Err(VideoError::NotAFile(path.to_path_buf()));
+            }
+            // Nested opens (playlists, references) get no protocol at all.
+            dict.set("protocol_whitelist", "none")?;
+            Input::open(name, Some(Avio::from_file(file, meta.len())?), &mut dict)
+        }
+        Source::Url(url) => {
             dict.set("protocol_whitelist", &opts.protocol_whitelist)?;
             Input::open(url, None, &mut dict)
         }
@@ -301,6 +346,28 @@ fn pixel_limit(w: c_int, h: c_int, max_pixels: u64) -> Result<(), VideoError> {
     Ok(())
 }
 
+/// Open stage 1: the size a still image's header declares (PNG, JPEG, GIF, BMP, WebP),
+/// checked before FFmpeg sees the data.
+fn check_still_image_size(source: &Source, max_pixels: u64) -> Result<(), VideoError> {
+    let head: std::borrow::Cow<'_, [u8]> = match source {
+        Source::Bytes(d) => d[..d.len().min(crate::still::HEAD_BYTES)].into(),
+        Source::File { path, .. } => {
+            let mut buf = Vec::new();
+            let f = std::fs::File::open(path).map_err(|e| io_error(path, e))?;
+            std::io::Read::read_to_end(&mut std::io::Read::take(f, crate::still::HEAD_BYTES as u64), &mut buf)
+                .map_err(|e| io_error(path, e))?;
+            buf.into()
+        }
+        Source::Url(_) => return Ok(()),
+    };
+    match crate::still::declared_size(&head) {
+        Some((w, h)) if w.saturating_mul(h) > max_pixels => {
+            Err(VideoError::LimitExceeded { kind: LimitKind::Pixels, actual: w.saturating_mul(h), limit: max_pixels })
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Open stage 2: frame sizes declared by the header are checked before
 /// `avformat_find_stream_info` reads (and decodes) any data.
 fn check_header_pixels(input: &Input, max_pixels: u64) -> Result<(), VideoError> {
@@ -310,6 +377,23 @@ fn check_header_pixels(input: &Input, max_pixels: u64) -> Result<(), VideoError>
         }
     }
     Ok(())
+}
+
+/// Demuxers that render text (ANSI art, `.txt`, `.nfo`) as pictures: a text file is not a
+/// video, whatever FFmpeg can make of it.
+const TEXT_FORMATS: &[&str] = &["tty", "bin", "xbin", "adf", "idf"];
+
+fn refuse_text_formats(input: &Input) -> Result<(), VideoError> {
+    let name = input.format_name();
+    if TEXT_FORMATS.contains(&name.as_str()) {
+        return Err(VideoError::InvalidData(format!("text, not a video or image (FFmpeg's `{name}` demuxer)")));
+    }
+    Ok(())
+}
+
+/// Whether a demuxer reads still images (one picture per file or per packet).
+pub(crate) fn is_still_image_container(name: &str) -> bool {
+    name == "image2" || name.ends_with("_pipe")
 }
 
 /// Open stage 4: the video stream FFmpeg considers best (other streams are discarded by the
@@ -331,7 +415,9 @@ fn select_video_stream(input: &mut Input, max_pixels: u64) -> Result<(usize, Str
 /// start time, truncation and the average fps are filled in by the packet index.
 fn probe_info(input: &Input, stream: usize, par: &StreamParams, time_base: f64, has_audio: bool) -> VideoInfo {
     let (w, h) = (par.width as u32, par.height as u32);
-    let rotation = display_rotation(input, stream);
+    let orientation = display_orientation(input, stream);
+    let (rotation, mirrored) = crate::rotate::to_rotation(orientation);
+    let swap = crate::rotate::swaps_axes(orientation);
     let st_dur = opt_ts(par.duration).filter(|d| *d > 0).map(|d| d as f64 * time_base);
     let fmt_dur = opt_ts(input.duration()).filter(|d| *d > 0).map(|d| d as f64 / ff::AV_TIME_BASE as f64);
     VideoInfo {
@@ -340,8 +426,9 @@ fn probe_info(input: &Input, stream: usize, par: &StreamParams, time_base: f64, 
         width: w,
         height: h,
         rotation,
-        output_width: if rotation % 180 == 90 { h } else { w },
-        output_height: if rotation % 180 == 90 { w } else { h },
+        mirrored,
+        output_width: if swap { h } else { w },
+        output_height: if swap { w } else { h },
         pixel_format: ffi::pix_fmt_name(par.format),
         color_range: ffi::color_range_name(par.color_range),
         color_space: ffi::color_space_name(par.color_space),
@@ -364,8 +451,8 @@ impl VideoReader {
     /// Opens a local video or image file.
     pub fn open(path: impl AsRef<Path>, opts: &OpenOptions) -> Result<Self, VideoError> {
         let path = path.as_ref();
-        let url = path_to_url(path, &opts.protocol_whitelist)?;
-        Self::open_source(Source::Path(path.to_path_buf(), url), opts).map_err(|e| match e {
+        let source = resolve(path, &opts.protocol_whitelist)?;
+        Self::open_source(source, opts).map_err(|e| match e {
             VideoError::NotFound(p) if p.as_os_str().is_empty() => VideoError::NotFound(path.to_path_buf()),
             e => e,
         })
@@ -393,11 +480,13 @@ impl VideoReader {
     fn open_source(source: Source, opts: &OpenOptions) -> Result<Self, VideoError> {
         ffi::init();
         let max_pixels = opts.limits.max_pixels;
+        check_still_image_size(&source, max_pixels)?;
         let mut input = open_input(&source, opts)?;
         check_header_pixels(&input, max_pixels)?;
         input
             .find_stream_info(Some(max_pixels))
             .map_err(|r| VideoError::InvalidData(format!("cannot read stream info: {}", ffi::err_text(r))))?;
+        refuse_text_formats(&input)?;
         let (stream, par, has_audio) = select_video_stream(&mut input, max_pixels)?;
         let decoder = Decoder::open(&input, stream, opts.threads, max_pixels)?;
         let time_base = rational(par.time_base).unwrap_or(1.0 / 90000.0);
@@ -485,13 +574,17 @@ impl VideoReader {
     fn build_index(&mut self) -> Result<(), VideoError> {
         let scan = self.scan_packets()?;
         self.next_pkt = None;
-        let mut idx = Index::from_packets(scan.pkts, scan.truncated);
+        let reorders = self.input.params(self.stream).is_some_and(|p| p.video_delay > 0);
+        let mut idx = Index::from_packets(scan.pkts, scan.truncated, reorders);
         let fps = self.info.fps.unwrap_or(25.0);
         let shown: Vec<usize> = (0..idx.pkts.len()).filter(|&i| !scan.discard[i]).collect();
         idx.order_frames(&shown, fps, self.time_base);
         let step = idx.set_end(&shown, fps, self.time_base);
         if idx.truncated.is_none() && !idx.frame_sec.is_empty() {
             idx.truncated = self.truncation_by_declared_end(&idx, step, fps);
+        }
+        if idx.truncated.is_none() && idx.frame_sec.is_empty() {
+            idx.truncated = self.truncation_without_frames();
         }
         self.fill_info_from_index(&idx);
         self.index = idx;
@@ -507,6 +600,8 @@ impl VideoReader {
         // For mov/mp4-like demuxers the index lists every sample with its size before reading:
         // samples that end past the end of the data are missing.
         let first_missing_pos = self.first_missing_sample_pos(file_size);
+        // A JPEG photo cut short decodes "fine" with a grey bottom (PIL refuses it).
+        let still_jpeg = self.info.codec == "mjpeg" && is_still_image_container(&self.info.container);
         loop {
             match self.read_video_packet(&mut pkt) {
                 Ok(true) => {}
@@ -517,14 +612,23 @@ impl VideoReader {
                     break;
                 }
             }
+            if scan.pkts.len() >= self.opts.limits.max_packets {
+                return Err(VideoError::LimitExceeded {
+                    kind: LimitKind::Packets,
+                    actual: scan.pkts.len() as u64 + 1,
+                    limit: self.opts.limits.max_packets as u64,
+                });
+            }
             let p = pkt.fields();
-            let beyond = match (first_missing_pos, file_size) {
-                (Some(m), _) if p.pos >= m => true,
-                (_, Some(fs)) if p.pos >= 0 && p.pos + p.size as i64 > fs => true,
-                _ => false,
-            };
+            // Demuxers flag a packet they could not read in full as corrupt; mov-like ones list
+            // every sample up front, so samples past the end of the data are known missing.
+            let beyond = first_missing_pos.is_some_and(|m| p.pos >= m);
             if beyond || p.flags & ff::AV_PKT_FLAG_CORRUPT != 0 {
                 scan.truncated = Some(format!("packet {} is incomplete or corrupt", scan.pkts.len()));
+                break;
+            }
+            if still_jpeg && !crate::jpeg::is_complete(pkt.data()) {
+                scan.truncated = Some("the JPEG data ends before its end-of-image marker".into());
                 break;
             }
             scan.pkts.push(Pkt {
@@ -552,6 +656,16 @@ impl VideoReader {
         let have = last + frame_dur;
         (expected - have > (2.0 * frame_dur).max(0.5))
             .then(|| format!("the frames end at {have:.3} s but the stream declares {expected:.3} s"))
+    }
+
+    /// Index stage 5 for a stream of which no frame can be read: truncated (or broken) when
+    /// its header promises frames or a duration.
+    fn truncation_without_frames(&self) -> Option<String> {
+        if let Some(n) = self.info.header_frame_count.filter(|&n| n > 0) {
+            return Some(format!("no frame can be read, though the header declares {n}"));
+        }
+        let end = self.declared_video_end().filter(|&e| e > 0.0)?;
+        Some(format!("no frame can be read, though the stream declares {end:.3} s"))
     }
 
     /// Index stage 6: the probe figures that come from the index.
@@ -589,12 +703,13 @@ impl VideoReader {
             return Some(start + d as f64 * self.time_base);
         }
         let v = self.input.stream_metadata(self.stream, c"DURATION")?;
-        // "HH:MM:SS.nnnnnnnnn"
+        // "HH:MM:SS.nnnnnnnnn". FFmpeg's muxer writes the end time of the track, mkvmerge its
+        // length; the earlier of the two readings is the one that cannot raise a false alarm.
         let mut secs = 0.0;
         for part in v.trim().split(':') {
             secs = secs * 60.0 + part.parse::<f64>().ok()?;
         }
-        Some(start + secs)
+        Some(secs + start.min(0.0))
     }
 
     /// Byte position of the first index entry of the video stream whose data ends past the
@@ -940,11 +1055,12 @@ impl VideoReader {
                 sink.errors.push((i, format!("frame size changed to {fw}x{fh} from {}x{}", self.info.width, self.info.height)));
                 continue;
             }
+            let orientation = crate::rotate::from_rotation(self.info.rotation, self.info.mirrored);
             let (rgb, stride, w, h) = self.rgb.convert(frame)?;
             let fb = sink.frame_bytes;
             for &s in slots {
                 let dst = &mut sink.out[s * fb..(s + 1) * fb];
-                crate::rotate::rotate_into(rgb, stride, w, h, self.info.rotation, dst);
+                crate::rotate::orient_into(rgb, stride, w, h, orientation, dst);
             }
             sink.done[i] = true;
         }
@@ -970,16 +1086,37 @@ struct Sink<'a> {
     lenient: bool,
 }
 
-/// Clockwise rotation in degrees (0/90/180/270) from the stream's display matrix, as the
-/// ffmpeg CLI's autorotate computes it (`-round(av_display_rotation_get)`, rounded to 90°).
-fn display_rotation(input: &Input, stream: usize) -> u32 {
-    let Some(m) = input.display_matrix(stream) else { return 0 };
-    let theta = -ffi::display_rotation_get(&m);
-    if !theta.is_finite() {
-        return 0;
+/// The orientation (EXIF numbering, see `rotate.rs`) that displays the stream upright, from
+/// its display matrix, as the ffmpeg CLI's autorotate (FFmpeg 5.1 `ffmpeg_filter.c`) picks
+/// its filters: the angle `-round(av_display_rotation_get)` within 1° of a quarter turn, and
+/// the matrix' signs for mirrors (`transpose=cclock_flip`/`clock_flip`, `hflip`, `vflip`).
+/// Other angles (the CLI's `rotate` filter) are taken to the nearest quarter turn.
+fn display_orientation(input: &Input, stream: usize) -> u8 {
+    let Some(m) = input.display_matrix(stream) else { return 1 };
+    let r = ffi::display_rotation_get(&m);
+    if !r.is_finite() {
+        return 1;
     }
-    let q = (theta / 90.0).round() as i64;
-    (q.rem_euclid(4) * 90) as u32
+    let mut theta = -r.round();
+    theta -= 360.0 * (theta / 360.0 + 0.9 / 360.0).floor();
+    let near = |a: f64| (theta - a).abs() < 1.0;
+    if near(90.0) {
+        if m[3] > 0 { 5 } else { 6 }
+    } else if near(180.0) {
+        match (m[0] < 0, m[4] < 0) {
+            (true, true) => 3,
+            (true, false) => 2,
+            (false, true) => 4,
+            (false, false) => 1,
+        }
+    } else if near(270.0) {
+        if m[3] < 0 { 7 } else { 8 }
+    } else if theta.abs() < 1.0 || near(360.0) {
+        if m[4] < 0 { 4 } else { 1 }
+    } else {
+        let q = (theta / 90.0).round() as i64;
+        crate::rotate::from_rotation((q.rem_euclid(4) * 90) as u32, false)
+    }
 }
 
 /// A packet's presentation timestamp, else its decoding timestamp.
