@@ -36,6 +36,10 @@ enum Cmd {
         /// Skip apt packages.
         #[arg(long)]
         no_apt: bool,
+        /// Also install the CUDA build of ONNX Runtime (`onnxruntime-gpu`) beside the CPU one,
+        /// for `vidlm` built with `--features cuda` (README: "On an NVIDIA GPU").
+        #[arg(long)]
+        cuda: bool,
     },
     /// Print the path of the ONNX Runtime library that `setup` installed.
     OrtPath,
@@ -74,7 +78,7 @@ enum Cmd {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Setup { no_python, no_apt } => setup::setup(setup::Parts { apt: !no_apt, ort: true, python: !no_python }),
+        Cmd::Setup { no_python, no_apt, cuda } => setup::setup(setup::Parts { apt: !no_apt, ort: true, python: !no_python, cuda }),
         Cmd::OrtPath => {
             println!("{}", setup::ort_lib().display());
             Ok(())
@@ -116,7 +120,7 @@ fn cargo() -> Command {
 }
 
 fn demo(args: &[String]) -> Result<()> {
-    setup::setup(setup::Parts { apt: true, ort: true, python: false })?;
+    setup::setup(setup::Parts { apt: true, ort: true, python: false, cuda: false })?;
     let root = project_root();
     let video = root.join("assets").join("demo.mp4");
     let model = root.join("assets").join("demo-model");
@@ -147,7 +151,7 @@ fn demo(args: &[String]) -> Result<()> {
 }
 
 fn test(args: &[String]) -> Result<()> {
-    setup::setup(setup::Parts { apt: true, ort: true, python: true })?;
+    setup::setup(setup::Parts { apt: true, ort: true, python: true, cuda: false })?;
     let videos = videos::videos()?;
     // Tiny test models + their ONNX exports into .cache/fixtures (idempotent), and a check that the
     // committed goldens are still what transformers produces.

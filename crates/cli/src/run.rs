@@ -72,6 +72,14 @@ pub struct Args {
     /// Print one JSON object (text, tokens, timings) at the end instead of streaming.
     #[arg(long)]
     pub json: bool,
+    /// Keep the vision sessions loaded during decoding (default: released after the vision stage).
+    /// For memory comparisons.
+    #[arg(long, hide = true)]
+    pub keep_vision_loaded: bool,
+    /// Run `embed_tokens` in an ONNX Runtime session instead of reading rows from its file.
+    /// For memory comparisons.
+    #[arg(long, hide = true)]
+    pub embed_in_session: bool,
 }
 
 fn device(s: &str) -> Result<Device> {
@@ -107,13 +115,19 @@ pub fn run(a: Args) -> Result<()> {
     let opts = PipelineOptions {
         session: SessionOptions { device: device(&a.device)?, allow_cpu_fallback: a.allow_cpu_fallback, intra_threads: a.threads, ..Default::default() },
         hub: HubOptions { offline: a.offline, ..Default::default() },
+        // One request per process: the vision weights need not stay resident during decoding.
+        release_vision_after_use: !a.keep_vision_loaded,
+        embed_in_session: a.embed_in_session,
         ..Default::default()
     };
     // Progress on stderr for the slow stages (stdout carries only the answer or the JSON).
     let started = std::time::Instant::now();
     eprintln!("[vidlm] loading {} ...", a.model);
     let mut p = Pipeline::from_pretrained(&a.model, &opts)?;
-    eprintln!("[vidlm] loaded {:?} model in {:.1} s", p.family(), started.elapsed().as_secs_f64());
+    eprintln!("[vidlm] loaded {:?} model in {:.1} s ({})", p.family(), started.elapsed().as_secs_f64(), p.provider());
+    if let Some(reason) = p.cuda_fallback() {
+        eprintln!("[vidlm] CUDA unavailable, running on the CPU (--allow-cpu-fallback): {reason}");
+    }
     let progress = Progress::new(move |stage| {
         let at = started.elapsed().as_secs_f64();
         match stage {

@@ -73,3 +73,41 @@ fn run_reports_bad_input_in_one_line() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing"));
     let _ = std::fs::remove_file(&bad);
 }
+
+#[test]
+fn cuda_where_it_cannot_run_names_what_is_missing_and_can_fall_back() {
+    let model = root().join("assets/demo-model");
+    let video = root().join("assets/demo.mp4");
+    let run = |extra: &[&str]| {
+        vidlm()
+            .args(["run", "--model"])
+            .arg(&model)
+            .arg("--video")
+            .arg(&video)
+            .args(["--num-frames", "2", "--max-new-tokens", "2", "--threads", "1", "--json", "--device", "cuda", "--prompt", "Hi"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = run(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "--device cuda ran on a machine without CUDA: {err}");
+    let line = err.lines().last().unwrap_or_default();
+    assert!(line.starts_with("error: CUDA execution provider unavailable: "), "{err}");
+    if cfg!(feature = "cuda") {
+        // The binary has the provider; what is missing is the CUDA build of ONNX Runtime or the
+        // CUDA runtime itself.
+        assert!(line.contains("CPU build") || line.contains("CUDA runtime") || line.contains("driver") || line.contains("device"), "{line}");
+    } else {
+        assert!(line.contains("compiled without the `cuda` feature") && line.contains("--features cuda"), "{line}");
+    }
+    assert!(out.stdout.is_empty());
+    // With --allow-cpu-fallback it runs on the CPU and says so.
+    let out = run(&["--allow-cpu-fallback"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("CUDA unavailable, running on the CPU"), "{err}");
+    assert!(err.contains("(CPUExecutionProvider)"), "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["token_ids"].as_array().unwrap().len(), 2);
+}

@@ -59,6 +59,7 @@
 //! ```
 
 mod config;
+mod embed;
 mod generate;
 mod merge;
 mod model;
@@ -73,6 +74,7 @@ use tokenizers::Tokenizer;
 pub use config::{GenerationConfig, GenerationOptions, OneOrMany, ResolvedGeneration, TextConfig};
 pub use generate::{FinishReason, Generation, GenerationResult, LmTimings, RowOutput, Sequence, TokenEvent};
 pub use merge::{left_pad, merge_features, position_ids, Features};
+pub use embed::{Embedder, EmbeddingTable};
 pub use model::{DecoderIo, KvCache, LanguageModelFiles, LayerIo, LmSessions, StepOutput};
 pub use sampling::{
     apply_min_p, apply_repetition_penalty, apply_temperature, apply_top_k, apply_top_p, argmax, process_logits, sample, select_token, Rng,
@@ -131,6 +133,14 @@ pub enum DecoderError {
         tokens: usize,
         /// `max_position_embeddings`.
         max: usize,
+    },
+    /// A token id outside the embedding table.
+    #[error("token id {id} is outside the vocabulary (0..{vocab})")]
+    TokenOutOfRange {
+        /// The id.
+        id: i64,
+        /// Rows of the embedding table.
+        vocab: usize,
     },
     /// Bad option value.
     #[error("invalid generation option: {0}")]
@@ -195,6 +205,9 @@ pub struct LmOptions {
     pub embed_suffix: String,
     /// Precision suffix of `decoder_model_merged`.
     pub decoder_suffix: String,
+    /// Run `embed_tokens` in an ONNX Runtime session even when it is a plain `Gather` whose rows
+    /// can be read from the file (the default reads them: see [`EmbeddingTable`]).
+    pub embed_in_session: bool,
 }
 
 /// A loaded language model: sessions, configs, tokenizer and placeholder ids.
@@ -236,7 +249,7 @@ impl LanguageModel {
         } else {
             None
         };
-        let sessions = LmSessions::load(&files, &text_config, &opts.session)?;
+        let sessions = LmSessions::load_with(&files, &text_config, &opts.session, !opts.embed_in_session)?;
         Ok(LanguageModel { sessions, text_config, generation_config, tokenizer, placeholders })
     }
 

@@ -106,6 +106,14 @@ pub struct PipelineOptions {
     pub decoder_suffix: String,
     /// Hub look-up for ids.
     pub hub: HubOptions,
+    /// Release the vision sessions after each call's vision stage (they are loaded again by the
+    /// next call that has images or videos), so their weights are not resident while the
+    /// language model runs. Lowers peak memory for one-shot use (`vidlm run` sets it); a
+    /// long-running server keeps them loaded.
+    pub release_vision_after_use: bool,
+    /// Run `embed_tokens` in an ONNX Runtime session even where its rows can be read from the
+    /// file (see `vidlm_decoder::EmbeddingTable`).
+    pub embed_in_session: bool,
 }
 
 impl Default for PipelineOptions {
@@ -117,6 +125,8 @@ impl Default for PipelineOptions {
             embed_suffix: String::new(),
             decoder_suffix: String::new(),
             hub: HubOptions::default(),
+            release_vision_after_use: false,
+            embed_in_session: false,
         }
     }
 }
@@ -274,6 +284,7 @@ pub struct Pipeline {
     loader: Arc<TimedLoader>,
     vision: VisionEncoder,
     lm: LanguageModel,
+    release_vision: bool,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -304,12 +315,17 @@ impl Pipeline {
         )?;
         let mut lm = LanguageModel::from_dir(
             &dir,
-            &LmOptions { session: opts.session.clone(), embed_suffix: opts.embed_suffix.clone(), decoder_suffix: opts.decoder_suffix.clone() },
+            &LmOptions {
+                session: opts.session.clone(),
+                embed_suffix: opts.embed_suffix.clone(),
+                decoder_suffix: opts.decoder_suffix.clone(),
+                embed_in_session: opts.embed_in_session,
+            },
         )?;
         // The processor's tokenizer is the model's; the LM streams text with it.
         lm.set_tokenizer(Some(processor.tokenizer().clone()));
         tracing::info!(model, dir = %dir.display(), family = ?vision.family(), provider = %lm.sessions().provider(), "pipeline loaded");
-        Ok(Pipeline { dir, processor, loader, vision, lm })
+        Ok(Pipeline { dir, processor, loader, vision, lm, release_vision: opts.release_vision_after_use })
     }
 
     /// The model directory.
@@ -325,6 +341,17 @@ impl Pipeline {
     /// The processor.
     pub fn processor(&self) -> &Processor {
         &self.processor
+    }
+
+    /// Execution provider of the language model.
+    pub fn provider(&self) -> Provider {
+        self.lm.sessions().provider()
+    }
+
+    /// Why CUDA was not used although it was asked for (`allow_cpu_fallback`): the model runs on
+    /// the CPU.
+    pub fn cuda_fallback(&self) -> Option<&str> {
+        self.lm.sessions().cuda_fallback()
     }
 
     /// The language model.
@@ -373,7 +400,11 @@ impl Pipeline {
         let videos = inputs.video_token_counts.len();
         Progress::report(opts, Stage::Vision { images, videos });
         let t1 = Instant::now();
-        let seqs = sequences_from_inputs(&mut self.vision, &inputs, self.lm.placeholders())?;
+        let seqs = sequences_from_inputs(&mut self.vision, &inputs, self.lm.placeholders());
+        if self.release_vision {
+            self.vision.release();
+        }
+        let seqs = seqs?;
         let vision = t1.elapsed();
         Ok((seqs, Timings { decode, preprocess: total.saturating_sub(decode), vision, ..Default::default() }))
     }

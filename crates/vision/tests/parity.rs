@@ -60,7 +60,7 @@ fn check_family_variant(family_dir: &str, max_batch: usize, suffix: &str, report
     );
     let mut vision = VisionEncoder::from_dir(&model, &VisionOptions { session: session(), max_batch, suffix: suffix.to_string() })
         .unwrap_or_else(|e| panic!("{family_dir}: vision: {e}"));
-    let mut lm = LanguageModel::from_dir(&model, &LmOptions { session: session(), embed_suffix: suffix.to_string(), decoder_suffix: suffix.to_string() })
+    let mut lm = LanguageModel::from_dir(&model, &LmOptions { session: session(), embed_suffix: suffix.to_string(), decoder_suffix: suffix.to_string(), ..Default::default() })
         .unwrap_or_else(|e| panic!("{family_dir}: lm: {e}"));
     let ph = lm.placeholders();
     let size = vision.config().vision_config.image_size;
