@@ -161,7 +161,8 @@ fn test(args: &[String]) -> Result<()> {
     // TODO(issue 13): run `tidy::tidy(&project_root())?` here (first: it takes a second) once the
     // media change that moves video-io's raw-pointer reads behind `ffi.rs` is on main; until
     // then `cargo xtask tidy` reports exactly those 16 lines of `reader.rs`.
-    setup::setup(setup::Parts { apt: true, ort: true, python: true, cuda: false })?;
+    // `cuda`: the CUDA build of ONNX Runtime too, for the no-GPU CUDA test of vidlm-ort below.
+    setup::setup(setup::Parts { apt: true, ort: true, python: true, cuda: true })?;
     let videos = videos::videos()?;
     // Tiny test models + their ONNX exports into .cache/fixtures (idempotent), and a check that the
     // committed goldens are still what transformers produces.
@@ -177,6 +178,15 @@ fn test(args: &[String]) -> Result<()> {
     d.env("VIDLM_TEST_VIDEOS", &videos);
     d.args(["test", "--workspace", "--doc"]).args(args);
     run(&mut d)?;
+    // The GPU path, on a machine without one (CI's): the `cuda` build of the binary compiles, and
+    // vidlm-ort's CUDA test checks the errors that name what is missing and the CPU fallback with
+    // both ONNX Runtime builds (README: "On an NVIDIA GPU").
+    let mut c = cargo();
+    c.args(["check", "-p", "vidlm", "--features", "cuda"]);
+    run(&mut c)?;
+    let mut g = cargo();
+    g.args(["test", "-p", "vidlm-ort", "--features", "cuda", "--test", "cuda"]);
+    run(&mut g)?;
     Ok(())
 }
 
