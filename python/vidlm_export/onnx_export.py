@@ -20,8 +20,15 @@ QUANTIZED = ("q8", "q4")
 TORCH_DTYPE = {"fp32": torch.float32, "fp16": torch.float16, "q8": torch.float32, "q4": torch.float32}
 # Validation tolerance: max|delta| <= atol + rtol * max|reference|, per dtype (reference = fp32 torch).
 TOLERANCE = {"fp32": (1e-4, 1e-4), "fp16": (2e-2, 2e-2)}
-# Initializers above this total go to external data (<name>.onnx_data); protobuf's hard limit is 2 GiB.
-EXTERNAL_DATA_THRESHOLD = 1_800_000_000
+# Graphs whose initializers exceed this total keep them in external data (<name>.onnx_data) instead of
+# inside the protobuf (whose hard limit is 2 GiB). External data is what lets ONNX Runtime memory-map the
+# weights instead of copying them out of a parsed protobuf, so every real-size graph uses it; tiny test
+# graphs stay single files.
+EXTERNAL_DATA_THRESHOLD = 32 * 1024 * 1024
+# Offsets of large tensors in external data are aligned to this (64 KiB: the mmap allocation granularity
+# on Windows, a multiple of the 4 KiB page elsewhere): ONNX Runtime maps aligned initializers from the file
+# on CPU instead of reading them into allocated memory.
+EXTERNAL_DATA_ALIGNMENT = 65536
 
 
 def file_name(stem: str, dtype: str) -> str:
@@ -138,10 +145,7 @@ def export_graph(spec: GraphSpec, dtype: str, out_dir: Path, exporter: str, opse
                 fusions = ort_fusions(prog.model)
             big = sum(v.const_value.nbytes for v in prog.model.graph.initializers.values()
                       if v.const_value is not None) > EXTERNAL_DATA_THRESHOLD
-            if big:
-                onnx_ir.save(prog.model, path, external_data=data_name)
-            else:
-                onnx_ir.save(prog.model, path)
+            save_model_ir(prog.model, path, data_name if big else None)
             del prog
         elif exporter == "torchscript":
             import onnx
@@ -160,14 +164,14 @@ def export_graph(spec: GraphSpec, dtype: str, out_dir: Path, exporter: str, opse
                 dynamic_axes=spec.dynamic_axes,
                 do_constant_folding=True,
             )
+            import onnx_ir
+
             m = onnx.load(str(tmp_file))
             big = sum(len(t.raw_data) for t in m.graph.initializer) > EXTERNAL_DATA_THRESHOLD
-            if big:
-                onnx.save_model(m, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                                location=data_name, size_threshold=1024)
-            else:
-                onnx.save_model(m, str(path))
+            ir_model = onnx_ir.serde.deserialize_model(m)
             del m
+            save_model_ir(ir_model, path, data_name if big else None)
+            del ir_model
             for f in tmp.iterdir():
                 f.unlink()
             tmp.rmdir()
@@ -181,6 +185,17 @@ def export_graph(spec: GraphSpec, dtype: str, out_dir: Path, exporter: str, opse
         "builder": f"torch.onnx.export ({exporter}, opset {opset})"
                    + (f" + onnxscript optimize_for_ort {fusions}" if exporter == "dynamo" and fusions else ""),
     }
+
+
+def save_model_ir(model, path: Path, data_name: str | None) -> None:
+    """Saves an onnx_ir model; with `data_name`, initializers go to that external data file with
+    page-aligned offsets (see EXTERNAL_DATA_ALIGNMENT)."""
+    import onnx_ir
+
+    if data_name is None:
+        onnx_ir.save(model, path)
+    else:
+        onnx_ir.save(model, path, external_data=data_name, alignment=EXTERNAL_DATA_ALIGNMENT)
 
 
 def _session(path: Path):

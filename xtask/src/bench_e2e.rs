@@ -742,7 +742,7 @@ pub fn bench_e2e(args: &[String]) -> Result<()> {
     let tokens = a.max_new_tokens.unwrap_or(if a.quick { 6 } else { 32 });
     let started = Instant::now();
 
-    setup::setup(setup::Parts { apt: true, ort: true, python: true })?;
+    setup::setup(setup::Parts { apt: true, ort: true, python: true, cuda: false })?;
     let video = match &a.video {
         Some(v) => v.clone(),
         None => videos::videos()?.join("h264_1080p30_60s.mp4"),

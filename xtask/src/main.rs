@@ -48,6 +48,10 @@ enum Cmd {
         /// Skip apt packages.
         #[arg(long)]
         no_apt: bool,
+        /// Also install the CUDA build of ONNX Runtime (`onnxruntime-gpu`) beside the CPU one,
+        /// for `vidlm` built with `--features cuda` (README: "On an NVIDIA GPU").
+        #[arg(long)]
+        cuda: bool,
     },
     /// Print the path of the ONNX Runtime library that `setup` installed.
     OrtPath,
@@ -99,7 +103,7 @@ enum Cmd {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Setup { no_python, no_apt } => setup::setup(setup::Parts { apt: !no_apt, ort: true, python: !no_python }),
+        Cmd::Setup { no_python, no_apt, cuda } => setup::setup(setup::Parts { apt: !no_apt, ort: true, python: !no_python, cuda }),
         Cmd::OrtPath => {
             println!("{}", setup::ort_lib().display());
             Ok(())
@@ -144,7 +148,7 @@ fn cargo() -> Command {
 }
 
 fn demo(args: &[String]) -> Result<()> {
-    setup::setup(setup::Parts { apt: true, ort: true, python: false })?;
+    setup::setup(setup::Parts { apt: true, ort: true, python: false, cuda: false })?;
     let root = project_root();
     let video = root.join("assets").join("demo.mp4");
     let model = root.join("assets").join("demo-model");
@@ -177,7 +181,8 @@ fn demo(args: &[String]) -> Result<()> {
 fn test(args: &[String]) -> Result<()> {
     // Text-only checks first: they take a second and fail fast.
     tidy::tidy(&project_root())?;
-    setup::setup(setup::Parts { apt: true, ort: true, python: true })?;
+    // `cuda`: the CUDA build of ONNX Runtime too, for the no-GPU CUDA test of vidlm-ort below.
+    setup::setup(setup::Parts { apt: true, ort: true, python: true, cuda: true })?;
     let videos = videos::videos()?;
     // Tiny test models + their ONNX exports into .cache/fixtures (idempotent), and a check that the
     // committed goldens are still what transformers produces.
@@ -193,6 +198,15 @@ fn test(args: &[String]) -> Result<()> {
     d.env("VIDLM_TEST_VIDEOS", &videos);
     d.args(["test", "--workspace", "--doc"]).args(args);
     run(&mut d)?;
+    // The GPU path, on a machine without one (CI's): the `cuda` build of the binary compiles, and
+    // vidlm-ort's CUDA test checks the errors that name what is missing and the CPU fallback with
+    // both ONNX Runtime builds (README: "On an NVIDIA GPU").
+    let mut c = cargo();
+    c.args(["check", "-p", "vidlm", "--features", "cuda"]);
+    run(&mut c)?;
+    let mut g = cargo();
+    g.args(["test", "-p", "vidlm-ort", "--features", "cuda", "--test", "cuda"]);
+    run(&mut g)?;
     // The end-to-end benchmark's harness on a tiny model (its numbers mean nothing here), so that it
     // cannot rot: checkpoint, fp32/q8/q4 export, vidlm run per dtype, transformers, bandwidth, JSON.
     bench_e2e::bench_e2e(&["--quick".to_string()])?;

@@ -47,6 +47,8 @@ pub struct Parts {
     pub apt: bool,
     pub ort: bool,
     pub python: bool,
+    /// The CUDA build of ONNX Runtime (`onnxruntime-gpu`), beside the CPU one.
+    pub cuda: bool,
 }
 
 pub fn setup(parts: Parts) -> Result<()> {
@@ -56,6 +58,15 @@ pub fn setup(parts: Parts) -> Result<()> {
     if parts.ort {
         let lib = onnxruntime()?;
         eprintln!("[setup] onnxruntime: {}", lib.display());
+    }
+    if parts.cuda {
+        let lib = onnxruntime_gpu()?;
+        eprintln!("[setup] onnxruntime-gpu: {}", lib.display());
+        eprintln!(
+            "[setup] CUDA: build with `cargo build --release -p vidlm --features cuda` and run with `--device cuda`; \
+             it needs an NVIDIA driver >= 580, CUDA 13.x (cudart, cuBLAS, cuRAND) and cuDNN 9 on the library path \
+             (README: \"On an NVIDIA GPU\")"
+        );
     }
     if parts.python {
         let py = python_env()?;
@@ -128,34 +139,58 @@ pub fn ort_lib() -> PathBuf {
     ort_dir().join("libonnxruntime.so")
 }
 
+/// Directory that holds the unpacked CUDA build of ONNX Runtime (`setup --cuda`). `vidlm-ort`
+/// built with the `cuda` feature looks here before the CPU build.
+pub fn ort_gpu_dir() -> PathBuf {
+    cache_dir().join("onnxruntime-gpu").join(ORT_VERSION)
+}
+
+/// Path of the CUDA build's `libonnxruntime.so` once set up.
+pub fn ort_gpu_lib() -> PathBuf {
+    ort_gpu_dir().join("libonnxruntime.so")
+}
+
 /// Downloads the pinned `onnxruntime` wheel with pip and unpacks its shared libraries.
 pub fn onnxruntime() -> Result<PathBuf> {
-    let lib = ort_lib();
+    unpack_wheel("onnxruntime", "onnxruntime", &ort_dir())
+}
+
+/// Downloads the pinned `onnxruntime-gpu` wheel and unpacks its shared libraries (the runtime
+/// and the CUDA/TensorRT provider libraries it loads on demand). ~255 MB download.
+pub fn onnxruntime_gpu() -> Result<PathBuf> {
+    unpack_wheel("onnxruntime-gpu", "onnxruntime_gpu", &ort_gpu_dir())
+}
+
+/// `pip download`s `package==ORT_VERSION` (wheel file names use `file_stem`) and unpacks every
+/// shared library of its `onnxruntime/capi/` into `dir`, with `libonnxruntime.so` pointing at the
+/// versioned one. Idempotent: nothing happens when `dir/libonnxruntime.so` exists.
+fn unpack_wheel(package: &str, file_stem: &str, dir: &std::path::Path) -> Result<PathBuf> {
+    let lib = dir.join("libonnxruntime.so");
     if lib.exists() {
         return Ok(lib);
     }
-    step(format!("installing ONNX Runtime {ORT_VERSION} (PyPI wheel)"), install_onnxruntime)
+    step(format!("installing {package} {ORT_VERSION} (PyPI wheel)"), || install_wheel(package, file_stem, dir))
 }
 
-fn install_onnxruntime() -> Result<PathBuf> {
-    let lib = ort_lib();
-    let dir = ort_dir();
-    std::fs::create_dir_all(&dir)?;
+fn install_wheel(package: &str, file_stem: &str, dir: &std::path::Path) -> Result<PathBuf> {
+    let lib = dir.join("libonnxruntime.so");
+    std::fs::create_dir_all(dir)?;
     let dl = cache_dir().join("downloads");
     std::fs::create_dir_all(&dl)?;
     run_logged(Command::new(python3())
         .args(["-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:", "-d"])
         .arg(&dl)
-        .arg(format!("onnxruntime=={ORT_VERSION}")))?;
+        .arg(format!("{package}=={ORT_VERSION}")))?;
+    let prefix = format!("{file_stem}-{ORT_VERSION}-");
     let wheel = std::fs::read_dir(&dl)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| {
             p.file_name()
                 .and_then(|n| n.to_str())
-                .map(|n| n.starts_with(&format!("onnxruntime-{ORT_VERSION}-")) && n.ends_with(".whl"))
+                .map(|n| n.starts_with(&prefix) && n.ends_with(".whl"))
                 .unwrap_or(false)
         })
-        .context("pip download produced no onnxruntime wheel")?;
+        .with_context(|| format!("pip download produced no {package} wheel"))?;
     // Unpack every shared library of onnxruntime/capi/ and point libonnxruntime.so at the versioned one.
     let script = r#"
 import sys, zipfile, os, shutil
@@ -167,6 +202,7 @@ for n in z.namelist():
     if n.startswith("onnxruntime/capi/") and ".so" in base and "pybind" not in base:
         with z.open(n) as src, open(os.path.join(out, base), "wb") as dst:
             shutil.copyfileobj(src, dst)
+        os.chmod(os.path.join(out, base), 0o755)
         if base.startswith("libonnxruntime.so"):
             found = base
 if not found:
@@ -177,7 +213,7 @@ if found != "libonnxruntime.so":
     os.symlink(found, link)
 print(found)
 "#;
-    run_logged(Command::new(python3()).args(["-c", script]).arg(&wheel).arg(&dir))?;
+    run_logged(Command::new(python3()).args(["-c", script]).arg(&wheel).arg(dir))?;
     if !lib.exists() {
         bail!("unpacking {} did not produce {}", wheel.display(), lib.display());
     }

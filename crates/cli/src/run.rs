@@ -5,12 +5,15 @@
 //! `--messages`), streams the answer to stdout and prints per-stage timings to stderr.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use crate::messages::MessagesFile;
 use crate::sampling::SamplingArgs;
-use vidlm_pipeline::{Conversation, Device, FinishReason, GenerateOptions, HubOptions, Pipeline, PipelineOptions, Progress, SessionOptions, Stage};
+use vidlm_pipeline::{
+    Conversation, Device, FinishReason, GenerateOptions, HubOptions, ModelFiles, Pipeline, PipelineError, PipelineOptions, Precision, Precisions, Progress,
+    SessionOptions, Stage,
+};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -66,6 +69,12 @@ pub struct Args {
     /// Use the CPU if CUDA cannot run.
     #[arg(long)]
     pub allow_cpu_fallback: bool,
+    /// Weight precision: fp32, fp16, q8, q4 or q4f16 for every graph, or per graph
+    /// (`vision=q8,decoder=q4,embed=q4`; `q4,vision=fp32` = q4 but the vision graphs fp32). The
+    /// files are `onnx/<graph><suffix>.onnx` with the transformers.js suffixes "", _fp16,
+    /// _quantized, _q4, _q4f16. Default: fp32 on the CPU; on CUDA fp16 where the export has it.
+    #[arg(long)]
+    pub dtype: Option<Dtype>,
     /// ONNX Runtime intra-op threads.
     #[arg(long)]
     pub threads: Option<usize>,
@@ -75,6 +84,92 @@ pub struct Args {
     /// Print one JSON object (text, tokens, timings) at the end instead of streaming.
     #[arg(long)]
     pub json: bool,
+    /// Keep the vision sessions loaded during decoding (default: released after the vision stage).
+    /// For memory comparisons.
+    #[arg(long, hide = true)]
+    pub keep_vision_loaded: bool,
+    /// Run `embed_tokens` in an ONNX Runtime session instead of reading rows from its file.
+    /// For memory comparisons.
+    #[arg(long, hide = true)]
+    pub embed_in_session: bool,
+}
+
+/// `--dtype`: one precision for every graph, and/or one per graph (`vision`, `embed`, `decoder`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Dtype {
+    all: Option<Precision>,
+    vision: Option<Precision>,
+    embed: Option<Precision>,
+    decoder: Option<Precision>,
+}
+
+impl std::str::FromStr for Dtype {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut d = Dtype::default();
+        for part in s.split(',').map(str::trim) {
+            let (slot, name) = match part.split_once('=') {
+                None => (&mut d.all, part),
+                Some((graph, name)) => match graph.trim() {
+                    "vision" => (&mut d.vision, name),
+                    "embed" => (&mut d.embed, name),
+                    "decoder" => (&mut d.decoder, name),
+                    other => return Err(format!("unknown graph {other:?} (vision, embed, decoder)")),
+                },
+            };
+            if slot.is_some() {
+                return Err(format!("{part:?}: the precision is given twice"));
+            }
+            *slot = Some(name.trim().parse::<Precision>().map_err(|e| e.to_string())?);
+        }
+        Ok(d)
+    }
+}
+
+impl Dtype {
+    /// The precision of each graph, `default` where `--dtype` does not say.
+    fn precisions(self, default: Precision) -> Precisions {
+        let all = self.all.unwrap_or(default);
+        Precisions { vision: self.vision.unwrap_or(all), embed: self.embed.unwrap_or(all), decoder: self.decoder.unwrap_or(all) }
+    }
+}
+
+/// The default precision: fp32 on the CPU, fp16 on CUDA where the model has an fp16 decoder (a
+/// local directory is looked at; a hub id is taken to be a transformers.js-style export, which
+/// has one).
+fn default_precision(device: Device, model: &str) -> Precision {
+    match device {
+        Device::Cpu => Precision::Fp32,
+        Device::Cuda { .. } => {
+            let dir = Path::new(model);
+            let fp16 = dir.join(format!("onnx/decoder_model_merged{}.onnx", Precision::Fp16.suffix()));
+            if !dir.is_dir() || fp16.is_file() {
+                Precision::Fp16
+            } else {
+                Precision::Fp32
+            }
+        }
+    }
+}
+
+/// A graph missing for the chosen precision, said with the precisions the directory has per graph.
+fn explain_missing(e: PipelineError, model: &str) -> anyhow::Error {
+    if let PipelineError::MissingFile { file, .. } = &e {
+        if file.starts_with("onnx/") && file.ends_with(".onnx") {
+            let have = ModelFiles::read(model)
+                .map(|f| {
+                    f.available_graphs()
+                        .iter()
+                        .map(|(g, ps)| format!("{g} {}", ps.iter().map(|p| p.name()).collect::<Vec<_>>().join("/")))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default();
+            let have = if have.is_empty() { String::new() } else { format!(" (this model has: {have})") };
+            return anyhow::Error::new(e).context(format!("no graph for the chosen --dtype{have}"));
+        }
+    }
+    e.into()
 }
 
 fn device(s: &str) -> Result<Device> {
@@ -110,16 +205,30 @@ pub fn run(a: Args) -> Result<()> {
         }
     };
     let conversation = Conversation::from_json(&messages, Some(&base_dir))?;
+    let device = device(&a.device)?;
+    let precisions = a.dtype.unwrap_or_default().precisions(default_precision(device, &a.model));
     let opts = PipelineOptions {
-        session: SessionOptions { device: device(&a.device)?, allow_cpu_fallback: a.allow_cpu_fallback, intra_threads: a.threads, ..Default::default() },
+        session: SessionOptions { device, allow_cpu_fallback: a.allow_cpu_fallback, intra_threads: a.threads, ..Default::default() },
+        precisions,
         hub: HubOptions { offline: a.offline, ..Default::default() },
+        // One request per process: the vision weights need not stay resident during decoding.
+        release_vision_after_use: !a.keep_vision_loaded,
+        embed_in_session: a.embed_in_session,
         ..Default::default()
     };
     // Progress on stderr for the slow stages (stdout carries only the answer or the JSON).
     let started = std::time::Instant::now();
     eprintln!("[vidlm] loading {} ...", a.model);
-    let mut p = Pipeline::from_pretrained(&a.model, &opts)?;
-    eprintln!("[vidlm] loaded {:?} model in {:.1} s", p.family(), started.elapsed().as_secs_f64());
+    let mut p = Pipeline::from_pretrained(&a.model, &opts).map_err(|e| explain_missing(e, &a.model))?;
+    let dtype = if precisions.vision == precisions.embed && precisions.embed == precisions.decoder {
+        precisions.decoder.to_string()
+    } else {
+        format!("vision {}, embed {}, decoder {}", precisions.vision, precisions.embed, precisions.decoder)
+    };
+    eprintln!("[vidlm] loaded {:?} model ({dtype}) in {:.1} s ({})", p.family(), started.elapsed().as_secs_f64(), p.provider());
+    if let Some(reason) = p.cuda_fallback() {
+        eprintln!("[vidlm] CUDA unavailable, running on the CPU (--allow-cpu-fallback): {reason}");
+    }
     let progress = Progress::new(move |stage| {
         let at = started.elapsed().as_secs_f64();
         match stage {

@@ -74,6 +74,44 @@ fn run_reports_bad_input_in_one_line() {
     let _ = std::fs::remove_file(&bad);
 }
 
+#[test]
+fn cuda_where_it_cannot_run_names_what_is_missing_and_can_fall_back() {
+    let model = root().join("assets/demo-model");
+    let video = root().join("assets/demo.mp4");
+    let run = |extra: &[&str]| {
+        vidlm()
+            .args(["run", "--model"])
+            .arg(&model)
+            .arg("--video")
+            .arg(&video)
+            .args(["--num-frames", "2", "--max-new-tokens", "2", "--threads", "1", "--json", "--device", "cuda", "--prompt", "Hi"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = run(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "--device cuda ran on a machine without CUDA: {err}");
+    let line = err.lines().last().unwrap_or_default();
+    assert!(line.starts_with("error: CUDA execution provider unavailable: "), "{err}");
+    if cfg!(feature = "cuda") {
+        // The binary has the provider; what is missing is the CUDA build of ONNX Runtime or the
+        // CUDA runtime itself.
+        assert!(line.contains("CPU build") || line.contains("CUDA runtime") || line.contains("driver") || line.contains("device"), "{line}");
+    } else {
+        assert!(line.contains("compiled without the `cuda` feature") && line.contains("--features cuda"), "{line}");
+    }
+    assert!(out.stdout.is_empty());
+    // With --allow-cpu-fallback it runs on the CPU and says so.
+    let out = run(&["--allow-cpu-fallback"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("CUDA unavailable, running on the CPU"), "{err}");
+    assert!(err.contains("(CPUExecutionProvider)"), "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["token_ids"].as_array().unwrap().len(), 2);
+}
+
 /// Issue 12: `--messages q/messages.json` naming `clip.mp4` means `q/clip.mp4`, whatever the
 /// working directory (and `vidlm preprocess` reads the same file the same way).
 #[test]
@@ -122,5 +160,79 @@ fn run_resolves_media_in_a_messages_file_against_its_folder() {
     assert!(!missing.status.success());
     let err = String::from_utf8_lossy(&missing.stderr);
     assert!(err.contains("clip.mp4"), "{err}");
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+/// `--dtype q8` picks the graphs with the transformers.js suffix (`_quantized`); a precision the
+/// model lacks is one line naming the missing file and the precisions the model has.
+#[test]
+fn dtype_selects_suffixed_graphs_and_names_missing_ones() {
+    let demo = root().join("assets/demo-model");
+    let work = std::env::temp_dir().join(format!("vidlm-cli-dtype-{}", std::process::id()));
+    let model = work.join("m");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(model.join("onnx")).unwrap();
+    for e in std::fs::read_dir(&demo).unwrap().flatten() {
+        if e.path().is_file() {
+            std::fs::copy(e.path(), model.join(e.file_name())).unwrap();
+        }
+    }
+    // The demo model's fp32 graphs, renamed as an export that only has the q8 variant.
+    for e in std::fs::read_dir(demo.join("onnx")).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let to = match name.strip_suffix(".onnx") {
+            Some(stem) => format!("{stem}_quantized.onnx"),
+            None => name,
+        };
+        std::fs::copy(e.path(), model.join("onnx").join(to)).unwrap();
+    }
+    let video = root().join("assets/demo.mp4");
+    let run = |m: &std::path::Path, extra: &[&str]| {
+        vidlm()
+            .args(["run", "--model"])
+            .arg(m)
+            .arg("--video")
+            .arg(&video)
+            .args(["--num-frames", "2", "--max-new-tokens", "3", "--threads", "1", "--json", "--prompt", "Hi"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let reference = run(&demo, &[]);
+    assert!(reference.status.success(), "{}", String::from_utf8_lossy(&reference.stderr));
+    let q8 = run(&model, &["--dtype", "q8"]);
+    assert!(q8.status.success(), "{}", String::from_utf8_lossy(&q8.stderr));
+    assert!(String::from_utf8_lossy(&q8.stderr).contains("model (q8)"), "{}", String::from_utf8_lossy(&q8.stderr));
+    let a: serde_json::Value = serde_json::from_slice(&reference.stdout).unwrap();
+    let b: serde_json::Value = serde_json::from_slice(&q8.stdout).unwrap();
+    assert_eq!(a["token_ids"], b["token_ids"], "the same graphs under the q8 name give the same tokens");
+    // The default (fp32) is absent from this model: one line, the file, what the model has.
+    let out = run(&model, &[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = err.lines().last().unwrap_or_default();
+    assert!(line.starts_with("error: no graph for the chosen --dtype (this model has: vision_encoder q8, "), "{err}");
+    assert!(line.contains("decoder_model_merged q8)") && line.contains("missing onnx/vision_encoder.onnx"), "{err}");
+    assert!(out.stdout.is_empty());
+    let out = run(&demo, &["--dtype", "q4"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("(this model has: vision_encoder fp32, ") && err.contains("missing onnx/vision_encoder_q4.onnx"), "{err}");
+    // Per graph: only the decoder at q4 names the decoder's file.
+    let out = run(&demo, &["--dtype", "decoder=q4"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("missing onnx/decoder_model_merged_q4.onnx"), "{err}");
+    // Mixed: q8 everywhere but the vision graphs, which the model has only at q8 here too.
+    let out = run(&model, &["--dtype", "fp32,vision=q8"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing onnx/embed_tokens.onnx"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&model, &["--dtype", "q8,vision=q8,embed=quantized"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&demo, &["--dtype", "q4,audio=q8"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("unknown graph \"audio\""));
+    // An unknown name is refused by the argument parser, naming the choices.
+    let out = run(&demo, &["--dtype", "int3"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("fp32, fp16, q8, q4 or q4f16"), "{}", String::from_utf8_lossy(&out.stderr));
     let _ = std::fs::remove_dir_all(&work);
 }

@@ -59,6 +59,7 @@
 //! ```
 
 mod config;
+mod embed;
 mod generate;
 mod merge;
 mod model;
@@ -74,6 +75,7 @@ pub use config::{GenerationOptions, ResolvedGeneration};
 pub use generate::{FinishReason, Generation, GenerationResult, LmTimings, RowOutput, Sequence, TokenEvent};
 pub use merge::{merge_features, position_ids, Features};
 pub use vidlm_model::{left_pad, GenerationConfig, OneOrMany, PlaceholderIds, Precision, TextConfig};
+pub use embed::{Embedder, EmbeddingTable};
 pub use model::{DecoderIo, KvCache, LanguageModelFiles, LayerIo, LmSessions, StepOutput};
 pub use sampling::{
     apply_min_p, apply_repetition_penalty, apply_temperature, apply_top_k, apply_top_p, argmax, process_logits, sample, select_token, Rng,
@@ -137,6 +139,14 @@ pub enum DecoderError {
         /// `max_position_embeddings`.
         max: usize,
     },
+    /// A token id outside the embedding table.
+    #[error("token id {id} is outside the vocabulary (0..{vocab})")]
+    TokenOutOfRange {
+        /// The id.
+        id: i64,
+        /// Rows of the embedding table.
+        vocab: usize,
+    },
     /// Bad option value.
     #[error("invalid generation option: {0}")]
     InvalidOption(String),
@@ -146,6 +156,15 @@ pub enum DecoderError {
     /// Tokenizer failure.
     #[error("tokenizer error: {0}")]
     Tokenizer(String),
+    /// A graph's weight file could not be read (the embedding table served from its file).
+    #[error("cannot read {path}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl DecoderError {
@@ -155,7 +174,7 @@ impl DecoderError {
         match self {
             DecoderError::Model(e) => e.kind(),
             DecoderError::Ort(OrtError::GraphMissing(_) | OrtError::SessionLoad { .. }) => ErrorKind::InvalidModel,
-            DecoderError::UnexpectedInput { .. } | DecoderError::UnexpectedGraph { .. } => ErrorKind::InvalidModel,
+            DecoderError::UnexpectedInput { .. } | DecoderError::UnexpectedGraph { .. } | DecoderError::Io { .. } => ErrorKind::InvalidModel,
             DecoderError::PromptTooLong { .. } => ErrorKind::LimitExceeded,
             DecoderError::InvalidOption(_) => ErrorKind::BadRequest,
             _ => ErrorKind::Internal,
@@ -172,6 +191,9 @@ pub struct LmOptions {
     pub embed_precision: Precision,
     /// Precision variant of `decoder_model_merged`.
     pub decoder_precision: Precision,
+    /// Run `embed_tokens` in an ONNX Runtime session even when it is a plain `Gather` whose rows
+    /// can be read from the file (the default reads them: see [`EmbeddingTable`]).
+    pub embed_in_session: bool,
 }
 
 /// A loaded language model: sessions, configs, tokenizer and placeholder ids.
@@ -211,7 +233,7 @@ impl LanguageModel {
             }
         }
         let text_config = files.config.text().clone();
-        let sessions = LmSessions::load(&graphs, &text_config, &opts.session)?;
+        let sessions = LmSessions::load_with(&graphs, &text_config, &opts.session, !opts.embed_in_session)?;
         Ok(LanguageModel {
             sessions,
             text_config,

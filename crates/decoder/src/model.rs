@@ -1,15 +1,15 @@
 //! The ONNX sessions of the language model (`embed_tokens` and `decoder_model_merged`), their
 //! interface read from the session metadata, and one forward step with the KV cache.
 
-use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use half::f16;
-use vidlm_ort::ort::session::SessionInputValue;
-use vidlm_ort::ort::value::{DynValue, Tensor, TensorRef};
+use vidlm_ort::ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
+use vidlm_ort::ort::value::{DynTensorValueType, DynValue, Tensor};
 use vidlm_ort::{find_info, load_session, LoadedSession, Provider, SessionOptions, TensorElementType, TensorInfo};
 
 use crate::config::TextConfig;
+use crate::embed::Embedder;
 use crate::DecoderError;
 
 /// Names of one layer's cache tensors.
@@ -46,11 +46,11 @@ pub struct DecoderIo {
     pub head_dim: usize,
 }
 
-fn static_dim(info: &TensorInfo, axis: usize) -> Option<usize> {
+pub(crate) fn static_dim(info: &TensorInfo, axis: usize) -> Option<usize> {
     info.shape.get(axis).and_then(|&d| usize::try_from(d).ok()).filter(|&d| d > 0)
 }
 
-fn check_float(info: &TensorInfo, graph: &Path) -> Result<TensorElementType, DecoderError> {
+pub(crate) fn check_float(info: &TensorInfo, graph: &Path) -> Result<TensorElementType, DecoderError> {
     match info.elem_type {
         Some(t @ (TensorElementType::Float32 | TensorElementType::Float16)) => Ok(t),
         other => Err(DecoderError::UnexpectedGraph {
@@ -164,12 +164,26 @@ impl KvCache {
     }
 }
 
-fn ort_err(path: &Path) -> impl Fn(vidlm_ort::ort::Error) -> DecoderError + '_ {
+pub(crate) fn ort_err(path: &Path) -> impl Fn(vidlm_ort::ort::Error) -> DecoderError + '_ {
     move |e| DecoderError::Runtime { path: path.to_path_buf(), source: e }
 }
 
-/// Copies the selected batch rows of a `[batch, ...]` tensor into a new tensor.
+/// Copies the selected batch rows of a `[batch, ...]` tensor into a new tensor on the same
+/// device (a device tensor goes through host memory: rows leave a batch rarely).
 fn select_rows(v: &DynValue, rows: &[usize], path: &Path) -> Result<DynValue, DecoderError> {
+    let t = v.view().downcast::<DynTensorValueType>().map_err(ort_err(path))?;
+    let info = t.memory_info();
+    if info.is_cpu_accessible() {
+        return select_rows_host(v, rows, path);
+    }
+    let (device, id) = (info.allocation_device(), info.device_id());
+    let host = t.to(AllocationDevice::CPU, 0).map_err(ort_err(path))?.into_dyn();
+    let picked = select_rows_host(&host, rows, path)?;
+    let picked = picked.view().downcast::<DynTensorValueType>().map_err(ort_err(path))?.to(device, id).map_err(ort_err(path))?;
+    Ok(picked.into_dyn())
+}
+
+fn select_rows_host(v: &DynValue, rows: &[usize], path: &Path) -> Result<DynValue, DecoderError> {
     fn gather<T: vidlm_ort::ort::value::PrimitiveTensorElementType + Copy + std::fmt::Debug + 'static>(
         v: &DynValue,
         rows: &[usize],
@@ -245,44 +259,65 @@ impl LanguageModelFiles {
     }
 }
 
-/// The two language-model sessions.
+/// The language model's graphs: `embed_tokens` (an [`Embedder`]) and the decoder session.
 #[derive(Debug)]
 pub struct LmSessions {
-    pub(crate) embed: LoadedSession,
+    pub(crate) embed: Embedder,
     pub(crate) decoder: LoadedSession,
     pub(crate) io: DecoderIo,
     pub(crate) hidden: usize,
-    embed_input: String,
-    embed_output: String,
+    /// Where the KV cache lives: the decoder's device (CUDA memory with the CUDA provider).
+    kv_memory: MemoryInfo<'static>,
+    /// Host memory, for the logits.
+    host_memory: MemoryInfo<'static>,
+}
+
+fn device_memory(provider: Provider) -> Result<MemoryInfo<'static>, vidlm_ort::ort::Error> {
+    match provider {
+        Provider::Cpu => MemoryInfo::new(AllocationDevice::CPU, 0, AllocatorType::Device, MemoryType::Default),
+        Provider::Cuda { device_id } => MemoryInfo::new(AllocationDevice::CUDA, device_id, AllocatorType::Device, MemoryType::Default),
+    }
 }
 
 impl LmSessions {
     /// Loads both graphs (each checked to exist first) and validates their interfaces.
+    /// `embed_tokens` is served from its file when it is a plain `Gather` and `table_embeddings`
+    /// is set (see [`Embedder`]).
     pub fn load(files: &LanguageModelFiles, text: &TextConfig, opts: &SessionOptions) -> Result<Self, DecoderError> {
+        Self::load_with(files, text, opts, true)
+    }
+
+    /// [`LmSessions::load`] choosing whether `embed_tokens` may be served from its file.
+    pub fn load_with(files: &LanguageModelFiles, text: &TextConfig, opts: &SessionOptions, table_embeddings: bool) -> Result<Self, DecoderError> {
         for p in [&files.embed_tokens, &files.decoder] {
             if !p.is_file() {
                 return Err(DecoderError::Ort(vidlm_ort::OrtError::GraphMissing(p.clone())));
             }
         }
-        let embed = load_session(&files.embed_tokens, opts)?;
+        let embed = Embedder::load(&files.embed_tokens, opts, table_embeddings)?;
         let decoder = load_session(&files.decoder, opts)?;
         let io = DecoderIo::from_session(&decoder, text)?;
-        let bad = |message: String| DecoderError::UnexpectedGraph { path: embed.path.clone(), message };
-        let [inp] = embed.inputs.as_slice() else {
-            return Err(bad(format!("expected one input (input_ids), found {}", embed.inputs.len())));
-        };
-        if inp.elem_type != Some(TensorElementType::Int64) {
-            return Err(bad(format!("input `{}` is {:?}, expected int64", inp.name, inp.elem_type)));
-        }
-        let out = embed.outputs.first().ok_or_else(|| bad("no output".into()))?;
-        check_float(out, &embed.path)?;
         let dec_embeds = find_info(&decoder.inputs, "inputs_embeds");
-        let hidden = static_dim(out, 2)
+        let hidden = embed
+            .hidden()
             .or_else(|| dec_embeds.and_then(|i| static_dim(i, 2)))
             .or(text.hidden_size)
-            .ok_or_else(|| bad("hidden size is dynamic in both graphs and missing from config.json".into()))?;
+            .ok_or_else(|| DecoderError::UnexpectedGraph {
+                path: files.embed_tokens.clone(),
+                message: "hidden size is dynamic in both graphs and missing from config.json".into(),
+            })?;
+        if let Some(d) = dec_embeds.and_then(|i| static_dim(i, 2)) {
+            if d != hidden {
+                return Err(DecoderError::UnexpectedGraph {
+                    path: files.decoder.clone(),
+                    message: format!("`inputs_embeds` has width {d}, embed_tokens gives {hidden}"),
+                });
+            }
+        }
         tracing::debug!(layers = io.layers.len(), kv_heads = io.kv_heads, head_dim = io.head_dim, hidden, "decoder interface");
-        Ok(LmSessions { embed_input: inp.name.clone(), embed_output: out.name.clone(), embed, decoder, io, hidden })
+        let kv_memory = device_memory(decoder.provider).map_err(ort_err(&files.decoder))?;
+        let host_memory = device_memory(Provider::Cpu).map_err(ort_err(&files.decoder))?;
+        Ok(LmSessions { embed, decoder, io, hidden, kv_memory, host_memory })
     }
 
     /// Hidden size of the language model.
@@ -300,27 +335,19 @@ impl LmSessions {
         self.decoder.provider
     }
 
+    /// Why CUDA was not used although it was asked for (the session fell back to the CPU).
+    pub fn cuda_fallback(&self) -> Option<&str> {
+        self.decoder.cuda_fallback.as_deref()
+    }
+
+    /// How `embed_tokens` runs.
+    pub fn embedder(&self) -> &Embedder {
+        &self.embed
+    }
+
     /// `embed_tokens(ids)` for `batch × seq` ids; returns `batch × seq × hidden` f32 values.
     pub fn embed(&mut self, ids: &[i64], batch: usize, seq: usize) -> Result<Vec<f32>, DecoderError> {
-        let path = self.embed.path.clone();
-        let input = TensorRef::from_array_view(([batch, seq], ids)).map_err(ort_err(&path))?;
-        let outputs = self
-            .embed
-            .session
-            .run(vec![(Cow::Owned(self.embed_input.clone()), SessionInputValue::from(input))])
-            .map_err(ort_err(&path))?;
-        let v = outputs
-            .get(&self.embed_output)
-            .ok_or_else(|| DecoderError::Shape(format!("embed_tokens produced no `{}`", self.embed_output)))?;
-        let data = to_f32(v, &path)?;
-        if data.len() != batch * seq * self.hidden {
-            return Err(DecoderError::Shape(format!(
-                "embed_tokens returned {} values for {batch}x{seq} ids (hidden {})",
-                data.len(),
-                self.hidden
-            )));
-        }
-        Ok(data)
+        self.embed.embed(ids, batch, seq, self.hidden)
     }
 
     /// An empty cache (past length 0) for `batch` rows.
@@ -364,35 +391,48 @@ impl LmSessions {
             )));
         }
         let err = ort_err(&path);
-        let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = Vec::with_capacity(4 + cache.values.len());
-        let embeds_f16: Vec<f16>;
+        // Everything goes through an IoBinding: the inputs are owned tensors (bound without a
+        // copy), the past values are the previous step's outputs, bound where they are (on the
+        // device with CUDA), and the present values are allocated where the cache lives; only
+        // the logits are bound to host memory.
+        let mut binding = self.decoder.session.create_binding().map_err(&err)?;
         let shape3 = [batch, seq, self.hidden];
-        match self.io.embeds_type {
+        let embeds_v: DynValue = match self.io.embeds_type {
             TensorElementType::Float16 => {
-                embeds_f16 = embeds.iter().map(|&x| f16::from_f32(x)).collect();
-                inputs.push(("inputs_embeds".into(), TensorRef::from_array_view((shape3, &embeds_f16[..])).map_err(&err)?.into()));
+                let h: Vec<f16> = embeds.iter().map(|&x| f16::from_f32(x)).collect();
+                Tensor::from_array((shape3, h)).map_err(&err)?.into_dyn()
             }
-            _ => inputs.push(("inputs_embeds".into(), TensorRef::from_array_view((shape3, embeds)).map_err(&err)?.into())),
-        }
-        inputs.push(("attention_mask".into(), TensorRef::from_array_view(([batch, total], mask)).map_err(&err)?.into()));
+            _ => Tensor::from_array((shape3, embeds.to_vec())).map_err(&err)?.into_dyn(),
+        };
+        binding.bind_input("inputs_embeds", &embeds_v).map_err(&err)?;
+        let mask_v = Tensor::from_array(([batch, total], mask.to_vec())).map_err(&err)?;
+        binding.bind_input("attention_mask", &mask_v).map_err(&err)?;
         if self.io.has_position_ids {
-            inputs.push(("position_ids".into(), TensorRef::from_array_view(([batch, seq], positions)).map_err(&err)?.into()));
+            let pos_v = Tensor::from_array(([batch, seq], positions.to_vec())).map_err(&err)?;
+            binding.bind_input("position_ids", &pos_v).map_err(&err)?;
         }
         if self.io.has_use_cache_branch {
-            inputs.push(("use_cache_branch".into(), Tensor::from_array(([1usize], vec![cache.past_len > 0])).map_err(&err)?.into()));
+            let v = Tensor::from_array(([1usize], vec![cache.past_len > 0])).map_err(&err)?;
+            binding.bind_input("use_cache_branch", &v).map_err(&err)?;
         }
         if self.io.has_num_logits_to_keep {
-            inputs.push(("num_logits_to_keep".into(), Tensor::from_array(((), vec![1i64])).map_err(&err)?.into()));
+            let v = Tensor::from_array(((), vec![1i64])).map_err(&err)?;
+            binding.bind_input("num_logits_to_keep", &v).map_err(&err)?;
         }
         for (l, io) in self.io.layers.iter().enumerate() {
             let (k, v) = match (cache.values.get(2 * l), cache.values.get(2 * l + 1)) {
                 (Some(k), Some(v)) => (k, v),
                 _ => return Err(DecoderError::Shape("KV cache has fewer tensors than the graph has layers".into())),
             };
-            inputs.push((io.past_key.as_str().into(), SessionInputValue::from(k.view())));
-            inputs.push((io.past_value.as_str().into(), SessionInputValue::from(v.view())));
+            binding.bind_input(io.past_key.as_str(), k).map_err(&err)?;
+            binding.bind_input(io.past_value.as_str(), v).map_err(&err)?;
         }
-        let mut outputs = self.decoder.session.run(inputs).map_err(&err)?;
+        binding.bind_output_to_device("logits", &self.host_memory).map_err(&err)?;
+        for io in &self.io.layers {
+            binding.bind_output_to_device(io.present_key.as_str(), &self.kv_memory).map_err(&err)?;
+            binding.bind_output_to_device(io.present_value.as_str(), &self.kv_memory).map_err(&err)?;
+        }
+        let mut outputs = self.decoder.session.run_binding(&binding).map_err(&err)?;
         let logits_v = outputs.get("logits").ok_or_else(|| DecoderError::Shape("decoder produced no logits".into()))?;
         let lshape: Vec<i64> = logits_v.dtype().tensor_shape().map(|s| s.iter().copied().collect()).unwrap_or_default();
         let (rows, positions_out, vocab) = match lshape.as_slice() {

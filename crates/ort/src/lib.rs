@@ -18,6 +18,8 @@
 //!   through `tracing` and reported in [`LoadedSession::provider`].
 //! * **Metadata** ([`TensorInfo`], [`input_infos`], [`output_infos`]): names, element types and
 //!   shapes read from the session, never assumed.
+//! * **Graph files** ([`onnx_file::OnnxFile`]): the structure of an `.onnx` file and where each
+//!   initializer's bytes are, read without ONNX Runtime and without reading the weights.
 //!
 //! ```
 //! use vidlm_ort::{find_library, load_session, Device, OrtError, SessionOptions};
@@ -32,6 +34,8 @@
 //! let err = load_session("/nonexistent/decoder_model_merged.onnx", &opts).unwrap_err();
 //! assert!(matches!(err, OrtError::GraphMissing(_)));
 //! ```
+
+pub mod onnx_file;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -103,9 +107,25 @@ fn display_paths(paths: &[PathBuf]) -> String {
     paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
 }
 
+/// Folder of `.cache/` that `cargo xtask setup` unpacks the CPU build of ONNX Runtime into.
+pub const CPU_LIBRARY_DIR: &str = "onnxruntime";
+/// Folder of `.cache/` that `cargo xtask setup --cuda` unpacks the CUDA build (`onnxruntime-gpu`)
+/// into. Builds with the `cuda` feature look there first; the CUDA build runs CPU sessions too.
+pub const GPU_LIBRARY_DIR: &str = "onnxruntime-gpu";
+
+/// The `.cache/<dir>/<version>/<library>` paths searched, most preferred first.
+fn cache_relatives() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if cfg!(feature = "cuda") {
+        dirs.push(GPU_LIBRARY_DIR);
+    }
+    dirs.push(CPU_LIBRARY_DIR);
+    dirs.into_iter().map(|d| [".cache", d, ORT_VERSION, LIBRARY_FILE].iter().collect()).collect()
+}
+
 /// Candidate library locations, in search order, when `ORT_DYLIB_PATH` is not set.
 pub fn library_candidates() -> Vec<PathBuf> {
-    let rel: PathBuf = [".cache", "onnxruntime", ORT_VERSION, LIBRARY_FILE].iter().collect();
+    let rels = cache_relatives();
     let mut out: Vec<PathBuf> = Vec::new();
     let mut push = |p: PathBuf| {
         if !out.contains(&p) {
@@ -116,19 +136,25 @@ pub fn library_candidates() -> Vec<PathBuf> {
         if let Some(dir) = exe.parent() {
             push(dir.join(LIBRARY_FILE));
             for anc in dir.ancestors() {
-                push(anc.join(&rel));
+                for rel in &rels {
+                    push(anc.join(rel));
+                }
             }
         }
     }
     if let Ok(cwd) = std::env::current_dir() {
         for anc in cwd.ancestors() {
-            push(anc.join(&rel));
+            for rel in &rels {
+                push(anc.join(rel));
+            }
         }
     }
     // The workspace this crate was compiled in (crates/ort -> workspace root).
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     if let Some(ws) = manifest.parent().and_then(Path::parent) {
-        push(ws.join(&rel));
+        for rel in &rels {
+            push(ws.join(rel));
+        }
     }
     out
 }
@@ -150,6 +176,12 @@ pub fn find_library() -> Result<PathBuf, OrtError> {
 }
 
 static ENVIRONMENT: Mutex<Option<ort::environment::Environment>> = Mutex::new(None);
+static LOADED_LIBRARY: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+/// The ONNX Runtime library this process loaded (`None` before [`environment`] succeeded).
+pub fn loaded_library() -> Option<PathBuf> {
+    LOADED_LIBRARY.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
 
 /// The process-wide ONNX Runtime environment, created on first use from [`find_library`].
 ///
@@ -164,6 +196,7 @@ pub fn environment() -> Result<ort::environment::Environment, OrtError> {
     let builder = ort::init_from(&path).map_err(|source| OrtError::LibraryLoad { path: path.clone(), source })?;
     let env = builder.with_name("vidlm").build().map_err(OrtError::Environment)?;
     tracing::info!(library = %path.display(), "ONNX Runtime environment initialised");
+    *LOADED_LIBRARY.lock().unwrap_or_else(|p| p.into_inner()) = Some(path);
     *guard = Some(env.clone());
     Ok(env)
 }
@@ -229,6 +262,57 @@ pub struct SessionOptions {
     pub inter_threads: Option<usize>,
     /// Graph optimisation level.
     pub optimization_level: OptimizationLevel,
+    /// How the session uses memory.
+    pub memory: MemoryOptions,
+}
+
+/// How a session uses memory. The defaults are chosen by measurement on the real-size models
+/// (see `ARCHITECTURE.md`, vidlm-ort invariants); each switch maps to one ONNX Runtime setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryOptions {
+    /// Let kernels keep pre-packed copies of constant weights (`session.disable_prepacking`
+    /// when off). A pre-packed copy is anonymous memory made at load time; without it MatMul
+    /// reads the weights where they are (memory-mapped external data).
+    pub prepack_weights: bool,
+    /// ONNX Runtime's CPU memory arena (`EnableCpuMemArena`). An arena keeps the largest
+    /// activations it ever held until the session is dropped; without it activations go to the
+    /// system allocator and are returned after each run.
+    pub cpu_arena: bool,
+    /// Plan activation memory per input shape in one block (`enable_mem_pattern`).
+    pub memory_pattern: bool,
+}
+
+impl Default for MemoryOptions {
+    /// No pre-packed copies (measured: MatMul with one row — every decode step — runs as fast or
+    /// faster on the unpacked, memory-mapped weights, and loading is 10× quicker), ONNX Runtime's
+    /// arena and memory patterns as usual.
+    fn default() -> Self {
+        MemoryOptions { prepack_weights: false, cpu_arena: true, memory_pattern: true }
+    }
+}
+
+impl MemoryOptions {
+    /// These options with the benchmark overrides from the environment applied:
+    /// `VIDLM_ORT_PREPACK`, `VIDLM_ORT_ARENA`, `VIDLM_ORT_MEM_PATTERN` (`1`/`0`). They exist so that
+    /// `cargo xtask bench` and ad-hoc measurements can compare settings with the same binary; an
+    /// unset or unparsable variable leaves the option as it is.
+    pub fn with_env_overrides(mut self) -> Self {
+        let get = |k: &str| match std::env::var(k).ok().as_deref().map(str::trim) {
+            Some("1") | Some("true") => Some(true),
+            Some("0") | Some("false") => Some(false),
+            _ => None,
+        };
+        if let Some(v) = get("VIDLM_ORT_PREPACK") {
+            self.prepack_weights = v;
+        }
+        if let Some(v) = get("VIDLM_ORT_ARENA") {
+            self.cpu_arena = v;
+        }
+        if let Some(v) = get("VIDLM_ORT_MEM_PATTERN") {
+            self.memory_pattern = v;
+        }
+        self
+    }
 }
 
 /// A loaded session plus what it was built with.
@@ -244,6 +328,9 @@ pub struct LoadedSession {
     pub inputs: Vec<TensorInfo>,
     /// Output descriptions read from the session.
     pub outputs: Vec<TensorInfo>,
+    /// Why CUDA was not used, when it was asked for and the session fell back to the CPU
+    /// ([`SessionOptions::allow_cpu_fallback`]).
+    pub cuda_fallback: Option<String>,
 }
 
 type Builder = ort::session::builder::SessionBuilder;
@@ -266,7 +353,22 @@ fn base_builder(path: &Path, opts: &SessionOptions) -> Result<Builder, OrtError>
     if let Some(n) = opts.inter_threads {
         b = b.with_inter_threads(n).map_err(|e| load_err(e.into()))?;
     }
+    let m = opts.memory.with_env_overrides();
+    b = b.with_prepacking(m.prepack_weights).map_err(|e| load_err(e.into()))?;
+    b = b.with_memory_pattern(m.memory_pattern).map_err(|e| load_err(e.into()))?;
     Ok(b)
+}
+
+/// The CPU provider with the arena setting of `opts` (registering it only sets the arena: the CPU
+/// provider is always present, and ranks after any other provider).
+fn cpu_ep(opts: &SessionOptions) -> ort::ep::ExecutionProviderDispatch {
+    ort::ep::CPU::default().with_arena_allocator(opts.memory.with_env_overrides().cpu_arena).build().error_on_failure()
+}
+
+fn cpu_builder(path: &Path, opts: &SessionOptions) -> Result<Builder, OrtError> {
+    base_builder(path, opts)?
+        .with_execution_providers([cpu_ep(opts)])
+        .map_err(|e| OrtError::SessionLoad { path: path.to_path_buf(), source: e.into() })
 }
 
 fn commit(mut b: Builder, path: &Path, provider: Provider) -> Result<LoadedSession, OrtError> {
@@ -276,24 +378,78 @@ fn commit(mut b: Builder, path: &Path, provider: Provider) -> Result<LoadedSessi
     let inputs = input_infos(&session);
     let outputs = output_infos(&session);
     tracing::info!(graph = %path.display(), provider = %provider, "ONNX session loaded");
-    Ok(LoadedSession { session, provider, path: path.to_path_buf(), inputs, outputs })
+    Ok(LoadedSession { session, provider, path: path.to_path_buf(), inputs, outputs, cuda_fallback: None })
 }
 
 /// Why CUDA cannot be used in this build, or `None` if it may be tried.
 fn cuda_blocker() -> Option<String> {
     #[cfg(not(feature = "cuda"))]
     {
-        Some("vidlm-ort was compiled without the `cuda` feature".to_string())
+        Some("this build has no CUDA support: it was compiled without the `cuda` feature (build with `--features cuda`)".to_string())
     }
     #[cfg(feature = "cuda")]
     {
         use ort::ep::ExecutionProvider;
+        let lib = loaded_library().map(|p| p.display().to_string()).unwrap_or_else(|| "(unknown)".into());
         match ort::ep::CUDA::is_available() {
             Ok(true) => None,
-            Ok(false) => Some("the loaded ONNX Runtime library was built without CUDA support".to_string()),
-            Err(e) => Some(format!("could not query ONNX Runtime for CUDA support: {e}")),
+            Ok(false) => Some(format!(
+                "the ONNX Runtime library {lib} is the CPU build: it has no CUDA execution provider \
+                 (install the CUDA build with `cargo xtask setup --cuda`, or set ORT_DYLIB_PATH to the \
+                 libonnxruntime.so of onnxruntime-gpu {ORT_VERSION})"
+            )),
+            Err(e) => Some(format!("could not ask the ONNX Runtime library {lib} for CUDA support: {e}")),
         }
     }
+}
+
+/// Why [`Device::Cuda`] cannot work with this build and the loaded library, or `None` when a
+/// CUDA session may be tried (it can still fail: no device, missing CUDA runtime libraries).
+/// Initialises the environment (loads the library) if needed.
+pub fn cuda_unavailable_reason() -> Result<Option<String>, OrtError> {
+    environment()?;
+    Ok(cuda_blocker())
+}
+
+/// The shared object a loader error names as missing (`libX.so.N: cannot open shared object file`).
+fn missing_shared_object(msg: &str) -> Option<&str> {
+    let at = msg.find(": cannot open shared object file")?;
+    let head = &msg[..at];
+    let start = head.rfind(|c: char| c.is_whitespace() || c == '\'' || c == '"').map_or(0, |i| i + 1);
+    Some(&head[start..]).filter(|s| !s.is_empty())
+}
+
+/// Turns ONNX Runtime's message about a CUDA provider that could not start into one that says
+/// what is missing: the provider library, the NVIDIA driver, the CUDA runtime, cuDNN or a device.
+pub fn explain_cuda_failure(msg: &str) -> String {
+    let what = match missing_shared_object(msg) {
+        Some(lib) if lib.starts_with("libonnxruntime_providers") => format!(
+            "the CUDA provider library {lib} was not found next to the ONNX Runtime library (install the CUDA build with `cargo xtask setup --cuda`)"
+        ),
+        Some(lib) if lib.starts_with("libcuda.so") => {
+            format!("the NVIDIA driver library {lib} was not found (is an NVIDIA driver installed?)")
+        }
+        Some(lib) if lib.starts_with("libcudnn") => {
+            format!("cuDNN ({lib}) was not found: ONNX Runtime {ORT_VERSION} needs cuDNN 9 for CUDA 13")
+        }
+        Some(lib) => format!(
+            "the CUDA runtime library {lib} was not found: ONNX Runtime {ORT_VERSION} needs CUDA 13.x (cudart, cuBLAS, cuRAND) and cuDNN 9 on the library path"
+        ),
+        None if msg.contains("no CUDA-capable device") || msg.contains("cudaErrorNoDevice") => {
+            "no CUDA-capable device was found".to_string()
+        }
+        None if msg.contains("driver version is insufficient") || msg.contains("cudaErrorInsufficientDriver") => {
+            format!("the NVIDIA driver is too old for the CUDA 13 runtime of ONNX Runtime {ORT_VERSION}")
+        }
+        None => "the CUDA execution provider failed to start".to_string(),
+    };
+    format!("{what} (ONNX Runtime: {})", msg.trim())
+}
+
+#[cfg(feature = "cuda")]
+fn looks_like_cuda_failure(msg: &str) -> bool {
+    let m = msg.to_ascii_lowercase();
+    m.contains("cuda") || m.contains("cudnn") || m.contains("cublas") || m.contains("shared object")
 }
 
 #[cfg(feature = "cuda")]
@@ -301,9 +457,16 @@ fn try_cuda(path: &Path, opts: &SessionOptions, device_id: i32) -> Result<Loaded
     let b = base_builder(path, opts)?;
     let ep = ort::ep::CUDA::default().with_device_id(device_id).build().error_on_failure();
     let b = b
-        .with_execution_providers([ep])
-        .map_err(|e| OrtError::CudaUnavailable { reason: e.to_string() })?;
-    commit(b, path, Provider::Cuda { device_id })
+        .with_execution_providers([ep, cpu_ep(opts)])
+        .map_err(|e| OrtError::CudaUnavailable { reason: explain_cuda_failure(&e.to_string()) })?;
+    match commit(b, path, Provider::Cuda { device_id }) {
+        // A session that fails to start on the device (no GPU, driver too old) is CUDA being
+        // unavailable, not a broken graph.
+        Err(OrtError::SessionLoad { source, .. }) if looks_like_cuda_failure(&source.to_string()) => {
+            Err(OrtError::CudaUnavailable { reason: explain_cuda_failure(&source.to_string()) })
+        }
+        other => other,
+    }
 }
 
 /// Builds a session for the graph at `path` with `opts`.
@@ -317,7 +480,7 @@ pub fn load_session(path: impl AsRef<Path>, opts: &SessionOptions) -> Result<Loa
         return Err(OrtError::GraphMissing(path.to_path_buf()));
     }
     match opts.device {
-        Device::Cpu => commit(base_builder(path, opts)?, path, Provider::Cpu),
+        Device::Cpu => commit(cpu_builder(path, opts)?, path, Provider::Cpu),
         Device::Cuda { device_id } => {
             let attempt = match cuda_blocker() {
                 Some(reason) => Err(OrtError::CudaUnavailable { reason }),
@@ -336,7 +499,9 @@ pub fn load_session(path: impl AsRef<Path>, opts: &SessionOptions) -> Result<Loa
                 Ok(s) => Ok(s),
                 Err(OrtError::CudaUnavailable { reason }) if opts.allow_cpu_fallback => {
                     tracing::warn!(graph = %path.display(), %reason, "CUDA unavailable, falling back to CPUExecutionProvider");
-                    commit(base_builder(path, opts)?, path, Provider::Cpu)
+                    let mut s = commit(cpu_builder(path, opts)?, path, Provider::Cpu)?;
+                    s.cuda_fallback = Some(reason);
+                    Ok(s)
                 }
                 Err(e) => Err(e),
             }
@@ -418,6 +583,38 @@ mod tests {
         let s = e.to_string();
         assert!(s.contains("/a/x.so, /b/y.so"), "{s}");
         assert!(s.contains("ORT_DYLIB_PATH"));
+    }
+
+    #[test]
+    fn cuda_failures_name_what_is_missing() {
+        let m = "Failed to load library libonnxruntime_providers_cuda.so with error: libcublasLt.so.13: cannot open shared object file: No such file or directory";
+        let e = explain_cuda_failure(m);
+        assert!(e.starts_with("the CUDA runtime library libcublasLt.so.13 was not found"), "{e}");
+        assert!(e.contains("CUDA 13") && e.contains(m), "{e}");
+        let e = explain_cuda_failure("libcuda.so.1: cannot open shared object file: No such file or directory");
+        assert!(e.starts_with("the NVIDIA driver library libcuda.so.1"), "{e}");
+        let e = explain_cuda_failure("Failed to load library libonnxruntime_providers_cuda.so with error: libonnxruntime_providers_cuda.so: cannot open shared object file: No such file or directory");
+        assert!(e.starts_with("the CUDA provider library libonnxruntime_providers_cuda.so"), "{e}");
+        let e = explain_cuda_failure("Could not load library libcudnn_graph.so.9: cannot open shared object file");
+        assert!(e.starts_with("cuDNN (libcudnn_graph.so.9)"), "{e}");
+        let e = explain_cuda_failure("CUDA failure 100: no CUDA-capable device is detected ; GPU=0");
+        assert!(e.starts_with("no CUDA-capable device"), "{e}");
+        let e = explain_cuda_failure("something else");
+        assert!(e.starts_with("the CUDA execution provider failed to start"), "{e}");
+    }
+
+    #[test]
+    fn cuda_builds_prefer_the_gpu_library() {
+        let c = library_candidates();
+        let pos = |d: &str| c.iter().position(|p| p.ends_with(Path::new(".cache").join(d).join(ORT_VERSION).join(LIBRARY_FILE)));
+        let cpu = pos(CPU_LIBRARY_DIR).expect("cpu dir searched");
+        match pos(GPU_LIBRARY_DIR) {
+            Some(gpu) => {
+                assert!(cfg!(feature = "cuda"), "only cuda builds search {GPU_LIBRARY_DIR}");
+                assert!(gpu < cpu);
+            }
+            None => assert!(!cfg!(feature = "cuda")),
+        }
     }
 
     #[test]

@@ -122,6 +122,14 @@ pub struct PipelineOptions {
     pub precisions: Precisions,
     /// Hub look-up for ids.
     pub hub: HubOptions,
+    /// Release the vision sessions after each call's vision stage (they are loaded again by the
+    /// next call that has images or videos), so their weights are not resident while the
+    /// language model runs. Lowers peak memory for one-shot use (`vidlm run` sets it); a
+    /// long-running server keeps them loaded.
+    pub release_vision_after_use: bool,
+    /// Run `embed_tokens` in an ONNX Runtime session even where its rows can be read from the
+    /// file (see `vidlm_decoder::EmbeddingTable`).
+    pub embed_in_session: bool,
 }
 
 impl Default for PipelineOptions {
@@ -131,6 +139,8 @@ impl Default for PipelineOptions {
             vision_max_batch: 8,
             precisions: Precisions::default(),
             hub: HubOptions::default(),
+            release_vision_after_use: false,
+            embed_in_session: false,
         }
     }
 }
@@ -288,6 +298,7 @@ pub struct Pipeline {
     loader: Arc<TimedLoader>,
     vision: VisionEncoder,
     lm: LanguageModel,
+    release_vision: bool,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -315,11 +326,16 @@ impl Pipeline {
             &files,
             &VisionOptions { session: opts.session.clone(), max_batch: opts.vision_max_batch, precision: opts.precisions.vision },
         )?;
-        let lm_opts = LmOptions { session: opts.session.clone(), embed_precision: opts.precisions.embed, decoder_precision: opts.precisions.decoder };
+        let lm_opts = LmOptions {
+            session: opts.session.clone(),
+            embed_precision: opts.precisions.embed,
+            decoder_precision: opts.precisions.decoder,
+            embed_in_session: opts.embed_in_session,
+        };
         // The processor's tokenizer is the model's; the LM streams text with it.
         let lm = LanguageModel::from_files(&files, &lm_opts, Some(processor.tokenizer().clone()))?;
         tracing::info!(model, dir = %dir.display(), %family, provider = %lm.sessions().provider(), "pipeline loaded");
-        Ok(Pipeline { dir, processor, loader, vision, lm })
+        Ok(Pipeline { dir, processor, loader, vision, lm, release_vision: opts.release_vision_after_use })
     }
 
     /// The model directory.
@@ -335,6 +351,17 @@ impl Pipeline {
     /// The processor.
     pub fn processor(&self) -> &Processor {
         &self.processor
+    }
+
+    /// Execution provider of the language model.
+    pub fn provider(&self) -> Provider {
+        self.lm.sessions().provider()
+    }
+
+    /// Why CUDA was not used although it was asked for (`allow_cpu_fallback`): the model runs on
+    /// the CPU.
+    pub fn cuda_fallback(&self) -> Option<&str> {
+        self.lm.sessions().cuda_fallback()
     }
 
     /// The language model.
@@ -382,7 +409,11 @@ impl Pipeline {
         let videos = inputs.video_token_counts.len();
         Progress::report(opts, Stage::Vision { images, videos });
         let t1 = Instant::now();
-        let seqs = sequences_from_inputs(&mut self.vision, &inputs)?;
+        let seqs = sequences_from_inputs(&mut self.vision, &inputs);
+        if self.release_vision {
+            self.vision.release();
+        }
+        let seqs = seqs?;
         let vision = t1.elapsed();
         let mut generation = opts.generation.clone();
         generation.pad_token_id = generation.pad_token_id.or(Some(inputs.pad_token_id));

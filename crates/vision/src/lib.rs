@@ -287,16 +287,49 @@ impl FeatureBlock {
     }
 }
 
+/// A vision graph that can be released and loaded again when next needed.
+#[derive(Debug)]
+struct Slot {
+    path: PathBuf,
+    rank: usize,
+    graph: Option<Graph>,
+    /// Provider of the last session loaded.
+    provider: Provider,
+}
+
+impl Slot {
+    fn load(path: PathBuf, rank: usize, opts: &SessionOptions) -> Result<Self, VisionError> {
+        let g = Graph::new(load_session(&path, opts)?, rank)?;
+        Ok(Slot { path, rank, provider: g.s.provider, graph: Some(g) })
+    }
+
+    fn get(&mut self, opts: &SessionOptions) -> Result<&mut Graph, VisionError> {
+        if self.graph.is_none() {
+            tracing::debug!(graph = %self.path.display(), "loading a released vision graph again");
+            let g = Graph::new(load_session(&self.path, opts)?, self.rank)?;
+            self.provider = g.s.provider;
+            self.graph = Some(g);
+        }
+        self.graph.as_mut().ok_or_else(|| VisionError::Unsupported("vision graph not loaded".into()))
+    }
+}
+
 /// The vision graphs of one model plus the host-side steps of its family.
+///
+/// [`VisionEncoder::release`] drops the ONNX Runtime sessions (their weights and activation
+/// memory) when the caller knows it will not encode for a while — `vidlm-pipeline` does it after
+/// the vision stage of a call, so the vision weights are not resident while the language model
+/// runs; the next call loads them again.
 #[derive(Debug)]
 pub struct VisionEncoder {
     spec: &'static FamilySpec,
     geometry: VisionGeometry,
-    image: Graph,
-    video: Option<Graph>,
+    image: Slot,
+    video: Option<Slot>,
     video_path: PathBuf,
     newline: Option<Vec<f32>>,
     max_batch: usize,
+    session: SessionOptions,
 }
 
 impl VisionEncoder {
@@ -325,10 +358,24 @@ impl VisionEncoder {
         } else {
             None
         };
-        let image = Graph::new(load_session(&image_path, &opts.session)?, 4)?;
+        let image = Slot::load(image_path, 4, &opts.session)?;
         let load_video = spec.video_encoder != GraphUse::Unused && video_path.is_file();
-        let video = if load_video { Some(Graph::new(load_session(&video_path, &opts.session)?, 5)?) } else { None };
-        Ok(VisionEncoder { spec, geometry, image, video, video_path, newline, max_batch: opts.max_batch.max(1) })
+        let video = if load_video { Some(Slot::load(video_path.clone(), 5, &opts.session)?) } else { None };
+        Ok(VisionEncoder { spec, geometry, image, video, video_path, newline, max_batch: opts.max_batch.max(1), session: opts.session.clone() })
+    }
+
+    /// Drops the ONNX Runtime sessions (weights, pre-packed copies, activation arenas). The
+    /// graphs are loaded again, from the same files, by the next call that needs them.
+    pub fn release(&mut self) {
+        self.image.graph = None;
+        if let Some(v) = self.video.as_mut() {
+            v.graph = None;
+        }
+    }
+
+    /// Whether any vision session is loaded.
+    pub fn is_loaded(&self) -> bool {
+        self.image.graph.is_some() || self.video.as_ref().is_some_and(|v| v.graph.is_some())
     }
 
     /// The model family.
@@ -351,9 +398,9 @@ impl VisionEncoder {
         self.geometry.image_size
     }
 
-    /// Execution provider of the image graph.
+    /// Execution provider of the image graph (of its last session, while it is released).
     pub fn provider(&self) -> Provider {
-        self.image.s.provider
+        self.image.provider
     }
 
     /// The `image_newline` vector, if the family has one.
@@ -372,7 +419,7 @@ impl VisionEncoder {
         let mut dims = None;
         for start in (0..n).step_by(self.max_batch) {
             let m = self.max_batch.min(n - start);
-            let (shape, vals) = self.image.run(&pixels[start * per..(start + m) * per], &[m, 3, s, s])?;
+            let (shape, vals) = self.image.get(&self.session)?.run(&pixels[start * per..(start + m) * per], &[m, 3, s, s])?;
             let [b, t, d] = shape.as_slice() else {
                 return Err(VisionError::Shape(format!("vision_encoder output has shape {shape:?}, expected [n, tokens, dim]")));
             };
@@ -454,9 +501,10 @@ impl VisionEncoder {
         // Rows the graph appends once per call (OneVision's newline): kept once per video.
         let trailing = self.spec.video_tokens.rows_appended_per_call();
         let max_batch = self.max_batch;
-        let Some(g) = self.video.as_mut() else {
+        let Some(slot) = self.video.as_mut() else {
             return Err(VisionError::Unsupported("no video_encoder graph loaded".into()));
         };
+        let g = slot.get(&self.session)?;
         let mut data = Vec::new();
         let mut dim = 0;
         let chunks: Vec<usize> = (0..v.frames).step_by(max_batch).collect();

@@ -78,3 +78,28 @@ fn bad_pixel_inputs_are_typed() {
     assert_eq!(chunked[0].rows(), frames * 16);
     assert!(max_abs_diff(&chunked[0].data, &one[0].data) < 1e-5);
 }
+
+#[test]
+fn released_sessions_load_again_with_the_same_results() {
+    let mut v = VisionEncoder::from_dir(demo_model(), &VisionOptions { max_batch: 4, ..Default::default() }).unwrap();
+    assert!(v.is_loaded());
+    let s = v.image_size();
+    let per = 3 * s * s;
+    let px: Vec<f32> = (0..3 * per).map(|i| ((i % 89) as f32 / 44.0) - 1.0).collect();
+    let video = [VideoPixels { pixel_values: &px, frames: 3 }];
+    let grid = PatchGrid { image_size: (32, 64), tiles: Some((1, 2)), multi_image: false };
+    let image = [ImagePixels { pixel_values: &px, grid }];
+    let (v1, i1) = (v.video_features(&video).unwrap(), v.image_features(&image).unwrap());
+    v.release();
+    assert!(!v.is_loaded());
+    assert_eq!(v.provider(), vidlm_ort::Provider::Cpu);
+    // The next calls load each graph again; results are bit-identical.
+    let v2 = v.video_features(&video).unwrap();
+    assert!(v.is_loaded());
+    let i2 = v.image_features(&image).unwrap();
+    assert_eq!(v1, v2);
+    assert_eq!(i1, i2);
+    v.release();
+    v.release();
+    assert!(!v.is_loaded());
+}

@@ -62,7 +62,7 @@ fn check_family_variant(family_dir: &str, max_batch: usize, precision: Precision
     );
     let mut vision = VisionEncoder::from_dir(&model, &VisionOptions { session: session(), max_batch, precision })
         .unwrap_or_else(|e| panic!("{family_dir}: vision: {e}"));
-    let mut lm = LanguageModel::from_dir(&model, &LmOptions { session: session(), embed_precision: precision, decoder_precision: precision })
+    let mut lm = LanguageModel::from_dir(&model, &LmOptions { session: session(), embed_precision: precision, decoder_precision: precision, ..Default::default() })
         .unwrap_or_else(|e| panic!("{family_dir}: lm: {e}"));
     let ph = lm.placeholders();
     let size = vision.image_size();
