@@ -70,10 +70,14 @@ enum Cmd {
     /// Check the source tree's invariants: `unsafe` only in FFI/SIMD modules, family matches only
     /// in vidlm-model, every lib.rs with a doc overview and runnable example, READMEs. Part of `test`.
     Tidy,
-    /// Run a benchmark: `video` (frame sampling vs decode-everything and the ffmpeg CLI), `processor` (preprocessing vs transformers).
+    /// Run a benchmark: `video` (frame sampling vs decode-everything and the ffmpeg CLI), `processor` (preprocessing vs transformers),
+    /// `serve` (continuous batching vs one at a time, vision cache; `--quick`, `--model DIR`, `--requests N`, `--tokens N`, `--frames N`).
     Bench {
         /// Which benchmark.
         what: String,
+        /// Extra arguments for the benchmark.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        rest: Vec<String>,
     },
 }
 
@@ -91,7 +95,7 @@ fn main() -> Result<()> {
         Cmd::Test { args } => test(&args),
         Cmd::Videos => videos::videos().map(|d| println!("{}", d.display())),
         Cmd::Tidy => tidy::tidy(&project_root()),
-        Cmd::Bench { what } => bench(&what),
+        Cmd::Bench { what, rest } => bench(&what, &rest),
     }
 }
 
@@ -176,7 +180,7 @@ fn test(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-fn bench(what: &str) -> Result<()> {
+fn bench(what: &str, rest: &[String]) -> Result<()> {
     match what {
         "video" => {
             let videos = videos::videos()?;
@@ -191,6 +195,12 @@ fn bench(what: &str) -> Result<()> {
             b.args(["bench", "-p", "vidlm-processor", "--bench", "processor"]);
             run(&mut b)
         }
-        other => bail!("unknown benchmark {other:?} (known: video, processor)"),
+        "serve" => {
+            // Continuous batching vs one at a time, and the vision cache on a repeated video.
+            let mut b = cargo();
+            b.args(["bench", "-p", "vidlm-engine", "--bench", "serving", "--"]).args(rest);
+            run(&mut b)
+        }
+        other => bail!("unknown benchmark {other:?} (known: video, processor, serve)"),
     }
 }
