@@ -157,7 +157,9 @@ fn failures_are_typed_and_the_engine_keeps_serving() {
     assert!(err.is_client_error());
     // Placeholders and media disagree: the processor's error.
     let mut mismatch = text_request("x", 2);
-    mismatch.media = video_request("x", 4, 2).media;
+    let v = video_request("x", 4, 2);
+    mismatch.media = v.media;
+    mismatch.sampling = v.sampling;
     let err = e.submit(mismatch).expect("submit").wait().expect_err("mismatch");
     assert!(matches!(err, EngineError::Processor(_)) && err.is_client_error(), "{err:?}");
     // Invalid options are refused at submit.
