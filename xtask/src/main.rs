@@ -90,7 +90,8 @@ enum Cmd {
     Corpus,
     /// Run a benchmark: `video` (frame sampling vs decode-everything and the ffmpeg CLI), `processor`
     /// (preprocessing vs transformers), `e2e` (the whole path, vidlm per dtype vs transformers;
-    /// `cargo xtask bench e2e --help`).
+    /// `cargo xtask bench e2e --help`), `serve` (continuous batching vs one at a time, vision cache;
+    /// `--quick`, `--model DIR`, `--requests N`, `--tokens N`, `--frames N`).
     Bench {
         /// Which benchmark.
         what: String,
@@ -228,7 +229,7 @@ fn corpus() -> Result<()> {
 }
 
 fn bench(what: &str, args: &[String]) -> Result<()> {
-    if what != "e2e" && !args.is_empty() {
+    if what != "e2e" && what != "serve" && !args.is_empty() {
         bail!("benchmark {what:?} takes no arguments");
     }
     match what {
@@ -246,6 +247,12 @@ fn bench(what: &str, args: &[String]) -> Result<()> {
             b.args(["bench", "-p", "vidlm-processor", "--bench", "processor"]);
             run(&mut b)
         }
-        other => bail!("unknown benchmark {other:?} (known: video, processor, e2e)"),
+        "serve" => {
+            // Continuous batching vs one at a time, and the vision cache on a repeated video.
+            let mut b = cargo();
+            b.args(["bench", "-p", "vidlm-engine", "--bench", "serving", "--"]).args(args);
+            run(&mut b)
+        }
+        other => bail!("unknown benchmark {other:?} (known: video, processor, e2e, serve)"),
     }
 }

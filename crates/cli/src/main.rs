@@ -7,6 +7,7 @@ mod preprocess;
 mod probe;
 mod run;
 mod sampling;
+mod serve;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -28,6 +29,8 @@ enum Cmd {
     Preprocess(preprocess::Args),
     /// Answer a question about videos/images with a LLaVA-family model (streams the answer).
     Run(run::Args),
+    /// Serve the OpenAI chat completions API (with video_url parts) over HTTP.
+    Serve(serve::Args),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +42,7 @@ fn main() -> ExitCode {
         Cmd::Frames(a) => frames::run(a),
         Cmd::Preprocess(a) => preprocess::run(a),
         Cmd::Run(a) => run::run(a),
+        Cmd::Serve(a) => serve::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -172,7 +172,7 @@ fn explain_missing(e: PipelineError, model: &str) -> anyhow::Error {
     e.into()
 }
 
-fn device(s: &str) -> Result<Device> {
+pub(crate) fn device(s: &str) -> Result<Device> {
     match s {
         "cpu" => Ok(Device::Cpu),
         "cuda" => Ok(Device::Cuda { device_id: 0 }),

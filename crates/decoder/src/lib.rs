@@ -58,6 +58,7 @@
 //! # Ok(()) }
 //! ```
 
+mod cache_ops;
 mod config;
 mod embed;
 mod generate;
@@ -72,7 +73,10 @@ use tokenizers::Tokenizer;
 use vidlm_model::{ErrorKind, Graph, ModelError, ModelFiles};
 
 pub use config::{GenerationOptions, ResolvedGeneration};
-pub use generate::{FinishReason, Generation, GenerationResult, LmTimings, RowOutput, Sequence, TokenEvent};
+pub use generate::{
+    FinishReason, Generation, GenerationResult, LmTimings, Prefill, Prefilled, RequestState, RowOutput, RunningBatch, Sequence, TokenEvent,
+    TokenLogprobs,
+};
 pub use merge::{merge_features, position_ids, Features};
 pub use vidlm_model::{left_pad, GenerationConfig, OneOrMany, PlaceholderIds, Precision, TextConfig};
 pub use embed::{Embedder, EmbeddingTable};
@@ -293,13 +297,43 @@ impl LanguageModel {
     /// feature/placeholder mismatches and over-long prompts are reported before any token.
     pub fn stream<'a>(&'a mut self, seqs: &[Sequence], opts: &GenerationOptions) -> Result<Generation<'a>, DecoderError> {
         let cfg = ResolvedGeneration::resolve(&self.generation_config, opts)?;
-        let start = generate::Start {
-            seqs,
-            image_token_id: self.placeholders.image_token_id,
-            video_token_id: self.placeholders.video_token_id,
-            max_context: self.text_config.max_position_embeddings,
-        };
+        let start = generate::Start { seqs, placeholders: self.placeholders, max_context: self.text_config.max_position_embeddings };
         Generation::start(&mut self.sessions, self.tokenizer.as_ref(), cfg, start)
+    }
+
+    /// The sessions, mutably, and the tokenizer (what a [`RunningBatch`] or [`Prefill`] step
+    /// needs at once).
+    pub fn parts_mut(&mut self) -> (&mut LmSessions, Option<&Tokenizer>) {
+        (&mut self.sessions, self.tokenizer.as_ref())
+    }
+
+    /// The context length (`max_position_embeddings`), if known.
+    pub fn max_context(&self) -> Option<usize> {
+        self.text_config.max_position_embeddings
+    }
+
+    /// Resolves per-call options over the model's generation config (ranges validated).
+    pub fn resolve(&self, opts: &GenerationOptions) -> Result<ResolvedGeneration, DecoderError> {
+        let cfg = ResolvedGeneration::resolve(&self.generation_config, opts)?;
+        if !cfg.stop_strings.is_empty() && self.tokenizer.is_none() {
+            return Err(DecoderError::InvalidOption("stop strings need a tokenizer".into()));
+        }
+        Ok(cfg)
+    }
+
+    /// The per-request state of a prompt that is prefilled on its own ([`Prefill`]): its budget
+    /// and context check count its own length. `logprobs`: report log-probabilities with that
+    /// many alternatives.
+    pub fn request_state(&self, prompt: Vec<i64>, opts: &GenerationOptions, logprobs: Option<usize>) -> Result<RequestState, DecoderError> {
+        let cfg = self.resolve(opts)?;
+        let n = prompt.len();
+        Ok(RequestState::new(prompt, cfg, n, self.max_context()).with_logprobs(logprobs))
+    }
+
+    /// Starts a chunked prefill of one sequence (embedding and feature merge happen here).
+    pub fn prefill(&mut self, seq: &Sequence) -> Result<Prefill, DecoderError> {
+        let max = self.max_context();
+        Prefill::new(&mut self.sessions, seq, self.placeholders, max)
     }
 
     /// Generates to the end.

@@ -147,9 +147,9 @@ impl DecoderIo {
 /// copy) as `past_key_values.*`, plus the row count and past length.
 #[derive(Debug, Default)]
 pub struct KvCache {
-    values: Vec<DynValue>,
-    batch: usize,
-    past_len: usize,
+    pub(crate) values: Vec<DynValue>,
+    pub(crate) batch: usize,
+    pub(crate) past_len: usize,
 }
 
 impl KvCache {

@@ -369,6 +369,12 @@ impl Pipeline {
         &mut self.lm
     }
 
+    /// The loaded parts, for a caller that schedules them itself (the serving engine runs the
+    /// processor and vision on media workers and the language model on its decode loop).
+    pub fn into_parts(self) -> (Processor, VisionEncoder, LanguageModel) {
+        (self.processor, self.vision, self.lm)
+    }
+
     /// Answers one conversation.
     pub fn generate(&mut self, conversation: &Conversation, opts: &GenerateOptions) -> Result<Output, PipelineError> {
         let mut out = self.generate_batch(std::slice::from_ref(conversation), opts)?;
@@ -501,8 +507,14 @@ fn check_patch_size(h: usize, w: usize, size: usize) -> Result<(), PipelineError
     .into())
 }
 
-/// Feature rows of every image of the batch, in order.
-fn image_features(vision: &mut VisionEncoder, inputs: &ProcessedInputs) -> Result<Vec<FeatureBlock>, PipelineError> {
+/// The vision graphs' inputs of a processed batch, borrowed from it: one [`ImagePixels`] per
+/// image (packed by the patch grid the processor recorded) and one [`VideoPixels`] per video, in
+/// order. The serving engine uses it to run the vision graphs only for media its cache lacks.
+pub fn vision_inputs<'a>(vision: &VisionEncoder, inputs: &'a ProcessedInputs) -> Result<(Vec<ImagePixels<'a>>, Vec<VideoPixels<'a>>), PipelineError> {
+    Ok((image_pixels(vision, inputs)?, video_pixels(vision, inputs)?))
+}
+
+fn image_pixels<'a>(vision: &VisionEncoder, inputs: &'a ProcessedInputs) -> Result<Vec<ImagePixels<'a>>, PipelineError> {
     let grids: Vec<_> = inputs.image_grids().copied().collect();
     let Some(pv) = &inputs.pixel_values else {
         return if grids.is_empty() { Ok(Vec::new()) } else { Err(PipelineError::Internal(format!("{} images but no pixel_values", grids.len()))) };
@@ -517,9 +529,8 @@ fn image_features(vision: &mut VisionEncoder, inputs: &ProcessedInputs) -> Resul
     if n != grids.len() {
         return Err(PipelineError::Internal(format!("pixel_values holds {n} images, the conversations {}", grids.len())));
     }
-    let data = pv.as_standard_layout();
-    let data = data.as_slice().ok_or_else(|| PipelineError::Internal("pixel_values is not contiguous".into()))?;
-    let pixels = grids
+    let data = pv.as_slice().ok_or_else(|| PipelineError::Internal("pixel_values is not contiguous".into()))?;
+    grids
         .iter()
         .enumerate()
         .map(|(i, grid)| {
@@ -533,22 +544,30 @@ fn image_features(vision: &mut VisionEncoder, inputs: &ProcessedInputs) -> Resul
                 .ok_or_else(|| PipelineError::Internal("pixel_values is shorter than its shape".into()))?;
             Ok(ImagePixels { pixel_values, grid: *grid })
         })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(vision.image_features(&pixels)?)
+        .collect()
 }
 
-/// Feature rows of every video of the batch, in order.
-fn video_features(vision: &mut VisionEncoder, inputs: &ProcessedInputs) -> Result<Vec<FeatureBlock>, PipelineError> {
+fn video_pixels<'a>(vision: &VisionEncoder, inputs: &'a ProcessedInputs) -> Result<Vec<VideoPixels<'a>>, PipelineError> {
     let Some(pv) = &inputs.pixel_values_videos else { return Ok(Vec::new()) };
     let size = vision.image_size();
     let [n, t, 3, h, w] = *pv.shape() else {
         return Err(PipelineError::Internal(format!("pixel_values_videos of shape {:?}", pv.shape())));
     };
     check_patch_size(h, w, size)?;
-    let data = pv.as_standard_layout();
-    let data = data.as_slice().ok_or_else(|| PipelineError::Internal("pixel_values_videos is not contiguous".into()))?;
+    let data = pv.as_slice().ok_or_else(|| PipelineError::Internal("pixel_values_videos is not contiguous".into()))?;
     let per = t * 3 * size * size;
-    let vids: Vec<VideoPixels<'_>> = data.chunks_exact(per.max(1)).take(n).map(|pixel_values| VideoPixels { pixel_values, frames: t }).collect();
+    Ok(data.chunks_exact(per.max(1)).take(n).map(|pixel_values| VideoPixels { pixel_values, frames: t }).collect())
+}
+
+/// Feature rows of every image of the batch, in order.
+fn image_features(vision: &mut VisionEncoder, inputs: &ProcessedInputs) -> Result<Vec<FeatureBlock>, PipelineError> {
+    let pixels = image_pixels(vision, inputs)?;
+    Ok(vision.image_features(&pixels)?)
+}
+
+/// Feature rows of every video of the batch, in order.
+fn video_features(vision: &mut VisionEncoder, inputs: &ProcessedInputs) -> Result<Vec<FeatureBlock>, PipelineError> {
+    let vids = video_pixels(vision, inputs)?;
     Ok(vision.video_features(&vids)?)
 }
 

@@ -1,0 +1,175 @@
+//! Engine metrics and their Prometheus text exposition. Names are `vidlm_` plus vLLM's name
+//! where vLLM has one (`vllm:time_to_first_token_seconds` → `vidlm_time_to_first_token_seconds`).
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+const TTFT_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0,
+];
+const ITL_BUCKETS: &[f64] = &[0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0];
+const E2E_BUCKETS: &[f64] = &[
+    0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0,
+];
+
+/// A cumulative histogram.
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: &'static [f64],
+    inner: Mutex<(Vec<u64>, f64, u64)>,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Self {
+        Histogram { bounds, inner: Mutex::new((vec![0; bounds.len()], 0.0, 0)) }
+    }
+
+    /// Records one observation (seconds).
+    pub fn observe(&self, v: f64) {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        for (i, b) in self.bounds.iter().enumerate() {
+            if v <= *b {
+                g.0[i] += 1;
+            }
+        }
+        g.1 += v;
+        g.2 += 1;
+    }
+
+    /// Number of observations.
+    pub fn count(&self) -> u64 {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).2
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for (b, c) in self.bounds.iter().zip(g.0.iter()) {
+            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {c}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}\n{name}_sum {}\n{name}_count {}", g.2, g.1, g.2);
+    }
+}
+
+/// Everything the engine measures.
+#[derive(Debug)]
+pub struct Metrics {
+    /// Requests being prefilled or decoded.
+    pub running: AtomicU64,
+    /// Requests admitted but not yet running (queued, loading media, ready).
+    pub waiting: AtomicU64,
+    /// Prompt tokens of requests that started decoding.
+    pub prompt_tokens: AtomicU64,
+    /// Generated tokens.
+    pub generation_tokens: AtomicU64,
+    /// Requests finished by `stop` / `length` / cancelled (`abort`) / failed (`error`).
+    pub finished_stop: AtomicU64,
+    /// See `finished_stop`.
+    pub finished_length: AtomicU64,
+    /// See `finished_stop`.
+    pub finished_abort: AtomicU64,
+    /// See `finished_stop`.
+    pub failed: AtomicU64,
+    /// Requests refused because the queue was full.
+    pub rejected: AtomicU64,
+    /// Vision cache hits (media items whose decoding and vision encoding were skipped).
+    pub vision_cache_hits: AtomicU64,
+    /// Vision cache misses.
+    pub vision_cache_misses: AtomicU64,
+    /// Bytes held by the vision cache.
+    pub vision_cache_bytes: AtomicU64,
+    /// Decode steps run (one per batched forward pass).
+    pub decode_steps: AtomicU64,
+    /// Prefill chunks run.
+    pub prefill_chunks: AtomicU64,
+    /// Time to first token.
+    pub ttft: Histogram,
+    /// Time between consecutive tokens of a request.
+    pub itl: Histogram,
+    /// Arrival to last token.
+    pub e2e: Histogram,
+    /// Arrival to the start of prefill.
+    pub queue_time: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let z = || AtomicU64::new(0);
+        Metrics {
+            running: z(),
+            waiting: z(),
+            prompt_tokens: z(),
+            generation_tokens: z(),
+            finished_stop: z(),
+            finished_length: z(),
+            finished_abort: z(),
+            failed: z(),
+            rejected: z(),
+            vision_cache_hits: z(),
+            vision_cache_misses: z(),
+            vision_cache_bytes: z(),
+            decode_steps: z(),
+            prefill_chunks: z(),
+            ttft: Histogram::new(TTFT_BUCKETS),
+            itl: Histogram::new(ITL_BUCKETS),
+            e2e: Histogram::new(E2E_BUCKETS),
+            queue_time: Histogram::new(E2E_BUCKETS),
+        }
+    }
+}
+
+impl Metrics {
+    /// Prometheus text format (version 0.0.4).
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut scalar = |name: &str, kind: &str, help: &str, v: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+        };
+        scalar("vidlm_num_requests_running", "gauge", "Requests being prefilled or decoded.", g(&self.running));
+        scalar("vidlm_num_requests_waiting", "gauge", "Requests waiting: queued, loading media, or prefilled-ready.", g(&self.waiting));
+        scalar("vidlm_prompt_tokens_total", "counter", "Prompt tokens processed.", g(&self.prompt_tokens));
+        scalar("vidlm_generation_tokens_total", "counter", "Tokens generated.", g(&self.generation_tokens));
+        scalar("vidlm_vision_cache_hits_total", "counter", "Media items served from the vision cache.", g(&self.vision_cache_hits));
+        scalar("vidlm_vision_cache_misses_total", "counter", "Media items decoded and encoded.", g(&self.vision_cache_misses));
+        scalar("vidlm_vision_cache_usage_bytes", "gauge", "Bytes held by the vision cache.", g(&self.vision_cache_bytes));
+        scalar("vidlm_num_requests_rejected_total", "counter", "Requests refused because the queue was full.", g(&self.rejected));
+        scalar("vidlm_request_failure_total", "counter", "Requests that failed after admission.", g(&self.failed));
+        scalar("vidlm_decode_steps_total", "counter", "Batched decode steps.", g(&self.decode_steps));
+        scalar("vidlm_prefill_chunks_total", "counter", "Prefill chunks.", g(&self.prefill_chunks));
+        let _ = writeln!(out, "# HELP vidlm_request_success_total Finished requests by finish reason.\n# TYPE vidlm_request_success_total counter");
+        for (reason, v) in [("stop", &self.finished_stop), ("length", &self.finished_length), ("abort", &self.finished_abort)] {
+            let _ = writeln!(out, "vidlm_request_success_total{{finished_reason=\"{reason}\"}} {}", g(v));
+        }
+        self.ttft.render(&mut out, "vidlm_time_to_first_token_seconds", "Time to first token.");
+        self.itl.render(&mut out, "vidlm_inter_token_latency_seconds", "Time between tokens of a request.");
+        self.e2e.render(&mut out, "vidlm_e2e_request_latency_seconds", "Request latency, arrival to last token.");
+        self.queue_time.render(&mut out, "vidlm_request_queue_time_seconds", "Arrival to prefill start.");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text() {
+        let m = Metrics::default();
+        m.ttft.observe(0.03);
+        m.ttft.observe(3.0);
+        m.prompt_tokens.fetch_add(12, Ordering::Relaxed);
+        let t = m.render();
+        assert!(t.contains("vidlm_prompt_tokens_total 12\n"));
+        assert!(t.contains("vidlm_time_to_first_token_seconds_bucket{le=\"0.04\"} 1\n"));
+        assert!(t.contains("vidlm_time_to_first_token_seconds_bucket{le=\"5\"} 2\n"));
+        assert!(t.contains("vidlm_time_to_first_token_seconds_count 2\n"));
+        assert!(t.contains("# TYPE vidlm_num_requests_waiting gauge"));
+        for l in t.lines().filter(|l| !l.starts_with('#')) {
+            let (name, value) = l.rsplit_once(' ').unwrap_or(("", ""));
+            assert!(name.starts_with("vidlm_"), "{l}");
+            assert!(value.parse::<f64>().is_ok(), "{l}");
+        }
+    }
+}

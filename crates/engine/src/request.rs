@@ -1,0 +1,261 @@
+//! What the engine runs, what it sends back, and how it fails.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::mpsc::UnboundedReceiver;
+use vidlm_decoder::{DecoderError, FinishReason, GenerationOptions, TokenLogprobs};
+use vidlm_media_source::{FrameSampling, MediaError, Source};
+use vidlm_openai::{ChatRequest, DecodedMedia, MediaKind};
+use vidlm_pipeline::{PipelineError, Stage};
+use vidlm_processor::ProcessorError;
+use vidlm_vision::VisionError;
+
+/// One media item of a request.
+#[derive(Debug, Clone)]
+pub enum MediaSpec {
+    /// A checked source: the engine loads, decodes and caches it.
+    Source {
+        /// Image or video.
+        kind: MediaKind,
+        /// Where it comes from.
+        source: Source,
+        /// Its place in the request (for errors).
+        param: String,
+    },
+    /// Media the caller decoded itself (not cached).
+    Decoded(DecodedMedia),
+}
+
+/// A request to the engine: chat messages (Hugging Face format, one media part per
+/// [`EngineRequest::media`] entry, in order), frame sampling and generation options.
+#[derive(Debug, Clone, Default)]
+pub struct EngineRequest {
+    /// The messages the chat template sees.
+    pub messages: Vec<Value>,
+    /// The media, in order of appearance.
+    pub media: Vec<MediaSpec>,
+    /// Frame sampling of every video.
+    pub sampling: FrameSampling,
+    /// Generation options over the model's `generation_config.json`.
+    pub generation: GenerationOptions,
+    /// Report log-probabilities with this many alternatives per token.
+    pub logprobs: Option<usize>,
+}
+
+impl EngineRequest {
+    /// The engine request of a validated OpenAI request.
+    pub fn from_chat(r: &ChatRequest) -> Self {
+        EngineRequest {
+            messages: r.messages.clone(),
+            media: r
+                .media
+                .iter()
+                .map(|m| MediaSpec::Source { kind: m.kind, source: m.source.clone(), param: m.param.clone() })
+                .collect(),
+            sampling: r.sampling,
+            generation: r.generation.clone(),
+            logprobs: r.logprobs,
+        }
+    }
+}
+
+/// Wall-clock times of one request, from its arrival.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RequestTimings {
+    /// Waiting for a media worker.
+    pub queue: Duration,
+    /// Loading (reading, downloading, hashing) and decoding media; zero for cached items.
+    pub media: Duration,
+    /// The processor: template, tokens, pixels.
+    pub preprocess: Duration,
+    /// The vision graphs (items not in the vision cache).
+    pub vision: Duration,
+    /// Prefilled-ready, waiting for the decode loop to start its prefill.
+    pub wait_prefill: Duration,
+    /// Prompt embedding and feature merge.
+    pub embed: Duration,
+    /// Prefill decoder passes (all chunks).
+    pub prefill: Duration,
+    /// Prefill chunks.
+    pub prefill_chunks: usize,
+    /// Arrival to the first token.
+    pub first_token: Duration,
+    /// Each decode step this request took part in (a batched step's whole duration).
+    pub decode_steps: Vec<Duration>,
+    /// Arrival to the end.
+    pub total: Duration,
+    /// Media items served from the vision cache.
+    pub cache_hits: usize,
+    /// Media items decoded and encoded.
+    pub cache_misses: usize,
+}
+
+impl RequestTimings {
+    /// Mean decode step.
+    pub fn per_token(&self) -> Duration {
+        if self.decode_steps.is_empty() {
+            Duration::ZERO
+        } else {
+            self.decode_steps.iter().sum::<Duration>() / self.decode_steps.len() as u32
+        }
+    }
+
+    /// Tokens per second of decoding (the first token comes from the prefill).
+    pub fn tokens_per_second(&self) -> f64 {
+        let t: Duration = self.decode_steps.iter().sum();
+        if t.is_zero() {
+            0.0
+        } else {
+            self.decode_steps.len() as f64 / t.as_secs_f64()
+        }
+    }
+}
+
+/// A finished request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    /// The decoded text of all generated tokens (special tokens skipped).
+    pub text: String,
+    /// Generated ids (an EOS id included when it ended the answer).
+    pub token_ids: Vec<i64>,
+    /// Why it stopped.
+    pub finish_reason: FinishReason,
+    /// Prompt tokens (placeholders expanded).
+    pub prompt_tokens: usize,
+    /// Times.
+    pub timings: RequestTimings,
+}
+
+/// A generated token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenOut {
+    /// Its id.
+    pub token_id: i64,
+    /// The text that became final with it (pieces concatenate to [`Completion::text`]).
+    pub text: String,
+    /// Log-probabilities, if asked for.
+    pub logprobs: Option<TokenLogprobs>,
+}
+
+/// What a request's handle receives, in order: stages, then tokens, then one `Done` or
+/// `Failed`.
+#[derive(Debug)]
+pub enum Event {
+    /// A slow stage starts.
+    Stage(Stage),
+    /// A token.
+    Token(TokenOut),
+    /// The end.
+    Done(Completion),
+    /// The request failed (nothing more follows).
+    Failed(EngineError),
+}
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// More requests are waiting than the queue allows (retry later).
+    #[error("the queue is full ({waiting} requests waiting)")]
+    QueueFull {
+        /// Requests waiting.
+        waiting: usize,
+    },
+    /// The engine has stopped.
+    #[error("the engine has stopped")]
+    Stopped,
+    /// A media item could not be loaded or decoded.
+    #[error("{param}: {source}")]
+    Media {
+        /// Where it is in the request.
+        param: String,
+        /// Why.
+        #[source]
+        source: MediaError,
+    },
+    /// The processor refused the conversation (template, placeholders, prompt too long, ...).
+    #[error(transparent)]
+    Processor(#[from] ProcessorError),
+    /// The vision graphs failed.
+    #[error(transparent)]
+    Vision(#[from] VisionError),
+    /// The language model failed or refused the options.
+    #[error(transparent)]
+    Decoder(#[from] DecoderError),
+    /// Loading or wiring the model failed.
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+}
+
+impl EngineError {
+    /// Whether the request itself is at fault (a 4xx), rather than the server.
+    pub fn is_client_error(&self) -> bool {
+        match self {
+            EngineError::Media { .. } => true,
+            EngineError::Processor(e) => e.kind().http_status() < 500,
+            EngineError::Decoder(e) => matches!(
+                e,
+                DecoderError::InvalidOption(_) | DecoderError::PromptTooLong { .. } | DecoderError::FeatureCountMismatch { .. }
+            ),
+            EngineError::Pipeline(PipelineError::Processor(_)) => true,
+            _ => false,
+        }
+    }
+
+    /// Whether the prompt is longer than the model's context.
+    pub fn is_context_length(&self) -> bool {
+        matches!(self, EngineError::Processor(ProcessorError::PromptTooLong { .. }) | EngineError::Decoder(DecoderError::PromptTooLong { .. }))
+    }
+}
+
+/// The caller's end of a request: events arrive on it; dropping it cancels the request (the
+/// engine frees its batch slot within one decode step).
+#[derive(Debug)]
+pub struct RequestHandle {
+    pub(crate) id: u64,
+    pub(crate) rx: UnboundedReceiver<Event>,
+    pub(crate) cancel: Arc<AtomicBool>,
+}
+
+impl RequestHandle {
+    /// The engine's id of the request.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The next event (`None` after `Done`/`Failed`).
+    pub async fn next(&mut self) -> Option<Event> {
+        self.rx.recv().await
+    }
+
+    /// The next event, blocking the thread (not for async code).
+    pub fn blocking_next(&mut self) -> Option<Event> {
+        self.rx.blocking_recv()
+    }
+
+    /// Cancels the request.
+    pub fn cancel(&self) {
+        self.cancel.store(true, Ordering::SeqCst);
+    }
+
+    /// Blocks until the end; returns the completion (stages and tokens are skipped).
+    pub fn wait(mut self) -> Result<Completion, EngineError> {
+        while let Some(e) = self.blocking_next() {
+            match e {
+                Event::Done(c) => return Ok(c),
+                Event::Failed(e) => return Err(e),
+                _ => {}
+            }
+        }
+        Err(EngineError::Stopped)
+    }
+}
+
+impl Drop for RequestHandle {
+    fn drop(&mut self) {
+        self.cancel.store(true, Ordering::SeqCst);
+    }
+}

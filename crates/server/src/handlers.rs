@@ -1,0 +1,153 @@
+//! The route handlers and middleware.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use vidlm_engine::{Completion, EngineError, EngineRequest, Event};
+use vidlm_openai::response::token_logprob;
+use vidlm_openai::types::{ChoiceLogprobs, ModelList};
+use vidlm_openai::{ApiError, ChatRequest};
+
+use crate::AppState;
+
+/// An [`ApiError`] as a response (JSON body, its status, `Retry-After` on 503).
+pub(crate) fn error_response(e: &ApiError) -> Response {
+    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut r = (status, [(header::CONTENT_TYPE, "application/json")], e.to_json()).into_response();
+    if e.status == 503 {
+        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    r
+}
+
+/// The status and error object of an engine failure.
+pub(crate) fn engine_error(e: &EngineError) -> ApiError {
+    match e {
+        EngineError::QueueFull { waiting } => ApiError::overloaded(*waiting),
+        EngineError::Media { param, source } => ApiError::from_media(source, Some(param.clone())),
+        e if e.is_context_length() => ApiError::new(400, "invalid_request_error", e.to_string(), Some("messages".into()), Some("context_length_exceeded")),
+        e if e.is_client_error() => ApiError::new(400, "invalid_request_error", e.to_string(), None, Some("invalid_request")),
+        EngineError::Stopped => ApiError::new(503, "server_error", "the server is shutting down", None, Some("server_unavailable")),
+        e => ApiError::internal(e.to_string()),
+    }
+}
+
+fn json_response<T: serde::Serialize>(v: &T) -> Response {
+    match serde_json::to_string(v) {
+        Ok(s) => ([(header::CONTENT_TYPE, "application/json")], s).into_response(),
+        Err(e) => error_response(&ApiError::internal(e.to_string())),
+    }
+}
+
+/// Adds `x-request-id` to every response: the client's when it is short printable ASCII,
+/// else a fresh one.
+pub(crate) async fn request_id(req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(vidlm_openai::response::request_id);
+    let mut resp = next.run(req).await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}
+
+/// Constant-time comparison (the key's length is not secret).
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// `Authorization: Bearer KEY` on `/v1/*` when the server has a key.
+pub(crate) async fn auth(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    if let Some(key) = &state.api_key {
+        let ok = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .is_some_and(|given| same(given.trim().as_bytes(), key.as_bytes()));
+        if !ok {
+            let mut r = error_response(&ApiError::unauthorized());
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return r;
+        }
+    }
+    next.run(req).await
+}
+
+pub(crate) async fn health(State(state): State<Arc<AppState>>) -> Response {
+    if state.engine.get().is_some() {
+        json_response(&serde_json::json!({"status": "ok"}))
+    } else if let Some(e) = state.load_error.get() {
+        error_response(&ApiError::internal(format!("the model failed to load: {e}")))
+    } else {
+        error_response(&ApiError::loading())
+    }
+}
+
+pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let text = match state.engine.get() {
+        Some(e) => e.metrics().render(),
+        None => vidlm_engine::Metrics::default().render(),
+    };
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
+}
+
+pub(crate) async fn models(State(state): State<Arc<AppState>>) -> Response {
+    json_response(&ModelList::single(state.ctx.model_id(), state.created))
+}
+
+pub(crate) async fn not_found(uri: axum::http::Uri) -> Response {
+    error_response(&ApiError::not_found(uri.path()))
+}
+
+pub(crate) async fn chat_completions(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(rej) if rej.status() == StatusCode::PAYLOAD_TOO_LARGE => return error_response(&ApiError::body_too_large(state.max_body_bytes)),
+        Err(rej) => return error_response(&ApiError::invalid_request(rej.body_text(), None)),
+    };
+    let _ = headers;
+    let Some(engine) = state.engine.get() else { return error_response(&ApiError::loading()) };
+    let req = match ChatRequest::from_body(&body, &state.ctx) {
+        Ok(r) => r,
+        Err(e) => return error_response(&e.to_api_error()),
+    };
+    let handle = match engine.submit(EngineRequest::from_chat(&req)) {
+        Ok(h) => h,
+        Err(e) => return error_response(&engine_error(&e)),
+    };
+    if req.stream {
+        return crate::stream::sse(engine, req, handle);
+    }
+    // Non-streaming: wait for the end. If the client goes away, this future is dropped with
+    // the handle, which cancels the request.
+    let mut handle = handle;
+    let mut logprobs = Vec::new();
+    let tokenizer = engine.processor().tokenizer();
+    let done: Completion = loop {
+        match handle.next().await {
+            Some(Event::Done(c)) => break c,
+            Some(Event::Failed(e)) => return error_response(&engine_error(&e)),
+            Some(Event::Token(t)) => {
+                if let (Some(n), Some(lp)) = (req.logprobs, &t.logprobs) {
+                    let top: Vec<(u32, f32)> = lp.top.iter().take(n).filter_map(|&(id, l)| u32::try_from(id).ok().map(|i| (i, l))).collect();
+                    logprobs.push(token_logprob(tokenizer, u32::try_from(t.token_id).unwrap_or(0), lp.logprob, &top));
+                }
+            }
+            Some(Event::Stage(_)) => {}
+            None => return error_response(&engine_error(&EngineError::Stopped)),
+        }
+    };
+    let c = req.completion(&done.text, done.prompt_tokens, done.token_ids.len(), done.finish_reason, Some(ChoiceLogprobs { content: logprobs }));
+    json_response(&c)
+}

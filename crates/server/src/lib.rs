@@ -1,0 +1,214 @@
+//! # vidlm-server — `vidlm serve`: OpenAI-compatible video chat over HTTP
+//!
+//! A thin [axum](https://docs.rs/axum) layer over [`vidlm_engine`]: it parses and validates
+//! requests with [`vidlm_openai`], submits them to the engine, and writes the answers as
+//! `chat.completion` objects or server-sent `chat.completion.chunk` events. Everything about
+//! scheduling, batching, media and caching lives in the engine; everything about the wire
+//! format in `vidlm-openai`.
+//!
+//! | route | |
+//! |---|---|
+//! | `POST /v1/chat/completions` | non-streaming and streaming (SSE, `data: [DONE]`) |
+//! | `GET /v1/models` | the served model |
+//! | `GET /health` | 503 while the model loads, 200 when ready |
+//! | `GET /metrics` | Prometheus text (`vidlm_*`, vLLM's names) |
+//!
+//! With an API key, `/v1/*` answers 401 without `Authorization: Bearer KEY`. Bodies over the
+//! limit get 413; a full queue 503 with `Retry-After`; every error is an OpenAI error object.
+//! Every response carries `x-request-id` (the client's, if it sent a sane one). A client that
+//! disconnects cancels its request.
+//!
+//! ```no_run
+//! use vidlm_server::{ServerConfig, Server};
+//!
+//! let config = ServerConfig { model: "assets/demo-model".into(), ..Default::default() };
+//! let rt = tokio::runtime::Runtime::new()?;
+//! rt.block_on(async {
+//!     let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
+//!     Server::start(config, |_| {}).serve(listener).await
+//! })?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod handlers;
+mod stream;
+
+use std::sync::{Arc, OnceLock};
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use vidlm_engine::{Engine, EngineConfig, EngineError};
+use vidlm_openai::RequestContext;
+use vidlm_pipeline::PipelineOptions;
+
+/// How to run the server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// `--model`: a model directory or hub id, exactly as given.
+    pub model: String,
+    /// The id `/v1/models` lists (default: the directory's name, or the hub id).
+    pub served_model_name: Option<String>,
+    /// Require `Authorization: Bearer KEY` on `/v1/*`.
+    pub api_key: Option<String>,
+    /// Largest request body in bytes (413 above). Default 64 MiB.
+    pub max_body_bytes: usize,
+    /// How to load the model.
+    pub pipeline: PipelineOptions,
+    /// How the engine schedules, and the media policy and limits.
+    pub engine: EngineConfig,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            model: String::new(),
+            served_model_name: None,
+            api_key: None,
+            max_body_bytes: 64 << 20,
+            pipeline: PipelineOptions::default(),
+            engine: EngineConfig::default(),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The id listed by `/v1/models` and carried by responses.
+    pub fn model_id(&self) -> String {
+        if let Some(n) = &self.served_model_name {
+            return n.clone();
+        }
+        let p = std::path::Path::new(&self.model);
+        if p.is_dir() {
+            if let Some(name) = p.canonicalize().ok().as_deref().and_then(|c| c.file_name()).and_then(|n| n.to_str()) {
+                return name.to_string();
+            }
+        }
+        self.model.clone()
+    }
+}
+
+/// What the handlers share.
+pub(crate) struct AppState {
+    pub(crate) engine: OnceLock<Engine>,
+    pub(crate) load_error: OnceLock<String>,
+    pub(crate) ctx: RequestContext,
+    pub(crate) api_key: Option<String>,
+    pub(crate) created: u64,
+    pub(crate) max_body_bytes: usize,
+}
+
+/// A server: the routes, and the engine once the model has loaded.
+#[derive(Clone)]
+pub struct Server {
+    state: Arc<AppState>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").field("model", &self.state.ctx.model_names).field("ready", &self.is_ready()).finish()
+    }
+}
+
+impl Server {
+    /// A server whose model is not loaded yet (`/health` answers 503 until
+    /// [`Server::set_engine`]).
+    pub fn new(config: &ServerConfig) -> Server {
+        let id = config.model_id();
+        let mut names = vec![id];
+        if !names.contains(&config.model) {
+            names.push(config.model.clone());
+        }
+        let ctx = RequestContext { model_names: names, media: config.engine.media.clone() };
+        Server {
+            state: Arc::new(AppState {
+                engine: OnceLock::new(),
+                load_error: OnceLock::new(),
+                ctx,
+                api_key: config.api_key.clone().filter(|k| !k.is_empty()),
+                created: vidlm_openai::response::unix_now(),
+                max_body_bytes: config.max_body_bytes,
+            }),
+        }
+    }
+
+    /// A server that loads the model on a background thread (so `/health` can answer 503
+    /// meanwhile). `on_loaded` is called with the outcome (the CLI exits on a failure; until
+    /// then `/health` answers 500 with the error).
+    pub fn start(config: ServerConfig, on_loaded: impl FnOnce(Result<(), &EngineError>) + Send + 'static) -> Server {
+        let server = Server::new(&config);
+        let s = server.clone();
+        std::thread::spawn(move || {
+            let t = std::time::Instant::now();
+            match Engine::load(&config.model, &config.pipeline, config.engine.clone()) {
+                Ok(engine) => {
+                    tracing::info!(model = %config.model, seconds = t.elapsed().as_secs_f64(), "model loaded");
+                    s.set_engine(engine);
+                    on_loaded(Ok(()));
+                }
+                Err(e) => {
+                    let _ = s.state.load_error.set(e.to_string());
+                    on_loaded(Err(&e));
+                }
+            }
+        });
+        server
+    }
+
+    /// Installs the loaded engine (the server becomes ready).
+    pub fn set_engine(&self, engine: Engine) {
+        let _ = self.state.engine.set(engine);
+    }
+
+    /// Whether the model has loaded.
+    pub fn is_ready(&self) -> bool {
+        self.state.engine.get().is_some()
+    }
+
+    /// The engine, once loaded.
+    pub fn engine(&self) -> Option<&Engine> {
+        self.state.engine.get()
+    }
+
+    /// The routes.
+    pub fn router(&self) -> Router {
+        let v1 = Router::new()
+            .route("/v1/chat/completions", post(handlers::chat_completions))
+            .route("/v1/models", get(handlers::models))
+            .layer(axum::middleware::from_fn_with_state(self.state.clone(), handlers::auth));
+        Router::new()
+            .merge(v1)
+            .route("/health", get(handlers::health))
+            .route("/metrics", get(handlers::metrics))
+            .fallback(handlers::not_found)
+            .layer(DefaultBodyLimit::max(self.state.max_body_bytes))
+            .layer(axum::middleware::from_fn(handlers::request_id))
+            .with_state(self.state.clone())
+    }
+
+    /// Serves on `listener` until Ctrl-C / SIGTERM.
+    pub async fn serve(self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+        axum::serve(listener, self.router()).with_graceful_shutdown(shutdown_signal()).await
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
