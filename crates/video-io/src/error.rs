@@ -122,9 +122,9 @@ pub enum VideoError {
 impl VideoError {
     pub(crate) fn from_open_error(code: i32) -> Self {
         let msg = crate::ffi::err_text(code);
-        if code == ffmpeg_next::ffi::AVERROR(12) {
+        if code == crate::ffi::ENOMEM {
             VideoError::OutOfMemory
-        } else if code == ffmpeg_next::ffi::AVERROR(2) {
+        } else if code == crate::ffi::ENOENT {
             VideoError::NotFound(PathBuf::new())
         } else {
             VideoError::InvalidData(msg)

@@ -1,19 +1,28 @@
-//! Thin RAII wrappers over the FFmpeg C API (through `ffmpeg_next::ffi`).
+//! Thin RAII wrappers over the FFmpeg C API (through `ffmpeg_next::ffi`), with safe accessors.
 //!
-//! Everything unsafe in the crate lives here or in `decode.rs`; each wrapper owns exactly one
-//! FFmpeg object and frees it on drop, so early returns on error never leak.
+//! This is the only module of the crate with `unsafe` code. Each wrapper owns exactly one
+//! FFmpeg object and frees it on drop, so early returns on error never leak; everything the
+//! rest of the crate reads from FFmpeg's structs (stream parameters, packet and frame fields,
+//! index entries, side data) is copied out through the accessors below, so no raw pointer
+//! leaves this module.
 
 use crate::error::VideoError;
 pub(crate) use ffmpeg_next::ffi as ff;
+use ffmpeg_next::error as errno;
 use std::ffi::{c_int, c_void, CStr, CString};
 use std::ptr;
 
-pub(crate) const EAGAIN: c_int = ff::AVERROR(libc_eagain());
+/// `AVERROR(EAGAIN)`: the decoder wants input before it can output (or the reverse).
+pub(crate) const EAGAIN: c_int = ff::AVERROR(errno::EAGAIN);
+/// `AVERROR(EINVAL)`.
+pub(crate) const EINVAL: c_int = ff::AVERROR(errno::EINVAL);
+/// `AVERROR(EIO)`.
+pub(crate) const EIO: c_int = ff::AVERROR(errno::EIO);
+/// `AVERROR(ENOMEM)`.
+pub(crate) const ENOMEM: c_int = ff::AVERROR(errno::ENOMEM);
+/// `AVERROR(ENOENT)`.
+pub(crate) const ENOENT: c_int = ff::AVERROR(errno::ENOENT);
 pub(crate) const AVERROR_EOF: c_int = ff::AVERROR_EOF;
-
-const fn libc_eagain() -> c_int {
-    11 // EAGAIN on Linux/glibc and musl
-}
 
 /// Human-readable text of an FFmpeg error code.
 pub(crate) fn err_text(code: c_int) -> String {
@@ -58,7 +67,7 @@ pub(crate) fn pix_fmt_name(v: c_int) -> String {
 }
 
 /// An owned `AVDictionary`.
-pub(crate) struct Dict(pub(crate) *mut ff::AVDictionary);
+pub(crate) struct Dict(*mut ff::AVDictionary);
 
 impl Dict {
     pub(crate) fn new() -> Self {
@@ -91,7 +100,7 @@ pub(crate) struct MemSource {
 
 unsafe extern "C" fn mem_read(opaque: *mut c_void, buf: *mut u8, buf_size: c_int) -> c_int {
     if opaque.is_null() || buf.is_null() || buf_size <= 0 {
-        return ff::AVERROR(22); // EINVAL
+        return EINVAL;
     }
     // SAFETY: opaque is the Box<MemSource> owned by the Avio that registered this callback.
     let src = unsafe { &mut *(opaque as *mut MemSource) };
@@ -108,7 +117,7 @@ unsafe extern "C" fn mem_read(opaque: *mut c_void, buf: *mut u8, buf_size: c_int
 
 unsafe extern "C" fn mem_seek(opaque: *mut c_void, offset: i64, whence: c_int) -> i64 {
     if opaque.is_null() {
-        return ff::AVERROR(22) as i64;
+        return EINVAL as i64;
     }
     // SAFETY: see mem_read.
     let src = unsafe { &mut *(opaque as *mut MemSource) };
@@ -120,11 +129,11 @@ unsafe extern "C" fn mem_seek(opaque: *mut c_void, offset: i64, whence: c_int) -
         0 => 0,                // SEEK_SET
         1 => src.pos as i64,   // SEEK_CUR
         2 => len,              // SEEK_END
-        _ => return ff::AVERROR(22) as i64,
+        _ => return EINVAL as i64,
     };
-    let Some(target) = base.checked_add(offset) else { return ff::AVERROR(22) as i64 };
+    let Some(target) = base.checked_add(offset) else { return EINVAL as i64 };
     if target < 0 || target > len {
-        return ff::AVERROR(22) as i64;
+        return EINVAL as i64;
     }
     src.pos = target as usize;
     target
@@ -177,11 +186,62 @@ impl Drop for Avio {
     }
 }
 
+/// What the rest of the crate needs to know about one stream, copied out of its `AVStream`
+/// and `AVCodecParameters`.
+#[derive(Clone, Debug)]
+pub(crate) struct StreamParams {
+    pub(crate) media_type: ff::AVMediaType,
+    /// FFmpeg's codec name (`avcodec_get_name`), e.g. `"h264"`.
+    pub(crate) codec_name: String,
+    pub(crate) width: c_int,
+    pub(crate) height: c_int,
+    /// `AVCodecParameters::format` (a pixel format for video; may be -1).
+    pub(crate) format: c_int,
+    pub(crate) color_range: ff::AVColorRange,
+    pub(crate) color_space: ff::AVColorSpace,
+    pub(crate) time_base: ff::AVRational,
+    pub(crate) avg_frame_rate: ff::AVRational,
+    pub(crate) r_frame_rate: ff::AVRational,
+    /// The header's frame count (0 when unknown).
+    pub(crate) nb_frames: i64,
+    /// Stream duration and start in `time_base` units (`AV_NOPTS_VALUE` when unknown).
+    pub(crate) duration: i64,
+    pub(crate) start_time: i64,
+}
+
+impl StreamParams {
+    pub(crate) fn is_video(&self) -> bool {
+        self.media_type == ff::AVMediaType::AVMEDIA_TYPE_VIDEO
+    }
+    pub(crate) fn is_audio(&self) -> bool {
+        self.media_type == ff::AVMediaType::AVMEDIA_TYPE_AUDIO
+    }
+}
+
+/// Name of a colour range (`"tv"`, `"pc"`, ...), `"unknown"` when FFmpeg has none.
+pub(crate) fn color_range_name(r: ff::AVColorRange) -> String {
+    // SAFETY: av_color_range_name returns a static string or NULL.
+    cstr(unsafe { ff::av_color_range_name(r) }).unwrap_or_else(|| "unknown".into())
+}
+
+/// Name of a colour matrix (`"bt709"`, ...), `"unknown"` when FFmpeg has none.
+pub(crate) fn color_space_name(c: ff::AVColorSpace) -> String {
+    // SAFETY: av_color_space_name returns a static string or NULL.
+    cstr(unsafe { ff::av_color_space_name(c) }).unwrap_or_else(|| "unknown".into())
+}
+
+/// Counter-clockwise rotation in degrees that a 3x3 display matrix applies
+/// (`av_display_rotation_get`); NaN for a degenerate matrix.
+pub(crate) fn display_rotation_get(matrix: &[i32; 9]) -> f64 {
+    // SAFETY: av_display_rotation_get reads exactly 9 int32 values.
+    unsafe { ff::av_display_rotation_get(matrix.as_ptr()) }
+}
+
 /// An opened demuxer (`AVFormatContext`), optionally reading through a custom AVIO context.
 ///
 /// Field order matters: the format context is closed before the AVIO context is freed.
 pub(crate) struct Input {
-    pub(crate) ctx: *mut ff::AVFormatContext,
+    ctx: *mut ff::AVFormatContext,
     _avio: Option<Avio>,
 }
 
@@ -213,14 +273,112 @@ impl Input {
         }
     }
 
-    pub(crate) fn stream(&self, i: usize) -> *mut ff::AVStream {
-        // SAFETY: callers only pass indices < nb_streams.
-        unsafe { *(*self.ctx).streams.add(i) }
+    /// The stream `i`, or `None` past the last one.
+    fn stream(&self, i: usize) -> Option<*mut ff::AVStream> {
+        if i >= self.nb_streams() {
+            return None;
+        }
+        // SAFETY: i < nb_streams, so streams[i] is a valid stream owned by the context.
+        let st = unsafe { *(*self.ctx).streams.add(i) };
+        (!st.is_null()).then_some(st)
     }
 
     pub(crate) fn nb_streams(&self) -> usize {
         // SAFETY: ctx is a valid open format context.
         unsafe { (*self.ctx).nb_streams as usize }
+    }
+
+    /// The parameters of stream `i`, copied out; `None` past the last stream.
+    pub(crate) fn params(&self, i: usize) -> Option<StreamParams> {
+        let st = self.stream(i)?;
+        // SAFETY: st is a valid stream; its codecpar is always allocated by libavformat.
+        unsafe {
+            let par = (*st).codecpar;
+            if par.is_null() {
+                return None;
+            }
+            Some(StreamParams {
+                media_type: (*par).codec_type,
+                codec_name: cstr(ff::avcodec_get_name((*par).codec_id)).unwrap_or_default(),
+                width: (*par).width,
+                height: (*par).height,
+                format: (*par).format,
+                color_range: (*par).color_range,
+                color_space: (*par).color_space,
+                time_base: (*st).time_base,
+                avg_frame_rate: (*st).avg_frame_rate,
+                r_frame_rate: (*st).r_frame_rate,
+                nb_frames: (*st).nb_frames,
+                duration: (*st).duration,
+                start_time: (*st).start_time,
+            })
+        }
+    }
+
+    /// `avformat_find_stream_info`, with the decoders it opens limited to `max_pixels` per
+    /// frame when given. Returns FFmpeg's error code on failure.
+    pub(crate) fn find_stream_info(&mut self, max_pixels: Option<u64>) -> Result<(), c_int> {
+        let n = self.nb_streams();
+        let mut dicts: Vec<*mut ff::AVDictionary> = vec![ptr::null_mut(); n.max(1)];
+        let val = max_pixels.map(|p| CString::new(p.to_string()).unwrap_or_default());
+        // SAFETY: ctx is open; `dicts` holds one (possibly NULL) dictionary per stream, as
+        // avformat_find_stream_info requires, and every dictionary is freed afterwards.
+        unsafe {
+            if let Some(v) = &val {
+                for d in dicts.iter_mut() {
+                    ff::av_dict_set(d, c"max_pixels".as_ptr(), v.as_ptr(), 0);
+                }
+            }
+            let opts = if val.is_some() { dicts.as_mut_ptr() } else { ptr::null_mut() };
+            let r = ff::avformat_find_stream_info(self.ctx, opts);
+            for d in dicts.iter_mut() {
+                ff::av_dict_free(d);
+            }
+            if r < 0 {
+                Err(r)
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    /// `av_find_best_stream` for video: the index of the stream FFmpeg would pick.
+    pub(crate) fn best_video_stream(&self) -> Option<usize> {
+        // SAFETY: ctx is open; no decoder is requested back.
+        let best = unsafe {
+            ff::av_find_best_stream(self.ctx, ff::AVMediaType::AVMEDIA_TYPE_VIDEO, -1, -1, ptr::null_mut(), 0)
+        };
+        (best >= 0).then_some(best as usize)
+    }
+
+    /// Tells the demuxer to drop the packets of every stream except `keep`.
+    pub(crate) fn discard_all_but(&mut self, keep: usize) {
+        for i in 0..self.nb_streams() {
+            if i != keep {
+                if let Some(st) = self.stream(i) {
+                    // SAFETY: st is a valid stream; `discard` is a plain field read at demux time.
+                    unsafe { (*st).discard = ff::AVDiscard::AVDISCARD_ALL };
+                }
+            }
+        }
+    }
+
+    /// The demuxer's short name(s), e.g. `"mov,mp4,m4a,3gp,3g2,mj2"`.
+    pub(crate) fn format_name(&self) -> String {
+        // SAFETY: an open context always has its input format set.
+        unsafe {
+            let f = (*self.ctx).iformat;
+            if f.is_null() {
+                return String::new();
+            }
+            cstr((*f).name).unwrap_or_default()
+        }
+    }
+
+    /// The container duration in `AV_TIME_BASE` units (`AV_NOPTS_VALUE` when unknown).
+    pub(crate) fn duration(&self) -> i64 {
+        // SAFETY: ctx is open.
+        unsafe { (*self.ctx).duration }
     }
 
     /// Total input size in bytes, if known.
@@ -235,6 +393,75 @@ impl Input {
             (s >= 0).then_some(s)
         }
     }
+
+    /// `av_read_frame` into `pkt` (unreferenced first): 0, `AVERROR_EOF` or another error code.
+    pub(crate) fn read_packet(&mut self, pkt: &mut Packet) -> c_int {
+        pkt.unref();
+        // SAFETY: valid context and packet.
+        unsafe { ff::av_read_frame(self.ctx, pkt.0) }
+    }
+
+    /// `av_seek_frame(stream, ts, AVSEEK_FLAG_BACKWARD)`: FFmpeg's return code.
+    pub(crate) fn seek_backward(&mut self, stream: usize, ts: i64) -> c_int {
+        // SAFETY: valid context; FFmpeg checks the stream index itself.
+        unsafe { ff::av_seek_frame(self.ctx, stream as c_int, ts, ff::AVSEEK_FLAG_BACKWARD) }
+    }
+
+    /// The value of the metadata tag `key` of stream `i`.
+    pub(crate) fn stream_metadata(&self, i: usize, key: &CStr) -> Option<String> {
+        let st = self.stream(i)?;
+        // SAFETY: valid stream; av_dict_get accepts a NULL dictionary; the entry's strings are
+        // owned by the dictionary and copied before returning.
+        unsafe {
+            let e = ff::av_dict_get((*st).metadata, key.as_ptr(), ptr::null(), 0);
+            if e.is_null() {
+                return None;
+            }
+            cstr((*e).value)
+        }
+    }
+
+    /// Number of entries in the demuxer's index of stream `i` (mov/mp4-like demuxers fill it
+    /// from the header's sample table before anything is read).
+    pub(crate) fn index_entries_count(&self, i: usize) -> usize {
+        let Some(st) = self.stream(i) else { return 0 };
+        // SAFETY: valid stream.
+        unsafe { ff::avformat_index_get_entries_count(st).max(0) as usize }
+    }
+
+    /// `(byte position, size)` of entry `k` of stream `i`'s index.
+    pub(crate) fn index_entry(&self, i: usize, k: usize) -> Option<(i64, i64)> {
+        let st = self.stream(i)?;
+        let k = c_int::try_from(k).ok()?;
+        // SAFETY: valid stream; the entry is a read-only view owned by the stream, copied
+        // before any other call on the context.
+        unsafe {
+            let e = ff::avformat_index_get_entry(st, k);
+            if e.is_null() {
+                return None;
+            }
+            Some(((*e).pos, (*e).size() as i64))
+        }
+    }
+
+    /// The stream's display matrix (side data `AV_PKT_DATA_DISPLAYMATRIX`), if it has one.
+    pub(crate) fn display_matrix(&self, i: usize) -> Option<[i32; 9]> {
+        let st = self.stream(i)?;
+        // SAFETY: the side data is owned by the stream; its size is checked before reading
+        // nine int32 values (unaligned reads, as the buffer is a byte array).
+        unsafe {
+            let mut size: usize = 0;
+            let p = ff::av_stream_get_side_data(st, ff::AVPacketSideDataType::AV_PKT_DATA_DISPLAYMATRIX, &mut size);
+            if p.is_null() || size < 9 * 4 {
+                return None;
+            }
+            let mut m = [0i32; 9];
+            for (k, v) in m.iter_mut().enumerate() {
+                *v = ptr::read_unaligned((p as *const i32).add(k));
+            }
+            Some(m)
+        }
+    }
 }
 
 impl Drop for Input {
@@ -244,8 +471,21 @@ impl Drop for Input {
     }
 }
 
+/// The fields of a demuxed packet the crate uses, copied out.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PacketFields {
+    pub(crate) stream_index: usize,
+    pub(crate) pts: i64,
+    pub(crate) dts: i64,
+    pub(crate) flags: c_int,
+    /// Byte position in the input (-1 when unknown).
+    pub(crate) pos: i64,
+    pub(crate) size: c_int,
+    pub(crate) duration: i64,
+}
+
 /// An owned `AVPacket`.
-pub(crate) struct Packet(pub(crate) *mut ff::AVPacket);
+pub(crate) struct Packet(*mut ff::AVPacket);
 
 impl Packet {
     pub(crate) fn new() -> Result<Self, VideoError> {
@@ -260,6 +500,21 @@ impl Packet {
         // SAFETY: valid packet.
         unsafe { ff::av_packet_unref(self.0) }
     }
+    pub(crate) fn fields(&self) -> PacketFields {
+        // SAFETY: valid packet (an unreferenced one holds defaults).
+        unsafe {
+            let p = &*self.0;
+            PacketFields {
+                stream_index: p.stream_index.max(0) as usize,
+                pts: p.pts,
+                dts: p.dts,
+                flags: p.flags,
+                pos: p.pos,
+                size: p.size,
+                duration: p.duration,
+            }
+        }
+    }
 }
 
 impl Drop for Packet {
@@ -269,8 +524,19 @@ impl Drop for Packet {
     }
 }
 
+/// The fields of a decoded frame the crate uses, copied out.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FrameFields {
+    pub(crate) pts: i64,
+    pub(crate) best_effort_timestamp: i64,
+    pub(crate) decode_error_flags: c_int,
+    pub(crate) flags: c_int,
+    pub(crate) width: c_int,
+    pub(crate) height: c_int,
+}
+
 /// An owned `AVFrame`.
-pub(crate) struct Frame(pub(crate) *mut ff::AVFrame);
+pub(crate) struct Frame(*mut ff::AVFrame);
 
 // SAFETY: only used through &mut self on one thread at a time.
 unsafe impl Send for Frame {}
@@ -284,6 +550,20 @@ impl Frame {
         }
         Ok(Frame(p))
     }
+    pub(crate) fn fields(&self) -> FrameFields {
+        // SAFETY: valid frame.
+        unsafe {
+            let f = &*self.0;
+            FrameFields {
+                pts: f.pts,
+                best_effort_timestamp: f.best_effort_timestamp,
+                decode_error_flags: f.decode_error_flags,
+                flags: f.flags,
+                width: f.width,
+                height: f.height,
+            }
+        }
+    }
 }
 
 impl Drop for Frame {
@@ -294,15 +574,16 @@ impl Drop for Frame {
 }
 
 /// An opened decoder (`AVCodecContext`).
-pub(crate) struct Decoder(pub(crate) *mut ff::AVCodecContext);
+pub(crate) struct Decoder(*mut ff::AVCodecContext);
 
 // SAFETY: as for Input.
 unsafe impl Send for Decoder {}
 
 impl Decoder {
-    /// Opens the decoder for `st` with FFmpeg's own threading (`threads` = 0: automatic) and a
-    /// hard per-frame pixel limit.
-    pub(crate) fn open(st: *mut ff::AVStream, threads: usize, max_pixels: u64) -> Result<Self, VideoError> {
+    /// Opens the decoder for stream `stream` of `input` with FFmpeg's own threading
+    /// (`threads` = 0: automatic) and a hard per-frame pixel limit.
+    pub(crate) fn open(input: &Input, stream: usize, threads: usize, max_pixels: u64) -> Result<Self, VideoError> {
+        let st = input.stream(stream).ok_or(VideoError::NoVideoStream)?;
         // SAFETY: st is a valid stream of an open input; all pointers are checked.
         unsafe {
             let par = (*st).codecpar;
@@ -336,6 +617,28 @@ impl Decoder {
     pub(crate) fn flush(&mut self) {
         // SAFETY: valid open codec context.
         unsafe { ff::avcodec_flush_buffers(self.0) }
+    }
+
+    /// Decode packets that no other frame references only when `full` (the default); with
+    /// `full = false` they are skipped (`skip_frame = AVDISCARD_NONREF`). Read per packet at
+    /// send time.
+    pub(crate) fn set_skip_nonref(&mut self, skip: bool) {
+        let d = if skip { ff::AVDiscard::AVDISCARD_NONREF } else { ff::AVDiscard::AVDISCARD_DEFAULT };
+        // SAFETY: valid open codec context; a plain field.
+        unsafe { (*self.0).skip_frame = d }
+    }
+
+    /// `avcodec_send_packet`; `None` starts draining. FFmpeg's return code.
+    pub(crate) fn send_packet(&mut self, pkt: Option<&Packet>) -> c_int {
+        let p = pkt.map_or(ptr::null(), |p| p.0 as *const ff::AVPacket);
+        // SAFETY: valid open codec context; the packet is valid or NULL.
+        unsafe { ff::avcodec_send_packet(self.0, p) }
+    }
+
+    /// `avcodec_receive_frame` into `frame`. FFmpeg's return code.
+    pub(crate) fn receive_frame(&mut self, frame: &mut Frame) -> c_int {
+        // SAFETY: valid open codec context and frame.
+        unsafe { ff::avcodec_receive_frame(self.0, frame.0) }
     }
 }
 
@@ -425,7 +728,8 @@ impl Rgb {
 
     /// Converts `frame` to RGB24; returns (pointer to first row, row stride in bytes, w, h).
     /// The data stays valid until the next call.
-    pub(crate) fn convert(&mut self, frame: *const ff::AVFrame) -> Result<(&[u8], usize, usize, usize), VideoError> {
+    pub(crate) fn convert(&mut self, frame: &Frame) -> Result<(&[u8], usize, usize, usize), VideoError> {
+        let frame = frame.0 as *const ff::AVFrame;
         // SAFETY: frame is a decoded video frame; the sws context and output buffer match its size.
         unsafe {
             let (w, h, fmt) = ((*frame).width, (*frame).height, (*frame).format);

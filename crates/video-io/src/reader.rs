@@ -1,7 +1,7 @@
 //! `VideoReader`: open, probe, index, sample.
 
 use crate::error::{LimitKind, SamplingError, VideoError};
-use crate::ffi::{self, cstr, ff, Avio, Decoder, Dict, Frame, Input, Packet, Rgb};
+use crate::ffi::{self, ff, Avio, Decoder, Dict, Frame, Input, Packet, Rgb, StreamParams};
 use crate::info::{FrameCountSource, VideoInfo};
 use crate::sampling::{plan, SampleRequest, Strategy, Timeline};
 use ndarray::Array4;
@@ -129,6 +129,99 @@ struct Index {
     end_sec: f64,
 }
 
+/// The result of the index's demux pass.
+struct Scan {
+    /// Packets in decode order.
+    pkts: Vec<Pkt>,
+    /// Per packet: flagged `AV_PKT_FLAG_DISCARD` (decoded but never shown).
+    discard: Vec<bool>,
+    /// Why the data counts as truncated/corrupt, if it does.
+    truncated: Option<String>,
+}
+
+impl Index {
+    /// The index of a reader whose demux pass has not run yet.
+    fn empty() -> Self {
+        Index { seekable: false, ..Index::from_packets(Vec::new(), None) }
+    }
+
+    /// Index stage 2: keyframes and the timestamp → packet map; the index is seekable when
+    /// every packet has a unique timestamp.
+    fn from_packets(pkts: Vec<Pkt>, truncated: Option<String>) -> Self {
+        let mut idx = Index {
+            pkt_by_ts: HashMap::with_capacity(pkts.len()),
+            frame_by_ts: HashMap::with_capacity(pkts.len()),
+            keyframes: pkts.iter().enumerate().filter(|(_, p)| p.key).map(|(i, _)| i).collect(),
+            frame_pkt: Vec::new(),
+            frame_sec: Vec::new(),
+            seekable: true,
+            truncated,
+            end_sec: 0.0,
+            pkts,
+        };
+        for (i, p) in idx.pkts.iter().enumerate() {
+            match p.ts() {
+                Some(t) => {
+                    if idx.pkt_by_ts.insert(t, i).is_some() {
+                        idx.seekable = false;
+                    }
+                }
+                None => idx.seekable = false,
+            }
+        }
+        idx
+    }
+
+    /// Index stage 3: frames in presentation order (the packets that are shown, `shown`, sorted
+    /// by timestamp) with their times in seconds.
+    fn order_frames(&mut self, shown: &[usize], fps: f64, time_base: f64) {
+        if self.seekable {
+            let mut order: Vec<(i64, usize)> = shown.iter().filter_map(|&i| self.pkts[i].ts().map(|t| (t, i))).collect();
+            order.sort_unstable();
+            for (f, &(t, i)) in order.iter().enumerate() {
+                self.frame_by_ts.insert(t, f);
+                self.frame_pkt.push(i);
+                self.frame_sec.push(t as f64 * time_base);
+            }
+        } else {
+            // No unique timestamps: frames are counted in decoder output order. Their times
+            // are the sorted packet timestamps when every packet has one, else index / fps.
+            let mut ts: Vec<i64> = shown.iter().filter_map(|&i| self.pkts[i].ts()).collect();
+            let all_ts = ts.len() == shown.len();
+            ts.sort_unstable();
+            for (f, &i) in shown.iter().enumerate() {
+                self.frame_pkt.push(i);
+                self.frame_sec.push(if all_ts { ts[f] as f64 * time_base } else { f as f64 / fps });
+            }
+        }
+    }
+
+    /// Index stage 4: the presentation end of the stream. Returns the average frame step
+    /// (seconds) it was derived from.
+    fn set_end(&mut self, shown: &[usize], fps: f64, time_base: f64) -> f64 {
+        let n = self.frame_sec.len();
+        let last = self.frame_sec.last().copied().unwrap_or(0.0);
+        let step = if n >= 2 { (last - self.frame_sec[0]) / (n - 1) as f64 } else { 1.0 / fps };
+        self.end_sec = last + if step.is_finite() && step > 0.0 { step } else { 1.0 / fps };
+        // End of the stream as torchcodec's exact scan computes it: max(pts + duration).
+        if shown.iter().all(|&i| self.pkts[i].dur > 0 && self.pkts[i].ts().is_some()) && n > 0 {
+            let end = shown.iter().filter_map(|&i| self.pkts[i].ts().map(|t| t + self.pkts[i].dur)).max();
+            if let Some(e) = end {
+                let e = e as f64 * time_base;
+                if e > last {
+                    self.end_sec = e;
+                }
+            }
+        }
+        step
+    }
+
+    /// Whether every packet has a timestamp.
+    fn is_timed(&self) -> bool {
+        self.pkts.iter().all(|p| p.ts().is_some())
+    }
+}
+
 /// Reads frames from one video (or image).
 ///
 /// Open with [`VideoReader::open`] (a path) or [`VideoReader::from_bytes`]; both probe the
@@ -200,6 +293,73 @@ fn open_input(source: &Source, opts: &OpenOptions) -> Result<Input, VideoError> 
     }
 }
 
+fn pixel_limit(w: c_int, h: c_int, max_pixels: u64) -> Result<(), VideoError> {
+    let px = (w.max(0) as u64) * (h.max(0) as u64);
+    if px > max_pixels {
+        return Err(VideoError::LimitExceeded { kind: LimitKind::Pixels, actual: px, limit: max_pixels });
+    }
+    Ok(())
+}
+
+/// Open stage 2: frame sizes declared by the header are checked before
+/// `avformat_find_stream_info` reads (and decodes) any data.
+fn check_header_pixels(input: &Input, max_pixels: u64) -> Result<(), VideoError> {
+    for i in 0..input.nb_streams() {
+        if let Some(par) = input.params(i).filter(|p| p.is_video()) {
+            pixel_limit(par.width, par.height, max_pixels)?;
+        }
+    }
+    Ok(())
+}
+
+/// Open stage 4: the video stream FFmpeg considers best (other streams are discarded by the
+/// demuxer from now on), its parameters (size checked again, now that stream info is read),
+/// and whether the input has audio.
+fn select_video_stream(input: &mut Input, max_pixels: u64) -> Result<(usize, StreamParams, bool), VideoError> {
+    let stream = input.best_video_stream().ok_or(VideoError::NoVideoStream)?;
+    let has_audio = (0..input.nb_streams()).any(|i| input.params(i).is_some_and(|p| p.is_audio()));
+    input.discard_all_but(stream);
+    let par = input.params(stream).ok_or(VideoError::NoVideoStream)?;
+    pixel_limit(par.width, par.height, max_pixels)?;
+    if par.width <= 0 || par.height <= 0 {
+        return Err(VideoError::InvalidData("the video stream has no frame size".into()));
+    }
+    Ok((stream, par, has_audio))
+}
+
+/// Open stage 6: everything [`VideoInfo`] says that the header knows. Frame count, keyframes,
+/// start time, truncation and the average fps are filled in by the packet index.
+fn probe_info(input: &Input, stream: usize, par: &StreamParams, time_base: f64, has_audio: bool) -> VideoInfo {
+    let (w, h) = (par.width as u32, par.height as u32);
+    let rotation = display_rotation(input, stream);
+    let st_dur = opt_ts(par.duration).filter(|d| *d > 0).map(|d| d as f64 * time_base);
+    let fmt_dur = opt_ts(input.duration()).filter(|d| *d > 0).map(|d| d as f64 / ff::AV_TIME_BASE as f64);
+    VideoInfo {
+        container: input.format_name(),
+        codec: par.codec_name.clone(),
+        width: w,
+        height: h,
+        rotation,
+        output_width: if rotation % 180 == 90 { h } else { w },
+        output_height: if rotation % 180 == 90 { w } else { h },
+        pixel_format: ffi::pix_fmt_name(par.format),
+        color_range: ffi::color_range_name(par.color_range),
+        color_space: ffi::color_space_name(par.color_space),
+        time_base: [par.time_base.num, par.time_base.den],
+        duration: st_dur.or(fmt_dur),
+        fps: rational(par.avg_frame_rate).or_else(|| rational(par.r_frame_rate)),
+        header_fps: rational(par.avg_frame_rate),
+        frame_count: 0,
+        frame_count_source: FrameCountSource::PacketIndex,
+        header_frame_count: (par.nb_frames > 0).then_some(par.nb_frames as u64),
+        keyframes: 0,
+        start_time: 0.0,
+        has_audio,
+        stream_index: stream,
+        truncated: false,
+    }
+}
+
 impl VideoReader {
     /// Opens a local video or image file.
     pub fn open(path: impl AsRef<Path>, opts: &OpenOptions) -> Result<Self, VideoError> {
@@ -228,128 +388,34 @@ impl VideoReader {
         Self::open_source(Source::Bytes(data), opts)
     }
 
+    /// Opens `source` in named stages: demuxer → header size limit → stream info → video
+    /// stream → decoder → probe → packet index.
     fn open_source(source: Source, opts: &OpenOptions) -> Result<Self, VideoError> {
         ffi::init();
-        let input = open_input(&source, opts)?;
         let max_pixels = opts.limits.max_pixels;
-        let check_pixels = |w: c_int, h: c_int| -> Result<(), VideoError> {
-            let px = (w.max(0) as u64) * (h.max(0) as u64);
-            if px > max_pixels {
-                return Err(VideoError::LimitExceeded { kind: LimitKind::Pixels, actual: px, limit: max_pixels });
-            }
-            Ok(())
+        let mut input = open_input(&source, opts)?;
+        check_header_pixels(&input, max_pixels)?;
+        input
+            .find_stream_info(Some(max_pixels))
+            .map_err(|r| VideoError::InvalidData(format!("cannot read stream info: {}", ffi::err_text(r))))?;
+        let (stream, par, has_audio) = select_video_stream(&mut input, max_pixels)?;
+        let decoder = Decoder::open(&input, stream, opts.threads, max_pixels)?;
+        let time_base = rational(par.time_base).unwrap_or(1.0 / 90000.0);
+        let info = probe_info(&input, stream, &par, time_base, has_audio);
+        let mut reader = VideoReader {
+            source,
+            opts: opts.clone(),
+            input,
+            stream,
+            decoder,
+            rgb: Rgb::new()?,
+            info,
+            index: Index::empty(),
+            time_base,
+            next_pkt: None,
         };
-        // SAFETY: input.ctx is an open format context; streams are indexed < nb_streams.
-        unsafe {
-            // Header sizes are checked before avformat_find_stream_info reads (and decodes) data.
-            for i in 0..input.nb_streams() {
-                let par = (*input.stream(i)).codecpar;
-                if (*par).codec_type == ff::AVMediaType::AVMEDIA_TYPE_VIDEO {
-                    check_pixels((*par).width, (*par).height)?;
-                }
-            }
-            let n = input.nb_streams();
-            let mut dicts: Vec<*mut ff::AVDictionary> = vec![std::ptr::null_mut(); n.max(1)];
-            let limit = max_pixels.to_string();
-            let key = c"max_pixels";
-            let val = std::ffi::CString::new(limit).map_err(|_| VideoError::InvalidOption("max_pixels".into()))?;
-            for d in dicts.iter_mut() {
-                ff::av_dict_set(d, key.as_ptr(), val.as_ptr(), 0);
-            }
-            let r = ff::avformat_find_stream_info(input.ctx, dicts.as_mut_ptr());
-            for d in dicts.iter_mut() {
-                ff::av_dict_free(d);
-            }
-            if r < 0 {
-                return Err(VideoError::InvalidData(format!("cannot read stream info: {}", ffi::err_text(r))));
-            }
-            let best = ff::av_find_best_stream(
-                input.ctx,
-                ff::AVMediaType::AVMEDIA_TYPE_VIDEO,
-                -1,
-                -1,
-                std::ptr::null_mut(),
-                0,
-            );
-            if best < 0 {
-                return Err(VideoError::NoVideoStream);
-            }
-            let stream = best as usize;
-            let mut has_audio = false;
-            for i in 0..input.nb_streams() {
-                let st = input.stream(i);
-                if (*(*st).codecpar).codec_type == ff::AVMediaType::AVMEDIA_TYPE_AUDIO {
-                    has_audio = true;
-                }
-                if i != stream {
-                    (*st).discard = ff::AVDiscard::AVDISCARD_ALL;
-                }
-            }
-            let st = input.stream(stream);
-            let par = (*st).codecpar;
-            let (w, h) = ((*par).width, (*par).height);
-            check_pixels(w, h)?;
-            if w <= 0 || h <= 0 {
-                return Err(VideoError::InvalidData("the video stream has no frame size".into()));
-            }
-            let decoder = Decoder::open(st, opts.threads, max_pixels)?;
-            let tb = (*st).time_base;
-            let time_base = if tb.num > 0 && tb.den > 0 { tb.num as f64 / tb.den as f64 } else { 1.0 / 90000.0 };
-            let rotation = display_rotation(st);
-            let mut reader = VideoReader {
-                source,
-                opts: opts.clone(),
-                input,
-                stream,
-                decoder,
-                rgb: Rgb::new()?,
-                info: VideoInfo {
-                    container: String::new(),
-                    codec: cstr(ff::avcodec_get_name((*par).codec_id)).unwrap_or_default(),
-                    width: w as u32,
-                    height: h as u32,
-                    rotation,
-                    output_width: if rotation % 180 == 90 { h as u32 } else { w as u32 },
-                    output_height: if rotation % 180 == 90 { w as u32 } else { h as u32 },
-                    pixel_format: ffi::pix_fmt_name((*par).format),
-                    color_range: cstr(ff::av_color_range_name((*par).color_range)).unwrap_or_else(|| "unknown".into()),
-                    color_space: cstr(ff::av_color_space_name((*par).color_space)).unwrap_or_else(|| "unknown".into()),
-                    time_base: [tb.num, tb.den],
-                    duration: None,
-                    fps: rational((*st).avg_frame_rate).or_else(|| rational((*st).r_frame_rate)),
-                    header_fps: rational((*st).avg_frame_rate),
-                    frame_count: 0,
-                    frame_count_source: FrameCountSource::PacketIndex,
-                    header_frame_count: ((*st).nb_frames > 0).then_some((*st).nb_frames as u64),
-                    keyframes: 0,
-                    start_time: 0.0,
-                    has_audio,
-                    stream_index: stream,
-                    truncated: false,
-                },
-                index: Index {
-                    pkts: Vec::new(),
-                    frame_pkt: Vec::new(),
-                    frame_sec: Vec::new(),
-                    pkt_by_ts: HashMap::new(),
-                    frame_by_ts: HashMap::new(),
-                    keyframes: Vec::new(),
-                    seekable: false,
-                    truncated: None,
-                    end_sec: 0.0,
-                },
-                time_base,
-                next_pkt: None,
-            };
-            reader.info.container = cstr((*(*reader.input.ctx).iformat).name).unwrap_or_default();
-            let st_dur = opt_ts((*st).duration).filter(|d| *d > 0).map(|d| d as f64 * time_base);
-            let fmt_dur = opt_ts((*reader.input.ctx).duration)
-                .filter(|d| *d > 0)
-                .map(|d| d as f64 / ff::AV_TIME_BASE as f64);
-            reader.info.duration = st_dur.or(fmt_dur);
-            reader.build_index()?;
-            Ok(reader)
-        }
+        reader.build_index()?;
+        Ok(reader)
     }
 
     /// The probe result.
@@ -400,29 +466,44 @@ impl VideoReader {
     fn read_video_packet(&mut self, pkt: &mut Packet) -> Result<bool, c_int> {
         // Bounded: other streams are discarded by the demuxer, but guard anyway.
         for _ in 0..1_000_000 {
-            pkt.unref();
-            // SAFETY: valid context and packet.
-            let r = unsafe { ff::av_read_frame(self.input.ctx, pkt.0) };
+            let r = self.input.read_packet(pkt);
             if r == ffi::AVERROR_EOF {
                 return Ok(false);
             }
             if r < 0 {
                 return Err(r);
             }
-            // SAFETY: av_read_frame filled the packet.
-            if unsafe { (*pkt.0).stream_index } as usize == self.stream {
+            if pkt.fields().stream_index == self.stream {
                 return Ok(true);
             }
         }
-        Err(ff::AVERROR(5))
+        Err(ffi::EIO)
     }
 
+    /// Builds the packet index in named stages: demux pass → timestamp maps → presentation
+    /// order → end of the stream → silent-truncation check → probe figures.
     fn build_index(&mut self) -> Result<(), VideoError> {
+        let scan = self.scan_packets()?;
+        self.next_pkt = None;
+        let mut idx = Index::from_packets(scan.pkts, scan.truncated);
+        let fps = self.info.fps.unwrap_or(25.0);
+        let shown: Vec<usize> = (0..idx.pkts.len()).filter(|&i| !scan.discard[i]).collect();
+        idx.order_frames(&shown, fps, self.time_base);
+        let step = idx.set_end(&shown, fps, self.time_base);
+        if idx.truncated.is_none() && !idx.frame_sec.is_empty() {
+            idx.truncated = self.truncation_by_declared_end(&idx, step, fps);
+        }
+        self.fill_info_from_index(&idx);
+        self.index = idx;
+        Ok(())
+    }
+
+    /// Index stage 1: one demux pass (no decoding) over the video stream's packets, stopping
+    /// at the first sign that the data ends early or is broken.
+    fn scan_packets(&mut self) -> Result<Scan, VideoError> {
         let mut pkt = Packet::new()?;
         let file_size = self.input.size();
-        let mut pkts = Vec::new();
-        let mut discard = Vec::new();
-        let mut truncated: Option<String> = None;
+        let mut scan = Scan { pkts: Vec::new(), discard: Vec::new(), truncated: None };
         // For mov/mp4-like demuxers the index lists every sample with its size before reading:
         // samples that end past the end of the data are missing.
         let first_missing_pos = self.first_missing_sample_pos(file_size);
@@ -431,102 +512,51 @@ impl VideoReader {
                 Ok(true) => {}
                 Ok(false) => break,
                 Err(code) => {
-                    truncated = Some(format!("read error after {} packets: {}", pkts.len(), ffi::err_text(code)));
+                    scan.truncated =
+                        Some(format!("read error after {} packets: {}", scan.pkts.len(), ffi::err_text(code)));
                     break;
                 }
             }
-            // SAFETY: pkt holds a packet just read.
-            let (pts, dts, flags, pos, size, dur) =
-                unsafe { ((*pkt.0).pts, (*pkt.0).dts, (*pkt.0).flags, (*pkt.0).pos, (*pkt.0).size, (*pkt.0).duration) };
+            let p = pkt.fields();
             let beyond = match (first_missing_pos, file_size) {
-                (Some(m), _) if pos >= m => true,
-                (_, Some(fs)) if pos >= 0 && pos + size as i64 > fs => true,
+                (Some(m), _) if p.pos >= m => true,
+                (_, Some(fs)) if p.pos >= 0 && p.pos + p.size as i64 > fs => true,
                 _ => false,
             };
-            if beyond || flags & ff::AV_PKT_FLAG_CORRUPT != 0 {
-                truncated = Some(format!("packet {} is incomplete or corrupt", pkts.len()));
+            if beyond || p.flags & ff::AV_PKT_FLAG_CORRUPT != 0 {
+                scan.truncated = Some(format!("packet {} is incomplete or corrupt", scan.pkts.len()));
                 break;
             }
-            pkts.push(Pkt { pts: opt_ts(pts), dts: opt_ts(dts), key: flags & ff::AV_PKT_FLAG_KEY != 0, dur: dur.max(0) });
-            discard.push(flags & ff::AV_PKT_FLAG_DISCARD != 0);
+            scan.pkts.push(Pkt {
+                pts: opt_ts(p.pts),
+                dts: opt_ts(p.dts),
+                key: p.flags & ff::AV_PKT_FLAG_KEY != 0,
+                dur: p.duration.max(0),
+            });
+            scan.discard.push(p.flags & ff::AV_PKT_FLAG_DISCARD != 0);
         }
-        if truncated.is_none() {
+        if scan.truncated.is_none() {
             if let Some(m) = first_missing_pos {
-                truncated = Some(format!("sample data at byte {m} is past the end of the input"));
+                scan.truncated = Some(format!("sample data at byte {m} is past the end of the input"));
             }
         }
-        self.next_pkt = None;
+        Ok(scan)
+    }
 
-        let mut idx = Index {
-            pkt_by_ts: HashMap::with_capacity(pkts.len()),
-            frame_by_ts: HashMap::with_capacity(pkts.len()),
-            keyframes: pkts.iter().enumerate().filter(|(_, p)| p.key).map(|(i, _)| i).collect(),
-            frame_pkt: Vec::new(),
-            frame_sec: Vec::new(),
-            seekable: true,
-            truncated,
-            end_sec: 0.0,
-            pkts,
-        };
-        for (i, p) in idx.pkts.iter().enumerate() {
-            match p.ts() {
-                Some(t) => {
-                    if idx.pkt_by_ts.insert(t, i).is_some() {
-                        idx.seekable = false;
-                    }
-                }
-                None => idx.seekable = false,
-            }
-        }
-        let shown: Vec<usize> = (0..idx.pkts.len()).filter(|&i| !discard[i]).collect();
-        let fps = self.info.fps.unwrap_or(25.0);
-        if idx.seekable {
-            let mut order: Vec<(i64, usize)> = shown.iter().filter_map(|&i| idx.pkts[i].ts().map(|t| (t, i))).collect();
-            order.sort_unstable();
-            for (f, &(t, i)) in order.iter().enumerate() {
-                idx.frame_by_ts.insert(t, f);
-                idx.frame_pkt.push(i);
-                idx.frame_sec.push(t as f64 * self.time_base);
-            }
-        } else {
-            // No unique timestamps: frames are counted in decoder output order. Their times
-            // are the sorted packet timestamps when every packet has one, else index / fps.
-            let mut ts: Vec<i64> = shown.iter().filter_map(|&i| idx.pkts[i].ts()).collect();
-            let all_ts = ts.len() == shown.len();
-            ts.sort_unstable();
-            for (f, &i) in shown.iter().enumerate() {
-                idx.frame_pkt.push(i);
-                idx.frame_sec.push(if all_ts { ts[f] as f64 * self.time_base } else { f as f64 / fps });
-            }
-        }
-        let n = idx.frame_sec.len();
+    /// Index stage 5: containers without a sample table (Matroska/WebM) end silently at EOF:
+    /// compare the last frame with the video stream's own declared duration.
+    fn truncation_by_declared_end(&self, idx: &Index, step: f64, fps: f64) -> Option<String> {
+        let expected = self.declared_video_end()?;
         let last = idx.frame_sec.last().copied().unwrap_or(0.0);
-        let step = if n >= 2 { (last - idx.frame_sec[0]) / (n - 1) as f64 } else { 1.0 / fps };
-        idx.end_sec = last + if step.is_finite() && step > 0.0 { step } else { 1.0 / fps };
-        // End of the stream as torchcodec's exact scan computes it: max(pts + duration).
-        if shown.iter().all(|&i| idx.pkts[i].dur > 0 && idx.pkts[i].ts().is_some()) && n > 0 {
-            let end = shown.iter().filter_map(|&i| idx.pkts[i].ts().map(|t| t + idx.pkts[i].dur)).max();
-            if let Some(e) = end {
-                let e = e as f64 * self.time_base;
-                if e > last {
-                    idx.end_sec = e;
-                }
-            }
-        }
+        let frame_dur = if step.is_finite() && step > 0.0 { step } else { 1.0 / fps };
+        let have = last + frame_dur;
+        (expected - have > (2.0 * frame_dur).max(0.5))
+            .then(|| format!("the frames end at {have:.3} s but the stream declares {expected:.3} s"))
+    }
 
-        // Containers without a sample table (Matroska/WebM) end silently at EOF: compare the
-        // last frame with the video stream's own declared duration.
-        if idx.truncated.is_none() && n >= 1 {
-            if let Some(expected) = self.declared_video_end() {
-                let frame_dur = if step.is_finite() && step > 0.0 { step } else { 1.0 / fps };
-                let have = last + frame_dur;
-                if expected - have > (2.0 * frame_dur).max(0.5) {
-                    idx.truncated = Some(format!(
-                        "the frames end at {have:.3} s but the stream declares {expected:.3} s"
-                    ));
-                }
-            }
-        }
+    /// Index stage 6: the probe figures that come from the index.
+    fn fill_info_from_index(&mut self, idx: &Index) {
+        let n = idx.frame_sec.len();
         self.info.truncated = idx.truncated.is_some();
         self.info.keyframes = idx.keyframes.len();
         self.info.start_time = idx.frame_sec.first().copied().unwrap_or(0.0);
@@ -542,65 +572,43 @@ impl VideoReader {
         }
         // Average fps as torchcodec reports it after its exact scan (what transformers' fps
         // sampling uses): frames / (end - begin) of the stream; the header's rate otherwise.
-        if n >= 1 && self.index_is_timed(&idx) {
+        if n >= 1 && idx.is_timed() {
             let span = idx.end_sec - idx.frame_sec[0];
             if span > 0.0 {
                 self.info.fps = Some(n as f64 / span);
             }
         }
-        self.index = idx;
-        Ok(())
-    }
-
-    fn index_is_timed(&self, idx: &Index) -> bool {
-        idx.pkts.iter().all(|p| p.ts().is_some())
     }
 
     /// End time (seconds) the header declares for the video stream itself: its duration, or
     /// Matroska's per-track `DURATION` tag. `None` when only a container-wide duration exists.
     fn declared_video_end(&self) -> Option<f64> {
-        let st = self.input.stream(self.stream);
-        // SAFETY: valid stream; metadata strings are owned by it.
-        unsafe {
-            let start = opt_ts((*st).start_time).map_or(0.0, |s| s as f64 * self.time_base);
-            if let Some(d) = opt_ts((*st).duration).filter(|d| *d > 0) {
-                return Some(start + d as f64 * self.time_base);
-            }
-            let e = ff::av_dict_get((*st).metadata, c"DURATION".as_ptr(), std::ptr::null(), 0);
-            if e.is_null() {
-                return None;
-            }
-            let v = cstr((*e).value)?;
-            // "HH:MM:SS.nnnnnnnnn"
-            let mut secs = 0.0;
-            for part in v.trim().split(':') {
-                secs = secs * 60.0 + part.parse::<f64>().ok()?;
-            }
-            Some(start + secs)
+        let par = self.input.params(self.stream)?;
+        let start = opt_ts(par.start_time).map_or(0.0, |s| s as f64 * self.time_base);
+        if let Some(d) = opt_ts(par.duration).filter(|d| *d > 0) {
+            return Some(start + d as f64 * self.time_base);
         }
+        let v = self.input.stream_metadata(self.stream, c"DURATION")?;
+        // "HH:MM:SS.nnnnnnnnn"
+        let mut secs = 0.0;
+        for part in v.trim().split(':') {
+            secs = secs * 60.0 + part.parse::<f64>().ok()?;
+        }
+        Some(start + secs)
     }
 
     /// Byte position of the first index entry of the video stream whose data ends past the
     /// end of the input (demuxers such as mov fill the index from the header).
     fn first_missing_sample_pos(&self, file_size: Option<i64>) -> Option<i64> {
         let fs = file_size?;
-        let st = self.input.stream(self.stream);
-        // SAFETY: valid stream; entries are read-only views owned by the stream.
-        unsafe {
-            let n = ff::avformat_index_get_entries_count(st);
-            let mut first: Option<i64> = None;
-            for i in 0..n {
-                let e = ff::avformat_index_get_entry(st, i);
-                if e.is_null() {
-                    continue;
-                }
-                let (pos, size) = ((*e).pos, (*e).size() as i64);
-                if pos >= 0 && size > 0 && pos + size > fs {
-                    first = Some(first.map_or(pos, |f: i64| f.min(pos)));
-                }
+        let mut first: Option<i64> = None;
+        for k in 0..self.input.index_entries_count(self.stream) {
+            let Some((pos, size)) = self.input.index_entry(self.stream, k) else { continue };
+            if pos >= 0 && size > 0 && pos + size > fs {
+                first = Some(first.map_or(pos, |f: i64| f.min(pos)));
             }
-            first
         }
+        first
     }
 
     // ----------------------------------------------------------------------------------------
@@ -653,8 +661,7 @@ impl VideoReader {
         }
         targets.push(i64::MIN);
         for ts in targets {
-            // SAFETY: valid context.
-            let r = unsafe { ff::av_seek_frame(self.input.ctx, self.stream as c_int, ts, ff::AVSEEK_FLAG_BACKWARD) };
+            let r = self.input.seek_backward(self.stream, ts);
             if r < 0 {
                 continue;
             }
@@ -673,22 +680,15 @@ impl VideoReader {
     /// Replaces the demuxer with a freshly opened one, positioned at the start, in the same
     /// state as after `open` (stream info read, other streams discarded).
     fn reopen(&mut self) -> Result<(), VideoError> {
-        let input = open_input(&self.source, &self.opts)?;
-        // SAFETY: valid context; the same data gives the same streams.
-        unsafe {
-            let r = ff::avformat_find_stream_info(input.ctx, std::ptr::null_mut());
-            if r < 0 {
-                return Err(VideoError::InvalidData(format!("cannot read stream info: {}", ffi::err_text(r))));
-            }
-            if input.nb_streams() <= self.stream {
-                return Err(VideoError::InvalidData("the input changed while reading".into()));
-            }
-            for i in 0..input.nb_streams() {
-                if i != self.stream {
-                    (*input.stream(i)).discard = ff::AVDiscard::AVDISCARD_ALL;
-                }
-            }
+        let mut input = open_input(&self.source, &self.opts)?;
+        // The same data gives the same streams.
+        input
+            .find_stream_info(None)
+            .map_err(|r| VideoError::InvalidData(format!("cannot read stream info: {}", ffi::err_text(r))))?;
+        if input.nb_streams() <= self.stream {
+            return Err(VideoError::InvalidData("the input changed while reading".into()));
         }
+        input.discard_all_but(self.stream);
         self.input = input;
         Ok(())
     }
@@ -701,8 +701,7 @@ impl VideoReader {
                 Ok(true) => {}
                 Ok(false) | Err(_) => return Ok(false),
             }
-            // SAFETY: pkt holds a packet just read.
-            let ts = unsafe { opt_ts((*pkt.0).pts).or(opt_ts((*pkt.0).dts)) };
+            let ts = packet_ts(pkt);
             let here = if self.index.seekable {
                 match ts.and_then(|t| self.index.pkt_by_ts.get(&t).copied()) {
                     Some(p) => p,
@@ -869,16 +868,11 @@ impl VideoReader {
             if !preloaded {
                 self.next_pkt = self.next_pkt.map(|p| p + 1);
             }
-            // SAFETY: pkt holds a packet.
-            let ts = unsafe { opt_ts((*pkt.0).pts).or(opt_ts((*pkt.0).dts)) };
+            let ts = packet_ts(&pkt);
             let this_pkt = if self.index.seekable { ts.and_then(|t| self.index.pkt_by_ts.get(&t).copied()) } else { None };
-            // SAFETY: valid decoder and packet; skip_frame is read per packet at send time.
-            let r = unsafe {
-                let skip = sink.skip_nonref && this_pkt.is_some_and(|p| !sink.target_pkts.contains(&p));
-                (*self.decoder.0).skip_frame =
-                    if skip { ff::AVDiscard::AVDISCARD_NONREF } else { ff::AVDiscard::AVDISCARD_DEFAULT };
-                ff::avcodec_send_packet(self.decoder.0, pkt.0)
-            };
+            let skip = sink.skip_nonref && this_pkt.is_some_and(|p| !sink.target_pkts.contains(&p));
+            self.decoder.set_skip_nonref(skip);
+            let r = self.decoder.send_packet(Some(&pkt));
             if r < 0 && r != ffi::EAGAIN {
                 let f = fs.iter().copied().find(|&f| !sink.done[f]).unwrap_or(0);
                 sink.errors.push((f, format!("decoding failed: {}", ffi::err_text(r))));
@@ -892,8 +886,8 @@ impl VideoReader {
             }
         }
         if eof {
-            // SAFETY: a NULL packet starts draining.
-            unsafe { ff::avcodec_send_packet(self.decoder.0, std::ptr::null()) };
+            // no packet: start draining
+            self.decoder.send_packet(None);
             self.drain(&mut frame, sink, &mut counter, &mut last_idx, count_mode)?;
             self.decoder.flush();
             self.next_pkt = None;
@@ -911,8 +905,7 @@ impl VideoReader {
     ) -> Result<(), VideoError> {
         let n = self.index.frame_pkt.len();
         for _ in 0..4096 {
-            // SAFETY: valid decoder and frame.
-            let r = unsafe { ff::avcodec_receive_frame(self.decoder.0, frame.0) };
+            let r = self.decoder.receive_frame(frame);
             if r == ffi::EAGAIN || r == ffi::AVERROR_EOF {
                 return Ok(());
             }
@@ -921,10 +914,9 @@ impl VideoReader {
                 sink.errors.push((f, format!("decoding failed: {}", ffi::err_text(r))));
                 return Ok(());
             }
-            // SAFETY: a decoded frame.
-            let (pts, best, err_flags, flags) = unsafe {
-                ((*frame.0).pts, (*frame.0).best_effort_timestamp, (*frame.0).decode_error_flags, (*frame.0).flags)
-            };
+            let ff_frame = frame.fields();
+            let (pts, best, err_flags, flags) =
+                (ff_frame.pts, ff_frame.best_effort_timestamp, ff_frame.decode_error_flags, ff_frame.flags);
             let idx = if count_mode {
                 let i = *counter;
                 *counter += 1;
@@ -943,13 +935,12 @@ impl VideoReader {
                 sink.errors.push((i, "the decoder reported a corrupt picture".into()));
                 continue;
             }
-            // SAFETY: decoded frame.
-            let (fw, fh) = unsafe { ((*frame.0).width, (*frame.0).height) };
+            let (fw, fh) = (ff_frame.width, ff_frame.height);
             if fw as u32 != self.info.width || fh as u32 != self.info.height {
                 sink.errors.push((i, format!("frame size changed to {fw}x{fh} from {}x{}", self.info.width, self.info.height)));
                 continue;
             }
-            let (rgb, stride, w, h) = self.rgb.convert(frame.0)?;
+            let (rgb, stride, w, h) = self.rgb.convert(frame)?;
             let fb = sink.frame_bytes;
             for &s in slots {
                 let dst = &mut sink.out[s * fb..(s + 1) * fb];
@@ -981,19 +972,18 @@ struct Sink<'a> {
 
 /// Clockwise rotation in degrees (0/90/180/270) from the stream's display matrix, as the
 /// ffmpeg CLI's autorotate computes it (`-round(av_display_rotation_get)`, rounded to 90°).
-fn display_rotation(st: *mut ff::AVStream) -> u32 {
-    // SAFETY: side data pointer is owned by the stream; we check its size.
-    unsafe {
-        let mut size: usize = 0;
-        let p = ff::av_stream_get_side_data(st, ff::AVPacketSideDataType::AV_PKT_DATA_DISPLAYMATRIX, &mut size);
-        if p.is_null() || size < 9 * 4 {
-            return 0;
-        }
-        let theta = -ff::av_display_rotation_get(p as *const i32);
-        if !theta.is_finite() {
-            return 0;
-        }
-        let q = (theta / 90.0).round() as i64;
-        (q.rem_euclid(4) * 90) as u32
+fn display_rotation(input: &Input, stream: usize) -> u32 {
+    let Some(m) = input.display_matrix(stream) else { return 0 };
+    let theta = -ffi::display_rotation_get(&m);
+    if !theta.is_finite() {
+        return 0;
     }
+    let q = (theta / 90.0).round() as i64;
+    (q.rem_euclid(4) * 90) as u32
+}
+
+/// A packet's presentation timestamp, else its decoding timestamp.
+fn packet_ts(pkt: &Packet) -> Option<i64> {
+    let p = pkt.fields();
+    opt_ts(p.pts).or(opt_ts(p.dts))
 }
