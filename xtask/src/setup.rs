@@ -7,12 +7,18 @@
 //! 3. The Python environment for export and parity checks (`.cache/venv`), from
 //!    `python/requirements.txt`; a stamp file holding the requirements' hash makes a
 //!    second run a no-op.
+//!
+//! Each step prints one line (`[setup] installing 11 apt packages ... done (48 s)`); the full
+//! output of the commands it runs goes to `.cache/setup.log`, whose tail is printed only when a
+//! step fails ([`step`], [`run_logged`]).
 
 use anyhow::{bail, Context, Result};
+use std::io::Write;
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::Instant;
 
-use crate::{cache_dir, project_root, run};
+use crate::{cache_dir, project_root};
 
 /// The pinned ONNX Runtime release. `ort` 2.0.0-rc.15 targets the 1.31 C API.
 pub const ORT_VERSION: &str = "1.31.1";
@@ -85,14 +91,17 @@ pub fn apt() -> Result<()> {
         eprintln!("[setup] apt packages: all present");
         return Ok(());
     }
-    eprintln!("[setup] installing apt packages: {}", missing.join(" "));
+    step(format!("installing {} apt packages ({})", missing.len(), missing.join(" ")), || apt_install(&missing))
+}
+
+fn apt_install(missing: &[&str]) -> Result<()> {
     let sudo: &[&str] = if is_root() { &[] } else { &["sudo"] };
     let mut update = Command::new(sudo.first().copied().unwrap_or("apt-get"));
     if !sudo.is_empty() {
         update.arg("apt-get");
     }
     update.args(["update", "-qq"]);
-    run(&mut update)?;
+    run_logged(&mut update)?;
     let mut install = Command::new(sudo.first().copied().unwrap_or("apt-get"));
     if !sudo.is_empty() {
         install.arg("apt-get");
@@ -100,8 +109,8 @@ pub fn apt() -> Result<()> {
     install
         .env("DEBIAN_FRONTEND", "noninteractive")
         .args(["install", "-y", "-qq", "--no-install-recommends"])
-        .args(&missing);
-    run(&mut install)?;
+        .args(missing);
+    run_logged(&mut install)?;
     Ok(())
 }
 
@@ -121,12 +130,16 @@ pub fn onnxruntime() -> Result<PathBuf> {
     if lib.exists() {
         return Ok(lib);
     }
+    step(format!("installing ONNX Runtime {ORT_VERSION} (PyPI wheel)"), install_onnxruntime)
+}
+
+fn install_onnxruntime() -> Result<PathBuf> {
+    let lib = ort_lib();
     let dir = ort_dir();
     std::fs::create_dir_all(&dir)?;
     let dl = cache_dir().join("downloads");
     std::fs::create_dir_all(&dl)?;
-    eprintln!("[setup] downloading onnxruntime=={ORT_VERSION} wheel from PyPI");
-    run(Command::new(python3())
+    run_logged(Command::new(python3())
         .args(["-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:", "-d"])
         .arg(&dl)
         .arg(format!("onnxruntime=={ORT_VERSION}")))?;
@@ -160,7 +173,7 @@ if found != "libonnxruntime.so":
     os.symlink(found, link)
 print(found)
 "#;
-    run(Command::new(python3()).args(["-c", script]).arg(&wheel).arg(&dir))?;
+    run_logged(Command::new(python3()).args(["-c", script]).arg(&wheel).arg(&dir))?;
     if !lib.exists() {
         bail!("unpacking {} did not produce {}", wheel.display(), lib.display());
     }
@@ -197,11 +210,11 @@ pub fn python_env() -> Result<PathBuf> {
         return Ok(py);
     }
     if !py.exists() {
-        eprintln!("[setup] creating {}", venv.display());
-        run(Command::new(python3()).args(["-m", "venv"]).arg(&venv))?;
+        step(format!("creating the Python venv {}", venv.display()), || run_logged(Command::new(python3()).args(["-m", "venv"]).arg(&venv)))?;
     }
-    eprintln!("[setup] installing python/requirements.txt (torch, transformers, onnx, onnxruntime; ~2-3 min)");
-    run(Command::new(&py).args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"]).arg(&req))?;
+    step("installing python/requirements.txt into the venv (torch, transformers, onnx, onnxruntime; ~2-3 min)", || {
+        run_logged(Command::new(&py).args(["-m", "pip", "install", "--disable-pip-version-check", "-r"]).arg(&req))
+    })?;
     std::fs::write(&stamp, &stamp_val)?;
     Ok(py)
 }
@@ -212,4 +225,55 @@ pub fn ort_env(cmd: &mut Command) -> &mut Command {
         cmd.env("ORT_DYLIB_PATH", ort_lib());
     }
     cmd
+}
+
+/// The file that keeps the full output of every set-up command.
+pub fn log_path() -> PathBuf {
+    cache_dir().join("setup.log")
+}
+
+/// Runs one set-up step as one line on stderr: `[setup] {label} ... done (12 s)`. The commands it
+/// runs through [`run_logged`] write to [`log_path`]; when the step fails, the log's tail is printed.
+pub fn step<T>(label: impl AsRef<str>, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    eprint!("[setup] {} ... ", label.as_ref());
+    let _ = std::io::stderr().flush();
+    let t = Instant::now();
+    match f() {
+        Ok(v) => {
+            eprintln!("done ({:.0} s)", t.elapsed().as_secs_f64());
+            Ok(v)
+        }
+        Err(e) => {
+            eprintln!("failed after {:.0} s", t.elapsed().as_secs_f64());
+            let log = std::fs::read_to_string(log_path()).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(40)..];
+            eprintln!("[setup] the last {} lines of {}:", tail.len(), log_path().display());
+            for l in tail {
+                eprintln!("    {l}");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Runs a command with its stdout and stderr appended to [`log_path`], failing with its command
+/// line when it does not succeed.
+pub fn run_logged(cmd: &mut Command) -> Result<()> {
+    let path = log_path();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut log = std::fs::OpenOptions::new().create(true).append(true).open(&path).with_context(|| format!("opening {}", path.display()))?;
+    writeln!(log, "\n$ {cmd:?}")?;
+    let status = cmd
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .status()
+        .with_context(|| format!("could not start {cmd:?}"))?;
+    if !status.success() {
+        bail!("command failed ({status}): {cmd:?} (full output in {})", path.display());
+    }
+    Ok(())
 }

@@ -1,6 +1,7 @@
 //! `vidlm`: the command line. Each subcommand lives in its own module.
 
 mod frames;
+mod messages;
 mod preprocess;
 mod probe;
 mod run;

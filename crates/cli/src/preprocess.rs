@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use std::path::PathBuf;
 use vidlm_processor::{Backend, Conversation, ProcessOptions, Processor};
 
+use crate::messages::MessagesFile;
 use crate::sampling::SamplingArgs;
 
 #[derive(clap::Args)]
@@ -18,7 +19,8 @@ pub struct Args {
     /// Model directory (config.json, tokenizer.json, processor configs, chat template).
     #[arg(long)]
     pub model: PathBuf,
-    /// Chat messages (transformers format): one conversation or a list of conversations.
+    /// Chat messages (transformers format): one conversation or a list of conversations. Relative
+    /// media paths in it resolve against the file's own folder.
     #[arg(long)]
     pub messages: PathBuf,
     #[command(flatten)]
@@ -37,10 +39,8 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<()> {
     let processor = Processor::from_dir(&a.model).with_context(|| format!("loading {}", a.model.display()))?;
-    let text = std::fs::read_to_string(&a.messages).with_context(|| format!("reading {}", a.messages.display()))?;
-    let json: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", a.messages.display()))?;
-    let base = a.messages.parent().map(|p| if p.as_os_str().is_empty() { std::path::Path::new(".") } else { p });
-    let convs = Conversation::batch_from_json(&json, base)?;
+    let messages = MessagesFile::load(&a.messages)?;
+    let convs = Conversation::batch_from_json(&messages.json, Some(&messages.base_dir))?;
     let opts = ProcessOptions {
         add_generation_prompt: !a.no_generation_prompt,
         sampling: a.sampling.to_sampling(),

@@ -8,6 +8,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
+use crate::messages::MessagesFile;
 use crate::sampling::SamplingArgs;
 use vidlm_pipeline::{Device, FinishReason, GenerateOptions, HubOptions, Pipeline, PipelineOptions, Progress, SessionOptions, Stage};
 
@@ -25,7 +26,9 @@ pub struct Args {
     /// The question.
     #[arg(long)]
     pub prompt: Option<String>,
-    /// A JSON file with HF chat messages (a list of {role, content}) instead of --video/--image/--prompt.
+    /// A JSON file of Hugging Face chat messages (a list of {role, content}) instead of
+    /// --video/--image/--prompt. Relative media paths in it resolve against the file's own folder;
+    /// --video/--image paths resolve against the current directory.
     #[arg(long, conflicts_with_all = ["video", "image", "prompt"])]
     pub messages: Option<PathBuf>,
     #[command(flatten)]
@@ -86,10 +89,12 @@ fn device(s: &str) -> Result<Device> {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let messages = match &a.messages {
+    // One rule for media paths (crate::messages): relative to the messages file's folder, or to the
+    // current directory for --video/--image.
+    let (messages, base_dir) = match &a.messages {
         Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-            serde_json::from_str(&text).with_context(|| format!("parsing {}", p.display()))?
+            let f = MessagesFile::load(p)?;
+            (f.json, f.base_dir)
         }
         None => {
             let Some(prompt) = &a.prompt else { bail!("give --prompt (or --messages FILE)") };
@@ -101,7 +106,7 @@ pub fn run(a: Args) -> Result<()> {
                 content.push(serde_json::json!({"type": "video", "video": v}));
             }
             content.push(serde_json::json!({"type": "text", "text": prompt}));
-            serde_json::json!([{"role": "user", "content": content}])
+            (serde_json::json!([{"role": "user", "content": content}]), std::env::current_dir().context("reading the current directory")?)
         }
     };
     let opts = PipelineOptions {
@@ -124,7 +129,7 @@ pub fn run(a: Args) -> Result<()> {
             Stage::Prefill { prompt_tokens } => eprintln!("[vidlm] {at:6.1} s  prefill over {prompt_tokens} prompt tokens ..."),
         }
     });
-    let mut g = GenerateOptions { base_dir: std::env::current_dir().ok(), progress: Some(progress), ..Default::default() };
+    let mut g = GenerateOptions { base_dir: Some(base_dir), progress: Some(progress), ..Default::default() };
     g.process.sampling = a.sampling.to_sampling();
     g.generation.max_new_tokens = a.max_new_tokens;
     g.generation.do_sample = a.do_sample.then_some(true);

@@ -73,3 +73,54 @@ fn run_reports_bad_input_in_one_line() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing"));
     let _ = std::fs::remove_file(&bad);
 }
+
+/// Issue 12: `--messages q/messages.json` naming `clip.mp4` means `q/clip.mp4`, whatever the
+/// working directory (and `vidlm preprocess` reads the same file the same way).
+#[test]
+fn run_resolves_media_in_a_messages_file_against_its_folder() {
+    let model = root().join("assets/demo-model").canonicalize().unwrap();
+    let work = std::env::temp_dir().join(format!("vidlm-cli-messages-{}", std::process::id()));
+    let q = work.join("q");
+    let elsewhere = work.join("elsewhere");
+    std::fs::create_dir_all(&q).unwrap();
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::copy(root().join("assets/demo.mp4"), q.join("clip.mp4")).unwrap();
+    let messages = serde_json::json!([{"role": "user", "content": [
+        {"type": "video", "video": "clip.mp4"},
+        {"type": "text", "text": "What happens?"}]}]);
+    std::fs::write(q.join("messages.json"), messages.to_string()).unwrap();
+    // Run from a sibling folder, naming the messages file by a relative path.
+    let run = |cwd: &std::path::Path, file: &str| {
+        vidlm()
+            .current_dir(cwd)
+            .args(["run", "--model"])
+            .arg(&model)
+            .args(["--messages", file, "--num-frames", "2", "--max-new-tokens", "2", "--threads", "1", "--json"])
+            .output()
+            .unwrap()
+    };
+    let from_elsewhere = run(&elsewhere, "../q/messages.json");
+    assert!(from_elsewhere.status.success(), "{}", String::from_utf8_lossy(&from_elsewhere.stderr));
+    let from_q = run(&q, "messages.json");
+    assert!(from_q.status.success(), "{}", String::from_utf8_lossy(&from_q.stderr));
+    let a: serde_json::Value = serde_json::from_slice(&from_elsewhere.stdout).unwrap();
+    let b: serde_json::Value = serde_json::from_slice(&from_q.stdout).unwrap();
+    assert_eq!(a["token_ids"], b["token_ids"]);
+    assert_eq!(a["prompt_tokens"], b["prompt_tokens"]);
+    // preprocess follows the same rule.
+    let out = vidlm()
+        .current_dir(&elsewhere)
+        .args(["preprocess", "--model"])
+        .arg(&model)
+        .args(["--messages", "../q/messages.json", "--num-frames", "2", "--out", "inputs.safetensors"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // A media path that does not exist next to the messages file is still an error, one line.
+    std::fs::remove_file(q.join("clip.mp4")).unwrap();
+    let missing = run(&elsewhere, "../q/messages.json");
+    assert!(!missing.status.success());
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(err.contains("clip.mp4"), "{err}");
+    let _ = std::fs::remove_dir_all(&work);
+}
