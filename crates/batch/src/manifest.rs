@@ -171,9 +171,11 @@ impl Manifest {
         &self.path
     }
 
-    /// The folder holding the manifest (relative media paths resolve against it).
+    /// The folder holding the manifest (relative media paths resolve against it), absolute when
+    /// the path can be made absolute.
     pub fn dir(&self) -> PathBuf {
-        match self.path.parent() {
+        let abs = std::path::absolute(&self.path).unwrap_or_else(|_| self.path.clone());
+        match abs.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         }

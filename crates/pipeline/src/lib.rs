@@ -332,6 +332,12 @@ impl Pipeline {
         &mut self.lm
     }
 
+    /// The loaded parts, for a caller that schedules them itself (the serving engine runs the
+    /// processor and vision on media workers and the language model on its decode loop).
+    pub fn into_parts(self) -> (Processor, VisionEncoder, LanguageModel) {
+        (self.processor, self.vision, self.lm)
+    }
+
     /// Answers one conversation (HF chat-messages JSON: a list of `{role, content}`).
     pub fn generate(&mut self, messages: &serde_json::Value, opts: &GenerateOptions) -> Result<Output, PipelineError> {
         let mut out = self.generate_batch(std::slice::from_ref(messages), opts)?;
