@@ -41,12 +41,8 @@ pub fn run(a: Args) -> Result<()> {
     let processor = Processor::from_dir(&a.model).with_context(|| format!("loading {}", a.model.display()))?;
     let messages = MessagesFile::load(&a.messages)?;
     let convs = Conversation::batch_from_json(&messages.json, Some(&messages.base_dir))?;
-    let opts = ProcessOptions {
-        add_generation_prompt: !a.no_generation_prompt,
-        sampling: a.sampling.to_sampling(),
-        image_backend: a.backend,
-        video_backend: None,
-    };
+    let mut opts = ProcessOptions { add_generation_prompt: !a.no_generation_prompt, image_backend: a.backend, ..Default::default() };
+    a.sampling.apply(&mut opts);
     let inputs = processor.process(&convs, &opts)?;
     let bytes = inputs.to_safetensors()?;
     std::fs::write(&a.out, bytes).with_context(|| format!("writing {}", a.out.display()))?;

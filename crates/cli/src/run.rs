@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use crate::messages::MessagesFile;
 use crate::sampling::SamplingArgs;
-use vidlm_pipeline::{Device, FinishReason, GenerateOptions, HubOptions, Pipeline, PipelineOptions, Progress, SessionOptions, Stage};
+use vidlm_pipeline::{Conversation, Device, FinishReason, GenerateOptions, HubOptions, Pipeline, PipelineOptions, Progress, SessionOptions, Stage};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -109,6 +109,7 @@ pub fn run(a: Args) -> Result<()> {
             (serde_json::json!([{"role": "user", "content": content}]), std::env::current_dir().context("reading the current directory")?)
         }
     };
+    let conversation = Conversation::from_json(&messages, Some(&base_dir))?;
     let opts = PipelineOptions {
         session: SessionOptions { device: device(&a.device)?, allow_cpu_fallback: a.allow_cpu_fallback, intra_threads: a.threads, ..Default::default() },
         hub: HubOptions { offline: a.offline, ..Default::default() },
@@ -129,8 +130,8 @@ pub fn run(a: Args) -> Result<()> {
             Stage::Prefill { prompt_tokens } => eprintln!("[vidlm] {at:6.1} s  prefill over {prompt_tokens} prompt tokens ..."),
         }
     });
-    let mut g = GenerateOptions { base_dir: Some(base_dir), progress: Some(progress), ..Default::default() };
-    g.process.sampling = a.sampling.to_sampling();
+    let mut g = GenerateOptions { progress: Some(progress), ..Default::default() };
+    a.sampling.apply(&mut g.process);
     g.generation.max_new_tokens = a.max_new_tokens;
     g.generation.do_sample = a.do_sample.then_some(true);
     g.generation.temperature = a.temperature;
@@ -143,7 +144,7 @@ pub fn run(a: Args) -> Result<()> {
         g.generation.stop_strings = Some(a.stop.clone());
     }
     if a.json {
-        let out = p.generate(&messages, &g)?;
+        let out = p.generate(&conversation, &g)?;
         let t = &out.timings;
         let finish_reason = match out.row.finish_reason {
             FinishReason::Eos => "eos",
@@ -172,7 +173,7 @@ pub fn run(a: Args) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    let mut stream = p.stream(&messages, &g)?;
+    let mut stream = p.stream(&conversation, &g)?;
     let mut stdout = std::io::stdout().lock();
     while let Some(ev) = stream.next_event() {
         write!(stdout, "{}", ev?.text)?;

@@ -1,6 +1,6 @@
 //! Frame-sampling flags shared by `vidlm preprocess` and `vidlm run`.
 
-use vidlm_processor::Sampling;
+use vidlm_processor::{ProcessOptions, Sampling};
 
 /// `--num-frames N | --fps F`, optionally capped by `--max-frames M`.
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -17,8 +17,13 @@ pub struct SamplingArgs {
 }
 
 impl SamplingArgs {
-    /// The processor's sampling settings.
-    pub fn to_sampling(&self) -> Sampling {
-        Sampling { num_frames: self.num_frames, fps: self.fps, max_frames: self.max_frames }
+    /// Sets the processor's frame sampling (`sampling`, `max_frames`).
+    pub fn apply(&self, opts: &mut ProcessOptions) {
+        opts.sampling = match (self.num_frames, self.fps) {
+            (Some(n), _) => Sampling::NumFrames(n),
+            (None, Some(f)) => Sampling::Fps(f),
+            (None, None) => Sampling::All,
+        };
+        opts.max_frames = self.max_frames;
     }
 }

@@ -1,139 +1,8 @@
-//! `generation_config.json` / `config.json` (text part) and per-call generation options.
-
-use std::path::Path;
-
-use serde::Deserialize;
+//! Per-call generation options over `generation_config.json` (read by `vidlm-model`).
 
 use crate::sampling::SamplingParams;
 use crate::DecoderError;
-
-/// A field that Hugging Face writes either as one value or as a list.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(untagged)]
-pub enum OneOrMany<T> {
-    /// A single value.
-    One(T),
-    /// A list of values.
-    Many(Vec<T>),
-}
-
-impl<T: Clone> OneOrMany<T> {
-    /// As a list.
-    pub fn to_vec(&self) -> Vec<T> {
-        match self {
-            OneOrMany::One(v) => vec![v.clone()],
-            OneOrMany::Many(v) => v.clone(),
-        }
-    }
-}
-
-/// The fields of `generation_config.json` that vidlm uses (names as in transformers).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-pub struct GenerationConfig {
-    /// Beginning-of-sequence token.
-    #[serde(default)]
-    pub bos_token_id: Option<i64>,
-    /// End-of-sequence token(s): generation of a row stops when it emits one.
-    #[serde(default)]
-    pub eos_token_id: Option<OneOrMany<i64>>,
-    /// Padding token.
-    #[serde(default)]
-    pub pad_token_id: Option<i64>,
-    /// Total length limit (prompt + new tokens); transformers' default is 20.
-    #[serde(default)]
-    pub max_length: Option<usize>,
-    /// New-token limit (wins over `max_length`).
-    #[serde(default)]
-    pub max_new_tokens: Option<usize>,
-    /// Sample instead of greedy.
-    #[serde(default)]
-    pub do_sample: Option<bool>,
-    /// Sampling temperature.
-    #[serde(default)]
-    pub temperature: Option<f32>,
-    /// Top-k filter.
-    #[serde(default)]
-    pub top_k: Option<usize>,
-    /// Top-p filter.
-    #[serde(default)]
-    pub top_p: Option<f32>,
-    /// Min-p filter.
-    #[serde(default)]
-    pub min_p: Option<f32>,
-    /// Repetition penalty.
-    #[serde(default)]
-    pub repetition_penalty: Option<f32>,
-    /// Stop strings.
-    #[serde(default)]
-    pub stop_strings: Option<OneOrMany<String>>,
-}
-
-impl GenerationConfig {
-    /// Reads `generation_config.json`.
-    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, DecoderError> {
-        let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| DecoderError::Io { path: path.to_path_buf(), source: e })?;
-        serde_json::from_str(&text).map_err(|e| DecoderError::Config { path: path.to_path_buf(), message: e.to_string() })
-    }
-}
-
-/// The language-model fields of `config.json` (`text_config`, or the top level for plain LMs).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-pub struct TextConfig {
-    /// Context length.
-    #[serde(default)]
-    pub max_position_embeddings: Option<usize>,
-    /// Hidden size.
-    #[serde(default)]
-    pub hidden_size: Option<usize>,
-    /// Attention heads.
-    #[serde(default)]
-    pub num_attention_heads: Option<usize>,
-    /// KV heads (GQA).
-    #[serde(default)]
-    pub num_key_value_heads: Option<usize>,
-    /// Head dimension.
-    #[serde(default)]
-    pub head_dim: Option<usize>,
-    /// Layers.
-    #[serde(default)]
-    pub num_hidden_layers: Option<usize>,
-    /// Vocabulary size.
-    #[serde(default)]
-    pub vocab_size: Option<usize>,
-}
-
-#[derive(Deserialize)]
-struct ConfigJson {
-    #[serde(default)]
-    text_config: Option<TextConfig>,
-    #[serde(flatten)]
-    top: TextConfig,
-}
-
-impl TextConfig {
-    /// Reads the text part of a model's `config.json`.
-    pub fn from_config_file(path: impl AsRef<Path>) -> Result<Self, DecoderError> {
-        let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| DecoderError::Io { path: path.to_path_buf(), source: e })?;
-        let c: ConfigJson =
-            serde_json::from_str(&text).map_err(|e| DecoderError::Config { path: path.to_path_buf(), message: e.to_string() })?;
-        Ok(c.text_config.unwrap_or(c.top))
-    }
-
-    /// KV heads, falling back to the attention heads.
-    pub fn kv_heads(&self) -> Option<usize> {
-        self.num_key_value_heads.or(self.num_attention_heads)
-    }
-
-    /// Head dimension, falling back to hidden / heads.
-    pub fn head_dim(&self) -> Option<usize> {
-        self.head_dim.or_else(|| match (self.hidden_size, self.num_attention_heads) {
-            (Some(h), Some(n)) if n > 0 => Some(h / n),
-            _ => None,
-        })
-    }
-}
+pub use vidlm_model::{GenerationConfig, TextConfig};
 
 /// Per-call generation options; `None` fields take the model's `generation_config.json` value,
 /// then transformers' defaults (`max_length` 20, greedy, temperature 1, top-k 50, top-p 1).
@@ -251,14 +120,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn eos_single_or_list() {
-        let a: GenerationConfig = serde_json::from_str(r#"{"eos_token_id": 2, "bos_token_id": 1}"#).unwrap();
-        assert_eq!(a.eos_token_id.unwrap().to_vec(), vec![2]);
-        let b: GenerationConfig = serde_json::from_str(r#"{"eos_token_id": [151645, 151643], "transformers_version": "5"}"#).unwrap();
-        assert_eq!(b.eos_token_id.unwrap().to_vec(), vec![151645, 151643]);
-    }
-
-    #[test]
     fn resolve_precedence_and_defaults() {
         let cfg: GenerationConfig =
             serde_json::from_str(r#"{"eos_token_id": [5, 6], "temperature": 0.7, "max_length": 30, "stop_strings": "END"}"#).unwrap();
@@ -290,23 +151,5 @@ mod tests {
         ] {
             assert!(matches!(ResolvedGeneration::resolve(&cfg, &o), Err(DecoderError::InvalidOption(_))), "{o:?}");
         }
-    }
-
-    #[test]
-    fn text_config_nested_or_top_level() {
-        let d = std::env::temp_dir().join(format!("vidlm-dec-cfg-{}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
-        let p = d.join("config.json");
-        std::fs::write(&p, r#"{"model_type":"llava","text_config":{"hidden_size":64,"num_attention_heads":4,"max_position_embeddings":128}}"#).unwrap();
-        let t = TextConfig::from_config_file(&p).unwrap();
-        assert_eq!(t.head_dim(), Some(16));
-        assert_eq!(t.kv_heads(), Some(4));
-        assert_eq!(t.max_position_embeddings, Some(128));
-        std::fs::write(&p, r#"{"hidden_size":8,"num_attention_heads":2,"num_key_value_heads":1}"#).unwrap();
-        let t = TextConfig::from_config_file(&p).unwrap();
-        assert_eq!((t.head_dim(), t.kv_heads()), (Some(4), Some(1)));
-        std::fs::write(&p, "{not json").unwrap();
-        assert!(matches!(TextConfig::from_config_file(&p), Err(DecoderError::Config { .. })));
-        let _ = std::fs::remove_dir_all(&d);
     }
 }

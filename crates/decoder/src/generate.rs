@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 use tokenizers::Tokenizer;
 
 use crate::config::ResolvedGeneration;
-use crate::merge::{left_pad, merge_features, position_ids, Features};
+use crate::merge::{merge_features, position_ids, Features};
+use vidlm_model::left_pad;
 use crate::model::{KvCache, LmSessions};
 use crate::sampling::{select_token, Rng};
 use crate::stream::StreamDecoder;

@@ -67,12 +67,13 @@ mod stream;
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
 use tokenizers::Tokenizer;
+use vidlm_model::{ErrorKind, Graph, ModelError, ModelFiles};
 
-pub use config::{GenerationConfig, GenerationOptions, OneOrMany, ResolvedGeneration, TextConfig};
+pub use config::{GenerationOptions, ResolvedGeneration};
 pub use generate::{FinishReason, Generation, GenerationResult, LmTimings, RowOutput, Sequence, TokenEvent};
-pub use merge::{left_pad, merge_features, position_ids, Features};
+pub use merge::{merge_features, position_ids, Features};
+pub use vidlm_model::{left_pad, GenerationConfig, OneOrMany, PlaceholderIds, Precision, TextConfig};
 pub use model::{DecoderIo, KvCache, LanguageModelFiles, LayerIo, LmSessions, StepOutput};
 pub use sampling::{
     apply_min_p, apply_repetition_penalty, apply_temperature, apply_top_k, apply_top_p, argmax, process_logits, sample, select_token, Rng,
@@ -83,12 +84,16 @@ pub use vidlm_ort::{Device, OrtError, Provider, SessionOptions};
 
 /// Errors of the language-model runtime.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DecoderError {
+    /// The model directory is missing a file or one of its configs is malformed.
+    #[error(transparent)]
+    Model(#[from] ModelError),
     /// ONNX Runtime set-up or session loading failed (includes a missing graph).
     #[error(transparent)]
     Ort(#[from] OrtError),
     /// ONNX Runtime failed while running a graph.
-    #[error("ONNX Runtime error in {path}: {source}")]
+    #[error("ONNX Runtime error in {path}")]
     Runtime {
         /// The graph.
         path: PathBuf,
@@ -141,48 +146,20 @@ pub enum DecoderError {
     /// Tokenizer failure.
     #[error("tokenizer error: {0}")]
     Tokenizer(String),
-    /// A file could not be read.
-    #[error("cannot read {path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A config file is malformed.
-    #[error("invalid {path}: {message}")]
-    Config {
-        /// The file.
-        path: PathBuf,
-        /// The parse error.
-        message: String,
-    },
 }
 
-/// Placeholder token ids from `config.json` (`image_token_index` or `image_token_id`, …).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-pub struct PlaceholderIds {
-    /// The `<image>` id.
-    #[serde(default, alias = "image_token_index")]
-    pub image_token_id: Option<i64>,
-    /// The `<video>` id.
-    #[serde(default, alias = "video_token_index")]
-    pub video_token_id: Option<i64>,
-}
-
-impl PlaceholderIds {
-    /// Reads them from `config.json`.
-    pub fn from_config_file(path: impl AsRef<Path>) -> Result<Self, DecoderError> {
-        let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| DecoderError::Io { path: path.to_path_buf(), source: e })?;
-        let v: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| DecoderError::Config { path: path.to_path_buf(), message: e.to_string() })?;
-        let get = |a: &str, b: &str| v.get(a).or_else(|| v.get(b)).and_then(|x| x.as_i64());
-        Ok(PlaceholderIds {
-            image_token_id: get("image_token_id", "image_token_index"),
-            video_token_id: get("video_token_id", "video_token_index"),
-        })
+impl DecoderError {
+    /// The category of the error (see [`ErrorKind`]). In the pipeline the sequences come from
+    /// the processor and vision, so a feature/placeholder mismatch is [`ErrorKind::Internal`].
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            DecoderError::Model(e) => e.kind(),
+            DecoderError::Ort(OrtError::GraphMissing(_) | OrtError::SessionLoad { .. }) => ErrorKind::InvalidModel,
+            DecoderError::UnexpectedInput { .. } | DecoderError::UnexpectedGraph { .. } => ErrorKind::InvalidModel,
+            DecoderError::PromptTooLong { .. } => ErrorKind::LimitExceeded,
+            DecoderError::InvalidOption(_) => ErrorKind::BadRequest,
+            _ => ErrorKind::Internal,
+        }
     }
 }
 
@@ -191,10 +168,10 @@ impl PlaceholderIds {
 pub struct LmOptions {
     /// Session options (device, threads).
     pub session: SessionOptions,
-    /// Precision suffix of `embed_tokens` (`""` = fp32, `"_fp16"`, `"_q4"`, …).
-    pub embed_suffix: String,
-    /// Precision suffix of `decoder_model_merged`.
-    pub decoder_suffix: String,
+    /// Precision variant of `embed_tokens`.
+    pub embed_precision: Precision,
+    /// Precision variant of `decoder_model_merged`.
+    pub decoder_precision: Precision,
 }
 
 /// A loaded language model: sessions, configs, tokenizer and placeholder ids.
@@ -212,32 +189,36 @@ impl LanguageModel {
     /// `tokenizer.json` (optional), `onnx/embed_tokens*.onnx`, `onnx/decoder_model_merged*.onnx`.
     /// All files are checked before any graph is loaded.
     pub fn from_dir(dir: impl AsRef<Path>, opts: &LmOptions) -> Result<Self, DecoderError> {
-        let dir = dir.as_ref();
-        let files = LanguageModelFiles::in_dir(dir, &opts.embed_suffix, &opts.decoder_suffix);
-        let config = dir.join("config.json");
-        for p in [&config, &files.embed_tokens, &files.decoder] {
+        let files = ModelFiles::read(dir)?;
+        let tokenizer = match &files.tokenizer_json {
+            Some(p) => Some(Tokenizer::from_file(p).map_err(|e| DecoderError::Tokenizer(format!("{}: {e}", p.display())))?),
+            None => None,
+        };
+        Self::from_files(&files, opts, tokenizer)
+    }
+
+    /// Loads the graphs of an already-read model directory, with the configs it holds
+    /// (`text_config`, placeholder ids, `generation_config.json`) and `tokenizer` (for streamed
+    /// text and stop strings).
+    pub fn from_files(files: &ModelFiles, opts: &LmOptions, tokenizer: Option<Tokenizer>) -> Result<Self, DecoderError> {
+        let graphs = LanguageModelFiles {
+            embed_tokens: files.graph_path(Graph::EmbedTokens, opts.embed_precision),
+            decoder: files.graph_path(Graph::DecoderModelMerged, opts.decoder_precision),
+        };
+        for p in [&graphs.embed_tokens, &graphs.decoder] {
             if !p.is_file() {
-                if p == &config {
-                    return Err(DecoderError::Io {
-                        path: config.clone(),
-                        source: std::io::Error::new(std::io::ErrorKind::NotFound, "config.json is missing"),
-                    });
-                }
                 return Err(DecoderError::Ort(OrtError::GraphMissing(p.clone())));
             }
         }
-        let text_config = TextConfig::from_config_file(&config)?;
-        let placeholders = PlaceholderIds::from_config_file(&config)?;
-        let gen_path = dir.join("generation_config.json");
-        let generation_config = if gen_path.is_file() { GenerationConfig::from_file(&gen_path)? } else { GenerationConfig::default() };
-        let tok_path = dir.join("tokenizer.json");
-        let tokenizer = if tok_path.is_file() {
-            Some(Tokenizer::from_file(&tok_path).map_err(|e| DecoderError::Tokenizer(format!("{}: {e}", tok_path.display())))?)
-        } else {
-            None
-        };
-        let sessions = LmSessions::load(&files, &text_config, &opts.session)?;
-        Ok(LanguageModel { sessions, text_config, generation_config, tokenizer, placeholders })
+        let text_config = files.config.text().clone();
+        let sessions = LmSessions::load(&graphs, &text_config, &opts.session)?;
+        Ok(LanguageModel {
+            sessions,
+            text_config,
+            generation_config: files.generation.clone(),
+            tokenizer,
+            placeholders: files.config.placeholder_ids(),
+        })
     }
 
     /// Assembles a model from parts.

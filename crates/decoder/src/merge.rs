@@ -1,5 +1,5 @@
-//! Host-side prompt preparation: feature rows, merging them into `inputs_embeds`, left padding
-//! and position ids.
+//! Host-side prompt preparation: feature rows, merging them into `inputs_embeds`, and position
+//! ids. Left padding is `vidlm_model::left_pad`, the one padding step of vidlm.
 
 use crate::DecoderError;
 
@@ -97,22 +97,6 @@ pub fn merge_features(
     Ok(())
 }
 
-/// Left-pads `rows` to the longest with `pad_id`. Returns `(ids, attention_mask, width)`, both
-/// `rows.len() × width`, row-major.
-pub fn left_pad(rows: &[Vec<i64>], pad_id: i64) -> (Vec<i64>, Vec<i64>, usize) {
-    let width = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let mut ids = Vec::with_capacity(rows.len() * width);
-    let mut mask = Vec::with_capacity(rows.len() * width);
-    for r in rows {
-        let pad = width - r.len();
-        ids.extend(std::iter::repeat_n(pad_id, pad));
-        ids.extend_from_slice(r);
-        mask.extend(std::iter::repeat_n(0i64, pad));
-        mask.extend(std::iter::repeat_n(1i64, r.len()));
-    }
-    (ids, mask, width)
-}
-
 /// Position ids as transformers' `_prepare_position_ids_for_generation` (5.23):
 /// `cumsum(attention_mask) - 1`, with padded positions set to 0. `mask` is `batch × width`.
 /// Only the last `seq` columns of each row are returned (`batch × seq`).
@@ -169,6 +153,7 @@ mod tests {
 
     #[test]
     fn left_padding_and_positions_match_transformers() {
+        use vidlm_model::left_pad;
         let (ids, mask, w) = left_pad(&[vec![1, 2, 3], vec![4]], 0);
         assert_eq!(w, 3);
         assert_eq!(ids, vec![1, 2, 3, 0, 0, 4]);

@@ -213,7 +213,8 @@ fn missing_and_malformed_graphs_are_typed_errors() {
     // Missing config.json.
     let empty = dir.join("empty");
     std::fs::create_dir_all(&empty).unwrap();
-    assert!(matches!(LanguageModel::from_dir(&empty, &LmOptions::default()).unwrap_err(), DecoderError::Io { .. }));
+    let err = LanguageModel::from_dir(&empty, &LmOptions::default()).unwrap_err();
+    assert!(matches!(&err, DecoderError::Model(vidlm_model::ModelError::MissingFile { file, .. }) if file == "config.json"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 
     // A decoder graph with an input this runtime does not know.

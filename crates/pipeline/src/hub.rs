@@ -24,6 +24,20 @@ pub struct FileSet {
     pub optional: Vec<String>,
 }
 
+impl FileSet {
+    /// Adds the external-weight files of every graph (`<graph>.onnx_data`, `_1` … `_7`) as
+    /// optional: graphs over 2 GB keep their weights there.
+    pub fn add_external_data(&mut self) {
+        let graphs: Vec<String> = self.required.iter().chain(self.optional.iter()).filter(|f| f.ends_with(".onnx")).cloned().collect();
+        for g in graphs {
+            self.optional.push(format!("{g}_data"));
+            for i in 1..8 {
+                self.optional.push(format!("{g}_data_{i}"));
+            }
+        }
+    }
+}
+
 /// The configuration files every model needs besides the graphs.
 pub const CONFIG_FILES: &[&str] = &["config.json", "tokenizer.json"];
 /// Configuration files used when present.

@@ -14,18 +14,25 @@
 //! they are generated. Several conversations can be generated as one left-padded batch
 //! ([`Pipeline::generate_batch`]).
 //!
+//! The conversations come parsed ([`Conversation`], e.g. from the HF chat-messages JSON with
+//! [`Conversation::from_json`]); the model directory is read once (`vidlm_model::ModelFiles`) and
+//! its parsed configs handed to the processor, vision and the decoder. Per conversation, the
+//! processor's hand-off (unpadded ids, each image's patch grid) goes to vision and the decoder;
+//! the batch is padded once, by the decoder.
+//!
 //! ```
-//! use vidlm_pipeline::{GenerateOptions, Pipeline, PipelineOptions};
+//! use vidlm_pipeline::{Conversation, GenerateOptions, Pipeline, PipelineOptions, Sampling};
 //!
 //! let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 //! let mut p = Pipeline::from_pretrained(&format!("{root}/assets/demo-model"), &PipelineOptions::default())?;
 //! let messages = serde_json::json!([{"role": "user", "content": [
-//!     {"type": "video", "video": format!("{root}/assets/demo.mp4")},
+//!     {"type": "video", "video": "assets/demo.mp4"},
 //!     {"type": "text", "text": "What happens in this video?"}]}]);
+//! let conversation = Conversation::from_json(&messages, Some(std::path::Path::new(root)))?;
 //! let mut opts = GenerateOptions::default();
 //! opts.generation.max_new_tokens = Some(8);
-//! opts.process.sampling.num_frames = Some(8);
-//! let out = p.generate(&messages, &opts)?;
+//! opts.process.sampling = Sampling::NumFrames(8);
+//! let out = p.generate(&conversation, &opts)?;
 //! println!("{}\n{:.1} tokens/s", out.text, out.timings.tokens_per_second());
 //! # Ok::<(), vidlm_pipeline::PipelineError>(())
 //! ```
@@ -33,10 +40,14 @@
 //! A runnable check of the pieces without a model: the file set a family needs.
 //!
 //! ```
-//! let files = vidlm_pipeline::required_files("llava_next_video", "", "", "").unwrap();
+//! use vidlm_pipeline::{required_files, Family, Precision, Precisions};
+//!
+//! let next_video = Family::from_model_type("llava_next_video").unwrap();
+//! let files = required_files(next_video, &Precisions::default());
 //! assert!(files.required.contains(&"onnx/video_encoder.onnx".to_string()));
 //! assert!(files.required.contains(&"onnx/image_newline.safetensors".to_string()));
-//! assert!(vidlm_pipeline::required_files("bert", "", "", "").is_err());
+//! let q4 = required_files(next_video, &Precisions::all(Precision::Q4));
+//! assert!(q4.required.contains(&"onnx/decoder_model_merged_q4.onnx".to_string()));
 //! ```
 
 mod hub;
@@ -46,20 +57,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ndarray::ArrayD;
 pub use hub::{resolve, FileSet, HubOptions};
 pub use loader::TimedLoader;
-pub use vidlm_processor::VideoIoLoader;
 use vidlm_decoder::{Features, GenerationOptions, LanguageModel, LmOptions, RowOutput, Sequence, TokenEvent};
 pub use vidlm_decoder::{DecoderError, FinishReason};
+pub use vidlm_model::{ErrorKind, Family, GraphUse, ModelError, ModelFiles, Precision, Precisions, Sampling};
+use vidlm_model::Graph;
 pub use vidlm_ort::{Device, Provider, SessionOptions};
-use vidlm_processor::processor::{ProcessOptions, ProcessedInputs};
-use vidlm_processor::{Conversation, Processor, ProcessorError};
-use vidlm_vision::anyres::anyres_grid_shape;
-use vidlm_vision::{Family, ImagePixels, VideoPixels, VisionEncoder, VisionError, VisionOptions};
+pub use vidlm_processor::{Conversation, ImageInput, Part, ProcessOptions, ProcessedInputs, Processor, ProcessorError, VideoInput, VideoIoLoader};
+use vidlm_vision::{FeatureBlock, ImagePixels, VideoPixels, VisionEncoder, VisionError, VisionOptions};
 
 /// Errors of the pipeline.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PipelineError {
     /// A file the model needs is missing (local directory or hub).
     #[error("model {model}: missing {file}")]
@@ -69,9 +79,10 @@ pub enum PipelineError {
         /// The file (and why it could not be found).
         file: String,
     },
-    /// The model is not one of the supported families.
-    #[error("unsupported model: {0}")]
-    Unsupported(String),
+    /// The model directory's configs are missing or malformed, or the model is not one of the
+    /// supported families.
+    #[error(transparent)]
+    Model(#[from] ModelError),
     /// Messages, media decoding or preprocessing failed.
     #[error(transparent)]
     Processor(#[from] ProcessorError),
@@ -81,14 +92,23 @@ pub enum PipelineError {
     /// The language model failed.
     #[error(transparent)]
     Decoder(#[from] DecoderError),
-    /// Reading config.json failed.
-    #[error("{path}: {message}")]
-    Config {
-        /// The file.
-        path: PathBuf,
-        /// What went wrong.
-        message: String,
-    },
+    /// A broken internal invariant (a bug in vidlm, not in the input).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl PipelineError {
+    /// The category of the error, for mapping to a response (see [`ErrorKind`]).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            PipelineError::MissingFile { .. } => ErrorKind::NotFound,
+            PipelineError::Model(e) => e.kind(),
+            PipelineError::Processor(e) => e.kind(),
+            PipelineError::Vision(e) => e.kind(),
+            PipelineError::Decoder(e) => e.kind(),
+            PipelineError::Internal(_) => ErrorKind::Internal,
+        }
+    }
 }
 
 /// How to load a pipeline.
@@ -98,12 +118,8 @@ pub struct PipelineOptions {
     pub session: SessionOptions,
     /// Most images/frames per vision call.
     pub vision_max_batch: usize,
-    /// Precision suffix of the vision graphs (`""` fp32, `"_fp16"`, …).
-    pub vision_suffix: String,
-    /// Precision suffix of `embed_tokens`.
-    pub embed_suffix: String,
-    /// Precision suffix of `decoder_model_merged`.
-    pub decoder_suffix: String,
+    /// Precision variant of each graph (`fp32` unless chosen).
+    pub precisions: Precisions,
     /// Hub look-up for ids.
     pub hub: HubOptions,
 }
@@ -113,9 +129,7 @@ impl Default for PipelineOptions {
         PipelineOptions {
             session: SessionOptions::default(),
             vision_max_batch: 8,
-            vision_suffix: String::new(),
-            embed_suffix: String::new(),
-            decoder_suffix: String::new(),
+            precisions: Precisions::default(),
             hub: HubOptions::default(),
         }
     }
@@ -128,8 +142,6 @@ pub struct GenerateOptions {
     pub generation: GenerationOptions,
     /// Processor options (frame sampling, generation prompt, resize backends).
     pub process: ProcessOptions,
-    /// Directory that relative media paths are resolved against.
-    pub base_dir: Option<PathBuf>,
     /// Called as each slow stage starts (for progress display).
     pub progress: Option<Progress>,
 }
@@ -229,42 +241,44 @@ pub struct BatchOutput {
     pub timings: Timings,
 }
 
-/// The file set a family needs, with precision suffixes.
-pub fn required_files(model_type: &str, vision_suffix: &str, embed_suffix: &str, decoder_suffix: &str) -> Result<FileSet, PipelineError> {
-    let family = Family::from_model_type(model_type).ok_or_else(|| PipelineError::Unsupported(format!("model_type `{model_type}`")))?;
-    let mut required: Vec<String> = hub::CONFIG_FILES.iter().map(|s| s.to_string()).collect();
-    required.push(format!("onnx/vision_encoder{vision_suffix}.onnx"));
-    required.push(format!("onnx/embed_tokens{embed_suffix}.onnx"));
-    required.push(format!("onnx/decoder_model_merged{decoder_suffix}.onnx"));
-    let mut optional: Vec<String> = hub::OPTIONAL_FILES.iter().map(|s| s.to_string()).collect();
-    match family {
-        Family::VideoLlava | Family::NextVideo => required.push(format!("onnx/video_encoder{vision_suffix}.onnx")),
-        Family::OneVision => optional.push(format!("onnx/video_encoder{vision_suffix}.onnx")),
-        Family::Interleave => {}
+/// The file set a family needs, for the chosen precisions (from the family's row of the table:
+/// `video_encoder` and `image_newline` where the family uses them; external weights optional).
+pub fn required_files(family: Family, precisions: &Precisions) -> FileSet {
+    let spec = family.spec();
+    let mut files = base_files(precisions);
+    let video = Graph::VideoEncoder.file(precisions.of(Graph::VideoEncoder));
+    match spec.video_encoder {
+        GraphUse::Required => files.required.push(video),
+        GraphUse::Optional => files.optional.push(video),
+        GraphUse::Unused => {}
     }
-    if matches!(family, Family::OneVision | Family::NextVideo) {
-        required.push("onnx/image_newline.safetensors".into());
+    if spec.image_newline {
+        files.required.push(NEWLINE_FILE.into());
     }
-    // External weights of big graphs.
-    let graphs: Vec<String> = required.iter().chain(optional.iter()).filter(|f| f.ends_with(".onnx")).cloned().collect();
-    for g in graphs {
-        optional.push(format!("{g}_data"));
-        for i in 1..8 {
-            optional.push(format!("{g}_data_{i}"));
-        }
-    }
-    optional.push("onnx/vidlm_manifest.json".into());
-    Ok(FileSet { required, optional })
+    files.add_external_data();
+    files
 }
 
-fn model_type(dir: &Path) -> Result<String, PipelineError> {
-    let path = dir.join("config.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| PipelineError::Config { path: path.clone(), message: e.to_string() })?;
-    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| PipelineError::Config { path: path.clone(), message: e.to_string() })?;
-    v.get("model_type")
-        .and_then(|t| t.as_str())
-        .map(str::to_string)
-        .ok_or_else(|| PipelineError::Config { path, message: "no model_type".into() })
+/// Where the `image_newline` weights of the export live.
+const NEWLINE_FILE: &str = "onnx/image_newline.safetensors";
+
+/// The configs and the three graphs every family needs.
+fn base_files(precisions: &Precisions) -> FileSet {
+    let mut required: Vec<String> = hub::CONFIG_FILES.iter().map(|s| s.to_string()).collect();
+    required.extend([Graph::VisionEncoder, Graph::EmbedTokens, Graph::DecoderModelMerged].map(|g| g.file(precisions.of(g))));
+    let mut optional: Vec<String> = hub::OPTIONAL_FILES.iter().map(|s| s.to_string()).collect();
+    optional.push(vidlm_model::manifest::MANIFEST_FILE.into());
+    FileSet { required, optional }
+}
+
+/// What to fetch before the family is known (hub ids): every family's files, the
+/// family-specific ones optional; [`required_files`] is checked once `config.json` is read.
+fn candidate_files(precisions: &Precisions) -> FileSet {
+    let mut files = base_files(precisions);
+    files.optional.push(Graph::VideoEncoder.file(precisions.of(Graph::VideoEncoder)));
+    files.optional.push(NEWLINE_FILE.into());
+    files.add_external_data();
+    files
 }
 
 /// A loaded model: processor, vision graphs, language model.
@@ -284,31 +298,27 @@ impl std::fmt::Debug for Pipeline {
 
 impl Pipeline {
     /// Loads a model from a directory or a hub id (`owner/name`, through the Hugging Face
-    /// cache). Every required file is checked before any graph is loaded.
+    /// cache). The directory is read once; every file the family needs is checked before any
+    /// graph is loaded.
     pub fn from_pretrained(model: &str, opts: &PipelineOptions) -> Result<Self, PipelineError> {
-        let cfg_only = FileSet { required: vec!["config.json".into()], optional: vec![] };
-        let dir = resolve(model, &cfg_only, &opts.hub)?;
-        let mt = model_type(&dir)?;
-        let files = required_files(&mt, &opts.vision_suffix, &opts.embed_suffix, &opts.decoder_suffix)?;
-        let dir = resolve(model, &files, &opts.hub)?;
-        for f in &files.required {
-            if !dir.join(f).is_file() {
-                return Err(PipelineError::MissingFile { model: model.to_string(), file: f.clone() });
+        let dir = resolve(model, &candidate_files(&opts.precisions), &opts.hub)?;
+        let files = ModelFiles::read(&dir)?;
+        let family = files.family()?;
+        for f in required_files(family, &opts.precisions).required {
+            if !dir.join(&f).is_file() {
+                return Err(PipelineError::MissingFile { model: model.to_string(), file: f });
             }
         }
         let loader = Arc::new(TimedLoader::new(Arc::new(VideoIoLoader::default())));
-        let processor = Processor::from_dir(&dir)?.with_loader(loader.clone());
-        let vision = VisionEncoder::from_dir(
-            &dir,
-            &VisionOptions { session: opts.session.clone(), max_batch: opts.vision_max_batch, suffix: opts.vision_suffix.clone() },
+        let processor = Processor::from_files(&files)?.with_loader(loader.clone());
+        let vision = VisionEncoder::from_files(
+            &files,
+            &VisionOptions { session: opts.session.clone(), max_batch: opts.vision_max_batch, precision: opts.precisions.vision },
         )?;
-        let mut lm = LanguageModel::from_dir(
-            &dir,
-            &LmOptions { session: opts.session.clone(), embed_suffix: opts.embed_suffix.clone(), decoder_suffix: opts.decoder_suffix.clone() },
-        )?;
+        let lm_opts = LmOptions { session: opts.session.clone(), embed_precision: opts.precisions.embed, decoder_precision: opts.precisions.decoder };
         // The processor's tokenizer is the model's; the LM streams text with it.
-        lm.set_tokenizer(Some(processor.tokenizer().clone()));
-        tracing::info!(model, dir = %dir.display(), family = ?vision.family(), provider = %lm.sessions().provider(), "pipeline loaded");
+        let lm = LanguageModel::from_files(&files, &lm_opts, Some(processor.tokenizer().clone()))?;
+        tracing::info!(model, dir = %dir.display(), %family, provider = %lm.sessions().provider(), "pipeline loaded");
         Ok(Pipeline { dir, processor, loader, vision, lm })
     }
 
@@ -319,7 +329,7 @@ impl Pipeline {
 
     /// The model family.
     pub fn family(&self) -> Family {
-        self.vision.family()
+        self.processor.family()
     }
 
     /// The processor.
@@ -338,18 +348,18 @@ impl Pipeline {
         (self.processor, self.vision, self.lm)
     }
 
-    /// Answers one conversation (HF chat-messages JSON: a list of `{role, content}`).
-    pub fn generate(&mut self, messages: &serde_json::Value, opts: &GenerateOptions) -> Result<Output, PipelineError> {
-        let mut out = self.generate_batch(std::slice::from_ref(messages), opts)?;
-        let row = out.rows.pop().ok_or_else(|| PipelineError::Unsupported("no output row".into()))?;
+    /// Answers one conversation.
+    pub fn generate(&mut self, conversation: &Conversation, opts: &GenerateOptions) -> Result<Output, PipelineError> {
+        let mut out = self.generate_batch(std::slice::from_ref(conversation), opts)?;
+        let row = out.rows.pop().ok_or_else(|| PipelineError::Internal("the batch of one conversation returned no row".into()))?;
         Ok(Output { text: row.text.clone().unwrap_or_default(), row, timings: out.timings })
     }
 
     /// Answers several conversations as one left-padded batch.
-    pub fn generate_batch(&mut self, conversations: &[serde_json::Value], opts: &GenerateOptions) -> Result<BatchOutput, PipelineError> {
-        let (seqs, mut timings) = self.prepare(conversations, opts)?;
+    pub fn generate_batch(&mut self, conversations: &[Conversation], opts: &GenerateOptions) -> Result<BatchOutput, PipelineError> {
+        let (seqs, generation, mut timings) = self.prepare(conversations, opts)?;
         Progress::report(opts, Stage::Prefill { prompt_tokens: longest(&seqs) });
-        let res = self.lm.generate(&seqs, &opts.generation)?;
+        let res = self.lm.generate(&seqs, &generation)?;
         timings.embed = res.timings.embed;
         timings.prefill = res.timings.prefill;
         timings.decode_steps = res.timings.decode_steps;
@@ -358,30 +368,31 @@ impl Pipeline {
     }
 
     /// Streams the answer to one conversation as text pieces.
-    pub fn stream(&mut self, messages: &serde_json::Value, opts: &GenerateOptions) -> Result<TextStream<'_>, PipelineError> {
-        let (seqs, timings) = self.prepare(std::slice::from_ref(messages), opts)?;
+    pub fn stream(&mut self, conversation: &Conversation, opts: &GenerateOptions) -> Result<TextStream<'_>, PipelineError> {
+        let (seqs, generation, timings) = self.prepare(std::slice::from_ref(conversation), opts)?;
         Progress::report(opts, Stage::Prefill { prompt_tokens: longest(&seqs) });
-        let inner = self.lm.stream(&seqs, &opts.generation)?;
+        let inner = self.lm.stream(&seqs, &generation)?;
         Ok(TextStream { inner, timings })
     }
 
-    /// Messages → model inputs → vision features → one [`Sequence`] per conversation.
-    fn prepare(&mut self, conversations: &[serde_json::Value], opts: &GenerateOptions) -> Result<(Vec<Sequence>, Timings), PipelineError> {
-        let base = opts.base_dir.as_deref();
-        let convs = conversations.iter().map(|m| Conversation::from_json(m, base)).collect::<Result<Vec<_>, _>>()?;
+    /// Conversations → model inputs → vision features → one [`Sequence`] per conversation, and
+    /// the generation options with the processor's pad id (the batch is padded with it).
+    fn prepare(&mut self, conversations: &[Conversation], opts: &GenerateOptions) -> Result<(Vec<Sequence>, GenerationOptions, Timings), PipelineError> {
         self.loader.reset();
-        Progress::report(opts, Stage::Preprocess { conversations: convs.len() });
+        Progress::report(opts, Stage::Preprocess { conversations: conversations.len() });
         let t0 = Instant::now();
-        let inputs = self.processor.process(&convs, &opts.process)?;
+        let inputs = self.processor.process(conversations, &opts.process)?;
         let total = t0.elapsed();
         let decode = self.loader.elapsed();
         let images = inputs.image_token_counts.len();
         let videos = inputs.video_token_counts.len();
         Progress::report(opts, Stage::Vision { images, videos });
         let t1 = Instant::now();
-        let seqs = sequences_from_inputs(&mut self.vision, &inputs, self.lm.placeholders())?;
+        let seqs = sequences_from_inputs(&mut self.vision, &inputs)?;
         let vision = t1.elapsed();
-        Ok((seqs, Timings { decode, preprocess: total.saturating_sub(decode), vision, ..Default::default() }))
+        let mut generation = opts.generation.clone();
+        generation.pad_token_id = generation.pad_token_id.or(Some(inputs.pad_token_id));
+        Ok((seqs, generation, Timings { decode, preprocess: total.saturating_sub(decode), vision, ..Default::default() }))
     }
 }
 
@@ -435,127 +446,94 @@ impl Iterator for TextStream<'_> {
     }
 }
 
-fn dims(a: &ArrayD<f32>) -> Vec<usize> {
-    a.shape().to_vec()
+/// Turns the processor's hand-off into one [`Sequence`] per conversation: runs the vision graphs
+/// over every image (packed by the patch grid the processor recorded) and video, and gives each
+/// conversation its unpadded ids and the feature rows of its own media, in order.
+pub fn sequences_from_inputs(vision: &mut VisionEncoder, inputs: &ProcessedInputs) -> Result<Vec<Sequence>, PipelineError> {
+    let mut images = image_features(vision, inputs)?.into_iter();
+    let mut videos = video_features(vision, inputs)?.into_iter();
+    inputs
+        .conversations
+        .iter()
+        .map(|conv| {
+            let image_features = features(images.by_ref().take(conv.images.len()))?;
+            let video_features = features(videos.by_ref().take(conv.videos))?;
+            Ok(Sequence { input_ids: conv.input_ids.clone(), image_features, video_features })
+        })
+        .collect()
 }
 
-/// Turns the processor's batched model inputs into one [`Sequence`] per conversation: runs the
-/// vision graphs over all images and videos (anyres patch counts from each image's size), then
-/// hands each row the feature rows of its own placeholders (row-major over the batch, as
-/// transformers' `masked_scatter`).
-pub fn sequences_from_inputs(
-    vision: &mut VisionEncoder,
-    inputs: &ProcessedInputs,
-    placeholders: vidlm_decoder::PlaceholderIds,
-) -> Result<Vec<Sequence>, PipelineError> {
-    let (b, w) = inputs.input_ids.dim();
-    let mut rows: Vec<Vec<i64>> = Vec::with_capacity(b);
-    for r in 0..b {
-        rows.push((0..w).filter(|&c| inputs.attention_mask[[r, c]] != 0).map(|c| inputs.input_ids[[r, c]]).collect());
+/// Checks that the processor's patches have the vision graph's input size.
+fn check_patch_size(h: usize, w: usize, size: usize) -> Result<(), PipelineError> {
+    if (h, w) == (size, size) {
+        return Ok(());
     }
-    let size = vision.config().vision_config.image_size;
+    Err(ModelError::InvalidField {
+        file: "preprocessor_config.json".into(),
+        field: "size".into(),
+        message: format!("the processor makes {h}x{w} patches, the vision graph (config.json vision_config) takes {size}x{size}"),
+    }
+    .into())
+}
+
+/// Feature rows of every image of the batch, in order.
+fn image_features(vision: &mut VisionEncoder, inputs: &ProcessedInputs) -> Result<Vec<FeatureBlock>, PipelineError> {
+    let grids: Vec<_> = inputs.image_grids().copied().collect();
+    let Some(pv) = &inputs.pixel_values else {
+        return if grids.is_empty() { Ok(Vec::new()) } else { Err(PipelineError::Internal(format!("{} images but no pixel_values", grids.len()))) };
+    };
+    let size = vision.image_size();
     let per = 3 * size * size;
-    let image_feats = match &inputs.pixel_values {
-        None => None,
-        Some(pv) => {
-            let shape = dims(pv);
-            let data = pv.as_standard_layout();
-            let data = data.as_slice().ok_or_else(|| PipelineError::Unsupported("pixel_values not contiguous".into()))?;
-            let (n, max_p) = match shape.as_slice() {
-                [n, p, 3, h, w2] if *h == size && *w2 == size => (*n, *p),
-                [n, 3, h, w2] if *h == size && *w2 == size => (*n, 1),
-                other => return Err(PipelineError::Unsupported(format!("pixel_values of shape {other:?} for image size {size}"))),
-            };
-            let pins = vision.config().image_grid_pinpoints.clone().unwrap_or_default();
-            // OneVision multi-image mode: conversations with several images get one patch each.
-            let mut single_patch = vec![false; n];
-            if let Some(bni) = &inputs.batch_num_images {
-                let mut i = 0usize;
-                for &k in bni {
-                    for _ in 0..k.max(0) {
-                        if let Some(s) = single_patch.get_mut(i) {
-                            *s = k != 1;
-                        }
-                        i += 1;
-                    }
-                }
-            }
-            let mut images = Vec::with_capacity(n);
-            for i in 0..n {
-                let (h, wd) = match &inputs.image_sizes {
-                    Some(s) if s.nrows() > i => (s[[i, 0]].max(0) as usize, s[[i, 1]].max(0) as usize),
-                    _ => (size, size),
-                };
-                let anyres = shape.len() == 5 && matches!(vision.family(), Family::OneVision | Family::NextVideo) && !single_patch[i];
-                let patches = if anyres {
-                    let (gh, gw) = anyres_grid_shape(h, wd, &pins, size)
-                        .ok_or_else(|| PipelineError::Unsupported(format!("no anyres grid for a {h}x{wd} image")))?;
-                    1 + gh * gw
-                } else {
-                    1
-                };
-                if patches > max_p {
-                    return Err(PipelineError::Unsupported(format!("image {i} needs {patches} patches, pixel_values has {max_p}")));
-                }
-                let start = i * max_p * per;
-                let px = data
-                    .get(start..start + patches * per)
-                    .ok_or_else(|| PipelineError::Unsupported("pixel_values shorter than its shape".into()))?;
-                images.push(ImagePixels { pixel_values: px.to_vec(), num_patches: patches, image_size: (h, wd) });
-            }
-            let blocks = vision.image_features(&images)?;
-            Some(concat(blocks)?)
-        }
+    let (n, max_patches) = match *pv.shape() {
+        [n, p, 3, h, w] => check_patch_size(h, w, size).map(|_| (n, p))?,
+        [n, 3, h, w] => check_patch_size(h, w, size).map(|_| (n, 1))?,
+        ref other => return Err(PipelineError::Internal(format!("pixel_values of shape {other:?}"))),
     };
-    let video_feats = match &inputs.pixel_values_videos {
-        None => None,
-        Some(pv) => {
-            let shape = dims(pv);
-            let data = pv.as_standard_layout();
-            let data = data.as_slice().ok_or_else(|| PipelineError::Unsupported("pixel_values_videos not contiguous".into()))?;
-            let [n, t, 3, h, w2] = shape.as_slice() else {
-                return Err(PipelineError::Unsupported(format!("pixel_values_videos of shape {shape:?}")));
-            };
-            if *h != size || *w2 != size {
-                return Err(PipelineError::Unsupported(format!("video frames of {h}x{w2}, the vision graph takes {size}")));
+    if n != grids.len() {
+        return Err(PipelineError::Internal(format!("pixel_values holds {n} images, the conversations {}", grids.len())));
+    }
+    let data = pv.as_standard_layout();
+    let data = data.as_slice().ok_or_else(|| PipelineError::Internal("pixel_values is not contiguous".into()))?;
+    let pixels = grids
+        .iter()
+        .enumerate()
+        .map(|(i, grid)| {
+            let patches = grid.num_patches();
+            if patches > max_patches {
+                return Err(PipelineError::Internal(format!("image {i} has {patches} patches, pixel_values holds {max_patches}")));
             }
-            let pv_per = t * per;
-            let vids: Vec<VideoPixels> =
-                (0..*n).map(|i| VideoPixels { pixel_values: data[i * pv_per..(i + 1) * pv_per].to_vec(), frames: *t }).collect();
-            Some(concat(vision.video_features(&vids)?)?)
-        }
-    };
-    let imgs = split_rows(&rows, placeholders.image_token_id, image_feats, "image")?;
-    let vids = split_rows(&rows, placeholders.video_token_id, video_feats, "video")?;
-    Ok(rows
-        .into_iter()
-        .zip(imgs)
-        .zip(vids)
-        .map(|((input_ids, image_features), video_features)| Sequence { input_ids, image_features, video_features })
-        .collect())
+            let start = i * max_patches * per;
+            let pixel_values = data
+                .get(start..start + patches * per)
+                .ok_or_else(|| PipelineError::Internal("pixel_values is shorter than its shape".into()))?;
+            Ok(ImagePixels { pixel_values, grid: *grid })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(vision.image_features(&pixels)?)
 }
 
-fn concat(blocks: Vec<vidlm_vision::FeatureBlock>) -> Result<Features, PipelineError> {
-    let dim = blocks.first().map(|b| b.dim).unwrap_or(1);
+/// Feature rows of every video of the batch, in order.
+fn video_features(vision: &mut VisionEncoder, inputs: &ProcessedInputs) -> Result<Vec<FeatureBlock>, PipelineError> {
+    let Some(pv) = &inputs.pixel_values_videos else { return Ok(Vec::new()) };
+    let size = vision.image_size();
+    let [n, t, 3, h, w] = *pv.shape() else {
+        return Err(PipelineError::Internal(format!("pixel_values_videos of shape {:?}", pv.shape())));
+    };
+    check_patch_size(h, w, size)?;
+    let data = pv.as_standard_layout();
+    let data = data.as_slice().ok_or_else(|| PipelineError::Internal("pixel_values_videos is not contiguous".into()))?;
+    let per = t * 3 * size * size;
+    let vids: Vec<VideoPixels<'_>> = data.chunks_exact(per.max(1)).take(n).map(|pixel_values| VideoPixels { pixel_values, frames: t }).collect();
+    Ok(vision.video_features(&vids)?)
+}
+
+/// One conversation's feature rows (its images', or its videos'), concatenated.
+fn features(blocks: impl Iterator<Item = FeatureBlock>) -> Result<Option<Features>, PipelineError> {
+    let blocks: Vec<FeatureBlock> = blocks.collect();
+    let Some(dim) = blocks.first().map(|b| b.dim) else { return Ok(None) };
+    if blocks.iter().any(|b| b.dim != dim) {
+        return Err(PipelineError::Internal("feature blocks of different widths".into()));
+    }
     let data: Vec<f32> = blocks.into_iter().flat_map(|b| b.data).collect();
-    Features::new(data, dim).map_err(PipelineError::Decoder)
-}
-
-/// Splits the batch's features by each row's placeholder count (the total must match).
-fn split_rows(rows: &[Vec<i64>], token: Option<i64>, feats: Option<Features>, kind: &'static str) -> Result<Vec<Option<Features>>, PipelineError> {
-    let Some(f) = feats else { return Ok(vec![None; rows.len()]) };
-    let counts: Vec<usize> = rows.iter().map(|r| token.map(|t| r.iter().filter(|&&x| x == t).count()).unwrap_or(0)).collect();
-    let total: usize = counts.iter().sum();
-    if total != f.rows() {
-        return Err(PipelineError::Decoder(DecoderError::FeatureCountMismatch { kind, tokens: total, features: f.rows() }));
-    }
-    let dim = f.dim();
-    let mut start = 0usize;
-    let mut out = Vec::with_capacity(rows.len());
-    for n in counts {
-        let part = f.data()[start * dim..(start + n) * dim].to_vec();
-        start += n;
-        out.push(Some(Features::new(part, dim).unwrap_or_else(|_| Features::empty(dim))));
-    }
-    Ok(out)
+    Ok(Some(Features::new(data, dim)?))
 }

@@ -5,7 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ndarray::{Array3, Array4};
-use vidlm_processor::processor::{MediaLoader, Sampling};
+use vidlm_model::Sampling;
+use vidlm_processor::MediaLoader;
 use vidlm_processor::ProcessorError;
 
 /// Wraps a loader and adds up the time spent in it (the pipeline's "decode" stage).
@@ -49,9 +50,9 @@ impl MediaLoader for TimedLoader {
         r
     }
 
-    fn load_video(&self, path: &Path, sampling: &Sampling) -> Result<Array4<u8>, ProcessorError> {
+    fn load_video(&self, path: &Path, sampling: &Sampling, max_frames: Option<usize>) -> Result<Array4<u8>, ProcessorError> {
         let t = Instant::now();
-        let r = self.inner.load_video(path, sampling);
+        let r = self.inner.load_video(path, sampling, max_frames);
         self.add(t.elapsed());
         r
     }

@@ -31,7 +31,9 @@ fn messages_to_tokens_match_transformers_for_every_family() {
             } else {
                 messages.as_array().unwrap().clone()
             };
-            let mut opts = GenerateOptions { base_dir: Some(root.join("tests/goldens")), ..Default::default() };
+            let base = root.join("tests/goldens");
+            let convs: Vec<Conversation> = convs.iter().map(|m| Conversation::from_json(m, Some(&base)).unwrap()).collect();
+            let mut opts = GenerateOptions::default();
             opts.generation.max_new_tokens = Some(tshape[1]);
             opts.generation.eos_token_ids = Some(vec![]);
             let out = match p.generate_batch(&convs, &opts) {

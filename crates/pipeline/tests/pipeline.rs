@@ -36,10 +36,11 @@ fn tmp(name: &str) -> PathBuf {
     d
 }
 
-fn video_question(video: &Path) -> serde_json::Value {
-    serde_json::json!([{"role": "user", "content": [
+fn video_question(video: &Path) -> Conversation {
+    let messages = serde_json::json!([{"role": "user", "content": [
         {"type": "video", "video": video.to_str().unwrap()},
-        {"type": "text", "text": "What is happening?"}]}])
+        {"type": "text", "text": "What is happening?"}]}]);
+    Conversation::from_json(&messages, None).unwrap()
 }
 
 fn demo_video() -> PathBuf {
@@ -57,7 +58,7 @@ fn hub_id_from_local_cache_and_missing_files() {
     let opts = PipelineOptions { hub: HubOptions { offline: true, cache_dir: Some(cache.clone()), revision: None }, ..options() };
     let p = Pipeline::from_pretrained("vidlm/tiny-next-video", &opts).unwrap();
     assert!(p.dir().ends_with("snapshots/0123456789abcdef"));
-    assert_eq!(p.family(), vidlm_vision::Family::NextVideo);
+    assert_eq!(p.family(), Family::LlavaNextVideo);
     drop(p);
     // A required file missing from the cache: the error names it (offline, nothing fetched).
     std::fs::remove_file(repo.join("snapshots/0123456789abcdef/onnx/video_encoder.onnx")).unwrap();
@@ -84,7 +85,7 @@ fn local_directory_files_checked_before_loading() {
 fn video_file_generate_stream_and_timings() {
     let mut p = Pipeline::from_pretrained(demo_model().to_str().unwrap(), &options()).unwrap();
     let mut opts = GenerateOptions::default();
-    opts.process.sampling.num_frames = Some(8);
+    opts.process.sampling = Sampling::NumFrames(8);
     opts.generation.max_new_tokens = Some(12);
     opts.generation.eos_token_ids = Some(vec![]);
     let q = video_question(&demo_video());
@@ -102,8 +103,7 @@ fn video_file_generate_stream_and_timings() {
     assert_eq!(pieces.len(), 12);
     assert_eq!(pieces.concat(), out.text);
     // Sampling by fps works as well (demo.mp4 is long enough for 1 fps).
-    opts.process.sampling = Default::default();
-    opts.process.sampling.fps = Some(1.0);
+    opts.process.sampling = Sampling::Fps(1.0);
     opts.generation.max_new_tokens = Some(2);
     assert_eq!(p.generate(&q, &opts).unwrap().row.token_ids.len(), 2);
 }
@@ -114,13 +114,22 @@ fn corrupt_video_and_bad_messages_are_typed_errors() {
     let bad = tmp("corrupt.mp4");
     std::fs::write(&bad, b"\x00\x00\x00\x18ftypmp42 this is not really a video").unwrap();
     let mut opts = GenerateOptions::default();
-    opts.process.sampling.num_frames = Some(4);
+    opts.process.sampling = Sampling::NumFrames(4);
     let err = p.generate(&video_question(&bad), &opts).unwrap_err();
-    assert!(matches!(&err, PipelineError::Processor(vidlm_processor::ProcessorError::MediaLoad { .. })), "{err}");
+    assert!(matches!(&err, PipelineError::Processor(ProcessorError::MediaLoad { .. })), "{err}");
+    assert_eq!(err.kind(), ErrorKind::UnsupportedMedia, "{err:?}");
+    // The FFmpeg error stays the typed source of the media error.
+    let mut chain = std::iter::successors(std::error::Error::source(&err), |e| e.source());
+    assert!(chain.any(|e| e.is::<vidlm_video_io::VideoError>()), "{err:?}");
     let missing = p.generate(&video_question(Path::new("/nonexistent/video.mp4")), &opts).unwrap_err();
     assert!(matches!(missing, PipelineError::Processor(_)));
+    assert_eq!(missing.kind(), ErrorKind::NotFound, "{missing:?}");
+    // Too many frames for the video: a bad request, not a server error.
+    opts.process.sampling = Sampling::NumFrames(100_000);
+    let too_many = p.generate(&video_question(&demo_video()), &opts).unwrap_err();
+    assert_eq!(too_many.kind(), ErrorKind::BadRequest, "{too_many:?}");
     let not_messages = serde_json::json!({"role": "user"});
-    assert!(matches!(p.generate(&not_messages, &opts).unwrap_err(), PipelineError::Processor(_)));
+    assert!(matches!(Conversation::from_json(&not_messages, None), Err(ProcessorError::Messages(_))));
     let _ = std::fs::remove_file(&bad);
 }
 
@@ -130,7 +139,7 @@ fn progress_reports_each_slow_stage_in_order() {
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let sink = seen.clone();
     let mut g = GenerateOptions { progress: Some(Progress::new(move |s| sink.lock().unwrap().push(s))), ..Default::default() };
-    g.process.sampling.num_frames = Some(4);
+    g.process.sampling = Sampling::NumFrames(4);
     g.generation.max_new_tokens = Some(2);
     let out = p.generate(&video_question(&demo_video()), &g).unwrap();
     let stages = seen.lock().unwrap().clone();

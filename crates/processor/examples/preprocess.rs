@@ -36,7 +36,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             vec![Conversation::from_json(&json, None)?]
         }
     };
-    let opts = ProcessOptions { sampling: Sampling { num_frames, ..Default::default() }, ..ProcessOptions::default() };
+    let sampling = num_frames.map_or(Sampling::All, Sampling::NumFrames);
+    let opts = ProcessOptions { sampling, ..ProcessOptions::default() };
     let inputs = processor.process(&conversations, &opts)?;
     println!("family: {}", processor.family().name());
     for (i, p) in inputs.prompts.iter().enumerate() {

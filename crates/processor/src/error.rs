@@ -1,61 +1,17 @@
 //! The crate's error type.
 
 use std::path::PathBuf;
+use vidlm_model::{ErrorKind, ModelError, SamplingError};
 
 /// Everything that can go wrong while turning messages and media into model inputs.
+///
+/// [`ProcessorError::kind`] sorts them into the categories a server answers with.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ProcessorError {
-    /// A file the model directory must have is absent.
-    #[error("model directory {dir}: required file {file} is missing")]
-    MissingFile {
-        /// The model directory.
-        dir: PathBuf,
-        /// File name(s) looked for.
-        file: String,
-    },
-    /// A file could not be read.
-    #[error("could not read {path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A JSON file is malformed or a field has the wrong type.
-    #[error("{file}: invalid JSON: {message}")]
-    Json {
-        /// The file (or input) name.
-        file: String,
-        /// serde_json's message (with line/column).
-        message: String,
-    },
-    /// A required field is absent from a config file.
-    #[error("{file}: required field `{field}` is missing")]
-    MissingField {
-        /// The file.
-        file: String,
-        /// The JSON field name.
-        field: String,
-    },
-    /// A config value is present but unusable.
-    #[error("{file}: field `{field}`: {message}")]
-    InvalidField {
-        /// The file.
-        file: String,
-        /// The JSON field name.
-        field: String,
-        /// What is wrong.
-        message: String,
-    },
-    /// `config.json` names a model type this crate does not know.
-    #[error("config.json: unsupported model (model_type {model_type:?}, architectures {architectures:?}); supported: llava (interleave), llava_onevision, video_llava, llava_next_video")]
-    UnsupportedModel {
-        /// `model_type`.
-        model_type: Option<String>,
-        /// `architectures`.
-        architectures: Vec<String>,
-    },
+    /// The model directory is missing a file, or one of its files is malformed.
+    #[error(transparent)]
+    Model(#[from] ModelError),
     /// The tokenizer could not be loaded or run.
     #[error("tokenizer: {0}")]
     Tokenizer(String),
@@ -106,17 +62,75 @@ pub enum ProcessorError {
         /// What is wrong.
         message: String,
     },
-    /// A media file could not be loaded.
-    #[error("loading {path}: {message}")]
+    /// An image or video is larger than the processor accepts.
+    #[error("{what}: {message}")]
+    MediaTooLarge {
+        /// Which media item.
+        what: String,
+        /// What is too large.
+        message: String,
+    },
+    /// A media file could not be loaded; the source is the loader's error (a
+    /// `vidlm_video_io::VideoError` for the default loader).
+    #[error("loading {path}")]
     MediaLoad {
         /// The media path.
         path: PathBuf,
-        /// The loader's message.
-        message: String,
+        /// The loader's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
-    /// The request is valid JSON but asks for something unsupported.
+    /// The frame-sampling request does not fit a video.
+    #[error("{what}: frame sampling")]
+    Sampling {
+        /// Which video.
+        what: String,
+        /// Why.
+        #[source]
+        source: SamplingError,
+    },
+    /// The request is valid but asks for something unsupported.
     #[error("{0}")]
     Unsupported(String),
+    /// A broken internal invariant (a bug in vidlm, not in the input).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ProcessorError {
+    /// The category of the error (see [`ErrorKind`]).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ProcessorError::Model(e) => e.kind(),
+            ProcessorError::Tokenizer(_) | ProcessorError::UnknownToken { .. } => ErrorKind::InvalidModel,
+            ProcessorError::Template { .. }
+            | ProcessorError::Messages(_)
+            | ProcessorError::PlaceholderMismatch { .. }
+            | ProcessorError::InvalidMedia { .. } => ErrorKind::BadRequest,
+            ProcessorError::PromptTooLong { .. } | ProcessorError::MediaTooLarge { .. } => ErrorKind::LimitExceeded,
+            ProcessorError::MediaLoad { source, .. } => media_error_kind(source.as_ref()),
+            ProcessorError::Sampling { source, .. } => source.kind(),
+            ProcessorError::Unsupported(_) => ErrorKind::Unsupported,
+            ProcessorError::Internal(_) => ErrorKind::Internal,
+        }
+    }
+
+    /// A [`ProcessorError::MediaLoad`] with a plain message as its source.
+    pub fn media_load(path: impl Into<PathBuf>, message: impl Into<String>) -> ProcessorError {
+        let message: String = message.into();
+        ProcessorError::MediaLoad { path: path.into(), source: message.into() }
+    }
+}
+
+/// The category of a loader's error: the video-io loader's errors by their variant, others
+/// [`ErrorKind::UnsupportedMedia`].
+fn media_error_kind(e: &(dyn std::error::Error + Send + Sync + 'static)) -> ErrorKind {
+    #[cfg(feature = "video-io")]
+    if let Some(v) = e.downcast_ref::<vidlm_video_io::VideoError>() {
+        return crate::loader::video_error_kind(v);
+    }
+    let _ = e;
+    ErrorKind::UnsupportedMedia
 }
 
 /// Shorthand for results of this crate.

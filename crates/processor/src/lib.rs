@@ -5,23 +5,27 @@
 //! `pixel_values_videos`, `image_sizes` — with the same values as Hugging Face transformers 5.23
 //! for four families: LLaVA-Interleave, LLaVA-OneVision, Video-LLaVA and LLaVA-NeXT-Video.
 //!
-//! Pipeline ([`Processor::process`]):
-//! 1. **Config** — [`config::ModelFiles`] reads a model directory in the hub layout
-//!    (`preprocessor_config.json`, `video_preprocessor_config.json`, `chat_template.json`) or the
-//!    transformers-5 `save_pretrained` layout (nested `processor_config.json`,
-//!    `chat_template.jinja`). The family comes from `config.json`; per-family differences live in
-//!    one table, [`family::FamilySpec`].
+//! Pipeline ([`Processor::process`], in named stages):
+//! 1. **Config** — the model directory is read once by `vidlm-model`
+//!    ([`vidlm_model::ModelFiles`]: hub layout or transformers-5 `save_pretrained` layout); the
+//!    family and everything that differs between families come from its table
+//!    ([`vidlm_model::FamilySpec`]); [`settings::VisionSettings`] merges the processor configs
+//!    over the class defaults.
 //! 2. **Messages** — [`messages::Conversation`] parses the transformers chat format (text, image
 //!    and video parts; paths, URLs, or decoded arrays).
 //! 3. **Template** — [`template::ChatTemplate`] renders the model's own Jinja template with
 //!    minijinja (trim/lstrip blocks, Python methods, `raise_exception`, `{% generation %}`,
 //!    fuel- and recursion-limited).
 //! 4. **Tokens** — the `tokenizers` crate encodes the prompt; each `<image>` / `<video>` is
-//!    expanded to the family's count (729; anyres formulas; 196·T+1; 256 / 257·T; 144·T).
-//!    Mismatched placeholders or a prompt longer than the context are typed errors.
+//!    expanded to the family's count (729; anyres formulas; 196·T+1; 256 / 257·T; 144·T) by
+//!    [`vidlm_model::FeatureRules`]. Mismatched placeholders or a prompt longer than the context
+//!    are typed errors.
 //! 5. **Pixels** — [`resize`] reproduces Pillow 13 and torchvision's CPU `uint8` antialiased
 //!    resize bit for bit; [`pixels`] does crop, fused rescale+normalize, anyres tiling and
 //!    batching, frames in parallel with rayon.
+//! 6. **Hand-off** — [`ProcessedInputs::conversations`]: per conversation its unpadded ids and,
+//!    per image, its [`PatchGrid`] (tiles, multi-image flag), which vision packs the features
+//!    by. The transformers tensors (`input_ids`, `attention_mask`, padded) are made on demand.
 //!
 //! Media given by path are loaded through a [`MediaLoader`] (the `vidlm-video-io` based loader,
 //! or your own); the core only sees decoded `ndarray`s.
@@ -60,12 +64,11 @@
 //!     {"type": "image", "path": "cat.png"}, {"type": "text", "text": "What is this?"}]}]);
 //! let conv = Conversation::from_json(&messages, None)?;
 //! let inputs = processor.process(&[conv], &ProcessOptions::default())?;
-//! println!("{:?}", inputs.input_ids.shape());
+//! println!("{:?}", inputs.input_ids().shape());
 //! # Ok::<(), vidlm_processor::ProcessorError>(())
 //! ```
 #![warn(missing_docs)]
 
-pub mod anyres;
 pub mod config;
 pub mod error;
 pub mod family;
@@ -75,14 +78,15 @@ pub mod messages;
 pub mod pixels;
 pub mod processor;
 pub mod resize;
+pub mod settings;
 pub mod template;
 
 pub use error::{ProcessorError, Result};
-pub use family::{Family, FamilySpec};
 pub use messages::{Conversation, ImageInput, MediaInput, Part, VideoInput};
 pub use processor::{
-    sample_indices, MediaLoader, NoMediaLoader, ProcessOptions, ProcessedInputs, Processor, Sampling, TokenSettings,
+    ConversationInputs, MediaLoader, NoMediaLoader, ProcessOptions, ProcessedInputs, Processor, TokenSettings,
 };
 pub use resize::{Backend, Filter};
+pub use vidlm_model::{ErrorKind, Family, FamilySpec, PatchGrid, Sampling};
 #[cfg(feature = "video-io")]
 pub use loader::VideoIoLoader;

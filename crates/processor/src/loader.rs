@@ -2,10 +2,11 @@
 //! frame-exact sampling with transformers' `num_frames` / `fps` formulas.
 
 use crate::error::{ProcessorError, Result};
-use crate::processor::{MediaLoader, Sampling};
+use crate::processor::MediaLoader;
 use ndarray::{Array3, Array4, Axis};
 use std::path::Path;
-use vidlm_video_io::{load_image_with, OpenOptions, SampleRequest, VideoReader};
+use vidlm_model::{ErrorKind, Sampling};
+use vidlm_video_io::{load_image_with, OpenOptions, SampleRequest, VideoError, VideoReader};
 
 /// Loads images and videos with `vidlm-video-io`.
 #[derive(Debug, Clone, Default)]
@@ -14,33 +15,37 @@ pub struct VideoIoLoader {
     pub opts: OpenOptions,
 }
 
-fn err(path: &Path, e: impl std::fmt::Display) -> ProcessorError {
-    ProcessorError::MediaLoad { path: path.to_path_buf(), message: e.to_string() }
+fn err(path: &Path, e: VideoError) -> ProcessorError {
+    ProcessorError::MediaLoad { path: path.to_path_buf(), source: Box::new(e) }
 }
 
 impl MediaLoader for VideoIoLoader {
     fn load_image(&self, path: &Path) -> Result<Array3<u8>> {
         let frames = load_image_with(path, &self.opts).map_err(|e| err(path, e))?;
         if frames.data.shape()[0] == 0 {
-            return Err(err(path, "no image decoded"));
+            return Err(ProcessorError::media_load(path, "no image decoded"));
         }
         Ok(frames.data.index_axis_move(Axis(0), 0))
     }
 
-    fn load_video(&self, path: &Path, sampling: &Sampling) -> Result<Array4<u8>> {
-        let req = match (sampling.num_frames, sampling.fps) {
-            (Some(_), Some(_)) => {
-                return Err(ProcessorError::Unsupported("`num_frames` and `fps` are mutually exclusive".into()))
-            }
-            (Some(n), None) => SampleRequest::num_frames(n),
-            (None, Some(f)) => SampleRequest::fps(f),
-            (None, None) => SampleRequest::all(),
-        };
-        let req = match sampling.max_frames {
-            Some(m) => req.max_frames(m),
-            None => req,
-        };
+    fn load_video(&self, path: &Path, sampling: &Sampling, max_frames: Option<usize>) -> Result<Array4<u8>> {
+        let mut req = SampleRequest::new(sampling.clone());
+        req.max_frames = max_frames;
         let mut reader = VideoReader::open(path, &self.opts).map_err(|e| err(path, e))?;
         Ok(reader.sample(&req).map_err(|e| err(path, e))?.data)
+    }
+}
+
+/// The category of a `vidlm-video-io` error: missing files are [`ErrorKind::NotFound`], limits
+/// [`ErrorKind::LimitExceeded`], bad sampling requests [`ErrorKind::BadRequest`], and data
+/// FFmpeg cannot decode [`ErrorKind::UnsupportedMedia`].
+pub fn video_error_kind(e: &VideoError) -> ErrorKind {
+    match e {
+        VideoError::NotFound(_) | VideoError::NotAFile(_) => ErrorKind::NotFound,
+        VideoError::LimitExceeded { .. } => ErrorKind::LimitExceeded,
+        VideoError::InvalidSampling(s) => s.kind(),
+        VideoError::ProtocolNotAllowed(_) | VideoError::InvalidOption(_) => ErrorKind::BadRequest,
+        VideoError::Io { .. } | VideoError::OutOfMemory => ErrorKind::Internal,
+        _ => ErrorKind::UnsupportedMedia,
     }
 }

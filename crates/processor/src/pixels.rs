@@ -2,10 +2,10 @@
 //! pad-to-square, batching. Inputs are `u8` RGB arrays `(H, W, 3)` / `(T, H, W, 3)`; outputs are
 //! channels-first `f32`, written straight into the output tensor.
 
-use crate::anyres::{patch_output_size, select_best_resolution};
 use crate::config::SizeDict;
 use crate::error::{ProcessorError, Result};
 use crate::family::{ImageLayout, VisionSettings};
+use vidlm_model::anyres::{patch_output_size, select_best_resolution, tile_grid, PatchGrid};
 use crate::resize::{resize, resize_crop, Backend, Window};
 use ndarray::{s, ArrayD, ArrayView3, ArrayView4, ArrayViewMut3, Axis, IxDyn};
 use rayon::prelude::*;
@@ -174,8 +174,11 @@ fn contiguous<'a>(img: &'a ArrayView3<'_, u8>, what: &dyn Fn() -> String) -> Res
             message: format!("expected 3 RGB channels in (H, W, 3), got shape {sh:?}"),
         });
     }
-    if sh[0] == 0 || sh[1] == 0 || sh[0] > MAX_SIDE || sh[1] > MAX_SIDE {
-        return Err(ProcessorError::InvalidMedia {
+    if sh[0] == 0 || sh[1] == 0 {
+        return Err(ProcessorError::InvalidMedia { what: what(), message: format!("image size {}x{} is empty", sh[1], sh[0]) });
+    }
+    if sh[0] > MAX_SIDE || sh[1] > MAX_SIDE {
+        return Err(ProcessorError::MediaTooLarge {
             what: what(),
             message: format!("image size {}x{} is outside 1..={MAX_SIDE}", sh[1], sh[0]),
         });
@@ -252,7 +255,8 @@ where
 
 fn check_out(oh: usize, ow: usize, what: &str) -> Result<()> {
     if oh == 0 || ow == 0 || oh > MAX_SIDE || ow > MAX_SIDE {
-        return Err(ProcessorError::InvalidMedia {
+        // The sizes come from the processor config (checked against MAX_CONFIG_SIDE when read).
+        return Err(ProcessorError::MediaTooLarge {
             what: what.into(),
             message: format!("processed size {ow}x{oh} is outside 1..={MAX_SIDE}"),
         });
@@ -260,15 +264,79 @@ fn check_out(oh: usize, ow: usize, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// One processed image: its patches `(P, 3, H, W)` and original `(h, w)`.
+/// One processed image: its patches `(P, 3, H, W)` and how it was cut into them.
 #[derive(Debug, Clone)]
 pub struct ProcessedImage {
-    /// Patches (P = 1 for plain images).
+    /// Patches (P = 1 for plain images): the base image, then the anyres tiles row-major.
     pub patches: ArrayD<f32>,
-    /// Original size `(height, width)`.
-    pub size: (usize, usize),
-    /// Whether the image was processed as part of a multi-image sample (OneVision).
-    pub multi_image: bool,
+    /// The original size, the anyres tiles, and whether the image was processed as part of a
+    /// multi-image sample (OneVision): what vision packs the features by.
+    pub grid: PatchGrid,
+}
+
+/// How [`process_image`] cuts an image, decided from its size alone: what vision packs the
+/// features by, and (through `vidlm_model::FeatureRules`) its placeholder count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImagePlan {
+    /// The original size, the anyres tiles, the multi-image flag.
+    pub grid: PatchGrid,
+    /// The processed size `(H, W)` of each patch (after resize and crop).
+    pub patch_out: (usize, usize),
+    /// The anyres canvas and tiles, for anyres layouts.
+    pub tiling: Option<Tiling>,
+}
+
+/// An anyres image's canvas and tiles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tiling {
+    /// The best resolution `(H, W)` (`select_best_resolution` over the pinpoints).
+    pub best: (u32, u32),
+    /// Side of a tile in canvas pixels.
+    pub tile: usize,
+    /// Size the base (whole) image is resized to.
+    pub base: (usize, usize),
+}
+
+/// Plans how an `h × w` image is cut for `layout` (`multi_image`: OneVision's rule for samples
+/// with 2+ images). `h` and `w` are within `1..=MAX_SIDE`.
+pub fn image_plan(h: usize, w: usize, layout: ImageLayout, s: &VisionSettings, multi_image: bool, what: &str) -> Result<ImagePlan> {
+    if h == 0 || w == 0 || h > MAX_SIDE || w > MAX_SIDE {
+        return Err(ProcessorError::MediaTooLarge { what: what.into(), message: format!("image size {w}x{h} is outside 1..={MAX_SIDE}") });
+    }
+    let image_size = (h as u32, w as u32);
+    match layout {
+        // The processed size does not depend on the backend (only the crop offsets do).
+        ImageLayout::Plain => {
+            let patch_out = geometry(h, w, s, Backend::Torchvision).out;
+            Ok(ImagePlan { grid: PatchGrid::single(image_size, false), patch_out, tiling: None })
+        }
+        ImageLayout::AnyresOnevision if multi_image => {
+            let m = h.max(w);
+            let patch_out = geometry(m, m, s, Backend::Torchvision).out;
+            Ok(ImagePlan { grid: PatchGrid::single(image_size, true), patch_out, tiling: None })
+        }
+        ImageLayout::AnyresOnevision | ImageLayout::AnyresNext => {
+            let base = match (s.size.height, s.size.width, s.size.shortest_edge) {
+                (Some(a), Some(b), _) => (a as usize, b as usize),
+                (_, _, Some(e)) => (e as usize, e as usize),
+                _ => (0, 0),
+            };
+            let tile = match (s.crop_size.and_then(|c| c.height), s.size.height, s.size.shortest_edge) {
+                (Some(c), _, _) if s.do_center_crop => c as usize,
+                (_, Some(hh), _) => hh as usize,
+                (_, _, Some(e)) => e as usize,
+                _ => 0,
+            };
+            check_out(base.0, base.1, what)?;
+            check_out(tile, tile, what)?;
+            let best = select_best_resolution(image_size.0, image_size.1, &s.pinpoints).ok_or_else(|| {
+                ProcessorError::Model(vidlm_model::ModelError::MissingField { file: "preprocessor_config.json".into(), field: "image_grid_pinpoints".into() })
+            })?;
+            let grid = PatchGrid { image_size, tiles: Some(tile_grid(best, tile as u32)), multi_image: false };
+            let patch_out = geometry(base.0, base.1, s, Backend::Torchvision).out;
+            Ok(ImagePlan { grid, patch_out, tiling: Some(Tiling { best, tile, base }) })
+        }
+    }
 }
 
 /// Processes one image according to the family's layout. `multi_image`: OneVision's rule for
@@ -283,6 +351,8 @@ pub fn process_image(
 ) -> Result<ProcessedImage> {
     let bytes = contiguous(&img, &|| what.to_string())?;
     let (h, w) = (img.shape()[0], img.shape()[1]);
+    let plan = image_plan(h, w, layout, s, multi_image, what)?;
+    let image_size = plan.grid.image_size;
     let norm = Normalizer::new(s, backend);
     match layout {
         ImageLayout::Plain => {
@@ -293,7 +363,7 @@ pub fn process_image(
                 ProcessorError::InvalidMedia { what: what.into(), message: e.to_string() }
             })?;
             standard_into(&bytes, h, w, s, backend, &norm, &mut d3);
-            Ok(ProcessedImage { patches: out, size: (h, w), multi_image: false })
+            Ok(ProcessedImage { patches: out, grid: PatchGrid::single(image_size, false) })
         }
         ImageLayout::AnyresOnevision if multi_image => {
             // pad_to_square with int(mean*255), then the standard pipeline.
@@ -321,25 +391,15 @@ pub fn process_image(
                 ProcessorError::InvalidMedia { what: what.into(), message: e.to_string() }
             })?;
             standard_into(&padded, ph, pw, s, backend, &norm, &mut d3);
-            Ok(ProcessedImage { patches: out, size: (h, w), multi_image: true })
+            Ok(ProcessedImage { patches: out, grid: PatchGrid::single(image_size, true) })
         }
         ImageLayout::AnyresOnevision | ImageLayout::AnyresNext => {
-            let (base_h, base_w) = match (s.size.height, s.size.width, s.size.shortest_edge) {
-                (Some(a), Some(b), _) => (a as usize, b as usize),
-                (_, _, Some(e)) => (e as usize, e as usize),
-                _ => (0, 0),
+            let Some(tiling) = plan.tiling else {
+                return Err(ProcessorError::Internal(format!("{what}: anyres image without a tiling")));
             };
-            let patch = match (s.crop_size.and_then(|c| c.height), s.size.height, s.size.shortest_edge) {
-                (Some(c), _, _) if s.do_center_crop => c as usize,
-                (_, Some(hh), _) => hh as usize,
-                (_, _, Some(e)) => e as usize,
-                _ => 0,
-            };
-            check_out(base_h, base_w, what)?;
-            check_out(patch, patch, what)?;
-            let best = select_best_resolution(h as u32, w as u32, &s.pinpoints).ok_or_else(|| {
-                ProcessorError::InvalidMedia { what: what.into(), message: "no image_grid_pinpoints configured".into() }
-            })?;
+            let (base_h, base_w) = tiling.base;
+            let patch = tiling.tile;
+            let best = tiling.best;
             let (bh, bw) = (best.0 as usize, best.1 as usize);
             let (nh, nw) = patch_output_size(h as u32, w as u32, best);
             let (nh, nw) = (nh as usize, nw as usize);
@@ -392,7 +452,11 @@ pub fn process_image(
                 let (buf, ph, pw) = &all[i];
                 standard_into(buf, *ph, *pw, s, backend, &norm, d3);
             });
-            Ok(ProcessedImage { patches: out, size: (h, w), multi_image: false })
+            let grid = plan.grid;
+            if grid.num_patches() != all.len() {
+                return Err(ProcessorError::Internal(format!("{what}: {} patches for a grid of {grid:?}", all.len())));
+            }
+            Ok(ProcessedImage { patches: out, grid })
         }
     }
 }

@@ -20,36 +20,14 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-/// Which resampling implementation to reproduce.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Backend {
-    /// Pillow 13 (`backend="pil"` in transformers 5, the "slow" processors of 4.x).
-    Pil,
-    /// torchvision on CPU, `uint8` input (transformers 5's default and all video processors).
-    Torchvision,
-}
+// The only module of the crate allowed `unsafe` (AVX2 builds of the row kernels).
+#[allow(unsafe_code)]
+mod simd;
+use simd::RowKernels;
 
-impl Backend {
-    /// The name transformers uses (`"pil"` / `"torchvision"`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Backend::Pil => "pil",
-            Backend::Torchvision => "torchvision",
-        }
-    }
-}
-
-impl std::str::FromStr for Backend {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "pil" => Ok(Backend::Pil),
-            "torchvision" | "tv" => Ok(Backend::Torchvision),
-            other => Err(format!("unknown resize backend {other:?} (expected \"pil\" or \"torchvision\")")),
-        }
-    }
-}
+/// Which resampling implementation to reproduce (defined with the class table in `vidlm-model`:
+/// each processor class lists the backends it exists for).
+pub use vidlm_model::Backend;
 
 /// Resampling filter (PIL's `resample` codes 2 and 3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -303,29 +281,6 @@ fn v_row(src: &Buf<'_>, cols: &std::ops::Range<usize>, axis: &Axis, o: usize, or
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn h_row_avx2(srow: &[u8], col0: usize, axis: &Axis, outs: &std::ops::Range<usize>, orow: &mut [u8], planes: &mut Vec<i32>) {
-    h_row(srow, col0, axis, outs, orow, planes)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn v_row_avx2(src: &Buf<'_>, cols: &std::ops::Range<usize>, axis: &Axis, o: usize, orow: &mut [u8], acc: &mut Vec<i32>) {
-    v_row(src, cols, axis, o, orow, acc)
-}
-
-fn has_avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx2")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
 /// Horizontal pass: for each buffer row in `rows` (image coordinates), computes the output
 /// columns `outs`. Returns `rows.len() × outs.len() × 3`.
 fn h_pass(src: &Buf<'_>, rows: std::ops::Range<usize>, axis: &Axis, outs: std::ops::Range<usize>) -> Vec<u8> {
@@ -334,19 +289,11 @@ fn h_pass(src: &Buf<'_>, rows: std::ops::Range<usize>, axis: &Axis, outs: std::o
     if ow == 0 {
         return out;
     }
-    let avx2 = has_avx2();
+    let kernels = RowKernels::detect();
     let work = |planes: &mut Vec<i32>, (ri, orow): (usize, &mut [u8])| {
         let y = rows.start + ri;
         let srow = &src.data[(y - src.row0) * src.stride * 3..(y - src.row0 + 1) * src.stride * 3];
-        #[cfg(target_arch = "x86_64")]
-        if avx2 {
-            // SAFETY: AVX2 support was detected at run time; the function is plain safe Rust
-            // compiled with AVX2 enabled (integer arithmetic, identical results).
-            unsafe { h_row_avx2(srow, src.col0, axis, &outs, orow, planes) };
-            return;
-        }
-        let _ = avx2;
-        h_row(srow, src.col0, axis, &outs, orow, planes);
+        kernels.h_row(srow, src.col0, axis, &outs, orow, planes);
     };
     if rows.len() * ow >= 1 << 16 {
         out.par_chunks_mut(ow * 3).enumerate().for_each_init(Vec::new, work);
@@ -365,17 +312,10 @@ fn v_pass(src: &Buf<'_>, cols: std::ops::Range<usize>, axis: &Axis, outs: std::o
     if cw == 0 {
         return out;
     }
-    let avx2 = has_avx2();
+    let kernels = RowKernels::detect();
     let work = |acc: &mut Vec<i32>, (oi, orow): (usize, &mut [u8])| {
         let o = outs.start + oi;
-        #[cfg(target_arch = "x86_64")]
-        if avx2 {
-            // SAFETY: as in `h_pass`.
-            unsafe { v_row_avx2(src, &cols, axis, o, orow, acc) };
-            return;
-        }
-        let _ = avx2;
-        v_row(src, &cols, axis, o, orow, acc);
+        kernels.v_row(src, &cols, axis, o, orow, acc);
     };
     if outs.len() * cw >= 1 << 16 {
         out.par_chunks_mut(cw * 3).enumerate().for_each_init(Vec::new, work);

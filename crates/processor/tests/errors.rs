@@ -8,6 +8,7 @@ use ndarray::{Array3, Array4};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use vidlm_model::{ModelError, Sampling, SamplingError};
 use vidlm_processor::{Conversation, ImageInput, Part, ProcessOptions, Processor, ProcessorError, VideoInput};
 
 /// A scratch copy of a model directory (tokenizer.json symlinked), with `edit` applied.
@@ -80,7 +81,7 @@ fn missing_files_are_named() {
             let _ = std::fs::remove_file(d.join(file));
         });
         match Processor::from_dir(&dir) {
-            Err(ProcessorError::MissingFile { file: f, .. }) => assert!(f.contains(file), "{f} should name {file}"),
+            Err(ProcessorError::Model(ModelError::MissingFile { file: f, .. })) => assert!(f.contains(file), "{f} should name {file}"),
             other => panic!("{file}: expected MissingFile, got {other:?}"),
         }
         let _ = std::fs::remove_dir_all(&dir);
@@ -96,7 +97,7 @@ fn missing_required_field_is_named() {
         })
     });
     match Processor::from_dir(&dir) {
-        Err(ProcessorError::MissingField { file, field }) => {
+        Err(ProcessorError::Model(ModelError::MissingField { file, field })) => {
             assert_eq!(file, "processor_config.json");
             assert_eq!(field, "patch_size");
         }
@@ -109,7 +110,7 @@ fn missing_required_field_is_named() {
             v.as_object_mut().map(|o| o.remove("num_image_tokens"));
         })
     });
-    assert!(matches!(Processor::from_dir(&dir), Err(ProcessorError::MissingField { ref field, .. }) if field == "num_image_tokens"));
+    assert!(matches!(Processor::from_dir(&dir), Err(ProcessorError::Model(ModelError::MissingField { ref field, .. })) if field == "num_image_tokens"));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -137,12 +138,12 @@ fn malformed_json_names_the_file() {
     let dir = scratch("interleave", "bad-json", |d| {
         std::fs::write(d.join("preprocessor_config.json"), "{\"size\": ").unwrap_or_else(|e| panic!("{e}"));
     });
-    assert!(matches!(Processor::from_dir(&dir), Err(ProcessorError::Json { ref file, .. }) if file == "preprocessor_config.json"));
+    assert!(matches!(Processor::from_dir(&dir), Err(ProcessorError::Model(ModelError::Json { ref file, .. })) if file == "preprocessor_config.json"));
     let _ = std::fs::remove_dir_all(&dir);
     let dir = scratch("interleave", "bad-field", |d| {
         edit_json(&d.join("preprocessor_config.json"), |v| v["image_mean"] = json!([0.5, 0.5]));
     });
-    assert!(matches!(Processor::from_dir(&dir), Err(ProcessorError::InvalidField { ref field, .. }) if field == "image_mean"));
+    assert!(matches!(Processor::from_dir(&dir), Err(ProcessorError::Model(ModelError::InvalidField { ref field, .. })) if field == "image_mean"));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -177,7 +178,7 @@ fn unsupported_model_type() {
             v["architectures"] = json!(["BertModel"]);
         })
     });
-    assert!(matches!(Processor::from_dir(&dir), Err(ProcessorError::UnsupportedModel { .. })));
+    assert!(matches!(Processor::from_dir(&dir), Err(ProcessorError::Model(ModelError::UnsupportedModel { .. }))));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -199,8 +200,12 @@ fn bad_media_is_rejected() {
     // More frames requested than the video has.
     let mut c = Conversation::new();
     c.push("user", vec![Part::Video(VideoInput::Decoded(Arc::new(Array4::<u8>::zeros((3, 8, 8, 3)))))]);
-    let opts = ProcessOptions { sampling: vidlm_processor::Sampling { num_frames: Some(8), ..Default::default() }, ..ProcessOptions::default() };
-    assert!(matches!(p.process(&[c], &opts), Err(ProcessorError::Unsupported(_))));
+    let opts = ProcessOptions { sampling: Sampling::NumFrames(8), ..ProcessOptions::default() };
+    let err = p.process(&[c], &opts);
+    assert!(
+        matches!(err, Err(ProcessorError::Sampling { source: SamplingError::TooManyFrames { requested: 8, available: 3 }, .. })),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -209,7 +214,7 @@ fn decoded_video_sampling_selects_frames() {
     let p = Processor::from_dir(model_dir("hub", "onevision")).unwrap_or_else(|e| panic!("{e}"));
     let mut c = Conversation::new();
     c.push("user", vec![Part::Video(VideoInput::Decoded(Arc::new(video(20, 16, 16, 3)))), Part::Text("x".into())]);
-    let opts = ProcessOptions { sampling: vidlm_processor::Sampling { num_frames: Some(8), ..Default::default() }, ..ProcessOptions::default() };
+    let opts = ProcessOptions { sampling: Sampling::NumFrames(8), ..ProcessOptions::default() };
     let out = p.process(&[c], &opts).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(out.video_token_counts, vec![1569]);
     let v = out.pixel_values_videos.unwrap_or_else(|| panic!("no video"));

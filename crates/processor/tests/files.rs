@@ -30,7 +30,7 @@ fn video_and_image_paths_are_decoded() {
         {"type": "text", "text": "What happens?"}]}]);
     let conv = Conversation::from_json(&messages, Some(&demo())).unwrap_or_else(|e| panic!("{e}"));
     let p = Processor::from_dir(model_dir("hub", "onevision")).unwrap_or_else(|e| panic!("{e}"));
-    let opts = ProcessOptions { sampling: Sampling { num_frames: Some(8), ..Default::default() }, ..ProcessOptions::default() };
+    let opts = ProcessOptions { sampling: Sampling::NumFrames(8), ..ProcessOptions::default() };
     let out = p.process(std::slice::from_ref(&conv), &opts).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(out.video_token_counts, vec![196 * 8 + 1]);
     assert_eq!(out.pixel_values_videos.as_ref().map(|v| v.shape().to_vec()), Some(vec![1, 8, 3, 384, 384]));
@@ -38,7 +38,7 @@ fn video_and_image_paths_are_decoded() {
     assert_eq!(out.pixel_values.as_ref().map(|v| v.shape().to_vec()), Some(vec![1, 2, 3, 384, 384]));
     assert_eq!(out.image_sizes.as_ref().map(|s| s.row(0).to_vec()), Some(vec![240, 320]));
     // fps sampling: 120 frames at 30 fps, 2 fps → 8 frames.
-    let opts = ProcessOptions { sampling: Sampling { fps: Some(2.0), ..Default::default() }, ..ProcessOptions::default() };
+    let opts = ProcessOptions { sampling: Sampling::Fps(2.0), ..ProcessOptions::default() };
     let out = p.process(&[conv], &opts).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(out.pixel_values_videos.as_ref().map(|v| v.shape()[1]), Some(8));
     let _ = std::fs::remove_file(png);

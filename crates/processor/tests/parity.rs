@@ -77,14 +77,14 @@ fn check_case(p: &Processor, case: &Value, report: &mut BTreeMap<String, (usize,
     assert_eq!(out.prompts.iter().map(String::as_str).collect::<Vec<_>>(), prompts, "{name}: prompts");
     for (r, (ids, mask)) in case["input_ids"].as_array().unwrap_or(&Vec::new()).iter().zip(case["attention_mask"].as_array().unwrap_or(&Vec::new())).enumerate() {
         let want_ids = un_rle(ids);
-        let got: Vec<i64> = out.input_ids.row(r).to_vec();
+        let got: Vec<i64> = out.input_ids().row(r).to_vec();
         if got != want_ids {
             let first = got.iter().zip(&want_ids).position(|(a, b)| a != b);
             panic!("{name}: input_ids row {r} differ (len {} vs {}), first difference at {first:?}", got.len(), want_ids.len());
         }
-        assert_eq!(out.attention_mask.row(r).to_vec(), un_rle(mask), "{name}: attention_mask row {r}");
+        assert_eq!(out.attention_mask().row(r).to_vec(), un_rle(mask), "{name}: attention_mask row {r}");
     }
-    assert_eq!(out.input_ids.nrows(), case["input_ids"].as_array().map(Vec::len).unwrap_or(0), "{name}: batch");
+    assert_eq!(out.input_ids().nrows(), case["input_ids"].as_array().map(Vec::len).unwrap_or(0), "{name}: batch");
     if let Some(sizes) = case.get("image_sizes") {
         let want: Vec<Vec<i64>> = serde_json::from_value(sizes.clone()).unwrap_or_default();
         let got: Vec<Vec<i64>> = out.image_sizes.as_ref().map(|a| a.rows().into_iter().map(|r| r.to_vec()).collect()).unwrap_or_default();

@@ -53,11 +53,11 @@ fn preprocessing_snapshots() {
         if let Some(t) = &out.pixel_values_videos {
             tensors.insert("pixel_values_videos".into(), stats(t));
         }
-        let rows: Vec<Value> = out
-            .input_ids
+        let (input_ids, attention_mask) = out.padded();
+        let rows: Vec<Value> = input_ids
             .rows()
             .into_iter()
-            .zip(out.attention_mask.rows())
+            .zip(attention_mask.rows())
             .map(|(ids, mask)| {
                 let real: Vec<i64> = ids.iter().zip(mask).filter(|(_, m)| **m == 1).map(|(i, _)| *i).collect();
                 let image = real.iter().filter(|&&i| i == i64::from(p.token_settings().image_token_id)).count();

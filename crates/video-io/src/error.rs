@@ -27,39 +27,9 @@ impl std::fmt::Display for LimitKind {
     }
 }
 
-/// Why a [`crate::SampleRequest`] cannot be satisfied.
-#[derive(Clone, Debug, PartialEq, thiserror::Error)]
-#[non_exhaustive]
-pub enum SamplingError {
-    /// More frames were requested than the (range of the) video holds. transformers raises the
-    /// same error; set `clamp` on the request to get every available frame instead.
-    #[error("requested {requested} frames but only {available} are available (use clamp to cap the request)")]
-    TooManyFrames { requested: usize, available: usize },
-    /// `num_frames` (or `max_frames`) is 0.
-    #[error("the number of frames must be at least 1")]
-    ZeroFrames,
-    /// An explicit frame index is past the last frame.
-    #[error("frame index {index} is out of range (the video has {count} frames)")]
-    IndexOutOfRange { index: usize, count: usize },
-    /// A timestamp is negative, not finite, or past the end of the video.
-    #[error("time {time}s is outside the video (0 to {duration}s)")]
-    TimeOutOfRange { time: f64, duration: f64 },
-    /// `fps` must be finite and positive.
-    #[error("invalid sampling fps {0}")]
-    InvalidFps(f64),
-    /// fps-based sampling needs the video's own frame rate, which is unknown.
-    #[error("the video's frame rate is unknown, so fps-based sampling is impossible")]
-    UnknownVideoFps,
-    /// The `start..end` time range is inverted, not finite, or holds no frame.
-    #[error("the time range {start}..{end} s holds no frame")]
-    EmptyRange { start: f64, end: f64 },
-    /// A time range cannot be combined with explicit indices or timestamps.
-    #[error("a start/end range cannot be combined with explicit indices or times")]
-    RangeWithExplicitFrames,
-    /// The video has no frames at all.
-    #[error("the video has no frames")]
-    NoFrames,
-}
+/// Why a [`crate::SampleRequest`] cannot be satisfied (defined with the sampling formulas in
+/// `vidlm-model`).
+pub use vidlm_model::sampling::SamplingError;
 
 /// Everything that can go wrong opening, probing or decoding a video or image.
 ///

@@ -1,34 +1,14 @@
-//! Which frames to take: the request types and the (pure) index arithmetic.
+//! Which frames to take: the request type and the planner (pure index arithmetic).
 //!
-//! The formulas follow transformers 5.x `video_utils.default_sample_indices_fn`
-//! (see `hf-llava-family-spec.md` §1.2):
-//!
-//! * `num_frames = n`: `index_i = i * N // n` for `i in 0..n` (integer floor);
-//! * `fps = f`: `n = max(1, int(N / video_fps * f))`, then the same formula;
-//! * `n > N` is an error ([`SamplingError::TooManyFrames`]) unless the request clamps.
+//! [`Sampling`] and transformers' frame-index formulas (`i * N // n`, the fps rule) live in
+//! `vidlm-model` ([`vidlm_model::sampling`]), shared with the processor; this module adds
+//! what needs the decoded stream: a `start`/`end` time range, presentation-time sampling, and
+//! the decoding strategy.
 
 use crate::error::SamplingError;
 use serde::{Deserialize, Serialize};
-
-/// How frames are chosen. Combine with a time range, a cap and flags in [`SampleRequest`].
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Sampling {
-    /// Every frame (in the range).
-    All,
-    /// `n` frames uniformly by index, transformers' formula `i * N // n`.
-    NumFrames(usize),
-    /// transformers' fps rule: `n = max(1, int(N / video_fps * fps))` frames, uniformly by index.
-    Fps(f64),
-    /// `fps` frames per second of presentation time: the frame shown at `t0 + k / fps` for each
-    /// `k` (consecutive duplicates removed). Use this for variable-frame-rate video, where
-    /// equal index steps are not equal time steps.
-    FpsByTime(f64),
-    /// Explicit frame indices (presentation order), returned in the given order.
-    Indices(Vec<usize>),
-    /// The frames shown at these presentation times (seconds), in the given order.
-    Times(Vec<f64>),
-}
+pub use vidlm_model::sampling::{fps_num_frames, uniform_indices, Sampling};
+use vidlm_model::sampling::{cap_frames, select_frames};
 
 /// One sampling call: what to take, from which time range, with which cap and strictness.
 ///
@@ -131,29 +111,6 @@ impl SampleRequest {
     }
 }
 
-/// transformers v5 `default_sample_indices_fn` index formula: `i * total // n` for `i in 0..n`.
-///
-/// ```
-/// assert_eq!(vidlm_video_io::uniform_indices(300, 8), vec![0, 37, 75, 112, 150, 187, 225, 262]);
-/// ```
-pub fn uniform_indices(total: usize, n: usize) -> Vec<usize> {
-    if n == 0 {
-        return Vec::new();
-    }
-    // u128 keeps i * total exact for any usize inputs.
-    (0..n).map(|i| ((i as u128 * total as u128) / n as u128) as usize).collect()
-}
-
-/// transformers' frame count for fps sampling: `max(1, int(total / video_fps * fps))`.
-pub fn fps_num_frames(total: usize, video_fps: f64, fps: f64) -> usize {
-    let n = total as f64 / video_fps * fps;
-    if n.is_finite() && n >= 1.0 {
-        n.floor().min(usize::MAX as f64) as usize
-    } else {
-        1
-    }
-}
-
 /// What the planner needs to know about a video: frame presentation times (seconds, in
 /// presentation order, non-decreasing), its average frame rate and its end time.
 pub(crate) struct Timeline<'a> {
@@ -161,14 +118,6 @@ pub(crate) struct Timeline<'a> {
     pub fps: Option<f64>,
     /// Presentation end of the last frame (seconds).
     pub end: f64,
-}
-
-fn cap_list(v: Vec<usize>, max: Option<usize>) -> Result<Vec<usize>, SamplingError> {
-    match max {
-        Some(0) => Err(SamplingError::ZeroFrames),
-        Some(m) if v.len() > m => Ok(uniform_indices(v.len(), m).into_iter().map(|i| v[i]).collect()),
-        _ => Ok(v),
-    }
 }
 
 /// The frame shown at time `t`: the last frame with `pts <= t` (the first frame before it).
@@ -201,35 +150,11 @@ pub(crate) fn plan(req: &SampleRequest, tl: &Timeline<'_>) -> Result<Vec<usize>,
         (lo, hi)
     };
     let count = hi - lo;
-    let uniform = |n: usize| -> Result<Vec<usize>, SamplingError> {
-        if n == 0 {
-            return Err(SamplingError::ZeroFrames);
-        }
-        let mut n = n;
-        if let Some(m) = req.max_frames {
-            if m == 0 {
-                return Err(SamplingError::ZeroFrames);
-            }
-            n = n.min(m);
-        }
-        if n > count {
-            if req.clamp {
-                n = count;
-            } else {
-                return Err(SamplingError::TooManyFrames { requested: n, available: count });
-            }
-        }
-        Ok(uniform_indices(count, n).into_iter().map(|i| lo + i).collect())
-    };
     match &req.sampling {
-        Sampling::All => uniform(req.max_frames.unwrap_or(count).min(count)),
-        Sampling::NumFrames(n) => uniform(*n),
-        Sampling::Fps(f) => {
-            if !f.is_finite() || *f <= 0.0 {
-                return Err(SamplingError::InvalidFps(*f));
-            }
-            let vf = tl.fps.filter(|v| v.is_finite() && *v > 0.0).ok_or(SamplingError::UnknownVideoFps)?;
-            uniform(fps_num_frames(count, vf, *f))
+        // Index arithmetic over the candidate range (explicit indices have no range: lo = 0).
+        Sampling::All | Sampling::NumFrames(_) | Sampling::Fps(_) | Sampling::Indices(_) => {
+            let idx = select_frames(&req.sampling, count, tl.fps, req.max_frames, req.clamp)?;
+            Ok(idx.into_iter().map(|i| lo + i).collect())
         }
         Sampling::FpsByTime(f) => {
             if !f.is_finite() || *f <= 0.0 {
@@ -256,24 +181,7 @@ pub(crate) fn plan(req: &SampleRequest, tl: &Timeline<'_>) -> Result<Vec<usize>,
             if out.is_empty() {
                 out.push(lo);
             }
-            cap_list(out, req.max_frames)
-        }
-        Sampling::Indices(v) => {
-            let mut out = Vec::with_capacity(v.len());
-            for &i in v {
-                if i >= total {
-                    if req.clamp {
-                        out.push(total - 1);
-                        continue;
-                    }
-                    return Err(SamplingError::IndexOutOfRange { index: i, count: total });
-                }
-                out.push(i);
-            }
-            if out.is_empty() {
-                return Err(SamplingError::ZeroFrames);
-            }
-            cap_list(out, req.max_frames)
+            cap_frames(out, req.max_frames)
         }
         Sampling::Times(v) => {
             let mut out = Vec::with_capacity(v.len());
@@ -287,7 +195,7 @@ pub(crate) fn plan(req: &SampleRequest, tl: &Timeline<'_>) -> Result<Vec<usize>,
             if out.is_empty() {
                 return Err(SamplingError::ZeroFrames);
             }
-            cap_list(out, req.max_frames)
+            cap_frames(out, req.max_frames)
         }
     }
 }
@@ -306,24 +214,12 @@ mod tests {
     }
 
     #[test]
-    fn spec_test_vectors() {
-        // hf-llava-family-spec.md §1.2
-        assert_eq!(uniform_indices(300, 8), vec![0, 37, 75, 112, 150, 187, 225, 262]);
-        assert_eq!(uniform_indices(100, 3), vec![0, 33, 66]);
-        assert_eq!(uniform_indices(33, 8), vec![0, 4, 8, 12, 16, 20, 24, 28]);
-        assert_eq!(uniform_indices(20, 8), vec![0, 2, 5, 7, 10, 12, 15, 17]);
+    fn plans_follow_the_transformers_formulas() {
+        // hf-llava-family-spec.md §1.2 (the formulas themselves are tested in vidlm-model).
         assert_eq!(run(SampleRequest::num_frames(8), 20, 10.0).unwrap(), vec![0, 2, 5, 7, 10, 12, 15, 17]);
         // fps=2 with {total_num_frames: 20, fps: 10} -> n = 4
         assert_eq!(run(SampleRequest::fps(2.0), 20, 10.0).unwrap(), vec![0, 5, 10, 15]);
-        // n=7, N=17: v5 never returns n+1 indices
-        assert_eq!(uniform_indices(17, 7).len(), 7);
-    }
-
-    #[test]
-    fn fps_formula_truncates_and_is_at_least_one() {
-        assert_eq!(fps_num_frames(100, 30.0, 1.0), 3); // 3.33 -> 3
-        assert_eq!(fps_num_frames(10, 30.0, 0.1), 1); // 0.033 -> max(1, 0)
-        assert_eq!(fps_num_frames(1800, 30.0, 2.0), 120);
+        assert_eq!(run(SampleRequest::num_frames(7), 17, 10.0).unwrap().len(), 7);
     }
 
     #[test]

@@ -21,16 +21,16 @@ fn main() {
     println!("| max_batch | time | frames/s | vs max_batch 1 |");
     println!("|---|---|---|---|");
     for mb in [1usize, 4, 8, 32] {
-        let mut v = match VisionEncoder::from_dir(&dir, &VisionOptions { session: session.clone(), max_batch: mb, suffix: String::new() }) {
+        let mut v = match VisionEncoder::from_dir(&dir, &VisionOptions { session: session.clone(), max_batch: mb, ..Default::default() }) {
             Ok(v) => v,
             Err(e) => {
                 eprintln!("cannot load {}: {e}", dir.display());
                 std::process::exit(1);
             }
         };
-        let s = v.config().vision_config.image_size;
+        let s = v.image_size();
         let px: Vec<f32> = (0..frames * 3 * s * s).map(|i| ((i % 251) as f32 / 125.0) - 1.0).collect();
-        let video = [VideoPixels { pixel_values: px, frames }];
+        let video = [VideoPixels { pixel_values: &px, frames }];
         // Warm-up (ONNX Runtime allocates and plans on the first runs of each shape).
         for _ in 0..2 {
             std::hint::black_box(v.video_features(&video).expect("video features"));

@@ -1,74 +1,13 @@
-//! Host-side feature math of the LLaVA families (hf-llava-family-spec §4.2, §4.4), exactly as
-//! transformers 5.23 computes it: `select_best_resolution`, `unpad_image`, the anyres tile
-//! stitching of `pack_image_features`, bilinear `F.interpolate` (align_corners=False, no
-//! antialias) and OneVision's `apply_pooling`.
+//! Host-side feature packing of the LLaVA families (hf-llava-family-spec §4.2, §4.4), exactly
+//! as transformers 5.23 computes it: the anyres tile stitching of `pack_image_features`,
+//! bilinear `F.interpolate` (align_corners=False, no antialias) and OneVision's
+//! `apply_pooling`. The geometry (best resolution, unpadding, the `anyres_max` budget) is
+//! `vidlm_model::anyres`, shared with the processor's placeholder counts.
 //!
 //! Features are row-major `[tokens, dim]` (`tokens = grid_h * grid_w`).
 
 use crate::VisionError;
-
-/// `select_best_resolution(original_size=(h, w), possible_resolutions=[[H, W], ...])`: the
-/// pinpoint with the largest effective resolution, then the least waste (first on ties).
-pub fn select_best_resolution(h: usize, w: usize, pinpoints: &[[usize; 2]]) -> Option<[usize; 2]> {
-    let mut best = None;
-    let mut max_eff = 0usize;
-    let mut min_waste = usize::MAX;
-    for &[ph, pw] in pinpoints {
-        if h == 0 || w == 0 {
-            return None;
-        }
-        let scale = f64::min(pw as f64 / w as f64, ph as f64 / h as f64);
-        let dw = (w as f64 * scale) as usize;
-        let dh = (h as f64 * scale) as usize;
-        let eff = usize::min(dw * dh, w * h);
-        let waste = (ph * pw).saturating_sub(eff);
-        if eff > max_eff || (eff == max_eff && waste < min_waste) {
-            max_eff = eff;
-            min_waste = waste;
-            best = Some([ph, pw]);
-        }
-    }
-    best
-}
-
-/// `get_anyres_image_grid_shape`: tiles (rows, cols) for an image of `(h, w)`.
-pub fn anyres_grid_shape(h: usize, w: usize, pinpoints: &[[usize; 2]], tile: usize) -> Option<(usize, usize)> {
-    if tile == 0 {
-        return None;
-    }
-    select_best_resolution(h, w, pinpoints).map(|[ph, pw]| (ph / tile, pw / tile))
-}
-
-/// Python's `int(round(x, 7))` for the non-negative values used by `unpad_image`.
-fn round7_trunc(x: f64) -> usize {
-    let r = (x * 1e7).round_ties_even() / 1e7;
-    if r <= 0.0 {
-        0
-    } else {
-        r as usize
-    }
-}
-
-/// `unpad_image` for a `(cur_h, cur_w)` feature grid of an image originally `(orig_h, orig_w)`:
-/// returns the kept `(row_start, row_end, col_start, col_end)`.
-pub fn unpad_bounds(cur_h: usize, cur_w: usize, orig_h: usize, orig_w: usize) -> (usize, usize, usize, usize) {
-    if orig_h == 0 || orig_w == 0 || cur_h == 0 || cur_w == 0 {
-        return (0, cur_h, 0, cur_w);
-    }
-    let orig_ar = orig_w as f64 / orig_h as f64;
-    let cur_ar = cur_w as f64 / cur_h as f64;
-    if orig_ar > cur_ar {
-        let scale = cur_w as f64 / orig_w as f64;
-        let new_h = round7_trunc(orig_h as f64 * scale);
-        let pad = cur_h.saturating_sub(new_h) / 2;
-        (pad, cur_h - pad, 0, cur_w)
-    } else {
-        let scale = cur_h as f64 / orig_h as f64;
-        let new_w = round7_trunc(orig_w as f64 * scale);
-        let pad = cur_w.saturating_sub(new_w) / 2;
-        (0, cur_h, pad, cur_w - pad)
-    }
-}
+use vidlm_model::anyres::{anyres_max_size, unpad_bounds, PatchGrid};
 
 /// A `[height, width, dim]` grid of feature vectors (row-major, channel-last).
 #[derive(Debug, Clone, PartialEq)]
@@ -123,37 +62,25 @@ pub fn bilinear_resize(g: &Grid, oh: usize, ow: usize) -> Grid {
     Grid { h: oh, w: ow, dim: g.dim, data: out }
 }
 
-/// Which anyres variant packs the tiles.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PackStyle {
-    /// LLaVA-OneVision: `anyres_max_N` downscale when the unpadded grid exceeds N tiles by 10 %.
-    OneVision {
-        /// N of `anyres_max_N` (9 for the released checkpoints).
-        max_num_patches: usize,
-    },
-    /// LLaVA-NeXT(-Video): no downscale.
-    Next,
-}
-
 /// `pack_image_features` for one image.
 ///
-/// `patches` holds `num_patches` blocks of `side * side` rows of width `dim` (the vision graph's
-/// output for the base image followed by the tiles, row-major). `orig` is the original `(h, w)`.
+/// `patches` holds `grid.num_patches()` blocks of `side * side` rows of width `dim` (the vision
+/// graph's output for the base image followed by the tiles, row-major). A single-patch image
+/// (plain, or OneVision's multi-image mode) is its rows plus one newline row. Anyres tiles are
+/// stitched, unpadded to the original aspect ratio, downscaled when `max_num_patches` (OneVision's
+/// `anyres_max_N`) is given and exceeded, and each row is followed by the newline.
 /// Returns the packed rows (`tokens × dim`).
-#[allow(clippy::too_many_arguments)] // mirrors transformers' pack_image_features + config fields
 pub fn pack_image(
     patches: &[f32],
-    num_patches: usize,
     side: usize,
     dim: usize,
-    orig: (usize, usize),
-    pinpoints: &[[usize; 2]],
-    tile_size: usize,
+    grid: &PatchGrid,
     newline: Option<&[f32]>,
-    style: PackStyle,
+    max_num_patches: Option<u32>,
 ) -> Result<Vec<f32>, VisionError> {
     let per = side * side * dim;
-    if num_patches == 0 || patches.len() != num_patches * per {
+    let num_patches = grid.num_patches();
+    if per == 0 || patches.len() != num_patches * per {
         return Err(VisionError::Shape(format!(
             "image features have {} values, expected {num_patches} patches of {side}x{side}x{dim}",
             patches.len()
@@ -165,47 +92,38 @@ pub fn pack_image(
         }
     }
     let base = &patches[..per];
-    if num_patches == 1 {
+    let Some((gh, gw)) = grid.tiles.map(|(r, c)| (r as usize, c as usize)) else {
         let mut out = base.to_vec();
         if let Some(nl) = newline {
             out.extend_from_slice(nl);
         }
         return Ok(out);
-    }
-    let (gh, gw) = anyres_grid_shape(orig.0, orig.1, pinpoints, tile_size)
-        .ok_or_else(|| VisionError::Shape(format!("no anyres grid for an image of {}x{}", orig.0, orig.1)))?;
-    if gh * gw != num_patches - 1 {
-        return Err(VisionError::Shape(format!(
-            "image of {}x{} needs {gh}x{gw} tiles + base, got {num_patches} patches",
-            orig.0, orig.1
-        )));
-    }
+    };
     // Stitch tiles: stitched[i*side + a][j*side + b] = tile[i*gw + j][a*side + b].
     let (ch, cw) = (gh * side, gw * side);
-    let (r0, r1, c0, c1) = unpad_bounds(ch, cw, orig.0, orig.1);
+    let (h, w) = (grid.image_size.0 as usize, grid.image_size.1 as usize);
+    let (r0, r1, c0, c1) = unpad_bounds(ch, cw, h, w);
     let (uh, uw) = (r1 - r0, c1 - c0);
-    let mut grid = Grid { h: uh, w: uw, dim, data: Vec::with_capacity(uh * uw * dim) };
+    let mut packed = Grid { h: uh, w: uw, dim, data: Vec::with_capacity(uh * uw * dim) };
     for y in r0..r1 {
         for x in c0..c1 {
             let (i, a) = (y / side, y % side);
             let (j, b) = (x / side, x % side);
             let tile = 1 + i * gw + j;
             let off = tile * per + (a * side + b) * dim;
-            grid.data.extend_from_slice(&patches[off..off + dim]);
+            packed.data.extend_from_slice(&patches[off..off + dim]);
         }
     }
-    if let PackStyle::OneVision { max_num_patches } = style {
-        let ratio = ((uh * uw) as f64 / (max_num_patches * side * side) as f64).sqrt();
-        if ratio > 1.1 {
-            let oh = (uh as f64 / ratio).floor() as usize;
-            let ow = (uw as f64 / ratio).floor() as usize;
-            grid = bilinear_resize(&grid, oh, ow);
+    if let Some(max) = max_num_patches {
+        let (oh, ow) = anyres_max_size(uh, uw, max, side);
+        if (oh, ow) != (uh, uw) {
+            packed = bilinear_resize(&packed, oh, ow);
         }
     }
-    let mut out = Vec::with_capacity(per + grid.h * (grid.w + 1) * dim);
+    let mut out = Vec::with_capacity(per + packed.h * (packed.w + 1) * dim);
     out.extend_from_slice(base);
-    for y in 0..grid.h {
-        out.extend_from_slice(&grid.data[y * grid.w * dim..(y + 1) * grid.w * dim]);
+    for y in 0..packed.h {
+        out.extend_from_slice(&packed.data[y * packed.w * dim..(y + 1) * packed.w * dim]);
         if let Some(nl) = newline {
             out.extend_from_slice(nl);
         }
@@ -232,88 +150,40 @@ pub fn onevision_pool_frames(features: &[f32], frames: usize, side: usize, dim: 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vidlm_model::anyres::anyres_grid;
+    use vidlm_model::family::OV_PINPOINTS;
 
-    fn ov_pinpoints(s: usize) -> Vec<[usize; 2]> {
-        let mut v = Vec::new();
-        for a in 1..=6 {
-            for b in 1..=6 {
-                v.push([s * a, s * b]);
-            }
-        }
-        v
-    }
-
+    /// Packed rows of an OV image from the spec (§3): base 729 + unpadded grid with a newline
+    /// per row. (Every size and pinpoint against the processor's count:
+    /// `crates/pipeline/tests/placeholders.rs`.)
     #[test]
-    fn best_resolution_matches_spec_examples() {
-        // radar image 899x1024 -> (1152, 1152) for OV; NV -> (672, 672)
-        assert_eq!(select_best_resolution(899, 1024, &ov_pinpoints(384)), Some([1152, 1152]));
-        let nv = [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]];
-        assert_eq!(select_best_resolution(899, 1024, &nv), Some([672, 672]));
-        assert_eq!(select_best_resolution(0, 10, &nv), None);
-    }
-
-    /// Token counts of OV single images from the spec (§3): unpadded + newline rows + 729.
-    fn ov_tokens(h: usize, w: usize) -> usize {
-        let side = 27;
-        let (gh, gw) = anyres_grid_shape(h, w, &ov_pinpoints(384), 384).unwrap();
-        let n = 1 + gh * gw;
-        let dim = 1;
-        let patches = vec![0.0f32; n * side * side * dim];
-        let nl = [1.0f32];
-        pack_image(&patches, n, side, dim, (h, w), &ov_pinpoints(384), 384, Some(&nl), PackStyle::OneVision { max_num_patches: 9 })
-            .unwrap()
-            .len()
-    }
-
-    #[test]
-    fn onevision_token_counts_match_processor() {
-        assert_eq!(ov_tokens(899, 1024), 6551);
-        assert_eq!(ov_tokens(480, 640), 2929);
-        assert_eq!(ov_tokens(640, 480), 2943);
-        assert_eq!(ov_tokens(384, 384), 1485);
-        assert_eq!(ov_tokens(224, 224), 1485);
-        assert_eq!(ov_tokens(1080, 1920), 7269);
-        assert_eq!(ov_tokens(100, 1000), 1467);
-    }
-
-    fn nv_tokens(h: usize, w: usize) -> usize {
-        let nv = [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]];
-        let (gh, gw) = anyres_grid_shape(h, w, &nv, 336).unwrap();
-        let n = 1 + gh * gw;
-        let patches = vec![0.0f32; n * 576];
-        pack_image(&patches, n, 24, 1, (h, w), &nv, 336, Some(&[1.0]), PackStyle::Next).unwrap().len()
-    }
-
-    #[test]
-    fn next_token_counts_match_processor() {
-        assert_eq!(nv_tokens(899, 1024), 2634);
-        assert_eq!(nv_tokens(480, 640), 2340);
-        assert_eq!(nv_tokens(336, 336), 1176);
-        assert_eq!(nv_tokens(503, 316), 1526);
+    fn onevision_radar_image_packs_to_the_spec_count() {
+        let pins: Vec<(u32, u32)> = OV_PINPOINTS.iter().map(|p| (p[0], p[1])).collect();
+        let g = anyres_grid((899, 1024), &pins, 384).unwrap();
+        let patches = vec![0.0f32; g.num_patches() * 27 * 27];
+        assert_eq!(pack_image(&patches, 27, 1, &g, Some(&[1.0]), Some(9)).unwrap().len(), 6551);
+        // NeXT, a 336x672 image on 1x2 tiles of 24: base 576 + 24 rows of 48 + newline.
+        let g = PatchGrid { image_size: (336, 672), tiles: Some((1, 2)), multi_image: false };
+        let patches = vec![0.0f32; 3 * 576];
+        assert_eq!(pack_image(&patches, 24, 1, &g, Some(&[1.0]), None).unwrap().len(), 576 + 24 * 49);
     }
 
     #[test]
     fn stitching_order_and_unpad() {
         // 2 tiles side by side (1x2 grid), side 2, dim 1; image exactly 2:1 -> no unpad.
-        let pins = [[4, 8]];
+        let grid = PatchGrid { image_size: (4, 8), tiles: Some((1, 2)), multi_image: false };
         let base = [0.0, 0.0, 0.0, 0.0];
         let t0 = [1.0, 2.0, 3.0, 4.0];
         let t1 = [5.0, 6.0, 7.0, 8.0];
         let patches: Vec<f32> = base.iter().chain(&t0).chain(&t1).copied().collect();
-        let out = pack_image(&patches, 3, 2, 1, (4, 8), &pins, 4, Some(&[9.0]), PackStyle::Next).unwrap();
+        let out = pack_image(&patches, 2, 1, &grid, Some(&[9.0]), None).unwrap();
         // rows: [1 2 5 6 | nl], [3 4 7 8 | nl]
         assert_eq!(&out[4..], &[1.0, 2.0, 5.0, 6.0, 9.0, 3.0, 4.0, 7.0, 8.0, 9.0]);
         // Wrong patch count is an error, not a panic.
-        assert!(pack_image(&patches[..8], 2, 2, 1, (4, 8), &pins, 4, None, PackStyle::Next).is_err());
-    }
-
-    #[test]
-    fn unpad_bounds_examples() {
-        // 27*3 x 27*3 grid of an 899x1024 image: width-limited -> rows trimmed.
-        let (r0, r1, c0, c1) = unpad_bounds(81, 81, 899, 1024);
-        assert_eq!((c0, c1), (0, 81));
-        // new_h = int(round(899 * 81/1024, 7)) = 71 -> pad 5 -> rows 5..76
-        assert_eq!((r0, r1), (5, 76));
+        assert!(pack_image(&patches[..8], 2, 1, &grid, None, None).is_err());
+        // A single patch (OneVision multi-image mode): rows + one newline.
+        let one = pack_image(&base, 2, 1, &PatchGrid::single((4, 8), true), Some(&[9.0]), Some(9)).unwrap();
+        assert_eq!(one, vec![0.0, 0.0, 0.0, 0.0, 9.0]);
     }
 
     #[test]

@@ -15,19 +15,25 @@
 //!   so memory stays bounded for long videos.
 //! * Input names and element types (f32/f16) are read from the sessions; the `image_newline`
 //!   vector comes from the export (`onnx/image_newline.safetensors`).
-//! * The [`anyres`] module holds the pure math (`select_best_resolution`, `unpad_image`,
-//!   bilinear interpolation, tile stitching) and is usable without any model.
+//! * What differs between families comes from `vidlm-model`'s table ([`FamilySpec`]: image
+//!   layout, video token rule, which graphs exist); the anyres geometry (best resolution,
+//!   unpadding, the `anyres_max` budget) is `vidlm_model::anyres`, the same code that counts the
+//!   processor's placeholders. Each image's tiling comes from the processor ([`PatchGrid`]);
+//!   vision does not recompute it.
+//! * The [`anyres`] module holds the host-side packing (tile stitching, bilinear
+//!   interpolation, pooling) and is usable without any model.
 //!
 //! ```
-//! use vidlm_vision::anyres::{anyres_grid_shape, pack_image, PackStyle};
+//! use vidlm_model::anyres::anyres_grid;
+//! use vidlm_model::family::OV_PINPOINTS;
+//! use vidlm_vision::anyres::pack_image;
 //!
 //! // OneVision, 899x1024 image: 3x3 tiles of 384 px + base -> 6551 feature rows (spec §3).
-//! let pins: Vec<[usize; 2]> = (1..=6).flat_map(|a| (1..=6).map(move |b| [384 * a, 384 * b])).collect();
-//! let (gh, gw) = anyres_grid_shape(899, 1024, &pins, 384).unwrap();
-//! assert_eq!((gh, gw), (3, 3));
-//! let patches = vec![0.0f32; (1 + gh * gw) * 27 * 27]; // width-1 features for the demo
-//! let packed = pack_image(&patches, 10, 27, 1, (899, 1024), &pins, 384, Some(&[1.0]),
-//!                         PackStyle::OneVision { max_num_patches: 9 }).unwrap();
+//! let pins: Vec<(u32, u32)> = OV_PINPOINTS.iter().map(|p| (p[0], p[1])).collect();
+//! let grid = anyres_grid((899, 1024), &pins, 384).unwrap();
+//! assert_eq!(grid.tiles, Some((3, 3)));
+//! let patches = vec![0.0f32; grid.num_patches() * 27 * 27]; // width-1 features for the demo
+//! let packed = pack_image(&patches, 27, 1, &grid, Some(&[1.0]), Some(9)).unwrap();
 //! assert_eq!(packed.len(), 6551);
 //! ```
 
@@ -37,21 +43,24 @@ use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use half::f16;
-use serde::Deserialize;
+pub use vidlm_model::{Family, PatchGrid, Precision};
+use vidlm_model::{ErrorKind, FamilySpec, Graph as GraphFile, GraphUse, ImageLayout, ModelError, ModelFiles, VideoTokens};
 use vidlm_ort::ort::session::SessionInputValue;
 use vidlm_ort::ort::value::{DynValue, TensorRef};
 use vidlm_ort::{load_session, LoadedSession, OrtError, Provider, SessionOptions, TensorElementType, TensorInfo};
 
-use anyres::PackStyle;
-
 /// Errors of the vision runtime.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum VisionError {
+    /// The model directory is missing a file or one of its configs is malformed.
+    #[error(transparent)]
+    Model(#[from] ModelError),
     /// ONNX Runtime set-up or session loading failed (includes a missing graph).
     #[error(transparent)]
     Ort(#[from] OrtError),
     /// ONNX Runtime failed while running a graph.
-    #[error("ONNX Runtime error in {path}: {source}")]
+    #[error("ONNX Runtime error in {path}")]
     Runtime {
         /// The graph.
         path: PathBuf,
@@ -67,7 +76,8 @@ pub enum VisionError {
         /// What is wrong.
         message: String,
     },
-    /// Shapes disagree.
+    /// Shapes disagree: pixels that do not match their patch grid, or graph outputs that do
+    /// not match the model's config.
     #[error("shape error: {0}")]
     Shape(String),
     /// A required file is missing or unreadable.
@@ -78,86 +88,52 @@ pub enum VisionError {
         /// What went wrong.
         message: String,
     },
-    /// The model family is not supported or the request does not fit it.
+    /// The request does not fit the model (e.g. videos without the graph the family needs).
     #[error("{0}")]
     Unsupported(String),
 }
 
-/// The four LLaVA families.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Family {
-    /// LLaVA-Interleave (`model_type` `llava`).
-    Interleave,
-    /// LLaVA-OneVision (`llava_onevision`).
-    OneVision,
-    /// Video-LLaVA (`video_llava`).
-    VideoLlava,
-    /// LLaVA-NeXT-Video (`llava_next_video`).
-    NextVideo,
-}
-
-impl Family {
-    /// From `config.json`'s `model_type`.
-    pub fn from_model_type(t: &str) -> Option<Self> {
-        match t {
-            "llava" => Some(Family::Interleave),
-            "llava_onevision" => Some(Family::OneVision),
-            "video_llava" => Some(Family::VideoLlava),
-            "llava_next_video" => Some(Family::NextVideo),
-            _ => None,
+impl VisionError {
+    /// The category of the error (see [`ErrorKind`]). In the pipeline every input comes from
+    /// the processor, so shape errors are [`ErrorKind::Internal`].
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            VisionError::Model(e) => e.kind(),
+            VisionError::Ort(OrtError::GraphMissing(_) | OrtError::SessionLoad { .. }) => ErrorKind::InvalidModel,
+            VisionError::UnexpectedGraph { .. } | VisionError::File { .. } => ErrorKind::InvalidModel,
+            VisionError::Unsupported(_) => ErrorKind::Unsupported,
+            _ => ErrorKind::Internal,
         }
     }
 }
 
-/// The vision part of `config.json` (field names as in transformers).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct VisionModelConfig {
-    /// `model_type`.
-    pub model_type: String,
-    /// `vision_config`.
-    pub vision_config: VisionTowerConfig,
-    /// `image_grid_pinpoints` ([H, W] pairs) for anyres families.
-    #[serde(default)]
-    pub image_grid_pinpoints: Option<Vec<[usize; 2]>>,
-    /// `vision_aspect_ratio` (OneVision: `anyres_max_9`).
-    #[serde(default)]
-    pub vision_aspect_ratio: Option<String>,
-}
-
-/// `vision_config`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct VisionTowerConfig {
-    /// Input side in pixels.
+/// The vision geometry of a model: `vision_config` of `config.json`, and the `anyres_max`
+/// budget of OneVision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VisionGeometry {
+    /// Input side of the vision tower in pixels (`vision_config.image_size`).
     pub image_size: usize,
-    /// Patch side in pixels.
+    /// Patch side in pixels (`vision_config.patch_size`).
     pub patch_size: usize,
+    /// N of `vision_aspect_ratio = "anyres_max_N"` (OneVision; 9 when absent).
+    pub max_num_patches: u32,
 }
 
-impl VisionModelConfig {
-    /// Reads `config.json`.
-    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, VisionError> {
-        let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| VisionError::File { path: path.to_path_buf(), message: e.to_string() })?;
-        serde_json::from_str(&text).map_err(|e| VisionError::File { path: path.to_path_buf(), message: e.to_string() })
+impl VisionGeometry {
+    /// Reads it from `config.json` (`vision_config.image_size` and `patch_size` are required).
+    pub fn from_files(files: &ModelFiles, spec: &FamilySpec) -> Result<Self, ModelError> {
+        let missing = |field: &str| ModelError::MissingField { file: "config.json".into(), field: field.into() };
+        let vc = files.config.vision_config.as_ref().ok_or_else(|| missing("vision_config"))?;
+        let image_size = vc.image_size.ok_or_else(|| missing("vision_config.image_size"))?;
+        let patch_size = vc.patch_size.filter(|&p| p > 0).ok_or_else(|| missing("vision_config.patch_size"))?;
+        let ar = files.config.vision_aspect_ratio.as_deref().unwrap_or(spec.processor.vision_aspect_ratio);
+        let max_num_patches = vidlm_model::anyres::parse_anyres_max(ar).unwrap_or(9);
+        Ok(VisionGeometry { image_size, patch_size, max_num_patches })
     }
 
-    /// Family of the model.
-    pub fn family(&self) -> Result<Family, VisionError> {
-        Family::from_model_type(&self.model_type)
-            .ok_or_else(|| VisionError::Unsupported(format!("unsupported model_type `{}`", self.model_type)))
-    }
-
-    /// Patch grid side (`image_size / patch_size`).
+    /// Feature grid side per patch (`image_size / patch_size`).
     pub fn grid_side(&self) -> usize {
-        self.vision_config.image_size.checked_div(self.vision_config.patch_size).unwrap_or(0)
-    }
-
-    fn max_num_patches(&self) -> usize {
-        self.vision_aspect_ratio
-            .as_deref()
-            .and_then(|s| s.strip_prefix("anyres_max_"))
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(9)
+        self.image_size.checked_div(self.patch_size).unwrap_or(0)
     }
 }
 
@@ -198,13 +174,13 @@ pub struct VisionOptions {
     pub session: SessionOptions,
     /// Most images/frames per ONNX Runtime call (bounds memory on long videos).
     pub max_batch: usize,
-    /// Precision suffix of the vision graphs (`""` = fp32, `"_fp16"`, …).
-    pub suffix: String,
+    /// Precision variant of the vision graphs.
+    pub precision: Precision,
 }
 
 impl Default for VisionOptions {
     fn default() -> Self {
-        VisionOptions { session: SessionOptions::default(), max_batch: 8, suffix: String::new() }
+        VisionOptions { session: SessionOptions::default(), max_batch: 8, precision: Precision::Fp32 }
     }
 }
 
@@ -275,23 +251,22 @@ fn to_f32(v: &DynValue, path: &Path) -> Result<Vec<f32>, VisionError> {
     }
 }
 
-/// Preprocessed pixels of one image: `num_patches × 3 × size × size` values (base image first,
-/// then the anyres tiles row-major), plus the original size.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ImagePixels {
+/// Preprocessed pixels of one image: `grid.num_patches() × 3 × size × size` values (base image
+/// first, then the anyres tiles row-major), and how the processor cut the image.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ImagePixels<'a> {
     /// Normalised pixel values, row-major `[patches, 3, size, size]`.
-    pub pixel_values: Vec<f32>,
-    /// Number of patches (1 when not tiled).
-    pub num_patches: usize,
-    /// Original `(height, width)` (for unpadding).
-    pub image_size: (usize, usize),
+    pub pixel_values: &'a [f32],
+    /// The original size, the anyres tiles, the multi-image flag (from the processor's
+    /// hand-off, `ProcessedInputs::conversations`).
+    pub grid: PatchGrid,
 }
 
 /// Preprocessed frames of one video: `frames × 3 × size × size` values.
-#[derive(Debug, Clone, PartialEq)]
-pub struct VideoPixels {
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct VideoPixels<'a> {
     /// Normalised pixel values, row-major `[frames, 3, size, size]`.
-    pub pixel_values: Vec<f32>,
+    pub pixel_values: &'a [f32],
     /// Frame count.
     pub frames: usize,
 }
@@ -315,34 +290,34 @@ impl FeatureBlock {
 /// The vision graphs of one model plus the host-side steps of its family.
 #[derive(Debug)]
 pub struct VisionEncoder {
-    config: VisionModelConfig,
-    family: Family,
+    spec: &'static FamilySpec,
+    geometry: VisionGeometry,
     image: Graph,
     video: Option<Graph>,
+    video_path: PathBuf,
     newline: Option<Vec<f32>>,
     max_batch: usize,
 }
 
 impl VisionEncoder {
     /// Loads `onnx/vision_encoder{suffix}.onnx` (required), `onnx/video_encoder{suffix}.onnx`
-    /// (if present) and `onnx/image_newline.safetensors` (required for OneVision/NeXT images),
-    /// with `config.json` from `model_dir`.
+    /// (if present and the family uses one) and `onnx/image_newline.safetensors` (families with
+    /// a newline), with `config.json`, from `model_dir`.
     pub fn from_dir(model_dir: impl AsRef<Path>, opts: &VisionOptions) -> Result<Self, VisionError> {
-        let dir = model_dir.as_ref();
-        let config = VisionModelConfig::from_file(dir.join("config.json"))?;
-        let onnx = dir.join("onnx");
-        let image_path = onnx.join(format!("vision_encoder{}.onnx", opts.suffix));
-        let video_path = onnx.join(format!("video_encoder{}.onnx", opts.suffix));
-        let newline_path = onnx.join("image_newline.safetensors");
-        let family = config.family()?;
+        Self::from_files(&ModelFiles::read(model_dir)?, opts)
+    }
+
+    /// Loads the graphs of an already-read model directory.
+    pub fn from_files(files: &ModelFiles, opts: &VisionOptions) -> Result<Self, VisionError> {
+        let spec = files.spec()?;
+        let geometry = VisionGeometry::from_files(files, spec)?;
+        let image_path = files.graph_path(GraphFile::VisionEncoder, opts.precision);
+        let video_path = files.graph_path(GraphFile::VideoEncoder, opts.precision);
+        let newline_path = files.dir.join("onnx/image_newline.safetensors");
         if !image_path.is_file() {
             return Err(VisionError::Ort(OrtError::GraphMissing(image_path)));
         }
-        if family == Family::VideoLlava && !video_path.is_file() {
-            // Video-LLaVA's video tower has its own weights: there is no host-side substitute.
-            return Err(VisionError::Ort(OrtError::GraphMissing(video_path)));
-        }
-        let newline = if matches!(family, Family::OneVision | Family::NextVideo) {
+        let newline = if spec.image_newline {
             if !newline_path.is_file() {
                 return Err(VisionError::File { path: newline_path, message: "missing (image_newline weights of the export)".into() });
             }
@@ -351,18 +326,29 @@ impl VisionEncoder {
             None
         };
         let image = Graph::new(load_session(&image_path, &opts.session)?, 4)?;
-        let video = if video_path.is_file() { Some(Graph::new(load_session(&video_path, &opts.session)?, 5)?) } else { None };
-        Ok(VisionEncoder { config, family, image, video, newline, max_batch: opts.max_batch.max(1) })
+        let load_video = spec.video_encoder != GraphUse::Unused && video_path.is_file();
+        let video = if load_video { Some(Graph::new(load_session(&video_path, &opts.session)?, 5)?) } else { None };
+        Ok(VisionEncoder { spec, geometry, image, video, video_path, newline, max_batch: opts.max_batch.max(1) })
     }
 
     /// The model family.
     pub fn family(&self) -> Family {
-        self.family
+        self.spec.family
     }
 
-    /// The vision config.
-    pub fn config(&self) -> &VisionModelConfig {
-        &self.config
+    /// The family's row of the table.
+    pub fn spec(&self) -> &'static FamilySpec {
+        self.spec
+    }
+
+    /// The vision geometry (`vision_config`).
+    pub fn geometry(&self) -> &VisionGeometry {
+        &self.geometry
+    }
+
+    /// Input side of the vision graphs in pixels.
+    pub fn image_size(&self) -> usize {
+        self.geometry.image_size
     }
 
     /// Execution provider of the image graph.
@@ -375,13 +361,9 @@ impl VisionEncoder {
         self.newline.as_deref()
     }
 
-    fn size(&self) -> usize {
-        self.config.vision_config.image_size
-    }
-
     /// Runs `vision_encoder` over `n` images in chunks; returns `(tokens per image, dim, values)`.
     pub fn encode_patches(&mut self, pixels: &[f32], n: usize) -> Result<(usize, usize, Vec<f32>), VisionError> {
-        let s = self.size();
+        let s = self.image_size();
         let per = 3 * s * s;
         if n == 0 || pixels.len() != n * per {
             return Err(VisionError::Shape(format!("expected {n} images of 3x{s}x{s} ({} values), got {}", n * per, pixels.len())));
@@ -410,119 +392,127 @@ impl VisionEncoder {
     }
 
     /// Features of each image, laid out exactly as transformers' `get_image_features`
-    /// (`pack_image_features` for the anyres families). `multi_image` is OneVision's
-    /// multi-image mode (two or more images in a conversation): one patch per image.
-    pub fn image_features(&mut self, images: &[ImagePixels]) -> Result<Vec<FeatureBlock>, VisionError> {
-        let s = self.size();
+    /// (`pack_image_features` for the anyres families), packed by each image's [`PatchGrid`].
+    pub fn image_features(&mut self, images: &[ImagePixels<'_>]) -> Result<Vec<FeatureBlock>, VisionError> {
+        let s = self.image_size();
         let per = 3 * s * s;
         for (i, im) in images.iter().enumerate() {
-            if im.num_patches == 0 || im.pixel_values.len() != im.num_patches * per {
+            if im.pixel_values.len() != im.grid.num_patches() * per {
                 return Err(VisionError::Shape(format!(
-                    "image {i}: {} values for {} patches of 3x{s}x{s}",
+                    "image {i}: {} values for {} patches of 3x{s}x{s} ({:?})",
                     im.pixel_values.len(),
-                    im.num_patches
+                    im.grid.num_patches(),
+                    im.grid
                 )));
             }
         }
-        let mut out = Vec::with_capacity(images.len());
-        for im in images {
-            let (tokens, dim, feats) = self.encode_patches(&im.pixel_values, im.num_patches)?;
-            let data = match self.family {
-                Family::OneVision | Family::NextVideo => {
-                    let side = self.config.grid_side();
-                    if side * side != tokens {
-                        return Err(VisionError::Shape(format!("vision_encoder gives {tokens} tokens per patch, grid is {side}x{side}")));
-                    }
-                    let pins = self.config.image_grid_pinpoints.clone().unwrap_or_default();
-                    let style = if self.family == Family::OneVision {
-                        PackStyle::OneVision { max_num_patches: self.config.max_num_patches() }
-                    } else {
-                        PackStyle::Next
-                    };
-                    anyres::pack_image(&feats, im.num_patches, side, dim, im.image_size, &pins, s, self.newline.as_deref(), style)?
+        images.iter().map(|im| self.image_block(im)).collect()
+    }
+
+    fn image_block(&mut self, im: &ImagePixels<'_>) -> Result<FeatureBlock, VisionError> {
+        let (tokens, dim, feats) = self.encode_patches(im.pixel_values, im.grid.num_patches())?;
+        let data = match self.spec.image_layout {
+            ImageLayout::Plain => {
+                if im.grid.num_patches() != 1 {
+                    return Err(VisionError::Shape(format!("{} images are single patches, got {:?}", self.spec.family, im.grid)));
                 }
-                Family::Interleave | Family::VideoLlava => {
-                    if im.num_patches != 1 {
-                        return Err(VisionError::Unsupported(format!("{:?} images are single patches, got {}", self.family, im.num_patches)));
-                    }
-                    feats
+                feats
+            }
+            ImageLayout::AnyresOnevision | ImageLayout::AnyresNext => {
+                let side = self.geometry.grid_side();
+                if side * side != tokens {
+                    return Err(VisionError::Shape(format!("vision_encoder gives {tokens} tokens per patch, grid is {side}x{side}")));
                 }
-            };
-            out.push(FeatureBlock { data, dim });
-        }
-        Ok(out)
+                let budget = (self.spec.image_layout == ImageLayout::AnyresOnevision).then_some(self.geometry.max_num_patches);
+                anyres::pack_image(&feats, side, dim, &im.grid, self.newline.as_deref(), budget)?
+            }
+        };
+        Ok(FeatureBlock { data, dim })
     }
 
     /// Features of each video, laid out exactly as transformers' `get_video_features`
-    /// (Interleave: the frames' image features concatenated). Frames are encoded in chunks of
-    /// `max_batch`.
-    pub fn video_features(&mut self, videos: &[VideoPixels]) -> Result<Vec<FeatureBlock>, VisionError> {
-        let s = self.size();
+    /// (frames-as-images families: the frames' image features concatenated). Frames are encoded
+    /// in chunks of `max_batch`.
+    pub fn video_features(&mut self, videos: &[VideoPixels<'_>]) -> Result<Vec<FeatureBlock>, VisionError> {
+        let s = self.image_size();
         let per = 3 * s * s;
         for (i, v) in videos.iter().enumerate() {
             if v.frames == 0 || v.pixel_values.len() != v.frames * per {
                 return Err(VisionError::Shape(format!("video {i}: {} values for {} frames of 3x{s}x{s}", v.pixel_values.len(), v.frames)));
             }
         }
-        let mut out = Vec::with_capacity(videos.len());
-        for v in videos {
-            let block = if let Some(g) = self.video.as_mut() {
-                // Trailing rows the graph appends once per call (OneVision's newline).
-                let trailing = usize::from(self.family == Family::OneVision);
-                let mut data = Vec::new();
-                let mut dim = 0;
-                let chunks: Vec<usize> = (0..v.frames).step_by(self.max_batch).collect();
-                for (ci, &start) in chunks.iter().enumerate() {
-                    let m = self.max_batch.min(v.frames - start);
-                    let (shape, vals) = g.run(&v.pixel_values[start * per..(start + m) * per], &[1, m, 3, s, s])?;
-                    // [1, tokens, dim] (frames concatenated) or [frames, tokens, dim] (Video-LLaVA's
-                    // per-frame output): both are the video's rows in order.
-                    let rows = match shape.as_slice() {
-                        [1, rows, d] => {
-                            dim = *d;
-                            *rows
-                        }
-                        [f, rows, d] if *f == m => {
-                            dim = *d;
-                            f * rows
-                        }
-                        _ => {
-                            return Err(VisionError::Shape(format!(
-                                "video_encoder output has shape {shape:?} for {m} frames, expected [1, tokens, dim] or [{m}, tokens, dim]"
-                            )))
-                        }
-                    };
-                    if vals.len() != rows * dim {
-                        return Err(VisionError::Shape(format!("video_encoder returned {} values for shape {shape:?}", vals.len())));
-                    }
-                    let keep = if ci + 1 < chunks.len() { rows.saturating_sub(trailing) } else { rows };
-                    data.extend_from_slice(&vals[..keep * dim]);
+        videos
+            .iter()
+            .map(|v| if self.video.is_some() { self.video_block_graph(v) } else { self.video_block_host(v) })
+            .collect()
+    }
+
+    /// A video through `video_encoder`, in chunks of `max_batch` frames.
+    fn video_block_graph(&mut self, v: &VideoPixels<'_>) -> Result<FeatureBlock, VisionError> {
+        let s = self.image_size();
+        let per = 3 * s * s;
+        // Rows the graph appends once per call (OneVision's newline): kept once per video.
+        let trailing = self.spec.video_tokens.rows_appended_per_call();
+        let max_batch = self.max_batch;
+        let Some(g) = self.video.as_mut() else {
+            return Err(VisionError::Unsupported("no video_encoder graph loaded".into()));
+        };
+        let mut data = Vec::new();
+        let mut dim = 0;
+        let chunks: Vec<usize> = (0..v.frames).step_by(max_batch).collect();
+        for (ci, &start) in chunks.iter().enumerate() {
+            let m = max_batch.min(v.frames - start);
+            let (shape, vals) = g.run(&v.pixel_values[start * per..(start + m) * per], &[1, m, 3, s, s])?;
+            // [1, tokens, dim] (frames concatenated) or [frames, tokens, dim] (Video-LLaVA's
+            // per-frame output): both are the video's rows in order.
+            let rows = match shape.as_slice() {
+                [1, rows, d] => {
+                    dim = *d;
+                    *rows
                 }
-                FeatureBlock { data, dim }
-            } else {
-                let (tokens, dim, feats) = self.encode_patches(&v.pixel_values, v.frames)?;
-                match self.family {
-                    Family::Interleave => FeatureBlock { data: feats, dim },
-                    Family::OneVision => {
-                        let side = self.config.grid_side();
-                        if side * side != tokens {
-                            return Err(VisionError::Shape(format!("vision_encoder gives {tokens} tokens per frame, grid is {side}x{side}")));
-                        }
-                        let mut data = anyres::onevision_pool_frames(&feats, v.frames, side, dim)?;
-                        let nl = self.newline.as_deref().ok_or_else(|| VisionError::Unsupported("OneVision video needs image_newline".into()))?;
-                        data.extend_from_slice(nl);
-                        FeatureBlock { data, dim }
-                    }
-                    Family::NextVideo | Family::VideoLlava => {
-                        return Err(VisionError::Unsupported(format!(
-                            "{:?} videos need onnx/video_encoder.onnx (pooling/tower is inside the graph)",
-                            self.family
-                        )))
-                    }
+                [f, rows, d] if *f == m => {
+                    dim = *d;
+                    f * rows
+                }
+                _ => {
+                    return Err(VisionError::Shape(format!(
+                        "video_encoder output has shape {shape:?} for {m} frames, expected [1, tokens, dim] or [{m}, tokens, dim]"
+                    )))
                 }
             };
-            out.push(block);
+            if vals.len() != rows * dim {
+                return Err(VisionError::Shape(format!("video_encoder returned {} values for shape {shape:?}", vals.len())));
+            }
+            let keep = if ci + 1 < chunks.len() { rows.saturating_sub(trailing) } else { rows };
+            data.extend_from_slice(&vals[..keep * dim]);
         }
-        Ok(out)
+        Ok(FeatureBlock { data, dim })
+    }
+
+    /// A video without `video_encoder`: frames through `vision_encoder`, then the host does what
+    /// the family's video graph would (where it can).
+    fn video_block_host(&mut self, v: &VideoPixels<'_>) -> Result<FeatureBlock, VisionError> {
+        match self.spec.video_tokens {
+            VideoTokens::FramesAsImages => {
+                let (_, dim, feats) = self.encode_patches(v.pixel_values, v.frames)?;
+                Ok(FeatureBlock { data: feats, dim })
+            }
+            VideoTokens::OnevisionPooled => {
+                let (tokens, dim, feats) = self.encode_patches(v.pixel_values, v.frames)?;
+                let side = self.geometry.grid_side();
+                if side * side != tokens {
+                    return Err(VisionError::Shape(format!("vision_encoder gives {tokens} tokens per frame, grid is {side}x{side}")));
+                }
+                let mut data = anyres::onevision_pool_frames(&feats, v.frames, side, dim)?;
+                let nl = self.newline.as_deref().ok_or_else(|| VisionError::Unsupported("OneVision video needs image_newline".into()))?;
+                data.extend_from_slice(nl);
+                Ok(FeatureBlock { data, dim })
+            }
+            VideoTokens::PerFrame | VideoTokens::NextPooled => Err(VisionError::Unsupported(format!(
+                "{} videos need {} (pooling / the video tower is inside the graph)",
+                self.spec.family,
+                self.video_path.display()
+            ))),
+        }
     }
 }

@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use vidlm_model::{ErrorKind, ModelError};
 use vidlm_vision::*;
 
 fn copy_model(without: &[&str]) -> std::path::PathBuf {
@@ -30,14 +31,17 @@ fn missing_files_are_typed() {
     // NeXT-Video without its video graph: images work, videos are a typed error.
     let d3 = copy_model(&["video_encoder.onnx"]);
     let mut v = VisionEncoder::from_dir(&d3, &VisionOptions::default()).unwrap();
-    let s = v.config().vision_config.image_size;
-    let e = v.video_features(&[VideoPixels { pixel_values: vec![0.0; 2 * 3 * s * s], frames: 2 }]).unwrap_err();
+    let s = v.image_size();
+    let e = v.video_features(&[VideoPixels { pixel_values: &vec![0.0; 2 * 3 * s * s], frames: 2 }]).unwrap_err();
     assert!(matches!(e, VisionError::Unsupported(_)), "{e}");
     // config.json missing / not a LLaVA family.
     let e = VisionEncoder::from_dir(std::env::temp_dir().join("vidlm-no-such-model"), &VisionOptions::default()).unwrap_err();
-    assert!(matches!(e, VisionError::File { .. }));
+    assert!(matches!(e, VisionError::Model(ModelError::MissingFile { .. })), "{e}");
+    assert_eq!(e.kind(), ErrorKind::NotFound);
     std::fs::write(d.join("config.json"), r#"{"model_type":"bert","vision_config":{"image_size":32,"patch_size":4}}"#).unwrap();
-    assert!(matches!(VisionEncoder::from_dir(&d, &VisionOptions::default()).unwrap_err(), VisionError::Unsupported(_)));
+    let e = VisionEncoder::from_dir(&d, &VisionOptions::default()).unwrap_err();
+    assert!(matches!(e, VisionError::Model(ModelError::UnsupportedModel { .. })), "{e}");
+    assert_eq!(e.kind(), ErrorKind::Unsupported);
     for p in [d, d2, d3] {
         let _ = std::fs::remove_dir_all(p);
     }
@@ -46,29 +50,31 @@ fn missing_files_are_typed() {
 #[test]
 fn bad_pixel_inputs_are_typed() {
     let mut v = VisionEncoder::from_dir(demo_model(), &VisionOptions { max_batch: 2, ..Default::default() }).unwrap();
-    assert_eq!(v.family(), Family::NextVideo);
+    assert_eq!(v.family(), Family::LlavaNextVideo);
     assert_eq!(v.image_newline().map(<[f32]>::len), Some(16));
-    let s = v.config().vision_config.image_size;
+    let s = v.image_size();
     let per = 3 * s * s;
+    // A 32x64 image cut into 1x2 tiles + base = 3 patches.
+    let grid = PatchGrid { image_size: (32, 64), tiles: Some((1, 2)), multi_image: false };
     // Pixel count that does not match the patch count.
-    let e = v.image_features(&[ImagePixels { pixel_values: vec![0.0; per * 2 + 1], num_patches: 2, image_size: (32, 64) }]).unwrap_err();
+    let e = v.image_features(&[ImagePixels { pixel_values: &vec![0.0; per * 3 + 1], grid }]).unwrap_err();
     assert!(matches!(e, VisionError::Shape(_)), "{e}");
-    // A patch count that does not match the image's anyres grid (32x64 -> 1x2 tiles + base = 3).
-    let e = v.image_features(&[ImagePixels { pixel_values: vec![0.0; per * 2], num_patches: 2, image_size: (32, 64) }]).unwrap_err();
+    // Pixels for fewer patches than the grid has.
+    let e = v.image_features(&[ImagePixels { pixel_values: &vec![0.0; per * 2], grid }]).unwrap_err();
     assert!(matches!(e, VisionError::Shape(_)), "{e}");
-    let ok = v.image_features(&[ImagePixels { pixel_values: vec![0.0; per * 3], num_patches: 3, image_size: (32, 64) }]).unwrap();
+    let ok = v.image_features(&[ImagePixels { pixel_values: &vec![0.0; per * 3], grid }]).unwrap();
     // base 8x8=64 rows + unpadded 8x16 grid with a newline per row = 8*17.
     assert_eq!(ok[0].rows(), 64 + 8 * 17);
     assert_eq!(ok[0].dim, 16);
     // Zero frames, wrong frame data.
-    assert!(matches!(v.video_features(&[VideoPixels { pixel_values: vec![], frames: 0 }]).unwrap_err(), VisionError::Shape(_)));
-    assert!(matches!(v.video_features(&[VideoPixels { pixel_values: vec![0.0; per], frames: 2 }]).unwrap_err(), VisionError::Shape(_)));
+    assert!(matches!(v.video_features(&[VideoPixels { pixel_values: &[], frames: 0 }]).unwrap_err(), VisionError::Shape(_)));
+    assert!(matches!(v.video_features(&[VideoPixels { pixel_values: &vec![0.0; per], frames: 2 }]).unwrap_err(), VisionError::Shape(_)));
     // Frames are chunked (max_batch 2) but the features equal one big call.
     let frames = 5;
     let px: Vec<f32> = (0..frames * per).map(|i| ((i % 97) as f32 / 48.0) - 1.0).collect();
-    let chunked = v.video_features(&[VideoPixels { pixel_values: px.clone(), frames }]).unwrap();
+    let chunked = v.video_features(&[VideoPixels { pixel_values: &px, frames }]).unwrap();
     let mut whole = VisionEncoder::from_dir(demo_model(), &VisionOptions { max_batch: 64, ..Default::default() }).unwrap();
-    let one = whole.video_features(&[VideoPixels { pixel_values: px, frames }]).unwrap();
+    let one = whole.video_features(&[VideoPixels { pixel_values: &px, frames }]).unwrap();
     assert_eq!(chunked[0].rows(), frames * 16);
     assert!(max_abs_diff(&chunked[0].data, &one[0].data) < 1e-5);
 }

@@ -9,8 +9,9 @@ mod common;
 
 use common::*;
 use vidlm_decoder::{Features, GenerationOptions, LanguageModel, LmOptions, Sequence, SessionOptions};
-use vidlm_vision::anyres::anyres_grid_shape;
-use vidlm_vision::{Family, ImagePixels, VideoPixels, VisionEncoder, VisionOptions};
+use vidlm_model::anyres::anyres_grid;
+use vidlm_model::{ModelFiles, PatchGrid, Precision};
+use vidlm_vision::{ImagePixels, VideoPixels, VisionEncoder, VisionOptions};
 
 fn session() -> SessionOptions {
     SessionOptions { intra_threads: Some(2), ..Default::default() }
@@ -42,12 +43,13 @@ struct Report {
 }
 
 fn check_family(family_dir: &str, max_batch: usize, report: &mut Report) {
-    check_family_variant(family_dir, max_batch, "", report)
+    check_family_variant(family_dir, max_batch, Precision::Fp32, report)
 }
 
-/// `suffix` selects the precision variant of every graph (`""` = fp32, `"_fp16"`). fp32 must
-/// match exactly; fp16 is checked against the same goldens with fp16 tolerances (see callers).
-fn check_family_variant(family_dir: &str, max_batch: usize, suffix: &str, report: &mut Report) {
+/// `precision` selects the variant of every graph (fp32, fp16). fp32 must match exactly; fp16
+/// is checked against the same goldens with fp16 tolerances (see callers).
+fn check_family_variant(family_dir: &str, max_batch: usize, precision: Precision, report: &mut Report) {
+    let suffix = precision.suffix();
     let root = fixture_root();
     let gdir = root.join("tests/goldens").join(family_dir);
     let meta: serde_json::Value =
@@ -58,13 +60,17 @@ fn check_family_variant(family_dir: &str, max_batch: usize, suffix: &str, report
         "goldens for {family_dir} are committed but its model {} is missing: run `cargo xtask fixtures`",
         model.display()
     );
-    let mut vision = VisionEncoder::from_dir(&model, &VisionOptions { session: session(), max_batch, suffix: suffix.to_string() })
+    let mut vision = VisionEncoder::from_dir(&model, &VisionOptions { session: session(), max_batch, precision })
         .unwrap_or_else(|e| panic!("{family_dir}: vision: {e}"));
-    let mut lm = LanguageModel::from_dir(&model, &LmOptions { session: session(), embed_suffix: suffix.to_string(), decoder_suffix: suffix.to_string() })
+    let mut lm = LanguageModel::from_dir(&model, &LmOptions { session: session(), embed_precision: precision, decoder_precision: precision })
         .unwrap_or_else(|e| panic!("{family_dir}: lm: {e}"));
     let ph = lm.placeholders();
-    let size = vision.config().vision_config.image_size;
-    let pins = vision.config().image_grid_pinpoints.clone().unwrap_or_default();
+    let size = vision.image_size();
+    // The goldens hold transformers' processor outputs: the patch grids are recomputed here from
+    // `image_sizes` and the model's pinpoints (the runtime gets them from the processor).
+    let files = ModelFiles::read(&model).unwrap_or_else(|e| panic!("{family_dir}: {e}"));
+    let pins: Vec<(u32, u32)> = files.config.image_grid_pinpoints.clone().unwrap_or_default().iter().map(|p| (p[0], p[1])).collect();
+    let anyres = vision.spec().image_layout.is_anyres();
     let scenarios = meta["scenarios"].as_object().expect("scenarios");
     for (name, sc) in scenarios {
         let g = Golden::load(&gdir.join(sc["tensors"].as_str().expect("tensors")));
@@ -76,22 +82,21 @@ fn check_family_variant(family_dir: &str, max_batch: usize, suffix: &str, report
             let per = 3 * size * size;
             let (n, max_p) = if shape.len() == 5 { (shape[0], shape[1]) } else { (shape[0], 1) };
             let sizes = g.has("image_sizes").then(|| g.i("image_sizes").1.clone());
-            let multi_image = vision.family() == Family::OneVision && n > 1 && rows.len() == 1;
+            // OneVision's multi-image mode: a conversation with several images (one per batch row here).
+            let multi_image = vision.spec().image_layout == vidlm_model::ImageLayout::AnyresOnevision && n > 1 && rows.len() == 1;
             let mut images = Vec::new();
             for i in 0..n {
                 let (h, w) = match &sizes {
-                    Some(s) => (s[2 * i] as usize, s[2 * i + 1] as usize),
-                    None => (size, size),
+                    Some(s) => (s[2 * i] as u32, s[2 * i + 1] as u32),
+                    None => (size as u32, size as u32),
                 };
-                let patches = match vision.family() {
-                    Family::OneVision | Family::NextVideo if !multi_image => {
-                        let (gh, gw) = anyres_grid_shape(h, w, &pins, size).expect("grid");
-                        1 + gh * gw
-                    }
-                    _ => 1,
+                let grid = if anyres && !multi_image {
+                    anyres_grid((h, w), &pins, size as u32).expect("grid")
+                } else {
+                    PatchGrid::single((h, w), multi_image)
                 };
                 let start = i * max_p * per;
-                images.push(ImagePixels { pixel_values: px[start..start + patches * per].to_vec(), num_patches: patches, image_size: (h, w) });
+                images.push(ImagePixels { pixel_values: &px[start..start + grid.num_patches() * per], grid });
             }
             let blocks = vision.image_features(&images).unwrap_or_else(|e| panic!("{family_dir}/{name}: {e}"));
             let dim = blocks[0].dim;
@@ -103,8 +108,7 @@ fn check_family_variant(family_dir: &str, max_batch: usize, suffix: &str, report
             let (shape, px) = g.f("pixel_values_videos");
             let (n, t) = (shape[0], shape[1]);
             let per = t * 3 * size * size;
-            let vids: Vec<VideoPixels> =
-                (0..n).map(|i| VideoPixels { pixel_values: px[i * per..(i + 1) * per].to_vec(), frames: t }).collect();
+            let vids: Vec<VideoPixels> = (0..n).map(|i| VideoPixels { pixel_values: &px[i * per..(i + 1) * per], frames: t }).collect();
             let blocks = vision.video_features(&vids).unwrap_or_else(|e| panic!("{family_dir}/{name}: {e}"));
             let dim = blocks[0].dim;
             Some(Features::new(blocks.into_iter().flat_map(|b| b.data).collect(), dim).expect("features"))
@@ -198,7 +202,7 @@ fn fp16_graphs_stay_close_to_transformers() {
             "{fam}: no fp16 export at {} (run `cargo xtask fixtures`)",
             model.display()
         );
-        check_family_variant(&fam, 4, "_fp16", &mut report);
+        check_family_variant(&fam, 4, Precision::Fp16, &mut report);
     }
     assert!(!report.checked.is_empty(), "no goldens found under tests/goldens");
     assert!(report.failures.is_empty(), "{:#?}", report.failures);

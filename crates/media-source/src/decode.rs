@@ -1,0 +1,202 @@
+//! Loading a checked [`Source`] into bytes with a content hash, and decoding it with limits.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use ndarray::{Array3, Array4, Axis};
+use vidlm_video_io::{Limits, OpenOptions, SampleRequest, VideoReader};
+
+use crate::error::MediaError;
+use crate::source::Source;
+use crate::{MediaLimits, MediaPolicy};
+
+/// A BLAKE3 hash of a media item's bytes: what a vision cache keys on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ContentHash(pub [u8; 32]);
+
+impl std::fmt::Display for ContentHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for b in &self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The bytes of a media item: in memory (data URLs, downloads) or a checked local file.
+#[derive(Debug, Clone)]
+pub enum MediaData {
+    /// Bytes held in memory.
+    Bytes(Arc<[u8]>),
+    /// A regular file inside the allowed folder (canonical path), read by FFmpeg directly.
+    File(PathBuf),
+}
+
+/// A loaded media item.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// Its bytes.
+    pub data: MediaData,
+    /// The hash of those bytes.
+    pub hash: ContentHash,
+    /// Its size in bytes.
+    pub len: u64,
+}
+
+const B64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true),
+);
+
+impl MediaPolicy {
+    /// Loads a checked source: decodes a data URL, downloads a remote URL (see
+    /// [`MediaPolicy::fetch`]) or hashes a local file, enforcing the byte limit.
+    pub fn load(&self, source: &Source) -> Result<Loaded, MediaError> {
+        match source {
+            Source::Data { base64, .. } => {
+                // Whitespace is legal in data URLs written by hand; drop it before decoding.
+                let compact: String;
+                let text: &str = if base64.bytes().any(|b| b.is_ascii_whitespace()) {
+                    compact = base64.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+                    &compact
+                } else {
+                    base64
+                };
+                let bound = (text.len() as u64).div_ceil(4) * 3;
+                if bound > self.limits.max_bytes.saturating_add(3) {
+                    return Err(MediaError::TooLarge { actual: bound, limit: self.limits.max_bytes });
+                }
+                let bytes = B64.decode(text.as_bytes()).map_err(|e| MediaError::InvalidDataUrl(format!("bad base64: {e}")))?;
+                if bytes.len() as u64 > self.limits.max_bytes {
+                    return Err(MediaError::TooLarge { actual: bytes.len() as u64, limit: self.limits.max_bytes });
+                }
+                if bytes.is_empty() {
+                    return Err(MediaError::InvalidDataUrl("no data".into()));
+                }
+                Ok(in_memory(bytes))
+            }
+            Source::Remote(url) => {
+                let bytes = self.fetch(url)?;
+                if bytes.is_empty() {
+                    return Err(MediaError::Fetch { url: url.to_string(), message: "empty body".into() });
+                }
+                Ok(in_memory(bytes))
+            }
+            Source::Local(path) => {
+                let io = |e| MediaError::Io { path: path.clone(), source: e };
+                let file = std::fs::File::open(path).map_err(io)?;
+                let mut hasher = blake3::Hasher::new();
+                let mut reader = file.take(self.limits.max_bytes.saturating_add(1));
+                let mut buf = vec![0u8; 256 * 1024];
+                let mut len = 0u64;
+                loop {
+                    let n = reader.read(&mut buf).map_err(io)?;
+                    if n == 0 {
+                        break;
+                    }
+                    len += n as u64;
+                    if len > self.limits.max_bytes {
+                        return Err(MediaError::TooLarge { actual: len, limit: self.limits.max_bytes });
+                    }
+                    hasher.update(&buf[..n]);
+                }
+                Ok(Loaded { data: MediaData::File(path.clone()), hash: ContentHash(*hasher.finalize().as_bytes()), len })
+            }
+        }
+    }
+}
+
+fn in_memory(bytes: Vec<u8>) -> Loaded {
+    let hash = ContentHash(*blake3::hash(&bytes).as_bytes());
+    let len = bytes.len() as u64;
+    Loaded { data: MediaData::Bytes(bytes.into()), hash, len }
+}
+
+fn open_options(limits: &MediaLimits) -> OpenOptions {
+    OpenOptions {
+        limits: Limits {
+            max_pixels: limits.max_pixels,
+            max_frames: limits.max_frames,
+            max_input_bytes: limits.max_bytes,
+            max_output_bytes: Limits::default().max_output_bytes,
+        },
+        threads: limits.decoder_threads,
+        ..OpenOptions::default()
+    }
+}
+
+fn open(loaded: &Loaded, opts: &OpenOptions, what: &'static str) -> Result<VideoReader, MediaError> {
+    let r = match &loaded.data {
+        MediaData::Bytes(b) => VideoReader::from_bytes(b.clone(), opts),
+        MediaData::File(p) => VideoReader::open(p, opts),
+    };
+    r.map_err(|source| MediaError::Decode { what, source })
+}
+
+/// Decodes an image `(H, W, 3)` RGB (the pixel limit is checked from the header first).
+pub fn decode_image(loaded: &Loaded, limits: &MediaLimits) -> Result<Array3<u8>, MediaError> {
+    let mut reader = open(loaded, &open_options(limits), "image")?;
+    let frames = reader.sample(&SampleRequest::indices(vec![0])).map_err(|source| MediaError::Decode { what: "image", source })?;
+    if frames.data.shape()[0] == 0 {
+        return Err(MediaError::Decode { what: "image", source: vidlm_video_io::VideoError::InvalidData("no image decoded".into()) });
+    }
+    Ok(frames.data.index_axis_move(Axis(0), 0))
+}
+
+/// Frame sampling of one video, as `vidlm run` takes it (`--num-frames` | `--fps`,
+/// `--max-frames`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct FrameSampling {
+    /// Exactly this many frames, evenly spaced (transformers' `i * N // n`).
+    pub num_frames: Option<usize>,
+    /// This many frames per second of video.
+    pub fps: Option<f64>,
+    /// At most this many frames, evenly spaced over what the above selects.
+    pub max_frames: Option<usize>,
+}
+
+impl FrameSampling {
+    /// The video-io request (the same mapping as `vidlm run`'s loader).
+    pub fn request(&self) -> Result<SampleRequest, MediaError> {
+        let req = match (self.num_frames, self.fps) {
+            (Some(_), Some(_)) => return Err(MediaError::InvalidSampling("`num_frames` and `fps` are mutually exclusive".into())),
+            (Some(n), None) => SampleRequest::num_frames(n),
+            (None, Some(f)) => SampleRequest::fps(f),
+            (None, None) => SampleRequest::all(),
+        };
+        Ok(match self.max_frames {
+            Some(m) => req.max_frames(m),
+            None => req,
+        })
+    }
+}
+
+/// Decodes the sampled frames of a video `(T, H, W, 3)`. Before decoding any frame, the
+/// duration, the pixels per frame and the number of frames the sampling selects are checked
+/// against the limits.
+pub fn decode_video(loaded: &Loaded, sampling: &FrameSampling, limits: &MediaLimits) -> Result<Array4<u8>, MediaError> {
+    if let Some(n) = sampling.num_frames {
+        if n > limits.max_frames {
+            return Err(MediaError::TooManyFrames { requested: n, limit: limits.max_frames });
+        }
+    }
+    let req = sampling.request()?;
+    let mut reader = open(loaded, &open_options(limits), "video")?;
+    let info = reader.info();
+    let duration = info.duration.or_else(|| info.fps.filter(|f| *f > 0.0).map(|f| info.frame_count as f64 / f));
+    if let Some(d) = duration {
+        if d > limits.max_duration_s {
+            return Err(MediaError::TooLong { seconds: d, limit: limits.max_duration_s });
+        }
+    }
+    let plan = reader.plan(&req).map_err(|source| MediaError::Decode { what: "video", source })?;
+    if plan.len() > limits.max_frames {
+        return Err(MediaError::TooManyFrames { requested: plan.len(), limit: limits.max_frames });
+    }
+    let frames = reader.sample(&req).map_err(|source| MediaError::Decode { what: "video", source })?;
+    Ok(frames.data)
+}

@@ -1,0 +1,381 @@
+//! A request body → a validated [`ChatRequest`]: vidlm's chat messages, the media to load, the
+//! generation options and the frame sampling.
+
+use std::sync::Arc;
+
+use ndarray::{Array3, Array4};
+use serde_json::{json, Value};
+use vidlm_decoder::{FinishReason, GenerationOptions};
+use vidlm_media_source::{decode_image, decode_video, FrameSampling, MediaError, MediaPolicy, Source};
+use vidlm_processor::{Conversation, ImageInput, MediaInput, VideoInput};
+
+use crate::error::RequestError;
+use crate::response::{completion, completion_id, finish_reason, trim_at_stop, unix_now};
+use crate::types::{ChatCompletion, ChoiceLogprobs, Usage};
+use crate::types::{ChatCompletionRequest, ContentPart, MessageContent};
+
+/// What the server accepts: its model names and its media policy.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    /// Names a request's `model` may use (the listed id first).
+    pub model_names: Vec<String>,
+    /// Media sources and limits (`limits.max_frames` is the per-video frame cap).
+    pub media: MediaPolicy,
+}
+
+impl RequestContext {
+    /// The id `/v1/models` lists and responses carry.
+    pub fn model_id(&self) -> &str {
+        self.model_names.first().map(String::as_str).unwrap_or("")
+    }
+}
+
+/// Image or video.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MediaKind {
+    /// An image.
+    Image,
+    /// A video.
+    Video,
+}
+
+/// One media item of a request, in order of appearance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaItem {
+    /// Image or video.
+    pub kind: MediaKind,
+    /// Where it comes from (already checked against the policy).
+    pub source: Source,
+    /// Its place in the request (`messages[0].content[1].video_url.url`), for errors.
+    pub param: String,
+}
+
+/// A decoded media item.
+#[derive(Debug, Clone)]
+pub enum DecodedMedia {
+    /// `(H, W, 3)` RGB.
+    Image(Arc<Array3<u8>>),
+    /// `(T, H, W, 3)` RGB, sampled.
+    Video(Arc<Array4<u8>>),
+}
+
+/// A validated request, ready for vidlm.
+#[derive(Debug, Clone)]
+pub struct ChatRequest {
+    /// The model id responses carry.
+    pub model: String,
+    /// Hugging Face chat messages (`{"role", "content"}`; media parts are `{"type": "image"}` /
+    /// `{"type": "video"}` in order, matching [`ChatRequest::media`]).
+    pub messages: Vec<Value>,
+    /// The media, in order of appearance.
+    pub media: Vec<MediaItem>,
+    /// Generation options (unset fields fall back to the model's `generation_config.json`).
+    pub generation: GenerationOptions,
+    /// Frame sampling of every video (the server's cap included).
+    pub sampling: FrameSampling,
+    /// Stop sequences (generation stops at them; they are cut from the answer).
+    pub stop: Vec<String>,
+    /// Stream the answer.
+    pub stream: bool,
+    /// Send a final usage chunk when streaming.
+    pub include_usage: bool,
+    /// Log-probabilities: `None` off, `Some(n)` on with `n` alternatives per token.
+    pub logprobs: Option<usize>,
+}
+
+fn invalid(param: &str, message: impl Into<String>) -> RequestError {
+    RequestError::InvalidParameter { param: param.into(), message: message.into() }
+}
+
+fn unsupported(param: &str, message: impl Into<String>) -> RequestError {
+    RequestError::Unsupported { param: param.into(), message: message.into() }
+}
+
+/// Parses a body into the wire type, with the JSON path of the first error.
+pub fn parse_body(body: &[u8]) -> Result<ChatCompletionRequest, RequestError> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    let req: ChatCompletionRequest = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let param = (path != "." && !path.is_empty()).then_some(path);
+        let message = match &param {
+            Some(p) => format!("invalid request body at `{p}`: {inner}"),
+            None => format!("invalid request body: {inner}"),
+        };
+        RequestError::InvalidBody { param, message }
+    })?;
+    Ok(req)
+}
+
+impl ChatRequest {
+    /// Parses and validates a request body: [`parse_body`] then [`ChatRequest::from_request`].
+    pub fn from_body(body: &[u8], ctx: &RequestContext) -> Result<ChatRequest, RequestError> {
+        ChatRequest::from_request(parse_body(body)?, ctx)
+    }
+
+    /// Validates a parsed request: the model name, every option's range, the media count and
+    /// every media reference against the policy (no media is fetched or decoded here).
+    pub fn from_request(req: ChatCompletionRequest, ctx: &RequestContext) -> Result<ChatRequest, RequestError> {
+        if !ctx.model_names.iter().any(|m| *m == req.model) {
+            return Err(RequestError::ModelNotFound(req.model.clone()));
+        }
+        let generation = generation_options(&req)?;
+        let sampling = frame_sampling(&req, ctx.media.limits.max_frames)?;
+        let stream = req.stream.unwrap_or(false);
+        if req.stream_options.is_some() && !stream {
+            return Err(invalid("stream_options", "stream_options is only allowed when stream is true"));
+        }
+        let include_usage = req.stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false);
+        let logprobs = match (req.logprobs.unwrap_or(false), req.top_logprobs) {
+            (false, Some(_)) => return Err(invalid("top_logprobs", "top_logprobs needs logprobs: true")),
+            (false, None) => None,
+            (true, None) => Some(0),
+            (true, Some(n)) if (0..=20).contains(&n) => Some(n as usize),
+            (true, Some(n)) => return Err(invalid("top_logprobs", format!("must be between 0 and 20, got {n}"))),
+        };
+        let stop = req.stop.as_ref().map(|s| s.to_vec()).unwrap_or_default();
+        if stop.len() > 16 {
+            return Err(invalid("stop", format!("at most 16 stop sequences, got {}", stop.len())));
+        }
+        let (messages, media) = messages(&req, &ctx.media)?;
+        let mut generation = generation;
+        if !stop.is_empty() {
+            generation.stop_strings = Some(stop.clone());
+        }
+        Ok(ChatRequest { model: ctx.model_id().to_string(), messages, media, generation, sampling, stop, stream, include_usage, logprobs })
+    }
+
+    /// Loads and decodes the media one after the other (fetching remote ones), with the
+    /// policy's limits. The server's engine does this on its own workers with a cache; this is
+    /// the simple path (batch runner, tests).
+    pub fn load_media(&self, policy: &MediaPolicy) -> Result<Vec<DecodedMedia>, RequestError> {
+        self.media
+            .iter()
+            .map(|m| {
+                let wrap = |source: MediaError| RequestError::Media { param: m.param.clone(), source };
+                let loaded = policy.load(&m.source).map_err(wrap)?;
+                Ok(match m.kind {
+                    MediaKind::Image => DecodedMedia::Image(Arc::new(decode_image(&loaded, &policy.limits).map_err(wrap)?)),
+                    MediaKind::Video => DecodedMedia::Video(Arc::new(decode_video(&loaded, &self.sampling, &policy.limits).map_err(wrap)?)),
+                })
+            })
+            .collect()
+    }
+
+    /// The `chat.completion` object of a finished answer, exactly as `vidlm serve` returns it:
+    /// the text cut at the first stop sequence, `finish_reason` mapped, `usage` from the counts
+    /// (`completion_tokens` counts every generated token, an end-of-sequence token included).
+    pub fn completion(
+        &self,
+        text: &str,
+        prompt_tokens: usize,
+        completion_tokens: usize,
+        finish: FinishReason,
+        logprobs: Option<ChoiceLogprobs>,
+    ) -> ChatCompletion {
+        let text = trim_at_stop(text, &self.stop).to_string();
+        let usage = Usage::new(prompt_tokens, completion_tokens);
+        let logprobs = self.logprobs.map(|_| logprobs.unwrap_or_default());
+        completion(&completion_id(), &self.model, unix_now(), text, finish_reason(finish), usage, logprobs)
+    }
+
+    /// vidlm's conversation: the messages with the decoded media (one per [`ChatRequest::media`]
+    /// entry, in order). Frames are already sampled, so the processor's own sampling must be
+    /// left unset.
+    pub fn conversation(&self, media: Vec<DecodedMedia>) -> Result<Conversation, RequestError> {
+        if media.len() != self.media.len() {
+            return Err(invalid("messages", format!("{} media items decoded for {} in the request", media.len(), self.media.len())));
+        }
+        let media = media
+            .into_iter()
+            .map(|m| match m {
+                DecodedMedia::Image(a) => MediaInput::Image(ImageInput::Decoded(a)),
+                DecodedMedia::Video(a) => MediaInput::Video(VideoInput::Decoded(a)),
+            })
+            .collect();
+        Ok(Conversation { messages: self.messages.clone(), media })
+    }
+}
+
+fn finite(param: &str, v: f64) -> Result<f64, RequestError> {
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        Err(invalid(param, "must be a finite number"))
+    }
+}
+
+fn generation_options(req: &ChatCompletionRequest) -> Result<GenerationOptions, RequestError> {
+    let mut g = GenerationOptions::default();
+    let max = match (req.max_completion_tokens, req.max_tokens) {
+        (Some(m), _) => Some(("max_completion_tokens", m)),
+        (None, Some(m)) => Some(("max_tokens", m)),
+        (None, None) => None,
+    };
+    if let Some((param, m)) = max {
+        if m < 1 {
+            return Err(invalid(param, format!("must be at least 1, got {m}")));
+        }
+        g.max_new_tokens = Some(usize::try_from(m).unwrap_or(usize::MAX));
+    }
+    if let Some(t) = req.temperature {
+        let t = finite("temperature", t)?;
+        if !(0.0..=100.0).contains(&t) {
+            return Err(invalid("temperature", format!("must be between 0 and 100, got {t}")));
+        }
+        if t == 0.0 {
+            g.do_sample = Some(false);
+        } else {
+            g.do_sample = Some(true);
+            g.temperature = Some(t as f32);
+        }
+    }
+    if let Some(p) = req.top_p {
+        let p = finite("top_p", p)?;
+        if !(p > 0.0 && p <= 1.0) {
+            return Err(invalid("top_p", format!("must be in (0, 1], got {p}")));
+        }
+        g.top_p = Some(p as f32);
+    }
+    if let Some(k) = req.top_k {
+        match k {
+            -1 | 0 => g.top_k = Some(0),
+            k if k > 0 => g.top_k = Some(usize::try_from(k).unwrap_or(usize::MAX)),
+            k => return Err(invalid("top_k", format!("must be -1, 0 (off) or positive, got {k}"))),
+        }
+    }
+    if let Some(m) = req.min_p {
+        let m = finite("min_p", m)?;
+        if !(0.0..=1.0).contains(&m) {
+            return Err(invalid("min_p", format!("must be in [0, 1], got {m}")));
+        }
+        g.min_p = (m > 0.0).then_some(m as f32);
+    }
+    if let Some(r) = req.repetition_penalty {
+        let r = finite("repetition_penalty", r)?;
+        if r <= 0.0 {
+            return Err(invalid("repetition_penalty", format!("must be positive, got {r}")));
+        }
+        g.repetition_penalty = Some(r as f32);
+    }
+    for (param, v) in [("frequency_penalty", req.frequency_penalty), ("presence_penalty", req.presence_penalty)] {
+        if let Some(v) = v {
+            if v != 0.0 {
+                return Err(unsupported(param, "not supported (use repetition_penalty)"));
+            }
+        }
+    }
+    if let Some(s) = req.seed {
+        g.seed = Some(s as u64);
+    }
+    if let Some(n) = req.n {
+        if n != 1 {
+            return Err(unsupported("n", format!("only n = 1 is supported, got {n}")));
+        }
+    }
+    if let Some(t) = &req.tools {
+        if !(t.is_null() || t.as_array().is_some_and(Vec::is_empty)) {
+            return Err(unsupported("tools", "tool calling is not supported"));
+        }
+    }
+    if let Some(f) = &req.response_format {
+        if !(f.is_null() || f.get("type").and_then(Value::as_str) == Some("text")) {
+            return Err(unsupported("response_format", "only {\"type\": \"text\"} is supported"));
+        }
+    }
+    Ok(g)
+}
+
+fn frame_sampling(req: &ChatCompletionRequest, cap: usize) -> Result<FrameSampling, RequestError> {
+    let mut s = FrameSampling { max_frames: Some(cap), ..Default::default() };
+    let Some(v) = req.media_io_kwargs.as_ref().and_then(|k| k.video.as_ref()) else { return Ok(s) };
+    if v.num_frames.is_some() && v.fps.is_some() {
+        return Err(invalid("media_io_kwargs.video", "give num_frames or fps, not both"));
+    }
+    if let Some(n) = v.num_frames {
+        if n < 1 {
+            return Err(invalid("media_io_kwargs.video.num_frames", format!("must be at least 1, got {n}")));
+        }
+        let n = usize::try_from(n).unwrap_or(usize::MAX);
+        if n > cap {
+            return Err(RequestError::Media {
+                param: "media_io_kwargs.video.num_frames".into(),
+                source: MediaError::TooManyFrames { requested: n, limit: cap },
+            });
+        }
+        s.num_frames = Some(n);
+    }
+    if let Some(f) = v.fps {
+        if !(f.is_finite() && f > 0.0) {
+            return Err(invalid("media_io_kwargs.video.fps", format!("must be a positive number, got {f}")));
+        }
+        s.fps = Some(f);
+    }
+    if let Some(m) = v.max_frames {
+        if m < 1 {
+            return Err(invalid("media_io_kwargs.video.max_frames", format!("must be at least 1, got {m}")));
+        }
+        s.max_frames = Some(usize::try_from(m).unwrap_or(usize::MAX).min(cap));
+    }
+    Ok(s)
+}
+
+fn messages(req: &ChatCompletionRequest, policy: &MediaPolicy) -> Result<(Vec<Value>, Vec<MediaItem>), RequestError> {
+    if req.messages.is_empty() {
+        return Err(invalid("messages", "at least one message is required"));
+    }
+    // Count the media first: too many items is refused before any of them is looked at.
+    let count: usize = req
+        .messages
+        .iter()
+        .filter_map(|m| match &m.content {
+            Some(MessageContent::Parts(p)) => Some(p.iter().filter(|p| !matches!(p, ContentPart::Text { .. } | ContentPart::InputText { .. })).count()),
+            _ => None,
+        })
+        .sum();
+    policy.check_count(count).map_err(|source| RequestError::Media { param: "messages".into(), source })?;
+    let mut out = Vec::with_capacity(req.messages.len());
+    let mut media = Vec::with_capacity(count);
+    for (mi, m) in req.messages.iter().enumerate() {
+        let role = match m.role.as_str() {
+            "system" | "developer" => "system",
+            "user" => "user",
+            "assistant" => "assistant",
+            other => return Err(unsupported(&format!("messages[{mi}].role"), format!("role `{other}` is not supported (system, developer, user, assistant)"))),
+        };
+        let content = match &m.content {
+            None if role == "assistant" => Value::Array(Vec::new()),
+            None => return Err(invalid(&format!("messages[{mi}].content"), "content is required")),
+            // The LLaVA templates iterate over content parts: a string is one text part (what
+            // vLLM calls the "openai" content format).
+            Some(MessageContent::Text(t)) => json!([{"type": "text", "text": t}]),
+            Some(MessageContent::Parts(parts)) => {
+                let mut list = Vec::with_capacity(parts.len());
+                for (pi, p) in parts.iter().enumerate() {
+                    let (kind, url, field) = match p {
+                        ContentPart::Text { text } | ContentPart::InputText { text } => {
+                            list.push(json!({"type": "text", "text": text}));
+                            continue;
+                        }
+                        ContentPart::ImageUrl { image_url } | ContentPart::InputImage { image_url } => (MediaKind::Image, &image_url.url, "image_url"),
+                        ContentPart::VideoUrl { video_url } => (MediaKind::Video, &video_url.url, "video_url"),
+                        ContentPart::InputVideo { input_video } => (MediaKind::Video, &input_video.url, "input_video"),
+                    };
+                    if role == "assistant" {
+                        return Err(unsupported(&format!("messages[{mi}].content[{pi}]"), "assistant messages cannot hold media"));
+                    }
+                    let param = format!("messages[{mi}].content[{pi}].{field}.url");
+                    let source = policy.check(url).map_err(|source| RequestError::Media { param: param.clone(), source })?;
+                    list.push(match kind {
+                        MediaKind::Image => json!({"type": "image"}),
+                        MediaKind::Video => json!({"type": "video"}),
+                    });
+                    media.push(MediaItem { kind, source, param });
+                }
+                Value::Array(list)
+            }
+        };
+        out.push(json!({"role": role, "content": content}));
+    }
+    Ok((out, media))
+}
