@@ -11,6 +11,7 @@
 //! * `cargo xtask bench processor` — preprocessing vs transformers (1080p, 8/32 frames)
 //! * `cargo xtask tidy`   — source-tree invariants (unsafe only in FFI/SIMD modules, family
 //!   matches only in vidlm-model, lib.rs overviews, READMEs); part of `test`
+//! * `cargo xtask bench batch [--quick]` — `vidlm batch` with prefetch + batching vs one at a time
 
 mod export;
 mod setup;
@@ -70,10 +71,14 @@ enum Cmd {
     /// Check the source tree's invariants: `unsafe` only in FFI/SIMD modules, family matches only
     /// in vidlm-model, every lib.rs with a doc overview and runnable example, READMEs. Part of `test`.
     Tidy,
-    /// Run a benchmark: `video` (frame sampling vs decode-everything and the ffmpeg CLI), `processor` (preprocessing vs transformers).
+    /// Run a benchmark: `video` (frame sampling vs decode-everything and the ffmpeg CLI), `processor` (preprocessing vs transformers),
+    /// `batch` (vidlm batch with prefetch + batching vs one at a time; `--quick`, `--model DIR`, `--videos N`, ...).
     Bench {
         /// Which benchmark.
         what: String,
+        /// Arguments for the benchmark (e.g. `--quick`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
     },
 }
 
@@ -91,7 +96,7 @@ fn main() -> Result<()> {
         Cmd::Test { args } => test(&args),
         Cmd::Videos => videos::videos().map(|d| println!("{}", d.display())),
         Cmd::Tidy => tidy::tidy(&project_root()),
-        Cmd::Bench { what } => bench(&what),
+        Cmd::Bench { what, args } => bench(&what, &args),
     }
 }
 
@@ -176,7 +181,7 @@ fn test(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-fn bench(what: &str) -> Result<()> {
+fn bench(what: &str, args: &[String]) -> Result<()> {
     match what {
         "video" => {
             let videos = videos::videos()?;
@@ -191,6 +196,15 @@ fn bench(what: &str) -> Result<()> {
             b.args(["bench", "-p", "vidlm-processor", "--bench", "processor"]);
             run(&mut b)
         }
-        other => bail!("unknown benchmark {other:?} (known: video, processor)"),
+        "batch" => {
+            // Test videos; the model is --model DIR, $VIDLM_BENCH_MODEL, a real-size one in
+            // /work/models, or the demo model (see crates/cli/benches/batch.rs).
+            let videos = videos::videos()?;
+            let mut b = cargo();
+            b.env("VIDLM_TEST_VIDEOS", &videos);
+            b.args(["bench", "-p", "vidlm", "--bench", "batch", "--"]).args(args);
+            run(&mut b)
+        }
+        other => bail!("unknown benchmark {other:?} (known: video, processor, batch)"),
     }
 }

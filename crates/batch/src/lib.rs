@@ -16,7 +16,7 @@
 //!   `fdatasync` per line; a rerun skips every `custom_id` that has a complete line and cuts a
 //!   torn last line, so after `kill -9` at any moment the rerun ends with exactly one line per
 //!   input.
-//! * **Throughput** (`run`, with the model): media decoding and preprocessing on worker threads ahead of the
+//! * **Throughput** ([`run`]): media decoding and preprocessing on worker threads ahead of the
 //!   model on a bounded queue; requests with the same generation settings generated together
 //!   as decoder batches; progress on stderr ([`progress`]) and an end [`Summary`].
 //!
@@ -57,6 +57,18 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! Running a model over a manifest ([`run::run`]) needs a model directory:
+//!
+//! ```no_run
+//! use vidlm_batch::run::{run, RunOptions};
+//!
+//! let mut opts = RunOptions::new("assets/demo-model", "requests.jsonl", "out/results-{shard}.jsonl");
+//! opts.shard = vidlm_batch::Shard::parse("0/4")?;
+//! opts.media = vidlm_openai::MediaPolicy::default().with_local_path("videos").map_err(|e| e.to_string())?;
+//! let summary = run(&opts)?;
+//! eprintln!("{summary}");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![warn(missing_docs)]
 
 pub mod error;
@@ -66,7 +78,7 @@ pub mod manifest;
 pub mod merge;
 pub mod output;
 pub mod progress;
-// pub mod run; (needs vidlm-openai)
+pub mod run;
 pub mod shard;
 
 pub use error::{BatchError, Result};

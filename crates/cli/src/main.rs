@@ -1,5 +1,6 @@
 //! `vidlm`: the command line. Each subcommand lives in its own module.
 
+mod batch;
 mod frames;
 mod messages;
 mod preprocess;
@@ -27,6 +28,8 @@ enum Cmd {
     Preprocess(preprocess::Args),
     /// Answer a question about videos/images with a LLaVA-family model (streams the answer).
     Run(run::Args),
+    /// Run a manifest of requests (OpenAI Batch JSONL, or JSONL/CSV/Parquet of videos): resumable, sharded.
+    Batch(batch::Args),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +41,7 @@ fn main() -> ExitCode {
         Cmd::Frames(a) => frames::run(a),
         Cmd::Preprocess(a) => preprocess::run(a),
         Cmd::Run(a) => run::run(a),
+        Cmd::Batch(a) => batch::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

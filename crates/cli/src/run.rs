@@ -77,7 +77,7 @@ pub struct Args {
     pub json: bool,
 }
 
-fn device(s: &str) -> Result<Device> {
+pub(crate) fn device(s: &str) -> Result<Device> {
     match s {
         "cpu" => Ok(Device::Cpu),
         "cuda" => Ok(Device::Cuda { device_id: 0 }),
