@@ -182,6 +182,8 @@ fn resume_and_shards(name: &str, model: &Path) -> BTreeMap<String, String> {
     let videos = test_videos();
     let (input, n) = openai_manifest(&dir, model.to_str().unwrap(), &videos);
     let args = batch_args(model, &input, &videos);
+    let t = Instant::now();
+    let lap = |what: &str| eprintln!("[{name}] {what}: {:.1}s", t.elapsed().as_secs_f64());
 
     // 1. One run.
     let single = dir.join("single.jsonl");
@@ -193,6 +195,7 @@ fn resume_and_shards(name: &str, model: &Path) -> BTreeMap<String, String> {
     let good = one.values().filter(|l| l.contains("\"status_code\":200")).count();
     assert!(good > n / 2 && good < n, "{good} of {n} succeeded");
 
+    lap("one run");
     // 2. Killed (at start-up, then part-way twice), a torn line left behind, then resumed.
     let resumed = dir.join("resumed.jsonl");
     run_and_kill(&args, &resumed, 0);
@@ -203,8 +206,10 @@ fn resume_and_shards(name: &str, model: &Path) -> BTreeMap<String, String> {
     let mut f = std::fs::OpenOptions::new().append(true).open(&resumed).unwrap();
     f.write_all(br#"{"id": "batch_req_torn", "custom_id": "req-"#).unwrap();
     drop(f);
+    lap("killed runs");
     let err = ok(&vidlm().args(&args).arg("--output").arg(&resumed).output().unwrap());
     assert!(err.contains("already done"), "{err}");
+    lap("resume");
     assert_eq!(by_id(&lines(&resumed)), one, "killed + resumed run differs from one run");
     // A rerun of a finished output does nothing (and needs no model work).
     let err = ok(&vidlm().args(&args).arg("--output").arg(&resumed).output().unwrap());
@@ -230,6 +235,7 @@ fn resume_and_shards(name: &str, model: &Path) -> BTreeMap<String, String> {
             assert_eq!(k % 3, i, "request {k} in shard {i}");
         }
     }
+    lap("shards");
     let merged = dir.join("merged.jsonl");
     let err = ok(&vidlm()
         .args(["batch", "merge", "--input", input.to_str().unwrap(), "--output", merged.to_str().unwrap(), "--num-shards", "3", &template])
@@ -275,6 +281,7 @@ fn resume_and_shards(name: &str, model: &Path) -> BTreeMap<String, String> {
         assert!(errors.contains(&(status, code.to_string())), "no {status} {code} in {errors:?}");
     }
     assert!(errors.iter().filter(|(s, _)| *s == 400).count() >= 2, "{errors:?}");
+    lap("merges");
     let _ = std::fs::remove_dir_all(&dir);
     one
 }
@@ -287,6 +294,7 @@ fn same_as_vidlm_run(model: &Path, batch: &BTreeMap<String, String>, input: &Pat
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
         .map(|v| (v["custom_id"].as_str().unwrap().to_string(), v))
         .collect();
+    let t = Instant::now();
     let mut checked: BTreeMap<String, Value> = BTreeMap::new();
     for (id, line) in batch {
         let line: Value = serde_json::from_str(line).unwrap();
@@ -318,6 +326,7 @@ fn same_as_vidlm_run(model: &Path, batch: &BTreeMap<String, String>, input: &Pat
         assert_eq!(body["choices"][0]["finish_reason"], finish, "{id}");
     }
     assert!(checked.len() >= 10, "only {} distinct successful requests compared", checked.len());
+    eprintln!("[vidlm run] {} runs: {:.1}s", checked.len(), t.elapsed().as_secs_f64());
 }
 
 #[test]
