@@ -46,7 +46,11 @@ def run_shard(vidlm: str, batch_args: list[str], shard: int, num_shards: int, ou
     marker = path + ".injected-kill"
     inject = inject_kill_after is not None and not os.path.exists(marker)
     started = time.time()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # The shard's stderr (progress lines, summary) goes to a log file beside its output, not a
+    # pipe: a pipe nobody reads while we wait would fill up and stall a long shard.
+    log_path = path + ".log"
+    log = open(log_path, "a")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
     if inject:
         # Test hook: SIGKILL this first attempt part-way, as a crashed node would.
         while proc.poll() is None and count_lines(path) < inject_kill_after:
@@ -54,7 +58,10 @@ def run_shard(vidlm: str, batch_args: list[str], shard: int, num_shards: int, ou
         if proc.poll() is None:
             open(marker, "w").close()
             proc.send_signal(signal.SIGKILL)
-    out, err = proc.communicate()
+    proc.wait()
+    log.close()
+    with open(log_path, errors="replace") as f:
+        err = f.read()
     if proc.returncode != 0:
         # Raising makes Ray retry the task; the retry resumes from `path`.
         raise RuntimeError(f"shard {shard}/{num_shards} exited with {proc.returncode}: {err.strip()[-2000:]}")
