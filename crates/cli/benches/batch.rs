@@ -124,6 +124,10 @@ fn run(cfg: &Cfg, manifest: &Path, out: &Path, extra: &[&str]) -> Measured {
     Measured { seconds, rate, peak_rss, answers }
 }
 
+fn refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
 fn main() {
     let cfg = config();
     let videos = std::env::var_os("VIDLM_TEST_VIDEOS").map(PathBuf::from).unwrap_or_else(|| cache().join("test-videos"));
@@ -165,7 +169,6 @@ fn main() {
     let bs = cfg.batch_size.to_string();
     let pf = (2 * cfg.batch_size).to_string();
     let fast_args = common(&["--batch-size", &bs, "--prefetch", &pf, "--prefetch-workers", "2"]);
-    let refs = |v: &Vec<String>| -> Vec<&str> { v.iter().map(String::as_str).collect() };
     let base = run(&cfg, &manifest, &dir.join("one-at-a-time.jsonl"), &refs(&base_args));
     let fast = run(&cfg, &manifest, &dir.join("prefetch-batched.jsonl"), &refs(&fast_args));
     assert_eq!(base.answers, fast.answers, "batched answers differ from one-at-a-time answers");
