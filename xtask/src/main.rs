@@ -14,6 +14,7 @@
 //!   matches only in vidlm-model, lib.rs overviews, READMEs); part of `test`
 //! * `cargo xtask fuzz [TARGET] [--seconds N] [--debug]` — the libFuzzer targets of `fuzz/`
 //! * `cargo xtask corpus` — the media corpus table (outcome, time, peak RSS per file)
+//! * `cargo xtask bench batch [--quick]` — `vidlm batch` with prefetch + batching vs one at a time
 
 mod bandwidth;
 mod bench_e2e;
@@ -91,7 +92,8 @@ enum Cmd {
     /// Run a benchmark: `video` (frame sampling vs decode-everything and the ffmpeg CLI), `processor`
     /// (preprocessing vs transformers), `e2e` (the whole path, vidlm per dtype vs transformers;
     /// `cargo xtask bench e2e --help`), `serve` (continuous batching vs one at a time, vision cache;
-    /// `--quick`, `--model DIR`, `--requests N`, `--tokens N`, `--frames N`).
+    /// `--quick`, `--model DIR`, `--requests N`, `--tokens N`, `--frames N`), `batch` (vidlm batch with
+    /// prefetch + batching vs one at a time; `--quick`, `--model DIR`, `--videos N`, ...).
     Bench {
         /// Which benchmark.
         what: String,
@@ -229,7 +231,7 @@ fn corpus() -> Result<()> {
 }
 
 fn bench(what: &str, args: &[String]) -> Result<()> {
-    if what != "e2e" && what != "serve" && !args.is_empty() {
+    if what != "e2e" && what != "serve" && what != "batch" && !args.is_empty() {
         bail!("benchmark {what:?} takes no arguments");
     }
     match what {
@@ -253,6 +255,15 @@ fn bench(what: &str, args: &[String]) -> Result<()> {
             b.args(["bench", "-p", "vidlm-engine", "--bench", "serving", "--"]).args(args);
             run(&mut b)
         }
-        other => bail!("unknown benchmark {other:?} (known: video, processor, e2e, serve)"),
+        "batch" => {
+            // Test videos; the model is --model DIR, $VIDLM_BENCH_MODEL, a real-size one in
+            // /work/models, or the demo model (see crates/cli/benches/batch.rs).
+            let videos = videos::videos()?;
+            let mut b = cargo();
+            b.env("VIDLM_TEST_VIDEOS", &videos);
+            b.args(["bench", "-p", "vidlm", "--bench", "batch", "--"]).args(args);
+            run(&mut b)
+        }
+        other => bail!("unknown benchmark {other:?} (known: video, processor, e2e, serve, batch)"),
     }
 }

@@ -1,5 +1,6 @@
 //! `vidlm`: the command line. Each subcommand lives in its own module.
 
+mod batch;
 mod frames;
 mod limits;
 mod messages;
@@ -31,6 +32,8 @@ enum Cmd {
     Run(run::Args),
     /// Serve the OpenAI chat completions API (with video_url parts) over HTTP.
     Serve(serve::Args),
+    /// Run a manifest of requests (OpenAI Batch JSONL, or JSONL/CSV/Parquet of videos): resumable, sharded.
+    Batch(batch::Args),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
         Cmd::Preprocess(a) => preprocess::run(a),
         Cmd::Run(a) => run::run(a),
         Cmd::Serve(a) => serve::run(a),
+        Cmd::Batch(a) => batch::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
