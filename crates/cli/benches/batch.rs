@@ -7,7 +7,7 @@
 //! by the process). Both runs must write the same answers (greedy), or the bench fails.
 //!
 //! The model: `--model DIR`, else `$VIDLM_BENCH_MODEL`, else the first real-size model found in
-//! `/work/models/` (`onevision-0.5b/perfrt-main-fp32`: LLaVA-OneVision 0.5B, real config, random weights), else the demo model (said so in the output).
+//! `/work/models/` (a LLaVA-OneVision 0.5B export: real config, random weights; e.g. `onevision-0.5b/perfrt-aligned-fp32`), else the demo model (said so in the output).
 //! `--quick` (and `cargo test --all-targets`, which runs this without `--bench`) uses the demo
 //! model on 12 requests: it checks that the harness runs, its numbers mean nothing.
 //! Timings on a shared machine are noisy: only the ratio of the two runs is meaningful.

@@ -18,17 +18,28 @@
 //! Every response carries `x-request-id` (the client's, if it sent a sane one). A client that
 //! disconnects cancels its request.
 //!
-//! ```no_run
-//! use vidlm_server::{ServerConfig, Server};
+//! ```
+//! use std::io::{Read, Write};
+//! use vidlm_server::{Server, ServerConfig};
 //!
-//! let config = ServerConfig { model: "assets/demo-model".into(), ..Default::default() };
+//! // A server whose model is not loaded yet answers `/health` with 503 (`Server::start` loads
+//! // the model in the background; `/health` turns 200 when it is ready).
+//! let server = Server::new(&ServerConfig { model: "assets/demo-model".into(), ..Default::default() });
 //! let rt = tokio::runtime::Runtime::new()?;
-//! rt.block_on(async {
-//!     let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
-//!     Server::start(config, |_| {}).serve(listener).await
-//! })?;
+//! let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+//! let addr = listener.local_addr()?;
+//! let router = server.router();
+//! rt.spawn(async move { axum::serve(listener, router).await });
+//! let mut s = std::net::TcpStream::connect(addr)?;
+//! s.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+//! let mut reply = String::new();
+//! s.read_to_string(&mut reply)?;
+//! assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! `vidlm serve` (in `crates/cli`) binds the listener and calls
+//! `Server::start(config, on_loaded).serve(listener)`.
 
 mod handlers;
 mod stream;
