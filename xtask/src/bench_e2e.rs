@@ -704,6 +704,13 @@ fn cpu_model() -> Option<String> {
 /// Builds the `vidlm` binary (release for real runs; for `--quick`, whose numbers are not read, the
 /// `test` profile that `cargo xtask test` has just built, so that CI compiles nothing more).
 fn build_vidlm(release: bool) -> Result<PathBuf> {
+    // `cargo xtask test` passes the binary its `cargo test --workspace --all-targets` built:
+    // `cargo build -p vidlm` alone resolves features differently and would compile it again.
+    if let Some(bin) = std::env::var_os("VIDLM_BENCH_BIN").map(PathBuf::from) {
+        if !release && bin.is_file() {
+            return Ok(bin);
+        }
+    }
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     c.current_dir(project_root()).args(["build", "--quiet", "-p", "vidlm", "--profile", if release { "release" } else { "test" }]);
     setup::ort_env(&mut c);

@@ -212,6 +212,8 @@ fn test(args: &[String]) -> Result<()> {
     run(&mut g)?;
     // The end-to-end benchmark's harness on a tiny model (its numbers mean nothing here), so that it
     // cannot rot: checkpoint, fp32/q8/q4 export, vidlm run per dtype, transformers, bandwidth, JSON.
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| project_root().join("target"));
+    std::env::set_var("VIDLM_BENCH_BIN", target.join("debug").join(format!("vidlm{}", std::env::consts::EXE_SUFFIX)));
     bench_e2e::bench_e2e(&["--quick".to_string()])?;
     // Smoke run of every fuzz target (10 s each), so that the harness cannot rot (the long runs
     // are `cargo xtask fuzz --seconds N`, the same optimised build).
