@@ -482,7 +482,8 @@ pub fn load_session(path: impl AsRef<Path>, opts: &SessionOptions) -> Result<Loa
     match opts.device {
         Device::Cpu => commit(cpu_builder(path, opts)?, path, Provider::Cpu),
         Device::Cuda { device_id } => {
-            let attempt = match cuda_blocker() {
+            // The library is loaded first, so that the reason names it (as `cuda_unavailable_reason`).
+            let attempt = match cuda_unavailable_reason()? {
                 Some(reason) => Err(OrtError::CudaUnavailable { reason }),
                 None => {
                     #[cfg(feature = "cuda")]
