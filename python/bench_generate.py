@@ -1,10 +1,14 @@
-"""transformers' side of the end-to-end CPU benchmark (`cargo xtask bench e2e`).
+"""transformers' side of the end-to-end benchmark (`cargo xtask bench e2e`).
 
-Runs ``generate`` on PyTorch CPU (fp32, sdpa) for the same checkpoint, video, prompt and frame count
-that ``vidlm run --json`` is given, and prints one JSON object with per-stage times:
+Runs ``generate`` on PyTorch (CPU by default, or ``--device cuda``; fp32 by default, or
+``--dtype fp16``; sdpa) for the same checkpoint, video, prompt and frame count that
+``vidlm run --json`` is given, and prints one JSON object with per-stage times:
 
     python python/bench_generate.py --model .cache/bench-models/onevision-0.5b/hf --video V.mp4 \
         --num-frames 8 --max-new-tokens 32 --prompt "What is happening in this video?" [--threads 2]
+
+``--measure-bandwidth --device cuda`` instead prints the GPU's memory-read bandwidth (the decode
+ceiling's numerator on a GPU): the best of several full reads of a 4 GiB tensor.
 
 Stages, all timed inside the ONE ``generate`` call (nothing is run twice, nothing estimated):
 
@@ -17,7 +21,8 @@ Stages, all timed inside the ONE ``generate`` call (nothing is run twice, nothin
 * ``decode_tokens_per_s`` over the steps after the first token.
 
 Frames are decoded with PyAV at transformers' own indices ``i * total // n`` (vidlm samples the same
-frames). Greedy decoding with EOS disabled, so every run generates exactly ``max_new_tokens``.
+frames); where PyAV is not installed (a GPU machine with no package index), with OpenCV's FFmpeg at
+the same indices, and the JSON says which (``frames_decoder``). Greedy decoding with EOS disabled, so every run generates exactly ``max_new_tokens``.
 ``peak_rss_gb`` is this process's own high-water mark; the benchmark harness measures the same thing
 from outside (``wait4``) for both backends.
 """
@@ -33,8 +38,11 @@ import time
 import numpy as np
 
 
-def decode_frames(path: str, num_frames: int) -> tuple[np.ndarray, list[int]]:
-    import av
+def decode_frames(path: str, num_frames: int) -> tuple[np.ndarray, list[int], str]:
+    try:
+        import av
+    except ImportError:
+        return decode_frames_cv2(path, num_frames) + ("opencv",)
 
     with av.open(path) as c:
         total = sum(1 for _ in c.demux(video=0) if _.size)  # packet count = frames for these files
@@ -47,13 +55,60 @@ def decode_frames(path: str, num_frames: int) -> tuple[np.ndarray, list[int]]:
                 frames.append(f.to_ndarray(format="rgb24"))
             if i >= idx[-1]:
                 break
+    return np.stack(frames), idx, "pyav"
+
+
+def decode_frames_cv2(path: str, num_frames: int) -> tuple[np.ndarray, list[int]]:
+    import cv2
+
+    cap = cv2.VideoCapture(path)
+    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    idx = [i * total // num_frames for i in range(num_frames)]
+    want = set(idx)
+    frames = []
+    i = 0
+    while i <= idx[-1]:
+        ok, f = cap.read()
+        if not ok:
+            break
+        if i in want:
+            frames.append(cv2.cvtColor(f, cv2.COLOR_BGR2RGB))
+        i += 1
+    cap.release()
+    if len(frames) != len(idx):
+        raise SystemExit(f"{path}: decoded {len(frames)} of {len(idx)} frames")
     return np.stack(frames), idx
+
+
+def sync(device: str) -> None:
+    """Waits for the GPU's queued work, so a wall-clock stamp means that work is done."""
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def measure_bandwidth(device: str) -> None:
+    import torch
+
+    x = torch.ones(1 << 30, dtype=torch.float32, device=device)  # 4 GiB
+    x.sum()
+    sync(device)
+    best = float("inf")
+    for _ in range(10):
+        t0 = time.perf_counter()
+        x.sum()
+        sync(device)
+        best = min(best, time.perf_counter() - t0)
+    print(json.dumps({"device": torch.cuda.get_device_name() if device.startswith("cuda") else "cpu",
+                      "read_bandwidth_bytes_per_s": x.numel() * 4 / best, "bytes_per_pass": x.numel() * 4}))
 
 
 class StageTimer:
     """Wraps the model's vision-feature methods so their time inside `generate` is measured."""
 
-    def __init__(self, inner):
+    def __init__(self, inner, device: str):
+        self.device = device
         self.vision_s = 0.0
         self.vision_end = None
         for name in ("get_video_features", "get_image_features"):
@@ -67,6 +122,7 @@ class StageTimer:
         def timed(*args, **kwargs):
             t0 = time.perf_counter()
             out = fn(*args, **kwargs)
+            sync(self.device)
             self.vision_end = time.perf_counter()
             self.vision_s += self.vision_end - t0
             return out
@@ -82,7 +138,13 @@ def main() -> None:
     ap.add_argument("--num-frames", type=int, default=8)
     ap.add_argument("--max-new-tokens", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    ap.add_argument("--dtype", default="fp32", choices=("fp32", "fp16"))
+    ap.add_argument("--measure-bandwidth", action="store_true")
     args = ap.parse_args()
+    if args.measure_bandwidth:
+        measure_bandwidth(args.device)
+        return
 
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor, LogitsProcessor, LogitsProcessorList
@@ -90,25 +152,31 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     processor = AutoProcessor.from_pretrained(args.model)
-    model = AutoModelForImageTextToText.from_pretrained(args.model, dtype=torch.float32,
-                                                        attn_implementation="sdpa").eval()
+    dtype = torch.float16 if args.dtype == "fp16" else torch.float32
+    model = AutoModelForImageTextToText.from_pretrained(args.model, dtype=dtype,
+                                                        attn_implementation="sdpa").eval().to(args.device)
+    sync(args.device)
     load_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    video, indices = decode_frames(args.video, args.num_frames)
+    video, indices, frames_decoder = decode_frames(args.video, args.num_frames)
     decode_s = time.perf_counter() - t0
 
     messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": args.prompt}]}]
     t0 = time.perf_counter()
     text = processor.apply_chat_template(messages, add_generation_prompt=True)
-    inputs = processor(text=text, videos=[video], return_tensors="pt")
+    inputs = processor(text=text, videos=[video], return_tensors="pt").to(args.device)
+    if args.dtype == "fp16":
+        inputs = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in inputs.items()}
+    sync(args.device)
     preprocess_s = time.perf_counter() - t0
 
-    timer = StageTimer(model.model)
+    timer = StageTimer(model.model, args.device)
     stamps: list[float] = []
 
     class Stamp(LogitsProcessor):
         def __call__(self, input_ids, scores):
+            sync(args.device)
             stamps.append(time.perf_counter())
             return scores
 
@@ -118,11 +186,15 @@ def main() -> None:
                              eos_token_id=None, logits_processor=LogitsProcessorList([Stamp()]))
         total_s = time.perf_counter() - t0
     new = out[0, inputs["input_ids"].shape[1]:].tolist()
+    gpu_peak = torch.cuda.max_memory_allocated() if args.device.startswith("cuda") else None
     first = stamps[0] - t0  # vision + prefill inside generate
     prefill = stamps[0] - timer.vision_end if timer.vision_end is not None else first
     steps = [b - a for a, b in zip(stamps, stamps[1:])]
     print(json.dumps({
-        "backend": "transformers (PyTorch CPU, fp32, sdpa)",
+        "backend": f"transformers (PyTorch {'CUDA' if args.device.startswith('cuda') else 'CPU'}, {args.dtype}, sdpa)",
+        "device": args.device,
+        "dtype": args.dtype,
+        "frames_decoder": frames_decoder,
         "versions": {"torch": torch.__version__, "transformers": __import__("transformers").__version__},
         "torch_threads": args.threads,
         "frame_indices": indices,
@@ -141,6 +213,7 @@ def main() -> None:
             "generate_total": round(total_s, 3),
         },
         "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2),
+        "peak_cuda_allocated_gb": round(gpu_peak / 1e9, 2) if gpu_peak is not None else None,
     }, indent=2))
 
 

@@ -41,9 +41,32 @@ pub struct E2eArgs {
     /// Comma-separated configs (default: onevision-0.5b,next-video-7b-2l; with --quick: quick-onevision).
     #[arg(long)]
     pub configs: Option<String>,
-    /// vidlm dtypes to run, comma-separated (fp32, fp16, q8, q4, q4f16).
-    #[arg(long, default_value = "fp32,q8,q4")]
-    pub dtypes: String,
+    /// vidlm dtypes to run, comma-separated (fp32, fp16, q8, q4, q4f16). Default: fp32,q8,q4 on
+    /// the CPU, fp32,fp16 on CUDA.
+    #[arg(long)]
+    pub dtypes: Option<String>,
+    /// Where both backends run: `cpu`, or `cuda` / `cuda:N` (vidlm built with `--features cuda`,
+    /// the `onnxruntime-gpu` library of `cargo xtask setup --cuda`; PyTorch on the same GPU).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// transformers dtypes, comma-separated (fp32, fp16). Default: fp32 on the CPU, fp32,fp16 on
+    /// CUDA. Ratios are against transformers fp32.
+    #[arg(long)]
+    pub transformers_dtypes: Option<String>,
+    /// Run this vidlm binary instead of building one (e.g. a `--features cuda` build carried to a
+    /// GPU machine that has no Rust toolchain).
+    #[arg(long)]
+    pub vidlm_bin: Option<PathBuf>,
+    /// The Python with torch and transformers (default: the project's venv, `.cache/venv`).
+    #[arg(long)]
+    pub python: Option<PathBuf>,
+    /// Skip `cargo xtask setup` (apt, pip, the ONNX Runtime download): for a machine that is set up
+    /// already and has no package index. Give --python, --vidlm-bin and --video with it.
+    #[arg(long)]
+    pub no_setup: bool,
+    /// Build the checkpoints and exports, then stop (no runs).
+    #[arg(long)]
+    pub prepare_only: bool,
     /// Where checkpoints and exports live (`<dir>/<config>/hf`, `<dir>/<config>/export`).
     /// Default: $VIDLM_BENCH_MODELS, else `.cache/bench-models`.
     #[arg(long)]
@@ -133,8 +156,15 @@ fn models_dir(a: &E2eArgs) -> PathBuf {
         .unwrap_or_else(|| cache_dir().join("bench-models"))
 }
 
+/// `--python`, when given: the interpreter every Python step uses instead of the venv's.
+static PYTHON: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
 fn python() -> Result<Command> {
-    let mut c = Command::new(setup::python_env()?);
+    let py = match PYTHON.get() {
+        Some(p) => p.clone(),
+        None => setup::python_env()?,
+    };
+    let mut c = Command::new(py);
     c.current_dir(project_root());
     c.env("PYTHONUNBUFFERED", "1");
     Ok(c)
@@ -272,12 +302,56 @@ fn ensure_export(hf: &Path, dir: &Path, dtypes: &[String], skip_validate: bool) 
 struct Measured {
     stdout: String,
     peak_rss_bytes: Option<u64>,
+    /// Peak GPU memory in use while the command ran, above what was in use before it started
+    /// (`nvidia-smi`'s `memory.used`, sampled every 50 ms); only on a CUDA run.
+    peak_gpu_bytes: Option<u64>,
     wall_s: f64,
+}
+
+/// GPU memory in use now (bytes), as `nvidia-smi` reports it for the first GPU.
+fn gpu_memory_used() -> Option<u64> {
+    let o = Command::new("nvidia-smi").args(["--query-gpu=memory.used", "--format=csv,noheader,nounits"]).output().ok()?;
+    let s = String::from_utf8_lossy(&o.stdout);
+    let mib: u64 = s.lines().next()?.trim().parse().ok()?;
+    Some(mib << 20)
+}
+
+/// Samples GPU memory in use until dropped; `peak()` is the highest reading above the baseline.
+struct GpuSampler {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Option<u64>>>,
+    baseline: Option<u64>,
+}
+
+impl GpuSampler {
+    fn start() -> GpuSampler {
+        let baseline = gpu_memory_used();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut peak: Option<u64> = None;
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Some(m) = gpu_memory_used() {
+                    peak = Some(peak.map_or(m, |p| p.max(m)));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            peak
+        });
+        GpuSampler { stop, thread: Some(thread), baseline }
+    }
+
+    fn peak(mut self) -> Option<u64> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let peak = self.thread.take()?.join().ok()??;
+        Some(peak.saturating_sub(self.baseline.unwrap_or(0)))
+    }
 }
 
 /// Runs a command with stdout captured and stderr passed through, and reads its peak RSS from the
 /// kernel's accounting of that one child (`wait4`'s rusage: the high-water mark of the process).
-fn run_measured(cmd: &mut Command) -> Result<Measured> {
+fn run_measured(cmd: &mut Command, gpu: bool) -> Result<Measured> {
+    let sampler = gpu.then(GpuSampler::start);
     let t0 = Instant::now();
     let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().with_context(|| format!("could not start {cmd:?}"))?;
     let mut stdout = String::new();
@@ -285,10 +359,12 @@ fn run_measured(cmd: &mut Command) -> Result<Measured> {
         out.read_to_string(&mut stdout)?;
     }
     let (success, status_text, peak) = crate::ffi::wait_with_rusage(&mut child)?;
+    let wall_s = t0.elapsed().as_secs_f64();
+    let peak_gpu_bytes = sampler.and_then(GpuSampler::peak);
     if !success {
         bail!("command failed ({status_text}): {cmd:?}");
     }
-    Ok(Measured { stdout, peak_rss_bytes: peak, wall_s: t0.elapsed().as_secs_f64() })
+    Ok(Measured { stdout, peak_rss_bytes: peak, peak_gpu_bytes, wall_s })
 }
 
 /// One column of the table.
@@ -302,6 +378,7 @@ struct Column {
     ttft_s: Option<f64>,
     decode_tokens_per_s: Option<f64>,
     peak_rss_bytes: Option<u64>,
+    peak_gpu_bytes: Option<u64>,
     media_decode_s: Option<f64>,
     preprocess_s: Option<f64>,
     prompt_tokens: Option<u64>,
@@ -340,6 +417,10 @@ impl Column {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        self.peak_gpu_bytes = match (self.peak_gpu_bytes, o.peak_gpu_bytes) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         self.media_decode_s = min_opt(self.media_decode_s, o.media_decode_s);
         self.preprocess_s = min_opt(self.preprocess_s, o.preprocess_s);
         self.wall_s = min_opt(self.wall_s, o.wall_s);
@@ -355,6 +436,7 @@ impl Column {
             "time_to_first_token_s": self.ttft_s,
             "decode_tokens_per_s": self.decode_tokens_per_s,
             "peak_rss_bytes": self.peak_rss_bytes,
+            "peak_gpu_bytes": self.peak_gpu_bytes,
             "media_decode_s": self.media_decode_s,
             "preprocess_s": self.preprocess_s,
             "prompt_tokens": self.prompt_tokens,
@@ -387,6 +469,7 @@ fn parse_json(stdout: &str, what: &str) -> Result<Value> {
 }
 
 struct RunSpec<'a> {
+    device: &'a str,
     video: &'a Path,
     frames: usize,
     tokens: usize,
@@ -452,6 +535,10 @@ fn dtype_view(export: &Path, dtype: &str) -> Result<PathBuf> {
 fn run_vidlm(bin: &Path, export: &Path, dtype: &str, r: &RunSpec) -> Result<Column> {
     let mut c = Command::new(bin);
     c.current_dir(project_root());
+    if r.device != "cpu" && std::env::var_os("ORT_DYLIB_PATH").is_none() {
+        // the CUDA build of ONNX Runtime (it runs CPU sessions too)
+        c.env("ORT_DYLIB_PATH", setup::ort_gpu_lib());
+    }
     setup::ort_env(&mut c);
     let native = dtype == "fp32" || has_dtype_option(bin);
     let model = if native { export.to_path_buf() } else { dtype_view(export, dtype)? };
@@ -462,11 +549,15 @@ fn run_vidlm(bin: &Path, export: &Path, dtype: &str, r: &RunSpec) -> Result<Colu
         .arg(r.video)
         .args(["--num-frames", &r.frames.to_string(), "--max-new-tokens", &r.tokens.to_string()])
         .args(["--threads", &r.threads.to_string(), "--json", "--prompt", r.prompt]);
-    if dtype != "fp32" && native {
+    if r.device != "cpu" {
+        c.args(["--device", r.device]);
+    }
+    // On CUDA the binary's default is fp16: name every dtype there.
+    if native && (dtype != "fp32" || r.device != "cpu") {
         c.args(["--dtype", dtype]);
     }
     eprintln!("[bench e2e] vidlm {dtype}: {c:?}");
-    let m = run_measured(&mut c)?;
+    let m = run_measured(&mut c, r.device != "cpu")?;
     let v = parse_json(&m.stdout, "vidlm run --json")?;
     let t = &v["timings"];
     let vision = f(t, "vision");
@@ -488,6 +579,7 @@ fn run_vidlm(bin: &Path, export: &Path, dtype: &str, r: &RunSpec) -> Result<Colu
         },
         decode_tokens_per_s: f(t, "decode_tokens_per_s"),
         peak_rss_bytes: m.peak_rss_bytes,
+        peak_gpu_bytes: m.peak_gpu_bytes,
         media_decode_s: f(t, "decode"),
         preprocess_s: f(t, "preprocess"),
         prompt_tokens: v.get("prompt_tokens").and_then(Value::as_u64),
@@ -497,7 +589,7 @@ fn run_vidlm(bin: &Path, export: &Path, dtype: &str, r: &RunSpec) -> Result<Colu
     })
 }
 
-fn run_transformers(hf: &Path, r: &RunSpec) -> Result<Column> {
+fn run_transformers(hf: &Path, dtype: &str, r: &RunSpec) -> Result<Column> {
     let mut c = python()?;
     c.arg(project_root().join("python").join("bench_generate.py"))
         .arg("--model")
@@ -505,20 +597,22 @@ fn run_transformers(hf: &Path, r: &RunSpec) -> Result<Column> {
         .arg("--video")
         .arg(r.video)
         .args(["--num-frames", &r.frames.to_string(), "--max-new-tokens", &r.tokens.to_string()])
-        .args(["--threads", &r.threads.to_string(), "--prompt", r.prompt]);
-    eprintln!("[bench e2e] transformers fp32: {c:?}");
-    let m = run_measured(&mut c)?;
+        .args(["--threads", &r.threads.to_string(), "--prompt", r.prompt])
+        .args(["--device", r.device, "--dtype", dtype]);
+    eprintln!("[bench e2e] transformers {dtype}: {c:?}");
+    let m = run_measured(&mut c, r.device != "cpu")?;
     let v = parse_json(&m.stdout, "python/bench_generate.py")?;
     let t = &v["timings"];
     Ok(Column {
-        label: "transformers fp32".into(),
+        label: format!("transformers {dtype}"),
         backend: v["backend"].as_str().unwrap_or("transformers").into(),
-        dtype: "fp32".into(),
+        dtype: dtype.into(),
         vision_s: f(t, "vision"),
         prefill_s: f(t, "prefill"),
         ttft_s: f(t, "time_to_first_token"),
         decode_tokens_per_s: f(t, "decode_tokens_per_s"),
         peak_rss_bytes: m.peak_rss_bytes,
+        peak_gpu_bytes: m.peak_gpu_bytes,
         media_decode_s: f(t, "decode"),
         preprocess_s: f(t, "preprocess"),
         prompt_tokens: v.get("prompt_tokens").and_then(Value::as_u64),
@@ -601,7 +695,7 @@ fn table(cols: &[Column], hf: Option<&Column>) -> String {
         head += &format!(" {} |", h.label);
         sep += "---|";
         for c in cols {
-            head += &format!(" {} vs transformers |", c.dtype);
+            head += &format!(" {} vs {} |", c.label, h.label);
             sep += "---|";
         }
     }
@@ -611,7 +705,7 @@ fn table(cols: &[Column], hf: Option<&Column>) -> String {
     s.push('\n');
     // (name, getter, precision, how the ratio reads)
     type Get = fn(&Column) -> Option<f64>;
-    let rows: [(&str, Get, usize, &str); 8] = [
+    let mut rows: Vec<(&str, Get, usize, &str)> = vec![
         ("vision (s)", |c| c.vision_s, 2, "faster"),
         ("prefill (s)", |c| c.prefill_s, 2, "faster"),
         ("vision + prefill = time to first token (s)", |c| c.ttft_s, 2, "faster"),
@@ -621,6 +715,9 @@ fn table(cols: &[Column], hf: Option<&Column>) -> String {
         ("decode ceiling (tokens/s)", |c| c.decode_ceiling_tokens_per_s, 1, "none"),
         ("decode / ceiling", |c| c.fraction_of_ceiling().map(|x| x * 100.0), 0, "none"),
     ];
+    if cols.iter().chain(hf).any(|c| c.peak_gpu_bytes.is_some()) {
+        rows.insert(5, ("peak GPU memory (GB)", |c| c.peak_gpu_bytes.map(gb), 2, "memory"));
+    }
     for (name, get, prec, kind) in rows {
         let mut line = format!("| {name} |");
         let pct = name == "decode / ceiling";
@@ -691,6 +788,11 @@ fn targets(cols: &[Column], hf: &Column) -> Vec<(String, Option<bool>, String)> 
     out
 }
 
+fn gpu_name() -> Option<String> {
+    let o = Command::new("nvidia-smi").args(["--query-gpu=name,driver_version", "--format=csv,noheader"]).output().ok()?;
+    o.status.success().then(|| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or_default().trim().to_string())
+}
+
 fn git_commit() -> Option<String> {
     let o = Command::new("git").args(["rev-parse", "--short", "HEAD"]).current_dir(project_root()).output().ok()?;
     o.status.success().then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
@@ -703,16 +805,19 @@ fn cpu_model() -> Option<String> {
 
 /// Builds the `vidlm` binary (release for real runs; for `--quick`, whose numbers are not read, the
 /// `test` profile that `cargo xtask test` has just built, so that CI compiles nothing more).
-fn build_vidlm(release: bool) -> Result<PathBuf> {
+fn build_vidlm(release: bool, cuda: bool) -> Result<PathBuf> {
     // `cargo xtask test` passes the binary its `cargo test --workspace --all-targets` built:
     // `cargo build -p vidlm` alone resolves features differently and would compile it again.
     if let Some(bin) = std::env::var_os("VIDLM_BENCH_BIN").map(PathBuf::from) {
-        if !release && bin.is_file() {
+        if !release && !cuda && bin.is_file() {
             return Ok(bin);
         }
     }
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     c.current_dir(project_root()).args(["build", "--quiet", "-p", "vidlm", "--profile", if release { "release" } else { "test" }]);
+    if cuda {
+        c.args(["--features", "cuda"]);
+    }
     setup::ort_env(&mut c);
     run(&mut c)?;
     let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| project_root().join("target"));
@@ -726,11 +831,23 @@ fn build_vidlm(release: bool) -> Result<PathBuf> {
 pub fn bench_e2e(args: &[String]) -> Result<()> {
     let a = E2eArgs::try_parse_from(std::iter::once("e2e".to_string()).chain(args.iter().cloned()))
         .map_err(|e| anyhow!("{e}"))?;
-    let dtypes: Vec<String> = a.dtypes.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+    let cuda = a.device != "cpu";
+    if cuda && !a.device.starts_with("cuda") {
+        bail!("--device {:?}: cpu, cuda or cuda:N", a.device);
+    }
+    let list = |s: &str| -> Vec<String> { s.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect() };
+    let dtypes = list(a.dtypes.as_deref().unwrap_or(if cuda { "fp32,fp16" } else { "fp32,q8,q4" }));
     for d in &dtypes {
         if dtype_suffix(d).is_none() {
             bail!("unknown dtype {d:?} (fp32, fp16, q8, q4, q4f16)");
         }
+    }
+    let hf_dtypes = list(a.transformers_dtypes.as_deref().unwrap_or(if cuda { "fp32,fp16" } else { "fp32" }));
+    if let Some(d) = hf_dtypes.iter().find(|d| !matches!(d.as_str(), "fp32" | "fp16")) {
+        bail!("unknown transformers dtype {d:?} (fp32, fp16)");
+    }
+    if let Some(p) = &a.python {
+        let _ = PYTHON.set(p.clone());
     }
     let names: Vec<String> = match &a.configs {
         Some(c) => c.split(',').map(|s| s.trim().to_string()).collect(),
@@ -749,7 +866,9 @@ pub fn bench_e2e(args: &[String]) -> Result<()> {
     let tokens = a.max_new_tokens.unwrap_or(if a.quick { 6 } else { 32 });
     let started = Instant::now();
 
-    setup::setup(setup::Parts { apt: true, ort: true, python: true, cuda: false })?;
+    if !a.no_setup {
+        setup::setup(setup::Parts { apt: true, ort: true, python: true, cuda })?;
+    }
     let video = match &a.video {
         Some(v) => v.clone(),
         None => videos::videos()?.join("h264_1080p30_60s.mp4"),
@@ -757,24 +876,52 @@ pub fn bench_e2e(args: &[String]) -> Result<()> {
     if !video.is_file() {
         bail!("no clip at {}", video.display());
     }
-    let bin = build_vidlm(!a.quick)?;
     let models = models_dir(&a);
     std::fs::create_dir_all(&models)?;
+    if a.prepare_only {
+        for cfg in &configs {
+            let dir = models.join(cfg.name);
+            std::fs::create_dir_all(&dir)?;
+            let hf = ensure_checkpoint(cfg, &dir)?;
+            ensure_export(&hf, &dir, &dtypes, a.skip_validate)?;
+        }
+        eprintln!("[bench e2e] --prepare-only: checkpoints and exports ready in {:.0} s", started.elapsed().as_secs_f64());
+        return Ok(());
+    }
+    let bin = match &a.vidlm_bin {
+        Some(b) => b.clone(),
+        None => build_vidlm(!a.quick, cuda)?,
+    };
 
-    eprintln!("[bench e2e] measuring memory-read bandwidth ({} threads) ...", a.threads);
-    let per_thread = if a.quick { 64 << 20 } else { 512 << 20 };
-    let bw = bandwidth::measure(a.threads, per_thread, if a.quick { 3 } else { 8 });
+    let bw = if cuda {
+        eprintln!("[bench e2e] measuring the GPU's memory-read bandwidth ...");
+        let mut c = python()?;
+        c.arg(project_root().join("python").join("bench_generate.py")).args(["--measure-bandwidth", "--model", "-", "--video", "-", "--device", &a.device]);
+        let m = run_measured(&mut c, false)?;
+        let v = parse_json(&m.stdout, "bench_generate.py --measure-bandwidth")?;
+        let bytes_per_s = f(&v, "read_bandwidth_bytes_per_s").context("no read_bandwidth_bytes_per_s")?;
+        bandwidth::Bandwidth { bytes_per_s, threads: 0, bytes_per_pass: f(&v, "bytes_per_pass").unwrap_or(0.0) as usize, passes: 10 }
+    } else {
+        eprintln!("[bench e2e] measuring memory-read bandwidth ({} threads) ...", a.threads);
+        let per_thread = if a.quick { 64 << 20 } else { 512 << 20 };
+        bandwidth::measure(a.threads, per_thread, if a.quick { 3 } else { 8 })
+    };
     eprintln!("[bench e2e] read bandwidth: {:.1} GB/s", bw.bytes_per_s / 1e9);
 
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let mut machine = BTreeMap::new();
     machine.insert("cpu", json!(cpu_model()));
     machine.insert("logical_cpus", json!(std::thread::available_parallelism().map(|n| n.get()).ok()));
+    machine.insert("device", json!(a.device));
+    if cuda {
+        machine.insert("gpu", json!(gpu_name()));
+    }
+    machine.insert("read_bandwidth_of", json!(if cuda { "GPU memory (PyTorch, full reads of a 4 GiB tensor)" } else { "host memory" }));
     machine.insert("read_bandwidth_bytes_per_s", json!(bw.bytes_per_s));
     machine.insert("read_bandwidth_threads", json!(bw.threads));
     machine.insert("read_bandwidth_bytes_per_pass", json!(bw.bytes_per_pass));
     machine.insert("read_bandwidth_passes", json!(bw.passes));
-    let spec = RunSpec { video: &video, frames, tokens, threads: a.threads, prompt: &a.prompt };
+    let spec = RunSpec { device: &a.device, video: &video, frames, tokens, threads: a.threads, prompt: &a.prompt };
     let mut report = Vec::new();
     let mut text = String::new();
     for cfg in &configs {
@@ -786,14 +933,16 @@ pub fn bench_e2e(args: &[String]) -> Result<()> {
         let onnx = export.join("onnx");
 
         let mut cols: Vec<Column> = dtypes.iter().map(|_| Column::default()).collect();
-        let mut hf_col = Column::default();
+        let mut hf_cols: Vec<Column> = hf_dtypes.iter().map(|_| Column::default()).collect();
         for rep in 0..a.repeat.max(1) {
             eprintln!("[bench e2e] {}: run {}/{}", cfg.name, rep + 1, a.repeat.max(1));
             for (i, d) in dtypes.iter().enumerate() {
                 cols[i].merge_best(run_vidlm(&bin, &export, d, &spec)?);
             }
             if !a.no_transformers {
-                hf_col.merge_best(run_transformers(&hf, &spec)?);
+                for (i, d) in hf_dtypes.iter().enumerate() {
+                    hf_cols[i].merge_best(run_transformers(&hf, d, &spec)?);
+                }
             }
         }
         // Decode ceiling: bandwidth / (decoder weights + the KV cache read at the mean context).
@@ -801,36 +950,41 @@ pub fn bench_e2e(args: &[String]) -> Result<()> {
             let ctx = prompt + tokens as u64 / 2;
             2 * shape.layers * shape.kv_heads * shape.head_dim * ctx * elem
         };
-        for c in &mut cols {
+        // PyTorch reads the same weights (lm_head included) once per token as the graph of its
+        // dtype; an fp16 PyTorch model with no fp16 graph exported reads half the fp32 bytes.
+        for c in cols.iter_mut().chain(hf_cols.iter_mut()) {
             let suffix = dtype_suffix(&c.dtype).unwrap_or_default();
             let elem = if c.dtype.contains("16") { 2 } else { 4 };
-            if let Some(w) = graph_bytes(&onnx, &format!("decoder_model_merged{suffix}")) {
+            let w = graph_bytes(&onnx, &format!("decoder_model_merged{suffix}"))
+                .or_else(|| (c.dtype == "fp16").then(|| graph_bytes(&onnx, "decoder_model_merged").map(|b| b / 2)).flatten());
+            if let Some(w) = w {
                 let total = w + kv_bytes(elem, c.prompt_tokens.unwrap_or(0));
                 c.weights_bytes_per_token = Some(total);
                 c.decode_ceiling_tokens_per_s = Some(bw.bytes_per_s / total as f64);
             }
         }
+        // Ratios are against transformers fp32 (else its first dtype); its other dtypes are shown
+        // as columns beside vidlm's.
+        let ref_i = hf_dtypes.iter().position(|d| d == "fp32").unwrap_or(0);
+        let hf_ref = (!a.no_transformers).then(|| hf_cols.get(ref_i)).flatten();
+        let mut shown = cols.clone();
         if !a.no_transformers {
-            // PyTorch fp32 reads the same fp32 weights (lm_head included) once per token.
-            let w = graph_bytes(&onnx, "decoder_model_merged");
-            if let Some(w) = w {
-                let total = w + kv_bytes(4, hf_col.prompt_tokens.unwrap_or(0));
-                hf_col.weights_bytes_per_token = Some(total);
-                hf_col.decode_ceiling_tokens_per_s = Some(bw.bytes_per_s / total as f64);
-            }
+            shown.extend(hf_cols.iter().enumerate().filter(|(i, _)| *i != ref_i).map(|(_, c)| c.clone()));
         }
-        let hf_ref = (!a.no_transformers).then_some(&hf_col);
-        let t = table(&cols, hf_ref);
-        let tg = hf_ref.map(|h| targets(&cols, h)).unwrap_or_default();
+        let t = table(&shown, hf_ref);
+        // The targets are for the 2-core CPU machine.
+        let tg = if cuda { Vec::new() } else { hf_ref.map(|h| targets(&cols, h)).unwrap_or_default() };
         let mut block = format!(
-            "\n### {} — {}\n{} frames of {}, {} new tokens (greedy), {} threads, prompt {} tokens; read bandwidth {:.1} GB/s\n\n{}",
+            "\n### {} — {}{}\n{} frames of {}, {} new tokens (greedy), {} threads, prompt {} tokens; {} read bandwidth {:.1} GB/s\n\n{}",
             cfg.name,
             cfg.description,
+            if cuda { format!(" — on {} ({})", a.device, gpu_name().unwrap_or_default()) } else { String::new() },
             frames,
             video.file_name().and_then(|n| n.to_str()).unwrap_or_default(),
             tokens,
             a.threads,
             cols.first().and_then(|c| c.prompt_tokens).map(|p| p.to_string()).unwrap_or_else(|| "?".into()),
+            if cuda { "GPU" } else { "host" },
             bw.bytes_per_s / 1e9,
             t
         );
@@ -858,7 +1012,7 @@ pub fn bench_e2e(args: &[String]) -> Result<()> {
             "export": export,
             "text_config": {"layers": shape.layers, "kv_heads": shape.kv_heads, "head_dim": shape.head_dim,
                              "hidden": shape.hidden, "vocab": shape.vocab, "tied_embeddings": shape.tied},
-            "columns": cols.iter().map(Column::to_json).chain(hf_ref.map(Column::to_json)).collect::<Vec<_>>(),
+            "columns": cols.iter().chain(if a.no_transformers { &[][..] } else { &hf_cols[..] }).map(Column::to_json).collect::<Vec<_>>(),
             "targets": tg.iter().map(|(n, ok, d)| json!({"target": n, "met": ok, "value": d})).collect::<Vec<_>>(),
             "fidelity": fidelity,
         }));
