@@ -181,43 +181,72 @@ fn demo(args: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// The wall time of each step of `cargo xtask test`: a line as each step ends, and a table at the
+/// end (where CI's time goes).
+struct Steps(Vec<(&'static str, std::time::Duration)>);
+
+impl Steps {
+    fn time<T>(&mut self, name: &'static str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let start = std::time::Instant::now();
+        let r = f();
+        let took = start.elapsed();
+        eprintln!("[test] step {name}: {:.0} s{}", took.as_secs_f64(), if r.is_err() { " (failed)" } else { "" });
+        self.0.push((name, took));
+        r
+    }
+
+    fn table(&self) {
+        let total: f64 = self.0.iter().map(|(_, d)| d.as_secs_f64()).sum();
+        eprintln!("[test] | step | seconds |");
+        eprintln!("[test] | --- | ---: |");
+        for (name, d) in &self.0 {
+            eprintln!("[test] | {name} | {:.0} |", d.as_secs_f64());
+        }
+        eprintln!("[test] | total | {total:.0} |");
+    }
+}
+
 fn test(args: &[String]) -> Result<()> {
+    let mut steps = Steps(Vec::new());
     // Text-only checks first: they take a second and fail fast.
-    tidy::tidy(&project_root())?;
+    steps.time("tidy", || tidy::tidy(&project_root()))?;
     // `cuda`: the CUDA build of ONNX Runtime too, for the no-GPU CUDA test of vidlm-ort below.
-    setup::setup(setup::Parts { apt: true, ort: true, python: true, cuda: true })?;
-    let videos = videos::videos()?;
+    steps.time("setup", || setup::setup(setup::Parts { apt: true, ort: true, python: true, cuda: true }))?;
+    let videos = steps.time("videos", videos::videos)?;
     // Tiny test models + their ONNX exports into .cache/fixtures (idempotent), and a check that the
     // committed goldens are still what transformers produces.
-    export::fixtures(true, &[])?;
+    steps.time("fixtures --check", || export::fixtures(true, &[]))?;
     let mut t = cargo();
     t.env("VIDLM_TEST_VIDEOS", &videos);
     // Exported tiny models: $VIDLM_FIXTURES/<family>/model (goldens: tests/goldens/<family>/).
     t.env("VIDLM_FIXTURES", cache_dir().join("fixtures"));
     t.args(["test", "--workspace", "--all-targets"]).args(args);
-    run(&mut t)?;
+    steps.time("cargo test --workspace --all-targets", || run(&mut t))?;
     // `--all-targets` leaves out doctests; every lib.rs opens with a runnable example.
     let mut d = cargo();
     d.env("VIDLM_TEST_VIDEOS", &videos);
     d.args(["test", "--workspace", "--doc"]).args(args);
-    run(&mut d)?;
+    steps.time("cargo test --workspace --doc", || run(&mut d))?;
     // The GPU path, on a machine without one (CI's): the `cuda` build of the binary compiles, and
     // vidlm-ort's CUDA test checks the errors that name what is missing and the CPU fallback with
     // both ONNX Runtime builds (README: "On an NVIDIA GPU").
     let mut c = cargo();
     c.args(["check", "-p", "vidlm", "--features", "cuda"]);
-    run(&mut c)?;
+    steps.time("cargo check -p vidlm --features cuda", || run(&mut c))?;
     let mut g = cargo();
     g.args(["test", "-p", "vidlm-ort", "--features", "cuda", "--test", "cuda"]);
-    run(&mut g)?;
+    steps.time("cargo test -p vidlm-ort --features cuda --test cuda", || run(&mut g))?;
     // The end-to-end benchmark's harness on a tiny model (its numbers mean nothing here), so that it
     // cannot rot: checkpoint, fp32/q8/q4 export, vidlm run per dtype, transformers, bandwidth, JSON.
     let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| project_root().join("target"));
     std::env::set_var("VIDLM_BENCH_BIN", target.join("debug").join(format!("vidlm{}", std::env::consts::EXE_SUFFIX)));
-    bench_e2e::bench_e2e(&["--quick".to_string()])?;
+    steps.time("bench e2e --quick", || bench_e2e::bench_e2e(&["--quick".to_string()]))?;
     // Smoke run of every fuzz target (10 s each), so that the harness cannot rot (the long runs
     // are `cargo xtask fuzz --seconds N`, the same optimised build).
-    fuzz::fuzz(&fuzz::FuzzArgs { target: None, seconds: 10, debug: false, build_only: false })?;
+    steps.time("fuzz smoke (build + 10 s per target)", || {
+        fuzz::fuzz(&fuzz::FuzzArgs { target: None, seconds: 10, debug: false, build_only: false })
+    })?;
+    steps.table();
     Ok(())
 }
 

@@ -9,6 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::*;
+use vidlm_ort::onnx_file::encode::{field, varint};
 use vidlm_decoder::*;
 
 fn session() -> SessionOptions {
@@ -117,24 +118,6 @@ fn table_in_external_data() {
     let e = Embedder::load(&graph, &session(), true).unwrap_err();
     assert!(matches!(e, DecoderError::UnexpectedGraph { .. }), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-fn varint(mut v: u64, out: &mut Vec<u8>) {
-    loop {
-        let b = (v & 0x7f) as u8;
-        v >>= 7;
-        if v == 0 {
-            out.push(b);
-            return;
-        }
-        out.push(b | 0x80);
-    }
-}
-
-fn field(f: u64, payload: &[u8], out: &mut Vec<u8>) {
-    varint((f << 3) | 2, out);
-    varint(payload.len() as u64, out);
-    out.extend_from_slice(payload);
 }
 
 /// `input_ids -> Gather(W, input_ids) -> inputs_embeds` with W in external data.

@@ -209,6 +209,21 @@ pub const OV_PINPOINTS: [[u32; 2]; 36] = {
 /// LLaVA-NeXT's 5 pinpoints.
 pub const NEXT_PINPOINTS: [[u32; 2]; 5] = [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]];
 
+/// `CLIPImageProcessor`'s defaults, which the LLaVA processor classes inherit: shortest edge
+/// 224, centre crop 224x224, CLIP mean/std, no padding. Each row of [`CLASS_DEFAULTS`] names only
+/// what its class changes.
+const CLIP_224: ClassDefaults = ClassDefaults {
+    class: "CLIPImageProcessor",
+    size: SizeDict::shortest(224),
+    do_center_crop: true,
+    crop_size: Some(SizeDict::hw(224, 224)),
+    mean: CLIP_MEAN,
+    std: CLIP_STD,
+    do_pad: false,
+    pinpoints: &[],
+    backends: BOTH,
+};
+
 /// Class defaults of every processor class these families use.
 pub const CLASS_DEFAULTS: &[ClassDefaults] = &[
     ClassDefaults {
@@ -218,87 +233,30 @@ pub const CLASS_DEFAULTS: &[ClassDefaults] = &[
         crop_size: None,
         mean: HALF,
         std: HALF,
-        do_pad: false,
-        pinpoints: &[],
-        backends: BOTH,
+        ..CLIP_224
     },
-    ClassDefaults {
-        class: "LlavaImageProcessor",
-        size: SizeDict::shortest(224),
-        do_center_crop: true,
-        crop_size: Some(SizeDict::hw(224, 224)),
-        mean: CLIP_MEAN,
-        std: CLIP_STD,
-        do_pad: false,
-        pinpoints: &[],
-        backends: BOTH,
-    },
+    ClassDefaults { class: "LlavaImageProcessor", ..CLIP_224 },
     ClassDefaults {
         class: "LlavaOnevisionImageProcessor",
         size: SizeDict::hw(384, 384),
         do_center_crop: false,
         crop_size: None,
-        mean: CLIP_MEAN,
-        std: CLIP_STD,
         do_pad: true,
         pinpoints: &OV_PINPOINTS,
-        backends: BOTH,
+        ..CLIP_224
     },
-    ClassDefaults {
-        class: "VideoLlavaImageProcessor",
-        size: SizeDict::shortest(224),
-        do_center_crop: true,
-        crop_size: Some(SizeDict::hw(224, 224)),
-        mean: CLIP_MEAN,
-        std: CLIP_STD,
-        do_pad: false,
-        pinpoints: &[],
-        backends: PIL_ONLY,
-    },
-    ClassDefaults {
-        class: "LlavaNextImageProcessor",
-        size: SizeDict::shortest(224),
-        do_center_crop: true,
-        crop_size: Some(SizeDict::hw(224, 224)),
-        mean: CLIP_MEAN,
-        std: CLIP_STD,
-        do_pad: true,
-        pinpoints: &NEXT_PINPOINTS,
-        backends: BOTH,
-    },
+    ClassDefaults { class: "VideoLlavaImageProcessor", backends: PIL_ONLY, ..CLIP_224 },
+    ClassDefaults { class: "LlavaNextImageProcessor", do_pad: true, pinpoints: &NEXT_PINPOINTS, ..CLIP_224 },
     ClassDefaults {
         class: "LlavaOnevisionVideoProcessor",
         size: SizeDict::hw(384, 384),
         do_center_crop: false,
         crop_size: None,
-        mean: CLIP_MEAN,
-        std: CLIP_STD,
-        do_pad: false,
-        pinpoints: &[],
         backends: TV_ONLY,
+        ..CLIP_224
     },
-    ClassDefaults {
-        class: "VideoLlavaVideoProcessor",
-        size: SizeDict::shortest(224),
-        do_center_crop: true,
-        crop_size: Some(SizeDict::hw(224, 224)),
-        mean: CLIP_MEAN,
-        std: CLIP_STD,
-        do_pad: false,
-        pinpoints: &[],
-        backends: TV_ONLY,
-    },
-    ClassDefaults {
-        class: "LlavaNextVideoVideoProcessor",
-        size: SizeDict::shortest(224),
-        do_center_crop: true,
-        crop_size: Some(SizeDict::hw(224, 224)),
-        mean: CLIP_MEAN,
-        std: CLIP_STD,
-        do_pad: false,
-        pinpoints: &[],
-        backends: TV_ONLY,
-    },
+    ClassDefaults { class: "VideoLlavaVideoProcessor", backends: TV_ONLY, ..CLIP_224 },
+    ClassDefaults { class: "LlavaNextVideoVideoProcessor", backends: TV_ONLY, ..CLIP_224 },
 ];
 
 /// Looks up a class's defaults by name (a trailing `Fast`/`Pil` is ignored).
@@ -359,6 +317,21 @@ pub struct FamilySpec {
     pub image_newline: bool,
 }
 
+/// The processor attributes' class defaults (`LlavaProcessor`): an `<image>` token, no video
+/// token, nothing else set. Each family row names only what its class changes.
+const IMAGE_ONLY: ProcessorDefaults = ProcessorDefaults {
+    image_token: "<image>",
+    video_token: None,
+    patch_size: None,
+    num_additional_image_tokens: 0,
+    strategy: None,
+    num_image_tokens: None,
+    vision_aspect_ratio: "",
+};
+
+/// [`IMAGE_ONLY`] with a `<video>` token (the video families' processors).
+const WITH_VIDEO: ProcessorDefaults = ProcessorDefaults { video_token: Some("<video>"), ..IMAGE_ONLY };
+
 /// LLaVA-Interleave.
 pub const INTERLEAVE: FamilySpec = FamilySpec {
     family: Family::Interleave,
@@ -372,15 +345,7 @@ pub const INTERLEAVE: FamilySpec = FamilySpec {
     image_layout: ImageLayout::Plain,
     video_tokens: VideoTokens::FramesAsImages,
     image_key: "pixel_values",
-    processor: ProcessorDefaults {
-        image_token: "<image>",
-        video_token: None,
-        patch_size: None,
-        num_additional_image_tokens: 0,
-        strategy: None,
-        num_image_tokens: None,
-        vision_aspect_ratio: "",
-    },
+    processor: IMAGE_ONLY,
     video_encoder: GraphUse::Unused,
     image_newline: false,
 };
@@ -398,15 +363,7 @@ pub const ONEVISION: FamilySpec = FamilySpec {
     image_layout: ImageLayout::AnyresOnevision,
     video_tokens: VideoTokens::OnevisionPooled,
     image_key: "pixel_values",
-    processor: ProcessorDefaults {
-        image_token: "<image>",
-        video_token: Some("<video>"),
-        patch_size: None,
-        num_additional_image_tokens: 0,
-        strategy: None,
-        num_image_tokens: None,
-        vision_aspect_ratio: "anyres_max_9",
-    },
+    processor: ProcessorDefaults { vision_aspect_ratio: "anyres_max_9", ..WITH_VIDEO },
     video_encoder: GraphUse::Optional,
     image_newline: true,
 };
@@ -424,15 +381,7 @@ pub const VIDEO_LLAVA: FamilySpec = FamilySpec {
     image_layout: ImageLayout::Plain,
     video_tokens: VideoTokens::PerFrame,
     image_key: "pixel_values_images",
-    processor: ProcessorDefaults {
-        image_token: "<image>",
-        video_token: Some("<video>"),
-        patch_size: Some(14),
-        num_additional_image_tokens: 1,
-        strategy: Some("default"),
-        num_image_tokens: None,
-        vision_aspect_ratio: "",
-    },
+    processor: ProcessorDefaults { patch_size: Some(14), num_additional_image_tokens: 1, strategy: Some("default"), ..WITH_VIDEO },
     // Video-LLaVA's video tower has its own weights: there is no host-side substitute.
     video_encoder: GraphUse::Required,
     image_newline: false,
@@ -451,15 +400,7 @@ pub const LLAVA_NEXT_VIDEO: FamilySpec = FamilySpec {
     image_layout: ImageLayout::AnyresNext,
     video_tokens: VideoTokens::NextPooled,
     image_key: "pixel_values",
-    processor: ProcessorDefaults {
-        image_token: "<image>",
-        video_token: Some("<video>"),
-        patch_size: None,
-        num_additional_image_tokens: 0,
-        strategy: None,
-        num_image_tokens: None,
-        vision_aspect_ratio: "",
-    },
+    processor: WITH_VIDEO,
     video_encoder: GraphUse::Required,
     image_newline: true,
 };

@@ -424,11 +424,11 @@ fn read_tensor(r: &mut Wire, end: u64, dir: &Path) -> Result<Initializer, OnnxFi
     Ok(Initializer { name, dims, data_type: DataType::from_onnx(data_type), data })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn varint(mut v: u64, out: &mut Vec<u8>) {
+/// Protobuf wire-format encoders, enough to write a small ONNX graph by hand (the tests here
+/// and in `vidlm-decoder` do, to stay free of Python).
+pub mod encode {
+    /// Appends `v` as a base-128 varint.
+    pub fn varint(mut v: u64, out: &mut Vec<u8>) {
         loop {
             let b = (v & 0x7f) as u8;
             v >>= 7;
@@ -440,11 +440,18 @@ mod tests {
         }
     }
 
-    fn field(f: u64, payload: &[u8], out: &mut Vec<u8>) {
+    /// Appends field number `f` as a length-delimited record holding `payload`.
+    pub fn field(f: u64, payload: &[u8], out: &mut Vec<u8>) {
         varint((f << 3) | 2, out);
         varint(payload.len() as u64, out);
         out.extend_from_slice(payload);
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::encode::{field, varint};
+    use super::*;
 
     fn write_tmp(name: &str, bytes: &[u8]) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("vidlm-onnx-file-{}-{name}", std::process::id()));

@@ -29,42 +29,50 @@ struct Checkpoint {
     max_num_patches: u32,
 }
 
+impl Checkpoint {
+    /// The family's feature rules under this checkpoint's processor attributes.
+    fn rules(&self) -> FeatureRules {
+        let pc: ProcessorConfig = serde_json::from_str(self.processor).unwrap();
+        FeatureRules::resolve(self.spec, &pc).unwrap()
+    }
+}
+
 fn checkpoints() -> Vec<Checkpoint> {
     let spec = |t: &str| Family::from_model_type(t).map(Family::spec).unwrap_or_else(|| panic!("{t}"));
-    vec![
+    // (model_type, image processor, processor attributes, side); N is 9 for every checkpoint.
+    let rows: [(&str, &'static str, &'static str, usize); 4] = [
         // llava-hf/llava-interleave-qwen-0.5b-hf: SigLIP 384/14.
-        Checkpoint {
-            spec: spec("llava"),
-            image_processor: r#"{"image_processor_type": "SiglipImageProcessor", "size": {"height": 384, "width": 384}}"#,
-            processor: r#"{"patch_size": 14, "vision_feature_select_strategy": "full", "num_additional_image_tokens": 0}"#,
-            side: 27,
-            max_num_patches: 9,
-        },
+        (
+            "llava",
+            r#"{"image_processor_type": "SiglipImageProcessor", "size": {"height": 384, "width": 384}}"#,
+            r#"{"patch_size": 14, "vision_feature_select_strategy": "full", "num_additional_image_tokens": 0}"#,
+            27,
+        ),
         // llava-hf/llava-onevision-qwen2-0.5b-ov-hf: SigLIP 384/14, 36 pinpoints, anyres_max_9.
-        Checkpoint {
-            spec: spec("llava_onevision"),
-            image_processor: r#"{"image_processor_type": "LlavaOnevisionImageProcessor", "size": {"height": 384, "width": 384}}"#,
-            processor: r#"{"num_image_tokens": 729, "vision_feature_select_strategy": "full", "vision_aspect_ratio": "anyres_max_9"}"#,
-            side: 27,
-            max_num_patches: 9,
-        },
+        (
+            "llava_onevision",
+            r#"{"image_processor_type": "LlavaOnevisionImageProcessor", "size": {"height": 384, "width": 384}}"#,
+            r#"{"num_image_tokens": 729, "vision_feature_select_strategy": "full", "vision_aspect_ratio": "anyres_max_9"}"#,
+            27,
+        ),
         // LanguageBind/Video-LLaVA-7B-hf: CLIP 224/14, CLS dropped.
-        Checkpoint {
-            spec: spec("video_llava"),
-            image_processor: r#"{"image_processor_type": "VideoLlavaImageProcessor", "size": {"shortest_edge": 224}, "crop_size": {"height": 224, "width": 224}}"#,
-            processor: r#"{"patch_size": 14, "vision_feature_select_strategy": "default", "num_additional_image_tokens": 1}"#,
-            side: 16,
-            max_num_patches: 9,
-        },
+        (
+            "video_llava",
+            r#"{"image_processor_type": "VideoLlavaImageProcessor", "size": {"shortest_edge": 224}, "crop_size": {"height": 224, "width": 224}}"#,
+            r#"{"patch_size": 14, "vision_feature_select_strategy": "default", "num_additional_image_tokens": 1}"#,
+            16,
+        ),
         // llava-hf/LLaVA-NeXT-Video-7B-hf: CLIP 336/14, 5 pinpoints, CLS dropped.
-        Checkpoint {
-            spec: spec("llava_next_video"),
-            image_processor: r#"{"image_processor_type": "LlavaNextImageProcessor", "size": {"shortest_edge": 336}, "crop_size": {"height": 336, "width": 336}}"#,
-            processor: r#"{"patch_size": 14, "vision_feature_select_strategy": "default", "num_additional_image_tokens": 1}"#,
-            side: 24,
-            max_num_patches: 9,
-        },
-    ]
+        (
+            "llava_next_video",
+            r#"{"image_processor_type": "LlavaNextImageProcessor", "size": {"shortest_edge": 336}, "crop_size": {"height": 336, "width": 336}}"#,
+            r#"{"patch_size": 14, "vision_feature_select_strategy": "default", "num_additional_image_tokens": 1}"#,
+            24,
+        ),
+    ];
+    rows.into_iter()
+        .map(|(t, image_processor, processor, side)| Checkpoint { spec: spec(t), image_processor, processor, side, max_num_patches: 9 })
+        .collect()
 }
 
 /// xorshift64*: deterministic sizes without a dependency.
@@ -112,8 +120,7 @@ fn placeholder_count_equals_packed_feature_rows() {
         let spec = ck.spec;
         let cfg: VisionProcessorConfig = serde_json::from_str(ck.image_processor).unwrap();
         let settings = VisionSettings::resolve(&cfg, "preprocessor_config.json", spec.image_class).unwrap();
-        let pc: ProcessorConfig = serde_json::from_str(ck.processor).unwrap();
-        let rules = FeatureRules::resolve(spec, &pc).unwrap();
+        let rules = ck.rules();
         let per = ck.side * ck.side;
         // Width-1 features: the graph's rows for every patch, a one-value newline.
         let newline = spec.image_newline.then_some(&[1.0f32][..]);
@@ -153,8 +160,7 @@ fn placeholder_count_equals_packed_feature_rows() {
 fn video_placeholders_equal_pooled_rows() {
     for ck in checkpoints() {
         let spec = ck.spec;
-        let pc: ProcessorConfig = serde_json::from_str(ck.processor).unwrap();
-        let rules = FeatureRules::resolve(spec, &pc).unwrap();
+        let rules = ck.rules();
         let px = ck.side * 14;
         for frames in [1usize, 2, 7, 8, 32] {
             let tokens = rules.video_tokens(frames, px, px);

@@ -18,7 +18,7 @@
 
 use crate::error::{LimitKind, VideoError};
 use crate::ffi::turbojpeg;
-use crate::reader::{resolve, Source};
+use crate::reader::{check_input_bytes, resolve, Source};
 use crate::{Frames, OpenOptions, SampleRequest, VideoReader};
 use ndarray::Array4;
 use std::path::Path;
@@ -57,16 +57,7 @@ pub fn load_image_bytes(bytes: impl Into<Arc<[u8]>>) -> Result<Frames, VideoErro
 /// [`load_image_bytes`] with explicit options (limits).
 pub fn load_image_bytes_with(bytes: impl Into<Arc<[u8]>>, opts: &OpenOptions) -> Result<Frames, VideoError> {
     let data: Arc<[u8]> = bytes.into();
-    if data.is_empty() {
-        return Err(VideoError::Empty);
-    }
-    if data.len() as u64 > opts.limits.max_input_bytes {
-        return Err(VideoError::LimitExceeded {
-            kind: LimitKind::InputBytes,
-            actual: data.len() as u64,
-            limit: opts.limits.max_input_bytes,
-        });
-    }
+    check_input_bytes(&data, opts)?;
     decode(data, None, opts)
 }
 

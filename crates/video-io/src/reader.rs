@@ -447,6 +447,22 @@ fn probe_info(input: &Input, stream: usize, par: &StreamParams, time_base: f64, 
     }
 }
 
+/// An input held in memory must not be empty nor larger than `max_input_bytes` (videos and
+/// images alike).
+pub(crate) fn check_input_bytes(data: &[u8], opts: &OpenOptions) -> Result<(), VideoError> {
+    if data.is_empty() {
+        return Err(VideoError::Empty);
+    }
+    if data.len() as u64 > opts.limits.max_input_bytes {
+        return Err(VideoError::LimitExceeded {
+            kind: LimitKind::InputBytes,
+            actual: data.len() as u64,
+            limit: opts.limits.max_input_bytes,
+        });
+    }
+    Ok(())
+}
+
 impl VideoReader {
     /// Opens a local video or image file.
     pub fn open(path: impl AsRef<Path>, opts: &OpenOptions) -> Result<Self, VideoError> {
@@ -462,16 +478,7 @@ impl VideoReader {
     /// network access at all).
     pub fn from_bytes(bytes: impl Into<Arc<[u8]>>, opts: &OpenOptions) -> Result<Self, VideoError> {
         let data: Arc<[u8]> = bytes.into();
-        if data.is_empty() {
-            return Err(VideoError::Empty);
-        }
-        if data.len() as u64 > opts.limits.max_input_bytes {
-            return Err(VideoError::LimitExceeded {
-                kind: LimitKind::InputBytes,
-                actual: data.len() as u64,
-                limit: opts.limits.max_input_bytes,
-            });
-        }
+        check_input_bytes(&data, opts)?;
         Self::open_source(Source::Bytes(data), opts)
     }
 
