@@ -16,9 +16,10 @@
 //!   `fdatasync` per line; a rerun skips every `custom_id` that has a complete line and cuts a
 //!   torn last line, so after `kill -9` at any moment the rerun ends with exactly one line per
 //!   input.
-//! * **Throughput** ([`run`]): media decoding and preprocessing on worker threads ahead of the
-//!   model on a bounded queue; requests with the same generation settings generated together
-//!   as decoder batches; progress on stderr ([`progress`]) and an end [`Summary`].
+//! * **Throughput** ([`run`]): requests go to one `vidlm-engine` `Engine` (the scheduler of
+//!   `vidlm serve`): its media workers decode, preprocess and encode ahead of the decode loop,
+//!   which batches continuously; a bounded window of requests in flight; progress on stderr
+//!   ([`progress`]) and an end [`Summary`].
 //!
 //! A record's own problem (missing file, corrupt video, bad body, prompt too long) becomes its
 //! error line — the status code and `{"error": ...}` body the server would answer — and the

@@ -88,13 +88,13 @@ pub struct RunArgs {
     /// Number of shards, with the index from JOB_COMPLETION_INDEX (Kubernetes Indexed Job) or SLURM_ARRAY_TASK_ID.
     #[arg(long)]
     pub num_shards: Option<usize>,
-    /// Requests generated together as one decoder batch.
+    /// Requests decoded together: the engine's running batch (continuous batching).
     #[arg(long, default_value_t = 4)]
     pub batch_size: usize,
-    /// Requests decoded and preprocessed ahead of the model (0: one at a time, no prefetch).
+    /// Requests submitted beyond the running batch, so that their media are decoded, preprocessed and encoded ahead (0: none; with --batch-size 1, one at a time).
     #[arg(long, default_value_t = 8)]
     pub prefetch: usize,
-    /// Threads decoding and preprocessing ahead of the model.
+    /// The engine's media worker threads (decoding, preprocessing, vision).
     #[arg(long, default_value_t = 2)]
     pub prefetch_workers: usize,
     /// Local media must be inside this folder (default: the input file's folder).
@@ -242,6 +242,7 @@ fn run_shard(a: RunArgs) -> Result<()> {
         batch_size: a.batch_size,
         prefetch: a.prefetch,
         workers: a.prefetch_workers,
+        vision_cache_bytes: 128 << 20,
         defaults,
         media,
         base_dir: Some(base_dir),

@@ -8,7 +8,7 @@ use serde_json::Value;
 use tokio::sync::mpsc::UnboundedReceiver;
 use vidlm_decoder::{DecoderError, FinishReason, GenerationOptions, TokenLogprobs};
 use vidlm_media_source::{FrameSampling, MediaError, Source};
-use vidlm_openai::{ChatRequest, DecodedMedia, MediaKind};
+use vidlm_openai::{ApiError, ChatRequest, DecodedMedia, MediaKind};
 use vidlm_pipeline::{PipelineError, Stage};
 use vidlm_processor::ProcessorError;
 use vidlm_vision::VisionError;
@@ -202,6 +202,21 @@ impl EngineError {
             ),
             EngineError::Pipeline(PipelineError::Processor(_)) => true,
             _ => false,
+        }
+    }
+
+    /// The OpenAI status and error object of this failure — what `vidlm serve` answers and
+    /// what `vidlm batch` writes as the request's error line: a full queue is a 503, media and
+    /// other faults of the request a 4xx (a prompt over the context is
+    /// `context_length_exceeded`), the model's or vidlm's a 500.
+    pub fn to_api_error(&self) -> ApiError {
+        match self {
+            EngineError::QueueFull { waiting } => ApiError::overloaded(*waiting),
+            EngineError::Media { param, source } => ApiError::from_media(source, Some(param.clone())),
+            e if e.is_context_length() => ApiError::new(400, "invalid_request_error", e.to_string(), Some("messages".into()), Some("context_length_exceeded")),
+            e if e.is_client_error() => ApiError::new(400, "invalid_request_error", e.to_string(), None, Some("invalid_request")),
+            EngineError::Stopped => ApiError::new(503, "server_error", "the server is shutting down", None, Some("server_unavailable")),
+            e => ApiError::internal(e.to_string()),
         }
     }
 

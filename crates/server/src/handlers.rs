@@ -25,16 +25,9 @@ pub(crate) fn error_response(e: &ApiError) -> Response {
     r
 }
 
-/// The status and error object of an engine failure.
+/// The status and error object of an engine failure (the engine's mapping, shared with `vidlm batch`).
 pub(crate) fn engine_error(e: &EngineError) -> ApiError {
-    match e {
-        EngineError::QueueFull { waiting } => ApiError::overloaded(*waiting),
-        EngineError::Media { param, source } => ApiError::from_media(source, Some(param.clone())),
-        e if e.is_context_length() => ApiError::new(400, "invalid_request_error", e.to_string(), Some("messages".into()), Some("context_length_exceeded")),
-        e if e.is_client_error() => ApiError::new(400, "invalid_request_error", e.to_string(), None, Some("invalid_request")),
-        EngineError::Stopped => ApiError::new(503, "server_error", "the server is shutting down", None, Some("server_unavailable")),
-        e => ApiError::internal(e.to_string()),
-    }
+    e.to_api_error()
 }
 
 fn json_response<T: serde::Serialize>(v: &T) -> Response {
