@@ -81,6 +81,9 @@ pub struct Metrics {
     pub vision_cache_bytes: AtomicU64,
     /// Decode steps run (one per batched forward pass).
     pub decode_steps: AtomicU64,
+    /// `decode_steps` when the last cancelled row left the running batch: how many steps a
+    /// cancelled row ran after its cancellation, without racing the decode loop.
+    pub cancelled_at_step: AtomicU64,
     /// Prefill chunks run.
     pub prefill_chunks: AtomicU64,
     /// Time to first token.
@@ -110,6 +113,7 @@ impl Default for Metrics {
             vision_cache_misses: z(),
             vision_cache_bytes: z(),
             decode_steps: z(),
+            cancelled_at_step: z(),
             prefill_chunks: z(),
             ttft: Histogram::new(TTFT_BUCKETS),
             itl: Histogram::new(ITL_BUCKETS),

@@ -116,10 +116,12 @@ pub(crate) fn run(shared: Arc<Shared>, mut lm: LanguageModel, rx: Receiver<Ready
                 Ok(_) => {}
                 Err(e) => tracing::error!(error = %e, "removing cancelled rows"),
             }
+            let at = shared.metrics.decode_steps.load(Ordering::Relaxed);
+            shared.metrics.cancelled_at_step.store(at, Ordering::SeqCst);
             for k in gone {
                 active.remove(&k);
                 shared.metrics.running.fetch_sub(1, Ordering::Relaxed);
-                shared.metrics.finished_abort.fetch_add(1, Ordering::Relaxed);
+                shared.metrics.finished_abort.fetch_add(1, Ordering::SeqCst);
             }
         }
         // 3. Start the next prefill.
