@@ -132,8 +132,8 @@ class StageTimer:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", required=True)
-    ap.add_argument("--video", required=True)
+    ap.add_argument("--model")
+    ap.add_argument("--video")
     ap.add_argument("--prompt", default="What is happening in this video?")
     ap.add_argument("--num-frames", type=int, default=8)
     ap.add_argument("--max-new-tokens", type=int, default=32)
@@ -145,6 +145,8 @@ def main() -> None:
     if args.measure_bandwidth:
         measure_bandwidth(args.device)
         return
+    if not args.model or not args.video:
+        ap.error("--model and --video are required (except with --measure-bandwidth)")
 
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor, LogitsProcessor, LogitsProcessorList

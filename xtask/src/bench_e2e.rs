@@ -413,14 +413,12 @@ impl Column {
         self.prefill_s = min_opt(self.prefill_s, o.prefill_s);
         self.ttft_s = min_opt(self.ttft_s, o.ttft_s);
         self.decode_tokens_per_s = max_opt(self.decode_tokens_per_s, o.decode_tokens_per_s);
-        self.peak_rss_bytes = match (self.peak_rss_bytes, o.peak_rss_bytes) {
+        let min_u64 = |a: Option<u64>, b: Option<u64>| match (a, b) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        self.peak_gpu_bytes = match (self.peak_gpu_bytes, o.peak_gpu_bytes) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        self.peak_rss_bytes = min_u64(self.peak_rss_bytes, o.peak_rss_bytes);
+        self.peak_gpu_bytes = min_u64(self.peak_gpu_bytes, o.peak_gpu_bytes);
         self.media_decode_s = min_opt(self.media_decode_s, o.media_decode_s);
         self.preprocess_s = min_opt(self.preprocess_s, o.preprocess_s);
         self.wall_s = min_opt(self.wall_s, o.wall_s);
@@ -890,12 +888,17 @@ pub fn bench_e2e(args: &[String]) -> Result<()> {
     }
     let models = models_dir(&a);
     std::fs::create_dir_all(&models)?;
+    // A config's checkpoint and export (built once, reused while their stamps match).
+    let prepare = |cfg: &BenchConfig| -> Result<(PathBuf, PathBuf)> {
+        let dir = models.join(cfg.name);
+        std::fs::create_dir_all(&dir)?;
+        let hf = ensure_checkpoint(cfg, &dir)?;
+        let export = ensure_export(&hf, &dir, &dtypes, a.skip_validate)?;
+        Ok((hf, export))
+    };
     if a.prepare_only {
         for cfg in &configs {
-            let dir = models.join(cfg.name);
-            std::fs::create_dir_all(&dir)?;
-            let hf = ensure_checkpoint(cfg, &dir)?;
-            ensure_export(&hf, &dir, &dtypes, a.skip_validate)?;
+            prepare(cfg)?;
         }
         eprintln!("[bench e2e] --prepare-only: checkpoints and exports ready in {:.0} s", started.elapsed().as_secs_f64());
         return Ok(());
@@ -908,7 +911,7 @@ pub fn bench_e2e(args: &[String]) -> Result<()> {
     let bw = if cuda {
         eprintln!("[bench e2e] measuring the GPU's memory-read bandwidth ...");
         let mut c = python()?;
-        c.arg(project_root().join("python").join("bench_generate.py")).args(["--measure-bandwidth", "--model", "-", "--video", "-", "--device", &a.device]);
+        c.arg(project_root().join("python").join("bench_generate.py")).args(["--measure-bandwidth", "--device", &a.device]);
         let m = run_measured(&mut c, false)?;
         let v = parse_json(&m.stdout, "bench_generate.py --measure-bandwidth")?;
         let bytes_per_s = f(&v, "read_bandwidth_bytes_per_s").context("no read_bandwidth_bytes_per_s")?;
@@ -937,10 +940,7 @@ pub fn bench_e2e(args: &[String]) -> Result<()> {
     let mut report = Vec::new();
     let mut text = String::new();
     for cfg in &configs {
-        let dir = models.join(cfg.name);
-        std::fs::create_dir_all(&dir)?;
-        let hf = ensure_checkpoint(cfg, &dir)?;
-        let export = ensure_export(&hf, &dir, &dtypes, a.skip_validate)?;
+        let (hf, export) = prepare(cfg)?;
         let shape = text_shape(&hf)?;
         let onnx = export.join("onnx");
 
