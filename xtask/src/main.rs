@@ -241,10 +241,11 @@ fn test(args: &[String]) -> Result<()> {
     let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| project_root().join("target"));
     std::env::set_var("VIDLM_BENCH_BIN", target.join("debug").join(format!("vidlm{}", std::env::consts::EXE_SUFFIX)));
     steps.time("bench e2e --quick", || bench_e2e::bench_e2e(&["--quick".to_string()]))?;
-    // Smoke run of every fuzz target (10 s each), so that the harness cannot rot (the long runs
-    // are `cargo xtask fuzz --seconds N`, the same optimised build).
-    steps.time("fuzz smoke (build + 10 s per target)", || {
-        fuzz::fuzz(&fuzz::FuzzArgs { target: None, seconds: 10, debug: false, build_only: false })
+    // Smoke run of every fuzz target (10 s each), so that the harness cannot rot. The smoke run
+    // uses the unoptimised build (`--debug`: the same instrumentation, a much shorter compile);
+    // the long runs are `cargo xtask fuzz --seconds N`, optimised.
+    steps.time("fuzz smoke (debug build + 10 s per target)", || {
+        fuzz::fuzz(&fuzz::FuzzArgs { target: None, seconds: 10, debug: true, build_only: false })
     })?;
     steps.table();
     Ok(())
