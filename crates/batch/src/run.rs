@@ -22,8 +22,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use vidlm_engine::{Engine, EngineConfig, EngineRequest};
-use vidlm_openai::{ApiError, ChatRequest, MediaPolicy, RequestContext};
+use vidlm_engine::{Engine, EngineConfig, EngineError, EngineRequest, Event};
+use vidlm_openai::types::ChoiceLogprobs;
+use vidlm_openai::{choice_logprob, ApiError, ChatRequest, MediaPolicy, RequestContext, Tokenizer};
 use vidlm_pipeline::PipelineOptions;
 
 use crate::error::{BatchError, Result};
@@ -142,9 +143,6 @@ impl Prep {
         if req.stream {
             return Err(ApiError::invalid_request("stream is not supported in a batch (each request gets one line)", Some("stream".into())));
         }
-        if req.logprobs.is_some() {
-            return Err(ApiError::new(400, "invalid_request_error", "logprobs are not supported by vidlm batch yet", Some("logprobs".into()), Some("unsupported_parameter")));
-        }
         Ok(req)
     }
 }
@@ -156,11 +154,25 @@ struct Answer {
 }
 
 /// Waits for one submitted request and makes its answer: the server's completion object (only
-/// its id is derived from the `custom_id`) or its error.
-fn answer(custom_id: String, req: &ChatRequest, handle: vidlm_engine::RequestHandle) -> Answer {
-    let result = match handle.wait() {
+/// its id is derived from the `custom_id`; `logprobs` as the server gives them) or its error.
+fn answer(custom_id: String, req: &ChatRequest, mut handle: vidlm_engine::RequestHandle, tokenizer: &Tokenizer) -> Answer {
+    let mut logprobs = Vec::new();
+    let done = loop {
+        match handle.blocking_next() {
+            Some(Event::Token(t)) => {
+                if let (Some(n), Some(lp)) = (req.logprobs, &t.logprobs) {
+                    logprobs.push(choice_logprob(tokenizer, n, t.token_id, lp));
+                }
+            }
+            Some(Event::Done(c)) => break Ok(c),
+            Some(Event::Failed(e)) => break Err(e),
+            Some(Event::Stage(_)) => {}
+            None => break Err(EngineError::Stopped),
+        }
+    };
+    let result = match done {
         Ok(c) => {
-            let mut body = req.completion(&c.text, c.prompt_tokens, c.token_ids.len(), c.finish_reason, None);
+            let mut body = req.completion(&c.text, c.prompt_tokens, c.token_ids.len(), c.finish_reason, Some(ChoiceLogprobs { content: logprobs }));
             body.id = line_ids(&custom_id).2;
             serde_json::to_value(&body).map(|b| (b, c.prompt_tokens, c.token_ids.len())).map_err(|e| ApiError::internal(e.to_string()))
         }
@@ -241,6 +253,8 @@ pub fn run(opts: &RunOptions) -> Result<Summary> {
     let t_load = Instant::now();
     let model_names = model_names(&opts.model);
     let engine = Engine::load(&opts.model, &opts.pipeline, opts.engine_config()).map_err(|e| BatchError::Model(e.to_string()))?;
+    // For `logprobs` (token texts), shared by the threads that wait for answers.
+    let tokenizer = std::sync::Arc::new(engine.processor().tokenizer().clone());
     let prep = Prep {
         ctx: RequestContext { model_names, media: opts.media.clone() },
         model: opts.model.clone(),
@@ -306,11 +320,12 @@ pub fn run(opts: &RunOptions) -> Result<Summary> {
             match engine.submit(EngineRequest::from_chat(&req)) {
                 Ok(handle) => {
                     let tx = tx.clone();
+                    let tokenizer = tokenizer.clone();
                     let custom_id = r.custom_id;
                     std::thread::Builder::new()
                         .name("vidlm-batch-wait".into())
                         .spawn(move || {
-                            let _ = tx.send(answer(custom_id, &req, handle));
+                            let _ = tx.send(answer(custom_id, &req, handle, &tokenizer));
                         })
                         .map_err(|e| BatchError::Model(format!("cannot start a thread: {e}")))?;
                     running += 1;

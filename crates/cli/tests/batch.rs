@@ -411,6 +411,59 @@ fn jsonl_csv_and_parquet_manifests_agree() {
 }
 
 #[test]
+fn logprobs_come_back_as_the_server_gives_them_and_stream_is_refused() {
+    let dir = tmp("logprobs");
+    let videos = test_videos();
+    let model = demo_model();
+    let video = videos.join("vp9.webm").to_string_lossy().into_owned();
+    let body = |extra: Value| {
+        let mut b = json!({"model": model.to_str().unwrap(), "max_tokens": 4, "messages": [{"role": "user", "content": [
+            {"type": "video_url", "video_url": {"url": video}}, {"type": "text", "text": "What happens?"}]}]});
+        for (k, v) in extra.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        b
+    };
+    let input = dir.join("in.jsonl");
+    let mut f = std::fs::File::create(&input).unwrap();
+    for (id, extra) in [
+        ("top3", json!({"logprobs": true, "top_logprobs": 3})),
+        ("plain", json!({})),
+        ("streamed", json!({"stream": true})),
+        ("top-without-logprobs", json!({"top_logprobs": 2})),
+    ] {
+        writeln!(f, "{}", json!({"custom_id": id, "method": "POST", "url": "/v1/chat/completions", "body": body(extra)})).unwrap();
+    }
+    drop(f);
+    let output = dir.join("out.jsonl");
+    let mut args = batch_args(&model, &input, &videos);
+    args.extend(["--output".to_string(), output.to_string_lossy().into_owned()]);
+    ok(&vidlm().args(&args).output().unwrap());
+    let lines: BTreeMap<String, Value> = lines(&output).into_iter().map(|l| (l["custom_id"].as_str().unwrap().to_string(), l)).collect();
+    let choice = &lines["top3"]["response"]["body"]["choices"][0];
+    let content = choice["logprobs"]["content"].as_array().unwrap();
+    let completion_tokens = lines["top3"]["response"]["body"]["usage"]["completion_tokens"].as_u64().unwrap();
+    assert_eq!(content.len() as u64, completion_tokens, "{choice}");
+    for t in content {
+        let top = t["top_logprobs"].as_array().unwrap();
+        assert_eq!(top.len(), 3, "{t}");
+        // Greedy: the chosen token is the most likely one.
+        assert!((t["logprob"].as_f64().unwrap() - top[0]["logprob"].as_f64().unwrap()).abs() < 1e-6, "{t}");
+        assert_eq!(t["token"], top[0]["token"], "{t}");
+    }
+    // The same answer as without logprobs, which has none.
+    let plain = &lines["plain"]["response"]["body"]["choices"][0];
+    assert_eq!(plain["message"]["content"], choice["message"]["content"]);
+    assert!(plain["logprobs"].is_null(), "{plain}");
+    for (id, param) in [("streamed", "stream"), ("top-without-logprobs", "top_logprobs")] {
+        let e = &lines[id]["response"]["body"]["error"];
+        assert_eq!(lines[id]["response"]["status_code"], 400, "{}", lines[id]);
+        assert_eq!(e["param"], param, "{}", lines[id]);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn bad_manifests_stop_before_any_work() {
     let dir = tmp("bad");
     let model = demo_model();

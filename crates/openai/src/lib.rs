@@ -63,6 +63,8 @@ pub mod types;
 
 pub use convert::{parse_body, ChatRequest, DecodedMedia, MediaItem, MediaKind, RequestContext};
 pub use error::{ApiError, ErrorResponse, RequestError};
-pub use response::{finish_reason, ChunkBuilder, StopTrimmer};
+pub use response::{choice_logprob, finish_reason, ChunkBuilder, StopTrimmer};
+/// The tokenizer type of [`choice_logprob`] and `response::token_logprob`.
+pub use tokenizers::Tokenizer;
 pub use types::{ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Usage};
 pub use vidlm_media_source::{MediaError, MediaLimits, MediaPolicy};

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokenizers::Tokenizer;
-use vidlm_decoder::FinishReason;
+use vidlm_decoder::{FinishReason, TokenLogprobs};
 
 use crate::types::{
     AssistantMessage, ChatCompletion, ChatCompletionChunk, Choice, ChoiceLogprobs, ChunkChoice, Delta, TokenLogprob, TopLogprob, Usage,
@@ -203,6 +203,13 @@ pub fn token_logprob(tokenizer: &Tokenizer, token_id: u32, logprob: f32, top: &[
             })
             .collect(),
     }
+}
+
+/// [`token_logprob`] of a token as the decoder reports it, with at most `n` alternatives (the
+/// request's `top_logprobs`). The server (both modes) and the batch runner build `logprobs` with it.
+pub fn choice_logprob(tokenizer: &Tokenizer, n: usize, token_id: i64, lp: &TokenLogprobs) -> TokenLogprob {
+    let top: Vec<(u32, f32)> = lp.top.iter().take(n).filter_map(|&(id, l)| u32::try_from(id).ok().map(|i| (i, l))).collect();
+    token_logprob(tokenizer, u32::try_from(token_id).unwrap_or(0), lp.logprob, &top)
 }
 
 #[cfg(test)]

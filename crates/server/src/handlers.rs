@@ -9,7 +9,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use vidlm_engine::{Completion, EngineError, EngineRequest, Event};
-use vidlm_openai::response::token_logprob;
+use vidlm_openai::choice_logprob;
 use vidlm_openai::types::{ChoiceLogprobs, ModelList};
 use vidlm_openai::{ApiError, ChatRequest};
 
@@ -133,8 +133,7 @@ pub(crate) async fn chat_completions(State(state): State<Arc<AppState>>, headers
             Some(Event::Failed(e)) => return error_response(&engine_error(&e)),
             Some(Event::Token(t)) => {
                 if let (Some(n), Some(lp)) = (req.logprobs, &t.logprobs) {
-                    let top: Vec<(u32, f32)> = lp.top.iter().take(n).filter_map(|&(id, l)| u32::try_from(id).ok().map(|i| (i, l))).collect();
-                    logprobs.push(token_logprob(tokenizer, u32::try_from(t.token_id).unwrap_or(0), lp.logprob, &top));
+                    logprobs.push(choice_logprob(tokenizer, n, t.token_id, lp));
                 }
             }
             Some(Event::Stage(_)) => {}

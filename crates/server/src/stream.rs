@@ -9,7 +9,8 @@ use std::convert::Infallible;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use vidlm_engine::{Engine, Event, RequestHandle};
-use vidlm_openai::response::{completion_id, finish_reason, token_logprob, unix_now};
+use vidlm_openai::choice_logprob;
+use vidlm_openai::response::{completion_id, finish_reason, unix_now};
 use vidlm_openai::types::ChoiceLogprobs;
 use vidlm_openai::{ChatRequest, ChunkBuilder, StopTrimmer, Usage};
 
@@ -37,8 +38,7 @@ impl State {
                 let text = self.trimmer.push(&t.text);
                 let lp = match (self.logprobs, &t.logprobs) {
                     (Some(n), Some(lp)) if !self.trimmer.is_stopped() || !text.is_empty() => {
-                        let top: Vec<(u32, f32)> = lp.top.iter().take(n).filter_map(|&(id, l)| u32::try_from(id).ok().map(|i| (i, l))).collect();
-                        Some(ChoiceLogprobs { content: vec![token_logprob(&self.tokenizer, u32::try_from(t.token_id).unwrap_or(0), lp.logprob, &top)] })
+                        Some(ChoiceLogprobs { content: vec![choice_logprob(&self.tokenizer, n, t.token_id, lp)] })
                     }
                     _ => None,
                 };
