@@ -2,7 +2,8 @@
 //!
 //! Answers a question about videos/images with a LLaVA-family model: builds one user message
 //! (images, then videos, then the text — or reads a whole HF chat-messages JSON with
-//! `--messages`), streams the answer to stdout and prints per-stage timings to stderr.
+//! `--messages`), streams the answer to stdout and prints per-stage timings to stderr. The
+//! request runs on `vidlm-engine`, the scheduler behind `vidlm serve` and `vidlm batch`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -10,8 +11,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use crate::messages::MessagesFile;
 use crate::sampling::SamplingArgs;
+use vidlm_engine::{Engine, EngineConfig, EngineRequest, Event};
 use vidlm_pipeline::{
-    Conversation, Device, FinishReason, GenerateOptions, HubOptions, ModelFiles, Pipeline, PipelineError, PipelineOptions, Precision, Precisions, Progress,
+    Conversation, Device, FinishReason, HubOptions, ModelFiles, Pipeline, PipelineError, PipelineOptions, Precision, Precisions, ProcessOptions,
     SessionOptions, Stage,
 };
 
@@ -219,7 +221,7 @@ pub fn run(a: Args) -> Result<()> {
     // Progress on stderr for the slow stages (stdout carries only the answer or the JSON).
     let started = std::time::Instant::now();
     eprintln!("[vidlm] loading {} ...", a.model);
-    let mut p = Pipeline::from_pretrained(&a.model, &opts).map_err(|e| explain_missing(e, &a.model))?;
+    let p = Pipeline::from_pretrained(&a.model, &opts).map_err(|e| explain_missing(e, &a.model))?;
     let dtype = if precisions.vision == precisions.embed && precisions.embed == precisions.decoder {
         precisions.decoder.to_string()
     } else {
@@ -229,7 +231,7 @@ pub fn run(a: Args) -> Result<()> {
     if let Some(reason) = p.cuda_fallback() {
         eprintln!("[vidlm] CUDA unavailable, running on the CPU (--allow-cpu-fallback): {reason}");
     }
-    let progress = Progress::new(move |stage| {
+    let progress = |stage: Stage| {
         let at = started.elapsed().as_secs_f64();
         match stage {
             Stage::Preprocess { .. } => eprintln!("[vidlm] {at:6.1} s  decoding media and preprocessing ..."),
@@ -238,24 +240,63 @@ pub fn run(a: Args) -> Result<()> {
             }
             Stage::Prefill { prompt_tokens } => eprintln!("[vidlm] {at:6.1} s  prefill over {prompt_tokens} prompt tokens ..."),
         }
-    });
-    let mut g = GenerateOptions { progress: Some(progress), ..Default::default() };
-    a.sampling.apply(&mut g.process);
-    g.generation.max_new_tokens = a.max_new_tokens;
-    g.generation.do_sample = a.do_sample.then_some(true);
-    g.generation.temperature = a.temperature;
-    g.generation.top_k = a.top_k;
-    g.generation.top_p = a.top_p;
-    g.generation.min_p = a.min_p;
-    g.generation.repetition_penalty = a.repetition_penalty;
-    g.generation.seed = a.seed;
+    };
+    // The same engine as `vidlm serve` and `vidlm batch`, with one request: its prefill runs in one
+    // pass (nobody else is decoding), so the answer is the pipeline's, token for token.
+    let (processor, vision, lm) = p.into_parts();
+    // Local files the user named: decoded here with the command's frame sampling (the engine's
+    // media policy is for untrusted requests), handed to the engine decoded.
+    progress(Stage::Preprocess { conversations: 1 });
+    let mut process = ProcessOptions::default();
+    a.sampling.apply(&mut process);
+    let t0 = std::time::Instant::now();
+    let loaded = processor.load_conversation(&conversation, &process)?;
+    let media_decode = t0.elapsed();
+    let mut req = EngineRequest::from_decoded(loaded)?;
+    let g = &mut req.generation;
+    g.max_new_tokens = a.max_new_tokens;
+    g.do_sample = a.do_sample.then_some(true);
+    g.temperature = a.temperature;
+    g.top_k = a.top_k;
+    g.top_p = a.top_p;
+    g.min_p = a.min_p;
+    g.repetition_penalty = a.repetition_penalty;
+    g.seed = a.seed;
     if !a.stop.is_empty() {
-        g.generation.stop_strings = Some(a.stop.clone());
+        g.stop_strings = Some(a.stop.clone());
     }
+    let config = EngineConfig {
+        max_batch: 1,
+        max_queue: 1,
+        media_workers: 1,
+        vision_cache_bytes: 0,
+        // One request per process: the vision weights need not stay resident during decoding.
+        release_vision_after_use: !a.keep_vision_loaded,
+        ..EngineConfig::default()
+    };
+    let engine = Engine::start(processor, vision, lm, config);
+    let mut handle = engine.submit(req)?;
+    let mut stdout = std::io::stdout().lock();
+    let done = loop {
+        match handle.blocking_next() {
+            Some(Event::Stage(Stage::Preprocess { .. })) => {}
+            Some(Event::Stage(stage)) => progress(stage),
+            Some(Event::Token(t)) => {
+                if !a.json {
+                    write!(stdout, "{}", t.text)?;
+                    stdout.flush()?;
+                }
+            }
+            Some(Event::Done(c)) => break c,
+            Some(Event::Failed(e)) => return Err(e.into()),
+            None => bail!("the engine stopped before the answer was complete"),
+        }
+    };
+    drop(handle);
+    engine.shutdown();
+    let t = &done.timings;
     if a.json {
-        let out = p.generate(&conversation, &g)?;
-        let t = &out.timings;
-        let finish_reason = match out.row.finish_reason {
+        let finish_reason = match done.finish_reason {
             FinishReason::Eos => "eos",
             FinishReason::StopString => "stop_string",
             FinishReason::MaxNewTokens => "max_new_tokens",
@@ -263,13 +304,14 @@ pub fn run(a: Args) -> Result<()> {
             FinishReason::Cancelled => "cancelled",
         };
         let v = serde_json::json!({
-            "text": out.text,
-            "token_ids": out.row.token_ids,
-            "prompt_tokens": out.row.prompt_tokens,
+            "text": done.text,
+            "token_ids": done.token_ids,
+            "prompt_tokens": done.prompt_tokens,
             "finish_reason": finish_reason,
-            // Seconds per stage; `decode_step` is the mean time of one decode step.
+            // Seconds per stage: `decode` is media decoding (FFmpeg), `decode_step` the mean time
+            // of one decode step.
             "timings": {
-                "decode": t.decode.as_secs_f64(),
+                "decode": media_decode.as_secs_f64(),
                 "preprocess": t.preprocess.as_secs_f64(),
                 "vision": t.vision.as_secs_f64(),
                 "embed": t.embed.as_secs_f64(),
@@ -282,23 +324,16 @@ pub fn run(a: Args) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    let mut stream = p.stream(&conversation, &g)?;
-    let mut stdout = std::io::stdout().lock();
-    while let Some(ev) = stream.next_event() {
-        write!(stdout, "{}", ev?.text)?;
-        stdout.flush()?;
-    }
     writeln!(stdout)?;
     stdout.flush()?;
-    let t = stream.timings();
     eprintln!(
         "[vidlm] decode {:.0} ms, preprocess {:.0} ms, vision {:.0} ms, embed {:.0} ms, prefill {:.0} ms, {} tokens, {:.1} ms/token, {:.1} tokens/s",
-        t.decode.as_secs_f64() * 1e3,
+        media_decode.as_secs_f64() * 1e3,
         t.preprocess.as_secs_f64() * 1e3,
         t.vision.as_secs_f64() * 1e3,
         t.embed.as_secs_f64() * 1e3,
         t.prefill.as_secs_f64() * 1e3,
-        t.generated_tokens,
+        done.token_ids.len(),
         t.per_token().as_secs_f64() * 1e3,
         t.tokens_per_second()
     );

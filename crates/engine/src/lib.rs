@@ -87,6 +87,11 @@ pub struct EngineConfig {
     pub media_workers: usize,
     /// Where media may come from, and the limits.
     pub media: MediaPolicy,
+    /// Drop the vision sessions after each request's vision stage when no other request is
+    /// queued (they load again, from the same files, for the next one). For one-shot use
+    /// (`vidlm run`): the vision weights are not resident while the answer is decoded. Default
+    /// off.
+    pub release_vision_after_use: bool,
 }
 
 impl Default for EngineConfig {
@@ -100,6 +105,7 @@ impl Default for EngineConfig {
             vision_cache_bytes: 512 << 20,
             media_workers: 2,
             media: MediaPolicy::default(),
+            release_vision_after_use: false,
         }
     }
 }
@@ -134,7 +140,7 @@ pub(crate) struct Shared {
     pub(crate) processor: Processor,
     pub(crate) vision: Mutex<VisionEncoder>,
     pub(crate) cache: Mutex<VisionCache>,
-    queue: Mutex<VecDeque<Job>>,
+    pub(crate) queue: Mutex<VecDeque<Job>>,
     queue_cv: Condvar,
     stop: AtomicBool,
     next_id: AtomicU64,

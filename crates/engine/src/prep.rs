@@ -171,6 +171,12 @@ pub(crate) fn prepare(shared: &Shared, mut job: Job) -> Result<Ready, (Job, Engi
             }
         }
     }
+    if shared.config.release_vision_after_use {
+        let mut vision = shared.vision.lock().unwrap_or_else(|p| p.into_inner());
+        if shared.queue.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
+            vision.release();
+        }
+    }
     job.timings.vision = t2.elapsed();
     // Cache what was computed.
     {

@@ -10,7 +10,7 @@ use vidlm_decoder::{DecoderError, FinishReason, GenerationOptions, TokenLogprobs
 use vidlm_media_source::{FrameSampling, MediaError, Source};
 use vidlm_openai::{ApiError, ChatRequest, DecodedMedia, MediaKind};
 use vidlm_pipeline::{PipelineError, Stage};
-use vidlm_processor::ProcessorError;
+use vidlm_processor::{Conversation, ImageInput, MediaInput, ProcessorError, VideoInput};
 use vidlm_vision::VisionError;
 
 /// One media item of a request.
@@ -59,6 +59,23 @@ impl EngineRequest {
             generation: r.generation.clone(),
             logprobs: r.logprobs,
         }
+    }
+
+    /// A request of a conversation whose media are all decoded (as
+    /// `Processor::load_conversation` returns them): its messages, and each media item as
+    /// [`MediaSpec::Decoded`], in order. `vidlm run` submits local files this way.
+    pub fn from_decoded(conv: Conversation) -> Result<Self, EngineError> {
+        let media = conv
+            .media
+            .into_iter()
+            .enumerate()
+            .map(|(i, m)| match m {
+                MediaInput::Image(ImageInput::Decoded(a)) => Ok(MediaSpec::Decoded(DecodedMedia::Image(a))),
+                MediaInput::Video(VideoInput::Decoded(a)) => Ok(MediaSpec::Decoded(DecodedMedia::Video(a))),
+                _ => Err(EngineError::Pipeline(PipelineError::Internal(format!("media {i} is not decoded")))),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(EngineRequest { messages: conv.messages, media, ..Default::default() })
     }
 }
 

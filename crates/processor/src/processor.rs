@@ -469,6 +469,28 @@ impl Processor {
         t.render(&conv.messages, add_generation_prompt, &self.special.named)
     }
 
+    /// The conversation with every media item loaded and sampled as [`Processor::process`] would
+    /// (paths through the media loader, videos sampled by `opts`): images become
+    /// [`ImageInput::Decoded`], videos [`VideoInput::Decoded`]. Processing the result with
+    /// `ProcessOptions { sampling: Sampling::All, max_frames: None, .. }` gives the same inputs as
+    /// processing `conv` with `opts`. `vidlm run` decodes this way before handing the request to the
+    /// engine.
+    pub fn load_conversation(&self, conv: &Conversation, opts: &ProcessOptions) -> Result<Conversation> {
+        let media = conv
+            .media
+            .iter()
+            .enumerate()
+            .map(|(mi, m)| {
+                let what = format!("conversation 0 media {mi}");
+                Ok(match m {
+                    MediaInput::Image(i) => MediaInput::Image(ImageInput::Decoded(self.load_image(i, &what)?)),
+                    MediaInput::Video(v) => MediaInput::Video(VideoInput::Decoded(self.load_video(v, opts, &what)?)),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Conversation { messages: conv.messages.clone(), media })
+    }
+
     fn load_image(&self, img: &ImageInput, what: &str) -> Result<Arc<Array3<u8>>> {
         match img {
             ImageInput::Decoded(a) => Ok(a.clone()),
