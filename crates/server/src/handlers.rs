@@ -77,6 +77,19 @@ pub(crate) async fn auth(State(state): State<Arc<AppState>>, req: Request, next:
     next.run(req).await
 }
 
+/// A body whose declared `content-length` is over the limit is refused (413) before any of it is
+/// read, so a client is not left writing into a connection the server is about to close. Bodies
+/// without a length (chunked) are cut by `DefaultBodyLimit` as they stream.
+pub(crate) async fn declared_length(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > state.max_body_bytes as u64) {
+        let mut r = error_response(&ApiError::body_too_large(state.max_body_bytes));
+        r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return r;
+    }
+    next.run(req).await
+}
+
 pub(crate) async fn health(State(state): State<Arc<AppState>>) -> Response {
     if state.engine.get().is_some() {
         json_response(&serde_json::json!({"status": "ok"}))

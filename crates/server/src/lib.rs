@@ -193,6 +193,7 @@ impl Server {
             .route("/metrics", get(handlers::metrics))
             .fallback(handlers::not_found)
             .layer(DefaultBodyLimit::max(self.state.max_body_bytes))
+            .layer(axum::middleware::from_fn_with_state(self.state.clone(), handlers::declared_length))
             .layer(axum::middleware::from_fn(handlers::request_id))
             .with_state(self.state.clone())
     }

@@ -222,11 +222,31 @@ fn auth_limits_and_errors() {
     assert_eq!(call(agent().get(&format!("{b}/v1/models")), None).0, 401);
     assert_eq!(call(agent().get(&format!("{b}/health")), None).0, 200, "health stays open");
     assert_eq!(post(Some("Bearer sekrit"), &body).0, 200);
-    // Oversized body: 413 with an error object.
-    let big = json!({"model": "demo-model", "messages": [{"role": "user", "content": "x".repeat(2 << 20)}]}).to_string();
-    let (st, _, _, e) = post(Some("Bearer sekrit"), &big);
-    assert_eq!(st, 413);
-    assert_error(&serde_json::from_str(&e).expect("json"), "request_too_large");
+    // Oversized body: 413 with an error object, answered from the declared length before the body
+    // is read. (A client that keeps writing a body the server has already refused can see its
+    // connection closed mid-write — "broken pipe" — so the request head goes alone, on a raw socket.)
+    let addr = b.trim_start_matches("http://");
+    let mut sock = TcpStream::connect(addr).expect("connect");
+    sock.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer sekrit\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        2 << 20
+    );
+    sock.write_all(head.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&raw).contains("request_too_large") {
+        match sock.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+        }
+    }
+    let raw = String::from_utf8_lossy(&raw).into_owned();
+    assert!(raw.starts_with("HTTP/1.1 413"), "{raw}");
+    let e = raw.split_once("\r\n\r\n").map(|x| x.1).unwrap_or_default();
+    let e = e.find('{').map(|i| &e[i..]).unwrap_or(e);
+    let e = e.rfind('}').map(|i| &e[..=i]).unwrap_or(e);
+    assert_error(&serde_json::from_str(e).expect("json"), "request_too_large");
     // Wrong model, bad JSON, bad parameter, forbidden media.
     let (st, _, _, e) = post(Some("Bearer sekrit"), &video_body(json!({"model": "gpt-4o"})).to_string());
     assert_eq!(st, 404);
