@@ -18,8 +18,7 @@ fn one_request_on_the_engine_gives_transformers_tokens_for_every_family() {
     let mut failures = Vec::new();
     let mut checked = 0;
     for fam in golden_families() {
-        let gdir = root.join("tests/goldens").join(&fam);
-        let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(gdir.join("golden.json")).unwrap()).unwrap();
+        let (gdir, meta) = golden_meta(&fam);
         let model = model_for(&fam);
         let p = Pipeline::from_pretrained(model.to_str().unwrap(), &opts).unwrap_or_else(|e| panic!("{fam}: {e}"));
         let (processor, vision, lm) = p.into_parts();

@@ -18,8 +18,7 @@ fn messages_to_tokens_match_transformers_for_every_family() {
     let mut failures = Vec::new();
     let mut checked = 0;
     for fam in golden_families() {
-        let gdir = root.join("tests/goldens").join(&fam);
-        let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(gdir.join("golden.json")).unwrap()).unwrap();
+        let (gdir, meta) = golden_meta(&fam);
         let model = model_for(&fam);
         let mut p = Pipeline::from_pretrained(model.to_str().unwrap(), &options()).unwrap_or_else(|e| panic!("{fam}: {e}"));
         for (name, sc) in meta["scenarios"].as_object().unwrap() {

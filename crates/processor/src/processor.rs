@@ -476,19 +476,30 @@ impl Processor {
     /// processing `conv` with `opts`. `vidlm run` decodes this way before handing the request to the
     /// engine.
     pub fn load_conversation(&self, conv: &Conversation, opts: &ProcessOptions) -> Result<Conversation> {
-        let media = conv
-            .media
+        let media = self
+            .load_items(0, conv, opts)?
+            .into_iter()
+            .map(|m| match m {
+                MediaLoaded::Image(a) => MediaInput::Image(ImageInput::Decoded(a)),
+                MediaLoaded::Video(a) => MediaInput::Video(VideoInput::Decoded(a)),
+            })
+            .collect();
+        Ok(Conversation { messages: conv.messages.clone(), media })
+    }
+
+    /// Loads conversation `ci`'s media in order (paths through the loader, videos sampled by `opts`).
+    fn load_items(&self, ci: usize, conv: &Conversation, opts: &ProcessOptions) -> Result<Vec<MediaLoaded>> {
+        conv.media
             .iter()
             .enumerate()
             .map(|(mi, m)| {
-                let what = format!("conversation 0 media {mi}");
-                Ok(match m {
-                    MediaInput::Image(i) => MediaInput::Image(ImageInput::Decoded(self.load_image(i, &what)?)),
-                    MediaInput::Video(v) => MediaInput::Video(VideoInput::Decoded(self.load_video(v, opts, &what)?)),
-                })
+                let what = format!("conversation {ci} media {mi}");
+                match m {
+                    MediaInput::Image(i) => self.load_image(i, &what).map(MediaLoaded::Image),
+                    MediaInput::Video(v) => self.load_video(v, opts, &what).map(MediaLoaded::Video),
+                }
             })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Conversation { messages: conv.messages.clone(), media })
+            .collect()
     }
 
     fn load_image(&self, img: &ImageInput, what: &str) -> Result<Arc<Array3<u8>>> {
@@ -562,18 +573,7 @@ impl Processor {
     /// Stage 1: loads a conversation's media in order and renders its prompt (a family without a
     /// video processor gets each video as its frames, each an image part).
     fn load_media(&self, ci: usize, conv: &Conversation, opts: &ProcessOptions) -> Result<LoadedConversation> {
-        let loaded = conv
-            .media
-            .iter()
-            .enumerate()
-            .map(|(mi, m)| {
-                let what = format!("conversation {ci} media {mi}");
-                match m {
-                    MediaInput::Image(i) => self.load_image(i, &what).map(MediaLoaded::Image),
-                    MediaInput::Video(v) => self.load_video(v, opts, &what).map(MediaLoaded::Video),
-                }
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let loaded = self.load_items(ci, conv, opts)?;
         let mut images = Vec::new();
         let mut videos = Vec::new();
         let mut messages = conv.messages.clone();

@@ -82,6 +82,14 @@ pub fn fixture_model(family: &str) -> std::path::PathBuf {
 }
 
 /// Families with committed goldens (`tests/goldens/<family>/golden.json`).
+/// A family's goldens folder (`tests/goldens/<family>`) and its `golden.json`.
+pub fn golden_meta(family: &str) -> (std::path::PathBuf, serde_json::Value) {
+    let dir = fixture_root().join("tests/goldens").join(family);
+    let text = std::fs::read_to_string(dir.join("golden.json")).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let meta = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    (dir, meta)
+}
+
 pub fn golden_families() -> Vec<String> {
     let dir = fixture_root().join("tests/goldens");
     let mut v: Vec<String> = std::fs::read_dir(&dir)
