@@ -10,9 +10,8 @@ use vidlm_batch::merge::{merge, ShardOutput};
 use vidlm_batch::run::{run as run_batch, RunOptions};
 use vidlm_batch::{ProgressMode, Shard, ShardSource};
 use vidlm_openai::{MediaLimits, MediaPolicy};
-use vidlm_pipeline::{HubOptions, PipelineOptions, SessionOptions};
 
-use crate::run::device;
+use crate::backend::{BackendArgs, GenerationArgs};
 use crate::sampling::SamplingArgs;
 
 #[derive(clap::Args)]
@@ -105,45 +104,11 @@ pub struct RunArgs {
     pub allowed_media_domains: Vec<String>,
     #[command(flatten)]
     pub sampling: SamplingArgs,
-    /// Most new tokens (`max_tokens` of requests that set none).
-    #[arg(long)]
-    pub max_new_tokens: Option<usize>,
-    /// Sample instead of greedy decoding (`temperature` 1 unless --temperature is given).
-    #[arg(long)]
-    pub do_sample: bool,
-    /// Sampling temperature (0 = greedy).
-    #[arg(long)]
-    pub temperature: Option<f64>,
-    /// Top-k.
-    #[arg(long)]
-    pub top_k: Option<usize>,
-    /// Top-p.
-    #[arg(long)]
-    pub top_p: Option<f64>,
-    /// Min-p.
-    #[arg(long)]
-    pub min_p: Option<f64>,
-    /// Repetition penalty.
-    #[arg(long)]
-    pub repetition_penalty: Option<f64>,
-    /// Seed for reproducible sampling.
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Stop string (repeatable).
-    #[arg(long)]
-    pub stop: Vec<String>,
-    /// cpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
-    /// Use the CPU if CUDA cannot run.
-    #[arg(long)]
-    pub allow_cpu_fallback: bool,
-    /// ONNX Runtime intra-op threads.
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// Only use the local Hugging Face cache for hub ids.
-    #[arg(long)]
-    pub offline: bool,
+    /// Generation defaults for requests that set none (`--max-new-tokens` is their `max_tokens`).
+    #[command(flatten)]
+    pub generation: GenerationArgs,
+    #[command(flatten)]
+    pub backend: BackendArgs,
     /// Do not fdatasync each output line (faster on slow disks; a power cut may then lose the last lines, never tear the file for resume).
     #[arg(long)]
     pub no_fsync: bool,
@@ -209,7 +174,8 @@ fn run_shard(a: RunArgs) -> Result<()> {
         .with_domains(&a.allowed_media_domains)
         .context("--allowed-media-domains")?
         .with_limits(MediaLimits { max_frames: cap, ..limits });
-    let temperature = match (a.temperature, a.do_sample) {
+    let g = &a.generation;
+    let temperature = match (g.temperature.map(f64::from), g.do_sample) {
         (Some(t), _) => Some(t),
         (None, true) => Some(1.0),
         (None, false) => None,
@@ -218,20 +184,16 @@ fn run_shard(a: RunArgs) -> Result<()> {
         num_frames: s.num_frames,
         fps: s.fps,
         max_frames: s.max_frames,
-        max_tokens: a.max_new_tokens,
+        max_tokens: g.max_new_tokens,
         temperature,
-        top_p: a.top_p,
-        top_k: a.top_k,
-        min_p: a.min_p,
-        repetition_penalty: a.repetition_penalty,
-        seed: a.seed,
-        stop: a.stop.clone(),
+        top_p: g.top_p.map(f64::from),
+        top_k: g.top_k,
+        min_p: g.min_p.map(f64::from),
+        repetition_penalty: g.repetition_penalty.map(f64::from),
+        seed: g.seed,
+        stop: g.stop.clone(),
     };
-    let pipeline = PipelineOptions {
-        session: SessionOptions { device: device(&a.device)?, allow_cpu_fallback: a.allow_cpu_fallback, intra_threads: a.threads, ..Default::default() },
-        hub: HubOptions { offline: a.offline, ..Default::default() },
-        ..Default::default()
-    };
+    let pipeline = a.backend.pipeline_options(&model)?;
     let opts = RunOptions {
         model,
         pipeline,

@@ -1,5 +1,6 @@
 //! `vidlm`: the command line. Each subcommand lives in its own module.
 
+mod backend;
 mod batch;
 mod frames;
 mod limits;

@@ -6,15 +6,16 @@
 //! request runs on `vidlm-engine`, the scheduler behind `vidlm serve` and `vidlm batch`.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
+use crate::backend::{BackendArgs, GenerationArgs};
 use crate::messages::MessagesFile;
 use crate::sampling::SamplingArgs;
 use vidlm_engine::{Engine, EngineConfig, EngineRequest, Event};
 use vidlm_pipeline::{
-    Conversation, Device, FinishReason, HubOptions, ModelFiles, Pipeline, PipelineError, PipelineOptions, Precision, Precisions, ProcessOptions,
-    SessionOptions, Stage,
+    Conversation, FinishReason, ModelFiles, Pipeline, PipelineError, PipelineOptions, ProcessOptions,
+    Stage,
 };
 
 #[derive(clap::Args)]
@@ -38,51 +39,10 @@ pub struct Args {
     pub messages: Option<PathBuf>,
     #[command(flatten)]
     pub sampling: SamplingArgs,
-    /// Most new tokens.
-    #[arg(long)]
-    pub max_new_tokens: Option<usize>,
-    /// Sample instead of greedy decoding.
-    #[arg(long)]
-    pub do_sample: bool,
-    /// Sampling temperature.
-    #[arg(long)]
-    pub temperature: Option<f32>,
-    /// Top-k.
-    #[arg(long)]
-    pub top_k: Option<usize>,
-    /// Top-p.
-    #[arg(long)]
-    pub top_p: Option<f32>,
-    /// Min-p.
-    #[arg(long)]
-    pub min_p: Option<f32>,
-    /// Repetition penalty.
-    #[arg(long)]
-    pub repetition_penalty: Option<f32>,
-    /// Seed for reproducible sampling.
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Stop string (repeatable).
-    #[arg(long)]
-    pub stop: Vec<String>,
-    /// cpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
-    /// Use the CPU if CUDA cannot run.
-    #[arg(long)]
-    pub allow_cpu_fallback: bool,
-    /// Weight precision: fp32, fp16, q8, q4 or q4f16 for every graph, or per graph
-    /// (`vision=q8,decoder=q4,embed=q4`; `q4,vision=fp32` = q4 but the vision graphs fp32). The
-    /// files are `onnx/<graph><suffix>.onnx` with the transformers.js suffixes "", _fp16,
-    /// _quantized, _q4, _q4f16. Default: fp32 on the CPU; on CUDA fp16 where the export has it.
-    #[arg(long)]
-    pub dtype: Option<Dtype>,
-    /// ONNX Runtime intra-op threads.
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// Only use the local Hugging Face cache for hub ids.
-    #[arg(long)]
-    pub offline: bool,
+    #[command(flatten)]
+    pub generation: GenerationArgs,
+    #[command(flatten)]
+    pub backend: BackendArgs,
     /// Print one JSON object (text, tokens, timings) at the end instead of streaming.
     #[arg(long)]
     pub json: bool,
@@ -94,64 +54,6 @@ pub struct Args {
     /// For memory comparisons.
     #[arg(long, hide = true)]
     pub embed_in_session: bool,
-}
-
-/// `--dtype`: one precision for every graph, and/or one per graph (`vision`, `embed`, `decoder`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Dtype {
-    all: Option<Precision>,
-    vision: Option<Precision>,
-    embed: Option<Precision>,
-    decoder: Option<Precision>,
-}
-
-impl std::str::FromStr for Dtype {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let mut d = Dtype::default();
-        for part in s.split(',').map(str::trim) {
-            let (slot, name) = match part.split_once('=') {
-                None => (&mut d.all, part),
-                Some((graph, name)) => match graph.trim() {
-                    "vision" => (&mut d.vision, name),
-                    "embed" => (&mut d.embed, name),
-                    "decoder" => (&mut d.decoder, name),
-                    other => return Err(format!("unknown graph {other:?} (vision, embed, decoder)")),
-                },
-            };
-            if slot.is_some() {
-                return Err(format!("{part:?}: the precision is given twice"));
-            }
-            *slot = Some(name.trim().parse::<Precision>().map_err(|e| e.to_string())?);
-        }
-        Ok(d)
-    }
-}
-
-impl Dtype {
-    /// The precision of each graph, `default` where `--dtype` does not say.
-    fn precisions(self, default: Precision) -> Precisions {
-        let all = self.all.unwrap_or(default);
-        Precisions { vision: self.vision.unwrap_or(all), embed: self.embed.unwrap_or(all), decoder: self.decoder.unwrap_or(all) }
-    }
-}
-
-/// The default precision: fp32 on the CPU, fp16 on CUDA where the model has an fp16 decoder (a
-/// local directory is looked at; a hub id is taken to be a transformers.js-style export, which
-/// has one).
-fn default_precision(device: Device, model: &str) -> Precision {
-    match device {
-        Device::Cpu => Precision::Fp32,
-        Device::Cuda { .. } => {
-            let dir = Path::new(model);
-            let fp16 = dir.join(format!("onnx/decoder_model_merged{}.onnx", Precision::Fp16.suffix()));
-            if !dir.is_dir() || fp16.is_file() {
-                Precision::Fp16
-            } else {
-                Precision::Fp32
-            }
-        }
-    }
 }
 
 /// A graph missing for the chosen precision, said with the precisions the directory has per graph.
@@ -172,17 +74,6 @@ fn explain_missing(e: PipelineError, model: &str) -> anyhow::Error {
         }
     }
     e.into()
-}
-
-pub(crate) fn device(s: &str) -> Result<Device> {
-    match s {
-        "cpu" => Ok(Device::Cpu),
-        "cuda" => Ok(Device::Cuda { device_id: 0 }),
-        other => match other.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
-            Some(device_id) => Ok(Device::Cuda { device_id }),
-            None => bail!("unknown --device {other:?} (cpu, cuda, cuda:N)"),
-        },
-    }
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -207,21 +98,17 @@ pub fn run(a: Args) -> Result<()> {
         }
     };
     let conversation = Conversation::from_json(&messages, Some(&base_dir))?;
-    let device = device(&a.device)?;
-    let precisions = a.dtype.unwrap_or_default().precisions(default_precision(device, &a.model));
     let opts = PipelineOptions {
-        session: SessionOptions { device, allow_cpu_fallback: a.allow_cpu_fallback, intra_threads: a.threads, ..Default::default() },
-        precisions,
-        hub: HubOptions { offline: a.offline, ..Default::default() },
         // One request per process: the vision weights need not stay resident during decoding.
         release_vision_after_use: !a.keep_vision_loaded,
         embed_in_session: a.embed_in_session,
-        ..Default::default()
+        ..a.backend.pipeline_options(&a.model)?
     };
     // Progress on stderr for the slow stages (stdout carries only the answer or the JSON).
     let started = std::time::Instant::now();
     eprintln!("[vidlm] loading {} ...", a.model);
     let p = Pipeline::from_pretrained(&a.model, &opts).map_err(|e| explain_missing(e, &a.model))?;
+    let precisions = opts.precisions;
     let dtype = if precisions.vision == precisions.embed && precisions.embed == precisions.decoder {
         precisions.decoder.to_string()
     } else {
@@ -254,16 +141,17 @@ pub fn run(a: Args) -> Result<()> {
     let media_decode = t0.elapsed();
     let mut req = EngineRequest::from_decoded(loaded)?;
     let g = &mut req.generation;
-    g.max_new_tokens = a.max_new_tokens;
-    g.do_sample = a.do_sample.then_some(true);
-    g.temperature = a.temperature;
-    g.top_k = a.top_k;
-    g.top_p = a.top_p;
-    g.min_p = a.min_p;
-    g.repetition_penalty = a.repetition_penalty;
-    g.seed = a.seed;
-    if !a.stop.is_empty() {
-        g.stop_strings = Some(a.stop.clone());
+    let ga = &a.generation;
+    g.max_new_tokens = ga.max_new_tokens;
+    g.do_sample = ga.do_sample.then_some(true);
+    g.temperature = ga.temperature;
+    g.top_k = ga.top_k;
+    g.top_p = ga.top_p;
+    g.min_p = ga.min_p;
+    g.repetition_penalty = ga.repetition_penalty;
+    g.seed = ga.seed;
+    if !ga.stop.is_empty() {
+        g.stop_strings = Some(ga.stop.clone());
     }
     let config = EngineConfig {
         max_batch: 1,

@@ -11,10 +11,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use vidlm_engine::EngineConfig;
 use vidlm_media_source::{MediaLimits, MediaPolicy};
-use vidlm_pipeline::{HubOptions, PipelineOptions, Precision, Precisions, SessionOptions};
 use vidlm_server::{Server, ServerConfig};
 
-use crate::run::device;
+use crate::backend::BackendArgs;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -75,21 +74,8 @@ pub struct Args {
     /// Prefill chunk in tokens while others decode (default: sized to stall decoding ~100 ms).
     #[arg(long)]
     pub prefill_chunk: Option<usize>,
-    /// Graph precision: fp32 (default), fp16, q8, q4, q4f16 (transformers.js file suffixes).
-    #[arg(long)]
-    pub dtype: Option<String>,
-    /// cpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
-    /// Use the CPU if CUDA cannot run.
-    #[arg(long)]
-    pub allow_cpu_fallback: bool,
-    /// ONNX Runtime intra-op threads.
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// Only use the local Hugging Face cache for hub ids.
-    #[arg(long)]
-    pub offline: bool,
+    #[command(flatten)]
+    pub backend: BackendArgs,
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -108,16 +94,7 @@ pub fn run(a: Args) -> Result<()> {
     }
     media = media.with_domains(&a.allowed_media_domains).context("--allowed-media-domains")?;
     media.allow_private_addresses = a.allow_private_media_addresses;
-    let precision: Precision = match &a.dtype {
-        Some(d) => d.parse().with_context(|| format!("--dtype {d}"))?,
-        None => Precision::Fp32,
-    };
-    let pipeline = PipelineOptions {
-        session: SessionOptions { device: device(&a.device)?, allow_cpu_fallback: a.allow_cpu_fallback, intra_threads: a.threads, ..Default::default() },
-        hub: HubOptions { offline: a.offline, ..Default::default() },
-        precisions: Precisions::all(precision),
-        ..Default::default()
-    };
+    let pipeline = a.backend.pipeline_options(&a.model)?;
     let engine = EngineConfig {
         max_batch: a.max_batch.max(1),
         max_queue: a.max_queue,

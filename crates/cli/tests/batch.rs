@@ -563,3 +563,53 @@ fn ray_example_runs_shards_retries_a_killed_one_and_merges() {
     assert_eq!(by_id(&lines(&merged)), by_id(&lines(&single)), "Ray shards merged differ from one run");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `--dtype` is the flag of `vidlm run` (one shared definition): `vidlm batch --dtype q4` loads
+/// the `_q4` graphs and answers exactly as `vidlm run --dtype q4` does; an unknown precision is
+/// refused before any work.
+#[test]
+fn dtype_picks_the_same_graphs_as_vidlm_run() {
+    let model = fixture_model("onevision");
+    let videos = test_videos();
+    let dir = tmp("dtype");
+    let input = dir.join("requests.jsonl");
+    let cases = [("h264_bframes.mp4", "What happens in this video?"), ("vp9.webm", "Describe the colors."), ("mpeg4.avi", "Who is there?")];
+    let mut f = std::fs::File::create(&input).unwrap();
+    for (i, (v, p)) in cases.iter().enumerate() {
+        let body = json!({"model": model.to_str().unwrap(), "messages": [{"role": "user", "content": [
+            {"type": "video_url", "video_url": {"url": videos.join(v).to_str().unwrap()}}, {"type": "text", "text": p}]}]});
+        writeln!(f, "{}", json!({"custom_id": format!("q4-{i}"), "method": "POST", "url": "/v1/chat/completions", "body": body})).unwrap();
+    }
+    drop(f);
+    let output = dir.join("out.jsonl");
+    let mut args = batch_args(&model, &input, &videos);
+    args.extend(["--output".to_string(), output.to_string_lossy().into_owned(), "--dtype".into(), "q4".into()]);
+    ok(&vidlm().args(&args).output().unwrap());
+    let got = lines(&output);
+    assert_eq!(got.len(), cases.len());
+    for l in got {
+        let i: usize = l["custom_id"].as_str().unwrap().trim_start_matches("q4-").parse().unwrap();
+        let (v, p) = cases[i];
+        let out = vidlm()
+            .args(["run", "--model", model.to_str().unwrap(), "--video", videos.join(v).to_str().unwrap(), "--prompt", p, "--num-frames", "4"])
+            .args(["--max-new-tokens", "8", "--threads", "1", "--json", "--dtype", "q4"])
+            .output()
+            .unwrap();
+        let run_err = ok(&out);
+        assert!(run_err.contains("model (q4)"), "{run_err}");
+        let expected: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let body = &l["response"]["body"];
+        assert_eq!(l["response"]["status_code"], 200, "{l}");
+        assert_eq!(body["choices"][0]["message"]["content"], expected["text"], "{l}");
+        assert_eq!(body["usage"]["completion_tokens"], json!(expected["token_ids"].as_array().unwrap().len()));
+    }
+    // An unknown precision: the argument parser refuses it, and no output is written.
+    let refused = dir.join("refused.jsonl");
+    let mut args = batch_args(&model, &input, &videos);
+    args.extend(["--output".to_string(), refused.to_string_lossy().into_owned(), "--dtype".into(), "int3".into()]);
+    let out = vidlm().args(&args).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--dtype"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!refused.exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}

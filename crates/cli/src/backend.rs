@@ -1,0 +1,147 @@
+//! Flags shared by `vidlm run`, `vidlm serve` and `vidlm batch`: where and at what precision the
+//! model runs (`BackendArgs`), and the generation defaults (`GenerationArgs`). One definition, so
+//! the three commands spell, document and interpret them the same way.
+
+use std::path::Path;
+
+use anyhow::{bail, Result};
+use vidlm_pipeline::{Device, HubOptions, PipelineOptions, Precision, Precisions, SessionOptions};
+
+/// `--device`, `--allow-cpu-fallback`, `--dtype`, `--threads`, `--offline`.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct BackendArgs {
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Use the CPU if CUDA cannot run.
+    #[arg(long)]
+    pub allow_cpu_fallback: bool,
+    /// Weight precision: fp32, fp16, q8, q4 or q4f16 for every graph, or per graph
+    /// (`vision=q8,decoder=q4,embed=q4`; `q4,vision=fp32` = q4 but the vision graphs fp32). The
+    /// files are `onnx/<graph><suffix>.onnx` with the transformers.js suffixes "", _fp16,
+    /// _quantized, _q4, _q4f16. Default: fp32 on the CPU; on CUDA fp16 where the export has it.
+    #[arg(long)]
+    pub dtype: Option<Dtype>,
+    /// ONNX Runtime intra-op threads.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Only use the local Hugging Face cache for hub ids.
+    #[arg(long)]
+    pub offline: bool,
+}
+
+impl BackendArgs {
+    /// The pipeline options these flags ask for, for `model` (a directory or a hub id: the default
+    /// precision on CUDA depends on what the directory holds).
+    pub fn pipeline_options(&self, model: &str) -> Result<PipelineOptions> {
+        let device = device(&self.device)?;
+        Ok(PipelineOptions {
+            session: SessionOptions { device, allow_cpu_fallback: self.allow_cpu_fallback, intra_threads: self.threads, ..Default::default() },
+            precisions: self.dtype.unwrap_or_default().precisions(default_precision(device, model)),
+            hub: HubOptions { offline: self.offline, ..Default::default() },
+            ..Default::default()
+        })
+    }
+}
+
+/// The generation flags: defaults for every request (`vidlm batch`: for requests that set none).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct GenerationArgs {
+    /// Most new tokens.
+    #[arg(long)]
+    pub max_new_tokens: Option<usize>,
+    /// Sample instead of greedy decoding (temperature 1 unless --temperature is given).
+    #[arg(long)]
+    pub do_sample: bool,
+    /// Sampling temperature (0 = greedy).
+    #[arg(long)]
+    pub temperature: Option<f32>,
+    /// Top-k.
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// Top-p.
+    #[arg(long)]
+    pub top_p: Option<f32>,
+    /// Min-p.
+    #[arg(long)]
+    pub min_p: Option<f32>,
+    /// Repetition penalty.
+    #[arg(long)]
+    pub repetition_penalty: Option<f32>,
+    /// Seed for reproducible sampling.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Stop string (repeatable).
+    #[arg(long)]
+    pub stop: Vec<String>,
+}
+
+/// `--dtype`: one precision for every graph, and/or one per graph (`vision`, `embed`, `decoder`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Dtype {
+    all: Option<Precision>,
+    vision: Option<Precision>,
+    embed: Option<Precision>,
+    decoder: Option<Precision>,
+}
+
+impl std::str::FromStr for Dtype {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut d = Dtype::default();
+        for part in s.split(',').map(str::trim) {
+            let (slot, name) = match part.split_once('=') {
+                None => (&mut d.all, part),
+                Some((graph, name)) => match graph.trim() {
+                    "vision" => (&mut d.vision, name),
+                    "embed" => (&mut d.embed, name),
+                    "decoder" => (&mut d.decoder, name),
+                    other => return Err(format!("unknown graph {other:?} (vision, embed, decoder)")),
+                },
+            };
+            if slot.is_some() {
+                return Err(format!("{part:?}: the precision is given twice"));
+            }
+            *slot = Some(name.trim().parse::<Precision>().map_err(|e| e.to_string())?);
+        }
+        Ok(d)
+    }
+}
+
+impl Dtype {
+    /// The precision of each graph, `default` where `--dtype` does not say.
+    pub fn precisions(self, default: Precision) -> Precisions {
+        let all = self.all.unwrap_or(default);
+        Precisions { vision: self.vision.unwrap_or(all), embed: self.embed.unwrap_or(all), decoder: self.decoder.unwrap_or(all) }
+    }
+}
+
+/// The default precision: fp32 on the CPU, fp16 on CUDA where the model has an fp16 decoder (a
+/// local directory is looked at; a hub id is taken to be a transformers.js-style export, which
+/// has one).
+pub fn default_precision(device: Device, model: &str) -> Precision {
+    match device {
+        Device::Cpu => Precision::Fp32,
+        Device::Cuda { .. } => {
+            let dir = Path::new(model);
+            let fp16 = dir.join(format!("onnx/decoder_model_merged{}.onnx", Precision::Fp16.suffix()));
+            if !dir.is_dir() || fp16.is_file() {
+                Precision::Fp16
+            } else {
+                Precision::Fp32
+            }
+        }
+    }
+}
+
+/// `--device`: cpu, cuda or cuda:N.
+pub fn device(s: &str) -> Result<Device> {
+    match s {
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => Ok(Device::Cuda { device_id: 0 }),
+        other => match other.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
+            Some(device_id) => Ok(Device::Cuda { device_id }),
+            None => bail!("unknown --device {other:?} (cpu, cuda, cuda:N)"),
+        },
+    }
+}
