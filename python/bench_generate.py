@@ -10,6 +10,10 @@ Runs ``generate`` on PyTorch (CPU by default, or ``--device cuda``; fp32 by defa
 ``--measure-bandwidth --device cuda`` instead prints the GPU's memory-read bandwidth (the decode
 ceiling's numerator on a GPU): the best of several full reads of a 4 GiB tensor.
 
+``--measure-compute [--threads N] [--device D] [--quick]`` instead prints the best fp32 matrix-product
+rate PyTorch's BLAS reaches on large square matrices (``matmul_fp32_flops_per_s``; TF32 off on a GPU):
+the compute ceiling of vision + prefill, which are made almost entirely of such products.
+
 Stages, all timed inside the ONE ``generate`` call (nothing is run twice, nothing estimated):
 
 * ``vision``: the model's own ``get_video_features`` / ``get_image_features`` (tower, projector,
@@ -104,6 +108,33 @@ def measure_bandwidth(device: str) -> None:
                       "read_bandwidth_bytes_per_s": x.numel() * 4 / best, "bytes_per_pass": x.numel() * 4}))
 
 
+def measure_compute(device: str, threads: int, quick: bool) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    if device.startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = False
+    sizes = (512, 1024) if quick else (1024, 2048, 4096)
+    budget = 0.3 if quick else 3.0
+    best, best_n = 0.0, 0
+    for n in sizes:
+        a = torch.randn(n, n, device=device)
+        b = torch.randn(n, n, device=device)
+        for _ in range(2):
+            a @ b
+        sync(device)
+        t0, k = time.perf_counter(), 0
+        while time.perf_counter() - t0 < budget:
+            a @ b
+            k += 1
+        sync(device)
+        rate = 2 * n**3 * k / (time.perf_counter() - t0)
+        if rate > best:
+            best, best_n = rate, n
+    print(json.dumps({"device": device, "threads": threads, "matmul_fp32_flops_per_s": best,
+                      "matmul_size": best_n}))
+
+
 class StageTimer:
     """Wraps the model's vision-feature methods so their time inside `generate` is measured."""
 
@@ -141,12 +172,17 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     ap.add_argument("--dtype", default="fp32", choices=("fp32", "fp16"))
     ap.add_argument("--measure-bandwidth", action="store_true")
+    ap.add_argument("--measure-compute", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="with --measure-compute: small matrices, short runs")
     args = ap.parse_args()
     if args.measure_bandwidth:
         measure_bandwidth(args.device)
         return
+    if args.measure_compute:
+        measure_compute(args.device, args.threads, args.quick)
+        return
     if not args.model or not args.video:
-        ap.error("--model and --video are required (except with --measure-bandwidth)")
+        ap.error("--model and --video are required (except with --measure-bandwidth / --measure-compute)")
 
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor, LogitsProcessor, LogitsProcessorList

@@ -22,6 +22,7 @@ mod export;
 // The FFI module (wait4) is the only one allowed `unsafe` (the crate denies `unsafe_code`).
 #[allow(unsafe_code)]
 mod ffi;
+mod flops;
 mod fuzz;
 mod setup;
 mod tidy;
