@@ -1,5 +1,5 @@
 //! `cargo xtask bench batch [--quick] [--model DIR] [--videos N] [--num-frames F]
-//! [--max-new-tokens T] [--batch-size B]` (or `cargo bench -p vidlm --bench batch -- ...`):
+//! [--max-new-tokens T] [--batch-size B] [--dtype D]` (or `cargo bench -p vidlm --bench batch -- ...`):
 //! videos/s of `vidlm batch` with prefetch and batching against one-at-a-time processing
 //! (`--batch-size 1 --prefetch 0`: decode, preprocess, vision, generate, next — what a loop of
 //! `vidlm run` does, without reloading the model), on the same manifest, in the same run, one
@@ -34,6 +34,8 @@ struct Cfg {
     max_new_tokens: usize,
     batch_size: usize,
     threads: Option<usize>,
+    /// `--dtype` of both runs (default: the binary's, fp32 on the CPU).
+    dtype: Option<String>,
 }
 
 fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
@@ -66,7 +68,7 @@ fn config() -> Cfg {
     let full = args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--quick");
     let demo = root().join("assets/demo-model");
     if !full {
-        return Cfg { model: demo, model_note: "demo model (quick mode)", videos: 12, num_frames: 4, max_new_tokens: 16, batch_size: 4, threads: None };
+        return Cfg { model: demo, model_note: "demo model (quick mode)", videos: 12, num_frames: 4, max_new_tokens: 16, batch_size: 4, threads: None, dtype: None };
     }
     let (model, note) = match arg::<PathBuf>(&args, "--model").or_else(|| std::env::var_os("VIDLM_BENCH_MODEL").map(PathBuf::from)) {
         Some(m) => (m, "given"),
@@ -83,6 +85,7 @@ fn config() -> Cfg {
         max_new_tokens: arg(&args, "--max-new-tokens").unwrap_or(64),
         batch_size: arg(&args, "--batch-size").unwrap_or(8),
         threads: arg(&args, "--threads"),
+        dtype: arg(&args, "--dtype"),
     }
 }
 
@@ -102,6 +105,9 @@ fn run(cfg: &Cfg, manifest: &Path, out: &Path, extra: &[&str]) -> Measured {
     c.args(["--num-frames", &cfg.num_frames.to_string(), "--max-new-tokens", &cfg.max_new_tokens.to_string(), "--progress", "off"]);
     if let Some(t) = cfg.threads {
         c.args(["--threads", &t.to_string()]);
+    }
+    if let Some(d) = &cfg.dtype {
+        c.args(["--dtype", d]);
     }
     c.args(extra);
     let t0 = Instant::now();
@@ -157,9 +163,10 @@ fn main() {
         a
     };
     eprintln!(
-        "[bench batch] model {} ({}), {} videos, {} frames, {} new tokens, batch size {}",
+        "[bench batch] model {} ({}, dtype {}), {} videos, {} frames, {} new tokens, batch size {}",
         cfg.model.display(),
         cfg.model_note,
+        cfg.dtype.as_deref().unwrap_or("default"),
         cfg.videos,
         cfg.num_frames,
         cfg.max_new_tokens,

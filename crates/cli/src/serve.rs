@@ -71,7 +71,7 @@ pub struct Args {
     /// Vision cache budget in MiB (0 disables it).
     #[arg(long, default_value_t = 512)]
     pub vision_cache_mb: usize,
-    /// Prefill chunk in tokens while others decode (default: sized to stall decoding ~100 ms).
+    /// Prefill chunk in tokens while others decode (default: sized to stall decoding ~100 ms, at least 256 tokens).
     #[arg(long)]
     pub prefill_chunk: Option<usize>,
     #[command(flatten)]

@@ -6,7 +6,7 @@
 //! 2. **Vision cache** — a follow-up question about the same video with the cache vs without:
 //!    time to first token (the media decoding and vision graphs it skips).
 //!
-//! `cargo xtask bench serve [--quick] [--model DIR] [--requests N] [--tokens N] [--frames N]`
+//! `cargo xtask bench serve [--quick] [--model DIR] [--dtype fp32|q8|q4|...] [--requests N] [--tokens N] [--frames N]`
 //! (= `cargo bench -p vidlm-engine --bench serving -- ...`). The model defaults to
 //! `VIDLM_BENCH_MODEL`, else the committed tiny demo model; point it at a full-size export for the
 //! real numbers. Under `cargo test --all-targets` it runs the `--quick` form (the harness check
@@ -19,7 +19,7 @@ use serde_json::json;
 use vidlm_engine::{Completion, Engine, EngineConfig, EngineRequest, MediaSpec};
 use vidlm_media_source::{FrameSampling, MediaLimits, MediaPolicy, Source};
 use vidlm_openai::MediaKind;
-use vidlm_pipeline::{PipelineOptions, SessionOptions};
+use vidlm_pipeline::{PipelineOptions, Precision, Precisions, SessionOptions};
 
 struct Opts {
     model: PathBuf,
@@ -28,6 +28,9 @@ struct Opts {
     tokens: usize,
     frames: usize,
     threads: usize,
+    precision: Precision,
+    prefill_chunk: Option<usize>,
+    media_workers: Option<usize>,
     quick: bool,
 }
 
@@ -49,6 +52,15 @@ fn opts() -> Opts {
         tokens: num("--tokens", 6, 32),
         frames: num("--frames", 4, 8),
         threads: num("--threads", 2, 2),
+        prefill_chunk: get("--prefill-chunk").and_then(|v| v.parse().ok()),
+        media_workers: get("--media-workers").and_then(|v| v.parse().ok()),
+        precision: match get("--dtype") {
+            Some(d) => d.parse().unwrap_or_else(|e| {
+                eprintln!("--dtype {d}: {e}");
+                std::process::exit(2)
+            }),
+            None => Precision::Fp32,
+        },
         quick,
     }
 }
@@ -70,9 +82,20 @@ fn request(o: &Opts, i: usize, with_video: bool) -> EngineRequest {
 }
 
 fn engine(o: &Opts, cache_bytes: usize) -> Engine {
-    let popts = PipelineOptions { session: SessionOptions { intra_threads: Some(o.threads), ..Default::default() }, ..Default::default() };
+    let popts = PipelineOptions {
+        session: SessionOptions { intra_threads: Some(o.threads), ..Default::default() },
+        precisions: Precisions::all(o.precision),
+        ..Default::default()
+    };
     let limits = MediaLimits { max_frames: o.frames.max(32), ..Default::default() };
-    let config = EngineConfig { vision_cache_bytes: cache_bytes, media: MediaPolicy::default().with_limits(limits), ..EngineConfig::default() };
+    let d = EngineConfig::default();
+    let config = EngineConfig {
+        vision_cache_bytes: cache_bytes,
+        media: MediaPolicy::default().with_limits(limits),
+        prefill_chunk: o.prefill_chunk.or(d.prefill_chunk),
+        media_workers: o.media_workers.unwrap_or(d.media_workers),
+        ..d
+    };
     match Engine::load(o.model.to_str().unwrap_or_default(), &popts, config) {
         Ok(e) => e,
         Err(e) => {
@@ -93,8 +116,9 @@ fn peak_rss_mib() -> f64 {
 fn main() {
     let o = opts();
     println!(
-        "model: {} | {} requests (half with a {}-frame video), {} new tokens each, {} ORT threads{}\n",
+        "model: {} ({}) | {} requests (half with a {}-frame video), {} new tokens each, {} ORT threads{}\n",
         o.model.display(),
+        o.precision,
         o.requests,
         o.frames,
         o.tokens,
@@ -128,9 +152,25 @@ fn main() {
         t_solo.as_secs_f64() / t_batched.as_secs_f64()
     );
     println!("\nanswers identical to one-at-a-time: {same}/{}\n", o.requests);
+    if std::env::args().any(|a| a == "--verbose") {
+        for (name, cs) in [("solo", &solo), ("batched", &batched)] {
+            for (i, c) in cs.iter().enumerate() {
+                let t = &c.timings;
+                let steps: f64 = t.decode_steps.iter().map(|d| d.as_secs_f64()).sum();
+                println!(
+                    "{name} #{i}: queue {:.2} media {:.2} vision {:.2} wait {:.2} prefill {:.2} ({} chunks) first {:.2} decode {} steps {:.2} s total {:.2}",
+                    t.queue.as_secs_f64(), t.media.as_secs_f64(), t.vision.as_secs_f64(), t.wait_prefill.as_secs_f64(),
+                    t.prefill.as_secs_f64(), t.prefill_chunks, t.first_token.as_secs_f64(), t.decode_steps.len(), steps, t.total.as_secs_f64()
+                );
+            }
+        }
+    }
     assert_eq!(same, o.requests, "batched answers differ from the solo ones");
     drop(e);
 
+    if std::env::args().any(|a| a == "--batching-only") {
+        return;
+    }
     // 2. Vision cache: a follow-up question about the same video.
     let reps = if o.quick { 2 } else { 3 };
     let follow = |e: &Engine, i: usize| -> (Duration, Duration, usize) {

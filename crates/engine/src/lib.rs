@@ -83,7 +83,9 @@ pub struct EngineConfig {
     pub kv_cache_bytes: usize,
     /// Vision cache budget in bytes (0 disables it). Default 512 MiB.
     pub vision_cache_bytes: usize,
-    /// Media worker threads. Default 2.
+    /// Media worker threads. Default 4: one encodes (the vision graphs run one request at a time)
+    /// while the others decode media and preprocess the next requests, and a text-only request
+    /// does not wait behind videos for a free worker.
     pub media_workers: usize,
     /// Where media may come from, and the limits.
     pub media: MediaPolicy,
@@ -92,6 +94,10 @@ pub struct EngineConfig {
     /// (`vidlm run`): the vision weights are not resident while the answer is decoded. Default
     /// off.
     pub release_vision_after_use: bool,
+    /// Session runs one at a time, in arrival order (`vidlm_ort::gate`): a chunk of frames and a
+    /// decode step alternate instead of sharing the cores. `None` (the default): on where the
+    /// model runs on the CPU, whose sessions each use every core; off on CUDA.
+    pub exclusive_runs: Option<bool>,
 }
 
 impl Default for EngineConfig {
@@ -103,9 +109,10 @@ impl Default for EngineConfig {
             target_stall: Duration::from_millis(100),
             kv_cache_bytes: 4 << 30,
             vision_cache_bytes: 512 << 20,
-            media_workers: 2,
+            media_workers: 4,
             media: MediaPolicy::default(),
             release_vision_after_use: false,
+            exclusive_runs: None,
         }
     }
 }
@@ -170,7 +177,13 @@ impl Engine {
     }
 
     /// Starts the engine on loaded parts: the decode loop thread and the media workers.
-    pub fn start(processor: Processor, vision: VisionEncoder, lm: LanguageModel, config: EngineConfig) -> Engine {
+    pub fn start(processor: Processor, mut vision: VisionEncoder, lm: LanguageModel, config: EngineConfig) -> Engine {
+        vidlm_ort::gate::set_exclusive_runs(config.exclusive_runs.unwrap_or(matches!(vision.provider(), vidlm_ort::Provider::Cpu)));
+        if vidlm_ort::gate::exclusive_runs() {
+            // One frame (or image) per vision run: decode steps take their turns between frames,
+            // so a video delays the running batch by one frame's encode at a time.
+            vision.set_max_batch(1);
+        }
         let shared = Arc::new(Shared {
             metrics: Metrics::default(),
             media: config.media.clone(),

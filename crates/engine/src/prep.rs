@@ -103,7 +103,10 @@ pub(crate) fn prepare(shared: &Shared, mut job: Job) -> Result<Ready, (Job, Engi
     let t2 = Instant::now();
     // Families without a video processor take a video's frames as images.
     let frames_as_images = n_vid_items > 0 && inputs.pixel_values_videos.is_none();
-    let (images, videos) = {
+    // A text-only request never waits for the vision lock (another request's encode may hold it).
+    let (images, videos) = if items.is_empty() {
+        (Vec::new(), Vec::new())
+    } else {
         let vision = shared.vision.lock().unwrap_or_else(|p| p.into_inner());
         match vision_inputs(&vision, &inputs) {
             Ok(x) => x,

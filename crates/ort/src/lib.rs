@@ -35,6 +35,7 @@
 //! assert!(matches!(err, OrtError::GraphMissing(_)));
 //! ```
 
+pub mod gate;
 pub mod onnx_file;
 
 use std::fmt;
@@ -260,6 +261,12 @@ pub struct SessionOptions {
     pub intra_threads: Option<usize>,
     /// Threads used to run independent operators in parallel (`None` = default).
     pub inter_threads: Option<usize>,
+    /// Whether idle intra-op threads spin before they sleep (`session.intra_op.allow_spinning`;
+    /// `None` = ONNX Runtime's default, on, unless `VIDLM_ORT_SPINNING=0|1` says otherwise).
+    /// Spinning shortens the hand-off between the many small operators of a decode step, but
+    /// spinning threads take cores from other sessions that run at the same time: the engine turns
+    /// it off where its vision and decoder sessions share few cores.
+    pub spinning: Option<bool>,
     /// Graph optimisation level.
     pub optimization_level: OptimizationLevel,
     /// How the session uses memory.
@@ -330,11 +337,7 @@ impl MemoryOptions {
     /// `cargo xtask bench` and ad-hoc measurements can compare settings with the same binary; an
     /// unset or unparsable variable leaves the option as it is.
     pub fn with_env_overrides(mut self) -> Self {
-        let get = |k: &str| match std::env::var(k).ok().as_deref().map(str::trim) {
-            Some("1") | Some("true") => Some(true),
-            Some("0") | Some("false") => Some(false),
-            _ => None,
-        };
+        let get = env_flag;
         if let Some(v) = get("VIDLM_ORT_PREPACK") {
             self.prepack_weights = if v { Prepack::On } else { Prepack::Off };
         }
@@ -345,6 +348,15 @@ impl MemoryOptions {
             self.memory_pattern = v;
         }
         self
+    }
+}
+
+/// A `1`/`true` or `0`/`false` environment variable; anything else is `None`.
+fn env_flag(k: &str) -> Option<bool> {
+    match std::env::var(k).ok().as_deref().map(str::trim) {
+        Some("1") | Some("true") => Some(true),
+        Some("0") | Some("false") => Some(false),
+        _ => None,
     }
 }
 
@@ -385,6 +397,9 @@ fn base_builder(path: &Path, opts: &SessionOptions) -> Result<Builder, OrtError>
     }
     if let Some(n) = opts.inter_threads {
         b = b.with_inter_threads(n).map_err(|e| load_err(e.into()))?;
+    }
+    if let Some(spin) = opts.spinning.or_else(|| env_flag("VIDLM_ORT_SPINNING")) {
+        b = b.with_intra_op_spinning(spin).map_err(|e| load_err(e.into()))?;
     }
     let m = opts.memory.with_env_overrides();
     let prepack = m.prepack_weights.resolve(path);

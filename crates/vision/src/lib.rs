@@ -234,7 +234,9 @@ impl Graph {
             _ => TensorRef::from_array_view((shape.to_vec(), data)).map_err(err)?.into(),
         };
         let name = self.input.name.clone();
+        let turn = vidlm_ort::gate::enter();
         let outputs = self.s.session.run(vec![(Cow::Owned(name), value)]).map_err(err)?;
+        drop(turn);
         let v = outputs.get(&self.output).ok_or_else(|| VisionError::Shape(format!("{}: no output `{}`", path.display(), self.output)))?;
         let out_shape: Vec<usize> = v.dtype().tensor_shape().map(|s| s.iter().map(|&d| d.max(0) as usize).collect()).unwrap_or_default();
         let vals = to_f32(v, &path)?;
@@ -358,10 +360,15 @@ impl VisionEncoder {
         } else {
             None
         };
-        let image = Slot::load(image_path, 4, &opts.session)?;
+        // The vision graphs are a few large operators, which gain nothing from threads that spin
+        // between operators; spinning threads would only take cores from a decoder that runs at
+        // the same time (vidlm-engine encodes media while other requests decode).
+        let mut session = opts.session.clone();
+        session.spinning = session.spinning.or(Some(false));
+        let image = Slot::load(image_path, 4, &session)?;
         let load_video = spec.video_encoder != GraphUse::Unused && video_path.is_file();
-        let video = if load_video { Some(Slot::load(video_path.clone(), 5, &opts.session)?) } else { None };
-        Ok(VisionEncoder { spec, geometry, image, video, video_path, newline, max_batch: opts.max_batch.max(1), session: opts.session.clone() })
+        let video = if load_video { Some(Slot::load(video_path.clone(), 5, &session)?) } else { None };
+        Ok(VisionEncoder { spec, geometry, image, video, video_path, newline, max_batch: opts.max_batch.max(1), session })
     }
 
     /// Drops the ONNX Runtime sessions (weights, pre-packed copies, activation arenas). The
@@ -391,6 +398,12 @@ impl VisionEncoder {
     /// The vision geometry (`vision_config`).
     pub fn geometry(&self) -> &VisionGeometry {
         &self.geometry
+    }
+
+    /// Images (or frames) per graph run from now on ([`VisionOptions::max_batch`]; at least 1).
+    /// Smaller runs let other work take turns between them (`vidlm_ort::gate`).
+    pub fn set_max_batch(&mut self, n: usize) {
+        self.max_batch = n.max(1);
     }
 
     /// Input side of the vision graphs in pixels.
