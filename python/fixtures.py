@@ -12,7 +12,9 @@ For each family (fixed seed, deterministic):
 4. replay every scenario with the ONNX graphs + the documented host steps (vidlm_export/replay.py) and
    require the same tokens and first-step logits;
 5. write the goldens to `tests/goldens/<family>/` (committed) and, for the demo family, the exported
-   model to `assets/demo-model/` (committed, fp32 only).
+   model to `assets/demo-model/` (committed, fp32 only) — unless the committed one still passes the
+   `--check` tests below, in which case it is kept: re-exporting is not byte-deterministic, and a
+   fixtures run should not dirty the work tree for nothing.
 
 `--check` does 1-4 and compares with the committed goldens instead of writing them (tokens and ids
 exactly, floats to 1e-4); it fails when transformers no longer produces what is committed, and when
@@ -417,6 +419,21 @@ def write_demo(model_dir: Path, seed: int):
     )
 
 
+def demo_still_valid(family: str, model, results, model_dir: Path) -> bool:
+    """Whether the committed demo model passes what `--check` demands of it: the same tokens and
+    first-step logits as transformers on the goldens' scenarios, and today's default export."""
+    if not (DEMO_DIR / "onnx" / "vidlm_manifest.json").is_file():
+        return False
+    try:
+        rows = replay_check(family, model, results, DEMO_DIR, "fp32")
+    except Exception as e:  # a demo model that does not even load is rewritten
+        print(f"[fixtures] assets/demo-model does not replay ({e}): rewriting it")
+        return False
+    if not all(r["tokens_equal"] and r["first_logits_max_abs_diff"] <= r["first_logits_tolerance"] for r in rows):
+        return False
+    return not demo_matches_export(model_dir)
+
+
 def demo_matches_export(model_dir: Path) -> list[str]:
     """The committed demo model must be today's default export (same graph builders, same ops) of the
     fixture it was written from, so what users run first is what CI exports and checks."""
@@ -595,7 +612,12 @@ def main(argv=None) -> int:
             for name, t in tensors.items():
                 save_file(t, str(gdir / f"{name}.safetensors"))
             if family == DEMO_FAMILY:
-                write_demo(model_dir, seed)
+                if demo_still_valid(family, model, results, model_dir):
+                    # Re-exporting is not byte-deterministic (timings in the manifest, a few KB of graph
+                    # bytes): a committed demo that passes every check `--check` applies is kept as is.
+                    print("[fixtures] assets/demo-model reproduces the goldens and matches the default export: kept")
+                else:
+                    write_demo(model_dir, seed)
         summary.append((family, seed, margin))
         del model
     gqa_errors, gqa_lines = fused_gqa_parity()
