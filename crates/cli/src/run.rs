@@ -98,9 +98,8 @@ pub fn run(a: Args) -> Result<()> {
         }
     };
     let conversation = Conversation::from_json(&messages, Some(&base_dir))?;
+    // (Releasing the vision sessions after use is the engine's job: `EngineConfig` below.)
     let opts = PipelineOptions {
-        // One request per process: the vision weights need not stay resident during decoding.
-        release_vision_after_use: !a.keep_vision_loaded,
         embed_in_session: a.embed_in_session,
         ..a.backend.pipeline_options(&a.model)?
     };

@@ -264,8 +264,8 @@ pub struct SessionOptions {
     /// Whether idle intra-op threads spin before they sleep (`session.intra_op.allow_spinning`;
     /// `None` = ONNX Runtime's default, on, unless `VIDLM_ORT_SPINNING=0|1` says otherwise).
     /// Spinning shortens the hand-off between the many small operators of a decode step, but
-    /// spinning threads take cores from other sessions that run at the same time: the engine turns
-    /// it off where its vision and decoder sessions share few cores.
+    /// spinning threads take cores from other sessions that run at the same time. `vidlm-vision`
+    /// turns it off for its sessions; decoder sessions keep the default.
     pub spinning: Option<bool>,
     /// Graph optimisation level.
     pub optimization_level: OptimizationLevel,
