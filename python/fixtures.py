@@ -501,9 +501,23 @@ def fused_gqa_parity() -> tuple[list[str], list[str]]:
             if float((top2[..., 0] - top2[..., 1]).min()) >= MIN_MARGIN:
                 break
         want = out.sequences[:, max(lens):].numpy()
-        spec = next(sp for sp in build_specs(model, fam) if sp.name == "decoder_model_merged")
+        specs = {sp.name: sp for sp in build_specs(model, fam)}
+        spec = specs["decoder_model_merged"]
+        # Kept for crates/decoder/tests/kv_cache.rs (the preallocated KV cache runs on fused-gqa graphs
+        # only): both language-model graphs, the config, and transformers' tokens for these inputs.
+        keep = CACHE / "fixtures" / "gqa" / famname
+        if keep.exists():
+            shutil.rmtree(keep)
+        (keep / "onnx").mkdir(parents=True)
+        export_graph(specs["embed_tokens"], "fp32", keep / "onnx", "dynamo", 20)
+        cfg.to_json_file(str(keep / "config.json"))
+        (keep / "expected.json").write_text(json.dumps({
+            "input_ids": ids.tolist(), "attention_mask": mask.tolist(), "tokens": want.tolist(), "steps": steps,
+            "note": "transformers generate, greedy, fp32 (python/fixtures.py fused_gqa_parity)"}) + "\n")
         with tempfile.TemporaryDirectory() as d:
             info = export_graph(spec, "fp32", Path(d), "dynamo", 20)
+            for f in Path(d).iterdir():
+                shutil.copy2(f, keep / "onnx" / f.name)
             if info["builder"] != "fused-gqa":
                 errors.append(f"fused GQA parity {famname}: built {info['builder']}, expected fused-gqa")
             rows = validate(spec, Path(d) / info["file"], "fp32", reference_outputs(spec, torch.float32))

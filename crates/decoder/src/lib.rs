@@ -80,7 +80,7 @@ pub use generate::{
 pub use merge::{merge_features, position_ids, Features};
 pub use vidlm_model::{left_pad, GenerationConfig, OneOrMany, PlaceholderIds, Precision, TextConfig};
 pub use embed::{Embedder, EmbeddingTable};
-pub use model::{DecoderIo, KvCache, LanguageModelFiles, LayerIo, LmSessions, StepOutput};
+pub use model::{DecoderIo, KvCache, LanguageModelFiles, LayerIo, LmSessions, StepOutput, DEFAULT_KV_HEADROOM};
 pub use sampling::{
     apply_min_p, apply_repetition_penalty, apply_temperature, apply_top_k, apply_top_p, argmax, process_logits, sample, select_token, Rng,
     SamplingParams,

@@ -143,13 +143,25 @@ impl DecoderIo {
     }
 }
 
-/// The KV cache between steps: the previous step's `present.*` values, fed back unchanged (no
-/// copy) as `past_key_values.*`, plus the row count and past length.
+/// The KV cache between steps, in one of two layouts:
+///
+/// * **packed**: each tensor is `[batch, kv_heads, past_len, head_dim]`, the previous step's
+///   `present.*` fed back unchanged as `past_key_values.*`; a step allocates the next, longer
+///   `present.*` and the graph copies the past into it.
+/// * **preallocated** ([`KvCache::capacity`] is `Some(cap)`): each tensor is
+///   `[batch, kv_heads, cap, head_dim]`, allocated once, and bound as *both* the layer's past input
+///   and its present output. ONNX Runtime's `GroupQueryAttention` then appends the new keys and
+///   values in place (its shared past/present buffer mode, `seqlens_k` telling the valid length),
+///   so a step neither allocates nor copies anything proportional to the context. Columns
+///   `past_len..cap` are unused.
+///
+/// [`LmSessions::step`] chooses the layout per call (see [`LmSessions::shares_kv_buffers`]).
 #[derive(Debug, Default)]
 pub struct KvCache {
     pub(crate) values: Vec<DynValue>,
     pub(crate) batch: usize,
     pub(crate) past_len: usize,
+    pub(crate) capacity: Option<usize>,
 }
 
 impl KvCache {
@@ -161,6 +173,12 @@ impl KvCache {
     /// Rows in the cache.
     pub fn batch(&self) -> usize {
         self.batch
+    }
+
+    /// The preallocated length of every cache tensor, when the cache is preallocated (`None`:
+    /// packed, each tensor exactly `past_len` long).
+    pub fn capacity(&self) -> Option<usize> {
+        self.capacity
     }
 }
 
@@ -219,6 +237,7 @@ impl KvCache {
         if rows.len() == self.batch && rows.iter().enumerate().all(|(i, &r)| i == r) {
             return Ok(());
         }
+        self.compact(path)?;
         let mut out = Vec::with_capacity(self.values.len());
         for v in &self.values {
             out.push(select_rows(v, rows, path)?);
@@ -270,7 +289,20 @@ pub struct LmSessions {
     kv_memory: MemoryInfo<'static>,
     /// Host memory, for the logits.
     host_memory: MemoryInfo<'static>,
+    /// Whether one-row unpadded steps use a preallocated cache bound as past and present
+    /// ([`LmSessions::shares_kv_buffers`]).
+    share_kv: bool,
+    /// Positions a preallocated cache holds beyond what the step that (re)allocates it needs.
+    kv_headroom: usize,
 }
+
+/// The `vidlm.decoder` metadata of graphs whose one-row unpadded calls run
+/// `GroupQueryAttention` (see `docs/onnx-graphs.md`): only those may share past and present.
+const SHARED_KV_GRAPH: &str = "fused-gqa";
+
+/// Default [`LmSessions::set_kv_headroom`]: positions reserved beyond a step's needs when a
+/// preallocated cache is (re)allocated.
+pub const DEFAULT_KV_HEADROOM: usize = 256;
 
 fn device_memory(provider: Provider) -> Result<MemoryInfo<'static>, vidlm_ort::ort::Error> {
     match provider {
@@ -317,7 +349,37 @@ impl LmSessions {
         tracing::debug!(layers = io.layers.len(), kv_heads = io.kv_heads, head_dim = io.head_dim, hidden, "decoder interface");
         let kv_memory = device_memory(decoder.provider).map_err(ort_err(&files.decoder))?;
         let host_memory = device_memory(Provider::Cpu).map_err(ort_err(&files.decoder))?;
-        Ok(LmSessions { embed, decoder, io, hidden, kv_memory, host_memory })
+        let builder = decoder.session.metadata().ok().and_then(|m| m.custom("vidlm.decoder"));
+        // CPU only: the preallocated buffers are host memory (ONNX Runtime's default allocator).
+        // With CUDA the cache already stays on the device, packed.
+        let share_kv = builder.as_deref() == Some(SHARED_KV_GRAPH)
+            && decoder.provider == Provider::Cpu
+            && !matches!(std::env::var("VIDLM_KV_PREALLOCATE").ok().as_deref().map(str::trim), Some("0") | Some("false"));
+        tracing::debug!(?builder, share_kv, "decoder KV layout");
+        Ok(LmSessions { embed, decoder, io, hidden, kv_memory, host_memory, share_kv, kv_headroom: DEFAULT_KV_HEADROOM })
+    }
+
+    /// Whether one-row, unpadded steps keep a preallocated cache that is bound as both the past
+    /// input and the present output, so that `GroupQueryAttention` appends in place
+    /// ([`KvCache`]). True for graphs built by vidlm's fused builder with `GroupQueryAttention`
+    /// (`vidlm.decoder = fused-gqa`) on the CPU; `VIDLM_KV_PREALLOCATE=0` turns it off (for
+    /// benchmarks). Padded batches always use the packed layout: their calls take the plain-op
+    /// attention, which concatenates.
+    pub fn shares_kv_buffers(&self) -> bool {
+        self.share_kv
+    }
+
+    /// Turns the preallocated cache off (or back on, where the graph allows it).
+    pub fn set_shares_kv_buffers(&mut self, on: bool) {
+        let builder = self.decoder.session.metadata().ok().and_then(|m| m.custom("vidlm.decoder"));
+        self.share_kv = on && builder.as_deref() == Some(SHARED_KV_GRAPH) && self.decoder.provider == Provider::Cpu;
+    }
+
+    /// Positions a preallocated cache reserves beyond the step that (re)allocates it (default
+    /// [`DEFAULT_KV_HEADROOM`]). When a step needs more, the cache grows to the larger of its
+    /// need plus this headroom and twice its size (one copy, amortised over the steps it covers).
+    pub fn set_kv_headroom(&mut self, positions: usize) {
+        self.kv_headroom = positions;
     }
 
     /// Hidden size of the language model.
@@ -362,7 +424,7 @@ impl LmSessions {
             };
             values.push(v);
         }
-        Ok(KvCache { values, batch, past_len: 0 })
+        Ok(KvCache { values, batch, past_len: 0, capacity: None })
     }
 
     /// One decoder forward pass over `seq` new positions per row.
@@ -391,6 +453,21 @@ impl LmSessions {
             )));
         }
         let err = ort_err(&path);
+        // The cache layout of this call: preallocated (past and present are one buffer) for one
+        // unpadded row on a graph that runs GroupQueryAttention there, packed otherwise.
+        let shared = self.share_kv && batch == 1 && mask.iter().all(|&m| m == 1);
+        if shared {
+            let need = total;
+            match cache.capacity {
+                Some(cap) if cap >= need => {}
+                cap => {
+                    let grown = (need + self.kv_headroom).max(cap.map_or(0, |c| 2 * c));
+                    cache.preallocate(grown, &path)?;
+                }
+            }
+        } else {
+            cache.compact(&path)?;
+        }
         // Everything goes through an IoBinding: the inputs are owned tensors (bound without a
         // copy), the past values are the previous step's outputs, bound where they are (on the
         // device with CUDA), and the present values are allocated where the cache lives; only
@@ -428,9 +505,19 @@ impl LmSessions {
             binding.bind_input(io.past_value.as_str(), v).map_err(&err)?;
         }
         binding.bind_output_to_device("logits", &self.host_memory).map_err(&err)?;
-        for io in &self.io.layers {
-            binding.bind_output_to_device(io.present_key.as_str(), &self.kv_memory).map_err(&err)?;
-            binding.bind_output_to_device(io.present_value.as_str(), &self.kv_memory).map_err(&err)?;
+        if shared {
+            // present.* is bound to the very tensor bound as past_key_values.*: GroupQueryAttention
+            // sees one buffer and writes the new columns at past_len.. in place.
+            for (l, io) in self.io.layers.iter().enumerate() {
+                let [k, v] = cache.values.get_disjoint_mut([2 * l, 2 * l + 1]).map_err(|_| DecoderError::Shape("KV cache has fewer tensors than the graph has layers".into()))?;
+                binding.bind_output(io.present_key.as_str(), k).map_err(&err)?;
+                binding.bind_output(io.present_value.as_str(), v).map_err(&err)?;
+            }
+        } else {
+            for io in &self.io.layers {
+                binding.bind_output_to_device(io.present_key.as_str(), &self.kv_memory).map_err(&err)?;
+                binding.bind_output_to_device(io.present_value.as_str(), &self.kv_memory).map_err(&err)?;
+            }
         }
         let mut outputs = self.decoder.session.run_binding(&binding).map_err(&err)?;
         let logits_v = outputs.get("logits").ok_or_else(|| DecoderError::Shape("decoder produced no logits".into()))?;
@@ -446,6 +533,12 @@ impl LmSessions {
         // Only the last position of every row is copied out (graphs without last-token logits
         // return [batch, seq, vocab], which can be gigabytes on a long prefill).
         let logits = last_positions(logits_v, batch, positions_out, vocab, &path)?;
+        if shared {
+            drop(outputs);
+            drop(binding);
+            cache.past_len = total;
+            return Ok(StepOutput { logits, vocab });
+        }
         let mut values = Vec::with_capacity(self.io.layers.len() * 2);
         for io in &self.io.layers {
             for name in [&io.present_key, &io.present_value] {
