@@ -188,3 +188,44 @@ fn a_row_left_alone_after_a_batch_goes_back_to_the_preallocated_cache() {
     }
     assert_eq!(toks, c.want[0]);
 }
+
+/// The serving path: a row decoding alone in a `RunningBatch` (preallocated), a second row
+/// joining it (both caches made packed, the shorter left-padded), the first leaving (the one left
+/// is trimmed and preallocated again). Each row gets transformers' tokens.
+#[test]
+fn a_running_batch_changes_layout_as_rows_join_and_leave() {
+    let mut c = load("onevision");
+    let steps = c.want[0].len();
+    let gen_cfg = GenerationConfig::default();
+    let state = |prompt: &[i64], n: usize| {
+        let o = GenerationOptions { max_new_tokens: Some(n), eos_token_ids: Some(vec![]), ..Default::default() };
+        RequestState::new(prompt.to_vec(), ResolvedGeneration::resolve(&gen_cfg, &o).expect("resolve"), prompt.len(), None)
+    };
+    let prefill = |lm: &mut LmSessions, ids: &[i64]| {
+        let mut p = Prefill::new(lm, &Sequence::text(ids.to_vec()), PlaceholderIds::default(), None).expect("prefill");
+        while !p.step(lm, 4).expect("chunk") {}
+        p.finish().expect("prefilled")
+    };
+    let (row0, _) = alone(&c, 0);
+    let (row1, _) = alone(&c, 1);
+    let mut batch = RunningBatch::new(&c.lm).expect("batch");
+    // row 1 decodes alone for 3 steps, then row 0 (the longer prompt) joins; row 1 stops after
+    // `steps` tokens, row 0 runs `steps` tokens and finishes alone.
+    let p1 = prefill(&mut c.lm, &row1);
+    batch.admit(1u32, state(&row1, steps), p1, &c.lm).expect("admit 1");
+    for _ in 0..3 {
+        batch.step(&mut c.lm, None).expect("step");
+    }
+    let p0 = prefill(&mut c.lm, &row0);
+    batch.admit(0u32, state(&row0, steps), p0, &c.lm).expect("admit 0");
+    let mut finished = Vec::new();
+    while !batch.is_empty() {
+        batch.step(&mut c.lm, None).expect("step");
+        finished.extend(batch.take_finished());
+    }
+    finished.extend(batch.take_finished());
+    assert_eq!(finished.len(), 2);
+    for (key, st) in finished {
+        assert_eq!(st.generated(), &c.want[key as usize][..], "row {key}");
+    }
+}
