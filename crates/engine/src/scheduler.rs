@@ -27,7 +27,8 @@ use crate::{Job, Ready, Shared};
 /// The smallest prefill chunk the scheduler sizes by itself. Every chunk reads all the decoder's
 /// weights once, whatever its length: on a CPU, where the weights of a 0.5B model take ~85 ms to
 /// read and a token ~4 ms to compute, a 25-token chunk (what a 100 ms stall allows) made a prefill
-/// 2.5x slower than one pass; at 256 tokens the overhead is ~15 %. A given `prefill_chunk` wins.
+/// 2.5x slower than one pass; at 256 tokens the overhead is ~15 %. It is also the first chunk's
+/// size while others decode, before any prefill rate is known. A given `prefill_chunk` wins.
 const MIN_CHUNK: usize = 256;
 
 struct Active {
@@ -164,7 +165,7 @@ pub(crate) fn run(shared: Arc<Shared>, mut lm: LanguageModel, rx: Receiver<Ready
                 match (cfg.prefill_chunk, prefill_rate) {
                     (Some(c), _) => c,
                     (None, Some(rate)) => ((rate * cfg.target_stall.as_secs_f64()) as usize).clamp(MIN_CHUNK, 8192),
-                    (None, None) => 64,
+                    (None, None) => MIN_CHUNK,
                 }
             };
             let n = chunk.min(p.prefill.remaining());
