@@ -144,7 +144,7 @@ def main() -> None:
     t0 = time.time()
     processor = AutoProcessor.from_pretrained(a.model)
     model = AutoModelForImageTextToText.from_pretrained(a.model, dtype=torch.float32, attn_implementation="sdpa").eval()
-    video, _ = decode_frames(a.video, a.num_frames)
+    video = decode_frames(a.video, a.num_frames)[0]
     messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": a.prompt}]}]
     text = processor.apply_chat_template(messages, add_generation_prompt=True)
     inputs = processor(text=text, videos=[video], return_tensors="pt")
