@@ -4,7 +4,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vidlm_model::config::{self, GenerationConfig, ModelConfig, ProcessorConfig, TokenizerConfig, VisionProcessorConfig};
+use vidlm_model::config::{
+    self, GenerationConfig, ModelConfig, ProcessorConfig, TokenizerConfig, VisionProcessorConfig,
+};
 use vidlm_model::Manifest;
 
 fuzz_target!(|data: &[u8]| {

@@ -11,7 +11,13 @@ use vidlm_openai::{ChatRequest, RequestContext};
 fuzz_target!(|data: &[u8]| {
     vidlm_fuzz::init();
     let mut media = MediaPolicy::default();
-    media.limits = MediaLimits { max_bytes: 256 << 10, max_items: 4, max_frames: 4, max_pixels: 1 << 18, ..MediaLimits::default() };
+    media.limits = MediaLimits {
+        max_bytes: 256 << 10,
+        max_items: 4,
+        max_frames: 4,
+        max_pixels: 1 << 18,
+        ..MediaLimits::default()
+    };
     let ctx = RequestContext { model_names: vec!["demo-model".into(), "m".into()], media };
     match ChatRequest::from_body(data, &ctx) {
         Ok(req) => match req.load_media(&ctx.media).and_then(|m| req.conversation(m)) {

@@ -24,7 +24,9 @@ impl MediaLoader for Stub {
             _ => 4,
         };
         let t = t.min(max_frames.unwrap_or(4)).clamp(1, 4);
-        Ok(Array4::from_shape_fn((t, 29, 41, 3), |(f, y, x, c)| (f * 40 + y * 5 + x + c * 60) as u8))
+        Ok(Array4::from_shape_fn((t, 29, 41, 3), |(f, y, x, c)| {
+            (f * 40 + y * 5 + x + c * 60) as u8
+        }))
     }
 }
 
@@ -36,7 +38,12 @@ fn processors() -> &'static Vec<Processor> {
             .iter()
             .map(|f| {
                 Processor::from_dir(dir.join(f))
-                    .unwrap_or_else(|e| panic!("model dir {} ({e}): run `cargo xtask fuzz`, which makes them", dir.join(f).display()))
+                    .unwrap_or_else(|e| {
+                        panic!(
+                            "model dir {} ({e}): run `cargo xtask fuzz`, which makes them",
+                            dir.join(f).display()
+                        )
+                    })
                     .with_loader(Arc::new(Stub))
             })
             .collect()

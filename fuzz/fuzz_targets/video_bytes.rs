@@ -21,7 +21,10 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(f) = r.sample(&req) {
             let shape = f.data.shape();
             assert_eq!(shape[0], f.indices.len());
-            assert_eq!((shape[1], shape[2], shape[3]), (info.output_height as usize, info.output_width as usize, 3));
+            assert_eq!(
+                (shape[1], shape[2], shape[3]),
+                (info.output_height as usize, info.output_width as usize, 3)
+            );
             assert_eq!(f.pts.len(), f.indices.len());
             assert!(f.indices.iter().all(|&i| i < info.frame_count));
             assert!(f.len() <= 3);

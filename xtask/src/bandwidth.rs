@@ -48,7 +48,8 @@ pub fn measure(threads: usize, bytes_per_thread: usize, passes: usize) -> Bandwi
     let threads = threads.max(1);
     let n = (bytes_per_thread / 8).max(8);
     // Distinct non-zero contents so that every page is really allocated and written.
-    let bufs: Vec<Vec<u64>> = (0..threads).map(|t| (0..n as u64).map(|i| i ^ (t as u64 + 1)).collect()).collect();
+    let bufs: Vec<Vec<u64>> =
+        (0..threads).map(|t| (0..n as u64).map(|i| i ^ (t as u64 + 1)).collect()).collect();
     let mut best = f64::INFINITY;
     for _ in 0..passes.max(1) {
         let barrier = Barrier::new(threads + 1);
@@ -69,7 +70,12 @@ pub fn measure(threads: usize, bytes_per_thread: usize, passes: usize) -> Bandwi
         best = best.min(secs);
     }
     let bytes = threads * n * 8;
-    Bandwidth { bytes_per_s: bytes as f64 / best, threads, bytes_per_pass: bytes, passes: passes.max(1) }
+    Bandwidth {
+        bytes_per_s: bytes as f64 / best,
+        threads,
+        bytes_per_pass: bytes,
+        passes: passes.max(1),
+    }
 }
 
 #[cfg(test)]

@@ -36,7 +36,10 @@ use crate::{bandwidth, cache_dir, flops, project_root, run, setup, videos};
 
 /// Arguments of `cargo xtask bench e2e`.
 #[derive(Parser, Debug, Clone)]
-#[command(name = "cargo xtask bench e2e", about = "vidlm vs transformers on the whole path, per dtype")]
+#[command(
+    name = "cargo xtask bench e2e",
+    about = "vidlm vs transformers on the whole path, per dtype"
+)]
 pub struct E2eArgs {
     /// Small config, 2 frames, few tokens: checks that the harness runs (CI). Numbers mean nothing.
     #[arg(long)]
@@ -206,9 +209,11 @@ fn export_sources() -> Result<Vec<PathBuf>> {
 /// a multi-GB checkpoint that others may share.
 fn ensure_checkpoint(cfg: &BenchConfig, dir: &Path) -> Result<PathBuf> {
     let hf = dir.join("hf");
-    let key = json!({"family": cfg.family, "size": cfg.size, "text_layers": cfg.text_layers, "seed": 0});
+    let key =
+        json!({"family": cfg.family, "size": cfg.size, "text_layers": cfg.text_layers, "seed": 0});
     let stamp = hf.join(".vidlm-bench-checkpoint");
-    let stamped: Option<Value> = std::fs::read_to_string(&stamp).ok().and_then(|s| serde_json::from_str(&s).ok());
+    let stamped: Option<Value> =
+        std::fs::read_to_string(&stamp).ok().and_then(|s| serde_json::from_str(&s).ok());
     if stamped.as_ref() == Some(&key) {
         return Ok(hf);
     }
@@ -218,11 +223,19 @@ fn ensure_checkpoint(cfg: &BenchConfig, dir: &Path) -> Result<PathBuf> {
             bail!("{} is a link to a directory without config.json", hf.display());
         }
         if stamped.is_some() {
-            eprintln!("[bench e2e] warning: {} was built as {} (this config is {key})", hf.display(), stamped.unwrap_or_default());
+            eprintln!(
+                "[bench e2e] warning: {} was built as {} (this config is {key})",
+                hf.display(),
+                stamped.unwrap_or_default()
+            );
         }
         return Ok(hf);
     }
-    eprintln!("[bench e2e] building the random-weight checkpoint {} into {}", cfg.name, hf.display());
+    eprintln!(
+        "[bench e2e] building the random-weight checkpoint {} into {}",
+        cfg.name,
+        hf.display()
+    );
     let t0 = Instant::now();
     let mut c = python()?;
     c.arg(project_root().join("python").join("random_checkpoint.py"))
@@ -250,11 +263,15 @@ fn ensure_export(hf: &Path, dir: &Path, dtypes: &[String], skip_validate: bool) 
     let out = dir.join("export");
     let sources = export_sources()?;
     let src = digest(&sources)?;
-    let float_sources: Vec<PathBuf> =
-        sources.iter().filter(|p| p.file_name().is_none_or(|n| n != "quantize.py")).cloned().collect();
+    let float_sources: Vec<PathBuf> = sources
+        .iter()
+        .filter(|p| p.file_name().is_none_or(|n| n != "quantize.py"))
+        .cloned()
+        .collect();
     let float_src = digest(&float_sources)?;
     let stamp = out.join(".vidlm-bench-export");
-    let done: Option<Value> = std::fs::read_to_string(&stamp).ok().and_then(|s| serde_json::from_str(&s).ok());
+    let done: Option<Value> =
+        std::fs::read_to_string(&stamp).ok().and_then(|s| serde_json::from_str(&s).ok());
     let have: Vec<String> = done
         .as_ref()
         .and_then(|d| d["dtypes"].as_array())
@@ -268,7 +285,8 @@ fn ensure_export(hf: &Path, dir: &Path, dtypes: &[String], skip_validate: bool) 
         && dtypes.iter().filter(|t| FLOAT_DTYPES.contains(&t.as_str())).all(|t| have.contains(t))
         && have.iter().any(|t| t == "fp32");
     let (todo, keep): (Vec<String>, Vec<String>) = if floats_ok {
-        let todo: Vec<String> = dtypes.iter().filter(|t| !FLOAT_DTYPES.contains(&t.as_str())).cloned().collect();
+        let todo: Vec<String> =
+            dtypes.iter().filter(|t| !FLOAT_DTYPES.contains(&t.as_str())).cloned().collect();
         let keep = have.iter().filter(|t| FLOAT_DTYPES.contains(&t.as_str())).cloned().collect();
         (todo, keep)
     } else {
@@ -278,7 +296,11 @@ fn ensure_export(hf: &Path, dir: &Path, dtypes: &[String], skip_validate: bool) 
         "[bench e2e] exporting {} ({}{}) into {}",
         hf.display(),
         todo.join(","),
-        if floats_ok { ", quantized from the fp32 graphs there: only the quantizer changed" } else { "" },
+        if floats_ok {
+            ", quantized from the fp32 graphs there: only the quantizer changed"
+        } else {
+            ""
+        },
         out.display()
     );
     let t0 = Instant::now();
@@ -296,7 +318,10 @@ fn ensure_export(hf: &Path, dir: &Path, dtypes: &[String], skip_validate: bool) 
     run(&mut c)?;
     let mut all = keep;
     all.extend(todo);
-    std::fs::write(&stamp, json!({"source": src, "float_source": float_src, "dtypes": all}).to_string())?;
+    std::fs::write(
+        &stamp,
+        json!({"source": src, "float_source": float_src, "dtypes": all}).to_string(),
+    )?;
     eprintln!("[bench e2e] exported in {:.0} s", t0.elapsed().as_secs_f64());
     Ok(out)
 }
@@ -313,7 +338,10 @@ struct Measured {
 
 /// GPU memory in use now (bytes), as `nvidia-smi` reports it for the first GPU.
 fn gpu_memory_used() -> Option<u64> {
-    let o = Command::new("nvidia-smi").args(["--query-gpu=memory.used", "--format=csv,noheader,nounits"]).output().ok()?;
+    let o = Command::new("nvidia-smi")
+        .args(["--query-gpu=memory.used", "--format=csv,noheader,nounits"])
+        .output()
+        .ok()?;
     let s = String::from_utf8_lossy(&o.stdout);
     let mib: u64 = s.lines().next()?.trim().parse().ok()?;
     Some(mib << 20)
@@ -356,7 +384,11 @@ impl GpuSampler {
 fn run_measured(cmd: &mut Command, gpu: bool) -> Result<Measured> {
     let sampler = gpu.then(GpuSampler::start);
     let t0 = Instant::now();
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().with_context(|| format!("could not start {cmd:?}"))?;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("could not start {cmd:?}"))?;
     let mut stdout = String::new();
     if let Some(mut out) = child.stdout.take() {
         out.read_to_string(&mut stdout)?;
@@ -472,13 +504,17 @@ fn f(v: &Value, key: &str) -> Option<f64> {
 }
 
 fn token_ids(v: &Value) -> Vec<i64> {
-    v.get("token_ids").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_i64).collect()).unwrap_or_default()
+    v.get("token_ids")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_i64).collect())
+        .unwrap_or_default()
 }
 
 /// Parses the last JSON object a command printed on stdout.
 fn parse_json(stdout: &str, what: &str) -> Result<Value> {
     let start = stdout.find('{').ok_or_else(|| anyhow!("{what} printed no JSON: {stdout:?}"))?;
-    serde_json::from_str(&stdout[start..]).with_context(|| format!("{what} printed malformed JSON: {stdout:?}"))
+    serde_json::from_str(&stdout[start..])
+        .with_context(|| format!("{what} printed malformed JSON: {stdout:?}"))
 }
 
 struct RunSpec<'a> {
@@ -570,7 +606,9 @@ fn run_vidlm(bin: &Path, export: &Path, dtype: &str, r: &RunSpec) -> Result<Colu
     // run at the smallest dtype it has (q8, else fp32), and the column says so.
     let mut label = format!("vidlm {dtype}");
     if native && (dtype != "fp32" || r.device != "cpu") {
-        let has = |suffix: &str| export.join("onnx").join(format!("vision_encoder{suffix}.onnx")).is_file();
+        let has = |suffix: &str| {
+            export.join("onnx").join(format!("vision_encoder{suffix}.onnx")).is_file()
+        };
         let suffix = dtype_suffix(dtype).unwrap_or_default();
         let arg = if dtype == "fp32" || has(suffix) {
             dtype.to_string()
@@ -660,7 +698,9 @@ struct TextShape {
 
 fn text_shape(hf: &Path) -> Result<TextShape> {
     let p = hf.join("config.json");
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?)?;
+    let v: Value = serde_json::from_str(
+        &std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?,
+    )?;
     let t = v.get("text_config").unwrap_or(&v);
     let g = |k: &str| t.get(k).and_then(Value::as_u64);
     let hidden = g("hidden_size").context("text_config.hidden_size")?;
@@ -671,7 +711,11 @@ fn text_shape(hf: &Path) -> Result<TextShape> {
         head_dim: g("head_dim").unwrap_or(hidden / heads.max(1)),
         hidden,
         vocab: g("vocab_size").context("text_config.vocab_size")?,
-        tied: v.get("tie_word_embeddings").or_else(|| t.get("tie_word_embeddings")).and_then(Value::as_bool).unwrap_or(false),
+        tied: v
+            .get("tie_word_embeddings")
+            .or_else(|| t.get("tie_word_embeddings"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
     })
 }
 
@@ -684,7 +728,9 @@ fn graph_bytes(onnx_dir: &Path, stem: &str) -> Option<u64> {
         for e in rd.flatten() {
             let n = e.file_name();
             let n = n.to_string_lossy();
-            if n.starts_with(&format!("{stem}.onnx_data")) || n.starts_with(&format!("{stem}.onnx.data")) {
+            if n.starts_with(&format!("{stem}.onnx_data"))
+                || n.starts_with(&format!("{stem}.onnx.data"))
+            {
                 total += e.metadata().map(|m| m.len()).unwrap_or(0);
             }
         }
@@ -741,7 +787,12 @@ fn table(cols: &[Column], hf: Option<&Column>) -> String {
         ("decode / ceiling", |c| c.fraction_of_ceiling().map(|x| x * 100.0), 0, "none"),
         ("vision + prefill arithmetic (TFLOP)", |c| c.ttft_flops.map(|x| x / 1e12), 2, "none"),
         ("time to first token compute floor (s)", |c| c.compute_floor_s, 2, "none"),
-        ("compute floor / time to first token", |c| c.fraction_of_compute_peak().map(|x| x * 100.0), 0, "none"),
+        (
+            "compute floor / time to first token",
+            |c| c.fraction_of_compute_peak().map(|x| x * 100.0),
+            0,
+            "none",
+        ),
     ];
     if cols.iter().chain(hf).any(|c| c.peak_gpu_bytes.is_some()) {
         rows.insert(5, ("peak GPU memory (GB)", |c| c.peak_gpu_bytes.map(gb), 2, "memory"));
@@ -750,10 +801,18 @@ fn table(cols: &[Column], hf: Option<&Column>) -> String {
         let mut line = format!("| {name} |");
         let pct = name == "decode / ceiling" || name == "compute floor / time to first token";
         for c in cols {
-            line += &format!(" {}{} |", fmt_opt(get(c), prec), if pct && get(c).is_some() { " %" } else { "" });
+            line += &format!(
+                " {}{} |",
+                fmt_opt(get(c), prec),
+                if pct && get(c).is_some() { " %" } else { "" }
+            );
         }
         if let Some(h) = hf {
-            line += &format!(" {}{} |", fmt_opt(get(h), prec), if pct && get(h).is_some() { " %" } else { "" });
+            line += &format!(
+                " {}{} |",
+                fmt_opt(get(h), prec),
+                if pct && get(h).is_some() { " %" } else { "" }
+            );
             for c in cols {
                 let cell = match kind {
                     "faster" => ratio(get(h), get(c)).map(|r| format!("{r:.2}× faster")),
@@ -787,53 +846,101 @@ fn table(cols: &[Column], hf: Option<&Column>) -> String {
 fn targets(cols: &[Column], hf: &Column) -> Vec<(String, Option<bool>, String)> {
     let by = |d: &str| cols.iter().find(|c| c.dtype == d);
     let mut out = Vec::new();
-    let mut push = |name: &str, ok: Option<bool>, detail: String| out.push((name.to_string(), ok, detail));
+    let mut push =
+        |name: &str, ok: Option<bool>, detail: String| out.push((name.to_string(), ok, detail));
     if let Some(c) = by("fp32") {
         let vp = |x: &Column| Some(x.vision_s? + x.prefill_s?);
         let r = ratio(vp(hf), vp(c));
-        push("fp32 vision + prefill >= 1.3x faster than transformers", r.map(|r| r >= 1.3), format!("{}x", fmt_opt(r, 2)));
+        push(
+            "fp32 vision + prefill >= 1.3x faster than transformers",
+            r.map(|r| r >= 1.3),
+            format!("{}x", fmt_opt(r, 2)),
+        );
         let r = ratio(hf.ttft_s, c.ttft_s);
         // What the target asks of the hardware: 1.3x transformers' time, against the compute floor.
         let needs = match (hf.ttft_s, c.compute_floor_s) {
-            (Some(h), Some(floor)) => format!(" (1.3x needs {:.0} % of the measured fp32 matmul peak throughout)", floor / (h / 1.3) * 100.0),
+            (Some(h), Some(floor)) => format!(
+                " (1.3x needs {:.0} % of the measured fp32 matmul peak throughout)",
+                floor / (h / 1.3) * 100.0
+            ),
             _ => String::new(),
         };
-        push("fp32 time to first token >= 1.3x faster", r.map(|r| r >= 1.3), format!("{}x{needs}", fmt_opt(r, 2)));
+        push(
+            "fp32 time to first token >= 1.3x faster",
+            r.map(|r| r >= 1.3),
+            format!("{}x{needs}", fmt_opt(r, 2)),
+        );
         let r = ratio(c.decode_tokens_per_s, hf.decode_tokens_per_s);
-        push("fp32 decode >= transformers' tokens/s", r.map(|r| r >= 1.0), format!("{}x", fmt_opt(r, 2)));
+        push(
+            "fp32 decode >= transformers' tokens/s",
+            r.map(|r| r >= 1.0),
+            format!("{}x", fmt_opt(r, 2)),
+        );
         let fr = c.fraction_of_ceiling();
-        push("fp32 decode >= 85% of the bandwidth ceiling", fr.map(|x| x >= 0.85), format!("{} %", fmt_opt(fr.map(|x| x * 100.0), 0)));
+        push(
+            "fp32 decode >= 85% of the bandwidth ceiling",
+            fr.map(|x| x >= 0.85),
+            format!("{} %", fmt_opt(fr.map(|x| x * 100.0), 0)),
+        );
         let r = ratio(c.peak_rss_bytes.map(|b| b as f64), hf.peak_rss_bytes.map(|b| b as f64));
         push("fp32 peak RSS <= transformers'", r.map(|r| r <= 1.0), format!("{}x", fmt_opt(r, 2)));
         let same = c.token_ids == hf.token_ids;
-        push("fp32 tokens identical to transformers", Some(same), format!("{} tokens", c.token_ids.len()));
+        push(
+            "fp32 tokens identical to transformers",
+            Some(same),
+            format!("{} tokens", c.token_ids.len()),
+        );
     }
     if let Some(c) = by("q8") {
         let r = ratio(c.decode_tokens_per_s, hf.decode_tokens_per_s);
-        push("q8 decode >= 2x transformers fp32", r.map(|r| r >= 2.0), format!("{}x", fmt_opt(r, 2)));
+        push(
+            "q8 decode >= 2x transformers fp32",
+            r.map(|r| r >= 2.0),
+            format!("{}x", fmt_opt(r, 2)),
+        );
     }
     if let Some(c) = by("q4") {
         let r = ratio(c.decode_tokens_per_s, hf.decode_tokens_per_s);
-        push("q4 decode >= 3x transformers fp32", r.map(|r| r >= 3.0), format!("{}x", fmt_opt(r, 2)));
+        push(
+            "q4 decode >= 3x transformers fp32",
+            r.map(|r| r >= 3.0),
+            format!("{}x", fmt_opt(r, 2)),
+        );
         let r = ratio(c.peak_rss_bytes.map(|b| b as f64), hf.peak_rss_bytes.map(|b| b as f64));
-        push("q4 peak RSS <= 0.5x transformers'", r.map(|r| r <= 0.5), format!("{}x", fmt_opt(r, 2)));
+        push(
+            "q4 peak RSS <= 0.5x transformers'",
+            r.map(|r| r <= 0.5),
+            format!("{}x", fmt_opt(r, 2)),
+        );
     }
     out
 }
 
 fn gpu_name() -> Option<String> {
-    let o = Command::new("nvidia-smi").args(["--query-gpu=name,driver_version", "--format=csv,noheader"]).output().ok()?;
-    o.status.success().then(|| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or_default().trim().to_string())
+    let o = Command::new("nvidia-smi")
+        .args(["--query-gpu=name,driver_version", "--format=csv,noheader"])
+        .output()
+        .ok()?;
+    o.status.success().then(|| {
+        String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or_default().trim().to_string()
+    })
 }
 
 fn git_commit() -> Option<String> {
-    let o = Command::new("git").args(["rev-parse", "--short", "HEAD"]).current_dir(project_root()).output().ok()?;
+    let o = Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(project_root())
+        .output()
+        .ok()?;
     o.status.success().then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
 }
 
 fn cpu_model() -> Option<String> {
     let s = std::fs::read_to_string("/proc/cpuinfo").ok()?;
-    s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|x| x.trim().to_string())
+    s.lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map(|x| x.trim().to_string())
 }
 
 /// Builds the `vidlm` binary (release for real runs; for `--quick`, whose numbers are not read, the
@@ -847,14 +954,25 @@ fn build_vidlm(release: bool, cuda: bool) -> Result<PathBuf> {
         }
     }
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    c.current_dir(project_root()).args(["build", "--quiet", "-p", "vidlm", "--profile", if release { "release" } else { "test" }]);
+    c.current_dir(project_root()).args([
+        "build",
+        "--quiet",
+        "-p",
+        "vidlm",
+        "--profile",
+        if release { "release" } else { "test" },
+    ]);
     if cuda {
         c.args(["--features", "cuda"]);
     }
     setup::ort_env(&mut c);
     run(&mut c)?;
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| project_root().join("target"));
-    let bin = target.join(if release { "release" } else { "debug" }).join(format!("vidlm{}", std::env::consts::EXE_SUFFIX));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| project_root().join("target"));
+    let bin = target
+        .join(if release { "release" } else { "debug" })
+        .join(format!("vidlm{}", std::env::consts::EXE_SUFFIX));
     if !bin.is_file() {
         bail!("cargo build produced no {}", bin.display());
     }
@@ -868,14 +986,17 @@ pub fn bench_e2e(args: &[String]) -> Result<()> {
     if cuda && !a.device.starts_with("cuda") {
         bail!("--device {:?}: cpu, cuda or cuda:N", a.device);
     }
-    let list = |s: &str| -> Vec<String> { s.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect() };
+    let list = |s: &str| -> Vec<String> {
+        s.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+    };
     let dtypes = list(a.dtypes.as_deref().unwrap_or(if cuda { "fp32,fp16" } else { "fp32,q8,q4" }));
     for d in &dtypes {
         if dtype_suffix(d).is_none() {
             bail!("unknown dtype {d:?} (fp32, fp16, q8, q4, q4f16)");
         }
     }
-    let hf_dtypes = list(a.transformers_dtypes.as_deref().unwrap_or(if cuda { "fp32,fp16" } else { "fp32" }));
+    let hf_dtypes =
+        list(a.transformers_dtypes.as_deref().unwrap_or(if cuda { "fp32,fp16" } else { "fp32" }));
     if let Some(d) = hf_dtypes.iter().find(|d| !matches!(d.as_str(), "fp32" | "fp16")) {
         bail!("unknown transformers dtype {d:?} (fp32, fp16)");
     }
@@ -891,7 +1012,10 @@ pub fn bench_e2e(args: &[String]) -> Result<()> {
         .iter()
         .map(|n| {
             CONFIGS.iter().find(|c| c.name == n).copied().ok_or_else(|| {
-                anyhow!("unknown config {n:?} (known: {})", CONFIGS.iter().map(|c| c.name).collect::<Vec<_>>().join(", "))
+                anyhow!(
+                    "unknown config {n:?} (known: {})",
+                    CONFIGS.iter().map(|c| c.name).collect::<Vec<_>>().join(", ")
+                )
             })
         })
         .collect::<Result<_>>()?;
@@ -923,7 +1047,10 @@ pub fn bench_e2e(args: &[String]) -> Result<()> {
         for cfg in &configs {
             prepare(cfg)?;
         }
-        eprintln!("[bench e2e] --prepare-only: checkpoints and exports ready in {:.0} s", started.elapsed().as_secs_f64());
+        eprintln!(
+            "[bench e2e] --prepare-only: checkpoints and exports ready in {:.0} s",
+            started.elapsed().as_secs_f64()
+        );
         return Ok(());
     }
     let bin = match &a.vidlm_bin {
@@ -934,11 +1061,21 @@ pub fn bench_e2e(args: &[String]) -> Result<()> {
     let bw = if cuda {
         eprintln!("[bench e2e] measuring the GPU's memory-read bandwidth ...");
         let mut c = python()?;
-        c.arg(project_root().join("python").join("bench_generate.py")).args(["--measure-bandwidth", "--device", &a.device]);
+        c.arg(project_root().join("python").join("bench_generate.py")).args([
+            "--measure-bandwidth",
+            "--device",
+            &a.device,
+        ]);
         let m = run_measured(&mut c, false)?;
         let v = parse_json(&m.stdout, "bench_generate.py --measure-bandwidth")?;
-        let bytes_per_s = f(&v, "read_bandwidth_bytes_per_s").context("no read_bandwidth_bytes_per_s")?;
-        bandwidth::Bandwidth { bytes_per_s, threads: 0, bytes_per_pass: f(&v, "bytes_per_pass").unwrap_or(0.0) as usize, passes: 10 }
+        let bytes_per_s =
+            f(&v, "read_bandwidth_bytes_per_s").context("no read_bandwidth_bytes_per_s")?;
+        bandwidth::Bandwidth {
+            bytes_per_s,
+            threads: 0,
+            bytes_per_pass: f(&v, "bytes_per_pass").unwrap_or(0.0) as usize,
+            passes: 10,
+        }
     } else {
         eprintln!("[bench e2e] measuring memory-read bandwidth ({} threads) ...", a.threads);
         let per_thread = if a.quick { 64 << 20 } else { 512 << 20 };
@@ -949,8 +1086,13 @@ pub fn bench_e2e(args: &[String]) -> Result<()> {
     eprintln!("[bench e2e] measuring the fp32 matrix-product rate ({} threads) ...", a.threads);
     let peak_flops = {
         let mut c = python()?;
-        c.arg(project_root().join("python").join("bench_generate.py"))
-            .args(["--measure-compute", "--device", &a.device, "--threads", &a.threads.to_string()]);
+        c.arg(project_root().join("python").join("bench_generate.py")).args([
+            "--measure-compute",
+            "--device",
+            &a.device,
+            "--threads",
+            &a.threads.to_string(),
+        ]);
         if a.quick {
             c.arg("--quick");
         }
@@ -963,19 +1105,34 @@ pub fn bench_e2e(args: &[String]) -> Result<()> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let mut machine = BTreeMap::new();
     machine.insert("cpu", json!(cpu_model()));
-    machine.insert("logical_cpus", json!(std::thread::available_parallelism().map(|n| n.get()).ok()));
+    machine
+        .insert("logical_cpus", json!(std::thread::available_parallelism().map(|n| n.get()).ok()));
     machine.insert("device", json!(a.device));
     if cuda {
         machine.insert("gpu", json!(gpu_name()));
     }
-    machine.insert("read_bandwidth_of", json!(if cuda { "GPU memory (PyTorch, full reads of a 4 GiB tensor)" } else { "host memory" }));
+    machine.insert(
+        "read_bandwidth_of",
+        json!(if cuda {
+            "GPU memory (PyTorch, full reads of a 4 GiB tensor)"
+        } else {
+            "host memory"
+        }),
+    );
     machine.insert("read_bandwidth_bytes_per_s", json!(bw.bytes_per_s));
     machine.insert("read_bandwidth_threads", json!(bw.threads));
     machine.insert("read_bandwidth_bytes_per_pass", json!(bw.bytes_per_pass));
     machine.insert("read_bandwidth_passes", json!(bw.passes));
     machine.insert("matmul_fp32_flops_per_s", json!(peak_flops));
     machine.insert("matmul_fp32_of", json!("PyTorch's BLAS, best of square fp32 products (1024..4096), the benchmark's thread count"));
-    let spec = RunSpec { device: &a.device, video: &video, frames, tokens, threads: a.threads, prompt: &a.prompt };
+    let spec = RunSpec {
+        device: &a.device,
+        video: &video,
+        frames,
+        tokens,
+        threads: a.threads,
+        prompt: &a.prompt,
+    };
     let mut report = Vec::new();
     let mut text = String::new();
     for cfg in &configs {
@@ -1006,8 +1163,11 @@ pub fn bench_e2e(args: &[String]) -> Result<()> {
         for c in cols.iter_mut().chain(hf_cols.iter_mut()) {
             let suffix = dtype_suffix(&c.dtype).unwrap_or_default();
             let elem = if c.dtype.contains("16") { 2 } else { 4 };
-            let w = graph_bytes(&onnx, &format!("decoder_model_merged{suffix}"))
-                .or_else(|| (c.dtype == "fp16").then(|| graph_bytes(&onnx, "decoder_model_merged").map(|b| b / 2)).flatten());
+            let w = graph_bytes(&onnx, &format!("decoder_model_merged{suffix}")).or_else(|| {
+                (c.dtype == "fp16")
+                    .then(|| graph_bytes(&onnx, "decoder_model_merged").map(|b| b / 2))
+                    .flatten()
+            });
             if let Some(w) = w {
                 let total = w + kv_bytes(elem, c.prompt_tokens.unwrap_or(0));
                 c.weights_bytes_per_token = Some(total);
@@ -1015,9 +1175,12 @@ pub fn bench_e2e(args: &[String]) -> Result<()> {
             }
         }
         // Compute floor of vision + prefill: the model's arithmetic at the measured matmul rate.
-        let config: Value = serde_json::from_str(&std::fs::read_to_string(hf.join("config.json"))?)?;
+        let config: Value =
+            serde_json::from_str(&std::fs::read_to_string(hf.join("config.json"))?)?;
         for c in cols.iter_mut().chain(hf_cols.iter_mut()) {
-            if let Some(fl) = c.prompt_tokens.and_then(|p| flops::ttft_flops(&config, frames as u64, p)) {
+            if let Some(fl) =
+                c.prompt_tokens.and_then(|p| flops::ttft_flops(&config, frames as u64, p))
+            {
                 c.ttft_flops = Some(fl.total());
                 c.compute_floor_s = Some(fl.total() / peak_flops);
             }
@@ -1028,11 +1191,14 @@ pub fn bench_e2e(args: &[String]) -> Result<()> {
         let hf_ref = (!a.no_transformers).then(|| hf_cols.get(ref_i)).flatten();
         let mut shown = cols.clone();
         if !a.no_transformers {
-            shown.extend(hf_cols.iter().enumerate().filter(|(i, _)| *i != ref_i).map(|(_, c)| c.clone()));
+            shown.extend(
+                hf_cols.iter().enumerate().filter(|(i, _)| *i != ref_i).map(|(_, c)| c.clone()),
+            );
         }
         let t = table(&shown, hf_ref);
         // The targets are for the 2-core CPU machine.
-        let tg = if cuda { Vec::new() } else { hf_ref.map(|h| targets(&cols, h)).unwrap_or_default() };
+        let tg =
+            if cuda { Vec::new() } else { hf_ref.map(|h| targets(&cols, h)).unwrap_or_default() };
         let mut block = format!(
             "\n### {} — {}{}\n{} frames of {}, {} new tokens (greedy), {} threads, prompt {} tokens; {} read bandwidth {:.1} GB/s; fp32 matrix product {:.0} GFLOP/s\n\n{}",
             cfg.name,
@@ -1077,9 +1243,13 @@ pub fn bench_e2e(args: &[String]) -> Result<()> {
             "fidelity": fidelity,
         }));
         // Written after every config, so a long run that is stopped keeps what it measured.
-        write_report(&a, started, now, &machine, frames, tokens, &video, &dtypes, &report, &text, false)?;
+        write_report(
+            &a, started, now, &machine, frames, tokens, &video, &dtypes, &report, &text, false,
+        )?;
     }
-    write_report(&a, started, now, &machine, frames, tokens, &video, &dtypes, &report, &text, true)?;
+    write_report(
+        &a, started, now, &machine, frames, tokens, &video, &dtypes, &report, &text, true,
+    )?;
     Ok(())
 }
 

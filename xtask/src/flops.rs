@@ -40,10 +40,11 @@ pub fn ttft_flops(config: &Value, frames: u64, prompt_tokens: u64) -> Option<Ttf
     let clip = v.get("model_type").and_then(Value::as_str).is_some_and(|m| m.contains("clip"));
     let patches = (image / patch).pow(2);
     let tokens = f(patches + u64::from(clip)); // CLIP prepends a class token
-    // hidden_states[k] is the output of layer k (k = 0: the embeddings); negative k counts back.
+                                               // hidden_states[k] is the output of layer k (k = 0: the embeddings); negative k counts back.
     let fl = config.get("vision_feature_layer").and_then(Value::as_i64).unwrap_or(-1);
     let used = if fl < 0 { layers + 1 + fl } else { fl }.clamp(0, layers) as f64;
-    let per_layer = 2.0 * tokens * (4.0 * hv * hv + 2.0 * hv * iv) + 2.0 * 2.0 * tokens * tokens * hv;
+    let per_layer =
+        2.0 * tokens * (4.0 * hv * hv + 2.0 * hv * iv) + 2.0 * 2.0 * tokens * tokens * hv;
     let embed = 2.0 * f(patches) * f(3 * patch * patch) * hv;
     // "default" drops the class token before the projector; "full" keeps every token.
     let full = config.get("vision_feature_select_strategy").and_then(Value::as_str) == Some("full");
@@ -56,7 +57,8 @@ pub fn ttft_flops(config: &Value, frames: u64, prompt_tokens: u64) -> Option<Ttf
     let it = f(u(t, "intermediate_size")?);
     let heads = u(t, "num_attention_heads")?;
     let kv = u(t, "num_key_value_heads").unwrap_or(heads);
-    let hd = t.get("head_dim").and_then(Value::as_u64).unwrap_or(u(t, "hidden_size")? / heads.max(1));
+    let hd =
+        t.get("head_dim").and_then(Value::as_u64).unwrap_or(u(t, "hidden_size")? / heads.max(1));
     let (q, k) = (f(heads * hd), f(kv * hd));
     let p = f(prompt_tokens);
     let linear = 2.0 * p * (ht * q + 2.0 * ht * k + q * ht + 3.0 * ht * it);

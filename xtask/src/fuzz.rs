@@ -46,7 +46,9 @@ pub struct FuzzArgs {
 }
 
 fn host_triple() -> Result<String> {
-    let out = Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into())).arg("-vV").output()?;
+    let out = Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
+        .arg("-vV")
+        .output()?;
     let text = String::from_utf8_lossy(&out.stdout);
     text.lines()
         .find_map(|l| l.strip_prefix("host: "))
@@ -92,7 +94,8 @@ fn model_dirs() -> Result<PathBuf> {
     let families = ["interleave", "onevision", "video_llava", "llava_next_video"];
     let complete = |f: &str| {
         let d = out.join(f);
-        d.join("tokenizer.json").is_file() && (d.join("chat_template.json").is_file() || d.join("chat_template.jinja").is_file())
+        d.join("tokenizer.json").is_file()
+            && (d.join("chat_template.json").is_file() || d.join("chat_template.jinja").is_file())
     };
     for f in families {
         if !complete(f) {
@@ -101,7 +104,9 @@ fn model_dirs() -> Result<PathBuf> {
                 .arg(project_root().join("python/assets.py"))
                 .args(["--family", f, "--layout", "hub", "--out"])
                 .arg(out.join(f)))
-            .with_context(|| format!("building the {f} model directory (needs `cargo xtask setup`)"))?;
+            .with_context(|| {
+                format!("building the {f} model directory (needs `cargo xtask setup`)")
+            })?;
         }
     }
     Ok(out)
@@ -112,7 +117,9 @@ fn base64(data: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for c in data.chunks(3) {
-        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
         for k in 0..4 {
             out.push(if k <= c.len() { A[(n >> (18 - 6 * k) & 63) as usize] as char } else { '=' });
         }
@@ -132,7 +139,9 @@ fn seeds(target: &str, models: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(&dir)?;
     let root = project_root();
     let files_in = |d: &Path| -> Vec<PathBuf> {
-        let mut v: Vec<PathBuf> = std::fs::read_dir(d).map(|r| r.filter_map(|e| e.ok().map(|e| e.path())).collect()).unwrap_or_default();
+        let mut v: Vec<PathBuf> = std::fs::read_dir(d)
+            .map(|r| r.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
         v.sort();
         v.into_iter().filter(|p| p.is_file()).collect()
     };
@@ -149,12 +158,23 @@ fn seeds(target: &str, models: &Path) -> Result<PathBuf> {
             sources.push(root.join("assets/demo.mp4"));
             sources.extend(files_in(&root.join("crates/video-io/tests/fuzz-regressions")));
             for p in sources {
-                let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                let ext = p.extension().map(|e| e.to_string_lossy().to_lowercase()).unwrap_or_default();
+                let name =
+                    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let ext =
+                    p.extension().map(|e| e.to_string_lossy().to_lowercase()).unwrap_or_default();
                 let is_image = images.contains(&ext.as_str());
-                let wanted = if target == "image_bytes" { is_image } else { !is_image || name.starts_with("anim") };
+                let wanted = if target == "image_bytes" {
+                    is_image
+                } else {
+                    !is_image || name.starts_with("anim")
+                };
                 let size = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(u64::MAX);
-                if wanted && size > 0 && size <= max && !name.starts_with('.') && !name.starts_with("tmp-") {
+                if wanted
+                    && size > 0
+                    && size <= max
+                    && !name.starts_with('.')
+                    && !name.starts_with("tmp-")
+                {
                     copy_into(&dir, &name, &std::fs::read(&p)?)?;
                 }
             }
@@ -165,7 +185,11 @@ fn seeds(target: &str, models: &Path) -> Result<PathBuf> {
                 for fam in 0..4u8 {
                     let mut d = vec![fam | ((k as u8 & 3) << 2)];
                     d.extend(&json);
-                    copy_into(&dir, &format!("{fam}-{}", m.file_name().unwrap_or_default().to_string_lossy()), &d)?;
+                    copy_into(
+                        &dir,
+                        &format!("{fam}-{}", m.file_name().unwrap_or_default().to_string_lossy()),
+                        &d,
+                    )?;
                 }
             }
         }
@@ -175,24 +199,34 @@ fn seeds(target: &str, models: &Path) -> Result<PathBuf> {
                 let tpl = match std::fs::read_to_string(d.join("chat_template.jinja")) {
                     Ok(t) => t,
                     Err(_) => {
-                        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("chat_template.json"))?)?;
+                        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
+                            d.join("chat_template.json"),
+                        )?)?;
                         v["chat_template"].as_str().unwrap_or_default().to_string()
                     }
                 };
                 for m in &messages {
                     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(m)?)?;
                     // the first conversation of a batch, or the conversation itself
-                    let conv = if v.get(0).and_then(|c| c.get(0)).is_some() { v[0].clone() } else { v };
+                    let conv =
+                        if v.get(0).and_then(|c| c.get(0)).is_some() { v[0].clone() } else { v };
                     let mut data = tpl.clone().into_bytes();
                     data.push(0);
                     data.extend(serde_json::to_vec(&conv)?);
-                    copy_into(&dir, &format!("{fam}-{}", m.file_name().unwrap_or_default().to_string_lossy()), &data)?;
+                    copy_into(
+                        &dir,
+                        &format!("{fam}-{}", m.file_name().unwrap_or_default().to_string_lossy()),
+                        &data,
+                    )?;
                 }
             }
         }
         "model_config" => {
             let mut dirs: Vec<(String, PathBuf)> =
-                ["interleave", "onevision", "video_llava", "llava_next_video"].iter().map(|f| (f.to_string(), models.join(f))).collect();
+                ["interleave", "onevision", "video_llava", "llava_next_video"]
+                    .iter()
+                    .map(|f| (f.to_string(), models.join(f)))
+                    .collect();
             dirs.push(("demo".into(), root.join("assets/demo-model")));
             for (tag, d) in dirs {
                 for p in files_in(&d) {
@@ -240,7 +274,13 @@ struct Outcome {
     corpus: usize,
 }
 
-fn fuzz_one(bin_dir: &Path, target: &str, max_len: usize, seconds: u64, seeds: &Path) -> Result<Outcome> {
+fn fuzz_one(
+    bin_dir: &Path,
+    target: &str,
+    max_len: usize,
+    seconds: u64,
+    seeds: &Path,
+) -> Result<Outcome> {
     let corpus = cache_dir().join("fuzz").join("corpus").join(target);
     let artifacts = project_root().join("fuzz").join("artifacts").join(target);
     std::fs::create_dir_all(&corpus)?;
@@ -284,7 +324,10 @@ fn fuzz_one(bin_dir: &Path, target: &str, max_len: usize, seconds: u64, seeds: &
 pub fn fuzz(a: &FuzzArgs) -> Result<()> {
     let targets: Vec<(&str, usize)> = match &a.target {
         Some(t) => vec![*TARGETS.iter().find(|(n, _)| n == t).with_context(|| {
-            format!("unknown fuzz target {t:?} (known: {})", TARGETS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "))
+            format!(
+                "unknown fuzz target {t:?} (known: {})",
+                TARGETS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+            )
         })?],
         None => TARGETS.to_vec(),
     };
@@ -316,9 +359,13 @@ pub fn fuzz(a: &FuzzArgs) -> Result<()> {
         );
     }
     println!("total executions: {}", outcomes.iter().map(|o| o.execs).sum::<u64>());
-    let crashed: Vec<&str> = outcomes.iter().filter(|o| o.crashed).map(|o| o.target.as_str()).collect();
+    let crashed: Vec<&str> =
+        outcomes.iter().filter(|o| o.crashed).map(|o| o.target.as_str()).collect();
     if !crashed.is_empty() {
-        bail!("fuzzing found crashes in {}: inputs are in fuzz/artifacts/<target>/", crashed.join(", "));
+        bail!(
+            "fuzzing found crashes in {}: inputs are in fuzz/artifacts/<target>/",
+            crashed.join(", ")
+        );
     }
     Ok(())
 }

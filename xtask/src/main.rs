@@ -107,7 +107,9 @@ enum Cmd {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Setup { no_python, no_apt, cuda } => setup::setup(setup::Parts { apt: !no_apt, ort: true, python: !no_python, cuda }),
+        Cmd::Setup { no_python, no_apt, cuda } => {
+            setup::setup(setup::Parts { apt: !no_apt, ort: true, python: !no_python, cuda })
+        }
         Cmd::OrtPath => {
             println!("{}", setup::ort_lib().display());
             Ok(())
@@ -132,7 +134,9 @@ pub fn project_root() -> PathBuf {
 
 /// The project-local cache: ONNX Runtime, the venv, generated test videos and models.
 pub fn cache_dir() -> PathBuf {
-    std::env::var_os("VIDLM_CACHE").map(PathBuf::from).unwrap_or_else(|| project_root().join(".cache"))
+    std::env::var_os("VIDLM_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| project_root().join(".cache"))
 }
 
 /// Runs a command, failing with its command line when it does not succeed.
@@ -166,14 +170,23 @@ fn demo(args: &[String]) -> Result<()> {
     eprintln!();
     eprintln!("[demo] asking the bundled demo model about the video (8 frames, offline).");
     eprintln!("[demo] NOTE: assets/demo-model is a tiny LLaVA-NeXT-Video with RANDOM weights: its answer is");
-    eprintln!("[demo] gibberish by design. It checks that decoding, preprocessing, the chat template,");
+    eprintln!(
+        "[demo] gibberish by design. It checks that decoding, preprocessing, the chat template,"
+    );
     eprintln!("[demo] tokenization, the vision encoder and the decoder all run end to end.");
     let mut ask = vidlm("run");
     ask.arg("--model")
         .arg(&model)
         .arg("--video")
         .arg(&video)
-        .args(["--num-frames", "8", "--max-new-tokens", "24", "--prompt", "What is happening in this video?"])
+        .args([
+            "--num-frames",
+            "8",
+            "--max-new-tokens",
+            "24",
+            "--prompt",
+            "What is happening in this video?",
+        ])
         .args(args);
     run(&mut ask)?;
     eprintln!();
@@ -191,7 +204,11 @@ impl Steps {
         let start = std::time::Instant::now();
         let r = f();
         let took = start.elapsed();
-        eprintln!("[test] step {name}: {:.0} s{}", took.as_secs_f64(), if r.is_err() { " (failed)" } else { "" });
+        eprintln!(
+            "[test] step {name}: {:.0} s{}",
+            took.as_secs_f64(),
+            if r.is_err() { " (failed)" } else { "" }
+        );
         self.0.push((name, took));
         r
     }
@@ -212,7 +229,9 @@ fn test(args: &[String]) -> Result<()> {
     // Text-only checks first: they take a second and fail fast.
     steps.time("tidy", || tidy::tidy(&project_root()))?;
     // `cuda`: the CUDA build of ONNX Runtime too, for the no-GPU CUDA test of vidlm-ort below.
-    steps.time("setup", || setup::setup(setup::Parts { apt: true, ort: true, python: true, cuda: true }))?;
+    steps.time("setup", || {
+        setup::setup(setup::Parts { apt: true, ort: true, python: true, cuda: true })
+    })?;
     let videos = steps.time("videos", videos::videos)?;
     // Tiny test models + their ONNX exports into .cache/fixtures (idempotent), and a check that the
     // committed goldens are still what transformers produces.
@@ -239,8 +258,13 @@ fn test(args: &[String]) -> Result<()> {
     steps.time("cargo test -p vidlm-ort --features cuda --test cuda", || run(&mut g))?;
     // The end-to-end benchmark's harness on a tiny model (its numbers mean nothing here), so that it
     // cannot rot: checkpoint, fp32/q8/q4 export, vidlm run per dtype, transformers, bandwidth, JSON.
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| project_root().join("target"));
-    std::env::set_var("VIDLM_BENCH_BIN", target.join("debug").join(format!("vidlm{}", std::env::consts::EXE_SUFFIX)));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| project_root().join("target"));
+    std::env::set_var(
+        "VIDLM_BENCH_BIN",
+        target.join("debug").join(format!("vidlm{}", std::env::consts::EXE_SUFFIX)),
+    );
     steps.time("bench e2e --quick", || bench_e2e::bench_e2e(&["--quick".to_string()]))?;
     // Smoke run of every fuzz target (10 s each), so that the harness cannot rot. The smoke run
     // uses the unoptimised build (`--debug`: the same instrumentation, a much shorter compile);

@@ -87,7 +87,10 @@ fn dpkg_installed(pkg: &str) -> bool {
     Command::new("dpkg-query")
         .args(["-W", "-f=${Status}", pkg])
         .output()
-        .map(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        .map(|o| {
+            o.status.success()
+                && String::from_utf8_lossy(&o.stdout).contains("install ok installed")
+        })
         .unwrap_or(false)
 }
 
@@ -106,7 +109,9 @@ pub fn apt() -> Result<()> {
         eprintln!("[setup] apt packages: all present");
         return Ok(());
     }
-    step(format!("installing {} apt packages ({})", missing.len(), missing.join(" ")), || apt_install(&missing))
+    step(format!("installing {} apt packages ({})", missing.len(), missing.join(" ")), || {
+        apt_install(&missing)
+    })
 }
 
 fn apt_install(missing: &[&str]) -> Result<()> {
@@ -169,7 +174,9 @@ fn unpack_wheel(package: &str, file_stem: &str, dir: &std::path::Path) -> Result
     if lib.exists() {
         return Ok(lib);
     }
-    step(format!("installing {package} {ORT_VERSION} (PyPI wheel)"), || install_wheel(package, file_stem, dir))
+    step(format!("installing {package} {ORT_VERSION} (PyPI wheel)"), || {
+        install_wheel(package, file_stem, dir)
+    })
 }
 
 fn install_wheel(package: &str, file_stem: &str, dir: &std::path::Path) -> Result<PathBuf> {
@@ -177,10 +184,12 @@ fn install_wheel(package: &str, file_stem: &str, dir: &std::path::Path) -> Resul
     std::fs::create_dir_all(dir)?;
     let dl = cache_dir().join("downloads");
     std::fs::create_dir_all(&dl)?;
-    run_logged(Command::new(python3())
-        .args(["-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:", "-d"])
-        .arg(&dl)
-        .arg(format!("{package}=={ORT_VERSION}")))?;
+    run_logged(
+        Command::new(python3())
+            .args(["-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:", "-d"])
+            .arg(&dl)
+            .arg(format!("{package}=={ORT_VERSION}")),
+    )?;
     let prefix = format!("{file_stem}-{ORT_VERSION}-");
     let wheel = std::fs::read_dir(&dl)?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -246,11 +255,15 @@ pub fn python_env() -> Result<PathBuf> {
     let venv = cache_dir().join("venv");
     let stamp = venv.join(".vidlm-requirements");
     let py = venv_python();
-    if py.exists() && std::fs::read_to_string(&stamp).map(|s| s.trim() == stamp_val).unwrap_or(false) {
+    if py.exists()
+        && std::fs::read_to_string(&stamp).map(|s| s.trim() == stamp_val).unwrap_or(false)
+    {
         return Ok(py);
     }
     if !py.exists() {
-        step(format!("creating the Python venv {}", venv.display()), || run_logged(Command::new(python3()).args(["-m", "venv"]).arg(&venv)))?;
+        step(format!("creating the Python venv {}", venv.display()), || {
+            run_logged(Command::new(python3()).args(["-m", "venv"]).arg(&venv))
+        })?;
     }
     step("installing python/requirements.txt into the venv (torch, transformers, onnx, onnxruntime; ~2-3 min)", || {
         run_logged(Command::new(&py).args(["-m", "pip", "install", "--disable-pip-version-check", "-r"]).arg(&req))
@@ -304,7 +317,11 @@ pub fn run_logged(cmd: &mut Command) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let mut log = std::fs::OpenOptions::new().create(true).append(true).open(&path).with_context(|| format!("opening {}", path.display()))?;
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
     writeln!(log, "\n$ {cmd:?}")?;
     let status = cmd
         .stdin(Stdio::null())

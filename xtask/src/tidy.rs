@@ -56,7 +56,8 @@ pub fn check(root: &Path) -> Result<Vec<Finding>> {
     files.sort();
     for path in &files {
         let rel = relative(root, path);
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let code = strip_comments_and_strings(&text);
         findings.extend(unsafe_outside_allowed(&rel, &code));
         if is_library_source(&rel) && !rel.starts_with(MODEL_CRATE) {
@@ -95,7 +96,8 @@ fn relative(root: &Path, path: &Path) -> String {
 
 /// Library and binary sources (`crates/*/src/`, `benches/`, `examples/`), not tests.
 fn is_library_source(rel: &str) -> bool {
-    rel.starts_with("crates/") && ["/src/", "/benches/", "/examples/"].iter().any(|d| rel.contains(d))
+    rel.starts_with("crates/")
+        && ["/src/", "/benches/", "/examples/"].iter().any(|d| rel.contains(d))
 }
 
 fn is_unsafe_allowed(rel: &str) -> bool {
@@ -176,7 +178,9 @@ pub fn strip_comments_and_strings(src: &str) -> String {
             // A char literal ('a', '\n', '\u{1F600}') or a lifetime ('a).
             let end = if next == Some('\\') {
                 // Skip the escaped character: '\'' and '\\' end at the quote after it.
-                c.get(i + 3..).and_then(|rest| rest.iter().position(|&ch| ch == '\'')).map(|p| i + 3 + p)
+                c.get(i + 3..)
+                    .and_then(|rest| rest.iter().position(|&ch| ch == '\''))
+                    .map(|p| i + 3 + p)
             } else if c.get(i + 2) == Some(&'\'') {
                 Some(i + 2)
             } else {
@@ -272,17 +276,30 @@ fn family_knowledge(rel: &str, code: &str) -> Vec<Finding> {
     let mut out = Vec::new();
     for v in FAMILY_NAMES {
         for n in word_lines(code, &format!("Family::{v}")) {
-            out.push(Finding { at: format!("{rel}:{n}"), message: format!("`Family::{v}`: family matches belong in vidlm-model (use the FamilySpec)") });
+            out.push(Finding {
+                at: format!("{rel}:{n}"),
+                message: format!(
+                    "`Family::{v}`: family matches belong in vidlm-model (use the FamilySpec)"
+                ),
+            });
         }
     }
     for k in SPEC_CONSTS {
         for n in word_lines(code, k) {
-            out.push(Finding { at: format!("{rel}:{n}"), message: format!("`{k}`: a family's spec is read through `Family::spec`, in vidlm-model") });
+            out.push(Finding {
+                at: format!("{rel}:{n}"),
+                message: format!(
+                    "`{k}`: a family's spec is read through `Family::spec`, in vidlm-model"
+                ),
+            });
         }
     }
     for def in ["enum Family", "struct FamilySpec"] {
         for n in word_lines(code, def) {
-            out.push(Finding { at: format!("{rel}:{n}"), message: format!("`{def}` is defined once, in vidlm-model") });
+            out.push(Finding {
+                at: format!("{rel}:{n}"),
+                message: format!("`{def}` is defined once, in vidlm-model"),
+            });
         }
     }
     out
@@ -306,7 +323,9 @@ fn lib_overview(rel: &str, text: &str) -> Vec<Finding> {
         }
         if !in_code {
             let info = fence.trim_start_matches('`');
-            runnable |= !["ignore", "no_run", "text", "compile_fail", "sh", "json", "toml"].iter().any(|w| info.contains(w));
+            runnable |= !["ignore", "no_run", "text", "compile_fail", "sh", "json", "toml"]
+                .iter()
+                .any(|w| info.contains(w));
         }
         in_code = !in_code;
     }
@@ -321,12 +340,22 @@ fn lib_overview(rel: &str, text: &str) -> Vec<Finding> {
 /// holding an FFI/SIMD module, `unsafe_code = "deny"`).
 fn crate_manifests(root: &Path) -> Result<Vec<Finding>> {
     let mut out = Vec::new();
-    let workspace = std::fs::read_to_string(root.join("Cargo.toml")).context("reading Cargo.toml")?;
-    if !toml_section(&workspace, "workspace.lints.rust").iter().any(|l| squash(l) == "unsafe_code=\"forbid\"") {
-        out.push(Finding { at: "Cargo.toml".into(), message: "[workspace.lints.rust] must set unsafe_code = \"forbid\"".into() });
+    let workspace =
+        std::fs::read_to_string(root.join("Cargo.toml")).context("reading Cargo.toml")?;
+    if !toml_section(&workspace, "workspace.lints.rust")
+        .iter()
+        .any(|l| squash(l) == "unsafe_code=\"forbid\"")
+    {
+        out.push(Finding {
+            at: "Cargo.toml".into(),
+            message: "[workspace.lints.rust] must set unsafe_code = \"forbid\"".into(),
+        });
     }
     let architecture = std::fs::read_to_string(root.join("ARCHITECTURE.md")).unwrap_or_default();
-    let mut crates: Vec<PathBuf> = std::fs::read_dir(root.join("crates"))?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.join("Cargo.toml").is_file()).collect();
+    let mut crates: Vec<PathBuf> = std::fs::read_dir(root.join("crates"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("Cargo.toml").is_file())
+        .collect();
     crates.push(root.join("xtask"));
     crates.sort();
     for dir in crates {
@@ -336,11 +365,15 @@ fn crate_manifests(root: &Path) -> Result<Vec<Finding>> {
             .lines()
             .find_map(|l| squash(l).strip_prefix("name=").map(|n| n.trim_matches('"').to_string()))
             .unwrap_or_default();
-        let inherits = toml_section(&manifest, "lints").iter().any(|l| squash(l) == "workspace=true");
-        let denies = toml_section(&manifest, "lints.rust").iter().any(|l| squash(l) == "unsafe_code=\"deny\"");
+        let inherits =
+            toml_section(&manifest, "lints").iter().any(|l| squash(l) == "workspace=true");
+        let denies = toml_section(&manifest, "lints.rust")
+            .iter()
+            .any(|l| squash(l) == "unsafe_code=\"deny\"");
         let mut has_unsafe_module = Vec::new();
         rust_files(&dir.join("src"), &mut has_unsafe_module)?;
-        let has_unsafe_module = has_unsafe_module.iter().any(|p| is_unsafe_allowed(&relative(root, p)));
+        let has_unsafe_module =
+            has_unsafe_module.iter().any(|p| is_unsafe_allowed(&relative(root, p)));
         match (has_unsafe_module, inherits, denies) {
             (false, true, _) | (true, false, true) => {}
             (false, _, _) => out.push(Finding { at: format!("{rel}/Cargo.toml"), message: "needs `[lints] workspace = true` (unsafe_code = forbid)".into() }),
@@ -353,8 +386,13 @@ fn crate_manifests(root: &Path) -> Result<Vec<Finding>> {
             if !dir.join("README.md").is_file() {
                 out.push(Finding { at: rel.clone(), message: "a crate needs a README.md".into() });
             }
-            if !architecture.contains(&format!("`{rel}`")) || !architecture.contains(&format!("`{name}`")) {
-                out.push(Finding { at: "ARCHITECTURE.md".into(), message: format!("no code-map entry for `{rel}` (`{name}`)") });
+            if !architecture.contains(&format!("`{rel}`"))
+                || !architecture.contains(&format!("`{name}`"))
+            {
+                out.push(Finding {
+                    at: "ARCHITECTURE.md".into(),
+                    message: format!("no code-map entry for `{rel}` (`{name}`)"),
+                });
             }
         }
     }
@@ -390,12 +428,19 @@ mod tests {
     #[test]
     fn findings_name_file_and_line() {
         let code = strip_comments_and_strings("fn f() {\n    unsafe { g() }\n}\n");
-        assert_eq!(unsafe_outside_allowed("crates/x/src/lib.rs", &code)[0].at, "crates/x/src/lib.rs:2");
+        assert_eq!(
+            unsafe_outside_allowed("crates/x/src/lib.rs", &code)[0].at,
+            "crates/x/src/lib.rs:2"
+        );
         assert!(unsafe_outside_allowed("crates/processor/src/resize/simd.rs", &code).is_empty());
         assert!(unsafe_outside_allowed("crates/video-io/src/ffi.rs", &code).is_empty());
         let fam = strip_comments_and_strings("// Family::Onevision\nmatch f { Family::Onevision => 1, _ => 2 }\nlet s = ONEVISION;\nenum Family {}");
-        let found: Vec<String> = family_knowledge("crates/x/src/a.rs", &fam).into_iter().map(|f| f.at).collect();
-        assert_eq!(found, vec!["crates/x/src/a.rs:2", "crates/x/src/a.rs:3", "crates/x/src/a.rs:4"]);
+        let found: Vec<String> =
+            family_knowledge("crates/x/src/a.rs", &fam).into_iter().map(|f| f.at).collect();
+        assert_eq!(
+            found,
+            vec!["crates/x/src/a.rs:2", "crates/x/src/a.rs:3", "crates/x/src/a.rs:4"]
+        );
         assert!(word_lines("FamilySpec::x; Family::OnevisionX", "Family::Onevision").is_empty());
     }
 

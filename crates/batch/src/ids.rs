@@ -33,7 +33,8 @@ impl IdIndex {
             entries.push((id_hash(&r.custom_id), r.index as u64));
         }
         entries.sort_unstable();
-        let mut dups: Vec<u128> = entries.windows(2).filter(|w| w[0].0 == w[1].0).map(|w| w[0].0).collect();
+        let mut dups: Vec<u128> =
+            entries.windows(2).filter(|w| w[0].0 == w[1].0).map(|w| w[0].0).collect();
         dups.dedup();
         if !dups.is_empty() {
             return Err(duplicate_error(manifest, &dups));
@@ -92,7 +93,11 @@ impl IdSet {
 
 fn duplicate_error(manifest: &Manifest, dups: &[u128]) -> BatchError {
     let mut first_seen: std::collections::HashMap<u128, String> = std::collections::HashMap::new();
-    let more = if dups.len() > 1 { format!(" (and {} more duplicated ids)", dups.len() - 1) } else { String::new() };
+    let more = if dups.len() > 1 {
+        format!(" (and {} more duplicated ids)", dups.len() - 1)
+    } else {
+        String::new()
+    };
     let records = match manifest.records() {
         Ok(r) => r,
         Err(e) => return e,
@@ -151,7 +156,12 @@ mod tests {
             ..Default::default()
         };
         let e = IdIndex::scan(&Manifest::open(&p, &opts).unwrap()).unwrap_err().to_string();
-        assert!(e.contains("duplicate custom_id \"1\" at line 2 and line 4 (and 1 more duplicated ids)"), "{e}");
+        assert!(
+            e.contains(
+                "duplicate custom_id \"1\" at line 2 and line 4 (and 1 more duplicated ids)"
+            ),
+            "{e}"
+        );
         std::fs::write(&p, "v,id\na.mp4,1\nb.mp4,2\n").unwrap();
         let idx = IdIndex::scan(&Manifest::open(&p, &opts).unwrap()).unwrap();
         assert_eq!((idx.len(), idx.record_of("2"), idx.record_of("3")), (2, Some(1), None));

@@ -60,7 +60,9 @@ impl RequestDefaults {
         set("repetition_penalty", self.repetition_penalty.map(|t| json!(t)));
         set("seed", self.seed.map(|t| json!(t)));
         set("stop", (!self.stop.is_empty()).then(|| json!(self.stop)));
-        if body.get("max_tokens").is_none_or(Value::is_null) && body.get("max_completion_tokens").is_none_or(Value::is_null) {
+        if body.get("max_tokens").is_none_or(Value::is_null)
+            && body.get("max_completion_tokens").is_none_or(Value::is_null)
+        {
             if let Some(m) = self.max_tokens {
                 body.insert("max_tokens".into(), json!(m));
             }
@@ -101,7 +103,12 @@ impl RequestDefaults {
 /// The chat completions body of a record (`Err`: the record's own problem, for its error line).
 /// `model` is what plain rows name as their model; `video_url` turns a plain row's video into
 /// the URL the body carries (relative paths resolved as the CLI documents).
-pub fn body_of(request: &RequestSource, model: &str, defaults: &RequestDefaults, video_url: impl Fn(&str) -> String) -> Result<Vec<u8>, String> {
+pub fn body_of(
+    request: &RequestSource,
+    model: &str,
+    defaults: &RequestDefaults,
+    video_url: impl Fn(&str) -> String,
+) -> Result<Vec<u8>, String> {
     let mut body = match request {
         RequestSource::Invalid(m) => return Err(m.clone()),
         RequestSource::Body(Value::Object(b)) => b.clone(),
@@ -173,19 +180,33 @@ mod tests {
 
     #[test]
     fn defaults_fill_only_gaps() {
-        let d = RequestDefaults { num_frames: Some(4), max_tokens: Some(16), temperature: Some(0.0), stop: vec!["x".into()], ..Default::default() };
-        let mut b = json!({"model": "m", "messages": [], "max_completion_tokens": 3, "temperature": 0.7}).as_object().cloned().unwrap();
+        let d = RequestDefaults {
+            num_frames: Some(4),
+            max_tokens: Some(16),
+            temperature: Some(0.0),
+            stop: vec!["x".into()],
+            ..Default::default()
+        };
+        let mut b =
+            json!({"model": "m", "messages": [], "max_completion_tokens": 3, "temperature": 0.7})
+                .as_object()
+                .cloned()
+                .unwrap();
         d.apply(&mut b);
         assert_eq!(b.get("max_tokens"), None);
         assert_eq!(b["temperature"], 0.7);
         assert_eq!(b["stop"], json!(["x"]));
         assert_eq!(b["media_io_kwargs"], json!({"video": {"num_frames": 4}}));
-        let mut b = json!({"media_io_kwargs": {"video": {"fps": 1.0}}, "max_tokens": null}).as_object().cloned().unwrap();
+        let mut b = json!({"media_io_kwargs": {"video": {"fps": 1.0}}, "max_tokens": null})
+            .as_object()
+            .cloned()
+            .unwrap();
         d.apply(&mut b);
         assert_eq!(b["media_io_kwargs"], json!({"video": {"fps": 1.0}}));
         assert_eq!(b["max_tokens"], 16);
         let d = RequestDefaults { fps: Some(2.0), max_frames: Some(8), ..Default::default() };
-        let mut b = json!({"media_io_kwargs": {"video": {"max_frames": 4}}}).as_object().cloned().unwrap();
+        let mut b =
+            json!({"media_io_kwargs": {"video": {"max_frames": 4}}}).as_object().cloned().unwrap();
         d.apply(&mut b);
         assert_eq!(b["media_io_kwargs"], json!({"video": {"fps": 2.0, "max_frames": 4}}));
         let mut b = Map::new();
@@ -199,9 +220,20 @@ mod tests {
         let b = body_of(&r, "demo", &RequestDefaults::default(), |v| format!("/base/{v}")).unwrap();
         let v: Value = serde_json::from_slice(&b).unwrap();
         assert_eq!(v["model"], "demo");
-        assert_eq!(v["messages"][0]["content"][0], json!({"type": "video_url", "video_url": {"url": "/base/a.mp4"}}));
+        assert_eq!(
+            v["messages"][0]["content"][0],
+            json!({"type": "video_url", "video_url": {"url": "/base/a.mp4"}})
+        );
         assert_eq!(v["messages"][0]["content"][1]["text"], "what?");
-        assert_eq!(body_of(&RequestSource::Invalid("bad".into()), "m", &RequestDefaults::default(), str::to_string), Err("bad".into()));
+        assert_eq!(
+            body_of(
+                &RequestSource::Invalid("bad".into()),
+                "m",
+                &RequestDefaults::default(),
+                str::to_string
+            ),
+            Err("bad".into())
+        );
     }
 
     #[test]
@@ -211,10 +243,16 @@ mod tests {
         assert!(a.starts_with("batch_req_") && b.starts_with("req_") && c.starts_with("chatcmpl-"));
         assert_eq!(line_ids("x"), line_ids("x"));
         assert_ne!(line_ids("x"), line_ids("y"));
-        let l: Value = serde_json::from_str(&error_line("x", 404, json!({"error": {"code": "model_not_found", "message": "no"}}))).unwrap();
+        let l: Value = serde_json::from_str(&error_line(
+            "x",
+            404,
+            json!({"error": {"code": "model_not_found", "message": "no"}}),
+        ))
+        .unwrap();
         assert_eq!(l["response"]["status_code"], 404);
         assert_eq!(l["error"]["code"], "model_not_found");
-        let l: Value = serde_json::from_str(&success_line("x", json!({"object": "chat.completion"}))).unwrap();
+        let l: Value =
+            serde_json::from_str(&success_line("x", json!({"object": "chat.completion"}))).unwrap();
         assert!(l["error"].is_null());
         assert_eq!(l["response"]["body"]["object"], "chat.completion");
     }

@@ -16,7 +16,9 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Int16Type, Int32Type, Int64Type, Int8Type, UInt16Type, UInt32Type, UInt64Type, UInt8Type};
+use arrow_array::types::{
+    Int16Type, Int32Type, Int64Type, Int8Type, UInt16Type, UInt32Type, UInt64Type, UInt8Type,
+};
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::DataType;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
@@ -53,7 +55,9 @@ impl std::str::FromStr for Format {
             "jsonl" | "ndjson" | "json" => Ok(Format::Jsonl),
             "csv" | "tsv" => Ok(Format::Csv),
             "parquet" | "pq" => Ok(Format::Parquet),
-            other => Err(BatchError::Options(format!("unknown manifest format {other:?} (openai, jsonl, csv, parquet)"))),
+            other => Err(BatchError::Options(format!(
+                "unknown manifest format {other:?} (openai, jsonl, csv, parquet)"
+            ))),
         }
     }
 }
@@ -131,7 +135,11 @@ impl Manifest {
     /// Checks the options against the format and that the file can be opened.
     pub fn open(path: impl AsRef<Path>, opts: &ManifestOptions) -> Result<Manifest> {
         let path = path.as_ref().to_path_buf();
-        let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).unwrap_or_default();
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .unwrap_or_default();
         let format = match opts.format {
             Some(f) => f,
             None => match ext.as_str() {
@@ -156,10 +164,16 @@ impl Manifest {
             }
         } else {
             if opts.video_column.is_none() {
-                return Err(BatchError::Options(format!("{}: a plain manifest needs --video-column", path.display())));
+                return Err(BatchError::Options(format!(
+                    "{}: a plain manifest needs --video-column",
+                    path.display()
+                )));
             }
             if opts.prompt.is_none() && opts.prompt_column.is_none() {
-                return Err(BatchError::Options(format!("{}: give --prompt TEXT or --prompt-column NAME", path.display())));
+                return Err(BatchError::Options(format!(
+                    "{}: give --prompt TEXT or --prompt-column NAME",
+                    path.display()
+                )));
             }
         }
         File::open(&path).map_err(|e| BatchError::io(&path, e))?;
@@ -190,23 +204,38 @@ impl Manifest {
     pub fn records(&self) -> Result<Records> {
         let file = File::open(&self.path).map_err(|e| BatchError::io(&self.path, e))?;
         let source = match self.format {
-            Format::OpenAiBatch | Format::Jsonl => Source::Lines(LineReader::new(file, self.opts.max_line_bytes)),
+            Format::OpenAiBatch | Format::Jsonl => {
+                Source::Lines(LineReader::new(file, self.opts.max_line_bytes))
+            }
             Format::Csv => {
-                let tsv = self.path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("tsv"));
-                let mut rdr = csv::ReaderBuilder::new().delimiter(if tsv { b'\t' } else { b',' }).from_reader(BufReader::new(file));
-                let headers = rdr.headers().map_err(|e| self.err("header row", e.to_string()))?.clone();
+                let tsv = self
+                    .path
+                    .extension()
+                    .and_then(|e| e.to_str())
+                    .is_some_and(|e| e.eq_ignore_ascii_case("tsv"));
+                let mut rdr = csv::ReaderBuilder::new()
+                    .delimiter(if tsv { b'\t' } else { b',' })
+                    .from_reader(BufReader::new(file));
+                let headers =
+                    rdr.headers().map_err(|e| self.err("header row", e.to_string()))?.clone();
                 let cols = self.plain_columns(|name| headers.iter().position(|h| h == name))?;
                 Source::Csv { rdr, cols, record: csv::StringRecord::new() }
             }
             Format::Parquet => {
-                let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| self.err("file", e.to_string()))?;
+                let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+                    .map_err(|e| self.err("file", e.to_string()))?;
                 let schema = builder.schema().clone();
-                let cols = self.plain_columns(|name| schema.fields().iter().position(|f| f.name() == name))?;
+                let cols = self
+                    .plain_columns(|name| schema.fields().iter().position(|f| f.name() == name))?;
                 let mut roots: Vec<usize> = cols.all().collect();
                 roots.sort_unstable();
                 roots.dedup();
                 let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
-                let reader = builder.with_projection(mask).with_batch_size(1024).build().map_err(|e| self.err("file", e.to_string()))?;
+                let reader = builder
+                    .with_projection(mask)
+                    .with_batch_size(1024)
+                    .build()
+                    .map_err(|e| self.err("file", e.to_string()))?;
                 let names = PlainColumns {
                     video: self.opts.video_column.clone().unwrap_or_default(),
                     id: self.opts.id_column.clone(),
@@ -219,12 +248,18 @@ impl Manifest {
     }
 
     fn err(&self, location: impl Into<String>, message: impl Into<String>) -> BatchError {
-        BatchError::Manifest { path: self.path.clone(), location: location.into(), message: message.into() }
+        BatchError::Manifest {
+            path: self.path.clone(),
+            location: location.into(),
+            message: message.into(),
+        }
     }
 
     /// Positions of the video/id/prompt columns, or an error naming a missing one.
     fn plain_columns(&self, find: impl Fn(&str) -> Option<usize>) -> Result<PlainColumns<usize>> {
-        let col = |name: &str| find(name).ok_or_else(|| self.err(format!("column {name:?}"), "no such column"));
+        let col = |name: &str| {
+            find(name).ok_or_else(|| self.err(format!("column {name:?}"), "no such column"))
+        };
         Ok(PlainColumns {
             video: col(self.opts.video_column.as_deref().unwrap_or_default())?,
             id: self.opts.id_column.as_deref().map(col).transpose()?,
@@ -233,7 +268,14 @@ impl Manifest {
     }
 
     /// Builds a plain record from its cells.
-    fn plain_record(&self, index: usize, location: String, video: Option<String>, id: Option<String>, prompt: Option<String>) -> Result<Record> {
+    fn plain_record(
+        &self,
+        index: usize,
+        location: String,
+        video: Option<String>,
+        id: Option<String>,
+        prompt: Option<String>,
+    ) -> Result<Record> {
         let video = video.filter(|v| !v.trim().is_empty());
         let custom_id = match (&self.opts.id_column, &video) {
             (Some(c), _) => match id {
@@ -268,7 +310,10 @@ impl Manifest {
 
     fn openai_record(&self, index: usize, location: String, v: Value) -> Result<Record> {
         let Value::Object(mut obj) = v else {
-            return Err(self.err(location, "expected a JSON object {\"custom_id\", \"method\", \"url\", \"body\"}"));
+            return Err(self.err(
+                location,
+                "expected a JSON object {\"custom_id\", \"method\", \"url\", \"body\"}",
+            ));
         };
         let custom_id = match obj.get("custom_id") {
             Some(Value::String(s)) if !s.is_empty() => s.clone(),
@@ -284,7 +329,10 @@ impl Manifest {
         let method = obj.get("method").and_then(Value::as_str).unwrap_or("");
         let url = obj.get("url").and_then(Value::as_str).unwrap_or("");
         let request = if !method.eq_ignore_ascii_case("POST") {
-            RequestSource::Invalid(format!("method must be \"POST\", got {:?}", obj.get("method").cloned().unwrap_or(Value::Null)))
+            RequestSource::Invalid(format!(
+                "method must be \"POST\", got {:?}",
+                obj.get("method").cloned().unwrap_or(Value::Null)
+            ))
         } else if url != CHAT_COMPLETIONS_URL {
             RequestSource::Invalid(format!(
                 "url must be \"{CHAT_COMPLETIONS_URL}\", got {:?}",
@@ -317,8 +365,18 @@ impl PlainColumns<usize> {
 
 enum Source {
     Lines(LineReader),
-    Csv { rdr: csv::Reader<BufReader<File>>, cols: PlainColumns<usize>, record: csv::StringRecord },
-    Parquet { reader: ParquetRecordBatchReader, names: PlainColumns<String>, batch: Option<ParquetBatch>, row_in_batch: usize, row: usize },
+    Csv {
+        rdr: csv::Reader<BufReader<File>>,
+        cols: PlainColumns<usize>,
+        record: csv::StringRecord,
+    },
+    Parquet {
+        reader: ParquetRecordBatchReader,
+        names: PlainColumns<String>,
+        batch: Option<ParquetBatch>,
+        row_in_batch: usize,
+        row: usize,
+    },
 }
 
 /// One Parquet record batch with its three columns as strings.
@@ -339,7 +397,10 @@ pub struct Records {
 
 impl std::fmt::Debug for Records {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Records").field("path", &self.manifest.path).field("index", &self.index).finish()
+        f.debug_struct("Records")
+            .field("path", &self.manifest.path)
+            .field("index", &self.index)
+            .finish()
     }
 }
 
@@ -370,7 +431,9 @@ impl Records {
                     Ok(None) => return None,
                     Err(LineError::Io(e)) => return Some(Err(BatchError::io(&m.path, e))),
                     Err(LineError::TooLong { line, max }) => {
-                        return Some(Err(m.err(format!("line {line}"), format!("longer than {max} bytes"))))
+                        return Some(Err(
+                            m.err(format!("line {line}"), format!("longer than {max} bytes"))
+                        ))
                     }
                 };
                 let location = format!("line {line_no}");
@@ -381,7 +444,9 @@ impl Records {
                 if m.format == Format::OpenAiBatch {
                     return Some(m.openai_record(index, location, v));
                 }
-                let Value::Object(obj) = v else { return Some(Err(m.err(location, "expected a JSON object"))) };
+                let Value::Object(obj) = v else {
+                    return Some(Err(m.err(location, "expected a JSON object")));
+                };
                 let cell = |name: &Option<String>| -> Option<String> {
                     match obj.get(name.as_deref()?)? {
                         Value::String(s) => Some(s.clone()),
@@ -391,7 +456,11 @@ impl Records {
                         other => Some(other.to_string()),
                     }
                 };
-                let (video, id, prompt) = (cell(&m.opts.video_column), cell(&m.opts.id_column), cell(&m.opts.prompt_column));
+                let (video, id, prompt) = (
+                    cell(&m.opts.video_column),
+                    cell(&m.opts.id_column),
+                    cell(&m.opts.prompt_column),
+                );
                 Some(m.plain_record(index, location, video, id, prompt))
             }
             Source::Csv { rdr, cols, record } => {
@@ -399,48 +468,65 @@ impl Records {
                     Ok(false) => return None,
                     Ok(true) => {}
                     Err(e) => {
-                        let at = e.position().map(|p| format!("line {}", p.line())).unwrap_or_else(|| "a record".into());
+                        let at = e
+                            .position()
+                            .map(|p| format!("line {}", p.line()))
+                            .unwrap_or_else(|| "a record".into());
                         return Some(Err(m.err(at, e.to_string())));
                     }
                 }
-                let location = format!("line {}", record.position().map(|p| p.line()).unwrap_or(index as u64 + 2));
+                let location = format!(
+                    "line {}",
+                    record.position().map(|p| p.line()).unwrap_or(index as u64 + 2)
+                );
                 let get = |c: Option<usize>| c.and_then(|c| record.get(c)).map(str::to_string);
                 let (video, id, prompt) = (get(Some(cols.video)), get(cols.id), get(cols.prompt));
                 Some(m.plain_record(index, location, video, id, prompt))
             }
-            Source::Parquet { reader, names, batch, row_in_batch, row } => {
-                loop {
-                    if let Some(b) = batch.as_ref() {
-                        if *row_in_batch < b.len {
-                            let i = *row_in_batch;
-                            *row_in_batch += 1;
-                            *row += 1;
-                            let location = format!("row {row}");
-                            let take = |c: &Option<Vec<Option<String>>>| c.as_ref().and_then(|c| c.get(i).cloned().flatten());
-                            let video = b.video.get(i).cloned().flatten();
-                            return Some(m.plain_record(index, location, video, take(&b.id), take(&b.prompt)));
-                        }
-                    }
-                    let rb = match reader.next()? {
-                        Ok(rb) => rb,
-                        Err(e) => return Some(Err(m.err(format!("after row {row}"), e.to_string()))),
-                    };
-                    match parquet_batch(&rb, names) {
-                        Ok(b) => {
-                            *batch = Some(b);
-                            *row_in_batch = 0;
-                        }
-                        Err(e) => return Some(Err(m.err(e.0, e.1))),
+            Source::Parquet { reader, names, batch, row_in_batch, row } => loop {
+                if let Some(b) = batch.as_ref() {
+                    if *row_in_batch < b.len {
+                        let i = *row_in_batch;
+                        *row_in_batch += 1;
+                        *row += 1;
+                        let location = format!("row {row}");
+                        let take = |c: &Option<Vec<Option<String>>>| {
+                            c.as_ref().and_then(|c| c.get(i).cloned().flatten())
+                        };
+                        let video = b.video.get(i).cloned().flatten();
+                        return Some(m.plain_record(
+                            index,
+                            location,
+                            video,
+                            take(&b.id),
+                            take(&b.prompt),
+                        ));
                     }
                 }
-            }
+                let rb = match reader.next()? {
+                    Ok(rb) => rb,
+                    Err(e) => return Some(Err(m.err(format!("after row {row}"), e.to_string()))),
+                };
+                match parquet_batch(&rb, names) {
+                    Ok(b) => {
+                        *batch = Some(b);
+                        *row_in_batch = 0;
+                    }
+                    Err(e) => return Some(Err(m.err(e.0, e.1))),
+                }
+            },
         }
     }
 }
 
-fn parquet_batch(rb: &RecordBatch, names: &PlainColumns<String>) -> std::result::Result<ParquetBatch, (String, String)> {
+fn parquet_batch(
+    rb: &RecordBatch,
+    names: &PlainColumns<String>,
+) -> std::result::Result<ParquetBatch, (String, String)> {
     let col = |name: &str| -> std::result::Result<Vec<Option<String>>, (String, String)> {
-        let a = rb.column_by_name(name).ok_or_else(|| (format!("column {name:?}"), "no such column".to_string()))?;
+        let a = rb
+            .column_by_name(name)
+            .ok_or_else(|| (format!("column {name:?}"), "no such column".to_string()))?;
         strings(a).map_err(|m| (format!("column {name:?}"), m))
     };
     Ok(ParquetBatch {
@@ -499,7 +585,12 @@ struct LineReader {
 
 impl LineReader {
     fn new(file: File, max: usize) -> LineReader {
-        LineReader { reader: BufReader::with_capacity(1 << 16, file), line: 0, max, buf: Vec::new() }
+        LineReader {
+            reader: BufReader::with_capacity(1 << 16, file),
+            line: 0,
+            max,
+            buf: Vec::new(),
+        }
     }
 
     /// The next non-blank line (1-based number, bytes without the line end).
@@ -507,7 +598,10 @@ impl LineReader {
         loop {
             self.buf.clear();
             let limit = self.max as u64 + 2;
-            let n = (&mut self.reader).take(limit).read_until(b'\n', &mut self.buf).map_err(LineError::Io)?;
+            let n = (&mut self.reader)
+                .take(limit)
+                .read_until(b'\n', &mut self.buf)
+                .map_err(LineError::Io)?;
             if n == 0 {
                 return Ok(None);
             }
@@ -570,7 +664,9 @@ mod tests {
         // Blank lines are not records, but line numbers count them.
         assert_eq!((r[1].index, r[1].location.as_str()), (1, "line 3"));
         assert!(matches!(&r[1].request, RequestSource::Invalid(m) if m.contains("POST")));
-        assert!(matches!(&r[2].request, RequestSource::Invalid(m) if m.contains("/v1/chat/completions")));
+        assert!(
+            matches!(&r[2].request, RequestSource::Invalid(m) if m.contains("/v1/chat/completions"))
+        );
         assert!(matches!(&r[3].request, RequestSource::Invalid(m) if m.contains("object")));
     }
 
@@ -596,12 +692,18 @@ mod tests {
         let mut big = b"{\"custom_id\": \"".to_vec();
         big.extend(std::iter::repeat_n(b'x', 5000));
         let p = tmp("long.jsonl", &big);
-        let m = Manifest::open(&p, &ManifestOptions { max_line_bytes: 1000, ..Default::default() }).unwrap();
+        let m = Manifest::open(&p, &ManifestOptions { max_line_bytes: 1000, ..Default::default() })
+            .unwrap();
         let e = all(&m).unwrap_err().to_string();
         assert!(e.contains("line 1: longer than 1000 bytes"), "{e}");
     }
 
-    fn plain(video: &str, id: Option<&str>, prompt: Option<&str>, prompt_column: Option<&str>) -> ManifestOptions {
+    fn plain(
+        video: &str,
+        id: Option<&str>,
+        prompt: Option<&str>,
+        prompt_column: Option<&str>,
+    ) -> ManifestOptions {
         ManifestOptions {
             video_column: Some(video.into()),
             id_column: id.map(String::from),
@@ -629,22 +731,36 @@ mod tests {
                 (l, r) => assert_eq!(l, r),
             }
         }
-        assert_eq!(a[0].request, RequestSource::Video { video: "a.mp4".into(), prompt: "what?".into() });
-        assert_eq!(a[1].request, RequestSource::Video { video: "b.mp4".into(), prompt: "default?".into() });
+        assert_eq!(
+            a[0].request,
+            RequestSource::Video { video: "a.mp4".into(), prompt: "what?".into() }
+        );
+        assert_eq!(
+            a[1].request,
+            RequestSource::Video { video: "b.mp4".into(), prompt: "default?".into() }
+        );
         assert!(matches!(&a[2].request, RequestSource::Invalid(m) if m.contains("no video")));
         assert_eq!(b[0].location, "line 2");
         // Without an id column the video is the id; a row without a video then has no id.
-        let e = all(&Manifest::open(&c, &plain("v", None, Some("x"), None)).unwrap()).unwrap_err().to_string();
+        let e = all(&Manifest::open(&c, &plain("v", None, Some("x"), None)).unwrap())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("line 4") && e.contains("no video"), "{e}");
         // A missing column is named.
-        let e = all(&Manifest::open(&c, &plain("video", None, Some("x"), None)).unwrap()).unwrap_err().to_string();
+        let e = all(&Manifest::open(&c, &plain("video", None, Some("x"), None)).unwrap())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("column \"video\": no such column"), "{e}");
     }
 
     #[test]
     fn option_checks() {
         let j = tmp("o.jsonl", b"{}\n");
-        assert!(Manifest::open(&j, &ManifestOptions { prompt: Some("x".into()), ..Default::default() }).is_err());
+        assert!(Manifest::open(
+            &j,
+            &ManifestOptions { prompt: Some("x".into()), ..Default::default() }
+        )
+        .is_err());
         assert!(Manifest::open(&j, &plain("v", None, None, None)).is_err());
         assert!(Manifest::open(tmp("o.csv", b"v\n"), &ManifestOptions::default()).is_err());
         assert!(Manifest::open("/nonexistent/x.jsonl", &ManifestOptions::default()).is_err());
@@ -657,10 +773,15 @@ mod tests {
         use parquet::arrow::ArrowWriter;
         use std::sync::Arc;
         let ids: ArrayRef = Arc::new(Int64Array::from(vec![Some(10), Some(11), None]));
-        let videos: ArrayRef = Arc::new(StringArray::from(vec![Some("a.mp4"), None, Some("c.mp4")]));
-        let prompts: ArrayRef =
-            Arc::new(vec![Some("p"), Some("q"), Some("p")].into_iter().collect::<DictionaryArray<Int32Type>>());
-        let rb = RecordBatch::try_from_iter([("id", ids), ("video", videos), ("prompt", prompts)]).unwrap();
+        let videos: ArrayRef =
+            Arc::new(StringArray::from(vec![Some("a.mp4"), None, Some("c.mp4")]));
+        let prompts: ArrayRef = Arc::new(
+            vec![Some("p"), Some("q"), Some("p")]
+                .into_iter()
+                .collect::<DictionaryArray<Int32Type>>(),
+        );
+        let rb = RecordBatch::try_from_iter([("id", ids), ("video", videos), ("prompt", prompts)])
+            .unwrap();
         let p = tmp("p.parquet", b"");
         let mut w = ArrowWriter::try_new(File::create(&p).unwrap(), rb.schema(), None).unwrap();
         w.write(&rb).unwrap();

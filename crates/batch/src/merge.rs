@@ -63,7 +63,10 @@ pub fn merge(manifest: &Manifest, inputs: &[ShardOutput], output: &Path) -> Resu
     let out_abs = std::path::absolute(output).map_err(|e| BatchError::io(output, e))?;
     for i in inputs {
         if std::path::absolute(&i.path).ok().as_deref() == Some(out_abs.as_path()) {
-            return Err(BatchError::Merge(format!("the output {} is also an input", output.display())));
+            return Err(BatchError::Merge(format!(
+                "the output {} is also an input",
+                output.display()
+            )));
         }
     }
     let index = IdIndex::scan(manifest)?;
@@ -106,7 +109,10 @@ pub fn merge(manifest: &Manifest, inputs: &[ShardOutput], output: &Path) -> Resu
                 }
             }
             if let Some(prev) = locs[rec] {
-                let where_ = inputs.get(prev.file as usize).map(|i| i.path.display().to_string()).unwrap_or_default();
+                let where_ = inputs
+                    .get(prev.file as usize)
+                    .map(|i| i.path.display().to_string())
+                    .unwrap_or_default();
                 return Err(BatchError::Merge(format!(
                     "custom_id {:?} has two lines: in {} and {} line {}",
                     l.custom_id,
@@ -115,13 +121,16 @@ pub fn merge(manifest: &Manifest, inputs: &[ShardOutput], output: &Path) -> Resu
                     l.line
                 )));
             }
-            let len = u32::try_from(l.len).map_err(|_| BatchError::Merge(format!("{} line {} is too long", p.display(), l.line)))?;
+            let len = u32::try_from(l.len).map_err(|_| {
+                BatchError::Merge(format!("{} line {} is too long", p.display(), l.line))
+            })?;
             locs[rec] = Some(Loc { file: fi as u32, offset: l.offset, len });
             ok[rec] = l.ok;
         }
         files.push(f);
     }
-    let missing: Vec<usize> = locs.iter().enumerate().filter(|(_, l)| l.is_none()).map(|(i, _)| i).collect();
+    let missing: Vec<usize> =
+        locs.iter().enumerate().filter(|(_, l)| l.is_none()).map(|(i, _)| i).collect();
     if !missing.is_empty() {
         return Err(missing_error(manifest, inputs, &missing));
     }
@@ -144,11 +153,19 @@ pub fn merge(manifest: &Manifest, inputs: &[ShardOutput], output: &Path) -> Resu
         return Err(BatchError::io(output, e));
     }
     let succeeded = ok.iter().filter(|&&b| b).count();
-    Ok(MergeReport { lines: locs.len(), succeeded, failed: locs.len() - succeeded, shards: inputs.len() })
+    Ok(MergeReport {
+        lines: locs.len(),
+        succeeded,
+        failed: locs.len() - succeeded,
+        shards: inputs.len(),
+    })
 }
 
 fn tmp_path(output: &Path) -> PathBuf {
-    let name = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "merged".into());
+    let name = output
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "merged".into());
     output.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
@@ -167,10 +184,15 @@ fn missing_error(manifest: &Manifest, inputs: &[ShardOutput], missing: &[usize])
             }
         }
     }
-    let more = if missing.len() > SHOW { format!(", ... ({} in all)", missing.len()) } else { String::new() };
+    let more = if missing.len() > SHOW {
+        format!(", ... ({} in all)", missing.len())
+    } else {
+        String::new()
+    };
     let shards = match inputs.first().and_then(|i| i.shard) {
         Some(s) => {
-            let mut owners: Vec<usize> = missing.iter().map(|&r| Shard::owner(r, s.count)).collect();
+            let mut owners: Vec<usize> =
+                missing.iter().map(|&r| Shard::owner(r, s.count)).collect();
             owners.sort_unstable();
             owners.dedup();
             let list: Vec<String> = owners.iter().map(|o| format!("{o}/{}", s.count)).collect();
@@ -178,5 +200,10 @@ fn missing_error(manifest: &Manifest, inputs: &[ShardOutput], missing: &[usize])
         }
         None => String::new(),
     };
-    BatchError::Merge(format!("{} record(s) of {} have no line: {}{more}{shards}", missing.len(), manifest.path().display(), ids.join(", ")))
+    BatchError::Merge(format!(
+        "{} record(s) of {} have no line: {}{more}{shards}",
+        missing.len(),
+        manifest.path().display(),
+        ids.join(", ")
+    ))
 }

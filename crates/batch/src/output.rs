@@ -67,18 +67,27 @@ pub fn read_lines(path: &Path, file: &mut File) -> Result<Existing> {
         line += 1;
         if buf.last() != Some(&b'\n') {
             if n > MAX_OUTPUT_LINE_BYTES {
-                return Err(BatchError::Output { path: path.into(), message: format!("line {line} is longer than {MAX_OUTPUT_LINE_BYTES} bytes") });
+                return Err(BatchError::Output {
+                    path: path.into(),
+                    message: format!("line {line} is longer than {MAX_OUTPUT_LINE_BYTES} bytes"),
+                });
             }
             // The tail after the last newline: a torn line. Anything after it would be a bug.
             out.torn_bytes = n as u64;
             break;
         }
-        let bad = |why: &str| BatchError::Output {
+        let bad = |why: &str| {
+            BatchError::Output {
             path: path.into(),
             message: format!("line {line} is not a vidlm batch output line ({why}); refusing to append to this file"),
+        }
         };
         let v: Value = serde_json::from_slice(&buf).map_err(|e| bad(&e.to_string()))?;
-        let custom_id = v.get("custom_id").and_then(Value::as_str).ok_or_else(|| bad("no custom_id"))?.to_string();
+        let custom_id = v
+            .get("custom_id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad("no custom_id"))?
+            .to_string();
         let ok = v.pointer("/response/status_code").and_then(Value::as_u64) == Some(200);
         out.lines.push(ExistingLine { custom_id, line, offset, len: n as u64, ok });
         offset += n as u64;
@@ -104,12 +113,21 @@ impl OutputFile {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| BatchError::io(dir, e))?;
         }
-        let mut file = OpenOptions::new().read(true).append(true).create(true).open(path).map_err(|e| BatchError::io(path, e))?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)
+            .map_err(|e| BatchError::io(path, e))?;
         match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => {}
-            Err(e) if e == rustix::io::Errno::WOULDBLOCK => return Err(BatchError::OutputLocked { path: path.into() }),
+            Err(e) if e == rustix::io::Errno::WOULDBLOCK => {
+                return Err(BatchError::OutputLocked { path: path.into() })
+            }
             // Some network file systems cannot lock: go on without (say so).
-            Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot lock the output file; make sure only one process writes it"),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot lock the output file; make sure only one process writes it")
+            }
         }
         let existing = read_lines(path, &mut file)?;
         if existing.torn_bytes > 0 {
@@ -123,7 +141,10 @@ impl OutputFile {
     /// Appends one line (`line` must not contain a newline; one is added) in a single write.
     pub fn append(&mut self, line: &str) -> Result<()> {
         if line.contains('\n') {
-            return Err(BatchError::Output { path: self.path.clone(), message: "internal error: an output line contains a newline".into() });
+            return Err(BatchError::Output {
+                path: self.path.clone(),
+                message: "internal error: an output line contains a newline".into(),
+            });
         }
         let mut buf = Vec::with_capacity(line.len() + 1);
         buf.extend_from_slice(line.as_bytes());
@@ -178,7 +199,8 @@ mod tests {
         f.write_all(&line("c", 200).as_bytes()[..20]).unwrap();
         drop(f);
         let (mut o, ex) = OutputFile::open(&p, false).unwrap();
-        let ids: Vec<(&str, bool)> = ex.lines.iter().map(|l| (l.custom_id.as_str(), l.ok)).collect();
+        let ids: Vec<(&str, bool)> =
+            ex.lines.iter().map(|l| (l.custom_id.as_str(), l.ok)).collect();
         assert_eq!(ids, [("a", true), ("b", false)]);
         assert_eq!(ex.torn_bytes, 20);
         o.append(&line("c", 200)).unwrap();

@@ -58,7 +58,8 @@ pub struct Summary {
 pub fn peak_rss_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.trim_start_matches("VmHWM:").trim().trim_end_matches("kB").trim().parse().ok()?;
+    let kb: u64 =
+        line.trim_start_matches("VmHWM:").trim().trim_end_matches("kB").trim().parse().ok()?;
     Some(kb * 1024)
 }
 
@@ -122,7 +123,11 @@ fn rate(n: f64, t: Duration) -> f64 {
 
 impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let shard = if self.shard.count > 1 { format!(" (shard {}: {} of {} records)", self.shard, self.owned, self.records) } else { String::new() };
+        let shard = if self.shard.count > 1 {
+            format!(" (shard {}: {} of {} records)", self.shard, self.owned, self.records)
+        } else {
+            String::new()
+        };
         write!(
             f,
             "{} requests{shard}: {} succeeded, {} failed in this run",
@@ -134,7 +139,13 @@ impl std::fmt::Display for Summary {
         if self.remaining() > 0 {
             write!(f, "; {} NOT done", self.remaining())?;
         }
-        write!(f, "; {:.1} s, {:.2} videos/s, {:.1} tokens/s", self.elapsed.as_secs_f64(), self.requests_per_second(), self.tokens_per_second())?;
+        write!(
+            f,
+            "; {:.1} s, {:.2} videos/s, {:.1} tokens/s",
+            self.elapsed.as_secs_f64(),
+            self.requests_per_second(),
+            self.tokens_per_second()
+        )?;
         if let Some(b) = self.peak_rss_bytes {
             write!(f, ", peak RSS {:.0} MiB", b as f64 / (1 << 20) as f64)?;
         }
@@ -167,14 +178,25 @@ impl Progress {
         };
         let bar = bar.then(|| {
             let b = ProgressBar::with_draw_target(Some(todo as u64), ProgressDrawTarget::stderr());
-            let style = ProgressStyle::with_template("{spinner} {elapsed_precise} [{wide_bar}] {pos}/{len} {msg} ETA {eta}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> ");
+            let style = ProgressStyle::with_template(
+                "{spinner} {elapsed_precise} [{wide_bar}] {pos}/{len} {msg} ETA {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
             b.set_style(style);
             b.enable_steady_tick(Duration::from_millis(250));
             b
         });
-        Progress { bar, lines, every: every.max(1), todo, done: 0, failed: 0, tokens: 0, start: Instant::now() }
+        Progress {
+            bar,
+            lines,
+            every: every.max(1),
+            todo,
+            done: 0,
+            failed: 0,
+            tokens: 0,
+            start: Instant::now(),
+        }
     }
 
     /// Restarts the clock (after loading the model, so rates are about the work).
@@ -206,7 +228,11 @@ impl Progress {
             b.set_position(self.done as u64);
             b.set_message(format!("{vps:.2} videos/s {tps:.1} tokens/s {} failed", self.failed));
         } else if self.lines && (self.done % self.every == 0 || self.done == self.todo) {
-            let eta = if vps > 0.0 { format!("{:.0} s", (self.todo - self.done.min(self.todo)) as f64 / vps) } else { "?".into() };
+            let eta = if vps > 0.0 {
+                format!("{:.0} s", (self.todo - self.done.min(self.todo)) as f64 / vps)
+            } else {
+                "?".into()
+            };
             eprintln!(
                 "[batch] {}/{} done ({} failed), {vps:.2} videos/s, {tps:.1} tokens/s, ETA {eta}",
                 self.done, self.todo, self.failed
@@ -245,10 +271,20 @@ mod tests {
         };
         assert_eq!(s.remaining(), 0);
         let t = s.to_string();
-        assert!(t.contains("5 requests (shard 1/2: 5 of 10 records): 2 succeeded, 1 failed"), "{t}");
-        assert!(t.contains("2 already done (1 of them failed)") && t.contains("1.50 videos/s, 20.0 tokens/s, peak RSS 3 MiB"), "{t}");
+        assert!(
+            t.contains("5 requests (shard 1/2: 5 of 10 records): 2 succeeded, 1 failed"),
+            "{t}"
+        );
+        assert!(
+            t.contains("2 already done (1 of them failed)")
+                && t.contains("1.50 videos/s, 20.0 tokens/s, peak RSS 3 MiB"),
+            "{t}"
+        );
         assert!(peak_rss_bytes().is_some_and(|b| b > 0));
         let j = s.to_json();
-        assert_eq!((j["succeeded"].as_u64(), j["requests_per_second_after_load"].as_f64()), (Some(2), Some(3.0)));
+        assert_eq!(
+            (j["succeeded"].as_u64(), j["requests_per_second_after_load"].as_f64()),
+            (Some(2), Some(3.0))
+        );
     }
 }

@@ -79,7 +79,11 @@ impl RunOptions {
     /// Defaults for `model`, `input` and `output`: batches of 4, 8 requests prefetched by 2
     /// media workers, a 128 MiB vision cache, durable lines, local media from the manifest's
     /// folder only.
-    pub fn new(model: impl Into<String>, input: impl Into<PathBuf>, output: impl Into<String>) -> RunOptions {
+    pub fn new(
+        model: impl Into<String>,
+        input: impl Into<PathBuf>,
+        output: impl Into<String>,
+    ) -> RunOptions {
         RunOptions {
             model: model.into(),
             pipeline: PipelineOptions::default(),
@@ -127,7 +131,9 @@ impl Prep {
     /// A plain manifest's video as the URL its body carries: URLs and absolute paths as they
     /// are, relative paths against the manifest's folder.
     fn video_url(&self, v: &str) -> String {
-        let has_scheme = v.split_once(':').is_some_and(|(s, _)| s.len() > 1 && s.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)));
+        let has_scheme = v.split_once(':').is_some_and(|(s, _)| {
+            s.len() > 1 && s.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+        });
         if has_scheme || Path::new(v).is_absolute() {
             v.to_string()
         } else {
@@ -138,10 +144,14 @@ impl Prep {
     /// The record's validated request (its media are checked against the policy by the
     /// engine's media workers, as for `vidlm serve`).
     fn request(&self, record: &Record) -> std::result::Result<ChatRequest, ApiError> {
-        let body = body_of(&record.request, &self.model, &self.defaults, |v| self.video_url(v)).map_err(|m| ApiError::invalid_request(m, None))?;
+        let body = body_of(&record.request, &self.model, &self.defaults, |v| self.video_url(v))
+            .map_err(|m| ApiError::invalid_request(m, None))?;
         let req = ChatRequest::from_body(&body, &self.ctx).map_err(|e| e.to_api_error())?;
         if req.stream {
-            return Err(ApiError::invalid_request("stream is not supported in a batch (each request gets one line)", Some("stream".into())));
+            return Err(ApiError::invalid_request(
+                "stream is not supported in a batch (each request gets one line)",
+                Some("stream".into()),
+            ));
         }
         Ok(req)
     }
@@ -155,7 +165,12 @@ struct Answer {
 
 /// Waits for one submitted request and makes its answer: the server's completion object (only
 /// its id is derived from the `custom_id`; `logprobs` as the server gives them) or its error.
-fn answer(custom_id: String, req: &ChatRequest, mut handle: vidlm_engine::RequestHandle, tokenizer: &Tokenizer) -> Answer {
+fn answer(
+    custom_id: String,
+    req: &ChatRequest,
+    mut handle: vidlm_engine::RequestHandle,
+    tokenizer: &Tokenizer,
+) -> Answer {
     let mut logprobs = Vec::new();
     let done = loop {
         match handle.blocking_next() {
@@ -172,9 +187,17 @@ fn answer(custom_id: String, req: &ChatRequest, mut handle: vidlm_engine::Reques
     };
     let result = match done {
         Ok(c) => {
-            let mut body = req.completion(&c.text, c.prompt_tokens, c.token_ids.len(), c.finish_reason, Some(ChoiceLogprobs { content: logprobs }));
+            let mut body = req.completion(
+                &c.text,
+                c.prompt_tokens,
+                c.token_ids.len(),
+                c.finish_reason,
+                Some(ChoiceLogprobs { content: logprobs }),
+            );
             body.id = line_ids(&custom_id).2;
-            serde_json::to_value(&body).map(|b| (b, c.prompt_tokens, c.token_ids.len())).map_err(|e| ApiError::internal(e.to_string()))
+            serde_json::to_value(&body)
+                .map(|b| (b, c.prompt_tokens, c.token_ids.len()))
+                .map_err(|e| ApiError::internal(e.to_string()))
         }
         Err(e) => Err(e.to_api_error()),
     };
@@ -225,7 +248,8 @@ pub fn run(opts: &RunOptions) -> Result<Summary> {
     }
     let done = IdSet::from_hashes(hashes).map_err(|_| BatchError::Output {
         path: out_path.clone(),
-        message: "a custom_id has two lines (the file was edited or written by two processes)".into(),
+        message: "a custom_id has two lines (the file was edited or written by two processes)"
+            .into(),
     })?;
     let owned = opts.shard.share(index.len());
     let mut summary = Summary {
@@ -252,7 +276,8 @@ pub fn run(opts: &RunOptions) -> Result<Summary> {
 
     let t_load = Instant::now();
     let model_names = model_names(&opts.model);
-    let engine = Engine::load(&opts.model, &opts.pipeline, opts.engine_config()).map_err(|e| BatchError::Model(e.to_string()))?;
+    let engine = Engine::load(&opts.model, &opts.pipeline, opts.engine_config())
+        .map_err(|e| BatchError::Model(e.to_string()))?;
     // For `logprobs` (token texts), shared by the threads that wait for answers.
     let tokenizer = std::sync::Arc::new(engine.processor().tokenizer().clone());
     let prep = Prep {
@@ -356,7 +381,9 @@ fn model_names(model: &str) -> Vec<String> {
     let mut names = vec![model.to_string()];
     let p = Path::new(model);
     if p.is_dir() {
-        if let Some(name) = p.canonicalize().ok().as_deref().and_then(|c| c.file_name()).and_then(|n| n.to_str()) {
+        if let Some(name) =
+            p.canonicalize().ok().as_deref().and_then(|c| c.file_name()).and_then(|n| n.to_str())
+        {
             if !names.iter().any(|n| n == name) {
                 names.push(name.to_string());
             }

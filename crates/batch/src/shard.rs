@@ -71,7 +71,9 @@ impl Shard {
     /// assert!(Shard::parse("1").is_err());
     /// ```
     pub fn parse(s: &str) -> Result<Shard> {
-        let bad = || BatchError::Shard(format!("--shard {s:?}: expected I/N, e.g. 0/4 (0-based I below N)"));
+        let bad = || {
+            BatchError::Shard(format!("--shard {s:?}: expected I/N, e.g. 0/4 (0-based I below N)"))
+        };
         let (i, n) = s.split_once('/').ok_or_else(bad)?;
         let i: usize = i.trim().parse().map_err(|_| bad())?;
         let n: usize = n.trim().parse().map_err(|_| bad())?;
@@ -82,10 +84,16 @@ impl Shard {
     /// (or a Slurm array task id) with `--num-shards N`; else a Slurm job array
     /// (`SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN` of `SLURM_ARRAY_TASK_COUNT`); else the whole
     /// input. `env` looks variables up (pass `|k| std::env::var(k).ok()`).
-    pub fn resolve(flag: Option<&str>, num_shards: Option<usize>, env: impl Fn(&str) -> Option<String>) -> Result<(Shard, ShardSource)> {
+    pub fn resolve(
+        flag: Option<&str>,
+        num_shards: Option<usize>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<(Shard, ShardSource)> {
         if let Some(s) = flag {
             if num_shards.is_some() {
-                return Err(BatchError::Shard("give either --shard I/N or --num-shards N, not both".into()));
+                return Err(BatchError::Shard(
+                    "give either --shard I/N or --num-shards N, not both".into(),
+                ));
             }
             return Ok((Shard::parse(s)?, ShardSource::Flag));
         }
@@ -93,11 +101,9 @@ impl Shard {
             match env(k) {
                 None => Ok(None),
                 Some(v) if v.trim().is_empty() => Ok(None),
-                Some(v) => v
-                    .trim()
-                    .parse::<usize>()
-                    .map(Some)
-                    .map_err(|_| BatchError::Shard(format!("{k}={v:?} is not a non-negative integer"))),
+                Some(v) => v.trim().parse::<usize>().map(Some).map_err(|_| {
+                    BatchError::Shard(format!("{k}={v:?} is not a non-negative integer"))
+                }),
             }
         };
         let slurm_index = || -> Result<Option<usize>> {
@@ -106,7 +112,9 @@ impl Shard {
                 Some(id) => {
                     let min = var("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
                     id.checked_sub(min).map(Some).ok_or_else(|| {
-                        BatchError::Shard(format!("SLURM_ARRAY_TASK_ID {id} is below SLURM_ARRAY_TASK_MIN {min}"))
+                        BatchError::Shard(format!(
+                            "SLURM_ARRAY_TASK_ID {id} is below SLURM_ARRAY_TASK_MIN {min}"
+                        ))
                     })
                 }
             }
@@ -181,7 +189,8 @@ mod tests {
     use std::collections::HashMap;
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let m: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let m: HashMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         move |k| m.get(k).cloned()
     }
 
@@ -211,19 +220,38 @@ mod tests {
     fn resolve_from_flags_and_env() {
         let none = env(&[]);
         assert_eq!(Shard::resolve(None, None, &none).unwrap(), (Shard::ALL, ShardSource::None));
-        assert_eq!(Shard::resolve(Some("1/4"), None, &none).unwrap(), (Shard { index: 1, count: 4 }, ShardSource::Flag));
+        assert_eq!(
+            Shard::resolve(Some("1/4"), None, &none).unwrap(),
+            (Shard { index: 1, count: 4 }, ShardSource::Flag)
+        );
         assert!(Shard::resolve(Some("1/4"), Some(4), &none).is_err());
         // --num-shards without an index source.
         assert!(Shard::resolve(None, Some(4), &none).is_err());
         let k8s = env(&[("JOB_COMPLETION_INDEX", "3")]);
-        assert_eq!(Shard::resolve(None, Some(4), &k8s).unwrap(), (Shard { index: 3, count: 4 }, ShardSource::Kubernetes));
+        assert_eq!(
+            Shard::resolve(None, Some(4), &k8s).unwrap(),
+            (Shard { index: 3, count: 4 }, ShardSource::Kubernetes)
+        );
         assert!(Shard::resolve(None, Some(3), &k8s).is_err());
         // The flag wins over the environment.
-        assert_eq!(Shard::resolve(Some("0/2"), None, &k8s).unwrap().0, Shard { index: 0, count: 2 });
+        assert_eq!(
+            Shard::resolve(Some("0/2"), None, &k8s).unwrap().0,
+            Shard { index: 0, count: 2 }
+        );
         // Slurm arrays may start at 1 (--array=1-8).
-        let slurm = env(&[("SLURM_ARRAY_TASK_ID", "5"), ("SLURM_ARRAY_TASK_MIN", "1"), ("SLURM_ARRAY_TASK_COUNT", "8")]);
-        assert_eq!(Shard::resolve(None, None, &slurm).unwrap(), (Shard { index: 4, count: 8 }, ShardSource::Slurm));
-        assert_eq!(Shard::resolve(None, Some(16), &slurm).unwrap().0, Shard { index: 4, count: 16 });
+        let slurm = env(&[
+            ("SLURM_ARRAY_TASK_ID", "5"),
+            ("SLURM_ARRAY_TASK_MIN", "1"),
+            ("SLURM_ARRAY_TASK_COUNT", "8"),
+        ]);
+        assert_eq!(
+            Shard::resolve(None, None, &slurm).unwrap(),
+            (Shard { index: 4, count: 8 }, ShardSource::Slurm)
+        );
+        assert_eq!(
+            Shard::resolve(None, Some(16), &slurm).unwrap().0,
+            Shard { index: 4, count: 16 }
+        );
         assert!(Shard::resolve(None, None, &env(&[("SLURM_ARRAY_TASK_ID", "2")])).is_err());
         assert!(Shard::resolve(None, Some(2), &env(&[("JOB_COMPLETION_INDEX", "x")])).is_err());
     }
@@ -231,8 +259,14 @@ mod tests {
     #[test]
     fn paths() {
         let s = Shard::new(2, 3).unwrap();
-        assert_eq!(s.path("/o/{shard}/out-{shard}.jsonl").unwrap(), PathBuf::from("/o/2/out-2.jsonl"));
+        assert_eq!(
+            s.path("/o/{shard}/out-{shard}.jsonl").unwrap(),
+            PathBuf::from("/o/2/out-2.jsonl")
+        );
         assert!(s.path("/o/out.jsonl").is_err());
-        assert_eq!(Shard::ALL.path("/o/out-{shard}.jsonl").unwrap(), PathBuf::from("/o/out-0.jsonl"));
+        assert_eq!(
+            Shard::ALL.path("/o/out-{shard}.jsonl").unwrap(),
+            PathBuf::from("/o/out-0.jsonl")
+        );
     }
 }

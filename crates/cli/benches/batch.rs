@@ -44,7 +44,9 @@ fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
 
 /// A real-size LLaVA-OneVision export under /work/models (`<name>/` or `<name>/<export>/`).
 fn find_model() -> Option<PathBuf> {
-    let is_model = |p: &Path| p.join("config.json").is_file() && p.join("onnx/decoder_model_merged.onnx").is_file();
+    let is_model = |p: &Path| {
+        p.join("config.json").is_file() && p.join("onnx/decoder_model_merged.onnx").is_file()
+    };
     let mut found = Vec::new();
     for e in std::fs::read_dir("/work/models").ok()?.flatten() {
         let p = e.path();
@@ -60,7 +62,11 @@ fn find_model() -> Option<PathBuf> {
     found.sort();
     // Today's export layout first (the one this runtime is tested with).
     let ov = |p: &PathBuf| p.to_string_lossy().contains("onevision");
-    found.iter().find(|p| ov(p) && p.to_string_lossy().contains("main")).or_else(|| found.iter().find(|p| ov(p))).cloned()
+    found
+        .iter()
+        .find(|p| ov(p) && p.to_string_lossy().contains("main"))
+        .or_else(|| found.iter().find(|p| ov(p)))
+        .cloned()
 }
 
 fn config() -> Cfg {
@@ -68,9 +74,20 @@ fn config() -> Cfg {
     let full = args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--quick");
     let demo = root().join("assets/demo-model");
     if !full {
-        return Cfg { model: demo, model_note: "demo model (quick mode)", videos: 12, num_frames: 4, max_new_tokens: 16, batch_size: 4, threads: None, dtype: None };
+        return Cfg {
+            model: demo,
+            model_note: "demo model (quick mode)",
+            videos: 12,
+            num_frames: 4,
+            max_new_tokens: 16,
+            batch_size: 4,
+            threads: None,
+            dtype: None,
+        };
     }
-    let (model, note) = match arg::<PathBuf>(&args, "--model").or_else(|| std::env::var_os("VIDLM_BENCH_MODEL").map(PathBuf::from)) {
+    let (model, note) = match arg::<PathBuf>(&args, "--model")
+        .or_else(|| std::env::var_os("VIDLM_BENCH_MODEL").map(PathBuf::from))
+    {
         Some(m) => (m, "given"),
         None => match find_model() {
             Some(m) => (m, "real-size random weights from /work/models"),
@@ -101,8 +118,22 @@ fn run(cfg: &Cfg, manifest: &Path, out: &Path, extra: &[&str]) -> Measured {
     let _ = std::fs::remove_file(out);
     let summary = out.with_extension("summary.json");
     let mut c = Command::new(env!("CARGO_BIN_EXE_vidlm"));
-    c.args(["batch", "--model"]).arg(&cfg.model).arg("--input").arg(manifest).arg("--output").arg(out).arg("--summary-json").arg(&summary);
-    c.args(["--num-frames", &cfg.num_frames.to_string(), "--max-new-tokens", &cfg.max_new_tokens.to_string(), "--progress", "off"]);
+    c.args(["batch", "--model"])
+        .arg(&cfg.model)
+        .arg("--input")
+        .arg(manifest)
+        .arg("--output")
+        .arg(out)
+        .arg("--summary-json")
+        .arg(&summary);
+    c.args([
+        "--num-frames",
+        &cfg.num_frames.to_string(),
+        "--max-new-tokens",
+        &cfg.max_new_tokens.to_string(),
+        "--progress",
+        "off",
+    ]);
     if let Some(t) = cfg.threads {
         c.args(["--threads", &t.to_string()]);
     }
@@ -115,7 +146,8 @@ fn run(cfg: &Cfg, manifest: &Path, out: &Path, extra: &[&str]) -> Measured {
     let seconds = t0.elapsed().as_secs_f64();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "vidlm batch failed: {err}");
-    let s: Value = serde_json::from_str(&std::fs::read_to_string(&summary).expect("summary")).expect("summary json");
+    let s: Value = serde_json::from_str(&std::fs::read_to_string(&summary).expect("summary"))
+        .expect("summary json");
     let peak_rss = s["peak_rss_bytes"].as_u64();
     let rate = s["requests_per_second_after_load"].as_f64().unwrap_or(0.0);
     let text = std::fs::read_to_string(out).expect("output");
@@ -123,7 +155,10 @@ fn run(cfg: &Cfg, manifest: &Path, out: &Path, extra: &[&str]) -> Measured {
         .lines()
         .map(|l| {
             let v: Value = serde_json::from_str(l).expect("line");
-            (v["custom_id"].as_str().unwrap_or("").to_string(), v["response"]["body"]["choices"][0]["message"]["content"].to_string())
+            (
+                v["custom_id"].as_str().unwrap_or("").to_string(),
+                v["response"]["body"]["choices"][0]["message"]["content"].to_string(),
+            )
         })
         .collect();
     answers.sort();
@@ -136,10 +171,23 @@ fn refs(v: &[String]) -> Vec<&str> {
 
 fn main() {
     let cfg = config();
-    let videos = std::env::var_os("VIDLM_TEST_VIDEOS").map(PathBuf::from).unwrap_or_else(|| cache().join("test-videos"));
-    let clips = ["h264_bframes.mp4", "vp9.webm", "mpeg4.avi", "h264_10bit.mp4", "odd_853x479.webm", "rotated_90.mp4"];
+    let videos = std::env::var_os("VIDLM_TEST_VIDEOS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cache().join("test-videos"));
+    let clips = [
+        "h264_bframes.mp4",
+        "vp9.webm",
+        "mpeg4.avi",
+        "h264_10bit.mp4",
+        "odd_853x479.webm",
+        "rotated_90.mp4",
+    ];
     for c in clips {
-        assert!(videos.join(c).is_file(), "{} missing: run `cargo xtask videos`", videos.join(c).display());
+        assert!(
+            videos.join(c).is_file(),
+            "{} missing: run `cargo xtask videos`",
+            videos.join(c).display()
+        );
     }
     let dir = cache().join("bench").join("batch");
     std::fs::create_dir_all(&dir).expect("bench dir");
@@ -153,10 +201,17 @@ fn main() {
     }
     std::fs::write(&manifest, text).expect("manifest");
     let common = |extra: &[&str]| -> Vec<String> {
-        let mut a: Vec<String> = ["--video-column", "video", "--id-column", "id", "--prompt", "Describe this video in detail."]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let mut a: Vec<String> = [
+            "--video-column",
+            "video",
+            "--id-column",
+            "id",
+            "--prompt",
+            "Describe this video in detail.",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         a.push("--allowed-local-media-path".into());
         a.push(videos.to_string_lossy().into_owned());
         a.extend(extra.iter().map(|s| s.to_string()));
@@ -180,7 +235,9 @@ fn main() {
     let fast = run(&cfg, &manifest, &dir.join("prefetch-batched.jsonl"), &refs(&fast_args));
     assert_eq!(base.answers, fast.answers, "batched answers differ from one-at-a-time answers");
     let n = cfg.videos as f64;
-    let mib = |b: Option<u64>| b.map(|b| format!("{:.0} MiB", b as f64 / 1048576.0)).unwrap_or_else(|| "n/a".into());
+    let mib = |b: Option<u64>| {
+        b.map(|b| format!("{:.0} MiB", b as f64 / 1048576.0)).unwrap_or_else(|| "n/a".into())
+    };
     println!("| mode | videos/s (after load) | videos/s (wall, incl. load) | wall s | peak RSS |");
     println!("|---|---|---|---|---|");
     println!(

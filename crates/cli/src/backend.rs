@@ -36,7 +36,12 @@ impl BackendArgs {
     pub fn pipeline_options(&self, model: &str) -> Result<PipelineOptions> {
         let device = device(&self.device)?;
         Ok(PipelineOptions {
-            session: SessionOptions { device, allow_cpu_fallback: self.allow_cpu_fallback, intra_threads: self.threads, ..Default::default() },
+            session: SessionOptions {
+                device,
+                allow_cpu_fallback: self.allow_cpu_fallback,
+                intra_threads: self.threads,
+                ..Default::default()
+            },
             precisions: self.dtype.unwrap_or_default().precisions(default_precision(device, model)),
             hub: HubOptions { offline: self.offline, ..Default::default() },
             ..Default::default()
@@ -96,7 +101,9 @@ impl std::str::FromStr for Dtype {
                     "vision" => (&mut d.vision, name),
                     "embed" => (&mut d.embed, name),
                     "decoder" => (&mut d.decoder, name),
-                    other => return Err(format!("unknown graph {other:?} (vision, embed, decoder)")),
+                    other => {
+                        return Err(format!("unknown graph {other:?} (vision, embed, decoder)"))
+                    }
                 },
             };
             if slot.is_some() {
@@ -112,7 +119,11 @@ impl Dtype {
     /// The precision of each graph, `default` where `--dtype` does not say.
     pub fn precisions(self, default: Precision) -> Precisions {
         let all = self.all.unwrap_or(default);
-        Precisions { vision: self.vision.unwrap_or(all), embed: self.embed.unwrap_or(all), decoder: self.decoder.unwrap_or(all) }
+        Precisions {
+            vision: self.vision.unwrap_or(all),
+            embed: self.embed.unwrap_or(all),
+            decoder: self.decoder.unwrap_or(all),
+        }
     }
 }
 
@@ -124,7 +135,8 @@ pub fn default_precision(device: Device, model: &str) -> Precision {
         Device::Cpu => Precision::Fp32,
         Device::Cuda { .. } => {
             let dir = Path::new(model);
-            let fp16 = dir.join(format!("onnx/decoder_model_merged{}.onnx", Precision::Fp16.suffix()));
+            let fp16 =
+                dir.join(format!("onnx/decoder_model_merged{}.onnx", Precision::Fp16.suffix()));
             if !dir.is_dir() || fp16.is_file() {
                 Precision::Fp16
             } else {

@@ -159,7 +159,8 @@ fn run_shard(a: RunArgs) -> Result<()> {
     let Some(model) = a.model.clone() else { bail!("give --model DIR|ID") };
     let Some(output) = a.output.clone() else { bail!("give --output FILE") };
     let (input, manifest_opts) = a.manifest.options()?;
-    let (shard, source) = Shard::resolve(a.shard.as_deref(), a.num_shards, |k| std::env::var(k).ok())?;
+    let (shard, source) =
+        Shard::resolve(a.shard.as_deref(), a.num_shards, |k| std::env::var(k).ok())?;
     // Relative paths in a plain manifest resolve against its folder (the rule of messages
     // files); local media must be inside --allowed-local-media-path, by default that folder.
     let base_dir = crate::messages::base_dir_of(&input);
@@ -167,7 +168,11 @@ fn run_shard(a: RunArgs) -> Result<()> {
     let s = &a.sampling;
     // The hard frame cap is the server's default, raised to what the command line asks for.
     let limits = MediaLimits::default();
-    let cap = [Some(limits.max_frames), s.num_frames, s.max_frames].into_iter().flatten().max().unwrap_or(limits.max_frames);
+    let cap = [Some(limits.max_frames), s.num_frames, s.max_frames]
+        .into_iter()
+        .flatten()
+        .max()
+        .unwrap_or(limits.max_frames);
     let media = MediaPolicy::default()
         .with_local_path(&media_dir)
         .with_context(|| format!("--allowed-local-media-path {}", media_dir.display()))?
@@ -221,7 +226,8 @@ fn run_shard(a: RunArgs) -> Result<()> {
     let summary = run_batch(&opts)?;
     eprintln!("[batch] {summary}");
     if let Some(p) = &a.summary_json {
-        std::fs::write(p, summary.to_json().to_string() + "\n").with_context(|| format!("writing {}", p.display()))?;
+        std::fs::write(p, summary.to_json().to_string() + "\n")
+            .with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(())
 }
@@ -230,9 +236,15 @@ fn run_merge(m: MergeArgs) -> Result<()> {
     let (input, manifest_opts) = m.manifest.options()?;
     let manifest = Manifest::open(&input, &manifest_opts)?;
     let inputs = match (m.shards.as_slice(), m.num_shards) {
-        ([t], Some(n)) if t.contains(vidlm_batch::shard::SHARD_PLACEHOLDER) => ShardOutput::from_template(t, n)?,
-        ([t], None) if t.contains(vidlm_batch::shard::SHARD_PLACEHOLDER) => bail!("{t} contains {{shard}}: give --num-shards N"),
-        (files, None) => files.iter().map(|f| ShardOutput { path: PathBuf::from(f), shard: None }).collect(),
+        ([t], Some(n)) if t.contains(vidlm_batch::shard::SHARD_PLACEHOLDER) => {
+            ShardOutput::from_template(t, n)?
+        }
+        ([t], None) if t.contains(vidlm_batch::shard::SHARD_PLACEHOLDER) => {
+            bail!("{t} contains {{shard}}: give --num-shards N")
+        }
+        (files, None) => {
+            files.iter().map(|f| ShardOutput { path: PathBuf::from(f), shard: None }).collect()
+        }
         (_, Some(_)) => bail!("--num-shards goes with one output path containing {{shard}}"),
     };
     let r = merge(&manifest, &inputs, &m.output)?;

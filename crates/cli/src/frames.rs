@@ -97,13 +97,16 @@ fn write_png(path: &Path, w: usize, h: usize, rgb: &[u8]) -> Result<()> {
 
 pub fn run(a: Args) -> Result<()> {
     let req = request(&a);
-    let mut reader =
-        VideoReader::open(&a.video, &a.limits.open_options()).with_context(|| format!("cannot open {}", a.video.display()))?;
-    let frames = reader.sample(&req).with_context(|| format!("cannot sample frames from {}", a.video.display()))?;
+    let mut reader = VideoReader::open(&a.video, &a.limits.open_options())
+        .with_context(|| format!("cannot open {}", a.video.display()))?;
+    let frames = reader
+        .sample(&req)
+        .with_context(|| format!("cannot sample frames from {}", a.video.display()))?;
     if frames.is_empty() {
         bail!("no frame could be decoded from {}", a.video.display());
     }
-    std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
+    std::fs::create_dir_all(&a.out)
+        .with_context(|| format!("cannot create {}", a.out.display()))?;
     let (h, w) = frames.size();
     let mut entries = Vec::with_capacity(frames.len());
     for (t, (&index, &pts)) in frames.indices.iter().zip(&frames.pts).enumerate() {

@@ -15,7 +15,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "vidlm", version, about = "Video-language models in Rust: probe videos, sample frames")]
+#[command(
+    name = "vidlm",
+    version,
+    about = "Video-language models in Rust: probe videos, sample frames"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,

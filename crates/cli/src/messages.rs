@@ -21,8 +21,10 @@ pub struct MessagesFile {
 impl MessagesFile {
     /// Reads and parses `path`.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let json = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let json =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
         Ok(MessagesFile { json, base_dir: base_dir_of(path) })
     }
 }

@@ -47,12 +47,22 @@ pub fn run(a: Args) -> Result<()> {
         .with_loader(Arc::new(VideoIoLoader { opts: a.limits.open_options() }));
     let messages = MessagesFile::load(&a.messages)?;
     let convs = Conversation::batch_from_json(&messages.json, Some(&messages.base_dir))?;
-    let mut opts = ProcessOptions { add_generation_prompt: !a.no_generation_prompt, image_backend: a.backend, ..Default::default() };
+    let mut opts = ProcessOptions {
+        add_generation_prompt: !a.no_generation_prompt,
+        image_backend: a.backend,
+        ..Default::default()
+    };
     a.sampling.apply(&mut opts);
     let inputs = processor.process(&convs, &opts)?;
     let bytes = inputs.to_safetensors()?;
     std::fs::write(&a.out, bytes).with_context(|| format!("writing {}", a.out.display()))?;
-    let summary: Vec<String> = inputs.tensors().iter().map(|(n, _, s, _)| format!("{n} {s:?}")).collect();
-    eprintln!("[preprocess] {} ({}): {}", a.out.display(), processor.family().name(), summary.join(", "));
+    let summary: Vec<String> =
+        inputs.tensors().iter().map(|(n, _, s, _)| format!("{n} {s:?}")).collect();
+    eprintln!(
+        "[preprocess] {} ({}): {}",
+        a.out.display(),
+        processor.family().name(),
+        summary.join(", ")
+    );
     Ok(())
 }

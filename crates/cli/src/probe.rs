@@ -19,7 +19,8 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<()> {
     let opts = OpenOptions { trust_header: a.trust_header, ..a.limits.open_options() };
-    let reader = VideoReader::open(&a.video, &opts).with_context(|| format!("cannot probe {}", a.video.display()))?;
+    let reader = VideoReader::open(&a.video, &opts)
+        .with_context(|| format!("cannot probe {}", a.video.display()))?;
     println!("{}", serde_json::to_string_pretty(reader.info())?);
     Ok(())
 }

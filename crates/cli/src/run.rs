@@ -8,14 +8,14 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
 use crate::backend::{BackendArgs, GenerationArgs};
 use crate::messages::MessagesFile;
 use crate::sampling::SamplingArgs;
+use anyhow::{bail, Context, Result};
 use vidlm_engine::{Engine, EngineConfig, EngineRequest, Event};
 use vidlm_pipeline::{
-    Conversation, FinishReason, ModelFiles, Pipeline, PipelineError, PipelineOptions, ProcessOptions,
-    Stage,
+    Conversation, FinishReason, ModelFiles, Pipeline, PipelineError, PipelineOptions,
+    ProcessOptions, Stage,
 };
 
 #[derive(clap::Args)]
@@ -64,12 +64,18 @@ fn explain_missing(e: PipelineError, model: &str) -> anyhow::Error {
                 .map(|f| {
                     f.available_graphs()
                         .iter()
-                        .map(|(g, ps)| format!("{g} {}", ps.iter().map(|p| p.name()).collect::<Vec<_>>().join("/")))
+                        .map(|(g, ps)| {
+                            format!(
+                                "{g} {}",
+                                ps.iter().map(|p| p.name()).collect::<Vec<_>>().join("/")
+                            )
+                        })
                         .collect::<Vec<_>>()
                         .join(", ")
                 })
                 .unwrap_or_default();
-            let have = if have.is_empty() { String::new() } else { format!(" (this model has: {have})") };
+            let have =
+                if have.is_empty() { String::new() } else { format!(" (this model has: {have})") };
             return anyhow::Error::new(e).context(format!("no graph for the chosen --dtype{have}"));
         }
     }
@@ -94,7 +100,10 @@ pub fn run(a: Args) -> Result<()> {
                 content.push(serde_json::json!({"type": "video", "video": v}));
             }
             content.push(serde_json::json!({"type": "text", "text": prompt}));
-            (serde_json::json!([{"role": "user", "content": content}]), std::env::current_dir().context("reading the current directory")?)
+            (
+                serde_json::json!([{"role": "user", "content": content}]),
+                std::env::current_dir().context("reading the current directory")?,
+            )
         }
     };
     let conversation = Conversation::from_json(&messages, Some(&base_dir))?;
@@ -111,20 +120,34 @@ pub fn run(a: Args) -> Result<()> {
     let dtype = if precisions.vision == precisions.embed && precisions.embed == precisions.decoder {
         precisions.decoder.to_string()
     } else {
-        format!("vision {}, embed {}, decoder {}", precisions.vision, precisions.embed, precisions.decoder)
+        format!(
+            "vision {}, embed {}, decoder {}",
+            precisions.vision, precisions.embed, precisions.decoder
+        )
     };
-    eprintln!("[vidlm] loaded {:?} model ({dtype}) in {:.1} s ({})", p.family(), started.elapsed().as_secs_f64(), p.provider());
+    eprintln!(
+        "[vidlm] loaded {:?} model ({dtype}) in {:.1} s ({})",
+        p.family(),
+        started.elapsed().as_secs_f64(),
+        p.provider()
+    );
     if let Some(reason) = p.cuda_fallback() {
         eprintln!("[vidlm] CUDA unavailable, running on the CPU (--allow-cpu-fallback): {reason}");
     }
     let progress = |stage: Stage| {
         let at = started.elapsed().as_secs_f64();
         match stage {
-            Stage::Preprocess { .. } => eprintln!("[vidlm] {at:6.1} s  decoding media and preprocessing ..."),
-            Stage::Vision { images, videos } => {
-                eprintln!("[vidlm] {at:6.1} s  encoding {images} image(s) and {videos} video(s) ...")
+            Stage::Preprocess { .. } => {
+                eprintln!("[vidlm] {at:6.1} s  decoding media and preprocessing ...")
             }
-            Stage::Prefill { prompt_tokens } => eprintln!("[vidlm] {at:6.1} s  prefill over {prompt_tokens} prompt tokens ..."),
+            Stage::Vision { images, videos } => {
+                eprintln!(
+                    "[vidlm] {at:6.1} s  encoding {images} image(s) and {videos} video(s) ..."
+                )
+            }
+            Stage::Prefill { prompt_tokens } => {
+                eprintln!("[vidlm] {at:6.1} s  prefill over {prompt_tokens} prompt tokens ...")
+            }
         }
     };
     // The same engine as `vidlm serve` and `vidlm batch`, with one request: its prefill runs in one

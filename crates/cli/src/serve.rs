@@ -90,7 +90,9 @@ pub fn run(a: Args) -> Result<()> {
     };
     let mut media = MediaPolicy::default().with_limits(limits);
     if let Some(dir) = &a.allowed_local_media_path {
-        media = media.with_local_path(dir).with_context(|| format!("--allowed-local-media-path {}", dir.display()))?;
+        media = media
+            .with_local_path(dir)
+            .with_context(|| format!("--allowed-local-media-path {}", dir.display()))?;
     }
     media = media.with_domains(&a.allowed_media_domains).context("--allowed-media-domains")?;
     media.allow_private_addresses = a.allow_private_media_addresses;
@@ -103,19 +105,38 @@ pub fn run(a: Args) -> Result<()> {
         media,
         ..EngineConfig::default()
     };
-    let config = ServerConfig { model: a.model.clone(), served_model_name: a.served_model_name, api_key: a.api_key, max_body_bytes: a.max_body_bytes, pipeline, engine };
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(2).build().context("starting the async runtime")?;
+    let config = ServerConfig {
+        model: a.model.clone(),
+        served_model_name: a.served_model_name,
+        api_key: a.api_key,
+        max_body_bytes: a.max_body_bytes,
+        pipeline,
+        engine,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .worker_threads(2)
+        .build()
+        .context("starting the async runtime")?;
     rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind((a.host.as_str(), a.port)).await.with_context(|| format!("binding {}:{}", a.host, a.port))?;
+        let listener = tokio::net::TcpListener::bind((a.host.as_str(), a.port))
+            .await
+            .with_context(|| format!("binding {}:{}", a.host, a.port))?;
         let addr = listener.local_addr()?;
         eprintln!("[vidlm] listening on http://{addr} (model {} loading)", config.model);
         let started = std::time::Instant::now();
         let model = config.model.clone();
         let server = Server::start(config, move |r| match r {
-            Ok(()) => eprintln!("[vidlm] model {model} loaded in {:.1} s; ready", started.elapsed().as_secs_f64()),
+            Ok(()) => eprintln!(
+                "[vidlm] model {model} loaded in {:.1} s; ready",
+                started.elapsed().as_secs_f64()
+            ),
             Err(e) => {
                 // A server without its model can do nothing useful: one line, exit 1.
-                eprintln!("error: cannot load model {model}: {}", format!("{e:#}").replace('\n', " "));
+                eprintln!(
+                    "error: cannot load model {model}: {}",
+                    format!("{e:#}").replace('\n', " ")
+                );
                 std::process::exit(1);
             }
         });

@@ -20,14 +20,28 @@ fn cache() -> PathBuf {
 }
 
 fn test_videos() -> PathBuf {
-    let dir = std::env::var_os("VIDLM_TEST_VIDEOS").map(PathBuf::from).unwrap_or_else(|| cache().join("test-videos"));
-    assert!(dir.join(".generation").is_file(), "test videos not found in {}: run `cargo xtask videos`", dir.display());
+    let dir = std::env::var_os("VIDLM_TEST_VIDEOS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cache().join("test-videos"));
+    assert!(
+        dir.join(".generation").is_file(),
+        "test videos not found in {}: run `cargo xtask videos`",
+        dir.display()
+    );
     std::fs::canonicalize(&dir).unwrap()
 }
 
 fn fixture_model(family: &str) -> PathBuf {
-    let dir = std::env::var_os("VIDLM_FIXTURES").map(PathBuf::from).unwrap_or_else(|| cache().join("fixtures")).join(family).join("model");
-    assert!(dir.join("config.json").is_file(), "fixture model {} missing: run `cargo xtask fixtures`", dir.display());
+    let dir = std::env::var_os("VIDLM_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cache().join("fixtures"))
+        .join(family)
+        .join("model");
+    assert!(
+        dir.join("config.json").is_file(),
+        "fixture model {} missing: run `cargo xtask fixtures`",
+        dir.display()
+    );
     dir
 }
 
@@ -37,7 +51,12 @@ fn demo_model() -> PathBuf {
 
 fn vidlm() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_vidlm"));
-    for k in ["JOB_COMPLETION_INDEX", "SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_COUNT"] {
+    for k in [
+        "JOB_COMPLETION_INDEX",
+        "SLURM_ARRAY_TASK_ID",
+        "SLURM_ARRAY_TASK_MIN",
+        "SLURM_ARRAY_TASK_COUNT",
+    ] {
         c.env_remove(k);
     }
     c
@@ -59,7 +78,9 @@ fn ok(out: &Output) -> String {
 fn lines(path: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     assert!(text.is_empty() || text.ends_with('\n'), "{} ends with a torn line", path.display());
-    text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l}: {e}"))).collect()
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l}: {e}")))
+        .collect()
 }
 
 /// A line without its timestamp (the only field that differs between runs), as a string.
@@ -84,7 +105,14 @@ fn by_id(lines: &[Value]) -> BTreeMap<String, String> {
 /// The 210-request OpenAI Batch manifest: good videos with two prompts and two token budgets,
 /// broken, missing and refused media, bad bodies.
 fn openai_manifest(dir: &Path, model: &str, videos: &Path) -> (PathBuf, usize) {
-    let good = ["h264_bframes.mp4", "vp9.webm", "mpeg4.avi", "rotated_90.mp4", "odd_853x479.webm", "h264_10bit.mp4"];
+    let good = [
+        "h264_bframes.mp4",
+        "vp9.webm",
+        "mpeg4.avi",
+        "rotated_90.mp4",
+        "odd_853x479.webm",
+        "h264_10bit.mp4",
+    ];
     let prompts = ["What happens in this video?", "Describe the colors."];
     let chat = |video: &str, prompt: &str| {
         json!({"model": model, "messages": [{"role": "user", "content": [
@@ -102,13 +130,23 @@ fn openai_manifest(dir: &Path, model: &str, videos: &Path) -> (PathBuf, usize) {
         }
     }
     // A file:// URL and an input_video part.
-    kinds.push(("/v1/chat/completions".into(), chat(&format!("file://{}", v("h264_bframes.mp4")), prompts[0])));
+    kinds.push((
+        "/v1/chat/completions".into(),
+        chat(&format!("file://{}", v("h264_bframes.mp4")), prompts[0]),
+    ));
     let mut iv = chat(&v("vp9.webm"), prompts[1]);
-    iv["messages"][0]["content"][0] = json!({"type": "input_video", "input_video": {"url": v("vp9.webm")}});
+    iv["messages"][0]["content"][0] =
+        json!({"type": "input_video", "input_video": {"url": v("vp9.webm")}});
     kinds.push(("/v1/chat/completions".into(), iv));
     // Failures: broken and missing videos, too few frames, outside the allowed folder, unknown
     // model, wrong endpoint, a body that is not a chat request.
-    for bad in ["broken_random.mp4", "broken_empty.mp4", "broken_truncated_faststart.mp4", "missing-video.mp4", "one_frame.mp4"] {
+    for bad in [
+        "broken_random.mp4",
+        "broken_empty.mp4",
+        "broken_truncated_faststart.mp4",
+        "missing-video.mp4",
+        "one_frame.mp4",
+    ] {
         kinds.push(("/v1/chat/completions".into(), chat(&v(bad), prompts[0])));
     }
     kinds.push(("/v1/chat/completions".into(), chat("/etc/hostname", prompts[0])));
@@ -122,7 +160,8 @@ fn openai_manifest(dir: &Path, model: &str, videos: &Path) -> (PathBuf, usize) {
     let mut f = std::fs::File::create(&path).unwrap();
     for i in 0..n {
         let (url, body) = &kinds[(i * 7) % kinds.len()];
-        let line = json!({"custom_id": format!("req-{i:03}"), "method": "POST", "url": url, "body": body});
+        let line =
+            json!({"custom_id": format!("req-{i:03}"), "method": "POST", "url": url, "body": body});
         writeln!(f, "{line}").unwrap();
     }
     (path, n)
@@ -161,7 +200,14 @@ fn count_lines(p: &Path) -> usize {
 
 /// Starts a run and SIGKILLs it once its output has `after` lines (0: as soon as it started).
 fn run_and_kill(args: &[String], output: &Path, after: usize) {
-    let mut child = vidlm().args(args).arg("--output").arg(output).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = vidlm()
+        .args(args)
+        .arg("--output")
+        .arg(output)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let t0 = Instant::now();
     while count_lines(output) < after && t0.elapsed() < Duration::from_secs(300) {
         if child.try_wait().unwrap().is_some() {
@@ -218,7 +264,12 @@ fn resume_and_shards(name: &str, model: &Path) -> BTreeMap<String, String> {
     // 3. Three shards, their index from the flag, Kubernetes' and Slurm's variables; then merged.
     let template = dir.join("shard-{shard}.jsonl").to_string_lossy().into_owned();
     ok(&vidlm().args(&args).args(["--shard", "0/3", "--output", &template]).output().unwrap());
-    ok(&vidlm().args(&args).args(["--num-shards", "3", "--output", &template]).env("JOB_COMPLETION_INDEX", "1").output().unwrap());
+    ok(&vidlm()
+        .args(&args)
+        .args(["--num-shards", "3", "--output", &template])
+        .env("JOB_COMPLETION_INDEX", "1")
+        .output()
+        .unwrap());
     ok(&vidlm()
         .args(&args)
         .args(["--output", &template])
@@ -238,12 +289,23 @@ fn resume_and_shards(name: &str, model: &Path) -> BTreeMap<String, String> {
     lap("shards");
     let merged = dir.join("merged.jsonl");
     let err = ok(&vidlm()
-        .args(["batch", "merge", "--input", input.to_str().unwrap(), "--output", merged.to_str().unwrap(), "--num-shards", "3", &template])
+        .args([
+            "batch",
+            "merge",
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            merged.to_str().unwrap(),
+            "--num-shards",
+            "3",
+            &template,
+        ])
         .output()
         .unwrap());
     assert!(err.contains(&format!("{n} lines")), "{err}");
     let merged_lines = lines(&merged);
-    let order: Vec<String> = merged_lines.iter().map(|l| l["custom_id"].as_str().unwrap().to_string()).collect();
+    let order: Vec<String> =
+        merged_lines.iter().map(|l| l["custom_id"].as_str().unwrap().to_string()).collect();
     let expected: Vec<String> = (0..n).map(|i| format!("req-{i:03}")).collect();
     assert_eq!(order, expected, "merge is in manifest order");
     assert_eq!(by_id(&merged_lines), one, "3 shards merged differ from one run");
@@ -257,14 +319,29 @@ fn resume_and_shards(name: &str, model: &Path) -> BTreeMap<String, String> {
     let bad = dir.join("bad-merge.jsonl");
     let merge = |out: &Path| {
         vidlm()
-            .args(["batch", "merge", "--input", input.to_str().unwrap(), "--output", out.to_str().unwrap(), "--num-shards", "3", &template])
+            .args([
+                "batch",
+                "merge",
+                "--input",
+                input.to_str().unwrap(),
+                "--output",
+                out.to_str().unwrap(),
+                "--num-shards",
+                "3",
+                &template,
+            ])
             .output()
             .unwrap()
     };
     let o = merge(&bad);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("1 record(s)") && err.contains("have no line") && err.contains("rerun shard(s) 1/3"), "{err}");
+    assert!(
+        err.contains("1 record(s)")
+            && err.contains("have no line")
+            && err.contains("rerun shard(s) 1/3"),
+        "{err}"
+    );
     assert!(!bad.exists());
     std::fs::write(&shard1, text.clone() + &dropped + "\n").unwrap();
     let o = merge(&bad);
@@ -275,7 +352,12 @@ fn resume_and_shards(name: &str, model: &Path) -> BTreeMap<String, String> {
     let errors: BTreeSet<(u64, String)> = lines(&single)
         .iter()
         .filter(|l| l["response"]["status_code"] != 200)
-        .map(|l| (l["response"]["status_code"].as_u64().unwrap(), l["error"]["code"].as_str().unwrap_or("").to_string()))
+        .map(|l| {
+            (
+                l["response"]["status_code"].as_u64().unwrap(),
+                l["error"]["code"].as_str().unwrap_or("").to_string(),
+            )
+        })
         .collect();
     for (status, code) in [(404, "model_not_found"), (403, "media_not_allowed")] {
         assert!(errors.contains(&(status, code.to_string())), "no {status} {code} in {errors:?}");
@@ -304,14 +386,27 @@ fn same_as_vidlm_run(model: &Path, batch: &BTreeMap<String, String>, input: &Pat
         let req = &requests[id]["body"];
         let content = &req["messages"][0]["content"];
         let part = &content[0];
-        let url = part["video_url"]["url"].as_str().or_else(|| part["input_video"]["url"].as_str()).unwrap();
+        let url = part["video_url"]["url"]
+            .as_str()
+            .or_else(|| part["input_video"]["url"].as_str())
+            .unwrap();
         let video = url.strip_prefix("file://").unwrap_or(url);
         let prompt = content[1]["text"].as_str().unwrap();
         let max_tokens = req["max_tokens"].as_u64().unwrap_or(8);
         let key = format!("{video}|{prompt}|{max_tokens}");
         let expected = checked.entry(key).or_insert_with(|| {
             let out = vidlm()
-                .args(["run", "--model", model.to_str().unwrap(), "--video", video, "--prompt", prompt, "--num-frames", "4"])
+                .args([
+                    "run",
+                    "--model",
+                    model.to_str().unwrap(),
+                    "--video",
+                    video,
+                    "--prompt",
+                    prompt,
+                    "--num-frames",
+                    "4",
+                ])
                 .args(["--max-new-tokens", &max_tokens.to_string(), "--threads", "1", "--json"])
                 .output()
                 .unwrap();
@@ -319,8 +414,15 @@ fn same_as_vidlm_run(model: &Path, batch: &BTreeMap<String, String>, input: &Pat
             serde_json::from_slice(&out.stdout).unwrap()
         });
         let body = &line["response"]["body"];
-        assert_eq!(body["choices"][0]["message"]["content"], expected["text"], "{id}: batch answer differs from vidlm run");
-        assert_eq!(body["usage"]["completion_tokens"], json!(expected["token_ids"].as_array().unwrap().len()), "{id}");
+        assert_eq!(
+            body["choices"][0]["message"]["content"], expected["text"],
+            "{id}: batch answer differs from vidlm run"
+        );
+        assert_eq!(
+            body["usage"]["completion_tokens"],
+            json!(expected["token_ids"].as_array().unwrap().len()),
+            "{id}"
+        );
         assert_eq!(body["usage"]["prompt_tokens"], expected["prompt_tokens"], "{id}");
         let finish = if expected["finish_reason"] == "max_new_tokens" { "length" } else { "stop" };
         assert_eq!(body["choices"][0]["finish_reason"], finish, "{id}");
@@ -364,7 +466,12 @@ fn jsonl_csv_and_parquet_manifests_agree() {
     }
     let rows: Vec<(String, String, Option<&str>)> = (0..12)
         .map(|i| {
-            let video = ["clips/vp9.webm", "clips/mpeg4.avi", "clips/broken_random.mp4", "clips/missing.mp4"][i % 4];
+            let video = [
+                "clips/vp9.webm",
+                "clips/mpeg4.avi",
+                "clips/broken_random.mp4",
+                "clips/missing.mp4",
+            ][i % 4];
             let prompt = [None, Some("Describe the colors.")][i % 2];
             (format!("clip-{i}"), video.to_string(), prompt)
         })
@@ -383,11 +490,19 @@ fn jsonl_csv_and_parquet_manifests_agree() {
     let parquet = dir.join("m.parquet");
     let cols: Vec<(&str, ArrayRef)> = vec![
         ("id", Arc::new(StringArray::from(rows.iter().map(|r| r.0.as_str()).collect::<Vec<_>>()))),
-        ("video", Arc::new(StringArray::from(rows.iter().map(|r| r.1.as_str()).collect::<Vec<_>>()))),
+        (
+            "video",
+            Arc::new(StringArray::from(rows.iter().map(|r| r.1.as_str()).collect::<Vec<_>>())),
+        ),
         ("question", Arc::new(StringArray::from(rows.iter().map(|r| r.2).collect::<Vec<_>>()))),
     ];
     let rb = RecordBatch::try_from_iter(cols).unwrap();
-    let mut w = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&parquet).unwrap(), rb.schema(), None).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(&parquet).unwrap(),
+        rb.schema(),
+        None,
+    )
+    .unwrap();
     w.write(&rb).unwrap();
     w.close().unwrap();
     let model = demo_model();
@@ -396,8 +511,26 @@ fn jsonl_csv_and_parquet_manifests_agree() {
         let out = dir.join(format!("{}.out.jsonl", input.extension().unwrap().to_str().unwrap()));
         ok(&vidlm()
             .args(["batch", "--model", model.to_str().unwrap(), "--input", input.to_str().unwrap()])
-            .args(["--video-column", "video", "--id-column", "id", "--prompt-column", "question", "--prompt", "What happens?"])
-            .args(["--num-frames", "4", "--max-new-tokens", "6", "--threads", "1", "--output", out.to_str().unwrap()])
+            .args([
+                "--video-column",
+                "video",
+                "--id-column",
+                "id",
+                "--prompt-column",
+                "question",
+                "--prompt",
+                "What happens?",
+            ])
+            .args([
+                "--num-frames",
+                "4",
+                "--max-new-tokens",
+                "6",
+                "--threads",
+                "1",
+                "--output",
+                out.to_str().unwrap(),
+            ])
             .output()
             .unwrap());
         results.push(by_id(&lines(&out)));
@@ -439,16 +572,23 @@ fn logprobs_come_back_as_the_server_gives_them_and_stream_is_refused() {
     let mut args = batch_args(&model, &input, &videos);
     args.extend(["--output".to_string(), output.to_string_lossy().into_owned()]);
     ok(&vidlm().args(&args).output().unwrap());
-    let lines: BTreeMap<String, Value> = lines(&output).into_iter().map(|l| (l["custom_id"].as_str().unwrap().to_string(), l)).collect();
+    let lines: BTreeMap<String, Value> = lines(&output)
+        .into_iter()
+        .map(|l| (l["custom_id"].as_str().unwrap().to_string(), l))
+        .collect();
     let choice = &lines["top3"]["response"]["body"]["choices"][0];
     let content = choice["logprobs"]["content"].as_array().unwrap();
-    let completion_tokens = lines["top3"]["response"]["body"]["usage"]["completion_tokens"].as_u64().unwrap();
+    let completion_tokens =
+        lines["top3"]["response"]["body"]["usage"]["completion_tokens"].as_u64().unwrap();
     assert_eq!(content.len() as u64, completion_tokens, "{choice}");
     for t in content {
         let top = t["top_logprobs"].as_array().unwrap();
         assert_eq!(top.len(), 3, "{t}");
         // Greedy: the chosen token is the most likely one.
-        assert!((t["logprob"].as_f64().unwrap() - top[0]["logprob"].as_f64().unwrap()).abs() < 1e-6, "{t}");
+        assert!(
+            (t["logprob"].as_f64().unwrap() - top[0]["logprob"].as_f64().unwrap()).abs() < 1e-6,
+            "{t}"
+        );
         assert_eq!(t["token"], top[0]["token"], "{t}");
     }
     // The same answer as without logprobs, which has none.
@@ -470,7 +610,15 @@ fn bad_manifests_stop_before_any_work() {
     let run = |input: &Path, extra: &[&str]| {
         let out = dir.join("out.jsonl");
         let o = vidlm()
-            .args(["batch", "--model", model.to_str().unwrap(), "--input", input.to_str().unwrap(), "--output", out.to_str().unwrap()])
+            .args([
+                "batch",
+                "--model",
+                model.to_str().unwrap(),
+                "--input",
+                input.to_str().unwrap(),
+                "--output",
+                out.to_str().unwrap(),
+            ])
             .args(extra)
             .output()
             .unwrap();
@@ -482,7 +630,10 @@ fn bad_manifests_stop_before_any_work() {
         err
     };
     let dup = dir.join("dup.jsonl");
-    let line = |id: &str| json!({"custom_id": id, "method": "POST", "url": "/v1/chat/completions", "body": {}}).to_string();
+    let line = |id: &str| {
+        json!({"custom_id": id, "method": "POST", "url": "/v1/chat/completions", "body": {}})
+            .to_string()
+    };
     std::fs::write(&dup, [line("a"), line("b"), line("a")].join("\n")).unwrap();
     let err = run(&dup, &[]);
     assert!(err.contains("duplicate custom_id \"a\" at line 1 and line 3"), "{err}");
@@ -491,9 +642,12 @@ fn bad_manifests_stop_before_any_work() {
     assert!(run(&notjson, &[]).contains("line 2: not JSON"));
     let csv = dir.join("m.csv");
     std::fs::write(&csv, "video\na.mp4\n").unwrap();
-    assert!(run(&csv, &["--video-column", "clip", "--prompt", "x"]).contains("column \"clip\": no such column"));
-    assert!(run(&csv, &["--video-column", "video", "--prompt", "x", "--shard", "1/1"]).contains("shard"));
-    assert!(run(&csv, &["--video-column", "video", "--prompt", "x", "--shard", "0/2"]).contains("{shard}"));
+    assert!(run(&csv, &["--video-column", "clip", "--prompt", "x"])
+        .contains("column \"clip\": no such column"));
+    assert!(run(&csv, &["--video-column", "video", "--prompt", "x", "--shard", "1/1"])
+        .contains("shard"));
+    assert!(run(&csv, &["--video-column", "video", "--prompt", "x", "--shard", "0/2"])
+        .contains("{shard}"));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -502,7 +656,11 @@ fn bad_manifests_stop_before_any_work() {
 #[test]
 fn ray_example_runs_shards_retries_a_killed_one_and_merges() {
     let python = cache().join("venv/bin/python");
-    assert!(python.is_file(), "{} missing: `cargo xtask setup` installs the Python env (with ray)", python.display());
+    assert!(
+        python.is_file(),
+        "{} missing: `cargo xtask setup` installs the Python env (with ray)",
+        python.display()
+    );
     let dir = tmp("ray");
     let videos = test_videos();
     std::fs::create_dir_all(dir.join("clips")).unwrap();
@@ -512,7 +670,10 @@ fn ray_example_runs_shards_retries_a_killed_one_and_merges() {
     let csv = dir.join("clips.csv");
     let mut text = String::from("clip_id,path\n");
     for i in 0..16 {
-        text.push_str(&format!("c{i:02},clips/{}\n", ["vp9.webm", "mpeg4.avi", "broken_random.mp4", "nothere.mp4"][i % 4]));
+        text.push_str(&format!(
+            "c{i:02},clips/{}\n",
+            ["vp9.webm", "mpeg4.avi", "broken_random.mp4", "nothere.mp4"][i % 4]
+        ));
     }
     std::fs::write(&csv, text).unwrap();
     let model = demo_model();
@@ -544,7 +705,14 @@ fn ray_example_runs_shards_retries_a_killed_one_and_merges() {
     let merged = dir.join("merged.jsonl");
     let out = Command::new(&python)
         .arg(root().join("examples/ray/run_shards.py"))
-        .args(["--vidlm", env!("CARGO_BIN_EXE_vidlm"), "--num-shards", "2", "--inject-kill-after", "2"])
+        .args([
+            "--vidlm",
+            env!("CARGO_BIN_EXE_vidlm"),
+            "--num-shards",
+            "2",
+            "--inject-kill-after",
+            "2",
+        ])
         .arg("--output")
         .arg(dir.join("out-{shard}.jsonl"))
         .arg("--merged")
@@ -558,9 +726,16 @@ fn ray_example_runs_shards_retries_a_killed_one_and_merges() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "ray example failed: {err}");
     for i in 0..2 {
-        assert!(dir.join(format!("out-{i}.jsonl.injected-kill")).is_file(), "shard {i}'s first attempt was not killed: {err}");
+        assert!(
+            dir.join(format!("out-{i}.jsonl.injected-kill")).is_file(),
+            "shard {i}'s first attempt was not killed: {err}"
+        );
     }
-    assert_eq!(by_id(&lines(&merged)), by_id(&lines(&single)), "Ray shards merged differ from one run");
+    assert_eq!(
+        by_id(&lines(&merged)),
+        by_id(&lines(&single)),
+        "Ray shards merged differ from one run"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -573,7 +748,11 @@ fn dtype_picks_the_same_graphs_as_vidlm_run() {
     let videos = test_videos();
     let dir = tmp("dtype");
     let input = dir.join("requests.jsonl");
-    let cases = [("h264_bframes.mp4", "What happens in this video?"), ("vp9.webm", "Describe the colors."), ("mpeg4.avi", "Who is there?")];
+    let cases = [
+        ("h264_bframes.mp4", "What happens in this video?"),
+        ("vp9.webm", "Describe the colors."),
+        ("mpeg4.avi", "Who is there?"),
+    ];
     let mut f = std::fs::File::create(&input).unwrap();
     for (i, (v, p)) in cases.iter().enumerate() {
         let body = json!({"model": model.to_str().unwrap(), "messages": [{"role": "user", "content": [
@@ -583,7 +762,12 @@ fn dtype_picks_the_same_graphs_as_vidlm_run() {
     drop(f);
     let output = dir.join("out.jsonl");
     let mut args = batch_args(&model, &input, &videos);
-    args.extend(["--output".to_string(), output.to_string_lossy().into_owned(), "--dtype".into(), "q4".into()]);
+    args.extend([
+        "--output".to_string(),
+        output.to_string_lossy().into_owned(),
+        "--dtype".into(),
+        "q4".into(),
+    ]);
     ok(&vidlm().args(&args).output().unwrap());
     let got = lines(&output);
     assert_eq!(got.len(), cases.len());
@@ -591,7 +775,17 @@ fn dtype_picks_the_same_graphs_as_vidlm_run() {
         let i: usize = l["custom_id"].as_str().unwrap().trim_start_matches("q4-").parse().unwrap();
         let (v, p) = cases[i];
         let out = vidlm()
-            .args(["run", "--model", model.to_str().unwrap(), "--video", videos.join(v).to_str().unwrap(), "--prompt", p, "--num-frames", "4"])
+            .args([
+                "run",
+                "--model",
+                model.to_str().unwrap(),
+                "--video",
+                videos.join(v).to_str().unwrap(),
+                "--prompt",
+                p,
+                "--num-frames",
+                "4",
+            ])
             .args(["--max-new-tokens", "8", "--threads", "1", "--json", "--dtype", "q4"])
             .output()
             .unwrap();
@@ -601,15 +795,27 @@ fn dtype_picks_the_same_graphs_as_vidlm_run() {
         let body = &l["response"]["body"];
         assert_eq!(l["response"]["status_code"], 200, "{l}");
         assert_eq!(body["choices"][0]["message"]["content"], expected["text"], "{l}");
-        assert_eq!(body["usage"]["completion_tokens"], json!(expected["token_ids"].as_array().unwrap().len()));
+        assert_eq!(
+            body["usage"]["completion_tokens"],
+            json!(expected["token_ids"].as_array().unwrap().len())
+        );
     }
     // An unknown precision: the argument parser refuses it, and no output is written.
     let refused = dir.join("refused.jsonl");
     let mut args = batch_args(&model, &input, &videos);
-    args.extend(["--output".to_string(), refused.to_string_lossy().into_owned(), "--dtype".into(), "int3".into()]);
+    args.extend([
+        "--output".to_string(),
+        refused.to_string_lossy().into_owned(),
+        "--dtype".into(),
+        "int3".into(),
+    ]);
     let out = vidlm().args(&args).output().unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--dtype"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--dtype"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!refused.exists());
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -17,7 +17,11 @@ fn test_videos() -> PathBuf {
         (None, Some(c)) => PathBuf::from(c).join("test-videos"),
         _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.cache/test-videos"),
     };
-    assert!(dir.join(".generation").is_file(), "test videos not found in {}: run `cargo xtask videos`", dir.display());
+    assert!(
+        dir.join(".generation").is_file(),
+        "test videos not found in {}: run `cargo xtask videos`",
+        dir.display()
+    );
     dir
 }
 
@@ -46,9 +50,16 @@ fn probe_prints_json() {
 #[test]
 fn frames_writes_pngs_and_json() {
     let out_dir = tmp("frames");
-    let out = bin().arg("frames").arg(demo()).args(["--num-frames", "8", "--out"]).arg(&out_dir).output().unwrap();
+    let out = bin()
+        .arg("frames")
+        .arg(demo())
+        .args(["--num-frames", "8", "--out"])
+        .arg(&out_dir)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let j: serde_json::Value = serde_json::from_slice(&std::fs::read(out_dir.join("frames.json")).unwrap()).unwrap();
+    let j: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("frames.json")).unwrap()).unwrap();
     let frames = j["frames"].as_array().unwrap();
     let idx: Vec<u64> = frames.iter().map(|f| f["index"].as_u64().unwrap()).collect();
     assert_eq!(idx, vec![0, 15, 30, 45, 60, 75, 90, 105]);
@@ -58,7 +69,12 @@ fn frames_writes_pngs_and_json() {
         let dec = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&p).unwrap()));
         let reader = dec.read_info().unwrap();
         let info = reader.info();
-        assert_eq!((info.width, info.height, info.color_type), (320, 240, png::ColorType::Rgb), "{}", p.display());
+        assert_eq!(
+            (info.width, info.height, info.color_type),
+            (320, 240, png::ColorType::Rgb),
+            "{}",
+            p.display()
+        );
     }
     let _ = std::fs::remove_dir_all(&out_dir);
 }
@@ -66,7 +82,13 @@ fn frames_writes_pngs_and_json() {
 #[test]
 fn frames_with_indices_range_and_cap() {
     let out_dir = tmp("indices");
-    let out = bin().arg("frames").arg(demo()).args(["--indices", "0,5,9", "--out"]).arg(&out_dir).output().unwrap();
+    let out = bin()
+        .arg("frames")
+        .arg(demo())
+        .args(["--indices", "0,5,9", "--out"])
+        .arg(&out_dir)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     for i in [0, 5, 9] {
         assert!(out_dir.join(format!("{i:06}.png")).is_file());
@@ -80,9 +102,11 @@ fn frames_with_indices_range_and_cap() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let j: serde_json::Value = serde_json::from_slice(&std::fs::read(out_dir2.join("frames.json")).unwrap()).unwrap();
+    let j: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir2.join("frames.json")).unwrap()).unwrap();
     // [1 s, 3 s) = frames 30..90 (60 frames): fps 2 -> 4 frames, capped to 3
-    let idx: Vec<u64> = j["frames"].as_array().unwrap().iter().map(|f| f["index"].as_u64().unwrap()).collect();
+    let idx: Vec<u64> =
+        j["frames"].as_array().unwrap().iter().map(|f| f["index"].as_u64().unwrap()).collect();
     assert_eq!(idx, vec![30, 50, 70]);
     let _ = std::fs::remove_dir_all(&out_dir);
     let _ = std::fs::remove_dir_all(&out_dir2);
@@ -99,7 +123,9 @@ fn rotated_video_frames_are_upright() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let dec = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(out_dir.join("000000.png")).unwrap()));
+    let dec = png::Decoder::new(std::io::BufReader::new(
+        std::fs::File::open(out_dir.join("000000.png")).unwrap(),
+    ));
     let reader = dec.read_info().unwrap();
     assert_eq!((reader.info().width, reader.info().height), (320, 240));
     let _ = std::fs::remove_dir_all(&out_dir);
@@ -127,13 +153,35 @@ fn bad_input_is_a_one_line_error() {
     assert_one_line_error(&["probe", &s("audio_only.m4a")], "no video stream");
     assert_one_line_error(&["probe", &s("hostile_16384x16384.mp4")], "limit exceeded");
     assert_one_line_error(&["probe", &s("hostile_unknown_codec.avi")], "unsupported codec");
-    assert_one_line_error(&["frames", &s("broken_truncated_faststart.mp4"), "--num-frames", "4", "--out", &out], "truncated");
-    assert_one_line_error(&["frames", &s("one_frame.mp4"), "--num-frames", "4", "--out", &out], "requested 4 frames");
-    assert_one_line_error(&["frames", &s("one_frame.mp4"), "--indices", "7", "--out", &out], "out of range");
+    assert_one_line_error(
+        &["frames", &s("broken_truncated_faststart.mp4"), "--num-frames", "4", "--out", &out],
+        "truncated",
+    );
+    assert_one_line_error(
+        &["frames", &s("one_frame.mp4"), "--num-frames", "4", "--out", &out],
+        "requested 4 frames",
+    );
+    assert_one_line_error(
+        &["frames", &s("one_frame.mp4"), "--indices", "7", "--out", &out],
+        "out of range",
+    );
     // the lenient flag decodes what is there
-    let ok = bin().args(["frames", &s("broken_truncated_faststart.mp4"), "--num-frames", "4", "--lenient", "--out", &out]).output().unwrap();
+    let ok = bin()
+        .args([
+            "frames",
+            &s("broken_truncated_faststart.mp4"),
+            "--num-frames",
+            "4",
+            "--lenient",
+            "--out",
+            &out,
+        ])
+        .output()
+        .unwrap();
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
-    let j: serde_json::Value = serde_json::from_slice(&std::fs::read(Path::new(&out).join("frames.json")).unwrap()).unwrap();
+    let j: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(Path::new(&out).join("frames.json")).unwrap())
+            .unwrap();
     assert_eq!(j["truncated"], true);
     let _ = std::fs::remove_dir_all(&out);
 }
@@ -148,10 +196,18 @@ fn divx_avi_with_bframes() {
     let p: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(p["frame_count"], 75);
     let out_dir = tmp("divx");
-    let out = bin().arg("frames").arg(&v).args(["--num-frames", "5", "--out"]).arg(&out_dir).output().unwrap();
+    let out = bin()
+        .arg("frames")
+        .arg(&v)
+        .args(["--num-frames", "5", "--out"])
+        .arg(&out_dir)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let j: serde_json::Value = serde_json::from_slice(&std::fs::read(out_dir.join("frames.json")).unwrap()).unwrap();
-    let idx: Vec<u64> = j["frames"].as_array().unwrap().iter().map(|f| f["index"].as_u64().unwrap()).collect();
+    let j: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("frames.json")).unwrap()).unwrap();
+    let idx: Vec<u64> =
+        j["frames"].as_array().unwrap().iter().map(|f| f["index"].as_u64().unwrap()).collect();
     assert_eq!(idx, vec![0, 15, 30, 45, 60]);
     let _ = std::fs::remove_dir_all(&out_dir);
 }
@@ -162,14 +218,37 @@ fn limits_are_settable() {
     let s = |name: &str| v.join(name).to_string_lossy().into_owned();
     let out = tmp("limits").to_string_lossy().into_owned();
     // 320x240 = 76800 pixels: one pixel less is refused before decoding
-    assert_one_line_error(&["probe", &s("mpeg4.avi"), "--max-pixels", "76799"], "pixels per frame is 76800, the limit is 76799");
-    assert!(bin().args(["probe", &s("mpeg4.avi"), "--max-pixels", "76800"]).output().unwrap().status.success());
-    assert_one_line_error(&["probe", &s("mpeg4.avi"), "--max-packets", "50"], "packets in the video stream");
     assert_one_line_error(
-        &["frames", &s("mpeg4.avi"), "--num-frames", "3", "--max-output-bytes", "460799", "--out", &out],
+        &["probe", &s("mpeg4.avi"), "--max-pixels", "76799"],
+        "pixels per frame is 76800, the limit is 76799",
+    );
+    assert!(bin()
+        .args(["probe", &s("mpeg4.avi"), "--max-pixels", "76800"])
+        .output()
+        .unwrap()
+        .status
+        .success());
+    assert_one_line_error(
+        &["probe", &s("mpeg4.avi"), "--max-packets", "50"],
+        "packets in the video stream",
+    );
+    assert_one_line_error(
+        &[
+            "frames",
+            &s("mpeg4.avi"),
+            "--num-frames",
+            "3",
+            "--max-output-bytes",
+            "460799",
+            "--out",
+            &out,
+        ],
         "output bytes is 691200",
     );
     // decompression bombs stop at the header, whatever the limit
-    assert_one_line_error(&["probe", &s("bomb_100000x100000.png")], "pixels per frame is 10000000000");
+    assert_one_line_error(
+        &["probe", &s("bomb_100000x100000.png")],
+        "pixels per frame is 10000000000",
+    );
     let _ = std::fs::remove_dir_all(&out);
 }

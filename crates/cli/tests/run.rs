@@ -23,7 +23,17 @@ fn run_answers_about_a_video_as_json_and_streams() {
         .arg(&model)
         .arg("--video")
         .arg(&video)
-        .args(["--num-frames", "4", "--max-new-tokens", "3", "--threads", "1", "--json", "--prompt", "What happens?"])
+        .args([
+            "--num-frames",
+            "4",
+            "--max-new-tokens",
+            "3",
+            "--threads",
+            "1",
+            "--json",
+            "--prompt",
+            "What happens?",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -49,10 +59,14 @@ fn run_answers_about_a_video_as_json_and_streams() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("tokens/s"));
     // Progress on stderr for loading, decoding/preprocessing, vision and prefill.
-    for stage in ["loading", "decoding media", "encoding 0 image(s) and 1 video(s)", "prefill over"] {
+    for stage in ["loading", "decoding media", "encoding 0 image(s) and 1 video(s)", "prefill over"]
+    {
         assert!(err.contains(stage), "no {stage:?} progress line in {err}");
     }
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim_end(), v["text"].as_str().unwrap().trim_end());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim_end(),
+        v["text"].as_str().unwrap().trim_end()
+    );
 }
 
 #[test]
@@ -60,7 +74,14 @@ fn run_reports_bad_input_in_one_line() {
     let model = root().join("assets/demo-model");
     let bad = std::env::temp_dir().join(format!("vidlm-cli-bad-{}.mp4", std::process::id()));
     std::fs::write(&bad, b"not a video").unwrap();
-    let out = vidlm().args(["run", "--model"]).arg(&model).arg("--video").arg(&bad).args(["--prompt", "x"]).output().unwrap();
+    let out = vidlm()
+        .args(["run", "--model"])
+        .arg(&model)
+        .arg("--video")
+        .arg(&bad)
+        .args(["--prompt", "x"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     // Progress lines ("[vidlm] ...") may come first; the error itself is exactly one line, the last.
@@ -68,7 +89,8 @@ fn run_reports_bad_input_in_one_line() {
     assert!(last.starts_with("error:"), "{err}");
     assert_eq!(err.lines().filter(|l| !l.starts_with("[vidlm]")).count(), 1, "{err}");
     assert!(!err.contains("panicked"), "{err}");
-    let out = vidlm().args(["run", "--model", "/nonexistent/model", "--prompt", "x"]).output().unwrap();
+    let out =
+        vidlm().args(["run", "--model", "/nonexistent/model", "--prompt", "x"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing"));
     let _ = std::fs::remove_file(&bad);
@@ -84,7 +106,19 @@ fn cuda_where_it_cannot_run_names_what_is_missing_and_can_fall_back() {
             .arg(&model)
             .arg("--video")
             .arg(&video)
-            .args(["--num-frames", "2", "--max-new-tokens", "2", "--threads", "1", "--json", "--device", "cuda", "--prompt", "Hi"])
+            .args([
+                "--num-frames",
+                "2",
+                "--max-new-tokens",
+                "2",
+                "--threads",
+                "1",
+                "--json",
+                "--device",
+                "cuda",
+                "--prompt",
+                "Hi",
+            ])
             .args(extra)
             .output()
             .unwrap()
@@ -97,9 +131,19 @@ fn cuda_where_it_cannot_run_names_what_is_missing_and_can_fall_back() {
     if cfg!(feature = "cuda") {
         // The binary has the provider; what is missing is the CUDA build of ONNX Runtime or the
         // CUDA runtime itself.
-        assert!(line.contains("CPU build") || line.contains("CUDA runtime") || line.contains("driver") || line.contains("device"), "{line}");
+        assert!(
+            line.contains("CPU build")
+                || line.contains("CUDA runtime")
+                || line.contains("driver")
+                || line.contains("device"),
+            "{line}"
+        );
     } else {
-        assert!(line.contains("compiled without the `cuda` feature") && line.contains("--features cuda"), "{line}");
+        assert!(
+            line.contains("compiled without the `cuda` feature")
+                && line.contains("--features cuda"),
+            "{line}"
+        );
     }
     assert!(out.stdout.is_empty());
     // With --allow-cpu-fallback it runs on the CPU and says so.
@@ -133,7 +177,17 @@ fn run_resolves_media_in_a_messages_file_against_its_folder() {
             .current_dir(cwd)
             .args(["run", "--model"])
             .arg(&model)
-            .args(["--messages", file, "--num-frames", "2", "--max-new-tokens", "2", "--threads", "1", "--json"])
+            .args([
+                "--messages",
+                file,
+                "--num-frames",
+                "2",
+                "--max-new-tokens",
+                "2",
+                "--threads",
+                "1",
+                "--json",
+            ])
             .output()
             .unwrap()
     };
@@ -150,7 +204,14 @@ fn run_resolves_media_in_a_messages_file_against_its_folder() {
         .current_dir(&elsewhere)
         .args(["preprocess", "--model"])
         .arg(&model)
-        .args(["--messages", "../q/messages.json", "--num-frames", "2", "--out", "inputs.safetensors"])
+        .args([
+            "--messages",
+            "../q/messages.json",
+            "--num-frames",
+            "2",
+            "--out",
+            "inputs.safetensors",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -193,7 +254,17 @@ fn dtype_selects_suffixed_graphs_and_names_missing_ones() {
             .arg(m)
             .arg("--video")
             .arg(&video)
-            .args(["--num-frames", "2", "--max-new-tokens", "3", "--threads", "1", "--json", "--prompt", "Hi"])
+            .args([
+                "--num-frames",
+                "2",
+                "--max-new-tokens",
+                "3",
+                "--threads",
+                "1",
+                "--json",
+                "--prompt",
+                "Hi",
+            ])
             .args(extra)
             .output()
             .unwrap()
@@ -202,37 +273,71 @@ fn dtype_selects_suffixed_graphs_and_names_missing_ones() {
     assert!(reference.status.success(), "{}", String::from_utf8_lossy(&reference.stderr));
     let q8 = run(&model, &["--dtype", "q8"]);
     assert!(q8.status.success(), "{}", String::from_utf8_lossy(&q8.stderr));
-    assert!(String::from_utf8_lossy(&q8.stderr).contains("model (q8)"), "{}", String::from_utf8_lossy(&q8.stderr));
+    assert!(
+        String::from_utf8_lossy(&q8.stderr).contains("model (q8)"),
+        "{}",
+        String::from_utf8_lossy(&q8.stderr)
+    );
     let a: serde_json::Value = serde_json::from_slice(&reference.stdout).unwrap();
     let b: serde_json::Value = serde_json::from_slice(&q8.stdout).unwrap();
-    assert_eq!(a["token_ids"], b["token_ids"], "the same graphs under the q8 name give the same tokens");
+    assert_eq!(
+        a["token_ids"], b["token_ids"],
+        "the same graphs under the q8 name give the same tokens"
+    );
     // The default (fp32) is absent from this model: one line, the file, what the model has.
     let out = run(&model, &[]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     let line = err.lines().last().unwrap_or_default();
-    assert!(line.starts_with("error: no graph for the chosen --dtype (this model has: vision_encoder q8, "), "{err}");
-    assert!(line.contains("decoder_model_merged q8)") && line.contains("missing onnx/vision_encoder.onnx"), "{err}");
+    assert!(
+        line.starts_with(
+            "error: no graph for the chosen --dtype (this model has: vision_encoder q8, "
+        ),
+        "{err}"
+    );
+    assert!(
+        line.contains("decoder_model_merged q8)")
+            && line.contains("missing onnx/vision_encoder.onnx"),
+        "{err}"
+    );
     assert!(out.stdout.is_empty());
     let out = run(&demo, &["--dtype", "q4"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("(this model has: vision_encoder fp32, ") && err.contains("missing onnx/vision_encoder_q4.onnx"), "{err}");
+    assert!(
+        err.contains("(this model has: vision_encoder fp32, ")
+            && err.contains("missing onnx/vision_encoder_q4.onnx"),
+        "{err}"
+    );
     // Per graph: only the decoder at q4 names the decoder's file.
     let out = run(&demo, &["--dtype", "decoder=q4"]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("missing onnx/decoder_model_merged_q4.onnx"), "{err}");
+    assert!(
+        !out.status.success() && err.contains("missing onnx/decoder_model_merged_q4.onnx"),
+        "{err}"
+    );
     // Mixed: q8 everywhere but the vision graphs, which the model has only at q8 here too.
     let out = run(&model, &["--dtype", "fp32,vision=q8"]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("missing onnx/embed_tokens.onnx"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("missing onnx/embed_tokens.onnx"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = run(&model, &["--dtype", "q8,vision=q8,embed=quantized"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let out = run(&demo, &["--dtype", "q4,audio=q8"]);
-    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("unknown graph \"audio\""));
+    assert!(
+        !out.status.success()
+            && String::from_utf8_lossy(&out.stderr).contains("unknown graph \"audio\"")
+    );
     // An unknown name is refused by the argument parser, naming the choices.
     let out = run(&demo, &["--dtype", "int3"]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("fp32, fp16, q8, q4 or q4f16"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("fp32, fp16, q8, q4 or q4f16"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let _ = std::fs::remove_dir_all(&work);
 }

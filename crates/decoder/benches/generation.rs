@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 use vidlm_decoder::{GenerationOptions, LanguageModel, LmOptions, Sequence, SessionOptions};
 
 fn model_dir() -> PathBuf {
-    std::env::var_os("VIDLM_BENCH_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../assets/demo-model"))
+    std::env::var_os("VIDLM_BENCH_MODEL").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../assets/demo-model")
+    })
 }
 
 fn best_of<F: FnMut() -> usize>(reps: usize, mut f: F) -> (Duration, usize) {
@@ -35,8 +35,12 @@ fn best_of<F: FnMut() -> usize>(reps: usize, mut f: F) -> (Duration, usize) {
 
 fn main() {
     let dir = model_dir();
-    let threads = std::env::var("VIDLM_BENCH_THREADS").ok().and_then(|s| s.parse().ok()).unwrap_or(2);
-    let opts = LmOptions { session: SessionOptions { intra_threads: Some(threads), ..Default::default() }, ..Default::default() };
+    let threads =
+        std::env::var("VIDLM_BENCH_THREADS").ok().and_then(|s| s.parse().ok()).unwrap_or(2);
+    let opts = LmOptions {
+        session: SessionOptions { intra_threads: Some(threads), ..Default::default() },
+        ..Default::default()
+    };
     let mut lm = match LanguageModel::from_dir(&dir, &opts) {
         Ok(lm) => lm,
         Err(e) => {
@@ -46,8 +50,16 @@ fn main() {
     };
     let new_tokens = 32;
     let prompt: Vec<i64> = (0..200).map(|i| 100 + (i * 37) % 20000).collect();
-    let gen = GenerationOptions { max_new_tokens: Some(new_tokens), eos_token_ids: Some(vec![]), ..Default::default() };
-    println!("model: {} ({} threads), prompt 200 tokens, {new_tokens} new tokens, best of 3\n", dir.display(), threads);
+    let gen = GenerationOptions {
+        max_new_tokens: Some(new_tokens),
+        eos_token_ids: Some(vec![]),
+        ..Default::default()
+    };
+    println!(
+        "model: {} ({} threads), prompt 200 tokens, {new_tokens} new tokens, best of 3\n",
+        dir.display(),
+        threads
+    );
 
     // `VIDLM_BENCH_ONLY=kv`: only part 3 (parts 1 and 2 take minutes on a full-size model).
     let only_kv = std::env::var("VIDLM_BENCH_ONLY").is_ok_and(|v| v == "kv");
@@ -61,7 +73,9 @@ fn compare_cache_and_batching(lm: &mut LanguageModel, prompt: &[i64], gen: &Gene
     let new_tokens = gen.max_new_tokens.unwrap_or(32);
     // 1. KV cache vs. recompute.
     let seq = Sequence::text(prompt.to_vec());
-    let (t_cache, _) = best_of(3, || lm.generate(std::slice::from_ref(&seq), gen).map(|r| r.generated_tokens).unwrap_or(0));
+    let (t_cache, _) = best_of(3, || {
+        lm.generate(std::slice::from_ref(&seq), gen).map(|r| r.generated_tokens).unwrap_or(0)
+    });
     let one = GenerationOptions { max_new_tokens: Some(1), ..gen.clone() };
     let (t_nocache, _) = best_of(3, || {
         let mut ids = prompt.to_vec();
@@ -73,18 +87,44 @@ fn compare_cache_and_batching(lm: &mut LanguageModel, prompt: &[i64], gen: &Gene
     });
     println!("| decoding ({new_tokens} tokens) | time | tokens/s | speed-up |");
     println!("|---|---|---|---|");
-    println!("| baseline: no KV cache (full recompute per token) | {:.1} ms | {:.1} | 1.00x |", ms(t_nocache), tps(new_tokens, t_nocache));
-    println!("| vidlm: KV cache, present->past without copies | {:.1} ms | {:.1} | {:.2}x |\n", ms(t_cache), tps(new_tokens, t_cache), ratio(t_nocache, t_cache));
+    println!(
+        "| baseline: no KV cache (full recompute per token) | {:.1} ms | {:.1} | 1.00x |",
+        ms(t_nocache),
+        tps(new_tokens, t_nocache)
+    );
+    println!(
+        "| vidlm: KV cache, present->past without copies | {:.1} ms | {:.1} | {:.2}x |\n",
+        ms(t_cache),
+        tps(new_tokens, t_cache),
+        ratio(t_nocache, t_cache)
+    );
 
     // 2. Batched vs. sequential.
     let n = 4;
-    let seqs: Vec<Sequence> = (0..n).map(|k| Sequence::text(prompt[..150 + 10 * k].to_vec())).collect();
-    let (t_seq, _) = best_of(3, || seqs.iter().map(|s| lm.generate(std::slice::from_ref(s), gen).map(|r| r.generated_tokens).unwrap_or(0)).sum());
-    let (t_batch, _) = best_of(3, || lm.generate(&seqs, gen).map(|r| r.generated_tokens).unwrap_or(0));
+    let seqs: Vec<Sequence> =
+        (0..n).map(|k| Sequence::text(prompt[..150 + 10 * k].to_vec())).collect();
+    let (t_seq, _) = best_of(3, || {
+        seqs.iter()
+            .map(|s| {
+                lm.generate(std::slice::from_ref(s), gen).map(|r| r.generated_tokens).unwrap_or(0)
+            })
+            .sum()
+    });
+    let (t_batch, _) =
+        best_of(3, || lm.generate(&seqs, gen).map(|r| r.generated_tokens).unwrap_or(0));
     println!("| {n} conversations x {new_tokens} tokens | time | tokens/s | speed-up |");
     println!("|---|---|---|---|");
-    println!("| baseline: sequential | {:.1} ms | {:.1} | 1.00x |", ms(t_seq), tps(n * new_tokens, t_seq));
-    println!("| vidlm: one left-padded batch | {:.1} ms | {:.1} | {:.2}x |\n", ms(t_batch), tps(n * new_tokens, t_batch), ratio(t_seq, t_batch));
+    println!(
+        "| baseline: sequential | {:.1} ms | {:.1} | 1.00x |",
+        ms(t_seq),
+        tps(n * new_tokens, t_seq)
+    );
+    println!(
+        "| vidlm: one left-padded batch | {:.1} ms | {:.1} | {:.2}x |\n",
+        ms(t_batch),
+        tps(n * new_tokens, t_batch),
+        ratio(t_seq, t_batch)
+    );
 }
 
 fn long_context_kv(lm: &mut LanguageModel, gen: &GenerationOptions) {
@@ -93,7 +133,8 @@ fn long_context_kv(lm: &mut LanguageModel, gen: &GenerationOptions) {
         println!("(KV preallocation: not supported by this graph/provider; skipped)");
         return;
     }
-    let context: usize = std::env::var("VIDLM_BENCH_CONTEXT").ok().and_then(|s| s.parse().ok()).unwrap_or(2048);
+    let context: usize =
+        std::env::var("VIDLM_BENCH_CONTEXT").ok().and_then(|s| s.parse().ok()).unwrap_or(2048);
     let long = Sequence::text((0..context).map(|i| 100 + ((i * 37) % 20000) as i64).collect());
     let mut steps = 0;
     let mut decode = |share: bool| -> (Duration, Vec<i64>) {
@@ -118,7 +159,12 @@ fn long_context_kv(lm: &mut LanguageModel, gen: &GenerationOptions) {
     println!("| decode steps at a {context}-token context ({steps} steps) | per step | tokens/s | speed-up |");
     println!("|---|---|---|---|");
     println!("| baseline: packed cache (present allocated, past copied each step) | {:.2} ms | {:.1} | 1.00x |", ms(packed) / steps as f64, tps(steps, packed));
-    println!("| vidlm: preallocated cache, appended in place | {:.2} ms | {:.1} | {:.2}x |", ms(prealloc) / steps as f64, tps(steps, prealloc), ratio(packed, prealloc));
+    println!(
+        "| vidlm: preallocated cache, appended in place | {:.2} ms | {:.1} | {:.2}x |",
+        ms(prealloc) / steps as f64,
+        tps(steps, prealloc),
+        ratio(packed, prealloc)
+    );
     println!("\ntokens identical in both layouts: {}", if tp == ta { "yes" } else { "NO" });
 }
 

@@ -20,10 +20,13 @@ fn ort(path: &Path) -> impl Fn(vidlm_ort::ort::Error) -> DecoderError + '_ {
 
 /// `[batch, heads, past, dim]` of a cache tensor.
 fn dims4(v: &DynValue) -> Result<[usize; 4], DecoderError> {
-    let s: Vec<i64> = v.dtype().tensor_shape().map(|s| s.iter().copied().collect()).unwrap_or_default();
+    let s: Vec<i64> =
+        v.dtype().tensor_shape().map(|s| s.iter().copied().collect()).unwrap_or_default();
     match s.as_slice() {
         [b, h, p, d] => Ok([*b as usize, *h as usize, *p as usize, *d as usize]),
-        other => Err(DecoderError::Shape(format!("KV cache tensor of shape {other:?}, expected rank 4"))),
+        other => {
+            Err(DecoderError::Shape(format!("KV cache tensor of shape {other:?}, expected rank 4")))
+        }
     }
 }
 
@@ -40,7 +43,9 @@ fn repast<T: PrimitiveTensorElementType + Copy + Default + std::fmt::Debug + 'st
     let (_, data) = v.try_extract_tensor::<T>().map_err(ort(path))?;
     let keep = past.saturating_sub(from);
     if at + keep > new_past || data.len() != b * h * past * d {
-        return Err(DecoderError::Shape(format!("cannot move {keep} past columns to {at}..{new_past}")));
+        return Err(DecoderError::Shape(format!(
+            "cannot move {keep} past columns to {at}..{new_past}"
+        )));
     }
     let mut out = vec![T::default(); b * h * new_past * d];
     for bh in 0..b * h {
@@ -59,7 +64,9 @@ fn concat_batch<T: PrimitiveTensorElementType + Copy + std::fmt::Debug + 'static
     let [ba, h, p, d] = dims4(a)?;
     let [bb, h2, p2, d2] = dims4(b)?;
     if (h, p, d) != (h2, p2, d2) {
-        return Err(DecoderError::Shape(format!("cannot join caches [{ba},{h},{p},{d}] and [{bb},{h2},{p2},{d2}]")));
+        return Err(DecoderError::Shape(format!(
+            "cannot join caches [{ba},{h},{p},{d}] and [{bb},{h2},{p2},{d2}]"
+        )));
     }
     let (_, da) = a.try_extract_tensor::<T>().map_err(ort(path))?;
     let (_, db) = b.try_extract_tensor::<T>().map_err(ort(path))?;
@@ -82,7 +89,9 @@ fn with_past_len<T: PrimitiveTensorElementType + Copy + Default + std::fmt::Debu
     let [b, h, p, d] = dims4(v)?;
     let (_, data) = v.try_extract_tensor::<T>().map_err(ort(path))?;
     if valid > p || valid > len || data.len() != b * h * p * d {
-        return Err(DecoderError::Shape(format!("cannot keep {valid} of {p} past columns in a cache of {len}")));
+        return Err(DecoderError::Shape(format!(
+            "cannot keep {valid} of {p} past columns in a cache of {len}"
+        )));
     }
     let fill = |out: &mut [T]| {
         for bh in 0..b * h {
@@ -112,13 +121,26 @@ fn elem(v: &DynValue) -> Option<TensorElementType> {
 impl KvCache {
     /// Rewrites every tensor with its first `past_len` columns in a tensor of `len` columns
     /// (preallocated with `alloc`, packed without).
-    fn relayout(&mut self, len: usize, alloc: Option<&Allocator>, path: &Path) -> Result<(), DecoderError> {
+    fn relayout(
+        &mut self,
+        len: usize,
+        alloc: Option<&Allocator>,
+        path: &Path,
+    ) -> Result<(), DecoderError> {
         let mut out = Vec::with_capacity(self.values.len());
         for v in &self.values {
             out.push(match elem(v) {
-                Some(TensorElementType::Float16) => with_past_len::<f16>(v, self.past_len, len, alloc, path)?,
-                Some(TensorElementType::Float32) => with_past_len::<f32>(v, self.past_len, len, alloc, path)?,
-                other => return Err(DecoderError::Shape(format!("cannot lay out a cache tensor of type {other:?}"))),
+                Some(TensorElementType::Float16) => {
+                    with_past_len::<f16>(v, self.past_len, len, alloc, path)?
+                }
+                Some(TensorElementType::Float32) => {
+                    with_past_len::<f32>(v, self.past_len, len, alloc, path)?
+                }
+                other => {
+                    return Err(DecoderError::Shape(format!(
+                        "cannot lay out a cache tensor of type {other:?}"
+                    )))
+                }
             });
         }
         self.values = out;
@@ -129,7 +151,10 @@ impl KvCache {
     /// Runtime's default allocator), keeping its `past_len` columns.
     pub(crate) fn preallocate(&mut self, capacity: usize, path: &Path) -> Result<(), DecoderError> {
         if capacity < self.past_len {
-            return Err(DecoderError::Shape(format!("a cache of {capacity} positions cannot hold {}", self.past_len)));
+            return Err(DecoderError::Shape(format!(
+                "a cache of {capacity} positions cannot hold {}",
+                self.past_len
+            )));
         }
         self.relayout(capacity, Some(&Allocator::default()), path)?;
         self.capacity = Some(capacity);
@@ -149,7 +174,13 @@ impl KvCache {
 
     /// Moves the past columns `from..` to start at `at` in a past of `new_past` columns, zeros
     /// elsewhere: `from > 0` trims leading padding, `at > 0` adds it.
-    pub(crate) fn repast(&mut self, from: usize, new_past: usize, at: usize, path: &Path) -> Result<(), DecoderError> {
+    pub(crate) fn repast(
+        &mut self,
+        from: usize,
+        new_past: usize,
+        at: usize,
+        path: &Path,
+    ) -> Result<(), DecoderError> {
         if from == 0 && at == 0 && new_past == self.past_len {
             return Ok(());
         }
@@ -159,7 +190,11 @@ impl KvCache {
             out.push(match elem(v) {
                 Some(TensorElementType::Float16) => repast::<f16>(v, from, new_past, at, path)?,
                 Some(TensorElementType::Float32) => repast::<f32>(v, from, new_past, at, path)?,
-                other => return Err(DecoderError::Shape(format!("cannot pad a cache tensor of type {other:?}"))),
+                other => {
+                    return Err(DecoderError::Shape(format!(
+                        "cannot pad a cache tensor of type {other:?}"
+                    )))
+                }
             });
         }
         self.values = out;
@@ -168,7 +203,11 @@ impl KvCache {
     }
 
     /// Appends `other`'s rows after this cache's (same past length).
-    pub(crate) fn append_rows(&mut self, mut other: KvCache, path: &Path) -> Result<(), DecoderError> {
+    pub(crate) fn append_rows(
+        &mut self,
+        mut other: KvCache,
+        path: &Path,
+    ) -> Result<(), DecoderError> {
         if self.batch == 0 {
             *self = other;
             return Ok(());
@@ -176,14 +215,21 @@ impl KvCache {
         self.compact(path)?;
         other.compact(path)?;
         if other.past_len != self.past_len || other.values.len() != self.values.len() {
-            return Err(DecoderError::Shape(format!("cannot join a cache of past {} to one of past {}", other.past_len, self.past_len)));
+            return Err(DecoderError::Shape(format!(
+                "cannot join a cache of past {} to one of past {}",
+                other.past_len, self.past_len
+            )));
         }
         let mut out = Vec::with_capacity(self.values.len());
         for (a, b) in self.values.iter().zip(other.values.iter()) {
             out.push(match elem(a) {
                 Some(TensorElementType::Float16) => concat_batch::<f16>(a, b, path)?,
                 Some(TensorElementType::Float32) => concat_batch::<f32>(a, b, path)?,
-                other => return Err(DecoderError::Shape(format!("cannot join cache tensors of type {other:?}"))),
+                other => {
+                    return Err(DecoderError::Shape(format!(
+                        "cannot join cache tensors of type {other:?}"
+                    )))
+                }
             });
         }
         self.values = out;

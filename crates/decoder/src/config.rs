@@ -79,7 +79,10 @@ impl ResolvedGeneration {
             }
         }
         if !(sampling.repetition_penalty > 0.0 && sampling.repetition_penalty.is_finite()) {
-            return bad(format!("repetition_penalty must be > 0, got {}", sampling.repetition_penalty));
+            return bad(format!(
+                "repetition_penalty must be > 0, got {}",
+                sampling.repetition_penalty
+            ));
         }
         let eos_token_ids = match &o.eos_token_ids {
             Some(v) => v.clone(),
@@ -96,7 +99,8 @@ impl ResolvedGeneration {
             return bad("stop strings must not be empty".to_string());
         }
         // transformers: pad defaults to the first EOS id.
-        let pad_token_id = o.pad_token_id.or(cfg.pad_token_id).or(eos_token_ids.first().copied()).unwrap_or(0);
+        let pad_token_id =
+            o.pad_token_id.or(cfg.pad_token_id).or(eos_token_ids.first().copied()).unwrap_or(0);
         Ok(ResolvedGeneration {
             sampling,
             max_new_tokens: o.max_new_tokens.or(cfg.max_new_tokens),
@@ -131,7 +135,12 @@ mod tests {
         assert_eq!(r.pad_token_id, 5);
         assert_eq!(r.stop_strings, vec!["END".to_string()]);
         assert_eq!(r.budget(12), 18);
-        let o = GenerationOptions { max_new_tokens: Some(4), temperature: Some(1.5), eos_token_ids: Some(vec![]), ..Default::default() };
+        let o = GenerationOptions {
+            max_new_tokens: Some(4),
+            temperature: Some(1.5),
+            eos_token_ids: Some(vec![]),
+            ..Default::default()
+        };
         let r = ResolvedGeneration::resolve(&cfg, &o).unwrap();
         assert_eq!(r.budget(12), 4);
         assert_eq!(r.sampling.temperature, 1.5);
@@ -142,14 +151,24 @@ mod tests {
     fn invalid_options_are_typed_errors() {
         let cfg = GenerationConfig::default();
         for o in [
-            GenerationOptions { do_sample: Some(true), temperature: Some(0.0), ..Default::default() },
+            GenerationOptions {
+                do_sample: Some(true),
+                temperature: Some(0.0),
+                ..Default::default()
+            },
             GenerationOptions { top_p: Some(0.0), ..Default::default() },
             GenerationOptions { min_p: Some(2.0), ..Default::default() },
             GenerationOptions { repetition_penalty: Some(-1.0), ..Default::default() },
             GenerationOptions { stop_strings: Some(vec![String::new()]), ..Default::default() },
             GenerationOptions { max_new_tokens: Some(0), ..Default::default() },
         ] {
-            assert!(matches!(ResolvedGeneration::resolve(&cfg, &o), Err(DecoderError::InvalidOption(_))), "{o:?}");
+            assert!(
+                matches!(
+                    ResolvedGeneration::resolve(&cfg, &o),
+                    Err(DecoderError::InvalidOption(_))
+                ),
+                "{o:?}"
+            );
         }
     }
 }

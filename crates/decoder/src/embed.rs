@@ -58,9 +58,12 @@ impl EmbeddingTable {
     /// Recognises a plain-`Gather` `embed_tokens` graph and opens its table; `Ok(None)` when the
     /// graph is anything else (it then has to run in ONNX Runtime).
     pub fn from_graph(graph: &Path) -> Result<Option<Self>, DecoderError> {
-        let unexpected = |message: String| DecoderError::UnexpectedGraph { path: graph.to_path_buf(), message };
+        let unexpected =
+            |message: String| DecoderError::UnexpectedGraph { path: graph.to_path_buf(), message };
         let f = OnnxFile::read(graph).map_err(|e| unexpected(e.to_string()))?;
-        let ([node], [input], [output]) = (f.nodes.as_slice(), f.inputs.as_slice(), f.outputs.as_slice()) else {
+        let ([node], [input], [output]) =
+            (f.nodes.as_slice(), f.inputs.as_slice(), f.outputs.as_slice())
+        else {
             return Ok(None);
         };
         let plain = node.op_type == "Gather"
@@ -83,17 +86,23 @@ impl EmbeddingTable {
             [v, h] if *v > 0 && *h > 0 => (*v as usize, *h as usize),
             _ => return Ok(None),
         };
-        let bytes = table.byte_len().ok_or_else(|| unexpected("embedding table size overflows".into()))?;
+        let bytes =
+            table.byte_len().ok_or_else(|| unexpected("embedding table size overflows".into()))?;
         let (path, offset, length) = match &table.data {
             TensorData::Inline { offset, length } => (graph.to_path_buf(), *offset, Some(*length)),
             TensorData::External { path, offset, length } => (path.clone(), *offset, *length),
             TensorData::Other => return Ok(None),
         };
         if length.is_some_and(|l| l != bytes) {
-            return Err(unexpected(format!("embedding table `{}` holds {length:?} bytes, its shape needs {bytes}", table.name)));
+            return Err(unexpected(format!(
+                "embedding table `{}` holds {length:?} bytes, its shape needs {bytes}",
+                table.name
+            )));
         }
-        let file = File::open(&path).map_err(|e| DecoderError::Io { path: path.clone(), source: e })?;
-        let file_len = file.metadata().map_err(|e| DecoderError::Io { path: path.clone(), source: e })?.len();
+        let file =
+            File::open(&path).map_err(|e| DecoderError::Io { path: path.clone(), source: e })?;
+        let file_len =
+            file.metadata().map_err(|e| DecoderError::Io { path: path.clone(), source: e })?.len();
         if offset.checked_add(bytes).is_none_or(|end| end > file_len) {
             return Err(unexpected(format!(
                 "embedding table `{}` ({bytes} bytes at offset {offset}) runs past the end of {} ({file_len} bytes)",
@@ -125,11 +134,17 @@ impl EmbeddingTable {
                 .filter(|&r| r < self.vocab)
                 .ok_or(DecoderError::TokenOutOfRange { id, vocab: self.vocab })?;
             let at = self.offset + (row * row_bytes) as u64;
-            read_exact_at(&self.file, &mut buf, at).map_err(|e| DecoderError::Io { path: self.path.clone(), source: e })?;
+            read_exact_at(&self.file, &mut buf, at)
+                .map_err(|e| DecoderError::Io { path: self.path.clone(), source: e })?;
             match self.elem {
-                Elem::F32 => out.extend(buf.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))),
-                Elem::F16 => out.extend(buf.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())),
-                Elem::BF16 => out.extend(buf.chunks_exact(2).map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32())),
+                Elem::F32 => out.extend(
+                    buf.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+                ),
+                Elem::F16 => out
+                    .extend(buf.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())),
+                Elem::BF16 => out.extend(
+                    buf.chunks_exact(2).map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32()),
+                ),
             }
         }
         Ok(())
@@ -181,7 +196,11 @@ pub enum Embedder {
 impl Embedder {
     /// Loads `embed_tokens` from `graph`: as an [`EmbeddingTable`] when the graph is a plain
     /// `Gather` and `prefer_table` is set, otherwise as an ONNX Runtime session.
-    pub fn load(graph: &Path, opts: &SessionOptions, prefer_table: bool) -> Result<Self, DecoderError> {
+    pub fn load(
+        graph: &Path,
+        opts: &SessionOptions,
+        prefer_table: bool,
+    ) -> Result<Self, DecoderError> {
         if !graph.is_file() {
             return Err(DecoderError::Ort(vidlm_ort::OrtError::GraphMissing(graph.to_path_buf())));
         }
@@ -192,12 +211,19 @@ impl Embedder {
             }
         }
         let session = load_session(graph, opts)?;
-        let bad = |message: String| DecoderError::UnexpectedGraph { path: session.path.clone(), message };
+        let bad =
+            |message: String| DecoderError::UnexpectedGraph { path: session.path.clone(), message };
         let [inp] = session.inputs.as_slice() else {
-            return Err(bad(format!("expected one input (input_ids), found {}", session.inputs.len())));
+            return Err(bad(format!(
+                "expected one input (input_ids), found {}",
+                session.inputs.len()
+            )));
         };
         if inp.elem_type != Some(TensorElementType::Int64) {
-            return Err(bad(format!("input `{}` is {:?}, expected int64", inp.name, inp.elem_type)));
+            return Err(bad(format!(
+                "input `{}` is {:?}, expected int64",
+                inp.name, inp.elem_type
+            )));
         }
         let out = session.outputs.first().ok_or_else(|| bad("no output".into()))?;
         check_float(out, &session.path)?;
@@ -222,14 +248,25 @@ impl Embedder {
     pub fn hidden(&self) -> Option<usize> {
         match self {
             Embedder::Table { table, .. } => Some(table.hidden),
-            Embedder::Session { session, output, .. } => session.outputs.iter().find(|o| &o.name == output).and_then(|o| static_dim(o, 2)),
+            Embedder::Session { session, output, .. } => {
+                session.outputs.iter().find(|o| &o.name == output).and_then(|o| static_dim(o, 2))
+            }
         }
     }
 
     /// `embed_tokens(ids)` for `batch × seq` ids: `batch × seq × hidden` f32 values.
-    pub fn embed(&mut self, ids: &[i64], batch: usize, seq: usize, hidden: usize) -> Result<Vec<f32>, DecoderError> {
+    pub fn embed(
+        &mut self,
+        ids: &[i64],
+        batch: usize,
+        seq: usize,
+        hidden: usize,
+    ) -> Result<Vec<f32>, DecoderError> {
         if ids.len() != batch * seq {
-            return Err(DecoderError::Shape(format!("embed_tokens: {} ids for {batch}x{seq}", ids.len())));
+            return Err(DecoderError::Shape(format!(
+                "embed_tokens: {} ids for {batch}x{seq}",
+                ids.len()
+            )));
         }
         let data = match self {
             Embedder::Table { table, .. } => {
@@ -240,12 +277,15 @@ impl Embedder {
             Embedder::Session { session, input, output } => {
                 let (input, output) = (&*input, &*output);
                 let path = session.path.clone();
-                let value = TensorRef::from_array_view(([batch, seq], ids)).map_err(ort_err(&path))?;
+                let value =
+                    TensorRef::from_array_view(([batch, seq], ids)).map_err(ort_err(&path))?;
                 let outputs = session
                     .session
                     .run(vec![(Cow::Owned(input.clone()), SessionInputValue::from(value))])
                     .map_err(ort_err(&path))?;
-                let v = outputs.get(output.as_str()).ok_or_else(|| DecoderError::Shape(format!("embed_tokens produced no `{output}`")))?;
+                let v = outputs.get(output.as_str()).ok_or_else(|| {
+                    DecoderError::Shape(format!("embed_tokens produced no `{output}`"))
+                })?;
                 to_f32(v, &path)?
             }
         };

@@ -20,11 +20,11 @@ use tokenizers::Tokenizer;
 
 use crate::config::ResolvedGeneration;
 use crate::merge::{merge_features, position_ids, Features};
-use vidlm_model::left_pad;
 use crate::model::{KvCache, LmSessions};
 use crate::sampling::{select_token, Rng};
 use crate::stream::StreamDecoder;
 use crate::{DecoderError, PlaceholderIds};
+use vidlm_model::left_pad;
 
 /// One conversation's model inputs: the expanded token ids and the features for its
 /// placeholders (all images of the prompt concatenated in order, likewise all videos).
@@ -153,7 +153,12 @@ impl RequestState {
     /// State for a prompt of `prompt` ids. `counted_len` is the prompt length the budget
     /// (`max_length`) and the context check count (the prompt's own length for a request that
     /// is prefilled alone).
-    pub fn new(prompt: Vec<i64>, cfg: ResolvedGeneration, counted_len: usize, max_context: Option<usize>) -> Self {
+    pub fn new(
+        prompt: Vec<i64>,
+        cfg: ResolvedGeneration,
+        counted_len: usize,
+        max_context: Option<usize>,
+    ) -> Self {
         let rng = match cfg.seed {
             Some(seed) => Rng::new(seed),
             None => Rng::from_entropy(),
@@ -211,7 +216,12 @@ impl RequestState {
 
     /// Picks the next token from this row's logits (processed in place), updates the text and
     /// the stop conditions. `row` is copied into the event.
-    pub fn select(&mut self, scores: &mut [f32], tokenizer: Option<&Tokenizer>, row: usize) -> Result<TokenEvent, DecoderError> {
+    pub fn select(
+        &mut self,
+        scores: &mut [f32],
+        tokenizer: Option<&Tokenizer>,
+        row: usize,
+    ) -> Result<TokenEvent, DecoderError> {
         let logprobs = self.logprobs.map(|n| logprobs_of(scores, n));
         // The repetition penalty looks at the prompt (without padding) and the generated ids.
         let history: Vec<i64> = if self.cfg.sampling.repetition_penalty != 1.0 {
@@ -224,14 +234,17 @@ impl RequestState {
         self.generated.push(tok);
         let mut text = String::new();
         if let Some(t) = tokenizer {
-            let id = u32::try_from(tok).map_err(|_| DecoderError::Shape(format!("token id {tok} out of range")))?;
+            let id = u32::try_from(tok)
+                .map_err(|_| DecoderError::Shape(format!("token id {tok} out of range")))?;
             text = self.stream.push(t, id)?;
             self.text.push_str(&text);
         }
         let mut finished = None;
         if self.cfg.eos_token_ids.contains(&tok) {
             finished = Some(FinishReason::Eos);
-        } else if !self.cfg.stop_strings.is_empty() && self.cfg.stop_strings.iter().any(|s| self.text.contains(s.as_str())) {
+        } else if !self.cfg.stop_strings.is_empty()
+            && self.cfg.stop_strings.iter().any(|s| self.text.contains(s.as_str()))
+        {
             finished = Some(FinishReason::StopString);
         } else if self.generated.len() >= self.budget {
             finished = Some(FinishReason::MaxNewTokens);
@@ -255,7 +268,8 @@ impl RequestState {
     /// of all generated ids.
     pub fn into_output(self, tokenizer: Option<&Tokenizer>) -> RowOutput {
         let text = tokenizer.map(|t| {
-            let ids: Vec<u32> = self.generated.iter().filter_map(|&x| u32::try_from(x).ok()).collect();
+            let ids: Vec<u32> =
+                self.generated.iter().filter_map(|&x| u32::try_from(x).ok()).collect();
             t.decode(&ids, self.cfg.skip_special_tokens).unwrap_or(self.text.clone())
         });
         RowOutput {
@@ -285,13 +299,22 @@ fn logprobs_of(scores: &[f32], top: usize) -> impl FnOnce(i64) -> TokenLogprobs 
     let top: Vec<(i64, f32)> = best.into_iter().map(|(i, s)| (i, lp(s))).collect();
     let raw = scores.to_vec();
     move |tok| TokenLogprobs {
-        logprob: usize::try_from(tok).ok().and_then(|i| raw.get(i)).map(|&s| lp(s)).unwrap_or(f32::NEG_INFINITY),
+        logprob: usize::try_from(tok)
+            .ok()
+            .and_then(|i| raw.get(i))
+            .map(|&s| lp(s))
+            .unwrap_or(f32::NEG_INFINITY),
         top,
     }
 }
 
 /// Checks the prompt and builds its `inputs_embeds` (`len × hidden`) with the features merged.
-fn prompt_embeds(lm: &mut LmSessions, seq: &Sequence, placeholders: PlaceholderIds, max_context: Option<usize>) -> Result<Vec<f32>, DecoderError> {
+fn prompt_embeds(
+    lm: &mut LmSessions,
+    seq: &Sequence,
+    placeholders: PlaceholderIds,
+    max_context: Option<usize>,
+) -> Result<Vec<f32>, DecoderError> {
     if seq.input_ids.is_empty() {
         return Err(DecoderError::InvalidOption("the sequence has no input ids".into()));
     }
@@ -306,13 +329,28 @@ fn prompt_embeds(lm: &mut LmSessions, seq: &Sequence, placeholders: PlaceholderI
     Ok(embeds)
 }
 
-fn merge_all(embeds: &mut [f32], hidden: usize, ids: &[i64], seq: &Sequence, p: PlaceholderIds) -> Result<(), DecoderError> {
-    for (token, feats, kind) in [(p.image_token_id, &seq.image_features, "image"), (p.video_token_id, &seq.video_features, "video")] {
+fn merge_all(
+    embeds: &mut [f32],
+    hidden: usize,
+    ids: &[i64],
+    seq: &Sequence,
+    p: PlaceholderIds,
+) -> Result<(), DecoderError> {
+    for (token, feats, kind) in [
+        (p.image_token_id, &seq.image_features, "image"),
+        (p.video_token_id, &seq.video_features, "video"),
+    ] {
         let empty = Features::empty(hidden);
         let f = feats.as_ref().unwrap_or(&empty);
         match token {
             Some(t) => merge_features(embeds, hidden, ids, t, f, kind)?,
-            None if f.rows() > 0 => return Err(DecoderError::FeatureCountMismatch { kind, tokens: 0, features: f.rows() }),
+            None if f.rows() > 0 => {
+                return Err(DecoderError::FeatureCountMismatch {
+                    kind,
+                    tokens: 0,
+                    features: f.rows(),
+                })
+            }
             None => {}
         }
     }
@@ -364,7 +402,12 @@ impl Prefilled {
 impl Prefill {
     /// Embeds the prompt and merges its features (errors for mismatched placeholders or a prompt
     /// over `max_context` come here, before any decoder pass).
-    pub fn new(lm: &mut LmSessions, seq: &Sequence, placeholders: PlaceholderIds, max_context: Option<usize>) -> Result<Self, DecoderError> {
+    pub fn new(
+        lm: &mut LmSessions,
+        seq: &Sequence,
+        placeholders: PlaceholderIds,
+        max_context: Option<usize>,
+    ) -> Result<Self, DecoderError> {
         let t0 = Instant::now();
         let embeds = prompt_embeds(lm, seq, placeholders, max_context)?;
         let embed_time = t0.elapsed();
@@ -419,7 +462,10 @@ impl Prefill {
     /// The prefilled prompt (an error if chunks remain).
     pub fn finish(self) -> Result<Prefilled, DecoderError> {
         if self.done != self.len {
-            return Err(DecoderError::InvalidOption(format!("prefill has {} tokens left", self.len - self.done)));
+            return Err(DecoderError::InvalidOption(format!(
+                "prefill has {} tokens left",
+                self.len - self.done
+            )));
         }
         Ok(Prefilled { cache: self.cache, len: self.len, logits: self.logits, vocab: self.vocab })
     }
@@ -492,7 +538,13 @@ impl<K: Copy + PartialEq> RunningBatch<K> {
 
     /// Adds a prefilled row. The shorter side (the row or the batch) is left-padded to the
     /// other's width; its first token is selected at the next [`RunningBatch::step`].
-    pub fn admit(&mut self, key: K, state: RequestState, p: Prefilled, lm: &LmSessions) -> Result<(), DecoderError> {
+    pub fn admit(
+        &mut self,
+        key: K,
+        state: RequestState,
+        p: Prefilled,
+        lm: &LmSessions,
+    ) -> Result<(), DecoderError> {
         let path = lm.decoder.path.clone();
         if self.rows.is_empty() {
             self.cache = p.cache;
@@ -504,7 +556,10 @@ impl<K: Copy + PartialEq> RunningBatch<K> {
             return Ok(());
         }
         if p.vocab != self.vocab {
-            return Err(DecoderError::Shape(format!("vocabulary {} joining a batch of {}", p.vocab, self.vocab)));
+            return Err(DecoderError::Shape(format!(
+                "vocabulary {} joining a batch of {}",
+                p.vocab, self.vocab
+            )));
         }
         let mut row_cache = p.cache;
         let width = self.width.max(p.len);
@@ -531,8 +586,13 @@ impl<K: Copy + PartialEq> RunningBatch<K> {
     }
 
     /// Removes rows (cancelled requests) and returns their states, marked cancelled.
-    pub fn remove(&mut self, keys: &[K], lm: &LmSessions) -> Result<Vec<(K, RequestState)>, DecoderError> {
-        let keep: Vec<usize> = (0..self.rows.len()).filter(|&b| !keys.contains(&self.rows[b].0)).collect();
+    pub fn remove(
+        &mut self,
+        keys: &[K],
+        lm: &LmSessions,
+    ) -> Result<Vec<(K, RequestState)>, DecoderError> {
+        let keep: Vec<usize> =
+            (0..self.rows.len()).filter(|&b| !keys.contains(&self.rows[b].0)).collect();
         if keep.len() == self.rows.len() {
             return Ok(Vec::new());
         }
@@ -571,7 +631,12 @@ impl<K: Copy + PartialEq> RunningBatch<K> {
             self.width = 0;
             return Ok(());
         }
-        let lead = self.mask.chunks(w).map(|r| r.iter().take_while(|&&m| m == 0).count()).min().unwrap_or(0);
+        let lead = self
+            .mask
+            .chunks(w)
+            .map(|r| r.iter().take_while(|&&m| m == 0).count())
+            .min()
+            .unwrap_or(0);
         if lead > 0 {
             self.cache.repast(lead, w - lead, 0, &path)?;
             let mut mask = Vec::with_capacity(keep.len() * (w - lead));
@@ -592,7 +657,11 @@ impl<K: Copy + PartialEq> RunningBatch<K> {
     /// One step: selects a token for every row from its pending logits, moves finished rows out
     /// (see [`RunningBatch::take_finished`]), and runs one decoder pass for the rows that
     /// continue. Returns the events in batch order.
-    pub fn step(&mut self, lm: &mut LmSessions, tokenizer: Option<&Tokenizer>) -> Result<Vec<(K, TokenEvent)>, DecoderError> {
+    pub fn step(
+        &mut self,
+        lm: &mut LmSessions,
+        tokenizer: Option<&Tokenizer>,
+    ) -> Result<Vec<(K, TokenEvent)>, DecoderError> {
         self.last_decode = None;
         if self.rows.is_empty() {
             return Ok(Vec::new());
@@ -666,7 +735,10 @@ pub struct Generation<'m> {
 
 impl std::fmt::Debug for Generation<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Generation").field("active", &self.batch.keys()).field("width", &self.batch.width()).finish()
+        f.debug_struct("Generation")
+            .field("active", &self.batch.keys())
+            .field("width", &self.batch.width())
+            .finish()
     }
 }
 
@@ -696,7 +768,11 @@ impl<'m> Generation<'m> {
             }
             if let Some(max) = s.max_context {
                 if seq.input_ids.len() > max {
-                    return Err(DecoderError::PromptTooLong { row: i, tokens: seq.input_ids.len(), max });
+                    return Err(DecoderError::PromptTooLong {
+                        row: i,
+                        tokens: seq.input_ids.len(),
+                        max,
+                    });
                 }
             }
         }
@@ -723,8 +799,14 @@ impl<'m> Generation<'m> {
         let out = lm.step(&embeds, batch, width, &mask, &positions, &mut cache)?;
         let prefill = t1.elapsed();
         // One RNG per row, seeded alike: a row samples the same tokens whatever its batch.
-        let rows: Vec<(usize, RequestState)> =
-            s.seqs.iter().enumerate().map(|(i, q)| (i, RequestState::new(q.input_ids.clone(), cfg.clone(), width, s.max_context))).collect();
+        let rows: Vec<(usize, RequestState)> = s
+            .seqs
+            .iter()
+            .enumerate()
+            .map(|(i, q)| {
+                (i, RequestState::new(q.input_ids.clone(), cfg.clone(), width, s.max_context))
+            })
+            .collect();
         let batch_state = RunningBatch {
             rows,
             cache,
@@ -797,15 +879,21 @@ impl<'m> Generation<'m> {
             self.timings.decode_steps.push(d);
         }
         self.collect_finished();
-        Ok(events.into_iter().map(|(k, mut e)| {
-            e.row = k;
-            e
-        }).collect())
+        Ok(events
+            .into_iter()
+            .map(|(k, mut e)| {
+                e.row = k;
+                e
+            })
+            .collect())
     }
 
     /// Runs to the end, calling `on_token` for every event; returning
     /// `std::ops::ControlFlow::Break(())` cancels.
-    pub fn run(mut self, mut on_token: impl FnMut(&TokenEvent) -> std::ops::ControlFlow<()>) -> Result<GenerationResult, DecoderError> {
+    pub fn run(
+        mut self,
+        mut on_token: impl FnMut(&TokenEvent) -> std::ops::ControlFlow<()>,
+    ) -> Result<GenerationResult, DecoderError> {
         while !self.is_finished() {
             let events = self.step()?;
             let mut stop = false;

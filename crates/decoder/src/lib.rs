@@ -73,19 +73,23 @@ use tokenizers::Tokenizer;
 use vidlm_model::{ErrorKind, Graph, ModelError, ModelFiles};
 
 pub use config::{GenerationOptions, ResolvedGeneration};
+pub use embed::{Embedder, EmbeddingTable};
 pub use generate::{
-    FinishReason, Generation, GenerationResult, LmTimings, Prefill, Prefilled, RequestState, RowOutput, RunningBatch, Sequence, TokenEvent,
-    TokenLogprobs,
+    FinishReason, Generation, GenerationResult, LmTimings, Prefill, Prefilled, RequestState,
+    RowOutput, RunningBatch, Sequence, TokenEvent, TokenLogprobs,
 };
 pub use merge::{merge_features, position_ids, Features};
-pub use vidlm_model::{left_pad, GenerationConfig, OneOrMany, PlaceholderIds, Precision, TextConfig};
-pub use embed::{Embedder, EmbeddingTable};
-pub use model::{DecoderIo, KvCache, LanguageModelFiles, LayerIo, LmSessions, StepOutput, DEFAULT_KV_HEADROOM};
+pub use model::{
+    DecoderIo, KvCache, LanguageModelFiles, LayerIo, LmSessions, StepOutput, DEFAULT_KV_HEADROOM,
+};
 pub use sampling::{
-    apply_min_p, apply_repetition_penalty, apply_temperature, apply_top_k, apply_top_p, argmax, process_logits, sample, select_token, Rng,
-    SamplingParams,
+    apply_min_p, apply_repetition_penalty, apply_temperature, apply_top_k, apply_top_p, argmax,
+    process_logits, sample, select_token, Rng, SamplingParams,
 };
 pub use stream::StreamDecoder;
+pub use vidlm_model::{
+    left_pad, GenerationConfig, OneOrMany, PlaceholderIds, Precision, TextConfig,
+};
 pub use vidlm_ort::{Device, OrtError, Provider, SessionOptions};
 
 /// Errors of the language-model runtime.
@@ -177,8 +181,12 @@ impl DecoderError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             DecoderError::Model(e) => e.kind(),
-            DecoderError::Ort(OrtError::GraphMissing(_) | OrtError::SessionLoad { .. }) => ErrorKind::InvalidModel,
-            DecoderError::UnexpectedInput { .. } | DecoderError::UnexpectedGraph { .. } | DecoderError::Io { .. } => ErrorKind::InvalidModel,
+            DecoderError::Ort(OrtError::GraphMissing(_) | OrtError::SessionLoad { .. }) => {
+                ErrorKind::InvalidModel
+            }
+            DecoderError::UnexpectedInput { .. }
+            | DecoderError::UnexpectedGraph { .. }
+            | DecoderError::Io { .. } => ErrorKind::InvalidModel,
             DecoderError::PromptTooLong { .. } => ErrorKind::LimitExceeded,
             DecoderError::InvalidOption(_) => ErrorKind::BadRequest,
             _ => ErrorKind::Internal,
@@ -217,7 +225,10 @@ impl LanguageModel {
     pub fn from_dir(dir: impl AsRef<Path>, opts: &LmOptions) -> Result<Self, DecoderError> {
         let files = ModelFiles::read(dir)?;
         let tokenizer = match &files.tokenizer_json {
-            Some(p) => Some(Tokenizer::from_file(p).map_err(|e| DecoderError::Tokenizer(format!("{}: {e}", p.display())))?),
+            Some(p) => Some(
+                Tokenizer::from_file(p)
+                    .map_err(|e| DecoderError::Tokenizer(format!("{}: {e}", p.display())))?,
+            ),
             None => None,
         };
         Self::from_files(&files, opts, tokenizer)
@@ -226,7 +237,11 @@ impl LanguageModel {
     /// Loads the graphs of an already-read model directory, with the configs it holds
     /// (`text_config`, placeholder ids, `generation_config.json`) and `tokenizer` (for streamed
     /// text and stop strings).
-    pub fn from_files(files: &ModelFiles, opts: &LmOptions, tokenizer: Option<Tokenizer>) -> Result<Self, DecoderError> {
+    pub fn from_files(
+        files: &ModelFiles,
+        opts: &LmOptions,
+        tokenizer: Option<Tokenizer>,
+    ) -> Result<Self, DecoderError> {
         let graphs = LanguageModelFiles {
             embed_tokens: files.graph_path(Graph::EmbedTokens, opts.embed_precision),
             decoder: files.graph_path(Graph::DecoderModelMerged, opts.decoder_precision),
@@ -237,7 +252,8 @@ impl LanguageModel {
             }
         }
         let text_config = files.config.text().clone();
-        let sessions = LmSessions::load_with(&graphs, &text_config, &opts.session, !opts.embed_in_session)?;
+        let sessions =
+            LmSessions::load_with(&graphs, &text_config, &opts.session, !opts.embed_in_session)?;
         Ok(LanguageModel {
             sessions,
             text_config,
@@ -295,9 +311,17 @@ impl LanguageModel {
 
     /// Starts a generation; iterate it for streamed [`TokenEvent`]s. The prefill runs here, so
     /// feature/placeholder mismatches and over-long prompts are reported before any token.
-    pub fn stream<'a>(&'a mut self, seqs: &[Sequence], opts: &GenerationOptions) -> Result<Generation<'a>, DecoderError> {
+    pub fn stream<'a>(
+        &'a mut self,
+        seqs: &[Sequence],
+        opts: &GenerationOptions,
+    ) -> Result<Generation<'a>, DecoderError> {
         let cfg = ResolvedGeneration::resolve(&self.generation_config, opts)?;
-        let start = generate::Start { seqs, placeholders: self.placeholders, max_context: self.text_config.max_position_embeddings };
+        let start = generate::Start {
+            seqs,
+            placeholders: self.placeholders,
+            max_context: self.text_config.max_position_embeddings,
+        };
         Generation::start(&mut self.sessions, self.tokenizer.as_ref(), cfg, start)
     }
 
@@ -324,7 +348,12 @@ impl LanguageModel {
     /// The per-request state of a prompt that is prefilled on its own ([`Prefill`]): its budget
     /// and context check count its own length. `logprobs`: report log-probabilities with that
     /// many alternatives.
-    pub fn request_state(&self, prompt: Vec<i64>, opts: &GenerationOptions, logprobs: Option<usize>) -> Result<RequestState, DecoderError> {
+    pub fn request_state(
+        &self,
+        prompt: Vec<i64>,
+        opts: &GenerationOptions,
+        logprobs: Option<usize>,
+    ) -> Result<RequestState, DecoderError> {
         let cfg = self.resolve(opts)?;
         let n = prompt.len();
         Ok(RequestState::new(prompt, cfg, n, self.max_context()).with_logprobs(logprobs))
@@ -337,7 +366,11 @@ impl LanguageModel {
     }
 
     /// Generates to the end.
-    pub fn generate(&mut self, seqs: &[Sequence], opts: &GenerationOptions) -> Result<GenerationResult, DecoderError> {
+    pub fn generate(
+        &mut self,
+        seqs: &[Sequence],
+        opts: &GenerationOptions,
+    ) -> Result<GenerationResult, DecoderError> {
         self.stream(seqs, opts)?.run(|_| std::ops::ControlFlow::Continue(()))
     }
 
@@ -353,7 +386,8 @@ impl LanguageModel {
 
     /// Prefill only: the first-step (last prompt position) logits of each row, `rows × vocab`.
     pub fn first_step_logits(&mut self, seqs: &[Sequence]) -> Result<Vec<f32>, DecoderError> {
-        let g = self.stream(seqs, &GenerationOptions { max_new_tokens: Some(1), ..Default::default() })?;
+        let g = self
+            .stream(seqs, &GenerationOptions { max_new_tokens: Some(1), ..Default::default() })?;
         Ok(g.current_logits().to_vec())
     }
 }

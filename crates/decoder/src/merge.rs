@@ -15,7 +15,10 @@ impl Features {
     /// Wraps `data` as rows of `dim` values. `data.len()` must be a multiple of `dim`.
     pub fn new(data: Vec<f32>, dim: usize) -> Result<Self, DecoderError> {
         if dim == 0 || data.len() % dim != 0 {
-            return Err(DecoderError::Shape(format!("feature data of {} values is not a whole number of rows of {dim}", data.len())));
+            return Err(DecoderError::Shape(format!(
+                "feature data of {} values is not a whole number of rows of {dim}",
+                data.len()
+            )));
         }
         Ok(Features { data, dim })
     }
@@ -33,7 +36,10 @@ impl Features {
                 None => out = Some(p.clone()),
                 Some(o) => {
                     if o.dim != p.dim {
-                        return Err(DecoderError::Shape(format!("feature widths differ: {} vs {}", o.dim, p.dim)));
+                        return Err(DecoderError::Shape(format!(
+                            "feature widths differ: {} vs {}",
+                            o.dim, p.dim
+                        )));
                     }
                     o.data.extend_from_slice(&p.data);
                 }
@@ -78,19 +84,32 @@ pub fn merge_features(
 ) -> Result<(), DecoderError> {
     let n_tokens = input_ids.iter().filter(|&&t| t == token_id).count();
     if n_tokens != features.rows() {
-        return Err(DecoderError::FeatureCountMismatch { kind, tokens: n_tokens, features: features.rows() });
+        return Err(DecoderError::FeatureCountMismatch {
+            kind,
+            tokens: n_tokens,
+            features: features.rows(),
+        });
     }
     if n_tokens == 0 {
         return Ok(());
     }
     if features.dim() != hidden {
-        return Err(DecoderError::Shape(format!("{kind} features have width {}, the language model's hidden size is {hidden}", features.dim())));
+        return Err(DecoderError::Shape(format!(
+            "{kind} features have width {}, the language model's hidden size is {hidden}",
+            features.dim()
+        )));
     }
     if embeds.len() != input_ids.len() * hidden {
-        return Err(DecoderError::Shape(format!("inputs_embeds has {} values, expected {}", embeds.len(), input_ids.len() * hidden)));
+        return Err(DecoderError::Shape(format!(
+            "inputs_embeds has {} values, expected {}",
+            embeds.len(),
+            input_ids.len() * hidden
+        )));
     }
     for (k, (pos, _)) in input_ids.iter().enumerate().filter(|(_, &t)| t == token_id).enumerate() {
-        if let (Some(dst), Some(src)) = (embeds.get_mut(pos * hidden..(pos + 1) * hidden), features.row(k)) {
+        if let (Some(dst), Some(src)) =
+            (embeds.get_mut(pos * hidden..(pos + 1) * hidden), features.row(k))
+        {
             dst.copy_from_slice(src);
         }
     }
@@ -130,13 +149,19 @@ mod tests {
         assert_eq!(e, vec![0.0, 0.0, 1.0, 1.5, 2.0, 2.5, 0.0, 0.0, 3.0, 3.5]);
         let two = Features::new(vec![1.0; 4], 2).unwrap();
         let err = merge_features(&mut e, 2, &ids, 9, &two, "video").unwrap_err();
-        assert!(matches!(err, DecoderError::FeatureCountMismatch { kind: "video", tokens: 3, features: 2 }));
+        assert!(matches!(
+            err,
+            DecoderError::FeatureCountMismatch { kind: "video", tokens: 3, features: 2 }
+        ));
         assert!(err.to_string().contains("do not match"));
         // no tokens, no features: fine
         merge_features(&mut e, 2, &ids, 42, &Features::empty(2), "video").unwrap();
         // wrong width
         let f3 = Features::new(vec![0.0; 9], 3).unwrap();
-        assert!(matches!(merge_features(&mut e, 2, &ids, 9, &f3, "image"), Err(DecoderError::Shape(_))));
+        assert!(matches!(
+            merge_features(&mut e, 2, &ids, 9, &f3, "image"),
+            Err(DecoderError::Shape(_))
+        ));
     }
 
     #[test]

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use half::f16;
 use vidlm_ort::ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
 use vidlm_ort::ort::value::{DynTensorValueType, DynValue, Tensor};
-use vidlm_ort::{find_info, load_session, LoadedSession, Provider, SessionOptions, TensorElementType, TensorInfo};
+use vidlm_ort::{
+    find_info, load_session, LoadedSession, Provider, SessionOptions, TensorElementType, TensorInfo,
+};
 
 use crate::config::TextConfig;
 use crate::embed::Embedder;
@@ -50,12 +52,18 @@ pub(crate) fn static_dim(info: &TensorInfo, axis: usize) -> Option<usize> {
     info.shape.get(axis).and_then(|&d| usize::try_from(d).ok()).filter(|&d| d > 0)
 }
 
-pub(crate) fn check_float(info: &TensorInfo, graph: &Path) -> Result<TensorElementType, DecoderError> {
+pub(crate) fn check_float(
+    info: &TensorInfo,
+    graph: &Path,
+) -> Result<TensorElementType, DecoderError> {
     match info.elem_type {
         Some(t @ (TensorElementType::Float32 | TensorElementType::Float16)) => Ok(t),
         other => Err(DecoderError::UnexpectedGraph {
             path: graph.to_path_buf(),
-            message: format!("`{}` has element type {other:?}; only float32 and float16 are supported", info.name),
+            message: format!(
+                "`{}` has element type {other:?}; only float32 and float16 are supported",
+                info.name
+            ),
         }),
     }
 }
@@ -66,9 +74,11 @@ impl DecoderIo {
     pub fn from_session(s: &LoadedSession, text: &TextConfig) -> Result<Self, DecoderError> {
         let graph = &s.path;
         let bad = |message: String| DecoderError::UnexpectedGraph { path: graph.clone(), message };
-        let embeds = find_info(&s.inputs, "inputs_embeds").ok_or_else(|| bad("no `inputs_embeds` input".into()))?;
+        let embeds = find_info(&s.inputs, "inputs_embeds")
+            .ok_or_else(|| bad("no `inputs_embeds` input".into()))?;
         let embeds_type = check_float(embeds, graph)?;
-        let mask = find_info(&s.inputs, "attention_mask").ok_or_else(|| bad("no `attention_mask` input".into()))?;
+        let mask = find_info(&s.inputs, "attention_mask")
+            .ok_or_else(|| bad("no `attention_mask` input".into()))?;
         if mask.elem_type != Some(TensorElementType::Int64) {
             return Err(bad(format!("`attention_mask` is {:?}, expected int64", mask.elem_type)));
         }
@@ -79,7 +89,8 @@ impl DecoderIo {
         for i in &s.inputs {
             let n = i.name.as_str();
             match n {
-                "inputs_embeds" | "attention_mask" | "position_ids" | "use_cache_branch" | "num_logits_to_keep" => {}
+                "inputs_embeds" | "attention_mask" | "position_ids" | "use_cache_branch"
+                | "num_logits_to_keep" => {}
                 _ => {
                     let layer = n
                         .strip_prefix("past_key_values.")
@@ -87,13 +98,20 @@ impl DecoderIo {
                         .and_then(|l| l.parse::<usize>().ok());
                     match layer {
                         Some(l) => n_layers = n_layers.max(l + 1),
-                        None => return Err(DecoderError::UnexpectedInput { path: graph.clone(), name: n.to_string() }),
+                        None => {
+                            return Err(DecoderError::UnexpectedInput {
+                                path: graph.clone(),
+                                name: n.to_string(),
+                            })
+                        }
                     }
                 }
             }
         }
         if n_layers == 0 {
-            return Err(bad("no `past_key_values.*` inputs (a merged decoder with KV cache is required)".into()));
+            return Err(bad(
+                "no `past_key_values.*` inputs (a merged decoder with KV cache is required)".into(),
+            ));
         }
         let mut layers = Vec::with_capacity(n_layers);
         let mut kv_type = None;
@@ -106,9 +124,13 @@ impl DecoderIo {
                 present_value: format!("present.{l}.value"),
             };
             for name in [&io.past_key, &io.past_value] {
-                let info = find_info(&s.inputs, name).ok_or_else(|| bad(format!("missing input `{name}`")))?;
+                let info = find_info(&s.inputs, name)
+                    .ok_or_else(|| bad(format!("missing input `{name}`")))?;
                 if info.rank() != 4 {
-                    return Err(bad(format!("`{name}` has rank {}, expected 4 [batch, kv_heads, past, head_dim]", info.rank())));
+                    return Err(bad(format!(
+                        "`{name}` has rank {}, expected 4 [batch, kv_heads, past, head_dim]",
+                        info.rank()
+                    )));
                 }
                 let t = check_float(info, graph)?;
                 if *kv_type.get_or_insert(t) != t {
@@ -124,12 +146,12 @@ impl DecoderIo {
             layers.push(io);
         }
         let kv_info = kv_info.ok_or_else(|| bad("no cache inputs".into()))?;
-        let kv_heads = static_dim(&kv_info, 1)
-            .or(text.kv_heads())
-            .ok_or_else(|| bad("KV head count is dynamic in the graph and missing from config.json".into()))?;
-        let head_dim = static_dim(&kv_info, 3)
-            .or(text.head_dim())
-            .ok_or_else(|| bad("head_dim is dynamic in the graph and missing from config.json".into()))?;
+        let kv_heads = static_dim(&kv_info, 1).or(text.kv_heads()).ok_or_else(|| {
+            bad("KV head count is dynamic in the graph and missing from config.json".into())
+        })?;
+        let head_dim = static_dim(&kv_info, 3).or(text.head_dim()).ok_or_else(|| {
+            bad("head_dim is dynamic in the graph and missing from config.json".into())
+        })?;
         Ok(DecoderIo {
             embeds_type,
             has_position_ids: find_info(&s.inputs, "position_ids").is_some(),
@@ -197,12 +219,19 @@ fn select_rows(v: &DynValue, rows: &[usize], path: &Path) -> Result<DynValue, De
     let (device, id) = (info.allocation_device(), info.device_id());
     let host = t.to(AllocationDevice::CPU, 0).map_err(ort_err(path))?.into_dyn();
     let picked = select_rows_host(&host, rows, path)?;
-    let picked = picked.view().downcast::<DynTensorValueType>().map_err(ort_err(path))?.to(device, id).map_err(ort_err(path))?;
+    let picked = picked
+        .view()
+        .downcast::<DynTensorValueType>()
+        .map_err(ort_err(path))?
+        .to(device, id)
+        .map_err(ort_err(path))?;
     Ok(picked.into_dyn())
 }
 
 fn select_rows_host(v: &DynValue, rows: &[usize], path: &Path) -> Result<DynValue, DecoderError> {
-    fn gather<T: vidlm_ort::ort::value::PrimitiveTensorElementType + Copy + std::fmt::Debug + 'static>(
+    fn gather<
+        T: vidlm_ort::ort::value::PrimitiveTensorElementType + Copy + std::fmt::Debug + 'static,
+    >(
         v: &DynValue,
         rows: &[usize],
         path: &Path,
@@ -213,9 +242,9 @@ fn select_rows_host(v: &DynValue, rows: &[usize], path: &Path) -> Result<DynValu
         let per_row = data.len().checked_div(batch).unwrap_or(0);
         let mut out = Vec::with_capacity(per_row * rows.len());
         for &r in rows {
-            let src = data
-                .get(r * per_row..(r + 1) * per_row)
-                .ok_or_else(|| DecoderError::Shape(format!("row {r} outside a batch of {batch}")))?;
+            let src = data.get(r * per_row..(r + 1) * per_row).ok_or_else(|| {
+                DecoderError::Shape(format!("row {r} outside a batch of {batch}"))
+            })?;
             out.extend_from_slice(src);
         }
         let mut new_dims = dims;
@@ -306,8 +335,15 @@ pub const DEFAULT_KV_HEADROOM: usize = 256;
 
 fn device_memory(provider: Provider) -> Result<MemoryInfo<'static>, vidlm_ort::ort::Error> {
     match provider {
-        Provider::Cpu => MemoryInfo::new(AllocationDevice::CPU, 0, AllocatorType::Device, MemoryType::Default),
-        Provider::Cuda { device_id } => MemoryInfo::new(AllocationDevice::CUDA, device_id, AllocatorType::Device, MemoryType::Default),
+        Provider::Cpu => {
+            MemoryInfo::new(AllocationDevice::CPU, 0, AllocatorType::Device, MemoryType::Default)
+        }
+        Provider::Cuda { device_id } => MemoryInfo::new(
+            AllocationDevice::CUDA,
+            device_id,
+            AllocatorType::Device,
+            MemoryType::Default,
+        ),
     }
 }
 
@@ -315,12 +351,21 @@ impl LmSessions {
     /// Loads both graphs (each checked to exist first) and validates their interfaces.
     /// `embed_tokens` is served from its file when it is a plain `Gather` and `table_embeddings`
     /// is set (see [`Embedder`]).
-    pub fn load(files: &LanguageModelFiles, text: &TextConfig, opts: &SessionOptions) -> Result<Self, DecoderError> {
+    pub fn load(
+        files: &LanguageModelFiles,
+        text: &TextConfig,
+        opts: &SessionOptions,
+    ) -> Result<Self, DecoderError> {
         Self::load_with(files, text, opts, true)
     }
 
     /// [`LmSessions::load`] choosing whether `embed_tokens` may be served from its file.
-    pub fn load_with(files: &LanguageModelFiles, text: &TextConfig, opts: &SessionOptions, table_embeddings: bool) -> Result<Self, DecoderError> {
+    pub fn load_with(
+        files: &LanguageModelFiles,
+        text: &TextConfig,
+        opts: &SessionOptions,
+        table_embeddings: bool,
+    ) -> Result<Self, DecoderError> {
         for p in [&files.embed_tokens, &files.decoder] {
             if !p.is_file() {
                 return Err(DecoderError::Ort(vidlm_ort::OrtError::GraphMissing(p.clone())));
@@ -336,7 +381,8 @@ impl LmSessions {
             .or(text.hidden_size)
             .ok_or_else(|| DecoderError::UnexpectedGraph {
                 path: files.embed_tokens.clone(),
-                message: "hidden size is dynamic in both graphs and missing from config.json".into(),
+                message: "hidden size is dynamic in both graphs and missing from config.json"
+                    .into(),
             })?;
         if let Some(d) = dec_embeds.and_then(|i| static_dim(i, 2)) {
             if d != hidden {
@@ -346,7 +392,13 @@ impl LmSessions {
                 });
             }
         }
-        tracing::debug!(layers = io.layers.len(), kv_heads = io.kv_heads, head_dim = io.head_dim, hidden, "decoder interface");
+        tracing::debug!(
+            layers = io.layers.len(),
+            kv_heads = io.kv_heads,
+            head_dim = io.head_dim,
+            hidden,
+            "decoder interface"
+        );
         let kv_memory = device_memory(decoder.provider).map_err(ort_err(&files.decoder))?;
         let host_memory = device_memory(Provider::Cpu).map_err(ort_err(&files.decoder))?;
         let builder = decoder.session.metadata().ok().and_then(|m| m.custom("vidlm.decoder"));
@@ -354,9 +406,21 @@ impl LmSessions {
         // With CUDA the cache already stays on the device, packed.
         let share_kv = builder.as_deref() == Some(SHARED_KV_GRAPH)
             && decoder.provider == Provider::Cpu
-            && !matches!(std::env::var("VIDLM_KV_PREALLOCATE").ok().as_deref().map(str::trim), Some("0") | Some("false"));
+            && !matches!(
+                std::env::var("VIDLM_KV_PREALLOCATE").ok().as_deref().map(str::trim),
+                Some("0") | Some("false")
+            );
         tracing::debug!(?builder, share_kv, "decoder KV layout");
-        Ok(LmSessions { embed, decoder, io, hidden, kv_memory, host_memory, share_kv, kv_headroom: DEFAULT_KV_HEADROOM })
+        Ok(LmSessions {
+            embed,
+            decoder,
+            io,
+            hidden,
+            kv_memory,
+            host_memory,
+            share_kv,
+            kv_headroom: DEFAULT_KV_HEADROOM,
+        })
     }
 
     /// Whether one-row, unpadded steps keep a preallocated cache that is bound as both the past
@@ -372,7 +436,9 @@ impl LmSessions {
     /// Turns the preallocated cache off (or back on, where the graph allows it).
     pub fn set_shares_kv_buffers(&mut self, on: bool) {
         let builder = self.decoder.session.metadata().ok().and_then(|m| m.custom("vidlm.decoder"));
-        self.share_kv = on && builder.as_deref() == Some(SHARED_KV_GRAPH) && self.decoder.provider == Provider::Cpu;
+        self.share_kv = on
+            && builder.as_deref() == Some(SHARED_KV_GRAPH)
+            && self.decoder.provider == Provider::Cpu;
     }
 
     /// Positions a preallocated cache reserves beyond the step that (re)allocates it (default
@@ -408,7 +474,12 @@ impl LmSessions {
     }
 
     /// `embed_tokens(ids)` for `batch × seq` ids; returns `batch × seq × hidden` f32 values.
-    pub fn embed(&mut self, ids: &[i64], batch: usize, seq: usize) -> Result<Vec<f32>, DecoderError> {
+    pub fn embed(
+        &mut self,
+        ids: &[i64],
+        batch: usize,
+        seq: usize,
+    ) -> Result<Vec<f32>, DecoderError> {
         self.embed.embed(ids, batch, seq, self.hidden)
     }
 
@@ -419,8 +490,12 @@ impl LmSessions {
         let mut values = Vec::with_capacity(self.io.layers.len() * 2);
         for _ in 0..self.io.layers.len() * 2 {
             let v = match self.io.kv_type {
-                TensorElementType::Float16 => Tensor::<f16>::from_array((shape, Vec::<f16>::new())).map_err(ort_err(path))?.into_dyn(),
-                _ => Tensor::<f32>::from_array((shape, Vec::<f32>::new())).map_err(ort_err(path))?.into_dyn(),
+                TensorElementType::Float16 => Tensor::<f16>::from_array((shape, Vec::<f16>::new()))
+                    .map_err(ort_err(path))?
+                    .into_dyn(),
+                _ => Tensor::<f32>::from_array((shape, Vec::<f32>::new()))
+                    .map_err(ort_err(path))?
+                    .into_dyn(),
             };
             values.push(v);
         }
@@ -442,7 +517,11 @@ impl LmSessions {
     ) -> Result<StepOutput, DecoderError> {
         let path = self.decoder.path.clone();
         let total = cache.past_len + seq;
-        if cache.batch != batch || mask.len() != batch * total || positions.len() != batch * seq || embeds.len() != batch * seq * self.hidden {
+        if cache.batch != batch
+            || mask.len() != batch * total
+            || positions.len() != batch * seq
+            || embeds.len() != batch * seq * self.hidden
+        {
             return Err(DecoderError::Shape(format!(
                 "decoder step: batch {batch}, seq {seq}, past {} (cache rows {}), mask {} values, positions {}, embeds {}",
                 cache.past_len,
@@ -499,7 +578,11 @@ impl LmSessions {
         for (l, io) in self.io.layers.iter().enumerate() {
             let (k, v) = match (cache.values.get(2 * l), cache.values.get(2 * l + 1)) {
                 (Some(k), Some(v)) => (k, v),
-                _ => return Err(DecoderError::Shape("KV cache has fewer tensors than the graph has layers".into())),
+                _ => {
+                    return Err(DecoderError::Shape(
+                        "KV cache has fewer tensors than the graph has layers".into(),
+                    ))
+                }
             };
             binding.bind_input(io.past_key.as_str(), k).map_err(&err)?;
             binding.bind_input(io.past_value.as_str(), v).map_err(&err)?;
@@ -509,19 +592,33 @@ impl LmSessions {
             // present.* is bound to the very tensor bound as past_key_values.*: GroupQueryAttention
             // sees one buffer and writes the new columns at past_len.. in place.
             for (l, io) in self.io.layers.iter().enumerate() {
-                let [k, v] = cache.values.get_disjoint_mut([2 * l, 2 * l + 1]).map_err(|_| DecoderError::Shape("KV cache has fewer tensors than the graph has layers".into()))?;
+                let [k, v] = cache.values.get_disjoint_mut([2 * l, 2 * l + 1]).map_err(|_| {
+                    DecoderError::Shape(
+                        "KV cache has fewer tensors than the graph has layers".into(),
+                    )
+                })?;
                 binding.bind_output(io.present_key.as_str(), k).map_err(&err)?;
                 binding.bind_output(io.present_value.as_str(), v).map_err(&err)?;
             }
         } else {
             for io in &self.io.layers {
-                binding.bind_output_to_device(io.present_key.as_str(), &self.kv_memory).map_err(&err)?;
-                binding.bind_output_to_device(io.present_value.as_str(), &self.kv_memory).map_err(&err)?;
+                binding
+                    .bind_output_to_device(io.present_key.as_str(), &self.kv_memory)
+                    .map_err(&err)?;
+                binding
+                    .bind_output_to_device(io.present_value.as_str(), &self.kv_memory)
+                    .map_err(&err)?;
             }
         }
         let mut outputs = self.decoder.session.run_binding(&binding).map_err(&err)?;
-        let logits_v = outputs.get("logits").ok_or_else(|| DecoderError::Shape("decoder produced no logits".into()))?;
-        let lshape: Vec<i64> = logits_v.dtype().tensor_shape().map(|s| s.iter().copied().collect()).unwrap_or_default();
+        let logits_v = outputs
+            .get("logits")
+            .ok_or_else(|| DecoderError::Shape("decoder produced no logits".into()))?;
+        let lshape: Vec<i64> = logits_v
+            .dtype()
+            .tensor_shape()
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default();
         let (rows, positions_out, vocab) = match lshape.as_slice() {
             [b, s, v] => (*b as usize, *s as usize, *v as usize),
             [b, v] => (*b as usize, 1, *v as usize),
@@ -542,7 +639,9 @@ impl LmSessions {
         let mut values = Vec::with_capacity(self.io.layers.len() * 2);
         for io in &self.io.layers {
             for name in [&io.present_key, &io.present_value] {
-                let v = outputs.remove(name.as_str()).ok_or_else(|| DecoderError::Shape(format!("decoder produced no `{name}`")))?;
+                let v = outputs
+                    .remove(name.as_str())
+                    .ok_or_else(|| DecoderError::Shape(format!("decoder produced no `{name}`")))?;
                 values.push(v);
             }
         }
@@ -554,7 +653,13 @@ impl LmSessions {
 }
 
 /// The last position's row of each batch row of a `[batch, positions, vocab]` float tensor.
-fn last_positions(v: &DynValue, batch: usize, positions: usize, vocab: usize, path: &Path) -> Result<Vec<f32>, DecoderError> {
+fn last_positions(
+    v: &DynValue,
+    batch: usize,
+    positions: usize,
+    vocab: usize,
+    path: &Path,
+) -> Result<Vec<f32>, DecoderError> {
     let want = batch * positions * vocab;
     let mut out = Vec::with_capacity(batch * vocab);
     let bad = |n: usize| DecoderError::Shape(format!("logits hold {n} values, expected {want}"));
@@ -587,10 +692,16 @@ fn last_positions(v: &DynValue, batch: usize, positions: usize, vocab: usize, pa
 /// Reads a float tensor (f32 or f16) as f32.
 pub(crate) fn to_f32(v: &DynValue, path: &Path) -> Result<Vec<f32>, DecoderError> {
     match v.dtype().tensor_type() {
-        Some(TensorElementType::Float32) => Ok(v.try_extract_tensor::<f32>().map_err(ort_err(path))?.1.to_vec()),
-        Some(TensorElementType::Float16) => {
-            Ok(v.try_extract_tensor::<f16>().map_err(ort_err(path))?.1.iter().map(|x| x.to_f32()).collect())
+        Some(TensorElementType::Float32) => {
+            Ok(v.try_extract_tensor::<f32>().map_err(ort_err(path))?.1.to_vec())
         }
+        Some(TensorElementType::Float16) => Ok(v
+            .try_extract_tensor::<f16>()
+            .map_err(ort_err(path))?
+            .1
+            .iter()
+            .map(|x| x.to_f32())
+            .collect()),
         other => Err(DecoderError::Shape(format!("expected a float tensor, got {other:?}"))),
     }
 }

@@ -24,7 +24,14 @@ pub struct SamplingParams {
 
 impl Default for SamplingParams {
     fn default() -> Self {
-        SamplingParams { do_sample: false, temperature: 1.0, top_k: 50, top_p: 1.0, min_p: None, repetition_penalty: 1.0 }
+        SamplingParams {
+            do_sample: false,
+            temperature: 1.0,
+            top_k: 50,
+            top_p: 1.0,
+            min_p: None,
+            repetition_penalty: 1.0,
+        }
     }
 }
 
@@ -118,10 +125,13 @@ pub fn apply_min_p(scores: &mut [f32], min_p: f32) {
         return;
     }
     let probs = softmax(scores);
-    let (best, top) = probs
-        .iter()
-        .enumerate()
-        .fold((0usize, f64::NEG_INFINITY), |acc, (i, &p)| if p > acc.1 { (i, p) } else { acc });
+    let (best, top) = probs.iter().enumerate().fold((0usize, f64::NEG_INFINITY), |acc, (i, &p)| {
+        if p > acc.1 {
+            (i, p)
+        } else {
+            acc
+        }
+    });
     let thr = min_p as f64 * top;
     for (i, s) in scores.iter_mut().enumerate() {
         if probs[i] < thr && i != best {
@@ -173,7 +183,12 @@ impl Rng {
     pub fn from_entropy() -> Self {
         use std::hash::{BuildHasher, Hasher};
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u64(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0));
+        h.write_u64(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0),
+        );
         Rng::new(h.finish())
     }
 
@@ -216,7 +231,12 @@ pub fn sample(scores: &[f32], rng: &mut Rng) -> usize {
 }
 
 /// Processes `scores` and picks the next token.
-pub fn select_token(scores: &mut [f32], history: &[i64], p: &SamplingParams, rng: &mut Rng) -> usize {
+pub fn select_token(
+    scores: &mut [f32],
+    history: &[i64],
+    p: &SamplingParams,
+    rng: &mut Rng,
+) -> usize {
     process_logits(scores, history, p);
     if p.do_sample {
         sample(scores, rng)
@@ -281,7 +301,13 @@ mod tests {
 
     #[test]
     fn greedy_ignores_warpers() {
-        let p = SamplingParams { do_sample: false, temperature: 0.1, top_k: 1, top_p: 0.1, ..Default::default() };
+        let p = SamplingParams {
+            do_sample: false,
+            temperature: 0.1,
+            top_k: 1,
+            top_p: 0.1,
+            ..Default::default()
+        };
         let mut s = vec![0.0, 5.0, 4.0];
         let mut rng = Rng::new(0);
         assert_eq!(select_token(&mut s, &[], &p, &mut rng), 1);

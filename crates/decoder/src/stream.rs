@@ -31,7 +31,8 @@ impl StreamDecoder {
     /// Adds one token and returns the text that became final (possibly empty).
     pub fn push(&mut self, tok: &Tokenizer, id: u32) -> Result<String, DecoderError> {
         self.ids.push(id);
-        let prefix = decode(tok, &self.ids[self.prefix_offset..self.read_offset], self.skip_special_tokens)?;
+        let prefix =
+            decode(tok, &self.ids[self.prefix_offset..self.read_offset], self.skip_special_tokens)?;
         let full = decode(tok, &self.ids[self.prefix_offset..], self.skip_special_tokens)?;
         if full.len() > prefix.len() && !full.ends_with('\u{FFFD}') {
             let piece = match full.get(prefix.len()..) {
@@ -62,7 +63,8 @@ impl StreamDecoder {
         if self.read_offset >= self.ids.len() {
             return Ok(String::new());
         }
-        let prefix = decode(tok, &self.ids[self.prefix_offset..self.read_offset], self.skip_special_tokens)?;
+        let prefix =
+            decode(tok, &self.ids[self.prefix_offset..self.read_offset], self.skip_special_tokens)?;
         let full = decode(tok, &self.ids[self.prefix_offset..], self.skip_special_tokens)?;
         self.prefix_offset = self.read_offset;
         self.read_offset = self.ids.len();
@@ -91,7 +93,11 @@ pub(crate) mod tests {
         chars.sort();
         let mut vocab: tokenizers::models::bpe::Vocab =
             chars.iter().enumerate().map(|(i, c)| (c.to_string(), i as u32)).collect();
-        let merges = vec![("Ġ".to_string(), "w".to_string()), ("Ġw".to_string(), "o".to_string()), ("h".to_string(), "i".to_string())];
+        let merges = vec![
+            ("Ġ".to_string(), "w".to_string()),
+            ("Ġw".to_string(), "o".to_string()),
+            ("h".to_string(), "i".to_string()),
+        ];
         for (a, b) in &merges {
             let n = vocab.len() as u32;
             vocab.insert(format!("{a}{b}"), n);

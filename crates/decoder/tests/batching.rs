@@ -8,8 +8,14 @@ use common::*;
 use vidlm_decoder::*;
 
 fn load() -> LanguageModel {
-    LanguageModel::from_dir(demo_model(), &LmOptions { session: SessionOptions { intra_threads: Some(2), ..Default::default() }, ..Default::default() })
-        .expect("demo model loads")
+    LanguageModel::from_dir(
+        demo_model(),
+        &LmOptions {
+            session: SessionOptions { intra_threads: Some(2), ..Default::default() },
+            ..Default::default()
+        },
+    )
+    .expect("demo model loads")
 }
 
 fn prompt(lm: &LanguageModel, text: &str) -> Vec<i64> {
@@ -28,8 +34,13 @@ fn video_seq(lm: &LanguageModel, text: &str, frames: usize) -> Sequence {
     let mut ids = prompt(lm, "USER:");
     ids.extend(std::iter::repeat_n(video, frames));
     ids.extend(prompt(lm, text).into_iter().skip(1));
-    let data: Vec<f32> = (0..frames * hidden).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
-    Sequence { input_ids: ids, video_features: Some(Features::new(data, hidden).expect("features")), ..Default::default() }
+    let data: Vec<f32> =
+        (0..frames * hidden).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
+    Sequence {
+        input_ids: ids,
+        video_features: Some(Features::new(data, hidden).expect("features")),
+        ..Default::default()
+    }
 }
 
 fn chunked(lm: &mut LanguageModel, seq: &Sequence, chunk: usize) -> Prefilled {
@@ -54,7 +65,9 @@ fn chunked_prefill_gives_the_one_shot_logits() {
         assert_eq!(argmax(p.logits()), argmax(&one_shot), "chunk {chunk}");
     }
     // The greedy answer after a chunked prefill is the one-call answer.
-    let want = lm.generate(std::slice::from_ref(&seq), &greedy(12)).expect("generate").rows[0].token_ids.clone();
+    let want = lm.generate(std::slice::from_ref(&seq), &greedy(12)).expect("generate").rows[0]
+        .token_ids
+        .clone();
     let got = decode_alone(&mut lm, &seq, 5, 12);
     assert_eq!(got, want);
 }
@@ -83,7 +96,15 @@ fn rows_joining_and_leaving_a_running_batch_get_their_solo_tokens() {
         video_seq(&lm, " Why? ASSISTANT:", 8),
     ];
     let n = [14usize, 9, 12, 6];
-    let solo: Vec<Vec<i64>> = seqs.iter().zip(n).map(|(s, n)| lm.generate(std::slice::from_ref(s), &greedy(n)).expect("solo").rows[0].token_ids.clone()).collect();
+    let solo: Vec<Vec<i64>> = seqs
+        .iter()
+        .zip(n)
+        .map(|(s, n)| {
+            lm.generate(std::slice::from_ref(s), &greedy(n)).expect("solo").rows[0]
+                .token_ids
+                .clone()
+        })
+        .collect();
     // Row i joins after `join[i]` steps; row 2 is cancelled after 4 of its tokens.
     let join = [0usize, 2, 3, 7];
     let mut batch: RunningBatch<usize> = RunningBatch::new(lm.sessions()).expect("batch");
@@ -94,7 +115,9 @@ fn rows_joining_and_leaving_a_running_batch_get_their_solo_tokens() {
         for i in 0..4 {
             if join[i] == step {
                 let p = chunked(&mut lm, &seqs[i], 4 + i);
-                let st = lm.request_state(seqs[i].input_ids.clone(), &greedy(n[i]), None).expect("state");
+                let st = lm
+                    .request_state(seqs[i].input_ids.clone(), &greedy(n[i]), None)
+                    .expect("state");
                 batch.admit(i, st, p, lm.sessions()).expect("admit");
             }
         }

@@ -9,8 +9,8 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use vidlm_ort::onnx_file::encode::{field, varint};
 use vidlm_decoder::*;
+use vidlm_ort::onnx_file::encode::{field, varint};
 
 fn session() -> SessionOptions {
     SessionOptions { intra_threads: Some(1), ..Default::default() }
@@ -44,16 +44,25 @@ fn ids(vocab: usize) -> Vec<i64> {
 }
 
 fn check(graph: &Path) {
-    let mut table = Embedder::load(graph, &session(), true).unwrap_or_else(|e| panic!("{}: {e}", graph.display()));
+    let mut table = Embedder::load(graph, &session(), true)
+        .unwrap_or_else(|e| panic!("{}: {e}", graph.display()));
     let mut ort = Embedder::load(graph, &session(), false).unwrap();
     let name = graph.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
     if name.contains("_q4") {
         // 4-bit tables (GatherBlockQuantized) are not plain Gathers: they stay in a session. (The
         // 8-bit export keeps the embedding a plain Gather, so `_quantized` is served from the file.)
-        assert!(!table.is_table(), "{}: a 4-bit embedding must fall back to its session", graph.display());
+        assert!(
+            !table.is_table(),
+            "{}: a 4-bit embedding must fall back to its session",
+            graph.display()
+        );
         return;
     }
-    assert!(table.is_table(), "{}: a plain Gather graph should be served from the file", graph.display());
+    assert!(
+        table.is_table(),
+        "{}: a plain Gather graph should be served from the file",
+        graph.display()
+    );
     assert!(!ort.is_table());
     let hidden = table.hidden().unwrap();
     let vocab = match &table {
@@ -65,11 +74,18 @@ fn check(graph: &Path) {
     let a = table.embed(&ids, batch, seq, hidden).unwrap();
     let b = ort.embed(&ids, batch, seq, hidden).unwrap();
     assert_eq!(a.len(), ids.len() * hidden);
-    assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "{}: table rows differ from ONNX Runtime's Gather", graph.display());
+    assert!(
+        a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
+        "{}: table rows differ from ONNX Runtime's Gather",
+        graph.display()
+    );
     // Out of range ids are typed errors, never a panic or a read past the table.
     for bad in [-1i64, vocab as i64, i64::MAX] {
         let e = table.embed(&[1, bad], 1, 2, hidden).unwrap_err();
-        assert!(matches!(e, DecoderError::TokenOutOfRange { id, vocab: v } if id == bad && v == vocab), "{e}");
+        assert!(
+            matches!(e, DecoderError::TokenOutOfRange { id, vocab: v } if id == bad && v == vocab),
+            "{e}"
+        );
     }
     assert!(matches!(table.embed(&[1, 2, 3], 2, 2, hidden).unwrap_err(), DecoderError::Shape(_)));
 }
@@ -91,7 +107,9 @@ fn table_in_external_data() {
     let src = demo_model().join("onnx/embed_tokens.onnx");
     let f = vidlm_ort::onnx_file::OnnxFile::read(&src).unwrap();
     let w = &f.initializers[0];
-    let vidlm_ort::onnx_file::TensorData::Inline { offset, length } = w.data else { panic!("demo embed is inline") };
+    let vidlm_ort::onnx_file::TensorData::Inline { offset, length } = w.data else {
+        panic!("demo embed is inline")
+    };
     let bytes = std::fs::read(&src).unwrap();
     let raw = &bytes[offset as usize..(offset + length) as usize];
     // Rewrite the graph: same protobuf with raw_data replaced by external data entries. Built
@@ -104,7 +122,8 @@ fn table_in_external_data() {
     data.extend_from_slice(raw);
     std::fs::write(dir.join(data_name), &data).unwrap();
     let graph = dir.join("embed_tokens.onnx");
-    std::fs::write(&graph, external_gather_model(&w.name, &w.dims, data_name, pad as u64, length)).unwrap();
+    std::fs::write(&graph, external_gather_model(&w.name, &w.dims, data_name, pad as u64, length))
+        .unwrap();
     let mut table = Embedder::load(&graph, &session(), true).unwrap();
     assert!(table.is_table());
     let mut ort = Embedder::load(&src, &session(), false).unwrap();
@@ -121,7 +140,13 @@ fn table_in_external_data() {
 }
 
 /// `input_ids -> Gather(W, input_ids) -> inputs_embeds` with W in external data.
-fn external_gather_model(name: &str, dims: &[i64], location: &str, offset: u64, length: u64) -> Vec<u8> {
+fn external_gather_model(
+    name: &str,
+    dims: &[i64],
+    location: &str,
+    offset: u64,
+    length: u64,
+) -> Vec<u8> {
     let mut t = Vec::new();
     for &d in dims {
         varint(1 << 3, &mut t);
@@ -130,7 +155,11 @@ fn external_gather_model(name: &str, dims: &[i64], location: &str, offset: u64, 
     varint(2 << 3, &mut t);
     varint(1, &mut t);
     field(8, name.as_bytes(), &mut t);
-    for (k, v) in [("location", location.to_string()), ("offset", offset.to_string()), ("length", length.to_string())] {
+    for (k, v) in [
+        ("location", location.to_string()),
+        ("offset", offset.to_string()),
+        ("length", length.to_string()),
+    ] {
         let mut kv = Vec::new();
         field(1, k.as_bytes(), &mut kv);
         field(2, v.as_bytes(), &mut kv);

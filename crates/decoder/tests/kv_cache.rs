@@ -22,7 +22,9 @@ struct Case {
 }
 
 fn gqa_dir(family: &str) -> PathBuf {
-    let cache = std::env::var_os("VIDLM_CACHE").map(PathBuf::from).unwrap_or_else(|| common::fixture_root().join(".cache"));
+    let cache = std::env::var_os("VIDLM_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| common::fixture_root().join(".cache"));
     cache.join("fixtures/gqa").join(family)
 }
 
@@ -30,7 +32,8 @@ fn load(family: &str) -> Case {
     let dir = gqa_dir(family);
     let read = |f: &str| -> serde_json::Value {
         let p = dir.join(f);
-        let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e} (run `cargo xtask fixtures`)", p.display()));
+        let text = std::fs::read_to_string(&p)
+            .unwrap_or_else(|e| panic!("{}: {e} (run `cargo xtask fixtures`)", p.display()));
         serde_json::from_str(&text).expect("json")
     };
     let cfg = read("config.json");
@@ -56,7 +59,12 @@ fn argmax(v: &[f32]) -> i64 {
 /// Greedy decoding of `rows` (each `(ids, mask)`, the same width), prefilled in chunks of
 /// `chunk` (one row only: chunks on a past are batch-1 calls). Returns the tokens and, per step,
 /// the cache's capacity after it.
-fn greedy(lm: &mut LmSessions, rows: &[(Vec<i64>, Vec<i64>)], chunk: usize, steps: usize) -> (Vec<Vec<i64>>, Vec<Option<usize>>) {
+fn greedy(
+    lm: &mut LmSessions,
+    rows: &[(Vec<i64>, Vec<i64>)],
+    chunk: usize,
+    steps: usize,
+) -> (Vec<Vec<i64>>, Vec<Option<usize>>) {
     let batch = rows.len();
     let width = rows[0].0.len();
     let mut mask: Vec<i64> = rows.iter().flat_map(|(_, m)| m.iter().copied()).collect();
@@ -67,8 +75,12 @@ fn greedy(lm: &mut LmSessions, rows: &[(Vec<i64>, Vec<i64>)], chunk: usize, step
     let mut logits = Vec::new();
     while done < width {
         let n = chunk.min(width - done);
-        let cols: Vec<i64> = (0..batch).flat_map(|b| ids[b * width + done..b * width + done + n].iter().copied()).collect();
-        let m: Vec<i64> = (0..batch).flat_map(|b| mask[b * width..b * width + done + n].iter().copied()).collect();
+        let cols: Vec<i64> = (0..batch)
+            .flat_map(|b| ids[b * width + done..b * width + done + n].iter().copied())
+            .collect();
+        let m: Vec<i64> = (0..batch)
+            .flat_map(|b| mask[b * width..b * width + done + n].iter().copied())
+            .collect();
         let pos = position_ids(&m, done + n, n);
         let emb = lm.embed(&cols, batch, n).expect("embed");
         let out = lm.step(&emb, batch, n, &m, &pos, &mut cache).expect("prefill step");
@@ -80,7 +92,8 @@ fn greedy(lm: &mut LmSessions, rows: &[(Vec<i64>, Vec<i64>)], chunk: usize, step
     let mut toks = vec![Vec::new(); batch];
     let mut w = width;
     for step in 0..steps {
-        let next: Vec<i64> = (0..batch).map(|b| argmax(&logits[b * vocab..(b + 1) * vocab])).collect();
+        let next: Vec<i64> =
+            (0..batch).map(|b| argmax(&logits[b * vocab..(b + 1) * vocab])).collect();
         for (b, t) in next.iter().enumerate() {
             toks[b].push(*t);
         }
@@ -112,7 +125,10 @@ fn alone(c: &Case, r: usize) -> (Vec<i64>, Vec<i64>) {
 fn check_family(family: &str) {
     let mut c = load(family);
     let steps = c.want[0].len();
-    assert!(c.lm.shares_kv_buffers(), "{family}: a fused-gqa graph on the CPU preallocates its cache");
+    assert!(
+        c.lm.shares_kv_buffers(),
+        "{family}: a fused-gqa graph on the CPU preallocates its cache"
+    );
     for r in 0..c.ids.len() {
         let row = alone(&c, r);
         let len = row.0.len();
@@ -121,14 +137,20 @@ fn check_family(family: &str) {
         let (toks, layouts) = greedy(&mut c.lm, std::slice::from_ref(&row), usize::MAX, steps);
         assert_eq!(toks[0], c.want[r], "{family} row {r}: preallocated cache, one-shot prefill");
         let cap = len + DEFAULT_KV_HEADROOM;
-        assert!(layouts.iter().all(|l| *l == Some(cap)), "{family} row {r}: layouts {layouts:?}, want all Some({cap})");
+        assert!(
+            layouts.iter().all(|l| *l == Some(cap)),
+            "{family} row {r}: layouts {layouts:?}, want all Some({cap})"
+        );
         // Chunks of 2 and no headroom: the cache grows (a copy) whenever a step outgrows it.
         c.lm.set_kv_headroom(0);
         let (toks, layouts) = greedy(&mut c.lm, std::slice::from_ref(&row), 2, steps);
         c.lm.set_kv_headroom(DEFAULT_KV_HEADROOM);
         assert_eq!(toks[0], c.want[r], "{family} row {r}: preallocated cache grown from chunks");
         let caps: Vec<usize> = layouts.iter().map(|l| l.expect("preallocated")).collect();
-        assert!(caps.windows(2).all(|w| w[1] >= w[0]) && caps.first() < caps.last(), "{family}: capacities {caps:?}");
+        assert!(
+            caps.windows(2).all(|w| w[1] >= w[0]) && caps.first() < caps.last(),
+            "{family}: capacities {caps:?}"
+        );
         // The packed cache gives the same tokens.
         c.lm.set_shares_kv_buffers(false);
         let (toks, layouts) = greedy(&mut c.lm, std::slice::from_ref(&row), usize::MAX, steps);
@@ -138,10 +160,14 @@ fn check_family(family: &str) {
     }
     // A left-padded batch runs packed (its calls take the plain-op attention) and gives
     // transformers' batched tokens.
-    let rows: Vec<(Vec<i64>, Vec<i64>)> = (0..c.ids.len()).map(|r| (c.ids[r].clone(), c.mask[r].clone())).collect();
+    let rows: Vec<(Vec<i64>, Vec<i64>)> =
+        (0..c.ids.len()).map(|r| (c.ids[r].clone(), c.mask[r].clone())).collect();
     let (toks, layouts) = greedy(&mut c.lm, &rows, usize::MAX, steps);
     assert_eq!(toks, c.want, "{family}: left-padded batch");
-    assert!(layouts.iter().all(Option::is_none), "{family}: a padded batch stays packed: {layouts:?}");
+    assert!(
+        layouts.iter().all(Option::is_none),
+        "{family}: a padded batch stays packed: {layouts:?}"
+    );
 }
 
 #[test]
@@ -198,11 +224,22 @@ fn a_running_batch_changes_layout_as_rows_join_and_leave() {
     let steps = c.want[0].len();
     let gen_cfg = GenerationConfig::default();
     let state = |prompt: &[i64], n: usize| {
-        let o = GenerationOptions { max_new_tokens: Some(n), eos_token_ids: Some(vec![]), ..Default::default() };
-        RequestState::new(prompt.to_vec(), ResolvedGeneration::resolve(&gen_cfg, &o).expect("resolve"), prompt.len(), None)
+        let o = GenerationOptions {
+            max_new_tokens: Some(n),
+            eos_token_ids: Some(vec![]),
+            ..Default::default()
+        };
+        RequestState::new(
+            prompt.to_vec(),
+            ResolvedGeneration::resolve(&gen_cfg, &o).expect("resolve"),
+            prompt.len(),
+            None,
+        )
     };
     let prefill = |lm: &mut LmSessions, ids: &[i64]| {
-        let mut p = Prefill::new(lm, &Sequence::text(ids.to_vec()), PlaceholderIds::default(), None).expect("prefill");
+        let mut p =
+            Prefill::new(lm, &Sequence::text(ids.to_vec()), PlaceholderIds::default(), None)
+                .expect("prefill");
         while !p.step(lm, 4).expect("chunk") {}
         p.finish().expect("prefilled")
     };

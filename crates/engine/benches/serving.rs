@@ -38,13 +38,16 @@ fn opts() -> Opts {
     let args: Vec<String> = std::env::args().collect();
     let bench = args.iter().any(|a| a == "--bench");
     let quick = !bench || args.iter().any(|a| a == "--quick");
-    let get = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let get =
+        |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let model = get("--model")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("VIDLM_BENCH_MODEL").map(PathBuf::from))
         .unwrap_or_else(|| root.join("assets/demo-model"));
-    let num = |name: &str, quick_v: usize, full_v: usize| get(name).and_then(|v| v.parse().ok()).unwrap_or(if quick { quick_v } else { full_v });
+    let num = |name: &str, quick_v: usize, full_v: usize| {
+        get(name).and_then(|v| v.parse().ok()).unwrap_or(if quick { quick_v } else { full_v })
+    };
     Opts {
         model,
         video: get("--video").map(PathBuf::from).unwrap_or_else(|| root.join("assets/demo.mp4")),
@@ -66,12 +69,27 @@ fn opts() -> Opts {
 }
 
 fn request(o: &Opts, i: usize, with_video: bool) -> EngineRequest {
-    let questions = ["What happens in this video?", "Describe the scene in detail.", "Who is there?", "What colours do you see?", "What happens next?", "Summarize it.", "Is it indoors?", "Count the objects."];
+    let questions = [
+        "What happens in this video?",
+        "Describe the scene in detail.",
+        "Who is there?",
+        "What colours do you see?",
+        "What happens next?",
+        "Summarize it.",
+        "Is it indoors?",
+        "Count the objects.",
+    ];
     let q = questions[i % questions.len()];
     let mut r = EngineRequest::default();
     if with_video {
-        r.messages = vec![json!({"role": "user", "content": [{"type": "video"}, {"type": "text", "text": q}]})];
-        r.media = vec![MediaSpec::Source { kind: MediaKind::Video, source: Source::Local(o.video.clone()), param: "video".into() }];
+        r.messages = vec![
+            json!({"role": "user", "content": [{"type": "video"}, {"type": "text", "text": q}]}),
+        ];
+        r.media = vec![MediaSpec::Source {
+            kind: MediaKind::Video,
+            source: Source::Local(o.video.clone()),
+            param: "video".into(),
+        }];
         r.sampling = FrameSampling { num_frames: Some(o.frames), ..Default::default() };
     } else {
         r.messages = vec![json!({"role": "user", "content": [{"type": "text", "text": q}]})];
@@ -108,7 +126,12 @@ fn engine(o: &Opts, cache_bytes: usize) -> Engine {
 fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+        })
         .map(|kb| kb / 1024.0)
         .unwrap_or(0.0)
 }
@@ -132,18 +155,32 @@ fn main() {
     // Warm-up (ORT session initialisation, page faults).
     let _ = e.submit(reqs[0].clone()).and_then(|h| h.wait());
     let t0 = Instant::now();
-    let solo: Vec<Completion> = reqs.iter().map(|r| e.submit(r.clone()).and_then(|h| h.wait()).expect("one at a time")).collect();
+    let solo: Vec<Completion> = reqs
+        .iter()
+        .map(|r| e.submit(r.clone()).and_then(|h| h.wait()).expect("one at a time"))
+        .collect();
     let t_solo = t0.elapsed();
     let t1 = Instant::now();
     let handles: Vec<_> = reqs.iter().map(|r| e.submit(r.clone()).expect("submit")).collect();
-    let batched: Vec<Completion> = handles.into_iter().map(|h| h.wait().expect("batched")).collect();
+    let batched: Vec<Completion> =
+        handles.into_iter().map(|h| h.wait().expect("batched")).collect();
     let t_batched = t1.elapsed();
     let same = solo.iter().zip(&batched).filter(|(a, b)| a.token_ids == b.token_ids).count();
     let tokens: usize = solo.iter().map(|c| c.token_ids.len()).sum();
-    let mean_ttft = |cs: &[Completion]| cs.iter().map(|c| c.timings.first_token.as_secs_f64()).sum::<f64>() / cs.len() as f64;
-    println!("| {} requests, {} tokens | wall time | tokens/s | mean TTFT | speed-up |", o.requests, tokens);
+    let mean_ttft = |cs: &[Completion]| {
+        cs.iter().map(|c| c.timings.first_token.as_secs_f64()).sum::<f64>() / cs.len() as f64
+    };
+    println!(
+        "| {} requests, {} tokens | wall time | tokens/s | mean TTFT | speed-up |",
+        o.requests, tokens
+    );
     println!("|---|---|---|---|---|");
-    println!("| baseline: one at a time | {:.2} s | {:.1} | {:.0} ms | 1.00x |", t_solo.as_secs_f64(), tokens as f64 / t_solo.as_secs_f64(), mean_ttft(&solo) * 1e3);
+    println!(
+        "| baseline: one at a time | {:.2} s | {:.1} | {:.0} ms | 1.00x |",
+        t_solo.as_secs_f64(),
+        tokens as f64 / t_solo.as_secs_f64(),
+        mean_ttft(&solo) * 1e3
+    );
     println!(
         "| vidlm engine: concurrent, continuous batching | {:.2} s | {:.1} | {:.0} ms | {:.2}x |",
         t_batched.as_secs_f64(),
@@ -189,7 +226,11 @@ fn main() {
     let media = |v: &[(Duration, Duration, usize)]| v.iter().map(|x| x.1).min().unwrap_or_default();
     println!("| follow-up question on the same video ({} frames) | time to first token | media decode + vision | speed-up |", o.frames);
     println!("|---|---|---|---|");
-    println!("| baseline: no vision cache | {:.1} ms | {:.1} ms | 1.00x |", best(&nocache).as_secs_f64() * 1e3, media(&nocache).as_secs_f64() * 1e3);
+    println!(
+        "| baseline: no vision cache | {:.1} ms | {:.1} ms | 1.00x |",
+        best(&nocache).as_secs_f64() * 1e3,
+        media(&nocache).as_secs_f64() * 1e3
+    );
     println!(
         "| vidlm engine: vision cache hit | {:.1} ms | {:.1} ms | {:.2}x |",
         best(&cached).as_secs_f64() * 1e3,
@@ -197,5 +238,7 @@ fn main() {
         best(&nocache).as_secs_f64() / best(&cached).as_secs_f64().max(1e-9)
     );
     println!("\npeak RSS: {:.0} MiB (VmHWM, the whole bench process)", peak_rss_mib());
-    println!("(timings on a shared machine are noisy; compare the ratios, measured in the same run)");
+    println!(
+        "(timings on a shared machine are noisy; compare the ratios, measured in the same run)"
+    );
 }

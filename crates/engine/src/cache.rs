@@ -36,7 +36,9 @@ impl CacheKey {
     /// The key of a media item.
     pub fn new(hash: ContentHash, kind: ItemKind, sampling: &FrameSampling) -> Self {
         let sampling = match kind {
-            ItemKind::Video => (sampling.num_frames, sampling.fps.map(f64::to_bits), sampling.max_frames),
+            ItemKind::Video => {
+                (sampling.num_frames, sampling.fps.map(f64::to_bits), sampling.max_frames)
+            }
             ItemKind::Image { .. } => (None, None, None),
         };
         CacheKey { hash, kind, sampling }
@@ -94,7 +96,15 @@ pub struct VisionCache {
 impl VisionCache {
     /// A cache of at most `budget` bytes (0 disables it).
     pub fn new(budget: usize) -> Self {
-        VisionCache { budget, used: 0, tick: 0, map: HashMap::new(), hits: 0, misses: 0, evictions: 0 }
+        VisionCache {
+            budget,
+            used: 0,
+            tick: 0,
+            map: HashMap::new(),
+            hits: 0,
+            misses: 0,
+            evictions: 0,
+        }
     }
 
     /// Bytes held.
@@ -139,7 +149,9 @@ impl VisionCache {
             self.used -= old.bytes();
         }
         while self.used + size > self.budget {
-            let Some(oldest) = self.map.iter().min_by_key(|(_, (_, t))| *t).map(|(k, _)| *k) else { break };
+            let Some(oldest) = self.map.iter().min_by_key(|(_, (_, t))| *t).map(|(k, _)| *k) else {
+                break;
+            };
             if let Some((e, _)) = self.map.remove(&oldest) {
                 self.used -= e.bytes();
                 self.evictions += 1;
@@ -156,11 +168,18 @@ mod tests {
     use super::*;
 
     fn entry(bytes: usize) -> Entry {
-        Entry { pixels: Pixels::Image(Arc::new(Array3::zeros((1, bytes, 1)))), features: Arc::new(Features::empty(4)) }
+        Entry {
+            pixels: Pixels::Image(Arc::new(Array3::zeros((1, bytes, 1)))),
+            features: Arc::new(Features::empty(4)),
+        }
     }
 
     fn key(n: u8) -> CacheKey {
-        CacheKey::new(ContentHash([n; 32]), ItemKind::Video, &FrameSampling { num_frames: Some(4), ..Default::default() })
+        CacheKey::new(
+            ContentHash([n; 32]),
+            ItemKind::Video,
+            &FrameSampling { num_frames: Some(4), ..Default::default() },
+        )
     }
 
     #[test]
@@ -181,9 +200,17 @@ mod tests {
         assert!(c.get(&key(9)).is_none());
         assert_eq!(c.len(), 3);
         // Different sampling or kind: different keys.
-        let k = CacheKey::new(ContentHash([0; 32]), ItemKind::Video, &FrameSampling { num_frames: Some(8), ..Default::default() });
+        let k = CacheKey::new(
+            ContentHash([0; 32]),
+            ItemKind::Video,
+            &FrameSampling { num_frames: Some(8), ..Default::default() },
+        );
         assert_ne!(k, key(0));
-        let img = CacheKey::new(ContentHash([0; 32]), ItemKind::Image { multi: false }, &FrameSampling { num_frames: Some(4), ..Default::default() });
+        let img = CacheKey::new(
+            ContentHash([0; 32]),
+            ItemKind::Image { multi: false },
+            &FrameSampling { num_frames: Some(4), ..Default::default() },
+        );
         assert_eq!(img.sampling, (None, None, None));
     }
 }

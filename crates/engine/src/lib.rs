@@ -63,7 +63,10 @@ use vidlm_vision::VisionEncoder;
 
 pub use cache::{CacheKey, ItemKind, VisionCache};
 pub use metrics::{Histogram, Metrics};
-pub use request::{Completion, EngineError, EngineRequest, Event, MediaSpec, RequestHandle, RequestTimings, TokenOut};
+pub use request::{
+    Completion, EngineError, EngineRequest, Event, MediaSpec, RequestHandle, RequestTimings,
+    TokenOut,
+};
 
 /// How the engine schedules.
 #[derive(Debug, Clone)]
@@ -170,15 +173,26 @@ impl std::fmt::Debug for Engine {
 
 impl Engine {
     /// Loads a model (directory or hub id) and starts the engine.
-    pub fn load(model: &str, opts: &PipelineOptions, config: EngineConfig) -> Result<Engine, EngineError> {
+    pub fn load(
+        model: &str,
+        opts: &PipelineOptions,
+        config: EngineConfig,
+    ) -> Result<Engine, EngineError> {
         let p = Pipeline::from_pretrained(model, opts)?;
         let (processor, vision, lm) = p.into_parts();
         Ok(Engine::start(processor, vision, lm, config))
     }
 
     /// Starts the engine on loaded parts: the decode loop thread and the media workers.
-    pub fn start(processor: Processor, mut vision: VisionEncoder, lm: LanguageModel, config: EngineConfig) -> Engine {
-        vidlm_ort::gate::set_exclusive_runs(config.exclusive_runs.unwrap_or(matches!(vision.provider(), vidlm_ort::Provider::Cpu)));
+    pub fn start(
+        processor: Processor,
+        mut vision: VisionEncoder,
+        lm: LanguageModel,
+        config: EngineConfig,
+    ) -> Engine {
+        vidlm_ort::gate::set_exclusive_runs(
+            config.exclusive_runs.unwrap_or(matches!(vision.provider(), vidlm_ort::Provider::Cpu)),
+        );
         if vidlm_ort::gate::exclusive_runs() {
             // One frame (or image) per vision run: decode steps take their turns between frames,
             // so a video delays the running batch by one frame's encode at a time.
@@ -228,7 +242,9 @@ impl Engine {
         }
         let cfg = ResolvedGeneration::resolve(&self.shared.generation_config, &req.generation)?;
         if !cfg.stop_strings.is_empty() && !self.shared.has_tokenizer {
-            return Err(EngineError::Decoder(vidlm_decoder::DecoderError::InvalidOption("stop strings need a tokenizer".into())));
+            return Err(EngineError::Decoder(vidlm_decoder::DecoderError::InvalidOption(
+                "stop strings need a tokenizer".into(),
+            )));
         }
         let m = &self.shared.metrics;
         // Count first, so concurrent submits cannot overshoot the limit.
@@ -241,7 +257,14 @@ impl Engine {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let cancel = Arc::new(AtomicBool::new(false));
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let job = Job { id, req, tx, cancel: cancel.clone(), arrived: Instant::now(), timings: RequestTimings::default() };
+        let job = Job {
+            id,
+            req,
+            tx,
+            cancel: cancel.clone(),
+            arrived: Instant::now(),
+            timings: RequestTimings::default(),
+        };
         self.shared.queue.lock().unwrap_or_else(|p| p.into_inner()).push_back(job);
         self.shared.queue_cv.notify_one();
         Ok(RequestHandle { id, rx, cancel })

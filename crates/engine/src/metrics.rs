@@ -6,11 +6,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 const TTFT_BUCKETS: &[f64] = &[
-    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0,
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+    20.0, 40.0, 80.0, 160.0, 640.0, 2560.0,
 ];
-const ITL_BUCKETS: &[f64] = &[0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0];
+const ITL_BUCKETS: &[f64] = &[
+    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0,
+    40.0, 80.0,
+];
 const E2E_BUCKETS: &[f64] = &[
-    0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0,
+    0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0,
+    480.0, 960.0, 1920.0, 7680.0,
 ];
 
 /// A cumulative histogram.
@@ -48,7 +53,11 @@ impl Histogram {
         for (b, c) in self.bounds.iter().zip(g.0.iter()) {
             let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {c}");
         }
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}\n{name}_sum {}\n{name}_count {}", g.2, g.1, g.2);
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{le=\"+Inf\"}} {}\n{name}_sum {}\n{name}_count {}",
+            g.2, g.1, g.2
+        );
     }
 }
 
@@ -131,25 +140,95 @@ impl Metrics {
         let mut scalar = |name: &str, kind: &str, help: &str, v: u64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
         };
-        scalar("vidlm_num_requests_running", "gauge", "Requests being prefilled or decoded.", g(&self.running));
-        scalar("vidlm_num_requests_waiting", "gauge", "Requests waiting: queued, loading media, or prefilled-ready.", g(&self.waiting));
-        scalar("vidlm_prompt_tokens_total", "counter", "Prompt tokens processed.", g(&self.prompt_tokens));
-        scalar("vidlm_generation_tokens_total", "counter", "Tokens generated.", g(&self.generation_tokens));
-        scalar("vidlm_vision_cache_hits_total", "counter", "Media items served from the vision cache.", g(&self.vision_cache_hits));
-        scalar("vidlm_vision_cache_misses_total", "counter", "Media items decoded and encoded.", g(&self.vision_cache_misses));
-        scalar("vidlm_vision_cache_usage_bytes", "gauge", "Bytes held by the vision cache.", g(&self.vision_cache_bytes));
-        scalar("vidlm_num_requests_rejected_total", "counter", "Requests refused because the queue was full.", g(&self.rejected));
-        scalar("vidlm_request_failure_total", "counter", "Requests that failed after admission.", g(&self.failed));
-        scalar("vidlm_decode_steps_total", "counter", "Batched decode steps.", g(&self.decode_steps));
+        scalar(
+            "vidlm_num_requests_running",
+            "gauge",
+            "Requests being prefilled or decoded.",
+            g(&self.running),
+        );
+        scalar(
+            "vidlm_num_requests_waiting",
+            "gauge",
+            "Requests waiting: queued, loading media, or prefilled-ready.",
+            g(&self.waiting),
+        );
+        scalar(
+            "vidlm_prompt_tokens_total",
+            "counter",
+            "Prompt tokens processed.",
+            g(&self.prompt_tokens),
+        );
+        scalar(
+            "vidlm_generation_tokens_total",
+            "counter",
+            "Tokens generated.",
+            g(&self.generation_tokens),
+        );
+        scalar(
+            "vidlm_vision_cache_hits_total",
+            "counter",
+            "Media items served from the vision cache.",
+            g(&self.vision_cache_hits),
+        );
+        scalar(
+            "vidlm_vision_cache_misses_total",
+            "counter",
+            "Media items decoded and encoded.",
+            g(&self.vision_cache_misses),
+        );
+        scalar(
+            "vidlm_vision_cache_usage_bytes",
+            "gauge",
+            "Bytes held by the vision cache.",
+            g(&self.vision_cache_bytes),
+        );
+        scalar(
+            "vidlm_num_requests_rejected_total",
+            "counter",
+            "Requests refused because the queue was full.",
+            g(&self.rejected),
+        );
+        scalar(
+            "vidlm_request_failure_total",
+            "counter",
+            "Requests that failed after admission.",
+            g(&self.failed),
+        );
+        scalar(
+            "vidlm_decode_steps_total",
+            "counter",
+            "Batched decode steps.",
+            g(&self.decode_steps),
+        );
         scalar("vidlm_prefill_chunks_total", "counter", "Prefill chunks.", g(&self.prefill_chunks));
         let _ = writeln!(out, "# HELP vidlm_request_success_total Finished requests by finish reason.\n# TYPE vidlm_request_success_total counter");
-        for (reason, v) in [("stop", &self.finished_stop), ("length", &self.finished_length), ("abort", &self.finished_abort)] {
-            let _ = writeln!(out, "vidlm_request_success_total{{finished_reason=\"{reason}\"}} {}", g(v));
+        for (reason, v) in [
+            ("stop", &self.finished_stop),
+            ("length", &self.finished_length),
+            ("abort", &self.finished_abort),
+        ] {
+            let _ = writeln!(
+                out,
+                "vidlm_request_success_total{{finished_reason=\"{reason}\"}} {}",
+                g(v)
+            );
         }
         self.ttft.render(&mut out, "vidlm_time_to_first_token_seconds", "Time to first token.");
-        self.itl.render(&mut out, "vidlm_inter_token_latency_seconds", "Time between tokens of a request.");
-        self.e2e.render(&mut out, "vidlm_e2e_request_latency_seconds", "Request latency, arrival to last token.");
-        self.queue_time.render(&mut out, "vidlm_request_queue_time_seconds", "Arrival to prefill start.");
+        self.itl.render(
+            &mut out,
+            "vidlm_inter_token_latency_seconds",
+            "Time between tokens of a request.",
+        );
+        self.e2e.render(
+            &mut out,
+            "vidlm_e2e_request_latency_seconds",
+            "Request latency, arrival to last token.",
+        );
+        self.queue_time.render(
+            &mut out,
+            "vidlm_request_queue_time_seconds",
+            "Arrival to prefill start.",
+        );
         out
     }
 }

@@ -31,15 +31,28 @@ pub(crate) fn prepare(shared: &Shared, mut job: Job) -> Result<Ready, (Job, Engi
     let _ = job.tx.send(Event::Stage(Stage::Preprocess { conversations: 1 }));
     // Media: the cache first, else load + decode.
     let specs = job.req.media.clone();
-    let images = specs.iter().filter(|m| matches!(m, MediaSpec::Source { kind: MediaKind::Image, .. } | MediaSpec::Decoded(DecodedMedia::Image(_)))).count();
+    let images = specs
+        .iter()
+        .filter(|m| {
+            matches!(
+                m,
+                MediaSpec::Source { kind: MediaKind::Image, .. }
+                    | MediaSpec::Decoded(DecodedMedia::Image(_))
+            )
+        })
+        .count();
     let mut items = Vec::with_capacity(specs.len());
     for spec in &specs {
         if job.cancelled() {
             return Err((job, EngineError::Stopped));
         }
         match spec {
-            MediaSpec::Decoded(DecodedMedia::Image(a)) => items.push(Item { pixels: Pixels::Image(a.clone()), key: None, features: None }),
-            MediaSpec::Decoded(DecodedMedia::Video(a)) => items.push(Item { pixels: Pixels::Video(a.clone()), key: None, features: None }),
+            MediaSpec::Decoded(DecodedMedia::Image(a)) => {
+                items.push(Item { pixels: Pixels::Image(a.clone()), key: None, features: None })
+            }
+            MediaSpec::Decoded(DecodedMedia::Video(a)) => {
+                items.push(Item { pixels: Pixels::Video(a.clone()), key: None, features: None })
+            }
             MediaSpec::Source { kind, source, param } => {
                 let wrap = |source| EngineError::Media { param: param.clone(), source };
                 let t0 = Instant::now();
@@ -57,13 +70,20 @@ pub(crate) fn prepare(shared: &Shared, mut job: Job) -> Result<Ready, (Job, Engi
                     job.timings.media += t0.elapsed();
                     job.timings.cache_hits += 1;
                     shared.metrics.vision_cache_hits.fetch_add(1, Ordering::Relaxed);
-                    items.push(Item { pixels: e.pixels, key: Some(key), features: Some(e.features) });
+                    items.push(Item {
+                        pixels: e.pixels,
+                        key: Some(key),
+                        features: Some(e.features),
+                    });
                     continue;
                 }
                 let limits = &shared.media.limits;
                 let pixels = match kind {
-                    MediaKind::Image => decode_image(&loaded, limits).map(|a| Pixels::Image(Arc::new(a))),
-                    MediaKind::Video => decode_video(&loaded, &job.req.sampling, limits).map(|a| Pixels::Video(Arc::new(a))),
+                    MediaKind::Image => {
+                        decode_image(&loaded, limits).map(|a| Pixels::Image(Arc::new(a)))
+                    }
+                    MediaKind::Video => decode_video(&loaded, &job.req.sampling, limits)
+                        .map(|a| Pixels::Video(Arc::new(a))),
                 };
                 job.timings.media += t0.elapsed();
                 job.timings.cache_misses += 1;
@@ -88,10 +108,11 @@ pub(crate) fn prepare(shared: &Shared, mut job: Job) -> Result<Ready, (Job, Engi
             .collect(),
     };
     // Frames are sampled already: the processor takes them as they are.
-    let inputs = match shared.processor.process(std::slice::from_ref(&conv), &ProcessOptions::default()) {
-        Ok(i) => i,
-        Err(e) => return Err((job, EngineError::Processor(e))),
-    };
+    let inputs =
+        match shared.processor.process(std::slice::from_ref(&conv), &ProcessOptions::default()) {
+            Ok(i) => i,
+            Err(e) => return Err((job, EngineError::Processor(e))),
+        };
     job.timings.preprocess = t1.elapsed();
     if job.cancelled() {
         return Err((job, EngineError::Stopped));
@@ -123,8 +144,14 @@ pub(crate) fn prepare(shared: &Shared, mut job: Job) -> Result<Ready, (Job, Engi
             Pixels::Video(_) => video_slots.push(i),
         }
     }
-    if image_slots.iter().map(|s| s.1).sum::<usize>() != images.len() || video_slots.len() != videos.len() {
-        let msg = format!("{} images / {} videos from the processor for the request's media", images.len(), videos.len());
+    if image_slots.iter().map(|s| s.1).sum::<usize>() != images.len()
+        || video_slots.len() != videos.len()
+    {
+        let msg = format!(
+            "{} images / {} videos from the processor for the request's media",
+            images.len(),
+            videos.len()
+        );
         return Err((job, EngineError::Pipeline(vidlm_pipeline::PipelineError::Internal(msg))));
     }
     let mut need_images = Vec::new();
@@ -194,7 +221,12 @@ pub(crate) fn prepare(shared: &Shared, mut job: Job) -> Result<Ready, (Job, Engi
     // The sequence: image placeholders take the image items' (and frames-as-images videos')
     // features in order; video placeholders the videos'.
     let Some(input_ids) = inputs.conversations.first().map(|c| c.input_ids.clone()) else {
-        return Err((job, EngineError::Pipeline(vidlm_pipeline::PipelineError::Internal("the processor returned no conversation".into()))));
+        return Err((
+            job,
+            EngineError::Pipeline(vidlm_pipeline::PipelineError::Internal(
+                "the processor returned no conversation".into(),
+            )),
+        ));
     };
     let mut image_parts = Vec::new();
     let mut video_parts = Vec::new();

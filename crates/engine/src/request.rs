@@ -53,7 +53,11 @@ impl EngineRequest {
             media: r
                 .media
                 .iter()
-                .map(|m| MediaSpec::Source { kind: m.kind, source: m.source.clone(), param: m.param.clone() })
+                .map(|m| MediaSpec::Source {
+                    kind: m.kind,
+                    source: m.source.clone(),
+                    param: m.param.clone(),
+                })
                 .collect(),
             sampling: r.sampling,
             generation: r.generation.clone(),
@@ -70,9 +74,15 @@ impl EngineRequest {
             .into_iter()
             .enumerate()
             .map(|(i, m)| match m {
-                MediaInput::Image(ImageInput::Decoded(a)) => Ok(MediaSpec::Decoded(DecodedMedia::Image(a))),
-                MediaInput::Video(VideoInput::Decoded(a)) => Ok(MediaSpec::Decoded(DecodedMedia::Video(a))),
-                _ => Err(EngineError::Pipeline(PipelineError::Internal(format!("media {i} is not decoded")))),
+                MediaInput::Image(ImageInput::Decoded(a)) => {
+                    Ok(MediaSpec::Decoded(DecodedMedia::Image(a)))
+                }
+                MediaInput::Video(VideoInput::Decoded(a)) => {
+                    Ok(MediaSpec::Decoded(DecodedMedia::Video(a)))
+                }
+                _ => Err(EngineError::Pipeline(PipelineError::Internal(format!(
+                    "media {i} is not decoded"
+                )))),
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(EngineRequest { messages: conv.messages, media, ..Default::default() })
@@ -215,7 +225,9 @@ impl EngineError {
             EngineError::Processor(e) => e.kind().http_status() < 500,
             EngineError::Decoder(e) => matches!(
                 e,
-                DecoderError::InvalidOption(_) | DecoderError::PromptTooLong { .. } | DecoderError::FeatureCountMismatch { .. }
+                DecoderError::InvalidOption(_)
+                    | DecoderError::PromptTooLong { .. }
+                    | DecoderError::FeatureCountMismatch { .. }
             ),
             EngineError::Pipeline(PipelineError::Processor(_)) => true,
             _ => false,
@@ -229,17 +241,41 @@ impl EngineError {
     pub fn to_api_error(&self) -> ApiError {
         match self {
             EngineError::QueueFull { waiting } => ApiError::overloaded(*waiting),
-            EngineError::Media { param, source } => ApiError::from_media(source, Some(param.clone())),
-            e if e.is_context_length() => ApiError::new(400, "invalid_request_error", e.to_string(), Some("messages".into()), Some("context_length_exceeded")),
-            e if e.is_client_error() => ApiError::new(400, "invalid_request_error", e.to_string(), None, Some("invalid_request")),
-            EngineError::Stopped => ApiError::new(503, "server_error", "the server is shutting down", None, Some("server_unavailable")),
+            EngineError::Media { param, source } => {
+                ApiError::from_media(source, Some(param.clone()))
+            }
+            e if e.is_context_length() => ApiError::new(
+                400,
+                "invalid_request_error",
+                e.to_string(),
+                Some("messages".into()),
+                Some("context_length_exceeded"),
+            ),
+            e if e.is_client_error() => ApiError::new(
+                400,
+                "invalid_request_error",
+                e.to_string(),
+                None,
+                Some("invalid_request"),
+            ),
+            EngineError::Stopped => ApiError::new(
+                503,
+                "server_error",
+                "the server is shutting down",
+                None,
+                Some("server_unavailable"),
+            ),
             e => ApiError::internal(e.to_string()),
         }
     }
 
     /// Whether the prompt is longer than the model's context.
     pub fn is_context_length(&self) -> bool {
-        matches!(self, EngineError::Processor(ProcessorError::PromptTooLong { .. }) | EngineError::Decoder(DecoderError::PromptTooLong { .. }))
+        matches!(
+            self,
+            EngineError::Processor(ProcessorError::PromptTooLong { .. })
+                | EngineError::Decoder(DecoderError::PromptTooLong { .. })
+        )
     }
 }
 

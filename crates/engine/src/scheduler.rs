@@ -46,8 +46,12 @@ struct Prefilling {
 fn finish_metrics(shared: &Shared, r: FinishReason) {
     let m = &shared.metrics;
     match r {
-        FinishReason::Eos | FinishReason::StopString => m.finished_stop.fetch_add(1, Ordering::Relaxed),
-        FinishReason::MaxNewTokens | FinishReason::ContextLength => m.finished_length.fetch_add(1, Ordering::Relaxed),
+        FinishReason::Eos | FinishReason::StopString => {
+            m.finished_stop.fetch_add(1, Ordering::Relaxed)
+        }
+        FinishReason::MaxNewTokens | FinishReason::ContextLength => {
+            m.finished_length.fetch_add(1, Ordering::Relaxed)
+        }
         FinishReason::Cancelled => m.finished_abort.fetch_add(1, Ordering::Relaxed),
     };
 }
@@ -117,7 +121,8 @@ pub(crate) fn run(shared: Arc<Shared>, mut lm: LanguageModel, rx: Receiver<Ready
             shared.metrics.running.fetch_sub(1, Ordering::Relaxed);
             shared.metrics.finished_abort.fetch_add(1, Ordering::Relaxed);
         }
-        let gone: Vec<u64> = active.iter().filter(|(_, a)| a.job.cancelled()).map(|(k, _)| *k).collect();
+        let gone: Vec<u64> =
+            active.iter().filter(|(_, a)| a.job.cancelled()).map(|(k, _)| *k).collect();
         if !gone.is_empty() {
             match batch.remove(&gone, lm.sessions()) {
                 Ok(_) => {}
@@ -134,7 +139,8 @@ pub(crate) fn run(shared: Arc<Shared>, mut lm: LanguageModel, rx: Receiver<Ready
         // 3. Start the next prefill.
         if prefilling.is_none() && batch.len() < cfg.max_batch {
             let fits = |len: usize| {
-                batch.is_empty() || (batch.len() + 1) * (batch.width() + 1).max(len) * bpt <= cfg.kv_cache_bytes
+                batch.is_empty()
+                    || (batch.len() + 1) * (batch.width() + 1).max(len) * bpt <= cfg.kv_cache_bytes
             };
             if ready.front().is_some_and(|r| fits(r.seq.input_ids.len())) {
                 if let Some(mut r) = ready.pop_front() {
@@ -142,8 +148,13 @@ pub(crate) fn run(shared: Arc<Shared>, mut lm: LanguageModel, rx: Receiver<Ready
                     shared.metrics.running.fetch_add(1, Ordering::Relaxed);
                     let now = Instant::now();
                     r.job.timings.wait_prefill = now.duration_since(r.ready_at);
-                    shared.metrics.queue_time.observe(now.duration_since(r.job.arrived).as_secs_f64());
-                    let _ = r.job.tx.send(Event::Stage(Stage::Prefill { prompt_tokens: r.seq.input_ids.len() }));
+                    shared
+                        .metrics
+                        .queue_time
+                        .observe(now.duration_since(r.job.arrived).as_secs_f64());
+                    let _ = r.job.tx.send(Event::Stage(Stage::Prefill {
+                        prompt_tokens: r.seq.input_ids.len(),
+                    }));
                     match lm.prefill(&r.seq) {
                         Ok(p) => {
                             r.job.timings.embed = p.embed_time;
@@ -164,7 +175,9 @@ pub(crate) fn run(shared: Arc<Shared>, mut lm: LanguageModel, rx: Receiver<Ready
             } else {
                 match (cfg.prefill_chunk, prefill_rate) {
                     (Some(c), _) => c,
-                    (None, Some(rate)) => ((rate * cfg.target_stall.as_secs_f64()) as usize).clamp(MIN_CHUNK, 8192),
+                    (None, Some(rate)) => {
+                        ((rate * cfg.target_stall.as_secs_f64()) as usize).clamp(MIN_CHUNK, 8192)
+                    }
                     (None, None) => MIN_CHUNK,
                 }
             };
@@ -215,9 +228,15 @@ pub(crate) fn run(shared: Arc<Shared>, mut lm: LanguageModel, rx: Receiver<Ready
                             None => {
                                 a.first_token_at = Some(now);
                                 a.job.timings.first_token = now.duration_since(a.job.arrived);
-                                shared.metrics.ttft.observe(a.job.timings.first_token.as_secs_f64());
+                                shared
+                                    .metrics
+                                    .ttft
+                                    .observe(a.job.timings.first_token.as_secs_f64());
                             }
-                            Some(_) => shared.metrics.itl.observe(now.duration_since(a.last_token_at).as_secs_f64()),
+                            Some(_) => shared
+                                .metrics
+                                .itl
+                                .observe(now.duration_since(a.last_token_at).as_secs_f64()),
                         }
                         a.last_token_at = now;
                         if ev.finished.is_none() {
@@ -225,7 +244,11 @@ pub(crate) fn run(shared: Arc<Shared>, mut lm: LanguageModel, rx: Receiver<Ready
                                 a.job.timings.decode_steps.push(d);
                             }
                         }
-                        let _ = a.job.tx.send(Event::Token(TokenOut { token_id: ev.token_id, text: ev.text, logprobs: ev.logprobs }));
+                        let _ = a.job.tx.send(Event::Token(TokenOut {
+                            token_id: ev.token_id,
+                            text: ev.text,
+                            logprobs: ev.logprobs,
+                        }));
                     }
                     let (_, tokenizer) = lm.parts_mut();
                     for (id, state) in batch.take_finished() {
@@ -250,7 +273,13 @@ pub(crate) fn run(shared: Arc<Shared>, mut lm: LanguageModel, rx: Receiver<Ready
                     let msg = e.to_string();
                     for (_, a) in active.drain() {
                         shared.metrics.running.fetch_sub(1, Ordering::Relaxed);
-                        fail(&shared, &a.job, EngineError::Decoder(vidlm_decoder::DecoderError::InvalidOption(format!("decode step failed: {msg}"))));
+                        fail(
+                            &shared,
+                            &a.job,
+                            EngineError::Decoder(vidlm_decoder::DecoderError::InvalidOption(
+                                format!("decode step failed: {msg}"),
+                            )),
+                        );
                     }
                     match RunningBatch::new(lm.sessions()) {
                         Ok(b) => batch = b,
@@ -266,7 +295,13 @@ pub(crate) fn run(shared: Arc<Shared>, mut lm: LanguageModel, rx: Receiver<Ready
 }
 
 /// A prefill finished: its request state joins the running batch.
-fn admit(shared: &Shared, lm: &mut LanguageModel, batch: &mut RunningBatch<u64>, active: &mut HashMap<u64, Active>, p: Prefilling) {
+fn admit(
+    shared: &Shared,
+    lm: &mut LanguageModel,
+    batch: &mut RunningBatch<u64>,
+    active: &mut HashMap<u64, Active>,
+    p: Prefilling,
+) {
     let Prefilling { ready, prefill } = p;
     let mut job = ready.job;
     job.timings.prefill = prefill.decoder_time;
@@ -292,5 +327,8 @@ fn admit(shared: &Shared, lm: &mut LanguageModel, batch: &mut RunningBatch<u64>,
     }
     shared.metrics.prompt_tokens.fetch_add(prompt_tokens as u64, Ordering::Relaxed);
     let id = job.id;
-    active.insert(id, Active { job, prompt_tokens, first_token_at: None, last_token_at: Instant::now() });
+    active.insert(
+        id,
+        Active { job, prompt_tokens, first_token_at: None, last_token_at: Instant::now() },
+    );
 }

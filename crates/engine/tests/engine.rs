@@ -7,7 +7,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use vidlm_engine::{Completion, Engine, EngineConfig, EngineError, EngineRequest, Event, MediaSpec};
+use vidlm_engine::{
+    Completion, Engine, EngineConfig, EngineError, EngineRequest, Event, MediaSpec,
+};
 use vidlm_media_source::{FrameSampling, MediaError, MediaPolicy, Source};
 use vidlm_openai::MediaKind;
 use vidlm_pipeline::{PipelineOptions, SessionOptions};
@@ -17,12 +19,19 @@ fn root() -> PathBuf {
 }
 
 fn engine(config: EngineConfig) -> Engine {
-    let opts = PipelineOptions { session: SessionOptions { intra_threads: Some(1), ..Default::default() }, ..Default::default() };
-    Engine::load(root().join("assets/demo-model").to_str().expect("utf-8 path"), &opts, config).expect("engine")
+    let opts = PipelineOptions {
+        session: SessionOptions { intra_threads: Some(1), ..Default::default() },
+        ..Default::default()
+    };
+    Engine::load(root().join("assets/demo-model").to_str().expect("utf-8 path"), &opts, config)
+        .expect("engine")
 }
 
 fn text_request(q: &str, n: usize) -> EngineRequest {
-    let mut r = EngineRequest { messages: vec![json!({"role": "user", "content": [{"type": "text", "text": q}]})], ..Default::default() };
+    let mut r = EngineRequest {
+        messages: vec![json!({"role": "user", "content": [{"type": "text", "text": q}]})],
+        ..Default::default()
+    };
     r.generation.max_new_tokens = Some(n);
     r.generation.eos_token_ids = Some(vec![]);
     r
@@ -30,8 +39,13 @@ fn text_request(q: &str, n: usize) -> EngineRequest {
 
 fn video_request(q: &str, frames: usize, n: usize) -> EngineRequest {
     let mut r = text_request(q, n);
-    r.messages = vec![json!({"role": "user", "content": [{"type": "video"}, {"type": "text", "text": q}]})];
-    r.media = vec![MediaSpec::Source { kind: MediaKind::Video, source: Source::Local(root().join("assets/demo.mp4")), param: "video".into() }];
+    r.messages =
+        vec![json!({"role": "user", "content": [{"type": "video"}, {"type": "text", "text": q}]})];
+    r.media = vec![MediaSpec::Source {
+        kind: MediaKind::Video,
+        source: Source::Local(root().join("assets/demo.mp4")),
+        param: "video".into(),
+    }];
     r.sampling = FrameSampling { num_frames: Some(frames), ..Default::default() };
     r
 }
@@ -50,20 +64,32 @@ fn requests() -> Vec<EngineRequest> {
 #[test]
 fn concurrent_requests_are_batched_and_answer_as_they_do_alone() {
     let e = engine(EngineConfig::default());
-    let solo: Vec<Completion> = requests().into_iter().map(|r| e.submit(r).expect("submit").wait().expect("solo")).collect();
+    let solo: Vec<Completion> = requests()
+        .into_iter()
+        .map(|r| e.submit(r).expect("submit").wait().expect("solo"))
+        .collect();
     let steps_solo = e.metrics().decode_steps.load(Ordering::SeqCst);
     let handles: Vec<_> = requests().into_iter().map(|r| e.submit(r).expect("submit")).collect();
-    let together: Vec<Completion> = handles.into_iter().map(|h| h.wait().expect("batched")).collect();
+    let together: Vec<Completion> =
+        handles.into_iter().map(|h| h.wait().expect("batched")).collect();
     let steps_together = e.metrics().decode_steps.load(Ordering::SeqCst) - steps_solo;
     for (i, (a, b)) in solo.iter().zip(&together).enumerate() {
         assert_eq!(a.token_ids, b.token_ids, "request {i}");
         assert_eq!(a.text, b.text, "request {i}");
         assert_eq!(a.prompt_tokens, b.prompt_tokens, "request {i}");
     }
-    assert!(steps_together < steps_solo, "batched: {steps_together} decode steps, one at a time: {steps_solo}");
+    assert!(
+        steps_together < steps_solo,
+        "batched: {steps_together} decode steps, one at a time: {steps_solo}"
+    );
     // Per-request timings.
     let t = &together[1].timings;
-    assert!(t.media > Duration::ZERO && t.vision > Duration::ZERO && t.prefill > Duration::ZERO && t.first_token <= t.total);
+    assert!(
+        t.media > Duration::ZERO
+            && t.vision > Duration::ZERO
+            && t.prefill > Duration::ZERO
+            && t.first_token <= t.total
+    );
     assert_eq!(t.decode_steps.len(), 8, "9 tokens: 8 decoder passes after the prefill's");
     let m = e.metrics();
     assert_eq!(m.running.load(Ordering::SeqCst), 0);
@@ -124,17 +150,27 @@ fn a_full_queue_refuses_before_touching_media() {
 #[test]
 fn the_vision_cache_skips_decoding_and_encoding_a_repeated_video() {
     let e = engine(EngineConfig::default());
-    let first = e.submit(video_request("What happens?", 8, 6)).expect("submit").wait().expect("first");
-    let second = e.submit(video_request("And what happens next?", 8, 6)).expect("submit").wait().expect("second");
+    let first =
+        e.submit(video_request("What happens?", 8, 6)).expect("submit").wait().expect("first");
+    let second = e
+        .submit(video_request("And what happens next?", 8, 6))
+        .expect("submit")
+        .wait()
+        .expect("second");
     assert_eq!((first.timings.cache_misses, first.timings.cache_hits), (1, 0));
     assert_eq!((second.timings.cache_misses, second.timings.cache_hits), (0, 1));
     assert_eq!(second.timings.vision, Duration::ZERO.max(second.timings.vision));
     // Other sampling settings are another entry.
-    let other = e.submit(video_request("What happens?", 4, 6)).expect("submit").wait().expect("other");
+    let other =
+        e.submit(video_request("What happens?", 4, 6)).expect("submit").wait().expect("other");
     assert_eq!(other.timings.cache_hits, 0);
     // Same answers as without a cache.
     let nocache = engine(EngineConfig { vision_cache_bytes: 0, ..EngineConfig::default() });
-    let again = nocache.submit(video_request("And what happens next?", 8, 6)).expect("submit").wait().expect("no cache");
+    let again = nocache
+        .submit(video_request("And what happens next?", 8, 6))
+        .expect("submit")
+        .wait()
+        .expect("no cache");
     assert_eq!(again.token_ids, second.token_ids);
     assert_eq!(again.timings.cache_hits, 0);
     assert_eq!(e.metrics().vision_cache_hits.load(Ordering::SeqCst), 1);
@@ -147,13 +183,23 @@ fn the_vision_cache_skips_decoding_and_encoding_a_repeated_video() {
 fn failures_are_typed_and_the_engine_keeps_serving() {
     let e = engine(EngineConfig { media: MediaPolicy::default(), ..EngineConfig::default() });
     let mut missing = video_request("x", 4, 2);
-    missing.media = vec![MediaSpec::Source { kind: MediaKind::Video, source: Source::Local(root().join("nope.mp4")), param: "messages[0].content[0]".into() }];
+    missing.media = vec![MediaSpec::Source {
+        kind: MediaKind::Video,
+        source: Source::Local(root().join("nope.mp4")),
+        param: "messages[0].content[0]".into(),
+    }];
     match e.submit(missing).expect("submit").wait() {
-        Err(EngineError::Media { param, source: MediaError::Io { .. } }) => assert_eq!(param, "messages[0].content[0]"),
+        Err(EngineError::Media { param, source: MediaError::Io { .. } }) => {
+            assert_eq!(param, "messages[0].content[0]")
+        }
         other => panic!("{other:?}"),
     }
     let mut corrupt = video_request("x", 4, 2);
-    corrupt.media = vec![MediaSpec::Source { kind: MediaKind::Video, source: Source::Data { mime: "video/mp4".into(), base64: "AAAAAAAAAAAA".into() }, param: "v".into() }];
+    corrupt.media = vec![MediaSpec::Source {
+        kind: MediaKind::Video,
+        source: Source::Data { mime: "video/mp4".into(), base64: "AAAAAAAAAAAA".into() },
+        param: "v".into(),
+    }];
     let err = e.submit(corrupt).expect("submit").wait().expect_err("corrupt");
     assert!(matches!(err, EngineError::Media { source: MediaError::Decode { .. }, .. }), "{err:?}");
     assert!(err.is_client_error());
@@ -169,6 +215,9 @@ fn failures_are_typed_and_the_engine_keeps_serving() {
     bad.generation.top_p = Some(0.0);
     assert!(matches!(e.submit(bad), Err(EngineError::Decoder(_))));
     // Still serving.
-    assert_eq!(e.submit(text_request("ok?", 3)).expect("submit").wait().expect("ok").token_ids.len(), 3);
+    assert_eq!(
+        e.submit(text_request("ok?", 3)).expect("submit").wait().expect("ok").token_ids.len(),
+        3
+    );
     assert_eq!(e.metrics().failed.load(Ordering::SeqCst), 3);
 }

@@ -14,15 +14,26 @@ use vidlm_pipeline::{Conversation, Pipeline, PipelineOptions, ProcessOptions, Se
 #[test]
 fn one_request_on_the_engine_gives_transformers_tokens_for_every_family() {
     let root = fixture_root();
-    let opts = PipelineOptions { session: SessionOptions { intra_threads: Some(2), ..Default::default() }, ..Default::default() };
+    let opts = PipelineOptions {
+        session: SessionOptions { intra_threads: Some(2), ..Default::default() },
+        ..Default::default()
+    };
     let mut failures = Vec::new();
     let mut checked = 0;
     for fam in golden_families() {
         let (gdir, meta) = golden_meta(&fam);
         let model = model_for(&fam);
-        let p = Pipeline::from_pretrained(model.to_str().unwrap(), &opts).unwrap_or_else(|e| panic!("{fam}: {e}"));
+        let p = Pipeline::from_pretrained(model.to_str().unwrap(), &opts)
+            .unwrap_or_else(|e| panic!("{fam}: {e}"));
         let (processor, vision, lm) = p.into_parts();
-        let config = EngineConfig { max_batch: 1, max_queue: 1, media_workers: 1, vision_cache_bytes: 0, release_vision_after_use: true, ..EngineConfig::default() };
+        let config = EngineConfig {
+            max_batch: 1,
+            max_queue: 1,
+            media_workers: 1,
+            vision_cache_bytes: 0,
+            release_vision_after_use: true,
+            ..EngineConfig::default()
+        };
         let engine = Engine::start(processor, vision, lm, config);
         for (name, sc) in meta["scenarios"].as_object().unwrap() {
             if sc["batch_size"].as_u64() != Some(1) {
@@ -30,14 +41,20 @@ fn one_request_on_the_engine_gives_transformers_tokens_for_every_family() {
             }
             let g = Golden::load(&gdir.join(sc["tensors"].as_str().unwrap()));
             let (tshape, want) = g.i("tokens");
-            let conv = Conversation::from_json(&sc["messages"], Some(&root.join("tests/goldens"))).unwrap();
-            let loaded = engine.processor().load_conversation(&conv, &ProcessOptions::default()).unwrap_or_else(|e| panic!("{fam}/{name}: {e}"));
+            let conv = Conversation::from_json(&sc["messages"], Some(&root.join("tests/goldens")))
+                .unwrap();
+            let loaded = engine
+                .processor()
+                .load_conversation(&conv, &ProcessOptions::default())
+                .unwrap_or_else(|e| panic!("{fam}/{name}: {e}"));
             let mut req = EngineRequest::from_decoded(loaded).unwrap();
             req.generation.max_new_tokens = Some(tshape[1]);
             req.generation.eos_token_ids = Some(vec![]);
             match engine.submit(req).and_then(|h| h.wait()) {
                 Ok(c) if &c.token_ids == want => {}
-                Ok(c) => failures.push(format!("{fam}/{name}: tokens {:?} != {want:?}", c.token_ids)),
+                Ok(c) => {
+                    failures.push(format!("{fam}/{name}: tokens {:?} != {want:?}", c.token_ids))
+                }
                 Err(e) => failures.push(format!("{fam}/{name}: {e}")),
             }
             checked += 1;

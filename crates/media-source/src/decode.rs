@@ -68,11 +68,19 @@ impl MediaPolicy {
                 };
                 let bound = (text.len() as u64).div_ceil(4) * 3;
                 if bound > self.limits.max_bytes.saturating_add(3) {
-                    return Err(MediaError::TooLarge { actual: bound, limit: self.limits.max_bytes });
+                    return Err(MediaError::TooLarge {
+                        actual: bound,
+                        limit: self.limits.max_bytes,
+                    });
                 }
-                let bytes = B64.decode(text.as_bytes()).map_err(|e| MediaError::InvalidDataUrl(format!("bad base64: {e}")))?;
+                let bytes = B64
+                    .decode(text.as_bytes())
+                    .map_err(|e| MediaError::InvalidDataUrl(format!("bad base64: {e}")))?;
                 if bytes.len() as u64 > self.limits.max_bytes {
-                    return Err(MediaError::TooLarge { actual: bytes.len() as u64, limit: self.limits.max_bytes });
+                    return Err(MediaError::TooLarge {
+                        actual: bytes.len() as u64,
+                        limit: self.limits.max_bytes,
+                    });
                 }
                 if bytes.is_empty() {
                     return Err(MediaError::InvalidDataUrl("no data".into()));
@@ -82,7 +90,10 @@ impl MediaPolicy {
             Source::Remote(url) => {
                 let bytes = self.fetch(url)?;
                 if bytes.is_empty() {
-                    return Err(MediaError::Fetch { url: url.to_string(), message: "empty body".into() });
+                    return Err(MediaError::Fetch {
+                        url: url.to_string(),
+                        message: "empty body".into(),
+                    });
                 }
                 Ok(in_memory(bytes))
             }
@@ -100,11 +111,18 @@ impl MediaPolicy {
                     }
                     len += n as u64;
                     if len > self.limits.max_bytes {
-                        return Err(MediaError::TooLarge { actual: len, limit: self.limits.max_bytes });
+                        return Err(MediaError::TooLarge {
+                            actual: len,
+                            limit: self.limits.max_bytes,
+                        });
                     }
                     hasher.update(&buf[..n]);
                 }
-                Ok(Loaded { data: MediaData::File(path.clone()), hash: ContentHash(*hasher.finalize().as_bytes()), len })
+                Ok(Loaded {
+                    data: MediaData::File(path.clone()),
+                    hash: ContentHash(*hasher.finalize().as_bytes()),
+                    len,
+                })
             }
         }
     }
@@ -129,7 +147,11 @@ fn open_options(limits: &MediaLimits) -> OpenOptions {
     }
 }
 
-fn open(loaded: &Loaded, opts: &OpenOptions, what: &'static str) -> Result<VideoReader, MediaError> {
+fn open(
+    loaded: &Loaded,
+    opts: &OpenOptions,
+    what: &'static str,
+) -> Result<VideoReader, MediaError> {
     let r = match &loaded.data {
         MediaData::Bytes(b) => VideoReader::from_bytes(b.clone(), opts),
         MediaData::File(p) => VideoReader::open(p, opts),
@@ -147,7 +169,10 @@ pub fn decode_image(loaded: &Loaded, limits: &MediaLimits) -> Result<Array3<u8>,
     }
     .map_err(|source| MediaError::Decode { what: "image", source })?;
     if frames.data.shape()[0] == 0 {
-        return Err(MediaError::Decode { what: "image", source: vidlm_video_io::VideoError::InvalidData("no image decoded".into()) });
+        return Err(MediaError::Decode {
+            what: "image",
+            source: vidlm_video_io::VideoError::InvalidData("no image decoded".into()),
+        });
     }
     Ok(frames.data.index_axis_move(Axis(0), 0))
 }
@@ -168,7 +193,11 @@ impl FrameSampling {
     /// The video-io request (the same mapping as `vidlm run`'s loader).
     pub fn request(&self) -> Result<SampleRequest, MediaError> {
         let req = match (self.num_frames, self.fps) {
-            (Some(_), Some(_)) => return Err(MediaError::InvalidSampling("`num_frames` and `fps` are mutually exclusive".into())),
+            (Some(_), Some(_)) => {
+                return Err(MediaError::InvalidSampling(
+                    "`num_frames` and `fps` are mutually exclusive".into(),
+                ))
+            }
             (Some(n), None) => SampleRequest::num_frames(n),
             (None, Some(f)) => SampleRequest::fps(f),
             (None, None) => SampleRequest::all(),
@@ -183,7 +212,11 @@ impl FrameSampling {
 /// Decodes the sampled frames of a video `(T, H, W, 3)`. Before decoding any frame, the
 /// duration, the pixels per frame and the number of frames the sampling selects are checked
 /// against the limits.
-pub fn decode_video(loaded: &Loaded, sampling: &FrameSampling, limits: &MediaLimits) -> Result<Array4<u8>, MediaError> {
+pub fn decode_video(
+    loaded: &Loaded,
+    sampling: &FrameSampling,
+    limits: &MediaLimits,
+) -> Result<Array4<u8>, MediaError> {
     if let Some(n) = sampling.num_frames {
         if n > limits.max_frames {
             return Err(MediaError::TooManyFrames { requested: n, limit: limits.max_frames });
@@ -192,7 +225,9 @@ pub fn decode_video(loaded: &Loaded, sampling: &FrameSampling, limits: &MediaLim
     let req = sampling.request()?;
     let mut reader = open(loaded, &open_options(limits), "video")?;
     let info = reader.info();
-    let duration = info.duration.or_else(|| info.fps.filter(|f| *f > 0.0).map(|f| info.frame_count as f64 / f));
+    let duration = info
+        .duration
+        .or_else(|| info.fps.filter(|f| *f > 0.0).map(|f| info.frame_count as f64 / f));
     if let Some(d) = duration {
         if d > limits.max_duration_s {
             return Err(MediaError::TooLong { seconds: d, limit: limits.max_duration_s });
@@ -202,6 +237,7 @@ pub fn decode_video(loaded: &Loaded, sampling: &FrameSampling, limits: &MediaLim
     if plan.len() > limits.max_frames {
         return Err(MediaError::TooManyFrames { requested: plan.len(), limit: limits.max_frames });
     }
-    let frames = reader.sample(&req).map_err(|source| MediaError::Decode { what: "video", source })?;
+    let frames =
+        reader.sample(&req).map_err(|source| MediaError::Decode { what: "video", source })?;
     Ok(frames.data)
 }

@@ -27,7 +27,9 @@ pub enum MediaError {
     #[error("invalid media URL: {0}")]
     InvalidUrl(String),
     /// A scheme other than `data:`, `file:`, `http:`, `https:` (or a plain path).
-    #[error("unsupported media URL scheme `{0}` (use data:, file://, a path, http:// or https://)")]
+    #[error(
+        "unsupported media URL scheme `{0}` (use data:, file://, a path, http:// or https://)"
+    )]
     UnsupportedScheme(String),
     /// Local media given, but no allowed local folder is configured.
     #[error("local media files are not allowed (the server has no allowed local media path)")]
@@ -152,12 +154,17 @@ impl MediaError {
             | MediaError::DomainNotAllowed(_)
             | MediaError::AddressNotAllowed { .. } => ErrorCategory::Forbidden,
             MediaError::TooLarge { .. } => ErrorCategory::TooLarge,
-            MediaError::TooManyItems { .. } | MediaError::TooLong { .. } | MediaError::TooManyFrames { .. } => ErrorCategory::LimitExceeded,
-            MediaError::Decode { source: VideoError::LimitExceeded { kind, .. }, .. } => match kind {
+            MediaError::TooManyItems { .. }
+            | MediaError::TooLong { .. }
+            | MediaError::TooManyFrames { .. } => ErrorCategory::LimitExceeded,
+            MediaError::Decode { source: VideoError::LimitExceeded { kind, .. }, .. } => match kind
+            {
                 LimitKind::InputBytes => ErrorCategory::TooLarge,
                 _ => ErrorCategory::LimitExceeded,
             },
-            MediaError::Fetch { .. } | MediaError::Timeout { .. } | MediaError::TooManyRedirects { .. } => ErrorCategory::Upstream,
+            MediaError::Fetch { .. }
+            | MediaError::Timeout { .. }
+            | MediaError::TooManyRedirects { .. } => ErrorCategory::Upstream,
             _ => ErrorCategory::BadRequest,
         }
     }

@@ -31,7 +31,9 @@ fn system_lookup(host: &str, port: u16, timeout: Duration) -> std::io::Result<Ve
     std::thread::Builder::new()
         .name("vidlm-dns".into())
         .spawn(move || {
-            let r = (h.as_str(), port).to_socket_addrs().map(|it| it.map(|a| a.ip()).collect::<Vec<_>>());
+            let r = (h.as_str(), port)
+                .to_socket_addrs()
+                .map(|it| it.map(|a| a.ip()).collect::<Vec<_>>());
             let _ = tx.send(r);
         })
         .map_err(std::io::Error::other)?;
@@ -58,7 +60,10 @@ impl MediaPolicy {
     pub fn fetch(&self, url: &Url) -> Result<Vec<u8>, MediaError> {
         let limits = &self.limits;
         let deadline = Instant::now() + limits.fetch_timeout;
-        let timeout_err = |u: &Url| MediaError::Timeout { url: u.to_string(), seconds: limits.fetch_timeout.as_secs_f64() };
+        let timeout_err = |u: &Url| MediaError::Timeout {
+            url: u.to_string(),
+            seconds: limits.fetch_timeout.as_secs_f64(),
+        };
         let mut current = url.clone();
         for _hop in 0..=limits.max_redirects {
             self.check_remote(&current)?;
@@ -72,13 +77,17 @@ impl MediaPolicy {
                     url: current.to_string(),
                     message: format!("HTTP {} without a Location header", hop.status),
                 })?;
-                current = current
-                    .join(&loc)
-                    .map_err(|e| MediaError::Fetch { url: current.to_string(), message: format!("bad redirect target {loc:?}: {e}") })?;
+                current = current.join(&loc).map_err(|e| MediaError::Fetch {
+                    url: current.to_string(),
+                    message: format!("bad redirect target {loc:?}: {e}"),
+                })?;
                 continue;
             }
             if !(200..300).contains(&hop.status) {
-                return Err(MediaError::Fetch { url: current.to_string(), message: format!("HTTP {}", hop.status) });
+                return Err(MediaError::Fetch {
+                    url: current.to_string(),
+                    message: format!("HTTP {}", hop.status),
+                });
             }
             return self.read_body(hop.response, &current, deadline);
         }
@@ -93,8 +102,12 @@ impl MediaPolicy {
         let lookup = self.lookup.clone();
         let refused_in = refused.clone();
         let resolver = move |netloc: &str| -> std::io::Result<Vec<SocketAddr>> {
-            let (host, port) = split_netloc(netloc)
-                .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("bad address {netloc}")))?;
+            let (host, port) = split_netloc(netloc).ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("bad address {netloc}"),
+                )
+            })?;
             let ips: Vec<IpAddr> = match host.parse::<IpAddr>() {
                 Ok(ip) => vec![ip],
                 Err(_) => match &lookup {
@@ -103,16 +116,26 @@ impl MediaPolicy {
                 },
             };
             if ips.is_empty() {
-                return Err(std::io::Error::new(std::io::ErrorKind::NotFound, format!("no address for {host}")));
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("no address for {host}"),
+                ));
             }
             if !allow_private {
                 // All or nothing: one non-public answer refuses the host (no fallback to the
                 // "good" addresses of a name that also points inside).
                 for ip in &ips {
                     if let Some(reason) = non_public_reason(*ip) {
-                        let e = MediaError::AddressNotAllowed { host: host.to_string(), addr: ip.to_string(), reason };
+                        let e = MediaError::AddressNotAllowed {
+                            host: host.to_string(),
+                            addr: ip.to_string(),
+                            reason,
+                        };
                         *refused_in.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-                        return Err(std::io::Error::new(std::io::ErrorKind::PermissionDenied, "address not allowed"));
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::PermissionDenied,
+                            "address not allowed",
+                        ));
                     }
                 }
             }
@@ -134,18 +157,34 @@ impl MediaPolicy {
             Err(ureq::Error::Status(_, r)) => r,
             Err(ureq::Error::Transport(t)) => {
                 let msg = t.to_string();
-                if matches!(t.kind(), ureq::ErrorKind::Io) && msg.contains("timed out") || msg.contains("Timeout") {
-                    return Err(MediaError::Timeout { url: url.to_string(), seconds: self.limits.fetch_timeout.as_secs_f64() });
+                if matches!(t.kind(), ureq::ErrorKind::Io) && msg.contains("timed out")
+                    || msg.contains("Timeout")
+                {
+                    return Err(MediaError::Timeout {
+                        url: url.to_string(),
+                        seconds: self.limits.fetch_timeout.as_secs_f64(),
+                    });
                 }
                 return Err(MediaError::Fetch { url: url.to_string(), message: msg });
             }
         };
-        Ok(Hop { status: response.status(), location: response.header("location").map(str::to_string), response })
+        Ok(Hop {
+            status: response.status(),
+            location: response.header("location").map(str::to_string),
+            response,
+        })
     }
 
-    fn read_body(&self, response: ureq::Response, url: &Url, deadline: Instant) -> Result<Vec<u8>, MediaError> {
+    fn read_body(
+        &self,
+        response: ureq::Response,
+        url: &Url,
+        deadline: Instant,
+    ) -> Result<Vec<u8>, MediaError> {
         let max = self.limits.max_bytes;
-        if let Some(len) = response.header("content-length").and_then(|v| v.trim().parse::<u64>().ok()) {
+        if let Some(len) =
+            response.header("content-length").and_then(|v| v.trim().parse::<u64>().ok())
+        {
             if len > max {
                 return Err(MediaError::TooLarge { actual: len, limit: max });
             }
@@ -156,11 +195,19 @@ impl MediaPolicy {
         loop {
             let n = match reader.read(&mut buf) {
                 Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::TimedOut || e.kind() == std::io::ErrorKind::WouldBlock => {
-                    return Err(MediaError::Timeout { url: url.to_string(), seconds: self.limits.fetch_timeout.as_secs_f64() })
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::TimedOut
+                        || e.kind() == std::io::ErrorKind::WouldBlock =>
+                {
+                    return Err(MediaError::Timeout {
+                        url: url.to_string(),
+                        seconds: self.limits.fetch_timeout.as_secs_f64(),
+                    })
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(MediaError::Fetch { url: url.to_string(), message: e.to_string() }),
+                Err(e) => {
+                    return Err(MediaError::Fetch { url: url.to_string(), message: e.to_string() })
+                }
             };
             if n == 0 {
                 break;
@@ -170,7 +217,10 @@ impl MediaPolicy {
                 return Err(MediaError::TooLarge { actual: body.len() as u64, limit: max });
             }
             if Instant::now() > deadline {
-                return Err(MediaError::Timeout { url: url.to_string(), seconds: self.limits.fetch_timeout.as_secs_f64() });
+                return Err(MediaError::Timeout {
+                    url: url.to_string(),
+                    seconds: self.limits.fetch_timeout.as_secs_f64(),
+                });
             }
         }
         Ok(body)

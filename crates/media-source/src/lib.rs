@@ -128,9 +128,13 @@ impl MediaPolicy {
     /// Allows local files inside `dir` (canonicalised now; it must be a directory).
     pub fn with_local_path(mut self, dir: impl AsRef<Path>) -> Result<Self, MediaError> {
         let dir = dir.as_ref();
-        let real = std::fs::canonicalize(dir).map_err(|e| MediaError::Io { path: dir.to_path_buf(), source: e })?;
+        let real = std::fs::canonicalize(dir)
+            .map_err(|e| MediaError::Io { path: dir.to_path_buf(), source: e })?;
         if !real.is_dir() {
-            return Err(MediaError::NotAFile(format!("{} (the allowed media path must be a directory)", dir.display())));
+            return Err(MediaError::NotAFile(format!(
+                "{} (the allowed media path must be a directory)",
+                dir.display()
+            )));
         }
         self.allowed_local_path = Some(real);
         Ok(self)
@@ -138,13 +142,17 @@ impl MediaPolicy {
 
     /// Allows remote media from these hosts (`example.com`, `cdn.example.org`, `[2001:db8::1]`).
     /// Each is normalised like a URL host; a malformed one is an error.
-    pub fn with_domains<S: AsRef<str>>(mut self, domains: impl IntoIterator<Item = S>) -> Result<Self, MediaError> {
+    pub fn with_domains<S: AsRef<str>>(
+        mut self,
+        domains: impl IntoIterator<Item = S>,
+    ) -> Result<Self, MediaError> {
         for d in domains {
             let d = d.as_ref().trim();
             if d.is_empty() {
                 continue;
             }
-            let host = url::Host::parse(d).map_err(|e| MediaError::InvalidUrl(format!("allowed domain {d:?}: {e}")))?;
+            let host = url::Host::parse(d)
+                .map_err(|e| MediaError::InvalidUrl(format!("allowed domain {d:?}: {e}")))?;
             let key = match &host {
                 url::Host::Domain(s) => source::host_key(&url::Host::Domain(s.as_str())),
                 url::Host::Ipv4(a) => a.to_string(),

@@ -52,7 +52,8 @@ fn v4_reason(ip: Ipv4Addr) -> Option<&'static str> {
 
 fn v6_reason(ip: Ipv6Addr) -> Option<&'static str> {
     let s = ip.segments();
-    let embedded_v4 = |hi: u16, lo: u16| Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8);
+    let embedded_v4 =
+        |hi: u16, lo: u16| Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8);
     if ip.is_unspecified() {
         return Some("unspecified");
     }
@@ -160,14 +161,26 @@ mod tests {
 
     #[test]
     fn public_addresses_pass() {
-        for s in ["1.1.1.1", "8.8.8.8", "93.184.216.34", "172.32.0.1", "192.169.0.1", "2606:4700::1111", "::ffff:8.8.8.8", "64:ff9b::808:808", "2002:808:808::1"] {
+        for s in [
+            "1.1.1.1",
+            "8.8.8.8",
+            "93.184.216.34",
+            "172.32.0.1",
+            "192.169.0.1",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+            "64:ff9b::808:808",
+            "2002:808:808::1",
+        ] {
             assert!(is_public(ip(s)), "{s} is public");
         }
     }
 
     #[test]
     fn local_names() {
-        for h in ["localhost", "LOCALHOST", "localhost.", "a.localhost", "localhost.localdomain", ""] {
+        for h in
+            ["localhost", "LOCALHOST", "localhost.", "a.localhost", "localhost.localdomain", ""]
+        {
             assert!(is_local_name(h), "{h}");
         }
         assert!(!is_local_name("localhost.example.com"));

@@ -49,7 +49,10 @@ fn scheme_of(s: &str) -> Option<&str> {
     let mut chars = scheme.chars();
     let first = chars.next()?;
     // A one-letter "scheme" is a Windows drive letter, not a scheme.
-    (first.is_ascii_alphabetic() && scheme.len() > 1 && chars.all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))).then_some(scheme)
+    (first.is_ascii_alphabetic()
+        && scheme.len() > 1
+        && chars.all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)))
+    .then_some(scheme)
 }
 
 impl MediaPolicy {
@@ -66,7 +69,8 @@ impl MediaPolicy {
         match scheme_of(reference).map(str::to_ascii_lowercase).as_deref() {
             Some("data") => self.check_data(reference),
             Some("http") | Some("https") => {
-                let url = Url::parse(reference).map_err(|e| MediaError::InvalidUrl(format!("{e}")))?;
+                let url =
+                    Url::parse(reference).map_err(|e| MediaError::InvalidUrl(format!("{e}")))?;
                 self.check_remote(&url)?;
                 Ok(Source::Remote(url))
             }
@@ -74,10 +78,13 @@ impl MediaPolicy {
                 if self.allowed_local_path.is_none() {
                     return Err(MediaError::LocalNotAllowed);
                 }
-                let url = Url::parse(reference).map_err(|e| MediaError::InvalidUrl(format!("{e}")))?;
-                let path = url
-                    .to_file_path()
-                    .map_err(|_| MediaError::InvalidUrl("a file:// URL must name a local absolute path (no host)".into()))?;
+                let url =
+                    Url::parse(reference).map_err(|e| MediaError::InvalidUrl(format!("{e}")))?;
+                let path = url.to_file_path().map_err(|_| {
+                    MediaError::InvalidUrl(
+                        "a file:// URL must name a local absolute path (no host)".into(),
+                    )
+                })?;
                 self.check_local(&path).map(Source::Local)
             }
             Some(other) => Err(MediaError::UnsupportedScheme(other.to_string())),
@@ -87,12 +94,15 @@ impl MediaPolicy {
 
     fn check_data(&self, reference: &str) -> Result<Source, MediaError> {
         let rest = &reference[5..];
-        let (meta, payload) =
-            rest.split_once(',').ok_or_else(|| MediaError::InvalidDataUrl("no `,` between the media type and the data".into()))?;
+        let (meta, payload) = rest.split_once(',').ok_or_else(|| {
+            MediaError::InvalidDataUrl("no `,` between the media type and the data".into())
+        })?;
         let mut parts = meta.split(';');
         let mime = parts.next().unwrap_or("").trim().to_string();
         if !parts.any(|p| p.trim().eq_ignore_ascii_case("base64")) {
-            return Err(MediaError::InvalidDataUrl("only base64 data URLs are supported (data:<type>;base64,<data>)".into()));
+            return Err(MediaError::InvalidDataUrl(
+                "only base64 data URLs are supported (data:<type>;base64,<data>)".into(),
+            ));
         }
         let approx = base64_decoded_len(payload.len());
         if approx > self.limits.max_bytes.saturating_add(3) {
@@ -126,10 +136,18 @@ impl MediaPolicy {
             };
             if let Some(ip) = literal {
                 if let Some(reason) = non_public_reason(ip) {
-                    return Err(MediaError::AddressNotAllowed { host: name, addr: ip.to_string(), reason });
+                    return Err(MediaError::AddressNotAllowed {
+                        host: name,
+                        addr: ip.to_string(),
+                        reason,
+                    });
                 }
             } else if is_local_name(&name) {
-                return Err(MediaError::AddressNotAllowed { host: name.clone(), addr: name, reason: "loopback" });
+                return Err(MediaError::AddressNotAllowed {
+                    host: name.clone(),
+                    addr: name,
+                    reason: "loopback",
+                });
             }
         }
         if !self.allowed_domains.iter().any(|d| *d == name) {
@@ -155,7 +173,8 @@ impl MediaPolicy {
         if !real.starts_with(root) {
             return Err(MediaError::OutsideAllowedPath);
         }
-        let meta = std::fs::metadata(&real).map_err(|e| MediaError::Io { path: path.to_path_buf(), source: e })?;
+        let meta = std::fs::metadata(&real)
+            .map_err(|e| MediaError::Io { path: path.to_path_buf(), source: e })?;
         if !meta.is_file() {
             return Err(MediaError::NotAFile(path.display().to_string()));
         }

@@ -8,7 +8,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use vidlm_media_source::{decode_image, decode_video, ErrorCategory, FrameSampling, MediaError, MediaLimits, MediaPolicy, Source};
+use vidlm_media_source::{
+    decode_image, decode_video, ErrorCategory, FrameSampling, MediaError, MediaLimits, MediaPolicy,
+    Source,
+};
 
 fn assets() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../assets")
@@ -32,9 +35,11 @@ fn tree() -> Tree {
     std::fs::create_dir_all(inside.join("sub")).expect("mkdir");
     std::fs::write(inside.join("demo.mp4"), demo_bytes()).expect("write");
     std::fs::write(root.join("secret.txt"), b"secret").expect("write");
-    std::os::unix::fs::symlink(root.join("secret.txt"), inside.join("escape.mp4")).expect("symlink");
+    std::os::unix::fs::symlink(root.join("secret.txt"), inside.join("escape.mp4"))
+        .expect("symlink");
     std::os::unix::fs::symlink(&root, inside.join("up")).expect("symlink");
-    std::os::unix::fs::symlink(inside.join("demo.mp4"), inside.join("sub/ok.mp4")).expect("symlink");
+    std::os::unix::fs::symlink(inside.join("demo.mp4"), inside.join("sub/ok.mp4"))
+        .expect("symlink");
     std::os::unix::fs::symlink(root.join("missing"), inside.join("dangling.mp4")).expect("symlink");
     Tree { _dir: dir, root, inside }
 }
@@ -84,18 +89,25 @@ fn local_files_only_inside_the_allowed_folder() {
             other => panic!("{r}: expected a refusal, got {other:?}"),
         }
         if let Err(e) = p.check(r) {
-            assert!(matches!(e.category(), ErrorCategory::Forbidden | ErrorCategory::BadRequest), "{r}");
+            assert!(
+                matches!(e.category(), ErrorCategory::Forbidden | ErrorCategory::BadRequest),
+                "{r}"
+            );
         }
     }
     assert!(matches!(p.check(&format!("{inside}/nope.mp4")), Err(MediaError::NotFound(_))));
-    assert!(matches!(p.check(&format!("{inside}/dangling.mp4")), Err(MediaError::NotFound(_) | MediaError::OutsideAllowedPath)));
+    assert!(matches!(
+        p.check(&format!("{inside}/dangling.mp4")),
+        Err(MediaError::NotFound(_) | MediaError::OutsideAllowedPath)
+    ));
     assert!(matches!(p.check(&format!("{inside}/sub")), Err(MediaError::NotAFile(_))));
     assert!(matches!(p.check("file://otherhost/x.mp4"), Err(MediaError::InvalidUrl(_))));
     assert!(matches!(p.check("ftp://example.com/x.mp4"), Err(MediaError::UnsupportedScheme(_))));
     assert!(matches!(p.check(""), Err(MediaError::InvalidUrl(_))));
     // No allowed folder: no local file at all, whatever the spelling.
     let none = MediaPolicy::default();
-    for r in [format!("{inside}/demo.mp4"), format!("file://{inside}/demo.mp4"), "demo.mp4".into()] {
+    for r in [format!("{inside}/demo.mp4"), format!("file://{inside}/demo.mp4"), "demo.mp4".into()]
+    {
         let e = none.check(&r).expect_err("refused");
         assert!(matches!(e, MediaError::LocalNotAllowed), "{r}: {e:?}");
         assert_eq!(e.category(), ErrorCategory::Forbidden);
@@ -129,7 +141,9 @@ fn base64_encode(data: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut s = String::with_capacity(data.len().div_ceil(3) * 4);
     for c in data.chunks(3) {
-        let n = (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
         for i in 0..4 {
             if i <= c.len() {
                 s.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
@@ -149,7 +163,9 @@ fn data_urls() {
     assert!(matches!(p.check("data:video/mp4;base64"), Err(MediaError::InvalidDataUrl(_))));
     let bad = p.check("data:video/mp4;base64,@@@not*base64@@@").expect("checked lazily");
     assert!(matches!(p.load(&bad), Err(MediaError::InvalidDataUrl(_))));
-    let junk = p.check(&format!("data:video/mp4;base64,{}", base64_encode(b"this is not a video at all"))).expect("ok");
+    let junk = p
+        .check(&format!("data:video/mp4;base64,{}", base64_encode(b"this is not a video at all")))
+        .expect("ok");
     let loaded = p.load(&junk).expect("bytes");
     let e = decode_video(&loaded, &FrameSampling::default(), &p.limits).expect_err("garbage");
     assert!(matches!(e, MediaError::Decode { .. }), "{e:?}");
@@ -157,13 +173,19 @@ fn data_urls() {
     let e = decode_image(&loaded, &p.limits).expect_err("garbage image");
     assert!(matches!(e, MediaError::Decode { .. }));
     // Too large: refused from the length alone, before decoding.
-    let small = MediaPolicy::default().with_limits(MediaLimits { max_bytes: 1000, ..Default::default() });
+    let small =
+        MediaPolicy::default().with_limits(MediaLimits { max_bytes: 1000, ..Default::default() });
     let big = format!("data:video/mp4;base64,{}", "A".repeat(100_000));
     let e = small.check(&big).expect_err("too large");
     assert!(matches!(e, MediaError::TooLarge { .. }));
     assert_eq!(e.category(), ErrorCategory::TooLarge);
     // Whitespace inside base64 is tolerated.
-    let spaced = p.check(&format!("data:image/png;base64,{}", base64_encode(&demo_bytes()[..300]).replace('A', "A "))).expect("ok");
+    let spaced = p
+        .check(&format!(
+            "data:image/png;base64,{}",
+            base64_encode(&demo_bytes()[..300]).replace('A', "A ")
+        ))
+        .expect("ok");
     assert!(p.load(&spaced).is_ok());
 }
 
@@ -174,7 +196,12 @@ fn video_limits_are_checked_before_decoding() {
     let src = base.check("demo.mp4").expect("ok");
     let loaded = base.load(&src).expect("load");
     // More frames than the cap.
-    let e = decode_video(&loaded, &FrameSampling { num_frames: Some(33), ..Default::default() }, &base.limits).expect_err("cap");
+    let e = decode_video(
+        &loaded,
+        &FrameSampling { num_frames: Some(33), ..Default::default() },
+        &base.limits,
+    )
+    .expect_err("cap");
     assert!(matches!(e, MediaError::TooManyFrames { requested: 33, limit: 32 }), "{e:?}");
     // fps sampling is capped evenly by max_frames instead.
     let capped = FrameSampling { fps: Some(1000.0), max_frames: Some(3), ..Default::default() };
@@ -185,12 +212,22 @@ fn video_limits_are_checked_before_decoding() {
     assert!(matches!(e, MediaError::TooManyFrames { .. }), "{e:?}");
     // Duration.
     let limits = MediaLimits { max_duration_s: 0.1, ..Default::default() };
-    let e = decode_video(&loaded, &FrameSampling { num_frames: Some(1), ..Default::default() }, &limits).expect_err("too long");
+    let e = decode_video(
+        &loaded,
+        &FrameSampling { num_frames: Some(1), ..Default::default() },
+        &limits,
+    )
+    .expect_err("too long");
     assert!(matches!(e, MediaError::TooLong { .. }), "{e:?}");
     assert_eq!(e.category(), ErrorCategory::LimitExceeded);
     // Pixels per frame (from the header).
     let limits = MediaLimits { max_pixels: 100, ..Default::default() };
-    let e = decode_video(&loaded, &FrameSampling { num_frames: Some(1), ..Default::default() }, &limits).expect_err("pixels");
+    let e = decode_video(
+        &loaded,
+        &FrameSampling { num_frames: Some(1), ..Default::default() },
+        &limits,
+    )
+    .expect_err("pixels");
     assert_eq!(e.category(), ErrorCategory::LimitExceeded, "{e:?}");
     let e = decode_image(&loaded, &limits).expect_err("pixels");
     assert_eq!(e.category(), ErrorCategory::LimitExceeded, "{e:?}");
@@ -241,14 +278,17 @@ fn serve_one(conn: &mut TcpStream, handler: &Handler, port: u16) {
 }
 
 fn ok_response(body: &[u8]) -> Vec<u8> {
-    let mut r = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).into_bytes();
+    let mut r =
+        format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())
+            .into_bytes();
     r.extend_from_slice(body);
     r
 }
 
 fn media_server() -> Upstream {
     let body = Arc::new(demo_bytes());
-    upstream(Arc::new(move |path: &str, port: u16| match path {
+    upstream(Arc::new(move |path: &str, port: u16| {
+        match path {
         "/demo.mp4" => ok_response(&body),
         "/redirect-loopback" => format!("HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:{port}/demo.mp4\r\nContent-Length: 0\r\n\r\n").into_bytes(),
         "/redirect-other" => format!("HTTP/1.1 302 Found\r\nLocation: http://other.test:{port}/demo.mp4\r\nContent-Length: 0\r\n\r\n").into_bytes(),
@@ -266,6 +306,7 @@ fn media_server() -> Upstream {
         }
         "/missing" => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec(),
         _ => b"HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n".to_vec(),
+    }
     }))
 }
 
@@ -313,7 +354,11 @@ fn every_loopback_spelling_is_refused_without_a_connection() {
 
 fn lookup(table: &'static [(&'static str, &'static str)]) -> vidlm_media_source::Lookup {
     Arc::new(move |host: &str, _port: u16| {
-        let ips: Vec<IpAddr> = table.iter().filter(|(h, _)| *h == host).filter_map(|(_, ip)| ip.parse().ok()).collect();
+        let ips: Vec<IpAddr> = table
+            .iter()
+            .filter(|(h, _)| *h == host)
+            .filter_map(|(_, ip)| ip.parse().ok())
+            .collect();
         if ips.is_empty() {
             Err(std::io::Error::new(std::io::ErrorKind::NotFound, "no such host"))
         } else {
@@ -330,7 +375,11 @@ fn names_resolving_inside_are_refused_and_addresses_are_pinned() {
     let p = MediaPolicy::default()
         .with_domains(["media.test", "mixed.test"])
         .expect("domains")
-        .with_resolver(lookup(&[("media.test", "127.0.0.1"), ("mixed.test", "93.184.216.34"), ("mixed.test", "127.0.0.1")]));
+        .with_resolver(lookup(&[
+            ("media.test", "127.0.0.1"),
+            ("mixed.test", "93.184.216.34"),
+            ("mixed.test", "127.0.0.1"),
+        ]));
     for host in ["media.test", "mixed.test"] {
         let src = p.check(&format!("http://{host}:{port}/demo.mp4")).expect("allowed domain");
         let e = p.load(&src).expect_err("resolves inside");
@@ -345,10 +394,19 @@ fn names_resolving_inside_are_refused_and_addresses_are_pinned() {
     assert_eq!(loaded.len, demo_bytes().len() as u64);
     assert_eq!(s.hits.load(Ordering::SeqCst), 1);
     // Not an allowed domain.
-    assert!(matches!(intranet.check(&format!("http://other.test:{port}/demo.mp4")), Err(MediaError::DomainNotAllowed(_))));
-    assert!(matches!(intranet.check(&format!("http://user:pw@media.test:{port}/x")), Err(MediaError::InvalidUrl(_))));
+    assert!(matches!(
+        intranet.check(&format!("http://other.test:{port}/demo.mp4")),
+        Err(MediaError::DomainNotAllowed(_))
+    ));
+    assert!(matches!(
+        intranet.check(&format!("http://user:pw@media.test:{port}/x")),
+        Err(MediaError::InvalidUrl(_))
+    ));
     // No allowed domains at all.
-    assert!(matches!(MediaPolicy::default().check("https://example.com/v.mp4"), Err(MediaError::RemoteNotAllowed)));
+    assert!(matches!(
+        MediaPolicy::default().check("https://example.com/v.mp4"),
+        Err(MediaError::RemoteNotAllowed)
+    ));
 }
 
 #[test]
@@ -360,7 +418,11 @@ fn redirects_sizes_and_time_are_checked() {
         .with_domains(["media.test"])
         .expect("domains")
         .with_resolver(lookup(&[("media.test", "127.0.0.1"), ("other.test", "127.0.0.1")]))
-        .with_limits(MediaLimits { max_bytes: 200_000, fetch_timeout: Duration::from_secs(2), ..Default::default() });
+        .with_limits(MediaLimits {
+            max_bytes: 200_000,
+            fetch_timeout: Duration::from_secs(2),
+            ..Default::default()
+        });
     let url = |path: &str| p.check(&format!("http://media.test:{port}{path}")).expect("allowed");
     // A redirect within the allowed domain is followed.
     assert_eq!(p.load(&url("/redirect-ok")).expect("redirected").len, demo_bytes().len() as u64);
@@ -369,7 +431,10 @@ fn redirects_sizes_and_time_are_checked() {
     assert!(matches!(p.load(&url("/redirect-loopback")), Err(MediaError::DomainNotAllowed(_))));
     assert!(matches!(p.load(&url("/loop")), Err(MediaError::TooManyRedirects { limit: 5, .. })));
     // Sizes: declared, and enforced while streaming.
-    assert!(matches!(p.load(&url("/big-declared")), Err(MediaError::TooLarge { actual: 999999999, .. })));
+    assert!(matches!(
+        p.load(&url("/big-declared")),
+        Err(MediaError::TooLarge { actual: 999999999, .. })
+    ));
     let e = p.load(&url("/big-streamed")).expect_err("too large");
     assert!(matches!(e, MediaError::TooLarge { .. }), "{e:?}");
     // HTTP errors.
@@ -378,14 +443,23 @@ fn redirects_sizes_and_time_are_checked() {
     let t0 = Instant::now();
     let e = p.load(&url("/slow")).expect_err("slow");
     assert!(matches!(e, MediaError::Timeout { .. } | MediaError::Fetch { .. }), "{e:?}");
-    assert!(t0.elapsed() < Duration::from_millis(3900), "gave up at the deadline, took {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_millis(3900),
+        "gave up at the deadline, took {:?}",
+        t0.elapsed()
+    );
     assert_eq!(e.category(), ErrorCategory::Upstream);
 }
 
 #[test]
 fn allowed_domains_are_normalised() {
-    let p = MediaPolicy::default().with_domains(["Example.COM", "127.1", "[::FFFF:7f00:1]", " ", "bücher.example"]).expect("ok");
-    assert_eq!(p.allowed_domains, ["example.com", "127.0.0.1", "::ffff:127.0.0.1", "xn--bcher-kva.example"]);
+    let p = MediaPolicy::default()
+        .with_domains(["Example.COM", "127.1", "[::FFFF:7f00:1]", " ", "bücher.example"])
+        .expect("ok");
+    assert_eq!(
+        p.allowed_domains,
+        ["example.com", "127.0.0.1", "::ffff:127.0.0.1", "xn--bcher-kva.example"]
+    );
     assert!(MediaPolicy::default().with_domains(["bad host!"]).is_err());
     assert!(matches!(p.check("https://EXAMPLE.com./a.png"), Ok(Source::Remote(_))));
 }

@@ -82,7 +82,11 @@ pub fn tile_grid(best: (u32, u32), patch: u32) -> (u32, u32) {
 }
 
 /// The anyres patch grid of an `image_size` image: the best pinpoint cut into `patch`-sized tiles.
-pub fn anyres_grid(image_size: (u32, u32), pinpoints: &[(u32, u32)], patch: u32) -> Option<PatchGrid> {
+pub fn anyres_grid(
+    image_size: (u32, u32),
+    pinpoints: &[(u32, u32)],
+    patch: u32,
+) -> Option<PatchGrid> {
     let best = select_best_resolution(image_size.0, image_size.1, pinpoints)?;
     Some(PatchGrid { image_size, tiles: Some(tile_grid(best, patch)), multi_image: false })
 }
@@ -115,7 +119,12 @@ pub fn py_floordiv(a: f64, b: f64) -> f64 {
 
 /// `unpad_image` for a `(cur_h, cur_w)` feature grid of an image originally `(orig_h, orig_w)`:
 /// the kept `(row_start, row_end, col_start, col_end)`.
-pub fn unpad_bounds(cur_h: usize, cur_w: usize, orig_h: usize, orig_w: usize) -> (usize, usize, usize, usize) {
+pub fn unpad_bounds(
+    cur_h: usize,
+    cur_w: usize,
+    orig_h: usize,
+    orig_w: usize,
+) -> (usize, usize, usize, usize) {
     if orig_h == 0 || orig_w == 0 || cur_h == 0 || cur_w == 0 {
         return (0, cur_h, 0, cur_w);
     }
@@ -137,7 +146,10 @@ pub fn unpad_bounds(cur_h: usize, cur_w: usize, orig_h: usize, orig_w: usize) ->
 pub fn anyres_max_size(h: usize, w: usize, max_num_patches: u32, side: usize) -> (usize, usize) {
     let ratio = ((h * w) as f64 / (f64::from(max_num_patches) * side as f64 * side as f64)).sqrt();
     if ratio > 1.1 {
-        (py_floordiv(h as f64, ratio).max(0.0) as usize, py_floordiv(w as f64, ratio).max(0.0) as usize)
+        (
+            py_floordiv(h as f64, ratio).max(0.0) as usize,
+            py_floordiv(w as f64, ratio).max(0.0) as usize,
+        )
     } else {
         (h, w)
     }
@@ -146,7 +158,12 @@ pub fn anyres_max_size(h: usize, w: usize, max_num_patches: u32, side: usize) ->
 /// The feature grid an anyres image packs to (after the base patch): tiles of `side × side`
 /// rows stitched, unpadded, downscaled by `max_num_patches` if given. `(rows, cols)`; each row
 /// is followed by one newline row.
-pub fn packed_grid(image_size: (u32, u32), tiles: (u32, u32), side: (usize, usize), max_num_patches: Option<u32>) -> (usize, usize) {
+pub fn packed_grid(
+    image_size: (u32, u32),
+    tiles: (u32, u32),
+    side: (usize, usize),
+    max_num_patches: Option<u32>,
+) -> (usize, usize) {
     let (ch, cw) = (side.0 * tiles.0 as usize, side.1 * tiles.1 as usize);
     let (r0, r1, c0, c1) = unpad_bounds(ch, cw, image_size.0 as usize, image_size.1 as usize);
     let (h, w) = (r1 - r0, c1 - c0);

@@ -369,7 +369,9 @@ pub struct TokenizerConfig {
 impl TokenizerConfig {
     /// A named special token from `extra_special_tokens` / `model_specific_special_tokens`.
     pub fn named_special(&self, name: &str) -> Option<String> {
-        for v in [&self.extra_special_tokens, &self.model_specific_special_tokens].into_iter().flatten() {
+        for v in
+            [&self.extra_special_tokens, &self.model_specific_special_tokens].into_iter().flatten()
+        {
             if let Some(t) = v.get(name) {
                 if let Some(s) = t.as_str() {
                     return Some(s.to_string());
@@ -421,12 +423,14 @@ pub fn template_from_value(v: &serde_json::Value, file: &str) -> Result<String, 
 
 /// Reads a file as text, mapping errors.
 pub fn read_text(path: &Path) -> Result<String, ModelError> {
-    std::fs::read_to_string(path).map_err(|source| ModelError::Io { path: path.to_path_buf(), source })
+    std::fs::read_to_string(path)
+        .map_err(|source| ModelError::Io { path: path.to_path_buf(), source })
 }
 
 /// Parses JSON text into `T`, naming `file` in errors.
 pub fn parse_json<T: DeserializeOwned>(text: &str, file: &str) -> Result<T, ModelError> {
-    serde_json::from_str(text).map_err(|e| ModelError::Json { file: file.into(), message: e.to_string() })
+    serde_json::from_str(text)
+        .map_err(|e| ModelError::Json { file: file.into(), message: e.to_string() })
 }
 
 /// Reads `dir/name` as JSON if it exists.
@@ -453,22 +457,40 @@ mod tests {
         assert_eq!(t.head_dim(), Some(16));
         assert_eq!(t.kv_heads(), Some(4));
         assert_eq!(t.max_position_embeddings, Some(128));
-        let c: ModelConfig = parse_json(r#"{"hidden_size":8,"num_attention_heads":2,"num_key_value_heads":1}"#, "config.json").unwrap();
+        let c: ModelConfig = parse_json(
+            r#"{"hidden_size":8,"num_attention_heads":2,"num_key_value_heads":1}"#,
+            "config.json",
+        )
+        .unwrap();
         assert_eq!((c.text().head_dim(), c.text().kv_heads()), (Some(4), Some(1)));
-        assert!(matches!(parse_json::<ModelConfig>("{not json", "config.json"), Err(ModelError::Json { .. })));
+        assert!(matches!(
+            parse_json::<ModelConfig>("{not json", "config.json"),
+            Err(ModelError::Json { .. })
+        ));
     }
 
     #[test]
     fn placeholder_ids_prefer_the_v5_names() {
-        let c: ModelConfig = parse_json(r#"{"image_token_index": 5, "image_token_id": 7, "video_token_index": 9}"#, "config.json").unwrap();
-        assert_eq!(c.placeholder_ids(), PlaceholderIds { image_token_id: Some(7), video_token_id: Some(9) });
+        let c: ModelConfig = parse_json(
+            r#"{"image_token_index": 5, "image_token_id": 7, "video_token_index": 9}"#,
+            "config.json",
+        )
+        .unwrap();
+        assert_eq!(
+            c.placeholder_ids(),
+            PlaceholderIds { image_token_id: Some(7), video_token_id: Some(9) }
+        );
     }
 
     #[test]
     fn eos_single_or_list() {
-        let a: GenerationConfig = serde_json::from_str(r#"{"eos_token_id": 2, "bos_token_id": 1}"#).unwrap();
+        let a: GenerationConfig =
+            serde_json::from_str(r#"{"eos_token_id": 2, "bos_token_id": 1}"#).unwrap();
         assert_eq!(a.eos_token_id.unwrap().to_vec(), vec![2]);
-        let b: GenerationConfig = serde_json::from_str(r#"{"eos_token_id": [151645, 151643], "transformers_version": "5"}"#).unwrap();
+        let b: GenerationConfig = serde_json::from_str(
+            r#"{"eos_token_id": [151645, 151643], "transformers_version": "5"}"#,
+        )
+        .unwrap();
         assert_eq!(b.eos_token_id.unwrap().to_vec(), vec![151645, 151643]);
     }
 }

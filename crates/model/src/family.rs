@@ -35,7 +35,8 @@ pub enum Family {
 
 impl Family {
     /// Every family, in detection order.
-    pub const ALL: [Family; 4] = [Family::Interleave, Family::Onevision, Family::VideoLlava, Family::LlavaNextVideo];
+    pub const ALL: [Family; 4] =
+        [Family::Interleave, Family::Onevision, Family::VideoLlava, Family::LlavaNextVideo];
 
     /// The family's row of the table.
     pub fn spec(self) -> &'static FamilySpec {
@@ -48,7 +49,10 @@ impl Family {
     }
 
     /// Detects the family from `config.json`'s `model_type`, then `architectures`.
-    pub fn detect(model_type: Option<&str>, architectures: &[String]) -> Result<Family, ModelError> {
+    pub fn detect(
+        model_type: Option<&str>,
+        architectures: &[String],
+    ) -> Result<Family, ModelError> {
         if let Some(f) = model_type.and_then(Family::from_model_type) {
             return Ok(f);
         }
@@ -57,7 +61,10 @@ impl Family {
                 return Ok(spec.family);
             }
         }
-        Err(ModelError::UnsupportedModel { model_type: model_type.map(String::from), architectures: architectures.to_vec() })
+        Err(ModelError::UnsupportedModel {
+            model_type: model_type.map(String::from),
+            architectures: architectures.to_vec(),
+        })
     }
 
     /// The family whose `config.json` `model_type` is `model_type`.
@@ -103,7 +110,9 @@ impl std::str::FromStr for Backend {
         match s {
             "pil" => Ok(Backend::Pil),
             "torchvision" | "tv" => Ok(Backend::Torchvision),
-            other => Err(format!("unknown resize backend {other:?} (expected \"pil\" or \"torchvision\")")),
+            other => Err(format!(
+                "unknown resize backend {other:?} (expected \"pil\" or \"torchvision\")"
+            )),
         }
     }
 }
@@ -207,7 +216,8 @@ pub const OV_PINPOINTS: [[u32; 2]; 36] = {
     out
 };
 /// LLaVA-NeXT's 5 pinpoints.
-pub const NEXT_PINPOINTS: [[u32; 2]; 5] = [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]];
+pub const NEXT_PINPOINTS: [[u32; 2]; 5] =
+    [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]];
 
 /// `CLIPImageProcessor`'s defaults, which the LLaVA processor classes inherit: shortest edge
 /// 224, centre crop 224x224, CLIP mean/std, no padding. Each row of [`CLASS_DEFAULTS`] names only
@@ -246,7 +256,12 @@ pub const CLASS_DEFAULTS: &[ClassDefaults] = &[
         ..CLIP_224
     },
     ClassDefaults { class: "VideoLlavaImageProcessor", backends: PIL_ONLY, ..CLIP_224 },
-    ClassDefaults { class: "LlavaNextImageProcessor", do_pad: true, pinpoints: &NEXT_PINPOINTS, ..CLIP_224 },
+    ClassDefaults {
+        class: "LlavaNextImageProcessor",
+        do_pad: true,
+        pinpoints: &NEXT_PINPOINTS,
+        ..CLIP_224
+    },
     ClassDefaults {
         class: "LlavaOnevisionVideoProcessor",
         size: SizeDict::hw(384, 384),
@@ -330,7 +345,8 @@ const IMAGE_ONLY: ProcessorDefaults = ProcessorDefaults {
 };
 
 /// [`IMAGE_ONLY`] with a `<video>` token (the video families' processors).
-const WITH_VIDEO: ProcessorDefaults = ProcessorDefaults { video_token: Some("<video>"), ..IMAGE_ONLY };
+const WITH_VIDEO: ProcessorDefaults =
+    ProcessorDefaults { video_token: Some("<video>"), ..IMAGE_ONLY };
 
 /// LLaVA-Interleave.
 pub const INTERLEAVE: FamilySpec = FamilySpec {
@@ -381,7 +397,12 @@ pub const VIDEO_LLAVA: FamilySpec = FamilySpec {
     image_layout: ImageLayout::Plain,
     video_tokens: VideoTokens::PerFrame,
     image_key: "pixel_values_images",
-    processor: ProcessorDefaults { patch_size: Some(14), num_additional_image_tokens: 1, strategy: Some("default"), ..WITH_VIDEO },
+    processor: ProcessorDefaults {
+        patch_size: Some(14),
+        num_additional_image_tokens: 1,
+        strategy: Some("default"),
+        ..WITH_VIDEO
+    },
     // Video-LLaVA's video tower has its own weights: there is no host-side substitute.
     video_encoder: GraphUse::Required,
     image_newline: false,
@@ -431,7 +452,10 @@ mod tests {
             Family::detect(None, &["LlavaNextVideoForConditionalGeneration".into()]).ok(),
             Some(Family::LlavaNextVideo)
         );
-        assert!(matches!(Family::detect(Some("bert"), &[]), Err(ModelError::UnsupportedModel { .. })));
+        assert!(matches!(
+            Family::detect(Some("bert"), &[]),
+            Err(ModelError::UnsupportedModel { .. })
+        ));
     }
 
     #[test]
@@ -439,9 +463,15 @@ mod tests {
         for (f, spec) in Family::ALL.iter().zip(FAMILIES) {
             assert_eq!(*f, spec.family);
             assert_eq!(f.spec().name, spec.name);
-            assert_eq!(serde_json::to_value(f).ok(), Some(serde_json::Value::String(spec.name.into())));
+            assert_eq!(
+                serde_json::to_value(f).ok(),
+                Some(serde_json::Value::String(spec.name.into()))
+            );
             assert!(class_defaults(spec.image_class).is_some(), "{}", spec.name);
-            assert_eq!(spec.video_class.is_some(), spec.video_tokens != VideoTokens::FramesAsImages);
+            assert_eq!(
+                spec.video_class.is_some(),
+                spec.video_tokens != VideoTokens::FramesAsImages
+            );
             // Anyres families pack with image_newline; plain ones do not.
             assert_eq!(spec.image_newline, spec.image_layout.is_anyres());
         }

@@ -38,7 +38,10 @@ impl FeatureRules {
         let d = &spec.processor;
         let patch_size = pc.patch_size.or(d.patch_size);
         if spec.image_layout != ImageLayout::AnyresOnevision && patch_size.is_none() {
-            return Err(ModelError::MissingField { file: PROCESSOR_CONFIG.into(), field: "patch_size".into() });
+            return Err(ModelError::MissingField {
+                file: PROCESSOR_CONFIG.into(),
+                field: "patch_size".into(),
+            });
         }
         if patch_size == Some(0) {
             return Err(ModelError::InvalidField {
@@ -51,21 +54,28 @@ impl FeatureRules {
         let mut max_num_patches = None;
         if spec.image_layout == ImageLayout::AnyresOnevision {
             if num_image_tokens.is_none() {
-                return Err(ModelError::MissingField { file: PROCESSOR_CONFIG.into(), field: "num_image_tokens".into() });
+                return Err(ModelError::MissingField {
+                    file: PROCESSOR_CONFIG.into(),
+                    field: "num_image_tokens".into(),
+                });
             }
-            let ar = pc.vision_aspect_ratio.clone().unwrap_or_else(|| d.vision_aspect_ratio.to_string());
-            max_num_patches = Some(parse_anyres_max(&ar).ok_or_else(|| ModelError::InvalidField {
-                file: PROCESSOR_CONFIG.into(),
-                field: "vision_aspect_ratio".into(),
-                message: format!("expected \"anyres_max_N\", got {ar:?}"),
-            })?);
+            let ar =
+                pc.vision_aspect_ratio.clone().unwrap_or_else(|| d.vision_aspect_ratio.to_string());
+            max_num_patches =
+                Some(parse_anyres_max(&ar).ok_or_else(|| ModelError::InvalidField {
+                    file: PROCESSOR_CONFIG.into(),
+                    field: "vision_aspect_ratio".into(),
+                    message: format!("expected \"anyres_max_N\", got {ar:?}"),
+                })?);
         }
         let strategy = pc.vision_feature_select_strategy.as_deref().or(d.strategy);
         Ok(FeatureRules {
             layout: spec.image_layout,
             video_tokens: spec.video_tokens,
             patch_size,
-            num_additional_image_tokens: pc.num_additional_image_tokens.unwrap_or(d.num_additional_image_tokens),
+            num_additional_image_tokens: pc
+                .num_additional_image_tokens
+                .unwrap_or(d.num_additional_image_tokens),
             strategy_default: strategy == Some("default"),
             num_image_tokens,
             max_num_patches,
@@ -80,7 +90,12 @@ impl FeatureRules {
         let anyres = |side: (u32, u32), max: Option<u32>| -> usize {
             match grid.tiles {
                 Some(tiles) => {
-                    let (rows, cols) = packed_grid(grid.image_size, tiles, (side.0 as usize, side.1 as usize), max);
+                    let (rows, cols) = packed_grid(
+                        grid.image_size,
+                        tiles,
+                        (side.0 as usize, side.1 as usize),
+                        max,
+                    );
                     rows * cols + rows
                 }
                 None => 0,
@@ -115,7 +130,9 @@ impl FeatureRules {
                 let pooled = side.div_ceil(2);
                 frames * pooled * pooled + 1
             }
-            VideoTokens::PerFrame => ((h / p) * (w / p) + self.num_additional_image_tokens as usize) * frames,
+            VideoTokens::PerFrame => {
+                ((h / p) * (w / p) + self.num_additional_image_tokens as usize) * frames
+            }
             VideoTokens::NextPooled => (h / p) * (w / p) / 4 * frames,
         }
     }
@@ -132,7 +149,10 @@ mod tests {
     }
 
     fn ov() -> FeatureRules {
-        let pc: ProcessorConfig = serde_json::from_str(r#"{"num_image_tokens": 729, "vision_feature_select_strategy": "full"}"#).unwrap();
+        let pc: ProcessorConfig = serde_json::from_str(
+            r#"{"num_image_tokens": 729, "vision_feature_select_strategy": "full"}"#,
+        )
+        .unwrap();
         FeatureRules::resolve(&ONEVISION, &pc).unwrap()
     }
 
@@ -177,10 +197,21 @@ mod tests {
     #[test]
     fn missing_and_invalid_fields_are_named() {
         let e = FeatureRules::resolve(&LLAVA_NEXT_VIDEO, &ProcessorConfig::default()).unwrap_err();
-        assert!(matches!(e, ModelError::MissingField { ref field, .. } if field == "patch_size"), "{e}");
+        assert!(
+            matches!(e, ModelError::MissingField { ref field, .. } if field == "patch_size"),
+            "{e}"
+        );
         let e = FeatureRules::resolve(&ONEVISION, &ProcessorConfig::default()).unwrap_err();
-        assert!(matches!(e, ModelError::MissingField { ref field, .. } if field == "num_image_tokens"), "{e}");
-        let pc: ProcessorConfig = serde_json::from_str(r#"{"num_image_tokens": 729, "vision_aspect_ratio": "square"}"#).unwrap();
-        assert!(matches!(FeatureRules::resolve(&ONEVISION, &pc), Err(ModelError::InvalidField { .. })));
+        assert!(
+            matches!(e, ModelError::MissingField { ref field, .. } if field == "num_image_tokens"),
+            "{e}"
+        );
+        let pc: ProcessorConfig =
+            serde_json::from_str(r#"{"num_image_tokens": 729, "vision_aspect_ratio": "square"}"#)
+                .unwrap();
+        assert!(matches!(
+            FeatureRules::resolve(&ONEVISION, &pc),
+            Err(ModelError::InvalidField { .. })
+        ));
     }
 }

@@ -15,8 +15,8 @@
 //! `processor_config.json["chat_template"]` → `tokenizer_config.json["chat_template"]`.
 
 use crate::config::{
-    read_json_opt, read_text, template_from_value, ChatTemplateJson, GenerationConfig, ModelConfig, ProcessorConfig,
-    TokenizerConfig, VisionProcessorConfig,
+    read_json_opt, read_text, template_from_value, ChatTemplateJson, GenerationConfig, ModelConfig,
+    ProcessorConfig, TokenizerConfig, VisionProcessorConfig,
 };
 use crate::error::{ModelError, DIRECTORY};
 use crate::family::{Family, FamilySpec};
@@ -58,16 +58,23 @@ impl ModelFiles {
         if !dir.is_dir() {
             return Err(ModelError::MissingFile { dir: dir.to_path_buf(), file: DIRECTORY.into() });
         }
-        let config: ModelConfig = read_json_opt(dir, "config.json")?
-            .ok_or_else(|| ModelError::MissingFile { dir: dir.to_path_buf(), file: "config.json".into() })?;
-        let mut processor: ProcessorConfig = read_json_opt(dir, "processor_config.json")?.unwrap_or_default();
+        let config: ModelConfig = read_json_opt(dir, "config.json")?.ok_or_else(|| {
+            ModelError::MissingFile { dir: dir.to_path_buf(), file: "config.json".into() }
+        })?;
+        let mut processor: ProcessorConfig =
+            read_json_opt(dir, "processor_config.json")?.unwrap_or_default();
         let (image_processor, video_processor) = Self::vision_processors(dir, &mut processor)?;
-        let tokenizer_config: TokenizerConfig = read_json_opt(dir, "tokenizer_config.json")?.unwrap_or_default();
+        let tokenizer_config: TokenizerConfig =
+            read_json_opt(dir, "tokenizer_config.json")?.unwrap_or_default();
         let tokenizer_json = Some(dir.join("tokenizer.json")).filter(|p| p.is_file());
         let chat_template = Self::chat_template(dir, &processor, &tokenizer_config)?;
         let generation = read_json_opt(dir, "generation_config.json")?.unwrap_or_default();
         let manifest_path = dir.join(MANIFEST_FILE);
-        let manifest = if manifest_path.is_file() { Some(Manifest::parse(&read_text(&manifest_path)?)?) } else { None };
+        let manifest = if manifest_path.is_file() {
+            Some(Manifest::parse(&read_text(&manifest_path)?)?)
+        } else {
+            None
+        };
         Ok(ModelFiles {
             dir: dir.to_path_buf(),
             config,
@@ -87,9 +94,14 @@ impl ModelFiles {
     fn vision_processors(
         dir: &Path,
         processor: &mut ProcessorConfig,
-    ) -> Result<(Option<(VisionProcessorConfig, String)>, Option<(VisionProcessorConfig, String)>), ModelError> {
-        let preprocessor: Option<VisionProcessorConfig> = read_json_opt(dir, "preprocessor_config.json")?;
-        let video_pre: Option<VisionProcessorConfig> = read_json_opt(dir, "video_preprocessor_config.json")?;
+    ) -> Result<
+        (Option<(VisionProcessorConfig, String)>, Option<(VisionProcessorConfig, String)>),
+        ModelError,
+    > {
+        let preprocessor: Option<VisionProcessorConfig> =
+            read_json_opt(dir, "preprocessor_config.json")?;
+        let video_pre: Option<VisionProcessorConfig> =
+            read_json_opt(dir, "video_preprocessor_config.json")?;
         let image = match (processor.image_processor.take(), preprocessor.clone()) {
             (Some(p), _) => Some((p, "processor_config.json[image_processor]".to_string())),
             (None, Some(p)) => Some((p, "preprocessor_config.json".to_string())),
@@ -116,11 +128,17 @@ impl ModelFiles {
         Ok(if jinja.is_file() {
             Some((read_text(&jinja)?, "chat_template.jinja".to_string()))
         } else if let Some(t) = read_json_opt::<ChatTemplateJson>(dir, "chat_template.json")? {
-            Some((template_from_value(&t.chat_template, "chat_template.json")?, "chat_template.json".to_string()))
+            Some((
+                template_from_value(&t.chat_template, "chat_template.json")?,
+                "chat_template.json".to_string(),
+            ))
         } else if let Some(t) = processor.chat_template.clone() {
             Some((t, "processor_config.json".to_string()))
         } else if let Some(v) = &tokenizer_config.chat_template {
-            Some((template_from_value(v, "tokenizer_config.json")?, "tokenizer_config.json".to_string()))
+            Some((
+                template_from_value(v, "tokenizer_config.json")?,
+                "tokenizer_config.json".to_string(),
+            ))
         } else {
             None
         })
@@ -150,7 +168,11 @@ impl ModelFiles {
 
     /// The precisions of every graph the directory has at least one variant of.
     pub fn available_graphs(&self) -> Vec<(Graph, Vec<Precision>)> {
-        Graph::ALL.into_iter().map(|g| (g, self.precisions(g))).filter(|(_, p)| !p.is_empty()).collect()
+        Graph::ALL
+            .into_iter()
+            .map(|g| (g, self.precisions(g)))
+            .filter(|(_, p)| !p.is_empty())
+            .collect()
     }
 }
 
@@ -159,7 +181,8 @@ mod tests {
     use super::*;
 
     fn scratch(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("vidlm-model-files-{}-{name}", std::process::id()));
+        let d =
+            std::env::temp_dir().join(format!("vidlm-model-files-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(d.join("onnx")).unwrap();
         d
@@ -168,7 +191,11 @@ mod tests {
     #[test]
     fn reads_both_layouts_and_lists_precisions() {
         let d = scratch("v5");
-        std::fs::write(d.join("config.json"), r#"{"model_type": "llava_onevision", "text_config": {"max_position_embeddings": 64}}"#).unwrap();
+        std::fs::write(
+            d.join("config.json"),
+            r#"{"model_type": "llava_onevision", "text_config": {"max_position_embeddings": 64}}"#,
+        )
+        .unwrap();
         std::fs::write(
             d.join("processor_config.json"),
             r#"{"num_image_tokens": 729, "image_processor": {"size": {"height": 384, "width": 384}},
@@ -182,15 +209,24 @@ mod tests {
         let m = ModelFiles::read(&d).unwrap();
         assert_eq!(m.family().unwrap(), Family::Onevision);
         assert_eq!(m.config.text().max_position_embeddings, Some(64));
-        assert_eq!(m.image_processor.as_ref().map(|p| p.1.as_str()), Some("processor_config.json[image_processor]"));
-        assert_eq!(m.video_processor.as_ref().map(|p| p.1.as_str()), Some("processor_config.json[video_processor]"));
+        assert_eq!(
+            m.image_processor.as_ref().map(|p| p.1.as_str()),
+            Some("processor_config.json[image_processor]")
+        );
+        assert_eq!(
+            m.video_processor.as_ref().map(|p| p.1.as_str()),
+            Some("processor_config.json[video_processor]")
+        );
         assert!(m.processor.image_processor.is_none());
         assert_eq!(m.chat_template.as_ref().map(|t| t.1.as_str()), Some("chat_template.jinja"));
         assert!(m.tokenizer_json.is_none());
         assert_eq!(m.precisions(Graph::VisionEncoder), vec![Precision::Fp32, Precision::Q4]);
         assert_eq!(
             m.available_graphs(),
-            vec![(Graph::VisionEncoder, vec![Precision::Fp32, Precision::Q4]), (Graph::EmbedTokens, vec![Precision::Fp16])]
+            vec![
+                (Graph::VisionEncoder, vec![Precision::Fp32, Precision::Q4]),
+                (Graph::EmbedTokens, vec![Precision::Fp16])
+            ]
         );
         let _ = std::fs::remove_dir_all(&d);
     }
@@ -198,12 +234,16 @@ mod tests {
     #[test]
     fn missing_and_malformed_files_are_named() {
         let d = scratch("bad");
-        assert!(matches!(ModelFiles::read(&d), Err(ModelError::MissingFile { ref file, .. }) if file == "config.json"));
+        assert!(
+            matches!(ModelFiles::read(&d), Err(ModelError::MissingFile { ref file, .. }) if file == "config.json")
+        );
         std::fs::write(d.join("config.json"), r#"{"model_type": "bert"}"#).unwrap();
         let m = ModelFiles::read(&d).unwrap();
         assert!(matches!(m.family(), Err(ModelError::UnsupportedModel { .. })));
         std::fs::write(d.join("preprocessor_config.json"), "{").unwrap();
-        assert!(matches!(ModelFiles::read(&d), Err(ModelError::Json { ref file, .. }) if file == "preprocessor_config.json"));
+        assert!(
+            matches!(ModelFiles::read(&d), Err(ModelError::Json { ref file, .. }) if file == "preprocessor_config.json")
+        );
         let e = ModelFiles::read(d.join("nope")).unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::NotFound);
         let _ = std::fs::remove_dir_all(&d);

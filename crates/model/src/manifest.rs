@@ -67,7 +67,10 @@ impl Manifest {
                 return Err(ModelError::InvalidField {
                     file: MANIFEST_FILE.into(),
                     field: "graphs".into(),
-                    message: format!("{} {} is in {:?}, expected {want:?}", g.name, g.dtype, g.file),
+                    message: format!(
+                        "{} {} is in {:?}, expected {want:?}",
+                        g.name, g.dtype, g.file
+                    ),
                 });
             }
         }
@@ -76,7 +79,8 @@ impl Manifest {
 
     /// The precisions the manifest lists for `graph`.
     pub fn precisions(&self, graph: Graph) -> Vec<Precision> {
-        let mut v: Vec<Precision> = self.graphs.iter().filter(|g| g.name == graph).map(|g| g.dtype).collect();
+        let mut v: Vec<Precision> =
+            self.graphs.iter().filter(|g| g.name == graph).map(|g| g.dtype).collect();
         v.sort();
         v.dedup();
         v
@@ -99,8 +103,14 @@ mod tests {
         assert!(m.precisions(Graph::VideoEncoder).is_empty());
         let bad = Manifest::parse(r#"{"precision_suffixes": {"fp16": "_half"}}"#).unwrap_err();
         assert!(matches!(bad, ModelError::InvalidField { .. }), "{bad}");
-        let bad = Manifest::parse(r#"{"graphs": [{"name": "embed_tokens", "dtype": "q4", "file": "embed_tokens.onnx"}]}"#).unwrap_err();
+        let bad = Manifest::parse(
+            r#"{"graphs": [{"name": "embed_tokens", "dtype": "q4", "file": "embed_tokens.onnx"}]}"#,
+        )
+        .unwrap_err();
         assert!(matches!(bad, ModelError::InvalidField { .. }), "{bad}");
-        assert!(matches!(Manifest::parse(r#"{"graphs": [{"name": "x", "dtype": "fp32", "file": "x.onnx"}]}"#), Err(ModelError::Json { .. })));
+        assert!(matches!(
+            Manifest::parse(r#"{"graphs": [{"name": "x", "dtype": "fp32", "file": "x.onnx"}]}"#),
+            Err(ModelError::Json { .. })
+        ));
     }
 }

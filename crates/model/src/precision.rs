@@ -9,7 +9,9 @@ use std::fmt;
 use std::str::FromStr;
 
 /// A precision variant of a graph.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum Precision {
@@ -28,7 +30,8 @@ pub enum Precision {
 
 impl Precision {
     /// Every precision, in order of decreasing size.
-    pub const ALL: [Precision; 5] = [Precision::Fp32, Precision::Fp16, Precision::Q8, Precision::Q4, Precision::Q4f16];
+    pub const ALL: [Precision; 5] =
+        [Precision::Fp32, Precision::Fp16, Precision::Q8, Precision::Q4, Precision::Q4f16];
 
     /// The file-name suffix (`""`, `"_fp16"`, `"_quantized"`, `"_q4"`, `"_q4f16"`).
     pub fn suffix(self) -> &'static str {
@@ -100,7 +103,8 @@ pub enum Graph {
 
 impl Graph {
     /// Every graph.
-    pub const ALL: [Graph; 4] = [Graph::VisionEncoder, Graph::VideoEncoder, Graph::EmbedTokens, Graph::DecoderModelMerged];
+    pub const ALL: [Graph; 4] =
+        [Graph::VisionEncoder, Graph::VideoEncoder, Graph::EmbedTokens, Graph::DecoderModelMerged];
 
     /// The file stem (`vision_encoder`, …).
     pub fn name(self) -> &'static str {
@@ -161,11 +165,17 @@ mod tests {
             assert_eq!(p.name().parse::<Precision>(), Ok(p));
             assert_eq!(p.to_string(), p.name());
             assert_eq!(Precision::from_suffix(p.suffix()), Some(p));
-            assert_eq!(serde_json::to_value(p).ok(), Some(serde_json::Value::String(p.name().into())));
+            assert_eq!(
+                serde_json::to_value(p).ok(),
+                Some(serde_json::Value::String(p.name().into()))
+            );
         }
         assert_eq!("quantized".parse::<Precision>(), Ok(Precision::Q8));
         assert!("int3".parse::<Precision>().is_err());
-        assert_eq!(Graph::DecoderModelMerged.file(Precision::Q4f16), "onnx/decoder_model_merged_q4f16.onnx");
+        assert_eq!(
+            Graph::DecoderModelMerged.file(Precision::Q4f16),
+            "onnx/decoder_model_merged_q4f16.onnx"
+        );
         assert_eq!(Graph::VisionEncoder.file(Precision::Fp32), "onnx/vision_encoder.onnx");
         assert_eq!(Precisions::all(Precision::Q4).of(Graph::VideoEncoder), Precision::Q4);
     }

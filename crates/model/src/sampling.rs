@@ -72,7 +72,9 @@ pub enum SamplingError {
     #[error("the video's frame rate is unknown, so fps-based sampling is impossible")]
     UnknownVideoFps,
     /// Time-based sampling needs the frames' timestamps, which decoded arrays do not have.
-    #[error("sampling by presentation time needs the frames' timestamps (decode the file instead)")]
+    #[error(
+        "sampling by presentation time needs the frames' timestamps (decode the file instead)"
+    )]
     NeedsTimestamps,
     /// The `start..end` time range is inverted, not finite, or holds no frame.
     #[error("the time range {start}..{end} s holds no frame")]
@@ -128,7 +130,9 @@ pub fn fps_num_frames(total: usize, video_fps: f64, fps: f64) -> usize {
 pub fn cap_frames(v: Vec<usize>, max: Option<usize>) -> Result<Vec<usize>, SamplingError> {
     match max {
         Some(0) => Err(SamplingError::ZeroFrames),
-        Some(m) if v.len() > m => Ok(uniform_indices(v.len(), m).into_iter().map(|i| v[i]).collect()),
+        Some(m) if v.len() > m => {
+            Ok(uniform_indices(v.len(), m).into_iter().map(|i| v[i]).collect())
+        }
         _ => Ok(v),
     }
 }
@@ -184,7 +188,9 @@ pub fn select_frames(
             if !f.is_finite() || *f <= 0.0 {
                 return Err(SamplingError::InvalidFps(*f));
             }
-            let vf = video_fps.filter(|v| v.is_finite() && *v > 0.0).ok_or(SamplingError::UnknownVideoFps)?;
+            let vf = video_fps
+                .filter(|v| v.is_finite() && *v > 0.0)
+                .ok_or(SamplingError::UnknownVideoFps)?;
             uniform(fps_num_frames(count, vf, *f))
         }
         Sampling::Indices(v) => {
@@ -212,7 +218,12 @@ pub fn select_frames(
 mod tests {
     use super::*;
 
-    fn sel(s: Sampling, count: usize, fps: Option<f64>, max: Option<usize>) -> Result<Vec<usize>, SamplingError> {
+    fn sel(
+        s: Sampling,
+        count: usize,
+        fps: Option<f64>,
+        max: Option<usize>,
+    ) -> Result<Vec<usize>, SamplingError> {
         select_frames(&s, count, fps, max, false)
     }
 
@@ -237,15 +248,33 @@ mod tests {
 
     #[test]
     fn errors_are_typed() {
-        assert_eq!(sel(Sampling::NumFrames(11), 10, None, None), Err(SamplingError::TooManyFrames { requested: 11, available: 10 }));
-        assert_eq!(select_frames(&Sampling::NumFrames(11), 10, None, None, true).unwrap(), (0..10).collect::<Vec<_>>());
+        assert_eq!(
+            sel(Sampling::NumFrames(11), 10, None, None),
+            Err(SamplingError::TooManyFrames { requested: 11, available: 10 })
+        );
+        assert_eq!(
+            select_frames(&Sampling::NumFrames(11), 10, None, None, true).unwrap(),
+            (0..10).collect::<Vec<_>>()
+        );
         assert_eq!(sel(Sampling::NumFrames(0), 10, None, None), Err(SamplingError::ZeroFrames));
         assert_eq!(sel(Sampling::Fps(2.0), 10, None, None), Err(SamplingError::UnknownVideoFps));
-        assert_eq!(sel(Sampling::Fps(-1.0), 10, Some(10.0), None), Err(SamplingError::InvalidFps(-1.0)));
-        assert_eq!(sel(Sampling::Times(vec![0.0]), 10, None, None), Err(SamplingError::NeedsTimestamps));
+        assert_eq!(
+            sel(Sampling::Fps(-1.0), 10, Some(10.0), None),
+            Err(SamplingError::InvalidFps(-1.0))
+        );
+        assert_eq!(
+            sel(Sampling::Times(vec![0.0]), 10, None, None),
+            Err(SamplingError::NeedsTimestamps)
+        );
         assert_eq!(sel(Sampling::All, 0, None, None), Err(SamplingError::NoFrames));
-        assert_eq!(sel(Sampling::Indices(vec![10]), 10, None, None), Err(SamplingError::IndexOutOfRange { index: 10, count: 10 }));
-        assert_eq!(SamplingError::TooManyFrames { requested: 2, available: 1 }.kind(), ErrorKind::BadRequest);
+        assert_eq!(
+            sel(Sampling::Indices(vec![10]), 10, None, None),
+            Err(SamplingError::IndexOutOfRange { index: 10, count: 10 })
+        );
+        assert_eq!(
+            SamplingError::TooManyFrames { requested: 2, available: 1 }.kind(),
+            ErrorKind::BadRequest
+        );
     }
 
     #[test]

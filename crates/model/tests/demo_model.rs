@@ -24,13 +24,18 @@ fn reads_every_file_of_the_demo_model() {
     assert_eq!(m.config.image_grid_pinpoints.as_ref().map(Vec::len), Some(5));
     // The processor files (hub layout), tokenizer, template, generation config.
     assert_eq!(m.image_processor.as_ref().map(|p| p.1.as_str()), Some("preprocessor_config.json"));
-    assert_eq!(m.video_processor.as_ref().map(|p| p.1.as_str()), Some("video_preprocessor_config.json"));
+    assert_eq!(
+        m.video_processor.as_ref().map(|p| p.1.as_str()),
+        Some("video_preprocessor_config.json")
+    );
     assert!(m.tokenizer_json.is_some());
     assert_eq!(m.chat_template.as_ref().map(|t| t.1.as_str()), Some("chat_template.json"));
     assert_eq!(m.generation.eos_token_id.as_ref().map(|e| e.to_vec()), Some(vec![2]));
     // The manifest and the files agree on the precisions (the demo ships fp32 only).
     let manifest = m.manifest.as_ref().expect("demo model has a manifest");
-    for g in [Graph::VisionEncoder, Graph::VideoEncoder, Graph::EmbedTokens, Graph::DecoderModelMerged] {
+    for g in
+        [Graph::VisionEncoder, Graph::VideoEncoder, Graph::EmbedTokens, Graph::DecoderModelMerged]
+    {
         assert_eq!(m.precisions(g), vec![Precision::Fp32], "{g}");
         assert_eq!(manifest.precisions(g), vec![Precision::Fp32], "{g}");
     }

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use ndarray::{Array3, Array4};
 use serde_json::{json, Value};
 use vidlm_decoder::{FinishReason, GenerationOptions};
-use vidlm_media_source::{decode_image, decode_video, FrameSampling, MediaError, MediaPolicy, Source};
+use vidlm_media_source::{
+    decode_image, decode_video, FrameSampling, MediaError, MediaPolicy, Source,
+};
 use vidlm_processor::{Conversation, ImageInput, MediaInput, VideoInput};
 
 use crate::error::RequestError;
@@ -115,7 +117,10 @@ impl ChatRequest {
 
     /// Validates a parsed request: the model name, every option's range, the media count and
     /// every media reference against the policy (no media is fetched or decoded here).
-    pub fn from_request(req: ChatCompletionRequest, ctx: &RequestContext) -> Result<ChatRequest, RequestError> {
+    pub fn from_request(
+        req: ChatCompletionRequest,
+        ctx: &RequestContext,
+    ) -> Result<ChatRequest, RequestError> {
         if !ctx.model_names.iter().any(|m| *m == req.model) {
             return Err(RequestError::ModelNotFound(req.model.clone()));
         }
@@ -123,15 +128,23 @@ impl ChatRequest {
         let sampling = frame_sampling(&req, ctx.media.limits.max_frames)?;
         let stream = req.stream.unwrap_or(false);
         if req.stream_options.is_some() && !stream {
-            return Err(invalid("stream_options", "stream_options is only allowed when stream is true"));
+            return Err(invalid(
+                "stream_options",
+                "stream_options is only allowed when stream is true",
+            ));
         }
-        let include_usage = req.stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false);
+        let include_usage =
+            req.stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false);
         let logprobs = match (req.logprobs.unwrap_or(false), req.top_logprobs) {
-            (false, Some(_)) => return Err(invalid("top_logprobs", "top_logprobs needs logprobs: true")),
+            (false, Some(_)) => {
+                return Err(invalid("top_logprobs", "top_logprobs needs logprobs: true"))
+            }
             (false, None) => None,
             (true, None) => Some(0),
             (true, Some(n)) if (0..=20).contains(&n) => Some(n as usize),
-            (true, Some(n)) => return Err(invalid("top_logprobs", format!("must be between 0 and 20, got {n}"))),
+            (true, Some(n)) => {
+                return Err(invalid("top_logprobs", format!("must be between 0 and 20, got {n}")))
+            }
         };
         let stop = req.stop.as_ref().map(|s| s.to_vec()).unwrap_or_default();
         if stop.len() > 16 {
@@ -142,7 +155,17 @@ impl ChatRequest {
         if !stop.is_empty() {
             generation.stop_strings = Some(stop.clone());
         }
-        Ok(ChatRequest { model: ctx.model_id().to_string(), messages, media, generation, sampling, stop, stream, include_usage, logprobs })
+        Ok(ChatRequest {
+            model: ctx.model_id().to_string(),
+            messages,
+            media,
+            generation,
+            sampling,
+            stop,
+            stream,
+            include_usage,
+            logprobs,
+        })
     }
 
     /// Loads and decodes the media one after the other (fetching remote ones), with the
@@ -152,11 +175,16 @@ impl ChatRequest {
         self.media
             .iter()
             .map(|m| {
-                let wrap = |source: MediaError| RequestError::Media { param: m.param.clone(), source };
+                let wrap =
+                    |source: MediaError| RequestError::Media { param: m.param.clone(), source };
                 let loaded = policy.load(&m.source).map_err(wrap)?;
                 Ok(match m.kind {
-                    MediaKind::Image => DecodedMedia::Image(Arc::new(decode_image(&loaded, &policy.limits).map_err(wrap)?)),
-                    MediaKind::Video => DecodedMedia::Video(Arc::new(decode_video(&loaded, &self.sampling, &policy.limits).map_err(wrap)?)),
+                    MediaKind::Image => DecodedMedia::Image(Arc::new(
+                        decode_image(&loaded, &policy.limits).map_err(wrap)?,
+                    )),
+                    MediaKind::Video => DecodedMedia::Video(Arc::new(
+                        decode_video(&loaded, &self.sampling, &policy.limits).map_err(wrap)?,
+                    )),
                 })
             })
             .collect()
@@ -176,7 +204,15 @@ impl ChatRequest {
         let text = trim_at_stop(text, &self.stop).to_string();
         let usage = Usage::new(prompt_tokens, completion_tokens);
         let logprobs = self.logprobs.map(|_| logprobs.unwrap_or_default());
-        completion(&completion_id(), &self.model, unix_now(), text, finish_reason(finish), usage, logprobs)
+        completion(
+            &completion_id(),
+            &self.model,
+            unix_now(),
+            text,
+            finish_reason(finish),
+            usage,
+            logprobs,
+        )
     }
 
     /// vidlm's conversation: the messages with the decoded media (one per [`ChatRequest::media`]
@@ -184,7 +220,14 @@ impl ChatRequest {
     /// left unset.
     pub fn conversation(&self, media: Vec<DecodedMedia>) -> Result<Conversation, RequestError> {
         if media.len() != self.media.len() {
-            return Err(invalid("messages", format!("{} media items decoded for {} in the request", media.len(), self.media.len())));
+            return Err(invalid(
+                "messages",
+                format!(
+                    "{} media items decoded for {} in the request",
+                    media.len(),
+                    self.media.len()
+                ),
+            ));
         }
         let media = media
             .into_iter()
@@ -258,7 +301,9 @@ fn generation_options(req: &ChatCompletionRequest) -> Result<GenerationOptions, 
         }
         g.repetition_penalty = Some(r as f32);
     }
-    for (param, v) in [("frequency_penalty", req.frequency_penalty), ("presence_penalty", req.presence_penalty)] {
+    for (param, v) in
+        [("frequency_penalty", req.frequency_penalty), ("presence_penalty", req.presence_penalty)]
+    {
         if let Some(v) = v {
             if v != 0.0 {
                 return Err(unsupported(param, "not supported (use repetition_penalty)"));
@@ -294,7 +339,10 @@ fn frame_sampling(req: &ChatCompletionRequest, cap: usize) -> Result<FrameSampli
     }
     if let Some(n) = v.num_frames {
         if n < 1 {
-            return Err(invalid("media_io_kwargs.video.num_frames", format!("must be at least 1, got {n}")));
+            return Err(invalid(
+                "media_io_kwargs.video.num_frames",
+                format!("must be at least 1, got {n}"),
+            ));
         }
         let n = usize::try_from(n).unwrap_or(usize::MAX);
         if n > cap {
@@ -307,20 +355,29 @@ fn frame_sampling(req: &ChatCompletionRequest, cap: usize) -> Result<FrameSampli
     }
     if let Some(f) = v.fps {
         if !(f.is_finite() && f > 0.0) {
-            return Err(invalid("media_io_kwargs.video.fps", format!("must be a positive number, got {f}")));
+            return Err(invalid(
+                "media_io_kwargs.video.fps",
+                format!("must be a positive number, got {f}"),
+            ));
         }
         s.fps = Some(f);
     }
     if let Some(m) = v.max_frames {
         if m < 1 {
-            return Err(invalid("media_io_kwargs.video.max_frames", format!("must be at least 1, got {m}")));
+            return Err(invalid(
+                "media_io_kwargs.video.max_frames",
+                format!("must be at least 1, got {m}"),
+            ));
         }
         s.max_frames = Some(usize::try_from(m).unwrap_or(usize::MAX).min(cap));
     }
     Ok(s)
 }
 
-fn messages(req: &ChatCompletionRequest, policy: &MediaPolicy) -> Result<(Vec<Value>, Vec<MediaItem>), RequestError> {
+fn messages(
+    req: &ChatCompletionRequest,
+    policy: &MediaPolicy,
+) -> Result<(Vec<Value>, Vec<MediaItem>), RequestError> {
     if req.messages.is_empty() {
         return Err(invalid("messages", "at least one message is required"));
     }
@@ -329,11 +386,19 @@ fn messages(req: &ChatCompletionRequest, policy: &MediaPolicy) -> Result<(Vec<Va
         .messages
         .iter()
         .filter_map(|m| match &m.content {
-            Some(MessageContent::Parts(p)) => Some(p.iter().filter(|p| !matches!(p, ContentPart::Text { .. } | ContentPart::InputText { .. })).count()),
+            Some(MessageContent::Parts(p)) => Some(
+                p.iter()
+                    .filter(|p| {
+                        !matches!(p, ContentPart::Text { .. } | ContentPart::InputText { .. })
+                    })
+                    .count(),
+            ),
             _ => None,
         })
         .sum();
-    policy.check_count(count).map_err(|source| RequestError::Media { param: "messages".into(), source })?;
+    policy
+        .check_count(count)
+        .map_err(|source| RequestError::Media { param: "messages".into(), source })?;
     let mut out = Vec::with_capacity(req.messages.len());
     let mut media = Vec::with_capacity(count);
     for (mi, m) in req.messages.iter().enumerate() {
@@ -341,7 +406,12 @@ fn messages(req: &ChatCompletionRequest, policy: &MediaPolicy) -> Result<(Vec<Va
             "system" | "developer" => "system",
             "user" => "user",
             "assistant" => "assistant",
-            other => return Err(unsupported(&format!("messages[{mi}].role"), format!("role `{other}` is not supported (system, developer, user, assistant)"))),
+            other => {
+                return Err(unsupported(
+                    &format!("messages[{mi}].role"),
+                    format!("role `{other}` is not supported (system, developer, user, assistant)"),
+                ))
+            }
         };
         let content = match &m.content {
             None if role == "assistant" => Value::Array(Vec::new()),
@@ -357,15 +427,27 @@ fn messages(req: &ChatCompletionRequest, policy: &MediaPolicy) -> Result<(Vec<Va
                             list.push(json!({"type": "text", "text": text}));
                             continue;
                         }
-                        ContentPart::ImageUrl { image_url } | ContentPart::InputImage { image_url } => (MediaKind::Image, &image_url.url, "image_url"),
-                        ContentPart::VideoUrl { video_url } => (MediaKind::Video, &video_url.url, "video_url"),
-                        ContentPart::InputVideo { input_video } => (MediaKind::Video, &input_video.url, "input_video"),
+                        ContentPart::ImageUrl { image_url }
+                        | ContentPart::InputImage { image_url } => {
+                            (MediaKind::Image, &image_url.url, "image_url")
+                        }
+                        ContentPart::VideoUrl { video_url } => {
+                            (MediaKind::Video, &video_url.url, "video_url")
+                        }
+                        ContentPart::InputVideo { input_video } => {
+                            (MediaKind::Video, &input_video.url, "input_video")
+                        }
                     };
                     if role == "assistant" {
-                        return Err(unsupported(&format!("messages[{mi}].content[{pi}]"), "assistant messages cannot hold media"));
+                        return Err(unsupported(
+                            &format!("messages[{mi}].content[{pi}]"),
+                            "assistant messages cannot hold media",
+                        ));
                     }
                     let param = format!("messages[{mi}].content[{pi}].{field}.url");
-                    let source = policy.check(url).map_err(|source| RequestError::Media { param: param.clone(), source })?;
+                    let source = policy
+                        .check(url)
+                        .map_err(|source| RequestError::Media { param: param.clone(), source })?;
                     list.push(match kind {
                         MediaKind::Image => json!({"type": "image"}),
                         MediaKind::Video => json!({"type": "video"}),

@@ -51,15 +51,37 @@ impl RequestError {
     pub fn to_api_error(&self) -> ApiError {
         let msg = self.to_string();
         match self {
-            RequestError::InvalidBody { param, .. } => ApiError::new(400, "invalid_request_error", msg, param.clone(), Some("invalid_request")),
-            RequestError::InvalidParameter { param, .. } => {
-                ApiError::new(400, "invalid_request_error", msg, Some(param.clone()), Some("invalid_parameter"))
+            RequestError::InvalidBody { param, .. } => ApiError::new(
+                400,
+                "invalid_request_error",
+                msg,
+                param.clone(),
+                Some("invalid_request"),
+            ),
+            RequestError::InvalidParameter { param, .. } => ApiError::new(
+                400,
+                "invalid_request_error",
+                msg,
+                Some(param.clone()),
+                Some("invalid_parameter"),
+            ),
+            RequestError::Unsupported { param, .. } => ApiError::new(
+                400,
+                "invalid_request_error",
+                msg,
+                Some(param.clone()),
+                Some("unsupported_parameter"),
+            ),
+            RequestError::ModelNotFound(_) => ApiError::new(
+                404,
+                "invalid_request_error",
+                msg,
+                Some("model".into()),
+                Some("model_not_found"),
+            ),
+            RequestError::Media { param, source } => {
+                ApiError::from_media(source, Some(param.clone()))
             }
-            RequestError::Unsupported { param, .. } => {
-                ApiError::new(400, "invalid_request_error", msg, Some(param.clone()), Some("unsupported_parameter"))
-            }
-            RequestError::ModelNotFound(_) => ApiError::new(404, "invalid_request_error", msg, Some("model".into()), Some("model_not_found")),
-            RequestError::Media { param, source } => ApiError::from_media(source, Some(param.clone())),
         }
     }
 }
@@ -90,8 +112,20 @@ pub struct ErrorResponse {
 
 impl ApiError {
     /// An error with every field given.
-    pub fn new(status: u16, kind: &str, message: impl Into<String>, param: Option<String>, code: Option<&str>) -> Self {
-        ApiError { status, message: message.into(), kind: kind.into(), param, code: code.map(str::to_string) }
+    pub fn new(
+        status: u16,
+        kind: &str,
+        message: impl Into<String>,
+        param: Option<String>,
+        code: Option<&str>,
+    ) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+            kind: kind.into(),
+            param,
+            code: code.map(str::to_string),
+        }
     }
 
     /// 400 for a malformed request.
@@ -112,7 +146,13 @@ impl ApiError {
 
     /// 413: the body is over the limit.
     pub fn body_too_large(limit: usize) -> Self {
-        ApiError::new(413, "invalid_request_error", format!("Request body is larger than the limit of {limit} bytes."), None, Some("request_too_large"))
+        ApiError::new(
+            413,
+            "invalid_request_error",
+            format!("Request body is larger than the limit of {limit} bytes."),
+            None,
+            Some("request_too_large"),
+        )
     }
 
     /// 503: the queue is full (send with `Retry-After`).
@@ -128,7 +168,13 @@ impl ApiError {
 
     /// 503: the model is still loading.
     pub fn loading() -> Self {
-        ApiError::new(503, "server_error", "The model is still loading.", None, Some("model_loading"))
+        ApiError::new(
+            503,
+            "server_error",
+            "The model is still loading.",
+            None,
+            Some("model_loading"),
+        )
     }
 
     /// 500: a failure that is the server's fault.
@@ -138,7 +184,13 @@ impl ApiError {
 
     /// 404 for an unknown route.
     pub fn not_found(path: &str) -> Self {
-        ApiError::new(404, "invalid_request_error", format!("No route {path}."), None, Some("not_found"))
+        ApiError::new(
+            404,
+            "invalid_request_error",
+            format!("No route {path}."),
+            None,
+            Some("not_found"),
+        )
     }
 
     /// The status and code for a media failure.
@@ -154,7 +206,13 @@ impl ApiError {
             Some(p) => format!("{p}: {e}"),
             None => e.to_string(),
         };
-        ApiError::new(status, if status == 403 { "permission_error" } else { "invalid_request_error" }, message, param, Some(code))
+        ApiError::new(
+            status,
+            if status == 403 { "permission_error" } else { "invalid_request_error" },
+            message,
+            param,
+            Some(code),
+        )
     }
 
     /// The JSON body.
@@ -164,7 +222,9 @@ impl ApiError {
 
     /// The JSON body as a string.
     pub fn to_json(&self) -> String {
-        serde_json::to_string(&self.body()).unwrap_or_else(|_| r#"{"error":{"message":"error","type":"server_error","param":null,"code":null}}"#.into())
+        serde_json::to_string(&self.body()).unwrap_or_else(|_| {
+            r#"{"error":{"message":"error","type":"server_error","param":null,"code":null}}"#.into()
+        })
     }
 }
 

@@ -7,7 +7,8 @@ use tokenizers::Tokenizer;
 use vidlm_decoder::{FinishReason, TokenLogprobs};
 
 use crate::types::{
-    AssistantMessage, ChatCompletion, ChatCompletionChunk, Choice, ChoiceLogprobs, ChunkChoice, Delta, TokenLogprob, TopLogprob, Usage,
+    AssistantMessage, ChatCompletion, ChatCompletionChunk, Choice, ChoiceLogprobs, ChunkChoice,
+    Delta, TokenLogprob, TopLogprob, Usage,
 };
 
 /// OpenAI's `finish_reason` for vidlm's: `stop` (end of sequence, stop sequence), `length`
@@ -22,7 +23,10 @@ pub fn finish_reason(r: FinishReason) -> &'static str {
 
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// A fresh, unique id: `chatcmpl-` and 32 hex digits (random per process, then a counter).
@@ -41,7 +45,12 @@ fn random_hex() -> String {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let mut a = std::collections::hash_map::RandomState::new().build_hasher();
     a.write_u64(n);
-    a.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    a.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
     let mut b = std::collections::hash_map::RandomState::new().build_hasher();
     b.write_u64(a.finish());
     b.write_u64(n);
@@ -49,7 +58,15 @@ fn random_hex() -> String {
 }
 
 /// A non-streamed completion.
-pub fn completion(id: &str, model: &str, created: u64, text: String, finish: &str, usage: Usage, logprobs: Option<ChoiceLogprobs>) -> ChatCompletion {
+pub fn completion(
+    id: &str,
+    model: &str,
+    created: u64,
+    text: String,
+    finish: &str,
+    usage: Usage,
+    logprobs: Option<ChoiceLogprobs>,
+) -> ChatCompletion {
     ChatCompletion {
         id: id.to_string(),
         object: "chat.completion".into(),
@@ -97,9 +114,22 @@ impl ChunkBuilder {
     }
 
     /// A content chunk (`finish` set only on the last one).
-    pub fn content(&self, text: String, logprobs: Option<ChoiceLogprobs>, finish: Option<&str>) -> ChatCompletionChunk {
+    pub fn content(
+        &self,
+        text: String,
+        logprobs: Option<ChoiceLogprobs>,
+        finish: Option<&str>,
+    ) -> ChatCompletionChunk {
         let delta = Delta { role: None, content: Some(text) };
-        self.chunk(vec![ChunkChoice { index: 0, delta, logprobs, finish_reason: finish.map(str::to_string) }], None)
+        self.chunk(
+            vec![ChunkChoice {
+                index: 0,
+                delta,
+                logprobs,
+                finish_reason: finish.map(str::to_string),
+            }],
+            None,
+        )
     }
 
     /// The usage chunk (no choices), sent after the last choice chunk when asked for.
@@ -138,7 +168,11 @@ pub fn trim_at_stop<'a>(text: &'a str, stops: &[String]) -> &'a str {
 impl StopTrimmer {
     /// A trimmer for these sequences (empty ones are ignored).
     pub fn new(stops: &[String]) -> Self {
-        StopTrimmer { stops: stops.iter().filter(|s| !s.is_empty()).cloned().collect(), held: String::new(), stopped: false }
+        StopTrimmer {
+            stops: stops.iter().filter(|s| !s.is_empty()).cloned().collect(),
+            held: String::new(),
+            stopped: false,
+        }
     }
 
     /// Whether a stop sequence has been seen (everything after it is dropped).
@@ -188,7 +222,12 @@ impl StopTrimmer {
 
 /// The log-probabilities of one generated token as the API returns them: the token's text and
 /// bytes, and its `top` alternatives (token id, log-probability), most likely first.
-pub fn token_logprob(tokenizer: &Tokenizer, token_id: u32, logprob: f32, top: &[(u32, f32)]) -> TokenLogprob {
+pub fn token_logprob(
+    tokenizer: &Tokenizer,
+    token_id: u32,
+    logprob: f32,
+    top: &[(u32, f32)],
+) -> TokenLogprob {
     let text = |id: u32| tokenizer.decode(&[id], false).unwrap_or_default();
     let t = text(token_id);
     TokenLogprob {
@@ -207,8 +246,18 @@ pub fn token_logprob(tokenizer: &Tokenizer, token_id: u32, logprob: f32, top: &[
 
 /// [`token_logprob`] of a token as the decoder reports it, with at most `n` alternatives (the
 /// request's `top_logprobs`). The server (both modes) and the batch runner build `logprobs` with it.
-pub fn choice_logprob(tokenizer: &Tokenizer, n: usize, token_id: i64, lp: &TokenLogprobs) -> TokenLogprob {
-    let top: Vec<(u32, f32)> = lp.top.iter().take(n).filter_map(|&(id, l)| u32::try_from(id).ok().map(|i| (i, l))).collect();
+pub fn choice_logprob(
+    tokenizer: &Tokenizer,
+    n: usize,
+    token_id: i64,
+    lp: &TokenLogprobs,
+) -> TokenLogprob {
+    let top: Vec<(u32, f32)> = lp
+        .top
+        .iter()
+        .take(n)
+        .filter_map(|&(id, l)| u32::try_from(id).ok().map(|i| (i, l)))
+        .collect();
     token_logprob(tokenizer, u32::try_from(token_id).unwrap_or(0), lp.logprob, &top)
 }
 
@@ -258,7 +307,12 @@ mod tests {
 
     #[test]
     fn chunks_serialize_like_openai() {
-        let b = ChunkBuilder { id: "chatcmpl-1".into(), model: "m".into(), created: 1, include_usage: true };
+        let b = ChunkBuilder {
+            id: "chatcmpl-1".into(),
+            model: "m".into(),
+            created: 1,
+            include_usage: true,
+        };
         let v = serde_json::to_value(b.role()).unwrap_or_default();
         assert_eq!(v["choices"][0]["delta"]["role"], "assistant");
         assert!(v["usage"].is_null() && v.as_object().is_some_and(|o| o.contains_key("usage")));
@@ -266,7 +320,8 @@ mod tests {
         assert_eq!(v["usage"]["total_tokens"], 7);
         assert_eq!(v["choices"].as_array().map(Vec::len), Some(0));
         let nb = ChunkBuilder { include_usage: false, ..b };
-        let v = serde_json::to_value(nb.content("x".into(), None, Some("stop"))).unwrap_or_default();
+        let v =
+            serde_json::to_value(nb.content("x".into(), None, Some("stop"))).unwrap_or_default();
         assert!(v.get("usage").is_none());
         assert_eq!(v["choices"][0]["finish_reason"], "stop");
     }

@@ -411,7 +411,12 @@ impl ModelList {
     pub fn single(id: &str, created: u64) -> Self {
         ModelList {
             object: "list".into(),
-            data: vec![ModelCard { id: id.to_string(), object: "model".into(), created, owned_by: "vidlm".into() }],
+            data: vec![ModelCard {
+                id: id.to_string(),
+                object: "model".into(),
+                created,
+                owned_by: "vidlm".into(),
+            }],
         }
     }
 }

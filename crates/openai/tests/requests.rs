@@ -4,14 +4,19 @@ use std::path::PathBuf;
 
 use serde_json::{json, Value};
 use vidlm_openai::types::{ChatCompletionRequest, ContentPart, MessageContent};
-use vidlm_openai::{ChatRequest, MediaKind, MediaLimits, MediaPolicy, RequestContext, RequestError};
+use vidlm_openai::{
+    ChatRequest, MediaKind, MediaLimits, MediaPolicy, RequestContext, RequestError,
+};
 
 fn assets() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../assets").canonicalize().expect("assets")
 }
 
 fn ctx() -> RequestContext {
-    RequestContext { model_names: vec!["demo-model".into(), "assets/demo-model".into()], media: MediaPolicy::default().with_local_path(assets()).expect("assets") }
+    RequestContext {
+        model_names: vec!["demo-model".into(), "assets/demo-model".into()],
+        media: MediaPolicy::default().with_local_path(assets()).expect("assets"),
+    }
 }
 
 fn video_url() -> String {
@@ -56,7 +61,10 @@ fn multi_turn_with_interleaved_media() {
     let r = parse(body).expect("valid");
     assert_eq!(r.model, "demo-model", "responses carry the listed id");
     let kinds: Vec<MediaKind> = r.media.iter().map(|m| m.kind).collect();
-    assert_eq!(kinds, [MediaKind::Image, MediaKind::Video, MediaKind::Video, MediaKind::Video, MediaKind::Image]);
+    assert_eq!(
+        kinds,
+        [MediaKind::Image, MediaKind::Video, MediaKind::Video, MediaKind::Video, MediaKind::Image]
+    );
     assert_eq!(r.media[1].param, "messages[1].content[2].video_url.url");
     assert_eq!(r.media[2].param, "messages[1].content[3].input_video.url");
     assert_eq!(
@@ -70,7 +78,10 @@ fn multi_turn_with_interleaved_media() {
     );
     let g = &r.generation;
     assert_eq!(g.max_new_tokens, Some(7), "max_completion_tokens wins");
-    assert_eq!((g.do_sample, g.temperature, g.top_p, g.top_k, g.min_p, g.repetition_penalty), (Some(true), Some(0.5), Some(0.9), Some(0), Some(0.1), Some(1.2)));
+    assert_eq!(
+        (g.do_sample, g.temperature, g.top_p, g.top_k, g.min_p, g.repetition_penalty),
+        (Some(true), Some(0.5), Some(0.9), Some(0), Some(0.1), Some(1.2))
+    );
     assert_eq!(g.seed, Some(42));
     assert_eq!(r.stop, ["\n"]);
     assert_eq!(g.stop_strings.as_deref(), Some(&["\n".to_string()][..]));
@@ -93,48 +104,205 @@ fn defaults_leave_the_model_config_in_charge() {
     let r = parse(json!({"model": "demo-model", "messages": [{"role": "user", "content": "hi"}], "temperature": 0})).expect("valid");
     assert_eq!(r.generation.do_sample, Some(false));
     let r = parse(json!({"model": "demo-model", "messages": [{"role": "user", "content": "x"}],
-        "media_io_kwargs": {"video": {"fps": 2.0, "max_frames": 8}}})).expect("valid");
+        "media_io_kwargs": {"video": {"fps": 2.0, "max_frames": 8}}}))
+    .expect("valid");
     assert_eq!((r.sampling.fps, r.sampling.max_frames), (Some(2.0), Some(8)));
     let r = parse(json!({"model": "demo-model", "messages": [{"role": "user", "content": "x"}],
-        "media_io_kwargs": {"video": {"fps": 2.0, "max_frames": 800}}})).expect("valid");
+        "media_io_kwargs": {"video": {"fps": 2.0, "max_frames": 800}}}))
+    .expect("valid");
     assert_eq!(r.sampling.max_frames, Some(32), "a request cannot raise the cap");
 }
 
 #[test]
 fn bad_bodies_get_openai_errors() {
     let cases: Vec<(Value, u16, &str, Option<&str>)> = vec![
-        (json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}), 404, "model_not_found", Some("model")),
+        (
+            json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}),
+            404,
+            "model_not_found",
+            Some("model"),
+        ),
         (json!({"messages": [{"role": "user", "content": "x"}]}), 400, "invalid_request", None),
-        (json!({"model": "demo-model", "messages": [{"role": "user", "content": 5}]}), 400, "invalid_request", Some("messages[0].content")),
-        (user(json!([{"type": "audio_url", "audio_url": {"url": "x"}}])), 400, "invalid_request", Some("messages[0].content[0].type")),
-        (user(json!([{"type": "video_url", "video_url": {"nourl": 1}}])), 400, "invalid_request", Some("messages[0].content[0]")),
-        (json!({"model": "demo-model", "messages": []}), 400, "invalid_parameter", Some("messages")),
-        (json!({"model": "demo-model", "messages": [{"role": "tool", "content": "x"}]}), 400, "unsupported_parameter", Some("messages[0].role")),
-        (json!({"model": "demo-model", "messages": [{"role": "user"}]}), 400, "invalid_parameter", Some("messages[0].content")),
-        (json!({"model": "demo-model", "messages": [{"role": "user", "content": "x"}], "max_tokens": 0}), 400, "invalid_parameter", Some("max_tokens")),
-        (json!({"model": "demo-model", "messages": [{"role": "user", "content": "x"}], "temperature": -1}), 400, "invalid_parameter", Some("temperature")),
-        (json!({"model": "demo-model", "messages": [{"role": "user", "content": "x"}], "top_p": 0}), 400, "invalid_parameter", Some("top_p")),
-        (json!({"model": "demo-model", "messages": [{"role": "user", "content": "x"}], "top_k": -5}), 400, "invalid_parameter", Some("top_k")),
-        (json!({"model": "demo-model", "messages": [{"role": "user", "content": "x"}], "min_p": 2}), 400, "invalid_parameter", Some("min_p")),
-        (json!({"model": "demo-model", "messages": [{"role": "user", "content": "x"}], "repetition_penalty": 0}), 400, "invalid_parameter", Some("repetition_penalty")),
-        (json!({"model": "demo-model", "messages": [{"role": "user", "content": "x"}], "presence_penalty": 1}), 400, "unsupported_parameter", Some("presence_penalty")),
-        (json!({"model": "demo-model", "messages": [{"role": "user", "content": "x"}], "n": 2}), 400, "unsupported_parameter", Some("n")),
-        (json!({"model": "demo-model", "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]}), 400, "unsupported_parameter", Some("tools")),
-        (json!({"model": "demo-model", "messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_object"}}), 400, "unsupported_parameter", Some("response_format")),
-        (json!({"model": "demo-model", "messages": [{"role": "user", "content": "x"}], "stream_options": {"include_usage": true}}), 400, "invalid_parameter", Some("stream_options")),
-        (json!({"model": "demo-model", "messages": [{"role": "user", "content": "x"}], "top_logprobs": 2}), 400, "invalid_parameter", Some("top_logprobs")),
-        (json!({"model": "demo-model", "messages": [{"role": "user", "content": "x"}], "logprobs": true, "top_logprobs": 21}), 400, "invalid_parameter", Some("top_logprobs")),
-        (json!({"model": "demo-model", "messages": [{"role": "user", "content": "x"}], "media_io_kwargs": {"video": {"num_frames": 10000}}}), 400, "media_limit_exceeded", Some("media_io_kwargs.video.num_frames")),
-        (json!({"model": "demo-model", "messages": [{"role": "user", "content": "x"}], "media_io_kwargs": {"video": {"num_frames": 2, "fps": 1}}}), 400, "invalid_parameter", Some("media_io_kwargs.video")),
-        (json!({"model": "demo-model", "messages": [{"role": "user", "content": "x"}], "media_io_kwargs": {"video": {"fps": -1}}}), 400, "invalid_parameter", Some("media_io_kwargs.video.fps")),
-        (json!({"model": "demo-model", "messages": [{"role": "user", "content": "x"}], "media_io_kwargs": {"video": {"frames": 3}}}), 400, "invalid_request", Some("media_io_kwargs.video.frames")),
-        (user(json!([{"type": "video_url", "video_url": {"url": "file:///etc/passwd"}}])), 403, "media_not_allowed", Some("messages[0].content[0].video_url.url")),
-        (user(json!([{"type": "video_url", "video_url": {"url": "../Cargo.toml"}}])), 403, "media_not_allowed", Some("messages[0].content[0].video_url.url")),
-        (user(json!([{"type": "image_url", "image_url": {"url": "http://127.0.0.1/x.png"}}])), 403, "media_not_allowed", Some("messages[0].content[0].image_url.url")),
-        (user(json!([{"type": "image_url", "image_url": {"url": "gopher://x/y"}}])), 400, "invalid_media", Some("messages[0].content[0].image_url.url")),
-        (user(json!([{"type": "image_url", "image_url": {"url": "data:image/png,abc"}}])), 400, "invalid_media", Some("messages[0].content[0].image_url.url")),
-        (user(json!([{"type": "video_url", "video_url": {"url": "nope.mp4"}}])), 400, "invalid_media", Some("messages[0].content[0].video_url.url")),
-        (json!({"model": "demo-model", "messages": [{"role": "assistant", "content": [{"type": "image_url", "image_url": "data:image/png;base64,AAAA"}]}]}), 400, "unsupported_parameter", Some("messages[0].content[0]")),
+        (
+            json!({"model": "demo-model", "messages": [{"role": "user", "content": 5}]}),
+            400,
+            "invalid_request",
+            Some("messages[0].content"),
+        ),
+        (
+            user(json!([{"type": "audio_url", "audio_url": {"url": "x"}}])),
+            400,
+            "invalid_request",
+            Some("messages[0].content[0].type"),
+        ),
+        (
+            user(json!([{"type": "video_url", "video_url": {"nourl": 1}}])),
+            400,
+            "invalid_request",
+            Some("messages[0].content[0]"),
+        ),
+        (
+            json!({"model": "demo-model", "messages": []}),
+            400,
+            "invalid_parameter",
+            Some("messages"),
+        ),
+        (
+            json!({"model": "demo-model", "messages": [{"role": "tool", "content": "x"}]}),
+            400,
+            "unsupported_parameter",
+            Some("messages[0].role"),
+        ),
+        (
+            json!({"model": "demo-model", "messages": [{"role": "user"}]}),
+            400,
+            "invalid_parameter",
+            Some("messages[0].content"),
+        ),
+        (
+            json!({"model": "demo-model", "messages": [{"role": "user", "content": "x"}], "max_tokens": 0}),
+            400,
+            "invalid_parameter",
+            Some("max_tokens"),
+        ),
+        (
+            json!({"model": "demo-model", "messages": [{"role": "user", "content": "x"}], "temperature": -1}),
+            400,
+            "invalid_parameter",
+            Some("temperature"),
+        ),
+        (
+            json!({"model": "demo-model", "messages": [{"role": "user", "content": "x"}], "top_p": 0}),
+            400,
+            "invalid_parameter",
+            Some("top_p"),
+        ),
+        (
+            json!({"model": "demo-model", "messages": [{"role": "user", "content": "x"}], "top_k": -5}),
+            400,
+            "invalid_parameter",
+            Some("top_k"),
+        ),
+        (
+            json!({"model": "demo-model", "messages": [{"role": "user", "content": "x"}], "min_p": 2}),
+            400,
+            "invalid_parameter",
+            Some("min_p"),
+        ),
+        (
+            json!({"model": "demo-model", "messages": [{"role": "user", "content": "x"}], "repetition_penalty": 0}),
+            400,
+            "invalid_parameter",
+            Some("repetition_penalty"),
+        ),
+        (
+            json!({"model": "demo-model", "messages": [{"role": "user", "content": "x"}], "presence_penalty": 1}),
+            400,
+            "unsupported_parameter",
+            Some("presence_penalty"),
+        ),
+        (
+            json!({"model": "demo-model", "messages": [{"role": "user", "content": "x"}], "n": 2}),
+            400,
+            "unsupported_parameter",
+            Some("n"),
+        ),
+        (
+            json!({"model": "demo-model", "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]}),
+            400,
+            "unsupported_parameter",
+            Some("tools"),
+        ),
+        (
+            json!({"model": "demo-model", "messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_object"}}),
+            400,
+            "unsupported_parameter",
+            Some("response_format"),
+        ),
+        (
+            json!({"model": "demo-model", "messages": [{"role": "user", "content": "x"}], "stream_options": {"include_usage": true}}),
+            400,
+            "invalid_parameter",
+            Some("stream_options"),
+        ),
+        (
+            json!({"model": "demo-model", "messages": [{"role": "user", "content": "x"}], "top_logprobs": 2}),
+            400,
+            "invalid_parameter",
+            Some("top_logprobs"),
+        ),
+        (
+            json!({"model": "demo-model", "messages": [{"role": "user", "content": "x"}], "logprobs": true, "top_logprobs": 21}),
+            400,
+            "invalid_parameter",
+            Some("top_logprobs"),
+        ),
+        (
+            json!({"model": "demo-model", "messages": [{"role": "user", "content": "x"}], "media_io_kwargs": {"video": {"num_frames": 10000}}}),
+            400,
+            "media_limit_exceeded",
+            Some("media_io_kwargs.video.num_frames"),
+        ),
+        (
+            json!({"model": "demo-model", "messages": [{"role": "user", "content": "x"}], "media_io_kwargs": {"video": {"num_frames": 2, "fps": 1}}}),
+            400,
+            "invalid_parameter",
+            Some("media_io_kwargs.video"),
+        ),
+        (
+            json!({"model": "demo-model", "messages": [{"role": "user", "content": "x"}], "media_io_kwargs": {"video": {"fps": -1}}}),
+            400,
+            "invalid_parameter",
+            Some("media_io_kwargs.video.fps"),
+        ),
+        (
+            json!({"model": "demo-model", "messages": [{"role": "user", "content": "x"}], "media_io_kwargs": {"video": {"frames": 3}}}),
+            400,
+            "invalid_request",
+            Some("media_io_kwargs.video.frames"),
+        ),
+        (
+            user(json!([{"type": "video_url", "video_url": {"url": "file:///etc/passwd"}}])),
+            403,
+            "media_not_allowed",
+            Some("messages[0].content[0].video_url.url"),
+        ),
+        (
+            user(json!([{"type": "video_url", "video_url": {"url": "../Cargo.toml"}}])),
+            403,
+            "media_not_allowed",
+            Some("messages[0].content[0].video_url.url"),
+        ),
+        (
+            user(json!([{"type": "image_url", "image_url": {"url": "http://127.0.0.1/x.png"}}])),
+            403,
+            "media_not_allowed",
+            Some("messages[0].content[0].image_url.url"),
+        ),
+        (
+            user(json!([{"type": "image_url", "image_url": {"url": "gopher://x/y"}}])),
+            400,
+            "invalid_media",
+            Some("messages[0].content[0].image_url.url"),
+        ),
+        (
+            user(json!([{"type": "image_url", "image_url": {"url": "data:image/png,abc"}}])),
+            400,
+            "invalid_media",
+            Some("messages[0].content[0].image_url.url"),
+        ),
+        (
+            user(json!([{"type": "video_url", "video_url": {"url": "nope.mp4"}}])),
+            400,
+            "invalid_media",
+            Some("messages[0].content[0].video_url.url"),
+        ),
+        (
+            json!({"model": "demo-model", "messages": [{"role": "assistant", "content": [{"type": "image_url", "image_url": "data:image/png;base64,AAAA"}]}]}),
+            400,
+            "unsupported_parameter",
+            Some("messages[0].content[0]"),
+        ),
     ];
     let mut wrong = Vec::new();
     for (body, status, code, param) in cases {
@@ -156,17 +324,29 @@ fn bad_bodies_get_openai_errors() {
 #[test]
 fn too_many_media_items_are_refused_before_any_is_checked() {
     // 17 items that would each be refused for another reason: the count comes first.
-    let parts: Vec<Value> = (0..17).map(|_| json!({"type": "video_url", "video_url": {"url": "http://127.0.0.1/x"}})).collect();
-    assert_eq!(err(user(Value::Array(parts))), (400, "media_limit_exceeded".into(), Some("messages".into())));
-    let small = RequestContext { media: ctx().media.with_limits(MediaLimits { max_items: 1, ..Default::default() }), ..ctx() };
-    let two = user(json!([{"type": "video_url", "video_url": {"url": "demo.mp4"}}, {"type": "video_url", "video_url": {"url": "demo.mp4"}}]));
-    let e = ChatRequest::from_body(two.to_string().as_bytes(), &small).expect_err("two").to_api_error();
+    let parts: Vec<Value> = (0..17)
+        .map(|_| json!({"type": "video_url", "video_url": {"url": "http://127.0.0.1/x"}}))
+        .collect();
+    assert_eq!(
+        err(user(Value::Array(parts))),
+        (400, "media_limit_exceeded".into(), Some("messages".into()))
+    );
+    let small = RequestContext {
+        media: ctx().media.with_limits(MediaLimits { max_items: 1, ..Default::default() }),
+        ..ctx()
+    };
+    let two = user(
+        json!([{"type": "video_url", "video_url": {"url": "demo.mp4"}}, {"type": "video_url", "video_url": {"url": "demo.mp4"}}]),
+    );
+    let e =
+        ChatRequest::from_body(two.to_string().as_bytes(), &small).expect_err("two").to_api_error();
     assert_eq!(e.code.as_deref(), Some("media_limit_exceeded"));
 }
 
 #[test]
 fn the_conversation_renders_like_the_hf_messages_of_vidlm_run() {
-    let processor = vidlm_processor::Processor::from_dir(assets().join("demo-model")).expect("processor");
+    let processor =
+        vidlm_processor::Processor::from_dir(assets().join("demo-model")).expect("processor");
     let r = parse(json!({"model": "demo-model", "messages": [
         {"role": "user", "content": [{"type": "video_url", "video_url": {"url": video_url()}}, {"type": "text", "text": "What happens?"}]},
         {"role": "assistant", "content": "A ball."},
@@ -179,7 +359,10 @@ fn the_conversation_renders_like_the_hf_messages_of_vidlm_run() {
         {"role": "assistant", "content": [{"type": "text", "text": "A ball."}]},
         {"role": "user", "content": [{"type": "text", "text": "And then?"}]}]);
     let theirs = vidlm_processor::Conversation::from_json(&hf, Some(&assets())).expect("hf");
-    assert_eq!(processor.render(&ours, true).expect("render"), processor.render(&theirs, true).expect("render"));
+    assert_eq!(
+        processor.render(&ours, true).expect("render"),
+        processor.render(&theirs, true).expect("render")
+    );
 }
 
 #[test]
@@ -189,7 +372,8 @@ fn wire_types_round_trip() {
     let r: ChatCompletionRequest = serde_json::from_value(body).expect("parse");
     let Some(MessageContent::Parts(p)) = &r.messages[0].content else { panic!("parts") };
     assert!(matches!(&p[1], ContentPart::InputVideo { input_video } if input_video.url == "v.mp4"));
-    let again: ChatCompletionRequest = serde_json::from_value(serde_json::to_value(&r).expect("ser")).expect("de");
+    let again: ChatCompletionRequest =
+        serde_json::from_value(serde_json::to_value(&r).expect("ser")).expect("de");
     assert_eq!(again, r);
 }
 
@@ -210,7 +394,9 @@ fn b64(data: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut s = String::new();
     for c in data.chunks(3) {
-        let n = (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
         for i in 0..4 {
             s.push(if i <= c.len() { A[((n >> (18 - 6 * i)) & 63) as usize] as char } else { '=' });
         }

@@ -167,7 +167,11 @@ pub fn library_candidates() -> Vec<PathBuf> {
 pub fn find_library() -> Result<PathBuf, OrtError> {
     if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
         let p = PathBuf::from(p);
-        return if p.is_file() { Ok(p) } else { Err(OrtError::LibraryNotFound { searched: vec![p] }) };
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(OrtError::LibraryNotFound { searched: vec![p] })
+        };
     }
     let searched = library_candidates();
     match searched.iter().find(|p| p.is_file()) {
@@ -194,7 +198,8 @@ pub fn environment() -> Result<ort::environment::Environment, OrtError> {
         return Ok(env.clone());
     }
     let path = find_library()?;
-    let builder = ort::init_from(&path).map_err(|source| OrtError::LibraryLoad { path: path.clone(), source })?;
+    let builder = ort::init_from(&path)
+        .map_err(|source| OrtError::LibraryLoad { path: path.clone(), source })?;
     let env = builder.with_name("vidlm").build().map_err(OrtError::Environment)?;
     tracing::info!(library = %path.display(), "ONNX Runtime environment initialised");
     *LOADED_LIBRARY.lock().unwrap_or_else(|p| p.into_inner()) = Some(path);
@@ -412,7 +417,10 @@ fn base_builder(path: &Path, opts: &SessionOptions) -> Result<Builder, OrtError>
 /// The CPU provider with the arena setting of `opts` (registering it only sets the arena: the CPU
 /// provider is always present, and ranks after any other provider).
 fn cpu_ep(opts: &SessionOptions) -> ort::ep::ExecutionProviderDispatch {
-    ort::ep::CPU::default().with_arena_allocator(opts.memory.with_env_overrides().cpu_arena).build().error_on_failure()
+    ort::ep::CPU::default()
+        .with_arena_allocator(opts.memory.with_env_overrides().cpu_arena)
+        .build()
+        .error_on_failure()
 }
 
 fn cpu_builder(path: &Path, opts: &SessionOptions) -> Result<Builder, OrtError> {
@@ -428,7 +436,14 @@ fn commit(mut b: Builder, path: &Path, provider: Provider) -> Result<LoadedSessi
     let inputs = input_infos(&session);
     let outputs = output_infos(&session);
     tracing::info!(graph = %path.display(), provider = %provider, "ONNX session loaded");
-    Ok(LoadedSession { session, provider, path: path.to_path_buf(), inputs, outputs, cuda_fallback: None })
+    Ok(LoadedSession {
+        session,
+        provider,
+        path: path.to_path_buf(),
+        inputs,
+        outputs,
+        cuda_fallback: None,
+    })
 }
 
 /// Why CUDA cannot be used in this build, or `None` if it may be tried.
@@ -440,7 +455,8 @@ fn cuda_blocker() -> Option<String> {
     #[cfg(feature = "cuda")]
     {
         use ort::ep::ExecutionProvider;
-        let lib = loaded_library().map(|p| p.display().to_string()).unwrap_or_else(|| "(unknown)".into());
+        let lib =
+            loaded_library().map(|p| p.display().to_string()).unwrap_or_else(|| "(unknown)".into());
         match ort::ep::CUDA::is_available() {
             Ok(true) => None,
             Ok(false) => Some(format!(
@@ -465,7 +481,8 @@ pub fn cuda_unavailable_reason() -> Result<Option<String>, OrtError> {
 fn missing_shared_object(msg: &str) -> Option<&str> {
     let at = msg.find(": cannot open shared object file")?;
     let head = &msg[..at];
-    let start = head.rfind(|c: char| c.is_whitespace() || c == '\'' || c == '"').map_or(0, |i| i + 1);
+    let start =
+        head.rfind(|c: char| c.is_whitespace() || c == '\'' || c == '"').map_or(0, |i| i + 1);
     Some(&head[start..]).filter(|s| !s.is_empty())
 }
 
@@ -512,7 +529,9 @@ fn try_cuda(path: &Path, opts: &SessionOptions, device_id: i32) -> Result<Loaded
     match commit(b, path, Provider::Cuda { device_id }) {
         // A session that fails to start on the device (no GPU, driver too old) is CUDA being
         // unavailable, not a broken graph.
-        Err(OrtError::SessionLoad { source, .. }) if looks_like_cuda_failure(&source.to_string()) => {
+        Err(OrtError::SessionLoad { source, .. })
+            if looks_like_cuda_failure(&source.to_string()) =>
+        {
             Err(OrtError::CudaUnavailable { reason: explain_cuda_failure(&source.to_string()) })
         }
         other => other,
@@ -524,7 +543,10 @@ fn try_cuda(path: &Path, opts: &SessionOptions, device_id: i32) -> Result<Loaded
 /// Checks the file exists first ([`OrtError::GraphMissing`]). For [`Device::Cuda`], a CUDA
 /// provider that cannot be registered is [`OrtError::CudaUnavailable`], or — with
 /// `allow_cpu_fallback` — a warning and a CPU session.
-pub fn load_session(path: impl AsRef<Path>, opts: &SessionOptions) -> Result<LoadedSession, OrtError> {
+pub fn load_session(
+    path: impl AsRef<Path>,
+    opts: &SessionOptions,
+) -> Result<LoadedSession, OrtError> {
     let path = path.as_ref();
     if !path.is_file() {
         return Err(OrtError::GraphMissing(path.to_path_buf()));
@@ -542,7 +564,9 @@ pub fn load_session(path: impl AsRef<Path>, opts: &SessionOptions) -> Result<Loa
                     }
                     #[cfg(not(feature = "cuda"))]
                     {
-                        Err(OrtError::CudaUnavailable { reason: format!("device {device_id}: not compiled in") })
+                        Err(OrtError::CudaUnavailable {
+                            reason: format!("device {device_id}: not compiled in"),
+                        })
                     }
                 }
             };
@@ -614,10 +638,14 @@ mod tests {
     #[test]
     fn candidates_include_workspace_cache() {
         let c = library_candidates();
-        let ws = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.cache/onnxruntime").join(ORT_VERSION);
+        let ws = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../.cache/onnxruntime")
+            .join(ORT_VERSION);
         let ws = ws.join(LIBRARY_FILE);
         let ws_norm: PathBuf = ws.components().collect();
-        assert!(c.iter().any(|p| p.ends_with(Path::new(".cache/onnxruntime/1.31.1").join(LIBRARY_FILE))));
+        assert!(c
+            .iter()
+            .any(|p| p.ends_with(Path::new(".cache/onnxruntime/1.31.1").join(LIBRARY_FILE))));
         assert!(!c.is_empty());
         let _ = ws_norm;
     }
@@ -631,7 +659,8 @@ mod tests {
         field(1, &node, &mut graph);
         let mut model = Vec::new();
         field(7, &graph, &mut model);
-        let dir = std::env::temp_dir().join(format!("vidlm-ort-prepack-{}-{op}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("vidlm-ort-prepack-{}-{op}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("g.onnx");
         std::fs::write(&p, model).unwrap();
@@ -652,13 +681,18 @@ mod tests {
 
     #[test]
     fn missing_graph_is_typed() {
-        let err = load_session("/definitely/not/here.onnx", &SessionOptions::default()).unwrap_err();
-        assert!(matches!(err, OrtError::GraphMissing(p) if p == Path::new("/definitely/not/here.onnx")));
+        let err =
+            load_session("/definitely/not/here.onnx", &SessionOptions::default()).unwrap_err();
+        assert!(
+            matches!(err, OrtError::GraphMissing(p) if p == Path::new("/definitely/not/here.onnx"))
+        );
     }
 
     #[test]
     fn error_lists_search_paths() {
-        let e = OrtError::LibraryNotFound { searched: vec![PathBuf::from("/a/x.so"), PathBuf::from("/b/y.so")] };
+        let e = OrtError::LibraryNotFound {
+            searched: vec![PathBuf::from("/a/x.so"), PathBuf::from("/b/y.so")],
+        };
         let s = e.to_string();
         assert!(s.contains("/a/x.so, /b/y.so"), "{s}");
         assert!(s.contains("ORT_DYLIB_PATH"));
@@ -670,13 +704,18 @@ mod tests {
         let e = explain_cuda_failure(m);
         assert!(e.starts_with("the CUDA runtime library libcublasLt.so.13 was not found"), "{e}");
         assert!(e.contains("CUDA 13") && e.contains(m), "{e}");
-        let e = explain_cuda_failure("libcuda.so.1: cannot open shared object file: No such file or directory");
+        let e = explain_cuda_failure(
+            "libcuda.so.1: cannot open shared object file: No such file or directory",
+        );
         assert!(e.starts_with("the NVIDIA driver library libcuda.so.1"), "{e}");
         let e = explain_cuda_failure("Failed to load library libonnxruntime_providers_cuda.so with error: libonnxruntime_providers_cuda.so: cannot open shared object file: No such file or directory");
         assert!(e.starts_with("the CUDA provider library libonnxruntime_providers_cuda.so"), "{e}");
-        let e = explain_cuda_failure("Could not load library libcudnn_graph.so.9: cannot open shared object file");
+        let e = explain_cuda_failure(
+            "Could not load library libcudnn_graph.so.9: cannot open shared object file",
+        );
         assert!(e.starts_with("cuDNN (libcudnn_graph.so.9)"), "{e}");
-        let e = explain_cuda_failure("CUDA failure 100: no CUDA-capable device is detected ; GPU=0");
+        let e =
+            explain_cuda_failure("CUDA failure 100: no CUDA-capable device is detected ; GPU=0");
         assert!(e.starts_with("no CUDA-capable device"), "{e}");
         let e = explain_cuda_failure("something else");
         assert!(e.starts_with("the CUDA execution provider failed to start"), "{e}");
@@ -685,7 +724,11 @@ mod tests {
     #[test]
     fn cuda_builds_prefer_the_gpu_library() {
         let c = library_candidates();
-        let pos = |d: &str| c.iter().position(|p| p.ends_with(Path::new(".cache").join(d).join(ORT_VERSION).join(LIBRARY_FILE)));
+        let pos = |d: &str| {
+            c.iter().position(|p| {
+                p.ends_with(Path::new(".cache").join(d).join(ORT_VERSION).join(LIBRARY_FILE))
+            })
+        };
         let cpu = pos(CPU_LIBRARY_DIR).expect("cpu dir searched");
         match pos(GPU_LIBRARY_DIR) {
             Some(gpu) => {

@@ -116,7 +116,9 @@ pub struct Initializer {
 impl Initializer {
     /// Number of elements (`None` on a negative dimension or overflow).
     pub fn numel(&self) -> Option<u64> {
-        self.dims.iter().try_fold(1u64, |acc, &d| u64::try_from(d).ok().and_then(|d| acc.checked_mul(d)))
+        self.dims
+            .iter()
+            .try_fold(1u64, |acc, &d| u64::try_from(d).ok().and_then(|d| acc.checked_mul(d)))
     }
 
     /// Size in bytes (`None` for types without a fixed element size).
@@ -168,7 +170,8 @@ impl OnnxFile {
         let file = File::open(path).map_err(io)?;
         let len = file.metadata().map_err(io)?.len();
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let mut r = Wire { r: BufReader::with_capacity(64 * 1024, file), pos: 0, path: path.to_path_buf() };
+        let mut r =
+            Wire { r: BufReader::with_capacity(64 * 1024, file), pos: 0, path: path.to_path_buf() };
         let mut out = OnnxFile::default();
         let mut seen_graph = false;
         while r.pos < len {
@@ -187,7 +190,8 @@ impl OnnxFile {
         if !seen_graph {
             return Err(r.bad("no graph"));
         }
-        let init: std::collections::HashSet<&str> = out.initializers.iter().map(|i| i.name.as_str()).collect();
+        let init: std::collections::HashSet<&str> =
+            out.initializers.iter().map(|i| i.name.as_str()).collect();
         let inputs = out.inputs.iter().filter(|n| !init.contains(n.as_str())).cloned().collect();
         out.inputs = inputs;
         Ok(out)
@@ -210,7 +214,10 @@ struct Wire {
 
 impl Wire {
     fn bad(&self, message: &str) -> OnnxFileError {
-        OnnxFileError::Malformed { path: self.path.clone(), message: format!("{message} at byte {}", self.pos) }
+        OnnxFileError::Malformed {
+            path: self.path.clone(),
+            message: format!("{message} at byte {}", self.pos),
+        }
     }
 
     fn byte(&mut self, end: u64) -> Result<u8, OnnxFileError> {
@@ -218,7 +225,9 @@ impl Wire {
             return Err(self.bad("truncated field"));
         }
         let mut b = [0u8; 1];
-        self.r.read_exact(&mut b).map_err(|source| OnnxFileError::Io { path: self.path.clone(), source })?;
+        self.r
+            .read_exact(&mut b)
+            .map_err(|source| OnnxFileError::Io { path: self.path.clone(), source })?;
         self.pos += 1;
         Ok(b[0])
     }
@@ -252,7 +261,9 @@ impl Wire {
     fn seek_to(&mut self, to: u64) -> Result<(), OnnxFileError> {
         if to != self.pos {
             let delta = i64::try_from(to - self.pos).map_err(|_| self.bad("offset overflow"))?;
-            self.r.seek_relative(delta).map_err(|source| OnnxFileError::Io { path: self.path.clone(), source })?;
+            self.r
+                .seek_relative(delta)
+                .map_err(|source| OnnxFileError::Io { path: self.path.clone(), source })?;
             self.pos = to;
         }
         Ok(())
@@ -283,7 +294,9 @@ impl Wire {
             return Err(self.bad("string longer than 64 KiB"));
         }
         let mut buf = vec![0u8; n as usize];
-        self.r.read_exact(&mut buf).map_err(|source| OnnxFileError::Io { path: self.path.clone(), source })?;
+        self.r
+            .read_exact(&mut buf)
+            .map_err(|source| OnnxFileError::Io { path: self.path.clone(), source })?;
         self.pos = e;
         String::from_utf8(buf).map_err(|_| self.bad("string is not UTF-8"))
     }
@@ -396,7 +409,11 @@ fn read_tensor(r: &mut Wire, end: u64, dir: &Path) -> Result<Initializer, OnnxFi
                         _ => r.skip(kwt, e)?,
                     }
                 }
-                let num = |v: &str, r: &Wire| v.trim().parse::<u64>().map_err(|_| r.bad(&format!("external data {k} = {v:?}")));
+                let num = |v: &str, r: &Wire| {
+                    v.trim()
+                        .parse::<u64>()
+                        .map_err(|_| r.bad(&format!("external data {k} = {v:?}")))
+                };
                 match k.as_str() {
                     "location" => location = Some(v),
                     "offset" => ext_offset = num(&v, r)?,
@@ -409,11 +426,17 @@ fn read_tensor(r: &mut Wire, end: u64, dir: &Path) -> Result<Initializer, OnnxFi
         }
     }
     let data = if external {
-        let loc = location.ok_or_else(|| r.bad(&format!("initializer {name:?} is external but has no location")))?;
+        let loc = location.ok_or_else(|| {
+            r.bad(&format!("initializer {name:?} is external but has no location"))
+        })?;
         let rel = Path::new(&loc);
         // External data lives next to the graph; absolute paths and `..` are refused (as ORT does).
-        if rel.is_absolute() || rel.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-            return Err(r.bad(&format!("initializer {name:?}: external data location {loc:?} leaves the model directory")));
+        if rel.is_absolute()
+            || rel.components().any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            return Err(r.bad(&format!(
+                "initializer {name:?}: external data location {loc:?} leaves the model directory"
+            )));
         }
         TensorData::External { path: dir.join(rel), offset: ext_offset, length: ext_length }
     } else if let Some((offset, length)) = raw {
@@ -454,7 +477,8 @@ mod tests {
     use super::*;
 
     fn write_tmp(name: &str, bytes: &[u8]) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("vidlm-onnx-file-{}-{name}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("vidlm-onnx-file-{}-{name}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("g.onnx");
         std::fs::write(&p, bytes).unwrap();
@@ -534,7 +558,14 @@ mod tests {
         assert_eq!(w.data, TensorData::Inline { offset: raw_at as u64, length: 24 });
         let e = f.initializer("E").unwrap();
         assert_eq!(e.data_type, DataType::Float16);
-        assert_eq!(e.data, TensorData::External { path: p.parent().unwrap().join("w.bin"), offset: 4096, length: None });
+        assert_eq!(
+            e.data,
+            TensorData::External {
+                path: p.parent().unwrap().join("w.bin"),
+                offset: 4096,
+                length: None
+            }
+        );
     }
 
     #[test]
@@ -549,7 +580,10 @@ mod tests {
         assert!(OnnxFile::read(&p).is_err());
         let p = write_tmp("empty", &[]);
         assert!(matches!(OnnxFile::read(&p).unwrap_err(), OnnxFileError::Malformed { .. }));
-        assert!(matches!(OnnxFile::read("/nonexistent/x.onnx").unwrap_err(), OnnxFileError::Io { .. }));
+        assert!(matches!(
+            OnnxFile::read("/nonexistent/x.onnx").unwrap_err(),
+            OnnxFileError::Io { .. }
+        ));
     }
 
     #[test]

@@ -38,9 +38,16 @@ fn cuda_errors_name_what_is_missing() {
             .env("ORT_DYLIB_PATH", &lib)
             .output()
             .unwrap();
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(out.status.success(), "{case}: {text}");
-        assert!(text.contains(&format!("case {case} checked")), "{case}: the child did not run: {text}");
+        assert!(
+            text.contains(&format!("case {case} checked")),
+            "{case}: the child did not run: {text}"
+        );
     }
 }
 
@@ -50,7 +57,11 @@ fn cuda_errors_name_what_is_missing() {
 fn one_library_in_this_process() {
     let Ok(case) = std::env::var(CASE_ENV) else { return };
     let graph = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/minimal.onnx");
-    let cuda = SessionOptions { device: Device::Cuda { device_id: 0 }, intra_threads: Some(1), ..Default::default() };
+    let cuda = SessionOptions {
+        device: Device::Cuda { device_id: 0 },
+        intra_threads: Some(1),
+        ..Default::default()
+    };
     let reason = match load_session(&graph, &cuda) {
         Err(OrtError::CudaUnavailable { reason }) => reason,
         Err(other) => panic!("{case}: expected CudaUnavailable, got {other}"),
@@ -58,23 +69,37 @@ fn one_library_in_this_process() {
             // A machine with a GPU and the CUDA runtime: the CUDA build runs on it.
             assert_eq!(case, "gpu-build", "the CPU build cannot run CUDA sessions");
             assert!(matches!(s.provider, Provider::Cuda { device_id: 0 }));
-            println!("case {case} checked: CUDA is available here, the session runs on {}", s.provider);
+            println!(
+                "case {case} checked: CUDA is available here, the session runs on {}",
+                s.provider
+            );
             return;
         }
     };
     println!("{case}: {reason}");
     match case.as_str() {
         "cpu-build" => {
-            assert!(reason.contains("is the CPU build") && reason.contains("cargo xtask setup --cuda"), "{reason}");
+            assert!(
+                reason.contains("is the CPU build") && reason.contains("cargo xtask setup --cuda"),
+                "{reason}"
+            );
             assert_eq!(cuda_unavailable_reason().unwrap().as_deref(), Some(reason.as_str()));
         }
         "gpu-build" => {
             assert_eq!(cuda_unavailable_reason().unwrap(), None, "the CUDA build has the provider");
             // No GPU software here: the provider library loads, the CUDA runtime (or driver, or a
             // device) does not — the reason names it.
-            let named = ["libcudart", "libcublas", "libcurand", "libcudnn", "libcuda.so", "no CUDA-capable device", "NVIDIA driver"]
-                .iter()
-                .any(|n| reason.contains(n));
+            let named = [
+                "libcudart",
+                "libcublas",
+                "libcurand",
+                "libcudnn",
+                "libcuda.so",
+                "no CUDA-capable device",
+                "NVIDIA driver",
+            ]
+            .iter()
+            .any(|n| reason.contains(n));
             assert!(named, "{reason}");
         }
         other => panic!("unknown case {other}"),

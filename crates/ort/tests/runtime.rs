@@ -14,28 +14,42 @@ fn discovery_init_sessions_and_metadata() {
     // An explicit ORT_DYLIB_PATH that does not exist is an error, not a silent fallback.
     std::env::set_var("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so");
     let err = find_library().unwrap_err();
-    assert!(matches!(&err, OrtError::LibraryNotFound { searched } if searched == &vec![std::path::PathBuf::from("/nonexistent/libonnxruntime.so")]));
+    assert!(
+        matches!(&err, OrtError::LibraryNotFound { searched } if searched == &vec![std::path::PathBuf::from("/nonexistent/libonnxruntime.so")])
+    );
     let err = load_session(&graph, &SessionOptions::default()).unwrap_err();
     assert!(matches!(err, OrtError::LibraryNotFound { .. }), "{err}");
 
     // Without it, the project-local library is found (cargo xtask setup installs it).
     std::env::remove_var("ORT_DYLIB_PATH");
-    let lib = find_library().expect("libonnxruntime from .cache/onnxruntime (run `cargo xtask setup`)");
+    let lib =
+        find_library().expect("libonnxruntime from .cache/onnxruntime (run `cargo xtask setup`)");
     assert!(lib.ends_with(LIBRARY_FILE));
     if let Some(p) = saved {
         std::env::set_var("ORT_DYLIB_PATH", p);
     }
 
-    let opts = SessionOptions { intra_threads: Some(1), inter_threads: Some(1), optimization_level: OptimizationLevel::Basic, ..Default::default() };
+    let opts = SessionOptions {
+        intra_threads: Some(1),
+        inter_threads: Some(1),
+        optimization_level: OptimizationLevel::Basic,
+        ..Default::default()
+    };
     let s = load_session(&graph, &opts).unwrap();
     assert_eq!(s.provider, Provider::Cpu);
     let names: Vec<&str> = s.inputs.iter().map(|i| i.name.as_str()).collect();
-    assert_eq!(names, ["inputs_embeds", "attention_mask", "past_key_values.0.key", "past_key_values.0.value"]);
+    assert_eq!(
+        names,
+        ["inputs_embeds", "attention_mask", "past_key_values.0.key", "past_key_values.0.value"]
+    );
     let emb = find_info(&s.inputs, "inputs_embeds").unwrap();
     assert_eq!(emb.elem_type, Some(TensorElementType::Float32));
     assert_eq!(emb.shape, vec![-1, -1, 16]);
     assert_eq!(emb.dim_names, vec!["batch", "seq", ""]);
-    assert_eq!(find_info(&s.inputs, "attention_mask").unwrap().elem_type, Some(TensorElementType::Int64));
+    assert_eq!(
+        find_info(&s.inputs, "attention_mask").unwrap().elem_type,
+        Some(TensorElementType::Int64)
+    );
     let outs: Vec<&str> = s.outputs.iter().map(|i| i.name.as_str()).collect();
     assert_eq!(outs, ["logits", "present.0.key", "present.0.value"]);
     // The environment is shared: a second session reuses it.
@@ -49,15 +63,22 @@ fn discovery_init_sessions_and_metadata() {
     #[cfg(not(feature = "cuda"))]
     {
         let err = load_session(&graph, &cuda).unwrap_err();
-        assert!(matches!(&err, OrtError::CudaUnavailable { reason } if reason.contains("`cuda` feature")), "{err}");
+        assert!(
+            matches!(&err, OrtError::CudaUnavailable { reason } if reason.contains("`cuda` feature")),
+            "{err}"
+        );
     }
-    let fb = load_session(&graph, &SessionOptions { allow_cpu_fallback: true, ..cuda.clone() }).unwrap();
+    let fb =
+        load_session(&graph, &SessionOptions { allow_cpu_fallback: true, ..cuda.clone() }).unwrap();
     #[cfg(not(feature = "cuda"))]
     assert_eq!(fb.provider, Provider::Cpu);
     let _ = fb;
 
     // Missing and corrupt graphs.
-    assert!(matches!(load_session("/nonexistent.onnx", &opts).unwrap_err(), OrtError::GraphMissing(_)));
+    assert!(matches!(
+        load_session("/nonexistent.onnx", &opts).unwrap_err(),
+        OrtError::GraphMissing(_)
+    ));
     let bad = std::env::temp_dir().join(format!("vidlm-ort-corrupt-{}.onnx", std::process::id()));
     std::fs::write(&bad, b"this is not an onnx graph").unwrap();
     assert!(matches!(load_session(&bad, &opts).unwrap_err(), OrtError::SessionLoad { .. }));

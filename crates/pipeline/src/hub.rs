@@ -28,7 +28,13 @@ impl FileSet {
     /// Adds the external-weight files of every graph (`<graph>.onnx_data`, `_1` … `_7`) as
     /// optional: graphs over 2 GB keep their weights there.
     pub fn add_external_data(&mut self) {
-        let graphs: Vec<String> = self.required.iter().chain(self.optional.iter()).filter(|f| f.ends_with(".onnx")).cloned().collect();
+        let graphs: Vec<String> = self
+            .required
+            .iter()
+            .chain(self.optional.iter())
+            .filter(|f| f.ends_with(".onnx"))
+            .cloned()
+            .collect();
         for g in graphs {
             self.optional.push(format!("{g}_data"));
             for i in 1..8 {
@@ -53,7 +59,9 @@ pub const OPTIONAL_FILES: &[&str] = &[
 ];
 
 fn offline_from_env() -> bool {
-    std::env::var("HF_HUB_OFFLINE").map(|v| matches!(v.as_str(), "1" | "true" | "TRUE" | "yes" | "ON" | "on")).unwrap_or(false)
+    std::env::var("HF_HUB_OFFLINE")
+        .map(|v| matches!(v.as_str(), "1" | "true" | "TRUE" | "yes" | "ON" | "on"))
+        .unwrap_or(false)
 }
 
 /// Resolves `model` (a directory, or an `owner/name` hub id) to a local directory holding
@@ -64,16 +72,23 @@ pub fn resolve(model: &str, files: &FileSet, opts: &HubOptions) -> Result<PathBu
     if p.is_dir() {
         return Ok(p.to_path_buf());
     }
-    let looks_like_id = model.split('/').count() == 2 && !model.starts_with('.') && !model.starts_with('/') && !model.contains('\\');
+    let looks_like_id = model.split('/').count() == 2
+        && !model.starts_with('.')
+        && !model.starts_with('/')
+        && !model.contains('\\');
     if !looks_like_id {
-        return Err(PipelineError::MissingFile { model: model.to_string(), file: "(model directory)".into() });
+        return Err(PipelineError::MissingFile {
+            model: model.to_string(),
+            file: "(model directory)".into(),
+        });
     }
     let cache = match &opts.cache_dir {
         Some(d) => hf_hub::Cache::new(d.clone()),
         None => hf_hub::Cache::from_env(),
     };
     let revision = opts.revision.clone().unwrap_or_else(|| "main".to_string());
-    let repo = hf_hub::Repo::with_revision(model.to_string(), hf_hub::RepoType::Model, revision.clone());
+    let repo =
+        hf_hub::Repo::with_revision(model.to_string(), hf_hub::RepoType::Model, revision.clone());
     let offline = opts.offline || offline_from_env();
     let mut first: Option<PathBuf> = None;
     let fetch = |file: &str| -> Result<Option<PathBuf>, String> {
@@ -83,7 +98,10 @@ pub fn resolve(model: &str, files: &FileSet, opts: &HubOptions) -> Result<PathBu
         if offline {
             return Ok(None);
         }
-        let api = hf_hub::api::sync::ApiBuilder::from_cache(cache.clone()).with_progress(false).build().map_err(|e| e.to_string())?;
+        let api = hf_hub::api::sync::ApiBuilder::from_cache(cache.clone())
+            .with_progress(false)
+            .build()
+            .map_err(|e| e.to_string())?;
         match api.repo(repo.clone()).get(file) {
             Ok(p) => Ok(Some(p)),
             Err(e) => Err(e.to_string()),
@@ -99,10 +117,18 @@ pub fn resolve(model: &str, files: &FileSet, opts: &HubOptions) -> Result<PathBu
             Ok(None) => {
                 return Err(PipelineError::MissingFile {
                     model: model.to_string(),
-                    file: format!("{file} (not in the local Hugging Face cache {}; offline)", cache.path().display()),
+                    file: format!(
+                        "{file} (not in the local Hugging Face cache {}; offline)",
+                        cache.path().display()
+                    ),
                 })
             }
-            Err(e) => return Err(PipelineError::MissingFile { model: model.to_string(), file: format!("{file} ({e})") }),
+            Err(e) => {
+                return Err(PipelineError::MissingFile {
+                    model: model.to_string(),
+                    file: format!("{file} ({e})"),
+                })
+            }
         }
     }
     for file in &files.optional {
@@ -110,11 +136,13 @@ pub fn resolve(model: &str, files: &FileSet, opts: &HubOptions) -> Result<PathBu
         let _ = fetch(file);
     }
     // All files of one revision live in the same snapshot directory.
-    let first = first.ok_or_else(|| PipelineError::MissingFile { model: model.to_string(), file: "config.json".into() })?;
-    let snapshot = first
-        .parent()
-        .map(Path::to_path_buf)
-        .ok_or_else(|| PipelineError::MissingFile { model: model.to_string(), file: "config.json".into() })?;
+    let first = first.ok_or_else(|| PipelineError::MissingFile {
+        model: model.to_string(),
+        file: "config.json".into(),
+    })?;
+    let snapshot = first.parent().map(Path::to_path_buf).ok_or_else(|| {
+        PipelineError::MissingFile { model: model.to_string(), file: "config.json".into() }
+    })?;
     // config.json sits at the snapshot root (first required file).
     Ok(snapshot)
 }

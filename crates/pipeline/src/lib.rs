@@ -59,13 +59,22 @@ use std::time::{Duration, Instant};
 
 pub use hub::{resolve, FileSet, HubOptions};
 pub use loader::TimedLoader;
-use vidlm_decoder::{Features, GenerationOptions, LanguageModel, LmOptions, RowOutput, Sequence, TokenEvent};
 pub use vidlm_decoder::{DecoderError, FinishReason};
-pub use vidlm_model::{ErrorKind, Family, GraphUse, ModelError, ModelFiles, Precision, Precisions, Sampling};
+use vidlm_decoder::{
+    Features, GenerationOptions, LanguageModel, LmOptions, RowOutput, Sequence, TokenEvent,
+};
 use vidlm_model::Graph;
+pub use vidlm_model::{
+    ErrorKind, Family, GraphUse, ModelError, ModelFiles, Precision, Precisions, Sampling,
+};
 pub use vidlm_ort::{Device, Provider, SessionOptions};
-pub use vidlm_processor::{Conversation, ImageInput, Part, ProcessOptions, ProcessedInputs, Processor, ProcessorError, VideoInput, VideoIoLoader};
-use vidlm_vision::{FeatureBlock, ImagePixels, VideoPixels, VisionEncoder, VisionError, VisionOptions};
+pub use vidlm_processor::{
+    Conversation, ImageInput, Part, ProcessOptions, ProcessedInputs, Processor, ProcessorError,
+    VideoInput, VideoIoLoader,
+};
+use vidlm_vision::{
+    FeatureBlock, ImagePixels, VideoPixels, VisionEncoder, VisionError, VisionOptions,
+};
 
 /// Errors of the pipeline.
 #[derive(Debug, thiserror::Error)]
@@ -275,7 +284,10 @@ const NEWLINE_FILE: &str = "onnx/image_newline.safetensors";
 /// The configs and the three graphs every family needs.
 fn base_files(precisions: &Precisions) -> FileSet {
     let mut required: Vec<String> = hub::CONFIG_FILES.iter().map(|s| s.to_string()).collect();
-    required.extend([Graph::VisionEncoder, Graph::EmbedTokens, Graph::DecoderModelMerged].map(|g| g.file(precisions.of(g))));
+    required.extend(
+        [Graph::VisionEncoder, Graph::EmbedTokens, Graph::DecoderModelMerged]
+            .map(|g| g.file(precisions.of(g))),
+    );
     let mut optional: Vec<String> = hub::OPTIONAL_FILES.iter().map(|s| s.to_string()).collect();
     optional.push(vidlm_model::manifest::MANIFEST_FILE.into());
     FileSet { required, optional }
@@ -303,7 +315,10 @@ pub struct Pipeline {
 
 impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pipeline").field("dir", &self.dir).field("family", &self.vision.family()).finish()
+        f.debug_struct("Pipeline")
+            .field("dir", &self.dir)
+            .field("family", &self.vision.family())
+            .finish()
     }
 }
 
@@ -324,7 +339,11 @@ impl Pipeline {
         let processor = Processor::from_files(&files)?.with_loader(loader.clone());
         let vision = VisionEncoder::from_files(
             &files,
-            &VisionOptions { session: opts.session.clone(), max_batch: opts.vision_max_batch, precision: opts.precisions.vision },
+            &VisionOptions {
+                session: opts.session.clone(),
+                max_batch: opts.vision_max_batch,
+                precision: opts.precisions.vision,
+            },
         )?;
         let lm_opts = LmOptions {
             session: opts.session.clone(),
@@ -335,7 +354,14 @@ impl Pipeline {
         // The processor's tokenizer is the model's; the LM streams text with it.
         let lm = LanguageModel::from_files(&files, &lm_opts, Some(processor.tokenizer().clone()))?;
         tracing::info!(model, dir = %dir.display(), %family, provider = %lm.sessions().provider(), "pipeline loaded");
-        Ok(Pipeline { dir, processor, loader, vision, lm, release_vision: opts.release_vision_after_use })
+        Ok(Pipeline {
+            dir,
+            processor,
+            loader,
+            vision,
+            lm,
+            release_vision: opts.release_vision_after_use,
+        })
     }
 
     /// The model directory.
@@ -376,14 +402,24 @@ impl Pipeline {
     }
 
     /// Answers one conversation.
-    pub fn generate(&mut self, conversation: &Conversation, opts: &GenerateOptions) -> Result<Output, PipelineError> {
+    pub fn generate(
+        &mut self,
+        conversation: &Conversation,
+        opts: &GenerateOptions,
+    ) -> Result<Output, PipelineError> {
         let mut out = self.generate_batch(std::slice::from_ref(conversation), opts)?;
-        let row = out.rows.pop().ok_or_else(|| PipelineError::Internal("the batch of one conversation returned no row".into()))?;
+        let row = out.rows.pop().ok_or_else(|| {
+            PipelineError::Internal("the batch of one conversation returned no row".into())
+        })?;
         Ok(Output { text: row.text.clone().unwrap_or_default(), row, timings: out.timings })
     }
 
     /// Answers several conversations as one left-padded batch.
-    pub fn generate_batch(&mut self, conversations: &[Conversation], opts: &GenerateOptions) -> Result<BatchOutput, PipelineError> {
+    pub fn generate_batch(
+        &mut self,
+        conversations: &[Conversation],
+        opts: &GenerateOptions,
+    ) -> Result<BatchOutput, PipelineError> {
         let (seqs, generation, mut timings) = self.prepare(conversations, opts)?;
         Progress::report(opts, Stage::Prefill { prompt_tokens: longest(&seqs) });
         let res = self.lm.generate(&seqs, &generation)?;
@@ -395,7 +431,11 @@ impl Pipeline {
     }
 
     /// Streams the answer to one conversation as text pieces.
-    pub fn stream(&mut self, conversation: &Conversation, opts: &GenerateOptions) -> Result<TextStream<'_>, PipelineError> {
+    pub fn stream(
+        &mut self,
+        conversation: &Conversation,
+        opts: &GenerateOptions,
+    ) -> Result<TextStream<'_>, PipelineError> {
         let (seqs, generation, timings) = self.prepare(std::slice::from_ref(conversation), opts)?;
         Progress::report(opts, Stage::Prefill { prompt_tokens: longest(&seqs) });
         let inner = self.lm.stream(&seqs, &generation)?;
@@ -404,7 +444,11 @@ impl Pipeline {
 
     /// Conversations → model inputs → vision features → one [`Sequence`] per conversation, and
     /// the generation options with the processor's pad id (the batch is padded with it).
-    fn prepare(&mut self, conversations: &[Conversation], opts: &GenerateOptions) -> Result<(Vec<Sequence>, GenerationOptions, Timings), PipelineError> {
+    fn prepare(
+        &mut self,
+        conversations: &[Conversation],
+        opts: &GenerateOptions,
+    ) -> Result<(Vec<Sequence>, GenerationOptions, Timings), PipelineError> {
         self.loader.reset();
         Progress::report(opts, Stage::Preprocess { conversations: conversations.len() });
         let t0 = Instant::now();
@@ -423,7 +467,16 @@ impl Pipeline {
         let vision = t1.elapsed();
         let mut generation = opts.generation.clone();
         generation.pad_token_id = generation.pad_token_id.or(Some(inputs.pad_token_id));
-        Ok((seqs, generation, Timings { decode, preprocess: total.saturating_sub(decode), vision, ..Default::default() }))
+        Ok((
+            seqs,
+            generation,
+            Timings {
+                decode,
+                preprocess: total.saturating_sub(decode),
+                vision,
+                ..Default::default()
+            },
+        ))
     }
 }
 
@@ -480,7 +533,10 @@ impl Iterator for TextStream<'_> {
 /// Turns the processor's hand-off into one [`Sequence`] per conversation: runs the vision graphs
 /// over every image (packed by the patch grid the processor recorded) and video, and gives each
 /// conversation its unpadded ids and the feature rows of its own media, in order.
-pub fn sequences_from_inputs(vision: &mut VisionEncoder, inputs: &ProcessedInputs) -> Result<Vec<Sequence>, PipelineError> {
+pub fn sequences_from_inputs(
+    vision: &mut VisionEncoder,
+    inputs: &ProcessedInputs,
+) -> Result<Vec<Sequence>, PipelineError> {
     let mut images = image_features(vision, inputs)?.into_iter();
     let mut videos = video_features(vision, inputs)?.into_iter();
     inputs
@@ -510,63 +566,100 @@ fn check_patch_size(h: usize, w: usize, size: usize) -> Result<(), PipelineError
 /// The vision graphs' inputs of a processed batch, borrowed from it: one [`ImagePixels`] per
 /// image (packed by the patch grid the processor recorded) and one [`VideoPixels`] per video, in
 /// order. The serving engine uses it to run the vision graphs only for media its cache lacks.
-pub fn vision_inputs<'a>(vision: &VisionEncoder, inputs: &'a ProcessedInputs) -> Result<(Vec<ImagePixels<'a>>, Vec<VideoPixels<'a>>), PipelineError> {
+pub fn vision_inputs<'a>(
+    vision: &VisionEncoder,
+    inputs: &'a ProcessedInputs,
+) -> Result<(Vec<ImagePixels<'a>>, Vec<VideoPixels<'a>>), PipelineError> {
     Ok((image_pixels(vision, inputs)?, video_pixels(vision, inputs)?))
 }
 
-fn image_pixels<'a>(vision: &VisionEncoder, inputs: &'a ProcessedInputs) -> Result<Vec<ImagePixels<'a>>, PipelineError> {
+fn image_pixels<'a>(
+    vision: &VisionEncoder,
+    inputs: &'a ProcessedInputs,
+) -> Result<Vec<ImagePixels<'a>>, PipelineError> {
     let grids: Vec<_> = inputs.image_grids().copied().collect();
     let Some(pv) = &inputs.pixel_values else {
-        return if grids.is_empty() { Ok(Vec::new()) } else { Err(PipelineError::Internal(format!("{} images but no pixel_values", grids.len()))) };
+        return if grids.is_empty() {
+            Ok(Vec::new())
+        } else {
+            Err(PipelineError::Internal(format!("{} images but no pixel_values", grids.len())))
+        };
     };
     let size = vision.image_size();
     let per = 3 * size * size;
     let (n, max_patches) = match *pv.shape() {
         [n, p, 3, h, w] => check_patch_size(h, w, size).map(|_| (n, p))?,
         [n, 3, h, w] => check_patch_size(h, w, size).map(|_| (n, 1))?,
-        ref other => return Err(PipelineError::Internal(format!("pixel_values of shape {other:?}"))),
+        ref other => {
+            return Err(PipelineError::Internal(format!("pixel_values of shape {other:?}")))
+        }
     };
     if n != grids.len() {
-        return Err(PipelineError::Internal(format!("pixel_values holds {n} images, the conversations {}", grids.len())));
+        return Err(PipelineError::Internal(format!(
+            "pixel_values holds {n} images, the conversations {}",
+            grids.len()
+        )));
     }
-    let data = pv.as_slice().ok_or_else(|| PipelineError::Internal("pixel_values is not contiguous".into()))?;
+    let data = pv
+        .as_slice()
+        .ok_or_else(|| PipelineError::Internal("pixel_values is not contiguous".into()))?;
     grids
         .iter()
         .enumerate()
         .map(|(i, grid)| {
             let patches = grid.num_patches();
             if patches > max_patches {
-                return Err(PipelineError::Internal(format!("image {i} has {patches} patches, pixel_values holds {max_patches}")));
+                return Err(PipelineError::Internal(format!(
+                    "image {i} has {patches} patches, pixel_values holds {max_patches}"
+                )));
             }
             let start = i * max_patches * per;
-            let pixel_values = data
-                .get(start..start + patches * per)
-                .ok_or_else(|| PipelineError::Internal("pixel_values is shorter than its shape".into()))?;
+            let pixel_values = data.get(start..start + patches * per).ok_or_else(|| {
+                PipelineError::Internal("pixel_values is shorter than its shape".into())
+            })?;
             Ok(ImagePixels { pixel_values, grid: *grid })
         })
         .collect()
 }
 
-fn video_pixels<'a>(vision: &VisionEncoder, inputs: &'a ProcessedInputs) -> Result<Vec<VideoPixels<'a>>, PipelineError> {
+fn video_pixels<'a>(
+    vision: &VisionEncoder,
+    inputs: &'a ProcessedInputs,
+) -> Result<Vec<VideoPixels<'a>>, PipelineError> {
     let Some(pv) = &inputs.pixel_values_videos else { return Ok(Vec::new()) };
     let size = vision.image_size();
     let [n, t, 3, h, w] = *pv.shape() else {
-        return Err(PipelineError::Internal(format!("pixel_values_videos of shape {:?}", pv.shape())));
+        return Err(PipelineError::Internal(format!(
+            "pixel_values_videos of shape {:?}",
+            pv.shape()
+        )));
     };
     check_patch_size(h, w, size)?;
-    let data = pv.as_slice().ok_or_else(|| PipelineError::Internal("pixel_values_videos is not contiguous".into()))?;
+    let data = pv
+        .as_slice()
+        .ok_or_else(|| PipelineError::Internal("pixel_values_videos is not contiguous".into()))?;
     let per = t * 3 * size * size;
-    Ok(data.chunks_exact(per.max(1)).take(n).map(|pixel_values| VideoPixels { pixel_values, frames: t }).collect())
+    Ok(data
+        .chunks_exact(per.max(1))
+        .take(n)
+        .map(|pixel_values| VideoPixels { pixel_values, frames: t })
+        .collect())
 }
 
 /// Feature rows of every image of the batch, in order.
-fn image_features(vision: &mut VisionEncoder, inputs: &ProcessedInputs) -> Result<Vec<FeatureBlock>, PipelineError> {
+fn image_features(
+    vision: &mut VisionEncoder,
+    inputs: &ProcessedInputs,
+) -> Result<Vec<FeatureBlock>, PipelineError> {
     let pixels = image_pixels(vision, inputs)?;
     Ok(vision.image_features(&pixels)?)
 }
 
 /// Feature rows of every video of the batch, in order.
-fn video_features(vision: &mut VisionEncoder, inputs: &ProcessedInputs) -> Result<Vec<FeatureBlock>, PipelineError> {
+fn video_features(
+    vision: &mut VisionEncoder,
+    inputs: &ProcessedInputs,
+) -> Result<Vec<FeatureBlock>, PipelineError> {
     let vids = video_pixels(vision, inputs)?;
     Ok(vision.video_features(&vids)?)
 }

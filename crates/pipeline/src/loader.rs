@@ -50,7 +50,12 @@ impl MediaLoader for TimedLoader {
         r
     }
 
-    fn load_video(&self, path: &Path, sampling: &Sampling, max_frames: Option<usize>) -> Result<Array4<u8>, ProcessorError> {
+    fn load_video(
+        &self,
+        path: &Path,
+        sampling: &Sampling,
+        max_frames: Option<usize>,
+    ) -> Result<Array4<u8>, ProcessorError> {
         let t = Instant::now();
         let r = self.inner.load_video(path, sampling, max_frames);
         self.add(t.elapsed());

@@ -9,7 +9,10 @@ use common::*;
 use vidlm_pipeline::*;
 
 fn options() -> PipelineOptions {
-    PipelineOptions { session: SessionOptions { intra_threads: Some(2), ..Default::default() }, ..Default::default() }
+    PipelineOptions {
+        session: SessionOptions { intra_threads: Some(2), ..Default::default() },
+        ..Default::default()
+    }
 }
 
 #[test]
@@ -20,7 +23,8 @@ fn messages_to_tokens_match_transformers_for_every_family() {
     for fam in golden_families() {
         let (gdir, meta) = golden_meta(&fam);
         let model = model_for(&fam);
-        let mut p = Pipeline::from_pretrained(model.to_str().unwrap(), &options()).unwrap_or_else(|e| panic!("{fam}: {e}"));
+        let mut p = Pipeline::from_pretrained(model.to_str().unwrap(), &options())
+            .unwrap_or_else(|e| panic!("{fam}: {e}"));
         for (name, sc) in meta["scenarios"].as_object().unwrap() {
             let g = Golden::load(&gdir.join(sc["tensors"].as_str().unwrap()));
             let (tshape, want) = g.i("tokens");
@@ -31,7 +35,8 @@ fn messages_to_tokens_match_transformers_for_every_family() {
                 messages.as_array().unwrap().clone()
             };
             let base = root.join("tests/goldens");
-            let convs: Vec<Conversation> = convs.iter().map(|m| Conversation::from_json(m, Some(&base)).unwrap()).collect();
+            let convs: Vec<Conversation> =
+                convs.iter().map(|m| Conversation::from_json(m, Some(&base)).unwrap()).collect();
             let mut opts = GenerateOptions::default();
             opts.generation.max_new_tokens = Some(tshape[1]);
             opts.generation.eos_token_ids = Some(vec![]);
@@ -43,7 +48,12 @@ fn messages_to_tokens_match_transformers_for_every_family() {
                 }
             };
             let got: Vec<i64> = out.rows.iter().flat_map(|r| r.token_ids.clone()).collect();
-            eprintln!("{fam}/{name}: {} tokens, vision {:?}, prefill {:?}", got.len(), out.timings.vision, out.timings.prefill);
+            eprintln!(
+                "{fam}/{name}: {} tokens, vision {:?}, prefill {:?}",
+                got.len(),
+                out.timings.vision,
+                out.timings.prefill
+            );
             if &got != want {
                 failures.push(format!("{fam}/{name}: tokens {got:?} != {want:?}"));
             }

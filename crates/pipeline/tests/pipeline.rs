@@ -10,7 +10,10 @@ use common::*;
 use vidlm_pipeline::*;
 
 fn options() -> PipelineOptions {
-    PipelineOptions { session: SessionOptions { intra_threads: Some(2), ..Default::default() }, ..Default::default() }
+    PipelineOptions {
+        session: SessionOptions { intra_threads: Some(2), ..Default::default() },
+        ..Default::default()
+    }
 }
 
 fn copy_dir(src: &Path, dst: &Path, skip: &[&str]) {
@@ -18,7 +21,11 @@ fn copy_dir(src: &Path, dst: &Path, skip: &[&str]) {
     for e in std::fs::read_dir(src).unwrap() {
         let e = e.unwrap();
         let name = e.file_name().into_string().unwrap();
-        let rel = e.path().strip_prefix(demo_model()).map(|p| p.to_string_lossy().to_string()).unwrap_or(name.clone());
+        let rel = e
+            .path()
+            .strip_prefix(demo_model())
+            .map(|p| p.to_string_lossy().to_string())
+            .unwrap_or(name.clone());
         if skip.contains(&rel.as_str()) {
             continue;
         }
@@ -55,7 +62,10 @@ fn hub_id_from_local_cache_and_missing_files() {
     copy_dir(&demo_model(), &repo.join("snapshots/0123456789abcdef"), &[]);
     std::fs::create_dir_all(repo.join("refs")).unwrap();
     std::fs::write(repo.join("refs/main"), "0123456789abcdef").unwrap();
-    let opts = PipelineOptions { hub: HubOptions { offline: true, cache_dir: Some(cache.clone()), revision: None }, ..options() };
+    let opts = PipelineOptions {
+        hub: HubOptions { offline: true, cache_dir: Some(cache.clone()), revision: None },
+        ..options()
+    };
     let p = Pipeline::from_pretrained("vidlm/tiny-next-video", &opts).unwrap();
     assert!(p.dir().ends_with("snapshots/0123456789abcdef"));
     assert_eq!(p.family(), Family::LlavaNextVideo);
@@ -63,10 +73,16 @@ fn hub_id_from_local_cache_and_missing_files() {
     // A required file missing from the cache: the error names it (offline, nothing fetched).
     std::fs::remove_file(repo.join("snapshots/0123456789abcdef/onnx/video_encoder.onnx")).unwrap();
     let err = Pipeline::from_pretrained("vidlm/tiny-next-video", &opts).unwrap_err();
-    assert!(matches!(&err, PipelineError::MissingFile { file, .. } if file.contains("onnx/video_encoder.onnx")), "{err}");
+    assert!(
+        matches!(&err, PipelineError::MissingFile { file, .. } if file.contains("onnx/video_encoder.onnx")),
+        "{err}"
+    );
     // An id that is not cached at all.
     let err = Pipeline::from_pretrained("vidlm/not-there", &opts).unwrap_err();
-    assert!(matches!(&err, PipelineError::MissingFile { model, file } if model == "vidlm/not-there" && file.contains("config.json")), "{err}");
+    assert!(
+        matches!(&err, PipelineError::MissingFile { model, file } if model == "vidlm/not-there" && file.contains("config.json")),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(&cache);
 }
 
@@ -75,7 +91,10 @@ fn local_directory_files_checked_before_loading() {
     let d = tmp("missing");
     copy_dir(&demo_model(), &d, &["onnx/decoder_model_merged.onnx"]);
     let err = Pipeline::from_pretrained(d.to_str().unwrap(), &options()).unwrap_err();
-    assert!(matches!(&err, PipelineError::MissingFile { file, .. } if file == "onnx/decoder_model_merged.onnx"), "{err}");
+    assert!(
+        matches!(&err, PipelineError::MissingFile { file, .. } if file == "onnx/decoder_model_merged.onnx"),
+        "{err}"
+    );
     let err = Pipeline::from_pretrained("/nonexistent/model-dir", &options()).unwrap_err();
     assert!(matches!(err, PipelineError::MissingFile { .. }));
     let _ = std::fs::remove_dir_all(&d);
@@ -93,12 +112,19 @@ fn video_file_generate_stream_and_timings() {
     assert_eq!(out.row.token_ids.len(), 12);
     assert!(!out.text.is_empty());
     let t = &out.timings;
-    assert!(t.decode > std::time::Duration::ZERO && t.vision > std::time::Duration::ZERO && t.prefill > std::time::Duration::ZERO);
+    assert!(
+        t.decode > std::time::Duration::ZERO
+            && t.vision > std::time::Duration::ZERO
+            && t.prefill > std::time::Duration::ZERO
+    );
     assert_eq!(t.decode_steps.len(), 11);
     assert!(t.tokens_per_second() > 0.0);
     // Streaming gives the same text, piece by piece.
     let mut s = p.stream(&q, &opts).unwrap();
-    assert!(s.timings().vision > std::time::Duration::ZERO && s.timings().prefill > std::time::Duration::ZERO);
+    assert!(
+        s.timings().vision > std::time::Duration::ZERO
+            && s.timings().prefill > std::time::Duration::ZERO
+    );
     let pieces: Vec<String> = s.by_ref().collect::<Result<_, _>>().unwrap();
     assert_eq!(pieces.len(), 12);
     assert_eq!(pieces.concat(), out.text);
@@ -121,7 +147,8 @@ fn corrupt_video_and_bad_messages_are_typed_errors() {
     // The FFmpeg error stays the typed source of the media error.
     let mut chain = std::iter::successors(std::error::Error::source(&err), |e| e.source());
     assert!(chain.any(|e| e.is::<vidlm_video_io::VideoError>()), "{err:?}");
-    let missing = p.generate(&video_question(Path::new("/nonexistent/video.mp4")), &opts).unwrap_err();
+    let missing =
+        p.generate(&video_question(Path::new("/nonexistent/video.mp4")), &opts).unwrap_err();
     assert!(matches!(missing, PipelineError::Processor(_)));
     assert_eq!(missing.kind(), ErrorKind::NotFound, "{missing:?}");
     // Too many frames for the video: a bad request, not a server error.
@@ -129,7 +156,10 @@ fn corrupt_video_and_bad_messages_are_typed_errors() {
     let too_many = p.generate(&video_question(&demo_video()), &opts).unwrap_err();
     assert_eq!(too_many.kind(), ErrorKind::BadRequest, "{too_many:?}");
     let not_messages = serde_json::json!({"role": "user"});
-    assert!(matches!(Conversation::from_json(&not_messages, None), Err(ProcessorError::Messages(_))));
+    assert!(matches!(
+        Conversation::from_json(&not_messages, None),
+        Err(ProcessorError::Messages(_))
+    ));
     let _ = std::fs::remove_file(&bad);
 }
 
@@ -138,7 +168,10 @@ fn progress_reports_each_slow_stage_in_order() {
     let mut p = Pipeline::from_pretrained(demo_model().to_str().unwrap(), &options()).unwrap();
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let sink = seen.clone();
-    let mut g = GenerateOptions { progress: Some(Progress::new(move |s| sink.lock().unwrap().push(s))), ..Default::default() };
+    let mut g = GenerateOptions {
+        progress: Some(Progress::new(move |s| sink.lock().unwrap().push(s))),
+        ..Default::default()
+    };
     g.process.sampling = Sampling::NumFrames(4);
     g.generation.max_new_tokens = Some(2);
     let out = p.generate(&video_question(&demo_video()), &g).unwrap();

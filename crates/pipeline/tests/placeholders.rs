@@ -38,7 +38,8 @@ impl Checkpoint {
 }
 
 fn checkpoints() -> Vec<Checkpoint> {
-    let spec = |t: &str| Family::from_model_type(t).map(Family::spec).unwrap_or_else(|| panic!("{t}"));
+    let spec =
+        |t: &str| Family::from_model_type(t).map(Family::spec).unwrap_or_else(|| panic!("{t}"));
     // (model_type, image processor, processor attributes, side); N is 9 for every checkpoint.
     let rows: [(&str, &'static str, &'static str, usize); 4] = [
         // llava-hf/llava-interleave-qwen-0.5b-hf: SigLIP 384/14.
@@ -71,7 +72,13 @@ fn checkpoints() -> Vec<Checkpoint> {
         ),
     ];
     rows.into_iter()
-        .map(|(t, image_processor, processor, side)| Checkpoint { spec: spec(t), image_processor, processor, side, max_num_patches: 9 })
+        .map(|(t, image_processor, processor, side)| Checkpoint {
+            spec: spec(t),
+            image_processor,
+            processor,
+            side,
+            max_num_patches: 9,
+        })
         .collect()
 }
 
@@ -95,11 +102,31 @@ impl Rng {
 /// Image sizes: random (log-uniform up to 4000 px), extreme aspect ratios, and for every
 /// pinpoint its exact size, its neighbours and scaled versions (so every pinpoint is chosen).
 fn sizes(pinpoints: &[(u32, u32)], rng: &mut Rng) -> Vec<(usize, usize)> {
-    let mut out: Vec<(usize, usize)> = (0..400).map(|_| (rng.side(4000.0), rng.side(4000.0))).collect();
-    out.extend([(1, 1), (1, 4000), (4000, 1), (2, 3000), (3000, 2), (899, 1024), (480, 640), (1080, 1920), (100, 1000), (503, 316)]);
+    let mut out: Vec<(usize, usize)> =
+        (0..400).map(|_| (rng.side(4000.0), rng.side(4000.0))).collect();
+    out.extend([
+        (1, 1),
+        (1, 4000),
+        (4000, 1),
+        (2, 3000),
+        (3000, 2),
+        (899, 1024),
+        (480, 640),
+        (1080, 1920),
+        (100, 1000),
+        (503, 316),
+    ]);
     for &(ph, pw) in pinpoints {
         let (ph, pw) = (ph as usize, pw as usize);
-        for (h, w) in [(ph, pw), (ph - 1, pw), (ph, pw - 1), (ph + 1, pw + 1), (ph / 2, pw / 2), (ph / 3 + 7, pw / 3 + 5), (ph * 3 / 2, pw * 3 / 2)] {
+        for (h, w) in [
+            (ph, pw),
+            (ph - 1, pw),
+            (ph, pw - 1),
+            (ph + 1, pw + 1),
+            (ph / 2, pw / 2),
+            (ph / 3 + 7, pw / 3 + 5),
+            (ph * 3 / 2, pw * 3 / 2),
+        ] {
             out.push((h.max(1), w.max(1)));
         }
         for _ in 0..8 {
@@ -119,18 +146,25 @@ fn placeholder_count_equals_packed_feature_rows() {
     for ck in checkpoints() {
         let spec = ck.spec;
         let cfg: VisionProcessorConfig = serde_json::from_str(ck.image_processor).unwrap();
-        let settings = VisionSettings::resolve(&cfg, "preprocessor_config.json", spec.image_class).unwrap();
+        let settings =
+            VisionSettings::resolve(&cfg, "preprocessor_config.json", spec.image_class).unwrap();
         let rules = ck.rules();
         let per = ck.side * ck.side;
         // Width-1 features: the graph's rows for every patch, a one-value newline.
         let newline = spec.image_newline.then_some(&[1.0f32][..]);
-        let budget = (spec.image_layout == ImageLayout::AnyresOnevision).then_some(ck.max_num_patches);
+        let budget =
+            (spec.image_layout == ImageLayout::AnyresOnevision).then_some(ck.max_num_patches);
         let mut chosen = BTreeSet::new();
-        let multi_modes: &[bool] = if spec.image_layout == ImageLayout::AnyresOnevision { &[false, true] } else { &[false] };
+        let multi_modes: &[bool] = if spec.image_layout == ImageLayout::AnyresOnevision {
+            &[false, true]
+        } else {
+            &[false]
+        };
         for (h, w) in sizes(&settings.pinpoints, &mut rng) {
             for &multi in multi_modes {
                 let what = format!("{} {h}x{w} multi={multi}", spec.name);
-                let plan = image_plan(h, w, spec.image_layout, &settings, multi, &what).unwrap_or_else(|e| panic!("{what}: {e}"));
+                let plan = image_plan(h, w, spec.image_layout, &settings, multi, &what)
+                    .unwrap_or_else(|e| panic!("{what}: {e}"));
                 let patch_px = (plan.patch_out.0 as u32, plan.patch_out.1 as u32);
                 let tokens = rules.image_tokens(&plan.grid, patch_px);
                 let rows = match spec.image_layout {
@@ -138,20 +172,35 @@ fn placeholder_count_equals_packed_feature_rows() {
                     ImageLayout::Plain => per,
                     ImageLayout::AnyresOnevision | ImageLayout::AnyresNext => {
                         let patches = vec![0.0f32; plan.grid.num_patches() * per];
-                        pack_image(&patches, ck.side, 1, &plan.grid, newline, budget).unwrap_or_else(|e| panic!("{what}: {e}")).len()
+                        pack_image(&patches, ck.side, 1, &plan.grid, newline, budget)
+                            .unwrap_or_else(|e| panic!("{what}: {e}"))
+                            .len()
                     }
                 };
-                assert_eq!(tokens, rows, "{what}: processor {tokens} placeholders, vision {rows} rows ({:?})", plan.grid);
+                assert_eq!(
+                    tokens, rows,
+                    "{what}: processor {tokens} placeholders, vision {rows} rows ({:?})",
+                    plan.grid
+                );
                 if let Some(t) = plan.tiling {
                     chosen.insert(t.best);
-                    assert_eq!(select_best_resolution(h as u32, w as u32, &settings.pinpoints), Some(t.best));
+                    assert_eq!(
+                        select_best_resolution(h as u32, w as u32, &settings.pinpoints),
+                        Some(t.best)
+                    );
                 }
                 checked += 1;
             }
         }
         // Every pinpoint grid of the family was exercised.
         let all: BTreeSet<(u32, u32)> = settings.pinpoints.iter().copied().collect();
-        assert_eq!(chosen.len(), all.len(), "{}: pinpoints never chosen: {:?}", spec.name, all.difference(&chosen).collect::<Vec<_>>());
+        assert_eq!(
+            chosen.len(),
+            all.len(),
+            "{}: pinpoints never chosen: {:?}",
+            spec.name,
+            all.difference(&chosen).collect::<Vec<_>>()
+        );
     }
     assert!(checked > 2000, "{checked}");
 }
@@ -168,7 +217,17 @@ fn video_placeholders_equal_pooled_rows() {
                 // Frames are images: the prompt has no video placeholders.
                 VideoTokens::FramesAsImages => 0,
                 // Host pooling (no video_encoder) + one newline per video.
-                VideoTokens::OnevisionPooled => onevision_pool_frames(&vec![0.0; frames * ck.side * ck.side], frames, ck.side, 1).unwrap().len() + 1,
+                VideoTokens::OnevisionPooled => {
+                    onevision_pool_frames(
+                        &vec![0.0; frames * ck.side * ck.side],
+                        frames,
+                        ck.side,
+                        1,
+                    )
+                    .unwrap()
+                    .len()
+                        + 1
+                }
                 // Inside video_encoder: the tower's rows with CLS per frame / 2x2 average pooling.
                 VideoTokens::PerFrame => frames * (ck.side * ck.side + 1),
                 VideoTokens::NextPooled => frames * (ck.side / 2) * (ck.side / 2),

@@ -6,8 +6,18 @@ fn main() {
     let src: Vec<u8> = (0..h * w * 3).map(|i| ((i * 2654435761usize) >> 11) as u8).collect();
     for (name, oh, ow, win) in [
         ("384x384 squash", 384, 384, None),
-        ("shortest 336 + crop", 336, 597, Some(Window { top: 0, left: 130, height: 336, width: 336 })),
-        ("shortest 224 + crop", 224, 398, Some(Window { top: 0, left: 87, height: 224, width: 224 })),
+        (
+            "shortest 336 + crop",
+            336,
+            597,
+            Some(Window { top: 0, left: 130, height: 336, width: 336 }),
+        ),
+        (
+            "shortest 224 + crop",
+            224,
+            398,
+            Some(Window { top: 0, left: 87, height: 224, width: 224 }),
+        ),
     ] {
         for b in [Backend::Torchvision, Backend::Pil] {
             let t0 = Instant::now();
@@ -19,7 +29,10 @@ fn main() {
                 };
                 std::hint::black_box(out);
             }
-            println!("{name:24} {b:?}: {:.2} ms/frame", t0.elapsed().as_secs_f64() * 1000.0 / n as f64);
+            println!(
+                "{name:24} {b:?}: {:.2} ms/frame",
+                t0.elapsed().as_secs_f64() * 1000.0 / n as f64
+            );
         }
     }
 }

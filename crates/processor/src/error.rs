@@ -102,12 +102,16 @@ impl ProcessorError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             ProcessorError::Model(e) => e.kind(),
-            ProcessorError::Tokenizer(_) | ProcessorError::UnknownToken { .. } => ErrorKind::InvalidModel,
+            ProcessorError::Tokenizer(_) | ProcessorError::UnknownToken { .. } => {
+                ErrorKind::InvalidModel
+            }
             ProcessorError::Template { .. }
             | ProcessorError::Messages(_)
             | ProcessorError::PlaceholderMismatch { .. }
             | ProcessorError::InvalidMedia { .. } => ErrorKind::BadRequest,
-            ProcessorError::PromptTooLong { .. } | ProcessorError::MediaTooLarge { .. } => ErrorKind::LimitExceeded,
+            ProcessorError::PromptTooLong { .. } | ProcessorError::MediaTooLarge { .. } => {
+                ErrorKind::LimitExceeded
+            }
             ProcessorError::MediaLoad { source, .. } => media_error_kind(source.as_ref()),
             ProcessorError::Sampling { source, .. } => source.kind(),
             ProcessorError::Unsupported(_) => ErrorKind::Unsupported,

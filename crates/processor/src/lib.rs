@@ -82,11 +82,12 @@ pub mod settings;
 pub mod template;
 
 pub use error::{ProcessorError, Result};
+#[cfg(feature = "video-io")]
+pub use loader::VideoIoLoader;
 pub use messages::{Conversation, ImageInput, MediaInput, Part, VideoInput};
 pub use processor::{
-    ConversationInputs, MediaLoader, NoMediaLoader, ProcessOptions, ProcessedInputs, Processor, TokenSettings,
+    ConversationInputs, MediaLoader, NoMediaLoader, ProcessOptions, ProcessedInputs, Processor,
+    TokenSettings,
 };
 pub use resize::{Backend, Filter};
 pub use vidlm_model::{ErrorKind, Family, FamilySpec, PatchGrid, Sampling};
-#[cfg(feature = "video-io")]
-pub use loader::VideoIoLoader;

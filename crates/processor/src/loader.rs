@@ -28,7 +28,12 @@ impl MediaLoader for VideoIoLoader {
         Ok(frames.data.index_axis_move(Axis(0), 0))
     }
 
-    fn load_video(&self, path: &Path, sampling: &Sampling, max_frames: Option<usize>) -> Result<Array4<u8>> {
+    fn load_video(
+        &self,
+        path: &Path,
+        sampling: &Sampling,
+        max_frames: Option<usize>,
+    ) -> Result<Array4<u8>> {
         let mut req = SampleRequest::new(sampling.clone());
         req.max_frames = max_frames;
         let mut reader = VideoReader::open(path, &self.opts).map_err(|e| err(path, e))?;
@@ -45,7 +50,9 @@ pub fn video_error_kind(e: &VideoError) -> ErrorKind {
         VideoError::LimitExceeded { .. } => ErrorKind::LimitExceeded,
         VideoError::InvalidSampling(s) => s.kind(),
         VideoError::ProtocolNotAllowed(_) | VideoError::InvalidOption(_) => ErrorKind::BadRequest,
-        VideoError::Io { .. } | VideoError::OutOfMemory | VideoError::Internal(_) => ErrorKind::Internal,
+        VideoError::Io { .. } | VideoError::OutOfMemory | VideoError::Internal(_) => {
+            ErrorKind::Internal
+        }
         _ => ErrorKind::UnsupportedMedia,
     }
 }

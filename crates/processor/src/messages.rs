@@ -131,14 +131,20 @@ impl Conversation {
     /// Parses one conversation (a list of messages). Relative media paths resolve against
     /// `base_dir`.
     pub fn from_json(v: &Value, base_dir: Option<&Path>) -> Result<Conversation> {
-        let list = v.as_array().ok_or_else(|| ProcessorError::Messages("a conversation must be a list of messages".into()))?;
+        let list = v.as_array().ok_or_else(|| {
+            ProcessorError::Messages("a conversation must be a list of messages".into())
+        })?;
         let mut conv = Conversation::default();
         for (mi, msg) in list.iter().enumerate() {
-            let obj = msg
-                .as_object()
-                .ok_or_else(|| ProcessorError::Messages(format!("message {mi} is not an object")))?;
+            let obj = msg.as_object().ok_or_else(|| {
+                ProcessorError::Messages(format!("message {mi} is not an object"))
+            })?;
             // Drop null-valued keys (transformers `_normalize_conversations`).
-            let mut out: Map<String, Value> = obj.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), v.clone())).collect();
+            let mut out: Map<String, Value> = obj
+                .iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
             if !out.get("role").is_some_and(Value::is_string) {
                 return Err(ProcessorError::Messages(format!("message {mi} has no string `role`")));
             }
@@ -146,19 +152,26 @@ impl Conversation {
                 let mut new_parts = Vec::with_capacity(parts.len());
                 for (pi, part) in parts.iter().enumerate() {
                     let Some(p) = part.as_object() else {
-                        return Err(ProcessorError::Messages(format!("message {mi} part {pi} is not an object")));
+                        return Err(ProcessorError::Messages(format!(
+                            "message {mi} part {pi} is not an object"
+                        )));
                     };
                     let ty = p.get("type").and_then(Value::as_str).ok_or_else(|| {
-                        ProcessorError::Messages(format!("message {mi} part {pi} has no string `type`"))
+                        ProcessorError::Messages(format!(
+                            "message {mi} part {pi} has no string `type`"
+                        ))
                     })?;
                     match ty {
                         "image_url" => {
                             let url = match p.get("image_url") {
-                                Some(Value::Object(o)) => o.get("url").and_then(Value::as_str).unwrap_or("").to_string(),
+                                Some(Value::Object(o)) => {
+                                    o.get("url").and_then(Value::as_str).unwrap_or("").to_string()
+                                }
                                 Some(Value::String(s)) => s.clone(),
                                 _ => String::new(),
                             };
-                            conv.media.push(MediaInput::Image(image_from_str(&url, "url", base_dir)));
+                            conv.media
+                                .push(MediaInput::Image(image_from_str(&url, "url", base_dir)));
                             new_parts.push(json!({"type": "image", "url": url}));
                             continue;
                         }
@@ -166,9 +179,12 @@ impl Conversation {
                             for key in ["image", "url", "path", "base64"] {
                                 if let Some(val) = p.get(key) {
                                     let s = val.as_str().ok_or_else(|| {
-                                        ProcessorError::Messages(format!("message {mi} part {pi}: `{key}` must be a string"))
+                                        ProcessorError::Messages(format!(
+                                            "message {mi} part {pi}: `{key}` must be a string"
+                                        ))
                                     })?;
-                                    conv.media.push(MediaInput::Image(image_from_str(s, key, base_dir)));
+                                    conv.media
+                                        .push(MediaInput::Image(image_from_str(s, key, base_dir)));
                                 }
                             }
                         }
@@ -221,7 +237,9 @@ impl Conversation {
                 items.iter().map(|c| Conversation::from_json(c, base_dir)).collect()
             }
             Some(_) => Ok(vec![Conversation::from_json(v, base_dir)?]),
-            None => Err(ProcessorError::Messages("messages must be a list of messages or a list of conversations".into())),
+            None => Err(ProcessorError::Messages(
+                "messages must be a list of messages or a list of conversations".into(),
+            )),
         }
     }
 
@@ -245,9 +263,13 @@ mod tests {
             {"type": "text", "text": "hi"}], "name": null}]);
         let c = Conversation::from_json(&v, Some(Path::new("/base"))).unwrap_or_default();
         assert_eq!(c.media.len(), 3);
-        assert!(matches!(&c.media[0], MediaInput::Video(VideoInput::Path(p)) if p == Path::new("/base/a.mp4")));
+        assert!(
+            matches!(&c.media[0], MediaInput::Video(VideoInput::Path(p)) if p == Path::new("/base/a.mp4"))
+        );
         assert!(matches!(&c.media[1], MediaInput::Image(ImageInput::Url(_))));
-        assert!(matches!(&c.media[2], MediaInput::Image(ImageInput::Path(p)) if p == Path::new("/abs/b.png")));
+        assert!(
+            matches!(&c.media[2], MediaInput::Image(ImageInput::Path(p)) if p == Path::new("/abs/b.png"))
+        );
         assert_eq!(c.messages[0].get("name"), None);
         assert_eq!(c.messages[0]["content"][1], json!({"type": "image", "url": "https://x/y.png"}));
     }
@@ -256,6 +278,10 @@ mod tests {
     fn rejects_bad_shapes() {
         assert!(Conversation::from_json(&json!({"role": "user"}), None).is_err());
         assert!(Conversation::from_json(&json!([{"content": "x"}]), None).is_err());
-        assert!(Conversation::from_json(&json!([{"role": "user", "content": [{"text": "x"}]}]), None).is_err());
+        assert!(Conversation::from_json(
+            &json!([{"role": "user", "content": [{"text": "x"}]}]),
+            None
+        )
+        .is_err());
     }
 }

@@ -5,11 +5,11 @@
 use crate::config::SizeDict;
 use crate::error::{ProcessorError, Result};
 use crate::family::{ImageLayout, VisionSettings};
-use vidlm_model::anyres::{patch_output_size, select_best_resolution, tile_grid, PatchGrid};
 use crate::resize::{resize, resize_crop, Backend, Window};
 use ndarray::{s, ArrayD, ArrayView3, ArrayView4, ArrayViewMut3, Axis, IxDyn};
 use rayon::prelude::*;
 use std::borrow::Cow;
+use vidlm_model::anyres::{patch_output_size, select_best_resolution, tile_grid, PatchGrid};
 
 /// Largest accepted image side (pixels) — guards against absurd allocations.
 pub const MAX_SIDE: usize = 1 << 15;
@@ -44,7 +44,11 @@ impl Normalizer {
                         }
                     }
                     Backend::Pil => {
-                        let x = if s.do_rescale { (v as f64 * s.rescale_factor) as f32 } else { v as f32 };
+                        let x = if s.do_rescale {
+                            (v as f64 * s.rescale_factor) as f32
+                        } else {
+                            v as f32
+                        };
                         if s.do_normalize {
                             (x - s.mean[c] as f32) / s.std[c] as f32
                         } else {
@@ -142,7 +146,14 @@ pub fn geometry(h: usize, w: usize, s: &VisionSettings, backend: Backend) -> Geo
 }
 
 /// Runs resize + crop on one interleaved image and returns the `out.0 × out.1 × 3` bytes.
-fn resize_and_crop(src: &[u8], h: usize, w: usize, g: &Geometry, s: &VisionSettings, backend: Backend) -> Vec<u8> {
+fn resize_and_crop(
+    src: &[u8],
+    h: usize,
+    w: usize,
+    g: &Geometry,
+    s: &VisionSettings,
+    backend: Backend,
+) -> Vec<u8> {
     let (oh, ow) = g.resized;
     let (ch, cw) = g.out;
     // Intersection of the crop window with the resized image.
@@ -150,7 +161,8 @@ fn resize_and_crop(src: &[u8], h: usize, w: usize, g: &Geometry, s: &VisionSetti
     let x0 = g.offset.1.max(0) as usize;
     let y1 = ((g.offset.0 + ch as i64).min(oh as i64)).max(0) as usize;
     let x1 = ((g.offset.1 + cw as i64).min(ow as i64)).max(0) as usize;
-    let win = Window { top: y0, left: x0, height: y1.saturating_sub(y0), width: x1.saturating_sub(x0) };
+    let win =
+        Window { top: y0, left: x0, height: y1.saturating_sub(y0), width: x1.saturating_sub(x0) };
     let inner = resize_crop(src, h, w, oh, ow, win, s.filter, backend);
     if win.height == ch && win.width == cw {
         return inner;
@@ -160,7 +172,8 @@ fn resize_and_crop(src: &[u8], h: usize, w: usize, g: &Geometry, s: &VisionSetti
     let dx = (x0 as i64 - g.offset.1) as usize;
     for r in 0..win.height {
         let dst = ((dy + r) * cw + dx) * 3;
-        out[dst..dst + win.width * 3].copy_from_slice(&inner[r * win.width * 3..(r + 1) * win.width * 3]);
+        out[dst..dst + win.width * 3]
+            .copy_from_slice(&inner[r * win.width * 3..(r + 1) * win.width * 3]);
     }
     out
 }
@@ -175,7 +188,10 @@ fn contiguous<'a>(img: &'a ArrayView3<'_, u8>, what: &dyn Fn() -> String) -> Res
         });
     }
     if sh[0] == 0 || sh[1] == 0 {
-        return Err(ProcessorError::InvalidMedia { what: what(), message: format!("image size {}x{} is empty", sh[1], sh[0]) });
+        return Err(ProcessorError::InvalidMedia {
+            what: what(),
+            message: format!("image size {}x{} is empty", sh[1], sh[0]),
+        });
     }
     if sh[0] > MAX_SIDE || sh[1] > MAX_SIDE {
         return Err(ProcessorError::MediaTooLarge {
@@ -210,11 +226,19 @@ fn standard_into(
 
 /// Processes a video `(T, H, W, 3)` into `(T, 3, H', W')` with the standard pipeline, frames in
 /// parallel.
-pub fn process_video(frames: ArrayView4<'_, u8>, s: &VisionSettings, backend: Backend, what: &str) -> Result<ArrayD<f32>> {
+pub fn process_video(
+    frames: ArrayView4<'_, u8>,
+    s: &VisionSettings,
+    backend: Backend,
+    what: &str,
+) -> Result<ArrayD<f32>> {
     let sh = frames.shape();
     let (t, h, w) = (sh[0], sh[1], sh[2]);
     if t == 0 {
-        return Err(ProcessorError::InvalidMedia { what: what.into(), message: "video has no frames".into() });
+        return Err(ProcessorError::InvalidMedia {
+            what: what.into(),
+            message: "video has no frames".into(),
+        });
     }
     // Validate once (all frames share the shape).
     let first = frames.index_axis(Axis(0), 0);
@@ -299,9 +323,19 @@ pub struct Tiling {
 
 /// Plans how an `h × w` image is cut for `layout` (`multi_image`: OneVision's rule for samples
 /// with 2+ images). `h` and `w` are within `1..=MAX_SIDE`.
-pub fn image_plan(h: usize, w: usize, layout: ImageLayout, s: &VisionSettings, multi_image: bool, what: &str) -> Result<ImagePlan> {
+pub fn image_plan(
+    h: usize,
+    w: usize,
+    layout: ImageLayout,
+    s: &VisionSettings,
+    multi_image: bool,
+    what: &str,
+) -> Result<ImagePlan> {
     if h == 0 || w == 0 || h > MAX_SIDE || w > MAX_SIDE {
-        return Err(ProcessorError::MediaTooLarge { what: what.into(), message: format!("image size {w}x{h} is outside 1..={MAX_SIDE}") });
+        return Err(ProcessorError::MediaTooLarge {
+            what: what.into(),
+            message: format!("image size {w}x{h} is outside 1..={MAX_SIDE}"),
+        });
     }
     let image_size = (h as u32, w as u32);
     match layout {
@@ -321,18 +355,27 @@ pub fn image_plan(h: usize, w: usize, layout: ImageLayout, s: &VisionSettings, m
                 (_, _, Some(e)) => (e as usize, e as usize),
                 _ => (0, 0),
             };
-            let tile = match (s.crop_size.and_then(|c| c.height), s.size.height, s.size.shortest_edge) {
-                (Some(c), _, _) if s.do_center_crop => c as usize,
-                (_, Some(hh), _) => hh as usize,
-                (_, _, Some(e)) => e as usize,
-                _ => 0,
-            };
+            let tile =
+                match (s.crop_size.and_then(|c| c.height), s.size.height, s.size.shortest_edge) {
+                    (Some(c), _, _) if s.do_center_crop => c as usize,
+                    (_, Some(hh), _) => hh as usize,
+                    (_, _, Some(e)) => e as usize,
+                    _ => 0,
+                };
             check_out(base.0, base.1, what)?;
             check_out(tile, tile, what)?;
-            let best = select_best_resolution(image_size.0, image_size.1, &s.pinpoints).ok_or_else(|| {
-                ProcessorError::Model(vidlm_model::ModelError::MissingField { file: "preprocessor_config.json".into(), field: "image_grid_pinpoints".into() })
-            })?;
-            let grid = PatchGrid { image_size, tiles: Some(tile_grid(best, tile as u32)), multi_image: false };
+            let best = select_best_resolution(image_size.0, image_size.1, &s.pinpoints)
+                .ok_or_else(|| {
+                    ProcessorError::Model(vidlm_model::ModelError::MissingField {
+                        file: "preprocessor_config.json".into(),
+                        field: "image_grid_pinpoints".into(),
+                    })
+                })?;
+            let grid = PatchGrid {
+                image_size,
+                tiles: Some(tile_grid(best, tile as u32)),
+                multi_image: false,
+            };
             let patch_out = geometry(base.0, base.1, s, Backend::Torchvision).out;
             Ok(ImagePlan { grid, patch_out, tiling: Some(Tiling { best, tile, base }) })
         }
@@ -359,9 +402,10 @@ pub fn process_image(
             let g = geometry(h, w, s, backend);
             check_out(g.out.0, g.out.1, what)?;
             let mut out = ArrayD::<f32>::zeros(IxDyn(&[1, 3, g.out.0, g.out.1]));
-            let mut d3 = out.index_axis_mut(Axis(0), 0).into_dimensionality::<ndarray::Ix3>().map_err(|e| {
-                ProcessorError::InvalidMedia { what: what.into(), message: e.to_string() }
-            })?;
+            let mut d3 =
+                out.index_axis_mut(Axis(0), 0).into_dimensionality::<ndarray::Ix3>().map_err(
+                    |e| ProcessorError::InvalidMedia { what: what.into(), message: e.to_string() },
+                )?;
             standard_into(&bytes, h, w, s, backend, &norm, &mut d3);
             Ok(ProcessedImage { patches: out, grid: PatchGrid::single(image_size, false) })
         }
@@ -387,15 +431,18 @@ pub fn process_image(
             let g = geometry(ph, pw, s, backend);
             check_out(g.out.0, g.out.1, what)?;
             let mut out = ArrayD::<f32>::zeros(IxDyn(&[1, 3, g.out.0, g.out.1]));
-            let mut d3 = out.index_axis_mut(Axis(0), 0).into_dimensionality::<ndarray::Ix3>().map_err(|e| {
-                ProcessorError::InvalidMedia { what: what.into(), message: e.to_string() }
-            })?;
+            let mut d3 =
+                out.index_axis_mut(Axis(0), 0).into_dimensionality::<ndarray::Ix3>().map_err(
+                    |e| ProcessorError::InvalidMedia { what: what.into(), message: e.to_string() },
+                )?;
             standard_into(&padded, ph, pw, s, backend, &norm, &mut d3);
             Ok(ProcessedImage { patches: out, grid: PatchGrid::single(image_size, true) })
         }
         ImageLayout::AnyresOnevision | ImageLayout::AnyresNext => {
             let Some(tiling) = plan.tiling else {
-                return Err(ProcessorError::Internal(format!("{what}: anyres image without a tiling")));
+                return Err(ProcessorError::Internal(format!(
+                    "{what}: anyres image without a tiling"
+                )));
             };
             let (base_h, base_w) = tiling.base;
             let patch = tiling.tile;
@@ -435,10 +482,12 @@ pub fn process_image(
             drop(canvas);
             // Base image: squash-resize of the original to (base_h, base_w).
             let base = resize(&bytes, h, w, base_h, base_w, s.filter, backend);
-            let mut all: Vec<(Cow<'_, [u8]>, usize, usize)> = vec![(Cow::Owned(base), base_h, base_w)];
+            let mut all: Vec<(Cow<'_, [u8]>, usize, usize)> =
+                vec![(Cow::Owned(base), base_h, base_w)];
             all.extend(tiles.into_iter().map(|(t, th, tw)| (Cow::Owned(t), th, tw)));
             // Every patch then goes through resize(size) → crop → normalize.
-            let geos: Vec<Geometry> = all.iter().map(|(_, ph, pw)| geometry(*ph, *pw, s, backend)).collect();
+            let geos: Vec<Geometry> =
+                all.iter().map(|(_, ph, pw)| geometry(*ph, *pw, s, backend)).collect();
             let g0 = geos[0];
             if geos.iter().any(|g| g.out != g0.out) {
                 return Err(ProcessorError::InvalidMedia {
@@ -454,7 +503,10 @@ pub fn process_image(
             });
             let grid = plan.grid;
             if grid.num_patches() != all.len() {
-                return Err(ProcessorError::Internal(format!("{what}: {} patches for a grid of {grid:?}", all.len())));
+                return Err(ProcessorError::Internal(format!(
+                    "{what}: {} patches for a grid of {grid:?}",
+                    all.len()
+                )));
             }
             Ok(ProcessedImage { patches: out, grid })
         }
@@ -473,13 +525,26 @@ pub fn process_images(
     images
         .par_iter()
         .enumerate()
-        .map(|(i, img)| process_image(img.view(), layout, s, backend, multi_image.get(i).copied().unwrap_or(false), &what(i)))
+        .map(|(i, img)| {
+            process_image(
+                img.view(),
+                layout,
+                s,
+                backend,
+                multi_image.get(i).copied().unwrap_or(false),
+                &what(i),
+            )
+        })
         .collect()
 }
 
 /// Stacks processed images into the family's image tensor: `(N, 3, H, W)` for plain images,
 /// `(N, P_max, 3, H, W)` (zero-padded along P when `do_pad`) for anyres layouts.
-pub fn stack_images(images: &[ProcessedImage], layout: ImageLayout, do_pad: bool) -> Result<ArrayD<f32>> {
+pub fn stack_images(
+    images: &[ProcessedImage],
+    layout: ImageLayout,
+    do_pad: bool,
+) -> Result<ArrayD<f32>> {
     let first = images.first().ok_or_else(|| ProcessorError::InvalidMedia {
         what: "images".into(),
         message: "no images to stack".into(),
@@ -488,7 +553,8 @@ pub fn stack_images(images: &[ProcessedImage], layout: ImageLayout, do_pad: bool
     if images.iter().any(|im| &im.patches.shape()[1..] != inner) {
         return Err(ProcessorError::InvalidMedia {
             what: "images".into(),
-            message: "processed images have different sizes and cannot be batched into one tensor".into(),
+            message: "processed images have different sizes and cannot be batched into one tensor"
+                .into(),
         });
     }
     match layout {

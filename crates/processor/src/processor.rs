@@ -32,7 +32,12 @@ pub trait MediaLoader: Send + Sync {
     /// Loads an RGB image `(H, W, 3)`.
     fn load_image(&self, path: &Path) -> Result<Array3<u8>>;
     /// Decodes the frames of a video `(T, H, W, 3)` selected by `sampling`, at most `max_frames`.
-    fn load_video(&self, path: &Path, sampling: &Sampling, max_frames: Option<usize>) -> Result<Array4<u8>>;
+    fn load_video(
+        &self,
+        path: &Path,
+        sampling: &Sampling,
+        max_frames: Option<usize>,
+    ) -> Result<Array4<u8>>;
 }
 
 /// A loader that loads nothing (every path is an error): use decoded media, or plug in a loader.
@@ -139,7 +144,9 @@ impl ProcessedInputs {
         let rows: Vec<&[i64]> = self.conversations.iter().map(|c| c.input_ids.as_slice()).collect();
         let (ids, mask, width) = left_pad(&rows, self.pad_token_id);
         let b = rows.len();
-        let shaped = |v: Vec<i64>| Array2::from_shape_vec((b, width), v).unwrap_or_else(|_| Array2::zeros((b, width)));
+        let shaped = |v: Vec<i64>| {
+            Array2::from_shape_vec((b, width), v).unwrap_or_else(|_| Array2::zeros((b, width)))
+        };
         (shaped(ids), shaped(mask))
     }
 
@@ -171,8 +178,18 @@ impl ProcessedInputs {
         use safetensors::Dtype;
         let (input_ids, attention_mask) = self.padded();
         let mut out = vec![
-            ("input_ids".to_string(), Dtype::I64, input_ids.shape().to_vec(), i64s(input_ids.iter())),
-            ("attention_mask".to_string(), Dtype::I64, attention_mask.shape().to_vec(), i64s(attention_mask.iter())),
+            (
+                "input_ids".to_string(),
+                Dtype::I64,
+                input_ids.shape().to_vec(),
+                i64s(input_ids.iter()),
+            ),
+            (
+                "attention_mask".to_string(),
+                Dtype::I64,
+                attention_mask.shape().to_vec(),
+                i64s(attention_mask.iter()),
+            ),
         ];
         if let Some(p) = &self.pixel_values {
             out.push((self.image_key.to_string(), Dtype::F32, p.shape().to_vec(), f32s(p.iter())));
@@ -184,7 +201,12 @@ impl ProcessedInputs {
             out.push(("batch_num_images".to_string(), Dtype::I64, vec![b.len()], i64s(b.iter())));
         }
         if let Some(v) = &self.pixel_values_videos {
-            out.push(("pixel_values_videos".to_string(), Dtype::F32, v.shape().to_vec(), f32s(v.iter())));
+            out.push((
+                "pixel_values_videos".to_string(),
+                Dtype::F32,
+                v.shape().to_vec(),
+                f32s(v.iter()),
+            ));
         }
         out
     }
@@ -201,7 +223,8 @@ impl ProcessedInputs {
                     .map_err(|e| ProcessorError::Internal(format!("safetensors: {e}")))
             })
             .collect::<Result<Vec<_>>>()?;
-        safetensors::serialize(views, &None).map_err(|e| ProcessorError::Internal(format!("safetensors: {e}")))
+        safetensors::serialize(views, &None)
+            .map_err(|e| ProcessorError::Internal(format!("safetensors: {e}")))
     }
 }
 
@@ -283,11 +306,10 @@ impl Processor {
         };
         let special = Self::special_tokens(files, &tokenizer)?;
         let tc = &files.tokenizer_config;
-        let max_len = files
-            .config
-            .text()
-            .max_position_embeddings
-            .or_else(|| tc.model_max_length.filter(|m| *m > 0.0 && *m < 1e12).map(|m| m as usize));
+        let max_len =
+            files.config.text().max_position_embeddings.or_else(|| {
+                tc.model_max_length.filter(|m| *m > 0.0 && *m < 1e12).map(|m| m as usize)
+            });
         Ok(Processor {
             spec,
             dir: files.dir.clone(),
@@ -304,24 +326,28 @@ impl Processor {
     }
 
     fn load_tokenizer(files: &ModelFiles) -> Result<Tokenizer> {
-        let path = files
-            .tokenizer_json
-            .as_ref()
-            .ok_or_else(|| ModelError::MissingFile { dir: files.dir.clone(), file: "tokenizer.json".into() })?;
-        Tokenizer::from_file(path).map_err(|e| ProcessorError::Tokenizer(format!("{}: {e}", path.display())))
+        let path = files.tokenizer_json.as_ref().ok_or_else(|| ModelError::MissingFile {
+            dir: files.dir.clone(),
+            file: "tokenizer.json".into(),
+        })?;
+        Tokenizer::from_file(path)
+            .map_err(|e| ProcessorError::Tokenizer(format!("{}: {e}", path.display())))
     }
 
     /// The image processor's settings (required) and the video processor's (families with one).
-    fn vision_settings(files: &ModelFiles, spec: &FamilySpec) -> Result<(Option<VisionSettings>, Option<VisionSettings>)> {
+    fn vision_settings(
+        files: &ModelFiles,
+        spec: &FamilySpec,
+    ) -> Result<(Option<VisionSettings>, Option<VisionSettings>)> {
         let image = match &files.image_processor {
             Some((cfg, file)) => VisionSettings::resolve(cfg, file, spec.image_class)?,
-            None => {
-                return Err(ModelError::MissingFile {
-                    dir: files.dir.clone(),
-                    file: "preprocessor_config.json (or processor_config.json with \"image_processor\")".into(),
-                }
-                .into())
+            None => return Err(ModelError::MissingFile {
+                dir: files.dir.clone(),
+                file:
+                    "preprocessor_config.json (or processor_config.json with \"image_processor\")"
+                        .into(),
             }
+            .into()),
         };
         let video = match (spec.video_class, &files.video_processor) {
             (None, _) => None,
@@ -339,7 +365,11 @@ impl Processor {
 
     /// The placeholder strings (tokenizer config, then processor config, then the family's
     /// defaults) and their ids in the vocabulary.
-    fn resolve_tokens(files: &ModelFiles, spec: &FamilySpec, tokenizer: &Tokenizer) -> Result<TokenSettings> {
+    fn resolve_tokens(
+        files: &ModelFiles,
+        spec: &FamilySpec,
+        tokenizer: &Tokenizer,
+    ) -> Result<TokenSettings> {
         let tc = &files.tokenizer_config;
         let pc = &files.processor;
         let d = &spec.processor;
@@ -378,15 +408,25 @@ impl Processor {
             None => files.config.text().pad_token_id,
         };
         let mut named = Map::new();
-        for (k, v) in [("bos_token", &tc.bos_token), ("eos_token", &tc.eos_token), ("unk_token", &tc.unk_token), ("pad_token", &tc.pad_token)] {
+        for (k, v) in [
+            ("bos_token", &tc.bos_token),
+            ("eos_token", &tc.eos_token),
+            ("unk_token", &tc.unk_token),
+            ("pad_token", &tc.pad_token),
+        ] {
             if let Some(s) = content(v) {
                 named.insert(k.into(), Value::String(s));
             }
         }
-        for src in [&tc.extra_special_tokens, &tc.model_specific_special_tokens].into_iter().flatten() {
+        for src in
+            [&tc.extra_special_tokens, &tc.model_specific_special_tokens].into_iter().flatten()
+        {
             if let Some(obj) = src.as_object() {
                 for (k, v) in obj {
-                    let s = v.as_str().map(String::from).or_else(|| v.get("content").and_then(Value::as_str).map(String::from));
+                    let s = v
+                        .as_str()
+                        .map(String::from)
+                        .or_else(|| v.get("content").and_then(Value::as_str).map(String::from));
                     if let Some(s) = s {
                         named.entry(k.clone()).or_insert(Value::String(s));
                     }
@@ -475,7 +515,11 @@ impl Processor {
     /// `ProcessOptions { sampling: Sampling::All, max_frames: None, .. }` gives the same inputs as
     /// processing `conv` with `opts`. `vidlm run` decodes this way before handing the request to the
     /// engine.
-    pub fn load_conversation(&self, conv: &Conversation, opts: &ProcessOptions) -> Result<Conversation> {
+    pub fn load_conversation(
+        &self,
+        conv: &Conversation,
+        opts: &ProcessOptions,
+    ) -> Result<Conversation> {
         let media = self
             .load_items(0, conv, opts)?
             .into_iter()
@@ -488,7 +532,12 @@ impl Processor {
     }
 
     /// Loads conversation `ci`'s media in order (paths through the loader, videos sampled by `opts`).
-    fn load_items(&self, ci: usize, conv: &Conversation, opts: &ProcessOptions) -> Result<Vec<MediaLoaded>> {
+    fn load_items(
+        &self,
+        ci: usize,
+        conv: &Conversation,
+        opts: &ProcessOptions,
+    ) -> Result<Vec<MediaLoaded>> {
         conv.media
             .iter()
             .enumerate()
@@ -506,12 +555,21 @@ impl Processor {
         match img {
             ImageInput::Decoded(a) => Ok(a.clone()),
             ImageInput::Path(p) => self.loader.load_image(p).map(Arc::new),
-            ImageInput::Url(u) => Err(ProcessorError::Unsupported(format!("{what}: URLs are not fetched ({u}); download it first"))),
-            ImageInput::Base64(_) => Err(ProcessorError::Unsupported(format!("{what}: base64 images are not supported"))),
+            ImageInput::Url(u) => Err(ProcessorError::Unsupported(format!(
+                "{what}: URLs are not fetched ({u}); download it first"
+            ))),
+            ImageInput::Base64(_) => {
+                Err(ProcessorError::Unsupported(format!("{what}: base64 images are not supported")))
+            }
         }
     }
 
-    fn load_video(&self, v: &VideoInput, opts: &ProcessOptions, what: &str) -> Result<Arc<Array4<u8>>> {
+    fn load_video(
+        &self,
+        v: &VideoInput,
+        opts: &ProcessOptions,
+        what: &str,
+    ) -> Result<Arc<Array4<u8>>> {
         let sampled = opts.sampling != Sampling::All || opts.max_frames.is_some();
         match v {
             VideoInput::Decoded(a) => {
@@ -520,11 +578,18 @@ impl Processor {
                 }
                 // Decoded frames have no timestamps or frame rate: index-based sampling only.
                 let idx = select_frames(&opts.sampling, a.shape()[0], None, opts.max_frames, false)
-                    .map_err(|source| ProcessorError::Sampling { what: what.to_string(), source })?;
+                    .map_err(|source| ProcessorError::Sampling {
+                        what: what.to_string(),
+                        source,
+                    })?;
                 Ok(Arc::new(a.select(Axis(0), &idx)))
             }
-            VideoInput::Path(p) => self.loader.load_video(p, &opts.sampling, opts.max_frames).map(Arc::new),
-            VideoInput::Url(u) => Err(ProcessorError::Unsupported(format!("{what}: URLs are not fetched ({u}); download it first"))),
+            VideoInput::Path(p) => {
+                self.loader.load_video(p, &opts.sampling, opts.max_frames).map(Arc::new)
+            }
+            VideoInput::Url(u) => Err(ProcessorError::Unsupported(format!(
+                "{what}: URLs are not fetched ({u}); download it first"
+            ))),
             VideoInput::Frames(list) => {
                 if sampled {
                     return Err(ProcessorError::Unsupported(format!(
@@ -544,7 +609,11 @@ impl Processor {
     /// Renders, tokenizes, expands and processes a batch of conversations, like
     /// `processor.apply_chat_template(conversations, tokenize=True, return_dict=True,
     /// padding=True, padding_side="left", return_tensors="pt")`.
-    pub fn process(&self, conversations: &[Conversation], opts: &ProcessOptions) -> Result<ProcessedInputs> {
+    pub fn process(
+        &self,
+        conversations: &[Conversation],
+        opts: &ProcessOptions,
+    ) -> Result<ProcessedInputs> {
         if conversations.is_empty() {
             return Err(ProcessorError::Messages("no conversations given".into()));
         }
@@ -566,13 +635,19 @@ impl Processor {
                     .collect()
             })
             .collect();
-        let vid_views: Vec<Vec<ArrayView4<'_, u8>>> = loaded.iter().map(|c| c.videos.iter().map(|a| a.view()).collect()).collect();
+        let vid_views: Vec<Vec<ArrayView4<'_, u8>>> =
+            loaded.iter().map(|c| c.videos.iter().map(|a| a.view()).collect()).collect();
         self.process_prompts(&prompts, &img_views, &vid_views, opts)
     }
 
     /// Stage 1: loads a conversation's media in order and renders its prompt (a family without a
     /// video processor gets each video as its frames, each an image part).
-    fn load_media(&self, ci: usize, conv: &Conversation, opts: &ProcessOptions) -> Result<LoadedConversation> {
+    fn load_media(
+        &self,
+        ci: usize,
+        conv: &Conversation,
+        opts: &ProcessOptions,
+    ) -> Result<LoadedConversation> {
         let loaded = self.load_items(ci, conv, opts)?;
         let mut images = Vec::new();
         let mut videos = Vec::new();
@@ -590,7 +665,9 @@ impl Processor {
                 match m {
                     MediaLoaded::Image(i) => images.push(ImageRef::Image(i)),
                     // The frames stay in the decoded video: views, no copy.
-                    MediaLoaded::Video(v) => images.extend((0..v.shape()[0]).map(|t| ImageRef::Frame(v.clone(), t))),
+                    MediaLoaded::Video(v) => {
+                        images.extend((0..v.shape()[0]).map(|t| ImageRef::Frame(v.clone(), t)))
+                    }
                 }
             }
         } else {
@@ -601,7 +678,8 @@ impl Processor {
                 }
             }
         }
-        let prompt = self.render(&Conversation { messages, media: Vec::new() }, opts.add_generation_prompt)?;
+        let prompt =
+            self.render(&Conversation { messages, media: Vec::new() }, opts.add_generation_prompt)?;
         Ok(LoadedConversation { prompt, images, videos })
     }
 
@@ -620,32 +698,55 @@ impl Processor {
         if images.len() > prompts.len() || videos.len() > prompts.len() {
             return Err(ProcessorError::Messages("more media lists than prompts".into()));
         }
-        let media_count = |ci: usize| (images.get(ci).map_or(0, Vec::len), videos.get(ci).map_or(0, Vec::len));
+        let media_count =
+            |ci: usize| (images.get(ci).map_or(0, Vec::len), videos.get(ci).map_or(0, Vec::len));
         let encoded = self.encode_prompts(prompts, &media_count)?;
         let (processed_images, processed_videos) = self.process_pixels(images, videos, opts)?;
-        let (image_token_counts, video_token_counts) = self.count_placeholders(&processed_images, &processed_videos);
-        let expanded = self.expand_placeholders(&encoded, &image_token_counts, &video_token_counts)?;
-        self.assemble(prompts, expanded, processed_images, processed_videos, image_token_counts, video_token_counts)
+        let (image_token_counts, video_token_counts) =
+            self.count_placeholders(&processed_images, &processed_videos);
+        let expanded =
+            self.expand_placeholders(&encoded, &image_token_counts, &video_token_counts)?;
+        self.assemble(
+            prompts,
+            expanded,
+            processed_images,
+            processed_videos,
+            image_token_counts,
+            video_token_counts,
+        )
     }
 
     /// Stage 3: tokenizes each prompt (unexpanded) and checks its placeholders against its
     /// media, before any pixel work.
-    fn encode_prompts(&self, prompts: &[String], media_count: &dyn Fn(usize) -> (usize, usize)) -> Result<Vec<Vec<u32>>> {
+    fn encode_prompts(
+        &self,
+        prompts: &[String],
+        media_count: &dyn Fn(usize) -> (usize, usize),
+    ) -> Result<Vec<Vec<u32>>> {
         prompts
             .iter()
             .enumerate()
             .map(|(ci, prompt)| {
-                let add_special = !self.special.bos.as_ref().is_some_and(|bos| prompt.starts_with(bos.as_str()));
+                let add_special =
+                    !self.special.bos.as_ref().is_some_and(|bos| prompt.starts_with(bos.as_str()));
                 let enc = self
                     .tokenizer
                     .encode(prompt.as_str(), add_special)
                     .map_err(|e| ProcessorError::Tokenizer(e.to_string()))?;
                 let ids: Vec<u32> = enc.get_ids().to_vec();
                 let n_img = ids.iter().filter(|&&i| i == self.tokens.image_token_id).count();
-                let n_vid = self.tokens.video_token_id.map_or(0, |v| ids.iter().filter(|&&i| i == v).count());
+                let n_vid = self
+                    .tokens
+                    .video_token_id
+                    .map_or(0, |v| ids.iter().filter(|&&i| i == v).count());
                 let (conv_images, conv_videos) = media_count(ci);
                 if n_img != conv_images {
-                    return Err(ProcessorError::PlaceholderMismatch { conversation: ci, kind: "image", placeholders: n_img, media: conv_images });
+                    return Err(ProcessorError::PlaceholderMismatch {
+                        conversation: ci,
+                        kind: "image",
+                        placeholders: n_img,
+                        media: conv_images,
+                    });
                 }
                 if n_vid != conv_videos {
                     if self.tokens.video_token_id.is_none() {
@@ -654,7 +755,12 @@ impl Processor {
                             self.spec.processor_class
                         )));
                     }
-                    return Err(ProcessorError::PlaceholderMismatch { conversation: ci, kind: "video", placeholders: n_vid, media: conv_videos });
+                    return Err(ProcessorError::PlaceholderMismatch {
+                        conversation: ci,
+                        kind: "video",
+                        placeholders: n_vid,
+                        media: conv_videos,
+                    });
                 }
                 Ok(ids)
             })
@@ -683,15 +789,26 @@ impl Processor {
         let processed = if flat.is_empty() {
             Vec::new()
         } else {
-            let s = self.image.as_ref().ok_or_else(|| ProcessorError::Unsupported("no image processor".into()))?;
+            let s = self
+                .image
+                .as_ref()
+                .ok_or_else(|| ProcessorError::Unsupported("no image processor".into()))?;
             let what = |i: usize| {
                 let (ci, ii) = names.get(i).copied().unwrap_or((0, i));
                 format!("conversation {ci} image {ii}")
             };
-            process_images(&flat, &multi, self.spec.image_layout, s, self.image_backend(opts.image_backend), &what)?
+            process_images(
+                &flat,
+                &multi,
+                self.spec.image_layout,
+                s,
+                self.image_backend(opts.image_backend),
+                &what,
+            )?
         };
         let mut processed = processed.into_iter();
-        let per_conv_images = images.iter().map(|conv| processed.by_ref().take(conv.len()).collect()).collect();
+        let per_conv_images =
+            images.iter().map(|conv| processed.by_ref().take(conv.len()).collect()).collect();
         let vb = opts.video_backend.unwrap_or(Backend::Torchvision);
         let per_conv_videos = videos
             .iter()
@@ -700,7 +817,9 @@ impl Processor {
                 conv.iter()
                     .enumerate()
                     .map(|(vi, v)| {
-                        let s = self.video.as_ref().ok_or_else(|| ProcessorError::Unsupported("no video processor".into()))?;
+                        let s = self.video.as_ref().ok_or_else(|| {
+                            ProcessorError::Unsupported("no video processor".into())
+                        })?;
                         process_video(v.view(), s, vb, &format!("conversation {ci} video {vi}"))
                     })
                     .collect::<Result<Vec<_>>>()
@@ -710,8 +829,15 @@ impl Processor {
     }
 
     /// Stage 5: placeholder tokens per image and video, per conversation.
-    fn count_placeholders(&self, images: &[Vec<ProcessedImage>], videos: &[Vec<ArrayD<f32>>]) -> (Vec<Vec<usize>>, Vec<Vec<usize>>) {
-        let image_counts = images.iter().map(|c| c.iter().map(|im| self.image_token_count(im)).collect()).collect();
+    fn count_placeholders(
+        &self,
+        images: &[Vec<ProcessedImage>],
+        videos: &[Vec<ArrayD<f32>>],
+    ) -> (Vec<Vec<usize>>, Vec<Vec<usize>>) {
+        let image_counts = images
+            .iter()
+            .map(|c| c.iter().map(|im| self.image_token_count(im)).collect())
+            .collect();
         let video_counts = videos
             .iter()
             .map(|c| {
@@ -739,7 +865,12 @@ impl Processor {
     }
 
     /// Stage 6: repeats each placeholder to its count and checks each prompt against the context.
-    fn expand_placeholders(&self, encoded: &[Vec<u32>], image_counts: &[Vec<usize>], video_counts: &[Vec<usize>]) -> Result<Vec<Vec<i64>>> {
+    fn expand_placeholders(
+        &self,
+        encoded: &[Vec<u32>],
+        image_counts: &[Vec<usize>],
+        video_counts: &[Vec<usize>],
+    ) -> Result<Vec<Vec<i64>>> {
         encoded
             .iter()
             .enumerate()
@@ -749,16 +880,26 @@ impl Processor {
                 let mut out: Vec<i64> = Vec::with_capacity(ids.len());
                 for &id in ids {
                     if id == self.tokens.image_token_id {
-                        out.extend(std::iter::repeat_n(i64::from(id), img.next().copied().unwrap_or(0)));
+                        out.extend(std::iter::repeat_n(
+                            i64::from(id),
+                            img.next().copied().unwrap_or(0),
+                        ));
                     } else if Some(id) == self.tokens.video_token_id {
-                        out.extend(std::iter::repeat_n(i64::from(id), vid.next().copied().unwrap_or(0)));
+                        out.extend(std::iter::repeat_n(
+                            i64::from(id),
+                            vid.next().copied().unwrap_or(0),
+                        ));
                     } else {
                         out.push(i64::from(id));
                     }
                 }
                 if let Some(max) = self.max_len {
                     if out.len() > max {
-                        return Err(ProcessorError::PromptTooLong { conversation: ci, tokens: out.len(), max });
+                        return Err(ProcessorError::PromptTooLong {
+                            conversation: ci,
+                            tokens: out.len(),
+                            max,
+                        });
                     }
                 }
                 Ok(out)
@@ -780,21 +921,24 @@ impl Processor {
         // that this model can pad.
         let first_len = expanded.first().map_or(0, Vec::len);
         let needs_pad = expanded.iter().any(|e| e.len() != first_len);
-        let pad_token_id = match (needs_pad, self.special.pad_id) {
-            (_, Some(p)) => i64::from(p),
-            (false, None) => 0,
-            (true, None) => {
-                return Err(ProcessorError::Unsupported(
-                    "conversations of different lengths need a pad_token in tokenizer_config.json".into(),
-                ))
-            }
-        };
+        let pad_token_id =
+            match (needs_pad, self.special.pad_id) {
+                (_, Some(p)) => i64::from(p),
+                (false, None) => 0,
+                (true, None) => return Err(ProcessorError::Unsupported(
+                    "conversations of different lengths need a pad_token in tokenizer_config.json"
+                        .into(),
+                )),
+            };
         let conversations = expanded
             .into_iter()
             .enumerate()
             .map(|(ci, input_ids)| ConversationInputs {
                 input_ids,
-                images: images.get(ci).map(|c| c.iter().map(|im| im.grid).collect()).unwrap_or_default(),
+                images: images
+                    .get(ci)
+                    .map(|c| c.iter().map(|im| im.grid).collect())
+                    .unwrap_or_default(),
                 videos: videos.get(ci).map_or(0, Vec::len),
             })
             .collect();
@@ -816,10 +960,12 @@ impl Processor {
             });
             (Some(pv), sizes)
         };
-        let pixel_values_videos = if videos.is_empty() { None } else { Some(stack_videos(&videos)?) };
+        let pixel_values_videos =
+            if videos.is_empty() { None } else { Some(stack_videos(&videos)?) };
         // transformers returns `batch_num_images` for OneVision (the only family with a
         // multi-image mode), counting the conversations that have images.
-        let multi_image_family = self.spec.image_layout == vidlm_model::ImageLayout::AnyresOnevision;
+        let multi_image_family =
+            self.spec.image_layout == vidlm_model::ImageLayout::AnyresOnevision;
         Ok(ProcessedInputs {
             conversations,
             pad_token_id,
@@ -847,12 +993,16 @@ fn default_loader() -> Arc<dyn MediaLoader> {
 }
 
 fn stack_frames(frames: &[Arc<Array3<u8>>], what: &str) -> Result<Arc<Array4<u8>>> {
-    let first = frames
-        .first()
-        .ok_or_else(|| ProcessorError::InvalidMedia { what: what.into(), message: "empty frame list".into() })?;
+    let first = frames.first().ok_or_else(|| ProcessorError::InvalidMedia {
+        what: what.into(),
+        message: "empty frame list".into(),
+    })?;
     let sh = first.shape().to_vec();
     if frames.iter().any(|f| f.shape() != sh.as_slice()) {
-        return Err(ProcessorError::InvalidMedia { what: what.into(), message: "frames have different sizes".into() });
+        return Err(ProcessorError::InvalidMedia {
+            what: what.into(),
+            message: "frames have different sizes".into(),
+        });
     }
     let mut out = Array4::<u8>::zeros((frames.len(), sh[0], sh[1], sh[2]));
     for (i, f) in frames.iter().enumerate() {
@@ -866,11 +1016,14 @@ fn stack_videos(videos: &[ArrayD<f32>]) -> Result<ArrayD<f32>> {
     if videos.iter().any(|v| v.shape() != sh.as_slice()) {
         return Err(ProcessorError::InvalidMedia {
             what: "videos".into(),
-            message: "videos have different frame counts or sizes and cannot be batched into one tensor".into(),
+            message:
+                "videos have different frame counts or sizes and cannot be batched into one tensor"
+                    .into(),
         });
     }
     let views: Vec<_> = videos.iter().map(|v| v.view()).collect();
-    ndarray::stack(Axis(0), &views).map_err(|e| ProcessorError::Internal(format!("stacking videos: {e}")))
+    ndarray::stack(Axis(0), &views)
+        .map_err(|e| ProcessorError::Internal(format!("stacking videos: {e}")))
 }
 
 /// Replaces each video part by `T` image parts (in place), for families without a video

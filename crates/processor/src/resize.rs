@@ -226,7 +226,14 @@ struct Buf<'a> {
 /// One horizontal-pass row: the source row is split into three `i32` planes so that each output
 /// value is a contiguous dot product (vectorizes well).
 #[inline(always)]
-fn h_row(srow: &[u8], col0: usize, axis: &Axis, outs: &std::ops::Range<usize>, orow: &mut [u8], planes: &mut Vec<i32>) {
+fn h_row(
+    srow: &[u8],
+    col0: usize,
+    axis: &Axis,
+    outs: &std::ops::Range<usize>,
+    orow: &mut [u8],
+    planes: &mut Vec<i32>,
+) {
     let w = srow.len() / 3;
     let ks = axis.ksize;
     // Each plane is padded with `ksize` zeros so every dot product can run over exactly `ksize`
@@ -261,7 +268,14 @@ fn h_row(srow: &[u8], col0: usize, axis: &Axis, outs: &std::ops::Range<usize>, o
 
 /// One vertical-pass output row.
 #[inline(always)]
-fn v_row(src: &Buf<'_>, cols: &std::ops::Range<usize>, axis: &Axis, o: usize, orow: &mut [u8], acc: &mut Vec<i32>) {
+fn v_row(
+    src: &Buf<'_>,
+    cols: &std::ops::Range<usize>,
+    axis: &Axis,
+    o: usize,
+    orow: &mut [u8],
+    acc: &mut Vec<i32>,
+) {
     let cw = cols.len();
     acc.clear();
     acc.resize(cw * 3, axis.init());
@@ -283,7 +297,12 @@ fn v_row(src: &Buf<'_>, cols: &std::ops::Range<usize>, axis: &Axis, o: usize, or
 
 /// Horizontal pass: for each buffer row in `rows` (image coordinates), computes the output
 /// columns `outs`. Returns `rows.len() × outs.len() × 3`.
-fn h_pass(src: &Buf<'_>, rows: std::ops::Range<usize>, axis: &Axis, outs: std::ops::Range<usize>) -> Vec<u8> {
+fn h_pass(
+    src: &Buf<'_>,
+    rows: std::ops::Range<usize>,
+    axis: &Axis,
+    outs: std::ops::Range<usize>,
+) -> Vec<u8> {
     let ow = outs.len();
     let mut out = vec![0u8; rows.len() * ow * 3];
     if ow == 0 {
@@ -306,7 +325,12 @@ fn h_pass(src: &Buf<'_>, rows: std::ops::Range<usize>, axis: &Axis, outs: std::o
 
 /// Vertical pass: computes output rows `outs` for buffer columns `cols` (image coordinates).
 /// Returns `outs.len() × cols.len() × 3`.
-fn v_pass(src: &Buf<'_>, cols: std::ops::Range<usize>, axis: &Axis, outs: std::ops::Range<usize>) -> Vec<u8> {
+fn v_pass(
+    src: &Buf<'_>,
+    cols: std::ops::Range<usize>,
+    axis: &Axis,
+    outs: std::ops::Range<usize>,
+) -> Vec<u8> {
     let cw = cols.len();
     let mut out = vec![0u8; outs.len() * cw * 3];
     if cw == 0 {
@@ -356,7 +380,14 @@ pub fn resize_crop(
 ) -> Vec<u8> {
     let rows = win.top..win.top + win.height;
     let cols = win.left..win.left + win.width;
-    if sh == 0 || sw == 0 || oh == 0 || ow == 0 || win.height == 0 || win.width == 0 || src.len() < sh * sw * 3 {
+    if sh == 0
+        || sw == 0
+        || oh == 0
+        || ow == 0
+        || win.height == 0
+        || win.width == 0
+        || src.len() < sh * sw * 3
+    {
         return vec![0u8; win.height * win.width * 3];
     }
     let need_h = ow != sw;
@@ -381,16 +412,24 @@ pub fn resize_crop(
         (true, true) => {
             let ax = Axis::new(sw, ow, filter, backend);
             let ay = Axis::new(sh, oh, filter, backend);
-            let vertical_first = backend == Backend::Pil && sh > oh && (sh - oh) as i64 > 2 * (sw as i64 - ow as i64);
+            let vertical_first = backend == Backend::Pil
+                && sh > oh
+                && (sh - oh) as i64 > 2 * (sw as i64 - ow as i64);
             if vertical_first {
                 let src_cols = ax.source_range(cols.clone());
                 let tmp = v_pass(&full, src_cols.clone(), &ay, rows.clone());
-                let buf = Buf { data: &tmp, stride: src_cols.len(), row0: rows.start, col0: src_cols.start };
+                let buf = Buf {
+                    data: &tmp,
+                    stride: src_cols.len(),
+                    row0: rows.start,
+                    col0: src_cols.start,
+                };
                 h_pass(&buf, rows, &ax, cols)
             } else {
                 let src_rows = ay.source_range(rows.clone());
                 let tmp = h_pass(&full, src_rows.clone(), &ax, cols.clone());
-                let buf = Buf { data: &tmp, stride: cols.len(), row0: src_rows.start, col0: cols.start };
+                let buf =
+                    Buf { data: &tmp, stride: cols.len(), row0: src_rows.start, col0: cols.start };
                 v_pass(&buf, cols, &ay, rows)
             }
         }
@@ -398,8 +437,25 @@ pub fn resize_crop(
 }
 
 /// Resizes the whole image (no crop). See [`resize_crop`].
-pub fn resize(src: &[u8], sh: usize, sw: usize, oh: usize, ow: usize, filter: Filter, backend: Backend) -> Vec<u8> {
-    resize_crop(src, sh, sw, oh, ow, Window { top: 0, left: 0, height: oh, width: ow }, filter, backend)
+pub fn resize(
+    src: &[u8],
+    sh: usize,
+    sw: usize,
+    oh: usize,
+    ow: usize,
+    filter: Filter,
+    backend: Backend,
+) -> Vec<u8> {
+    resize_crop(
+        src,
+        sh,
+        sw,
+        oh,
+        ow,
+        Window { top: 0, left: 0, height: oh, width: ow },
+        filter,
+        backend,
+    )
 }
 
 #[cfg(test)]
@@ -436,7 +492,9 @@ mod tests {
                 let part = resize_crop(&src, sh, sw, oh, ow, win, Filter::Bicubic, b);
                 let mut expect = Vec::new();
                 for y in win.top..win.top + win.height {
-                    expect.extend_from_slice(&full[(y * ow + win.left) * 3..(y * ow + win.left + win.width) * 3]);
+                    expect.extend_from_slice(
+                        &full[(y * ow + win.left) * 3..(y * ow + win.left + win.width) * 3],
+                    );
                 }
                 assert_eq!(part, expect, "{b:?} {oh}x{ow}");
             }

@@ -42,7 +42,11 @@ pub struct VisionSettings {
 
 impl VisionSettings {
     /// Merges `cfg` (from `file`) over the class defaults.
-    pub fn resolve(cfg: &VisionProcessorConfig, file: &str, default_class: &str) -> Result<VisionSettings, ModelError> {
+    pub fn resolve(
+        cfg: &VisionProcessorConfig,
+        file: &str,
+        default_class: &str,
+    ) -> Result<VisionSettings, ModelError> {
         let class = cfg
             .image_processor_type
             .as_deref()
@@ -51,7 +55,12 @@ impl VisionSettings {
             .to_string();
         let d = class_defaults(&class).ok_or_else(|| ModelError::InvalidField {
             file: file.into(),
-            field: if cfg.video_processor_type.is_some() { "video_processor_type" } else { "image_processor_type" }.into(),
+            field: if cfg.video_processor_type.is_some() {
+                "video_processor_type"
+            } else {
+                "image_processor_type"
+            }
+            .into(),
             message: format!("unsupported processor class {class:?}"),
         })?;
         let resample = cfg.resample.unwrap_or(3);
@@ -87,7 +96,8 @@ impl VisionSettings {
         }
         let do_center_crop = cfg.do_center_crop.unwrap_or(d.do_center_crop);
         let crop_size = cfg.crop_size.or(d.crop_size);
-        if do_center_crop && !matches!(crop_size, Some(SizeDict { height: Some(h), width: Some(w), .. }) if h > 0 && w > 0)
+        if do_center_crop
+            && !matches!(crop_size, Some(SizeDict { height: Some(h), width: Some(w), .. }) if h > 0 && w > 0)
         {
             return Err(ModelError::InvalidField {
                 file: file.into(),
@@ -112,7 +122,11 @@ impl VisionSettings {
         let too_big = |v: Option<u32>| v.is_some_and(|v| v > MAX_CONFIG_SIDE);
         for (field, sd) in [("size", Some(size)), ("crop_size", crop_size)] {
             if let Some(sd) = sd {
-                if too_big(sd.height) || too_big(sd.width) || too_big(sd.shortest_edge) || too_big(sd.longest_edge) {
+                if too_big(sd.height)
+                    || too_big(sd.width)
+                    || too_big(sd.shortest_edge)
+                    || too_big(sd.longest_edge)
+                {
                     return Err(ModelError::InvalidField {
                         file: file.into(),
                         field: field.into(),
@@ -164,4 +178,3 @@ impl VisionSettings {
         }
     }
 }
-

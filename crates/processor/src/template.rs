@@ -112,8 +112,16 @@ impl ChatTemplate {
 
     /// Renders one conversation. `messages` is the list of message dicts; `extra` holds the
     /// special tokens (`bos_token`, …) and any other template variables.
-    pub fn render<M: Serialize, E: Serialize>(&self, messages: &M, add_generation_prompt: bool, extra: &E) -> Result<String> {
-        let tmpl = self.env.get_template("chat").map_err(|e| ProcessorError::Template { message: describe(&e) })?;
+    pub fn render<M: Serialize, E: Serialize>(
+        &self,
+        messages: &M,
+        add_generation_prompt: bool,
+        extra: &E,
+    ) -> Result<String> {
+        let tmpl = self
+            .env
+            .get_template("chat")
+            .map_err(|e| ProcessorError::Template { message: describe(&e) })?;
         let ctx = minijinja::context! {
             messages => Value::from_serialize(messages),
             add_generation_prompt => add_generation_prompt,
@@ -134,36 +142,55 @@ mod tests {
     fn generation_tag_is_a_plain_block() {
         let t = ChatTemplate::new("{% for m in messages %}{% generation %}{{ m.content }}{% endgeneration %}\n{% endfor %}")
             .unwrap_or_else(|e| panic!("{e}"));
-        let out = t.render(&json!([{"content": "a"}, {"content": "b"}]), false, &json!({})).unwrap_or_default();
+        let out = t
+            .render(&json!([{"content": "a"}, {"content": "b"}]), false, &json!({}))
+            .unwrap_or_default();
         assert_eq!(out, "ab");
     }
 
     #[test]
     fn raise_exception_message_is_kept() {
-        let t = ChatTemplate::new("{{ raise_exception('Only user and assistant roles are supported!') }}")
-            .unwrap_or_else(|e| panic!("{e}"));
-        let err = t.render(&json!([]), false, &json!({})).err().map(|e| e.to_string()).unwrap_or_default();
+        let t = ChatTemplate::new(
+            "{{ raise_exception('Only user and assistant roles are supported!') }}",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let err = t
+            .render(&json!([]), false, &json!({}))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(err.contains("Only user and assistant roles are supported!"), "{err}");
     }
 
     #[test]
     fn infinite_loop_runs_out_of_fuel() {
-        let t = ChatTemplate::new("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}")
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert!(matches!(t.render(&json!([]), false, &json!({})), Err(ProcessorError::Template { .. })));
+        let t = ChatTemplate::new(
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(
+            t.render(&json!([]), false, &json!({})),
+            Err(ProcessorError::Template { .. })
+        ));
     }
 
     #[test]
     fn recursion_is_limited() {
-        let t = ChatTemplate::new("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}").unwrap_or_else(|e| panic!("{e}"));
-        assert!(matches!(t.render(&json!([]), false, &json!({})), Err(ProcessorError::Template { .. })));
+        let t = ChatTemplate::new("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(
+            t.render(&json!([]), false, &json!({})),
+            Err(ProcessorError::Template { .. })
+        ));
     }
 
     #[test]
     fn pycompat_and_trim() {
         let t = ChatTemplate::new("{% for m in messages %}\n  {{ m.role.upper() }}: {{ m.content.strip() }}\n{% endfor %}")
             .unwrap_or_else(|e| panic!("{e}"));
-        let out = t.render(&json!([{"role": "user", "content": " hi "}]), false, &json!({})).unwrap_or_default();
+        let out = t
+            .render(&json!([{"role": "user", "content": " hi "}]), false, &json!({}))
+            .unwrap_or_default();
         assert_eq!(out, "  USER: hi\n");
     }
 }

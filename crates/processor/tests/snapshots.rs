@@ -27,22 +27,35 @@ fn stats(t: &ArrayD<f32>) -> Value {
     }
     let r = |x: f64| (x * 1e4).round() / 1e4;
     let mean: Vec<f64> = (0..3).map(|c| r(sum[c] / n[c].max(1) as f64)).collect();
-    let std: Vec<f64> = (0..3).map(|c| r((sq[c] / n[c].max(1) as f64 - (sum[c] / n[c].max(1) as f64).powi(2)).max(0.0).sqrt())).collect();
+    let std: Vec<f64> = (0..3)
+        .map(|c| {
+            r((sq[c] / n[c].max(1) as f64 - (sum[c] / n[c].max(1) as f64).powi(2)).max(0.0).sqrt())
+        })
+        .collect();
     json!({"shape": sh, "mean": mean, "std": std, "min": r(f64::from(lo)), "max": r(f64::from(hi)), "wsum64": wsum64(data)})
 }
 
 #[test]
 fn preprocessing_snapshots() {
     insta::glob!("inputs/*.json", |path| {
-        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let input: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let text =
+            std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let input: Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let family = input["family"].as_str().unwrap_or("");
         let layout = input["layout"].as_str().unwrap_or("hub");
         let p = Processor::from_dir(model_dir(layout, family)).unwrap_or_else(|e| panic!("{e}"));
-        let convs: Vec<_> = input["conversations"].as_array().unwrap_or(&Vec::new()).iter().map(conversation).collect();
+        let convs: Vec<_> = input["conversations"]
+            .as_array()
+            .unwrap_or(&Vec::new())
+            .iter()
+            .map(conversation)
+            .collect();
         let opts = ProcessOptions {
             add_generation_prompt: input["add_generation_prompt"].as_bool().unwrap_or(true),
-            image_backend: input["backend"].as_str().map(|b| b.parse::<Backend>().unwrap_or(Backend::Torchvision)),
+            image_backend: input["backend"]
+                .as_str()
+                .map(|b| b.parse::<Backend>().unwrap_or(Backend::Torchvision)),
             ..ProcessOptions::default()
         };
         let out = p.process(&convs, &opts).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -59,14 +72,24 @@ fn preprocessing_snapshots() {
             .into_iter()
             .zip(attention_mask.rows())
             .map(|(ids, mask)| {
-                let real: Vec<i64> = ids.iter().zip(mask).filter(|(_, m)| **m == 1).map(|(i, _)| *i).collect();
-                let image = real.iter().filter(|&&i| i == i64::from(p.token_settings().image_token_id)).count();
-                let video = p.token_settings().video_token_id.map(|v| real.iter().filter(|&&i| i == i64::from(v)).count());
+                let real: Vec<i64> =
+                    ids.iter().zip(mask).filter(|(_, m)| **m == 1).map(|(i, _)| *i).collect();
+                let image = real
+                    .iter()
+                    .filter(|&&i| i == i64::from(p.token_settings().image_token_id))
+                    .count();
+                let video = p
+                    .token_settings()
+                    .video_token_id
+                    .map(|v| real.iter().filter(|&&i| i == i64::from(v)).count());
                 // The text tokens (placeholders removed), first 48.
                 let text: Vec<i64> = real
                     .iter()
                     .copied()
-                    .filter(|&i| i != i64::from(p.token_settings().image_token_id) && Some(i) != p.token_settings().video_token_id.map(i64::from))
+                    .filter(|&i| {
+                        i != i64::from(p.token_settings().image_token_id)
+                            && Some(i) != p.token_settings().video_token_id.map(i64::from)
+                    })
                     .take(48)
                     .collect();
                 json!({"length": ids.len(), "padding": mask.iter().filter(|m| **m == 0).count(),

@@ -80,8 +80,16 @@ pub(crate) async fn auth(State(state): State<Arc<AppState>>, req: Request, next:
 /// A body whose declared `content-length` is over the limit is refused (413) before any of it is
 /// read, so a client is not left writing into a connection the server is about to close. Bodies
 /// without a length (chunked) are cut by `DefaultBodyLimit` as they stream.
-pub(crate) async fn declared_length(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+pub(crate) async fn declared_length(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > state.max_body_bytes as u64) {
         let mut r = error_response(&ApiError::body_too_large(state.max_body_bytes));
         r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -116,10 +124,16 @@ pub(crate) async fn not_found(uri: axum::http::Uri) -> Response {
     error_response(&ApiError::not_found(uri.path()))
 }
 
-pub(crate) async fn chat_completions(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+pub(crate) async fn chat_completions(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let body = match body {
         Ok(b) => b,
-        Err(rej) if rej.status() == StatusCode::PAYLOAD_TOO_LARGE => return error_response(&ApiError::body_too_large(state.max_body_bytes)),
+        Err(rej) if rej.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return error_response(&ApiError::body_too_large(state.max_body_bytes))
+        }
         Err(rej) => return error_response(&ApiError::invalid_request(rej.body_text(), None)),
     };
     let _ = headers;
@@ -153,6 +167,12 @@ pub(crate) async fn chat_completions(State(state): State<Arc<AppState>>, headers
             None => return error_response(&engine_error(&EngineError::Stopped)),
         }
     };
-    let c = req.completion(&done.text, done.prompt_tokens, done.token_ids.len(), done.finish_reason, Some(ChoiceLogprobs { content: logprobs }));
+    let c = req.completion(
+        &done.text,
+        done.prompt_tokens,
+        done.token_ids.len(),
+        done.finish_reason,
+        Some(ChoiceLogprobs { content: logprobs }),
+    );
     json_response(&c)
 }

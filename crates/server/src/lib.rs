@@ -91,7 +91,13 @@ impl ServerConfig {
         }
         let p = std::path::Path::new(&self.model);
         if p.is_dir() {
-            if let Some(name) = p.canonicalize().ok().as_deref().and_then(|c| c.file_name()).and_then(|n| n.to_str()) {
+            if let Some(name) = p
+                .canonicalize()
+                .ok()
+                .as_deref()
+                .and_then(|c| c.file_name())
+                .and_then(|n| n.to_str())
+            {
                 return name.to_string();
             }
         }
@@ -117,7 +123,10 @@ pub struct Server {
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Server").field("model", &self.state.ctx.model_names).field("ready", &self.is_ready()).finish()
+        f.debug_struct("Server")
+            .field("model", &self.state.ctx.model_names)
+            .field("ready", &self.is_ready())
+            .finish()
     }
 }
 
@@ -146,7 +155,10 @@ impl Server {
     /// A server that loads the model on a background thread (so `/health` can answer 503
     /// meanwhile). `on_loaded` is called with the outcome (the CLI exits on a failure; until
     /// then `/health` answers 500 with the error).
-    pub fn start(config: ServerConfig, on_loaded: impl FnOnce(Result<(), &EngineError>) + Send + 'static) -> Server {
+    pub fn start(
+        config: ServerConfig,
+        on_loaded: impl FnOnce(Result<(), &EngineError>) + Send + 'static,
+    ) -> Server {
         let server = Server::new(&config);
         let s = server.clone();
         std::thread::spawn(move || {
@@ -193,7 +205,10 @@ impl Server {
             .route("/metrics", get(handlers::metrics))
             .fallback(handlers::not_found)
             .layer(DefaultBodyLimit::max(self.state.max_body_bytes))
-            .layer(axum::middleware::from_fn_with_state(self.state.clone(), handlers::declared_length))
+            .layer(axum::middleware::from_fn_with_state(
+                self.state.clone(),
+                handlers::declared_length,
+            ))
             .layer(axum::middleware::from_fn(handlers::request_id))
             .with_state(self.state.clone())
     }

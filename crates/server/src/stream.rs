@@ -27,7 +27,9 @@ struct State {
 }
 
 fn data<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_string(v).unwrap_or_else(|e| format!(r#"{{"error":{{"message":"{e}","type":"server_error","param":null,"code":null}}}}"#))
+    serde_json::to_string(v).unwrap_or_else(|e| {
+        format!(r#"{{"error":{{"message":"{e}","type":"server_error","param":null,"code":null}}}}"#)
+    })
 }
 
 impl State {
@@ -38,7 +40,9 @@ impl State {
                 let text = self.trimmer.push(&t.text);
                 let lp = match (self.logprobs, &t.logprobs) {
                     (Some(n), Some(lp)) if !self.trimmer.is_stopped() || !text.is_empty() => {
-                        Some(ChoiceLogprobs { content: vec![choice_logprob(&self.tokenizer, n, t.token_id, lp)] })
+                        Some(ChoiceLogprobs {
+                            content: vec![choice_logprob(&self.tokenizer, n, t.token_id, lp)],
+                        })
                     }
                     _ => None,
                 };
@@ -48,9 +52,15 @@ impl State {
             }
             Some(Event::Done(c)) => {
                 let rest = self.trimmer.finish();
-                self.out.push_back(data(&self.builder.content(rest, None, Some(finish_reason(c.finish_reason)))));
+                self.out.push_back(data(&self.builder.content(
+                    rest,
+                    None,
+                    Some(finish_reason(c.finish_reason)),
+                )));
                 if self.builder.include_usage {
-                    self.out.push_back(data(&self.builder.usage(Usage::new(c.prompt_tokens, c.token_ids.len()))));
+                    self.out.push_back(data(
+                        &self.builder.usage(Usage::new(c.prompt_tokens, c.token_ids.len())),
+                    ));
                 }
                 self.out.push_back("[DONE]".into());
                 self.finished = true;
@@ -71,7 +81,12 @@ impl State {
 }
 
 pub(crate) fn sse(engine: &Engine, req: ChatRequest, handle: RequestHandle) -> Response {
-    let builder = ChunkBuilder { id: completion_id(), model: req.model.clone(), created: unix_now(), include_usage: req.include_usage };
+    let builder = ChunkBuilder {
+        id: completion_id(),
+        model: req.model.clone(),
+        created: unix_now(),
+        include_usage: req.include_usage,
+    };
     let mut out = VecDeque::new();
     out.push_back(data(&builder.role()));
     let state = State {

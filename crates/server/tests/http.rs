@@ -29,8 +29,14 @@ struct Running {
 fn config(f: impl FnOnce(&mut ServerConfig)) -> ServerConfig {
     let mut c = ServerConfig {
         model: model(),
-        pipeline: PipelineOptions { session: SessionOptions { intra_threads: Some(1), ..Default::default() }, ..Default::default() },
-        engine: EngineConfig { media: MediaPolicy::default().with_local_path(root().join("assets")).expect("assets"), ..EngineConfig::default() },
+        pipeline: PipelineOptions {
+            session: SessionOptions { intra_threads: Some(1), ..Default::default() },
+            ..Default::default()
+        },
+        engine: EngineConfig {
+            media: MediaPolicy::default().with_local_path(root().join("assets")).expect("assets"),
+            ..EngineConfig::default()
+        },
         ..Default::default()
     };
     f(&mut c);
@@ -42,7 +48,11 @@ fn start(c: ServerConfig, load: bool) -> Running {
     if load {
         server.set_engine(Engine::load(&c.model, &c.pipeline, c.engine.clone()).expect("engine"));
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let router = server.router();
@@ -74,7 +84,8 @@ fn call(req: ureq::Request, body: Option<&str>) -> (u16, Option<String>, Option<
 }
 
 fn chat(base: &str, body: &Value) -> (u16, Value) {
-    let (s, _, _, text) = call(agent().post(&format!("{base}/v1/chat/completions")), Some(&body.to_string()));
+    let (s, _, _, text) =
+        call(agent().post(&format!("{base}/v1/chat/completions")), Some(&body.to_string()));
     (s, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
@@ -105,7 +116,10 @@ fn assert_error(v: &Value, code: &str) {
 
 /// SSE `data:` payloads of a body.
 fn sse_data(body: &str) -> Vec<String> {
-    body.lines().filter_map(|l| l.strip_prefix("data: ").or_else(|| l.strip_prefix("data:"))).map(|s| s.trim().to_string()).collect()
+    body.lines()
+        .filter_map(|l| l.strip_prefix("data: ").or_else(|| l.strip_prefix("data:")))
+        .map(|s| s.trim().to_string())
+        .collect()
 }
 
 #[test]
@@ -133,34 +147,57 @@ fn routes_answers_and_streams() {
     assert_eq!(c["choices"][0]["finish_reason"], "length");
     let usage = &c["usage"];
     assert_eq!(usage["completion_tokens"], 8);
-    assert_eq!(usage["total_tokens"].as_u64(), Some(usage["prompt_tokens"].as_u64().unwrap_or(0) + 8));
+    assert_eq!(
+        usage["total_tokens"].as_u64(),
+        Some(usage["prompt_tokens"].as_u64().unwrap_or(0) + 8)
+    );
     let text = c["choices"][0]["message"]["content"].as_str().expect("content").to_string();
     let (st, c2) = chat(b, &video_body(json!({"model": model()})));
     assert_eq!(st, 200);
     assert_eq!(c2["choices"][0]["message"]["content"], text.as_str());
     // The client's request id is echoed.
-    let (_, rid, _, _) = call(agent().post(&format!("{b}/v1/chat/completions")).set("x-request-id", "my-id-1"), Some(&video_body(json!({})).to_string()));
+    let (_, rid, _, _) = call(
+        agent().post(&format!("{b}/v1/chat/completions")).set("x-request-id", "my-id-1"),
+        Some(&video_body(json!({})).to_string()),
+    );
     assert_eq!(rid.as_deref(), Some("my-id-1"));
     // Streaming: role chunk, content, one finish_reason on the last choice chunk, usage, [DONE].
     let (st, _, _, body) = call(
         agent().post(&format!("{b}/v1/chat/completions")),
-        Some(&video_body(json!({"stream": true, "stream_options": {"include_usage": true}})).to_string()),
+        Some(
+            &video_body(json!({"stream": true, "stream_options": {"include_usage": true}}))
+                .to_string(),
+        ),
     );
     assert_eq!(st, 200);
     let data = sse_data(&body);
     assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
-    let chunks: Vec<Value> = data[..data.len() - 1].iter().map(|d| serde_json::from_str(d).expect("chunk json")).collect();
+    let chunks: Vec<Value> = data[..data.len() - 1]
+        .iter()
+        .map(|d| serde_json::from_str(d).expect("chunk json"))
+        .collect();
     assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
-    let with_choices: Vec<&Value> = chunks.iter().filter(|c| c["choices"].as_array().is_some_and(|a| !a.is_empty())).collect();
-    let finishes: Vec<&Value> = with_choices.iter().map(|c| &c["choices"][0]["finish_reason"]).filter(|f| !f.is_null()).collect();
+    let with_choices: Vec<&Value> =
+        chunks.iter().filter(|c| c["choices"].as_array().is_some_and(|a| !a.is_empty())).collect();
+    let finishes: Vec<&Value> = with_choices
+        .iter()
+        .map(|c| &c["choices"][0]["finish_reason"])
+        .filter(|f| !f.is_null())
+        .collect();
     assert_eq!(finishes, [&json!("length")]);
-    assert!(!with_choices.last().expect("chunks")["choices"][0]["finish_reason"].is_null(), "finish_reason is on the last choice chunk");
-    let streamed: String = with_choices.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
+    assert!(
+        !with_choices.last().expect("chunks")["choices"][0]["finish_reason"].is_null(),
+        "finish_reason is on the last choice chunk"
+    );
+    let streamed: String =
+        with_choices.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
     assert_eq!(streamed, text);
     let last = chunks.last().expect("usage chunk");
     assert_eq!(last["choices"].as_array().map(Vec::len), Some(0));
     assert_eq!(last["usage"], *usage);
-    assert!(chunks.iter().all(|c| c["object"] == "chat.completion.chunk" && c["id"] == chunks[0]["id"]));
+    assert!(chunks
+        .iter()
+        .all(|c| c["object"] == "chat.completion.chunk" && c["id"] == chunks[0]["id"]));
     // Stop sequences are cut, streamed or not, and end the answer.
     let stop_at: String = text.chars().skip(3).take(2).collect();
     if !stop_at.trim().is_empty() {
@@ -168,16 +205,24 @@ fn routes_answers_and_streams() {
         let cut = c["choices"][0]["message"]["content"].as_str().expect("content");
         assert_eq!(cut, &text[..text.find(&stop_at).expect("in text")]);
         assert_eq!(c["choices"][0]["finish_reason"], "stop");
-        let (_, _, _, body) = call(agent().post(&format!("{b}/v1/chat/completions")), Some(&video_body(json!({"stop": [stop_at], "stream": true})).to_string()));
+        let (_, _, _, body) = call(
+            agent().post(&format!("{b}/v1/chat/completions")),
+            Some(&video_body(json!({"stop": [stop_at], "stream": true})).to_string()),
+        );
         let d = sse_data(&body);
-        let s: String = d[..d.len() - 1].iter().filter_map(|x| serde_json::from_str::<Value>(x).ok()).filter_map(|c| c["choices"][0]["delta"]["content"].as_str().map(str::to_string)).collect();
+        let s: String = d[..d.len() - 1]
+            .iter()
+            .filter_map(|x| serde_json::from_str::<Value>(x).ok())
+            .filter_map(|c| c["choices"][0]["delta"]["content"].as_str().map(str::to_string))
+            .collect();
         assert_eq!(s, cut);
     }
     // Log-probabilities.
     let (_, c) = chat(b, &video_body(json!({"logprobs": true, "top_logprobs": 2})));
     let lp = c["choices"][0]["logprobs"]["content"].as_array().expect("logprobs").clone();
     assert_eq!(lp.len(), 8);
-    assert!(lp.iter().all(|t| t["logprob"].as_f64().is_some_and(|l| l <= 0.0) && t["top_logprobs"].as_array().map(Vec::len) == Some(2)));
+    assert!(lp.iter().all(|t| t["logprob"].as_f64().is_some_and(|l| l <= 0.0)
+        && t["top_logprobs"].as_array().map(Vec::len) == Some(2)));
     // Metrics.
     let (st, _, _, m) = call(agent().get(&format!("{b}/metrics")), None);
     assert_eq!(st, 200);
@@ -195,16 +240,22 @@ fn routes_answers_and_streams() {
     ] {
         assert!(m.contains(name), "{name} missing from /metrics");
     }
-    assert!(m.lines().any(|l| l.starts_with("vidlm_vision_cache_hits_total ") && !l.ends_with(" 0")), "the repeated video hit the cache");
+    assert!(
+        m.lines().any(|l| l.starts_with("vidlm_vision_cache_hits_total ") && !l.ends_with(" 0")),
+        "the repeated video hit the cache"
+    );
     assert!(s.server.is_ready());
 }
 
 #[test]
 fn auth_limits_and_errors() {
-    let s = start(config(|c| {
-        c.api_key = Some("sekrit".into());
-        c.max_body_bytes = 1 << 20;
-    }), true);
+    let s = start(
+        config(|c| {
+            c.api_key = Some("sekrit".into());
+            c.max_body_bytes = 1 << 20;
+        }),
+        true,
+    );
     let b = &s.base;
     let post = |auth: Option<&str>, body: &str| {
         let mut r = agent().post(&format!("{b}/v1/chat/completions"));
@@ -248,7 +299,8 @@ fn auth_limits_and_errors() {
     let e = e.rfind('}').map(|i| &e[..=i]).unwrap_or(e);
     assert_error(&serde_json::from_str(e).expect("json"), "request_too_large");
     // Wrong model, bad JSON, bad parameter, forbidden media.
-    let (st, _, _, e) = post(Some("Bearer sekrit"), &video_body(json!({"model": "gpt-4o"})).to_string());
+    let (st, _, _, e) =
+        post(Some("Bearer sekrit"), &video_body(json!({"model": "gpt-4o"})).to_string());
     assert_eq!(st, 404);
     assert_error(&serde_json::from_str(&e).expect("json"), "model_not_found");
     let (st, _, _, e) = post(Some("Bearer sekrit"), "{\"model\": ");
@@ -282,7 +334,10 @@ fn loading_and_full_queue_answer_503() {
     let c = config(|c| c.engine.max_queue = 0);
     s.server.set_engine(Engine::load(&c.model, &c.pipeline, c.engine.clone()).expect("engine"));
     assert_eq!(call(agent().get(&format!("{}/health", s.base)), None).0, 200);
-    let (st, _, retry, e) = call(agent().post(&format!("{}/v1/chat/completions", s.base)), Some(&video_body(json!({})).to_string()));
+    let (st, _, retry, e) = call(
+        agent().post(&format!("{}/v1/chat/completions", s.base)),
+        Some(&video_body(json!({})).to_string()),
+    );
     assert_eq!(st, 503);
     assert_eq!(retry.as_deref(), Some("1"));
     assert_error(&serde_json::from_str(&e).expect("json"), "server_overloaded");
@@ -290,7 +345,11 @@ fn loading_and_full_queue_answer_503() {
 
 fn metric(base: &str, name: &str) -> f64 {
     let (_, _, _, m) = call(agent().get(&format!("{base}/metrics")), None);
-    m.lines().find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')).and_then(|v| v.parse().ok())).unwrap_or(-1.0)
+    m.lines()
+        .find_map(|l| {
+            l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')).and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(-1.0)
 }
 
 fn raw_request(base: &str, body: &str) -> TcpStream {
@@ -322,13 +381,17 @@ fn a_client_that_disconnects_cancels_its_request() {
     }
     assert_eq!(metric(b, "vidlm_num_requests_running"), 1.0);
     drop(conn);
-    wait_for("the streamed request to be cancelled", || metric(b, "vidlm_num_requests_running") == 0.0);
+    wait_for("the streamed request to be cancelled", || {
+        metric(b, "vidlm_num_requests_running") == 0.0
+    });
     assert_eq!(metric(b, "vidlm_request_success_total{finished_reason=\"abort\"}"), 1.0);
     // Non-streaming: hang up while it generates.
     let conn = raw_request(b, &long(false));
     wait_for("the request to run", || metric(b, "vidlm_num_requests_running") == 1.0);
     drop(conn);
-    wait_for("the non-streamed request to be cancelled", || metric(b, "vidlm_num_requests_running") == 0.0);
+    wait_for("the non-streamed request to be cancelled", || {
+        metric(b, "vidlm_num_requests_running") == 0.0
+    });
     assert_eq!(metric(b, "vidlm_request_success_total{finished_reason=\"abort\"}"), 2.0);
     // Far fewer tokens than asked for were generated.
     assert!(metric(b, "vidlm_generation_tokens_total") < 3000.0);

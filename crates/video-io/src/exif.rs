@@ -47,7 +47,7 @@ fn tiff_orientation(t: &[u8]) -> Option<u32> {
             1 | 7 => t.get(e + 8).map(|&b| b as u32), // BYTE, UNDEFINED
             3 => u16_at(t, e + 8, le).map(u32::from), // SHORT
             8 => u16_at(t, e + 8, le).map(|v| v as i16 as i64).and_then(|v| u32::try_from(v).ok()), // SSHORT
-            4 => u32_at(t, e + 8, le),                // LONG
+            4 => u32_at(t, e + 8, le), // LONG
             9 => u32_at(t, e + 8, le).and_then(|v| u32::try_from(v as i32).ok()), // SLONG
             _ => None,
         };

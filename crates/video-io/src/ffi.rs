@@ -10,8 +10,8 @@
 pub(crate) mod turbojpeg;
 
 use crate::error::VideoError;
-pub(crate) use ffmpeg_next::ffi as ff;
 use ffmpeg_next::error as errno;
+pub(crate) use ffmpeg_next::ffi as ff;
 use std::ffi::{c_int, c_void, CStr, CString};
 use std::ptr;
 
@@ -66,7 +66,9 @@ pub(crate) fn pix_fmt(v: c_int) -> Option<ff::AVPixelFormat> {
 
 pub(crate) fn pix_fmt_name(v: c_int) -> String {
     // SAFETY: av_get_pix_fmt_name returns a static string or NULL.
-    pix_fmt(v).and_then(|f| cstr(unsafe { ff::av_get_pix_fmt_name(f) })).unwrap_or_else(|| "none".into())
+    pix_fmt(v)
+        .and_then(|f| cstr(unsafe { ff::av_get_pix_fmt_name(f) }))
+        .unwrap_or_else(|| "none".into())
 }
 
 /// An owned `AVDictionary`.
@@ -159,7 +161,9 @@ unsafe extern "C" fn avio_read(opaque: *mut c_void, buf: *mut u8, buf_size: c_in
     }
     // SAFETY: opaque is the Box<AvioSource> owned by the Avio that registered this callback;
     // FFmpeg guarantees buf holds buf_size bytes and calls us from one thread at a time.
-    let (src, buf) = unsafe { (&mut *(opaque as *mut AvioSource), std::slice::from_raw_parts_mut(buf, buf_size as usize)) };
+    let (src, buf) = unsafe {
+        (&mut *(opaque as *mut AvioSource), std::slice::from_raw_parts_mut(buf, buf_size as usize))
+    };
     match src.read(buf) {
         0 => AVERROR_EOF,
         n => n,
@@ -177,9 +181,9 @@ unsafe extern "C" fn avio_seek(opaque: *mut c_void, offset: i64, whence: c_int) 
         return len;
     }
     let base = match whence & !(ff::AVSEEK_FORCE) {
-        0 => 0,                  // SEEK_SET
-        1 => src.pos() as i64,   // SEEK_CUR
-        2 => len,                // SEEK_END
+        0 => 0,                // SEEK_SET
+        1 => src.pos() as i64, // SEEK_CUR
+        2 => len,              // SEEK_END
         _ => return EINVAL as i64,
     };
     let Some(target) = base.checked_add(offset) else { return EINVAL as i64 };
@@ -413,7 +417,14 @@ impl Input {
     pub(crate) fn best_video_stream(&self) -> Option<usize> {
         // SAFETY: ctx is open; no decoder is requested back.
         let best = unsafe {
-            ff::av_find_best_stream(self.ctx, ff::AVMediaType::AVMEDIA_TYPE_VIDEO, -1, -1, ptr::null_mut(), 0)
+            ff::av_find_best_stream(
+                self.ctx,
+                ff::AVMediaType::AVMEDIA_TYPE_VIDEO,
+                -1,
+                -1,
+                ptr::null_mut(),
+                0,
+            )
         };
         (best >= 0).then_some(best as usize)
     }
@@ -518,7 +529,11 @@ impl Input {
         // nine int32 values (unaligned reads, as the buffer is a byte array).
         unsafe {
             let mut size: usize = 0;
-            let p = ff::av_stream_get_side_data(st, ff::AVPacketSideDataType::AV_PKT_DATA_DISPLAYMATRIX, &mut size);
+            let p = ff::av_stream_get_side_data(
+                st,
+                ff::AVPacketSideDataType::AV_PKT_DATA_DISPLAYMATRIX,
+                &mut size,
+            );
             if p.is_null() || size < 9 * 4 {
                 return None;
             }
@@ -660,7 +675,12 @@ unsafe impl Send for Decoder {}
 impl Decoder {
     /// Opens the decoder for stream `stream` of `input` with FFmpeg's own threading
     /// (`threads` = 0: automatic) and a hard per-frame pixel limit.
-    pub(crate) fn open(input: &Input, stream: usize, threads: usize, max_pixels: u64) -> Result<Self, VideoError> {
+    pub(crate) fn open(
+        input: &Input,
+        stream: usize,
+        threads: usize,
+        max_pixels: u64,
+    ) -> Result<Self, VideoError> {
         let st = input.stream(stream).ok_or(VideoError::NoVideoStream)?;
         // SAFETY: st is a valid stream of an open input; all pointers are checked.
         unsafe {
@@ -686,7 +706,10 @@ impl Decoder {
             (*ctx).max_pixels = max_pixels.min(i64::MAX as u64) as i64;
             let r = ff::avcodec_open2(ctx, codec, ptr::null_mut());
             if r < 0 {
-                return Err(VideoError::UnsupportedCodec(format!("{name} (decoder failed to open: {})", err_text(r))));
+                return Err(VideoError::UnsupportedCodec(format!(
+                    "{name} (decoder failed to open: {})",
+                    err_text(r)
+                )));
             }
             Ok(dec)
         }
@@ -701,7 +724,8 @@ impl Decoder {
     /// `full = false` they are skipped (`skip_frame = AVDISCARD_NONREF`). Read per packet at
     /// send time.
     pub(crate) fn set_skip_nonref(&mut self, skip: bool) {
-        let d = if skip { ff::AVDiscard::AVDISCARD_NONREF } else { ff::AVDiscard::AVDISCARD_DEFAULT };
+        let d =
+            if skip { ff::AVDiscard::AVDISCARD_NONREF } else { ff::AVDiscard::AVDISCARD_DEFAULT };
         // SAFETY: valid open codec context; a plain field.
         unsafe { (*self.0).skip_frame = d }
     }
@@ -806,13 +830,19 @@ impl Rgb {
 
     /// Converts `frame` to RGB24; returns (pointer to first row, row stride in bytes, w, h).
     /// The data stays valid until the next call.
-    pub(crate) fn convert(&mut self, frame: &Frame) -> Result<(&[u8], usize, usize, usize), VideoError> {
+    pub(crate) fn convert(
+        &mut self,
+        frame: &Frame,
+    ) -> Result<(&[u8], usize, usize, usize), VideoError> {
         let frame = frame.0 as *const ff::AVFrame;
         // SAFETY: frame is a decoded video frame; the sws context and output buffer match its size.
         unsafe {
             let (w, h, fmt) = ((*frame).width, (*frame).height, (*frame).format);
             if w <= 0 || h <= 0 {
-                return Err(VideoError::Corrupt { frame: None, detail: "decoded frame has no size".into() });
+                return Err(VideoError::Corrupt {
+                    frame: None,
+                    detail: "decoded frame has no size".into(),
+                });
             }
             self.configure(w, h, fmt)?;
             // Per-frame colour details, as vf_scale's scale_frame does.
@@ -820,7 +850,14 @@ impl Rgb {
             let mut table: *mut c_int = ptr::null_mut();
             let (mut in_full, mut out_full, mut bri, mut con, mut sat) = (0, 0, 0, 0, 0);
             ff::sws_getColorspaceDetails(
-                self.sws, &mut inv_table, &mut in_full, &mut table, &mut out_full, &mut bri, &mut con, &mut sat,
+                self.sws,
+                &mut inv_table,
+                &mut in_full,
+                &mut table,
+                &mut out_full,
+                &mut bri,
+                &mut con,
+                &mut sat,
             );
             let mut cs = (*frame).colorspace as c_int;
             // parse_yuv_type("auto"): unknown/reserved/RGB/YCgCo -> BT.470BG (= BT.601)
@@ -833,7 +870,9 @@ impl Rgb {
                 ff::AVColorRange::AVCOL_RANGE_MPEG => in_full = 0,
                 _ => {}
             }
-            ff::sws_setColorspaceDetails(self.sws, coeffs, in_full, coeffs, out_full, bri, con, sat);
+            ff::sws_setColorspaceDetails(
+                self.sws, coeffs, in_full, coeffs, out_full, bri, con, sat,
+            );
             let r = ff::sws_scale(
                 self.sws,
                 (*frame).data.as_ptr() as *const *const u8,

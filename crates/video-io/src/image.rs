@@ -55,7 +55,10 @@ pub fn load_image_bytes(bytes: impl Into<Arc<[u8]>>) -> Result<Frames, VideoErro
 }
 
 /// [`load_image_bytes`] with explicit options (limits).
-pub fn load_image_bytes_with(bytes: impl Into<Arc<[u8]>>, opts: &OpenOptions) -> Result<Frames, VideoError> {
+pub fn load_image_bytes_with(
+    bytes: impl Into<Arc<[u8]>>,
+    opts: &OpenOptions,
+) -> Result<Frames, VideoError> {
     let data: Arc<[u8]> = bytes.into();
     check_input_bytes(&data, opts)?;
     decode(data, None, opts)
@@ -92,11 +95,19 @@ fn ffmpeg(data: Arc<[u8]>, path: Option<&Path>, opts: &OpenOptions) -> Result<Fr
 fn pixel_limit(w: usize, h: usize, opts: &OpenOptions) -> Result<(), VideoError> {
     let px = (w as u64).saturating_mul(h as u64);
     if px > opts.limits.max_pixels {
-        return Err(VideoError::LimitExceeded { kind: LimitKind::Pixels, actual: px, limit: opts.limits.max_pixels });
+        return Err(VideoError::LimitExceeded {
+            kind: LimitKind::Pixels,
+            actual: px,
+            limit: opts.limits.max_pixels,
+        });
     }
     let bytes = px.saturating_mul(3);
     if bytes > opts.limits.max_output_bytes {
-        return Err(VideoError::LimitExceeded { kind: LimitKind::OutputBytes, actual: bytes, limit: opts.limits.max_output_bytes });
+        return Err(VideoError::LimitExceeded {
+            kind: LimitKind::OutputBytes,
+            actual: bytes,
+            limit: opts.limits.max_output_bytes,
+        });
     }
     Ok(())
 }
@@ -108,14 +119,25 @@ fn jpeg(data: &[u8], opts: &OpenOptions) -> Result<Option<Frames>, VideoError> {
         pixel_limit(w as usize, h as usize, opts)?;
     }
     if !crate::jpeg::is_complete(data) {
-        return Err(VideoError::Truncated { frame: 0, detail: "the JPEG data ends before its end-of-image marker".into() });
+        return Err(VideoError::Truncated {
+            frame: 0,
+            detail: "the JPEG data ends before its end-of-image marker".into(),
+        });
     }
     let Ok((w, h, cmyk)) = turbojpeg::header(data) else { return Ok(None) };
     pixel_limit(w, h, opts)?;
-    let raw = turbojpeg::decode(data, w, h, cmyk).map_err(|e| VideoError::Corrupt { frame: Some(0), detail: e })?;
+    let raw = turbojpeg::decode(data, w, h, cmyk)
+        .map_err(|e| VideoError::Corrupt { frame: Some(0), detail: e })?;
     let rgb = if cmyk { cmyk_to_rgb(&raw) } else { raw };
-    let data = Array4::from_shape_vec((1, h, w, 3), rgb).map_err(|e| VideoError::Internal(e.to_string()))?;
-    Ok(Some(Frames { data, indices: vec![0], pts: vec![0.0], missing: Vec::new(), truncated: false }))
+    let data = Array4::from_shape_vec((1, h, w, 3), rgb)
+        .map_err(|e| VideoError::Internal(e.to_string()))?;
+    Ok(Some(Frames {
+        data,
+        indices: vec![0],
+        pts: vec![0.0],
+        missing: Vec::new(),
+        truncated: false,
+    }))
 }
 
 /// PIL's CMYK JPEG path: the stored values are read as Adobe-inverted CMYK (`CMYK;I`), then
@@ -149,7 +171,8 @@ fn orient(f: Frames, orientation: u8) -> Result<Frames, VideoError> {
             crate::rotate::orient_into(s, w * 3, w, h, orientation, d);
         }
     }
-    let data = Array4::from_shape_vec((t, oh, ow, 3), out).map_err(|e| VideoError::Internal(e.to_string()))?;
+    let data = Array4::from_shape_vec((t, oh, ow, 3), out)
+        .map_err(|e| VideoError::Internal(e.to_string()))?;
     Ok(Frames { data, ..f })
 }
 

@@ -77,10 +77,7 @@ pub fn sample_many<P: AsRef<Path> + Sync>(
     req: &SampleRequest,
     opts: &OpenOptions,
 ) -> Vec<Result<Frames, VideoError>> {
-    paths
-        .par_iter()
-        .map(|p| VideoReader::open(p, opts).and_then(|mut r| r.sample(req)))
-        .collect()
+    paths.par_iter().map(|p| VideoReader::open(p, opts).and_then(|mut r| r.sample(req))).collect()
 }
 
 /// Probes a file: shorthand for `VideoReader::open(path, opts)?.info().clone()`.

@@ -68,7 +68,12 @@ pub struct OpenOptions {
 
 impl Default for OpenOptions {
     fn default() -> Self {
-        OpenOptions { limits: Limits::default(), threads: 0, protocol_whitelist: "file".into(), trust_header: false }
+        OpenOptions {
+            limits: Limits::default(),
+            threads: 0,
+            protocol_whitelist: "file".into(),
+            trust_header: false,
+        }
     }
 }
 
@@ -207,7 +212,8 @@ impl Index {
     /// by timestamp) with their times in seconds.
     fn order_frames(&mut self, shown: &[usize], fps: f64, time_base: f64) {
         if self.seekable {
-            let mut order: Vec<(i64, usize)> = shown.iter().filter_map(|&i| self.pkts[i].ts().map(|t| (t, i))).collect();
+            let mut order: Vec<(i64, usize)> =
+                shown.iter().filter_map(|&i| self.pkts[i].ts().map(|t| (t, i))).collect();
             order.sort_unstable();
             for (f, &(t, i)) in order.iter().enumerate() {
                 self.frame_by_ts.insert(t, f);
@@ -236,7 +242,8 @@ impl Index {
         self.end_sec = last + if step.is_finite() && step > 0.0 { step } else { 1.0 / fps };
         // End of the stream as torchcodec's exact scan computes it: max(pts + duration).
         if shown.iter().all(|&i| self.pkts[i].dur > 0 && self.pkts[i].ts().is_some()) && n > 0 {
-            let end = shown.iter().filter_map(|&i| self.pkts[i].ts().map(|t| t + self.pkts[i].dur)).max();
+            let end =
+                shown.iter().filter_map(|&i| self.pkts[i].ts().map(|t| t + self.pkts[i].dur)).max();
             if let Some(e) = end {
                 let e = e as f64 * time_base;
                 if e > last {
@@ -341,7 +348,11 @@ fn open_input(source: &Source, opts: &OpenOptions) -> Result<Input, VideoError> 
 fn pixel_limit(w: c_int, h: c_int, max_pixels: u64) -> Result<(), VideoError> {
     let px = (w.max(0) as u64) * (h.max(0) as u64);
     if px > max_pixels {
-        return Err(VideoError::LimitExceeded { kind: LimitKind::Pixels, actual: px, limit: max_pixels });
+        return Err(VideoError::LimitExceeded {
+            kind: LimitKind::Pixels,
+            actual: px,
+            limit: max_pixels,
+        });
     }
     Ok(())
 }
@@ -354,16 +365,21 @@ fn check_still_image_size(source: &Source, max_pixels: u64) -> Result<(), VideoE
         Source::File { path, .. } => {
             let mut buf = Vec::new();
             let f = std::fs::File::open(path).map_err(|e| io_error(path, e))?;
-            std::io::Read::read_to_end(&mut std::io::Read::take(f, crate::still::HEAD_BYTES as u64), &mut buf)
-                .map_err(|e| io_error(path, e))?;
+            std::io::Read::read_to_end(
+                &mut std::io::Read::take(f, crate::still::HEAD_BYTES as u64),
+                &mut buf,
+            )
+            .map_err(|e| io_error(path, e))?;
             buf.into()
         }
         Source::Url(_) => return Ok(()),
     };
     match crate::still::declared_size(&head) {
-        Some((w, h)) if w.saturating_mul(h) > max_pixels => {
-            Err(VideoError::LimitExceeded { kind: LimitKind::Pixels, actual: w.saturating_mul(h), limit: max_pixels })
-        }
+        Some((w, h)) if w.saturating_mul(h) > max_pixels => Err(VideoError::LimitExceeded {
+            kind: LimitKind::Pixels,
+            actual: w.saturating_mul(h),
+            limit: max_pixels,
+        }),
         _ => Ok(()),
     }
 }
@@ -386,7 +402,9 @@ const TEXT_FORMATS: &[&str] = &["tty", "bin", "xbin", "adf", "idf"];
 fn refuse_text_formats(input: &Input) -> Result<(), VideoError> {
     let name = input.format_name();
     if TEXT_FORMATS.contains(&name.as_str()) {
-        return Err(VideoError::InvalidData(format!("text, not a video or image (FFmpeg's `{name}` demuxer)")));
+        return Err(VideoError::InvalidData(format!(
+            "text, not a video or image (FFmpeg's `{name}` demuxer)"
+        )));
     }
     Ok(())
 }
@@ -399,7 +417,10 @@ pub(crate) fn is_still_image_container(name: &str) -> bool {
 /// Open stage 4: the video stream FFmpeg considers best (other streams are discarded by the
 /// demuxer from now on), its parameters (size checked again, now that stream info is read),
 /// and whether the input has audio.
-fn select_video_stream(input: &mut Input, max_pixels: u64) -> Result<(usize, StreamParams, bool), VideoError> {
+fn select_video_stream(
+    input: &mut Input,
+    max_pixels: u64,
+) -> Result<(usize, StreamParams, bool), VideoError> {
     let stream = input.best_video_stream().ok_or(VideoError::NoVideoStream)?;
     let has_audio = (0..input.nb_streams()).any(|i| input.params(i).is_some_and(|p| p.is_audio()));
     input.discard_all_but(stream);
@@ -413,13 +434,20 @@ fn select_video_stream(input: &mut Input, max_pixels: u64) -> Result<(usize, Str
 
 /// Open stage 6: everything [`VideoInfo`] says that the header knows. Frame count, keyframes,
 /// start time, truncation and the average fps are filled in by the packet index.
-fn probe_info(input: &Input, stream: usize, par: &StreamParams, time_base: f64, has_audio: bool) -> VideoInfo {
+fn probe_info(
+    input: &Input,
+    stream: usize,
+    par: &StreamParams,
+    time_base: f64,
+    has_audio: bool,
+) -> VideoInfo {
     let (w, h) = (par.width as u32, par.height as u32);
     let orientation = display_orientation(input, stream);
     let (rotation, mirrored) = crate::rotate::to_rotation(orientation);
     let swap = crate::rotate::swaps_axes(orientation);
     let st_dur = opt_ts(par.duration).filter(|d| *d > 0).map(|d| d as f64 * time_base);
-    let fmt_dur = opt_ts(input.duration()).filter(|d| *d > 0).map(|d| d as f64 / ff::AV_TIME_BASE as f64);
+    let fmt_dur =
+        opt_ts(input.duration()).filter(|d| *d > 0).map(|d| d as f64 / ff::AV_TIME_BASE as f64);
     VideoInfo {
         container: input.format_name(),
         codec: par.codec_name.clone(),
@@ -469,7 +497,9 @@ impl VideoReader {
         let path = path.as_ref();
         let source = resolve(path, &opts.protocol_whitelist)?;
         Self::open_source(source, opts).map_err(|e| match e {
-            VideoError::NotFound(p) if p.as_os_str().is_empty() => VideoError::NotFound(path.to_path_buf()),
+            VideoError::NotFound(p) if p.as_os_str().is_empty() => {
+                VideoError::NotFound(path.to_path_buf())
+            }
             e => e,
         })
     }
@@ -490,9 +520,9 @@ impl VideoReader {
         check_still_image_size(&source, max_pixels)?;
         let mut input = open_input(&source, opts)?;
         check_header_pixels(&input, max_pixels)?;
-        input
-            .find_stream_info(Some(max_pixels))
-            .map_err(|r| VideoError::InvalidData(format!("cannot read stream info: {}", ffi::err_text(r))))?;
+        input.find_stream_info(Some(max_pixels)).map_err(|r| {
+            VideoError::InvalidData(format!("cannot read stream info: {}", ffi::err_text(r)))
+        })?;
         refuse_text_formats(&input)?;
         let (stream, par, has_audio) = select_video_stream(&mut input, max_pixels)?;
         let decoder = Decoder::open(&input, stream, opts.threads, max_pixels)?;
@@ -530,21 +560,26 @@ impl VideoReader {
         for (f, &p) in self.index.frame_pkt.iter().enumerate() {
             by_pkt.insert(p, f);
         }
-        let mut v: Vec<usize> = self.index.keyframes.iter().filter_map(|k| by_pkt.get(k).copied()).collect();
+        let mut v: Vec<usize> =
+            self.index.keyframes.iter().filter_map(|k| by_pkt.get(k).copied()).collect();
         v.sort_unstable();
         v
     }
 
     /// Which frames a request selects, without decoding anything.
     pub fn plan(&self, req: &SampleRequest) -> Result<Vec<usize>, VideoError> {
-        let tl = Timeline { pts: &self.index.frame_sec, fps: self.info.fps, end: self.index.end_sec };
+        let tl =
+            Timeline { pts: &self.index.frame_sec, fps: self.info.fps, end: self.index.end_sec };
         Ok(plan(req, &tl)?)
     }
 
     /// Decodes the frames a request selects.
     pub fn sample(&mut self, req: &SampleRequest) -> Result<Frames, VideoError> {
         if let (Some(reason), false) = (&self.index.truncated, req.lenient) {
-            return Err(VideoError::Truncated { frame: self.info.frame_count, detail: reason.clone() });
+            return Err(VideoError::Truncated {
+                frame: self.info.frame_count,
+                detail: reason.clone(),
+            });
         }
         let indices = self.plan(req)?;
         self.decode_indices(&indices, req)
@@ -608,14 +643,18 @@ impl VideoReader {
         // samples that end past the end of the data are missing.
         let first_missing_pos = self.first_missing_sample_pos(file_size);
         // A JPEG photo cut short decodes "fine" with a grey bottom (PIL refuses it).
-        let still_jpeg = self.info.codec == "mjpeg" && is_still_image_container(&self.info.container);
+        let still_jpeg =
+            self.info.codec == "mjpeg" && is_still_image_container(&self.info.container);
         loop {
             match self.read_video_packet(&mut pkt) {
                 Ok(true) => {}
                 Ok(false) => break,
                 Err(code) => {
-                    scan.truncated =
-                        Some(format!("read error after {} packets: {}", scan.pkts.len(), ffi::err_text(code)));
+                    scan.truncated = Some(format!(
+                        "read error after {} packets: {}",
+                        scan.pkts.len(),
+                        ffi::err_text(code)
+                    ));
                     break;
                 }
             }
@@ -631,7 +670,8 @@ impl VideoReader {
             // every sample up front, so samples past the end of the data are known missing.
             let beyond = first_missing_pos.is_some_and(|m| p.pos >= m);
             if beyond || p.flags & ff::AV_PKT_FLAG_CORRUPT != 0 {
-                scan.truncated = Some(format!("packet {} is incomplete or corrupt", scan.pkts.len()));
+                scan.truncated =
+                    Some(format!("packet {} is incomplete or corrupt", scan.pkts.len()));
                 break;
             }
             if still_jpeg && !crate::jpeg::is_complete(pkt.data()) {
@@ -648,7 +688,8 @@ impl VideoReader {
         }
         if scan.truncated.is_none() {
             if let Some(m) = first_missing_pos {
-                scan.truncated = Some(format!("sample data at byte {m} is past the end of the input"));
+                scan.truncated =
+                    Some(format!("sample data at byte {m} is past the end of the input"));
             }
         }
         Ok(scan)
@@ -661,8 +702,9 @@ impl VideoReader {
         let last = idx.frame_sec.last().copied().unwrap_or(0.0);
         let frame_dur = if step.is_finite() && step > 0.0 { step } else { 1.0 / fps };
         let have = last + frame_dur;
-        (expected - have > (2.0 * frame_dur).max(0.5))
-            .then(|| format!("the frames end at {have:.3} s but the stream declares {expected:.3} s"))
+        (expected - have > (2.0 * frame_dur).max(0.5)).then(|| {
+            format!("the frames end at {have:.3} s but the stream declares {expected:.3} s")
+        })
     }
 
     /// Index stage 5 for a stream of which no frame can be read: truncated (or broken) when
@@ -762,7 +804,10 @@ impl VideoReader {
             if self.advance_to(k, pkt, budget)? {
                 return Ok(());
             }
-            return Err(VideoError::Corrupt { frame: None, detail: format!("cannot reach packet {k} of the video stream") });
+            return Err(VideoError::Corrupt {
+                frame: None,
+                detail: format!("cannot reach packet {k} of the video stream"),
+            });
         }
         let mut targets: Vec<i64> = Vec::new();
         let kp = self.index.pkts[k];
@@ -796,7 +841,10 @@ impl VideoReader {
         if self.advance_to(k, pkt, budget)? {
             return Ok(());
         }
-        Err(VideoError::Corrupt { frame: None, detail: format!("cannot reach packet {k} of the video stream") })
+        Err(VideoError::Corrupt {
+            frame: None,
+            detail: format!("cannot reach packet {k} of the video stream"),
+        })
     }
 
     /// Replaces the demuxer with a freshly opened one, positioned at the start, in the same
@@ -804,9 +852,9 @@ impl VideoReader {
     fn reopen(&mut self) -> Result<(), VideoError> {
         let mut input = open_input(&self.source, &self.opts)?;
         // The same data gives the same streams.
-        input
-            .find_stream_info(None)
-            .map_err(|r| VideoError::InvalidData(format!("cannot read stream info: {}", ffi::err_text(r))))?;
+        input.find_stream_info(None).map_err(|r| {
+            VideoError::InvalidData(format!("cannot read stream info: {}", ffi::err_text(r)))
+        })?;
         if input.nb_streams() <= self.stream {
             return Err(VideoError::InvalidData("the input changed while reading".into()));
         }
@@ -816,7 +864,12 @@ impl VideoReader {
     }
 
     /// Reads packets until packet `k`; false if the demuxer is already past it.
-    fn advance_to(&mut self, k: usize, pkt: &mut Packet, budget: usize) -> Result<bool, VideoError> {
+    fn advance_to(
+        &mut self,
+        k: usize,
+        pkt: &mut Packet,
+        budget: usize,
+    ) -> Result<bool, VideoError> {
         let mut pos: Option<usize> = None;
         for _ in 0..budget {
             match self.read_video_packet(pkt) {
@@ -852,7 +905,11 @@ impl VideoReader {
         Ok(false)
     }
 
-    fn decode_indices(&mut self, indices: &[usize], req: &SampleRequest) -> Result<Frames, VideoError> {
+    fn decode_indices(
+        &mut self,
+        indices: &[usize],
+        req: &SampleRequest,
+    ) -> Result<Frames, VideoError> {
         let lim = &self.opts.limits;
         let t = indices.len();
         if t > lim.max_frames {
@@ -863,9 +920,14 @@ impl VideoReader {
             });
         }
         let (oh, ow) = (self.info.output_height as usize, self.info.output_width as usize);
-        let bytes = (t as u64).saturating_mul(oh as u64).saturating_mul(ow as u64).saturating_mul(3);
+        let bytes =
+            (t as u64).saturating_mul(oh as u64).saturating_mul(ow as u64).saturating_mul(3);
         if bytes > lim.max_output_bytes {
-            return Err(VideoError::LimitExceeded { kind: LimitKind::OutputBytes, actual: bytes, limit: lim.max_output_bytes });
+            return Err(VideoError::LimitExceeded {
+                kind: LimitKind::OutputBytes,
+                actual: bytes,
+                limit: lim.max_output_bytes,
+            });
         }
         let n = self.index.frame_pkt.len();
         if let Some(&bad) = indices.iter().find(|&&i| i >= n) {
@@ -931,16 +993,15 @@ impl VideoReader {
                 return Err(VideoError::Corrupt { frame: Some(*f), detail: e.clone() });
             }
             if let Some(&f) = missing.first() {
-                return Err(VideoError::Corrupt { frame: Some(f), detail: "the decoder produced no picture for this frame".into() });
+                return Err(VideoError::Corrupt {
+                    frame: Some(f),
+                    detail: "the decoder produced no picture for this frame".into(),
+                });
             }
         }
         missing.sort_unstable();
         let keep: Vec<usize> = (0..t).filter(|&s| done[indices[s]]).collect();
-        let data = if keep.len() == t {
-            data
-        } else {
-            data.select(ndarray::Axis(0), &keep)
-        };
+        let data = if keep.len() == t { data } else { data.select(ndarray::Axis(0), &keep) };
         let kept: Vec<usize> = keep.iter().map(|&s| indices[s]).collect();
         Ok(Frames {
             pts: kept.iter().map(|&f| self.index.frame_sec[f]).collect(),
@@ -953,7 +1014,13 @@ impl VideoReader {
 
     /// Decodes from keyframe `k` (after seeking there when `seek`) until every frame in `fs`
     /// is done or the stream ends.
-    fn run_group(&mut self, k: usize, fs: &[usize], sink: &mut Sink<'_>, seek: bool) -> Result<(), VideoError> {
+    fn run_group(
+        &mut self,
+        k: usize,
+        fs: &[usize],
+        sink: &mut Sink<'_>,
+        seek: bool,
+    ) -> Result<(), VideoError> {
         let mut pkt = Packet::new()?;
         let mut frame = Frame::new()?;
         let mut counter: usize = 0; // output frame counter for streams without timestamps
@@ -991,7 +1058,11 @@ impl VideoReader {
                 self.next_pkt = self.next_pkt.map(|p| p + 1);
             }
             let ts = packet_ts(&pkt);
-            let this_pkt = if self.index.seekable { ts.and_then(|t| self.index.pkt_by_ts.get(&t).copied()) } else { None };
+            let this_pkt = if self.index.seekable {
+                ts.and_then(|t| self.index.pkt_by_ts.get(&t).copied())
+            } else {
+                None
+            };
             let skip = sink.skip_nonref && this_pkt.is_some_and(|p| !sink.target_pkts.contains(&p));
             self.decoder.set_skip_nonref(skip);
             let r = self.decoder.send_packet(Some(&pkt));
@@ -1037,8 +1108,12 @@ impl VideoReader {
                 return Ok(());
             }
             let ff_frame = frame.fields();
-            let (pts, best, err_flags, flags) =
-                (ff_frame.pts, ff_frame.best_effort_timestamp, ff_frame.decode_error_flags, ff_frame.flags);
+            let (pts, best, err_flags, flags) = (
+                ff_frame.pts,
+                ff_frame.best_effort_timestamp,
+                ff_frame.decode_error_flags,
+                ff_frame.flags,
+            );
             let idx = if count_mode {
                 let i = *counter;
                 *counter += 1;
@@ -1059,7 +1134,13 @@ impl VideoReader {
             }
             let (fw, fh) = (ff_frame.width, ff_frame.height);
             if fw as u32 != self.info.width || fh as u32 != self.info.height {
-                sink.errors.push((i, format!("frame size changed to {fw}x{fh} from {}x{}", self.info.width, self.info.height)));
+                sink.errors.push((
+                    i,
+                    format!(
+                        "frame size changed to {fw}x{fh} from {}x{}",
+                        self.info.width, self.info.height
+                    ),
+                ));
                 continue;
             }
             let orientation = crate::rotate::from_rotation(self.info.rotation, self.info.mirrored);
@@ -1108,7 +1189,11 @@ fn display_orientation(input: &Input, stream: usize) -> u8 {
     theta -= 360.0 * (theta / 360.0 + 0.9 / 360.0).floor();
     let near = |a: f64| (theta - a).abs() < 1.0;
     if near(90.0) {
-        if m[3] > 0 { 5 } else { 6 }
+        if m[3] > 0 {
+            5
+        } else {
+            6
+        }
     } else if near(180.0) {
         match (m[0] < 0, m[4] < 0) {
             (true, true) => 3,
@@ -1117,9 +1202,17 @@ fn display_orientation(input: &Input, stream: usize) -> u8 {
             (false, false) => 1,
         }
     } else if near(270.0) {
-        if m[3] < 0 { 7 } else { 8 }
+        if m[3] < 0 {
+            7
+        } else {
+            8
+        }
     } else if theta.abs() < 1.0 || near(360.0) {
-        if m[4] < 0 { 4 } else { 1 }
+        if m[4] < 0 {
+            4
+        } else {
+            1
+        }
     } else {
         let q = (theta / 90.0).round() as i64;
         crate::rotate::from_rotation((q.rem_euclid(4) * 90) as u32, false)

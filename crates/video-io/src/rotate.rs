@@ -42,7 +42,14 @@ pub(crate) fn swaps_axes(orientation: u8) -> bool {
 /// orientation. For the rotations this is the pixel mapping of the ffmpeg CLI's autorotate
 /// filters (`transpose=clock`, `hflip,vflip`, `transpose=cclock`, `hflip`, `vflip`,
 /// `transpose=cclock_flip`, `transpose=clock_flip`). `dst` holds exactly `w * h * 3` bytes.
-pub(crate) fn orient_into(src: &[u8], stride: usize, w: usize, h: usize, orientation: u8, dst: &mut [u8]) {
+pub(crate) fn orient_into(
+    src: &[u8],
+    stride: usize,
+    w: usize,
+    h: usize,
+    orientation: u8,
+    dst: &mut [u8],
+) {
     debug_assert_eq!(dst.len(), w * h * 3);
     if w == 0 || h == 0 {
         return;

@@ -7,8 +7,8 @@
 
 use crate::error::SamplingError;
 use serde::{Deserialize, Serialize};
-pub use vidlm_model::sampling::{fps_num_frames, uniform_indices, Sampling};
 use vidlm_model::sampling::{cap_frames, select_frames};
+pub use vidlm_model::sampling::{fps_num_frames, uniform_indices, Sampling};
 
 /// One sampling call: what to take, from which time range, with which cap and strictness.
 ///
@@ -216,7 +216,10 @@ mod tests {
     #[test]
     fn plans_follow_the_transformers_formulas() {
         // hf-llava-family-spec.md §1.2 (the formulas themselves are tested in vidlm-model).
-        assert_eq!(run(SampleRequest::num_frames(8), 20, 10.0).unwrap(), vec![0, 2, 5, 7, 10, 12, 15, 17]);
+        assert_eq!(
+            run(SampleRequest::num_frames(8), 20, 10.0).unwrap(),
+            vec![0, 2, 5, 7, 10, 12, 15, 17]
+        );
         // fps=2 with {total_num_frames: 20, fps: 10} -> n = 4
         assert_eq!(run(SampleRequest::fps(2.0), 20, 10.0).unwrap(), vec![0, 5, 10, 15]);
         assert_eq!(run(SampleRequest::num_frames(7), 17, 10.0).unwrap().len(), 7);
@@ -228,26 +231,50 @@ mod tests {
             run(SampleRequest::num_frames(11), 10, 10.0),
             Err(SamplingError::TooManyFrames { requested: 11, available: 10 })
         );
-        assert_eq!(run(SampleRequest::num_frames(11).clamp(true), 10, 10.0).unwrap(), (0..10).collect::<Vec<_>>());
+        assert_eq!(
+            run(SampleRequest::num_frames(11).clamp(true), 10, 10.0).unwrap(),
+            (0..10).collect::<Vec<_>>()
+        );
         // fps above the video's own rate asks for more frames than exist
-        assert!(matches!(run(SampleRequest::fps(60.0), 30, 30.0), Err(SamplingError::TooManyFrames { .. })));
+        assert!(matches!(
+            run(SampleRequest::fps(60.0), 30, 30.0),
+            Err(SamplingError::TooManyFrames { .. })
+        ));
         assert_eq!(run(SampleRequest::num_frames(0), 10, 10.0), Err(SamplingError::ZeroFrames));
     }
 
     #[test]
     fn max_frames_caps_the_count() {
-        assert_eq!(run(SampleRequest::num_frames(64).max_frames(4), 100, 25.0).unwrap(), vec![0, 25, 50, 75]);
+        assert_eq!(
+            run(SampleRequest::num_frames(64).max_frames(4), 100, 25.0).unwrap(),
+            vec![0, 25, 50, 75]
+        );
         assert_eq!(run(SampleRequest::all().max_frames(3), 9, 25.0).unwrap(), vec![0, 3, 6]);
-        assert_eq!(run(SampleRequest::indices(vec![1, 2, 3, 4]).max_frames(2), 9, 25.0).unwrap(), vec![1, 3]);
+        assert_eq!(
+            run(SampleRequest::indices(vec![1, 2, 3, 4]).max_frames(2), 9, 25.0).unwrap(),
+            vec![1, 3]
+        );
     }
 
     #[test]
     fn time_range_restricts_candidates() {
         // 10 fps, frames 20..40 lie in [2, 4)
-        assert_eq!(run(SampleRequest::num_frames(4).start(2.0).end(4.0), 100, 10.0).unwrap(), vec![20, 25, 30, 35]);
-        assert_eq!(run(SampleRequest::fps(1.0).start(2.0).end(4.0), 100, 10.0).unwrap(), vec![20, 30]);
-        assert!(matches!(run(SampleRequest::num_frames(1).start(50.0), 100, 10.0), Err(SamplingError::EmptyRange { .. })));
-        assert!(matches!(run(SampleRequest::num_frames(1).start(3.0).end(2.0), 100, 10.0), Err(SamplingError::EmptyRange { .. })));
+        assert_eq!(
+            run(SampleRequest::num_frames(4).start(2.0).end(4.0), 100, 10.0).unwrap(),
+            vec![20, 25, 30, 35]
+        );
+        assert_eq!(
+            run(SampleRequest::fps(1.0).start(2.0).end(4.0), 100, 10.0).unwrap(),
+            vec![20, 30]
+        );
+        assert!(matches!(
+            run(SampleRequest::num_frames(1).start(50.0), 100, 10.0),
+            Err(SamplingError::EmptyRange { .. })
+        ));
+        assert!(matches!(
+            run(SampleRequest::num_frames(1).start(3.0).end(2.0), 100, 10.0),
+            Err(SamplingError::EmptyRange { .. })
+        ));
         assert_eq!(
             run(SampleRequest::indices(vec![1]).start(1.0), 100, 10.0),
             Err(SamplingError::RangeWithExplicitFrames)
@@ -256,15 +283,27 @@ mod tests {
 
     #[test]
     fn explicit_indices_and_times() {
-        assert_eq!(run(SampleRequest::indices(vec![9, 0, 5, 5]), 10, 10.0).unwrap(), vec![9, 0, 5, 5]);
+        assert_eq!(
+            run(SampleRequest::indices(vec![9, 0, 5, 5]), 10, 10.0).unwrap(),
+            vec![9, 0, 5, 5]
+        );
         assert_eq!(
             run(SampleRequest::indices(vec![10]), 10, 10.0),
             Err(SamplingError::IndexOutOfRange { index: 10, count: 10 })
         );
         assert_eq!(run(SampleRequest::indices(vec![10]).clamp(true), 10, 10.0).unwrap(), vec![9]);
-        assert_eq!(run(SampleRequest::times(vec![0.0, 0.55, 0.99]), 10, 10.0).unwrap(), vec![0, 5, 9]);
-        assert!(matches!(run(SampleRequest::times(vec![1.0]), 10, 10.0), Err(SamplingError::TimeOutOfRange { .. })));
-        assert!(matches!(run(SampleRequest::times(vec![f64::NAN]).clamp(true), 10, 10.0), Err(SamplingError::TimeOutOfRange { .. })));
+        assert_eq!(
+            run(SampleRequest::times(vec![0.0, 0.55, 0.99]), 10, 10.0).unwrap(),
+            vec![0, 5, 9]
+        );
+        assert!(matches!(
+            run(SampleRequest::times(vec![1.0]), 10, 10.0),
+            Err(SamplingError::TimeOutOfRange { .. })
+        ));
+        assert!(matches!(
+            run(SampleRequest::times(vec![f64::NAN]).clamp(true), 10, 10.0),
+            Err(SamplingError::TimeOutOfRange { .. })
+        ));
     }
 
     #[test]
@@ -277,9 +316,15 @@ mod tests {
         assert_eq!(plan(&SampleRequest::fps_by_time(2.0), &t).unwrap(), vec![0, 5, 10, 11, 12, 13]);
         // index-based sampling spends most frames on the dense first second
         assert_eq!(plan(&SampleRequest::num_frames(5), &t).unwrap(), vec![0, 2, 5, 8, 11]);
-        assert!(matches!(plan(&SampleRequest::fps_by_time(0.0), &t), Err(SamplingError::InvalidFps(_))));
+        assert!(matches!(
+            plan(&SampleRequest::fps_by_time(0.0), &t),
+            Err(SamplingError::InvalidFps(_))
+        ));
         // absurd rates cost one pass over the frames and return each frame once
-        assert_eq!(plan(&SampleRequest::fps_by_time(1e12), &t).unwrap(), (0..14).collect::<Vec<_>>());
+        assert_eq!(
+            plan(&SampleRequest::fps_by_time(1e12), &t).unwrap(),
+            (0..14).collect::<Vec<_>>()
+        );
         // a third of a second: 0, 1/3, 2/3 fall in the first second's frames 0, 3, 6 (float-safe)
         assert_eq!(&plan(&SampleRequest::fps_by_time(3.0), &t).unwrap()[..4], &[0, 3, 6, 10]);
     }

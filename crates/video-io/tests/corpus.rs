@@ -24,7 +24,12 @@ const TIME_LIMIT: Duration = Duration::from_secs(10);
 /// The limits every case runs under: 1080p frames at most (the corpus' largest), 8 frames,
 /// 100 000 packets (the 60 s 1080p fixture has 1800).
 fn limits() -> Limits {
-    Limits { max_pixels: 1920 * 1088, max_frames: FRAMES, max_packets: 100_000, ..Limits::default() }
+    Limits {
+        max_pixels: 1920 * 1088,
+        max_frames: FRAMES,
+        max_packets: 100_000,
+        ..Limits::default()
+    }
 }
 
 /// How a case hands its input to the reader.
@@ -82,7 +87,11 @@ const HOSTILE: &[Case] = &[
     // truncations
     err("broken_header_only.mp4", "Truncated", "an MP4 cut after 2% (header, no samples)"),
     err("broken_cut_in_moov.mp4", "InvalidData", "an MP4 cut inside its index (moov)"),
-    err("broken_truncated_moov_at_end.mp4", "InvalidData", "an MP4 cut before its index (moov at the end)"),
+    err(
+        "broken_truncated_moov_at_end.mp4",
+        "InvalidData",
+        "an MP4 cut before its index (moov at the end)",
+    ),
     err("broken_truncated_faststart.mp4", "Truncated", "an MP4 cut in the middle"),
     bytes("broken_truncated_faststart.mp4", "Truncated", "an MP4 cut in the middle, from memory"),
     err("broken_cut_header.webm", "Truncated", "a WebM cut inside its header"),
@@ -94,9 +103,17 @@ const HOSTILE: &[Case] = &[
     err("broken_no_stco.mp4", "Truncated", "an MP4 without chunk offsets (stco)"),
     err("broken_avi_bad_index.avi", "Truncated", "an AVI whose idx1 points past the end"),
     err("lying_sample_size.mp4", "Truncated", "an MP4 whose stsz says every sample is 2 GiB"),
-    err("hostile_16384x16384.mp4", "LimitExceeded(pixels)", "an MP4 whose header says 16384x16384 (stream is 320x240)"),
+    err(
+        "hostile_16384x16384.mp4",
+        "LimitExceeded(pixels)",
+        "an MP4 whose header says 16384x16384 (stream is 320x240)",
+    ),
     bytes("hostile_16384x16384.mp4", "LimitExceeded(pixels)", "the same, from memory"),
-    err("lying_size.mkv", "LimitExceeded(pixels)", "a Matroska header saying 30000x30000 (stream is 320x260)"),
+    err(
+        "lying_size.mkv",
+        "LimitExceeded(pixels)",
+        "a Matroska header saying 30000x30000 (stream is 320x260)",
+    ),
     // decompression bombs
     err("hostile_16384x16384.y4m", "InvalidData", "raw video declaring 16384x16384 frames"),
     err("hostile_8192x8192.y4m", "LimitExceeded(pixels)", "raw video declaring 8192x8192 frames"),
@@ -107,14 +124,26 @@ const HOSTILE: &[Case] = &[
     err("bomb_65500x65500.jpg", "LimitExceeded(pixels)", "a JPEG whose SOF says 65500x65500"),
     err("bomb_16383x16383.webp", "LimitExceeded(pixels)", "a WebP declaring 16383x16383"),
     err("bomb_50000x50000.bmp", "LimitExceeded(pixels)", "a BMP declaring 50000x50000"),
-    err("bomb_mjpeg_frames.avi", "Corrupt", "an AVI saying 320x240 whose JPEG frames say 16000x16000"),
+    err(
+        "bomb_mjpeg_frames.avi",
+        "Corrupt",
+        "an AVI saying 320x240 whose JPEG frames say 16000x16000",
+    ),
     // no keyframe
     err("no_keyframe.h264", "Corrupt", "an H.264 stream without any IDR picture"),
     // a frame-count bomb
-    err("bomb_200k_frames.mkv", "LimitExceeded(packets)", "200 000 16x16 frames in 4.7 MB (limit 100 000 packets)"),
+    err(
+        "bomb_200k_frames.mkv",
+        "LimitExceeded(packets)",
+        "200 000 16x16 frames in 4.7 MB (limit 100 000 packets)",
+    ),
     // files that point elsewhere
     err("hostile_playlist.m3u8", "InvalidData", "an HLS playlist pointing at http://127.0.0.1"),
-    err("hostile_local_playlist.m3u8", "InvalidData", "an HLS playlist pointing at file:///etc/passwd"),
+    err(
+        "hostile_local_playlist.m3u8",
+        "InvalidData",
+        "an HLS playlist pointing at file:///etc/passwd",
+    ),
     err("hostile_concat.ffconcat", "InvalidData", "an ffconcat list naming /etc/passwd and a URL"),
     err("hostile_rtp.sdp", "InvalidData", "an SDP file describing an RTP stream on 127.0.0.1"),
     // paths that are not files
@@ -122,7 +151,11 @@ const HOSTILE: &[Case] = &[
     err("<fifo>", "NotAFile", "a FIFO (would block a reader forever)"),
     err("/dev/zero", "NotAFile", "a character device"),
     err("<missing>", "NotFound", "a path that does not exist"),
-    err("http://127.0.0.1:9/x.mp4", "ProtocolNotAllowed", "an http URL (network is off by default)"),
+    err(
+        "http://127.0.0.1:9/x.mp4",
+        "ProtocolNotAllowed",
+        "an http URL (network is off by default)",
+    ),
 ];
 
 /// Files that are damaged or lie but decode correctly all the same.
@@ -138,18 +171,77 @@ const SURVIVORS: &[Case] = &[
 
 /// The wide corpus and the original fixtures (all decode).
 const WIDE: &[&str] = &[
-    "mpeg4_bframes.avi", "xvid_packed.avi", "msmpeg4v3.avi", "h264_bframes.avi", "mjpeg_camera.avi", "mpeg2_dvd.mpg",
-    "mpeg2_broadcast.ts", "mpeg1_vcd.mpg", "h263_phone.3gp", "hevc_hlg_phone.mov", "prores_camera.mov", "dnxhr.mxf",
-    "xdcam_hd422.mxf", "dv_camcorder.dv", "h264_interlaced.ts", "qtrle_screen.mov", "h264_444_screen.mkv", "vp8.webm",
-    "av1.webm", "hevc.mkv", "flv1.flv", "h264.flv", "wmv2.wmv", "theora.ogv", "rv20.rm", "svq1.mov", "cinepak.mov",
-    "ffv1.mkv", "huffyuv.avi", "utvideo.avi", "png_in.mov", "jpeg2000.mxf", "anim.gif", "anim.apng", "raw.hevc",
-    "raw_bframes.m4v", "fragmented.mp4", "edit_list.mp4", "late_start.mp4", "late_start.mkv", "late_start.ts",
-    "no_editlist_bframes.mp4", "two_video_streams.mkv", "cover_first.mkv", "cover_art.mp4", "vfr_phone.mov",
-    "pts_gap.mkv", "png_named.mp4", "mp4_named.jpg",
+    "mpeg4_bframes.avi",
+    "xvid_packed.avi",
+    "msmpeg4v3.avi",
+    "h264_bframes.avi",
+    "mjpeg_camera.avi",
+    "mpeg2_dvd.mpg",
+    "mpeg2_broadcast.ts",
+    "mpeg1_vcd.mpg",
+    "h263_phone.3gp",
+    "hevc_hlg_phone.mov",
+    "prores_camera.mov",
+    "dnxhr.mxf",
+    "xdcam_hd422.mxf",
+    "dv_camcorder.dv",
+    "h264_interlaced.ts",
+    "qtrle_screen.mov",
+    "h264_444_screen.mkv",
+    "vp8.webm",
+    "av1.webm",
+    "hevc.mkv",
+    "flv1.flv",
+    "h264.flv",
+    "wmv2.wmv",
+    "theora.ogv",
+    "rv20.rm",
+    "svq1.mov",
+    "cinepak.mov",
+    "ffv1.mkv",
+    "huffyuv.avi",
+    "utvideo.avi",
+    "png_in.mov",
+    "jpeg2000.mxf",
+    "anim.gif",
+    "anim.apng",
+    "raw.hevc",
+    "raw_bframes.m4v",
+    "fragmented.mp4",
+    "edit_list.mp4",
+    "late_start.mp4",
+    "late_start.mkv",
+    "late_start.ts",
+    "no_editlist_bframes.mp4",
+    "two_video_streams.mkv",
+    "cover_first.mkv",
+    "cover_art.mp4",
+    "vfr_phone.mov",
+    "pts_gap.mkv",
+    "png_named.mp4",
+    "mp4_named.jpg",
     // the original fixtures
-    "h264_1080p30_60s.mp4", "h264_bframes.mp4", "hevc.mp4", "vp9.webm", "av1.mp4", "mpeg4.avi", "h264_10bit.mp4",
-    "hevc_10bit.mp4", "h264_full_range.mp4", "h264_bt709.mp4", "odd_853x479.webm", "single_gop.mp4", "one_frame.mp4",
-    "vfr.mkv", "audio_first.mp4", "raw.h264", "h264.ts", "rotated_90.mp4", "image.jpg", "image.png", "image.webp",
+    "h264_1080p30_60s.mp4",
+    "h264_bframes.mp4",
+    "hevc.mp4",
+    "vp9.webm",
+    "av1.mp4",
+    "mpeg4.avi",
+    "h264_10bit.mp4",
+    "hevc_10bit.mp4",
+    "h264_full_range.mp4",
+    "h264_bt709.mp4",
+    "odd_853x479.webm",
+    "single_gop.mp4",
+    "one_frame.mp4",
+    "vfr.mkv",
+    "audio_first.mp4",
+    "raw.h264",
+    "h264.ts",
+    "rotated_90.mp4",
+    "image.jpg",
+    "image.png",
+    "image.webp",
     "image.bmp",
 ];
 
@@ -166,7 +258,13 @@ fn kind(e: &VideoError) -> String {
         VideoError::UnsupportedCodec(_) => "UnsupportedCodec".into(),
         VideoError::Truncated { .. } => "Truncated".into(),
         VideoError::Corrupt { .. } => "Corrupt".into(),
-        VideoError::LimitExceeded { kind, .. } => format!("LimitExceeded({})", serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()),
+        VideoError::LimitExceeded { kind, .. } => format!(
+            "LimitExceeded({})",
+            serde_json::to_value(kind)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default()
+        ),
         VideoError::InvalidSampling(_) => "InvalidSampling".into(),
         VideoError::InvalidOption(_) => "InvalidOption".into(),
         VideoError::OutOfMemory => "OutOfMemory".into(),
@@ -238,7 +336,9 @@ fn bound_mib(input_bytes: u64) -> f64 {
     const INDEX_BYTES_PER_PACKET: u64 = 200;
     let l = limits();
     let frames = (FRAMES as u64 + DECODER_FRAMES) * l.max_pixels * 8;
-    FIXED_MIB + (frames + INDEX_BYTES_PER_PACKET * l.max_packets as u64 + input_bytes) as f64 / (1 << 20) as f64
+    FIXED_MIB
+        + (frames + INDEX_BYTES_PER_PACKET * l.max_packets as u64 + input_bytes) as f64
+            / (1 << 20) as f64
 }
 
 fn run_case(exe: &Path, dir: &Path, tmp: &Path, c: &Case) -> Row {
@@ -250,7 +350,11 @@ fn run_case(exe: &Path, dir: &Path, tmp: &Path, c: &Case) -> Row {
         s => dir.join(s),
     };
     let mode = if c.mode == Mode::Bytes { "bytes" } else { "path" };
-    let input_bytes = if c.mode == Mode::Bytes { std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0) } else { 0 };
+    let input_bytes = if c.mode == Mode::Bytes {
+        std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0)
+    } else {
+        0
+    };
     let t0 = Instant::now();
     let mut failures = Vec::new();
     let mut child = Command::new(exe)
@@ -275,7 +379,11 @@ fn run_case(exe: &Path, dir: &Path, tmp: &Path, c: &Case) -> Row {
         let _ = child.wait();
         failures.push(format!("no result within {} s", (TIME_LIMIT * 3).as_secs()));
     } else if wall > TIME_LIMIT {
-        failures.push(format!("took {:.1} s (limit {} s)", wall.as_secs_f64(), TIME_LIMIT.as_secs()));
+        failures.push(format!(
+            "took {:.1} s (limit {} s)",
+            wall.as_secs_f64(),
+            TIME_LIMIT.as_secs()
+        ));
     }
     let mut out = String::new();
     if let Some(mut so) = child.stdout.take() {
@@ -288,8 +396,12 @@ fn run_case(exe: &Path, dir: &Path, tmp: &Path, c: &Case) -> Row {
     let outcome = v["outcome"].as_str().unwrap_or("no result").to_string();
     let frames = v["frames"].as_u64().unwrap_or(0);
     match c.expect {
-        Expect::Ok if outcome != "Ok" || frames == 0 => failures.push(format!("expected frames, got {outcome}: {}", v["detail"])),
-        Expect::Err(k) if outcome != k => failures.push(format!("expected {k}, got {outcome}: {}", v["detail"])),
+        Expect::Ok if outcome != "Ok" || frames == 0 => {
+            failures.push(format!("expected frames, got {outcome}: {}", v["detail"]))
+        }
+        Expect::Err(k) if outcome != k => {
+            failures.push(format!("expected {k}, got {outcome}: {}", v["detail"]))
+        }
         _ => {}
     }
     let rss_mib = v["peak_rss_kib"].as_f64().unwrap_or(0.0) / 1024.0;
@@ -315,9 +427,20 @@ fn run_case(exe: &Path, dir: &Path, tmp: &Path, c: &Case) -> Row {
 fn table(title: &str, rows: &[Row]) -> String {
     let mut s = format!("\n### {title}\n\n| case | what | outcome | frames | time (ms) | peak RSS (MiB) |\n|---|---|---|---|---|---|\n");
     for r in rows {
-        let case = if r.mode == Mode::Bytes { format!("`{}` (bytes)", r.case) } else { format!("`{}`", r.case) };
-        let outcome = if r.outcome == "Ok" { format!("ok ({})", r.detail) } else { format!("`{}`", r.outcome) };
-        s += &format!("| {case} | {} | {outcome} | {} | {:.0} | {:.0} |\n", r.what, r.frames, r.ms, r.rss_mib);
+        let case = if r.mode == Mode::Bytes {
+            format!("`{}` (bytes)", r.case)
+        } else {
+            format!("`{}`", r.case)
+        };
+        let outcome = if r.outcome == "Ok" {
+            format!("ok ({})", r.detail)
+        } else {
+            format!("`{}`", r.outcome)
+        };
+        s += &format!(
+            "| {case} | {} | {outcome} | {} | {:.0} | {:.0} |\n",
+            r.what, r.frames, r.ms, r.rss_mib
+        );
     }
     s
 }
@@ -342,10 +465,20 @@ fn main() {
 
     let wide: Vec<Case> = WIDE.iter().map(|n| ok(n, "")).collect();
     let descriptions = std::fs::read_to_string(dir.join("wide.tsv")).unwrap_or_default();
-    let describe = |n: &str| descriptions.lines().find_map(|l| l.strip_prefix(&format!("{n}\t"))).unwrap_or("original fixture").to_string();
+    let describe = |n: &str| {
+        descriptions
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{n}\t")))
+            .unwrap_or("original fixture")
+            .to_string()
+    };
     let t0 = Instant::now();
     let mut all: Vec<(&str, Vec<Row>)> = Vec::new();
-    for (title, cases) in [("Hostile files: a typed error each", HOSTILE), ("Damaged files that still decode", SURVIVORS), ("Real-world files", &wide[..])] {
+    for (title, cases) in [
+        ("Hostile files: a typed error each", HOSTILE),
+        ("Damaged files that still decode", SURVIVORS),
+        ("Real-world files", &wide[..]),
+    ] {
         let mut rows: Vec<Row> = cases.iter().map(|c| run_case(&exe, &dir, &tmp, c)).collect();
         if title.starts_with("Real") {
             for r in rows.iter_mut() {
@@ -383,7 +516,10 @@ fn main() {
     if let Some(path) = std::env::var_os("VIDLM_CORPUS_REPORT") {
         std::fs::write(&path, &md).expect("writing the corpus report");
     }
-    assert!(hostile_errors >= 30, "issue 11 asks for at least 30 hostile files failing cleanly, have {hostile_errors}");
+    assert!(
+        hostile_errors >= 30,
+        "issue 11 asks for at least 30 hostile files failing cleanly, have {hostile_errors}"
+    );
     if !failures.is_empty() {
         eprintln!("corpus failures:\n  {}", failures.join("\n  "));
         std::process::exit(1);

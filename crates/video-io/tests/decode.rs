@@ -54,7 +54,8 @@ fn rotated_videos_come_out_upright() {
     // (they are separate lossy encodes, so not bit-identical).
     let src = video("rotated_source.mp4");
     let (_, want) = ffmpeg_frames(&src, 0, &[0, 25], None, false);
-    for (name, rot) in [("rotated_90.mp4", 90), ("rotated_180.mp4", 180), ("rotated_270.mp4", 270)] {
+    for (name, rot) in [("rotated_90.mp4", 90), ("rotated_180.mp4", 180), ("rotated_270.mp4", 270)]
+    {
         let path = video(name);
         let mut r = VideoReader::open(&path, &OpenOptions::default()).unwrap();
         assert_eq!(r.info().rotation, rot, "{name}");
@@ -67,7 +68,10 @@ fn rotated_videos_come_out_upright() {
             assert!(d < 4.0, "{name} frame {t}: mean abs difference to the upright source is {d}");
             // and the other way up it is clearly different
             let flipped: Vec<u8> = ours.chunks(3).rev().flat_map(|p| p.to_vec()).collect();
-            assert!(mean_abs_diff(&flipped, want) > 20.0, "{name}: the test pattern is not orientation-sensitive");
+            assert!(
+                mean_abs_diff(&flipped, want) > 20.0,
+                "{name}: the test pattern is not orientation-sensitive"
+            );
         }
         // The CLI's autorotate turns the YUV planes before converting to RGB, we convert first
         // and then turn the RGB picture (as torchcodec does). Chroma upsampling then runs along
@@ -76,7 +80,10 @@ fn rotated_videos_come_out_upright() {
         for (t, cli) in cli.iter().enumerate() {
             let ours: Vec<u8> = f.data.index_axis(Axis(0), t).iter().copied().collect();
             let d = mean_abs_diff(&ours, cli);
-            assert!(d < 1.5, "{name} frame {t}: mean abs difference to the CLI's autorotated frame is {d}");
+            assert!(
+                d < 1.5,
+                "{name} frame {t}: mean abs difference to the CLI's autorotated frame is {d}"
+            );
         }
     }
 }
@@ -119,11 +126,26 @@ fn fps_sampling_and_time_range_follow_transformers() {
     assert_eq!(f.indices, uniform_indices(200, 5));
     // more frames than exist: a typed error, or clamped on request
     let e = r.sample(&SampleRequest::num_frames(201)).unwrap_err();
-    assert!(matches!(e, VideoError::InvalidSampling(SamplingError::TooManyFrames { requested: 201, available: 200 })), "{e}");
+    assert!(
+        matches!(
+            e,
+            VideoError::InvalidSampling(SamplingError::TooManyFrames {
+                requested: 201,
+                available: 200
+            })
+        ),
+        "{e}"
+    );
     let f = r.sample(&SampleRequest::fps(50.0).start(7.0).clamp(true)).unwrap();
     assert_eq!(f.indices, (175..200).collect::<Vec<_>>());
     let e = r.sample(&SampleRequest::indices(vec![3, 200])).unwrap_err();
-    assert!(matches!(e, VideoError::InvalidSampling(SamplingError::IndexOutOfRange { index: 200, count: 200 })), "{e}");
+    assert!(
+        matches!(
+            e,
+            VideoError::InvalidSampling(SamplingError::IndexOutOfRange { index: 200, count: 200 })
+        ),
+        "{e}"
+    );
 }
 
 #[test]
@@ -133,7 +155,10 @@ fn variable_frame_rate_sampling_by_presentation_time() {
     let mut r = VideoReader::open(&path, &OpenOptions::default()).unwrap();
     let t = r.frame_times().to_vec();
     assert_eq!(t.len(), 60);
-    assert!((t[30] - 1.0).abs() < 1e-9 && (t[34] - 2.0).abs() < 1e-9 && (t[50] - 6.0).abs() < 1e-9, "{t:?}");
+    assert!(
+        (t[30] - 1.0).abs() < 1e-9 && (t[34] - 2.0).abs() < 1e-9 && (t[50] - 6.0).abs() < 1e-9,
+        "{t:?}"
+    );
     let f = r.sample(&SampleRequest::fps_by_time(1.0)).unwrap();
     assert_eq!(f.indices, vec![0, 30, 34, 38, 42, 46, 50]);
     assert_matches_ffmpeg(&path, &f, 0, 0);
@@ -151,7 +176,10 @@ fn single_frame_video() {
     assert_eq!(r.sample(&SampleRequest::num_frames(1)).unwrap().indices, vec![0]);
     assert!(matches!(
         r.sample(&SampleRequest::num_frames(2)),
-        Err(VideoError::InvalidSampling(SamplingError::TooManyFrames { requested: 2, available: 1 }))
+        Err(VideoError::InvalidSampling(SamplingError::TooManyFrames {
+            requested: 2,
+            available: 1
+        }))
     ));
     assert_eq!(r.sample(&SampleRequest::num_frames(2).clamp(true)).unwrap().indices, vec![0]);
     assert_eq!(r.sample(&SampleRequest::fps(1.0)).unwrap().indices, vec![0]);
@@ -171,7 +199,10 @@ fn repeated_samples_on_one_reader_are_consistent() {
 
 #[test]
 fn parallel_decoding_matches_serial() {
-    let paths: Vec<_> = ["h264_bframes.mp4", "hevc.mp4", "vp9.webm", "av1.mp4", "mpeg4.avi"].iter().map(|n| video(n)).collect();
+    let paths: Vec<_> = ["h264_bframes.mp4", "hevc.mp4", "vp9.webm", "av1.mp4", "mpeg4.avi"]
+        .iter()
+        .map(|n| video(n))
+        .collect();
     let req = SampleRequest::num_frames(6);
     let par = sample_many(&paths, &req, &OpenOptions::default());
     for (p, res) in paths.iter().zip(par) {
@@ -199,15 +230,29 @@ fn header_frame_count_can_be_trusted_on_request() {
 fn colour_matrix_and_range_are_applied() {
     // Bit-exactness with the CLI (above) could also hold if both ignored the tags; here the
     // CLI is forced to the wrong matrix/range and must then differ clearly from our frames.
-    for (name, wrong) in [("h264_bt709.mp4", "scale=in_color_matrix=bt601"), ("h264_full_range.mp4", "scale=in_range=tv")] {
+    for (name, wrong) in [
+        ("h264_bt709.mp4", "scale=in_color_matrix=bt601"),
+        ("h264_full_range.mp4", "scale=in_range=tv"),
+    ] {
         let path = video(name);
-        let f = VideoReader::open(&path, &OpenOptions::default()).unwrap().sample(&SampleRequest::indices(vec![10])).unwrap();
+        let f = VideoReader::open(&path, &OpenOptions::default())
+            .unwrap()
+            .sample(&SampleRequest::indices(vec![10]))
+            .unwrap();
         let ours: Vec<u8> = f.data.iter().copied().collect();
         let (_, right) = ffmpeg_frames(&path, 0, &[10], None, false);
         let (_, wrong) = ffmpeg_frames(&path, 0, &[10], Some(wrong), false);
         assert_eq!(ours, right[0], "{name}");
-        let max = ours.iter().zip(&wrong[0]).map(|(a, b)| (*a as i32 - *b as i32).abs()).max().unwrap_or(0);
+        let max = ours
+            .iter()
+            .zip(&wrong[0])
+            .map(|(a, b)| (*a as i32 - *b as i32).abs())
+            .max()
+            .unwrap_or(0);
         let d = mean_abs_diff(&ours, &wrong[0]);
-        assert!(max >= 15 && d > 1.0, "{name}: the wrong matrix/range gives nearly the same picture (max {max}, mean {d})");
+        assert!(
+            max >= 15 && d > 1.0,
+            "{name}: the wrong matrix/range gives nearly the same picture (max {max}, mean {d})"
+        );
     }
 }

@@ -22,7 +22,10 @@ fn open_bytes(name: &str) -> Result<VideoReader, VideoError> {
 #[test]
 fn empty_file() {
     assert!(matches!(open("broken_empty.mp4"), Err(VideoError::Empty)));
-    assert!(matches!(VideoReader::from_bytes(Vec::new(), &OpenOptions::default()), Err(VideoError::Empty)));
+    assert!(matches!(
+        VideoReader::from_bytes(Vec::new(), &OpenOptions::default()),
+        Err(VideoError::Empty)
+    ));
 }
 
 #[test]
@@ -85,7 +88,10 @@ fn header_without_data() {
     let mut r = open("broken_header_only.mp4").unwrap();
     assert!(r.info().truncated);
     assert_eq!(r.info().frame_count, 0);
-    assert!(matches!(r.sample(&SampleRequest::num_frames(1)), Err(VideoError::Truncated { frame: 0, .. })));
+    assert!(matches!(
+        r.sample(&SampleRequest::num_frames(1)),
+        Err(VideoError::Truncated { frame: 0, .. })
+    ));
     assert!(matches!(
         r.sample(&SampleRequest::num_frames(1).lenient(true)),
         Err(VideoError::InvalidSampling(SamplingError::NoFrames))
@@ -102,7 +108,9 @@ fn huge_frame_size_in_header() {
                 assert_eq!(actual, 16384 * 16384);
                 assert_eq!(limit, Limits::default().max_pixels);
             }
-            other => panic!("expected a pixel limit error, got {:?}", other.map(|r| r.info().clone())),
+            other => {
+                panic!("expected a pixel limit error, got {:?}", other.map(|r| r.info().clone()))
+            }
         }
     }
     // raw y4m claiming 8192x8192: refused before its (400 MB) first frame is read
@@ -113,7 +121,10 @@ fn huge_frame_size_in_header() {
     // 16384x16384 y4m: FFmpeg itself refuses the header
     assert!(matches!(open("hostile_16384x16384.y4m"), Err(VideoError::InvalidData(_))));
     // a lower limit applies to ordinary files too
-    let opts = OpenOptions { limits: Limits { max_pixels: 320 * 240 - 1, ..Limits::default() }, ..OpenOptions::default() };
+    let opts = OpenOptions {
+        limits: Limits { max_pixels: 320 * 240 - 1, ..Limits::default() },
+        ..OpenOptions::default()
+    };
     assert!(matches!(
         VideoReader::open(video("mpeg4.avi"), &opts),
         Err(VideoError::LimitExceeded { kind: LimitKind::Pixels, actual: 76_800, .. })
@@ -134,17 +145,28 @@ fn audio_only() {
 #[test]
 fn paths_that_are_not_videos() {
     let missing = videos_dir().join("does-not-exist.mp4");
-    assert!(matches!(VideoReader::open(&missing, &OpenOptions::default()), Err(VideoError::NotFound(p)) if p == missing));
-    assert!(matches!(VideoReader::open(videos_dir(), &OpenOptions::default()), Err(VideoError::NotAFile(_))));
+    assert!(
+        matches!(VideoReader::open(&missing, &OpenOptions::default()), Err(VideoError::NotFound(p)) if p == missing)
+    );
+    assert!(matches!(
+        VideoReader::open(videos_dir(), &OpenOptions::default()),
+        Err(VideoError::NotAFile(_))
+    ));
     // a FIFO would block a reader forever: refused up front
-    assert!(matches!(VideoReader::open("/dev/zero", &OpenOptions::default()), Err(VideoError::NotAFile(_))));
+    assert!(matches!(
+        VideoReader::open("/dev/zero", &OpenOptions::default()),
+        Err(VideoError::NotAFile(_))
+    ));
 }
 
 #[test]
 fn network_is_off_by_default() {
     for url in ["http://127.0.0.1:9/x.mp4", "rtmp://127.0.0.1/live", "file:///etc/passwd"] {
         assert!(
-            matches!(VideoReader::open(url, &OpenOptions::default()), Err(VideoError::ProtocolNotAllowed(_))),
+            matches!(
+                VideoReader::open(url, &OpenOptions::default()),
+                Err(VideoError::ProtocolNotAllowed(_))
+            ),
             "{url}"
         );
     }
@@ -153,19 +175,28 @@ fn network_is_off_by_default() {
 #[test]
 fn limits_on_bytes_frames_and_output() {
     let data = std::fs::read(video("mpeg4.avi")).unwrap();
-    let opts = OpenOptions { limits: Limits { max_input_bytes: 1000, ..Limits::default() }, ..OpenOptions::default() };
+    let opts = OpenOptions {
+        limits: Limits { max_input_bytes: 1000, ..Limits::default() },
+        ..OpenOptions::default()
+    };
     assert!(matches!(
         VideoReader::from_bytes(data.clone(), &opts),
         Err(VideoError::LimitExceeded { kind: LimitKind::InputBytes, limit: 1000, .. })
     ));
-    let opts = OpenOptions { limits: Limits { max_frames: 4, ..Limits::default() }, ..OpenOptions::default() };
+    let opts = OpenOptions {
+        limits: Limits { max_frames: 4, ..Limits::default() },
+        ..OpenOptions::default()
+    };
     let mut r = VideoReader::from_bytes(data.clone(), &opts).unwrap();
     assert!(matches!(
         r.sample(&SampleRequest::num_frames(5)),
         Err(VideoError::LimitExceeded { kind: LimitKind::Frames, actual: 5, limit: 4 })
     ));
     assert_eq!(r.sample(&SampleRequest::num_frames(4)).unwrap().len(), 4);
-    let opts = OpenOptions { limits: Limits { max_output_bytes: 320 * 240 * 3 * 2, ..Limits::default() }, ..OpenOptions::default() };
+    let opts = OpenOptions {
+        limits: Limits { max_output_bytes: 320 * 240 * 3 * 2, ..Limits::default() },
+        ..OpenOptions::default()
+    };
     let mut r = VideoReader::from_bytes(data, &opts).unwrap();
     assert!(matches!(
         r.sample(&SampleRequest::num_frames(3)),
@@ -177,7 +208,11 @@ fn limits_on_bytes_frames_and_output() {
 /// within the time bound (a panic inside fails the test through `within`'s thread).
 #[test]
 fn fuzzed_truncations_and_corruptions_never_panic_or_hang() {
-    let sources: Vec<PathBuf> = ["h264_bframes.mp4", "vp9.webm", "mpeg4.avi", "hevc.mp4", "image.png"].iter().map(|n| video(n)).collect();
+    let sources: Vec<PathBuf> =
+        ["h264_bframes.mp4", "vp9.webm", "mpeg4.avi", "hevc.mp4", "image.png"]
+            .iter()
+            .map(|n| video(n))
+            .collect();
     for src in sources {
         let data = std::fs::read(&src).unwrap();
         let mut cases: Vec<(String, Vec<u8>)> = Vec::new();
@@ -204,7 +239,8 @@ fn fuzzed_truncations_and_corruptions_never_panic_or_hang() {
                 if let Ok(mut r) = VideoReader::from_bytes(bytes, &OpenOptions::default()) {
                     let _ = r.sample(&SampleRequest::num_frames(8));
                     let _ = r.sample(&SampleRequest::num_frames(8).lenient(true).clamp(true));
-                    let _ = r.sample(&SampleRequest::all().lenient(true).strategy(Strategy::Sequential));
+                    let _ = r
+                        .sample(&SampleRequest::all().lenient(true).strategy(Strategy::Sequential));
                 }
             });
         }

@@ -29,7 +29,7 @@ fn images_match_ffmpeg() {
 fn image_sizes_and_alpha() {
     let f = load_image(video("image.png")).unwrap();
     assert_eq!(f.data.shape(), &[1, 241, 321, 3]); // odd sizes are kept
-    // RGBA: alpha is dropped (like PIL's convert("RGB")), colour kept
+                                                   // RGBA: alpha is dropped (like PIL's convert("RGB")), colour kept
     let a = load_image(video("image_rgba.png")).unwrap();
     let b = load_image(video("image.bmp")).unwrap();
     assert_eq!(a.data, b.data, "the same lossless picture as PNG-RGBA and BMP");
@@ -40,8 +40,15 @@ fn broken_images_are_typed_errors() {
     let png = std::fs::read(video("image.png")).unwrap();
     for cut in [8, 40, png.len() / 2] {
         match load_image_bytes(png[..cut].to_vec()) {
-            Err(VideoError::InvalidData(_) | VideoError::Truncated { .. } | VideoError::Corrupt { .. }) => {}
-            other => panic!("PNG cut at {cut}: expected a data error, got {:?}", other.map(|f| f.indices)),
+            Err(
+                VideoError::InvalidData(_)
+                | VideoError::Truncated { .. }
+                | VideoError::Corrupt { .. },
+            ) => {}
+            other => panic!(
+                "PNG cut at {cut}: expected a data error, got {:?}",
+                other.map(|f| f.indices)
+            ),
         }
     }
     assert!(matches!(load_image_bytes(Vec::new()), Err(VideoError::Empty)));

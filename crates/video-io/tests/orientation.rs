@@ -22,7 +22,12 @@ fn read_png(p: &Path) -> (usize, usize, Vec<u8>) {
     let mut r = dec.read_info().unwrap();
     let mut buf = vec![0; r.output_buffer_size()];
     let info = r.next_frame(&mut buf).unwrap();
-    assert_eq!((info.color_type, info.bit_depth), (png::ColorType::Rgb, png::BitDepth::Eight), "{}", p.display());
+    assert_eq!(
+        (info.color_type, info.bit_depth),
+        (png::ColorType::Rgb, png::BitDepth::Eight),
+        "{}",
+        p.display()
+    );
     buf.truncate(info.buffer_size());
     (info.height as usize, info.width as usize, buf)
 }
@@ -49,12 +54,20 @@ fn images_equal_transformers_load_image() {
     for name in CASES {
         let path = goldens().join(name);
         let (h, w, want) = read_png(&goldens().join(format!("{name}.expected.png")));
-        for (how, f) in [("path", load_image(&path)), ("bytes", load_image_bytes(std::fs::read(&path).unwrap()))] {
+        for (how, f) in [
+            ("path", load_image(&path)),
+            ("bytes", load_image_bytes(std::fs::read(&path).unwrap())),
+        ] {
             let f = f.unwrap_or_else(|e| panic!("{name} ({how}): {e}"));
             assert_eq!(f.data.shape(), &[1, h, w, 3], "{name} ({how})");
             let ours: Vec<u8> = f.data.iter().copied().collect();
             let diff = ours.iter().zip(&want).filter(|(a, b)| a != b).count();
-            assert_eq!(diff, 0, "{name} ({how}): {diff} of {} bytes differ from transformers", want.len());
+            assert_eq!(
+                diff,
+                0,
+                "{name} ({how}): {diff} of {} bytes differ from transformers",
+                want.len()
+            );
         }
     }
 }
@@ -63,14 +76,19 @@ fn images_equal_transformers_load_image() {
 fn every_orientation_is_the_same_picture_turned() {
     // the eight JPEGs hold the same pixels; only the EXIF tag differs
     let up = load_image(goldens().join("orientation_1.jpg")).unwrap().data;
-    let stored = VideoReader::open(goldens().join("orientation_6.jpg"), &OpenOptions::default()).unwrap().info().clone();
+    let stored = VideoReader::open(goldens().join("orientation_6.jpg"), &OpenOptions::default())
+        .unwrap()
+        .info()
+        .clone();
     assert_eq!((stored.width, stored.height), (61, 37));
     for o in 2..=8 {
         let f = load_image(goldens().join(format!("orientation_{o}.jpg"))).unwrap().data;
         let swap = o >= 5;
         assert_eq!(f.shape()[1..3], if swap { [61, 37] } else { [37, 61] }, "orientation {o}");
         // undo it: the red block of the top-left corner is back there
-        let red = |d: &ndarray::Array4<u8>, r: usize, c: usize| d[[0, r, c, 0]] > 180 && d[[0, r, c, 2]] < 90;
+        let red = |d: &ndarray::Array4<u8>, r: usize, c: usize| {
+            d[[0, r, c, 0]] > 180 && d[[0, r, c, 2]] < 90
+        };
         assert!(red(&up, 2, 2));
         let (h, w) = (f.shape()[1], f.shape()[2]);
         let corner = match o {
@@ -82,7 +100,10 @@ fn every_orientation_is_the_same_picture_turned() {
             7 => (h - 3, w - 3),
             _ => (h - 3, 2),
         };
-        assert!(red(&f, corner.0, corner.1), "orientation {o}: the red corner is not where exif_transpose puts it");
+        assert!(
+            red(&f, corner.0, corner.1),
+            "orientation {o}: the red corner is not where exif_transpose puts it"
+        );
     }
 }
 
@@ -127,16 +148,28 @@ fn display_matrices_rotations_and_mirrors_like_the_cli() {
         let mut r = VideoReader::open(&path, &OpenOptions::default()).unwrap();
         let info = r.info().clone();
         let expect_rot = [0, 0, 180, 180, 270, 90, 90, 270][o as usize - 1];
-        assert_eq!((info.rotation, info.mirrored), (expect_rot, [2, 4, 5, 7].contains(&o)), "{name}");
+        assert_eq!(
+            (info.rotation, info.mirrored),
+            (expect_rot, [2, 4, 5, 7].contains(&o)),
+            "{name}"
+        );
         let swap = o >= 5;
-        assert_eq!((info.output_width, info.output_height), if swap { (240, 320) } else { (320, 240) }, "{name}");
+        assert_eq!(
+            (info.output_width, info.output_height),
+            if swap { (240, 320) } else { (320, 240) },
+            "{name}"
+        );
         let f = r.sample(&SampleRequest::indices(vec![0, 25])).unwrap();
         // exactly the CLI's rgb24 frames turned by the named filters
         let vf = filter(o).map(|x| format!("format=rgb24,{x}"));
         let (_, want) = ffmpeg_frames(&path, 0, &[0, 25], vf.as_deref(), true);
         for (t, want) in want.iter().enumerate() {
             let ours: Vec<u8> = f.data.index_axis(Axis(0), t).iter().copied().collect();
-            assert!(ours == *want, "{name} frame {t}: differs from -noautorotate -vf format=rgb24,{:?}", filter(o));
+            assert!(
+                ours == *want,
+                "{name} frame {t}: differs from -noautorotate -vf format=rgb24,{:?}",
+                filter(o)
+            );
         }
         // and the CLI's own autorotation picks the same turn (it turns YUV before converting,
         // so pixels differ slightly at colour edges)
@@ -144,7 +177,10 @@ fn display_matrices_rotations_and_mirrors_like_the_cli() {
         for (t, cli) in cli.iter().enumerate() {
             let ours: Vec<u8> = f.data.index_axis(Axis(0), t).iter().copied().collect();
             let d = mean_abs_diff(&ours, cli);
-            assert!(d < 1.5, "{name} frame {t}: mean abs difference to the CLI's autorotated frame is {d}");
+            assert!(
+                d < 1.5,
+                "{name} frame {t}: mean abs difference to the CLI's autorotated frame is {d}"
+            );
         }
         // a mirrored picture is not the upright one (the check above is orientation-sensitive)
         if o == 2 {

@@ -27,14 +27,20 @@ fn probe_images() {
 
 #[test]
 fn probe_truncated_files() {
-    for name in ["broken_truncated_faststart.mp4", "broken_truncated.webm", "broken_truncated.avi", "broken_header_only.mp4"] {
+    for name in [
+        "broken_truncated_faststart.mp4",
+        "broken_truncated.webm",
+        "broken_truncated.avi",
+        "broken_header_only.mp4",
+    ] {
         snapshot(name);
     }
 }
 
 #[test]
 fn probe_json_has_the_documented_fields() {
-    let info = VideoReader::open(video("rotated_90.mp4"), &OpenOptions::default()).unwrap().info().clone();
+    let info =
+        VideoReader::open(video("rotated_90.mp4"), &OpenOptions::default()).unwrap().info().clone();
     let v = serde_json::to_value(&info).unwrap();
     assert_eq!(v["width"], 240); // as stored
     assert_eq!(v["height"], 320);
@@ -48,6 +54,7 @@ fn probe_json_has_the_documented_fields() {
     assert_eq!(v["codec"], "h264");
     assert_eq!(v["pixel_format"], "yuv420p");
     // webm/mkv headers carry no frame count: the packet index supplies it
-    let info = VideoReader::open(video("vp9.webm"), &OpenOptions::default()).unwrap().info().clone();
+    let info =
+        VideoReader::open(video("vp9.webm"), &OpenOptions::default()).unwrap().info().clone();
     assert_eq!((info.header_frame_count, info.frame_count), (None, 150));
 }

@@ -7,21 +7,27 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use vidlm_vision::{VideoPixels, VisionEncoder, VisionOptions};
 use vidlm_ort::SessionOptions;
+use vidlm_vision::{VideoPixels, VisionEncoder, VisionOptions};
 
 fn main() {
-    let dir = std::env::var_os("VIDLM_BENCH_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../assets/demo-model"));
+    let dir = std::env::var_os("VIDLM_BENCH_MODEL").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../assets/demo-model")
+    });
     let frames = 32;
     let session = SessionOptions { intra_threads: Some(2), ..Default::default() };
     let mut base: Option<Duration> = None;
-    println!("model: {}, one video of {frames} frames, best of 5 after 2 warm-up runs\n", dir.display());
+    println!(
+        "model: {}, one video of {frames} frames, best of 5 after 2 warm-up runs\n",
+        dir.display()
+    );
     println!("| max_batch | time | frames/s | vs max_batch 1 |");
     println!("|---|---|---|---|");
     for mb in [1usize, 4, 8, 32] {
-        let mut v = match VisionEncoder::from_dir(&dir, &VisionOptions { session: session.clone(), max_batch: mb, ..Default::default() }) {
+        let mut v = match VisionEncoder::from_dir(
+            &dir,
+            &VisionOptions { session: session.clone(), max_batch: mb, ..Default::default() },
+        ) {
             Ok(v) => v,
             Err(e) => {
                 eprintln!("cannot load {}: {e}", dir.display());
@@ -29,7 +35,8 @@ fn main() {
             }
         };
         let s = v.image_size();
-        let px: Vec<f32> = (0..frames * 3 * s * s).map(|i| ((i % 251) as f32 / 125.0) - 1.0).collect();
+        let px: Vec<f32> =
+            (0..frames * 3 * s * s).map(|i| ((i % 251) as f32 / 125.0) - 1.0).collect();
         let video = [VideoPixels { pixel_values: &px, frames }];
         // Warm-up (ONNX Runtime allocates and plans on the first runs of each shape).
         for _ in 0..2 {

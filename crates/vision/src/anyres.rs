@@ -55,7 +55,8 @@ pub fn bilinear_resize(g: &Grid, oh: usize, ow: usize) -> Grid {
             let dst = &mut out[(oy * ow + ox) * g.dim..(oy * ow + ox + 1) * g.dim];
             for k in 0..g.dim {
                 // torch's CPU kernel: h0lambda * (w0lambda * v00 + w1lambda * v01) + h1lambda * (...)
-                dst[k] = (1.0 - ly) * ((1.0 - lx) * a[k] + lx * b[k]) + ly * ((1.0 - lx) * c[k] + lx * d[k]);
+                dst[k] = (1.0 - ly) * ((1.0 - lx) * a[k] + lx * b[k])
+                    + ly * ((1.0 - lx) * c[k] + lx * d[k]);
             }
         }
     }
@@ -88,7 +89,10 @@ pub fn pack_image(
     }
     if let Some(nl) = newline {
         if nl.len() != dim {
-            return Err(VisionError::Shape(format!("image_newline has {} values, features have width {dim}", nl.len())));
+            return Err(VisionError::Shape(format!(
+                "image_newline has {} values, features have width {dim}",
+                nl.len()
+            )));
         }
     }
     let base = &patches[..per];
@@ -133,10 +137,18 @@ pub fn pack_image(
 
 /// OneVision `apply_pooling` on `frames` blocks of `side*side` rows: bilinear to
 /// `ceil(side/2)²` per frame, frames concatenated.
-pub fn onevision_pool_frames(features: &[f32], frames: usize, side: usize, dim: usize) -> Result<Vec<f32>, VisionError> {
+pub fn onevision_pool_frames(
+    features: &[f32],
+    frames: usize,
+    side: usize,
+    dim: usize,
+) -> Result<Vec<f32>, VisionError> {
     let per = side * side * dim;
     if features.len() != frames * per {
-        return Err(VisionError::Shape(format!("video features have {} values, expected {frames}x{side}x{side}x{dim}", features.len())));
+        return Err(VisionError::Shape(format!(
+            "video features have {} values, expected {frames}x{side}x{side}x{dim}",
+            features.len()
+        )));
     }
     let out_side = side.div_ceil(2);
     let mut out = Vec::with_capacity(frames * out_side * out_side * dim);
@@ -165,7 +177,10 @@ mod tests {
         // NeXT, a 336x672 image on 1x2 tiles of 24: base 576 + 24 rows of 48 + newline.
         let g = PatchGrid { image_size: (336, 672), tiles: Some((1, 2)), multi_image: false };
         let patches = vec![0.0f32; 3 * 576];
-        assert_eq!(pack_image(&patches, 24, 1, &g, Some(&[1.0]), None).unwrap().len(), 576 + 24 * 49);
+        assert_eq!(
+            pack_image(&patches, 24, 1, &g, Some(&[1.0]), None).unwrap().len(),
+            576 + 24 * 49
+        );
     }
 
     #[test]
@@ -182,7 +197,8 @@ mod tests {
         // Wrong patch count is an error, not a panic.
         assert!(pack_image(&patches[..8], 2, 1, &grid, None, None).is_err());
         // A single patch (OneVision multi-image mode): rows + one newline.
-        let one = pack_image(&base, 2, 1, &PatchGrid::single((4, 8), true), Some(&[9.0]), Some(9)).unwrap();
+        let one = pack_image(&base, 2, 1, &PatchGrid::single((4, 8), true), Some(&[9.0]), Some(9))
+            .unwrap();
         assert_eq!(one, vec![0.0, 0.0, 0.0, 0.0, 9.0]);
     }
 
@@ -196,7 +212,8 @@ mod tests {
         // 7x7 -> 4x4 (OV tiny pooling) row 0: src x = (d+.5)*1.75-.5 -> 0.375, 2.125, 3.875, 5.625
         let g = Grid { h: 7, w: 7, dim: 1, data: (0..49).map(|v| v as f32).collect() };
         let r = bilinear_resize(&g, 4, 4);
-        let want0 = [0.375 * 7.0 + 0.375, 0.375 * 7.0 + 2.125, 0.375 * 7.0 + 3.875, 0.375 * 7.0 + 5.625];
+        let want0 =
+            [0.375 * 7.0 + 0.375, 0.375 * 7.0 + 2.125, 0.375 * 7.0 + 3.875, 0.375 * 7.0 + 5.625];
         for (a, b) in r.data[..4].iter().zip(want0) {
             assert!((a - b).abs() < 1e-5, "{a} vs {b}");
         }

@@ -43,11 +43,16 @@ use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use half::f16;
+use vidlm_model::{
+    ErrorKind, FamilySpec, Graph as GraphFile, GraphUse, ImageLayout, ModelError, ModelFiles,
+    VideoTokens,
+};
 pub use vidlm_model::{Family, PatchGrid, Precision};
-use vidlm_model::{ErrorKind, FamilySpec, Graph as GraphFile, GraphUse, ImageLayout, ModelError, ModelFiles, VideoTokens};
 use vidlm_ort::ort::session::SessionInputValue;
 use vidlm_ort::ort::value::{DynValue, TensorRef};
-use vidlm_ort::{load_session, LoadedSession, OrtError, Provider, SessionOptions, TensorElementType, TensorInfo};
+use vidlm_ort::{
+    load_session, LoadedSession, OrtError, Provider, SessionOptions, TensorElementType, TensorInfo,
+};
 
 /// Errors of the vision runtime.
 #[derive(Debug, thiserror::Error)]
@@ -99,8 +104,12 @@ impl VisionError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             VisionError::Model(e) => e.kind(),
-            VisionError::Ort(OrtError::GraphMissing(_) | OrtError::SessionLoad { .. }) => ErrorKind::InvalidModel,
-            VisionError::UnexpectedGraph { .. } | VisionError::File { .. } => ErrorKind::InvalidModel,
+            VisionError::Ort(OrtError::GraphMissing(_) | OrtError::SessionLoad { .. }) => {
+                ErrorKind::InvalidModel
+            }
+            VisionError::UnexpectedGraph { .. } | VisionError::File { .. } => {
+                ErrorKind::InvalidModel
+            }
             VisionError::Unsupported(_) => ErrorKind::Unsupported,
             _ => ErrorKind::Internal,
         }
@@ -122,11 +131,19 @@ pub struct VisionGeometry {
 impl VisionGeometry {
     /// Reads it from `config.json` (`vision_config.image_size` and `patch_size` are required).
     pub fn from_files(files: &ModelFiles, spec: &FamilySpec) -> Result<Self, ModelError> {
-        let missing = |field: &str| ModelError::MissingField { file: "config.json".into(), field: field.into() };
+        let missing = |field: &str| ModelError::MissingField {
+            file: "config.json".into(),
+            field: field.into(),
+        };
         let vc = files.config.vision_config.as_ref().ok_or_else(|| missing("vision_config"))?;
         let image_size = vc.image_size.ok_or_else(|| missing("vision_config.image_size"))?;
-        let patch_size = vc.patch_size.filter(|&p| p > 0).ok_or_else(|| missing("vision_config.patch_size"))?;
-        let ar = files.config.vision_aspect_ratio.as_deref().unwrap_or(spec.processor.vision_aspect_ratio);
+        let patch_size =
+            vc.patch_size.filter(|&p| p > 0).ok_or_else(|| missing("vision_config.patch_size"))?;
+        let ar = files
+            .config
+            .vision_aspect_ratio
+            .as_deref()
+            .unwrap_or(spec.processor.vision_aspect_ratio);
         let max_num_patches = vidlm_model::anyres::parse_anyres_max(ar).unwrap_or(9);
         Ok(VisionGeometry { image_size, patch_size, max_num_patches })
     }
@@ -156,9 +173,15 @@ pub fn read_image_newline(path: impl AsRef<Path>) -> Result<Vec<f32>, VisionErro
     };
     let data = view.data();
     let vals: Vec<f32> = match view.dtype() {
-        safetensors::Dtype::F32 => data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-        safetensors::Dtype::F16 => data.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-        safetensors::Dtype::BF16 => data.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+        safetensors::Dtype::F32 => {
+            data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+        }
+        safetensors::Dtype::F16 => {
+            data.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
+        }
+        safetensors::Dtype::BF16 => {
+            data.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
+        }
         other => return Err(ferr(format!("image_newline has unsupported dtype {other:?}"))),
     };
     if view.shape().len() != 1 {
@@ -180,7 +203,11 @@ pub struct VisionOptions {
 
 impl Default for VisionOptions {
     fn default() -> Self {
-        VisionOptions { session: SessionOptions::default(), max_batch: 8, precision: Precision::Fp32 }
+        VisionOptions {
+            session: SessionOptions::default(),
+            max_batch: 8,
+            precision: Precision::Fp32,
+        }
     }
 }
 
@@ -197,22 +224,38 @@ impl Graph {
     fn new(s: LoadedSession, rank: usize) -> Result<Self, VisionError> {
         let bad = |m: String| VisionError::UnexpectedGraph { path: s.path.clone(), message: m };
         let [input] = s.inputs.as_slice() else {
-            return Err(bad(format!("expected exactly one input, found {:?}", s.inputs.iter().map(|i| &i.name).collect::<Vec<_>>())));
+            return Err(bad(format!(
+                "expected exactly one input, found {:?}",
+                s.inputs.iter().map(|i| &i.name).collect::<Vec<_>>()
+            )));
         };
         let input = input.clone();
         let input_type = match input.elem_type {
             Some(t @ (TensorElementType::Float32 | TensorElementType::Float16)) => t,
-            other => return Err(bad(format!("input `{}` is {other:?}, expected float32 or float16", input.name))),
+            other => {
+                return Err(bad(format!(
+                    "input `{}` is {other:?}, expected float32 or float16",
+                    input.name
+                )))
+            }
         };
         if input.rank() != rank {
-            return Err(bad(format!("input `{}` has rank {}, expected {rank}", input.name, input.rank())));
+            return Err(bad(format!(
+                "input `{}` has rank {}, expected {rank}",
+                input.name,
+                input.rank()
+            )));
         }
         let output = s.outputs.first().ok_or_else(|| bad("no output".into()))?.name.clone();
         Ok(Graph { s, input, input_type, output })
     }
 
     /// Runs on `data` of `shape`; returns (output shape, f32 values).
-    fn run(&mut self, data: &[f32], shape: &[usize]) -> Result<(Vec<usize>, Vec<f32>), VisionError> {
+    fn run(
+        &mut self,
+        data: &[f32],
+        shape: &[usize],
+    ) -> Result<(Vec<usize>, Vec<f32>), VisionError> {
         let path = self.s.path.clone();
         let err = |e: vidlm_ort::ort::Error| VisionError::Runtime { path: path.clone(), source: e };
         // Static input dims must match (e.g. image size).
@@ -237,19 +280,33 @@ impl Graph {
         let turn = vidlm_ort::gate::enter();
         let outputs = self.s.session.run(vec![(Cow::Owned(name), value)]).map_err(err)?;
         drop(turn);
-        let v = outputs.get(&self.output).ok_or_else(|| VisionError::Shape(format!("{}: no output `{}`", path.display(), self.output)))?;
-        let out_shape: Vec<usize> = v.dtype().tensor_shape().map(|s| s.iter().map(|&d| d.max(0) as usize).collect()).unwrap_or_default();
+        let v = outputs.get(&self.output).ok_or_else(|| {
+            VisionError::Shape(format!("{}: no output `{}`", path.display(), self.output))
+        })?;
+        let out_shape: Vec<usize> = v
+            .dtype()
+            .tensor_shape()
+            .map(|s| s.iter().map(|&d| d.max(0) as usize).collect())
+            .unwrap_or_default();
         let vals = to_f32(v, &path)?;
         Ok((out_shape, vals))
     }
 }
 
 fn to_f32(v: &DynValue, path: &Path) -> Result<Vec<f32>, VisionError> {
-    let err = |e: vidlm_ort::ort::Error| VisionError::Runtime { path: path.to_path_buf(), source: e };
+    let err =
+        |e: vidlm_ort::ort::Error| VisionError::Runtime { path: path.to_path_buf(), source: e };
     match v.dtype().tensor_type() {
-        Some(TensorElementType::Float32) => Ok(v.try_extract_tensor::<f32>().map_err(err)?.1.to_vec()),
-        Some(TensorElementType::Float16) => Ok(v.try_extract_tensor::<f16>().map_err(err)?.1.iter().map(|x| x.to_f32()).collect()),
-        other => Err(VisionError::Shape(format!("{}: output is {other:?}, expected float", path.display()))),
+        Some(TensorElementType::Float32) => {
+            Ok(v.try_extract_tensor::<f32>().map_err(err)?.1.to_vec())
+        }
+        Some(TensorElementType::Float16) => {
+            Ok(v.try_extract_tensor::<f16>().map_err(err)?.1.iter().map(|x| x.to_f32()).collect())
+        }
+        other => Err(VisionError::Shape(format!(
+            "{}: output is {other:?}, expected float",
+            path.display()
+        ))),
     }
 }
 
@@ -312,7 +369,9 @@ impl Slot {
             self.provider = g.s.provider;
             self.graph = Some(g);
         }
-        self.graph.as_mut().ok_or_else(|| VisionError::Unsupported("vision graph not loaded".into()))
+        self.graph
+            .as_mut()
+            .ok_or_else(|| VisionError::Unsupported("vision graph not loaded".into()))
     }
 }
 
@@ -338,7 +397,10 @@ impl VisionEncoder {
     /// Loads `onnx/vision_encoder{suffix}.onnx` (required), `onnx/video_encoder{suffix}.onnx`
     /// (if present and the family uses one) and `onnx/image_newline.safetensors` (families with
     /// a newline), with `config.json`, from `model_dir`.
-    pub fn from_dir(model_dir: impl AsRef<Path>, opts: &VisionOptions) -> Result<Self, VisionError> {
+    pub fn from_dir(
+        model_dir: impl AsRef<Path>,
+        opts: &VisionOptions,
+    ) -> Result<Self, VisionError> {
         Self::from_files(&ModelFiles::read(model_dir)?, opts)
     }
 
@@ -354,7 +416,10 @@ impl VisionEncoder {
         }
         let newline = if spec.image_newline {
             if !newline_path.is_file() {
-                return Err(VisionError::File { path: newline_path, message: "missing (image_newline weights of the export)".into() });
+                return Err(VisionError::File {
+                    path: newline_path,
+                    message: "missing (image_newline weights of the export)".into(),
+                });
             }
             Some(read_image_newline(&newline_path)?)
         } else {
@@ -367,8 +432,18 @@ impl VisionEncoder {
         session.spinning = session.spinning.or(Some(false));
         let image = Slot::load(image_path, 4, &session)?;
         let load_video = spec.video_encoder != GraphUse::Unused && video_path.is_file();
-        let video = if load_video { Some(Slot::load(video_path.clone(), 5, &session)?) } else { None };
-        Ok(VisionEncoder { spec, geometry, image, video, video_path, newline, max_batch: opts.max_batch.max(1), session })
+        let video =
+            if load_video { Some(Slot::load(video_path.clone(), 5, &session)?) } else { None };
+        Ok(VisionEncoder {
+            spec,
+            geometry,
+            image,
+            video,
+            video_path,
+            newline,
+            max_batch: opts.max_batch.max(1),
+            session,
+        })
     }
 
     /// Drops the ONNX Runtime sessions (weights, pre-packed copies, activation arenas). The
@@ -422,26 +497,43 @@ impl VisionEncoder {
     }
 
     /// Runs `vision_encoder` over `n` images in chunks; returns `(tokens per image, dim, values)`.
-    pub fn encode_patches(&mut self, pixels: &[f32], n: usize) -> Result<(usize, usize, Vec<f32>), VisionError> {
+    pub fn encode_patches(
+        &mut self,
+        pixels: &[f32],
+        n: usize,
+    ) -> Result<(usize, usize, Vec<f32>), VisionError> {
         let s = self.image_size();
         let per = 3 * s * s;
         if n == 0 || pixels.len() != n * per {
-            return Err(VisionError::Shape(format!("expected {n} images of 3x{s}x{s} ({} values), got {}", n * per, pixels.len())));
+            return Err(VisionError::Shape(format!(
+                "expected {n} images of 3x{s}x{s} ({} values), got {}",
+                n * per,
+                pixels.len()
+            )));
         }
         let mut out = Vec::new();
         let mut dims = None;
         for start in (0..n).step_by(self.max_batch) {
             let m = self.max_batch.min(n - start);
-            let (shape, vals) = self.image.get(&self.session)?.run(&pixels[start * per..(start + m) * per], &[m, 3, s, s])?;
+            let (shape, vals) = self
+                .image
+                .get(&self.session)?
+                .run(&pixels[start * per..(start + m) * per], &[m, 3, s, s])?;
             let [b, t, d] = shape.as_slice() else {
-                return Err(VisionError::Shape(format!("vision_encoder output has shape {shape:?}, expected [n, tokens, dim]")));
+                return Err(VisionError::Shape(format!(
+                    "vision_encoder output has shape {shape:?}, expected [n, tokens, dim]"
+                )));
             };
             if *b != m {
-                return Err(VisionError::Shape(format!("vision_encoder returned {b} rows for {m} images")));
+                return Err(VisionError::Shape(format!(
+                    "vision_encoder returned {b} rows for {m} images"
+                )));
             }
             if let Some((t0, d0)) = dims {
                 if (t0, d0) != (*t, *d) {
-                    return Err(VisionError::Shape("vision_encoder output shape changed between chunks".into()));
+                    return Err(VisionError::Shape(
+                        "vision_encoder output shape changed between chunks".into(),
+                    ));
                 }
             }
             dims = Some((*t, *d));
@@ -453,7 +545,10 @@ impl VisionEncoder {
 
     /// Features of each image, laid out exactly as transformers' `get_image_features`
     /// (`pack_image_features` for the anyres families), packed by each image's [`PatchGrid`].
-    pub fn image_features(&mut self, images: &[ImagePixels<'_>]) -> Result<Vec<FeatureBlock>, VisionError> {
+    pub fn image_features(
+        &mut self,
+        images: &[ImagePixels<'_>],
+    ) -> Result<Vec<FeatureBlock>, VisionError> {
         let s = self.image_size();
         let per = 3 * s * s;
         for (i, im) in images.iter().enumerate() {
@@ -474,16 +569,22 @@ impl VisionEncoder {
         let data = match self.spec.image_layout {
             ImageLayout::Plain => {
                 if im.grid.num_patches() != 1 {
-                    return Err(VisionError::Shape(format!("{} images are single patches, got {:?}", self.spec.family, im.grid)));
+                    return Err(VisionError::Shape(format!(
+                        "{} images are single patches, got {:?}",
+                        self.spec.family, im.grid
+                    )));
                 }
                 feats
             }
             ImageLayout::AnyresOnevision | ImageLayout::AnyresNext => {
                 let side = self.geometry.grid_side();
                 if side * side != tokens {
-                    return Err(VisionError::Shape(format!("vision_encoder gives {tokens} tokens per patch, grid is {side}x{side}")));
+                    return Err(VisionError::Shape(format!(
+                        "vision_encoder gives {tokens} tokens per patch, grid is {side}x{side}"
+                    )));
                 }
-                let budget = (self.spec.image_layout == ImageLayout::AnyresOnevision).then_some(self.geometry.max_num_patches);
+                let budget = (self.spec.image_layout == ImageLayout::AnyresOnevision)
+                    .then_some(self.geometry.max_num_patches);
                 anyres::pack_image(&feats, side, dim, &im.grid, self.newline.as_deref(), budget)?
             }
         };
@@ -493,17 +594,30 @@ impl VisionEncoder {
     /// Features of each video, laid out exactly as transformers' `get_video_features`
     /// (frames-as-images families: the frames' image features concatenated). Frames are encoded
     /// in chunks of `max_batch`.
-    pub fn video_features(&mut self, videos: &[VideoPixels<'_>]) -> Result<Vec<FeatureBlock>, VisionError> {
+    pub fn video_features(
+        &mut self,
+        videos: &[VideoPixels<'_>],
+    ) -> Result<Vec<FeatureBlock>, VisionError> {
         let s = self.image_size();
         let per = 3 * s * s;
         for (i, v) in videos.iter().enumerate() {
             if v.frames == 0 || v.pixel_values.len() != v.frames * per {
-                return Err(VisionError::Shape(format!("video {i}: {} values for {} frames of 3x{s}x{s}", v.pixel_values.len(), v.frames)));
+                return Err(VisionError::Shape(format!(
+                    "video {i}: {} values for {} frames of 3x{s}x{s}",
+                    v.pixel_values.len(),
+                    v.frames
+                )));
             }
         }
         videos
             .iter()
-            .map(|v| if self.video.is_some() { self.video_block_graph(v) } else { self.video_block_host(v) })
+            .map(|v| {
+                if self.video.is_some() {
+                    self.video_block_graph(v)
+                } else {
+                    self.video_block_host(v)
+                }
+            })
             .collect()
     }
 
@@ -523,7 +637,8 @@ impl VisionEncoder {
         let chunks: Vec<usize> = (0..v.frames).step_by(max_batch).collect();
         for (ci, &start) in chunks.iter().enumerate() {
             let m = max_batch.min(v.frames - start);
-            let (shape, vals) = g.run(&v.pixel_values[start * per..(start + m) * per], &[1, m, 3, s, s])?;
+            let (shape, vals) =
+                g.run(&v.pixel_values[start * per..(start + m) * per], &[1, m, 3, s, s])?;
             // [1, tokens, dim] (frames concatenated) or [frames, tokens, dim] (Video-LLaVA's
             // per-frame output): both are the video's rows in order.
             let rows = match shape.as_slice() {
@@ -542,7 +657,10 @@ impl VisionEncoder {
                 }
             };
             if vals.len() != rows * dim {
-                return Err(VisionError::Shape(format!("video_encoder returned {} values for shape {shape:?}", vals.len())));
+                return Err(VisionError::Shape(format!(
+                    "video_encoder returned {} values for shape {shape:?}",
+                    vals.len()
+                )));
             }
             let keep = if ci + 1 < chunks.len() { rows.saturating_sub(trailing) } else { rows };
             data.extend_from_slice(&vals[..keep * dim]);
@@ -562,18 +680,24 @@ impl VisionEncoder {
                 let (tokens, dim, feats) = self.encode_patches(v.pixel_values, v.frames)?;
                 let side = self.geometry.grid_side();
                 if side * side != tokens {
-                    return Err(VisionError::Shape(format!("vision_encoder gives {tokens} tokens per frame, grid is {side}x{side}")));
+                    return Err(VisionError::Shape(format!(
+                        "vision_encoder gives {tokens} tokens per frame, grid is {side}x{side}"
+                    )));
                 }
                 let mut data = anyres::onevision_pool_frames(&feats, v.frames, side, dim)?;
-                let nl = self.newline.as_deref().ok_or_else(|| VisionError::Unsupported("OneVision video needs image_newline".into()))?;
+                let nl = self.newline.as_deref().ok_or_else(|| {
+                    VisionError::Unsupported("OneVision video needs image_newline".into())
+                })?;
                 data.extend_from_slice(nl);
                 Ok(FeatureBlock { data, dim })
             }
-            VideoTokens::PerFrame | VideoTokens::NextPooled => Err(VisionError::Unsupported(format!(
-                "{} videos need {} (pooling / the video tower is inside the graph)",
-                self.spec.family,
-                self.video_path.display()
-            ))),
+            VideoTokens::PerFrame | VideoTokens::NextPooled => {
+                Err(VisionError::Unsupported(format!(
+                    "{} videos need {} (pooling / the video tower is inside the graph)",
+                    self.spec.family,
+                    self.video_path.display()
+                )))
+            }
         }
     }
 }

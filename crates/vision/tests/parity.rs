@@ -8,7 +8,9 @@
 mod common;
 
 use common::*;
-use vidlm_decoder::{Features, GenerationOptions, LanguageModel, LmOptions, Sequence, SessionOptions};
+use vidlm_decoder::{
+    Features, GenerationOptions, LanguageModel, LmOptions, Sequence, SessionOptions,
+};
 use vidlm_model::anyres::anyres_grid;
 use vidlm_model::{ModelFiles, PatchGrid, Precision};
 use vidlm_vision::{ImagePixels, VideoPixels, VisionEncoder, VisionOptions};
@@ -18,7 +20,11 @@ fn session() -> SessionOptions {
 }
 
 /// Splits `feats` (all rows of the batch, in order) by each row's placeholder count.
-fn split_by_rows(rows: &[Vec<i64>], token: Option<i64>, feats: Option<Features>) -> Vec<Option<Features>> {
+fn split_by_rows(
+    rows: &[Vec<i64>],
+    token: Option<i64>,
+    feats: Option<Features>,
+) -> Vec<Option<Features>> {
     let Some(f) = feats else { return vec![None; rows.len()] };
     let Some(t) = token else { return vec![None; rows.len()] };
     let dim = f.dim();
@@ -48,42 +54,71 @@ fn check_family(family_dir: &str, max_batch: usize, report: &mut Report) {
 
 /// `precision` selects the variant of every graph (fp32, fp16). fp32 must match exactly; fp16
 /// is checked against the same goldens with fp16 tolerances (see callers).
-fn check_family_variant(family_dir: &str, max_batch: usize, precision: Precision, report: &mut Report) {
+fn check_family_variant(
+    family_dir: &str,
+    max_batch: usize,
+    precision: Precision,
+    report: &mut Report,
+) {
     let suffix = precision.suffix();
     let root = fixture_root();
     let gdir = root.join("tests/goldens").join(family_dir);
-    let meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(gdir.join("golden.json")).expect("golden.json")).expect("golden json");
+    let meta: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(gdir.join("golden.json")).expect("golden.json"),
+    )
+    .expect("golden json");
     let model = if suffix.is_empty() { model_for(family_dir) } else { fixture_model(family_dir) };
     assert!(
         model.join(format!("onnx/decoder_model_merged{suffix}.onnx")).is_file(),
         "goldens for {family_dir} are committed but its model {} is missing: run `cargo xtask fixtures`",
         model.display()
     );
-    let mut vision = VisionEncoder::from_dir(&model, &VisionOptions { session: session(), max_batch, precision })
-        .unwrap_or_else(|e| panic!("{family_dir}: vision: {e}"));
-    let mut lm = LanguageModel::from_dir(&model, &LmOptions { session: session(), embed_precision: precision, decoder_precision: precision, ..Default::default() })
-        .unwrap_or_else(|e| panic!("{family_dir}: lm: {e}"));
+    let mut vision = VisionEncoder::from_dir(
+        &model,
+        &VisionOptions { session: session(), max_batch, precision },
+    )
+    .unwrap_or_else(|e| panic!("{family_dir}: vision: {e}"));
+    let mut lm = LanguageModel::from_dir(
+        &model,
+        &LmOptions {
+            session: session(),
+            embed_precision: precision,
+            decoder_precision: precision,
+            ..Default::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("{family_dir}: lm: {e}"));
     let ph = lm.placeholders();
     let size = vision.image_size();
     // The goldens hold transformers' processor outputs: the patch grids are recomputed here from
     // `image_sizes` and the model's pinpoints (the runtime gets them from the processor).
     let files = ModelFiles::read(&model).unwrap_or_else(|e| panic!("{family_dir}: {e}"));
-    let pins: Vec<(u32, u32)> = files.config.image_grid_pinpoints.clone().unwrap_or_default().iter().map(|p| (p[0], p[1])).collect();
+    let pins: Vec<(u32, u32)> = files
+        .config
+        .image_grid_pinpoints
+        .clone()
+        .unwrap_or_default()
+        .iter()
+        .map(|p| (p[0], p[1]))
+        .collect();
     let anyres = vision.spec().image_layout.is_anyres();
     let scenarios = meta["scenarios"].as_object().expect("scenarios");
     for (name, sc) in scenarios {
         let g = Golden::load(&gdir.join(sc["tensors"].as_str().expect("tensors")));
         let rows = unpadded_rows(g.i("input_ids"), g.i("attention_mask"));
         // Images: [n_images, max_patches, 3, s, s] (padded) or [n, 3, s, s].
-        let img_key = if g.has("pixel_values_images") { "pixel_values_images" } else { "pixel_values" };
+        let img_key =
+            if g.has("pixel_values_images") { "pixel_values_images" } else { "pixel_values" };
         let image_feats = if g.has(img_key) {
             let (shape, px) = g.f(img_key);
             let per = 3 * size * size;
             let (n, max_p) = if shape.len() == 5 { (shape[0], shape[1]) } else { (shape[0], 1) };
             let sizes = g.has("image_sizes").then(|| g.i("image_sizes").1.clone());
             // OneVision's multi-image mode: a conversation with several images (one per batch row here).
-            let multi_image = vision.spec().image_layout == vidlm_model::ImageLayout::AnyresOnevision && n > 1 && rows.len() == 1;
+            let multi_image = vision.spec().image_layout
+                == vidlm_model::ImageLayout::AnyresOnevision
+                && n > 1
+                && rows.len() == 1;
             let mut images = Vec::new();
             for i in 0..n {
                 let (h, w) = match &sizes {
@@ -96,11 +131,19 @@ fn check_family_variant(family_dir: &str, max_batch: usize, precision: Precision
                     PatchGrid::single((h, w), multi_image)
                 };
                 let start = i * max_p * per;
-                images.push(ImagePixels { pixel_values: &px[start..start + grid.num_patches() * per], grid });
+                images.push(ImagePixels {
+                    pixel_values: &px[start..start + grid.num_patches() * per],
+                    grid,
+                });
             }
-            let blocks = vision.image_features(&images).unwrap_or_else(|e| panic!("{family_dir}/{name}: {e}"));
+            let blocks = vision
+                .image_features(&images)
+                .unwrap_or_else(|e| panic!("{family_dir}/{name}: {e}"));
             let dim = blocks[0].dim;
-            Some(Features::new(blocks.into_iter().flat_map(|b| b.data).collect(), dim).expect("features"))
+            Some(
+                Features::new(blocks.into_iter().flat_map(|b| b.data).collect(), dim)
+                    .expect("features"),
+            )
         } else {
             None
         };
@@ -108,10 +151,16 @@ fn check_family_variant(family_dir: &str, max_batch: usize, precision: Precision
             let (shape, px) = g.f("pixel_values_videos");
             let (n, t) = (shape[0], shape[1]);
             let per = t * 3 * size * size;
-            let vids: Vec<VideoPixels> = (0..n).map(|i| VideoPixels { pixel_values: &px[i * per..(i + 1) * per], frames: t }).collect();
-            let blocks = vision.video_features(&vids).unwrap_or_else(|e| panic!("{family_dir}/{name}: {e}"));
+            let vids: Vec<VideoPixels> = (0..n)
+                .map(|i| VideoPixels { pixel_values: &px[i * per..(i + 1) * per], frames: t })
+                .collect();
+            let blocks =
+                vision.video_features(&vids).unwrap_or_else(|e| panic!("{family_dir}/{name}: {e}"));
             let dim = blocks[0].dim;
-            Some(Features::new(blocks.into_iter().flat_map(|b| b.data).collect(), dim).expect("features"))
+            Some(
+                Features::new(blocks.into_iter().flat_map(|b| b.data).collect(), dim)
+                    .expect("features"),
+            )
         } else {
             None
         };
@@ -121,10 +170,15 @@ fn check_family_variant(family_dir: &str, max_batch: usize, precision: Precision
             .iter()
             .zip(imgs)
             .zip(vids)
-            .map(|((r, i), v)| Sequence { input_ids: r.clone(), image_features: i, video_features: v })
+            .map(|((r, i), v)| Sequence {
+                input_ids: r.clone(),
+                image_features: i,
+                video_features: v,
+            })
             .collect();
         // First-step logits at the stored columns.
-        let logits = lm.first_step_logits(&seqs).unwrap_or_else(|e| panic!("{family_dir}/{name}: {e}"));
+        let logits =
+            lm.first_step_logits(&seqs).unwrap_or_else(|e| panic!("{family_dir}/{name}: {e}"));
         let vocab = logits.len() / seqs.len();
         let ids = &g.i("first_logits_ids").1;
         let want = &g.f("first_logits").1;
@@ -137,7 +191,11 @@ fn check_family_variant(family_dir: &str, max_batch: usize, precision: Precision
         let d = max_abs_diff(&got, want);
         // Greedy tokens.
         let (tshape, want_tokens) = g.i("tokens");
-        let opts = GenerationOptions { max_new_tokens: Some(tshape[1]), eos_token_ids: Some(vec![]), ..Default::default() };
+        let opts = GenerationOptions {
+            max_new_tokens: Some(tshape[1]),
+            eos_token_ids: Some(vec![]),
+            ..Default::default()
+        };
         let res = lm.generate(&seqs, &opts).unwrap_or_else(|e| panic!("{family_dir}/{name}: {e}"));
         let got_tokens: Vec<i64> = res.rows.iter().flat_map(|r| r.token_ids.clone()).collect();
         let max_ref = want.iter().fold(0f32, |m, v| m.max(v.abs()));
@@ -178,7 +236,11 @@ fn next_video_demo_model_matches_transformers() {
     let mut report = Report { failures: vec![], checked: vec![] };
     // max_batch 3 splits the 8-frame videos and 5-patch images into several ORT calls.
     check_family("llava_next_video", 3, &mut report);
-    assert!(report.checked.len() >= 6, "expected the 6 NeXT-Video scenarios, got {:?}", report.checked);
+    assert!(
+        report.checked.len() >= 6,
+        "expected the 6 NeXT-Video scenarios, got {:?}",
+        report.checked
+    );
     assert!(report.failures.is_empty(), "{:#?}", report.failures);
 }
 

@@ -85,7 +85,8 @@ fn patch_jpeg_sof(data: &mut [u8], w: u16, h: u16) -> Result<usize> {
 
 /// Overwrites the 4 bytes `offset` bytes after the first `box_type` found inside `data`.
 fn patch_box(data: &mut [u8], box_type: &[u8; 4], offset: usize, value: u32) -> Result<()> {
-    let at = find(data, box_type, 0).with_context(|| format!("no {} box", String::from_utf8_lossy(box_type)))?;
+    let at = find(data, box_type, 0)
+        .with_context(|| format!("no {} box", String::from_utf8_lossy(box_type)))?;
     let p = at + 4 + offset;
     if p + 4 > data.len() {
         bail!("{} box too short", String::from_utf8_lossy(box_type));
@@ -112,7 +113,8 @@ fn strip_idr(data: &[u8]) -> Vec<u8> {
         let nal_type = data.get(s + 3).map_or(0, |b| b & 0x1f);
         if nal_type != 5 {
             out.extend_from_slice(&[0, 0, 0, 1]);
-            let body_end = if end >= 1 && end < data.len() && data[end - 1] == 0 { end - 1 } else { end };
+            let body_end =
+                if end >= 1 && end < data.len() && data[end - 1] == 0 { end - 1 } else { end };
             out.extend_from_slice(&data[s + 3..body_end.max(s + 3)]);
         }
     }
@@ -123,7 +125,12 @@ fn write(p: &Path, d: impl AsRef<[u8]>) -> Result<()> {
     Ok(std::fs::write(p, d)?)
 }
 
-fn edit(dir: &Path, from: &str, p: &Path, f: impl FnOnce(&mut Vec<u8>) -> Result<()>) -> Result<()> {
+fn edit(
+    dir: &Path,
+    from: &str,
+    p: &Path,
+    f: impl FnOnce(&mut Vec<u8>) -> Result<()>,
+) -> Result<()> {
     let mut d = std::fs::read(dir.join(from)).with_context(|| format!("reading {from}"))?;
     f(&mut d)?;
     write(p, d)
@@ -134,12 +141,30 @@ pub(super) fn generate(dir: &Path) -> Result<()> {
     // sources
     make(dir, "_mkv_tall_src.mkv", |p| {
         let mut args = src("320x260", 25, 2.0);
-        args.extend(a(&["-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-pix_fmt", "yuv420p"]));
+        args.extend(a(&[
+            "-c:v",
+            "libvpx-vp9",
+            "-deadline",
+            "realtime",
+            "-cpu-used",
+            "8",
+            "-pix_fmt",
+            "yuv420p",
+        ]));
         ffmpeg(&args, p)
     })?;
     make(dir, "_tiny_100.mkv", |p| {
         let mut args = src("16x16", 1000, 0.1);
-        args.extend(a(&["-c:v", "libx264", "-preset", "ultrafast", "-g", "100", "-pix_fmt", "yuv420p"]));
+        args.extend(a(&[
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "100",
+            "-pix_fmt",
+            "yuv420p",
+        ]));
         ffmpeg(&args, p)
     })?;
 
@@ -155,7 +180,8 @@ pub(super) fn generate(dir: &Path) -> Result<()> {
         write(p, d)
     })?;
     make(dir, "hostile_pdf.jpg", |p| {
-        let mut d = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalog >>\nendobj\n".to_vec();
+        let mut d =
+            b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalog >>\nendobj\n".to_vec();
         d.extend(random_bytes(2000, 12));
         write(p, d)
     })?;
@@ -172,7 +198,8 @@ pub(super) fn generate(dir: &Path) -> Result<()> {
     make(dir, "broken_cut_in_moov.mp4", |p| {
         edit(dir, "_faststart_src.mp4", p, |d| {
             let moov = find(d, b"moov", 0).context("no moov")?;
-            let size = u32::from_be_bytes([d[moov - 4], d[moov - 3], d[moov - 2], d[moov - 1]]) as usize;
+            let size =
+                u32::from_be_bytes([d[moov - 4], d[moov - 3], d[moov - 2], d[moov - 1]]) as usize;
             d.truncate(moov - 4 + size / 2);
             Ok(())
         })
@@ -219,11 +246,17 @@ pub(super) fn generate(dir: &Path) -> Result<()> {
         })
     })?;
     // stsz: version/flags, sample_size (uniform), count -> every sample claims ~2 GiB
-    make(dir, "lying_sample_size.mp4", |p| edit(dir, "_faststart_src.mp4", p, |d| patch_box(d, b"stsz", 4, 0x7fff_fff0)))?;
+    make(dir, "lying_sample_size.mp4", |p| {
+        edit(dir, "_faststart_src.mp4", p, |d| patch_box(d, b"stsz", 4, 0x7fff_fff0))
+    })?;
     // stts: version/flags, entry count, first (count, delta) -> 2^31 - 1 samples
-    make(dir, "lying_frame_count.mp4", |p| edit(dir, "_faststart_src.mp4", p, |d| patch_box(d, b"stts", 8, 0x7fff_ffff)))?;
+    make(dir, "lying_frame_count.mp4", |p| {
+        edit(dir, "_faststart_src.mp4", p, |d| patch_box(d, b"stts", 8, 0x7fff_ffff))
+    })?;
     // mdhd v0: version/flags, ctime, mtime, timescale, duration -> ~ 34 hours at 12800/s
-    make(dir, "lying_duration.mp4", |p| edit(dir, "_faststart_src.mp4", p, |d| patch_box(d, b"mdhd", 16, 0x7fff_fff0)))?;
+    make(dir, "lying_duration.mp4", |p| {
+        edit(dir, "_faststart_src.mp4", p, |d| patch_box(d, b"mdhd", 16, 0x7fff_fff0))
+    })?;
     // Matroska PixelWidth/PixelHeight (2-byte values for 320x260) -> 30000x30000
     make(dir, "lying_size.mkv", |p| {
         edit(dir, "_mkv_tall_src.mkv", p, |d| {
@@ -254,7 +287,9 @@ pub(super) fn generate(dir: &Path) -> Result<()> {
     make(dir, "bomb_100000x100000.png", |p| write(p, png_bomb(100_000, 100_000)))?;
     make(dir, "bomb_7000x7000.png", |p| write(p, png_bomb(7000, 7000)))?;
     make(dir, "bomb_65535x65535.gif", |p| write(p, gif_bomb()))?;
-    make(dir, "bomb_65500x65500.jpg", |p| edit(dir, "image.jpg", p, |d| patch_jpeg_sof(d, 65500, 65500).map(|_| ())))?;
+    make(dir, "bomb_65500x65500.jpg", |p| {
+        edit(dir, "image.jpg", p, |d| patch_jpeg_sof(d, 65500, 65500).map(|_| ()))
+    })?;
     make(dir, "bomb_16383x16383.webp", |p| {
         edit(dir, "image.webp", p, |d| {
             let at = find(d, b"VP8L", 0).context("no VP8L chunk")?;
@@ -275,7 +310,9 @@ pub(super) fn generate(dir: &Path) -> Result<()> {
         })
     })?;
     // the container says 320x240, every JPEG frame inside says 16000x16000
-    make(dir, "bomb_mjpeg_frames.avi", |p| edit(dir, "mjpeg_camera.avi", p, |d| patch_jpeg_sof(d, 16000, 16000).map(|_| ())))?;
+    make(dir, "bomb_mjpeg_frames.avi", |p| {
+        edit(dir, "mjpeg_camera.avi", p, |d| patch_jpeg_sof(d, 16000, 16000).map(|_| ()))
+    })?;
     // a frame-count bomb: 200k tiny frames (packets copied, not encoded)
     make(dir, "bomb_200k_frames.mkv", |p| {
         let tiny = dir.join("_tiny_100.mkv");
@@ -283,10 +320,12 @@ pub(super) fn generate(dir: &Path) -> Result<()> {
     })?;
 
     // streams without a keyframe
-    make(dir, "no_keyframe.h264", |p| edit(dir, "raw.h264", p, |d| {
-        *d = strip_idr(d);
-        Ok(())
-    }))?;
+    make(dir, "no_keyframe.h264", |p| {
+        edit(dir, "raw.h264", p, |d| {
+            *d = strip_idr(d);
+            Ok(())
+        })
+    })?;
     // an mp4 whose sync-sample table (stss) names no existing sample: no keyframe in the index
     make(dir, "no_keyframe_index.mp4", |p| {
         edit(dir, "_faststart_src.mp4", p, |d| {
@@ -300,9 +339,14 @@ pub(super) fn generate(dir: &Path) -> Result<()> {
         write(p, "#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\nhttp://127.0.0.1:9/segment.ts\n#EXT-X-ENDLIST\n")
     })?;
     make(dir, "hostile_local_playlist.m3u8", |p| {
-        write(p, "#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\nfile:///etc/passwd\n#EXT-X-ENDLIST\n")
+        write(
+            p,
+            "#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\nfile:///etc/passwd\n#EXT-X-ENDLIST\n",
+        )
     })?;
-    make(dir, "hostile_concat.ffconcat", |p| write(p, "ffconcat version 1.0\nfile '/etc/passwd'\nfile 'http://127.0.0.1:9/x.mp4'\n"))?;
+    make(dir, "hostile_concat.ffconcat", |p| {
+        write(p, "ffconcat version 1.0\nfile '/etc/passwd'\nfile 'http://127.0.0.1:9/x.mp4'\n")
+    })?;
     make(dir, "hostile_rtp.sdp", |p| {
         write(p, "v=0\no=- 0 0 IN IP4 127.0.0.1\ns=x\nc=IN IP4 127.0.0.1\nt=0 0\nm=video 9 RTP/AVP 96\na=rtpmap:96 H264/90000\n")
     })?;

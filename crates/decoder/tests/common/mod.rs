@@ -10,7 +10,8 @@ pub struct Golden {
 
 impl Golden {
     pub fn load(path: &Path) -> Golden {
-        let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("cannot read golden {}: {e}", path.display()));
+        let bytes = std::fs::read(path)
+            .unwrap_or_else(|e| panic!("cannot read golden {}: {e}", path.display()));
         let st = safetensors::SafeTensors::deserialize(&bytes).expect("golden safetensors");
         let mut f32s = HashMap::new();
         let mut i64s = HashMap::new();
@@ -18,11 +19,19 @@ impl Golden {
             let shape = view.shape().to_vec();
             match view.dtype() {
                 safetensors::Dtype::F32 => {
-                    let v = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+                    let v = view
+                        .data()
+                        .chunks_exact(4)
+                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                        .collect();
                     f32s.insert(name, (shape, v));
                 }
                 safetensors::Dtype::I64 => {
-                    let v = view.data().chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect();
+                    let v = view
+                        .data()
+                        .chunks_exact(8)
+                        .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+                        .collect();
                     i64s.insert(name, (shape, v));
                 }
                 _ => {}
@@ -77,7 +86,9 @@ pub fn fixture_model(family: &str) -> std::path::PathBuf {
         "llava_onevision" => "onevision",
         other => other,
     };
-    let cache = std::env::var_os("VIDLM_CACHE").map(std::path::PathBuf::from).unwrap_or_else(|| fixture_root().join(".cache"));
+    let cache = std::env::var_os("VIDLM_CACHE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| fixture_root().join(".cache"));
     cache.join("fixtures").join(key).join("model")
 }
 
@@ -85,7 +96,8 @@ pub fn fixture_model(family: &str) -> std::path::PathBuf {
 /// A family's goldens folder (`tests/goldens/<family>`) and its `golden.json`.
 pub fn golden_meta(family: &str) -> (std::path::PathBuf, serde_json::Value) {
     let dir = fixture_root().join("tests/goldens").join(family);
-    let text = std::fs::read_to_string(dir.join("golden.json")).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let text = std::fs::read_to_string(dir.join("golden.json"))
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     let meta = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     (dir, meta)
 }

@@ -26,7 +26,15 @@ impl RowKernels {
 
     /// One horizontal-pass output row (see `h_row`).
     #[inline]
-    pub(super) fn h_row(self, srow: &[u8], col0: usize, axis: &Axis, outs: &Range<usize>, orow: &mut [u8], planes: &mut Vec<i32>) {
+    pub(super) fn h_row(
+        self,
+        srow: &[u8],
+        col0: usize,
+        axis: &Axis,
+        outs: &Range<usize>,
+        orow: &mut [u8],
+        planes: &mut Vec<i32>,
+    ) {
         #[cfg(target_arch = "x86_64")]
         if self.avx2 {
             // SAFETY: `self.avx2` is only true when `detect` found AVX2 on this CPU.
@@ -38,7 +46,15 @@ impl RowKernels {
 
     /// One vertical-pass output row (see `v_row`).
     #[inline]
-    pub(super) fn v_row(self, src: &Buf<'_>, cols: &Range<usize>, axis: &Axis, o: usize, orow: &mut [u8], acc: &mut Vec<i32>) {
+    pub(super) fn v_row(
+        self,
+        src: &Buf<'_>,
+        cols: &Range<usize>,
+        axis: &Axis,
+        o: usize,
+        orow: &mut [u8],
+        acc: &mut Vec<i32>,
+    ) {
         #[cfg(target_arch = "x86_64")]
         if self.avx2 {
             // SAFETY: as in `h_row`.
@@ -51,12 +67,26 @@ impl RowKernels {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn h_row_avx2(srow: &[u8], col0: usize, axis: &Axis, outs: &Range<usize>, orow: &mut [u8], planes: &mut Vec<i32>) {
+unsafe fn h_row_avx2(
+    srow: &[u8],
+    col0: usize,
+    axis: &Axis,
+    outs: &Range<usize>,
+    orow: &mut [u8],
+    planes: &mut Vec<i32>,
+) {
     h_row(srow, col0, axis, outs, orow, planes)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn v_row_avx2(src: &Buf<'_>, cols: &Range<usize>, axis: &Axis, o: usize, orow: &mut [u8], acc: &mut Vec<i32>) {
+unsafe fn v_row_avx2(
+    src: &Buf<'_>,
+    cols: &Range<usize>,
+    axis: &Axis,
+    o: usize,
+    orow: &mut [u8],
+    acc: &mut Vec<i32>,
+) {
     v_row(src, cols, axis, o, orow, acc)
 }

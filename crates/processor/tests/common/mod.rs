@@ -61,7 +61,9 @@ pub fn model_dir(layout: &str, family: &str) -> PathBuf {
             .args(["--family", family, "--layout", layout, "--out"])
             .arg(&dir)
             .status()
-            .unwrap_or_else(|e| panic!("cannot run {} (run `cargo xtask setup` first): {e}", py.display()));
+            .unwrap_or_else(|e| {
+                panic!("cannot run {} (run `cargo xtask setup` first): {e}", py.display())
+            });
         assert!(status.success(), "python/assets.py failed for {family} ({layout})");
     }
     dir
@@ -85,23 +87,24 @@ pub fn conversation(conv: &Value) -> Conversation {
     let mut c = Conversation::new();
     for m in conv.as_array().unwrap_or(&Vec::new()) {
         let role = m["role"].as_str().unwrap_or("user");
-        let parts = m["content"]
-            .as_array()
-            .unwrap_or(&Vec::new())
-            .iter()
-            .map(|p| match (p["type"].as_str(), p.get("gen")) {
-                (Some("image"), Some(g)) => {
-                    Part::Image(ImageInput::Decoded(Arc::new(pattern(usize_at(g, 0), usize_at(g, 1), 0, usize_at(g, 2) as u64))))
-                }
-                (Some("video"), Some(g)) => Part::Video(VideoInput::Decoded(Arc::new(video(
-                    usize_at(g, 0),
-                    usize_at(g, 1),
-                    usize_at(g, 2),
-                    usize_at(g, 3) as u64,
-                )))),
-                _ => Part::Text(p["text"].as_str().unwrap_or("").to_string()),
-            })
-            .collect();
+        let parts =
+            m["content"]
+                .as_array()
+                .unwrap_or(&Vec::new())
+                .iter()
+                .map(|p| match (p["type"].as_str(), p.get("gen")) {
+                    (Some("image"), Some(g)) => Part::Image(ImageInput::Decoded(Arc::new(
+                        pattern(usize_at(g, 0), usize_at(g, 1), 0, usize_at(g, 2) as u64),
+                    ))),
+                    (Some("video"), Some(g)) => Part::Video(VideoInput::Decoded(Arc::new(video(
+                        usize_at(g, 0),
+                        usize_at(g, 1),
+                        usize_at(g, 2),
+                        usize_at(g, 3) as u64,
+                    )))),
+                    _ => Part::Text(p["text"].as_str().unwrap_or("").to_string()),
+                })
+                .collect();
         c.push(role, parts);
     }
     c

