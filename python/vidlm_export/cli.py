@@ -232,19 +232,15 @@ def run_export(model_arg: str, out: Path, dtypes: list[str], skip_validate: bool
         "versions": versions(exporter, opset),
         "precision_suffixes": SUFFIX,
         "token_ids": families.token_ids(fam_cfg),
-        "vision": {
-            "image_size": int(fam_cfg.vision_config.image_size),
-            "patch_size": int(fam_cfg.vision_config.patch_size),
-            "vision_feature_layer": fam_cfg.vision_feature_layer,
-            "vision_feature_select_strategy": fam_cfg.vision_feature_select_strategy,
-        },
+        "vision": vision_manifest(fam_cfg),
         "logits": "last position only: logits[batch, 1, vocab] for every call (prefill and decode)",
         "graphs": sorted(graph_entries.values(), key=lambda g: (g["dtype"], g["name"])),
         "image_newline": newline,
         "host_side": list(fam.host_side) + [
             "embed_tokens(input_ids) -> inputs_embeds; image/video features overwrite the placeholder rows "
             "(prefill only), then decoder_model_merged.",
-            "position_ids = cumsum(attention_mask) - 1, set to 1 where attention_mask == 0 (left padding).",
+            ("position_ids: see the family's lines above (3 rows, M-RoPE)" if fam.model_type in ("qwen2_5_vl", "qwen3_vl")
+             else "position_ids = cumsum(attention_mask) - 1, set to 1 where attention_mask == 0 (left padding)."),
             "First step: every past_key_values.* has past length 0; afterwards present.* -> past_key_values.*.",
         ],
         "quantization": {d: {"bits": quantize.BITS[d], "block_size": quantize.BLOCK_SIZE, "symmetric": quantize.SYMMETRIC,
@@ -280,6 +276,25 @@ def run_export(model_arg: str, out: Path, dtypes: list[str], skip_validate: bool
             + " (see the table above)"
         )
     return manifest
+
+
+def vision_manifest(cfg) -> dict:
+    v = cfg.vision_config
+    if cfg.model_type in ("qwen2_5_vl", "qwen3_vl"):
+        out = {k: getattr(v, k) for k in ("patch_size", "temporal_patch_size", "spatial_merge_size", "hidden_size",
+                                          "num_heads", "window_size", "fullatt_block_indexes", "tokens_per_second",
+                                          "num_position_embeddings", "deepstack_visual_indexes") if hasattr(v, k)}
+        out["rope_theta"] = float((getattr(v, "rope_parameters", None) or {}).get("rope_theta", 10000.0))
+        out["mrope_section"] = cfg.text_config.rope_parameters.get("mrope_section")
+        out["mrope_interleaved"] = cfg.model_type == "qwen3_vl"
+        out["contract"] = "docs/onnx-graphs.md: Qwen2.5-VL and Qwen3-VL"
+        return out
+    return {
+        "image_size": int(v.image_size),
+        "patch_size": int(v.patch_size),
+        "vision_feature_layer": cfg.vision_feature_layer,
+        "vision_feature_select_strategy": cfg.vision_feature_select_strategy,
+    }
 
 
 def quantize_graphs(specs, dtype: str, onnx_dir: Path, graph_entries: dict) -> list[dict]:
