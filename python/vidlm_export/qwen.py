@@ -161,7 +161,7 @@ def build_specs(model, fam):
         t = {k: torch.from_numpy(v) for k, v in host.items()}
         for k in t:
             if t[k].is_floating_point():
-                t[k] = t[k].to(dtype)
+                t[k] = t[k].clamp(min=torch.finfo(dtype).min).to(dtype)
         return t, pv
 
     if mt == "qwen2_5_vl":

@@ -32,6 +32,9 @@ def _features(om: OnnxModel, cfg, pixel_values, grids):
         feeds = {"pixel_values": pv.astype(om.float_type)}
         for k in names[1:]:
             v = host[k]
+            if v.dtype == np.float32 and om.float_type != np.float32:
+                # The masked bias is the graph float type's lowest finite value (docs/onnx-graphs.md).
+                v = np.maximum(v, np.finfo(om.float_type).min)
             feeds[k] = v.astype(om.float_type) if v.dtype == np.float32 else v
         outs = sess.run(None, feeds)
         feats.append(outs[0].astype(np.float32).reshape(t * h * w // m2, -1))
