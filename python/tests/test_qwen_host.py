@@ -94,7 +94,7 @@ class Wrappers(unittest.TestCase):
                 names = list(host)
                 if mt == "qwen2_5_vl":
                     order = ["window_index", "reverse_window_index", "rotary_cos", "rotary_sin",
-                             "window_attention_bias"]
+                             "window_gather", "window_scatter", "window_key_bias"]
                 else:
                     order = ["rotary_cos", "rotary_sin", "pos_interp_indices", "pos_interp_weights"]
                 assert sorted(order) == sorted(names)

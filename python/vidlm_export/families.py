@@ -125,14 +125,14 @@ FAMILIES.update({
         image_graph_doc=(
             "Qwen2.5-VL vision tower (windowed + full-attention blocks, 2D rotary, patch merger) over a batch of "
             "frames of one grid: pixel_values [frames, h*w, C*T*P*P] + host tables (window_index, "
-            "reverse_window_index, rotary_cos/sin, window_attention_bias) -> image_features [frames, h*w/4, hidden]. "
+            "reverse_window_index, rotary_cos/sin, window_gather/scatter/key_bias) -> image_features [frames, h*w/4, hidden]. "
             "Images and videos alike."
         ),
         video_graph_doc="(none: videos go through vision_encoder, one run per video grid)",
         has_image_newline=False,
         host_side=(
             "docs/onnx-graphs.md, 'Qwen2.5-VL and Qwen3-VL': per grid (h, w) the host computes window_index, "
-            "reverse_window_index, rotary_cos/sin and window_attention_bias (vidlm_export/qwen_host.py).",
+            "reverse_window_index, rotary_cos/sin and window_gather/window_scatter/window_key_bias (vidlm_export/qwen_host.py).",
             "Merge: image features into image_token_id positions, video features into video_token_id positions.",
             "position_ids [3, batch, seq] from get_rope_index (host, once per prompt); decode steps: last prompt "
             "position + 1 + step in all three rows.",

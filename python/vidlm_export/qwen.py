@@ -31,16 +31,31 @@ def _rotate_half(x):
     return torch.cat((-x2, x1), dim=-1)
 
 
-def _attention(attn, x, cos, sin, bias):
-    """Qwen*VLVisionAttention over each frame of x [F, P, C]; bias [P, P] additive or None."""
+def _attention(attn, x, cos, sin, window=None):
+    """Qwen*VLVisionAttention over each frame of x [F, P, C] (cos/sin [P, hd]). `window` = (gather
+    [W, L], scatter [P], key_bias [W, L]): attention inside each window instead, as a padded batch of
+    windows (the same keys in the same order as transformers' per-window split)."""
     f, p, c = x.shape
     heads = attn.num_heads
-    qkv = attn.qkv(x).reshape(f, p, 3, heads, c // heads).permute(2, 0, 3, 1, 4)
-    q, k, v = qkv[0], qkv[1], qkv[2]  # [F, H, P, hd]
+    hd = c // heads
+    qkv = attn.qkv(x).reshape(f, p, 3, heads, hd)
+    q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # [F, P, H, hd]
+    cos = cos[:, None, :]
+    sin = sin[:, None, :]
     q = q * cos + _rotate_half(q) * sin
     k = k * cos + _rotate_half(k) * sin
-    o = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=attn.scaling)
-    o = o.transpose(1, 2).reshape(f, p, c)
+    if window is None:
+        q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # [F, H, P, hd]
+        o = F.scaled_dot_product_attention(q, k, v, scale=attn.scaling)
+        o = o.transpose(1, 2).reshape(f, p, c)
+    else:
+        gather, scatter, key_bias = window
+        nw, width = gather.shape
+        flat = gather.reshape(-1)
+        q, k, v = (t[:, flat].reshape(f * nw, width, heads, hd).transpose(1, 2) for t in (q, k, v))
+        mask = key_bias[None, :, None, None, :].expand(f, nw, 1, 1, width).reshape(f * nw, 1, 1, width)
+        o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=attn.scaling)  # [F*W, H, L, hd]
+        o = o.transpose(1, 2).reshape(f, nw * width, c)[:, scatter]
     return attn.proj(o)
 
 
@@ -58,17 +73,15 @@ class Qwen25VisionEncoder(nn.Module):
         self.mu = self.v.spatial_merge_unit
         self.full = set(self.v.fullatt_block_indexes)
 
-    def forward(self, pixel_values, window_index, reverse_window_index, rotary_cos, rotary_sin,
-                window_attention_bias):
+    def forward(self, pixel_values, window_index, reverse_window_index, rotary_cos, rotary_sin, window_gather,
+                window_scatter, window_key_bias):
         f, p, _ = pixel_values.shape
         x = _patch_embed(self.v.patch_embed, pixel_values)
         c = x.shape[-1]
         x = x.reshape(f, p // self.mu, self.mu, c)[:, window_index].reshape(f, p, c)
-        cos = rotary_cos[None, None]
-        sin = rotary_sin[None, None]
-        bias = window_attention_bias[None, None]
+        window = (window_gather, window_scatter, window_key_bias)
         for i, blk in enumerate(self.v.blocks):
-            x = x + _attention(blk.attn, blk.norm1(x), cos, sin, None if i in self.full else bias)
+            x = x + _attention(blk.attn, blk.norm1(x), rotary_cos, rotary_sin, None if i in self.full else window)
             x = x + blk.mlp(blk.norm2(x))
         y = self.v.merger(x)  # [F * P / mu, D]
         y = y.reshape(f, p // self.mu, -1)[:, reverse_window_index]
@@ -87,11 +100,9 @@ class Qwen3VisionEncoder(nn.Module):
         x = _patch_embed(self.v.patch_embed, pixel_values)
         pos = (self.v.pos_embed(pos_interp_indices) * pos_interp_weights[:, :, None]).sum(1)
         x = x + pos[None]
-        cos = rotary_cos[None, None]
-        sin = rotary_sin[None, None]
         deep = []
         for i, blk in enumerate(self.v.blocks):
-            x = x + _attention(blk.attn, blk.norm1(x), cos, sin, None)
+            x = x + _attention(blk.attn, blk.norm1(x), rotary_cos, rotary_sin)
             x = x + blk.mlp(blk.norm2(x))
             if i in self.levels:
                 merger = self.v.deepstack_merger_list[self.levels.index(i)]
@@ -166,12 +177,13 @@ def build_specs(model, fam):
 
     if mt == "qwen2_5_vl":
         names = ["pixel_values", "window_index", "reverse_window_index", "rotary_cos", "rotary_sin",
-                 "window_attention_bias"]
+                 "window_gather", "window_scatter", "window_key_bias"]
         outs = ["image_features"]
         module = Qwen25VisionEncoder(model).eval()
         dyn = {"pixel_values": {0: "num_frames", 1: "patches"}, "window_index": {0: "merged_patches"},
                "reverse_window_index": {0: "merged_patches"}, "rotary_cos": {0: "patches"},
-               "rotary_sin": {0: "patches"}, "window_attention_bias": {0: "patches", 1: "patches_k"},
+               "rotary_sin": {0: "patches"}, "window_gather": {0: "windows", 1: "window_len"},
+               "window_scatter": {0: "patches"}, "window_key_bias": {0: "windows", 1: "window_len"},
                "image_features": {0: "num_frames", 1: "merged_patches"}}
     else:
         names = ["pixel_values", "rotary_cos", "rotary_sin", "pos_interp_indices", "pos_interp_weights"]

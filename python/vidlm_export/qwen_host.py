@@ -59,13 +59,23 @@ def window_index(h: int, w: int, m: int, window_size: int, patch_size: int) -> t
     return widx.astype(np.int64), np.array(cu_unique, dtype=np.int64)
 
 
-def window_bias(cu: np.ndarray, n: int) -> np.ndarray:
-    """[n, n] float32: 0 inside a window (rows/cols in window order), float32 lowest elsewhere."""
-    seg = np.zeros(n, dtype=np.int64)
-    for i in range(len(cu) - 1):
-        seg[cu[i]:cu[i + 1]] = i
-    same = seg[:, None] == seg[None, :]
-    return np.where(same, F32(0.0), BIAS_MASKED).astype(F32)
+def window_batches(cu: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The windows of one frame (window order, boundaries `cu` in patches) as a padded batch:
+    window_gather [windows, L] int64 (patch index in window order; pad slots repeat the window's first
+    patch), window_scatter [patches] int64 (flat index i*L + j of every patch), window_key_bias
+    [windows, L] float32 (0 real key, float32 lowest for a pad slot). L = the longest window."""
+    lens = np.diff(cu)
+    n, width = len(lens), int(lens.max())
+    gather = np.empty((n, width), np.int64)
+    bias = np.full((n, width), BIAS_MASKED, F32)
+    scatter = np.empty(int(cu[-1]), np.int64)
+    for i in range(n):
+        a, ln = int(cu[i]), int(lens[i])
+        gather[i, :ln] = np.arange(a, a + ln)
+        gather[i, ln:] = a
+        bias[i, :ln] = 0.0
+        scatter[a:a + ln] = i * width + np.arange(ln)
+    return gather, scatter, bias
 
 
 def qwen25_vision_inputs(h: int, w: int, vcfg) -> dict:
@@ -78,13 +88,14 @@ def qwen25_vision_inputs(h: int, w: int, vcfg) -> dict:
     mu = m * m
     cos = cos.reshape(-1, mu, hd)[widx].reshape(-1, hd)
     sin = sin.reshape(-1, mu, hd)[widx].reshape(-1, hd)
-    return {
+    out = {
         "window_index": widx,
         "reverse_window_index": np.argsort(widx, kind="stable").astype(np.int64),
         "rotary_cos": cos,
         "rotary_sin": sin,
-        "window_attention_bias": window_bias(cu, h * w),
     }
+    out["window_gather"], out["window_scatter"], out["window_key_bias"] = window_batches(cu)
+    return out
 
 
 def _axis_taps(idx: np.ndarray, size: int, side: int) -> tuple[np.ndarray, np.ndarray]:
