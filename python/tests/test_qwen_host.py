@@ -112,5 +112,54 @@ class Wrappers(unittest.TestCase):
         self._vision("qwen3_vl")
 
 
+class RopeIndex(unittest.TestCase):
+    """qwen_host.rope_index == transformers' get_rope_index on synthetic prompts: images, videos (Qwen3-VL:
+    split into one-frame grids, each group its own run of video tokens), left padding, float32
+    second_per_grid_ts."""
+
+    def _prompt(self, cfg, items, pad):
+        ids = [1, 2, 3]
+        for kind, (t, h, w) in items:
+            n = t * h * w // 4
+            tok = cfg.image_token_id if kind == "image" else cfg.video_token_id
+            if kind == "video" and cfg.model_type == "qwen3_vl":
+                for _ in range(t):  # <t seconds><|vision_start|> frame <|vision_end|>
+                    ids += [9, 10, cfg.vision_start_token_id] + [tok] * (h * w // 4) + [cfg.vision_end_token_id]
+            else:
+                ids += [cfg.vision_start_token_id] + [tok] * n + [cfg.vision_end_token_id]
+            ids += [4, 5]
+        ids = [0] * pad + ids + [6, 7, 8]
+        return ids
+
+    def test_against_transformers(self):
+        for mt in ("qwen2_5_vl", "qwen3_vl"):
+            model = _model(mt)
+            cfg = model.config
+            rows = [[("image", (1, 8, 12)), ("video", (3, 8, 10)), ("video", (2, 6, 4))],
+                    [("video", (4, 10, 6)), ("image", (1, 4, 4))]]
+            seqs = [self._prompt(cfg, r, 0) for r in rows]
+            width = max(len(x) for x in seqs)
+            ids = np.array([[0] * (width - len(x)) + x for x in seqs], dtype=np.int64)
+            mask = np.array([[0] * (width - len(x)) + [1] * len(x) for x in seqs], dtype=np.int64)
+            images = [g for r in rows for k, g in r if k == "image"]
+            videos = [g for r in rows for k, g in r if k == "video"]
+            spgt = np.array([2 / 3, 1.0, 3.0], dtype=np.float32)
+            ttype = np.where(ids == cfg.image_token_id, 1, np.where(ids == cfg.video_token_id, 2, 0))
+            kw = {"second_per_grid_ts": torch.from_numpy(spgt)} if mt == "qwen2_5_vl" else {}
+            want, deltas = model.model.get_rope_index(
+                torch.from_numpy(ids), mm_token_type_ids=torch.from_numpy(ttype),
+                image_grid_thw=torch.tensor(images), video_grid_thw=torch.tensor(videos),
+                attention_mask=torch.from_numpy(mask), **kw)
+            got = qwen_host.rope_index(mt, cfg, ids, mask, np.array(images), np.array(videos),
+                                       spgt if mt == "qwen2_5_vl" else None)
+            np.testing.assert_array_equal(got, want.numpy(), err_msg=mt)
+            if mt == "qwen2_5_vl":
+                # The trap: generate continues at last position + 1, not at rope_deltas + n (they differ when
+                # a video's temporal positions run past the text after it: here 3.0 s per grid).
+                nxt = qwen_host.decode_positions(got, 0)[0, :, 0]
+                by_delta = mask.sum(1) + deltas.numpy()[:, 0]
+                self.assertTrue((nxt != by_delta).any(), (nxt, by_delta))
+
+
 if __name__ == "__main__":
     unittest.main()
