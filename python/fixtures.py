@@ -1,5 +1,6 @@
-"""`cargo xtask fixtures [--check]`: tiny random-weight models of the four families, their ONNX
-exports, and transformers goldens.
+"""`cargo xtask fixtures [--check]`: tiny random-weight models of the families, their ONNX
+exports, and transformers goldens. Qwen2.5-VL and Qwen3-VL go through python/qwen_fixtures.py (their
+scenarios, the Python replay of their host contract); the steps below are the LLaVA families'.
 
 For each family (fixed seed, deterministic):
 1. build a tiny checkpoint (python/random_checkpoint.py: assets.py's real tokenizer/template/processor

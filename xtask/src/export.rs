@@ -83,8 +83,9 @@ pub fn export(a: &ExportArgs) -> Result<()> {
     run(&mut c)
 }
 
-/// `cargo xtask fixtures [--check]`: builds the tiny random-weight models of all four families,
-/// exports them, and writes (or with `check`, compares) the transformers goldens.
+/// `cargo xtask fixtures [--check]`: builds the tiny random-weight models of every family (the four
+/// LLaVA families, Qwen2.5-VL and Qwen3-VL), exports them, and writes (or with `check`, compares)
+/// the transformers goldens.
 pub fn fixtures(check: bool, extra: &[String]) -> Result<()> {
     let mut c = python()?;
     c.arg(project_root().join("python").join("fixtures.py"));
