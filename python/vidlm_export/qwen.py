@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import DynamicCache
 
-from . import qwen_host
+from . import fused, qwen_host
 from .wrappers import EmbedTokens, kv_shape
 
 QWEN_TYPES = ("qwen2_5_vl", "qwen3_vl")
@@ -299,5 +299,6 @@ def build_specs(model, fam):
                 "(zeros off the visual positions and on decode steps)" if deep else "")
              + ". logits for the LAST position only."),
         list_tail_after=len(in_names),
+        builder=lambda: fused.build_decoder(model),
     ))
     return specs
