@@ -34,13 +34,11 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-import assets  # noqa: E402
-import random_checkpoint  # noqa: E402
+import assets
+import random_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("VIDLM_CACHE", ROOT / ".cache"))

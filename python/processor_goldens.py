@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import assets
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "python"))
-import assets  # noqa: E402
 
 OUT = ROOT / "crates" / "processor" / "tests" / "goldens"
 FAMILIES = assets.FAMILIES

@@ -12,14 +12,11 @@ configs of vidlm_export/configs.py with processor sizes shrunk to match (the fix
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import assets  # noqa: E402
-from vidlm_export import configs  # noqa: E402
+import assets
+from vidlm_export import configs
 
 
 # Tiny models: final-norm gain that sets the absolute logit scale (see configs.py). Scaling the final

@@ -252,8 +252,8 @@ mod tests {
             Shard::resolve(None, Some(16), &slurm).unwrap().0,
             Shard { index: 4, count: 16 }
         );
-        assert!(Shard::resolve(None, None, &env(&[("SLURM_ARRAY_TASK_ID", "2")])).is_err());
-        assert!(Shard::resolve(None, Some(2), &env(&[("JOB_COMPLETION_INDEX", "x")])).is_err());
+        assert!(Shard::resolve(None, None, env(&[("SLURM_ARRAY_TASK_ID", "2")])).is_err());
+        assert!(Shard::resolve(None, Some(2), env(&[("JOB_COMPLETION_INDEX", "x")])).is_err());
     }
 
     #[test]

@@ -57,6 +57,7 @@
 //! println!("{text}");
 //! # Ok(()) }
 //! ```
+#![warn(missing_docs)]
 
 mod cache_ops;
 mod config;

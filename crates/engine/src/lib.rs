@@ -1,6 +1,6 @@
 //! # vidlm-engine — many users, one loaded model
 //!
-//! The scheduling core behind `vidlm serve` and `vidlm batch`, with no HTTP in it.
+//! The scheduling core behind `vidlm run`, `vidlm serve` and `vidlm batch`, with no HTTP in it.
 //!
 //! * **Admission** — [`Engine::submit`] validates the generation options and refuses with
 //!   [`EngineError::QueueFull`] when `max_queue` requests are already waiting, before any media
@@ -41,6 +41,7 @@
 //! }
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+#![warn(missing_docs)]
 
 mod cache;
 mod metrics;

@@ -168,7 +168,7 @@ pub(crate) fn prepare(shared: &Shared, mut job: Job) -> Result<Ready, (Job, Engi
     let mut need_video_items = Vec::new();
     for (j, &item) in video_slots.iter().enumerate() {
         if items[item].features.is_none() {
-            need_videos.push(videos[j].clone());
+            need_videos.push(videos[j]);
             need_video_items.push(item);
         }
     }

@@ -42,6 +42,7 @@
 //! assert!(matches!(remote.check("https://example.com/a.mp4"), Ok(Source::Remote(_))));
 //! # Ok::<(), MediaError>(())
 //! ```
+#![warn(missing_docs)]
 
 mod decode;
 mod error;

@@ -121,7 +121,7 @@ impl ChatRequest {
         req: ChatCompletionRequest,
         ctx: &RequestContext,
     ) -> Result<ChatRequest, RequestError> {
-        if !ctx.model_names.iter().any(|m| *m == req.model) {
+        if !ctx.model_names.contains(&req.model) {
             return Err(RequestError::ModelNotFound(req.model.clone()));
         }
         let generation = generation_options(&req)?;

@@ -55,6 +55,7 @@
 //! assert_eq!((err.status, err.code.as_deref()), (404, Some("model_not_found")));
 //! # Ok::<(), RequestError>(())
 //! ```
+#![warn(missing_docs)]
 
 mod convert;
 mod error;

@@ -34,6 +34,7 @@
 //! let err = load_session("/nonexistent/decoder_model_merged.onnx", &opts).unwrap_err();
 //! assert!(matches!(err, OrtError::GraphMissing(_)));
 //! ```
+#![warn(missing_docs)]
 
 pub mod gate;
 pub mod onnx_file;
@@ -730,12 +731,14 @@ mod tests {
             })
         };
         let cpu = pos(CPU_LIBRARY_DIR).expect("cpu dir searched");
-        match pos(GPU_LIBRARY_DIR) {
-            Some(gpu) => {
-                assert!(cfg!(feature = "cuda"), "only cuda builds search {GPU_LIBRARY_DIR}");
-                assert!(gpu < cpu);
-            }
-            None => assert!(!cfg!(feature = "cuda")),
+        let gpu = pos(GPU_LIBRARY_DIR);
+        assert_eq!(
+            gpu.is_some(),
+            cfg!(feature = "cuda"),
+            "only (and every) cuda build searches {GPU_LIBRARY_DIR}"
+        );
+        if let Some(gpu) = gpu {
+            assert!(gpu < cpu);
         }
     }
 

@@ -49,6 +49,7 @@
 //! let q4 = required_files(next_video, &Precisions::all(Precision::Q4));
 //! assert!(q4.required.contains(&"onnx/decoder_model_merged_q4.onnx".to_string()));
 //! ```
+#![warn(missing_docs)]
 
 mod hub;
 mod loader;
@@ -169,11 +170,22 @@ pub struct GenerateOptions {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
     /// Decoding the media (FFmpeg) and preprocessing: template, tokens, pixels.
-    Preprocess { conversations: usize },
+    Preprocess {
+        /// Conversations in the call.
+        conversations: usize,
+    },
     /// Running the vision graphs.
-    Vision { images: usize, videos: usize },
+    Vision {
+        /// Images to encode.
+        images: usize,
+        /// Videos to encode.
+        videos: usize,
+    },
     /// The prefill pass over the prompt (the longest sequence of the batch).
-    Prefill { prompt_tokens: usize },
+    Prefill {
+        /// Tokens of the longest prompt.
+        prompt_tokens: usize,
+    },
 }
 
 /// A progress callback: called with each [`Stage`] as it starts.

@@ -380,17 +380,14 @@ impl Processor {
             .or_else(|| tc.named_special("image_token"))
             .or_else(|| pc.image_token.clone())
             .unwrap_or_else(|| d.image_token.to_string());
-        let video_token = match d.video_token {
-            Some(default) => Some(
-                tc.video_token
-                    .as_ref()
-                    .map(|t| t.content().to_string())
-                    .or_else(|| tc.named_special("video_token"))
-                    .or_else(|| pc.video_token.clone())
-                    .unwrap_or_else(|| default.to_string()),
-            ),
-            None => None,
-        };
+        let video_token = d.video_token.map(|default| {
+            tc.video_token
+                .as_ref()
+                .map(|t| t.content().to_string())
+                .or_else(|| tc.named_special("video_token"))
+                .or_else(|| pc.video_token.clone())
+                .unwrap_or_else(|| default.to_string())
+        });
         let image_token_id = token_id(tokenizer, &image_token, "image placeholder")?;
         let video_token_id = match &video_token {
             Some(t) => Some(token_id(tokenizer, t, "video placeholder")?),

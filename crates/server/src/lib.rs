@@ -40,6 +40,7 @@
 //!
 //! `vidlm serve` (in `crates/cli`) binds the listener and calls
 //! `Server::start(config, on_loaded).serve(listener)`.
+#![warn(missing_docs)]
 
 mod handlers;
 mod stream;

@@ -43,6 +43,7 @@
 //! assert_eq!(frames.data.shape(), &[8, info.output_height as usize, info.output_width as usize, 3]);
 //! # Ok::<(), vidlm_video_io::VideoError>(())
 //! ```
+#![warn(missing_docs)]
 
 mod error;
 mod exif;

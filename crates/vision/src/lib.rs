@@ -36,6 +36,7 @@
 //! let packed = pack_image(&patches, 27, 1, &grid, Some(&[1.0]), Some(9)).unwrap();
 //! assert_eq!(packed.len(), 6551);
 //! ```
+#![warn(missing_docs)]
 
 pub mod anyres;
 
