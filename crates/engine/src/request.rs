@@ -242,7 +242,7 @@ impl EngineError {
             EngineError::Decoder(e) => e.kind(),
             EngineError::Pipeline(e) => e.kind(),
             EngineError::DecodeStep { source } => match source.kind() {
-                k if k.is_client_error() => ErrorKind::Internal,
+                k if k.http_status() < 500 => ErrorKind::Internal,
                 k => k,
             },
         }

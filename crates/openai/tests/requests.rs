@@ -239,7 +239,7 @@ fn bad_bodies_get_openai_errors() {
         ),
         (
             json!({"model": "demo-model", "messages": [{"role": "user", "content": "x"}], "media_io_kwargs": {"video": {"num_frames": 10000}}}),
-            400,
+            413,
             "media_limit_exceeded",
             Some("media_io_kwargs.video.num_frames"),
         ),
