@@ -243,7 +243,8 @@ pub fn run(opts: &RunOptions) -> Result<Summary> {
             progress: Progress::new(opts.progress, todo, opts.progress_every),
             summary: &mut summary,
         };
-        let result = submit_all(opts, &manifest, &index, &resumed.done, &engine, &prep, &mut writer);
+        let result =
+            submit_all(opts, &manifest, &index, &resumed.done, &engine, &prep, &mut writer);
         writer.progress.finish();
         // After a fatal error (the output cannot be written, the manifest changed) the requests
         // still in the engine finish (at most the window) and their answers are dropped.

@@ -8,9 +8,9 @@ use serde_json::Value;
 use tokio::sync::mpsc::UnboundedReceiver;
 use vidlm_decoder::{DecoderError, FinishReason, GenerationOptions, TokenLogprobs};
 use vidlm_media_source::{FrameSampling, MediaError, Source};
-use vidlm_processor::ErrorKind;
 use vidlm_openai::{ApiError, ChatRequest, DecodedMedia, MediaKind};
 use vidlm_pipeline::{PipelineError, Stage};
+use vidlm_processor::ErrorKind;
 use vidlm_processor::{Conversation, ImageInput, MediaInput, ProcessorError, VideoInput};
 use vidlm_vision::VisionError;
 
