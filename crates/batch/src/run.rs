@@ -208,10 +208,10 @@ fn answer(
 /// Runs a batch to the end (or to a fatal error). Requests that fail get error lines; the
 /// summary counts them (and, among them, the server errors).
 ///
-/// The steps: [`check_options`] → [`open_manifest`] (one scan: records readable, ids unique)
-/// → [`resume`] (the output's existing lines, each of this input and shard, once) →
-/// [`load_engine`] (only if something is left) → [`submit_all`] (the submit window, one line per
-/// completion through a [`LineWriter`]) → the engine shuts down.
+/// The steps: `check_options` → `open_manifest` (one scan: records readable, ids unique) →
+/// `resume` (the output's existing lines, each of this input and shard, once) → `load_engine`
+/// (only if something is left) → `submit_all` (the submit window, one line per completion
+/// through a `LineWriter`) → the engine shuts down.
 pub fn run(opts: &RunOptions) -> Result<Summary> {
     let started = Instant::now();
     check_options(opts)?;
