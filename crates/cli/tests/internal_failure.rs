@@ -127,7 +127,13 @@ fn a_failed_decoder_step_is_a_server_error_in_the_engine_batch_and_serve() {
     // `vidlm batch`: the failing request's line is a server error, the other one succeeds;
     // the summary counts the server error and the run's exit status is a failure.
     let input = dir.join("requests.jsonl");
-    let body = |max_tokens: usize| json!({"messages": [{"role": "user", "content": PROMPT}], "max_tokens": max_tokens});
+    let body = |max_tokens: usize| {
+        json!({
+            "model": model,
+            "messages": [{"role": "user", "content": PROMPT}],
+            "max_tokens": max_tokens,
+        })
+    };
     let manifest = [("short", body(2)), ("long", body(64))]
         .iter()
         .map(|(id, b)| {
