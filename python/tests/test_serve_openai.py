@@ -306,13 +306,13 @@ class Security(unittest.TestCase):
             ("symlink to a file outside", 403, [{"type": "video_url", "video_url": {"url": f"{a}/link.mp4"}}, txt]),
             ("symlink to a folder outside", 403, [{"type": "video_url", "video_url": {"url": f"{a}/up/secret.mp4"}}, txt]),
             ("absolute path outside", 403, [{"type": "image_url", "image_url": {"url": "/etc/passwd"}}, txt]),
-            ("frame bomb (num_frames)", 400, [{"type": "video_url", "video_url": {"url": f"{a}/ok.mp4"}}, txt],
+            ("frame bomb (num_frames)", 413, [{"type": "video_url", "video_url": {"url": f"{a}/ok.mp4"}}, txt],
              {"extra_body": {"media_io_kwargs": {"video": {"num_frames": 100000}}}}),
-            ("pixel bomb", 400, [{"type": "video_url", "video_url": {"url": f"{a}/pixels.mp4"}}, txt]),
+            ("pixel bomb", 413, [{"type": "video_url", "video_url": {"url": f"{a}/pixels.mp4"}}, txt]),
             ("garbage data URL", 400, [{"type": "video_url", "video_url": {"url": "data:video/mp4;base64,!!!not-base64!!!"}}, txt]),
-            ("garbage bytes in a data URL", 400, [{"type": "video_url", "video_url": {"url": "data:video/mp4;base64," + base64.b64encode(os.urandom(3000)).decode()}}, txt]),
+            ("garbage bytes in a data URL", 415, [{"type": "video_url", "video_url": {"url": "data:video/mp4;base64," + base64.b64encode(os.urandom(3000)).decode()}}, txt]),
             ("not base64", 400, [{"type": "image_url", "image_url": {"url": "data:image/png,hello"}}, txt]),
-            ("too many media items", 400, [{"type": "video_url", "video_url": {"url": f"{a}/ok.mp4"}}] * 5 + [txt]),
+            ("too many media items", 413, [{"type": "video_url", "video_url": {"url": f"{a}/ok.mp4"}}] * 5 + [txt]),
             ("unsupported scheme", 400, [{"type": "video_url", "video_url": {"url": "gopher://127.0.0.1/x"}}, txt]),
         ]
         for spelling in SPELLINGS:

@@ -229,6 +229,15 @@ fn run_shard(a: RunArgs) -> Result<()> {
         std::fs::write(p, summary.to_json().to_string() + "\n")
             .with_context(|| format!("writing {}", p.display()))?;
     }
+    // A request's own failure (4xx) is its line and the run succeeds; a failure inside vidlm
+    // (5xx) is written as that request's line too, but the run reports it with its status.
+    if summary.server_errors > 0 {
+        bail!(
+            "{} request(s) failed inside vidlm (server errors, status 5xx); their error lines are in {}",
+            summary.server_errors,
+            summary.output.display()
+        );
+    }
     Ok(())
 }
 

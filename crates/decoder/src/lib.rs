@@ -165,6 +165,10 @@ pub enum DecoderError {
     /// Tokenizer failure.
     #[error("tokenizer error: {0}")]
     Tokenizer(String),
+    /// A broken invariant of this crate's API use (e.g. finishing a prefill that has chunks
+    /// left): a bug in the caller, never the request's fault.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// A graph's weight file could not be read (the embedding table served from its file).
     #[error("cannot read {path}")]
     Io {
@@ -177,14 +181,16 @@ pub enum DecoderError {
 }
 
 impl DecoderError {
-    /// The category of the error (see [`ErrorKind`]). In the pipeline the sequences come from
-    /// the processor and vision, so a feature/placeholder mismatch is [`ErrorKind::Internal`].
+    /// The category of the error (see [`ErrorKind`]). In the pipeline and the engine the
+    /// sequences come from the processor and vision (which checked placeholders against the
+    /// media before any model ran), so a feature/placeholder mismatch is
+    /// [`ErrorKind::Internal`]; so is a failure inside ONNX Runtime ([`DecoderError::Runtime`]).
+    /// Only an invalid generation option is the request's fault ([`ErrorKind::BadRequest`]),
+    /// and a prompt over the context [`ErrorKind::LimitExceeded`].
     pub fn kind(&self) -> ErrorKind {
         match self {
             DecoderError::Model(e) => e.kind(),
-            DecoderError::Ort(OrtError::GraphMissing(_) | OrtError::SessionLoad { .. }) => {
-                ErrorKind::InvalidModel
-            }
+            DecoderError::Ort(e) => e.kind(),
             DecoderError::UnexpectedInput { .. }
             | DecoderError::UnexpectedGraph { .. }
             | DecoderError::Io { .. } => ErrorKind::InvalidModel,

@@ -10,6 +10,7 @@ use vidlm_decoder::{DecoderError, FinishReason, GenerationOptions, TokenLogprobs
 use vidlm_media_source::{FrameSampling, MediaError, Source};
 use vidlm_openai::{ApiError, ChatRequest, DecodedMedia, MediaKind};
 use vidlm_pipeline::{PipelineError, Stage};
+use vidlm_processor::ErrorKind;
 use vidlm_processor::{Conversation, ImageInput, MediaInput, ProcessorError, VideoInput};
 use vidlm_vision::VisionError;
 
@@ -215,58 +216,73 @@ pub enum EngineError {
     /// Loading or wiring the model failed.
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
+    /// A decoder pass of the running batch failed (inside ONNX Runtime, or the cache
+    /// bookkeeping around it). Every row of that pass fails with this same cause, so it is
+    /// shared. It is the server's failure ([`ErrorKind::Internal`], or the cause's own
+    /// server-side kind), whatever the request asked.
+    #[error("decode step failed: {source}")]
+    DecodeStep {
+        /// The decoder's error.
+        #[source]
+        source: Arc<DecoderError>,
+    },
 }
 
 impl EngineError {
-    /// Whether the request itself is at fault (a 4xx), rather than the server.
-    pub fn is_client_error(&self) -> bool {
+    /// The category of the failure (see [`ErrorKind`]), which decides its status for
+    /// `vidlm serve` and `vidlm batch`: a full queue or a stopping engine is
+    /// [`ErrorKind::Unavailable`] (503); media, processor, vision, decoder and pipeline errors
+    /// keep their own category; a failed decode step is never the request's fault.
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            EngineError::Media { .. } => true,
-            EngineError::Processor(e) => e.kind().http_status() < 500,
-            EngineError::Decoder(e) => matches!(
-                e,
-                DecoderError::InvalidOption(_)
-                    | DecoderError::PromptTooLong { .. }
-                    | DecoderError::FeatureCountMismatch { .. }
-            ),
-            EngineError::Pipeline(PipelineError::Processor(_)) => true,
-            _ => false,
+            EngineError::QueueFull { .. } | EngineError::Stopped => ErrorKind::Unavailable,
+            EngineError::Media { source, .. } => source.kind(),
+            EngineError::Processor(e) => e.kind(),
+            EngineError::Vision(e) => e.kind(),
+            EngineError::Decoder(e) => e.kind(),
+            EngineError::Pipeline(e) => e.kind(),
+            EngineError::DecodeStep { source } => match source.kind() {
+                k if k.http_status() < 500 => ErrorKind::Internal,
+                k => k,
+            },
+        }
+    }
+
+    /// The request parameter at fault, if any: the media item's place, `messages` for a
+    /// prompt over the context.
+    pub fn param(&self) -> Option<String> {
+        match self {
+            EngineError::Media { param, .. } => Some(param.clone()),
+            e if e.is_context_length() => Some("messages".into()),
+            _ => None,
+        }
+    }
+
+    /// The machine-readable code of the error object, where it is more precise than the
+    /// kind's default (`vidlm_openai::default_code`): `server_overloaded`,
+    /// `server_unavailable`, the media codes ([`MediaError::code`]),
+    /// `context_length_exceeded`.
+    pub fn code(&self) -> Option<&'static str> {
+        match self {
+            EngineError::QueueFull { .. } => Some("server_overloaded"),
+            EngineError::Stopped => Some("server_unavailable"),
+            EngineError::Media { source, .. } => Some(source.code()),
+            e if e.is_context_length() => Some("context_length_exceeded"),
+            _ => None,
         }
     }
 
     /// The OpenAI status and error object of this failure — what `vidlm serve` answers and
-    /// what `vidlm batch` writes as the request's error line: a full queue is a 503, media and
-    /// other faults of the request a 4xx (a prompt over the context is
-    /// `context_length_exceeded`), the model's or vidlm's a 500.
+    /// what `vidlm batch` writes as the request's error line. It is
+    /// `vidlm_openai::ApiError::from_kind` of [`Self::kind`], the message, [`Self::param`] and
+    /// [`Self::code`]: the one mapping every vidlm error goes through.
     pub fn to_api_error(&self) -> ApiError {
-        match self {
-            EngineError::QueueFull { waiting } => ApiError::overloaded(*waiting),
-            EngineError::Media { param, source } => {
-                ApiError::from_media(source, Some(param.clone()))
-            }
-            e if e.is_context_length() => ApiError::new(
-                400,
-                "invalid_request_error",
-                e.to_string(),
-                Some("messages".into()),
-                Some("context_length_exceeded"),
-            ),
-            e if e.is_client_error() => ApiError::new(
-                400,
-                "invalid_request_error",
-                e.to_string(),
-                None,
-                Some("invalid_request"),
-            ),
-            EngineError::Stopped => ApiError::new(
-                503,
-                "server_error",
-                "the server is shutting down",
-                None,
-                Some("server_unavailable"),
-            ),
-            e => ApiError::internal(e.to_string()),
-        }
+        ApiError::from_kind(self.kind(), self.to_string(), self.param(), self.code())
+    }
+
+    /// A failed decode step of the running batch, for each of its rows.
+    pub fn decode_step(source: Arc<DecoderError>) -> EngineError {
+        EngineError::DecodeStep { source }
     }
 
     /// Whether the prompt is longer than the model's context.

@@ -269,17 +269,13 @@ pub(crate) fn run(shared: Arc<Shared>, mut lm: LanguageModel, rx: Receiver<Ready
                 }
                 Err(e) => {
                     // A failed batched pass fails every row in it; the batch starts over.
+                    // It is the server's failure (kind Internal), never the requests': the
+                    // cause is kept as the error's source.
                     tracing::error!(error = %e, "decode step failed");
-                    let msg = e.to_string();
+                    let cause = Arc::new(e);
                     for (_, a) in active.drain() {
                         shared.metrics.running.fetch_sub(1, Ordering::Relaxed);
-                        fail(
-                            &shared,
-                            &a.job,
-                            EngineError::Decoder(vidlm_decoder::DecoderError::InvalidOption(
-                                format!("decode step failed: {msg}"),
-                            )),
-                        );
+                        fail(&shared, &a.job, EngineError::decode_step(cause.clone()));
                     }
                     match RunningBatch::new(lm.sessions()) {
                         Ok(b) => batch = b,

@@ -202,14 +202,16 @@ fn failures_are_typed_and_the_engine_keeps_serving() {
     }];
     let err = e.submit(corrupt).expect("submit").wait().expect_err("corrupt");
     assert!(matches!(err, EngineError::Media { source: MediaError::Decode { .. }, .. }), "{err:?}");
-    assert!(err.is_client_error());
+    assert_eq!(err.kind(), vidlm_processor::ErrorKind::UnsupportedMedia, "{err:?}");
+    assert_eq!(err.to_api_error().status, 415);
     // Placeholders and media disagree: the processor's error.
     let mut mismatch = text_request("x", 2);
     let v = video_request("x", 4, 2);
     mismatch.media = v.media;
     mismatch.sampling = v.sampling;
     let err = e.submit(mismatch).expect("submit").wait().expect_err("mismatch");
-    assert!(matches!(err, EngineError::Processor(_)) && err.is_client_error(), "{err:?}");
+    assert!(matches!(err, EngineError::Processor(_)), "{err:?}");
+    assert_eq!(err.kind(), vidlm_processor::ErrorKind::BadRequest, "{err:?}");
     // Invalid options are refused at submit.
     let mut bad = text_request("x", 2);
     bad.generation.top_p = Some(0.0);

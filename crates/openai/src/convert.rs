@@ -25,6 +25,37 @@ pub struct RequestContext {
     pub media: MediaPolicy,
 }
 
+/// The names a served model answers to, the listed id first — the one rule `vidlm serve` and
+/// `vidlm batch` share, so both write the same `model` in their answers. The id is
+/// `served_model_name` when given, else the name of the model directory (for a directory),
+/// else `model` as given; `model` as given is accepted too.
+///
+/// ```
+/// let names = vidlm_openai::served_model_names("llava-hf/llava-interleave-qwen-0.5b-hf", None);
+/// assert_eq!(names, ["llava-hf/llava-interleave-qwen-0.5b-hf"]);
+/// let names = vidlm_openai::served_model_names("some/dir", Some("demo"));
+/// assert_eq!(names, ["demo", "some/dir"]);
+/// ```
+pub fn served_model_names(model: &str, served_model_name: Option<&str>) -> Vec<String> {
+    let dir_name = || {
+        let p = std::path::Path::new(model);
+        if !p.is_dir() {
+            return None;
+        }
+        let c = p.canonicalize().ok()?;
+        c.file_name().and_then(|n| n.to_str()).map(str::to_string)
+    };
+    let id = match served_model_name {
+        Some(n) => n.to_string(),
+        None => dir_name().unwrap_or_else(|| model.to_string()),
+    };
+    let mut names = vec![id];
+    if !names.iter().any(|n| n == model) {
+        names.push(model.to_string());
+    }
+    names
+}
+
 impl RequestContext {
     /// The id `/v1/models` lists and responses carry.
     pub fn model_id(&self) -> &str {

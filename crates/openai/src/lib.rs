@@ -62,8 +62,10 @@ mod error;
 pub mod response;
 pub mod types;
 
-pub use convert::{parse_body, ChatRequest, DecodedMedia, MediaItem, MediaKind, RequestContext};
-pub use error::{ApiError, ErrorResponse, RequestError};
+pub use convert::{
+    parse_body, served_model_names, ChatRequest, DecodedMedia, MediaItem, MediaKind, RequestContext,
+};
+pub use error::{default_code, error_type, ApiError, ErrorKind, ErrorResponse, RequestError};
 pub use response::{choice_logprob, finish_reason, ChunkBuilder, StopTrimmer};
 /// The tokenizer type of [`choice_logprob`] and `response::token_logprob`.
 pub use tokenizers::Tokenizer;

@@ -239,7 +239,7 @@ fn bad_bodies_get_openai_errors() {
         ),
         (
             json!({"model": "demo-model", "messages": [{"role": "user", "content": "x"}], "media_io_kwargs": {"video": {"num_frames": 10000}}}),
-            400,
+            413,
             "media_limit_exceeded",
             Some("media_io_kwargs.video.num_frames"),
         ),
@@ -293,7 +293,7 @@ fn bad_bodies_get_openai_errors() {
         ),
         (
             user(json!([{"type": "video_url", "video_url": {"url": "nope.mp4"}}])),
-            400,
+            404,
             "invalid_media",
             Some("messages[0].content[0].video_url.url"),
         ),
@@ -329,7 +329,7 @@ fn too_many_media_items_are_refused_before_any_is_checked() {
         .collect();
     assert_eq!(
         err(user(Value::Array(parts))),
-        (400, "media_limit_exceeded".into(), Some("messages".into()))
+        (413, "media_limit_exceeded".into(), Some("messages".into()))
     );
     let small = RequestContext {
         media: ctx().media.with_limits(MediaLimits { max_items: 1, ..Default::default() }),

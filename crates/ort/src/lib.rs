@@ -43,6 +43,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use vidlm_model::ErrorKind;
+
 pub use ort;
 pub use ort::session::Session;
 pub use ort::value::TensorElementType;
@@ -100,6 +102,19 @@ pub enum OrtError {
         /// Why CUDA cannot be used.
         reason: String,
     },
+}
+
+impl OrtError {
+    /// The category of the error: a graph that is missing or does not load is
+    /// [`ErrorKind::InvalidModel`]; an ONNX Runtime library that cannot be found or loaded, an
+    /// environment that cannot be created or an unavailable CUDA device is the deployment's
+    /// problem, [`ErrorKind::Internal`]. Never the request's.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            OrtError::GraphMissing(_) | OrtError::SessionLoad { .. } => ErrorKind::InvalidModel,
+            _ => ErrorKind::Internal,
+        }
+    }
 }
 
 fn display_paths(paths: &[PathBuf]) -> String {

@@ -41,18 +41,7 @@ impl MediaLoader for VideoIoLoader {
     }
 }
 
-/// The category of a `vidlm-video-io` error: missing files are [`ErrorKind::NotFound`], limits
-/// [`ErrorKind::LimitExceeded`], bad sampling requests [`ErrorKind::BadRequest`], and data
-/// FFmpeg cannot decode [`ErrorKind::UnsupportedMedia`].
+/// The category of a `vidlm-video-io` error ([`VideoError::kind`]).
 pub fn video_error_kind(e: &VideoError) -> ErrorKind {
-    match e {
-        VideoError::NotFound(_) | VideoError::NotAFile(_) => ErrorKind::NotFound,
-        VideoError::LimitExceeded { .. } => ErrorKind::LimitExceeded,
-        VideoError::InvalidSampling(s) => s.kind(),
-        VideoError::ProtocolNotAllowed(_) | VideoError::InvalidOption(_) => ErrorKind::BadRequest,
-        VideoError::Io { .. } | VideoError::OutOfMemory | VideoError::Internal(_) => {
-            ErrorKind::Internal
-        }
-        _ => ErrorKind::UnsupportedMedia,
-    }
+    e.kind()
 }

@@ -85,24 +85,16 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
-    /// The id listed by `/v1/models` and carried by responses.
+    /// The id listed by `/v1/models` and carried by responses (the first of
+    /// [`ServerConfig::model_names`]).
     pub fn model_id(&self) -> String {
-        if let Some(n) = &self.served_model_name {
-            return n.clone();
-        }
-        let p = std::path::Path::new(&self.model);
-        if p.is_dir() {
-            if let Some(name) = p
-                .canonicalize()
-                .ok()
-                .as_deref()
-                .and_then(|c| c.file_name())
-                .and_then(|n| n.to_str())
-            {
-                return name.to_string();
-            }
-        }
-        self.model.clone()
+        self.model_names().swap_remove(0)
+    }
+
+    /// The names a request's `model` may use, the listed id first:
+    /// `vidlm_openai::served_model_names`, the rule `vidlm batch` uses too.
+    pub fn model_names(&self) -> Vec<String> {
+        vidlm_openai::served_model_names(&self.model, self.served_model_name.as_deref())
     }
 }
 
@@ -135,12 +127,10 @@ impl Server {
     /// A server whose model is not loaded yet (`/health` answers 503 until
     /// [`Server::set_engine`]).
     pub fn new(config: &ServerConfig) -> Server {
-        let id = config.model_id();
-        let mut names = vec![id];
-        if !names.contains(&config.model) {
-            names.push(config.model.clone());
-        }
-        let ctx = RequestContext { model_names: names, media: config.engine.media.clone() };
+        let ctx = RequestContext {
+            model_names: config.model_names(),
+            media: config.engine.media.clone(),
+        };
         Server {
             state: Arc::new(AppState {
                 engine: OnceLock::new(),

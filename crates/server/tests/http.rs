@@ -314,11 +314,11 @@ fn auth_limits_and_errors() {
     let (st, _, _, e) = post(Some("Bearer sekrit"), &forbidden.to_string());
     assert_eq!(st, 403);
     assert_error(&serde_json::from_str(&e).expect("json"), "media_not_allowed");
-    // A corrupt video: 400 from the engine, after admission.
+    // A corrupt video: 415 (unsupported media) from the engine, after admission.
     let corrupt = json!({"model": "demo-model", "messages": [{"role": "user", "content": [
         {"type": "video_url", "video_url": {"url": "data:video/mp4;base64,AAAAIGZ0eXBpc29tAAACAGlzb21pc28y"}}, {"type": "text", "text": "x"}]}]});
     let (st, _, _, e) = post(Some("Bearer sekrit"), &corrupt.to_string());
-    assert_eq!(st, 400, "{e}");
+    assert_eq!(st, 415, "{e}");
     assert_error(&serde_json::from_str(&e).expect("json"), "invalid_media");
     // Still serving.
     assert_eq!(post(Some("Bearer sekrit"), &body).0, 200);

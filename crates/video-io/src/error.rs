@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use vidlm_model::ErrorKind;
+
 /// Which limit of [`crate::Limits`] a request ran into.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -123,6 +125,25 @@ pub enum VideoError {
 }
 
 impl VideoError {
+    /// The category of the error: missing files are [`ErrorKind::NotFound`], limits
+    /// [`ErrorKind::LimitExceeded`], bad sampling requests and options
+    /// [`ErrorKind::BadRequest`], OS and allocation failures and broken invariants
+    /// [`ErrorKind::Internal`], and data FFmpeg cannot decode [`ErrorKind::UnsupportedMedia`].
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            VideoError::NotFound(_) | VideoError::NotAFile(_) => ErrorKind::NotFound,
+            VideoError::LimitExceeded { .. } => ErrorKind::LimitExceeded,
+            VideoError::InvalidSampling(s) => s.kind(),
+            VideoError::ProtocolNotAllowed(_) | VideoError::InvalidOption(_) => {
+                ErrorKind::BadRequest
+            }
+            VideoError::Io { .. } | VideoError::OutOfMemory | VideoError::Internal(_) => {
+                ErrorKind::Internal
+            }
+            _ => ErrorKind::UnsupportedMedia,
+        }
+    }
+
     pub(crate) fn from_open_error(code: i32) -> Self {
         let msg = crate::ffi::err_text(code);
         if code == crate::ffi::ENOMEM {

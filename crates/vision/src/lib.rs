@@ -105,9 +105,7 @@ impl VisionError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             VisionError::Model(e) => e.kind(),
-            VisionError::Ort(OrtError::GraphMissing(_) | OrtError::SessionLoad { .. }) => {
-                ErrorKind::InvalidModel
-            }
+            VisionError::Ort(e) => e.kind(),
             VisionError::UnexpectedGraph { .. } | VisionError::File { .. } => {
                 ErrorKind::InvalidModel
             }

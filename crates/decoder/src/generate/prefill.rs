@@ -161,8 +161,8 @@ impl Prefill {
     /// The prefilled prompt (an error if chunks remain).
     pub fn finish(self) -> Result<Prefilled, DecoderError> {
         if self.done != self.len {
-            return Err(DecoderError::InvalidOption(format!(
-                "prefill has {} tokens left",
+            return Err(DecoderError::Internal(format!(
+                "prefill finished with {} tokens left",
                 self.len - self.done
             )));
         }
