@@ -35,6 +35,7 @@
 //! assert!(matches!(err, OrtError::GraphMissing(_)));
 //! ```
 
+pub mod cpu;
 pub mod gate;
 pub mod onnx_file;
 
