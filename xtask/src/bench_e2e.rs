@@ -1281,16 +1281,13 @@ pub fn bench_e2e(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Whether this CPU has AMX-BF16 (PyTorch's bfloat16 matmuls run on its tiles).
+/// Whether this CPU has AMX-BF16 (PyTorch's bfloat16 matmuls run on its tiles): the kernel's
+/// `/proc/cpuinfo` flag (AMX is not stable in `is_x86_feature_detected!`).
 fn cpu_has_amx_bf16() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("amx-bf16")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|i| i.lines().find(|l| l.starts_with("flags")).map(|l| l.contains(" amx_bf16")))
+        .unwrap_or(false)
 }
 
 /// The export's agreement with fp32 per dtype (teacher-forced top-1, mean KL, cosine; measured
