@@ -47,7 +47,7 @@ pub struct E2eArgs {
     /// Comma-separated configs (default: onevision-0.5b,next-video-7b-2l; with --quick: quick-onevision).
     #[arg(long)]
     pub configs: Option<String>,
-    /// vidlm dtypes to run, comma-separated (fp32, fp16, q8, q4, q4f16). Default: fp32,q8,q4 on
+    /// vidlm dtypes to run, comma-separated (fp32, fp16, q8, int8, q4, q4f16). Default: fp32,q8,q4 on
     /// the CPU, fp32,fp16 on CUDA.
     #[arg(long)]
     pub dtypes: Option<String>,
@@ -55,8 +55,8 @@ pub struct E2eArgs {
     /// the `onnxruntime-gpu` library of `cargo xtask setup --cuda`; PyTorch on the same GPU).
     #[arg(long, default_value = "cpu")]
     pub device: String,
-    /// transformers dtypes, comma-separated (fp32, fp16). Default: fp32 on the CPU, fp32,fp16 on
-    /// CUDA. Ratios are against transformers fp32.
+    /// transformers dtypes, comma-separated (fp32, fp16, bf16). Default: fp32 on the CPU (fp32,bf16
+    /// where it has AMX-BF16), fp32,fp16 on CUDA. Ratios are against transformers fp32.
     #[arg(long)]
     pub transformers_dtypes: Option<String>,
     /// Run this vidlm binary instead of building one (e.g. a `--features cuda` build carried to a
@@ -149,6 +149,7 @@ pub fn dtype_suffix(dtype: &str) -> Option<&'static str> {
         "fp32" => "",
         "fp16" => "_fp16",
         "q8" => "_quantized",
+        "int8" => "_int8",
         "q4" => "_q4",
         "q4f16" => "_q4f16",
         _ => return None,
@@ -602,22 +603,15 @@ fn run_vidlm(bin: &Path, export: &Path, dtype: &str, r: &RunSpec) -> Result<Colu
         c.args(["--device", r.device]);
     }
     // On CUDA the binary's default is fp16: name every dtype there. Where the export has no vision
-    // graphs at this dtype (q4 vision misses its accuracy bound, so the export writes none), they
-    // run at the smallest dtype it has (q8, else fp32), and the column says so.
+    // graphs at this dtype (q4 vision misses its accuracy bound, so the export writes none), `vidlm`
+    // runs them at the nearest precision the export holds (q4 -> q8 -> fp32, recorded in the
+    // manifest's `dtype_fallback`), and the column says so.
     let mut label = format!("vidlm {dtype}");
     if native && (dtype != "fp32" || r.device != "cpu") {
-        let has = |suffix: &str| {
-            export.join("onnx").join(format!("vision_encoder{suffix}.onnx")).is_file()
-        };
-        let suffix = dtype_suffix(dtype).unwrap_or_default();
-        let arg = if dtype == "fp32" || has(suffix) {
-            dtype.to_string()
-        } else {
-            let alt = if has("_quantized") { "q8" } else { "fp32" };
+        if let Some(alt) = vision_fallback(export, dtype) {
             label = format!("vidlm {dtype} (vision {alt})");
-            format!("{dtype},vision={alt}")
-        };
-        c.args(["--dtype", &arg]);
+        }
+        c.args(["--dtype", dtype]);
     }
     eprintln!("[bench e2e] vidlm {dtype}: {c:?}");
     let m = run_measured(&mut c, r.device != "cpu")?;
@@ -650,6 +644,29 @@ fn run_vidlm(bin: &Path, export: &Path, dtype: &str, r: &RunSpec) -> Result<Colu
         wall_s: Some(m.wall_s),
         ..Default::default()
     })
+}
+
+/// The precision the export's vision graphs run at when `dtype` is asked for, where it is another
+/// one: the manifest's `dtype_fallback` record (older exports: the first file along the chain).
+fn vision_fallback(export: &Path, dtype: &str) -> Option<String> {
+    let manifest = std::fs::read_to_string(export.join("onnx/vidlm_manifest.json")).ok();
+    let recorded = manifest
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .and_then(|m| m["dtype_fallback"][dtype]["vision_encoder"].as_str().map(String::from));
+    let used = recorded.or_else(|| {
+        let has = |d: &str| {
+            let suffix = dtype_suffix(d).unwrap_or_default();
+            export.join("onnx").join(format!("vision_encoder{suffix}.onnx")).is_file()
+        };
+        let chain: &[&str] = match dtype {
+            "q4" => &["q4", "q8", "fp32"],
+            "q4f16" => &["q4f16", "fp16", "fp32"],
+            "int8" => &["int8", "q8", "fp32"],
+            _ => &[dtype, "fp32"],
+        };
+        chain.iter().find(|d| has(d)).map(|d| d.to_string())
+    })?;
+    (used != dtype).then_some(used)
 }
 
 fn run_transformers(hf: &Path, dtype: &str, r: &RunSpec) -> Result<Column> {
@@ -1037,13 +1054,20 @@ fn plan(a: &E2eArgs) -> Result<Plan> {
     let dtypes = list(a.dtypes.as_deref().unwrap_or(if cuda { "fp32,fp16" } else { "fp32,q8,q4" }));
     for d in &dtypes {
         if dtype_suffix(d).is_none() {
-            bail!("unknown dtype {d:?} (fp32, fp16, q8, q4, q4f16)");
+            bail!("unknown dtype {d:?} (fp32, fp16, q8, int8, q4, q4f16)");
         }
     }
-    let hf_dtypes =
-        list(a.transformers_dtypes.as_deref().unwrap_or(if cuda { "fp32,fp16" } else { "fp32" }));
-    if let Some(d) = hf_dtypes.iter().find(|d| !matches!(d.as_str(), "fp32" | "fp16")) {
-        bail!("unknown transformers dtype {d:?} (fp32, fp16)");
+    // On a CPU with AMX-BF16 a PyTorch user would try bfloat16: it gets its own column there.
+    let hf_default = if cuda {
+        "fp32,fp16"
+    } else if cpu_has_amx_bf16() {
+        "fp32,bf16"
+    } else {
+        "fp32"
+    };
+    let hf_dtypes = list(a.transformers_dtypes.as_deref().unwrap_or(hf_default));
+    if let Some(d) = hf_dtypes.iter().find(|d| !matches!(d.as_str(), "fp32" | "fp16" | "bf16")) {
+        bail!("unknown transformers dtype {d:?} (fp32, fp16, bf16)");
     }
     if let Some(p) = &a.python {
         let _ = PYTHON.set(p.clone());
@@ -1281,6 +1305,42 @@ fn add_ceilings(run: &mut ConfigRun, plan: &Plan, machine: &Machine) -> Result<(
     Ok(())
 }
 
+/// Whether this CPU has AMX-BF16 (PyTorch's bfloat16 matmuls run on its tiles): the kernel's
+/// `/proc/cpuinfo` flag (AMX is not stable in `is_x86_feature_detected!`).
+fn cpu_has_amx_bf16() -> bool {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|i| i.lines().find(|l| l.starts_with("flags")).map(|l| l.contains(" amx_bf16")))
+        .unwrap_or(false)
+}
+
+/// The export's agreement with fp32 per dtype (teacher-forced top-1, mean KL, cosine; measured
+/// by `cargo xtask export` on real pipeline inputs), as a markdown table; empty without one.
+fn agreement_table(agreement: Option<&Value>) -> String {
+    let Some(rows) = agreement.and_then(Value::as_object).filter(|m| !m.is_empty()) else {
+        return String::new();
+    };
+    let mut t = String::from(
+        "\nAgreement with fp32 (export, teacher-forced over real pipeline inputs):\n\n| dtype | positions | top-1 agreement | mean KL | min cosine |\n|---|---|---|---|---|\n",
+    );
+    for (dtype, r) in rows {
+        match r.get("error").and_then(Value::as_str) {
+            Some(e) => t += &format!("| {dtype} | not measured: {e} | | | |\n"),
+            None => {
+                let g = |k: &str| r.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN);
+                t += &format!(
+                    "| {dtype} | {} | {:.1} % | {:.4} | {:.5} |\n",
+                    r.get("positions").and_then(Value::as_u64).unwrap_or(0),
+                    100.0 * g("top1_agreement"),
+                    g("mean_kl"),
+                    g("min_cosine")
+                );
+            }
+        }
+    }
+    t
+}
+
 /// One config's markdown block (table and targets) and its object in the JSON report.
 fn report_config(
     a: &E2eArgs,
@@ -1332,10 +1392,13 @@ fn report_config(
             block += &format!("- [{mark}] {name}: {detail}\n");
         }
     }
-    let fidelity = std::fs::read_to_string(export.join("onnx").join("vidlm_manifest.json"))
+    let manifest = std::fs::read_to_string(export.join("onnx").join("vidlm_manifest.json"))
         .ok()
-        .and_then(|s| serde_json::from_str::<Value>(&s).ok())
-        .and_then(|m| m.get("fidelity").cloned());
+        .and_then(|s| serde_json::from_str::<Value>(&s).ok());
+    let fidelity = manifest.as_ref().and_then(|m| m.get("fidelity").cloned());
+    // The export's llama.cpp-style measures (python/vidlm_export/agreement.py).
+    let agreement = manifest.as_ref().and_then(|m| m.get("agreement").cloned());
+    block += &agreement_table(agreement.as_ref());
     let json = json!({
         "config": cfg.name,
         "description": cfg.description,
@@ -1346,6 +1409,7 @@ fn report_config(
         "columns": cols.iter().chain(if a.no_transformers { &[][..] } else { &hf_cols[..] }).map(Column::to_json).collect::<Vec<_>>(),
         "targets": tg.iter().map(|(n, ok, d)| json!({"target": n, "met": ok, "value": d})).collect::<Vec<_>>(),
         "fidelity": fidelity,
+        "agreement": agreement,
     });
     Ok((block, json))
 }

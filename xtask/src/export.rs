@@ -20,8 +20,8 @@ pub struct ExportArgs {
     /// Output model directory (HF files + `onnx/`).
     #[arg(long)]
     pub out: PathBuf,
-    /// Precisions to export, comma-separated: fp32, fp16, q8 (`_quantized`), q4 (`_q4`); q8/q4 are
-    /// quantized from the fp32 graphs (e.g. `--dtype fp32,q4`).
+    /// Precisions to export, comma-separated: fp32, fp16, q8 (`_quantized`), int8 (`_int8`), q4
+    /// (`_q4`); q8/int8/q4 are quantized from the fp32 graphs (e.g. `--dtype fp32,q4`).
     #[arg(long, default_value = "fp32")]
     pub dtype: String,
     /// Skip the ONNX Runtime vs PyTorch validation (for models too big to run twice in RAM).

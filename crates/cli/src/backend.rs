@@ -5,7 +5,10 @@
 use std::path::Path;
 
 use anyhow::{bail, Result};
-use vidlm_pipeline::{Device, HubOptions, PipelineOptions, Precision, Precisions, SessionOptions};
+use vidlm_pipeline::{
+    Device, HubOptions, ModelFiles, PipelineOptions, Precision, Precisions, ResolvedPrecisions,
+    SessionOptions,
+};
 
 /// `--device`, `--allow-cpu-fallback`, `--dtype`, `--threads`, `--offline`.
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -22,6 +25,11 @@ pub struct BackendArgs {
     /// _quantized, _q4, _q4f16. Default: fp32 on the CPU; on CUDA fp16 where the export has it.
     #[arg(long)]
     pub dtype: Option<Dtype>,
+    /// Integer arithmetic for the graphs that run at q8: `auto` uses their `_int8` variant (int8
+    /// activations × int8 weights, `DynamicQuantizeMatMul`) where the export has one and the CPU
+    /// has AVX-512 VNNI, AVX-VNNI or AMX; `on` / `off` force it.
+    #[arg(long, value_enum, default_value_t = Int8Compute::Auto)]
+    pub int8_compute: Int8Compute,
     /// ONNX Runtime intra-op threads.
     #[arg(long)]
     pub threads: Option<usize>,
@@ -44,9 +52,26 @@ impl BackendArgs {
             },
             precisions: self.dtype.unwrap_or_default().precisions(default_precision(device, model)),
             hub: HubOptions { offline: self.offline, ..Default::default() },
+            int8_compute: match self.int8_compute {
+                Int8Compute::Auto => None,
+                Int8Compute::On => Some(true),
+                Int8Compute::Off => Some(false),
+            },
             ..Default::default()
         })
     }
+}
+
+/// `--int8-compute`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Int8Compute {
+    /// Where the CPU has VNNI or AMX (and the device is the CPU).
+    #[default]
+    Auto,
+    /// Always (where the export has `_int8` graphs).
+    On,
+    /// Never.
+    Off,
 }
 
 /// The generation flags: defaults for every request (`vidlm batch`: for requests that set none).
@@ -143,6 +168,20 @@ pub fn default_precision(device: Device, model: &str) -> Precision {
                 Precision::Fp32
             }
         }
+    }
+}
+
+/// The one-line precision summary for a load of `model` (`q4: vision q8 (no q4 graph), embed q4,
+/// decoder q4`): what `vidlm_pipeline::Pipeline::precisions` will say, for commands that load
+/// through the engine. A hub id (or an unreadable directory) gets the precisions as asked.
+pub fn precision_summary(model: &str, opts: &PipelineOptions) -> String {
+    let precisions = &opts.precisions;
+    match ModelFiles::read(model) {
+        Ok(files) => {
+            let r = files.resolve_precisions(precisions);
+            if opts.uses_int8_compute() { files.prefer_int8(r) } else { r }.to_string()
+        }
+        Err(_) => ResolvedPrecisions { requested: *precisions, used: *precisions }.to_string(),
     }
 }
 

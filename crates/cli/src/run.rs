@@ -116,15 +116,9 @@ pub fn run(a: Args) -> Result<()> {
     let started = std::time::Instant::now();
     eprintln!("[vidlm] loading {} ...", a.model);
     let p = Pipeline::from_pretrained(&a.model, &opts).map_err(|e| explain_missing(e, &a.model))?;
-    let precisions = opts.precisions;
-    let dtype = if precisions.vision == precisions.embed && precisions.embed == precisions.decoder {
-        precisions.decoder.to_string()
-    } else {
-        format!(
-            "vision {}, embed {}, decoder {}",
-            precisions.vision, precisions.embed, precisions.decoder
-        )
-    };
+    // One line names the precision of every graph, and any that fell back along the chain
+    // (`q4: vision q8 (no q4 graph), embed q4, decoder q4`).
+    let dtype = p.precisions();
     eprintln!(
         "[vidlm] loaded {:?} model ({dtype}) in {:.1} s ({})",
         p.family(),

@@ -97,6 +97,7 @@ pub fn run(a: Args) -> Result<()> {
     media = media.with_domains(&a.allowed_media_domains).context("--allowed-media-domains")?;
     media.allow_private_addresses = a.allow_private_media_addresses;
     let pipeline = a.backend.pipeline_options(&a.model)?;
+    let dtype = crate::backend::precision_summary(&a.model, &pipeline);
     let engine = EngineConfig {
         max_batch: a.max_batch.max(1),
         max_queue: a.max_queue,
@@ -128,7 +129,7 @@ pub fn run(a: Args) -> Result<()> {
         let model = config.model.clone();
         let server = Server::start(config, move |r| match r {
             Ok(()) => eprintln!(
-                "[vidlm] model {model} loaded in {:.1} s; ready",
+                "[vidlm] model {model} ({dtype}) loaded in {:.1} s; ready",
                 started.elapsed().as_secs_f64()
             ),
             Err(e) => {

@@ -67,5 +67,5 @@ pub use family::{Backend, Family, FamilySpec, GraphUse, ImageLayout, VideoTokens
 pub use features::FeatureRules;
 pub use files::ModelFiles;
 pub use manifest::Manifest;
-pub use precision::{Graph, Precision, Precisions, UnknownPrecision};
+pub use precision::{Graph, Precision, Precisions, ResolvedPrecisions, UnknownPrecision};
 pub use sampling::{fps_num_frames, select_frames, uniform_indices, Sampling, SamplingError};

@@ -36,6 +36,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod cpu;
 pub mod gate;
 pub mod onnx_file;
 

@@ -66,7 +66,8 @@ use vidlm_decoder::{
 };
 use vidlm_model::Graph;
 pub use vidlm_model::{
-    ErrorKind, Family, GraphUse, ModelError, ModelFiles, Precision, Precisions, Sampling,
+    ErrorKind, Family, GraphUse, ModelError, ModelFiles, Precision, Precisions, ResolvedPrecisions,
+    Sampling,
 };
 pub use vidlm_ort::{Device, Provider, SessionOptions};
 pub use vidlm_processor::{
@@ -140,6 +141,10 @@ pub struct PipelineOptions {
     /// Run `embed_tokens` in an ONNX Runtime session even where its rows can be read from the
     /// file (see `vidlm_decoder::EmbeddingTable`).
     pub embed_in_session: bool,
+    /// Run graphs that would run at q8 through their `int8` variant (int8 activations, integer
+    /// arithmetic) where the export has one: `None` = where the CPU has VNNI or AMX
+    /// (`vidlm_ort::cpu::CpuFeatures::int8_dot`) and the session runs on the CPU.
+    pub int8_compute: Option<bool>,
 }
 
 impl Default for PipelineOptions {
@@ -151,7 +156,19 @@ impl Default for PipelineOptions {
             hub: HubOptions::default(),
             release_vision_after_use: false,
             embed_in_session: false,
+            int8_compute: None,
         }
+    }
+}
+
+impl PipelineOptions {
+    /// Whether graphs that run at q8 take their `int8` variant ([`Self::int8_compute`], decided
+    /// by the CPU's VNNI / AMX when unset).
+    pub fn uses_int8_compute(&self) -> bool {
+        self.int8_compute.unwrap_or_else(|| {
+            matches!(self.session.device, Device::Cpu)
+                && vidlm_ort::cpu::CpuFeatures::detect().int8_dot()
+        })
     }
 }
 
@@ -318,6 +335,7 @@ fn candidate_files(precisions: &Precisions) -> FileSet {
 /// A loaded model: processor, vision graphs, language model.
 pub struct Pipeline {
     dir: PathBuf,
+    precisions: ResolvedPrecisions,
     processor: Processor,
     loader: Arc<TimedLoader>,
     vision: VisionEncoder,
@@ -342,7 +360,12 @@ impl Pipeline {
         let dir = resolve(model, &candidate_files(&opts.precisions), &opts.hub)?;
         let files = ModelFiles::read(&dir)?;
         let family = files.family()?;
-        for f in required_files(family, &opts.precisions).required {
+        // Each graph at the nearest precision the export holds (q4 -> q8 -> fp32, ...).
+        let mut precisions = files.resolve_precisions(&opts.precisions);
+        if opts.uses_int8_compute() {
+            precisions = files.prefer_int8(precisions);
+        }
+        for f in required_files(family, &precisions.used).required {
             if !dir.join(&f).is_file() {
                 return Err(PipelineError::MissingFile { model: model.to_string(), file: f });
             }
@@ -354,20 +377,21 @@ impl Pipeline {
             &VisionOptions {
                 session: opts.session.clone(),
                 max_batch: opts.vision_max_batch,
-                precision: opts.precisions.vision,
+                precision: precisions.used.vision,
             },
         )?;
         let lm_opts = LmOptions {
             session: opts.session.clone(),
-            embed_precision: opts.precisions.embed,
-            decoder_precision: opts.precisions.decoder,
+            embed_precision: precisions.used.embed,
+            decoder_precision: precisions.used.decoder,
             embed_in_session: opts.embed_in_session,
         };
         // The processor's tokenizer is the model's; the LM streams text with it.
         let lm = LanguageModel::from_files(&files, &lm_opts, Some(processor.tokenizer().clone()))?;
-        tracing::info!(model, dir = %dir.display(), %family, provider = %lm.sessions().provider(), "pipeline loaded");
+        tracing::info!(model, dir = %dir.display(), %family, %precisions, provider = %lm.sessions().provider(), "pipeline loaded");
         Ok(Pipeline {
             dir,
+            precisions,
             processor,
             loader,
             vision,
@@ -379,6 +403,13 @@ impl Pipeline {
     /// The model directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The precisions asked for and the ones each graph runs at (a graph the export does not
+    /// hold at the asked precision uses the nearest one along the fallback chain; its `Display`
+    /// is the one-line summary `vidlm` prints).
+    pub fn precisions(&self) -> ResolvedPrecisions {
+        self.precisions
     }
 
     /// The model family.
