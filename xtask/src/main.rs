@@ -165,7 +165,7 @@ fn demo(args: &[String]) -> Result<()> {
     let vidlm = |sub: &str| {
         let mut c = cargo();
         // `probe` and `run` need neither the server nor batch (Parquet): without those default
-        // features the first release build takes half the time.
+        // features the first release build compiles neither axum/tokio nor arrow/parquet.
         c.args(["run", "--release", "--quiet", "-p", "vidlm", "--no-default-features", "--", sub]);
         c
     };

@@ -392,7 +392,8 @@ fn lib_overview(rel: &str, text: &str) -> Vec<Finding> {
 
 /// A library crate's `lib.rs` sets `#![warn(missing_docs)]`.
 fn missing_docs_lint(rel: &str, text: &str) -> Vec<Finding> {
-    if text.lines().any(|l| squash(l) == "#![warn(missing_docs)]") {
+    let attr = |l: &str| l.chars().filter(|c| !c.is_whitespace()).collect::<String>();
+    if text.lines().any(|l| attr(l) == "#![warn(missing_docs)]") {
         return Vec::new();
     }
     vec![Finding {
