@@ -6,7 +6,7 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ErrorCategory {
-    /// The source is not allowed by the policy (403).
+    /// The source is not allowed by the policy (a 400 `media_not_allowed` on the wire).
     Forbidden,
     /// The source is malformed, missing, unreadable or not decodable (400).
     BadRequest,

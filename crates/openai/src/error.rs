@@ -182,6 +182,31 @@ impl ApiError {
         ApiError::new(500, "server_error", message, None, Some("internal_error"))
     }
 
+    /// 404 for a model id that is not served (`GET /v1/models/{id}`).
+    pub fn model_not_found(id: &str) -> Self {
+        ApiError::new(
+            404,
+            "invalid_request_error",
+            format!("The model `{id}` does not exist."),
+            Some("model".into()),
+            Some("model_not_found"),
+        )
+    }
+
+    /// 415: the body is not `application/json`.
+    pub fn unsupported_media_type(got: Option<&str>) -> Self {
+        ApiError::new(
+            415,
+            "invalid_request_error",
+            match got {
+                Some(t) => format!("The body must be application/json, not {t}."),
+                None => "The body must be application/json (no Content-Type was sent).".into(),
+            },
+            None,
+            Some("unsupported_media_type"),
+        )
+    }
+
     /// 404 for an unknown route.
     pub fn not_found(path: &str) -> Self {
         ApiError::new(
@@ -196,7 +221,9 @@ impl ApiError {
     /// The status and code for a media failure.
     pub fn from_media(e: &MediaError, param: Option<String>) -> Self {
         let (status, code) = match e.category() {
-            ErrorCategory::Forbidden => (403, "media_not_allowed"),
+            // A source the policy forbids is the request's fault: 400, as OpenAI, vLLM and
+            // llama.cpp answer (the code says which rule).
+            ErrorCategory::Forbidden => (400, "media_not_allowed"),
             ErrorCategory::TooLarge => (413, "media_too_large"),
             ErrorCategory::LimitExceeded => (400, "media_limit_exceeded"),
             ErrorCategory::Upstream => (400, "media_fetch_failed"),
@@ -206,13 +233,7 @@ impl ApiError {
             Some(p) => format!("{p}: {e}"),
             None => e.to_string(),
         };
-        ApiError::new(
-            status,
-            if status == 403 { "permission_error" } else { "invalid_request_error" },
-            message,
-            param,
-            Some(code),
-        )
+        ApiError::new(status, "invalid_request_error", message, param, Some(code))
     }
 
     /// The JSON body.
