@@ -120,7 +120,8 @@ pub fn run(a: Args) -> Result<()> {
         allowed_methods: a.allowed_methods.clone(),
         allowed_headers: a.allowed_headers.clone(),
     };
-    cors.layer()?;
+    // A setting that does not parse stops the command here, before the model loads.
+    let _checked = cors.layer()?;
     let config = ServerConfig {
         cors,
         model: a.model.clone(),

@@ -602,7 +602,7 @@ fn messages(
             Some(MessageContent::Parts(parts)) => {
                 let mut list = Vec::with_capacity(parts.len());
                 for (pi, p) in parts.iter().enumerate() {
-                    let (kind, media, field, bare_ok) = match p {
+                    let (kind, part, field, bare_ok) = match p {
                         ContentPart::Text { text } | ContentPart::InputText { text } => {
                             list.push(json!({"type": "text", "text": text}));
                             continue;
@@ -621,13 +621,13 @@ fn messages(
                             (MediaKind::Video, input_video, "input_video", false)
                         }
                     };
-                    if media.bare && !bare_ok {
+                    if part.bare && !bare_ok {
                         return Err(invalid(
                             &format!("messages[{mi}].content[{pi}].{field}"),
                             format!("`{field}` must be an object {{\"url\": \"...\"}}, not a bare string"),
                         ));
                     }
-                    match media.detail.as_deref() {
+                    match part.detail.as_deref() {
                         None | Some("auto") | Some("high") => {}
                         Some(d) => {
                             return Err(unsupported(
@@ -636,7 +636,7 @@ fn messages(
                             ))
                         }
                     }
-                    let url = &media.url;
+                    let url = &part.url;
                     if role == "assistant" {
                         return Err(unsupported(
                             &format!("messages[{mi}].content[{pi}]"),
