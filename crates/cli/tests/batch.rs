@@ -725,6 +725,7 @@ fn literal_shard_outputs_and_a_second_writer_is_refused_at_once() {
     let merged = dir.join("merged.jsonl");
     ok(&vidlm()
         .args(["batch", "merge", "--input", csv.to_str().unwrap(), "--video-column", "video"])
+        .args(["--prompt", "What happens?"])
         .args(["--output", merged.to_str().unwrap(), a.to_str().unwrap(), b.to_str().unwrap()])
         .output()
         .unwrap());
