@@ -78,7 +78,7 @@ pub struct RunArgs {
     pub model: Option<String>,
     #[command(flatten)]
     pub manifest: ManifestArgs,
-    /// Output JSONL (OpenAI Batch output), appended and resumed; may contain {shard}.
+    /// Output JSONL (OpenAI Batch output), appended and resumed; may contain {shard} (or give each shard task its own literal path). Locked for the run: a second writer exits at once.
     #[arg(long, required = true)]
     pub output: Option<String>,
     /// Run shard I of N (0-based) of the input.

@@ -169,6 +169,11 @@ pub fn run(a: Args) -> Result<()> {
     if !ga.stop.is_empty() {
         g.stop_strings = Some(ga.stop.clone());
     }
+    // transformers' semantics: with no length anywhere, `max_length` 20 (prompt included). Said
+    // on stderr when it cuts the answer.
+    let gc = lm.generation_config();
+    let default_length =
+        ga.max_new_tokens.is_none() && gc.max_new_tokens.is_none() && gc.max_length.is_none();
     let config = EngineConfig {
         max_batch: 1,
         max_queue: 1,
@@ -198,6 +203,12 @@ pub fn run(a: Args) -> Result<()> {
     };
     drop(handle);
     engine.shutdown();
+    if default_length && done.finish_reason == FinishReason::MaxNewTokens {
+        eprintln!(
+            "[vidlm] note: the answer was cut by transformers' default max_length of 20 tokens, prompt included ({} prompt tokens; the model's generation_config.json sets no length): pass --max-new-tokens N for a longer answer",
+            done.prompt_tokens
+        );
+    }
     let t = &done.timings;
     if a.json {
         let finish_reason = match done.finish_reason {

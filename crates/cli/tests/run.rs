@@ -69,6 +69,38 @@ fn run_answers_about_a_video_as_json_and_streams() {
     );
 }
 
+/// `vidlm run` keeps transformers' semantics (no length anywhere: `max_length` 20, prompt
+/// included), but says so in one stderr line naming the flag when that default cuts the answer.
+#[test]
+fn run_names_the_flag_when_transformers_default_length_cuts_the_answer() {
+    let model = root().join("assets/demo-model");
+    let run = |extra: &[&str]| {
+        let out = vidlm()
+            .args(["run", "--model"])
+            .arg(&model)
+            .args(["--threads", "1", "--json", "--prompt", "Hello there, how are you?"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (v, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    // The demo model's generation_config.json sets no length.
+    let (v, err) = run(&[]);
+    let prompt = v["prompt_tokens"].as_u64().unwrap();
+    let n = v["token_ids"].as_array().unwrap().len() as u64;
+    assert_eq!(v["finish_reason"], "max_new_tokens");
+    assert_eq!(n, 20u64.saturating_sub(prompt).max(1), "transformers' max_length 20");
+    let notes: Vec<&str> = err.lines().filter(|l| l.contains("--max-new-tokens")).collect();
+    assert_eq!(notes.len(), 1, "{err}");
+    assert!(notes[0].contains("max_length of 20"), "{err}");
+    // With the flag, or when the answer is not cut by that default, nothing is said.
+    let (v, err) = run(&["--max-new-tokens", "2"]);
+    assert_eq!(v["finish_reason"], "max_new_tokens");
+    assert!(!err.contains("max_length"), "{err}");
+}
+
 #[test]
 fn run_reports_bad_input_in_one_line() {
     let model = root().join("assets/demo-model");

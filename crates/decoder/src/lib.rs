@@ -11,8 +11,9 @@
 //!   back as `past_key_values.*` without copying. Optional inputs (`position_ids`,
 //!   `use_cache_branch`, `num_logits_to_keep`) are fed only when the graph declares them; any
 //!   other input is [`DecoderError::UnexpectedInput`].
-//! * **Generation** — greedy or sampled with transformers' processor order (repetition
-//!   penalty → temperature → top-k → top-p → min-p), seeded [`Rng`]; stops at `max_new_tokens`,
+//! * **Generation** — greedy or sampled with transformers' processor order (logit bias →
+//!   repetition penalty → temperature → top-k → top-p → min-p), seeded [`Rng`]; stops at
+//!   `max_new_tokens` (or, with [`GenerationOptions::until_context_limit`], the context),
 //!   EOS ids (one or many, from `generation_config.json` unless overridden) and stop strings.
 //! * **Streaming** — [`Generation`] is an iterator of [`TokenEvent`]s whose text pieces never
 //!   split a UTF-8 character ([`StreamDecoder`]); dropping it or [`Generation::cancel`] stops.
@@ -73,7 +74,7 @@ use std::path::{Path, PathBuf};
 use tokenizers::Tokenizer;
 use vidlm_model::{ErrorKind, Graph, ModelError, ModelFiles};
 
-pub use config::{GenerationOptions, ResolvedGeneration};
+pub use config::{GenerationOptions, ResolvedGeneration, UNLIMITED_LENGTH};
 pub use embed::{Embedder, EmbeddingTable};
 pub use generate::{
     FinishReason, Generation, GenerationResult, LmTimings, Prefill, Prefilled, RequestState,
@@ -84,8 +85,8 @@ pub use model::{
     DecoderIo, KvCache, LanguageModelFiles, LayerIo, LmSessions, StepOutput, DEFAULT_KV_HEADROOM,
 };
 pub use sampling::{
-    apply_min_p, apply_repetition_penalty, apply_temperature, apply_top_k, apply_top_p, argmax,
-    process_logits, sample, select_token, Rng, SamplingParams,
+    apply_logit_bias, apply_min_p, apply_repetition_penalty, apply_temperature, apply_top_k,
+    apply_top_p, argmax, process_logits, sample, select_token, Rng, SamplingParams,
 };
 pub use stream::StreamDecoder;
 pub use vidlm_model::{
@@ -194,7 +195,8 @@ impl DecoderError {
             DecoderError::UnexpectedInput { .. }
             | DecoderError::UnexpectedGraph { .. }
             | DecoderError::Io { .. } => ErrorKind::InvalidModel,
-            DecoderError::PromptTooLong { .. } => ErrorKind::LimitExceeded,
+            // 400 `context_length_exceeded`, as OpenAI and vLLM answer it.
+            DecoderError::PromptTooLong { .. } => ErrorKind::BadRequest,
             DecoderError::InvalidOption(_) => ErrorKind::BadRequest,
             _ => ErrorKind::Internal,
         }

@@ -157,6 +157,8 @@ pub(crate) struct Shared {
     next_id: AtomicU64,
     generation_config: GenerationConfig,
     has_tokenizer: bool,
+    /// The language model's vocabulary (`logit_bias` ids are checked against it at submit).
+    vocab_size: Option<usize>,
 }
 
 /// The engine: submit requests, read their events.
@@ -211,6 +213,7 @@ impl Engine {
             next_id: AtomicU64::new(1),
             generation_config: lm.generation_config().clone(),
             has_tokenizer: lm.tokenizer().is_some(),
+            vocab_size: lm.text_config().vocab_size,
             config,
         });
         let (ready_tx, ready_rx) = mpsc::channel::<Ready>();
@@ -242,6 +245,9 @@ impl Engine {
             return Err(EngineError::Stopped);
         }
         let cfg = ResolvedGeneration::resolve(&self.shared.generation_config, &req.generation)?;
+        if let Some(v) = self.shared.vocab_size {
+            cfg.check_vocab(v)?;
+        }
         if !cfg.stop_strings.is_empty() && !self.shared.has_tokenizer {
             return Err(EngineError::Decoder(vidlm_decoder::DecoderError::InvalidOption(
                 "stop strings need a tokenizer".into(),

@@ -34,6 +34,10 @@ const MIN_CHUNK: usize = 256;
 struct Active {
     job: Job,
     prompt_tokens: usize,
+    /// The row's token limit (`vidlm_request_params_max_tokens`).
+    max_tokens: usize,
+    /// When its prefill started (request phase metrics).
+    scheduled_at: Instant,
     first_token_at: Option<Instant>,
     last_token_at: Instant,
 }
@@ -41,6 +45,20 @@ struct Active {
 struct Prefilling {
     ready: Ready,
     prefill: Prefill,
+    scheduled_at: Instant,
+}
+
+/// vLLM's request-level histograms of a finished request.
+fn request_metrics(shared: &Shared, a: &Active, generated: usize, now: Instant) {
+    let m = &shared.metrics;
+    m.request_prompt_tokens.observe(a.prompt_tokens as f64);
+    m.request_generation_tokens.observe(generated as f64);
+    m.request_params_n.observe(1.0);
+    m.request_params_max_tokens.observe(a.max_tokens as f64);
+    let first = a.first_token_at.unwrap_or(now);
+    m.request_inference_time.observe(now.duration_since(a.scheduled_at).as_secs_f64());
+    m.request_prefill_time.observe(first.duration_since(a.scheduled_at).as_secs_f64());
+    m.request_decode_time.observe(now.duration_since(first).as_secs_f64());
 }
 
 fn finish_metrics(shared: &Shared, r: FinishReason) {
@@ -85,6 +103,8 @@ pub(crate) fn run(shared: Arc<Shared>, mut lm: LanguageModel, rx: Receiver<Ready
     let mut prefill_rate: Option<f64> = None;
     let mut open = true;
     loop {
+        // Tokens this turn processes (`vidlm_iteration_tokens_total`).
+        let mut iteration_tokens = 0usize;
         // 1. Intake.
         let idle = batch.is_empty() && prefilling.is_none() && ready.is_empty();
         if idle {
@@ -158,7 +178,8 @@ pub(crate) fn run(shared: Arc<Shared>, mut lm: LanguageModel, rx: Receiver<Ready
                     match lm.prefill(&r.seq) {
                         Ok(p) => {
                             r.job.timings.embed = p.embed_time;
-                            prefilling = Some(Prefilling { ready: r, prefill: p });
+                            prefilling =
+                                Some(Prefilling { ready: r, prefill: p, scheduled_at: now });
                         }
                         Err(e) => {
                             shared.metrics.running.fetch_sub(1, Ordering::Relaxed);
@@ -192,6 +213,7 @@ pub(crate) fn run(shared: Arc<Shared>, mut lm: LanguageModel, rx: Receiver<Ready
             match stepped {
                 Ok(done) => {
                     shared.metrics.prefill_chunks.fetch_add(1, Ordering::Relaxed);
+                    iteration_tokens += n;
                     p.ready.job.timings.prefill_chunks += 1;
                     let dt = t0.elapsed().as_secs_f64();
                     if n >= 8 && dt > 0.0 {
@@ -221,6 +243,7 @@ pub(crate) fn run(shared: Arc<Shared>, mut lm: LanguageModel, rx: Receiver<Ready
                     shared.metrics.decode_steps.fetch_add(1, Ordering::Relaxed);
                     let now = Instant::now();
                     let step = batch.last_decode;
+                    iteration_tokens += events.len();
                     for (id, ev) in events {
                         let Some(a) = active.get_mut(&id) else { continue };
                         shared.metrics.generation_tokens.fetch_add(1, Ordering::Relaxed);
@@ -258,6 +281,7 @@ pub(crate) fn run(shared: Arc<Shared>, mut lm: LanguageModel, rx: Receiver<Ready
                         finish_metrics(&shared, out.finish_reason);
                         a.job.timings.total = a.job.arrived.elapsed();
                         shared.metrics.e2e.observe(a.job.timings.total.as_secs_f64());
+                        request_metrics(&shared, &a, out.token_ids.len(), Instant::now());
                         let _ = a.job.tx.send(Event::Done(Completion {
                             text: out.text.unwrap_or_default(),
                             token_ids: out.token_ids,
@@ -287,6 +311,9 @@ pub(crate) fn run(shared: Arc<Shared>, mut lm: LanguageModel, rx: Receiver<Ready
                 }
             }
         }
+        if iteration_tokens > 0 {
+            shared.metrics.iteration_tokens.observe(iteration_tokens as f64);
+        }
     }
 }
 
@@ -298,7 +325,7 @@ fn admit(
     active: &mut HashMap<u64, Active>,
     p: Prefilling,
 ) {
-    let Prefilling { ready, prefill } = p;
+    let Prefilling { ready, prefill, scheduled_at } = p;
     let mut job = ready.job;
     job.timings.prefill = prefill.decoder_time;
     let prompt = ready.seq.input_ids;
@@ -317,6 +344,7 @@ fn admit(
             return fail(shared, &job, e.into());
         }
     };
+    let max_tokens = state.max_tokens();
     if let Err(e) = batch.admit(job.id, state, prefilled, lm.sessions()) {
         shared.metrics.running.fetch_sub(1, Ordering::Relaxed);
         return fail(shared, &job, e.into());
@@ -325,6 +353,13 @@ fn admit(
     let id = job.id;
     active.insert(
         id,
-        Active { job, prompt_tokens, first_token_at: None, last_token_at: Instant::now() },
+        Active {
+            job,
+            prompt_tokens,
+            max_tokens,
+            scheduled_at,
+            first_token_at: None,
+            last_token_at: Instant::now(),
+        },
     );
 }

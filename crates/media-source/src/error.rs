@@ -9,7 +9,7 @@ use vidlm_model::ErrorKind;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ErrorCategory {
-    /// The source is not allowed by the policy (403).
+    /// The source is not allowed by the policy (a 400 `media_not_allowed` on the wire).
     Forbidden,
     /// The source is malformed, missing, unreadable or not decodable (400, 404 for a missing
     /// file, 415 for data that cannot be decoded).
@@ -164,7 +164,9 @@ impl MediaError {
             }
             MediaError::Decode { source, .. } => source.kind(),
             _ => match self.category() {
-                ErrorCategory::Forbidden => ErrorKind::Forbidden,
+                // A source the policy forbids is the request's fault: 400, as OpenAI, vLLM and
+                // llama.cpp answer (`code()` says which rule: `media_not_allowed`).
+                ErrorCategory::Forbidden => ErrorKind::BadRequest,
                 ErrorCategory::TooLarge | ErrorCategory::LimitExceeded => ErrorKind::LimitExceeded,
                 _ => ErrorKind::BadRequest,
             },

@@ -203,6 +203,31 @@ impl ApiError {
         ApiError::from_kind(ErrorKind::Internal, message, None, Some("internal_error"))
     }
 
+    /// 404 for a model id that is not served (`GET /v1/models/{id}`).
+    pub fn model_not_found(id: &str) -> Self {
+        ApiError::new(
+            404,
+            "invalid_request_error",
+            format!("The model `{id}` does not exist."),
+            Some("model".into()),
+            Some("model_not_found"),
+        )
+    }
+
+    /// 415: the body is not `application/json`.
+    pub fn unsupported_media_type(got: Option<&str>) -> Self {
+        ApiError::new(
+            415,
+            "invalid_request_error",
+            match got {
+                Some(t) => format!("The body must be application/json, not {t}."),
+                None => "The body must be application/json (no Content-Type was sent).".into(),
+            },
+            None,
+            Some("unsupported_media_type"),
+        )
+    }
+
     /// 404 for an unknown route.
     pub fn not_found(path: &str) -> Self {
         ApiError::from_kind(

@@ -15,7 +15,7 @@
 //!   cap can be lowered by `media_io_kwargs`, never raised). Nothing is fetched or decoded yet,
 //!   so a server can refuse or queue a request before spending anything on it.
 //! * **Errors** ([`RequestError`] → [`ApiError`]): `{"error": {"message", "type", "param",
-//!   "code"}}` with its 4xx status (`model_not_found` 404, `media_not_allowed` 403, too large
+//!   "code"}}` with its 4xx status (`model_not_found` 404, `media_not_allowed` 400, too large
 //!   413, ...).
 //! * **Responses** ([`response`]): completion and chunk builders, `finish_reason`, stop
 //!   sequences cut from the answer (also while streaming: [`StopTrimmer`]), log-probabilities.

@@ -41,8 +41,13 @@ impl RequestState {
             Some(seed) => Rng::new(seed),
             None => Rng::from_entropy(),
         };
+        let budget = match (cfg.budget(counted_len), max_context) {
+            // Until the context limit, with no known context: transformers' default length.
+            (crate::UNLIMITED_LENGTH, None) => 20usize.saturating_sub(counted_len),
+            (b, _) => b,
+        };
         RequestState {
-            budget: cfg.budget(counted_len),
+            budget,
             stream: StreamDecoder::new(cfg.skip_special_tokens),
             prompt,
             generated: Vec::new(),
@@ -65,6 +70,13 @@ impl RequestState {
     /// The resolved settings.
     pub fn config(&self) -> &ResolvedGeneration {
         &self.cfg
+    }
+
+    /// The most tokens this row may generate: its budget, or what the context leaves if that
+    /// is less (at least 1: a row always generates its first token).
+    pub fn max_tokens(&self) -> usize {
+        let room = self.max_context.map_or(usize::MAX, |m| m.saturating_sub(self.context_base));
+        self.budget.min(room).max(1)
     }
 
     /// Prompt length.
@@ -100,6 +112,9 @@ impl RequestState {
         tokenizer: Option<&Tokenizer>,
         row: usize,
     ) -> Result<TokenEvent, DecoderError> {
+        if !self.cfg.sampling.logit_bias.is_empty() {
+            self.cfg.check_vocab(scores.len())?;
+        }
         let logprobs = self.logprobs.map(|n| logprobs_of(scores, n));
         // The repetition penalty looks at the prompt (without padding) and the generated ids.
         let history: Vec<i64> = if self.cfg.sampling.repetition_penalty != 1.0 {
