@@ -199,7 +199,7 @@ fn answer(
                 .map(|b| (b, c.prompt_tokens, c.token_ids.len()))
                 .map_err(|e| ApiError::internal(e.to_string()))
         }
-        Err(e) => Err(e.to_api_error()),
+        Err(e) => Err(ApiError::from(&e)),
     };
     Answer { custom_id, result }
 }
@@ -342,7 +342,7 @@ pub fn run(opts: &RunOptions) -> Result<Summary> {
                     continue;
                 }
             };
-            match engine.submit(EngineRequest::from_chat(&req)) {
+            match engine.submit(EngineRequest::from(&req)) {
                 Ok(handle) => {
                     let tx = tx.clone();
                     let tokenizer = tokenizer.clone();
@@ -355,7 +355,9 @@ pub fn run(opts: &RunOptions) -> Result<Summary> {
                         .map_err(|e| BatchError::Model(format!("cannot start a thread: {e}")))?;
                     running += 1;
                 }
-                Err(e) => write(Answer { custom_id: r.custom_id, result: Err(e.to_api_error()) })?,
+                Err(e) => {
+                    write(Answer { custom_id: r.custom_id, result: Err(ApiError::from(&e)) })?
+                }
             }
         }
         while running > 0 {

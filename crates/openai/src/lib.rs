@@ -57,6 +57,7 @@
 //! ```
 
 mod convert;
+mod engine;
 mod error;
 pub mod response;
 pub mod types;
