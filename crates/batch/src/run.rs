@@ -200,7 +200,7 @@ fn answer(
                 .map(|b| (b, c.prompt_tokens, c.token_ids.len()))
                 .map_err(|e| ApiError::internal(e.to_string()))
         }
-        Err(e) => Err(e.to_api_error()),
+        Err(e) => Err(ApiError::from(&e)),
     };
     Answer { custom_id, result }
 }
@@ -421,7 +421,7 @@ fn submit_all(
                 continue;
             }
         };
-        match engine.submit(EngineRequest::from_chat(&req)) {
+        match engine.submit(EngineRequest::from(&req)) {
             Ok(handle) => {
                 let tx = tx.clone();
                 let tokenizer = prep.tokenizer.clone();
@@ -435,7 +435,7 @@ fn submit_all(
                 running += 1;
             }
             Err(e) => {
-                writer.write(Answer { custom_id: r.custom_id, result: Err(e.to_api_error()) })?
+                writer.write(Answer { custom_id: r.custom_id, result: Err(ApiError::from(&e)) })?
             }
         }
     }

@@ -6,8 +6,8 @@ use std::path::Path;
 
 use anyhow::{bail, Result};
 use vidlm_pipeline::{
-    Device, HubOptions, ModelFiles, PipelineOptions, Precision, Precisions, ResolvedPrecisions,
-    SessionOptions,
+    Device, HubOptions, ModelFiles, PipelineOptions, Precision, Precisions, Prepack,
+    ResolvedPrecisions, SessionOptions,
 };
 
 /// `--device`, `--allow-cpu-fallback`, `--dtype`, `--threads`, `--offline`.
@@ -44,12 +44,12 @@ impl BackendArgs {
     pub fn pipeline_options(&self, model: &str) -> Result<PipelineOptions> {
         let device = device(&self.device)?;
         Ok(PipelineOptions {
-            session: SessionOptions {
+            session: with_env_overrides(SessionOptions {
                 device,
                 allow_cpu_fallback: self.allow_cpu_fallback,
                 intra_threads: self.threads,
                 ..Default::default()
-            },
+            }),
             precisions: self.dtype.unwrap_or_default().precisions(default_precision(device, model)),
             hub: HubOptions { offline: self.offline, ..Default::default() },
             int8_compute: match self.int8_compute {
@@ -72,6 +72,32 @@ pub enum Int8Compute {
     On,
     /// Never.
     Off,
+}
+
+/// The session options with the measurement overrides from the environment applied:
+/// `VIDLM_ORT_PREPACK`, `VIDLM_ORT_ARENA`, `VIDLM_ORT_MEM_PATTERN` and `VIDLM_ORT_SPINNING`
+/// (`1`/`true` or `0`/`false`). They exist so that `cargo xtask bench` and ad-hoc measurements can
+/// compare ONNX Runtime settings with the same binary; an unset or unparsable variable leaves the
+/// option as it is. (`vidlm-ort` itself reads no environment: this is the one place.)
+pub fn with_env_overrides(mut s: SessionOptions) -> SessionOptions {
+    let flag = |k: &str| match std::env::var(k).ok().as_deref().map(str::trim) {
+        Some("1") | Some("true") => Some(true),
+        Some("0") | Some("false") => Some(false),
+        _ => None,
+    };
+    if let Some(v) = flag("VIDLM_ORT_PREPACK") {
+        s.memory.prepack_weights = if v { Prepack::On } else { Prepack::Off };
+    }
+    if let Some(v) = flag("VIDLM_ORT_ARENA") {
+        s.memory.cpu_arena = v;
+    }
+    if let Some(v) = flag("VIDLM_ORT_MEM_PATTERN") {
+        s.memory.memory_pattern = v;
+    }
+    if let Some(v) = flag("VIDLM_ORT_SPINNING") {
+        s.spinning = Some(v);
+    }
+    s
 }
 
 /// The generation flags: defaults for every request (`vidlm batch`: for requests that set none).

@@ -114,7 +114,7 @@ fn a_failed_decoder_step_is_a_server_error_in_the_engine_batch_and_serve() {
         source = s.source();
     }
     assert!(chain.iter().any(|s| s.contains("Reshape")), "the ORT error is the source: {chain:?}");
-    let api = err.to_api_error();
+    let api = vidlm_openai::ApiError::from(&err);
     assert_eq!(
         (api.status, api.kind.as_str(), api.code.as_deref()),
         (500, "server_error", Some("internal_error")),

@@ -5,6 +5,8 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use crate::scheduler::SchedulerStats;
+
 const TTFT_BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
     20.0, 40.0, 80.0, 160.0, 640.0, 2560.0,
@@ -77,7 +79,8 @@ impl Histogram {
     }
 }
 
-/// Everything the engine measures.
+/// Everything the engine measures. The gauges and counters are the scheduler's
+/// ([`Metrics::publish`]); the histograms are observed by the engine core.
 #[derive(Debug)]
 pub struct Metrics {
     /// Requests being prefilled or decoded.
@@ -106,9 +109,6 @@ pub struct Metrics {
     pub vision_cache_bytes: AtomicU64,
     /// Decode steps run (one per batched forward pass).
     pub decode_steps: AtomicU64,
-    /// `decode_steps` when the last cancelled row left the running batch: how many steps a
-    /// cancelled row ran after its cancellation, without racing the decode loop.
-    pub cancelled_at_step: AtomicU64,
     /// Prefill chunks run.
     pub prefill_chunks: AtomicU64,
     /// Time to first token.
@@ -155,7 +155,6 @@ impl Default for Metrics {
             vision_cache_misses: z(),
             vision_cache_bytes: z(),
             decode_steps: z(),
-            cancelled_at_step: z(),
             prefill_chunks: z(),
             ttft: Histogram::new(TTFT_BUCKETS),
             itl: Histogram::new(ITL_BUCKETS),
@@ -174,6 +173,23 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Stores the scheduler's gauges and counters (the engine calls it after every change of the
+    /// scheduler's state: they are computed from its queues, never kept by hand).
+    pub fn publish(&self, st: &SchedulerStats) {
+        let set = |a: &AtomicU64, v: u64| a.store(v, Ordering::SeqCst);
+        set(&self.running, st.running as u64);
+        set(&self.waiting, st.waiting as u64);
+        set(&self.rejected, st.rejected);
+        set(&self.finished_stop, st.finished_stop);
+        set(&self.finished_length, st.finished_length);
+        set(&self.finished_abort, st.cancelled);
+        set(&self.failed, st.failed);
+        set(&self.prefill_chunks, st.prefill_chunks);
+        set(&self.decode_steps, st.decode_steps);
+        set(&self.prompt_tokens, st.prompt_tokens);
+        set(&self.generation_tokens, st.generation_tokens);
+    }
+
     /// Prometheus text format (version 0.0.4).
     pub fn render(&self) -> String {
         let mut out = String::new();

@@ -2,16 +2,14 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::mpsc::UnboundedReceiver;
 use vidlm_decoder::{DecoderError, FinishReason, GenerationOptions, TokenLogprobs};
-use vidlm_media_source::{FrameSampling, MediaError, Source};
-use vidlm_openai::{ApiError, ChatRequest, DecodedMedia, MediaKind};
+use vidlm_media_source::{DecodedMedia, FrameSampling, MediaError, MediaKind, Source};
 use vidlm_pipeline::{PipelineError, Stage};
 use vidlm_processor::ErrorKind;
-use vidlm_processor::{Conversation, ImageInput, MediaInput, ProcessorError, VideoInput};
+use vidlm_processor::{Conversation, ProcessorError};
 use vidlm_vision::VisionError;
 
 /// One media item of a request.
@@ -28,6 +26,16 @@ pub enum MediaSpec {
     },
     /// Media the caller decoded itself (not cached).
     Decoded(DecodedMedia),
+}
+
+impl MediaSpec {
+    /// Image or video.
+    pub fn kind(&self) -> MediaKind {
+        match self {
+            MediaSpec::Source { kind, .. } => *kind,
+            MediaSpec::Decoded(m) => m.kind(),
+        }
+    }
 }
 
 /// A request to the engine: chat messages (Hugging Face format, one media part per
@@ -47,100 +55,28 @@ pub struct EngineRequest {
 }
 
 impl EngineRequest {
-    /// The engine request of a validated OpenAI request.
-    pub fn from_chat(r: &ChatRequest) -> Self {
-        EngineRequest {
-            messages: r.messages.clone(),
-            media: r
-                .media
-                .iter()
-                .map(|m| MediaSpec::Source {
-                    kind: m.kind,
-                    source: m.source.clone(),
-                    param: m.param.clone(),
-                })
-                .collect(),
-            sampling: r.sampling,
-            generation: r.generation.clone(),
-            logprobs: r.logprobs,
-        }
-    }
-
     /// A request of a conversation whose media are all decoded (as
     /// `Processor::load_conversation` returns them): its messages, and each media item as
     /// [`MediaSpec::Decoded`], in order. `vidlm run` submits local files this way.
     pub fn from_decoded(conv: Conversation) -> Result<Self, EngineError> {
         let media = conv
             .media
-            .into_iter()
+            .iter()
             .enumerate()
-            .map(|(i, m)| match m {
-                MediaInput::Image(ImageInput::Decoded(a)) => {
-                    Ok(MediaSpec::Decoded(DecodedMedia::Image(a)))
-                }
-                MediaInput::Video(VideoInput::Decoded(a)) => {
-                    Ok(MediaSpec::Decoded(DecodedMedia::Video(a)))
-                }
-                _ => Err(EngineError::Pipeline(PipelineError::Internal(format!(
-                    "media {i} is not decoded"
-                )))),
+            .map(|(i, m)| {
+                m.decoded().map(MediaSpec::Decoded).ok_or_else(|| {
+                    EngineError::Pipeline(PipelineError::Internal(format!(
+                        "media {i} is not decoded"
+                    )))
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(EngineRequest { messages: conv.messages, media, ..Default::default() })
     }
 }
 
-/// Wall-clock times of one request, from its arrival.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct RequestTimings {
-    /// Waiting for a media worker.
-    pub queue: Duration,
-    /// Loading (reading, downloading, hashing) and decoding media; zero for cached items.
-    pub media: Duration,
-    /// The processor: template, tokens, pixels.
-    pub preprocess: Duration,
-    /// The vision graphs (items not in the vision cache).
-    pub vision: Duration,
-    /// Prefilled-ready, waiting for the decode loop to start its prefill.
-    pub wait_prefill: Duration,
-    /// Prompt embedding and feature merge.
-    pub embed: Duration,
-    /// Prefill decoder passes (all chunks).
-    pub prefill: Duration,
-    /// Prefill chunks.
-    pub prefill_chunks: usize,
-    /// Arrival to the first token.
-    pub first_token: Duration,
-    /// Each decode step this request took part in (a batched step's whole duration).
-    pub decode_steps: Vec<Duration>,
-    /// Arrival to the end.
-    pub total: Duration,
-    /// Media items served from the vision cache.
-    pub cache_hits: usize,
-    /// Media items decoded and encoded.
-    pub cache_misses: usize,
-}
-
-impl RequestTimings {
-    /// Mean decode step.
-    pub fn per_token(&self) -> Duration {
-        if self.decode_steps.is_empty() {
-            Duration::ZERO
-        } else {
-            self.decode_steps.iter().sum::<Duration>() / self.decode_steps.len() as u32
-        }
-    }
-
-    /// Tokens per second of decoding (the first token comes from the prefill).
-    pub fn tokens_per_second(&self) -> f64 {
-        let t: Duration = self.decode_steps.iter().sum();
-        if t.is_zero() {
-            0.0
-        } else {
-            self.decode_steps.len() as f64 / t.as_secs_f64()
-        }
-    }
-}
+/// Wall-clock times of one request, from its arrival: the pipeline's one timings type.
+pub use vidlm_pipeline::Timings as RequestTimings;
 
 /// A finished request.
 #[derive(Debug, Clone, PartialEq)]
@@ -270,14 +206,6 @@ impl EngineError {
             e if e.is_context_length() => Some("context_length_exceeded"),
             _ => None,
         }
-    }
-
-    /// The OpenAI status and error object of this failure — what `vidlm serve` answers and
-    /// what `vidlm batch` writes as the request's error line. It is
-    /// `vidlm_openai::ApiError::from_kind` of [`Self::kind`], the message, [`Self::param`] and
-    /// [`Self::code`]: the one mapping every vidlm error goes through.
-    pub fn to_api_error(&self) -> ApiError {
-        ApiError::from_kind(self.kind(), self.to_string(), self.param(), self.code())
     }
 
     /// A failed decode step of the running batch, for each of its rows.

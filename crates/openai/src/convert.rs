@@ -1,15 +1,11 @@
 //! A request body → a validated [`ChatRequest`]: vidlm's chat messages, the media to load, the
 //! generation options and the frame sampling.
 
-use std::sync::Arc;
-
-use ndarray::{Array3, Array4};
 use serde_json::{json, Value};
 use vidlm_decoder::{FinishReason, GenerationOptions};
-use vidlm_media_source::{
-    decode_image, decode_video, FrameSampling, MediaError, MediaPolicy, Source,
-};
-use vidlm_processor::{Conversation, ImageInput, MediaInput, VideoInput};
+use vidlm_media_source::{decode_media, FrameSampling, MediaError, MediaPolicy, Source};
+pub use vidlm_media_source::{DecodedMedia, MediaKind};
+use vidlm_processor::{Conversation, MediaInput};
 
 use crate::error::RequestError;
 use crate::response::{completion, completion_id, finish_reason, trim_at_stop, unix_now};
@@ -63,15 +59,6 @@ impl RequestContext {
     }
 }
 
-/// Image or video.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum MediaKind {
-    /// An image.
-    Image,
-    /// A video.
-    Video,
-}
-
 /// One media item of a request, in order of appearance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MediaItem {
@@ -81,15 +68,6 @@ pub struct MediaItem {
     pub source: Source,
     /// Its place in the request (`messages[0].content[1].video_url.url`), for errors.
     pub param: String,
-}
-
-/// A decoded media item.
-#[derive(Debug, Clone)]
-pub enum DecodedMedia {
-    /// `(H, W, 3)` RGB.
-    Image(Arc<Array3<u8>>),
-    /// `(T, H, W, 3)` RGB, sampled.
-    Video(Arc<Array4<u8>>),
 }
 
 /// A validated request, ready for vidlm.
@@ -230,14 +208,7 @@ impl ChatRequest {
                 let wrap =
                     |source: MediaError| RequestError::Media { param: m.param.clone(), source };
                 let loaded = policy.load(&m.source).map_err(wrap)?;
-                Ok(match m.kind {
-                    MediaKind::Image => DecodedMedia::Image(Arc::new(
-                        decode_image(&loaded, &policy.limits).map_err(wrap)?,
-                    )),
-                    MediaKind::Video => DecodedMedia::Video(Arc::new(
-                        decode_video(&loaded, &self.sampling, &policy.limits).map_err(wrap)?,
-                    )),
-                })
+                decode_media(&loaded, m.kind, &self.sampling, &policy.limits).map_err(wrap)
             })
             .collect()
     }
@@ -281,13 +252,7 @@ impl ChatRequest {
                 ),
             ));
         }
-        let media = media
-            .into_iter()
-            .map(|m| match m {
-                DecodedMedia::Image(a) => MediaInput::Image(ImageInput::Decoded(a)),
-                DecodedMedia::Video(a) => MediaInput::Video(VideoInput::Decoded(a)),
-            })
-            .collect();
+        let media = media.into_iter().map(MediaInput::from).collect();
         Ok(Conversation { messages: self.messages.clone(), media })
     }
 }

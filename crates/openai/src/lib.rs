@@ -58,6 +58,7 @@
 #![warn(missing_docs)]
 
 mod convert;
+mod engine;
 mod error;
 pub mod response;
 pub mod types;

@@ -18,6 +18,8 @@ use ndarray::{Array3, Array4};
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+#[cfg(feature = "video-io")]
+use vidlm_video_io::DecodedMedia;
 
 /// Where an image comes from.
 #[derive(Debug, Clone)]
@@ -52,6 +54,29 @@ pub enum MediaInput {
     Image(ImageInput),
     /// A video.
     Video(VideoInput),
+}
+
+/// Decoded media (`vidlm-video-io`'s one type for it) as a conversation's media item.
+#[cfg(feature = "video-io")]
+impl From<DecodedMedia> for MediaInput {
+    fn from(m: DecodedMedia) -> Self {
+        match m {
+            DecodedMedia::Image(a) => MediaInput::Image(ImageInput::Decoded(a)),
+            DecodedMedia::Video(a) => MediaInput::Video(VideoInput::Decoded(a)),
+        }
+    }
+}
+
+#[cfg(feature = "video-io")]
+impl MediaInput {
+    /// The decoded media, if this item is decoded.
+    pub fn decoded(&self) -> Option<DecodedMedia> {
+        match self {
+            MediaInput::Image(ImageInput::Decoded(a)) => Some(DecodedMedia::Image(a.clone())),
+            MediaInput::Video(VideoInput::Decoded(a)) => Some(DecodedMedia::Video(a.clone())),
+            _ => None,
+        }
+    }
 }
 
 /// One part of a message built in Rust.

@@ -27,7 +27,7 @@ pub(crate) fn error_response(e: &ApiError) -> Response {
 
 /// The status and error object of an engine failure (the engine's mapping, shared with `vidlm batch`).
 pub(crate) fn engine_error(e: &EngineError) -> ApiError {
-    e.to_api_error()
+    ApiError::from(e)
 }
 
 fn json_response<T: serde::Serialize>(v: &T) -> Response {
@@ -172,7 +172,7 @@ pub(crate) async fn chat_completions(
         Ok(r) => r,
         Err(e) => return error_response(&e.to_api_error()),
     };
-    let handle = match engine.submit(EngineRequest::from_chat(&req)) {
+    let handle = match engine.submit(EngineRequest::from(&req)) {
         Ok(h) => h,
         Err(e) => return error_response(&engine_error(&e)),
     };
