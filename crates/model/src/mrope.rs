@@ -197,7 +197,7 @@ pub fn rope_index(
     let videos: Vec<[i64; 3]> = match rule.temporal {
         TemporalRule::OneFrameGrids => video_grids
             .iter()
-            .flat_map(|g| std::iter::repeat([1, g[1], g[2]]).take(g[0].max(0) as usize))
+            .flat_map(|g| std::iter::repeat_n([1, g[1], g[2]], g[0].max(0) as usize))
             .collect(),
         TemporalRule::SecondsPerGrid { .. } => video_grids.to_vec(),
     };
