@@ -19,6 +19,8 @@
 //!   budget, so that the placeholder count ([`FeatureRules`]) and the packed feature rows always
 //!   agree. [`PatchGrid`] is how the processor hands each image's tiling to vision.
 //! * **Frames** — [`Sampling`] and transformers' frame-index formulas ([`select_frames`]).
+//! * **M-RoPE** — [`mrope::rope_index`]: the Qwen2.5-VL / Qwen3-VL position ids (transformers'
+//!   `get_rope_index`) and decode positions, computed here once.
 //! * **Batches** — [`left_pad`]: the one padding step.
 //! * **Errors** — [`ModelError`], and [`ErrorKind`], the categories every vidlm error maps to
 //!   (bad request, not found, unsupported media, limit exceeded, …).
@@ -56,6 +58,7 @@ pub mod family;
 pub mod features;
 pub mod files;
 pub mod manifest;
+pub mod mrope;
 pub mod precision;
 pub mod sampling;
 

@@ -20,6 +20,8 @@
 //!   unpadding, the `anyres_max` budget) is `vidlm_model::anyres`, the same code that counts the
 //!   processor's placeholders. Each image's tiling comes from the processor ([`PatchGrid`]);
 //!   vision does not recompute it.
+//! * The [`qwen`] module computes the grid-only host tables of the Qwen2.5-VL / Qwen3-VL vision
+//!   graphs (window index and padded window batch, rotary, position interpolation).
 //! * The [`anyres`] module holds the host-side packing (tile stitching, bilinear
 //!   interpolation, pooling) and is usable without any model.
 //!
@@ -39,6 +41,7 @@
 #![warn(missing_docs)]
 
 pub mod anyres;
+pub mod qwen;
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
