@@ -3,8 +3,33 @@
 
 use crate::resize::{Backend, Filter};
 use vidlm_model::config::{SizeDict, VisionProcessorConfig};
-use vidlm_model::family::{class_defaults, MAX_CONFIG_SIDE};
+use vidlm_model::family::{class_defaults, PixelBudget, MAX_CONFIG_SIDE};
+use vidlm_model::sampling::{FrameBudget, FrameRule};
 use vidlm_model::ModelError;
+
+/// Patchified processors' settings (config over class defaults).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct PatchSettings {
+    /// `patch_size`.
+    pub patch_size: usize,
+    /// `temporal_patch_size`.
+    pub temporal_patch_size: usize,
+    /// `merge_size`.
+    pub merge_size: usize,
+    /// Lower pixel budget (`size.shortest_edge` / `min_pixels`).
+    pub min_pixels: u64,
+    /// Upper pixel budget (`size.longest_edge` / `max_pixels`).
+    pub max_pixels: u64,
+    /// Whether the budget bounds each frame or the whole clip.
+    #[serde(skip)]
+    pub budget: PixelBudget,
+    /// Frame-index formula.
+    pub frame_rule: FrameRule,
+    /// Frame settings.
+    pub frames: FrameBudget,
+    /// Whether the class takes `min_pixels` / `max_pixels` call arguments.
+    pub pixel_kwargs: bool,
+}
 
 /// Effective image/video processor settings (config values over class defaults).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -38,6 +63,8 @@ pub struct VisionSettings {
     /// Backends the class supports.
     #[serde(skip)]
     pub backends: &'static [Backend],
+    /// Patchified classes: patch, merge, pixel budget and frame settings.
+    pub patch: Option<PatchSettings>,
 }
 
 impl VisionSettings {
@@ -53,6 +80,26 @@ impl VisionSettings {
             .or(cfg.video_processor_type.as_deref())
             .unwrap_or(default_class)
             .to_string();
+        Self::resolve_class(cfg, file, class)
+    }
+
+    /// Like [`Self::resolve`] for a video processor: the class is `video_processor_type` or the
+    /// family's video class, never the `image_processor_type` of a `preprocessor_config.json`
+    /// that stands in for a missing video config (as transformers' `AutoVideoProcessor` does).
+    pub fn resolve_video(
+        cfg: &VisionProcessorConfig,
+        file: &str,
+        default_class: &str,
+    ) -> Result<VisionSettings, ModelError> {
+        let class = cfg.video_processor_type.as_deref().unwrap_or(default_class).to_string();
+        Self::resolve_class(cfg, file, class)
+    }
+
+    fn resolve_class(
+        cfg: &VisionProcessorConfig,
+        file: &str,
+        class: String,
+    ) -> Result<VisionSettings, ModelError> {
         let d = class_defaults(&class).ok_or_else(|| ModelError::InvalidField {
             file: file.into(),
             field: if cfg.video_processor_type.is_some() {
@@ -84,8 +131,84 @@ impl VisionSettings {
                 message: "must be finite and non-zero".into(),
             });
         }
-        let size = cfg.size.unwrap_or(d.size);
-        let size_ok = matches!((size.height, size.width), (Some(h), Some(w)) if h > 0 && w > 0)
+        let mut size = cfg.size.unwrap_or(d.size);
+        let invalid = |field: &str, message: String| ModelError::InvalidField {
+            file: file.into(),
+            field: field.into(),
+            message,
+        };
+        let patch = match d.patch {
+            None => None,
+            Some(pd) => {
+                // `__init__`: min_pixels / max_pixels override size's budget.
+                let pixels = |v: Option<u64>, field: &str| -> Result<Option<u32>, ModelError> {
+                    v.map(|v| {
+                        u32::try_from(v)
+                            .ok()
+                            .filter(|v| *v > 0)
+                            .ok_or_else(|| invalid(field, format!("{v} is not in 1..=2^32-1")))
+                    })
+                    .transpose()
+                };
+                if pd.pixel_kwargs {
+                    if let Some(v) = pixels(cfg.min_pixels, "min_pixels")? {
+                        size.shortest_edge = Some(v);
+                    }
+                    if let Some(v) = pixels(cfg.max_pixels, "max_pixels")? {
+                        size.longest_edge = Some(v);
+                    }
+                }
+                let (Some(min), Some(max)) = (size.shortest_edge, size.longest_edge) else {
+                    return Err(invalid(
+                        "size",
+                        "needs `shortest_edge` and `longest_edge` (the pixel budget)".into(),
+                    ));
+                };
+                let positive =
+                    |v: Option<u32>, dv: u32, field: &str| -> Result<usize, ModelError> {
+                        match v.unwrap_or(dv) {
+                            0 => Err(invalid(field, "must be positive".into())),
+                            v if v > 1024 => Err(invalid(field, format!("{v} is too large"))),
+                            v => Ok(v as usize),
+                        }
+                    };
+                let patch_size = positive(cfg.patch_size, pd.patch_size, "patch_size")?;
+                let temporal_patch_size = positive(
+                    cfg.temporal_patch_size,
+                    pd.temporal_patch_size,
+                    "temporal_patch_size",
+                )?;
+                let merge_size = positive(cfg.merge_size, pd.merge_size, "merge_size")?;
+                let min_frames = cfg.min_frames.unwrap_or(pd.min_frames) as usize;
+                let max_frames = cfg.max_frames.unwrap_or(pd.max_frames) as usize;
+                if max_frames == 0 {
+                    return Err(invalid("max_frames", "must be positive".into()));
+                }
+                if let Some(f) = cfg.fps.filter(|f| !(f.is_finite() && *f > 0.0)) {
+                    return Err(invalid("fps", format!("{f} is not a positive number")));
+                }
+                Some(PatchSettings {
+                    patch_size,
+                    temporal_patch_size,
+                    merge_size,
+                    min_pixels: u64::from(min),
+                    max_pixels: u64::from(max),
+                    budget: pd.budget,
+                    frame_rule: pd.frame_rule,
+                    frames: FrameBudget {
+                        temporal_patch_size,
+                        min_frames,
+                        max_frames,
+                        do_sample_frames: cfg.do_sample_frames.unwrap_or(pd.do_sample_frames),
+                        fps: cfg.fps.or(pd.fps),
+                        num_frames: cfg.num_frames.map(|n| n as usize),
+                    },
+                    pixel_kwargs: pd.pixel_kwargs,
+                })
+            }
+        };
+        let size_ok = patch.is_some()
+            || matches!((size.height, size.width), (Some(h), Some(w)) if h > 0 && w > 0)
             || size.shortest_edge.is_some_and(|s| s > 0);
         if !size_ok {
             return Err(ModelError::InvalidField {
@@ -120,7 +243,9 @@ impl VisionSettings {
             None => d.pinpoints.iter().map(|p| (p[0], p[1])).collect(),
         };
         let too_big = |v: Option<u32>| v.is_some_and(|v| v > MAX_CONFIG_SIDE);
-        for (field, sd) in [("size", Some(size)), ("crop_size", crop_size)] {
+        // Patchified classes' `size` is a pixel budget, not sides.
+        let sized = if patch.is_some() { None } else { Some(size) };
+        for (field, sd) in [("size", sized), ("crop_size", crop_size)] {
             if let Some(sd) = sd {
                 if too_big(sd.height)
                     || too_big(sd.width)
@@ -165,6 +290,7 @@ impl VisionSettings {
             do_pad: cfg.do_pad.unwrap_or(d.do_pad),
             pinpoints,
             backends: d.backends,
+            patch,
         })
     }
 
