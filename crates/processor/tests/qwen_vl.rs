@@ -142,9 +142,10 @@ fn patchified_families_match_transformers() {
                     .unwrap_or(Backend::Torchvision),
             );
             let out = p.process(&convs, &opts).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let no_prompts = Vec::new();
             let prompts: Vec<&str> = case["prompts"]
                 .as_array()
-                .unwrap_or(&Vec::new())
+                .unwrap_or(&no_prompts)
                 .iter()
                 .filter_map(Value::as_str)
                 .collect();
