@@ -31,8 +31,10 @@ pub const UNSAFE_ALLOWED: &[&str] =
     &["crates/video-io/src/ffi.rs", "crates/video-io/src/ffi/turbojpeg.rs", "xtask/src/ffi.rs"];
 
 /// Variants of `vidlm_model::Family` and the names of its spec constants.
-const FAMILY_NAMES: &[&str] = &["Interleave", "Onevision", "VideoLlava", "LlavaNextVideo"];
-const SPEC_CONSTS: &[&str] = &["INTERLEAVE", "ONEVISION", "VIDEO_LLAVA", "LLAVA_NEXT_VIDEO"];
+const FAMILY_NAMES: &[&str] =
+    &["Interleave", "Onevision", "VideoLlava", "LlavaNextVideo", "Qwen25Vl", "Qwen3Vl"];
+const SPEC_CONSTS: &[&str] =
+    &["INTERLEAVE", "ONEVISION", "VIDEO_LLAVA", "LLAVA_NEXT_VIDEO", "QWEN2_5_VL", "QWEN3_VL"];
 /// The crate that owns family knowledge.
 const MODEL_CRATE: &str = "crates/model/";
 

@@ -92,6 +92,11 @@ pub fn run(a: Args) -> Result<()> {
     // Local files the user named: decoded here with the command's frame sampling (the engine's
     // media policy is for untrusted requests), handed to the engine decoded.
     progress(started, Stage::Preprocess { conversations: 1 });
+    if a.sampling.min_pixels.is_some() || a.sampling.max_pixels.is_some() {
+        anyhow::bail!(
+            "--min-pixels / --max-pixels are not supported by `vidlm run` yet (only by `vidlm preprocess`)"
+        );
+    }
     let mut process = ProcessOptions::default();
     a.sampling.apply(&mut process);
     let t0 = std::time::Instant::now();

@@ -110,10 +110,9 @@ impl ModelFiles {
         let video = match (processor.video_processor.take(), video_pre) {
             (Some(p), _) => Some((p, "processor_config.json[video_processor]".to_string())),
             (None, Some(p)) => Some((p, "video_preprocessor_config.json".to_string())),
-            // `preprocessor_config.json` serves as the video config only if it is one.
-            (None, None) => preprocessor
-                .filter(|p| p.video_processor_type.is_some())
-                .map(|p| (p, "preprocessor_config.json".to_string())),
+            // As in `get_video_processor_dict`, `preprocessor_config.json` serves as the video
+            // config when there is no other (Qwen2.5-VL's checkpoints rely on it).
+            (None, None) => preprocessor.map(|p| (p, "preprocessor_config.json".to_string())),
         };
         Ok((image, video))
     }

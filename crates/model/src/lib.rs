@@ -1,7 +1,7 @@
-//! # vidlm-model — what vidlm knows about LLaVA-family models, in one place
+//! # vidlm-model — what vidlm knows about its model families, in one place
 //!
-//! The vocabulary the other vidlm crates share. Every fact about the four families
-//! (LLaVA-Interleave, LLaVA-OneVision, Video-LLaVA, LLaVA-NeXT-Video) and about a model
+//! The vocabulary the other vidlm crates share. Every fact about the families
+//! (LLaVA-Interleave, LLaVA-OneVision, Video-LLaVA, LLaVA-NeXT-Video, Qwen2.5-VL, Qwen3-VL) and about a model
 //! directory lives here once; the processor, vision, the decoder and the pipeline read it.
 //!
 //! * **Families** — [`Family`] and its row of the table, [`FamilySpec`]: placeholder tokens,
@@ -66,9 +66,15 @@ pub use anyres::PatchGrid;
 pub use batch::left_pad;
 pub use config::{GenerationConfig, ModelConfig, OneOrMany, PlaceholderIds, TextConfig};
 pub use error::{ErrorKind, ModelError};
-pub use family::{Backend, Family, FamilySpec, GraphUse, ImageLayout, VideoTokens};
+pub use family::{
+    Backend, Family, FamilySpec, GraphUse, ImageLayout, PixelBudget, Positions, VideoOutputs,
+    VideoTokens,
+};
 pub use features::FeatureRules;
 pub use files::ModelFiles;
 pub use manifest::Manifest;
 pub use precision::{Graph, Precision, Precisions, ResolvedPrecisions, UnknownPrecision};
-pub use sampling::{fps_num_frames, select_frames, uniform_indices, Sampling, SamplingError};
+pub use sampling::{
+    family_frames, fps_num_frames, select_frames, uniform_indices, FrameBudget, FrameRule,
+    Sampling, SamplingError,
+};

@@ -39,6 +39,12 @@ impl MediaLoader for VideoIoLoader {
         let mut reader = VideoReader::open(path, &self.opts).map_err(|e| err(path, e))?;
         Ok(reader.sample(&req).map_err(|e| err(path, e))?.data)
     }
+
+    fn probe_video(&self, path: &Path) -> Result<(usize, Option<f64>)> {
+        let reader = VideoReader::open(path, &self.opts).map_err(|e| err(path, e))?;
+        let info = reader.info();
+        Ok((info.frame_count, info.fps))
+    }
 }
 
 /// The category of a `vidlm-video-io` error ([`VideoError::kind`]).

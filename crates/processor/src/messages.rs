@@ -45,6 +45,22 @@ pub enum VideoInput {
     Url(String),
     /// A list of frame images.
     Frames(Vec<ImageInput>),
+    /// Decoded RGB frames `(T, H, W, 3)` with what is known about the video (transformers'
+    /// `video_metadata`): the processor samples them (`frames_indices: None`: the frames are the
+    /// whole video) or takes them as sampled, and the timestamped prompt and
+    /// `second_per_grid_ts` use the frame rate.
+    WithMetadata(Arc<Array4<u8>>, VideoMetadata),
+}
+
+/// What is known about a decoded video (transformers' `VideoMetadata`).
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct VideoMetadata {
+    /// Frames in the whole video.
+    pub total_num_frames: usize,
+    /// The video's frame rate, if known.
+    pub fps: Option<f64>,
+    /// The indices of the frames given, if they are a sample (None: every frame).
+    pub frames_indices: Option<Vec<usize>>,
 }
 
 /// A media item in conversation order.

@@ -790,6 +790,13 @@ impl VisionEncoder {
                     .then_some(self.geometry.max_num_patches);
                 anyres::pack_image(&feats, side, dim, &im.grid, self.newline.as_deref(), budget)?
             }
+            // The patchified (Qwen-VL) vision runner is not part of this crate yet.
+            ImageLayout::Patchified => {
+                return Err(VisionError::Unsupported(format!(
+                    "{} images need the patchified vision runner, which is not implemented yet",
+                    self.spec.family
+                )))
+            }
         };
         Ok(FeatureBlock { data, dim })
     }
@@ -818,6 +825,12 @@ impl VisionEncoder {
                 })?;
                 data.extend_from_slice(nl);
                 Ok(FeatureBlock { data, dim })
+            }
+            VideoTokens::GridMerged | VideoTokens::GridMergedTimestamped => {
+                Err(VisionError::Unsupported(format!(
+                    "{} videos need the patchified vision runner, which is not implemented yet",
+                    self.spec.family
+                )))
             }
             VideoTokens::PerFrame | VideoTokens::NextPooled => {
                 Err(VisionError::Unsupported(format!(
