@@ -392,7 +392,7 @@ mod tests {
         };
         let mut rng = Rng::new(3);
         for _ in 0..20 {
-            assert_eq!(select_token(&mut vec![0.0, 5.0, 4.0], &[], &p, &mut rng), 2);
+            assert_eq!(select_token(&mut [0.0, 5.0, 4.0], &[], &p, &mut rng), 2);
         }
         // Before the repetition penalty (transformers' order): (2 + 2) / 2, not 2 / 2 + 2.
         let p = SamplingParams {

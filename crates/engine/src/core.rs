@@ -18,7 +18,7 @@ use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 use std::time::Instant;
 
-use vidlm_decoder::{DecoderError, FinishReason, GenerationOptions, Sequence};
+use vidlm_decoder::{FinishReason, GenerationOptions, Sequence};
 use vidlm_pipeline::Stage;
 use vidlm_processor::ProcessedInputs;
 
@@ -290,6 +290,8 @@ impl EngineCore {
         let mut aborted = Vec::new();
         for done in finished {
             let Some(live) = self.requests.remove(&done.id) else { continue };
+            let prompt_tokens = live.seq.as_ref().map_or(0, |s| s.input_ids.len());
+            request_metrics(&self.shared, &live, prompt_tokens, done.token_ids.len());
             let mut job = live.prepared.job;
             match done.finish_reason {
                 FinishReason::Eos | FinishReason::StopString => ended.push((done.id, Finish::Stop)),
@@ -300,8 +302,6 @@ impl EngineCore {
             }
             job.timings.total = job.arrived.elapsed();
             m.e2e.observe(job.timings.total.as_secs_f64());
-            let prompt_tokens = live.seq.as_ref().map_or(0, |s| s.input_ids.len());
-            request_metrics(&self.shared, &live, prompt_tokens, done.token_ids.len());
             let _ = job.tx.send(Event::Done(Completion {
                 text: done.text,
                 token_ids: done.token_ids,

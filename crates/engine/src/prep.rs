@@ -176,6 +176,10 @@ fn prepare(shared: &Shared, job: &mut Job) -> Result<(ProcessedInputs, Vec<Item>
     Ok((inputs, items))
 }
 
+/// A loaded media item: its pixels, its vision cache key (media named by source) and its
+/// features when the cache had them.
+type Loaded = (DecodedMedia, Option<CacheKey>, Option<Arc<Features>>);
+
 /// One media item: decoded by the caller, or loaded — from the vision cache (with its features)
 /// or loaded and decoded.
 fn load(
@@ -183,7 +187,7 @@ fn load(
     job: &mut Job,
     spec: &MediaSpec,
     images: usize,
-) -> Result<(DecodedMedia, Option<CacheKey>, Option<Arc<Features>>), EngineError> {
+) -> Result<Loaded, EngineError> {
     let (kind, source, param) = match spec {
         MediaSpec::Decoded(m) => return Ok((m.clone(), None, None)),
         MediaSpec::Source { kind, source, param } => (*kind, source, param),

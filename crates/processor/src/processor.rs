@@ -1274,7 +1274,7 @@ impl Processor {
                 videos: videos.get(ci).map_or(0, Vec::len),
                 video_grids: videos
                     .get(ci)
-                    .map(|c| c.iter().filter_map(|v| video_grid(v)).collect())
+                    .map(|c| c.iter().filter_map(video_grid).collect())
                     .unwrap_or_default(),
             })
             .collect();
@@ -1305,7 +1305,7 @@ impl Processor {
             None
         };
         let second_per_grid_ts = (outputs.second_per_grid_ts && !videos.is_empty()).then(|| {
-            videos.iter().filter_map(|v| video_grid(v)).map(|g| g.second_per_grid_t).collect()
+            videos.iter().filter_map(video_grid).map(|g| g.second_per_grid_t).collect()
         });
         let (pixel_values, image_sizes) = if images.is_empty() {
             (None, None)

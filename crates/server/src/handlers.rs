@@ -126,7 +126,7 @@ pub(crate) async fn model(
     State(state): State<Arc<AppState>>,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Response {
-    if state.ctx.model_names.iter().any(|n| *n == id) {
+    if state.ctx.model_names.contains(&id) {
         json_response(&ModelCard::new(state.ctx.model_id(), state.created))
     } else {
         error_response(&ApiError::model_not_found(&id))
