@@ -1304,9 +1304,8 @@ impl Processor {
         } else {
             None
         };
-        let second_per_grid_ts = (outputs.second_per_grid_ts && !videos.is_empty()).then(|| {
-            videos.iter().filter_map(video_grid).map(|g| g.second_per_grid_t).collect()
-        });
+        let second_per_grid_ts = (outputs.second_per_grid_ts && !videos.is_empty())
+            .then(|| videos.iter().filter_map(video_grid).map(|g| g.second_per_grid_t).collect());
         let (pixel_values, image_sizes) = if images.is_empty() {
             (None, None)
         } else {
