@@ -601,9 +601,9 @@ class Conformance(unittest.TestCase):
         self.assertEqual(st, 400)
         self.assertTrue(h.get("content-type", "").startswith("application/json"))
         self.assertNotIn(b"data:", out)
-        # A corrupt video, streamed: 400 invalid_media before any event.
+        # A corrupt video, streamed: 415 invalid_media (media that cannot be decoded) before any event.
         bad = {"type": "video_url", "video_url": {"url": "data:video/mp4;base64,AAAAIGZ0eXBpc29tAAACAGlzb21pc28y"}}
-        e = self.error(400, lambda: self.chat([bad, {"type": "text", "text": "x"}], max_tokens=2, stream=True))
+        e = self.error(415, lambda: self.chat([bad, {"type": "text", "text": "x"}], max_tokens=2, stream=True))
         self.assertEqual(e["code"], "invalid_media")
         # And a good streamed request still streams.
         chunks = list(self.chat("hi", max_tokens=3, stream=True))

@@ -288,6 +288,9 @@ impl EngineCore {
         }
         let mut ended = Vec::new();
         let mut aborted = Vec::new();
+        // Completions go out after the scheduler knows the rows ended, so a caller that reads
+        // the gauges once its answer arrived sees them.
+        let mut completions = Vec::new();
         for done in finished {
             let Some(live) = self.requests.remove(&done.id) else { continue };
             let prompt_tokens = live.seq.as_ref().map_or(0, |s| s.input_ids.len());
@@ -302,13 +305,14 @@ impl EngineCore {
             }
             job.timings.total = job.arrived.elapsed();
             m.e2e.observe(job.timings.total.as_secs_f64());
-            let _ = job.tx.send(Event::Done(Completion {
+            let completion = Completion {
                 text: done.text,
                 token_ids: done.token_ids,
                 finish_reason: done.finish_reason,
                 prompt_tokens,
                 timings: job.timings,
-            }));
+            };
+            completions.push((job.tx, completion));
         }
         self.shared.scheduler(|s| {
             s.decoded(generated, &ended, batch_width);
@@ -316,6 +320,9 @@ impl EngineCore {
                 s.cancel(id);
             }
         });
+        for (tx, completion) in completions {
+            let _ = tx.send(Event::Done(completion));
+        }
     }
 
     /// A request failed: the scheduler forgets it and its handle gets the error.
