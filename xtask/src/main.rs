@@ -88,7 +88,11 @@ enum Cmd {
     /// Check the source tree's invariants (`unsafe` only in FFI/SIMD modules, family matches only
     /// in vidlm-model, every lib.rs with a doc overview, runnable example and missing_docs, READMEs),
     /// then `cargo fmt --check` and `cargo clippy -D warnings`. Part of `test`.
-    Tidy,
+    Tidy {
+        /// Only the text checks and `cargo fmt --check` (seconds; clippy takes minutes).
+        #[arg(long)]
+        no_clippy: bool,
+    },
     /// Build the libFuzzer targets of fuzz/ (stable toolchain, no cargo-fuzz needed) and run them.
     Fuzz(fuzz::FuzzArgs),
     /// Run the media corpus (wide + hostile files, one process each) and write its table to
@@ -123,7 +127,7 @@ fn main() -> Result<()> {
         Cmd::Fixtures { check, args } => export::fixtures(check, &args),
         Cmd::Test { args } => test(&args),
         Cmd::Videos => videos::videos().map(|d| println!("{}", d.display())),
-        Cmd::Tidy => tidy::tidy(&project_root()),
+        Cmd::Tidy { no_clippy } => tidy::tidy(&project_root(), !no_clippy),
         Cmd::Bench { what, args } => bench(&what, &args),
         Cmd::Fuzz(a) => fuzz::fuzz(&a),
         Cmd::Corpus => corpus(),

@@ -297,3 +297,41 @@ fn print_tail(log: &Path, n: usize) {
         eprintln!("    {l}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lane runs its steps in order, logs their output, records them, and stops at the first
+    /// failure, which `check` reports. (The steps are this test binary: `--list` succeeds, an
+    /// unknown flag fails.)
+    #[test]
+    fn lane_runs_in_order_and_stops_at_a_failure() {
+        let work = std::env::temp_dir().join(format!("vidlm-xtask-lane-{}", std::process::id()));
+        let log = work.join("lane.log");
+        let steps = Steps::new();
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let mut lane = Lane::start(
+            &steps,
+            &work,
+            log.clone(),
+            vec![
+                ("list", args(&["--list"])),
+                ("bad", args(&["--no-such-flag"])),
+                ("never", args(&["--list"])),
+            ],
+        )
+        .unwrap();
+        let err = lane.join().unwrap_err().to_string();
+        assert!(err.contains("`bad` failed"), "{err}");
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(text.contains("lane_runs_in_order_and_stops_at_a_failure: test"), "{text}");
+        assert!(text.contains("background step bad"), "{text}");
+        assert!(!text.contains("background step never"), "{text}");
+        let recs = steps.records.lock().unwrap().clone();
+        let names: Vec<(&str, bool)> = recs.iter().map(|r| (r.name.as_str(), r.failed)).collect();
+        assert_eq!(names, vec![("list", false), ("bad", true)]);
+        assert!(recs.iter().all(|r| r.lane == Where::Background));
+        let _ = std::fs::remove_dir_all(&work);
+    }
+}
