@@ -248,7 +248,8 @@ fn test_steps(steps: &Steps, args: &[String]) -> Result<()> {
         ],
     )?;
     let videos = videos::videos_dir();
-    let test_cmd = |extra: &[&str]| -> Result<Command> {
+    // `args` (extra `cargo test` arguments) go to the workspace's test and doc-test commands.
+    let test_cmd = |extra: &[&str], with_args: bool| -> Result<Command> {
         let mut t = cargo();
         t.env("VIDLM_TEST_VIDEOS", &videos);
         // Exported tiny models: $VIDLM_FIXTURES/<family>/model (goldens: tests/goldens/<family>/).
@@ -257,12 +258,15 @@ fn test_steps(steps: &Steps, args: &[String]) -> Result<()> {
         // compiles every dependency once, where a separate `cargo clippy` would check them all
         // again. Every cargo command below keeps it, so that they reuse that build.
         tidy::lint_while_building(&mut t)?;
-        t.args(["test"]).args(extra).args(args);
+        t.args(["test"]).args(extra);
+        if with_args {
+            t.args(args);
+        }
         Ok(t)
     };
     steps.time(
         "cargo test --workspace --all-targets --no-run (clippy -D warnings as the compiler)",
-        || run(&mut test_cmd(&["--workspace", "--all-targets", "--no-run"])?),
+        || run(&mut test_cmd(&["--workspace", "--all-targets", "--no-run"], true)?),
     )?;
     lane.check()?;
     // The GPU path, on a machine without one (CI's): the `cuda` feature's code (all of it in
@@ -270,20 +274,21 @@ fn test_steps(steps: &Steps, args: &[String]) -> Result<()> {
     let cuda = ["-p", "vidlm-ort", "--features", "cuda"];
     steps
         .time("cargo test -p vidlm-ort --features cuda --all-targets --no-run (clippy)", || {
-            run(&mut test_cmd(&[&cuda[..], &["--all-targets", "--no-run"]].concat())?)
+            run(&mut test_cmd(&[&cuda[..], &["--all-targets", "--no-run"]].concat(), false)?)
         })?;
     lane.check()?;
     steps.time("wait for the background lane", || lane.join())?;
     steps.time("cargo test --workspace --all-targets", || {
-        run(&mut test_cmd(&["--workspace", "--all-targets"])?)
+        run(&mut test_cmd(&["--workspace", "--all-targets"], true)?)
     })?;
     // `--all-targets` leaves out doctests; every lib.rs opens with a runnable example.
-    steps
-        .time("cargo test --workspace --doc", || run(&mut test_cmd(&["--workspace", "--doc"])?))?;
+    steps.time("cargo test --workspace --doc", || {
+        run(&mut test_cmd(&["--workspace", "--doc"], true)?)
+    })?;
     // vidlm-ort's CUDA test checks the errors that name what is missing and the CPU fallback with
     // both ONNX Runtime builds (README: "On an NVIDIA GPU").
     steps.time("cargo test -p vidlm-ort --features cuda --test cuda", || {
-        run(&mut test_cmd(&[&cuda[..], &["--test", "cuda"]].concat())?)
+        run(&mut test_cmd(&[&cuda[..], &["--test", "cuda"]].concat(), false)?)
     })?;
     // The end-to-end benchmark's harness on a tiny model (its numbers mean nothing here), so that it
     // cannot rot: checkpoint, fp32/q8/q4 export, vidlm run per dtype, transformers, bandwidth, JSON.
