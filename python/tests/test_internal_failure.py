@@ -1,7 +1,7 @@
 """`vidlm serve` reports a failure inside vidlm as the server's, to the official OpenAI client.
 
-Run by `cargo test -p vidlm --test internal_failure`, which builds the model (the demo model
-whose decoder fails inside ONNX Runtime once the attention mask is longer than the prompt plus
+Run by `cargo test -p vidlm --test integration internal_failure`, which builds the model (the
+demo model whose decoder fails inside ONNX Runtime once the attention mask is longer than the prompt plus
 VIDLM_GOOD_STEPS positions, `python/failing_decoder.py`) and passes:
 
     VIDLM_BIN             the vidlm binary

@@ -1,6 +1,6 @@
 """`vidlm serve` against the official OpenAI Python client.
 
-Run by `cargo test -p vidlm --test serve_openai` (which passes the binary and the fixture paths),
+Run by `cargo test -p vidlm --test integration serve_openai` (which passes the binary and the fixture paths),
 or by hand:
 
     VIDLM_BIN=target/debug/vidlm VIDLM_FIXTURES=.cache/fixtures \\

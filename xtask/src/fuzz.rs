@@ -43,6 +43,9 @@ pub struct FuzzArgs {
     /// Only build the targets and the seed corpora.
     #[arg(long)]
     pub build_only: bool,
+    /// How many targets run at once (each run is one single-threaded process).
+    #[arg(long, default_value_t = 1)]
+    pub jobs: usize,
 }
 
 fn host_triple() -> Result<String> {
@@ -334,16 +337,35 @@ pub fn fuzz(a: &FuzzArgs) -> Result<()> {
     let triple = host_triple()?;
     let bins = build(&triple, !a.debug)?;
     let models = model_dirs()?;
-    let mut outcomes = Vec::new();
+    let mut runs = Vec::new();
     for (t, max_len) in &targets {
         let s = seeds(t, &models)?;
-        if a.build_only {
-            continue;
-        }
-        outcomes.push(fuzz_one(&bins, t, *max_len, a.seconds, &s)?);
+        runs.push((*t, *max_len, s));
     }
     if a.build_only {
         return Ok(());
+    }
+    // `jobs` runs at a time: that many threads take the next target until none is left (a run's
+    // output is collected, not streamed, so parallel runs do not interleave).
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<Result<Outcome>>>> =
+        runs.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..a.jobs.clamp(1, runs.len().max(1)) {
+            scope.spawn(|| loop {
+                let k = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Some((t, max_len, s)) = runs.get(k) else { break };
+                let o = fuzz_one(&bins, t, *max_len, a.seconds, s);
+                *results[k].lock().unwrap_or_else(|e| e.into_inner()) = Some(o);
+            });
+        }
+    });
+    let mut outcomes = Vec::new();
+    for r in results {
+        match r.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            Some(o) => outcomes.push(o?),
+            None => bail!("a fuzz run did not finish (its thread panicked)"),
+        }
     }
     println!("| target | executions | seconds | execs/s | corpus | result |");
     println!("|---|---|---|---|---|---|");

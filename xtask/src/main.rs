@@ -26,6 +26,7 @@ mod ffi;
 mod flops;
 mod fuzz;
 mod setup;
+mod steps;
 mod tidy;
 mod videos;
 
@@ -33,6 +34,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::Command;
+use steps::{Lane, Steps};
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "vidlm project automation")]
@@ -86,7 +88,11 @@ enum Cmd {
     /// Check the source tree's invariants (`unsafe` only in FFI/SIMD modules, family matches only
     /// in vidlm-model, every lib.rs with a doc overview, runnable example and missing_docs, READMEs),
     /// then `cargo fmt --check` and `cargo clippy -D warnings`. Part of `test`.
-    Tidy,
+    Tidy {
+        /// Only the text checks and `cargo fmt --check` (seconds; clippy takes minutes).
+        #[arg(long)]
+        no_clippy: bool,
+    },
     /// Build the libFuzzer targets of fuzz/ (stable toolchain, no cargo-fuzz needed) and run them.
     Fuzz(fuzz::FuzzArgs),
     /// Run the media corpus (wide + hostile files, one process each) and write its table to
@@ -121,7 +127,7 @@ fn main() -> Result<()> {
         Cmd::Fixtures { check, args } => export::fixtures(check, &args),
         Cmd::Test { args } => test(&args),
         Cmd::Videos => videos::videos().map(|d| println!("{}", d.display())),
-        Cmd::Tidy => tidy::tidy(&project_root()),
+        Cmd::Tidy { no_clippy } => tidy::tidy(&project_root(), !no_clippy),
         Cmd::Bench { what, args } => bench(&what, &args),
         Cmd::Fuzz(a) => fuzz::fuzz(&a),
         Cmd::Corpus => corpus(),
@@ -199,90 +205,111 @@ fn demo(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// The wall time of each step of `cargo xtask test`: a line as each step ends, and a table at the
-/// end (where CI's time goes).
-struct Steps(Vec<(&'static str, std::time::Duration)>);
-
-impl Steps {
-    fn time<T>(&mut self, name: &'static str, f: impl FnOnce() -> Result<T>) -> Result<T> {
-        let start = std::time::Instant::now();
-        let r = f();
-        let took = start.elapsed();
-        eprintln!(
-            "[test] step {name}: {:.0} s{}",
-            took.as_secs_f64(),
-            if r.is_err() { " (failed)" } else { "" }
-        );
-        self.0.push((name, took));
-        r
-    }
-
-    fn table(&self) {
-        let total: f64 = self.0.iter().map(|(_, d)| d.as_secs_f64()).sum();
-        eprintln!("[test] | step | seconds |");
-        eprintln!("[test] | --- | ---: |");
-        for (name, d) in &self.0 {
-            eprintln!("[test] | {name} | {:.0} |", d.as_secs_f64());
-        }
-        eprintln!("[test] | total | {total:.0} |");
-    }
+fn test(args: &[String]) -> Result<()> {
+    let steps = Steps::new();
+    let r = test_steps(&steps, args);
+    // The table also when a step failed: where the time went up to it.
+    steps.table();
+    r
 }
 
-fn test(args: &[String]) -> Result<()> {
-    let mut steps = Steps(Vec::new());
-    // Text-only checks and formatting first: they take seconds and fail fast.
-    steps.time("tidy: text checks, cargo fmt --check", || {
-        tidy::text_checks(&project_root())?;
-        tidy::fmt_check(&project_root())
-    })?;
-    // `cuda`: the CUDA build of ONNX Runtime too, for the no-GPU CUDA test of vidlm-ort below.
-    steps.time("setup", || {
-        setup::setup(setup::Parts { apt: true, ort: true, python: true, cuda: true })
-    })?;
-    // Clippy needs the set-up (FFmpeg headers and clang for the dependencies' build scripts).
-    // Its second run, the `cuda` feature of vidlm-ort and vidlm with every target, is also the
-    // check that the GPU build of the binary compiles.
-    steps.time("tidy: cargo clippy -D warnings (workspace; cuda feature)", || {
-        tidy::clippy(&project_root())
-    })?;
-    let videos = steps.time("videos", videos::videos)?;
-    // Tiny test models + their ONNX exports into .cache/fixtures (idempotent), and a check that the
-    // committed goldens are still what transformers produces.
-    steps.time("fixtures --check", || export::fixtures(true, &[]))?;
-    let mut t = cargo();
-    t.env("VIDLM_TEST_VIDEOS", &videos);
-    // Exported tiny models: $VIDLM_FIXTURES/<family>/model (goldens: tests/goldens/<family>/).
-    t.env("VIDLM_FIXTURES", cache_dir().join("fixtures"));
-    t.args(["test", "--workspace", "--all-targets"]).args(args);
-    steps.time("cargo test --workspace --all-targets", || run(&mut t))?;
-    // `--all-targets` leaves out doctests; every lib.rs opens with a runnable example.
-    let mut d = cargo();
-    d.env("VIDLM_TEST_VIDEOS", &videos);
-    d.args(["test", "--workspace", "--doc"]).args(args);
-    steps.time("cargo test --workspace --doc", || run(&mut d))?;
-    // The GPU path, on a machine without one (CI's): the `cuda` build of the binary compiles (the
-    // clippy step above), and vidlm-ort's CUDA test checks the errors that name what is missing and
-    // the CPU fallback with both ONNX Runtime builds (README: "On an NVIDIA GPU").
-    let mut g = cargo();
-    g.args(["test", "-p", "vidlm-ort", "--features", "cuda", "--test", "cuda"]);
-    steps.time("cargo test -p vidlm-ort --features cuda --test cuda", || run(&mut g))?;
-    // The end-to-end benchmark's harness on a tiny model (its numbers mean nothing here), so that it
-    // cannot rot: checkpoint, fp32/q8/q4 export, vidlm run per dtype, transformers, bandwidth, JSON.
+fn test_steps(steps: &Steps, args: &[String]) -> Result<()> {
+    let root = project_root();
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| project_root().join("target"));
+        .unwrap_or_else(|| root.join("target"));
+    // Text-only checks and formatting first: they take seconds and fail fast.
+    steps.time("tidy: text checks, cargo fmt --check", || {
+        tidy::text_checks(&root)?;
+        tidy::fmt_check(&root)
+    })?;
+    // What the builds need (FFmpeg headers and clang for the dependencies' build scripts), and
+    // both ONNX Runtime builds (`cuda`: for the no-GPU CUDA test of vidlm-ort below).
+    steps.time("setup: apt, ONNX Runtime (CPU and CUDA builds)", || {
+        setup::setup(setup::Parts { apt: true, ort: true, python: false, cuda: true })
+    })?;
+    // The Python half runs beside the builds (module `steps`): the venv, the test videos, the tiny
+    // test models + their ONNX exports into .cache/fixtures with a check that the committed
+    // goldens are still what transformers produces, then the fuzz targets' build (its own target
+    // dir) and seed corpora, which need the videos and the venv.
+    let s = |v: &[&str]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+    let mut lane = Lane::start(
+        steps,
+        &target.join("xtask-test"),
+        target.join("xtask-test").join("background.log"),
+        vec![
+            ("setup: Python env", s(&["setup", "--no-apt"])),
+            ("videos", s(&["videos"])),
+            ("fixtures --check", s(&["fixtures", "--check"])),
+            (
+                "fuzz: build the targets (debug) + seed corpora",
+                s(&["fuzz", "--debug", "--build-only"]),
+            ),
+        ],
+    )?;
+    let videos = videos::videos_dir();
+    // `args` (extra `cargo test` arguments) go to the workspace's test and doc-test commands.
+    let test_cmd = |extra: &[&str], with_args: bool| -> Result<Command> {
+        let mut t = cargo();
+        t.env("VIDLM_TEST_VIDEOS", &videos);
+        // Exported tiny models: $VIDLM_FIXTURES/<family>/model (goldens: tests/goldens/<family>/).
+        t.env("VIDLM_FIXTURES", cache_dir().join("fixtures"));
+        // Clippy lints while the test build compiles (`tidy::lint_while_building`): the build
+        // compiles every dependency once, where a separate `cargo clippy` would check them all
+        // again. Every cargo command below keeps it, so that they reuse that build.
+        tidy::lint_while_building(&mut t)?;
+        t.args(["test"]).args(extra);
+        if with_args {
+            t.args(args);
+        }
+        Ok(t)
+    };
+    steps.time(
+        "cargo test --workspace --all-targets --no-run (clippy -D warnings as the compiler)",
+        || run(&mut test_cmd(&["--workspace", "--all-targets", "--no-run"], true)?),
+    )?;
+    lane.check()?;
+    // The GPU path, on a machine without one (CI's): the `cuda` feature's code (all of it in
+    // vidlm-ort, which tidy checks) linted and built, every target of vidlm-ort.
+    let cuda = ["-p", "vidlm-ort", "--features", "cuda"];
+    steps
+        .time("cargo test -p vidlm-ort --features cuda --all-targets --no-run (clippy)", || {
+            run(&mut test_cmd(&[&cuda[..], &["--all-targets", "--no-run"]].concat(), false)?)
+        })?;
+    lane.check()?;
+    steps.time("wait for the background lane", || lane.join())?;
+    steps.time("cargo test --workspace --all-targets", || {
+        run(&mut test_cmd(&["--workspace", "--all-targets"], true)?)
+    })?;
+    // `--all-targets` leaves out doctests; every lib.rs opens with a runnable example.
+    steps.time("cargo test --workspace --doc", || {
+        run(&mut test_cmd(&["--workspace", "--doc"], true)?)
+    })?;
+    // vidlm-ort's CUDA test checks the errors that name what is missing and the CPU fallback with
+    // both ONNX Runtime builds (README: "On an NVIDIA GPU").
+    steps.time("cargo test -p vidlm-ort --features cuda --test cuda", || {
+        run(&mut test_cmd(&[&cuda[..], &["--test", "cuda"]].concat(), false)?)
+    })?;
+    // The end-to-end benchmark's harness on a tiny model (its numbers mean nothing here), so that it
+    // cannot rot: checkpoint, fp32/q8/q4 export, vidlm run per dtype, transformers, bandwidth, JSON.
     std::env::set_var(
         "VIDLM_BENCH_BIN",
         target.join("debug").join(format!("vidlm{}", std::env::consts::EXE_SUFFIX)),
     );
     steps.time("bench e2e --quick", || bench_e2e::bench_e2e(&["--quick".to_string()]))?;
-    // Smoke run of every fuzz target (10 s each), so that the harness cannot rot. The smoke run
-    // uses the unoptimised build (`--debug`: the same instrumentation, a much shorter compile);
-    // the long runs are `cargo xtask fuzz --seconds N`, optimised.
-    steps.time("fuzz smoke (debug build + 10 s per target)", || {
-        fuzz::fuzz(&fuzz::FuzzArgs { target: None, seconds: 10, debug: true, build_only: false })
+    // Smoke run of every fuzz target (10 s each, two at a time on CI's two cores), so that the
+    // harness cannot rot. The smoke run uses the unoptimised build the background lane made
+    // (`--debug`: the same instrumentation, a much shorter compile); the long runs are
+    // `cargo xtask fuzz --seconds N`, optimised.
+    steps.time("fuzz smoke (10 s per target, 2 at a time)", || {
+        fuzz::fuzz(&fuzz::FuzzArgs {
+            target: None,
+            seconds: 10,
+            debug: true,
+            build_only: false,
+            jobs: 2,
+        })
     })?;
-    steps.table();
     Ok(())
 }
 

@@ -37,6 +37,9 @@ const SPEC_CONSTS: &[&str] =
     &["INTERLEAVE", "ONEVISION", "VIDEO_LLAVA", "LLAVA_NEXT_VIDEO", "QWEN2_5_VL", "QWEN3_VL"];
 /// The crate that owns family knowledge.
 const MODEL_CRATE: &str = "crates/model/";
+/// The only crate whose code the `cuda` feature changes (the other crates' `cuda` features only
+/// pass it down): `cargo xtask test` lints and builds the `cuda` feature on this crate alone.
+const CUDA_CRATE: &str = "crates/ort/";
 
 /// One violation: where and what.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,10 +51,13 @@ pub struct Finding {
 }
 
 /// `cargo xtask tidy`: the text checks, `cargo fmt --check` and clippy.
-pub fn tidy(root: &Path) -> Result<()> {
+pub fn tidy(root: &Path, with_clippy: bool) -> Result<()> {
     text_checks(root)?;
     fmt_check(root)?;
-    clippy(root)
+    if with_clippy {
+        clippy(root)?;
+    }
+    Ok(())
 }
 
 /// The text checks on the workspace at `root`; fails listing every violation.
@@ -101,6 +107,31 @@ pub fn clippy(root: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `cargo xtask test` lints while it builds: clippy's driver becomes the compiler of the
+/// workspace's own crates (`RUSTC_WORKSPACE_WRAPPER`, the mechanism `cargo clippy` itself uses
+/// over `cargo check`) with `-D warnings`, so the test build reports every clippy lint of every
+/// target (`--all-targets`) and fails on the first, while the dependencies are compiled once, for
+/// the build, instead of checked a second time for a separate `cargo clippy`. Clippy's driver
+/// compiles fully (as it does for build scripts under `cargo clippy`); it turns MIR optimisations
+/// off, which only makes the workspace's test code slightly slower.
+pub fn lint_while_building(cmd: &mut Command) -> Result<()> {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let out = Command::new(&rustc).args(["--print", "sysroot"]).output();
+    let sysroot = out
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+        .context("`rustc --print sysroot` failed")?;
+    let driver = sysroot.join("bin").join(format!("clippy-driver{}", std::env::consts::EXE_SUFFIX));
+    if !driver.is_file() {
+        bail!("{} is missing: `rustup component add clippy`", driver.display());
+    }
+    // `cargo clippy -- -D warnings` passes its arguments the same way.
+    cmd.env("RUSTC_WORKSPACE_WRAPPER", driver)
+        .env("CLIPPY_ARGS", "-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__");
+    Ok(())
+}
+
 /// All violations in the workspace at `root`.
 pub fn check(root: &Path) -> Result<Vec<Finding>> {
     let mut findings = Vec::new();
@@ -122,8 +153,12 @@ pub fn check(root: &Path) -> Result<Vec<Finding>> {
             findings.extend(lib_overview(&rel, &text));
             findings.extend(missing_docs_lint(&rel, &text));
         }
+        if !rel.starts_with(CUDA_CRATE) {
+            findings.extend(cuda_cfg(&rel, &text));
+        }
     }
     findings.extend(crate_manifests(root)?);
+    findings.extend(test_binaries(root)?);
     Ok(findings)
 }
 
@@ -405,6 +440,97 @@ fn missing_docs_lint(rel: &str, text: &str) -> Vec<Finding> {
     }]
 }
 
+/// Code compiled only with (or only without) the `cuda` feature, outside vidlm-ort: a `cfg`
+/// attribute naming it. (`cfg!(feature = "cuda")` compiles both branches, so it is fine.)
+fn cuda_cfg(rel: &str, text: &str) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let l: String = line.chars().filter(|c| !c.is_whitespace()).collect();
+        if (l.starts_with("#[cfg") || l.starts_with("#![cfg")) && l.contains("feature=\"cuda\"") {
+            out.push(Finding {
+                at: format!("{rel}:{}", n + 1),
+                message: "code behind the `cuda` feature belongs in vidlm-ort (`cargo xtask test` lints and builds the feature there only; widen it in xtask/src/main.rs and tidy.rs if that must change)".into(),
+            });
+        }
+    }
+    out
+}
+
+/// A crate that sets `autotests = false` (its integration tests are one binary, whose root file
+/// `mod`s the others) must still build every `tests/*.rs`: each is a `[[test]]` root or a `mod`
+/// of one. A file added without its `mod` line would otherwise silently never run.
+fn test_binaries(root: &Path) -> Result<Vec<Finding>> {
+    let mut out = Vec::new();
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root.join("crates"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("Cargo.toml").is_file())
+        .collect();
+    dirs.sort();
+    for dir in dirs {
+        let manifest = std::fs::read_to_string(dir.join("Cargo.toml"))?;
+        if !toml_section(&manifest, "package").iter().any(|l| squash(l) == "autotests=false") {
+            continue;
+        }
+        // The `[[test]]` roots: `path`, or `tests/<name>.rs`.
+        let mut roots = Vec::new();
+        let mut lines = manifest.lines().peekable();
+        while let Some(l) = lines.next() {
+            if l.trim() != "[[test]]" {
+                continue;
+            }
+            let (mut name, mut path) = (None, None);
+            while let Some(k) = lines.peek().filter(|k| !k.trim_start().starts_with('[')) {
+                let kv = squash(k);
+                if let Some(v) = kv.strip_prefix("name=") {
+                    name = Some(v.trim_matches('"').to_string());
+                } else if let Some(v) = kv.strip_prefix("path=") {
+                    path = Some(v.trim_matches('"').to_string());
+                }
+                lines.next();
+            }
+            if let Some(p) = path.or(name.map(|n| format!("tests/{n}.rs"))) {
+                roots.push(p);
+            }
+        }
+        let mut covered: Vec<String> = roots.clone();
+        for r in &roots {
+            let text = std::fs::read_to_string(dir.join(r)).unwrap_or_default();
+            let code = strip_comments_and_strings(&text);
+            for l in code.lines() {
+                let l = l.trim();
+                let decl = l.strip_prefix("pub ").unwrap_or(l);
+                if let Some(m) = decl.strip_prefix("mod ").and_then(|m| m.strip_suffix(';')) {
+                    covered.push(format!("tests/{}.rs", m.trim()));
+                }
+            }
+        }
+        let mut files = Vec::new();
+        if let Ok(rd) = std::fs::read_dir(dir.join("tests")) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.ends_with(".rs") && e.path().is_file() {
+                    files.push(format!("tests/{name}"));
+                }
+            }
+        }
+        files.sort();
+        let rel = relative(root, &dir);
+        for f in files {
+            if !covered.contains(&f) {
+                let module = f.trim_start_matches("tests/").trim_end_matches(".rs");
+                out.push(Finding {
+                    at: format!("{rel}/{f}"),
+                    message: format!(
+                        "in no test binary (the crate sets autotests = false): add `mod {module};` to {}",
+                        roots.first().map(String::as_str).unwrap_or("a [[test]] root")
+                    ),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// The `key = value` lines of a TOML section, comments and blanks dropped, squashed and sorted.
 fn toml_entries(toml: &str, section: &str) -> Vec<String> {
     let mut v: Vec<String> =
@@ -535,5 +661,13 @@ mod tests {
         let no_run = ok.replace("//! ```\n//! assert", "//! ```no_run\n//! assert");
         assert_eq!(lib_overview("a/src/lib.rs", &no_run).len(), 1);
         assert_eq!(lib_overview("a/src/lib.rs", "pub fn f() {}").len(), 1);
+    }
+
+    #[test]
+    fn cuda_cfg_only_in_vidlm_ort() {
+        let src = "#[cfg(feature = \"cuda\")]\nfn a() {}\nlet b = cfg!(feature = \"cuda\");\n#![cfg(all(test, feature = \"cuda\"))]\n";
+        let at: Vec<String> =
+            cuda_cfg("crates/x/src/a.rs", src).into_iter().map(|f| f.at).collect();
+        assert_eq!(at, vec!["crates/x/src/a.rs:1", "crates/x/src/a.rs:4"]);
     }
 }

@@ -2,7 +2,7 @@
 //! the logits of a one-shot prefill; rows that join a running batch at any step, or leave it,
 //! get exactly the tokens they get alone; log-probabilities.
 
-mod common;
+use crate::common;
 
 use common::*;
 use vidlm_decoder::*;

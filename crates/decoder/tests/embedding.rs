@@ -4,7 +4,7 @@
 //! a session); and for a table in
 //! page-aligned external data (the layout of real-size exports).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -2,7 +2,7 @@
 //! random weights, real Llama tokenizer): sampling reproducibility, streaming, cancellation,
 //! stop conditions, batching with finished rows leaving the batch, and typed errors.
 
-mod common;
+use crate::common;
 
 use std::ops::ControlFlow;
 use std::path::PathBuf;

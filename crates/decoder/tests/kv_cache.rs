@@ -8,7 +8,7 @@
 //! fused builder's GroupQueryAttention path (`.cache/fixtures/gqa/<family>`), with transformers'
 //! greedy tokens for a left-padded batch of two.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 

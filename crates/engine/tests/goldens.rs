@@ -4,8 +4,7 @@
 //! scenarios are the pipeline's (`crates/pipeline/tests/end_to_end.rs`); the engine's concurrent
 //! rows are checked against the same requests alone (`tests/engine.rs`).
 
-#[path = "../../decoder/tests/common/mod.rs"]
-mod common;
+use crate::common;
 
 use common::*;
 use vidlm_engine::{Engine, EngineConfig, EngineRequest};

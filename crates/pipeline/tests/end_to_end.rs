@@ -2,8 +2,7 @@
 //! under `tests/goldens/media`) go through `Pipeline` (processor → vision → decoder); greedy
 //! tokens must equal transformers' `generate`.
 
-#[path = "../../decoder/tests/common/mod.rs"]
-mod common;
+use crate::common;
 
 use common::*;
 use vidlm_pipeline::*;

@@ -1,8 +1,7 @@
 //! Pipeline behaviour on the committed demo model: hub ids through a local Hugging Face cache,
 //! files checked before work, real video decoding, streaming, typed errors.
 
-#[path = "../../decoder/tests/common/mod.rs"]
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -1,7 +1,7 @@
 //! Typed errors for bad input: placeholder/media mismatch, prompt over context, missing files and
 //! fields, malformed JSON, failing templates, unsupported models, bad media.
 
-mod common;
+use crate::common;
 
 use common::*;
 use ndarray::{Array3, Array4};

@@ -3,7 +3,7 @@
 
 #![cfg(feature = "video-io")]
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::json;

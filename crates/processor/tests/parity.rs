@@ -4,7 +4,7 @@
 //! an exact checksum of the float32 bits, per-channel sums, sampled values, and (two small
 //! cases) full u8 reconstructions.
 
-mod common;
+use crate::common;
 
 use common::*;
 use ndarray::ArrayD;

@@ -6,7 +6,7 @@
 //! (an exact checksum of the float32 bits), `image_grid_thw` / `video_grid_thw` and
 //! `second_per_grid_ts` exactly.
 
-mod common;
+use crate::common;
 
 use common::*;
 use ndarray::ArrayD;

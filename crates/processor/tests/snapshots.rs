@@ -1,7 +1,7 @@
 //! `insta` snapshots of the preprocessing for every input in `tests/inputs/*.json`: rendered
 //! prompts, token counts, shapes and rounded statistics of every tensor.
 
-mod common;
+use crate::common;
 
 use common::*;
 use ndarray::ArrayD;

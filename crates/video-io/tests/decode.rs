@@ -1,6 +1,6 @@
 //! Frame-exact decoding against the ffmpeg CLI, on every valid fixture video.
 
-mod common;
+use crate::common;
 
 use common::*;
 use ndarray::Axis;

@@ -1,7 +1,7 @@
 //! Broken and hostile input: every file gets its typed error, within a bounded time, and no
 //! input panics.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::path::PathBuf;

@@ -1,7 +1,7 @@
 //! Images decode into the same frame type as videos: lossless formats bit-exact with the ffmpeg
 //! CLI's rgb24 output, JPEG as PIL decodes it (see `orientation.rs`).
 
-mod common;
+use crate::common;
 
 use common::*;
 use vidlm_video_io::*;

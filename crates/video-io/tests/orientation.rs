@@ -5,7 +5,7 @@
 //! * videos like the ffmpeg CLI's autorotate, for all eight display-matrix orientations
 //!   (rotations and mirrors).
 
-mod common;
+use crate::common;
 
 use common::*;
 use ndarray::Axis;

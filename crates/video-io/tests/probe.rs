@@ -1,7 +1,7 @@
 //! Probe metadata of every fixture, snapshot-tested with insta (`tests/snapshots/`).
 //! Review changes with `cargo insta review` (or `INSTA_UPDATE=always` and `git diff`).
 
-mod common;
+use crate::common;
 
 use common::*;
 use vidlm_video_io::*;

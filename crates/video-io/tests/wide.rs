@@ -3,7 +3,7 @@
 //! ffmpeg CLI: frame count = `ffprobe -count_frames` of the stream we pick, sampled frames =
 //! the CLI's `-vsync 0` frames bit for bit (see `common::check_valid`).
 
-mod common;
+use crate::common;
 
 use common::*;
 use vidlm_video_io::*;

@@ -1,7 +1,6 @@
 //! Typed errors of vidlm-vision on the committed demo model (tiny LLaVA-NeXT-Video).
 
-#[path = "../../decoder/tests/common/mod.rs"]
-mod common;
+use crate::common;
 
 use common::*;
 use vidlm_model::{ErrorKind, ModelError};

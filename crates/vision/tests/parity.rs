@@ -4,8 +4,7 @@
 //! `generate`; fp32 first-step logits within 1e-4 absolute (the acceptance bound; the tiny models'
 //! logits are scaled to max |logit| ~8, see `python/random_checkpoint.py::TINY_LOGIT_GAIN`).
 
-#[path = "../../decoder/tests/common/mod.rs"]
-mod common;
+use crate::common;
 
 use common::*;
 use vidlm_decoder::{

@@ -1,0 +1,13 @@
+//! The integration tests of `vidlm-video-io` as one test binary: each `tests/*.rs` file is a
+//! module here (the crate sets `autotests = false`), so the dependencies are linked once
+//! instead of once per file. A new test file needs its `mod` line below (`cargo xtask tidy`
+//! checks that every file has one).
+
+mod common;
+
+mod decode;
+mod hostile;
+mod images;
+mod orientation;
+mod probe;
+mod wide;
