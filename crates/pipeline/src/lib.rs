@@ -679,6 +679,27 @@ fn image_pixels<'a>(
             Err(PipelineError::Internal(format!("{} images but no pixel_values", grids.len())))
         };
     };
+    if vision.spec().image_layout.is_patchified() {
+        let thw = grid_rows(inputs.image_grid_thw.as_ref(), "image_grid_thw")?;
+        if thw.len() != grids.len() {
+            return Err(PipelineError::Internal(format!(
+                "image_grid_thw holds {} images, the conversations {}",
+                thw.len(),
+                grids.len()
+            )));
+        }
+        let parts = patch_rows(pv, &thw, "pixel_values")?;
+        return Ok(parts
+            .into_iter()
+            .zip(thw)
+            .zip(&grids)
+            .map(|((pixel_values, g), grid)| ImagePixels {
+                pixel_values,
+                grid: *grid,
+                grid_thw: Some(g),
+            })
+            .collect());
+    }
     let size = vision.image_size();
     let per = 3 * size * size;
     let (n, max_patches) = match *pv.shape() {
@@ -711,7 +732,7 @@ fn image_pixels<'a>(
             let pixel_values = data.get(start..start + patches * per).ok_or_else(|| {
                 PipelineError::Internal("pixel_values is shorter than its shape".into())
             })?;
-            Ok(ImagePixels { pixel_values, grid: *grid })
+            Ok(ImagePixels { pixel_values, grid: *grid, grid_thw: None })
         })
         .collect()
 }
@@ -721,6 +742,15 @@ fn video_pixels<'a>(
     inputs: &'a ProcessedInputs,
 ) -> Result<Vec<VideoPixels<'a>>, PipelineError> {
     let Some(pv) = &inputs.pixel_values_videos else { return Ok(Vec::new()) };
+    if vision.spec().image_layout.is_patchified() {
+        let thw = grid_rows(inputs.video_grid_thw.as_ref(), "video_grid_thw")?;
+        let parts = patch_rows(pv, &thw, "pixel_values_videos")?;
+        return Ok(parts
+            .into_iter()
+            .zip(thw)
+            .map(|(pixel_values, g)| VideoPixels { pixel_values, frames: g[0], grid_thw: Some(g) })
+            .collect());
+    }
     let size = vision.image_size();
     let [n, t, 3, h, w] = *pv.shape() else {
         return Err(PipelineError::Internal(format!(
@@ -736,7 +766,59 @@ fn video_pixels<'a>(
     Ok(data
         .chunks_exact(per.max(1))
         .take(n)
-        .map(|pixel_values| VideoPixels { pixel_values, frames: t })
+        .map(|pixel_values| VideoPixels { pixel_values, frames: t, grid_thw: None })
+        .collect())
+}
+
+/// The `(t, h, w)` rows of a processor's `image_grid_thw` / `video_grid_thw`.
+fn grid_rows(
+    a: Option<&ndarray::Array2<i64>>,
+    name: &str,
+) -> Result<Vec<[usize; 3]>, PipelineError> {
+    let a = a.ok_or_else(|| PipelineError::Internal(format!("patchified pixels without {name}")))?;
+    if a.ncols() != 3 {
+        return Err(PipelineError::Internal(format!("{name} of shape {:?}", a.shape())));
+    }
+    a.rows()
+        .into_iter()
+        .map(|r| {
+            let v = |i: usize| {
+                usize::try_from(r[i])
+                    .map_err(|_| PipelineError::Internal(format!("{name} holds {}", r[i])))
+            };
+            Ok([v(0)?, v(1)?, v(2)?])
+        })
+        .collect()
+}
+
+/// Each item's rows of a patchified pixel tensor `[patches, C·T·P·P]`: `t·h·w` rows per grid, in
+/// order; the grids must cover the tensor exactly.
+fn patch_rows<'a>(
+    pv: &'a ndarray::ArrayD<f32>,
+    thw: &[[usize; 3]],
+    name: &str,
+) -> Result<Vec<&'a [f32]>, PipelineError> {
+    let [rows, width] = *pv.shape() else {
+        return Err(PipelineError::Internal(format!("{name} of shape {:?}", pv.shape())));
+    };
+    let need: usize = thw.iter().map(|g| g[0] * g[1] * g[2]).sum();
+    if need != rows {
+        return Err(PipelineError::Internal(format!(
+            "{name} holds {rows} patch rows, the grids {thw:?} cover {need}"
+        )));
+    }
+    let data = pv
+        .as_slice()
+        .ok_or_else(|| PipelineError::Internal(format!("{name} is not contiguous")))?;
+    let mut start = 0;
+    Ok(thw
+        .iter()
+        .map(|g| {
+            let n = g[0] * g[1] * g[2] * width;
+            let part = &data[start..start + n];
+            start += n;
+            part
+        })
         .collect())
 }
 

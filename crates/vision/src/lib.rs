@@ -122,7 +122,8 @@ impl VisionError {
 /// budget of OneVision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VisionGeometry {
-    /// Input side of the vision tower in pixels (`vision_config.image_size`).
+    /// Input side of the vision tower in pixels (`vision_config.image_size`; 0 for the
+    /// patchified families, whose towers take any grid).
     pub image_size: usize,
     /// Patch side in pixels (`vision_config.patch_size`).
     pub patch_size: usize,
@@ -138,7 +139,12 @@ impl VisionGeometry {
             field: field.into(),
         };
         let vc = files.config.vision_config.as_ref().ok_or_else(|| missing("vision_config"))?;
-        let image_size = vc.image_size.ok_or_else(|| missing("vision_config.image_size"))?;
+        // Patchified (Qwen-VL) towers take any grid: no fixed input side (0 here).
+        let image_size = match vc.image_size {
+            Some(s) => s,
+            None if spec.image_layout.is_patchified() => 0,
+            None => return Err(missing("vision_config.image_size")),
+        };
         let patch_size =
             vc.patch_size.filter(|&p| p > 0).ok_or_else(|| missing("vision_config.patch_size"))?;
         let ar = files
@@ -311,23 +317,33 @@ fn to_f32(v: &DynValue, path: &Path) -> Result<Vec<f32>, VisionError> {
 }
 
 /// Preprocessed pixels of one image: `grid.num_patches() × 3 × size × size` values (base image
-/// first, then the anyres tiles row-major), and how the processor cut the image.
+/// first, then the anyres tiles row-major), and how the processor cut the image — or, for the
+/// patchified (Qwen-VL) families, its `t·h·w` patch rows of `C·T·P·P` values and `grid_thw`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ImagePixels<'a> {
-    /// Normalised pixel values, row-major `[patches, 3, size, size]`.
+    /// Normalised pixel values, row-major `[patches, 3, size, size]` (patchified:
+    /// `[t·h·w, C·T·P·P]`, the processor's `pixel_values` rows of this image).
     pub pixel_values: &'a [f32],
     /// The original size, the anyres tiles, the multi-image flag (from the processor's
     /// hand-off, `ProcessedInputs::conversations`).
     pub grid: PatchGrid,
+    /// Patchified families: the image's `(t, h, w)` patch grid (`image_grid_thw`; `t` is 1, the
+    /// image's one temporal patch after the processor's temporal padding). `None` otherwise.
+    pub grid_thw: Option<[usize; 3]>,
 }
 
-/// Preprocessed frames of one video: `frames × 3 × size × size` values.
+/// Preprocessed frames of one video: `frames × 3 × size × size` values (patchified: `t·h·w`
+/// patch rows of `C·T·P·P` values, `frames = t`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct VideoPixels<'a> {
-    /// Normalised pixel values, row-major `[frames, 3, size, size]`.
+    /// Normalised pixel values, row-major `[frames, 3, size, size]` (patchified:
+    /// `[t·h·w, C·T·P·P]`, the processor's `pixel_values_videos` rows of this video).
     pub pixel_values: &'a [f32],
-    /// Frame count.
+    /// Frame count (patchified: temporal patches `t`, the frames of the vision graph).
     pub frames: usize,
+    /// Patchified families: the video's `(t, h, w)` patch grid (`video_grid_thw`). `None`
+    /// otherwise.
+    pub grid_thw: Option<[usize; 3]>,
 }
 
 /// Feature rows for one image or video (`rows × dim`).
@@ -337,6 +353,51 @@ pub struct FeatureBlock {
     pub data: Vec<f32>,
     /// Row width (the language model's hidden size).
     pub dim: usize,
+    /// Qwen3-VL: the DeepStack levels of the same rows; `None` for every other family.
+    pub deepstack: Option<DeepstackBlock>,
+}
+
+/// Qwen3-VL DeepStack levels for the same rows: `levels × rows × dim`, level-major, level order =
+/// `deepstack_visual_indexes` order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeepstackBlock {
+    /// Number of levels (`len(vision_config.deepstack_visual_indexes)`).
+    pub levels: usize,
+    /// `levels × rows × dim` values, level-major.
+    pub data: Vec<f32>,
+}
+
+impl DeepstackBlock {
+    /// Rows per level, for rows of `dim` values.
+    pub fn rows(&self, dim: usize) -> usize {
+        self.data.len().checked_div(self.levels * dim).unwrap_or(0)
+    }
+
+    /// Level `l`: `rows × dim` values.
+    pub fn level(&self, l: usize) -> &[f32] {
+        let per = self.data.len().checked_div(self.levels).unwrap_or(0);
+        self.data.get(l * per..(l + 1) * per).unwrap_or(&[])
+    }
+
+    /// Blocks concatenated along the rows, level by level (e.g. all images of a prompt, in
+    /// order); all must have the same number of levels.
+    pub fn concat<'b>(
+        parts: impl IntoIterator<Item = &'b DeepstackBlock>,
+    ) -> Result<Option<DeepstackBlock>, VisionError> {
+        let parts: Vec<&DeepstackBlock> = parts.into_iter().collect();
+        let Some(first) = parts.first() else { return Ok(None) };
+        let levels = first.levels;
+        if parts.iter().any(|p| p.levels != levels) {
+            return Err(VisionError::Shape("DeepStack blocks with different level counts".into()));
+        }
+        let mut data = Vec::with_capacity(parts.iter().map(|p| p.data.len()).sum());
+        for l in 0..levels {
+            for p in &parts {
+                data.extend_from_slice(p.level(l));
+            }
+        }
+        Ok(Some(DeepstackBlock { levels, data }))
+    }
 }
 
 impl FeatureBlock {
@@ -658,7 +719,7 @@ impl VisionEncoder {
         let (tokens, dim) = state.shape.unwrap_or((0, 0));
         match input {
             VisionInput::Image(im) => self.pack(im, tokens, dim, data).map(Some),
-            VisionInput::Video(_) if self.video.is_some() => Ok(Some(FeatureBlock { data, dim })),
+            VisionInput::Video(_) if self.video.is_some() => Ok(Some(FeatureBlock { data, dim, deepstack: None })),
             VisionInput::Video(v) => self.video_host(v.frames, tokens, dim, data).map(Some),
         }
     }
@@ -798,7 +859,7 @@ impl VisionEncoder {
                 )))
             }
         };
-        Ok(FeatureBlock { data, dim })
+        Ok(FeatureBlock { data, dim, deepstack: None })
     }
 
     /// A video without `video_encoder`: its frames' `vision_encoder` features, then what the
@@ -811,7 +872,7 @@ impl VisionEncoder {
         feats: Vec<f32>,
     ) -> Result<FeatureBlock, VisionError> {
         match self.spec.video_tokens {
-            VideoTokens::FramesAsImages => Ok(FeatureBlock { data: feats, dim }),
+            VideoTokens::FramesAsImages => Ok(FeatureBlock { data: feats, dim, deepstack: None }),
             VideoTokens::OnevisionPooled => {
                 let side = self.geometry.grid_side();
                 if side * side != tokens {
@@ -824,7 +885,7 @@ impl VisionEncoder {
                     VisionError::Unsupported("OneVision video needs image_newline".into())
                 })?;
                 data.extend_from_slice(nl);
-                Ok(FeatureBlock { data, dim })
+                Ok(FeatureBlock { data, dim, deepstack: None })
             }
             VideoTokens::GridMerged | VideoTokens::GridMergedTimestamped => {
                 Err(VisionError::Unsupported(format!(
