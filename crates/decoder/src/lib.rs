@@ -213,7 +213,8 @@ fn check_positions(
     io: &DecoderIo,
     graph: &Path,
 ) -> Result<(), DecoderError> {
-    let bad = |message: String| DecoderError::UnexpectedGraph { path: graph.to_path_buf(), message };
+    let bad =
+        |message: String| DecoderError::UnexpectedGraph { path: graph.to_path_buf(), message };
     let (rows, deepstack) = match spec.positions {
         vidlm_model::Positions::Linear => (1, false),
         vidlm_model::Positions::MRope { deepstack, .. } => (3, deepstack),
@@ -232,7 +233,8 @@ fn check_positions(
             if io.deepstack_levels > 0 { "takes" } else { "has no" }
         )));
     }
-    let configured = config.vision_config.as_ref().and_then(|v| v.deepstack_visual_indexes.as_ref());
+    let configured =
+        config.vision_config.as_ref().and_then(|v| v.deepstack_visual_indexes.as_ref());
     if let Some(levels) = configured.map(Vec::len).filter(|_| deepstack) {
         if levels != io.deepstack_levels {
             return Err(bad(format!(

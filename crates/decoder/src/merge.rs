@@ -69,10 +69,7 @@ impl Features {
         let Some(first) = parts.first() else { return Ok(Features::default()) };
         let dim = first.dim;
         if let Some(p) = parts.iter().find(|p| p.dim != dim) {
-            return Err(DecoderError::Shape(format!(
-                "feature widths differ: {dim} vs {}",
-                p.dim
-            )));
+            return Err(DecoderError::Shape(format!("feature widths differ: {dim} vs {}", p.dim)));
         }
         let with_rows: Vec<&&Features> = parts.iter().filter(|p| p.rows() > 0).collect();
         let levels = with_rows.first().map_or(0, |p| p.deepstack_levels());

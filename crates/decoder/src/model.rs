@@ -94,8 +94,12 @@ impl DecoderIo {
         for i in &s.inputs {
             let n = i.name.as_str();
             match n {
-                "inputs_embeds" | "attention_mask" | "position_ids" | "use_cache_branch"
-                | "num_logits_to_keep" | "deepstack_visual_embeds" => {}
+                "inputs_embeds"
+                | "attention_mask"
+                | "position_ids"
+                | "use_cache_branch"
+                | "num_logits_to_keep"
+                | "deepstack_visual_embeds" => {}
                 _ => {
                     let layer = n
                         .strip_prefix("past_key_values.")
@@ -591,8 +595,8 @@ impl LmSessions {
         let total = cache.past_len + seq;
         let rows = self.io.position_rows;
         let levels = self.io.deepstack_levels;
-        let positions_ok = positions.len() == batch * seq
-            || (rows == 3 && positions.len() == 3 * batch * seq);
+        let positions_ok =
+            positions.len() == batch * seq || (rows == 3 && positions.len() == 3 * batch * seq);
         let deepstack_ok =
             deepstack.is_none_or(|d| levels > 0 && d.len() == levels * batch * seq * self.hidden);
         if cache.batch != batch

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use vidlm_decoder::Features;
 use vidlm_media_source::{ContentHash, DecodedMedia, FrameSampling};
+use vidlm_processor::VideoMetadata;
 
 /// Image or video, and for images whether the conversation has several (OneVision processes
 /// those differently, so their features differ).
@@ -49,13 +50,17 @@ impl CacheKey {
 pub struct Entry {
     /// The decoded pixels (the processor still needs them for the prompt's placeholder counts).
     pub media: DecodedMedia,
+    /// A video's metadata, for families whose video processor samples with its own formula
+    /// (the indices and frame rate the prompt's timestamps and `second_per_grid_ts` come from).
+    pub metadata: Option<VideoMetadata>,
     /// The vision features of the item (the rows its placeholders take).
     pub features: Arc<Features>,
 }
 
 impl Entry {
     fn bytes(&self) -> usize {
-        self.media.bytes() + self.features.data().len() * 4 + 64
+        let levels = 1 + self.features.deepstack_levels();
+        self.media.bytes() + self.features.data().len() * 4 * levels + 64
     }
 }
 
@@ -152,6 +157,7 @@ mod tests {
     fn entry(bytes: usize) -> Entry {
         Entry {
             media: DecodedMedia::Image(Arc::new(Array3::zeros((1, bytes, 1)))),
+            metadata: None,
             features: Arc::new(Features::empty(4)),
         }
     }

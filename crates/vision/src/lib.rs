@@ -719,7 +719,9 @@ impl VisionEncoder {
         let (tokens, dim) = state.shape.unwrap_or((0, 0));
         match input {
             VisionInput::Image(im) => self.pack(im, tokens, dim, data).map(Some),
-            VisionInput::Video(_) if self.video.is_some() => Ok(Some(FeatureBlock { data, dim, deepstack: None })),
+            VisionInput::Video(_) if self.video.is_some() => {
+                Ok(Some(FeatureBlock { data, dim, deepstack: None }))
+            }
             VisionInput::Video(v) => self.video_host(v.frames, tokens, dim, data).map(Some),
         }
     }

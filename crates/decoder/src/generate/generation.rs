@@ -129,7 +129,8 @@ impl<'m> Generation<'m> {
             .enumerate()
             .zip(deltas)
             .map(|((i, q), delta)| {
-                let mut st = RequestState::new(q.input_ids.clone(), cfg.clone(), width, s.max_context);
+                let mut st =
+                    RequestState::new(q.input_ids.clone(), cfg.clone(), width, s.max_context);
                 st.position_delta = delta;
                 (i, st)
             })
