@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use vidlm_decoder::Features;
 use vidlm_media_source::{ContentHash, DecodedMedia, FrameSampling};
+use vidlm_vision::DeepstackBlock;
 
 /// Image or video, and for images whether the conversation has several (OneVision processes
 /// those differently, so their features differ).
@@ -44,18 +45,39 @@ impl CacheKey {
     }
 }
 
+/// A media item's vision features: the rows its placeholders take and, for Qwen3-VL, the
+/// DeepStack levels of the same rows (`levels × rows × dim`, level-major).
+#[derive(Debug, Clone)]
+pub struct ItemFeatures {
+    /// The feature rows.
+    pub rows: Features,
+    /// Qwen3-VL: the DeepStack levels of the rows; `None` for every other family.
+    pub deepstack: Option<DeepstackBlock>,
+}
+
+impl ItemFeatures {
+    /// Rows without DeepStack levels.
+    pub fn plain(rows: Features) -> Self {
+        ItemFeatures { rows, deepstack: None }
+    }
+
+    fn bytes(&self) -> usize {
+        (self.rows.data().len() + self.deepstack.as_ref().map_or(0, |d| d.data.len())) * 4
+    }
+}
+
 /// A cached item: its decoded (sampled) pixels and its vision features.
 #[derive(Debug, Clone)]
 pub struct Entry {
     /// The decoded pixels (the processor still needs them for the prompt's placeholder counts).
     pub media: DecodedMedia,
-    /// The vision features of the item (the rows its placeholders take).
-    pub features: Arc<Features>,
+    /// The vision features of the item (rows and DeepStack levels).
+    pub features: Arc<ItemFeatures>,
 }
 
 impl Entry {
     fn bytes(&self) -> usize {
-        self.media.bytes() + self.features.data().len() * 4 + 64
+        self.media.bytes() + self.features.bytes() + 64
     }
 }
 
@@ -152,8 +174,27 @@ mod tests {
     fn entry(bytes: usize) -> Entry {
         Entry {
             media: DecodedMedia::Image(Arc::new(Array3::zeros((1, bytes, 1)))),
-            features: Arc::new(Features::empty(4)),
+            features: Arc::new(ItemFeatures::plain(Features::empty(4))),
         }
+    }
+
+    /// A cached Qwen3-VL item gives back its DeepStack levels with its rows, and they count
+    /// against the budget.
+    #[test]
+    fn deepstack_levels_are_cached_with_the_rows() {
+        let rows = Features::new((0..24).map(|x| x as f32).collect(), 4).expect("rows");
+        let deepstack =
+            Some(DeepstackBlock { levels: 3, data: (0..72).map(|x| -x as f32).collect() });
+        let e = Entry {
+            media: DecodedMedia::Image(Arc::new(Array3::zeros((1, 1, 1)))),
+            features: Arc::new(ItemFeatures { rows, deepstack: deepstack.clone() }),
+        };
+        let mut c = VisionCache::new(1 << 20);
+        c.insert(key(1), e);
+        assert_eq!(c.used(), 1 + (24 + 72) * 4 + 64);
+        let got = c.get(&key(1)).expect("hit");
+        assert_eq!(got.features.deepstack, deepstack);
+        assert_eq!(got.features.rows.data().len(), 24);
     }
 
     fn key(n: u8) -> CacheKey {

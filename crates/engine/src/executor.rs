@@ -16,7 +16,9 @@ use vidlm_decoder::{
 };
 use vidlm_pipeline::{features_of_blocks, vision_inputs};
 use vidlm_processor::ProcessedInputs;
-use vidlm_vision::{EncodeState, FeatureBlock, VisionEncoder, VisionInput};
+use vidlm_vision::{DeepstackBlock, EncodeState, FeatureBlock, VisionEncoder, VisionInput};
+
+use crate::cache::ItemFeatures;
 
 use crate::request::EngineError;
 use crate::scheduler::{Plan, RequestId};
@@ -78,7 +80,7 @@ pub(crate) enum Outcome {
         id: RequestId,
         item: usize,
         took: Duration,
-        result: Result<Option<Features>, EngineError>,
+        result: Result<Option<ItemFeatures>, EngineError>,
     },
     /// A prefill started: the prompt's embedding time.
     PrefillStarted { id: RequestId, result: Result<Duration, EngineError> },
@@ -199,7 +201,7 @@ impl Executor {
         key: (RequestId, usize),
         mut budget: usize,
         last: bool,
-    ) -> Result<Option<Features>, EngineError> {
+    ) -> Result<Option<ItemFeatures>, EngineError> {
         let (images, videos) = vision_inputs(&self.vision, inputs)?;
         let item: Vec<VisionInput<'_>> = match units {
             Units::Images { first, count } => images
@@ -241,7 +243,12 @@ impl Executor {
             self.encodes.insert(key, enc);
             return Ok(None);
         }
-        Ok(Some(features_of_blocks(enc.blocks)?.unwrap_or_else(|| Features::empty(1))))
+        // Qwen3-VL: the items' DeepStack levels, concatenated like their rows.
+        let deepstack =
+            DeepstackBlock::concat(enc.blocks.iter().filter_map(|b| b.deepstack.as_ref()))
+                .map_err(|e| internal(format!("DeepStack levels of a media item: {e}")))?;
+        let rows = features_of_blocks(enc.blocks)?.unwrap_or_else(|| Features::empty(1));
+        Ok(Some(ItemFeatures { rows, deepstack }))
     }
 
     fn run_prefill(

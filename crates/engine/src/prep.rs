@@ -7,13 +7,13 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Instant;
 
-use vidlm_decoder::{Features, Sequence};
+use vidlm_decoder::Sequence;
 use vidlm_media_source::{decode_media, DecodedMedia, MediaKind};
 use vidlm_model::VideoTokens;
 use vidlm_pipeline::{sequence_from_features, Stage};
 use vidlm_processor::{Conversation, MediaInput, ProcessOptions, ProcessedInputs};
 
-use crate::cache::{CacheKey, Entry, ItemKind};
+use crate::cache::{CacheKey, Entry, ItemFeatures, ItemKind};
 use crate::executor::Units;
 use crate::request::{EngineError, Event, MediaSpec};
 use crate::{Job, Shared};
@@ -24,8 +24,9 @@ pub(crate) struct Item {
     pub(crate) media: DecodedMedia,
     /// Its vision cache key (`None` for media the caller decoded).
     pub(crate) key: Option<CacheKey>,
-    /// Its vision features: from the cache, or once the core has encoded it.
-    pub(crate) features: Option<Arc<Features>>,
+    /// Its vision features (rows and DeepStack levels): from the cache, or once the core has
+    /// encoded it.
+    pub(crate) features: Option<Arc<ItemFeatures>>,
     /// Which of the processed inputs it is.
     pub(crate) units: Units,
 }
@@ -46,14 +47,20 @@ impl Prepared {
             .enumerate()
             .filter(|(_, it)| it.features.is_none())
             .map(|(i, it)| {
+                // The units `VisionInput::units` counts: patches or frames, and for patchified
+                // (Qwen-VL) inputs the temporal patches of their grid.
+                let conv = self.inputs.conversations.first();
                 let cost = match it.units {
-                    Units::Images { first, count } => self
-                        .inputs
-                        .conversations
-                        .first()
+                    Units::Images { first, count } => conv
                         .map(|c| c.images.iter().skip(first).take(count))
-                        .map_or(count, |grids| grids.map(|g| g.num_patches()).sum()),
-                    Units::Video { .. } => it.media.frames(),
+                        .map_or(count, |grids| {
+                            grids
+                                .map(|g| g.thw.map_or(g.num_patches(), |(t, _, _)| t as usize))
+                                .sum()
+                        }),
+                    Units::Video { index } => conv
+                        .and_then(|c| c.video_grids.get(index))
+                        .map_or(it.media.frames(), |g| g.thw.0 as usize),
                 };
                 (i, cost.max(1))
             })
@@ -67,7 +74,7 @@ impl Prepared {
         let mut images = Vec::new();
         let mut videos = Vec::new();
         for it in &self.items {
-            let f = it.features.as_deref()?;
+            let f = &it.features.as_deref()?.rows;
             match it.units {
                 Units::Images { .. } => images.push(f),
                 Units::Video { .. } => videos.push(f),
@@ -178,7 +185,7 @@ fn prepare(shared: &Shared, job: &mut Job) -> Result<(ProcessedInputs, Vec<Item>
 
 /// A loaded media item: its pixels, its vision cache key (media named by source) and its
 /// features when the cache had them.
-type Loaded = (DecodedMedia, Option<CacheKey>, Option<Arc<Features>>);
+type Loaded = (DecodedMedia, Option<CacheKey>, Option<Arc<ItemFeatures>>);
 
 /// One media item: decoded by the caller, or loaded — from the vision cache (with its features)
 /// or loaded and decoded.

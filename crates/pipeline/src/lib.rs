@@ -775,7 +775,8 @@ fn grid_rows(
     a: Option<&ndarray::Array2<i64>>,
     name: &str,
 ) -> Result<Vec<[usize; 3]>, PipelineError> {
-    let a = a.ok_or_else(|| PipelineError::Internal(format!("patchified pixels without {name}")))?;
+    let a =
+        a.ok_or_else(|| PipelineError::Internal(format!("patchified pixels without {name}")))?;
     if a.ncols() != 3 {
         return Err(PipelineError::Internal(format!("{name} of shape {:?}", a.shape())));
     }
