@@ -48,6 +48,9 @@ class _Om:
         so = ort.SessionOptions()
         so.intra_op_num_threads = 1
         so.log_severity_level = 3
+        # As vidlm-ort loads fp32/fp16 graphs (MemoryOptions' Prepack::Auto): no pre-packed weight copies.
+        # MLAS's packed and unpacked GEMMs round differently (~1e-4 here), so the reference uses the runtime's.
+        so.add_session_config_entry("session.disable_prepacking", "1")
         suffix = "" if dtype == "fp32" else "_fp16"
         path = model_dir / "onnx" / f"vision_encoder{suffix}.onnx"
         self.sessions = {"vision_encoder": ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])}

@@ -140,6 +140,10 @@ pub(crate) struct GridTables {
     values: Vec<(Vec<usize>, Values)>,
 }
 
+/// One run's output: row width, features `[frames·rows, D]`, DeepStack levels (each
+/// `[frames·rows·D]`).
+pub(crate) type RunOutput = (usize, Vec<f32>, Option<Vec<Vec<f32>>>);
+
 /// The loaded patchified `vision_encoder` graph.
 #[derive(Debug)]
 pub(crate) struct QwenGraph {
@@ -314,7 +318,7 @@ impl QwenGraph {
         patches: usize,
         row: usize,
         tables: &GridTables,
-    ) -> Result<(usize, Vec<f32>, Option<Vec<Vec<f32>>>), VisionError> {
+    ) -> Result<RunOutput, VisionError> {
         let path = self.s.path.clone();
         let err = |e: vidlm_ort::ort::Error| VisionError::Runtime { path: path.clone(), source: e };
         let shape = [frames, patches, row];
