@@ -162,6 +162,26 @@ mod tests {
         }
     }
 
+    /// A cached Qwen3-VL item gives back its DeepStack levels with its rows, and they count
+    /// against the budget.
+    #[test]
+    fn deepstack_levels_are_cached_with_the_rows() {
+        let rows = Features::new((0..24).map(|x| x as f32).collect(), 4).expect("rows");
+        let levels: Vec<f32> = (0..72).map(|x| -x as f32).collect();
+        let features = rows.with_deepstack(3, levels).expect("levels");
+        let e = Entry {
+            media: DecodedMedia::Image(Arc::new(Array3::zeros((1, 1, 1)))),
+            metadata: None,
+            features: Arc::new(features.clone()),
+        };
+        let mut c = VisionCache::new(1 << 20);
+        c.insert(key(1), e);
+        assert_eq!(c.used(), 1 + (24 + 72) * 4 + 64);
+        let got = c.get(&key(1)).expect("hit");
+        assert_eq!(*got.features, features);
+        assert_eq!(got.features.deepstack_levels(), 3);
+    }
+
     fn key(n: u8) -> CacheKey {
         CacheKey::new(
             ContentHash([n; 32]),

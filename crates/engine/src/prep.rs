@@ -55,14 +55,20 @@ impl Prepared {
             .enumerate()
             .filter(|(_, it)| it.features.is_none())
             .map(|(i, it)| {
+                // The units `VisionInput::units` counts: patches or frames, and for patchified
+                // (Qwen-VL) inputs the temporal patches of their grid.
+                let conv = self.inputs.conversations.first();
                 let cost = match it.units {
-                    Units::Images { first, count } => self
-                        .inputs
-                        .conversations
-                        .first()
+                    Units::Images { first, count } => conv
                         .map(|c| c.images.iter().skip(first).take(count))
-                        .map_or(count, |grids| grids.map(|g| g.num_patches()).sum()),
-                    Units::Video { .. } => it.media.frames(),
+                        .map_or(count, |grids| {
+                            grids
+                                .map(|g| g.thw.map_or(g.num_patches(), |(t, _, _)| t as usize))
+                                .sum()
+                        }),
+                    Units::Video { index } => conv
+                        .and_then(|c| c.video_grids.get(index))
+                        .map_or(it.media.frames(), |g| g.thw.0 as usize),
                 };
                 (i, cost.max(1))
             })

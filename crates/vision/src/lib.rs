@@ -41,12 +41,14 @@
 #![warn(missing_docs)]
 
 pub mod anyres;
+mod patchified;
 pub mod qwen;
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use half::f16;
+use patchified::{PatchGeometry, QwenGraph, TableCache};
 use vidlm_model::{
     ErrorKind, FamilySpec, Graph as GraphFile, GraphUse, ImageLayout, ModelError, ModelFiles,
     VideoTokens,
@@ -417,11 +419,31 @@ pub enum VisionInput<'a> {
 }
 
 impl VisionInput<'_> {
-    /// The graph inputs it runs: an image's patches, a video's frames.
+    /// The graph inputs it runs: an image's patches, a video's frames (patchified: the
+    /// temporal patches `t` of its `grid_thw`, the frames of the vision graph).
     pub fn units(&self) -> usize {
         match self {
-            VisionInput::Image(im) => im.grid.num_patches(),
+            VisionInput::Image(im) => match im.grid_thw {
+                Some([t, _, _]) => t,
+                None => im.grid.num_patches(),
+            },
             VisionInput::Video(v) => v.frames,
+        }
+    }
+
+    /// The `(t, h, w)` grid of a patchified input.
+    pub fn grid_thw(&self) -> Option<[usize; 3]> {
+        match self {
+            VisionInput::Image(im) => im.grid_thw,
+            VisionInput::Video(v) => v.grid_thw,
+        }
+    }
+
+    /// Its pixel values.
+    pub fn pixel_values(&self) -> &[f32] {
+        match self {
+            VisionInput::Image(im) => im.pixel_values,
+            VisionInput::Video(v) => v.pixel_values,
         }
     }
 }
@@ -433,6 +455,8 @@ pub struct EncodeState {
     data: Vec<f32>,
     /// Tokens per unit (image graph) and row width, once known.
     shape: Option<(usize, usize)>,
+    /// Patchified graphs with DeepStack outputs: each level's rows so far.
+    deep: Vec<Vec<f32>>,
 }
 
 impl EncodeState {
@@ -455,32 +479,89 @@ impl EncodeState {
     }
 }
 
+/// What a [`Slot`]'s graph takes.
+#[derive(Debug, Clone, Copy)]
+enum SlotKind {
+    /// One float input of this rank (the LLaVA families' graphs).
+    Single(usize),
+    /// The patchified (Qwen-VL) tower: pixel rows + host tables.
+    Patchified(PatchGeometry),
+}
+
+/// A loaded vision graph.
+#[derive(Debug)]
+enum AnyGraph {
+    Single(Graph),
+    Patchified(QwenGraph),
+}
+
+impl AnyGraph {
+    fn load(path: &Path, kind: SlotKind, opts: &SessionOptions) -> Result<Self, VisionError> {
+        let s = load_session(path, opts)?;
+        Ok(match kind {
+            SlotKind::Single(rank) => AnyGraph::Single(Graph::new(s, rank)?),
+            SlotKind::Patchified(geo) => AnyGraph::Patchified(QwenGraph::new(s, &geo)?),
+        })
+    }
+
+    fn provider(&self) -> Provider {
+        match self {
+            AnyGraph::Single(g) => g.s.provider,
+            AnyGraph::Patchified(g) => g.s.provider,
+        }
+    }
+}
+
 /// A vision graph that can be released and loaded again when next needed.
 #[derive(Debug)]
 struct Slot {
     path: PathBuf,
-    rank: usize,
-    graph: Option<Graph>,
+    kind: SlotKind,
+    graph: Option<AnyGraph>,
     /// Provider of the last session loaded.
     provider: Provider,
 }
 
 impl Slot {
-    fn load(path: PathBuf, rank: usize, opts: &SessionOptions) -> Result<Self, VisionError> {
-        let g = Graph::new(load_session(&path, opts)?, rank)?;
-        Ok(Slot { path, rank, provider: g.s.provider, graph: Some(g) })
+    fn load(path: PathBuf, kind: SlotKind, opts: &SessionOptions) -> Result<Self, VisionError> {
+        let g = AnyGraph::load(&path, kind, opts)?;
+        Ok(Slot { path, kind, provider: g.provider(), graph: Some(g) })
     }
 
-    fn get(&mut self, opts: &SessionOptions) -> Result<&mut Graph, VisionError> {
+    fn get(&mut self, opts: &SessionOptions) -> Result<&mut AnyGraph, VisionError> {
         if self.graph.is_none() {
             tracing::debug!(graph = %self.path.display(), "loading a released vision graph again");
-            let g = Graph::new(load_session(&self.path, opts)?, self.rank)?;
-            self.provider = g.s.provider;
+            let g = AnyGraph::load(&self.path, self.kind, opts)?;
+            self.provider = g.provider();
             self.graph = Some(g);
         }
         self.graph
             .as_mut()
             .ok_or_else(|| VisionError::Unsupported("vision graph not loaded".into()))
+    }
+
+    /// The single-input graph.
+    fn single(&mut self, opts: &SessionOptions) -> Result<&mut Graph, VisionError> {
+        let path = self.path.clone();
+        match self.get(opts)? {
+            AnyGraph::Single(g) => Ok(g),
+            AnyGraph::Patchified(_) => Err(VisionError::UnexpectedGraph {
+                path,
+                message: "a patchified vision graph cannot take square images".into(),
+            }),
+        }
+    }
+
+    /// The patchified graph.
+    fn patchified(&mut self, opts: &SessionOptions) -> Result<&mut QwenGraph, VisionError> {
+        let path = self.path.clone();
+        match self.get(opts)? {
+            AnyGraph::Patchified(g) => Ok(g),
+            AnyGraph::Single(_) => Err(VisionError::UnexpectedGraph {
+                path,
+                message: "not a patchified vision graph".into(),
+            }),
+        }
     }
 }
 
@@ -500,6 +581,10 @@ pub struct VisionEncoder {
     newline: Option<Vec<f32>>,
     max_batch: usize,
     session: SessionOptions,
+    /// Patchified families: the geometry of the pixel rows and host tables.
+    patch: Option<PatchGeometry>,
+    /// Patchified families: host tables per grid.
+    tables: TableCache,
 }
 
 impl VisionEncoder {
@@ -539,10 +624,22 @@ impl VisionEncoder {
         // on the real-size serving bench, 2 cores: no difference in throughput either way.)
         let mut session = opts.session.clone();
         session.spinning = session.spinning.or(Some(false));
-        let image = Slot::load(image_path, 4, &session)?;
+        let patch = if spec.image_layout.is_patchified() {
+            Some(PatchGeometry::from_files(files)?)
+        } else {
+            None
+        };
+        let image_kind = match patch {
+            Some(geo) => SlotKind::Patchified(geo),
+            None => SlotKind::Single(4),
+        };
+        let image = Slot::load(image_path, image_kind, &session)?;
         let load_video = spec.video_encoder != GraphUse::Unused && video_path.is_file();
-        let video =
-            if load_video { Some(Slot::load(video_path.clone(), 5, &session)?) } else { None };
+        let video = if load_video {
+            Some(Slot::load(video_path.clone(), SlotKind::Single(5), &session)?)
+        } else {
+            None
+        };
         Ok(VisionEncoder {
             spec,
             geometry,
@@ -552,6 +649,8 @@ impl VisionEncoder {
             newline,
             max_batch: opts.max_batch.max(1),
             session,
+            patch,
+            tables: TableCache::default(),
         })
     }
 
@@ -681,6 +780,9 @@ impl VisionEncoder {
         state: &mut EncodeState,
         max_units: usize,
     ) -> Result<Option<FeatureBlock>, VisionError> {
+        if self.patch.is_some() {
+            return self.encode_step_patchified(input, state, max_units);
+        }
         if state.done == 0 {
             self.check(input)?;
         }
@@ -726,9 +828,74 @@ impl VisionEncoder {
         }
     }
 
+    /// [`Self::encode_step`] of a patchified (Qwen-VL) model: runs of at most `max_batch` frames
+    /// (temporal patches) of the input's one grid, with that grid's host tables (computed once
+    /// per grid); the features are the frames' merged rows, frame-major, and the DeepStack levels
+    /// of the same rows when the graph has them.
+    fn encode_step_patchified(
+        &mut self,
+        input: &VisionInput<'_>,
+        state: &mut EncodeState,
+        max_units: usize,
+    ) -> Result<Option<FeatureBlock>, VisionError> {
+        let Some(geo) = self.patch else {
+            return Err(VisionError::Shape("not a patchified model".into()));
+        };
+        check_patchified(input, &geo)?;
+        let Some([t, h, w]) = input.grid_thw() else {
+            return Err(VisionError::Shape("patchified input without grid_thw".into()));
+        };
+        let patches = h * w;
+        let per = patches * geo.row;
+        let pixels = input.pixel_values();
+        let mut ran = 0;
+        while state.done < t && ran < max_units.max(1) {
+            let m = self.max_batch.min(max_units.max(1) - ran).min(t - state.done);
+            let graph = self.image.patchified(&self.session)?;
+            let tables = self.tables.get(graph, h, w, &geo);
+            let chunk = pixels.get(state.done * per..(state.done + m) * per).ok_or_else(|| {
+                VisionError::Shape(format!("{} values for grid {:?}", pixels.len(), [t, h, w]))
+            })?;
+            let (dim, feats, deep) = graph.run(chunk, m, patches, geo.row, &tables)?;
+            let rows = feats.len() / dim;
+            state.merge_shape(rows / m, dim)?;
+            state.data.extend(feats);
+            if let Some(levels) = deep {
+                if state.done > 0 && state.deep.len() != levels.len() {
+                    return Err(VisionError::Shape(
+                        "DeepStack level count changed between chunks".into(),
+                    ));
+                }
+                state.deep.resize(levels.len(), Vec::new());
+                for (acc, l) in state.deep.iter_mut().zip(levels) {
+                    acc.extend(l);
+                }
+            }
+            state.done += m;
+            ran += m;
+        }
+        if state.done < t {
+            return Ok(None);
+        }
+        let data = std::mem::take(&mut state.data);
+        let (_, dim) = state.shape.unwrap_or((0, 0));
+        let deep = std::mem::take(&mut state.deep);
+        let deepstack =
+            (!deep.is_empty()).then(|| DeepstackBlock { levels: deep.len(), data: deep.concat() });
+        Ok(Some(FeatureBlock { data, dim, deepstack }))
+    }
+
+    /// Grids whose host tables are held (patchified families; for tests and diagnostics).
+    pub fn cached_grids(&self) -> usize {
+        self.tables.len()
+    }
+
     /// An input's size against the graphs (and, for a video without `video_encoder`, whether the
     /// host can do the graph's work).
     fn check(&self, input: &VisionInput<'_>) -> Result<(), VisionError> {
+        if let Some(geo) = &self.patch {
+            return check_patchified(input, geo);
+        }
         let s = self.image_size();
         let per = 3 * s * s;
         match input {
@@ -774,7 +941,7 @@ impl VisionEncoder {
         m: usize,
     ) -> Result<(usize, usize, Vec<f32>), VisionError> {
         let s = self.image_size();
-        let (shape, vals) = self.image.get(&self.session)?.run(pixels, &[m, 3, s, s])?;
+        let (shape, vals) = self.image.single(&self.session)?.run(pixels, &[m, 3, s, s])?;
         let [b, t, d] = shape.as_slice() else {
             return Err(VisionError::Shape(format!(
                 "vision_encoder output has shape {shape:?}, expected [n, tokens, dim]"
@@ -801,7 +968,7 @@ impl VisionEncoder {
         let Some(slot) = self.video.as_mut() else {
             return Err(VisionError::Unsupported("no video_encoder graph loaded".into()));
         };
-        let (shape, mut vals) = slot.get(&self.session)?.run(pixels, &[1, m, 3, s, s])?;
+        let (shape, mut vals) = slot.single(&self.session)?.run(pixels, &[1, m, 3, s, s])?;
         // [1, tokens, dim] (frames concatenated) or [frames, tokens, dim] (Video-LLaVA's
         // per-frame output): both are the video's rows in order.
         let (rows, dim) = match shape.as_slice() {
@@ -853,10 +1020,10 @@ impl VisionEncoder {
                     .then_some(self.geometry.max_num_patches);
                 anyres::pack_image(&feats, side, dim, &im.grid, self.newline.as_deref(), budget)?
             }
-            // The patchified (Qwen-VL) vision runner is not part of this crate yet.
+            // Patchified images never get here (`encode_step_patchified`).
             ImageLayout::Patchified => {
-                return Err(VisionError::Unsupported(format!(
-                    "{} images need the patchified vision runner, which is not implemented yet",
+                return Err(VisionError::Shape(format!(
+                    "{} images are encoded from their grid_thw, not packed",
                     self.spec.family
                 )))
             }
@@ -889,9 +1056,10 @@ impl VisionEncoder {
                 data.extend_from_slice(nl);
                 Ok(FeatureBlock { data, dim, deepstack: None })
             }
+            // Patchified videos never get here (`encode_step_patchified`).
             VideoTokens::GridMerged | VideoTokens::GridMergedTimestamped => {
-                Err(VisionError::Unsupported(format!(
-                    "{} videos need the patchified vision runner, which is not implemented yet",
+                Err(VisionError::Shape(format!(
+                    "{} videos are encoded from their grid_thw, not as frames",
                     self.spec.family
                 )))
             }
@@ -904,4 +1072,45 @@ impl VisionEncoder {
             }
         }
     }
+}
+
+/// A patchified input against the model's geometry: its `grid_thw` (positive, `h` and `w`
+/// multiples of the merge size, `t` = the video's frames), and `t·h·w` rows of `3·T·P²` values.
+fn check_patchified(input: &VisionInput<'_>, geo: &PatchGeometry) -> Result<(), VisionError> {
+    let Some([t, h, w]) = input.grid_thw() else {
+        return Err(VisionError::Shape(
+            "patchified (Qwen-VL) pixels need their grid_thw (image_grid_thw / video_grid_thw)"
+                .into(),
+        ));
+    };
+    let m = geo.tables.spatial_merge_size;
+    if t == 0 || h == 0 || w == 0 {
+        return Err(VisionError::Shape(format!("empty patch grid {:?}", [t, h, w])));
+    }
+    if h % m != 0 || w % m != 0 {
+        return Err(VisionError::Shape(format!(
+            "patch grid {:?}: h and w must be multiples of spatial_merge_size {m}",
+            [t, h, w]
+        )));
+    }
+    if let VisionInput::Video(v) = input {
+        if v.frames != t {
+            return Err(VisionError::Shape(format!(
+                "video of {} frames with grid_thw {:?} (frames must be t)",
+                v.frames,
+                [t, h, w]
+            )));
+        }
+    }
+    let want = t.checked_mul(h).and_then(|x| x.checked_mul(w)).and_then(|x| x.checked_mul(geo.row));
+    let got = input.pixel_values().len();
+    if want != Some(got) {
+        return Err(VisionError::Shape(format!(
+            "{got} pixel values for grid_thw {:?}: expected t·h·w = {} rows of {} values",
+            [t, h, w],
+            t.saturating_mul(h).saturating_mul(w),
+            geo.row
+        )));
+    }
+    Ok(())
 }
