@@ -457,10 +457,16 @@ fn dtype_selects_suffixed_graphs_and_names_missing_ones() {
 
 /// The fixture export of `cargo xtask fixtures` for a golden family.
 fn fixture_model(family: &str) -> PathBuf {
-    let cache = std::env::var_os("VIDLM_CACHE")
+    std::env::var_os("VIDLM_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| root().join(".cache"));
-    cache.join("fixtures").join(family).join("model")
+        .unwrap_or_else(|| {
+            std::env::var_os("VIDLM_CACHE")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| root().join(".cache"))
+                .join("fixtures")
+        })
+        .join(family)
+        .join("model")
 }
 
 /// `vidlm run` on the Qwen-VL fixtures with a video file gives transformers' tokens: the golden

@@ -6,7 +6,7 @@
 
 #[path = "../../decoder/tests/common/mod.rs"]
 mod common;
-#[path = "../../pipeline/tests/golden_media.rs"]
+#[path = "../../pipeline/tests/support/golden_media.rs"]
 mod golden_media;
 
 use common::*;

@@ -5,6 +5,7 @@
 
 #[path = "../../decoder/tests/common/mod.rs"]
 mod common;
+#[path = "support/golden_media.rs"]
 mod golden_media;
 
 use common::*;
