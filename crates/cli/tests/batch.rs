@@ -994,7 +994,11 @@ fn qwen_fixtures_answer_in_batch_as_vidlm_run() {
         let dir = tmp(&format!("qwen-{fam}"));
         let clip = dir.join("clip.mkv");
         std::fs::copy(&clip_src, &clip).unwrap();
-        let prompts = ["What is happening in this video?", "Describe the motion.", "What is happening in this video?"];
+        let prompts = [
+            "What is happening in this video?",
+            "Describe the motion.",
+            "What is happening in this video?",
+        ];
         let mut manifest = String::new();
         for (i, p) in prompts.iter().enumerate() {
             let body = json!({"messages": [{"role": "user", "content": [
@@ -1025,7 +1029,15 @@ fn qwen_fixtures_answer_in_batch_as_vidlm_run() {
                 .args(["run", "--model", model.to_str().unwrap(), "--video"])
                 .arg(&clip)
                 .args(["--num-frames", "6", "--prompt", p, "--max-new-tokens", "12"])
-                .args(["--temperature", "0", "--repetition-penalty", "1", "--threads", "2", "--json"])
+                .args([
+                    "--temperature",
+                    "0",
+                    "--repetition-penalty",
+                    "1",
+                    "--threads",
+                    "2",
+                    "--json",
+                ])
                 .output()
                 .unwrap();
             ok(&run);

@@ -510,7 +510,11 @@ fn run_gives_the_qwen_goldens_tokens_from_a_video_file() {
                 .arg("--json")
                 .output()
                 .unwrap();
-            assert!(out.status.success(), "{family}/{name}: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{family}/{name}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
             let got: Vec<i64> =
                 v["token_ids"].as_array().unwrap().iter().map(|t| t.as_i64().unwrap()).collect();

@@ -8,7 +8,9 @@
 use std::sync::Arc;
 
 use vidlm_model::Sampling;
-use vidlm_processor::{Conversation, MediaInput, ProcessOptions, Processor, VideoInput, VideoMetadata};
+use vidlm_processor::{
+    Conversation, MediaInput, ProcessOptions, Processor, VideoInput, VideoMetadata,
+};
 
 /// The scenario's conversation with its videos as whole clips with their metadata, and the
 /// processor options that sample them as transformers did.
