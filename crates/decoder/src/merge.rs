@@ -202,11 +202,9 @@ impl DeepstackRows {
                     f.deepstack_levels()
                 )));
             }
-            let mut k = 0;
-            for (pos, _) in ids.iter().enumerate().filter(|(_, &id)| id == *t) {
+            for (k, (pos, _)) in ids.iter().enumerate().filter(|(_, &id)| id == *t).enumerate() {
                 slots[pos] = Some(sources.len());
                 sources.push((f, k));
-                k += 1;
             }
         }
         let visual = sources.len();

@@ -216,7 +216,7 @@ fn missing_positions_or_deepstack_levels_are_typed_errors() {
         let seq = sequences(&lm, &rule, &gdir, sc["tensors"].as_str().expect("tensors")).remove(0);
         // Vision features without the rope index's positions.
         let no_pos = Sequence { positions: None, ..seq.clone() };
-        let e = lm.generate(&[no_pos.clone()], &greedy(2)).unwrap_err();
+        let e = lm.generate(std::slice::from_ref(&no_pos), &greedy(2)).unwrap_err();
         assert!(matches!(e, DecoderError::Shape(_)), "{fam}: {e}");
         assert!(matches!(lm.prefill(&no_pos).unwrap_err(), DecoderError::Shape(_)), "{fam}");
         // Positions of another prompt length.
