@@ -201,6 +201,10 @@ def run_family(family: str, media, check: bool, dtypes: str):
         if dt == "fp32":
             errors += [f"{family}/{x['scenario']}: ONNX replay differs from transformers ({x})" for x in r
                        if not x["tokens_equal"] or x["first_logits_max_abs_diff"] > x["first_logits_tolerance"]]
+    # The Rust vision runner's references (crates/vision/tests/qwen_runner.rs): generated, not committed.
+    from qwen_vision_refs import write_refs
+
+    errors += write_refs(family, model, proc, media, model_dir)
     rec, tensors = record(family, model, results, fx.sha256(ckpt / "model.safetensors"), seed)
     gdir = fx.GOLDENS / family
     if check:

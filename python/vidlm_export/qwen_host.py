@@ -23,10 +23,17 @@ def block_major_hw(h: int, w: int, m: int) -> tuple[np.ndarray, np.ndarray]:
     return hpos.astype(np.int64), wpos.astype(np.int64)
 
 
+def _f32_via_f64(fn, x: np.ndarray) -> np.ndarray:
+    """fn evaluated in float64 and rounded to float32: the same float32 value from any correct libm (numpy's
+    float32 kernels and C's cosf/powf may differ in the last bit, which moves the tiny towers' features by
+    ~2e-5), so the Rust side (vidlm_vision::qwen) reproduces these tables bit for bit."""
+    return fn(x.astype(np.float64)).astype(F32)
+
+
 def vision_inv_freq(head_dim: int, theta: float) -> np.ndarray:
     spatial = head_dim // 2
     exps = np.arange(0, spatial, 2, dtype=F32) / F32(spatial)
-    return (F32(1.0) / np.power(F32(theta), exps, dtype=F32)).astype(F32)
+    return _f32_via_f64(lambda e: 1.0 / np.power(np.float64(F32(theta)), e), exps)
 
 
 def vision_rotary(h: int, w: int, m: int, head_dim: int, theta: float) -> tuple[np.ndarray, np.ndarray]:
@@ -35,8 +42,9 @@ def vision_rotary(h: int, w: int, m: int, head_dim: int, theta: float) -> tuple[
     inv = vision_inv_freq(head_dim, theta)
     fh = hpos.astype(F32)[:, None] * inv[None, :]
     fw = wpos.astype(F32)[:, None] * inv[None, :]
-    cos = np.concatenate([np.cos(fh), np.cos(fw), np.cos(fh), np.cos(fw)], axis=-1).astype(F32)
-    sin = np.concatenate([np.sin(fh), np.sin(fw), np.sin(fh), np.sin(fw)], axis=-1).astype(F32)
+    ch, cw, sh, sw = (_f32_via_f64(f, x) for f, x in ((np.cos, fh), (np.cos, fw), (np.sin, fh), (np.sin, fw)))
+    cos = np.concatenate([ch, cw, ch, cw], axis=-1).astype(F32)
+    sin = np.concatenate([sh, sw, sh, sw], axis=-1).astype(F32)
     return cos, sin
 
 

@@ -209,6 +209,12 @@ fn apply_generation(req: &mut EngineRequest, flags: &GenerationArgs) {
     options.max_new_tokens = flags.max_new_tokens;
     options.do_sample = flags.do_sample.then_some(true);
     options.temperature = flags.temperature;
+    // `--temperature 0` is greedy decoding (the flag's meaning, as OpenAI and vLLM take it),
+    // also for a model whose generation_config.json samples (the Qwen-VL checkpoints).
+    if flags.temperature == Some(0.0) && !flags.do_sample {
+        options.do_sample = Some(false);
+        options.temperature = None;
+    }
     options.top_k = flags.top_k;
     options.top_p = flags.top_p;
     options.min_p = flags.min_p;

@@ -970,3 +970,87 @@ fn dtype_picks_the_same_graphs_as_vidlm_run() {
     assert!(!refused.exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Qwen2.5-VL and Qwen3-VL through `vidlm batch` (the engine `vidlm serve` runs, its media
+/// workers and vision cache): the golden clip (a lossless 4 fps file, see `run.rs`) is probed and
+/// sampled by the family's own formula (`--num-frames 6`), the same clip twice more (from the
+/// vision cache: its frame metadata and DeepStack levels with it), and every answer equals `vidlm
+/// run`'s on the same request — which gives transformers' tokens (`run.rs`).
+#[test]
+fn qwen_fixtures_answer_in_batch_as_vidlm_run() {
+    let goldens = root().join("tests/goldens");
+    let clip_src = root().join("crates/cli/tests/data/video_a_4fps.mkv");
+    let mut families = Vec::new();
+    for entry in std::fs::read_dir(&goldens).unwrap().flatten() {
+        let Ok(text) = std::fs::read_to_string(entry.path().join("golden.json")) else { continue };
+        let meta: Value = serde_json::from_str(&text).unwrap();
+        if meta["video_metadata"]["fps"].as_f64() == Some(4.0) {
+            families.push(meta["family"].as_str().unwrap().to_string());
+        }
+    }
+    assert!(families.len() >= 2, "Qwen-VL goldens missing: {families:?}");
+    for fam in families {
+        let model = fixture_model(&fam);
+        let dir = tmp(&format!("qwen-{fam}"));
+        let clip = dir.join("clip.mkv");
+        std::fs::copy(&clip_src, &clip).unwrap();
+        let prompts = [
+            "What is happening in this video?",
+            "Describe the motion.",
+            "What is happening in this video?",
+        ];
+        let mut manifest = String::new();
+        for (i, p) in prompts.iter().enumerate() {
+            let body = json!({"messages": [{"role": "user", "content": [
+                {"type": "video_url", "video_url": {"url": "clip.mkv"}}, {"type": "text", "text": p}]}],
+                "max_tokens": 12, "temperature": 0, "repetition_penalty": 1.0});
+            let line = json!({"custom_id": format!("q-{i}"), "method": "POST",
+                "url": "/v1/chat/completions", "body": body});
+            manifest.push_str(&format!("{line}\n"));
+        }
+        let input = dir.join("requests.jsonl");
+        std::fs::write(&input, manifest).unwrap();
+        let out = dir.join("out.jsonl");
+        ok(&vidlm()
+            .args(["batch", "--model", model.to_str().unwrap(), "--input", input.to_str().unwrap()])
+            .args(["--num-frames", "6", "--threads", "2", "--batch-size", "2"])
+            .args(["--output", out.to_str().unwrap()])
+            .output()
+            .unwrap());
+        let got: BTreeMap<String, Value> = lines(&out)
+            .into_iter()
+            .map(|l| (l["custom_id"].as_str().unwrap().to_string(), l))
+            .collect();
+        assert_eq!(got.len(), prompts.len(), "{fam}");
+        for (i, p) in prompts.iter().enumerate() {
+            let l = &got[&format!("q-{i}")];
+            assert_eq!(l["response"]["status_code"], 200, "{fam}: {l}");
+            let run = vidlm()
+                .args(["run", "--model", model.to_str().unwrap(), "--video"])
+                .arg(&clip)
+                .args(["--num-frames", "6", "--prompt", p, "--max-new-tokens", "12"])
+                .args([
+                    "--temperature",
+                    "0",
+                    "--repetition-penalty",
+                    "1",
+                    "--threads",
+                    "2",
+                    "--json",
+                ])
+                .output()
+                .unwrap();
+            ok(&run);
+            let want: Value = serde_json::from_slice(&run.stdout).unwrap();
+            let body = &l["response"]["body"];
+            assert_eq!(body["choices"][0]["message"]["content"], want["text"], "{fam} q-{i}");
+            assert_eq!(body["usage"]["prompt_tokens"], want["prompt_tokens"], "{fam} q-{i}");
+            assert_eq!(
+                body["usage"]["completion_tokens"],
+                json!(want["token_ids"].as_array().unwrap().len()),
+                "{fam} q-{i}"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

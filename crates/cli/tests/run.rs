@@ -454,3 +454,74 @@ fn dtype_selects_suffixed_graphs_and_names_missing_ones() {
     );
     let _ = std::fs::remove_dir_all(&work);
 }
+
+/// The fixture export of `cargo xtask fixtures` for a golden family.
+fn fixture_model(family: &str) -> PathBuf {
+    std::env::var_os("VIDLM_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("VIDLM_CACHE")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| root().join(".cache"))
+                .join("fixtures")
+        })
+        .join(family)
+        .join("model")
+}
+
+/// `vidlm run` on the Qwen-VL fixtures with a video file gives transformers' tokens: the golden
+/// clips (`tests/goldens/media/video_a`, declared there as a 4 fps clip) as a lossless 4 fps
+/// Matroska file (`crates/cli/tests/data/video_a_4fps.mkv`: `ffmpeg -framerate 4 -i %02d.png
+/// -c:v png`), sampled by `--num-frames` and by `--fps` as the goldens' scenarios say; greedy
+/// (`--temperature 0`: the checkpoints' generation_config.json samples) without a repetition
+/// penalty, as the goldens were made.
+#[test]
+fn run_gives_the_qwen_goldens_tokens_from_a_video_file() {
+    let clip = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/video_a_4fps.mkv");
+    let goldens = root().join("tests/goldens");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&goldens).unwrap().flatten() {
+        let Ok(text) = std::fs::read_to_string(entry.path().join("golden.json")) else { continue };
+        let meta: serde_json::Value = serde_json::from_str(&text).unwrap();
+        if meta["video_metadata"]["fps"].as_f64() != Some(4.0) {
+            continue;
+        }
+        let family = meta["family"].as_str().unwrap().to_string();
+        for name in ["video_num_frames", "video_fps"] {
+            let sc = &meta["scenarios"][name];
+            let video = sc["messages"][0]["content"][0]["video"][0].as_str().unwrap();
+            assert!(video.starts_with("media/video_a/"), "{family}/{name}: the clip is video_a");
+            let prompt = sc["messages"][0]["content"][1]["text"].as_str().unwrap();
+            let sampling = &sc["video_sampling"];
+            let (flag, value) = match sampling["num_frames"].as_u64() {
+                Some(n) => ("--num-frames", n.to_string()),
+                None => ("--fps", sampling["fps"].as_f64().unwrap().to_string()),
+            };
+            let want: Vec<i64> =
+                sc["tokens"][0].as_array().unwrap().iter().map(|t| t.as_i64().unwrap()).collect();
+            let out = vidlm()
+                .args(["run", "--model"])
+                .arg(fixture_model(&family))
+                .arg("--video")
+                .arg(&clip)
+                .args([flag, &value, "--prompt", prompt, "--max-new-tokens"])
+                .arg(want.len().to_string())
+                .args(["--temperature", "0", "--repetition-penalty", "1", "--threads", "2"])
+                .arg("--json")
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{family}/{name}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let got: Vec<i64> =
+                v["token_ids"].as_array().unwrap().iter().map(|t| t.as_i64().unwrap()).collect();
+            assert_eq!(got, want, "{family}/{name}");
+            assert_eq!(v["prompt_tokens"].as_u64(), sc["input_shapes"]["input_ids"][1].as_u64());
+            checked += 1;
+        }
+    }
+    assert!(checked >= 4, "Qwen-VL goldens missing: {checked} checked");
+}

@@ -72,6 +72,7 @@ mod stream;
 use std::path::{Path, PathBuf};
 
 use tokenizers::Tokenizer;
+use vidlm_model::mrope::MropeRule;
 use vidlm_model::{ErrorKind, Graph, ModelError, ModelFiles};
 
 pub use config::{GenerationOptions, ResolvedGeneration, UNLIMITED_LENGTH};
@@ -82,7 +83,8 @@ pub use generate::{
 };
 pub use merge::{merge_features, position_ids, Features};
 pub use model::{
-    DecoderIo, KvCache, LanguageModelFiles, LayerIo, LmSessions, StepOutput, DEFAULT_KV_HEADROOM,
+    DecoderIo, KvCache, LanguageModelFiles, LayerIo, LmSessions, StepInputs, StepOutput,
+    DEFAULT_KV_HEADROOM,
 };
 pub use sampling::{
     apply_logit_bias, apply_min_p, apply_repetition_penalty, apply_temperature, apply_top_k,
@@ -114,7 +116,7 @@ pub enum DecoderError {
         source: vidlm_ort::ort::Error,
     },
     /// The graph declares an input this runtime does not know how to feed.
-    #[error("{path}: unexpected graph input `{name}` (known: inputs_embeds, attention_mask, position_ids, past_key_values.N.key/value, use_cache_branch, num_logits_to_keep)")]
+    #[error("{path}: unexpected graph input `{name}` (known: inputs_embeds, attention_mask, position_ids, deepstack_visual_embeds, past_key_values.N.key/value, use_cache_branch, num_logits_to_keep)")]
     UnexpectedInput {
         /// The graph.
         path: PathBuf,
@@ -203,6 +205,47 @@ impl DecoderError {
     }
 }
 
+/// The decoder graph's positions and DeepStack inputs agree with the family's row of the table
+/// (`FamilySpec::positions`) and `config.json` (`vision_config.deepstack_visual_indexes`).
+fn check_positions(
+    spec: &vidlm_model::FamilySpec,
+    config: &vidlm_model::ModelConfig,
+    io: &DecoderIo,
+    graph: &Path,
+) -> Result<(), DecoderError> {
+    let bad =
+        |message: String| DecoderError::UnexpectedGraph { path: graph.to_path_buf(), message };
+    let (rows, deepstack) = match spec.positions {
+        vidlm_model::Positions::Linear => (1, false),
+        vidlm_model::Positions::MRope { deepstack, .. } => (3, deepstack),
+    };
+    if io.has_position_ids && io.position_rows != rows {
+        return Err(bad(format!(
+            "`position_ids` has {} row(s); {} numbers positions with {rows}",
+            io.position_rows, spec.display_name
+        )));
+    }
+    if deepstack != (io.deepstack_levels > 0) {
+        return Err(bad(format!(
+            "{} {} DeepStack features, the graph {} `deepstack_visual_embeds`",
+            spec.display_name,
+            if deepstack { "adds" } else { "has no" },
+            if io.deepstack_levels > 0 { "takes" } else { "has no" }
+        )));
+    }
+    let configured =
+        config.vision_config.as_ref().and_then(|v| v.deepstack_visual_indexes.as_ref());
+    if let Some(levels) = configured.map(Vec::len).filter(|_| deepstack) {
+        if levels != io.deepstack_levels {
+            return Err(bad(format!(
+                "`deepstack_visual_embeds` has {} levels, config.json's deepstack_visual_indexes {levels}",
+                io.deepstack_levels
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// How to load a [`LanguageModel`] from a directory.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LmOptions {
@@ -225,6 +268,7 @@ pub struct LanguageModel {
     generation_config: GenerationConfig,
     tokenizer: Option<Tokenizer>,
     placeholders: PlaceholderIds,
+    mrope: Option<MropeRule>,
 }
 
 impl LanguageModel {
@@ -263,12 +307,20 @@ impl LanguageModel {
         let text_config = files.config.text().clone();
         let sessions =
             LmSessions::load_with(&graphs, &text_config, &opts.session, !opts.embed_in_session)?;
+        let mrope = match files.spec() {
+            Ok(spec) => {
+                check_positions(spec, &files.config, sessions.io(), &graphs.decoder)?;
+                MropeRule::from_config(spec, &files.config)?
+            }
+            Err(_) => None,
+        };
         Ok(LanguageModel {
             sessions,
             text_config,
             generation_config: files.generation.clone(),
             tokenizer,
             placeholders: files.config.placeholder_ids(),
+            mrope,
         })
     }
 
@@ -280,7 +332,27 @@ impl LanguageModel {
         tokenizer: Option<Tokenizer>,
         placeholders: PlaceholderIds,
     ) -> Self {
-        LanguageModel { sessions, text_config, generation_config, tokenizer, placeholders }
+        LanguageModel {
+            sessions,
+            text_config,
+            generation_config,
+            tokenizer,
+            placeholders,
+            mrope: None,
+        }
+    }
+
+    /// Sets the M-RoPE rule (models whose decoder takes 3-row positions; [`Self::from_files`]
+    /// reads it from the family's row and `config.json`).
+    pub fn set_mrope_rule(&mut self, rule: Option<MropeRule>) {
+        self.mrope = rule;
+    }
+
+    /// The rule of the M-RoPE rope index (`vidlm_model::mrope::rope_index`) for the sequences
+    /// this model takes: `Some` for M-RoPE families (their sequences carry
+    /// [`Sequence::positions`]), `None` for 1-D positions.
+    pub fn mrope_rule(&self) -> Option<&MropeRule> {
+        self.mrope.as_ref()
     }
 
     /// Replaces the tokenizer (used for streaming text and stop strings).

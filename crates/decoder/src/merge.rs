@@ -4,11 +4,15 @@
 use crate::DecoderError;
 
 /// A block of feature rows (`rows × dim`, row-major) — image or video features projected to
-/// the language model's hidden size.
+/// the language model's hidden size — and, for models with DeepStack (Qwen3-VL), the rows of
+/// each DeepStack level aligned with them (`levels × rows × dim`, level-major: row `i` of every
+/// level goes to the prompt position that row `i` of the features goes to).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Features {
     data: Vec<f32>,
     dim: usize,
+    /// `(levels, levels × rows × dim values)`.
+    deepstack: Option<(usize, Vec<f32>)>,
 }
 
 impl Features {
@@ -20,32 +24,75 @@ impl Features {
                 data.len()
             )));
         }
-        Ok(Features { data, dim })
+        Ok(Features { data, dim, deepstack: None })
+    }
+
+    /// Adds the DeepStack levels of these rows: `levels × rows × dim` values, level-major.
+    pub fn with_deepstack(mut self, levels: usize, data: Vec<f32>) -> Result<Self, DecoderError> {
+        if levels == 0 || data.len() != levels * self.data.len() {
+            return Err(DecoderError::Shape(format!(
+                "{} DeepStack values for {levels} levels of {} rows of {}",
+                data.len(),
+                self.rows(),
+                self.dim
+            )));
+        }
+        self.deepstack = Some((levels, data));
+        Ok(self)
     }
 
     /// No rows, of width `dim`.
     pub fn empty(dim: usize) -> Self {
-        Features { data: Vec::new(), dim }
+        Features { data: Vec::new(), dim, deepstack: None }
     }
 
-    /// Concatenates blocks (e.g. all images of a prompt, in order). All must share `dim`.
+    /// DeepStack levels carried (0: none).
+    pub fn deepstack_levels(&self) -> usize {
+        self.deepstack.as_ref().map_or(0, |(l, _)| *l)
+    }
+
+    /// Row `i` of DeepStack level `level`.
+    pub fn deepstack_row(&self, level: usize, i: usize) -> Option<&[f32]> {
+        let (levels, data) = self.deepstack.as_ref()?;
+        if level >= *levels || i >= self.rows() {
+            return None;
+        }
+        let start = (level * self.rows() + i) * self.dim;
+        data.get(start..start + self.dim)
+    }
+
+    /// Concatenates blocks (e.g. all images of a prompt, in order). All must share `dim`, and
+    /// the blocks with rows the same DeepStack level count (their levels are concatenated level by
+    /// level).
     pub fn concat<'a>(parts: impl IntoIterator<Item = &'a Features>) -> Result<Self, DecoderError> {
-        let mut out: Option<Features> = None;
-        for p in parts {
-            match out.as_mut() {
-                None => out = Some(p.clone()),
-                Some(o) => {
-                    if o.dim != p.dim {
-                        return Err(DecoderError::Shape(format!(
-                            "feature widths differ: {} vs {}",
-                            o.dim, p.dim
-                        )));
+        let parts: Vec<&Features> = parts.into_iter().collect();
+        let Some(first) = parts.first() else { return Ok(Features::default()) };
+        let dim = first.dim;
+        if let Some(p) = parts.iter().find(|p| p.dim != dim) {
+            return Err(DecoderError::Shape(format!("feature widths differ: {dim} vs {}", p.dim)));
+        }
+        let with_rows: Vec<&&Features> = parts.iter().filter(|p| p.rows() > 0).collect();
+        let levels = with_rows.first().map_or(0, |p| p.deepstack_levels());
+        if with_rows.iter().any(|p| p.deepstack_levels() != levels) {
+            return Err(DecoderError::Shape(
+                "feature blocks with and without the same DeepStack levels".into(),
+            ));
+        }
+        let data: Vec<f32> = parts.iter().flat_map(|p| p.data.iter().copied()).collect();
+        let mut out = Features { data, dim, deepstack: None };
+        if levels > 0 {
+            let mut deep = Vec::with_capacity(levels * out.data.len());
+            for l in 0..levels {
+                for p in &with_rows {
+                    if let Some((_, d)) = &p.deepstack {
+                        let n = p.rows() * dim;
+                        deep.extend_from_slice(&d[l * n..(l + 1) * n]);
                     }
-                    o.data.extend_from_slice(&p.data);
                 }
             }
+            out.deepstack = Some((levels, deep));
         }
-        Ok(out.unwrap_or_default())
+        Ok(out)
     }
 
     /// Number of rows.
@@ -114,6 +161,93 @@ pub fn merge_features(
         }
     }
     Ok(())
+}
+
+/// The DeepStack rows of one prompt: for each position, the visual row whose levels go there
+/// (the k-th image placeholder takes image row k, likewise videos: the rows [`merge_features`]
+/// puts into `inputs_embeds`), every other position zero (docs/onnx-graphs.md, "Merging features
+/// into the prompt"). Kept sparse; [`DeepstackRows::write`] makes the dense
+/// `deepstack_visual_embeds` rows of any slice of the prompt (a chunk, or a padded batch row).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct DeepstackRows {
+    levels: usize,
+    dim: usize,
+    /// Per prompt position: its index among the visual rows.
+    slots: Vec<Option<usize>>,
+    /// `levels × visual × dim`, level-major.
+    data: Vec<f32>,
+    visual: usize,
+}
+
+impl DeepstackRows {
+    /// The rows of a prompt whose placeholders take `parts` (`(token id, features)`), for a
+    /// graph with `levels` levels of width `dim`. Features without DeepStack levels where the
+    /// graph takes them (or with another level count) are a shape error.
+    pub(crate) fn of_prompt(
+        ids: &[i64],
+        parts: &[(Option<i64>, Option<&Features>)],
+        levels: usize,
+        dim: usize,
+    ) -> Result<Self, DecoderError> {
+        let mut slots = vec![None; ids.len()];
+        let mut sources: Vec<(&Features, usize)> = Vec::new();
+        for (token, feats) in parts {
+            let (Some(t), Some(f)) = (token, feats) else { continue };
+            if f.rows() == 0 {
+                continue;
+            }
+            if f.deepstack_levels() != levels {
+                return Err(DecoderError::Shape(format!(
+                    "the decoder takes {levels} DeepStack levels, the features carry {}",
+                    f.deepstack_levels()
+                )));
+            }
+            for (k, (pos, _)) in ids.iter().enumerate().filter(|(_, &id)| id == *t).enumerate() {
+                slots[pos] = Some(sources.len());
+                sources.push((f, k));
+            }
+        }
+        let visual = sources.len();
+        let mut data = Vec::with_capacity(levels * visual * dim);
+        for l in 0..levels {
+            for (f, k) in &sources {
+                let row = f.deepstack_row(l, *k).filter(|r| r.len() == dim).ok_or_else(|| {
+                    DecoderError::Shape(format!(
+                        "no DeepStack row {k} of width {dim} at level {l} (merge counts rows first)"
+                    ))
+                })?;
+                data.extend_from_slice(row);
+            }
+        }
+        Ok(DeepstackRows { levels, dim, slots, data, visual })
+    }
+
+    /// Whether any of the positions `start..end` is visual.
+    pub(crate) fn any_visual(&self, start: usize, end: usize) -> bool {
+        self.slots.get(start..end).is_some_and(|s| s.iter().any(Option::is_some))
+    }
+
+    /// Writes positions `start..end` of the prompt into row `row` of a dense
+    /// `[levels, batch, width, dim]` tensor `out`, from column `at` (zeros are left in place).
+    pub(crate) fn write(
+        &self,
+        out: &mut [f32],
+        (batch, row, width, at): (usize, usize, usize, usize),
+        start: usize,
+        end: usize,
+    ) {
+        let d = self.dim;
+        for l in 0..self.levels {
+            for (i, slot) in self.slots.get(start..end).unwrap_or_default().iter().enumerate() {
+                let Some(v) = slot else { continue };
+                let src = &self.data[(l * self.visual + v) * d..(l * self.visual + v + 1) * d];
+                let o = ((l * batch + row) * width + at + i) * d;
+                if let Some(dst) = out.get_mut(o..o + d) {
+                    dst.copy_from_slice(src);
+                }
+            }
+        }
+    }
 }
 
 /// Position ids as transformers' `_prepare_position_ids_for_generation` (5.23):

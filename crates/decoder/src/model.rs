@@ -34,6 +34,11 @@ pub struct DecoderIo {
     pub embeds_type: TensorElementType,
     /// Whether `position_ids` is an input.
     pub has_position_ids: bool,
+    /// Rows of `position_ids`: 1 (`[batch, seq]`) or 3 (M-RoPE: `[3, batch, seq]`, rows t, h, w).
+    pub position_rows: usize,
+    /// DeepStack levels the graph adds after its first layers (`deepstack_visual_embeds`
+    /// `[levels, batch, seq, hidden]`, Qwen3-VL); 0 when it has no such input.
+    pub deepstack_levels: usize,
     /// Whether `use_cache_branch` is an input.
     pub has_use_cache_branch: bool,
     /// Whether `num_logits_to_keep` is an input.
@@ -89,8 +94,12 @@ impl DecoderIo {
         for i in &s.inputs {
             let n = i.name.as_str();
             match n {
-                "inputs_embeds" | "attention_mask" | "position_ids" | "use_cache_branch"
-                | "num_logits_to_keep" => {}
+                "inputs_embeds"
+                | "attention_mask"
+                | "position_ids"
+                | "use_cache_branch"
+                | "num_logits_to_keep"
+                | "deepstack_visual_embeds" => {}
                 _ => {
                     let layer = n
                         .strip_prefix("past_key_values.")
@@ -152,9 +161,41 @@ impl DecoderIo {
         let head_dim = static_dim(&kv_info, 3).or(text.head_dim()).ok_or_else(|| {
             bad("head_dim is dynamic in the graph and missing from config.json".into())
         })?;
+        let position_info = find_info(&s.inputs, "position_ids");
+        let position_rows = match position_info.map(|i| (i.rank(), static_dim(i, 0))) {
+            None | Some((2, _)) => 1,
+            Some((3, Some(3) | None)) => 3,
+            Some((rank, d0)) => {
+                return Err(bad(format!(
+                    "`position_ids` has rank {rank} (first dim {d0:?}); expected [batch, seq] or [3, batch, seq]"
+                )))
+            }
+        };
+        let deepstack_levels = match find_info(&s.inputs, "deepstack_visual_embeds") {
+            None => 0,
+            Some(info) => {
+                if info.rank() != 4 {
+                    return Err(bad(format!(
+                        "`deepstack_visual_embeds` has rank {}, expected 4 [levels, batch, seq, hidden]",
+                        info.rank()
+                    )));
+                }
+                if check_float(info, graph)? != embeds_type {
+                    return Err(bad(
+                        "`deepstack_visual_embeds` and `inputs_embeds` have different element types"
+                            .into(),
+                    ));
+                }
+                static_dim(info, 0).ok_or_else(|| {
+                    bad("`deepstack_visual_embeds` has a dynamic level count".into())
+                })?
+            }
+        };
         Ok(DecoderIo {
             embeds_type,
-            has_position_ids: find_info(&s.inputs, "position_ids").is_some(),
+            has_position_ids: position_info.is_some(),
+            position_rows,
+            deepstack_levels,
             has_use_cache_branch: find_info(&s.inputs, "use_cache_branch").is_some(),
             has_num_logits_to_keep: find_info(&s.inputs, "num_logits_to_keep").is_some(),
             layers,
@@ -277,6 +318,23 @@ impl KvCache {
     }
 }
 
+/// The inputs of one decoder pass ([`LmSessions::run`]).
+#[derive(Debug, Clone, Copy)]
+pub struct StepInputs<'a> {
+    /// `batch × seq × hidden`.
+    pub embeds: &'a [f32],
+    /// Rows.
+    pub batch: usize,
+    /// New positions per row.
+    pub seq: usize,
+    /// `batch × (past + seq)`.
+    pub mask: &'a [i64],
+    /// `batch × seq`, or `[3, batch, seq]` on an M-RoPE graph.
+    pub positions: &'a [i64],
+    /// `[levels, batch, seq, hidden]` DeepStack rows (graphs that take them; zeros if `None`).
+    pub deepstack: Option<&'a [f32]>,
+}
+
 /// Output of one decoder step.
 #[derive(Debug)]
 pub struct StepOutput {
@@ -326,8 +384,13 @@ pub struct LmSessions {
 }
 
 /// The `vidlm.decoder` metadata of graphs whose one-row unpadded calls run
-/// `GroupQueryAttention` (see `docs/onnx-graphs.md`): only those may share past and present.
-const SHARED_KV_GRAPH: &str = "fused-gqa";
+/// `GroupQueryAttention` (see `docs/onnx-graphs.md`): only those may share past and present
+/// (`fused-gqa-mrope`: the Qwen-VL decoders, rotary outside GroupQueryAttention).
+const SHARED_KV_GRAPHS: [&str; 2] = ["fused-gqa", "fused-gqa-mrope"];
+
+fn shares_kv(builder: Option<&str>) -> bool {
+    builder.is_some_and(|b| SHARED_KV_GRAPHS.contains(&b))
+}
 
 /// Default [`LmSessions::set_kv_headroom`]: positions reserved beyond a step's needs when a
 /// preallocated cache is (re)allocated.
@@ -404,7 +467,7 @@ impl LmSessions {
         let builder = decoder.session.metadata().ok().and_then(|m| m.custom("vidlm.decoder"));
         // CPU only: the preallocated buffers are host memory (ONNX Runtime's default allocator).
         // With CUDA the cache already stays on the device, packed.
-        let share_kv = builder.as_deref() == Some(SHARED_KV_GRAPH)
+        let share_kv = shares_kv(builder.as_deref())
             && decoder.provider == Provider::Cpu
             && !matches!(
                 std::env::var("VIDLM_KV_PREALLOCATE").ok().as_deref().map(str::trim),
@@ -426,7 +489,7 @@ impl LmSessions {
     /// Whether one-row, unpadded steps keep a preallocated cache that is bound as both the past
     /// input and the present output, so that `GroupQueryAttention` appends in place
     /// ([`KvCache`]). True for graphs built by vidlm's fused builder with `GroupQueryAttention`
-    /// (`vidlm.decoder = fused-gqa`) on the CPU; `VIDLM_KV_PREALLOCATE=0` turns it off (for
+    /// (`vidlm.decoder = fused-gqa`, or `fused-gqa-mrope` for the M-RoPE decoders) on the CPU; `VIDLM_KV_PREALLOCATE=0` turns it off (for
     /// benchmarks). Padded batches always use the packed layout: their calls take the plain-op
     /// attention, which concatenates.
     pub fn shares_kv_buffers(&self) -> bool {
@@ -436,9 +499,8 @@ impl LmSessions {
     /// Turns the preallocated cache off (or back on, where the graph allows it).
     pub fn set_shares_kv_buffers(&mut self, on: bool) {
         let builder = self.decoder.session.metadata().ok().and_then(|m| m.custom("vidlm.decoder"));
-        self.share_kv = on
-            && builder.as_deref() == Some(SHARED_KV_GRAPH)
-            && self.decoder.provider == Provider::Cpu;
+        self.share_kv =
+            on && shares_kv(builder.as_deref()) && self.decoder.provider == Provider::Cpu;
     }
 
     /// Positions a preallocated cache reserves beyond the step that (re)allocates it (default
@@ -505,7 +567,9 @@ impl LmSessions {
     /// One decoder forward pass over `seq` new positions per row.
     ///
     /// `embeds` is `batch × seq × hidden`; `mask` is `batch × (past + seq)`; `positions` is
-    /// `batch × seq`. The cache is advanced in place (its `present.*` become the new past).
+    /// `batch × seq` (on an M-RoPE graph the same values go to its three rows: text positions).
+    /// The cache is advanced in place (its `present.*` become the new past). See
+    /// [`LmSessions::run`] for 3-row positions and DeepStack rows.
     pub fn step(
         &mut self,
         embeds: &[f32],
@@ -515,19 +579,39 @@ impl LmSessions {
         positions: &[i64],
         cache: &mut KvCache,
     ) -> Result<StepOutput, DecoderError> {
+        self.run(&StepInputs { embeds, batch, seq, mask, positions, deepstack: None }, cache)
+    }
+
+    /// One decoder forward pass ([`LmSessions::step`] with every input): `positions` is
+    /// `batch × seq`, or on an M-RoPE graph also `[3, batch, seq]`; `deepstack` (graphs with
+    /// `deepstack_visual_embeds`) is `[levels, batch, seq, hidden]`, zeros when `None`.
+    pub fn run(
+        &mut self,
+        inputs: &StepInputs<'_>,
+        cache: &mut KvCache,
+    ) -> Result<StepOutput, DecoderError> {
+        let StepInputs { embeds, batch, seq, mask, positions, deepstack } = *inputs;
         let path = self.decoder.path.clone();
         let total = cache.past_len + seq;
+        let rows = self.io.position_rows;
+        let levels = self.io.deepstack_levels;
+        let positions_ok =
+            positions.len() == batch * seq || (rows == 3 && positions.len() == 3 * batch * seq);
+        let deepstack_ok =
+            deepstack.is_none_or(|d| levels > 0 && d.len() == levels * batch * seq * self.hidden);
         if cache.batch != batch
             || mask.len() != batch * total
-            || positions.len() != batch * seq
+            || !positions_ok
+            || !deepstack_ok
             || embeds.len() != batch * seq * self.hidden
         {
             return Err(DecoderError::Shape(format!(
-                "decoder step: batch {batch}, seq {seq}, past {} (cache rows {}), mask {} values, positions {}, embeds {}",
+                "decoder step: batch {batch}, seq {seq}, past {} (cache rows {}), mask {} values, positions {} ({rows} rows), DeepStack {:?} ({levels} levels), embeds {}",
                 cache.past_len,
                 cache.batch,
                 mask.len(),
                 positions.len(),
+                deepstack.map(<[f32]>::len),
                 embeds.len()
             )));
         }
@@ -564,8 +648,35 @@ impl LmSessions {
         let mask_v = Tensor::from_array(([batch, total], mask.to_vec())).map_err(&err)?;
         binding.bind_input("attention_mask", &mask_v).map_err(&err)?;
         if self.io.has_position_ids {
-            let pos_v = Tensor::from_array(([batch, seq], positions.to_vec())).map_err(&err)?;
+            let pos_v = if rows == 3 {
+                let three = if positions.len() == batch * seq {
+                    positions.repeat(3)
+                } else {
+                    positions.to_vec()
+                };
+                Tensor::from_array(([3, batch, seq], three)).map_err(&err)?.into_dyn()
+            } else {
+                Tensor::from_array(([batch, seq], positions.to_vec())).map_err(&err)?.into_dyn()
+            };
             binding.bind_input("position_ids", &pos_v).map_err(&err)?;
+        }
+        if levels > 0 {
+            let shape4 = [levels, batch, seq, self.hidden];
+            let n = levels * batch * seq * self.hidden;
+            let v: DynValue = match (self.io.embeds_type, deepstack) {
+                (TensorElementType::Float16, d) => {
+                    let h: Vec<f16> = match d {
+                        Some(d) => d.iter().map(|&x| f16::from_f32(x)).collect(),
+                        None => vec![f16::ZERO; n],
+                    };
+                    Tensor::from_array((shape4, h)).map_err(&err)?.into_dyn()
+                }
+                (_, d) => {
+                    let f = d.map_or_else(|| vec![0f32; n], <[f32]>::to_vec);
+                    Tensor::from_array((shape4, f)).map_err(&err)?.into_dyn()
+                }
+            };
+            binding.bind_input("deepstack_visual_embeds", &v).map_err(&err)?;
         }
         if self.io.has_use_cache_branch {
             let v = Tensor::from_array(([1usize], vec![cache.past_len > 0])).map_err(&err)?;

@@ -9,3 +9,4 @@ mod batching;
 mod embedding;
 mod generation;
 mod kv_cache;
+mod mrope;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use vidlm_decoder::Features;
 use vidlm_media_source::{ContentHash, DecodedMedia, FrameSampling};
+use vidlm_processor::VideoMetadata;
 
 /// Image or video, and for images whether the conversation has several (OneVision processes
 /// those differently, so their features differ).
@@ -49,13 +50,17 @@ impl CacheKey {
 pub struct Entry {
     /// The decoded pixels (the processor still needs them for the prompt's placeholder counts).
     pub media: DecodedMedia,
+    /// A video's metadata, for families whose video processor samples with its own formula
+    /// (the indices and frame rate the prompt's timestamps and `second_per_grid_ts` come from).
+    pub metadata: Option<VideoMetadata>,
     /// The vision features of the item (the rows its placeholders take).
     pub features: Arc<Features>,
 }
 
 impl Entry {
     fn bytes(&self) -> usize {
-        self.media.bytes() + self.features.data().len() * 4 + 64
+        let levels = 1 + self.features.deepstack_levels();
+        self.media.bytes() + self.features.data().len() * 4 * levels + 64
     }
 }
 
@@ -152,8 +157,29 @@ mod tests {
     fn entry(bytes: usize) -> Entry {
         Entry {
             media: DecodedMedia::Image(Arc::new(Array3::zeros((1, bytes, 1)))),
+            metadata: None,
             features: Arc::new(Features::empty(4)),
         }
+    }
+
+    /// A cached Qwen3-VL item gives back its DeepStack levels with its rows, and they count
+    /// against the budget.
+    #[test]
+    fn deepstack_levels_are_cached_with_the_rows() {
+        let rows = Features::new((0..24).map(|x| x as f32).collect(), 4).expect("rows");
+        let levels: Vec<f32> = (0..72).map(|x| -x as f32).collect();
+        let features = rows.with_deepstack(3, levels).expect("levels");
+        let e = Entry {
+            media: DecodedMedia::Image(Arc::new(Array3::zeros((1, 1, 1)))),
+            metadata: None,
+            features: Arc::new(features.clone()),
+        };
+        let mut c = VisionCache::new(1 << 20);
+        c.insert(key(1), e);
+        assert_eq!(c.used(), 1 + (24 + 72) * 4 + 64);
+        let got = c.get(&key(1)).expect("hit");
+        assert_eq!(*got.features, features);
+        assert_eq!(got.features.deepstack_levels(), 3);
     }
 
     fn key(n: u8) -> CacheKey {

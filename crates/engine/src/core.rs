@@ -147,7 +147,7 @@ impl EngineCore {
         if live.seq.is_some() {
             return;
         }
-        match live.prepared.sequence() {
+        match live.prepared.sequence(self.shared.mrope.as_ref()) {
             None => {}
             Some(Ok(seq)) => {
                 live.prepared.cache(&self.shared);

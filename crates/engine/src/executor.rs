@@ -241,6 +241,7 @@ impl Executor {
             self.encodes.insert(key, enc);
             return Ok(None);
         }
+        // The blocks' rows concatenated, with their DeepStack levels (Qwen3-VL).
         Ok(Some(features_of_blocks(enc.blocks)?.unwrap_or_else(|| Features::empty(1))))
     }
 

@@ -71,6 +71,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
 use vidlm_decoder::{GenerationConfig, LanguageModel, ResolvedGeneration};
 use vidlm_media_source::MediaPolicy;
+use vidlm_model::mrope::MropeRule;
 use vidlm_pipeline::{Pipeline, PipelineOptions};
 use vidlm_processor::Processor;
 use vidlm_vision::VisionEncoder;
@@ -173,6 +174,8 @@ pub(crate) struct Shared {
     has_tokenizer: bool,
     /// The language model's vocabulary (`logit_bias` ids are checked against it at submit).
     vocab_size: Option<usize>,
+    /// The model's M-RoPE rule (the rope index of each prompt), where it has one.
+    pub(crate) mrope: Option<MropeRule>,
 }
 
 impl Shared {
@@ -236,6 +239,7 @@ impl Engine {
         let generation_config = lm.generation_config().clone();
         let has_tokenizer = lm.tokenizer().is_some();
         let vocab_size = lm.text_config().vocab_size;
+        let mrope = lm.mrope_rule().copied();
         let executor = Executor::new(vision, lm)?;
         let scheduler = Scheduler::new(SchedulerConfig {
             max_batch: config.max_batch,
@@ -263,6 +267,7 @@ impl Engine {
             generation_config,
             has_tokenizer,
             vocab_size,
+            mrope,
             config,
         });
         let (ready_tx, ready_rx) = mpsc::channel::<Prepared>();

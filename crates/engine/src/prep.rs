@@ -8,10 +8,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use vidlm_decoder::{Features, Sequence};
-use vidlm_media_source::{decode_media, DecodedMedia, MediaKind};
-use vidlm_model::VideoTokens;
+use vidlm_media_source::{
+    decode_media, decode_video_frames, probe_video, DecodedMedia, FrameSampling, Loaded as Bytes,
+    MediaKind,
+};
+use vidlm_model::mrope::MropeRule;
+use vidlm_model::{Sampling, VideoTokens};
 use vidlm_pipeline::{sequence_from_features, Stage};
-use vidlm_processor::{Conversation, MediaInput, ProcessOptions, ProcessedInputs};
+use vidlm_processor::{
+    Conversation, MediaInput, ProcessOptions, ProcessedInputs, VideoInput, VideoMetadata,
+};
 
 use crate::cache::{CacheKey, Entry, ItemKind};
 use crate::executor::Units;
@@ -22,6 +28,9 @@ use crate::{Job, Shared};
 pub(crate) struct Item {
     /// Its decoded pixels.
     pub(crate) media: DecodedMedia,
+    /// A video's metadata (frame count, rate, sampled indices) where the family's video
+    /// processor samples with its own formula (Qwen-VL).
+    pub(crate) metadata: Option<VideoMetadata>,
     /// Its vision cache key (`None` for media the caller decoded).
     pub(crate) key: Option<CacheKey>,
     /// Its vision features: from the cache, or once the core has encoded it.
@@ -46,14 +55,20 @@ impl Prepared {
             .enumerate()
             .filter(|(_, it)| it.features.is_none())
             .map(|(i, it)| {
+                // The units `VisionInput::units` counts: patches or frames, and for patchified
+                // (Qwen-VL) inputs the temporal patches of their grid.
+                let conv = self.inputs.conversations.first();
                 let cost = match it.units {
-                    Units::Images { first, count } => self
-                        .inputs
-                        .conversations
-                        .first()
+                    Units::Images { first, count } => conv
                         .map(|c| c.images.iter().skip(first).take(count))
-                        .map_or(count, |grids| grids.map(|g| g.num_patches()).sum()),
-                    Units::Video { .. } => it.media.frames(),
+                        .map_or(count, |grids| {
+                            grids
+                                .map(|g| g.thw.map_or(g.num_patches(), |(t, _, _)| t as usize))
+                                .sum()
+                        }),
+                    Units::Video { index } => conv
+                        .and_then(|c| c.video_grids.get(index))
+                        .map_or(it.media.frames(), |g| g.thw.0 as usize),
                 };
                 (i, cost.max(1))
             })
@@ -62,8 +77,12 @@ impl Prepared {
 
     /// The prompt, once every item has its features: image placeholders take the image items'
     /// (and a video's, for families that send videos as frames) in order, video placeholders the
-    /// videos'. The pipeline's sequence building ([`sequence_from_features`]).
-    pub(crate) fn sequence(&self) -> Option<Result<Sequence, EngineError>> {
+    /// videos'. The pipeline's sequence building ([`sequence_from_features`], with the model's
+    /// M-RoPE rule where it has one).
+    pub(crate) fn sequence(
+        &self,
+        rule: Option<&MropeRule>,
+    ) -> Option<Result<Sequence, EngineError>> {
         let mut images = Vec::new();
         let mut videos = Vec::new();
         for it in &self.items {
@@ -73,8 +92,8 @@ impl Prepared {
                 Units::Video { .. } => videos.push(f),
             }
         }
-        let ids = self.inputs.conversations.first()?.input_ids.clone();
-        Some(sequence_from_features(ids, &images, &videos).map_err(EngineError::from))
+        let conv = self.inputs.conversations.first()?;
+        Some(sequence_from_features(conv, rule, &images, &videos).map_err(EngineError::from))
     }
 
     /// Puts the items' features in the vision cache.
@@ -82,7 +101,12 @@ impl Prepared {
         let mut cache = shared.cache.lock().unwrap_or_else(|p| p.into_inner());
         for it in &self.items {
             if let (Some(key), Some(f)) = (it.key, &it.features) {
-                cache.insert(key, Entry { media: it.media.clone(), features: f.clone() });
+                let entry = Entry {
+                    media: it.media.clone(),
+                    metadata: it.metadata.clone(),
+                    features: f.clone(),
+                };
+                cache.insert(key, entry);
             }
         }
         shared
@@ -139,7 +163,15 @@ fn prepare(shared: &Shared, job: &mut Job) -> Result<(ProcessedInputs, Vec<Item>
     let t1 = Instant::now();
     let conv = Conversation {
         messages: job.req.messages.clone(),
-        media: media.iter().map(|(m, _, _)| MediaInput::from(m.clone())).collect(),
+        media: media
+            .iter()
+            .map(|(m, _, _, meta)| match (m, meta) {
+                (DecodedMedia::Video(a), Some(meta)) => {
+                    MediaInput::Video(VideoInput::WithMetadata(a.clone(), meta.clone()))
+                }
+                (m, _) => MediaInput::from(m.clone()),
+            })
+            .collect(),
     };
     let inputs =
         shared.processor.process(std::slice::from_ref(&conv), &ProcessOptions::default())?;
@@ -150,7 +182,7 @@ fn prepare(shared: &Shared, job: &mut Job) -> Result<(ProcessedInputs, Vec<Item>
     let (mut image_at, mut video_at) = (0, 0);
     let items: Vec<Item> = media
         .into_iter()
-        .map(|(media, key, features)| {
+        .map(|(media, key, features, metadata)| {
             let units = match &media {
                 DecodedMedia::Video(_) if !as_frames => {
                     video_at += 1;
@@ -161,7 +193,7 @@ fn prepare(shared: &Shared, job: &mut Job) -> Result<(ProcessedInputs, Vec<Item>
                     Units::Images { first: image_at - m.frames(), count: m.frames() }
                 }
             };
-            Item { media, key, features, units }
+            Item { media, key, features, metadata, units }
         })
         .collect();
     let conv_inputs = inputs.conversations.first();
@@ -176,9 +208,10 @@ fn prepare(shared: &Shared, job: &mut Job) -> Result<(ProcessedInputs, Vec<Item>
     Ok((inputs, items))
 }
 
-/// A loaded media item: its pixels, its vision cache key (media named by source) and its
-/// features when the cache had them.
-type Loaded = (DecodedMedia, Option<CacheKey>, Option<Arc<Features>>);
+/// A loaded media item: its pixels, its vision cache key (media named by source), its features
+/// when the cache had them, and a video's metadata (families whose video processor samples with
+/// its own formula).
+type Loaded = (DecodedMedia, Option<CacheKey>, Option<Arc<Features>>, Option<VideoMetadata>);
 
 /// One media item: decoded by the caller, or loaded — from the vision cache (with its features)
 /// or loaded and decoded.
@@ -189,7 +222,10 @@ fn load(
     images: usize,
 ) -> Result<Loaded, EngineError> {
     let (kind, source, param) = match spec {
-        MediaSpec::Decoded(m) => return Ok((m.clone(), None, None)),
+        MediaSpec::Decoded(m) => return Ok((m.clone(), None, None, None)),
+        MediaSpec::DecodedVideo { frames, metadata } => {
+            return Ok((DecodedMedia::Video(frames.clone()), None, None, Some(metadata.clone())))
+        }
         MediaSpec::Source { kind, source, param } => (*kind, source, param),
     };
     let wrap = |source| EngineError::Media { param: param.clone(), source };
@@ -206,11 +242,59 @@ fn load(
         job.timings.media += t0.elapsed();
         job.timings.cache_hits += 1;
         m.vision_cache_hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        return Ok((e.media, Some(key), Some(e.features)));
+        return Ok((e.media, Some(key), Some(e.features), e.metadata));
     }
-    let decoded = decode_media(&loaded, kind, &job.req.sampling, &shared.media.limits);
+    let decoded = match kind {
+        MediaKind::Video => decode_family_video(shared, &loaded, &job.req.sampling, param)?,
+        MediaKind::Image => None,
+    };
+    let decoded = match decoded {
+        Some((frames, meta)) => Ok((DecodedMedia::Video(Arc::new(frames)), Some(meta))),
+        None => decode_media(&loaded, kind, &job.req.sampling, &shared.media.limits)
+            .map(|d| (d, None))
+            .map_err(wrap),
+    };
     job.timings.media += t0.elapsed();
     job.timings.cache_misses += 1;
     m.vision_cache_misses.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    Ok((decoded.map_err(wrap)?, Some(key), None))
+    let (media, metadata) = decoded?;
+    Ok((media, Some(key), None, metadata))
+}
+
+/// A video of a family whose video processor samples with its own formula (the patchified
+/// Qwen-VL processors): its frame count and rate are probed, the processor picks the indices
+/// from them and the request's sampling, exactly those frames are decoded, and the metadata goes
+/// with them to the processor. `None` for the other families (decoded by the standard rule).
+fn decode_family_video(
+    shared: &Shared,
+    loaded: &Bytes,
+    sampling: &FrameSampling,
+    param: &str,
+) -> Result<Option<(ndarray::Array4<u8>, VideoMetadata)>, EngineError> {
+    let wrap = |source| EngineError::Media { param: param.to_string(), source };
+    let limits = &shared.media.limits;
+    if !shared.processor.spec().image_layout.is_patchified() {
+        return Ok(None);
+    }
+    let (total, fps) = probe_video(loaded, limits).map_err(wrap)?;
+    let opts = ProcessOptions {
+        sampling: match (sampling.num_frames, sampling.fps) {
+            (Some(_), Some(_)) => {
+                return Err(wrap(vidlm_media_source::MediaError::InvalidSampling(
+                    "`num_frames` and `fps` are mutually exclusive".into(),
+                )))
+            }
+            (Some(n), None) => Sampling::NumFrames(n),
+            (None, Some(f)) => Sampling::Fps(f),
+            (None, None) => Sampling::All,
+        },
+        max_frames: sampling.max_frames,
+        ..ProcessOptions::default()
+    };
+    let Some(indices) = shared.processor.family_video_frames(&opts, total, fps)? else {
+        return Ok(None);
+    };
+    let frames = decode_video_frames(loaded, &indices, limits).map_err(wrap)?;
+    let meta = VideoMetadata { total_num_frames: total, fps, frames_indices: Some(indices) };
+    Ok(Some((frames, meta)))
 }

@@ -9,7 +9,7 @@ use vidlm_decoder::{DecoderError, FinishReason, GenerationOptions, TokenLogprobs
 use vidlm_media_source::{DecodedMedia, FrameSampling, MediaError, MediaKind, Source};
 use vidlm_pipeline::{PipelineError, Stage};
 use vidlm_processor::ErrorKind;
-use vidlm_processor::{Conversation, ProcessorError};
+use vidlm_processor::{Conversation, MediaInput, ProcessorError, VideoInput, VideoMetadata};
 use vidlm_vision::VisionError;
 
 /// One media item of a request.
@@ -26,6 +26,16 @@ pub enum MediaSpec {
     },
     /// Media the caller decoded itself (not cached).
     Decoded(DecodedMedia),
+    /// A video the caller decoded itself, with what is known about it (frame count, frame rate,
+    /// the sampled indices): what the Qwen-VL video processors need for their own sampling,
+    /// `second_per_grid_ts` and timestamped prompts (`Processor::load_conversation` returns
+    /// their videos this way). Not cached.
+    DecodedVideo {
+        /// `(T, H, W, 3)` RGB frames.
+        frames: Arc<ndarray::Array4<u8>>,
+        /// transformers' `video_metadata`.
+        metadata: VideoMetadata,
+    },
 }
 
 impl MediaSpec {
@@ -34,6 +44,7 @@ impl MediaSpec {
         match self {
             MediaSpec::Source { kind, .. } => *kind,
             MediaSpec::Decoded(m) => m.kind(),
+            MediaSpec::DecodedVideo { .. } => MediaKind::Video,
         }
     }
 }
@@ -57,18 +68,25 @@ pub struct EngineRequest {
 impl EngineRequest {
     /// A request of a conversation whose media are all decoded (as
     /// `Processor::load_conversation` returns them): its messages, and each media item as
-    /// [`MediaSpec::Decoded`], in order. `vidlm run` submits local files this way.
+    /// [`MediaSpec::Decoded`] (a video with its metadata as [`MediaSpec::DecodedVideo`]), in
+    /// order. `vidlm run` submits local files this way.
     pub fn from_decoded(conv: Conversation) -> Result<Self, EngineError> {
         let media = conv
             .media
             .iter()
             .enumerate()
-            .map(|(i, m)| {
-                m.decoded().map(MediaSpec::Decoded).ok_or_else(|| {
+            .map(|(i, m)| match m {
+                MediaInput::Video(VideoInput::WithMetadata(frames, metadata)) => {
+                    Ok(MediaSpec::DecodedVideo {
+                        frames: frames.clone(),
+                        metadata: metadata.clone(),
+                    })
+                }
+                m => m.decoded().map(MediaSpec::Decoded).ok_or_else(|| {
                     EngineError::Pipeline(PipelineError::Internal(format!(
                         "media {i} is not decoded"
                     )))
-                })
+                }),
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(EngineRequest { messages: conv.messages, media, ..Default::default() })

@@ -5,10 +5,12 @@
 //! rows are checked against the same requests alone (`tests/engine.rs`).
 
 use crate::common;
+use crate::golden_media;
 
 use common::*;
+use golden_media::golden_conversation;
 use vidlm_engine::{Engine, EngineConfig, EngineRequest};
-use vidlm_pipeline::{Conversation, Pipeline, PipelineOptions, ProcessOptions, SessionOptions};
+use vidlm_pipeline::{Conversation, Pipeline, PipelineOptions, SessionOptions};
 
 #[test]
 fn one_request_on_the_engine_gives_transformers_tokens_for_every_family() {
@@ -42,13 +44,18 @@ fn one_request_on_the_engine_gives_transformers_tokens_for_every_family() {
             let (tshape, want) = g.i("tokens");
             let conv = Conversation::from_json(&sc["messages"], Some(&root.join("tests/goldens")))
                 .unwrap();
+            // Decoded and sampled as `vidlm run` does (the Qwen-VL goldens' clips with their
+            // frame rate, by the scenario's sampling).
+            let (conv, process) = golden_conversation(engine.processor(), conv, &meta, sc);
             let loaded = engine
                 .processor()
-                .load_conversation(&conv, &ProcessOptions::default())
+                .load_conversation(&conv, &process)
                 .unwrap_or_else(|e| panic!("{fam}/{name}: {e}"));
             let mut req = EngineRequest::from_decoded(loaded).unwrap();
             req.generation.max_new_tokens = Some(tshape[1]);
             req.generation.eos_token_ids = Some(vec![]);
+            req.generation.do_sample = Some(false);
+            req.generation.repetition_penalty = Some(1.0);
             match engine.submit(req).and_then(|h| h.wait()) {
                 Ok(c) if &c.token_ids == want => {}
                 Ok(c) => {

@@ -5,6 +5,8 @@
 
 #[path = "../../decoder/tests/common/mod.rs"]
 mod common;
+#[path = "../../pipeline/tests/support/golden_media.rs"]
+mod golden_media;
 
 mod engine;
 mod goldens;

@@ -236,6 +236,43 @@ pub fn decode_video(
         }
     }
     let req = sampling.request()?;
+    sample_video(loaded, &req, limits)
+}
+
+/// The frame count and frame rate of a loaded video (what transformers' `VideoMetadata` holds),
+/// read from its header and packet index without decoding a frame: for video processors that
+/// sample with their own formula (the Qwen-VL ones), whose indices then go to
+/// [`decode_video_frames`].
+pub fn probe_video(
+    loaded: &Loaded,
+    limits: &MediaLimits,
+) -> Result<(usize, Option<f64>), MediaError> {
+    let reader = open(loaded, &open_options(limits), "video")?;
+    Ok((reader.info().frame_count, reader.info().fps))
+}
+
+/// Decodes the frames at `indices` (presentation order) of a loaded video, with the duration
+/// and frame limits of [`decode_video`].
+pub fn decode_video_frames(
+    loaded: &Loaded,
+    indices: &[usize],
+    limits: &MediaLimits,
+) -> Result<Array4<u8>, MediaError> {
+    if indices.len() > limits.max_frames {
+        return Err(MediaError::TooManyFrames {
+            requested: indices.len(),
+            limit: limits.max_frames,
+        });
+    }
+    sample_video(loaded, &SampleRequest::indices(indices.to_vec()), limits)
+}
+
+/// Opens a loaded video, checks its duration and the plan's frame count, and decodes `req`.
+fn sample_video(
+    loaded: &Loaded,
+    req: &SampleRequest,
+    limits: &MediaLimits,
+) -> Result<Array4<u8>, MediaError> {
     let mut reader = open(loaded, &open_options(limits), "video")?;
     let info = reader.info();
     let duration = info

@@ -247,6 +247,8 @@ pub struct VisionConfig {
     pub num_position_embeddings: Option<usize>,
     /// Qwen3-VL: vision blocks whose features are added to early decoder layers (DeepStack).
     pub deepstack_visual_indexes: Option<Vec<usize>>,
+    /// Qwen-VL: the vision tower's 2D rotary (`rope_theta`; 10000 when absent).
+    pub rope_parameters: Option<RopeParameters>,
 }
 
 /// `rope_scaling` (hub) / `rope_parameters` (transformers 5) of the text config.

@@ -34,7 +34,9 @@
 //! # Ok::<(), vidlm_model::mrope::MropeError>(())
 //! ```
 
-use crate::error::ErrorKind;
+use crate::config::ModelConfig;
+use crate::error::{ErrorKind, ModelError};
+use crate::family::{FamilySpec, Positions};
 
 /// How a family turns a video's temporal grid index into a temporal position.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -61,6 +63,44 @@ pub struct MropeRule {
     pub video_token_id: i64,
     /// The family's temporal rule.
     pub temporal: TemporalRule,
+}
+
+/// `Qwen2_5_VLVisionConfig`'s class default of `tokens_per_second`.
+const DEFAULT_TOKENS_PER_SECOND: f64 = 4.0;
+
+impl MropeRule {
+    /// The rule of a model whose family numbers positions with M-RoPE (its row's
+    /// [`Positions::MRope`]), from `config.json`: `vision_config.spatial_merge_size`,
+    /// `image_token_id`, `video_token_id` (required) and Qwen2.5-VL's
+    /// `vision_config.tokens_per_second` (class default 4). `None` for families with 1-D positions.
+    pub fn from_config(
+        spec: &FamilySpec,
+        config: &ModelConfig,
+    ) -> Result<Option<MropeRule>, ModelError> {
+        let Positions::MRope { seconds_per_grid, .. } = spec.positions else { return Ok(None) };
+        let missing = |field: &str| ModelError::MissingField {
+            file: "config.json".into(),
+            field: field.into(),
+        };
+        let vision = config.vision_config.as_ref();
+        let spatial_merge_size = vision
+            .and_then(|v| v.spatial_merge_size)
+            .filter(|&m| m > 0)
+            .ok_or_else(|| missing("vision_config.spatial_merge_size"))?;
+        let ids = config.placeholder_ids();
+        let temporal = if seconds_per_grid {
+            let tps = vision.and_then(|v| v.tokens_per_second).unwrap_or(DEFAULT_TOKENS_PER_SECOND);
+            TemporalRule::SecondsPerGrid { tokens_per_second: tps as f32 }
+        } else {
+            TemporalRule::OneFrameGrids
+        };
+        Ok(Some(MropeRule {
+            spatial_merge_size,
+            image_token_id: ids.image_token_id.ok_or_else(|| missing("image_token_id"))?,
+            video_token_id: ids.video_token_id.ok_or_else(|| missing("video_token_id"))?,
+            temporal,
+        }))
+    }
 }
 
 /// Why the rope index cannot be computed: the prompt's placeholders and the grids disagree.

@@ -64,6 +64,8 @@ pub use vidlm_decoder::{DecoderError, FinishReason};
 use vidlm_decoder::{
     Features, GenerationOptions, LanguageModel, LmOptions, RowOutput, Sequence, TokenEvent,
 };
+pub use vidlm_model::mrope::MropeRule;
+use vidlm_model::mrope::{rope_index, MropePositions};
 use vidlm_model::Graph;
 pub use vidlm_model::{
     ErrorKind, Family, GraphUse, ModelError, ModelFiles, Precision, Precisions, ResolvedPrecisions,
@@ -71,8 +73,8 @@ pub use vidlm_model::{
 };
 pub use vidlm_ort::{Device, MemoryOptions, Prepack, Provider, SessionOptions};
 pub use vidlm_processor::{
-    Conversation, ImageInput, Part, ProcessOptions, ProcessedInputs, Processor, ProcessorError,
-    VideoInput, VideoIoLoader,
+    Conversation, ConversationInputs, ImageInput, Part, ProcessOptions, ProcessedInputs, Processor,
+    ProcessorError, VideoInput, VideoIoLoader,
 };
 use vidlm_vision::{
     FeatureBlock, ImagePixels, VideoPixels, VisionEncoder, VisionError, VisionOptions,
@@ -517,7 +519,7 @@ impl Pipeline {
         let videos = inputs.video_token_counts.len();
         Progress::report(opts, Stage::Vision { images, videos });
         let t1 = Instant::now();
-        let seqs = sequences_from_inputs(&mut self.vision, &inputs);
+        let seqs = sequences_from_inputs(&mut self.vision, &inputs, self.lm.mrope_rule());
         if self.release_vision {
             self.vision.release();
         }
@@ -590,12 +592,14 @@ impl Iterator for TextStream<'_> {
 /// Turns the processor's hand-off into one [`Sequence`] per conversation: runs the vision graphs
 /// over every image (packed by the patch grid the processor recorded) and video, and gives each
 /// conversation its unpadded ids and the feature rows of its own media, in order
-/// ([`sequence_from_features`]). The serving engine runs the same steps one media item at a time
+/// ([`sequence_from_features`], with the M-RoPE `rule` of models that have one:
+/// `LanguageModel::mrope_rule`). The serving engine runs the same steps one media item at a time
 /// ([`vision_inputs`], [`features_of_blocks`], [`sequence_from_features`]), skipping the items its
 /// vision cache has.
 pub fn sequences_from_inputs(
     vision: &mut VisionEncoder,
     inputs: &ProcessedInputs,
+    rule: Option<&MropeRule>,
 ) -> Result<Vec<Sequence>, PipelineError> {
     let mut images = image_features(vision, inputs)?.into_iter();
     let mut videos = video_features(vision, inputs)?.into_iter();
@@ -606,7 +610,8 @@ pub fn sequences_from_inputs(
             let image_parts = blocks_to_features(images.by_ref().take(conv.images.len()))?;
             let video_parts = blocks_to_features(videos.by_ref().take(conv.videos))?;
             sequence_from_features(
-                conv.input_ids.clone(),
+                conv,
+                rule,
                 &image_parts.iter().collect::<Vec<_>>(),
                 &video_parts.iter().collect::<Vec<_>>(),
             )
@@ -616,17 +621,55 @@ pub fn sequences_from_inputs(
 
 /// One conversation's [`Sequence`]: its unpadded ids, and the feature rows of its images (in
 /// order; for families that send a video as frames, those frames' rows in the video's place) and
-/// of its videos, each concatenated. Every part must have the same width.
+/// of its videos, each concatenated (with their DeepStack levels, where the vision graph gives
+/// them). Every part must have the same width. With an M-RoPE `rule`, the sequence's 3-row
+/// positions: `vidlm_model::mrope::rope_index` over its ids and its images' and videos' grids
+/// (and `second_per_grid_ts`) — the one place the rope index is computed.
 pub fn sequence_from_features(
-    input_ids: Vec<i64>,
+    conv: &ConversationInputs,
+    rule: Option<&MropeRule>,
     image_parts: &[&Features],
     video_parts: &[&Features],
 ) -> Result<Sequence, PipelineError> {
+    let positions = match rule {
+        Some(rule) => Some(mrope_positions(rule, conv)?),
+        None => None,
+    };
     Ok(Sequence {
-        input_ids,
+        input_ids: conv.input_ids.clone(),
         image_features: join_features(image_parts)?,
         video_features: join_features(video_parts)?,
+        positions,
     })
+}
+
+/// The rope index of one unpadded conversation (batch 1, every token attended).
+fn mrope_positions(
+    rule: &MropeRule,
+    conv: &ConversationInputs,
+) -> Result<MropePositions, PipelineError> {
+    let thw = |(t, h, w): (u32, u32, u32)| [i64::from(t), i64::from(h), i64::from(w)];
+    let images = conv
+        .images
+        .iter()
+        .map(|g| {
+            g.thw.map(thw).ok_or_else(|| {
+                PipelineError::Internal("an image without its patch grid (thw)".into())
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let videos: Vec<[i64; 3]> = conv.video_grids.iter().map(|g| thw(g.thw)).collect();
+    if videos.len() != conv.videos {
+        return Err(PipelineError::Internal(format!(
+            "{} video grids for {} videos",
+            videos.len(),
+            conv.videos
+        )));
+    }
+    let seconds: Vec<f32> = conv.video_grids.iter().map(|g| g.second_per_grid_t).collect();
+    let mask = vec![1i64; conv.input_ids.len()];
+    rope_index(rule, &conv.input_ids, &mask, 1, &images, &videos, Some(&seconds))
+        .map_err(|e| PipelineError::Internal(format!("rope index: {e}")))
 }
 
 /// The parts concatenated (`None` for none); parts of different widths are an internal error.
@@ -641,7 +684,15 @@ fn join_features(parts: &[&Features]) -> Result<Option<Features>, PipelineError>
 fn blocks_to_features(
     blocks: impl Iterator<Item = FeatureBlock>,
 ) -> Result<Vec<Features>, PipelineError> {
-    blocks.map(|b| Ok(Features::new(b.data, b.dim)?)).collect()
+    blocks
+        .map(|b| {
+            let f = Features::new(b.data, b.dim)?;
+            Ok(match b.deepstack {
+                Some(d) => f.with_deepstack(d.levels, d.data)?,
+                None => f,
+            })
+        })
+        .collect()
 }
 
 /// Checks that the processor's patches have the vision graph's input size.
@@ -679,6 +730,27 @@ fn image_pixels<'a>(
             Err(PipelineError::Internal(format!("{} images but no pixel_values", grids.len())))
         };
     };
+    if vision.spec().image_layout.is_patchified() {
+        let thw = grid_rows(inputs.image_grid_thw.as_ref(), "image_grid_thw")?;
+        if thw.len() != grids.len() {
+            return Err(PipelineError::Internal(format!(
+                "image_grid_thw holds {} images, the conversations {}",
+                thw.len(),
+                grids.len()
+            )));
+        }
+        let parts = patch_rows(pv, &thw, "pixel_values")?;
+        return Ok(parts
+            .into_iter()
+            .zip(thw)
+            .zip(&grids)
+            .map(|((pixel_values, g), grid)| ImagePixels {
+                pixel_values,
+                grid: *grid,
+                grid_thw: Some(g),
+            })
+            .collect());
+    }
     let size = vision.image_size();
     let per = 3 * size * size;
     let (n, max_patches) = match *pv.shape() {
@@ -711,7 +783,7 @@ fn image_pixels<'a>(
             let pixel_values = data.get(start..start + patches * per).ok_or_else(|| {
                 PipelineError::Internal("pixel_values is shorter than its shape".into())
             })?;
-            Ok(ImagePixels { pixel_values, grid: *grid })
+            Ok(ImagePixels { pixel_values, grid: *grid, grid_thw: None })
         })
         .collect()
 }
@@ -721,6 +793,15 @@ fn video_pixels<'a>(
     inputs: &'a ProcessedInputs,
 ) -> Result<Vec<VideoPixels<'a>>, PipelineError> {
     let Some(pv) = &inputs.pixel_values_videos else { return Ok(Vec::new()) };
+    if vision.spec().image_layout.is_patchified() {
+        let thw = grid_rows(inputs.video_grid_thw.as_ref(), "video_grid_thw")?;
+        let parts = patch_rows(pv, &thw, "pixel_values_videos")?;
+        return Ok(parts
+            .into_iter()
+            .zip(thw)
+            .map(|(pixel_values, g)| VideoPixels { pixel_values, frames: g[0], grid_thw: Some(g) })
+            .collect());
+    }
     let size = vision.image_size();
     let [n, t, 3, h, w] = *pv.shape() else {
         return Err(PipelineError::Internal(format!(
@@ -736,7 +817,60 @@ fn video_pixels<'a>(
     Ok(data
         .chunks_exact(per.max(1))
         .take(n)
-        .map(|pixel_values| VideoPixels { pixel_values, frames: t })
+        .map(|pixel_values| VideoPixels { pixel_values, frames: t, grid_thw: None })
+        .collect())
+}
+
+/// The `(t, h, w)` rows of a processor's `image_grid_thw` / `video_grid_thw`.
+fn grid_rows(
+    a: Option<&ndarray::Array2<i64>>,
+    name: &str,
+) -> Result<Vec<[usize; 3]>, PipelineError> {
+    let a =
+        a.ok_or_else(|| PipelineError::Internal(format!("patchified pixels without {name}")))?;
+    if a.ncols() != 3 {
+        return Err(PipelineError::Internal(format!("{name} of shape {:?}", a.shape())));
+    }
+    a.rows()
+        .into_iter()
+        .map(|r| {
+            let v = |i: usize| {
+                usize::try_from(r[i])
+                    .map_err(|_| PipelineError::Internal(format!("{name} holds {}", r[i])))
+            };
+            Ok([v(0)?, v(1)?, v(2)?])
+        })
+        .collect()
+}
+
+/// Each item's rows of a patchified pixel tensor `[patches, C·T·P·P]`: `t·h·w` rows per grid, in
+/// order; the grids must cover the tensor exactly.
+fn patch_rows<'a>(
+    pv: &'a ndarray::ArrayD<f32>,
+    thw: &[[usize; 3]],
+    name: &str,
+) -> Result<Vec<&'a [f32]>, PipelineError> {
+    let [rows, width] = *pv.shape() else {
+        return Err(PipelineError::Internal(format!("{name} of shape {:?}", pv.shape())));
+    };
+    let need: usize = thw.iter().map(|g| g[0] * g[1] * g[2]).sum();
+    if need != rows {
+        return Err(PipelineError::Internal(format!(
+            "{name} holds {rows} patch rows, the grids {thw:?} cover {need}"
+        )));
+    }
+    let data = pv
+        .as_slice()
+        .ok_or_else(|| PipelineError::Internal(format!("{name} is not contiguous")))?;
+    let mut start = 0;
+    Ok(thw
+        .iter()
+        .map(|g| {
+            let n = g[0] * g[1] * g[2] * width;
+            let part = &data[start..start + n];
+            start += n;
+            part
+        })
         .collect())
 }
 

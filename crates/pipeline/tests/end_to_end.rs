@@ -1,10 +1,13 @@
 //! The whole path on the committed goldens: the goldens' chat messages (PNG frames and images
 //! under `tests/goldens/media`) go through `Pipeline` (processor → vision → decoder); greedy
-//! tokens must equal transformers' `generate`.
+//! tokens must equal transformers' `generate`. The Qwen-VL goldens' videos are clips with their
+//! frame rate, sampled by the video processor as the scenario says.
 
 use crate::common;
+use crate::golden_media;
 
 use common::*;
+use golden_media::golden_conversation;
 use vidlm_pipeline::*;
 
 fn options() -> PipelineOptions {
@@ -34,11 +37,22 @@ fn messages_to_tokens_match_transformers_for_every_family() {
                 messages.as_array().unwrap().clone()
             };
             let base = root.join("tests/goldens");
-            let convs: Vec<Conversation> =
-                convs.iter().map(|m| Conversation::from_json(m, Some(&base)).unwrap()).collect();
-            let mut opts = GenerateOptions::default();
+            let mut process = ProcessOptions::default();
+            let convs: Vec<Conversation> = convs
+                .iter()
+                .map(|m| {
+                    let conv = Conversation::from_json(m, Some(&base)).unwrap();
+                    let (conv, o) = golden_conversation(p.processor(), conv, &meta, sc);
+                    process = o;
+                    conv
+                })
+                .collect();
+            let mut opts = GenerateOptions { process, ..Default::default() };
             opts.generation.max_new_tokens = Some(tshape[1]);
             opts.generation.eos_token_ids = Some(vec![]);
+            // Greedy, as the goldens (the Qwen checkpoints' generation_config.json samples).
+            opts.generation.do_sample = Some(false);
+            opts.generation.repetition_penalty = Some(1.0);
             let out = match p.generate_batch(&convs, &opts) {
                 Ok(o) => o,
                 Err(e) => {

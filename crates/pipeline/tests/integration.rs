@@ -5,6 +5,8 @@
 
 #[path = "../../decoder/tests/common/mod.rs"]
 mod common;
+#[path = "support/golden_media.rs"]
+mod golden_media;
 
 mod end_to_end;
 mod pipeline;

@@ -651,6 +651,23 @@ impl Processor {
         self.video.as_ref().and_then(|s| s.patch.as_ref()).map(|p| p.frame_rule)
     }
 
+    /// The frames `opts` (sampling, `max_frames`) selects from a video of `total` frames at
+    /// `fps`, for video processors that sample with their own formula (the patchified ones:
+    /// their videos must be decoded at exactly these indices and handed on with them, as
+    /// [`VideoInput::WithMetadata`]); `None` for the families whose videos are sampled by the
+    /// standard rule when decoded.
+    pub fn family_video_frames(
+        &self,
+        opts: &ProcessOptions,
+        total: usize,
+        fps: Option<f64>,
+    ) -> Result<Option<Vec<usize>>> {
+        if self.video_patch_rule().is_none() {
+            return Ok(None);
+        }
+        self.pick_frames(opts, total, fps, "video").map(Some)
+    }
+
     /// The frames `opts` selects from a video of `total` frames at `fps`, by the video
     /// processor's own formula.
     fn pick_frames(

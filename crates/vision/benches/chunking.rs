@@ -37,7 +37,7 @@ fn main() {
         let s = v.image_size();
         let px: Vec<f32> =
             (0..frames * 3 * s * s).map(|i| ((i % 251) as f32 / 125.0) - 1.0).collect();
-        let video = [VideoPixels { pixel_values: &px, frames }];
+        let video = [VideoPixels { pixel_values: &px, frames, grid_thw: None }];
         // Warm-up (ONNX Runtime allocates and plans on the first runs of each shape).
         for _ in 0..2 {
             std::hint::black_box(v.video_features(&video).expect("video features"));

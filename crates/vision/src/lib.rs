@@ -41,12 +41,14 @@
 #![warn(missing_docs)]
 
 pub mod anyres;
+mod patchified;
 pub mod qwen;
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use half::f16;
+use patchified::{PatchGeometry, QwenGraph, TableCache};
 use vidlm_model::{
     ErrorKind, FamilySpec, Graph as GraphFile, GraphUse, ImageLayout, ModelError, ModelFiles,
     VideoTokens,
@@ -122,7 +124,8 @@ impl VisionError {
 /// budget of OneVision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VisionGeometry {
-    /// Input side of the vision tower in pixels (`vision_config.image_size`).
+    /// Input side of the vision tower in pixels (`vision_config.image_size`; 0 for the
+    /// patchified families, whose towers take any grid).
     pub image_size: usize,
     /// Patch side in pixels (`vision_config.patch_size`).
     pub patch_size: usize,
@@ -138,7 +141,12 @@ impl VisionGeometry {
             field: field.into(),
         };
         let vc = files.config.vision_config.as_ref().ok_or_else(|| missing("vision_config"))?;
-        let image_size = vc.image_size.ok_or_else(|| missing("vision_config.image_size"))?;
+        // Patchified (Qwen-VL) towers take any grid: no fixed input side (0 here).
+        let image_size = match vc.image_size {
+            Some(s) => s,
+            None if spec.image_layout.is_patchified() => 0,
+            None => return Err(missing("vision_config.image_size")),
+        };
         let patch_size =
             vc.patch_size.filter(|&p| p > 0).ok_or_else(|| missing("vision_config.patch_size"))?;
         let ar = files
@@ -311,23 +319,33 @@ fn to_f32(v: &DynValue, path: &Path) -> Result<Vec<f32>, VisionError> {
 }
 
 /// Preprocessed pixels of one image: `grid.num_patches() × 3 × size × size` values (base image
-/// first, then the anyres tiles row-major), and how the processor cut the image.
+/// first, then the anyres tiles row-major), and how the processor cut the image — or, for the
+/// patchified (Qwen-VL) families, its `t·h·w` patch rows of `C·T·P·P` values and `grid_thw`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ImagePixels<'a> {
-    /// Normalised pixel values, row-major `[patches, 3, size, size]`.
+    /// Normalised pixel values, row-major `[patches, 3, size, size]` (patchified:
+    /// `[t·h·w, C·T·P·P]`, the processor's `pixel_values` rows of this image).
     pub pixel_values: &'a [f32],
     /// The original size, the anyres tiles, the multi-image flag (from the processor's
     /// hand-off, `ProcessedInputs::conversations`).
     pub grid: PatchGrid,
+    /// Patchified families: the image's `(t, h, w)` patch grid (`image_grid_thw`; `t` is 1, the
+    /// image's one temporal patch after the processor's temporal padding). `None` otherwise.
+    pub grid_thw: Option<[usize; 3]>,
 }
 
-/// Preprocessed frames of one video: `frames × 3 × size × size` values.
+/// Preprocessed frames of one video: `frames × 3 × size × size` values (patchified: `t·h·w`
+/// patch rows of `C·T·P·P` values, `frames = t`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct VideoPixels<'a> {
-    /// Normalised pixel values, row-major `[frames, 3, size, size]`.
+    /// Normalised pixel values, row-major `[frames, 3, size, size]` (patchified:
+    /// `[t·h·w, C·T·P·P]`, the processor's `pixel_values_videos` rows of this video).
     pub pixel_values: &'a [f32],
-    /// Frame count.
+    /// Frame count (patchified: temporal patches `t`, the frames of the vision graph).
     pub frames: usize,
+    /// Patchified families: the video's `(t, h, w)` patch grid (`video_grid_thw`). `None`
+    /// otherwise.
+    pub grid_thw: Option<[usize; 3]>,
 }
 
 /// Feature rows for one image or video (`rows × dim`).
@@ -337,6 +355,51 @@ pub struct FeatureBlock {
     pub data: Vec<f32>,
     /// Row width (the language model's hidden size).
     pub dim: usize,
+    /// Qwen3-VL: the DeepStack levels of the same rows; `None` for every other family.
+    pub deepstack: Option<DeepstackBlock>,
+}
+
+/// Qwen3-VL DeepStack levels for the same rows: `levels × rows × dim`, level-major, level order =
+/// `deepstack_visual_indexes` order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeepstackBlock {
+    /// Number of levels (`len(vision_config.deepstack_visual_indexes)`).
+    pub levels: usize,
+    /// `levels × rows × dim` values, level-major.
+    pub data: Vec<f32>,
+}
+
+impl DeepstackBlock {
+    /// Rows per level, for rows of `dim` values.
+    pub fn rows(&self, dim: usize) -> usize {
+        self.data.len().checked_div(self.levels * dim).unwrap_or(0)
+    }
+
+    /// Level `l`: `rows × dim` values.
+    pub fn level(&self, l: usize) -> &[f32] {
+        let per = self.data.len().checked_div(self.levels).unwrap_or(0);
+        self.data.get(l * per..(l + 1) * per).unwrap_or(&[])
+    }
+
+    /// Blocks concatenated along the rows, level by level (e.g. all images of a prompt, in
+    /// order); all must have the same number of levels.
+    pub fn concat<'b>(
+        parts: impl IntoIterator<Item = &'b DeepstackBlock>,
+    ) -> Result<Option<DeepstackBlock>, VisionError> {
+        let parts: Vec<&DeepstackBlock> = parts.into_iter().collect();
+        let Some(first) = parts.first() else { return Ok(None) };
+        let levels = first.levels;
+        if parts.iter().any(|p| p.levels != levels) {
+            return Err(VisionError::Shape("DeepStack blocks with different level counts".into()));
+        }
+        let mut data = Vec::with_capacity(parts.iter().map(|p| p.data.len()).sum());
+        for l in 0..levels {
+            for p in &parts {
+                data.extend_from_slice(p.level(l));
+            }
+        }
+        Ok(Some(DeepstackBlock { levels, data }))
+    }
 }
 
 impl FeatureBlock {
@@ -356,11 +419,31 @@ pub enum VisionInput<'a> {
 }
 
 impl VisionInput<'_> {
-    /// The graph inputs it runs: an image's patches, a video's frames.
+    /// The graph inputs it runs: an image's patches, a video's frames (patchified: the
+    /// temporal patches `t` of its `grid_thw`, the frames of the vision graph).
     pub fn units(&self) -> usize {
         match self {
-            VisionInput::Image(im) => im.grid.num_patches(),
+            VisionInput::Image(im) => match im.grid_thw {
+                Some([t, _, _]) => t,
+                None => im.grid.num_patches(),
+            },
             VisionInput::Video(v) => v.frames,
+        }
+    }
+
+    /// The `(t, h, w)` grid of a patchified input.
+    pub fn grid_thw(&self) -> Option<[usize; 3]> {
+        match self {
+            VisionInput::Image(im) => im.grid_thw,
+            VisionInput::Video(v) => v.grid_thw,
+        }
+    }
+
+    /// Its pixel values.
+    pub fn pixel_values(&self) -> &[f32] {
+        match self {
+            VisionInput::Image(im) => im.pixel_values,
+            VisionInput::Video(v) => v.pixel_values,
         }
     }
 }
@@ -372,6 +455,8 @@ pub struct EncodeState {
     data: Vec<f32>,
     /// Tokens per unit (image graph) and row width, once known.
     shape: Option<(usize, usize)>,
+    /// Patchified graphs with DeepStack outputs: each level's rows so far.
+    deep: Vec<Vec<f32>>,
 }
 
 impl EncodeState {
@@ -394,32 +479,89 @@ impl EncodeState {
     }
 }
 
+/// What a [`Slot`]'s graph takes.
+#[derive(Debug, Clone, Copy)]
+enum SlotKind {
+    /// One float input of this rank (the LLaVA families' graphs).
+    Single(usize),
+    /// The patchified (Qwen-VL) tower: pixel rows + host tables.
+    Patchified(PatchGeometry),
+}
+
+/// A loaded vision graph.
+#[derive(Debug)]
+enum AnyGraph {
+    Single(Graph),
+    Patchified(QwenGraph),
+}
+
+impl AnyGraph {
+    fn load(path: &Path, kind: SlotKind, opts: &SessionOptions) -> Result<Self, VisionError> {
+        let s = load_session(path, opts)?;
+        Ok(match kind {
+            SlotKind::Single(rank) => AnyGraph::Single(Graph::new(s, rank)?),
+            SlotKind::Patchified(geo) => AnyGraph::Patchified(QwenGraph::new(s, &geo)?),
+        })
+    }
+
+    fn provider(&self) -> Provider {
+        match self {
+            AnyGraph::Single(g) => g.s.provider,
+            AnyGraph::Patchified(g) => g.s.provider,
+        }
+    }
+}
+
 /// A vision graph that can be released and loaded again when next needed.
 #[derive(Debug)]
 struct Slot {
     path: PathBuf,
-    rank: usize,
-    graph: Option<Graph>,
+    kind: SlotKind,
+    graph: Option<AnyGraph>,
     /// Provider of the last session loaded.
     provider: Provider,
 }
 
 impl Slot {
-    fn load(path: PathBuf, rank: usize, opts: &SessionOptions) -> Result<Self, VisionError> {
-        let g = Graph::new(load_session(&path, opts)?, rank)?;
-        Ok(Slot { path, rank, provider: g.s.provider, graph: Some(g) })
+    fn load(path: PathBuf, kind: SlotKind, opts: &SessionOptions) -> Result<Self, VisionError> {
+        let g = AnyGraph::load(&path, kind, opts)?;
+        Ok(Slot { path, kind, provider: g.provider(), graph: Some(g) })
     }
 
-    fn get(&mut self, opts: &SessionOptions) -> Result<&mut Graph, VisionError> {
+    fn get(&mut self, opts: &SessionOptions) -> Result<&mut AnyGraph, VisionError> {
         if self.graph.is_none() {
             tracing::debug!(graph = %self.path.display(), "loading a released vision graph again");
-            let g = Graph::new(load_session(&self.path, opts)?, self.rank)?;
-            self.provider = g.s.provider;
+            let g = AnyGraph::load(&self.path, self.kind, opts)?;
+            self.provider = g.provider();
             self.graph = Some(g);
         }
         self.graph
             .as_mut()
             .ok_or_else(|| VisionError::Unsupported("vision graph not loaded".into()))
+    }
+
+    /// The single-input graph.
+    fn single(&mut self, opts: &SessionOptions) -> Result<&mut Graph, VisionError> {
+        let path = self.path.clone();
+        match self.get(opts)? {
+            AnyGraph::Single(g) => Ok(g),
+            AnyGraph::Patchified(_) => Err(VisionError::UnexpectedGraph {
+                path,
+                message: "a patchified vision graph cannot take square images".into(),
+            }),
+        }
+    }
+
+    /// The patchified graph.
+    fn patchified(&mut self, opts: &SessionOptions) -> Result<&mut QwenGraph, VisionError> {
+        let path = self.path.clone();
+        match self.get(opts)? {
+            AnyGraph::Patchified(g) => Ok(g),
+            AnyGraph::Single(_) => Err(VisionError::UnexpectedGraph {
+                path,
+                message: "not a patchified vision graph".into(),
+            }),
+        }
     }
 }
 
@@ -439,6 +581,10 @@ pub struct VisionEncoder {
     newline: Option<Vec<f32>>,
     max_batch: usize,
     session: SessionOptions,
+    /// Patchified families: the geometry of the pixel rows and host tables.
+    patch: Option<PatchGeometry>,
+    /// Patchified families: host tables per grid.
+    tables: TableCache,
 }
 
 impl VisionEncoder {
@@ -478,10 +624,22 @@ impl VisionEncoder {
         // on the real-size serving bench, 2 cores: no difference in throughput either way.)
         let mut session = opts.session.clone();
         session.spinning = session.spinning.or(Some(false));
-        let image = Slot::load(image_path, 4, &session)?;
+        let patch = if spec.image_layout.is_patchified() {
+            Some(PatchGeometry::from_files(files)?)
+        } else {
+            None
+        };
+        let image_kind = match patch {
+            Some(geo) => SlotKind::Patchified(geo),
+            None => SlotKind::Single(4),
+        };
+        let image = Slot::load(image_path, image_kind, &session)?;
         let load_video = spec.video_encoder != GraphUse::Unused && video_path.is_file();
-        let video =
-            if load_video { Some(Slot::load(video_path.clone(), 5, &session)?) } else { None };
+        let video = if load_video {
+            Some(Slot::load(video_path.clone(), SlotKind::Single(5), &session)?)
+        } else {
+            None
+        };
         Ok(VisionEncoder {
             spec,
             geometry,
@@ -491,6 +649,8 @@ impl VisionEncoder {
             newline,
             max_batch: opts.max_batch.max(1),
             session,
+            patch,
+            tables: TableCache::default(),
         })
     }
 
@@ -620,6 +780,9 @@ impl VisionEncoder {
         state: &mut EncodeState,
         max_units: usize,
     ) -> Result<Option<FeatureBlock>, VisionError> {
+        if self.patch.is_some() {
+            return self.encode_step_patchified(input, state, max_units);
+        }
         if state.done == 0 {
             self.check(input)?;
         }
@@ -658,14 +821,81 @@ impl VisionEncoder {
         let (tokens, dim) = state.shape.unwrap_or((0, 0));
         match input {
             VisionInput::Image(im) => self.pack(im, tokens, dim, data).map(Some),
-            VisionInput::Video(_) if self.video.is_some() => Ok(Some(FeatureBlock { data, dim })),
+            VisionInput::Video(_) if self.video.is_some() => {
+                Ok(Some(FeatureBlock { data, dim, deepstack: None }))
+            }
             VisionInput::Video(v) => self.video_host(v.frames, tokens, dim, data).map(Some),
         }
+    }
+
+    /// [`Self::encode_step`] of a patchified (Qwen-VL) model: runs of at most `max_batch` frames
+    /// (temporal patches) of the input's one grid, with that grid's host tables (computed once
+    /// per grid); the features are the frames' merged rows, frame-major, and the DeepStack levels
+    /// of the same rows when the graph has them.
+    fn encode_step_patchified(
+        &mut self,
+        input: &VisionInput<'_>,
+        state: &mut EncodeState,
+        max_units: usize,
+    ) -> Result<Option<FeatureBlock>, VisionError> {
+        let Some(geo) = self.patch else {
+            return Err(VisionError::Shape("not a patchified model".into()));
+        };
+        check_patchified(input, &geo)?;
+        let Some([t, h, w]) = input.grid_thw() else {
+            return Err(VisionError::Shape("patchified input without grid_thw".into()));
+        };
+        let patches = h * w;
+        let per = patches * geo.row;
+        let pixels = input.pixel_values();
+        let mut ran = 0;
+        while state.done < t && ran < max_units.max(1) {
+            let m = self.max_batch.min(max_units.max(1) - ran).min(t - state.done);
+            let graph = self.image.patchified(&self.session)?;
+            let tables = self.tables.get(graph, h, w, &geo);
+            let chunk = pixels.get(state.done * per..(state.done + m) * per).ok_or_else(|| {
+                VisionError::Shape(format!("{} values for grid {:?}", pixels.len(), [t, h, w]))
+            })?;
+            let (dim, feats, deep) = graph.run(chunk, m, patches, geo.row, &tables)?;
+            let rows = feats.len() / dim;
+            state.merge_shape(rows / m, dim)?;
+            state.data.extend(feats);
+            if let Some(levels) = deep {
+                if state.done > 0 && state.deep.len() != levels.len() {
+                    return Err(VisionError::Shape(
+                        "DeepStack level count changed between chunks".into(),
+                    ));
+                }
+                state.deep.resize(levels.len(), Vec::new());
+                for (acc, l) in state.deep.iter_mut().zip(levels) {
+                    acc.extend(l);
+                }
+            }
+            state.done += m;
+            ran += m;
+        }
+        if state.done < t {
+            return Ok(None);
+        }
+        let data = std::mem::take(&mut state.data);
+        let (_, dim) = state.shape.unwrap_or((0, 0));
+        let deep = std::mem::take(&mut state.deep);
+        let deepstack =
+            (!deep.is_empty()).then(|| DeepstackBlock { levels: deep.len(), data: deep.concat() });
+        Ok(Some(FeatureBlock { data, dim, deepstack }))
+    }
+
+    /// Grids whose host tables are held (patchified families; for tests and diagnostics).
+    pub fn cached_grids(&self) -> usize {
+        self.tables.len()
     }
 
     /// An input's size against the graphs (and, for a video without `video_encoder`, whether the
     /// host can do the graph's work).
     fn check(&self, input: &VisionInput<'_>) -> Result<(), VisionError> {
+        if let Some(geo) = &self.patch {
+            return check_patchified(input, geo);
+        }
         let s = self.image_size();
         let per = 3 * s * s;
         match input {
@@ -711,7 +941,7 @@ impl VisionEncoder {
         m: usize,
     ) -> Result<(usize, usize, Vec<f32>), VisionError> {
         let s = self.image_size();
-        let (shape, vals) = self.image.get(&self.session)?.run(pixels, &[m, 3, s, s])?;
+        let (shape, vals) = self.image.single(&self.session)?.run(pixels, &[m, 3, s, s])?;
         let [b, t, d] = shape.as_slice() else {
             return Err(VisionError::Shape(format!(
                 "vision_encoder output has shape {shape:?}, expected [n, tokens, dim]"
@@ -738,7 +968,7 @@ impl VisionEncoder {
         let Some(slot) = self.video.as_mut() else {
             return Err(VisionError::Unsupported("no video_encoder graph loaded".into()));
         };
-        let (shape, mut vals) = slot.get(&self.session)?.run(pixels, &[1, m, 3, s, s])?;
+        let (shape, mut vals) = slot.single(&self.session)?.run(pixels, &[1, m, 3, s, s])?;
         // [1, tokens, dim] (frames concatenated) or [frames, tokens, dim] (Video-LLaVA's
         // per-frame output): both are the video's rows in order.
         let (rows, dim) = match shape.as_slice() {
@@ -790,15 +1020,15 @@ impl VisionEncoder {
                     .then_some(self.geometry.max_num_patches);
                 anyres::pack_image(&feats, side, dim, &im.grid, self.newline.as_deref(), budget)?
             }
-            // The patchified (Qwen-VL) vision runner is not part of this crate yet.
+            // Patchified images never get here (`encode_step_patchified`).
             ImageLayout::Patchified => {
-                return Err(VisionError::Unsupported(format!(
-                    "{} images need the patchified vision runner, which is not implemented yet",
+                return Err(VisionError::Shape(format!(
+                    "{} images are encoded from their grid_thw, not packed",
                     self.spec.family
                 )))
             }
         };
-        Ok(FeatureBlock { data, dim })
+        Ok(FeatureBlock { data, dim, deepstack: None })
     }
 
     /// A video without `video_encoder`: its frames' `vision_encoder` features, then what the
@@ -811,7 +1041,7 @@ impl VisionEncoder {
         feats: Vec<f32>,
     ) -> Result<FeatureBlock, VisionError> {
         match self.spec.video_tokens {
-            VideoTokens::FramesAsImages => Ok(FeatureBlock { data: feats, dim }),
+            VideoTokens::FramesAsImages => Ok(FeatureBlock { data: feats, dim, deepstack: None }),
             VideoTokens::OnevisionPooled => {
                 let side = self.geometry.grid_side();
                 if side * side != tokens {
@@ -824,11 +1054,12 @@ impl VisionEncoder {
                     VisionError::Unsupported("OneVision video needs image_newline".into())
                 })?;
                 data.extend_from_slice(nl);
-                Ok(FeatureBlock { data, dim })
+                Ok(FeatureBlock { data, dim, deepstack: None })
             }
+            // Patchified videos never get here (`encode_step_patchified`).
             VideoTokens::GridMerged | VideoTokens::GridMergedTimestamped => {
-                Err(VisionError::Unsupported(format!(
-                    "{} videos need the patchified vision runner, which is not implemented yet",
+                Err(VisionError::Shape(format!(
+                    "{} videos are encoded from their grid_thw, not as frames",
                     self.spec.family
                 )))
             }
@@ -841,4 +1072,45 @@ impl VisionEncoder {
             }
         }
     }
+}
+
+/// A patchified input against the model's geometry: its `grid_thw` (positive, `h` and `w`
+/// multiples of the merge size, `t` = the video's frames), and `t·h·w` rows of `3·T·P²` values.
+fn check_patchified(input: &VisionInput<'_>, geo: &PatchGeometry) -> Result<(), VisionError> {
+    let Some([t, h, w]) = input.grid_thw() else {
+        return Err(VisionError::Shape(
+            "patchified (Qwen-VL) pixels need their grid_thw (image_grid_thw / video_grid_thw)"
+                .into(),
+        ));
+    };
+    let m = geo.tables.spatial_merge_size;
+    if t == 0 || h == 0 || w == 0 {
+        return Err(VisionError::Shape(format!("empty patch grid {:?}", [t, h, w])));
+    }
+    if h % m != 0 || w % m != 0 {
+        return Err(VisionError::Shape(format!(
+            "patch grid {:?}: h and w must be multiples of spatial_merge_size {m}",
+            [t, h, w]
+        )));
+    }
+    if let VisionInput::Video(v) = input {
+        if v.frames != t {
+            return Err(VisionError::Shape(format!(
+                "video of {} frames with grid_thw {:?} (frames must be t)",
+                v.frames,
+                [t, h, w]
+            )));
+        }
+    }
+    let want = t.checked_mul(h).and_then(|x| x.checked_mul(w)).and_then(|x| x.checked_mul(geo.row));
+    let got = input.pixel_values().len();
+    if want != Some(got) {
+        return Err(VisionError::Shape(format!(
+            "{got} pixel values for grid_thw {:?}: expected t·h·w = {} rows of {} values",
+            [t, h, w],
+            t.saturating_mul(h).saturating_mul(w),
+            geo.row
+        )));
+    }
+    Ok(())
 }

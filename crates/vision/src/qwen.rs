@@ -43,14 +43,23 @@ pub fn block_major_hw(h: usize, w: usize, m: usize) -> (Vec<i64>, Vec<i64>) {
     (hp, wp)
 }
 
-/// The vision rotary inverse frequencies: `1 / theta^(arange(0, hd/2, 2) / (hd/2))`, float32.
+/// The vision rotary inverse frequencies: `1 / theta^(arange(0, hd/2, 2) / (hd/2))` — the float32
+/// exponents, the power and quotient evaluated in float64 and rounded to float32 (as
+/// `qwen_host.py` does, so both sides get the same bits from any correct libm).
 pub fn vision_inv_freq(head_dim: usize, theta: f32) -> Vec<f32> {
     let spatial = head_dim / 2;
-    (0..spatial).step_by(2).map(|i| 1.0f32 / theta.powf(i as f32 / spatial as f32)).collect()
+    (0..spatial)
+        .step_by(2)
+        .map(|i| {
+            let e = i as f32 / spatial as f32;
+            (1.0f64 / f64::from(theta).powf(f64::from(e))) as f32
+        })
+        .collect()
 }
 
 /// `cos`, `sin` `[h·w, head_dim]` float32 in block-major order: `[cos(h·f), cos(w·f), cos(h·f),
-/// cos(w·f)]` per patch (Qwen*VLVisionRotaryEmbedding, duplicated for rotate_half).
+/// cos(w·f)]` per patch (Qwen*VLVisionRotaryEmbedding, duplicated for rotate_half). The angles are
+/// float32 products; cos/sin are evaluated in float64 and rounded to float32 (`qwen_host.py`).
 pub fn vision_rotary(
     h: usize,
     w: usize,
@@ -63,13 +72,13 @@ pub fn vision_rotary(
     let mut cos = Vec::with_capacity(h * w * head_dim);
     let mut sin = Vec::with_capacity(h * w * head_dim);
     for (&ph, &pw) in hp.iter().zip(&wp) {
-        let fh: Vec<f32> = inv.iter().map(|f| ph as f32 * f).collect();
-        let fw: Vec<f32> = inv.iter().map(|f| pw as f32 * f).collect();
+        let fh: Vec<f64> = inv.iter().map(|f| f64::from(ph as f32 * f)).collect();
+        let fw: Vec<f64> = inv.iter().map(|f| f64::from(pw as f32 * f)).collect();
         for _ in 0..2 {
-            cos.extend(fh.iter().map(|x| x.cos()));
-            cos.extend(fw.iter().map(|x| x.cos()));
-            sin.extend(fh.iter().map(|x| x.sin()));
-            sin.extend(fw.iter().map(|x| x.sin()));
+            cos.extend(fh.iter().map(|x| x.cos() as f32));
+            cos.extend(fw.iter().map(|x| x.cos() as f32));
+            sin.extend(fh.iter().map(|x| x.sin() as f32));
+            sin.extend(fw.iter().map(|x| x.sin() as f32));
         }
     }
     (cos, sin)

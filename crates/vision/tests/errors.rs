@@ -42,7 +42,11 @@ fn missing_files_are_typed() {
     let mut v = VisionEncoder::from_dir(&d3, &VisionOptions::default()).unwrap();
     let s = v.image_size();
     let e = v
-        .video_features(&[VideoPixels { pixel_values: &vec![0.0; 2 * 3 * s * s], frames: 2 }])
+        .video_features(&[VideoPixels {
+            pixel_values: &vec![0.0; 2 * 3 * s * s],
+            frames: 2,
+            grid_thw: None,
+        }])
         .unwrap_err();
     assert!(matches!(e, VisionError::Unsupported(_)), "{e}");
     // config.json missing / not a LLaVA family.
@@ -82,36 +86,51 @@ fn bad_pixel_inputs_are_typed() {
         PatchGrid { image_size: (32, 64), tiles: Some((1, 2)), multi_image: false, thw: None };
     // Pixel count that does not match the patch count.
     let e = v
-        .image_features(&[ImagePixels { pixel_values: &vec![0.0; per * 3 + 1], grid }])
+        .image_features(&[ImagePixels {
+            pixel_values: &vec![0.0; per * 3 + 1],
+            grid,
+            grid_thw: None,
+        }])
         .unwrap_err();
     assert!(matches!(e, VisionError::Shape(_)), "{e}");
     // Pixels for fewer patches than the grid has.
-    let e =
-        v.image_features(&[ImagePixels { pixel_values: &vec![0.0; per * 2], grid }]).unwrap_err();
+    let e = v
+        .image_features(&[ImagePixels { pixel_values: &vec![0.0; per * 2], grid, grid_thw: None }])
+        .unwrap_err();
     assert!(matches!(e, VisionError::Shape(_)), "{e}");
-    let ok = v.image_features(&[ImagePixels { pixel_values: &vec![0.0; per * 3], grid }]).unwrap();
+    let ok = v
+        .image_features(&[ImagePixels { pixel_values: &vec![0.0; per * 3], grid, grid_thw: None }])
+        .unwrap();
     // base 8x8=64 rows + unpadded 8x16 grid with a newline per row = 8*17.
     assert_eq!(ok[0].rows(), 64 + 8 * 17);
     assert_eq!(ok[0].dim, 16);
     // Zero frames, wrong frame data.
     assert!(matches!(
-        v.video_features(&[VideoPixels { pixel_values: &[], frames: 0 }]).unwrap_err(),
+        v.video_features(&[VideoPixels { pixel_values: &[], frames: 0, grid_thw: None }])
+            .unwrap_err(),
         VisionError::Shape(_)
     ));
     assert!(matches!(
-        v.video_features(&[VideoPixels { pixel_values: &vec![0.0; per], frames: 2 }]).unwrap_err(),
+        v.video_features(&[VideoPixels {
+            pixel_values: &vec![0.0; per],
+            frames: 2,
+            grid_thw: None
+        }])
+        .unwrap_err(),
         VisionError::Shape(_)
     ));
     // Frames are chunked (max_batch 2) but the features equal one big call.
     let frames = 5;
     let px: Vec<f32> = (0..frames * per).map(|i| ((i % 97) as f32 / 48.0) - 1.0).collect();
-    let chunked = v.video_features(&[VideoPixels { pixel_values: &px, frames }]).unwrap();
+    let chunked =
+        v.video_features(&[VideoPixels { pixel_values: &px, frames, grid_thw: None }]).unwrap();
     let mut whole = VisionEncoder::from_dir(
         demo_model(),
         &VisionOptions { max_batch: 64, ..Default::default() },
     )
     .unwrap();
-    let one = whole.video_features(&[VideoPixels { pixel_values: &px, frames }]).unwrap();
+    let one =
+        whole.video_features(&[VideoPixels { pixel_values: &px, frames, grid_thw: None }]).unwrap();
     assert_eq!(chunked[0].rows(), frames * 16);
     assert!(max_abs_diff(&chunked[0].data, &one[0].data) < 1e-5);
 }
@@ -127,10 +146,10 @@ fn released_sessions_load_again_with_the_same_results() {
     let s = v.image_size();
     let per = 3 * s * s;
     let px: Vec<f32> = (0..3 * per).map(|i| ((i % 89) as f32 / 44.0) - 1.0).collect();
-    let video = [VideoPixels { pixel_values: &px, frames: 3 }];
+    let video = [VideoPixels { pixel_values: &px, frames: 3, grid_thw: None }];
     let grid =
         PatchGrid { image_size: (32, 64), tiles: Some((1, 2)), multi_image: false, thw: None };
-    let image = [ImagePixels { pixel_values: &px, grid }];
+    let image = [ImagePixels { pixel_values: &px, grid, grid_thw: None }];
     let (v1, i1) = (v.video_features(&video).unwrap(), v.image_features(&image).unwrap());
     v.release();
     assert!(!v.is_loaded());

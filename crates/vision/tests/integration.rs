@@ -8,4 +8,5 @@ mod common;
 
 mod errors;
 mod parity;
+mod qwen_runner;
 mod qwen_tables;

@@ -133,6 +133,7 @@ fn check_family_variant(
                 images.push(ImagePixels {
                     pixel_values: &px[start..start + grid.num_patches() * per],
                     grid,
+                    grid_thw: None,
                 });
             }
             let blocks = vision
@@ -151,7 +152,11 @@ fn check_family_variant(
             let (n, t) = (shape[0], shape[1]);
             let per = t * 3 * size * size;
             let vids: Vec<VideoPixels> = (0..n)
-                .map(|i| VideoPixels { pixel_values: &px[i * per..(i + 1) * per], frames: t })
+                .map(|i| VideoPixels {
+                    pixel_values: &px[i * per..(i + 1) * per],
+                    frames: t,
+                    grid_thw: None,
+                })
                 .collect();
             let blocks =
                 vision.video_features(&vids).unwrap_or_else(|e| panic!("{family_dir}/{name}: {e}"));

@@ -7,13 +7,12 @@ use std::time::{Duration, Instant};
 use tokenizers::Tokenizer;
 use vidlm_model::left_pad;
 
-use super::prefill::merge_all;
+use super::prefill::{merge_all, prompt_deepstack, prompt_positions};
 use super::request::RequestState;
 use super::running_batch::RunningBatch;
 use super::types::{GenerationResult, LmTimings, Sequence, TokenEvent};
 use crate::config::ResolvedGeneration;
-use crate::merge::position_ids;
-use crate::model::LmSessions;
+use crate::model::{LmSessions, StepInputs};
 use crate::{DecoderError, PlaceholderIds};
 
 /// A running generation: an iterator of [`TokenEvent`]s. Dropping it (or calling
@@ -88,19 +87,52 @@ impl<'m> Generation<'m> {
             let row_emb = &mut embeds[r * width * hidden..(r + 1) * width * hidden];
             merge_all(row_emb, hidden, row_ids, seq, s.placeholders)?;
         }
+        // Positions `[rows, batch, width]` (0 at padding) and the DeepStack rows
+        // `[levels, batch, width, hidden]` (zeros at text and padding), each row's own.
+        let rows_n = lm.io().position_rows;
+        let levels = lm.io().deepstack_levels;
+        let mut positions = vec![0i64; rows_n * batch * width];
+        let mut deepstack = (levels > 0).then(|| vec![0f32; levels * batch * width * hidden]);
+        let mut deltas = Vec::with_capacity(batch);
+        for (r, seq) in s.seqs.iter().enumerate() {
+            let len = seq.input_ids.len();
+            let pad = width - len;
+            let p = prompt_positions(lm.io(), seq)?;
+            for a in 0..rows_n {
+                let at = (a * batch + r) * width + pad;
+                positions[at..at + len].copy_from_slice(&p.ids[a * len..(a + 1) * len]);
+            }
+            deltas.push(p.delta);
+            if let (Some(out), Some(d)) =
+                (deepstack.as_mut(), prompt_deepstack(lm.io(), seq, s.placeholders, hidden)?)
+            {
+                d.write(out, (batch, r, width, pad), 0, len);
+            }
+        }
         let embed_time = t0.elapsed();
-        let positions = position_ids(&mask, width, width);
         let mut cache = lm.empty_cache(batch)?;
         let t1 = Instant::now();
-        let out = lm.step(&embeds, batch, width, &mask, &positions, &mut cache)?;
+        let inputs = StepInputs {
+            embeds: &embeds,
+            batch,
+            seq: width,
+            mask: &mask,
+            positions: &positions,
+            deepstack: deepstack.as_deref(),
+        };
+        let out = lm.run(&inputs, &mut cache)?;
         let prefill = t1.elapsed();
         // One RNG per row, seeded alike: a row samples the same tokens whatever its batch.
         let rows: Vec<(usize, RequestState)> = s
             .seqs
             .iter()
             .enumerate()
-            .map(|(i, q)| {
-                (i, RequestState::new(q.input_ids.clone(), cfg.clone(), width, s.max_context))
+            .zip(deltas)
+            .map(|((i, q), delta)| {
+                let mut st =
+                    RequestState::new(q.input_ids.clone(), cfg.clone(), width, s.max_context);
+                st.position_delta = delta;
+                (i, st)
             })
             .collect();
         let batch_state = RunningBatch {

@@ -25,6 +25,9 @@ pub struct RequestState {
     max_context: Option<usize>,
     finished: Option<FinishReason>,
     logprobs: Option<usize>,
+    /// What the row's decode positions add to its 1-D position (M-RoPE: last prompt position
+    /// + 1 − prompt length per row; 0 otherwise), set when the row joins a batch.
+    pub(super) position_delta: [i64; 3],
 }
 
 impl RequestState {
@@ -58,6 +61,7 @@ impl RequestState {
             max_context,
             finished: None,
             logprobs: None,
+            position_delta: [0; 3],
         }
     }
 

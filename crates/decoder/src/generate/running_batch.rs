@@ -8,7 +8,7 @@ use super::prefill::Prefilled;
 use super::request::RequestState;
 use super::types::TokenEvent;
 use crate::merge::position_ids;
-use crate::model::{KvCache, LmSessions};
+use crate::model::{KvCache, LmSessions, StepInputs};
 use crate::DecoderError;
 
 /// The rows being decoded together: one KV cache, a left-padded attention mask, and each row's
@@ -81,11 +81,12 @@ impl<K: Copy + PartialEq> RunningBatch<K> {
     pub fn admit(
         &mut self,
         key: K,
-        state: RequestState,
+        mut state: RequestState,
         p: Prefilled,
         lm: &LmSessions,
     ) -> Result<(), DecoderError> {
         let path = lm.decoder.path.clone();
+        state.position_delta = p.position_delta;
         if self.rows.is_empty() {
             self.cache = p.cache;
             self.mask = vec![1; p.len];
@@ -250,9 +251,25 @@ impl<K: Copy + PartialEq> RunningBatch<K> {
         }
         self.mask = mask;
         self.width = w + 1;
-        let positions = position_ids(&self.mask, self.width, 1);
+        // Each row's next position: its 1-D position plus its M-RoPE delta on every row of the
+        // graph's positions (the delta is 0 for 1-D positions).
+        let linear = position_ids(&self.mask, self.width, 1);
+        let rows = lm.io().position_rows;
+        let positions: Vec<i64> = (0..rows)
+            .flat_map(|a| {
+                self.rows.iter().zip(&linear).map(move |((_, s), &p)| p + s.position_delta[a])
+            })
+            .collect();
         let embeds = lm.embed(&next_ids, batch, 1)?;
-        let out = lm.step(&embeds, batch, 1, &self.mask, &positions, &mut self.cache)?;
+        let inputs = StepInputs {
+            embeds: &embeds,
+            batch,
+            seq: 1,
+            mask: &self.mask,
+            positions: &positions,
+            deepstack: None,
+        };
+        let out = lm.run(&inputs, &mut self.cache)?;
         self.logits = out.logits;
         self.vocab = out.vocab;
         self.last_decode = Some(t0.elapsed());

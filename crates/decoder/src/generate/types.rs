@@ -2,10 +2,14 @@
 
 use std::time::Duration;
 
+use vidlm_model::mrope::MropePositions;
+
 use crate::merge::Features;
 
 /// One conversation's model inputs: the expanded token ids and the features for its
-/// placeholders (all images of the prompt concatenated in order, likewise all videos).
+/// placeholders (all images of the prompt concatenated in order, likewise all videos; for
+/// DeepStack models each block carries its levels), and for M-RoPE models the prompt's 3-row
+/// position ids.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Sequence {
     /// Token ids, placeholders already expanded (one id per feature row).
@@ -14,6 +18,11 @@ pub struct Sequence {
     pub image_features: Option<Features>,
     /// Features for the video placeholders, in prompt order.
     pub video_features: Option<Features>,
+    /// M-RoPE models (a decoder whose `position_ids` has 3 rows): the prompt's positions
+    /// (`vidlm_model::mrope::rope_index` of this one unpadded row, `batch = 1`), computed once
+    /// where the sequence is built. `None` for 1-D positions, and for a text-only prompt, whose
+    /// three rows are `0..len` each.
+    pub positions: Option<MropePositions>,
 }
 
 impl Sequence {
