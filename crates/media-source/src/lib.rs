@@ -82,6 +82,9 @@ pub struct MediaLimits {
     pub max_redirects: usize,
     /// FFmpeg threads per decode (0 = FFmpeg's choice).
     pub decoder_threads: usize,
+    /// Where videos are decoded (NVDEC with `Cuda`, falling back to software with one line on
+    /// stderr; `--decode-device`).
+    pub decode_device: vidlm_video_io::DecodeDevice,
 }
 
 impl Default for MediaLimits {
@@ -95,6 +98,7 @@ impl Default for MediaLimits {
             fetch_timeout: Duration::from_secs(30),
             max_redirects: 5,
             decoder_threads: 0,
+            decode_device: vidlm_video_io::DecodeDevice::Cpu,
         }
     }
 }
