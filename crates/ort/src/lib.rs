@@ -646,7 +646,7 @@ pub fn load_session(
                 tracing::warn!(graph = %path.display(), %reason, "CUDA graph capture off");
             }
             // The library is loaded first, so that the reason names it (as `cuda_unavailable_reason`).
-            let attempt = match cuda_unavailable_reason()? {
+            let attempt: Result<LoadedSession, OrtError> = match cuda_unavailable_reason()? {
                 Some(reason) => Err(OrtError::CudaUnavailable { reason }),
                 None => {
                     #[cfg(feature = "cuda")]
