@@ -752,7 +752,10 @@ mod tests {
     #[test]
     fn dry_run_plans_and_prints_without_a_gpu() {
         // The CPU-only path of the whole script: parse, preflight (reported), plan, print.
-        bench_gpu(&["--dry-run".to_string()]).unwrap();
+        // (`--python true`: the preflight reports a Python without torch instead of importing it.)
+        let args: Vec<String> =
+            ["--dry-run", "--python", "true"].iter().map(|s| s.to_string()).collect();
+        bench_gpu(&args).unwrap();
         assert!(bench_gpu(&["--dry-run".to_string(), "--device".into(), "cpu".into()]).is_err());
     }
 

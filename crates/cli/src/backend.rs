@@ -36,10 +36,10 @@ pub struct BackendArgs {
     /// Only use the local Hugging Face cache for hub ids.
     #[arg(long)]
     pub offline: bool,
-    /// CUDA graph capture of the decode step (CUDA only): `auto` asks for it on `--device cuda`
-    /// and not on the CPU, `on` asks for it (refused on the CPU), `off` never. A decoder that
-    /// cannot be captured (today: every export; its step shapes change per token) runs without
-    /// and the load prints one line saying why.
+    /// CUDA graph capture of the decode step (CUDA only): `on` asks for it (refused on the CPU; a
+    /// decoder that cannot be captured runs without and the load prints one line saying why —
+    /// today every export, whose step shapes change per token), `off` never, `auto` (default)
+    /// where the decoder export can be captured: none can yet, so `auto` is off, without a notice.
     #[arg(long, value_enum, default_value_t = CudaGraph::Auto)]
     pub cuda_graph: CudaGraph,
     /// Write an ONNX Runtime profile (Chrome-trace JSON, every node's time) of each session into
@@ -56,7 +56,7 @@ pub struct BackendArgs {
 /// `--cuda-graph`.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum CudaGraph {
-    /// On `--device cuda`, off on the CPU.
+    /// Where the decoder export can be captured (none yet: off).
     #[default]
     Auto,
     /// Ask for capture (an error on the CPU).
@@ -96,7 +96,9 @@ impl BackendArgs {
                 allow_cpu_fallback: self.allow_cpu_fallback,
                 intra_threads: self.threads,
                 cuda_graph: match self.cuda_graph {
-                    CudaGraph::Auto => matches!(device, Device::Cuda { .. }),
+                    // No decoder export can be captured yet (`vidlm_decoder::cuda_graph_blocker`):
+                    // `auto` would only print that notice on every CUDA run.
+                    CudaGraph::Auto => false,
                     CudaGraph::On => true,
                     CudaGraph::Off => false,
                 },

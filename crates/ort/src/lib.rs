@@ -640,7 +640,7 @@ pub fn load_session(
         Device::Cpu if opts.cuda_graph => Err(OrtError::CudaGraphNeedsCuda),
         Device::Cpu => commit(cpu_builder(path, opts)?, path, Provider::Cpu, opts),
         Device::Cuda { device_id } => {
-            let graph_off = opts.cuda_graph.then(|| cuda_graph_blocker(path)).flatten();
+            let graph_off = if opts.cuda_graph { cuda_graph_blocker(path) } else { None };
             let capture = opts.cuda_graph && graph_off.is_none();
             if let Some(reason) = &graph_off {
                 tracing::warn!(graph = %path.display(), %reason, "CUDA graph capture off");

@@ -683,6 +683,12 @@ impl HwDevice {
         static CUDA: std::sync::OnceLock<Result<HwDevice, String>> = std::sync::OnceLock::new();
         CUDA.get_or_init(|| {
             let mut dev: *mut ff::AVBufferRef = ptr::null_mut();
+            // FFmpeg logs its own lines when CUDA is absent ("Cannot load libcuda.so.1"); the
+            // caller prints one notice with the reason instead.
+            // SAFETY: reads and sets a global integer.
+            let level = unsafe { ff::av_log_get_level() };
+            // SAFETY: as above.
+            unsafe { ff::av_log_set_level(ff::AV_LOG_QUIET) };
             // SAFETY: `dev` receives a new reference or stays NULL on failure.
             let r = unsafe {
                 ff::av_hwdevice_ctx_create(
@@ -693,6 +699,8 @@ impl HwDevice {
                     0,
                 )
             };
+            // SAFETY: restores the global integer.
+            unsafe { ff::av_log_set_level(level) };
             if r < 0 || dev.is_null() {
                 return Err(format!("no CUDA device for FFmpeg ({})", err_text(r)));
             }

@@ -70,6 +70,7 @@ pub struct OpenOptions {
     /// conversion, so frames equal the software path's; where the codec or the machine has no
     /// NVDEC the video decodes in software and [`VideoReader::decode_fallback`] says why (also
     /// printed once per process on stderr).
+    #[serde(default)]
     pub decode_device: DecodeDevice,
 }
 

@@ -284,6 +284,6 @@ fn nvdec_falls_back_or_matches_software() {
         assert_eq!(a.pts, b.pts, "{name}");
         assert_eq!(a.data, b.data, "{name} on {:?}", hw.decode_device());
     }
-    assert!("cuda".parse::<DecodeDevice>().unwrap() == DecodeDevice::Cuda);
+    assert_eq!("cuda".parse::<DecodeDevice>().unwrap(), DecodeDevice::Cuda);
     assert!("gpu".parse::<DecodeDevice>().is_err());
 }
