@@ -7,7 +7,7 @@
 //!    time to first token (the media decoding and vision graphs it skips).
 //!
 //! `cargo xtask bench serve [--quick] [--model DIR] [--dtype fp32|q8|q4|...] [--requests N] [--tokens N] [--frames N]
-//! [--device cpu|cuda|cuda:N] [--decode-device cpu|cuda] [--json FILE] [--skip-solo]`
+//! [--device cpu|cuda|cuda:N] [--decode-device cpu|cuda] [--max-batch N] [--json FILE] [--skip-solo]`
 //! (= `cargo bench -p vidlm-engine --bench serving -- ...`; with `--device cuda` the bench must be
 //! built with `--features vidlm-pipeline/cuda`, as `cargo xtask bench gpu` does). The concurrent
 //! run also reports aggregate tokens/s and the p50/p99 time to first token; `--json` writes them. The model defaults to
@@ -38,6 +38,8 @@ struct Opts {
     decode_device: DecodeDevice,
     json: Option<PathBuf>,
     skip_solo: bool,
+    /// `EngineConfig::max_batch` (running rows; default the engine's).
+    max_batch: Option<usize>,
 }
 
 fn parse_device(d: &str) -> Device {
@@ -107,6 +109,7 @@ fn opts() -> Opts {
         },
         json: get("--json").map(PathBuf::from),
         skip_solo: args.iter().any(|a| a == "--skip-solo"),
+        max_batch: get("--max-batch").and_then(|v| v.parse().ok()),
     }
 }
 
@@ -163,6 +166,9 @@ fn engine(o: &Opts, cache_bytes: usize) -> Engine {
         media: MediaPolicy::default().with_limits(limits),
         prefill_chunk: o.prefill_chunk.or(d.prefill_chunk),
         media_workers: o.media_workers.unwrap_or(d.media_workers),
+        max_batch: o.max_batch.unwrap_or(d.max_batch),
+        // Every request of the run waits in the queue at once.
+        max_queue: d.max_queue.max(o.requests),
         ..d
     };
     match Engine::load(o.model.to_str().unwrap_or_default(), &popts, config) {
