@@ -16,7 +16,9 @@ fn opts(session: SessionOptions) -> LmOptions {
 #[test]
 fn cuda_graphs_are_refused_on_the_cpu_and_reported_elsewhere() {
     let cpu = SessionOptions { intra_threads: Some(1), cuda_graph: true, ..Default::default() };
-    let err = LanguageModel::from_dir(demo_model(), &opts(cpu)).err().expect("refused");
+    let Err(err) = LanguageModel::from_dir(demo_model(), &opts(cpu)) else {
+        panic!("CUDA graphs on the CPU must be refused")
+    };
     assert!(matches!(err, DecoderError::Ort(OrtError::CudaGraphNeedsCuda)), "{err}");
     assert!(err.to_string().contains("CUDA graphs need the CUDA execution provider"), "{err}");
 
