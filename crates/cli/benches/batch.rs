@@ -49,6 +49,8 @@ struct Cfg {
     skip_baseline: bool,
     /// Write the rates here.
     json: Option<PathBuf>,
+    /// `--clips a,b,...`: the clips of the manifest, in turn (default: six test videos).
+    clips: Option<Vec<PathBuf>>,
 }
 
 fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
@@ -100,6 +102,7 @@ fn config() -> Cfg {
             nvdec: args.iter().any(|a| a == "--nvdec"),
             skip_baseline: false,
             json: arg(&args, "--json"),
+            clips: clips_arg(&args),
         };
     }
     let (model, note) = match arg::<PathBuf>(&args, "--model")
@@ -124,7 +127,12 @@ fn config() -> Cfg {
         nvdec: args.iter().any(|a| a == "--nvdec"),
         skip_baseline: args.iter().any(|a| a == "--skip-baseline"),
         json: arg(&args, "--json"),
+        clips: clips_arg(&args),
     }
+}
+
+fn clips_arg(args: &[String]) -> Option<Vec<PathBuf>> {
+    arg::<String>(args, "--clips").map(|s| s.split(',').map(PathBuf::from).collect())
 }
 
 struct Measured {
@@ -198,28 +206,38 @@ fn main() {
     let videos = std::env::var_os("VIDLM_TEST_VIDEOS")
         .map(PathBuf::from)
         .unwrap_or_else(|| cache().join("test-videos"));
-    let clips = [
-        "h264_bframes.mp4",
-        "vp9.webm",
-        "mpeg4.avi",
-        "h264_10bit.mp4",
-        "odd_853x479.webm",
-        "rotated_90.mp4",
-    ];
-    for c in clips {
-        assert!(
-            videos.join(c).is_file(),
-            "{} missing: run `cargo xtask videos`",
-            videos.join(c).display()
-        );
+    let clips: Vec<PathBuf> = match &cfg.clips {
+        Some(c) => c.clone(),
+        None => [
+            "h264_bframes.mp4",
+            "vp9.webm",
+            "mpeg4.avi",
+            "h264_10bit.mp4",
+            "odd_853x479.webm",
+            "rotated_90.mp4",
+        ]
+        .iter()
+        .map(|c| videos.join(c))
+        .collect(),
+    };
+    for c in &clips {
+        assert!(c.is_file(), "{} missing: run `cargo xtask videos`", c.display());
     }
+    // Local media must be inside --allowed-local-media-path: the clips' common folder.
+    let media_dir = match &cfg.clips {
+        Some(c) if c.iter().all(|p| p.parent() == c[0].parent()) => {
+            c[0].parent().map(Path::to_path_buf).unwrap_or_else(|| videos.clone())
+        }
+        Some(_) => PathBuf::from("/"),
+        None => videos.clone(),
+    };
     let dir = cache().join("bench").join("batch");
     std::fs::create_dir_all(&dir).expect("bench dir");
     // A plain manifest in the bench folder, pointing at the test videos (allowed below).
     let manifest = dir.join("manifest.jsonl");
     let mut text = String::new();
     for i in 0..cfg.videos {
-        let v = videos.join(clips[i % clips.len()]);
+        let v = &clips[i % clips.len()];
         text.push_str(&json!({"id": format!("v{i:04}"), "video": v}).to_string());
         text.push('\n');
     }
@@ -237,7 +255,7 @@ fn main() {
         .map(|s| s.to_string())
         .collect();
         a.push("--allowed-local-media-path".into());
-        a.push(videos.to_string_lossy().into_owned());
+        a.push(media_dir.to_string_lossy().into_owned());
         a.extend(extra.iter().map(|s| s.to_string()));
         a
     };
