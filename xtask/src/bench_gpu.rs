@@ -463,6 +463,8 @@ fn commands(a: &GpuArgs, kind: StepKind, s: Sizes, export: &Path, out: &Path) ->
                 "--json",
                 &o("batch.json"),
             ]));
+            // The same clip for vidlm and transformers (a 1080p long-GOP clip: where decoding costs).
+            c.extend(v(&["--clips", &clip]));
             let mut hf_c =
                 v(&[&py, "python/bench_batched_generate.py", "--model", &hf, "--videos", &clip]);
             hf_c.extend(v(&[
@@ -744,6 +746,7 @@ mod tests {
         );
         let batch = commands(&a, StepKind::Batch, s, export, out)[0].join(" ");
         assert!(batch.contains("--videos 64") && batch.contains("--nvdec"), "{batch}");
+        assert!(batch.contains("--clips ") && batch.contains("h264_1080p30_60s.mp4"), "{batch}");
         let decode = commands(&a, StepKind::Decode, s, export, out);
         assert!(decode[0].join(" ").starts_with("/b/vidlm run"));
         assert!(decode[0].contains(&"off".to_string()) && decode[1].contains(&"on".to_string()));
