@@ -507,10 +507,13 @@ fn last_json(stdout: &str) -> Option<Value> {
     serde_json::from_str(&stdout[start..]).ok()
 }
 
-/// Sums the vision graph's node times (µs) in the ORT profiles under `dir`.
-fn vision_kernel_s(dir: &Path) -> Option<f64> {
-    let mut total = 0.0;
-    let mut found = false;
+/// The vision graphs' times in the ORT profiles under `dir`, in seconds: the sum of the nodes'
+/// `_kernel_time` events (with the CUDA provider that is each node's host-side compute call, which
+/// launches its kernels asynchronously), and the sum of `Kernel` events (GPU kernel durations,
+/// which ORT writes only when built with CUDA profiling; `None` without them).
+fn vision_profile(dir: &Path) -> Option<(f64, Option<f64>)> {
+    let (mut nodes, mut kernels) = (0.0, 0.0);
+    let (mut found, mut gpu) = (false, false);
     for e in std::fs::read_dir(dir).ok()?.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         if !(name.starts_with("vision_encoder") || name.starts_with("video_encoder")) {
@@ -518,15 +521,19 @@ fn vision_kernel_s(dir: &Path) -> Option<f64> {
         }
         let v: Value = serde_json::from_str(&std::fs::read_to_string(e.path()).ok()?).ok()?;
         for ev in v.as_array()? {
+            let dur = ev["dur"].as_f64().unwrap_or(0.0);
             if ev["cat"] == "Node"
                 && ev["name"].as_str().is_some_and(|n| n.ends_with("_kernel_time"))
             {
-                total += ev["dur"].as_f64().unwrap_or(0.0);
+                nodes += dur;
                 found = true;
+            } else if ev["cat"] == "Kernel" {
+                kernels += dur;
+                gpu = true;
             }
         }
     }
-    found.then_some(total / 1e6)
+    found.then_some((nodes / 1e6, gpu.then_some(kernels / 1e6)))
 }
 
 fn gpu_name() -> String {
@@ -644,9 +651,12 @@ fn run_step(kind: StepKind, lines: &[Vec<String>], out: &Path, results: &mut Val
                 .and_then(|i| lines[0].get(i + 1))
                 .and_then(|f| f.parse::<f64>().ok())
                 .unwrap_or(8.0);
-            if let Some(k) = vision_kernel_s(&out.join("profile")) {
-                results["decode"]["vision_kernel_s"] = json!(k);
-                results["decode"]["vision_kernel_s_per_frame"] = json!(k / frames);
+            if let Some((nodes, kernels)) = vision_profile(&out.join("profile")) {
+                let d = &mut results["decode"];
+                d["vision_node_s"] = json!(nodes);
+                d["vision_node_s_per_frame"] = json!(nodes / frames);
+                d["vision_gpu_kernel_s"] = json!(kernels);
+                d["vision_gpu_kernel_s_per_frame"] = json!(kernels.map(|k| k / frames));
             }
             let same = results["decode"]["cuda_graph_off"]["token_ids"]
                 == results["decode"]["cuda_graph_on"]["token_ids"];
@@ -763,7 +773,7 @@ mod tests {
     }
 
     #[test]
-    fn profiles_sum_the_vision_kernels() {
+    fn profiles_sum_the_vision_nodes_and_kernels() {
         let dir = std::env::temp_dir().join(format!("vidlm-gpu-profile-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let ev = json!([
@@ -772,10 +782,19 @@ mod tests {
             {"cat": "Node", "name": "/mm/MatMul_kernel_time", "dur": 200},
             {"cat": "Node", "name": "/mm/MatMul_fence_before", "dur": 7},
         ]);
+        let with_gpu = json!([
+            {"cat": "Node", "name": "/conv/Conv_kernel_time", "dur": 100},
+            {"cat": "Kernel", "name": "sm90_xmma_gemm", "dur": 40},
+        ]);
         std::fs::write(dir.join("vision_encoder_fp16_2026.json"), ev.to_string()).unwrap();
         std::fs::write(dir.join("decoder_model_merged_2026.json"), ev.to_string()).unwrap();
-        let k = vision_kernel_s(&dir).unwrap();
-        assert!((k - 500e-6).abs() < 1e-12, "{k}");
+        let (nodes, kernels) = vision_profile(&dir).unwrap();
+        assert!((nodes - 500e-6).abs() < 1e-12, "{nodes}");
+        assert_eq!(kernels, None, "no Kernel events: no GPU kernel time");
+        std::fs::write(dir.join("video_encoder_fp16_2026.json"), with_gpu.to_string()).unwrap();
+        let (nodes, kernels) = vision_profile(&dir).unwrap();
+        assert!((nodes - 600e-6).abs() < 1e-12, "{nodes}");
+        assert!((kernels.unwrap() - 40e-6).abs() < 1e-12);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
