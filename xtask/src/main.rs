@@ -16,9 +16,12 @@
 //! * `cargo xtask fuzz [TARGET] [--seconds N] [--debug]` — the libFuzzer targets of `fuzz/`
 //! * `cargo xtask corpus` — the media corpus table (outcome, time, peak RSS per file)
 //! * `cargo xtask bench batch [--quick]` — `vidlm batch` with prefetch + batching vs one at a time
+//! * `cargo xtask bench gpu [--dry-run]` — issue 23's GPU measurement in one ~10-minute call
+//!   (`bench_gpu.rs`: e2e, CUDA-graph decode, vision profile, serve and batch vs transformers)
 
 mod bandwidth;
 mod bench_e2e;
+mod bench_gpu;
 mod export;
 // The FFI module (wait4) is the only one allowed `unsafe` (the crate denies `unsafe_code`).
 #[allow(unsafe_code)]
@@ -102,7 +105,8 @@ enum Cmd {
     /// (preprocessing vs transformers), `e2e` (the whole path, vidlm per dtype vs transformers;
     /// `cargo xtask bench e2e --help`), `serve` (continuous batching vs one at a time, vision cache;
     /// `--quick`, `--model DIR`, `--requests N`, `--tokens N`, `--frames N`), `batch` (vidlm batch with
-    /// prefetch + batching vs one at a time; `--quick`, `--model DIR`, `--videos N`, ...).
+    /// prefetch + batching vs one at a time; `--quick`, `--model DIR`, `--videos N`, ...), `gpu` (the
+    /// whole GPU measurement in one ~10-minute call; `--dry-run` plans and checks without a GPU).
     Bench {
         /// Which benchmark.
         what: String,
@@ -325,11 +329,13 @@ fn corpus() -> Result<()> {
 }
 
 fn bench(what: &str, args: &[String]) -> Result<()> {
-    if what != "e2e" && what != "serve" && what != "batch" && !args.is_empty() {
+    if !matches!(what, "e2e" | "serve" | "batch" | "gpu") && !args.is_empty() {
         bail!("benchmark {what:?} takes no arguments");
     }
     match what {
         "e2e" => bench_e2e::bench_e2e(args),
+        // Issue 23's GPU measurement in one ~10-minute call (`--dry-run`: plan + checks, no GPU).
+        "gpu" => bench_gpu::bench_gpu(args),
         "video" => {
             let videos = videos::videos()?;
             let mut b = cargo();
@@ -358,6 +364,8 @@ fn bench(what: &str, args: &[String]) -> Result<()> {
             b.args(["bench", "-p", "vidlm", "--bench", "batch", "--"]).args(args);
             run(&mut b)
         }
-        other => bail!("unknown benchmark {other:?} (known: video, processor, e2e, serve, batch)"),
+        other => {
+            bail!("unknown benchmark {other:?} (known: video, processor, e2e, serve, batch, gpu)")
+        }
     }
 }

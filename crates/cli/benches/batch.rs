@@ -11,6 +11,11 @@
 //! `--quick` (and `cargo test --all-targets`, which runs this without `--bench`) uses the demo
 //! model on 12 requests: it checks that the harness runs, its numbers mean nothing.
 //! Timings on a shared machine are noisy: only the ratio of the two runs is meaningful.
+//!
+//! On a GPU (`--device cuda`, the bench built with `--features cuda`, as `cargo xtask bench gpu`
+//! does): both runs on CUDA, and with `--nvdec` a third run, the batched one with
+//! `--decode-device cuda` (NVDEC), whose answers must equal the others; `--skip-baseline` drops
+//! the one-at-a-time run; `--json FILE` writes every run's rates.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -36,6 +41,16 @@ struct Cfg {
     threads: Option<usize>,
     /// `--dtype` of both runs (default: the binary's, fp32 on the CPU).
     dtype: Option<String>,
+    /// `--device` of every run (default: the binary's, the CPU).
+    device: Option<String>,
+    /// Also run the batched form with `--decode-device cuda`.
+    nvdec: bool,
+    /// Skip the one-at-a-time run.
+    skip_baseline: bool,
+    /// Write the rates here.
+    json: Option<PathBuf>,
+    /// `--clips a,b,...`: the clips of the manifest, in turn (default: six test videos).
+    clips: Option<Vec<PathBuf>>,
 }
 
 fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
@@ -83,6 +98,11 @@ fn config() -> Cfg {
             batch_size: 4,
             threads: None,
             dtype: None,
+            device: arg(&args, "--device"),
+            nvdec: args.iter().any(|a| a == "--nvdec"),
+            skip_baseline: false,
+            json: arg(&args, "--json"),
+            clips: clips_arg(&args),
         };
     }
     let (model, note) = match arg::<PathBuf>(&args, "--model")
@@ -103,7 +123,16 @@ fn config() -> Cfg {
         batch_size: arg(&args, "--batch-size").unwrap_or(8),
         threads: arg(&args, "--threads"),
         dtype: arg(&args, "--dtype"),
+        device: arg(&args, "--device"),
+        nvdec: args.iter().any(|a| a == "--nvdec"),
+        skip_baseline: args.iter().any(|a| a == "--skip-baseline"),
+        json: arg(&args, "--json"),
+        clips: clips_arg(&args),
     }
+}
+
+fn clips_arg(args: &[String]) -> Option<Vec<PathBuf>> {
+    arg::<String>(args, "--clips").map(|s| s.split(',').map(PathBuf::from).collect())
 }
 
 struct Measured {
@@ -140,6 +169,9 @@ fn run(cfg: &Cfg, manifest: &Path, out: &Path, extra: &[&str]) -> Measured {
     if let Some(d) = &cfg.dtype {
         c.args(["--dtype", d]);
     }
+    if let Some(d) = &cfg.device {
+        c.args(["--device", d]);
+    }
     c.args(extra);
     let t0 = Instant::now();
     let o = c.output().expect("run vidlm batch");
@@ -174,28 +206,38 @@ fn main() {
     let videos = std::env::var_os("VIDLM_TEST_VIDEOS")
         .map(PathBuf::from)
         .unwrap_or_else(|| cache().join("test-videos"));
-    let clips = [
-        "h264_bframes.mp4",
-        "vp9.webm",
-        "mpeg4.avi",
-        "h264_10bit.mp4",
-        "odd_853x479.webm",
-        "rotated_90.mp4",
-    ];
-    for c in clips {
-        assert!(
-            videos.join(c).is_file(),
-            "{} missing: run `cargo xtask videos`",
-            videos.join(c).display()
-        );
+    let clips: Vec<PathBuf> = match &cfg.clips {
+        Some(c) => c.clone(),
+        None => [
+            "h264_bframes.mp4",
+            "vp9.webm",
+            "mpeg4.avi",
+            "h264_10bit.mp4",
+            "odd_853x479.webm",
+            "rotated_90.mp4",
+        ]
+        .iter()
+        .map(|c| videos.join(c))
+        .collect(),
+    };
+    for c in &clips {
+        assert!(c.is_file(), "{} missing: run `cargo xtask videos`", c.display());
     }
+    // Local media must be inside --allowed-local-media-path: the clips' common folder.
+    let media_dir = match &cfg.clips {
+        Some(c) if c.iter().all(|p| p.parent() == c[0].parent()) => {
+            c[0].parent().map(Path::to_path_buf).unwrap_or_else(|| videos.clone())
+        }
+        Some(_) => PathBuf::from("/"),
+        None => videos.clone(),
+    };
     let dir = cache().join("bench").join("batch");
     std::fs::create_dir_all(&dir).expect("bench dir");
     // A plain manifest in the bench folder, pointing at the test videos (allowed below).
     let manifest = dir.join("manifest.jsonl");
     let mut text = String::new();
     for i in 0..cfg.videos {
-        let v = videos.join(clips[i % clips.len()]);
+        let v = &clips[i % clips.len()];
         text.push_str(&json!({"id": format!("v{i:04}"), "video": v}).to_string());
         text.push('\n');
     }
@@ -213,7 +255,7 @@ fn main() {
         .map(|s| s.to_string())
         .collect();
         a.push("--allowed-local-media-path".into());
-        a.push(videos.to_string_lossy().into_owned());
+        a.push(media_dir.to_string_lossy().into_owned());
         a.extend(extra.iter().map(|s| s.to_string()));
         a
     };
@@ -231,32 +273,79 @@ fn main() {
     let bs = cfg.batch_size.to_string();
     let pf = (2 * cfg.batch_size).to_string();
     let fast_args = common(&["--batch-size", &bs, "--prefetch", &pf, "--prefetch-workers", "2"]);
-    let base = run(&cfg, &manifest, &dir.join("one-at-a-time.jsonl"), &refs(&base_args));
-    let fast = run(&cfg, &manifest, &dir.join("prefetch-batched.jsonl"), &refs(&fast_args));
-    assert_eq!(base.answers, fast.answers, "batched answers differ from one-at-a-time answers");
     let n = cfg.videos as f64;
     let mib = |b: Option<u64>| {
         b.map(|b| format!("{:.0} MiB", b as f64 / 1048576.0)).unwrap_or_else(|| "n/a".into())
     };
+    let fast = run(&cfg, &manifest, &dir.join("prefetch-batched.jsonl"), &refs(&fast_args));
+    let base = (!cfg.skip_baseline)
+        .then(|| run(&cfg, &manifest, &dir.join("one-at-a-time.jsonl"), &refs(&base_args)));
+    let nvdec_args = {
+        let mut a = fast_args.clone();
+        a.extend(["--decode-device".to_string(), "cuda".to_string()]);
+        a
+    };
+    let nvdec = cfg.nvdec.then(|| {
+        run(&cfg, &manifest, &dir.join("prefetch-batched-nvdec.jsonl"), &refs(&nvdec_args))
+    });
+    if let Some(base) = &base {
+        assert_eq!(base.answers, fast.answers, "batched answers differ from one-at-a-time answers");
+    }
+    if let Some(nv) = &nvdec {
+        assert_eq!(nv.answers, fast.answers, "NVDEC answers differ from software-decode answers");
+    }
     println!("| mode | videos/s (after load) | videos/s (wall, incl. load) | wall s | peak RSS |");
     println!("|---|---|---|---|---|");
-    println!(
-        "| one at a time (`--batch-size 1 --prefetch 0`) | {:.3} | {:.3} | {:.1} | {} |",
-        base.rate,
-        n / base.seconds,
-        base.seconds,
-        mib(base.peak_rss)
+    let row = |name: &str, m: &Measured| {
+        println!(
+            "| {name} | {:.3} | {:.3} | {:.1} | {} |",
+            m.rate,
+            n / m.seconds,
+            m.seconds,
+            mib(m.peak_rss)
+        )
+    };
+    if let Some(base) = &base {
+        row("one at a time (`--batch-size 1 --prefetch 0`)", base);
+    }
+    row(
+        &format!("prefetch + batching (`--batch-size {bs} --prefetch {pf} --prefetch-workers 2`)"),
+        &fast,
     );
-    println!(
-        "| prefetch + batching (`--batch-size {bs} --prefetch {pf} --prefetch-workers 2`) | {:.3} | {:.3} | {:.1} | {} |",
-        fast.rate,
-        n / fast.seconds,
-        fast.seconds,
-        mib(fast.peak_rss)
-    );
-    println!(
-        "ratio (prefetch + batching / one at a time, after load): {:.2}x; wall incl. load: {:.2}x  (target >= 1.5x)",
-        fast.rate / base.rate.max(1e-9),
-        base.seconds / fast.seconds
-    );
+    if let Some(nv) = &nvdec {
+        row("prefetch + batching, `--decode-device cuda` (NVDEC)", nv);
+    }
+    if let Some(base) = &base {
+        println!(
+            "ratio (prefetch + batching / one at a time, after load): {:.2}x; wall incl. load: {:.2}x  (target >= 1.5x)",
+            fast.rate / base.rate.max(1e-9),
+            base.seconds / fast.seconds
+        );
+    }
+    if let Some(nv) = &nvdec {
+        println!(
+            "NVDEC / software decode (batched, after load): {:.2}x  (target >= 1.5x)",
+            nv.rate / fast.rate.max(1e-9)
+        );
+    }
+    if let Some(path) = &cfg.json {
+        let m = |m: &Measured| {
+            json!({"videos_per_s": m.rate, "wall_s": m.seconds, "videos_per_s_wall": n / m.seconds,
+                   "peak_rss_bytes": m.peak_rss})
+        };
+        let v = json!({
+            "videos": cfg.videos,
+            "num_frames": cfg.num_frames,
+            "max_new_tokens": cfg.max_new_tokens,
+            "batch_size": cfg.batch_size,
+            "device": cfg.device.as_deref().unwrap_or("cpu"),
+            "dtype": cfg.dtype.as_deref().unwrap_or("default"),
+            "model": cfg.model.display().to_string(),
+            "one_at_a_time": base.as_ref().map(m),
+            "batched": m(&fast),
+            "batched_nvdec": nvdec.as_ref().map(m),
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&v).unwrap_or_default())
+            .expect("write --json");
+    }
 }

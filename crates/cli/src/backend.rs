@@ -36,6 +36,53 @@ pub struct BackendArgs {
     /// Only use the local Hugging Face cache for hub ids.
     #[arg(long)]
     pub offline: bool,
+    /// CUDA graph capture of the decode step (CUDA only): `on` asks for it (refused on the CPU; a
+    /// decoder that cannot be captured runs without and the load prints one line saying why —
+    /// today every export, whose step shapes change per token), `off` never, `auto` (default)
+    /// where the decoder export can be captured: none can yet, so `auto` is off, without a notice.
+    #[arg(long, value_enum, default_value_t = CudaGraph::Auto)]
+    pub cuda_graph: CudaGraph,
+    /// Write an ONNX Runtime profile (Chrome-trace JSON, every node's time) of each session into
+    /// this folder.
+    #[arg(long, value_name = "DIR")]
+    pub profile_dir: Option<std::path::PathBuf>,
+    /// Where videos are decoded: `cpu` (FFmpeg's software decoders) or `cuda` (NVDEC through
+    /// FFmpeg's CUDA hwaccel, frames equal to the software path's; falls back to software with
+    /// one line on stderr where NVDEC is absent).
+    #[arg(long, value_enum, default_value_t = DecodeDeviceArg::Cpu)]
+    pub decode_device: DecodeDeviceArg,
+}
+
+/// `--cuda-graph`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CudaGraph {
+    /// Where the decoder export can be captured (none yet: off).
+    #[default]
+    Auto,
+    /// Ask for capture (an error on the CPU).
+    On,
+    /// Never.
+    Off,
+}
+
+/// `--decode-device`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DecodeDeviceArg {
+    /// Software decoding.
+    #[default]
+    Cpu,
+    /// NVDEC, with a software fallback.
+    Cuda,
+}
+
+impl DecodeDeviceArg {
+    /// The video-io setting.
+    pub fn device(self) -> vidlm_video_io::DecodeDevice {
+        match self {
+            DecodeDeviceArg::Cpu => vidlm_video_io::DecodeDevice::Cpu,
+            DecodeDeviceArg::Cuda => vidlm_video_io::DecodeDevice::Cuda,
+        }
+    }
 }
 
 impl BackendArgs {
@@ -48,6 +95,14 @@ impl BackendArgs {
                 device,
                 allow_cpu_fallback: self.allow_cpu_fallback,
                 intra_threads: self.threads,
+                cuda_graph: match self.cuda_graph {
+                    // No decoder export can be captured yet (`vidlm_decoder::cuda_graph_blocker`):
+                    // `auto` would only print that notice on every CUDA run.
+                    CudaGraph::Auto => false,
+                    CudaGraph::On => true,
+                    CudaGraph::Off => false,
+                },
+                profile_dir: self.profile_dir.clone(),
                 ..Default::default()
             }),
             precisions: self.dtype.unwrap_or_default().precisions(default_precision(device, model)),
@@ -57,6 +112,7 @@ impl BackendArgs {
                 Int8Compute::On => Some(true),
                 Int8Compute::Off => Some(false),
             },
+            decode_device: self.decode_device.device(),
             ..Default::default()
         })
     }

@@ -170,7 +170,8 @@ fn run_shard(a: RunArgs) -> Result<()> {
         bail!("--min-pixels / --max-pixels are not supported by `vidlm batch` yet (only by `vidlm preprocess`)");
     }
     // The hard frame cap is the server's default, raised to what the command line asks for.
-    let limits = MediaLimits::default();
+    let limits =
+        MediaLimits { decode_device: a.backend.decode_device.device(), ..MediaLimits::default() };
     let cap = [Some(limits.max_frames), s.num_frames, s.max_frames]
         .into_iter()
         .flatten()

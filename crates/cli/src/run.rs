@@ -184,6 +184,9 @@ fn load(a: &Args, started: std::time::Instant) -> Result<Pipeline> {
     if let Some(reason) = p.cuda_fallback() {
         eprintln!("[vidlm] CUDA unavailable, running on the CPU (--allow-cpu-fallback): {reason}");
     }
+    if let Some(reason) = p.cuda_graph_off() {
+        eprintln!("[vidlm] {reason}");
+    }
     Ok(p)
 }
 

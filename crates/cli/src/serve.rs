@@ -96,6 +96,7 @@ pub fn run(a: Args) -> Result<()> {
         max_duration_s: a.max_video_seconds,
         max_pixels: a.max_pixels,
         fetch_timeout: Duration::from_secs_f64(a.media_fetch_timeout.max(0.1)),
+        decode_device: a.backend.decode_device.device(),
         ..MediaLimits::default()
     };
     let mut media = MediaPolicy::default().with_limits(limits);

@@ -83,7 +83,8 @@ pub use generate::{
 };
 pub use merge::{merge_features, position_ids, Features};
 pub use model::{
-    DecoderIo, KvCache, LanguageModelFiles, LayerIo, LmSessions, StepInputs, StepOutput,
+    cuda_graph_blocker, DecoderIo, KvCache, LanguageModelFiles, LayerIo, LmSessions, StepInputs,
+    StepOutput,
     DEFAULT_KV_HEADROOM,
 };
 pub use sampling::{

@@ -381,6 +381,29 @@ pub struct LmSessions {
     share_kv: bool,
     /// Positions a preallocated cache holds beyond what the step that (re)allocates it needs.
     kv_headroom: usize,
+    /// Why CUDA graph capture ([`SessionOptions::cuda_graph`]) was asked for and is off.
+    cuda_graph_off: Option<String>,
+}
+
+/// Why the decoder at `path` is loaded without CUDA graph capture although it was asked for.
+///
+/// ONNX Runtime replays a captured graph with the shapes and buffer addresses of the capture, so
+/// capture needs a decode step with static shapes whose every input and output is bound to a
+/// fixed device buffer. vidlm's decoder graphs are not that: each step's `attention_mask` (and
+/// the packed cache) grows by one column, `total_sequence_length` and `seqlens_k` are computed
+/// from the mask's shape inside the graph, and the fused builder chooses its attention per call
+/// with an `If` per layer (control flow, which a CUDA graph cannot capture). Capture therefore
+/// needs a separate static decode export (a fixed-capacity mask, GQA only, shared past/present
+/// buffers); until one exists every decoder loads uncaptured and says so here. Enabling capture
+/// on a graph whose shapes change would replay stale shapes: it is never done.
+pub fn cuda_graph_blocker(path: &Path) -> String {
+    let why = vidlm_ort::cuda_graph_blocker(path).unwrap_or_else(|| {
+        "its steps change shape every token (the attention mask grows)".to_string()
+    });
+    format!(
+        "CUDA graph capture off: {why}; capture needs a static-shape decode export, which \
+         vidlm does not build yet"
+    )
 }
 
 /// The `vidlm.decoder` metadata of graphs whose one-row unpadded calls run
@@ -434,6 +457,17 @@ impl LmSessions {
                 return Err(DecoderError::Ort(vidlm_ort::OrtError::GraphMissing(p.clone())));
             }
         }
+        // CUDA graphs: refused on the CPU (as `load_session` does), never enabled on a graph whose
+        // step shapes change (see `cuda_graph_blocker`): the sessions load uncaptured and the
+        // reason is kept for a one-line notice.
+        if opts.cuda_graph && opts.device == vidlm_ort::Device::Cpu {
+            return Err(DecoderError::Ort(vidlm_ort::OrtError::CudaGraphNeedsCuda));
+        }
+        let cuda_graph_off = opts.cuda_graph.then(|| cuda_graph_blocker(&files.decoder));
+        if let Some(reason) = &cuda_graph_off {
+            tracing::warn!(graph = %files.decoder.display(), %reason, "decoder");
+        }
+        let opts = &SessionOptions { cuda_graph: false, ..opts.clone() };
         let embed = Embedder::load(&files.embed_tokens, opts, table_embeddings)?;
         let decoder = load_session(&files.decoder, opts)?;
         let io = DecoderIo::from_session(&decoder, text)?;
@@ -483,7 +517,19 @@ impl LmSessions {
             host_memory,
             share_kv,
             kv_headroom: DEFAULT_KV_HEADROOM,
+            cuda_graph_off,
         })
+    }
+
+    /// Whether decode steps replay a captured CUDA graph. Always false today: see
+    /// [`cuda_graph_blocker`] and [`LmSessions::cuda_graph_off`].
+    pub fn cuda_graph(&self) -> bool {
+        self.decoder.cuda_graph
+    }
+
+    /// Why CUDA graph capture was asked for ([`SessionOptions::cuda_graph`]) and is off.
+    pub fn cuda_graph_off(&self) -> Option<&str> {
+        self.cuda_graph_off.as_deref()
     }
 
     /// Whether one-row, unpadded steps keep a preallocated cache that is bound as both the past

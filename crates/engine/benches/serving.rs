@@ -6,8 +6,11 @@
 //! 2. **Vision cache** — a follow-up question about the same video with the cache vs without:
 //!    time to first token (the media decoding and vision graphs it skips).
 //!
-//! `cargo xtask bench serve [--quick] [--model DIR] [--dtype fp32|q8|q4|...] [--requests N] [--tokens N] [--frames N]`
-//! (= `cargo bench -p vidlm-engine --bench serving -- ...`). The model defaults to
+//! `cargo xtask bench serve [--quick] [--model DIR] [--dtype fp32|q8|q4|...] [--requests N] [--tokens N] [--frames N]
+//! [--device cpu|cuda|cuda:N] [--decode-device cpu|cuda] [--max-batch N] [--json FILE] [--skip-solo]`
+//! (= `cargo bench -p vidlm-engine --bench serving -- ...`; with `--device cuda` the bench must be
+//! built with `--features vidlm-pipeline/cuda`, as `cargo xtask bench gpu` does). The concurrent
+//! run also reports aggregate tokens/s and the p50/p99 time to first token; `--json` writes them. The model defaults to
 //! `VIDLM_BENCH_MODEL`, else the committed tiny demo model; point it at a full-size export for the
 //! real numbers. Under `cargo test --all-targets` it runs the `--quick` form (the harness check
 //! CI runs). Peak RSS is read from the kernel (`VmHWM`) at the end.
@@ -17,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use vidlm_engine::{Completion, Engine, EngineConfig, EngineRequest, MediaKind, MediaSpec};
-use vidlm_media_source::{FrameSampling, MediaLimits, MediaPolicy, Source};
-use vidlm_pipeline::{PipelineOptions, Precision, Precisions, SessionOptions};
+use vidlm_media_source::{DecodeDevice, FrameSampling, MediaLimits, MediaPolicy, Source};
+use vidlm_pipeline::{Device, PipelineOptions, Precision, Precisions, SessionOptions};
 
 struct Opts {
     model: PathBuf,
@@ -31,6 +34,37 @@ struct Opts {
     prefill_chunk: Option<usize>,
     media_workers: Option<usize>,
     quick: bool,
+    device: Device,
+    decode_device: DecodeDevice,
+    json: Option<PathBuf>,
+    skip_solo: bool,
+    /// `EngineConfig::max_batch` (running rows; default the engine's).
+    max_batch: Option<usize>,
+}
+
+fn parse_device(d: &str) -> Device {
+    match d {
+        "cpu" => Device::Cpu,
+        "cuda" => Device::Cuda { device_id: 0 },
+        other => match other.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
+            Some(device_id) => Device::Cuda { device_id },
+            None => {
+                eprintln!("--device {other}: cpu, cuda or cuda:N");
+                std::process::exit(2)
+            }
+        },
+    }
+}
+
+/// The `q`-quantile (0..=1) of `v` (nearest rank), 0 for an empty slice.
+fn quantile(v: &[f64], q: f64) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    if s.is_empty() {
+        return 0.0;
+    }
+    let rank = ((q * s.len() as f64).ceil() as usize).clamp(1, s.len());
+    s[rank - 1]
 }
 
 fn opts() -> Opts {
@@ -64,6 +98,18 @@ fn opts() -> Opts {
             None => Precision::Fp32,
         },
         quick,
+        device: parse_device(get("--device").as_deref().unwrap_or("cpu")),
+        decode_device: match get("--decode-device").as_deref() {
+            None | Some("cpu") => DecodeDevice::Cpu,
+            Some("cuda") => DecodeDevice::Cuda,
+            Some(other) => {
+                eprintln!("--decode-device {other}: cpu or cuda");
+                std::process::exit(2)
+            }
+        },
+        json: get("--json").map(PathBuf::from),
+        skip_solo: args.iter().any(|a| a == "--skip-solo"),
+        max_batch: get("--max-batch").and_then(|v| v.parse().ok()),
     }
 }
 
@@ -100,17 +146,29 @@ fn request(o: &Opts, i: usize, with_video: bool) -> EngineRequest {
 
 fn engine(o: &Opts, cache_bytes: usize) -> Engine {
     let popts = PipelineOptions {
-        session: SessionOptions { intra_threads: Some(o.threads), ..Default::default() },
+        session: SessionOptions {
+            intra_threads: Some(o.threads),
+            device: o.device,
+            ..Default::default()
+        },
         precisions: Precisions::all(o.precision),
+        decode_device: o.decode_device,
         ..Default::default()
     };
-    let limits = MediaLimits { max_frames: o.frames.max(32), ..Default::default() };
+    let limits = MediaLimits {
+        max_frames: o.frames.max(32),
+        decode_device: o.decode_device,
+        ..Default::default()
+    };
     let d = EngineConfig::default();
     let config = EngineConfig {
         vision_cache_bytes: cache_bytes,
         media: MediaPolicy::default().with_limits(limits),
         prefill_chunk: o.prefill_chunk.or(d.prefill_chunk),
         media_workers: o.media_workers.unwrap_or(d.media_workers),
+        max_batch: o.max_batch.unwrap_or(d.max_batch),
+        // Every request of the run waits in the queue at once.
+        max_queue: d.max_queue.max(o.requests),
         ..d
     };
     match Engine::load(o.model.to_str().unwrap_or_default(), &popts, config) {
@@ -138,13 +196,15 @@ fn peak_rss_mib() -> f64 {
 fn main() {
     let o = opts();
     println!(
-        "model: {} ({}) | {} requests (half with a {}-frame video), {} new tokens each, {} ORT threads{}\n",
+        "model: {} ({}) | {} requests (half with a {}-frame video), {} new tokens each, {} ORT threads | {:?}, video decode {:?}{}\n",
         o.model.display(),
         o.precision,
         o.requests,
         o.frames,
         o.tokens,
         o.threads,
+        o.device,
+        o.decode_device,
         if o.quick { " | --quick" } else { "" }
     );
     let reqs: Vec<EngineRequest> = (0..o.requests).map(|i| request(&o, i, i % 2 == 0)).collect();
@@ -153,19 +213,52 @@ fn main() {
     let e = engine(&o, 0);
     // Warm-up (ORT session initialisation, page faults).
     let _ = e.submit(reqs[0].clone()).and_then(|h| h.wait());
+    let t1 = Instant::now();
+    let handles: Vec<_> = reqs.iter().map(|r| e.submit(r.clone()).expect("submit")).collect();
+    let batched: Vec<Completion> =
+        handles.into_iter().map(|h| h.wait().expect("batched")).collect();
+    let t_batched = t1.elapsed();
+    let tokens: usize = batched.iter().map(|c| c.token_ids.len()).sum();
+    let ttft: Vec<f64> = batched.iter().map(|c| c.timings.first_token.as_secs_f64()).collect();
+    let concurrent = json!({
+        "requests": o.requests,
+        "with_video": reqs.iter().filter(|r| !r.media.is_empty()).count(),
+        "frames": o.frames,
+        "new_tokens": tokens,
+        "wall_s": t_batched.as_secs_f64(),
+        "tokens_per_s": tokens as f64 / t_batched.as_secs_f64(),
+        "ttft_p50_s": quantile(&ttft, 0.5),
+        "ttft_p99_s": quantile(&ttft, 0.99),
+        "device": format!("{:?}", o.device),
+        "decode_device": format!("{:?}", o.decode_device),
+        "dtype": o.precision.to_string(),
+    });
+    println!(
+        "concurrent: {} requests, {tokens} tokens in {:.2} s = {:.1} tokens/s; time to first token p50 {:.0} ms, p99 {:.0} ms\n",
+        o.requests,
+        t_batched.as_secs_f64(),
+        tokens as f64 / t_batched.as_secs_f64(),
+        quantile(&ttft, 0.5) * 1e3,
+        quantile(&ttft, 0.99) * 1e3
+    );
+    if let Some(path) = &o.json {
+        let text =
+            serde_json::to_string_pretty(&json!({ "concurrent": concurrent })).unwrap_or_default();
+        if let Err(e) = std::fs::write(path, text) {
+            eprintln!("cannot write {}: {e}", path.display());
+            std::process::exit(1);
+        }
+    }
+    if o.skip_solo {
+        return;
+    }
     let t0 = Instant::now();
     let solo: Vec<Completion> = reqs
         .iter()
         .map(|r| e.submit(r.clone()).and_then(|h| h.wait()).expect("one at a time"))
         .collect();
     let t_solo = t0.elapsed();
-    let t1 = Instant::now();
-    let handles: Vec<_> = reqs.iter().map(|r| e.submit(r.clone()).expect("submit")).collect();
-    let batched: Vec<Completion> =
-        handles.into_iter().map(|h| h.wait().expect("batched")).collect();
-    let t_batched = t1.elapsed();
     let same = solo.iter().zip(&batched).filter(|(a, b)| a.token_ids == b.token_ids).count();
-    let tokens: usize = solo.iter().map(|c| c.token_ids.len()).sum();
     let mean_ttft = |cs: &[Completion]| {
         cs.iter().map(|c| c.timings.first_token.as_secs_f64()).sum::<f64>() / cs.len() as f64
     };

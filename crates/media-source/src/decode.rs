@@ -143,6 +143,7 @@ fn open_options(limits: &MediaLimits) -> OpenOptions {
             ..Limits::default()
         },
         threads: limits.decoder_threads,
+        decode_device: limits.decode_device,
         ..OpenOptions::default()
     }
 }

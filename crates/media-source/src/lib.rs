@@ -60,7 +60,7 @@ pub use decode::{
 pub use error::{ErrorCategory, MediaError};
 pub use fetch::Lookup;
 pub use source::Source;
-pub use vidlm_video_io::{DecodedMedia, MediaKind};
+pub use vidlm_video_io::{DecodeDevice, DecodedMedia, MediaKind};
 
 /// Limits on media, each with a sane default for a shared server.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,6 +83,9 @@ pub struct MediaLimits {
     pub max_redirects: usize,
     /// FFmpeg threads per decode (0 = FFmpeg's choice).
     pub decoder_threads: usize,
+    /// Where videos are decoded (NVDEC with `Cuda`, falling back to software with one line on
+    /// stderr; `--decode-device`).
+    pub decode_device: vidlm_video_io::DecodeDevice,
 }
 
 impl Default for MediaLimits {
@@ -96,6 +99,7 @@ impl Default for MediaLimits {
             fetch_timeout: Duration::from_secs(30),
             max_redirects: 5,
             decoder_threads: 0,
+            decode_device: vidlm_video_io::DecodeDevice::Cpu,
         }
     }
 }

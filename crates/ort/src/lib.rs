@@ -96,6 +96,19 @@ pub enum OrtError {
         #[source]
         source: ort::Error,
     },
+    /// [`SessionOptions::cuda_graph`] was asked for a CPU session: CUDA graphs are a feature of
+    /// the CUDA provider.
+    #[error("CUDA graphs need the CUDA execution provider (--device cuda); this session runs on the CPU")]
+    CudaGraphNeedsCuda,
+    /// The profile folder ([`SessionOptions::profile_dir`]) could not be created.
+    #[error("cannot create the profile folder {dir}: {source}")]
+    Profile {
+        /// The folder.
+        dir: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// CUDA was requested but cannot run, and CPU fallback was not allowed.
     #[error("CUDA execution provider unavailable: {reason}")]
     CudaUnavailable {
@@ -112,6 +125,7 @@ impl OrtError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             OrtError::GraphMissing(_) | OrtError::SessionLoad { .. } => ErrorKind::InvalidModel,
+            OrtError::CudaGraphNeedsCuda => ErrorKind::Unsupported,
             _ => ErrorKind::Internal,
         }
     }
@@ -292,6 +306,21 @@ pub struct SessionOptions {
     pub optimization_level: OptimizationLevel,
     /// How the session uses memory.
     pub memory: MemoryOptions,
+    /// Capture the session's runs in CUDA graphs (the CUDA provider's `enable_cuda_graph`), so a
+    /// run replays one recorded graph instead of launching each kernel from the host.
+    ///
+    /// Only for [`Device::Cuda`]: asking for it on [`Device::Cpu`] is
+    /// [`OrtError::CudaGraphNeedsCuda`]. ONNX Runtime can only capture a graph with no control
+    /// flow (`If`, `Loop`, `Scan`), every node on the CUDA provider, static shapes and every
+    /// input and output bound to device memory at a fixed address: a graph file with control
+    /// flow, or a CUDA request that fell back to the CPU, loads without capture and says why in
+    /// [`LoadedSession::cuda_graph_off`] (one `tracing` warning). The caller must then run it
+    /// through an `IoBinding` of fixed device buffers (see `vidlm-decoder`'s `GraphStep`).
+    pub cuda_graph: bool,
+    /// Write an ONNX Runtime profile (a Chrome-trace JSON of every node's kernel time) of each
+    /// session into this folder (`<graph stem>_<timestamp>.json`, written when the session is
+    /// dropped or [`LoadedSession::end_profiling`] is called). `None`: no profiling.
+    pub profile_dir: Option<PathBuf>,
 }
 
 /// How a session uses memory. The defaults are chosen by measurement on the real-size models
@@ -368,6 +397,55 @@ pub struct LoadedSession {
     /// Why CUDA was not used, when it was asked for and the session fell back to the CPU
     /// ([`SessionOptions::allow_cpu_fallback`]).
     pub cuda_fallback: Option<String>,
+    /// Whether the CUDA provider captures this session's runs in CUDA graphs
+    /// ([`SessionOptions::cuda_graph`] asked for and possible).
+    pub cuda_graph: bool,
+    /// Why [`SessionOptions::cuda_graph`] was asked for and is off (control flow in the graph,
+    /// a fallback to the CPU); `None` when it was not asked for or is on.
+    pub cuda_graph_off: Option<String>,
+    /// Whether profiling is on ([`SessionOptions::profile_dir`]) and not yet ended.
+    profiled: bool,
+}
+
+impl LoadedSession {
+    /// Ends profiling ([`SessionOptions::profile_dir`]) and returns the profile's file name;
+    /// `None` when the session was not profiled. Later runs are not profiled.
+    pub fn end_profiling(&mut self) -> Option<Result<PathBuf, ort::Error>> {
+        if !self.profiled {
+            return None;
+        }
+        self.profiled = false;
+        Some(self.session.end_profiling().map(PathBuf::from))
+    }
+}
+
+/// Control-flow operators, which a CUDA graph cannot capture.
+pub const CONTROL_FLOW_OPS: [&str; 3] = ["If", "Loop", "Scan"];
+
+/// Why the graph at `path` cannot be captured in a CUDA graph, as far as its file tells
+/// (control-flow nodes; an unreadable file is left to the session load to report), or `None`.
+/// Static shapes and the placement of every node on the CUDA provider are checked by ONNX
+/// Runtime itself at the first run.
+pub fn cuda_graph_blocker(path: &Path) -> Option<String> {
+    let file = onnx_file::OnnxFile::read(path).ok()?;
+    let mut found: Vec<&str> = Vec::new();
+    for n in &file.nodes {
+        if let Some(op) = CONTROL_FLOW_OPS.iter().find(|op| **op == n.op_type) {
+            if !found.contains(op) {
+                found.push(op);
+            }
+        }
+    }
+    let count =
+        file.nodes.iter().filter(|n| CONTROL_FLOW_OPS.contains(&n.op_type.as_str())).count();
+    (!found.is_empty()).then(|| {
+        format!(
+            "{} has {count} control-flow node(s) ({}), which a CUDA graph cannot capture",
+            path.file_name()
+                .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned()),
+            found.join(", ")
+        )
+    })
 }
 
 type Builder = ort::session::builder::SessionBuilder;
@@ -398,6 +476,12 @@ fn base_builder(path: &Path, opts: &SessionOptions) -> Result<Builder, OrtError>
     tracing::debug!(graph = %path.display(), prepack, "weight pre-packing");
     b = b.with_prepacking(prepack).map_err(|e| load_err(e.into()))?;
     b = b.with_memory_pattern(m.memory_pattern).map_err(|e| load_err(e.into()))?;
+    if let Some(dir) = &opts.profile_dir {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| OrtError::Profile { dir: dir.clone(), source: e })?;
+        let stem = path.file_stem().map_or_else(|| "graph".into(), |s| s.to_string_lossy());
+        b = b.with_profiling(dir.join(stem.as_ref())).map_err(|e| load_err(e.into()))?;
+    }
     Ok(b)
 }
 
@@ -413,7 +497,12 @@ fn cpu_builder(path: &Path, opts: &SessionOptions) -> Result<Builder, OrtError> 
         .map_err(|e| OrtError::SessionLoad { path: path.to_path_buf(), source: e.into() })
 }
 
-fn commit(mut b: Builder, path: &Path, provider: Provider) -> Result<LoadedSession, OrtError> {
+fn commit(
+    mut b: Builder,
+    path: &Path,
+    provider: Provider,
+    opts: &SessionOptions,
+) -> Result<LoadedSession, OrtError> {
     let session = b
         .commit_from_file(path)
         .map_err(|e| OrtError::SessionLoad { path: path.to_path_buf(), source: e })?;
@@ -427,6 +516,9 @@ fn commit(mut b: Builder, path: &Path, provider: Provider) -> Result<LoadedSessi
         inputs,
         outputs,
         cuda_fallback: None,
+        cuda_graph: false,
+        cuda_graph_off: None,
+        profiled: opts.profile_dir.is_some(),
     })
 }
 
@@ -504,13 +596,22 @@ fn looks_like_cuda_failure(msg: &str) -> bool {
 }
 
 #[cfg(feature = "cuda")]
-fn try_cuda(path: &Path, opts: &SessionOptions, device_id: i32) -> Result<LoadedSession, OrtError> {
+fn try_cuda(
+    path: &Path,
+    opts: &SessionOptions,
+    device_id: i32,
+    cuda_graph: bool,
+) -> Result<LoadedSession, OrtError> {
     let b = base_builder(path, opts)?;
-    let ep = ort::ep::CUDA::default().with_device_id(device_id).build().error_on_failure();
+    let ep = ort::ep::CUDA::default()
+        .with_device_id(device_id)
+        .with_cuda_graph(cuda_graph)
+        .build()
+        .error_on_failure();
     let b = b
         .with_execution_providers([ep, cpu_ep(opts)])
         .map_err(|e| OrtError::CudaUnavailable { reason: explain_cuda_failure(&e.to_string()) })?;
-    match commit(b, path, Provider::Cuda { device_id }) {
+    match commit(b, path, Provider::Cuda { device_id }, opts) {
         // A session that fails to start on the device (no GPU, driver too old) is CUDA being
         // unavailable, not a broken graph.
         Err(OrtError::SessionLoad { source, .. })
@@ -536,18 +637,25 @@ pub fn load_session(
         return Err(OrtError::GraphMissing(path.to_path_buf()));
     }
     match opts.device {
-        Device::Cpu => commit(cpu_builder(path, opts)?, path, Provider::Cpu),
+        Device::Cpu if opts.cuda_graph => Err(OrtError::CudaGraphNeedsCuda),
+        Device::Cpu => commit(cpu_builder(path, opts)?, path, Provider::Cpu, opts),
         Device::Cuda { device_id } => {
+            let graph_off = if opts.cuda_graph { cuda_graph_blocker(path) } else { None };
+            let capture = opts.cuda_graph && graph_off.is_none();
+            if let Some(reason) = &graph_off {
+                tracing::warn!(graph = %path.display(), %reason, "CUDA graph capture off");
+            }
             // The library is loaded first, so that the reason names it (as `cuda_unavailable_reason`).
-            let attempt = match cuda_unavailable_reason()? {
+            let attempt: Result<LoadedSession, OrtError> = match cuda_unavailable_reason()? {
                 Some(reason) => Err(OrtError::CudaUnavailable { reason }),
                 None => {
                     #[cfg(feature = "cuda")]
                     {
-                        try_cuda(path, opts, device_id)
+                        try_cuda(path, opts, device_id, capture)
                     }
                     #[cfg(not(feature = "cuda"))]
                     {
+                        let _ = capture;
                         Err(OrtError::CudaUnavailable {
                             reason: format!("device {device_id}: not compiled in"),
                         })
@@ -555,10 +663,18 @@ pub fn load_session(
                 }
             };
             match attempt {
-                Ok(s) => Ok(s),
+                Ok(mut s) => {
+                    s.cuda_graph = capture;
+                    s.cuda_graph_off = graph_off;
+                    Ok(s)
+                }
                 Err(OrtError::CudaUnavailable { reason }) if opts.allow_cpu_fallback => {
                     tracing::warn!(graph = %path.display(), %reason, "CUDA unavailable, falling back to CPUExecutionProvider");
-                    let mut s = commit(cpu_builder(path, opts)?, path, Provider::Cpu)?;
+                    let mut s = commit(cpu_builder(path, opts)?, path, Provider::Cpu, opts)?;
+                    if opts.cuda_graph {
+                        s.cuda_graph_off =
+                            Some(format!("the session fell back to the CPU: {reason}"));
+                    }
                     s.cuda_fallback = Some(reason);
                     Ok(s)
                 }
@@ -649,6 +765,25 @@ mod tests {
         let p = dir.join("g.onnx");
         std::fs::write(&p, model).unwrap();
         p
+    }
+
+    #[test]
+    fn control_flow_blocks_cuda_graphs() {
+        let branchy = one_node_graph("If");
+        let plain = one_node_graph("MatMul");
+        let reason = cuda_graph_blocker(&branchy).expect("an If node blocks capture");
+        assert!(reason.contains("1 control-flow node(s) (If)"), "{reason}");
+        assert_eq!(cuda_graph_blocker(&plain), None);
+        assert_eq!(cuda_graph_blocker(Path::new("/definitely/not/here.onnx")), None);
+    }
+
+    #[test]
+    fn cuda_graphs_are_refused_on_the_cpu() {
+        let plain = one_node_graph("MatMul");
+        let opts = SessionOptions { cuda_graph: true, ..Default::default() };
+        let err = load_session(&plain, &opts).unwrap_err();
+        assert!(matches!(err, OrtError::CudaGraphNeedsCuda), "{err}");
+        assert_eq!(err.kind(), ErrorKind::Unsupported);
     }
 
     #[test]

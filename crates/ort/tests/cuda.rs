@@ -104,8 +104,18 @@ fn one_library_in_this_process() {
         }
         other => panic!("unknown case {other}"),
     }
-    let fb = load_session(&graph, &SessionOptions { allow_cpu_fallback: true, ..cuda }).unwrap();
+    let fb =
+        load_session(&graph, &SessionOptions { allow_cpu_fallback: true, ..cuda.clone() }).unwrap();
     assert_eq!(fb.provider, Provider::Cpu);
     assert_eq!(fb.cuda_fallback.as_deref(), Some(reason.as_str()));
+    // CUDA graphs asked for with that fallback: off, and the reason names the fallback's.
+    let fb = load_session(
+        &graph,
+        &SessionOptions { allow_cpu_fallback: true, cuda_graph: true, ..cuda },
+    )
+    .unwrap();
+    assert!(!fb.cuda_graph);
+    let off = fb.cuda_graph_off.unwrap_or_default();
+    assert!(off.starts_with("the session fell back to the CPU") && off.contains(&reason), "{off}");
     println!("case {case} checked");
 }

@@ -74,6 +74,33 @@ fn discovery_init_sessions_and_metadata() {
     assert_eq!(fb.provider, Provider::Cpu);
     let _ = fb;
 
+    // CUDA graphs: refused for a CPU session; asked for with CUDA where CUDA cannot run, the CPU
+    // fallback loads without them and says why (never silently).
+    let err =
+        load_session(&graph, &SessionOptions { cuda_graph: true, ..opts.clone() }).unwrap_err();
+    assert!(matches!(err, OrtError::CudaGraphNeedsCuda), "{err}");
+    let fb = load_session(
+        &graph,
+        &SessionOptions { allow_cpu_fallback: true, cuda_graph: true, ..cuda.clone() },
+    )
+    .unwrap();
+    if fb.provider == Provider::Cpu {
+        assert!(!fb.cuda_graph);
+        let off = fb.cuda_graph_off.as_deref().unwrap_or_default();
+        assert!(off.starts_with("the session fell back to the CPU"), "{off}");
+    }
+
+    // Profiling: a profile per session in the folder asked for.
+    let dir = std::env::temp_dir().join(format!("vidlm-ort-profile-{}", std::process::id()));
+    let mut s =
+        load_session(&graph, &SessionOptions { profile_dir: Some(dir.clone()), ..opts.clone() })
+            .unwrap();
+    let file = s.end_profiling().expect("profiling is on").unwrap();
+    let file = if file.is_absolute() { file } else { std::env::current_dir().unwrap().join(file) };
+    assert!(file.starts_with(&dir) && file.is_file(), "{}", file.display());
+    assert!(s.end_profiling().is_none(), "ended once");
+    let _ = std::fs::remove_dir_all(&dir);
+
     // Missing and corrupt graphs.
     assert!(matches!(
         load_session("/nonexistent.onnx", &opts).unwrap_err(),

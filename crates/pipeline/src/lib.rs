@@ -147,6 +147,9 @@ pub struct PipelineOptions {
     /// arithmetic) where the export has one: `None` = where the CPU has VNNI or AMX
     /// (`vidlm_ort::cpu::CpuFeatures::int8_dot`) and the session runs on the CPU.
     pub int8_compute: Option<bool>,
+    /// Where videos are decoded (`vidlm_video_io::OpenOptions::decode_device`: NVDEC with
+    /// `Cuda`, falling back to software with one line on stderr).
+    pub decode_device: vidlm_video_io::DecodeDevice,
 }
 
 impl Default for PipelineOptions {
@@ -159,6 +162,7 @@ impl Default for PipelineOptions {
             release_vision_after_use: false,
             embed_in_session: false,
             int8_compute: None,
+            decode_device: vidlm_video_io::DecodeDevice::Cpu,
         }
     }
 }
@@ -388,7 +392,9 @@ impl Pipeline {
                 return Err(PipelineError::MissingFile { model: model.to_string(), file: f });
             }
         }
-        let loader = Arc::new(TimedLoader::new(Arc::new(VideoIoLoader::default())));
+        let video_opts =
+            vidlm_video_io::OpenOptions { decode_device: opts.decode_device, ..Default::default() };
+        let loader = Arc::new(TimedLoader::new(Arc::new(VideoIoLoader { opts: video_opts })));
         let processor = Processor::from_files(&files)?.with_loader(loader.clone());
         let vision = VisionEncoder::from_files(
             &files,
@@ -449,6 +455,11 @@ impl Pipeline {
     /// the CPU.
     pub fn cuda_fallback(&self) -> Option<&str> {
         self.lm.sessions().cuda_fallback()
+    }
+
+    /// Why CUDA graph capture of the decode step was asked for and is off.
+    pub fn cuda_graph_off(&self) -> Option<&str> {
+        self.lm.sessions().cuda_graph_off()
     }
 
     /// The language model.

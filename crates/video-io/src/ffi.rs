@@ -666,21 +666,119 @@ impl Drop for Frame {
     }
 }
 
+/// A hardware decoding device (`AVHWDeviceContext`), shared by every decoder of the process.
+pub(crate) struct HwDevice(*mut ff::AVBufferRef);
+
+// SAFETY: the device context is reference-counted with atomics and FFmpeg's CUDA device
+// context may be used from any thread; we only take new references to it.
+unsafe impl Send for HwDevice {}
+// SAFETY: as above; `&HwDevice` only hands out `av_buffer_ref` copies.
+unsafe impl Sync for HwDevice {}
+
+impl HwDevice {
+    /// The process's CUDA device 0 (`av_hwdevice_ctx_create`), created on first use. `Err`
+    /// says why there is none (FFmpeg built without CUDA, no driver, no device): the caller
+    /// decodes in software.
+    pub(crate) fn cuda() -> Result<&'static HwDevice, String> {
+        static CUDA: std::sync::OnceLock<Result<HwDevice, String>> = std::sync::OnceLock::new();
+        CUDA.get_or_init(|| {
+            let mut dev: *mut ff::AVBufferRef = ptr::null_mut();
+            // FFmpeg logs its own lines when CUDA is absent ("Cannot load libcuda.so.1"); the
+            // caller prints one notice with the reason instead.
+            // SAFETY: reads and sets a global integer.
+            let level = unsafe { ff::av_log_get_level() };
+            // SAFETY: as above.
+            unsafe { ff::av_log_set_level(ff::AV_LOG_QUIET) };
+            // SAFETY: `dev` receives a new reference or stays NULL on failure.
+            let r = unsafe {
+                ff::av_hwdevice_ctx_create(
+                    &mut dev,
+                    ff::AVHWDeviceType::AV_HWDEVICE_TYPE_CUDA,
+                    ptr::null(),
+                    ptr::null_mut(),
+                    0,
+                )
+            };
+            // SAFETY: restores the global integer.
+            unsafe { ff::av_log_set_level(level) };
+            if r < 0 || dev.is_null() {
+                return Err(format!("no CUDA device for FFmpeg ({})", err_text(r)));
+            }
+            Ok(HwDevice(dev))
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+    }
+}
+
+impl Drop for HwDevice {
+    fn drop(&mut self) {
+        // SAFETY: our own reference.
+        unsafe { ff::av_buffer_unref(&mut self.0) }
+    }
+}
+
+/// `get_format` for NVDEC: the CUDA surface format when the decoder offers it, else FFmpeg's
+/// default choice (a software format: the decoder then decodes in software).
+unsafe extern "C" fn pick_cuda_format(
+    ctx: *mut ff::AVCodecContext,
+    fmts: *const ff::AVPixelFormat,
+) -> ff::AVPixelFormat {
+    let mut p = fmts;
+    // SAFETY: FFmpeg passes a list terminated by AV_PIX_FMT_NONE.
+    unsafe {
+        while *p != ff::AVPixelFormat::AV_PIX_FMT_NONE {
+            if *p == ff::AVPixelFormat::AV_PIX_FMT_CUDA {
+                return *p;
+            }
+            p = p.add(1);
+        }
+        ff::avcodec_default_get_format(ctx, fmts)
+    }
+}
+
+/// Whether `codec` can decode to CUDA surfaces through a device context.
+fn codec_has_cuda(codec: *const ff::AVCodec) -> bool {
+    let mut i = 0;
+    loop {
+        // SAFETY: valid codec; the function returns NULL past the last configuration.
+        let cfg = unsafe { ff::avcodec_get_hw_config(codec, i) };
+        if cfg.is_null() {
+            return false;
+        }
+        // SAFETY: non-NULL configuration owned by the codec.
+        let cfg = unsafe { &*cfg };
+        if cfg.device_type == ff::AVHWDeviceType::AV_HWDEVICE_TYPE_CUDA
+            && cfg.methods & ff::AV_CODEC_HW_CONFIG_METHOD_HW_DEVICE_CTX as c_int != 0
+        {
+            return true;
+        }
+        i += 1;
+    }
+}
+
 /// An opened decoder (`AVCodecContext`).
-pub(crate) struct Decoder(*mut ff::AVCodecContext);
+pub(crate) struct Decoder {
+    ctx: *mut ff::AVCodecContext,
+    /// Frames decoded on the device are downloaded here first (NVDEC).
+    hw_frame: Option<Frame>,
+}
 
 // SAFETY: as for Input.
 unsafe impl Send for Decoder {}
 
 impl Decoder {
     /// Opens the decoder for stream `stream` of `input` with FFmpeg's own threading
-    /// (`threads` = 0: automatic) and a hard per-frame pixel limit.
+    /// (`threads` = 0: automatic) and a hard per-frame pixel limit. With `cuda`, the decoder
+    /// decodes on NVDEC where the codec and the machine allow it; otherwise (and then the second
+    /// value says why) in software, exactly as without it.
     pub(crate) fn open(
         input: &Input,
         stream: usize,
         threads: usize,
         max_pixels: u64,
-    ) -> Result<Self, VideoError> {
+        cuda: bool,
+    ) -> Result<(Self, Option<String>), VideoError> {
         let st = input.stream(stream).ok_or(VideoError::NoVideoStream)?;
         // SAFETY: st is a valid stream of an open input; all pointers are checked.
         unsafe {
@@ -695,15 +793,37 @@ impl Decoder {
             if ctx.is_null() {
                 return Err(VideoError::OutOfMemory);
             }
-            let dec = Decoder(ctx);
+            let mut dec = Decoder { ctx, hw_frame: None };
             let r = ff::avcodec_parameters_to_context(ctx, par);
             if r < 0 {
                 return Err(ffmpeg_err("avcodec_parameters_to_context", r));
             }
             (*ctx).pkt_timebase = (*st).time_base;
-            (*ctx).thread_count = threads.min(64) as c_int;
             (*ctx).thread_type = ff::FF_THREAD_FRAME | ff::FF_THREAD_SLICE;
+            (*ctx).thread_count = threads.min(64) as c_int;
             (*ctx).max_pixels = max_pixels.min(i64::MAX as u64) as i64;
+            let mut fallback = None;
+            if cuda {
+                let device = if codec_has_cuda(codec) {
+                    HwDevice::cuda()
+                } else {
+                    Err(format!("FFmpeg's {name} decoder has no CUDA (NVDEC) support"))
+                };
+                match device {
+                    Ok(dev) => {
+                        let r = ff::av_buffer_ref(dev.0);
+                        if r.is_null() {
+                            return Err(VideoError::OutOfMemory);
+                        }
+                        (*ctx).hw_device_ctx = r;
+                        (*ctx).get_format = Some(pick_cuda_format);
+                        // NVDEC decodes one frame at a time; frame threads only add latency.
+                        (*ctx).thread_count = 1;
+                        dec.hw_frame = Some(Frame::new()?);
+                    }
+                    Err(reason) => fallback = Some(reason),
+                }
+            }
             let r = ff::avcodec_open2(ctx, codec, ptr::null_mut());
             if r < 0 {
                 return Err(VideoError::UnsupportedCodec(format!(
@@ -711,13 +831,18 @@ impl Decoder {
                     err_text(r)
                 )));
             }
-            Ok(dec)
+            Ok((dec, fallback))
         }
+    }
+
+    /// Whether frames are decoded on the device (NVDEC).
+    pub(crate) fn on_device(&self) -> bool {
+        self.hw_frame.is_some()
     }
 
     pub(crate) fn flush(&mut self) {
         // SAFETY: valid open codec context.
-        unsafe { ff::avcodec_flush_buffers(self.0) }
+        unsafe { ff::avcodec_flush_buffers(self.ctx) }
     }
 
     /// Decode packets that no other frame references only when `full` (the default); with
@@ -727,27 +852,118 @@ impl Decoder {
         let d =
             if skip { ff::AVDiscard::AVDISCARD_NONREF } else { ff::AVDiscard::AVDISCARD_DEFAULT };
         // SAFETY: valid open codec context; a plain field.
-        unsafe { (*self.0).skip_frame = d }
+        unsafe { (*self.ctx).skip_frame = d }
     }
 
     /// `avcodec_send_packet`; `None` starts draining. FFmpeg's return code.
     pub(crate) fn send_packet(&mut self, pkt: Option<&Packet>) -> c_int {
         let p = pkt.map_or(ptr::null(), |p| p.0 as *const ff::AVPacket);
         // SAFETY: valid open codec context; the packet is valid or NULL.
-        unsafe { ff::avcodec_send_packet(self.0, p) }
+        unsafe { ff::avcodec_send_packet(self.ctx, p) }
     }
 
-    /// `avcodec_receive_frame` into `frame`. FFmpeg's return code.
+    /// `avcodec_receive_frame` into `frame`. FFmpeg's return code. A frame decoded on the
+    /// device is downloaded to system memory (`av_hwframe_transfer_data`) and its semi-planar
+    /// layout (NV12 / P010) unpacked to the planar one the software decoder returns
+    /// (yuv420p / yuv420p10le), so the RGB conversion that follows is the software path's.
     pub(crate) fn receive_frame(&mut self, frame: &mut Frame) -> c_int {
         // SAFETY: valid open codec context and frame.
-        unsafe { ff::avcodec_receive_frame(self.0, frame.0) }
+        let r = unsafe { ff::avcodec_receive_frame(self.ctx, frame.0) };
+        let Some(tmp) = self.hw_frame.as_mut() else { return r };
+        // SAFETY: `frame` holds a decoded frame (r >= 0); `tmp` is our scratch frame.
+        unsafe {
+            if r < 0 || (*frame.0).format != ff::AVPixelFormat::AV_PIX_FMT_CUDA as c_int {
+                return r;
+            }
+            ff::av_frame_unref(tmp.0);
+            let t = ff::av_hwframe_transfer_data(tmp.0, frame.0, 0);
+            if t < 0 {
+                return t;
+            }
+            let t = ff::av_frame_copy_props(tmp.0, frame.0);
+            if t < 0 {
+                return t;
+            }
+            ff::av_frame_unref(frame.0);
+            ff::av_frame_move_ref(frame.0, tmp.0);
+            unpack_semi_planar(frame, tmp)
+        }
+    }
+}
+
+/// Rewrites an NV12 / P010LE frame as yuv420p / yuv420p10le (lossless: the Y plane is copied, the
+/// interleaved chroma split; P010's 10 bits move from the high to the low bits), using `scratch`.
+/// Other formats are left as they are. FFmpeg's return code.
+fn unpack_semi_planar(frame: &mut Frame, scratch: &mut Frame) -> c_int {
+    use ff::AVPixelFormat as P;
+    // SAFETY: `frame` is a downloaded software frame with valid planes; `scratch` gets new
+    // buffers of the same size; every row access stays inside the planes' linesize × rows.
+    unsafe {
+        let f = frame.0;
+        let (w, h) = ((*f).width as usize, (*f).height as usize);
+        let (out_fmt, wide) = match pix_fmt((*f).format) {
+            Some(P::AV_PIX_FMT_NV12) => (P::AV_PIX_FMT_YUV420P, false),
+            Some(P::AV_PIX_FMT_P010LE) => (P::AV_PIX_FMT_YUV420P10LE, true),
+            _ => return 0,
+        };
+        let o = scratch.0;
+        ff::av_frame_unref(o);
+        (*o).format = out_fmt as c_int;
+        (*o).width = w as c_int;
+        (*o).height = h as c_int;
+        let r = ff::av_frame_get_buffer(o, 0);
+        if r < 0 {
+            return r;
+        }
+        let r = ff::av_frame_copy_props(o, f);
+        if r < 0 {
+            return r;
+        }
+        let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+        let row = |fr: *mut ff::AVFrame, plane: usize, y: usize| {
+            (*fr).data[plane].offset((*fr).linesize[plane] as isize * y as isize)
+        };
+        if wide {
+            for y in 0..h {
+                let src = std::slice::from_raw_parts(row(f, 0, y) as *const u16, w);
+                let dst = std::slice::from_raw_parts_mut(row(o, 0, y) as *mut u16, w);
+                for (d, s) in dst.iter_mut().zip(src) {
+                    *d = s >> 6;
+                }
+            }
+            for y in 0..ch {
+                let src = std::slice::from_raw_parts(row(f, 1, y) as *const u16, 2 * cw);
+                let u = std::slice::from_raw_parts_mut(row(o, 1, y) as *mut u16, cw);
+                let v = std::slice::from_raw_parts_mut(row(o, 2, y) as *mut u16, cw);
+                for (i, pair) in src.chunks_exact(2).enumerate() {
+                    u[i] = pair[0] >> 6;
+                    v[i] = pair[1] >> 6;
+                }
+            }
+        } else {
+            for y in 0..h {
+                ptr::copy_nonoverlapping(row(f, 0, y), row(o, 0, y), w);
+            }
+            for y in 0..ch {
+                let src = std::slice::from_raw_parts(row(f, 1, y), 2 * cw);
+                let u = std::slice::from_raw_parts_mut(row(o, 1, y), cw);
+                let v = std::slice::from_raw_parts_mut(row(o, 2, y), cw);
+                for (i, pair) in src.chunks_exact(2).enumerate() {
+                    u[i] = pair[0];
+                    v[i] = pair[1];
+                }
+            }
+        }
+        ff::av_frame_unref(f);
+        ff::av_frame_move_ref(f, o);
+        0
     }
 }
 
 impl Drop for Decoder {
     fn drop(&mut self) {
-        // SAFETY: allocated by avcodec_alloc_context3.
-        unsafe { ff::avcodec_free_context(&mut self.0) }
+        // SAFETY: allocated by avcodec_alloc_context3 (this also drops its device reference).
+        unsafe { ff::avcodec_free_context(&mut self.ctx) }
     }
 }
 
@@ -926,4 +1142,115 @@ pub fn set_ffmpeg_log_level(level: i32) {
     init();
     // SAFETY: sets a global integer.
     unsafe { ff::av_log_set_level(level) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `w × h` frame of `fmt` with FFmpeg buffers, every plane filled by `fill(plane, x, y)`
+    /// over its `row_bytes(plane)` bytes.
+    fn frame(fmt: ff::AVPixelFormat, w: usize, h: usize) -> Frame {
+        let f = Frame::new().unwrap();
+        // SAFETY: a fresh frame gets buffers for its own size and format.
+        unsafe {
+            (*f.0).format = fmt as c_int;
+            (*f.0).width = w as c_int;
+            (*f.0).height = h as c_int;
+            assert!(ff::av_frame_get_buffer(f.0, 0) >= 0);
+        }
+        f
+    }
+
+    fn plane(f: &Frame, p: usize, rows: usize, bytes: usize) -> Vec<Vec<u8>> {
+        // SAFETY: reads `bytes` of `rows` rows of an allocated plane.
+        unsafe {
+            (0..rows)
+                .map(|y| {
+                    let row = (*f.0).data[p].offset((*f.0).linesize[p] as isize * y as isize);
+                    std::slice::from_raw_parts(row, bytes).to_vec()
+                })
+                .collect()
+        }
+    }
+
+    fn fill(f: &Frame, p: usize, rows: usize, bytes: usize, seed: usize) {
+        // SAFETY: writes `bytes` of `rows` rows of an allocated plane.
+        unsafe {
+            for y in 0..rows {
+                let row = (*f.0).data[p].offset((*f.0).linesize[p] as isize * y as isize);
+                for x in 0..bytes {
+                    *row.add(x) = ((x * 7 + y * 13 + seed) % 251) as u8;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn nv12_unpacks_to_the_planar_layout_exactly() {
+        // Odd sizes: the chroma planes round up, as FFmpeg's 4:2:0 layouts do.
+        let (w, h) = (37, 21);
+        let (cw, ch) = (19, 11);
+        let mut f = frame(ff::AVPixelFormat::AV_PIX_FMT_NV12, w, h);
+        fill(&f, 0, h, w, 1);
+        fill(&f, 1, ch, 2 * cw, 2);
+        let y = plane(&f, 0, h, w);
+        let uv = plane(&f, 1, ch, 2 * cw);
+        let mut scratch = Frame::new().unwrap();
+        assert_eq!(unpack_semi_planar(&mut f, &mut scratch), 0);
+        // SAFETY: reading the frame's format.
+        assert_eq!(unsafe { (*f.0).format }, ff::AVPixelFormat::AV_PIX_FMT_YUV420P as c_int);
+        assert_eq!(plane(&f, 0, h, w), y);
+        let u: Vec<Vec<u8>> = uv.iter().map(|r| r.iter().step_by(2).copied().collect()).collect();
+        let v: Vec<Vec<u8>> =
+            uv.iter().map(|r| r.iter().skip(1).step_by(2).copied().collect()).collect();
+        assert_eq!(plane(&f, 1, ch, cw), u);
+        assert_eq!(plane(&f, 2, ch, cw), v);
+        assert_eq!(f.fields().width, w as c_int);
+    }
+
+    #[test]
+    fn p010_unpacks_to_ten_bit_planar() {
+        let (w, h) = (8, 4);
+        let mut f = frame(ff::AVPixelFormat::AV_PIX_FMT_P010LE, w, h);
+        // SAFETY: writes 16-bit samples inside the allocated planes.
+        unsafe {
+            for y in 0..h {
+                let row =
+                    (*f.0).data[0].offset((*f.0).linesize[0] as isize * y as isize) as *mut u16;
+                for x in 0..w {
+                    *row.add(x) = (((x + y * w) as u16) & 0x3ff) << 6;
+                }
+            }
+            for y in 0..h / 2 {
+                let row =
+                    (*f.0).data[1].offset((*f.0).linesize[1] as isize * y as isize) as *mut u16;
+                for x in 0..w {
+                    *row.add(x) = ((1000 - (x + y) as u16) & 0x3ff) << 6;
+                }
+            }
+        }
+        let mut scratch = Frame::new().unwrap();
+        assert_eq!(unpack_semi_planar(&mut f, &mut scratch), 0);
+        // SAFETY: reads the unpacked 16-bit planes.
+        unsafe {
+            assert_eq!((*f.0).format, ff::AVPixelFormat::AV_PIX_FMT_YUV420P10LE as c_int);
+            let at = |p: usize, x: usize, y: usize| {
+                *((*f.0).data[p].offset((*f.0).linesize[p] as isize * y as isize) as *const u16)
+                    .add(x)
+            };
+            assert_eq!(at(0, 3, 2), (3 + 2 * w) as u16);
+            assert_eq!(at(1, 1, 1), 1000 - (2 + 1));
+            assert_eq!(at(2, 1, 1), 1000 - (3 + 1));
+        }
+    }
+
+    #[test]
+    fn other_formats_are_left_alone() {
+        let mut f = frame(ff::AVPixelFormat::AV_PIX_FMT_YUV420P, 4, 4);
+        let mut scratch = Frame::new().unwrap();
+        assert_eq!(unpack_semi_planar(&mut f, &mut scratch), 0);
+        // SAFETY: reading the frame's format.
+        assert_eq!(unsafe { (*f.0).format }, ff::AVPixelFormat::AV_PIX_FMT_YUV420P as c_int);
+    }
 }

@@ -65,6 +65,45 @@ pub struct OpenOptions {
     /// Take the frame count from the container header when it has one, instead of scanning
     /// the packets. Faster to open, but wrong for files whose header lies; default `false`.
     pub trust_header: bool,
+    /// Where video frames are decoded (`--decode-device`). [`DecodeDevice::Cuda`] uses FFmpeg's
+    /// CUDA hwaccel (NVDEC) and downloads each frame to system memory before the same RGB
+    /// conversion, so frames equal the software path's; where the codec or the machine has no
+    /// NVDEC the video decodes in software and [`VideoReader::decode_fallback`] says why (also
+    /// printed once per process on stderr).
+    #[serde(default)]
+    pub decode_device: DecodeDevice,
+}
+
+/// Where [`VideoReader`] decodes video frames ([`OpenOptions::decode_device`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DecodeDevice {
+    /// FFmpeg's software decoders (frame and slice threads).
+    #[default]
+    Cpu,
+    /// NVDEC through FFmpeg's CUDA hwaccel, falling back to software where it is absent.
+    Cuda,
+}
+
+impl std::str::FromStr for DecodeDevice {
+    type Err = VideoError;
+    fn from_str(s: &str) -> Result<Self, VideoError> {
+        match s {
+            "cpu" => Ok(DecodeDevice::Cpu),
+            "cuda" => Ok(DecodeDevice::Cuda),
+            other => Err(VideoError::InvalidOption(format!(
+                "decode device `{other}` (expected `cpu` or `cuda`)"
+            ))),
+        }
+    }
+}
+
+/// Prints the NVDEC fallback notice once per process (one line on stderr).
+fn notice_decode_fallback(reason: &str) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        eprintln!("[vidlm] --decode-device cuda: NVDEC unavailable, decoding on the CPU: {reason}")
+    });
 }
 
 impl Default for OpenOptions {
@@ -74,6 +113,7 @@ impl Default for OpenOptions {
             threads: 0,
             protocol_whitelist: "file".into(),
             trust_header: false,
+            decode_device: DecodeDevice::Cpu,
         }
     }
 }
@@ -280,6 +320,8 @@ pub struct VideoReader {
     /// Decode position of the next packet the demuxer will return, when known and the
     /// decoder state is continuous up to it.
     next_pkt: Option<usize>,
+    /// Why NVDEC was asked for and is not used.
+    decode_fallback: Option<String>,
 }
 
 fn io_error(path: &Path, e: std::io::Error) -> VideoError {
@@ -527,7 +569,12 @@ impl VideoReader {
         })?;
         refuse_text_formats(&input)?;
         let (stream, par, has_audio) = select_video_stream(&mut input, max_pixels)?;
-        let decoder = Decoder::open(&input, stream, opts.threads, max_pixels)?;
+        let cuda = opts.decode_device == DecodeDevice::Cuda;
+        let (decoder, decode_fallback) =
+            Decoder::open(&input, stream, opts.threads, max_pixels, cuda)?;
+        if let Some(reason) = &decode_fallback {
+            notice_decode_fallback(reason);
+        }
         let time_base = rational(par.time_base).unwrap_or(1.0 / 90000.0);
         let info = probe_info(&input, stream, &par, time_base, has_audio);
         let mut reader = VideoReader {
@@ -541,9 +588,26 @@ impl VideoReader {
             index: Index::empty(),
             time_base,
             next_pkt: None,
+            decode_fallback,
         };
         reader.build_index()?;
         Ok(reader)
+    }
+
+    /// Where this reader decodes: [`DecodeDevice::Cuda`] only when NVDEC was asked for and is
+    /// used.
+    pub fn decode_device(&self) -> DecodeDevice {
+        if self.decoder.on_device() {
+            DecodeDevice::Cuda
+        } else {
+            DecodeDevice::Cpu
+        }
+    }
+
+    /// Why [`OpenOptions::decode_device`] asked for NVDEC and the reader decodes in software
+    /// (no CUDA device, an FFmpeg without CUDA, a codec NVDEC does not decode); `None` otherwise.
+    pub fn decode_fallback(&self) -> Option<&str> {
+        self.decode_fallback.as_deref()
     }
 
     /// The probe result.

@@ -256,3 +256,34 @@ fn colour_matrix_and_range_are_applied() {
         );
     }
 }
+
+/// `--decode-device cuda` (NVDEC): where there is no CUDA device (CI), the reader says why and
+/// decodes in software, frame for frame the software path's; where there is one, the downloaded
+/// NVDEC frames equal the software path's exactly (H.264/HEVC/VP9/AV1 decoding is bit-exact, the
+/// NV12 → yuv420p unpacking is lossless and the RGB conversion is the same code).
+#[test]
+fn nvdec_falls_back_or_matches_software() {
+    let cuda = OpenOptions { decode_device: DecodeDevice::Cuda, ..OpenOptions::default() };
+    for name in ["h264_bframes.mp4", "vp9.webm", "mpeg4.avi"] {
+        let path = video(name);
+        let mut sw = VideoReader::open(&path, &OpenOptions::default()).unwrap();
+        assert_eq!(sw.decode_device(), DecodeDevice::Cpu);
+        assert_eq!(sw.decode_fallback(), None, "software was asked for");
+        let mut hw = VideoReader::open(&path, &cuda).unwrap();
+        match hw.decode_device() {
+            DecodeDevice::Cpu => {
+                let why = hw.decode_fallback().expect("a fallback says why");
+                assert!(why.contains("CUDA") || why.contains("NVDEC"), "{name}: {why}");
+            }
+            DecodeDevice::Cuda => assert_eq!(hw.decode_fallback(), None),
+        }
+        assert_eq!(hw.info(), sw.info(), "{name}");
+        let req = SampleRequest::num_frames(8);
+        let (a, b) = (sw.sample(&req).unwrap(), hw.sample(&req).unwrap());
+        assert_eq!(a.indices, b.indices, "{name}");
+        assert_eq!(a.pts, b.pts, "{name}");
+        assert_eq!(a.data, b.data, "{name} on {:?}", hw.decode_device());
+    }
+    assert_eq!("cuda".parse::<DecodeDevice>().unwrap(), DecodeDevice::Cuda);
+    assert!("gpu".parse::<DecodeDevice>().is_err());
+}

@@ -633,6 +633,8 @@ impl VisionEncoder {
             Some(geo) => SlotKind::Patchified(geo),
             None => SlotKind::Single(4),
         };
+        // Vision runs change shape with every image and frame count: never CUDA-graph captured.
+        session.cuda_graph = false;
         let image = Slot::load(image_path, image_kind, &session)?;
         let load_video = spec.video_encoder != GraphUse::Unused && video_path.is_file();
         let video = if load_video {
@@ -656,11 +658,45 @@ impl VisionEncoder {
 
     /// Drops the ONNX Runtime sessions (weights, pre-packed copies, activation arenas). The
     /// graphs are loaded again, from the same files, by the next call that needs them.
+    ///
+    /// Sessions on the CUDA provider stay loaded ([`VisionEncoder::releases_sessions`] is
+    /// false): their weights and arena are device memory, which releasing gives back to nobody
+    /// on the host, while loading them again (graph optimisation, weight upload, cuDNN
+    /// autotuning) costs more than the vision run itself.
     pub fn release(&mut self) {
+        if !self.releases_sessions() {
+            tracing::debug!("vision sessions on CUDA stay resident");
+            return;
+        }
         self.image.graph = None;
         if let Some(v) = self.video.as_mut() {
             v.graph = None;
         }
+    }
+
+    /// Whether [`VisionEncoder::release`] drops the sessions: only on the CPU provider.
+    pub fn releases_sessions(&self) -> bool {
+        self.image.provider == Provider::Cpu
+            && self.video.as_ref().is_none_or(|v| v.provider == Provider::Cpu)
+    }
+
+    /// Ends ONNX Runtime profiling of the loaded vision sessions
+    /// ([`vidlm_ort::SessionOptions::profile_dir`]) and returns the profile files written.
+    pub fn end_profiling(&mut self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let slots = std::iter::once(&mut self.image).chain(self.video.as_mut());
+        for slot in slots {
+            if let Some(g) = slot.graph.as_mut() {
+                match g.s.end_profiling() {
+                    Some(Ok(p)) => out.push(p),
+                    Some(Err(e)) => {
+                        tracing::warn!(graph = %slot.path.display(), %e, "ending the ORT profile failed")
+                    }
+                    None => {}
+                }
+            }
+        }
+        out
     }
 
     /// Whether any vision session is loaded.
