@@ -510,6 +510,13 @@ impl AnyGraph {
             AnyGraph::Patchified(g) => g.s.provider,
         }
     }
+
+    fn session(&mut self) -> &mut LoadedSession {
+        match self {
+            AnyGraph::Single(g) => &mut g.s,
+            AnyGraph::Patchified(g) => &mut g.s,
+        }
+    }
 }
 
 /// A vision graph that can be released and loaded again when next needed.
@@ -687,7 +694,7 @@ impl VisionEncoder {
         let slots = std::iter::once(&mut self.image).chain(self.video.as_mut());
         for slot in slots {
             if let Some(g) = slot.graph.as_mut() {
-                match g.s.end_profiling() {
+                match g.session().end_profiling() {
                     Some(Ok(p)) => out.push(p),
                     Some(Err(e)) => {
                         tracing::warn!(graph = %slot.path.display(), %e, "ending the ORT profile failed")
