@@ -284,11 +284,11 @@ fn sample_video(
             return Err(MediaError::TooLong { seconds: d, limit: limits.max_duration_s });
         }
     }
-    let plan = reader.plan(&req).map_err(|source| MediaError::Decode { what: "video", source })?;
+    let plan = reader.plan(req).map_err(|source| MediaError::Decode { what: "video", source })?;
     if plan.len() > limits.max_frames {
         return Err(MediaError::TooManyFrames { requested: plan.len(), limit: limits.max_frames });
     }
     let frames =
-        reader.sample(&req).map_err(|source| MediaError::Decode { what: "video", source })?;
+        reader.sample(req).map_err(|source| MediaError::Decode { what: "video", source })?;
     Ok(frames.data)
 }
