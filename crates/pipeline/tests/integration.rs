@@ -11,3 +11,4 @@ mod golden_media;
 mod end_to_end;
 mod pipeline;
 mod placeholders;
+mod qwen_vision;

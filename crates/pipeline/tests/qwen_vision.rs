@@ -6,8 +6,7 @@
 //! (`$VIDLM_CACHE/fixtures/<family>/vision_ref/image_video.safetensors`): pixels and features bit
 //! for bit.
 
-#[path = "../../decoder/tests/common/mod.rs"]
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -178,6 +178,7 @@ fn check_family_variant(
                 input_ids: r.clone(),
                 image_features: i,
                 video_features: v,
+                positions: None,
             })
             .collect();
         // First-step logits at the stored columns.
@@ -248,10 +249,26 @@ fn next_video_demo_model_matches_transformers() {
     assert!(report.failures.is_empty(), "{:#?}", report.failures);
 }
 
+/// The golden families whose vision graphs take whole images or frames (the LLaVA layouts): this
+/// file feeds the goldens' pixels straight to the graphs and the first decoder step with 1-row
+/// positions. The patchified (Qwen-VL) families are checked against the same goldens by
+/// `tests/qwen_runner.rs` (features and DeepStack levels, fp32 and fp16, against the Python replay
+/// and transformers' `pooler_output`) and end to end by the pipeline's and the engine's golden
+/// tests (tokens, with their 3-row positions).
+fn llava_layout_families() -> Vec<String> {
+    golden_families()
+        .into_iter()
+        .filter(|fam| {
+            let files = ModelFiles::read(&fixture_model(fam)).expect("fixture model");
+            !files.spec().expect("family").image_layout.is_patchified()
+        })
+        .collect()
+}
+
 #[test]
 fn every_family_with_goldens_matches_transformers() {
     let mut report = Report { failures: vec![], checked: vec![] };
-    for fam in golden_families() {
+    for fam in llava_layout_families() {
         check_family(&fam, 8, &mut report);
     }
     assert!(!report.checked.is_empty(), "no goldens found under tests/goldens");
@@ -261,7 +278,7 @@ fn every_family_with_goldens_matches_transformers() {
 #[test]
 fn fp16_graphs_stay_close_to_transformers() {
     let mut report = Report { failures: vec![], checked: vec![] };
-    for fam in golden_families() {
+    for fam in llava_layout_families() {
         let model = fixture_model(&fam);
         assert!(
             model.join("onnx/decoder_model_merged_fp16.onnx").is_file(),
