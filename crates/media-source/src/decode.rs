@@ -236,7 +236,50 @@ pub fn decode_video(
         }
     }
     let req = sampling.request()?;
-    let mut reader = open(loaded, &open_options(limits), "video")?;
+    let mut reader = open_video(loaded, limits)?;
+    sample_checked(&mut reader, &req, limits)
+}
+
+/// A video sampled by a caller's own formula ([`decode_video_by`]): the frames and what the
+/// formula saw.
+#[derive(Debug, Clone)]
+pub struct SampledVideo {
+    /// The frames `(T, H, W, 3)`, in the order of `indices`.
+    pub frames: Array4<u8>,
+    /// The video's frame count (`VideoInfo::frame_count`).
+    pub total_frames: usize,
+    /// Its frame rate, where the container says.
+    pub fps: Option<f64>,
+    /// The frames taken.
+    pub indices: Vec<usize>,
+}
+
+/// Decodes the frames `choose` picks from a video's frame count and frame rate — a video
+/// processor's own sampling formula (the Qwen-VL families') — with the limits of
+/// [`decode_video`]: duration and pixels per frame from the header, the number of frames
+/// picked against `max_frames`, all before any frame is decoded.
+pub fn decode_video_by(
+    loaded: &Loaded,
+    limits: &MediaLimits,
+    choose: impl FnOnce(usize, Option<f64>) -> Result<Vec<usize>, MediaError>,
+) -> Result<SampledVideo, MediaError> {
+    let mut reader = open_video(loaded, limits)?;
+    let (total_frames, fps) = (reader.info().frame_count, reader.info().fps);
+    let indices = choose(total_frames, fps)?;
+    if indices.len() > limits.max_frames {
+        return Err(MediaError::TooManyFrames {
+            requested: indices.len(),
+            limit: limits.max_frames,
+        });
+    }
+    let req = SampleRequest::indices(indices.clone());
+    let frames = sample_checked(&mut reader, &req, limits)?;
+    Ok(SampledVideo { frames, total_frames, fps, indices })
+}
+
+/// Opens a video and checks its duration against the limit (from the header / packet index).
+fn open_video(loaded: &Loaded, limits: &MediaLimits) -> Result<VideoReader, MediaError> {
+    let reader = open(loaded, &open_options(limits), "video")?;
     let info = reader.info();
     let duration = info
         .duration
@@ -246,11 +289,20 @@ pub fn decode_video(
             return Err(MediaError::TooLong { seconds: d, limit: limits.max_duration_s });
         }
     }
-    let plan = reader.plan(&req).map_err(|source| MediaError::Decode { what: "video", source })?;
+    Ok(reader)
+}
+
+/// Plans `req`, checks the frame count against the limit, then decodes.
+fn sample_checked(
+    reader: &mut VideoReader,
+    req: &SampleRequest,
+    limits: &MediaLimits,
+) -> Result<Array4<u8>, MediaError> {
+    let plan = reader.plan(req).map_err(|source| MediaError::Decode { what: "video", source })?;
     if plan.len() > limits.max_frames {
         return Err(MediaError::TooManyFrames { requested: plan.len(), limit: limits.max_frames });
     }
     let frames =
-        reader.sample(&req).map_err(|source| MediaError::Decode { what: "video", source })?;
+        reader.sample(req).map_err(|source| MediaError::Decode { what: "video", source })?;
     Ok(frames.data)
 }

@@ -54,7 +54,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use decode::{
-    decode_image, decode_media, decode_video, ContentHash, FrameSampling, Loaded, MediaData,
+    decode_image, decode_media, decode_video, decode_video_by, ContentHash, FrameSampling, Loaded,
+    MediaData, SampledVideo,
 };
 pub use error::{ErrorCategory, MediaError};
 pub use fetch::Lookup;
