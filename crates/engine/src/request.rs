@@ -269,6 +269,9 @@ impl EngineError {
             EngineError::QueueFull { .. } => Some("server_overloaded"),
             EngineError::Stopped => Some("server_unavailable"),
             EngineError::Media { source, .. } => Some(source.code()),
+            EngineError::ProcessorArgs { source } if source.kind() == ErrorKind::BadRequest => {
+                Some("invalid_parameter")
+            }
             e if e.is_context_length() => Some("context_length_exceeded"),
             _ => None,
         }
