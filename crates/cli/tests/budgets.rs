@@ -180,11 +180,11 @@ fn request_budgets_equal_vidlm_preprocess_flags_on_both_qwen_families() {
              json!({"media_io_kwargs": {"video": {"num_frames": 4}}, "mm_processor_kwargs": {"min_pixels": 3136, "max_pixels": 8000}}),
              vec!["--num-frames", "4", "--min-pixels", "3136", "--max-pixels", "8000"]),
             ("image", Media::Image, json!({}), vec![]),
-            ("image max_pixels", Media::Image, json!({"mm_processor_kwargs": {"max_pixels": 14000}}), vec!["--max-pixels", "14000"]),
+            ("image max_pixels", Media::Image, json!({"mm_processor_kwargs": {"max_pixels": 20000}}), vec!["--max-pixels", "20000"]),
             ("image min_pixels", Media::Image, json!({"mm_processor_kwargs": {"min_pixels": 60000, "max_pixels": 90000}}), vec!["--min-pixels", "60000", "--max-pixels", "90000"]),
             ("image + video budget", Media::ImageAndVideo,
-             json!({"media_io_kwargs": {"video": {"num_frames": 4}}, "mm_processor_kwargs": {"max_pixels": 10000}}),
-             vec!["--num-frames", "4", "--max-pixels", "10000"]),
+             json!({"media_io_kwargs": {"video": {"num_frames": 4}}, "mm_processor_kwargs": {"max_pixels": 20000}}),
+             vec!["--num-frames", "4", "--max-pixels", "20000"]),
         ];
         let mut counts = Vec::new();
         for (what, media, extra, flags) in &cases {
