@@ -37,7 +37,11 @@ fn fixtures() -> PathBuf {
 
 fn fixture(family: &str) -> PathBuf {
     let m = fixtures().join(family).join("model");
-    assert!(m.join("config.json").is_file(), "{} is missing: run `cargo xtask fixtures`", m.display());
+    assert!(
+        m.join("config.json").is_file(),
+        "{} is missing: run `cargo xtask fixtures`",
+        m.display()
+    );
     m
 }
 
@@ -132,7 +136,11 @@ fn preprocessed(
         .arg(&out)
         .output()
         .unwrap();
-    assert!(r.status.success(), "vidlm preprocess {flags:?}: {}", String::from_utf8_lossy(&r.stderr));
+    assert!(
+        r.status.success(),
+        "vidlm preprocess {flags:?}: {}",
+        String::from_utf8_lossy(&r.stderr)
+    );
     let bytes = std::fs::read(&out).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let mut v: Vec<_> = st
@@ -153,7 +161,8 @@ fn tensors(inputs: &ProcessedInputs) -> Vec<(String, Vec<usize>, Vec<u8>)> {
 
 fn assert_same(what: &str, ours: &ProcessedInputs, want: &[(String, Vec<usize>, Vec<u8>)]) {
     let ours = tensors(ours);
-    let names = |v: &[(String, Vec<usize>, Vec<u8>)]| v.iter().map(|t| t.0.clone()).collect::<Vec<_>>();
+    let names =
+        |v: &[(String, Vec<usize>, Vec<u8>)]| v.iter().map(|t| t.0.clone()).collect::<Vec<_>>();
     assert_eq!(names(&ours), names(want), "{what}: tensor names");
     for (a, b) in ours.iter().zip(want) {
         assert_eq!(a.1, b.1, "{what}: {} shape", a.0);
@@ -163,7 +172,8 @@ fn assert_same(what: &str, ours: &ProcessedInputs, want: &[(String, Vec<usize>, 
 
 /// Visual placeholder tokens (image + video) of the prompt.
 fn visual_tokens(inputs: &ProcessedInputs) -> usize {
-    inputs.image_token_counts.iter().sum::<usize>() + inputs.video_token_counts.iter().sum::<usize>()
+    inputs.image_token_counts.iter().sum::<usize>()
+        + inputs.video_token_counts.iter().sum::<usize>()
 }
 
 #[test]
@@ -173,18 +183,49 @@ fn request_budgets_equal_vidlm_preprocess_flags_on_both_qwen_families() {
         let dir = media_dir(family);
         // (what, media, body fields, `vidlm preprocess` flags)
         let cases: Vec<(&str, Media, Value, Vec<&str>)> = vec![
-            ("num_frames", Media::Video, json!({"media_io_kwargs": {"video": {"num_frames": 4}}}), vec!["--num-frames", "4"]),
-            ("odd num_frames", Media::Video, json!({"media_io_kwargs": {"video": {"num_frames": 5}}}), vec!["--num-frames", "5"]),
-            ("fps + max_frames", Media::Video, json!({"media_io_kwargs": {"video": {"fps": 3.0, "max_frames": 6}}}), vec!["--fps", "3", "--max-frames", "6"]),
-            ("video budget", Media::Video,
-             json!({"media_io_kwargs": {"video": {"num_frames": 4}}, "mm_processor_kwargs": {"min_pixels": 3136, "max_pixels": 8000}}),
-             vec!["--num-frames", "4", "--min-pixels", "3136", "--max-pixels", "8000"]),
+            (
+                "num_frames",
+                Media::Video,
+                json!({"media_io_kwargs": {"video": {"num_frames": 4}}}),
+                vec!["--num-frames", "4"],
+            ),
+            (
+                "odd num_frames",
+                Media::Video,
+                json!({"media_io_kwargs": {"video": {"num_frames": 5}}}),
+                vec!["--num-frames", "5"],
+            ),
+            (
+                "fps + max_frames",
+                Media::Video,
+                json!({"media_io_kwargs": {"video": {"fps": 3.0, "max_frames": 6}}}),
+                vec!["--fps", "3", "--max-frames", "6"],
+            ),
+            (
+                "video budget",
+                Media::Video,
+                json!({"media_io_kwargs": {"video": {"num_frames": 4}}, "mm_processor_kwargs": {"min_pixels": 3136, "max_pixels": 8000}}),
+                vec!["--num-frames", "4", "--min-pixels", "3136", "--max-pixels", "8000"],
+            ),
             ("image", Media::Image, json!({}), vec![]),
-            ("image max_pixels", Media::Image, json!({"mm_processor_kwargs": {"max_pixels": 20000}}), vec!["--max-pixels", "20000"]),
-            ("image min_pixels", Media::Image, json!({"mm_processor_kwargs": {"min_pixels": 60000, "max_pixels": 90000}}), vec!["--min-pixels", "60000", "--max-pixels", "90000"]),
-            ("image + video budget", Media::ImageAndVideo,
-             json!({"media_io_kwargs": {"video": {"num_frames": 4}}, "mm_processor_kwargs": {"max_pixels": 20000}}),
-             vec!["--num-frames", "4", "--max-pixels", "20000"]),
+            (
+                "image max_pixels",
+                Media::Image,
+                json!({"mm_processor_kwargs": {"max_pixels": 20000}}),
+                vec!["--max-pixels", "20000"],
+            ),
+            (
+                "image min_pixels",
+                Media::Image,
+                json!({"mm_processor_kwargs": {"min_pixels": 60000, "max_pixels": 90000}}),
+                vec!["--min-pixels", "60000", "--max-pixels", "90000"],
+            ),
+            (
+                "image + video budget",
+                Media::ImageAndVideo,
+                json!({"media_io_kwargs": {"video": {"num_frames": 4}}, "mm_processor_kwargs": {"max_pixels": 20000}}),
+                vec!["--num-frames", "4", "--max-pixels", "20000"],
+            ),
         ];
         let mut counts = Vec::new();
         for (what, media, extra, flags) in &cases {
@@ -269,7 +310,9 @@ fn a_family_without_pixel_budgets_refuses_them() {
     assert!(processor.check_budget(&ProcessOptions::default()).is_ok());
     // A Qwen model takes them, but not a lower budget above its config's upper one.
     let qwen = Processor::from_dir(fixture("qwen2_5_vl")).unwrap();
-    assert!(qwen.check_budget(&ProcessOptions { max_pixels: Some(20000), ..Default::default() }).is_ok());
+    assert!(qwen
+        .check_budget(&ProcessOptions { max_pixels: Some(20000), ..Default::default() })
+        .is_ok());
     let e = qwen
         .check_budget(&ProcessOptions { min_pixels: Some(1 << 30), ..Default::default() })
         .unwrap_err();
