@@ -696,7 +696,7 @@ class Budgets(unittest.TestCase):
         cls.tmp = Path(tempfile.mkdtemp(prefix="vidlm-serve-budgets-"))
         shutil.copy(DEMO_VIDEO, cls.tmp / "clip.mp4")
         cls.s = Serve(cls.model, "--allowed-local-media-path", str(cls.tmp), "--max-frames", "8",
-                      "--max-pixels", "4000000")
+                      "--max-frame-pixels", "4000000")
         cls.c = cls.s.client()
         cls.id = cls.c.models.list().data[0].id
 
