@@ -23,17 +23,14 @@ Everything listens on 127.0.0.1 only.
 from __future__ import annotations
 
 import os
-import re
-import subprocess
-import threading
-import time
 import unittest
-import urllib.error
-import urllib.request
+from pathlib import Path
 
 import openai
 
-VIDLM = os.environ["VIDLM_BIN"]
+# The one `vidlm serve` launcher of the python tests (a sibling module: this file runs as a script).
+from test_serve_openai import Serve
+
 MODEL = os.environ["VIDLM_FAILING_MODEL"]
 PROMPT = os.environ["VIDLM_PROMPT"]
 GOOD_STEPS = int(os.environ["VIDLM_GOOD_STEPS"])
@@ -43,46 +40,16 @@ EXPECTED_MODEL = os.environ["VIDLM_EXPECTED_MODEL"]
 class InternalFailure(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cmd = [VIDLM, "serve", "--model", MODEL, "--host", "127.0.0.1", "--port", "0", "--threads", "1"]
-        cls.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
-        cls.log: list[str] = []
-        cls.base = None
-        deadline = time.time() + 120
-        while cls.base is None:
-            line = cls.proc.stderr.readline()
-            if not line:
-                raise RuntimeError(f"vidlm serve exited: {cls.proc.wait()} {''.join(cls.log)}")
-            cls.log.append(line)
-            m = re.search(r"listening on (http://[0-9.:]+)", line)
-            if m:
-                cls.base = m.group(1)
-            if time.time() > deadline:
-                raise RuntimeError("vidlm serve did not start")
-        threading.Thread(target=lambda: cls.log.extend(cls.proc.stderr), daemon=True).start()
-        while cls.health() != 200:
-            if cls.proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"vidlm serve never became healthy: {''.join(cls.log)}")
-            time.sleep(0.1)
-        cls.client = openai.OpenAI(base_url=f"{cls.base}/v1", api_key="none", max_retries=0, timeout=120)
+        cls.serve = Serve(Path(MODEL))
+        cls.client = cls.serve.client()
 
     @classmethod
     def tearDownClass(cls):
-        cls.proc.terminate()
-        try:
-            cls.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            cls.proc.kill()
-            cls.proc.wait()
+        cls.serve.close()
 
     @classmethod
     def health(cls) -> int:
-        try:
-            with urllib.request.urlopen(f"{cls.base}/health", timeout=5) as r:
-                return r.status
-        except urllib.error.HTTPError as e:
-            return e.code
-        except OSError:
-            return 0
+        return cls.serve.health()
 
     def ask(self, max_tokens: int, **kw):
         return self.client.chat.completions.create(

@@ -187,6 +187,8 @@ fn a_failed_decoder_step_is_a_server_error_in_the_engine_batch_and_serve() {
         .env("VIDLM_PROMPT", PROMPT)
         .env("VIDLM_GOOD_STEPS", GOOD_STEPS.to_string())
         .env("PYTHONUNBUFFERED", "1")
+        // It imports the `vidlm serve` launcher of its sibling `test_serve_openai.py`.
+        .env("PYTHONPATH", root().join("python/tests"))
         .current_dir(root())
         .status()
         .expect("start python");
