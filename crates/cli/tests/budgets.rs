@@ -308,13 +308,17 @@ fn a_family_without_pixel_budgets_refuses_them() {
         assert_eq!(e.kind(), vidlm_processor::ErrorKind::Unsupported, "{e}");
     }
     assert!(processor.check_budget(&ProcessOptions::default()).is_ok());
-    // A Qwen model takes them, but not a lower budget above its config's upper one.
+    // A Qwen model takes them (a max_pixels under the config's min_pixels too, as transformers
+    // does: smart_resize shrinks to it), but not a value the processor cannot hold.
     let qwen = Processor::from_dir(fixture("qwen2_5_vl")).unwrap();
+    assert!(qwen
+        .check_budget(&ProcessOptions { max_pixels: Some(5000), ..Default::default() })
+        .is_ok());
     assert!(qwen
         .check_budget(&ProcessOptions { max_pixels: Some(20000), ..Default::default() })
         .is_ok());
     let e = qwen
-        .check_budget(&ProcessOptions { min_pixels: Some(1 << 30), ..Default::default() })
+        .check_budget(&ProcessOptions { min_pixels: Some(1 << 33), ..Default::default() })
         .unwrap_err();
     assert_eq!(e.kind(), vidlm_processor::ErrorKind::BadRequest, "{e}");
 }

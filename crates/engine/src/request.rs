@@ -195,8 +195,8 @@ pub enum EngineError {
     Vision(#[from] VisionError),
     /// The request's processor arguments do not fit this model: pixel budgets for a model
     /// whose processors have none ([`ErrorKind::Unsupported`], 422), or values its processors
-    /// refuse (a lower budget above the upper one: [`ErrorKind::BadRequest`], 400). Checked at
-    /// submission, before any media is loaded.
+    /// refuse (out of range: [`ErrorKind::BadRequest`], 400). Checked at submission, before any
+    /// media is loaded.
     #[error("processor arguments: {source}")]
     ProcessorArgs {
         /// The processor's refusal.

@@ -89,8 +89,7 @@ pub enum ProcessorError {
         #[source]
         source: SamplingError,
     },
-    /// A call option has a value out of range or inconsistent with the model's settings (a
-    /// pixel budget of 0, a lower budget above the upper one).
+    /// A call option has a value out of range (a pixel budget of 0 or above 2³²-1).
     #[error("{option}: {message}")]
     InvalidOption {
         /// The option, by transformers' name (`min_pixels`, `size.longest_edge`, ...).

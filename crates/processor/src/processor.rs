@@ -1055,8 +1055,8 @@ impl Processor {
     /// `s` with the call's pixel budget: `size` (both processors), then `min_pixels` /
     /// `max_pixels` over its sides where the class takes them (transformers' call arguments;
     /// Qwen3-VL's video processor takes only `size`). A budget for a processor without one
-    /// (the LLaVA families) is [`ProcessorError::Unsupported`]; a value outside 1..=2³²-1 or a
-    /// lower budget above the upper one is [`ProcessorError::InvalidOption`].
+    /// (the LLaVA families) is [`ProcessorError::Unsupported`]; a value outside 1..=2³²-1 is
+    /// [`ProcessorError::InvalidOption`].
     fn with_budget(&self, s: &VisionSettings, opts: &ProcessOptions) -> Result<VisionSettings> {
         let mut out = s.clone();
         if opts.min_pixels.is_none() && opts.max_pixels.is_none() && opts.size.is_none() {
@@ -1085,25 +1085,12 @@ impl Processor {
         if let Some((min, max)) = opts.size {
             (p.min_pixels, p.max_pixels) = (min, max);
         }
+        // A lower budget left above the upper one (a call's max_pixels under the config's
+        // min_pixels) is not an error in transformers: smart_resize shrinks to the upper budget
+        // first. So it is not one here either.
         if p.pixel_kwargs {
             p.min_pixels = opts.min_pixels.unwrap_or(p.min_pixels);
             p.max_pixels = opts.max_pixels.unwrap_or(p.max_pixels);
-        }
-        if p.min_pixels > p.max_pixels {
-            let option = if opts.min_pixels.is_some() && p.pixel_kwargs {
-                "min_pixels"
-            } else if opts.max_pixels.is_some() && p.pixel_kwargs {
-                "max_pixels"
-            } else {
-                "size"
-            };
-            return Err(ProcessorError::InvalidOption {
-                option,
-                message: format!(
-                    "the lower pixel budget {} of {} is above its upper budget {}",
-                    p.min_pixels, s.class, p.max_pixels
-                ),
-            });
         }
         Ok(out)
     }
