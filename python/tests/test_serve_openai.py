@@ -661,6 +661,151 @@ class Conformance(unittest.TestCase):
         self.assertEqual(streamed, full.choices[0].message.content)
 
 
+def vidlm_run_with(model: Path, messages: list[dict], flags: list[str], max_tokens: int) -> dict:
+    """`vidlm run --json` of the messages with these sampling / budget flags."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(to_hf(messages), f)
+        path = f.name
+    try:
+        out = subprocess.run(
+            [VIDLM, "run", "--model", str(model), "--messages", path, *flags,
+             "--max-new-tokens", str(max_tokens), "--threads", "1", "--json"],
+            capture_output=True, text=True, check=False,
+        )
+        if out.returncode != 0:
+            raise AssertionError(f"vidlm run {flags} failed: {out.stderr}")
+        return json.loads(out.stdout)
+    finally:
+        os.unlink(path)
+
+
+class Budgets(unittest.TestCase):
+    """Per-request budgets as vLLM takes them: `media_io_kwargs.video` (num_frames, fps,
+    max_frames) samples a request's videos exactly as `vidlm run`'s flags do, by the family's
+    rule (LLaVA-OneVision here: usage.prompt_tokens equals `vidlm run`'s); `mm_processor_kwargs`
+    (pixel budgets) is refused by a family without them (422); every bad value is an OpenAI
+    error naming the field (raw HTTP); the vision cache never shares features across budgets.
+    (The Qwen families' budgets are compared with `vidlm preprocess` at the request → processor
+    level in `crates/cli/tests/budgets.rs`.)"""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.model = FIXTURES / "onevision" / "model"
+        if not (cls.model / "config.json").is_file():
+            raise AssertionError(f"fixture model {cls.model} is missing: run `cargo xtask fixtures`")
+        cls.tmp = Path(tempfile.mkdtemp(prefix="vidlm-serve-budgets-"))
+        shutil.copy(DEMO_VIDEO, cls.tmp / "clip.mp4")
+        cls.s = Serve(cls.model, "--allowed-local-media-path", str(cls.tmp), "--max-frames", "8",
+                      "--max-frame-pixels", "4000000")
+        cls.c = cls.s.client()
+        cls.id = cls.c.models.list().data[0].id
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.s.close()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def conv(self, name: str = "clip.mp4") -> list[dict]:
+        return [{"role": "user", "content": [video_part(self.tmp / name), {"type": "text", "text": "What happens?"}]}]
+
+    def test_media_io_kwargs_sample_as_vidlm_run_flags_do(self):
+        conv = self.conv()
+        seen = {}
+        for video, flags in [({"num_frames": 2}, ["--num-frames", "2"]),
+                             ({"num_frames": 3}, ["--num-frames", "3"]),
+                             ({"num_frames": 6}, ["--num-frames", "6"]),
+                             ({"fps": 1.0}, ["--fps", "1"]),
+                             ({"fps": 30.0, "max_frames": 5}, ["--fps", "30", "--max-frames", "5"])]:
+            with self.subTest(video=video):
+                want = vidlm_run_with(self.model, conv, flags, max_tokens=4)
+                r = self.c.chat.completions.create(model=self.id, messages=conv, max_tokens=4, temperature=0,
+                                                   extra_body={"media_io_kwargs": {"video": video}})
+                self.assertEqual(r.usage.prompt_tokens, want["prompt_tokens"], video)
+                self.assertEqual(r.choices[0].message.content, want["text"], video)
+                seen[json.dumps(video)] = r.usage.prompt_tokens
+        # The frame count moved the prompt: each num_frames gives its own length.
+        n = [seen[json.dumps({"num_frames": k})] for k in (2, 3, 6)]
+        self.assertEqual(len(set(n)), 3, n)
+        self.assertLess(n[0], n[1])
+        self.assertLess(n[1], n[2])
+
+    def test_error_table(self):
+        """Raw HTTP: every refusal is an OpenAI error object naming the field."""
+        video = self.conv()[0]["content"]
+
+        def body(extra: dict, stream: bool = False) -> bytes:
+            b = {"model": self.id, "messages": [{"role": "user", "content": video}], "max_tokens": 2, **extra}
+            if stream:
+                b["stream"] = True
+            return json.dumps(b).encode()
+
+        table = [
+            # (name, extra fields, status, code or None, param)
+            ("unknown mm_processor_kwargs key", {"mm_processor_kwargs": {"fps": 1}}, 400, "unsupported_parameter", "mm_processor_kwargs.fps"),
+            ("unknown media_io_kwargs.video key", {"media_io_kwargs": {"video": {"frames": 3}}}, 400, "invalid_request", "media_io_kwargs.video.frames"),
+            ("unknown size key", {"mm_processor_kwargs": {"size": {"shortest_edge": 1, "longest_edge": 2, "height": 3}}}, 400, "invalid_parameter", "mm_processor_kwargs.size.height"),
+            ("mm_processor_kwargs not an object", {"mm_processor_kwargs": [1]}, 400, "invalid_parameter", "mm_processor_kwargs"),
+            ("max_pixels a string", {"mm_processor_kwargs": {"max_pixels": "big"}}, 400, "invalid_parameter", "mm_processor_kwargs.max_pixels"),
+            ("min_pixels a float", {"mm_processor_kwargs": {"min_pixels": 1.5}}, 400, "invalid_parameter", "mm_processor_kwargs.min_pixels"),
+            ("num_frames a string", {"media_io_kwargs": {"video": {"num_frames": "4"}}}, 400, "invalid_request", "media_io_kwargs.video.num_frames"),
+            ("size without longest_edge", {"mm_processor_kwargs": {"size": {"shortest_edge": 4}}}, 400, "invalid_parameter", "mm_processor_kwargs.size.longest_edge"),
+            ("min_pixels 0", {"mm_processor_kwargs": {"min_pixels": 0}}, 400, "invalid_parameter", "mm_processor_kwargs.min_pixels"),
+            ("max_pixels negative", {"mm_processor_kwargs": {"max_pixels": -1}}, 400, "invalid_parameter", "mm_processor_kwargs.max_pixels"),
+            ("num_frames 0", {"media_io_kwargs": {"video": {"num_frames": 0}}}, 400, "invalid_parameter", "media_io_kwargs.video.num_frames"),
+            ("fps negative", {"media_io_kwargs": {"video": {"fps": -2}}}, 400, "invalid_parameter", "media_io_kwargs.video.fps"),
+            ("max_frames 0", {"media_io_kwargs": {"video": {"max_frames": 0}}}, 400, "invalid_parameter", "media_io_kwargs.video.max_frames"),
+            ("num_frames with fps", {"media_io_kwargs": {"video": {"num_frames": 4, "fps": 1}}}, 400, "invalid_parameter", "media_io_kwargs.video"),
+            ("min_pixels above max_pixels", {"mm_processor_kwargs": {"min_pixels": 9000, "max_pixels": 8000}}, 400, "invalid_parameter", "mm_processor_kwargs.min_pixels"),
+            ("size shortest above longest", {"mm_processor_kwargs": {"size": {"shortest_edge": 9000, "longest_edge": 8000}}}, 400, "invalid_parameter", "mm_processor_kwargs.size"),
+            ("max_pixels over the server's limit", {"mm_processor_kwargs": {"max_pixels": 4000001}}, 413, "media_limit_exceeded", "mm_processor_kwargs.max_pixels"),
+            ("num_frames over the server's cap", {"media_io_kwargs": {"video": {"num_frames": 9}}}, 413, "media_limit_exceeded", "media_io_kwargs.video.num_frames"),
+            # LLaVA-OneVision's processors have no pixel budget: the model cannot serve it.
+            ("pixel budget on a family without one", {"mm_processor_kwargs": {"max_pixels": 20000}}, 422, None, "mm_processor_kwargs"),
+            ("size on a family without one", {"mm_processor_kwargs": {"size": {"shortest_edge": 100, "longest_edge": 20000}}}, 422, None, "mm_processor_kwargs"),
+        ]
+        headers = {"Content-Type": "application/json"}
+        for name, extra, status, code, param in table:
+            for stream in (False, True):
+                with self.subTest(name, stream=stream):
+                    st, _, out = raw(self.s.base, "POST", "/v1/chat/completions", body(extra, stream), headers)
+                    self.assertEqual(st, status, out)
+                    err = json.loads(out)["error"]
+                    for k in ["message", "type", "param", "code"]:
+                        self.assertIn(k, err)
+                    self.assertEqual(err["type"], "invalid_request_error")
+                    self.assertEqual(err["param"], param, err)
+                    if code:
+                        self.assertEqual(err["code"], code, err)
+        self.assertEqual(self.s.health(), 200)
+        # The no-op values pass.
+        r = self.c.chat.completions.create(model=self.id, messages=self.conv(), max_tokens=2, temperature=0,
+                                           extra_body={"mm_processor_kwargs": {}, "media_io_kwargs": {"video": {"num_frames": 2}}})
+        self.assertEqual(r.usage.completion_tokens, 2)
+
+    def test_the_vision_cache_never_shares_features_across_budgets(self):
+        shutil.copy(DEMO_VIDEO, self.tmp / "cached.mp4")
+        # Different bytes from clip.mp4 would be a different key anyway; the same bytes under a
+        # new name are the same item, so this test owns its counts only by its budgets.
+        conv = self.conv("cached.mp4")
+
+        def ask(frames: int):
+            return self.c.chat.completions.create(model=self.id, messages=conv, max_tokens=2, temperature=0,
+                                                  extra_body={"media_io_kwargs": {"video": {"num_frames": frames, "max_frames": 7}}})
+
+        before = self.s.metrics()
+        a = ask(4)
+        a2 = ask(4)
+        b = ask(5)
+        after = self.s.metrics()
+        queries = counter(after, "vidlm_mm_cache_queries") - counter(before, "vidlm_mm_cache_queries")
+        hits = counter(after, "vidlm_mm_cache_hits") - counter(before, "vidlm_mm_cache_hits")
+        self.assertEqual((queries, hits), (3, 1))
+        self.assertEqual(a.usage.prompt_tokens, a2.usage.prompt_tokens)
+        self.assertEqual(a.choices[0].message.content, a2.choices[0].message.content)
+        self.assertNotEqual(a.usage.prompt_tokens, b.usage.prompt_tokens)
+        self.assertEqual(b.usage.prompt_tokens, vidlm_run_with(self.model, conv, ["--num-frames", "5"], 2)["prompt_tokens"])
+
+
 class CorsOrigins(unittest.TestCase):
     def test_only_the_allowed_origins_get_cors_headers(self):
         s = Serve(DEMO_MODEL, "--allowed-origins", "https://app.example.com", "--allowed-headers", "authorization,content-type",

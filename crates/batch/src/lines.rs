@@ -4,7 +4,8 @@
 //! A plain manifest's row becomes the chat completions body a client would send —
 //! `{"model", "messages": [{"role": "user", "content": [video_url, text]}]}` — so both kinds of
 //! manifest go through the same parsing and media rules as `vidlm serve`. The command line's
-//! sampling and generation flags fill in what a body leaves unset, never overriding it.
+//! sampling, pixel-budget and generation flags fill in what a body leaves unset, never
+//! overriding it.
 //!
 //! Output lines are OpenAI Batch output:
 //! `{"id", "custom_id", "response": {"status_code", "request_id", "body"}, "error"}`. Ids are
@@ -25,6 +26,11 @@ pub struct RequestDefaults {
     pub fps: Option<f64>,
     /// `media_io_kwargs.video.max_frames` (evenly spaced cap; the policy's hard cap still applies).
     pub max_frames: Option<usize>,
+    /// `mm_processor_kwargs.min_pixels` (patchified families' lower pixel budget), unless the
+    /// body sets `min_pixels` or `size` there.
+    pub min_pixels: Option<u64>,
+    /// `mm_processor_kwargs.max_pixels`, unless the body sets `max_pixels` or `size` there.
+    pub max_pixels: Option<u64>,
     /// `max_tokens` (unless the body has `max_tokens` or `max_completion_tokens`).
     pub max_tokens: Option<usize>,
     /// `temperature` (0 = greedy).
@@ -67,6 +73,7 @@ impl RequestDefaults {
                 body.insert("max_tokens".into(), json!(m));
             }
         }
+        self.apply_pixels(body);
         let sampling = match (self.num_frames, self.fps) {
             (Some(n), _) => Some(("num_frames", json!(n))),
             (None, Some(f)) => Some(("fps", json!(f))),
@@ -95,6 +102,31 @@ impl RequestDefaults {
         if let Some(m) = self.max_frames {
             if unset(video, "max_frames") {
                 video.insert("max_frames".into(), json!(m));
+            }
+        }
+    }
+}
+
+impl RequestDefaults {
+    /// The pixel budgets into `mm_processor_kwargs`, each only where the body's own
+    /// `mm_processor_kwargs` sets neither that key nor `size` (whose sides `min_pixels` /
+    /// `max_pixels` would override: the body's budget wins). A body whose `mm_processor_kwargs`
+    /// is not an object is left for the parser to refuse.
+    fn apply_pixels(&self, body: &mut Map<String, Value>) {
+        if self.min_pixels.is_none() && self.max_pixels.is_none() {
+            return;
+        }
+        let kw = body.entry("mm_processor_kwargs").or_insert_with(|| json!({}));
+        if kw.is_null() {
+            *kw = json!({});
+        }
+        let Some(kw) = kw.as_object_mut() else { return };
+        let has_size = kw.get("size").is_some_and(|v| !v.is_null());
+        for (k, v) in [("min_pixels", self.min_pixels), ("max_pixels", self.max_pixels)] {
+            if let Some(v) = v {
+                if !has_size && kw.get(k).is_none_or(Value::is_null) {
+                    kw.insert(k.into(), json!(v));
+                }
             }
         }
     }
@@ -212,6 +244,32 @@ mod tests {
         let mut b = Map::new();
         RequestDefaults::default().apply(&mut b);
         assert!(b.is_empty());
+    }
+
+    #[test]
+    fn pixel_budgets_fill_only_gaps() {
+        let d = RequestDefaults {
+            min_pixels: Some(3136),
+            max_pixels: Some(20_000),
+            ..Default::default()
+        };
+        let mut b = Map::new();
+        d.apply(&mut b);
+        assert_eq!(b["mm_processor_kwargs"], json!({"min_pixels": 3136, "max_pixels": 20000}));
+        // The body's own key wins; the other default fills in.
+        let mut b =
+            json!({"mm_processor_kwargs": {"max_pixels": 9000}}).as_object().cloned().unwrap();
+        d.apply(&mut b);
+        assert_eq!(b["mm_processor_kwargs"], json!({"min_pixels": 3136, "max_pixels": 9000}));
+        // A body with `size` keeps its budget whole (min/max would override its sides).
+        let size = json!({"size": {"shortest_edge": 1000, "longest_edge": 5000}});
+        let mut b = json!({"mm_processor_kwargs": size.clone()}).as_object().cloned().unwrap();
+        d.apply(&mut b);
+        assert_eq!(b["mm_processor_kwargs"], size);
+        // Not an object: left for the parser to refuse.
+        let mut b = json!({"mm_processor_kwargs": 5}).as_object().cloned().unwrap();
+        d.apply(&mut b);
+        assert_eq!(b["mm_processor_kwargs"], 5);
     }
 
     #[test]

@@ -166,9 +166,6 @@ fn run_shard(a: RunArgs) -> Result<()> {
     let base_dir = crate::messages::base_dir_of(&input);
     let media_dir = a.allowed_local_media_path.clone().unwrap_or_else(|| base_dir.clone());
     let s = &a.sampling;
-    if s.min_pixels.is_some() || s.max_pixels.is_some() {
-        bail!("--min-pixels / --max-pixels are not supported by `vidlm batch` yet (only by `vidlm preprocess`)");
-    }
     // The hard frame cap is the server's default, raised to what the command line asks for.
     let limits =
         MediaLimits { decode_device: a.backend.decode_device.device(), ..MediaLimits::default() };
@@ -193,6 +190,8 @@ fn run_shard(a: RunArgs) -> Result<()> {
         num_frames: s.num_frames,
         fps: s.fps,
         max_frames: s.max_frames,
+        min_pixels: s.min_pixels,
+        max_pixels: s.max_pixels,
         max_tokens: g.max_new_tokens,
         temperature,
         top_p: g.top_p.map(f64::from),

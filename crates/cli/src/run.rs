@@ -12,7 +12,7 @@ use crate::backend::{BackendArgs, GenerationArgs};
 use crate::messages::MessagesFile;
 use crate::sampling::SamplingArgs;
 use anyhow::{bail, Context, Result};
-use vidlm_engine::{Completion, Engine, EngineConfig, EngineRequest, Event};
+use vidlm_engine::{Completion, Engine, EngineConfig, EngineRequest, Event, ProcessorArgs};
 use vidlm_pipeline::{
     Conversation, FinishReason, ModelFiles, Pipeline, PipelineError, PipelineOptions,
     ProcessOptions, Stage,
@@ -92,17 +92,21 @@ pub fn run(a: Args) -> Result<()> {
     // Local files the user named: decoded here with the command's frame sampling (the engine's
     // media policy is for untrusted requests), handed to the engine decoded.
     progress(started, Stage::Preprocess { conversations: 1 });
-    if a.sampling.min_pixels.is_some() || a.sampling.max_pixels.is_some() {
-        anyhow::bail!(
-            "--min-pixels / --max-pixels are not supported by `vidlm run` yet (only by `vidlm preprocess`)"
-        );
-    }
     let mut process = ProcessOptions::default();
     a.sampling.apply(&mut process);
+    // A budget the model's processors refuse stops here, before any media is decoded.
+    processor.check_budget(&process).context("--min-pixels / --max-pixels")?;
     let t0 = std::time::Instant::now();
     let loaded = processor.load_conversation(&conversation, &process)?;
     let media_decode = t0.elapsed();
     let mut req = EngineRequest::from_decoded(loaded)?;
+    // --min-pixels / --max-pixels: the processor's pixel budgets for this request (checked
+    // against the model when the engine takes it: a family without budgets refuses them).
+    req.processor_args = ProcessorArgs {
+        min_pixels: a.sampling.min_pixels,
+        max_pixels: a.sampling.max_pixels,
+        size: None,
+    };
     apply_generation(&mut req, &a.generation);
     // transformers' semantics: with no length anywhere, `max_length` 20 (prompt included). Said
     // on stderr when it cuts the answer.

@@ -63,8 +63,10 @@ pub struct Args {
     /// Seconds of one video at most.
     #[arg(long, default_value_t = 3600.0)]
     pub max_video_seconds: f64,
-    /// Pixels (width x height) of one frame or image at most.
-    #[arg(long, default_value_t = 4096 * 4096)]
+    /// Pixels (width x height) of one frame or image at most; also the most a request's pixel
+    /// budget (`mm_processor_kwargs`) may ask for. (The name of `vidlm probe/frames/preprocess`'s
+    /// decode limit; `--max-pixels` is the Qwen-VL budget in `run`, `batch` and `preprocess`.)
+    #[arg(long = "max-frame-pixels", default_value_t = 4096 * 4096)]
     pub max_pixels: u64,
     /// Seconds a remote media download may take.
     #[arg(long, default_value_t = 30.0)]

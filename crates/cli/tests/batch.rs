@@ -1054,3 +1054,100 @@ fn qwen_fixtures_answer_in_batch_as_vidlm_run() {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+/// Per-request budgets in batch: the command line's `--num-frames` / `--min-pixels` /
+/// `--max-pixels` are defaults a body's own `media_io_kwargs` / `mm_processor_kwargs` overrides
+/// (the answers' prompt lengths equal `vidlm run`'s with the same frames), plain (CSV) rows take
+/// them, and on a family without pixel budgets (LLaVA-OneVision) the pixel budgets are refused
+/// per line (422, `param: mm_processor_kwargs`) — never ignored; `vidlm run` refuses them too.
+#[test]
+fn budgets_are_defaults_that_a_body_overrides() {
+    let dir = tmp("budgets");
+    std::fs::copy(root().join("assets/demo.mp4"), dir.join("clip.mp4")).unwrap();
+    let model = fixture_model("onevision");
+    let clip = dir.join("clip.mp4");
+    let body = |id: &str, extra: Value| {
+        let mut b = json!({"messages": [{"role": "user", "content": [
+            {"type": "video_url", "video_url": {"url": clip.to_string_lossy()}},
+            {"type": "text", "text": "What happens?"}]}], "max_tokens": 2, "temperature": 0});
+        b.as_object_mut().unwrap().extend(extra.as_object().cloned().unwrap_or_default());
+        json!({"custom_id": id, "method": "POST", "url": "/v1/chat/completions", "body": b})
+    };
+    let jsonl = dir.join("requests.jsonl");
+    std::fs::write(
+        &jsonl,
+        format!(
+            "{}\n{}\n{}\n",
+            body("cli-frames", json!({})),
+            body("own-frames", json!({"media_io_kwargs": {"video": {"num_frames": 5}}})),
+            body("own-budget", json!({"mm_processor_kwargs": {"max_pixels": 30000}})),
+        ),
+    )
+    .unwrap();
+    let csv = dir.join("m.csv");
+    std::fs::write(&csv, "video\nclip.mp4\n").unwrap();
+    let run = |input: &Path, extra: &[&str], out: &str| {
+        let out = dir.join(out);
+        ok(&vidlm()
+            .args(["batch", "--model", model.to_str().unwrap(), "--input", input.to_str().unwrap()])
+            .args(extra)
+            .args(["--num-frames", "3", "--max-new-tokens", "2", "--threads", "1"])
+            .args(["--output", out.to_str().unwrap()])
+            .output()
+            .unwrap());
+        let by: BTreeMap<String, Value> = lines(&out)
+            .into_iter()
+            .map(|l| (l["custom_id"].as_str().unwrap().to_string(), l))
+            .collect();
+        by
+    };
+    let prompt_tokens = |frames: &str| -> u64 {
+        let out = vidlm()
+            .args(["run", "--model", model.to_str().unwrap(), "--video"])
+            .arg(&clip)
+            .args(["--prompt", "What happens?", "--num-frames", frames])
+            .args(["--max-new-tokens", "2", "--threads", "1", "--json"])
+            .output()
+            .unwrap();
+        ok(&out);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["prompt_tokens"].as_u64().unwrap()
+    };
+    let usage = |l: &Value| {
+        assert_eq!(l["response"]["status_code"], 200, "{l}");
+        l["response"]["body"]["usage"]["prompt_tokens"].as_u64().unwrap()
+    };
+    let refused = |l: &Value| {
+        assert_eq!(l["response"]["status_code"], 422, "{l}");
+        assert_eq!(l["response"]["body"]["error"]["param"], "mm_processor_kwargs", "{l}");
+    };
+    let (three, five) = (prompt_tokens("3"), prompt_tokens("5"));
+    assert_ne!(three, five);
+    let by = run(&jsonl, &[], "plain.out.jsonl");
+    assert_eq!(usage(&by["cli-frames"]), three, "the CLI's --num-frames fills the gap");
+    assert_eq!(usage(&by["own-frames"]), five, "the body's media_io_kwargs wins");
+    refused(&by["own-budget"]);
+    let by = run(&csv, &["--video-column", "video", "--prompt", "What happens?"], "csv.out.jsonl");
+    assert_eq!(by.values().map(usage).collect::<Vec<_>>(), [three]);
+    // --max-pixels: a default of every body; this family has no pixel budget.
+    let by = run(&jsonl, &["--max-pixels", "20000"], "pixels.out.jsonl");
+    assert_eq!(by.len(), 3);
+    by.values().for_each(refused);
+    let by = run(
+        &csv,
+        &["--video-column", "video", "--prompt", "x", "--min-pixels", "3136"],
+        "csv-pixels.out.jsonl",
+    );
+    by.values().for_each(refused);
+    // `vidlm run` refuses them before decoding anything.
+    let out = vidlm()
+        .args(["run", "--model", model.to_str().unwrap(), "--video"])
+        .arg(&clip)
+        .args(["--prompt", "x", "--max-pixels", "20000", "--threads", "1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--max-pixels") && err.contains("has none"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -5,6 +5,7 @@
 
 #[cfg(feature = "batch")]
 mod batch;
+mod budgets;
 mod cli;
 mod internal_failure;
 mod preprocess;

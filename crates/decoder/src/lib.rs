@@ -84,8 +84,7 @@ pub use generate::{
 pub use merge::{merge_features, position_ids, Features};
 pub use model::{
     cuda_graph_blocker, DecoderIo, KvCache, LanguageModelFiles, LayerIo, LmSessions, StepInputs,
-    StepOutput,
-    DEFAULT_KV_HEADROOM,
+    StepOutput, DEFAULT_KV_HEADROOM,
 };
 pub use sampling::{
     apply_logit_bias, apply_min_p, apply_repetition_penalty, apply_temperature, apply_top_k,

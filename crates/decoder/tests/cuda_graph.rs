@@ -4,7 +4,7 @@
 //! without CUDA the CUDA request falls back to the CPU (`allow_cpu_fallback`), which also turns
 //! capture off with its reason.
 
-mod common;
+use crate::common;
 
 use common::*;
 use vidlm_decoder::*;

@@ -6,6 +6,7 @@
 mod common;
 
 mod batching;
+mod cuda_graph;
 mod embedding;
 mod generation;
 mod kv_cache;

@@ -8,6 +8,8 @@ use vidlm_decoder::Features;
 use vidlm_media_source::{ContentHash, DecodedMedia, FrameSampling};
 use vidlm_processor::VideoMetadata;
 
+use crate::request::ProcessorArgs;
+
 /// Image or video, and for images whether the conversation has several (OneVision processes
 /// those differently, so their features differ).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -21,7 +23,9 @@ pub enum ItemKind {
     Video,
 }
 
-/// What a cached item is: its bytes' hash, its kind and the frame sampling (videos).
+/// What a cached item is: its bytes' hash, its kind, the frame sampling (videos) and the
+/// request's processor arguments (pixel budgets): two requests that differ in any of them never
+/// share decoded frames or features.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CacheKey {
     /// BLAKE3 of the media bytes.
@@ -30,18 +34,26 @@ pub struct CacheKey {
     pub kind: ItemKind,
     /// `num_frames`, `fps` (bits) and `max_frames` of the sampling (zeros for images).
     pub sampling: (Option<usize>, Option<u64>, Option<usize>),
+    /// The processor arguments as the request gave them (images and videos alike: a budget
+    /// one processor ignores only makes the key stricter).
+    pub processor_args: ProcessorArgs,
 }
 
 impl CacheKey {
     /// The key of a media item.
-    pub fn new(hash: ContentHash, kind: ItemKind, sampling: &FrameSampling) -> Self {
+    pub fn new(
+        hash: ContentHash,
+        kind: ItemKind,
+        sampling: &FrameSampling,
+        processor_args: &ProcessorArgs,
+    ) -> Self {
         let sampling = match kind {
             ItemKind::Video => {
                 (sampling.num_frames, sampling.fps.map(f64::to_bits), sampling.max_frames)
             }
             ItemKind::Image { .. } => (None, None, None),
         };
-        CacheKey { hash, kind, sampling }
+        CacheKey { hash, kind, sampling, processor_args: *processor_args }
     }
 }
 
@@ -50,9 +62,8 @@ impl CacheKey {
 pub struct Entry {
     /// The decoded pixels (the processor still needs them for the prompt's placeholder counts).
     pub media: DecodedMedia,
-    /// A video's metadata, for families whose video processor samples with its own formula
-    /// (the indices and frame rate the prompt's timestamps and `second_per_grid_ts` come from).
-    pub metadata: Option<VideoMetadata>,
+    /// A video sampled by its model's own formula: the indices and rate the processor needs.
+    pub meta: Option<VideoMetadata>,
     /// The vision features of the item (the rows its placeholders take).
     pub features: Arc<Features>,
 }
@@ -157,8 +168,8 @@ mod tests {
     fn entry(bytes: usize) -> Entry {
         Entry {
             media: DecodedMedia::Image(Arc::new(Array3::zeros((1, bytes, 1)))),
-            metadata: None,
             features: Arc::new(Features::empty(4)),
+            meta: None,
         }
     }
 
@@ -171,7 +182,7 @@ mod tests {
         let features = rows.with_deepstack(3, levels).expect("levels");
         let e = Entry {
             media: DecodedMedia::Image(Arc::new(Array3::zeros((1, 1, 1)))),
-            metadata: None,
+            meta: None,
             features: Arc::new(features.clone()),
         };
         let mut c = VisionCache::new(1 << 20);
@@ -187,6 +198,7 @@ mod tests {
             ContentHash([n; 32]),
             ItemKind::Video,
             &FrameSampling { num_frames: Some(4), ..Default::default() },
+            &ProcessorArgs::default(),
         )
     }
 
@@ -212,13 +224,49 @@ mod tests {
             ContentHash([0; 32]),
             ItemKind::Video,
             &FrameSampling { num_frames: Some(8), ..Default::default() },
+            &ProcessorArgs::default(),
         );
         assert_ne!(k, key(0));
         let img = CacheKey::new(
             ContentHash([0; 32]),
             ItemKind::Image { multi: false },
             &FrameSampling { num_frames: Some(4), ..Default::default() },
+            &ProcessorArgs::default(),
         );
         assert_eq!(img.sampling, (None, None, None));
+    }
+
+    #[test]
+    fn pixel_budgets_are_part_of_the_key() {
+        let with = |args: ProcessorArgs, kind: ItemKind| {
+            CacheKey::new(
+                ContentHash([7; 32]),
+                kind,
+                &FrameSampling { num_frames: Some(4), ..Default::default() },
+                &args,
+            )
+        };
+        let budgets = [
+            ProcessorArgs::default(),
+            ProcessorArgs { max_pixels: Some(20_000), ..Default::default() },
+            ProcessorArgs { max_pixels: Some(40_000), ..Default::default() },
+            ProcessorArgs { min_pixels: Some(3136), ..Default::default() },
+            ProcessorArgs { size: Some((3136, 20_000)), ..Default::default() },
+            ProcessorArgs { size: Some((3136, 40_000)), ..Default::default() },
+        ];
+        for kind in [ItemKind::Video, ItemKind::Image { multi: false }] {
+            let keys: Vec<CacheKey> = budgets.iter().map(|b| with(*b, kind)).collect();
+            for (i, a) in keys.iter().enumerate() {
+                for b in &keys[i + 1..] {
+                    assert_ne!(a, b, "{kind:?}");
+                }
+            }
+        }
+        // Entries stored under one budget are not found under another.
+        let mut c = VisionCache::new(1 << 20);
+        c.insert(with(budgets[1], ItemKind::Video), entry(100));
+        assert!(c.get(&with(budgets[1], ItemKind::Video)).is_some());
+        assert!(c.get(&with(budgets[2], ItemKind::Video)).is_none());
+        assert!(c.get(&with(budgets[0], ItemKind::Video)).is_none());
     }
 }

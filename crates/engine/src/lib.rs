@@ -24,8 +24,14 @@
 //!   under the [`MediaPolicy`](vidlm_media_source::MediaPolicy), decode them with the limits and
 //!   run the processor — off the core, so decoding a long video does not stall anyone's tokens.
 //! * **Vision cache** — decoded frames and vision features keyed by the media's content hash,
-//!   its kind and the frame sampling, bounded by `vision_cache_bytes`, evicted LRU. A follow-up
-//!   question about the same video skips decoding and the vision graphs.
+//!   its kind, the frame sampling and the request's processor arguments (pixel budgets), bounded
+//!   by `vision_cache_bytes`, evicted LRU. A follow-up question about the same video skips
+//!   decoding and the vision graphs.
+//! * **Per-request budgets** — [`EngineRequest::sampling`] samples each video by the model's
+//!   own formula (the Qwen-VL video processors' where they have one, as `vidlm run` does), and
+//!   [`EngineRequest::processor_args`] overrides the processor's pixel budgets for that request
+//!   (checked against the model at [`Engine::submit`]). [`preprocess`] runs the media workers'
+//!   preparation alone (no model, no cache): what the processor makes of a request.
 //! * **Cancellation** — dropping a [`RequestHandle`] cancels its request at whatever status it
 //!   has; a running row leaves the batch before the next decoder pass.
 //! * **Timings and metrics** — [`RequestTimings`] per request; [`Metrics`] (Prometheus text
@@ -78,9 +84,10 @@ use vidlm_vision::VisionEncoder;
 
 pub use cache::{CacheKey, ItemKind, VisionCache};
 pub use metrics::{Histogram, Metrics};
+pub use prep::preprocess;
 pub use request::{
-    Completion, EngineError, EngineRequest, Event, MediaSpec, RequestHandle, RequestTimings,
-    TokenOut,
+    Completion, EngineError, EngineRequest, Event, MediaSpec, ProcessorArgs, RequestHandle,
+    RequestTimings, TokenOut,
 };
 pub use scheduler::{Plan, Scheduler, SchedulerConfig, Status};
 pub use vidlm_media_source::{DecodedMedia, MediaKind};
@@ -311,6 +318,14 @@ impl Engine {
             return Err(EngineError::Decoder(vidlm_decoder::DecoderError::InvalidOption(
                 "stop strings need a tokenizer".into(),
             )));
+        }
+        if !req.processor_args.is_empty() {
+            let mut opts = vidlm_processor::ProcessOptions::default();
+            req.processor_args.apply(&mut opts);
+            self.shared
+                .processor
+                .check_budget(&opts)
+                .map_err(|source| EngineError::ProcessorArgs { source })?;
         }
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         self.shared

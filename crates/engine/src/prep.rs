@@ -9,28 +9,28 @@ use std::time::Instant;
 
 use vidlm_decoder::{Features, Sequence};
 use vidlm_media_source::{
-    decode_media, decode_video_frames, probe_video, DecodedMedia, FrameSampling, Loaded as Bytes,
-    MediaKind,
+    decode_media, decode_video_by, DecodedMedia, FrameSampling, Loaded, MediaError, MediaKind,
+    MediaLimits, MediaPolicy,
 };
 use vidlm_model::mrope::MropeRule;
-use vidlm_model::{Sampling, VideoTokens};
+use vidlm_model::VideoTokens;
 use vidlm_pipeline::{sequence_from_features, Stage};
 use vidlm_processor::{
-    Conversation, MediaInput, ProcessOptions, ProcessedInputs, VideoInput, VideoMetadata,
+    Conversation, MediaInput, ProcessOptions, ProcessedInputs, Processor, Sampling, VideoInput,
+    VideoMetadata,
 };
 
 use crate::cache::{CacheKey, Entry, ItemKind};
 use crate::executor::Units;
-use crate::request::{EngineError, Event, MediaSpec};
+use crate::request::{EngineError, EngineRequest, Event, MediaSpec};
 use crate::{Job, Shared};
 
 /// One media item of a prepared request.
 pub(crate) struct Item {
     /// Its decoded pixels.
     pub(crate) media: DecodedMedia,
-    /// A video's metadata (frame count, rate, sampled indices) where the family's video
-    /// processor samples with its own formula (Qwen-VL).
-    pub(crate) metadata: Option<VideoMetadata>,
+    /// A video sampled by its model's own formula: its indices and rate.
+    pub(crate) meta: Option<VideoMetadata>,
     /// Its vision cache key (`None` for media the caller decoded).
     pub(crate) key: Option<CacheKey>,
     /// Its vision features: from the cache, or once the core has encoded it.
@@ -101,12 +101,10 @@ impl Prepared {
         let mut cache = shared.cache.lock().unwrap_or_else(|p| p.into_inner());
         for it in &self.items {
             if let (Some(key), Some(f)) = (it.key, &it.features) {
-                let entry = Entry {
-                    media: it.media.clone(),
-                    metadata: it.metadata.clone(),
-                    features: f.clone(),
-                };
-                cache.insert(key, entry);
+                cache.insert(
+                    key,
+                    Entry { media: it.media.clone(), meta: it.meta.clone(), features: f.clone() },
+                );
             }
         }
         shared
@@ -159,22 +157,12 @@ fn prepare(shared: &Shared, job: &mut Job) -> Result<(ProcessedInputs, Vec<Item>
         }
         media.push(load(shared, job, spec, images)?);
     }
-    // The processor: template, tokens, pixels (frames are sampled already: taken as they are).
+    // The processor: template, tokens, pixels (frames are sampled already: taken as they are),
+    // with the request's processor arguments.
     let t1 = Instant::now();
-    let conv = Conversation {
-        messages: job.req.messages.clone(),
-        media: media
-            .iter()
-            .map(|(m, _, _, meta)| match (m, meta) {
-                (DecodedMedia::Video(a), Some(meta)) => {
-                    MediaInput::Video(VideoInput::WithMetadata(a.clone(), meta.clone()))
-                }
-                (m, _) => MediaInput::from(m.clone()),
-            })
-            .collect(),
-    };
+    let conv = conversation(&job.req, media.iter().map(|l| (&l.media, &l.meta)));
     let inputs =
-        shared.processor.process(std::slice::from_ref(&conv), &ProcessOptions::default())?;
+        shared.processor.process(std::slice::from_ref(&conv), &process_options(&job.req))?;
     job.timings.preprocess = t1.elapsed();
     // Which processed inputs each item is: a family that sends videos as frames (its
     // `FamilySpec`) has each video's frames among the images.
@@ -182,7 +170,7 @@ fn prepare(shared: &Shared, job: &mut Job) -> Result<(ProcessedInputs, Vec<Item>
     let (mut image_at, mut video_at) = (0, 0);
     let items: Vec<Item> = media
         .into_iter()
-        .map(|(media, key, features, metadata)| {
+        .map(|LoadedItem { media, meta, key, features }| {
             let units = match &media {
                 DecodedMedia::Video(_) if !as_frames => {
                     video_at += 1;
@@ -193,7 +181,7 @@ fn prepare(shared: &Shared, job: &mut Job) -> Result<(ProcessedInputs, Vec<Item>
                     Units::Images { first: image_at - m.frames(), count: m.frames() }
                 }
             };
-            Item { media, key, features, metadata, units }
+            Item { media, meta, key, features, units }
         })
         .collect();
     let conv_inputs = inputs.conversations.first();
@@ -208,10 +196,15 @@ fn prepare(shared: &Shared, job: &mut Job) -> Result<(ProcessedInputs, Vec<Item>
     Ok((inputs, items))
 }
 
-/// A loaded media item: its pixels, its vision cache key (media named by source), its features
-/// when the cache had them, and a video's metadata (families whose video processor samples with
-/// its own formula).
-type Loaded = (DecodedMedia, Option<CacheKey>, Option<Arc<Features>>, Option<VideoMetadata>);
+/// A loaded media item: its pixels (with the metadata of a video its model sampled by its own
+/// formula), its vision cache key (media named by source) and its features when the cache had
+/// them.
+struct LoadedItem {
+    media: DecodedMedia,
+    meta: Option<VideoMetadata>,
+    key: Option<CacheKey>,
+    features: Option<Arc<Features>>,
+}
 
 /// One media item: decoded by the caller, or loaded — from the vision cache (with its features)
 /// or loaded and decoded.
@@ -220,11 +213,18 @@ fn load(
     job: &mut Job,
     spec: &MediaSpec,
     images: usize,
-) -> Result<Loaded, EngineError> {
+) -> Result<LoadedItem, EngineError> {
     let (kind, source, param) = match spec {
-        MediaSpec::Decoded(m) => return Ok((m.clone(), None, None, None)),
-        MediaSpec::DecodedVideo { frames, metadata } => {
-            return Ok((DecodedMedia::Video(frames.clone()), None, None, Some(metadata.clone())))
+        MediaSpec::Decoded(m) => {
+            return Ok(LoadedItem { media: m.clone(), meta: None, key: None, features: None })
+        }
+        MediaSpec::SampledVideo(frames, meta) => {
+            return Ok(LoadedItem {
+                media: DecodedMedia::Video(frames.clone()),
+                meta: Some(meta.clone()),
+                key: None,
+                features: None,
+            })
         }
         MediaSpec::Source { kind, source, param } => (*kind, source, param),
     };
@@ -235,54 +235,51 @@ fn load(
         MediaKind::Image => ItemKind::Image { multi: images != 1 },
         MediaKind::Video => ItemKind::Video,
     };
-    let key = CacheKey::new(loaded.hash, item_kind, &job.req.sampling);
+    let key = CacheKey::new(loaded.hash, item_kind, &job.req.sampling, &job.req.processor_args);
     let hit = shared.cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key);
     let m = &shared.metrics;
     if let Some(e) = hit {
         job.timings.media += t0.elapsed();
         job.timings.cache_hits += 1;
         m.vision_cache_hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        return Ok((e.media, Some(key), Some(e.features), e.metadata));
+        return Ok(LoadedItem {
+            media: e.media,
+            meta: e.meta,
+            key: Some(key),
+            features: Some(e.features),
+        });
     }
-    let decoded = match kind {
-        MediaKind::Video => decode_family_video(shared, &loaded, &job.req.sampling, param)?,
-        MediaKind::Image => None,
-    };
-    let decoded = match decoded {
-        Some((frames, meta)) => Ok((DecodedMedia::Video(Arc::new(frames)), Some(meta))),
-        None => decode_media(&loaded, kind, &job.req.sampling, &shared.media.limits)
-            .map(|d| (d, None))
-            .map_err(wrap),
-    };
+    let decoded =
+        decode_item(&shared.processor, &loaded, kind, &job.req.sampling, &shared.media.limits);
     job.timings.media += t0.elapsed();
     job.timings.cache_misses += 1;
     m.vision_cache_misses.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let (media, metadata) = decoded?;
-    Ok((media, Some(key), None, metadata))
+    let (media, meta) = decoded.map_err(wrap)?;
+    Ok(LoadedItem { media, meta, key: Some(key), features: None })
 }
 
-/// A video of a family whose video processor samples with its own formula (the patchified
-/// Qwen-VL processors): its frame count and rate are probed, the processor picks the indices
-/// from them and the request's sampling, exactly those frames are decoded, and the metadata goes
-/// with them to the processor. `None` for the other families (decoded by the standard rule).
-fn decode_family_video(
-    shared: &Shared,
-    loaded: &Bytes,
+/// Decodes a loaded item with the request's frame sampling: a video by its model's own
+/// formula where the model's video processor has one (the Qwen-VL families: the frame count
+/// and rate are read first, the processor picks the indices exactly as for a file `vidlm run`
+/// names, and only those frames are decoded), else by transformers'
+/// `default_sample_indices_fn` as `vidlm run` decodes files (`decode_media`). The limits apply
+/// either way, before any frame is decoded.
+fn decode_item(
+    processor: &Processor,
+    loaded: &Loaded,
+    kind: MediaKind,
     sampling: &FrameSampling,
-    param: &str,
-) -> Result<Option<(ndarray::Array4<u8>, VideoMetadata)>, EngineError> {
-    let wrap = |source| EngineError::Media { param: param.to_string(), source };
-    let limits = &shared.media.limits;
-    if !shared.processor.spec().image_layout.is_patchified() {
-        return Ok(None);
+    limits: &MediaLimits,
+) -> Result<(DecodedMedia, Option<VideoMetadata>), MediaError> {
+    if kind == MediaKind::Image || !processor.samples_by_family() {
+        return decode_media(loaded, kind, sampling, limits).map(|m| (m, None));
     }
-    let (total, fps) = probe_video(loaded, limits).map_err(wrap)?;
     let opts = ProcessOptions {
         sampling: match (sampling.num_frames, sampling.fps) {
             (Some(_), Some(_)) => {
-                return Err(wrap(vidlm_media_source::MediaError::InvalidSampling(
+                return Err(MediaError::InvalidSampling(
                     "`num_frames` and `fps` are mutually exclusive".into(),
-                )))
+                ))
             }
             (Some(n), None) => Sampling::NumFrames(n),
             (None, Some(f)) => Sampling::Fps(f),
@@ -291,10 +288,83 @@ fn decode_family_video(
         max_frames: sampling.max_frames,
         ..ProcessOptions::default()
     };
-    let Some(indices) = shared.processor.family_video_frames(&opts, total, fps)? else {
-        return Ok(None);
+    if let Some(n) = sampling.num_frames {
+        if n > limits.max_frames {
+            return Err(MediaError::TooManyFrames { requested: n, limit: limits.max_frames });
+        }
+    }
+    let v = decode_video_by(loaded, limits, |total, fps| {
+        processor.video_frame_indices(&opts, total, fps).map_err(|e| {
+            let mut message = e.to_string();
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                message = format!("{message}: {c}");
+                cause = c.source();
+            }
+            MediaError::InvalidSampling(message)
+        })
+    })?;
+    let meta = VideoMetadata {
+        total_num_frames: v.total_frames,
+        fps: v.fps,
+        frames_indices: Some(v.indices),
     };
-    let frames = decode_video_frames(loaded, &indices, limits).map_err(wrap)?;
-    let meta = VideoMetadata { total_num_frames: total, fps, frames_indices: Some(indices) };
-    Ok(Some((frames, meta)))
+    Ok((DecodedMedia::Video(Arc::new(v.frames)), Some(meta)))
+}
+
+/// The processor's options of a request: its processor arguments (the frames are sampled
+/// already, so no sampling).
+fn process_options(req: &EngineRequest) -> ProcessOptions {
+    let mut opts = ProcessOptions::default();
+    req.processor_args.apply(&mut opts);
+    opts
+}
+
+/// The request's conversation over its loaded media, in order: a video with metadata (sampled
+/// by its model's formula) goes to the processor with it.
+fn conversation<'a>(
+    req: &EngineRequest,
+    media: impl Iterator<Item = (&'a DecodedMedia, &'a Option<VideoMetadata>)>,
+) -> Conversation {
+    let media = media
+        .map(|(m, meta)| match (m, meta) {
+            (DecodedMedia::Video(frames), Some(meta)) => {
+                MediaInput::Video(VideoInput::WithMetadata(frames.clone(), meta.clone()))
+            }
+            (m, _) => MediaInput::from(m.clone()),
+        })
+        .collect();
+    Conversation { messages: req.messages.clone(), media }
+}
+
+/// What the engine's media workers make of a request before any model runs, without the
+/// vision cache: its media loaded under `policy` (with its limits) and decoded with the
+/// request's frame sampling (by the model's own formula where it has one), then the processor
+/// with the request's processor arguments — the template, the token ids with every placeholder
+/// expanded, the pixels and the grids. For tools and tests: `vidlm serve` and `vidlm batch`
+/// requests are prepared exactly so (the engine checks the processor arguments at submission;
+/// here the processor does).
+pub fn preprocess(
+    processor: &Processor,
+    policy: &MediaPolicy,
+    req: &EngineRequest,
+) -> Result<ProcessedInputs, EngineError> {
+    let mut media = Vec::with_capacity(req.media.len());
+    for spec in &req.media {
+        let item = match spec {
+            MediaSpec::Decoded(m) => (m.clone(), None),
+            MediaSpec::SampledVideo(frames, meta) => {
+                (DecodedMedia::Video(frames.clone()), Some(meta.clone()))
+            }
+            MediaSpec::Source { kind, source, param } => {
+                let wrap = |source| EngineError::Media { param: param.clone(), source };
+                let loaded = policy.load(source).map_err(wrap)?;
+                decode_item(processor, &loaded, *kind, &req.sampling, &policy.limits)
+                    .map_err(wrap)?
+            }
+        };
+        media.push(item);
+    }
+    let conv = conversation(req, media.iter().map(|(m, meta)| (m, meta)));
+    Ok(processor.process(std::slice::from_ref(&conv), &process_options(req))?)
 }

@@ -3,13 +3,16 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use ndarray::Array4;
 use serde_json::Value;
 use tokio::sync::mpsc::UnboundedReceiver;
 use vidlm_decoder::{DecoderError, FinishReason, GenerationOptions, TokenLogprobs};
 use vidlm_media_source::{DecodedMedia, FrameSampling, MediaError, MediaKind, Source};
 use vidlm_pipeline::{PipelineError, Stage};
 use vidlm_processor::ErrorKind;
-use vidlm_processor::{Conversation, MediaInput, ProcessorError, VideoInput, VideoMetadata};
+use vidlm_processor::{
+    Conversation, MediaInput, ProcessOptions, ProcessorError, VideoInput, VideoMetadata,
+};
 use vidlm_vision::VisionError;
 
 /// One media item of a request.
@@ -26,16 +29,10 @@ pub enum MediaSpec {
     },
     /// Media the caller decoded itself (not cached).
     Decoded(DecodedMedia),
-    /// A video the caller decoded itself, with what is known about it (frame count, frame rate,
-    /// the sampled indices): what the Qwen-VL video processors need for their own sampling,
-    /// `second_per_grid_ts` and timestamped prompts (`Processor::load_conversation` returns
-    /// their videos this way). Not cached.
-    DecodedVideo {
-        /// `(T, H, W, 3)` RGB frames.
-        frames: Arc<ndarray::Array4<u8>>,
-        /// transformers' `video_metadata`.
-        metadata: VideoMetadata,
-    },
+    /// A video the caller sampled itself by its model's own frame formula (the patchified,
+    /// Qwen-VL families: `Processor::load_conversation` returns these), with the metadata
+    /// their processors need — the frame indices and the video's rate (not cached).
+    SampledVideo(Arc<Array4<u8>>, VideoMetadata),
 }
 
 impl MediaSpec {
@@ -44,21 +41,55 @@ impl MediaSpec {
         match self {
             MediaSpec::Source { kind, .. } => *kind,
             MediaSpec::Decoded(m) => m.kind(),
-            MediaSpec::DecodedVideo { .. } => MediaKind::Video,
+            MediaSpec::SampledVideo(..) => MediaKind::Video,
         }
     }
 }
 
+/// A request's processor arguments over the model's processor config, for this request only
+/// (vLLM's per-request `mm_processor_kwargs`; transformers' call arguments of the same names):
+/// the pixel budgets of the patchified (Qwen-VL) families. A model without them refuses a
+/// request that sets any ([`EngineError::ProcessorArgs`], 422).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct ProcessorArgs {
+    /// `min_pixels`: the lower pixel budget (image processor; Qwen2.5-VL's video processor too).
+    pub min_pixels: Option<u64>,
+    /// `max_pixels`: the upper pixel budget, like `min_pixels`.
+    pub max_pixels: Option<u64>,
+    /// `size = {"shortest_edge", "longest_edge"}`: both budgets of the image and the video
+    /// processor (Qwen3-VL's video budget is over the whole clip); `min_pixels` /
+    /// `max_pixels` override its sides where a processor takes them.
+    pub size: Option<(u64, u64)>,
+}
+
+impl ProcessorArgs {
+    /// Whether no argument is set.
+    pub fn is_empty(&self) -> bool {
+        *self == ProcessorArgs::default()
+    }
+
+    /// Sets them on the processor's options of a call.
+    pub fn apply(&self, opts: &mut ProcessOptions) {
+        opts.min_pixels = self.min_pixels;
+        opts.max_pixels = self.max_pixels;
+        opts.size = self.size;
+    }
+}
+
 /// A request to the engine: chat messages (Hugging Face format, one media part per
-/// [`EngineRequest::media`] entry, in order), frame sampling and generation options.
+/// [`EngineRequest::media`] entry, in order), frame sampling, processor arguments and
+/// generation options.
 #[derive(Debug, Clone, Default)]
 pub struct EngineRequest {
     /// The messages the chat template sees.
     pub messages: Vec<Value>,
     /// The media, in order of appearance.
     pub media: Vec<MediaSpec>,
-    /// Frame sampling of every video.
+    /// Frame sampling of every video (by the model's own formula where its video processor has
+    /// one, as `vidlm run` samples).
     pub sampling: FrameSampling,
+    /// Processor arguments (pixel budgets) for this request.
+    pub processor_args: ProcessorArgs,
     /// Generation options over the model's `generation_config.json`.
     pub generation: GenerationOptions,
     /// Report log-probabilities with this many alternatives per token.
@@ -68,25 +99,22 @@ pub struct EngineRequest {
 impl EngineRequest {
     /// A request of a conversation whose media are all decoded (as
     /// `Processor::load_conversation` returns them): its messages, and each media item as
-    /// [`MediaSpec::Decoded`] (a video with its metadata as [`MediaSpec::DecodedVideo`]), in
+    /// [`MediaSpec::Decoded`] (a video with its metadata as [`MediaSpec::SampledVideo`]), in
     /// order. `vidlm run` submits local files this way.
     pub fn from_decoded(conv: Conversation) -> Result<Self, EngineError> {
         let media = conv
             .media
             .iter()
             .enumerate()
-            .map(|(i, m)| match m {
-                MediaInput::Video(VideoInput::WithMetadata(frames, metadata)) => {
-                    Ok(MediaSpec::DecodedVideo {
-                        frames: frames.clone(),
-                        metadata: metadata.clone(),
-                    })
+            .map(|(i, m)| {
+                if let MediaInput::Video(VideoInput::WithMetadata(frames, meta)) = m {
+                    return Ok(MediaSpec::SampledVideo(frames.clone(), meta.clone()));
                 }
-                m => m.decoded().map(MediaSpec::Decoded).ok_or_else(|| {
+                m.decoded().map(MediaSpec::Decoded).ok_or_else(|| {
                     EngineError::Pipeline(PipelineError::Internal(format!(
                         "media {i} is not decoded"
                     )))
-                }),
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(EngineRequest { messages: conv.messages, media, ..Default::default() })
@@ -164,6 +192,16 @@ pub enum EngineError {
     /// The vision graphs failed.
     #[error(transparent)]
     Vision(#[from] VisionError),
+    /// The request's processor arguments do not fit this model: pixel budgets for a model
+    /// whose processors have none ([`ErrorKind::Unsupported`], 422), or values its processors
+    /// refuse (out of range: [`ErrorKind::BadRequest`], 400). Checked at submission, before any
+    /// media is loaded.
+    #[error("processor arguments: {source}")]
+    ProcessorArgs {
+        /// The processor's refusal.
+        #[source]
+        source: ProcessorError,
+    },
     /// The language model failed or refused the options.
     #[error(transparent)]
     Decoder(#[from] DecoderError),
@@ -192,6 +230,7 @@ impl EngineError {
             EngineError::QueueFull { .. } | EngineError::Stopped => ErrorKind::Unavailable,
             EngineError::Media { source, .. } => source.kind(),
             EngineError::Processor(e) => e.kind(),
+            EngineError::ProcessorArgs { source } => source.kind(),
             EngineError::Vision(e) => e.kind(),
             EngineError::Decoder(e) => e.kind(),
             EngineError::Pipeline(e) => e.kind(),
@@ -203,10 +242,18 @@ impl EngineError {
     }
 
     /// The request parameter at fault, if any: the media item's place, `messages` for a
-    /// prompt over the context.
+    /// prompt over the context, the processor argument (`mm_processor_kwargs.min_pixels`, by
+    /// vLLM's name for them).
     pub fn param(&self) -> Option<String> {
         match self {
             EngineError::Media { param, .. } => Some(param.clone()),
+            EngineError::ProcessorArgs { source } => Some(match source {
+                ProcessorError::InvalidOption { option, .. } => {
+                    let key = option.split('.').next().unwrap_or(option);
+                    format!("mm_processor_kwargs.{key}")
+                }
+                _ => "mm_processor_kwargs".into(),
+            }),
             e if e.is_context_length() => Some("messages".into()),
             _ => None,
         }
@@ -221,6 +268,9 @@ impl EngineError {
             EngineError::QueueFull { .. } => Some("server_overloaded"),
             EngineError::Stopped => Some("server_unavailable"),
             EngineError::Media { source, .. } => Some(source.code()),
+            EngineError::ProcessorArgs { source } if source.kind() == ErrorKind::BadRequest => {
+                Some("invalid_parameter")
+            }
             e if e.is_context_length() => Some("context_length_exceeded"),
             _ => None,
         }

@@ -237,44 +237,50 @@ pub fn decode_video(
         }
     }
     let req = sampling.request()?;
-    sample_video(loaded, &req, limits)
+    let mut reader = open_video(loaded, limits)?;
+    sample_checked(&mut reader, &req, limits)
 }
 
-/// The frame count and frame rate of a loaded video (what transformers' `VideoMetadata` holds),
-/// read from its header and packet index without decoding a frame: for video processors that
-/// sample with their own formula (the Qwen-VL ones), whose indices then go to
-/// [`decode_video_frames`].
-pub fn probe_video(
-    loaded: &Loaded,
-    limits: &MediaLimits,
-) -> Result<(usize, Option<f64>), MediaError> {
-    let reader = open(loaded, &open_options(limits), "video")?;
-    Ok((reader.info().frame_count, reader.info().fps))
+/// A video sampled by a caller's own formula ([`decode_video_by`]): the frames and what the
+/// formula saw.
+#[derive(Debug, Clone)]
+pub struct SampledVideo {
+    /// The frames `(T, H, W, 3)`, in the order of `indices`.
+    pub frames: Array4<u8>,
+    /// The video's frame count (`VideoInfo::frame_count`).
+    pub total_frames: usize,
+    /// Its frame rate, where the container says.
+    pub fps: Option<f64>,
+    /// The frames taken.
+    pub indices: Vec<usize>,
 }
 
-/// Decodes the frames at `indices` (presentation order) of a loaded video, with the duration
-/// and frame limits of [`decode_video`].
-pub fn decode_video_frames(
+/// Decodes the frames `choose` picks from a video's frame count and frame rate — a video
+/// processor's own sampling formula (the Qwen-VL families') — with the limits of
+/// [`decode_video`]: duration and pixels per frame from the header, the number of frames
+/// picked against `max_frames`, all before any frame is decoded.
+pub fn decode_video_by(
     loaded: &Loaded,
-    indices: &[usize],
     limits: &MediaLimits,
-) -> Result<Array4<u8>, MediaError> {
+    choose: impl FnOnce(usize, Option<f64>) -> Result<Vec<usize>, MediaError>,
+) -> Result<SampledVideo, MediaError> {
+    let mut reader = open_video(loaded, limits)?;
+    let (total_frames, fps) = (reader.info().frame_count, reader.info().fps);
+    let indices = choose(total_frames, fps)?;
     if indices.len() > limits.max_frames {
         return Err(MediaError::TooManyFrames {
             requested: indices.len(),
             limit: limits.max_frames,
         });
     }
-    sample_video(loaded, &SampleRequest::indices(indices.to_vec()), limits)
+    let req = SampleRequest::indices(indices.clone());
+    let frames = sample_checked(&mut reader, &req, limits)?;
+    Ok(SampledVideo { frames, total_frames, fps, indices })
 }
 
-/// Opens a loaded video, checks its duration and the plan's frame count, and decodes `req`.
-fn sample_video(
-    loaded: &Loaded,
-    req: &SampleRequest,
-    limits: &MediaLimits,
-) -> Result<Array4<u8>, MediaError> {
-    let mut reader = open(loaded, &open_options(limits), "video")?;
+/// Opens a video and checks its duration against the limit (from the header / packet index).
+fn open_video(loaded: &Loaded, limits: &MediaLimits) -> Result<VideoReader, MediaError> {
+    let reader = open(loaded, &open_options(limits), "video")?;
     let info = reader.info();
     let duration = info
         .duration
@@ -284,6 +290,15 @@ fn sample_video(
             return Err(MediaError::TooLong { seconds: d, limit: limits.max_duration_s });
         }
     }
+    Ok(reader)
+}
+
+/// Plans `req`, checks the frame count against the limit, then decodes.
+fn sample_checked(
+    reader: &mut VideoReader,
+    req: &SampleRequest,
+    limits: &MediaLimits,
+) -> Result<Array4<u8>, MediaError> {
     let plan = reader.plan(req).map_err(|source| MediaError::Decode { what: "video", source })?;
     if plan.len() > limits.max_frames {
         return Err(MediaError::TooManyFrames { requested: plan.len(), limit: limits.max_frames });

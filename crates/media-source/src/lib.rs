@@ -54,8 +54,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use decode::{
-    decode_image, decode_media, decode_video, decode_video_frames, probe_video, ContentHash,
-    FrameSampling, Loaded, MediaData,
+    decode_image, decode_media, decode_video, decode_video_by, ContentHash, FrameSampling, Loaded,
+    MediaData, SampledVideo,
 };
 pub use error::{ErrorCategory, MediaError};
 pub use fetch::Lookup;

@@ -3,6 +3,7 @@
 
 use serde_json::{json, Value};
 use vidlm_decoder::{FinishReason, GenerationOptions};
+use vidlm_engine::ProcessorArgs;
 use vidlm_media_source::{decode_media, FrameSampling, MediaError, MediaPolicy, Source};
 pub use vidlm_media_source::{DecodedMedia, MediaKind};
 use vidlm_processor::{Conversation, MediaInput};
@@ -84,6 +85,8 @@ pub struct ChatRequest {
     pub generation: GenerationOptions,
     /// Frame sampling of every video (the server's cap included).
     pub sampling: FrameSampling,
+    /// Processor arguments (`mm_processor_kwargs`: pixel budgets) for this request.
+    pub processor_args: ProcessorArgs,
     /// Stop sequences (generation stops at them; they are cut from the answer).
     pub stop: Vec<String>,
     /// Stream the answer.
@@ -141,6 +144,8 @@ impl ChatRequest {
         refuse_unimplemented(&req.extra)?;
         let generation = generation_options(&req)?;
         let sampling = frame_sampling(&req, ctx.media.limits.max_frames)?;
+        let processor_args =
+            processor_args(req.mm_processor_kwargs.as_ref(), ctx.media.limits.max_pixels)?;
         let stream = req.stream.unwrap_or(false);
         if req.stream_options.is_some() && !stream {
             return Err(invalid(
@@ -190,6 +195,7 @@ impl ChatRequest {
             media,
             generation,
             sampling,
+            processor_args,
             stop,
             stream,
             include_usage,
@@ -458,11 +464,6 @@ fn refuse_unimplemented(extra: &serde_json::Map<String, Value>) -> Result<(), Re
         ("add_special_tokens", &falsy, "not supported"),
         ("chat_template", &null, "the model's own chat template is used"),
         ("chat_template_kwargs", &empty, "chat template arguments are not supported"),
-        (
-            "mm_processor_kwargs",
-            &empty,
-            "processor arguments are not supported (use media_io_kwargs)",
-        ),
         ("documents", &empty, "documents are not supported"),
         ("guided_json", &null, "guided decoding is not supported"),
         ("guided_regex", &null, "guided decoding is not supported"),
@@ -531,6 +532,109 @@ fn frame_sampling(req: &ChatCompletionRequest, cap: usize) -> Result<FrameSampli
         s.max_frames = Some(usize::try_from(m).unwrap_or(usize::MAX).min(cap));
     }
     Ok(s)
+}
+
+/// `mm_processor_kwargs` (vLLM: "additional kwargs to pass to the HF processor", request over
+/// server): the pixel budgets of the patchified (Qwen-VL) processors, as transformers takes
+/// them — `min_pixels` / `max_pixels`, and `size = {"shortest_edge", "longest_edge"}`
+/// (`min_pixels` / `max_pixels` override its sides). Each value is a positive integer no
+/// larger than the server's pixel limit (`cap`: a budget may not raise it; 413); a lower budget
+/// above the upper one is refused; other keys are refused (frame sampling is
+/// `media_io_kwargs.video`). Whether the model has pixel budgets at all is the engine's check
+/// (422), which knows the model.
+fn processor_args(v: Option<&Value>, cap: u64) -> Result<ProcessorArgs, RequestError> {
+    const P: &str = "mm_processor_kwargs";
+    let map = match v {
+        None | Some(Value::Null) => return Ok(ProcessorArgs::default()),
+        Some(Value::Object(m)) => m,
+        Some(other) => {
+            return Err(invalid(P, format!("must be an object, got {other}")));
+        }
+    };
+    let pixels = |param: &str, v: &Value| -> Result<u64, RequestError> {
+        let n = match v.as_u64() {
+            Some(n) => n,
+            None if v.as_i64().is_some() => {
+                return Err(invalid(param, format!("must be a positive integer, got {v}")))
+            }
+            None => {
+                return Err(invalid(param, format!("must be an integer (pixels), got {v}")));
+            }
+        };
+        if n == 0 {
+            return Err(invalid(param, "must be a positive integer, got 0"));
+        }
+        if n > cap {
+            return Err(RequestError::LimitExceeded {
+                param: param.into(),
+                message: format!(
+                    "{n} pixels is above the server's limit of {cap} pixels (a request's budget may not raise it)"
+                ),
+            });
+        }
+        Ok(n)
+    };
+    let mut args = ProcessorArgs::default();
+    for (key, value) in map {
+        let param = format!("{P}.{key}");
+        match key.as_str() {
+            "min_pixels" => args.min_pixels = Some(pixels(&param, value)?),
+            "max_pixels" => args.max_pixels = Some(pixels(&param, value)?),
+            "size" => {
+                let Some(size) = value.as_object() else {
+                    return Err(invalid(
+                        &param,
+                        format!("must be an object {{\"shortest_edge\": a, \"longest_edge\": b}}, got {value}"),
+                    ));
+                };
+                if let Some(k) =
+                    size.keys().find(|k| !matches!(k.as_str(), "shortest_edge" | "longest_edge"))
+                {
+                    return Err(invalid(
+                        &format!("{param}.{k}"),
+                        "unknown key: a pixel budget `size` has `shortest_edge` and `longest_edge`",
+                    ));
+                }
+                let side = |k: &str| -> Result<u64, RequestError> {
+                    let p = format!("{param}.{k}");
+                    match size.get(k) {
+                        Some(v) => pixels(&p, v),
+                        None => Err(invalid(
+                            &p,
+                            "is required: a pixel budget `size` has both `shortest_edge` and `longest_edge`",
+                        )),
+                    }
+                };
+                let (a, b) = (side("shortest_edge")?, side("longest_edge")?);
+                if a > b {
+                    return Err(invalid(
+                        &param,
+                        format!("shortest_edge ({a}) is above longest_edge ({b})"),
+                    ));
+                }
+                args.size = Some((a, b));
+            }
+            _ => {
+                return Err(unsupported(
+                    &param,
+                    "not supported: mm_processor_kwargs takes min_pixels, max_pixels and size (frame sampling is media_io_kwargs.video)",
+                ))
+            }
+        }
+    }
+    // min_pixels / max_pixels override size's sides (transformers' call arguments).
+    let min = args.min_pixels.or(args.size.map(|s| s.0));
+    let max = args.max_pixels.or(args.size.map(|s| s.1));
+    if let (Some(lo), Some(hi)) = (min, max) {
+        if lo > hi {
+            let param = if args.min_pixels.is_some() { "min_pixels" } else { "size" };
+            return Err(invalid(
+                &format!("{P}.{param}"),
+                format!("the lower pixel budget ({lo}) is above the upper one ({hi})"),
+            ));
+        }
+    }
+    Ok(args)
 }
 
 fn messages(

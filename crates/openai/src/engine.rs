@@ -9,7 +9,7 @@ use crate::error::ApiError;
 
 impl From<&ChatRequest> for EngineRequest {
     /// The engine request of a validated OpenAI request: its messages, media sources, frame
-    /// sampling, generation options and log-probability count.
+    /// sampling, processor arguments, generation options and log-probability count.
     fn from(r: &ChatRequest) -> Self {
         EngineRequest {
             messages: r.messages.clone(),
@@ -23,6 +23,7 @@ impl From<&ChatRequest> for EngineRequest {
                 })
                 .collect(),
             sampling: r.sampling,
+            processor_args: r.processor_args,
             generation: r.generation.clone(),
             logprobs: r.logprobs,
         }

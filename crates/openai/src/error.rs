@@ -33,6 +33,15 @@ pub enum RequestError {
         /// What is not supported.
         message: String,
     },
+    /// A parameter asks for more than the server's limits allow (a pixel budget above its
+    /// pixel limit): 413 `media_limit_exceeded`.
+    #[error("{param}: {message}")]
+    LimitExceeded {
+        /// The parameter.
+        param: String,
+        /// What is over which limit.
+        message: String,
+    },
     /// `model` is not a served model.
     #[error("The model `{0}` does not exist.")]
     ModelNotFound(String),
@@ -55,6 +64,7 @@ impl RequestError {
         match self {
             RequestError::ModelNotFound(_) => ErrorKind::NotFound,
             RequestError::Media { source, .. } => source.kind(),
+            RequestError::LimitExceeded { .. } => ErrorKind::LimitExceeded,
             _ => ErrorKind::BadRequest,
         }
     }
@@ -77,6 +87,12 @@ impl RequestError {
                 msg,
                 Some(param.clone()),
                 Some("unsupported_parameter"),
+            ),
+            RequestError::LimitExceeded { param, .. } => ApiError::from_kind(
+                self.kind(),
+                msg,
+                Some(param.clone()),
+                Some("media_limit_exceeded"),
             ),
             RequestError::ModelNotFound(_) => {
                 ApiError::from_kind(self.kind(), msg, Some("model".into()), Some("model_not_found"))

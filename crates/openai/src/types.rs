@@ -1,6 +1,6 @@
 //! The wire types of OpenAI's chat completions API, as vidlm speaks it (field names as in the
 //! API; vLLM's extensions `top_k`, `min_p`, `repetition_penalty`, `media_io_kwargs`,
-//! `ignore_eos`, `skip_special_tokens`).
+//! `mm_processor_kwargs`, `ignore_eos`, `skip_special_tokens`).
 //!
 //! Every field declared here is honoured or refused with a 400 (`ChatRequest::from_request`).
 //! Other top-level keys land in [`ChatCompletionRequest::extra`]: the OpenAI and vLLM fields
@@ -68,9 +68,16 @@ pub struct ChatCompletionRequest {
     /// Choices per request: only 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub n: Option<i64>,
-    /// Media decoding options (vLLM): `{"video": {"num_frames": N}}` or `{"video": {"fps": F}}`.
+    /// Media decoding options (vLLM): `{"video": {"num_frames": N}}` or `{"video": {"fps": F}}`,
+    /// with `max_frames`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media_io_kwargs: Option<MediaIoKwargs>,
+    /// Processor arguments for this request (vLLM): the pixel budgets of the patchified
+    /// (Qwen-VL) families, `{"min_pixels": a, "max_pixels": b}` and/or
+    /// `{"size": {"shortest_edge": a, "longest_edge": b}}`. Checked key by key
+    /// (`ChatRequest::from_request`); other keys are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mm_processor_kwargs: Option<serde_json::Value>,
     /// OpenAI `logit_bias`: `{"token id": bias}`, each bias in [-100, 100], added to the logits
     /// before sampling.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -535,3 +535,209 @@ fn b64(data: &[u8]) -> String {
     }
     s
 }
+
+/// A text request with these top-level fields added.
+fn with(extra: Value) -> Value {
+    let mut b = json!({"model": "demo-model", "messages": [{"role": "user", "content": "x"}]});
+    if let (Some(b), Some(e)) = (b.as_object_mut(), extra.as_object()) {
+        b.extend(e.clone());
+    }
+    b
+}
+
+#[test]
+fn pixel_budgets_are_parsed_as_vllm_takes_them() {
+    use vidlm_engine::ProcessorArgs;
+    let args = |extra: Value| parse(with(extra)).expect("accepted").processor_args;
+    assert_eq!(args(json!({})), ProcessorArgs::default());
+    assert_eq!(args(json!({"mm_processor_kwargs": null})), ProcessorArgs::default());
+    assert_eq!(args(json!({"mm_processor_kwargs": {}})), ProcessorArgs::default());
+    assert_eq!(
+        args(json!({"mm_processor_kwargs": {"min_pixels": 3136, "max_pixels": 40000}})),
+        ProcessorArgs { min_pixels: Some(3136), max_pixels: Some(40000), size: None }
+    );
+    assert_eq!(
+        args(
+            json!({"mm_processor_kwargs": {"size": {"shortest_edge": 1024, "longest_edge": 65536}}})
+        ),
+        ProcessorArgs { size: Some((1024, 65536)), ..Default::default() }
+    );
+    // min_pixels / max_pixels override size's sides (transformers): a lower min_pixels than
+    // size's longest edge is consistent even with a larger shortest_edge.
+    assert_eq!(
+        args(
+            json!({"mm_processor_kwargs": {"size": {"shortest_edge": 9000, "longest_edge": 10000}, "min_pixels": 100}})
+        ),
+        ProcessorArgs { min_pixels: Some(100), size: Some((9000, 10000)), ..Default::default() }
+    );
+    // They reach the engine's request.
+    let req = parse(with(json!({"mm_processor_kwargs": {"max_pixels": 20000}}))).unwrap();
+    let engine = vidlm_engine::EngineRequest::from(&req);
+    assert_eq!(engine.processor_args.max_pixels, Some(20000));
+    // media_io_kwargs.video: the sampling, the server's cap kept as the ceiling.
+    let req =
+        parse(with(json!({"media_io_kwargs": {"video": {"num_frames": 6, "max_frames": 7}}})))
+            .unwrap();
+    assert_eq!(
+        (req.sampling.num_frames, req.sampling.fps, req.sampling.max_frames),
+        (Some(6), None, Some(7))
+    );
+}
+
+#[test]
+fn bad_budgets_get_openai_errors_naming_the_field() {
+    let cap = MediaLimits::default().max_pixels;
+    let table: Vec<(Value, u16, &str, &str)> = vec![
+        // Unknown keys (frame sampling belongs to media_io_kwargs.video).
+        (
+            json!({"mm_processor_kwargs": {"fps": 1}}),
+            400,
+            "unsupported_parameter",
+            "mm_processor_kwargs.fps",
+        ),
+        (
+            json!({"mm_processor_kwargs": {"do_sample_frames": true}}),
+            400,
+            "unsupported_parameter",
+            "mm_processor_kwargs.do_sample_frames",
+        ),
+        (
+            json!({"mm_processor_kwargs": {"size": {"shortest_edge": 10, "longest_edge": 20, "height": 5}}}),
+            400,
+            "invalid_parameter",
+            "mm_processor_kwargs.size.height",
+        ),
+        // Wrong types.
+        (json!({"mm_processor_kwargs": 5}), 400, "invalid_parameter", "mm_processor_kwargs"),
+        (
+            json!({"mm_processor_kwargs": {"min_pixels": "3136"}}),
+            400,
+            "invalid_parameter",
+            "mm_processor_kwargs.min_pixels",
+        ),
+        (
+            json!({"mm_processor_kwargs": {"max_pixels": 3136.5}}),
+            400,
+            "invalid_parameter",
+            "mm_processor_kwargs.max_pixels",
+        ),
+        (
+            json!({"mm_processor_kwargs": {"size": 3136}}),
+            400,
+            "invalid_parameter",
+            "mm_processor_kwargs.size",
+        ),
+        (
+            json!({"mm_processor_kwargs": {"size": {"longest_edge": 3136}}}),
+            400,
+            "invalid_parameter",
+            "mm_processor_kwargs.size.shortest_edge",
+        ),
+        (
+            json!({"media_io_kwargs": {"video": {"num_frames": "4"}}}),
+            400,
+            "invalid_request",
+            "media_io_kwargs.video.num_frames",
+        ),
+        (
+            json!({"media_io_kwargs": {"video": {"max_frames": 2.5}}}),
+            400,
+            "invalid_request",
+            "media_io_kwargs.video.max_frames",
+        ),
+        // Zero and negative values.
+        (
+            json!({"mm_processor_kwargs": {"min_pixels": 0}}),
+            400,
+            "invalid_parameter",
+            "mm_processor_kwargs.min_pixels",
+        ),
+        (
+            json!({"mm_processor_kwargs": {"max_pixels": -5}}),
+            400,
+            "invalid_parameter",
+            "mm_processor_kwargs.max_pixels",
+        ),
+        (
+            json!({"mm_processor_kwargs": {"size": {"shortest_edge": 0, "longest_edge": 5}}}),
+            400,
+            "invalid_parameter",
+            "mm_processor_kwargs.size.shortest_edge",
+        ),
+        (
+            json!({"media_io_kwargs": {"video": {"num_frames": 0}}}),
+            400,
+            "invalid_parameter",
+            "media_io_kwargs.video.num_frames",
+        ),
+        (
+            json!({"media_io_kwargs": {"video": {"num_frames": -3}}}),
+            400,
+            "invalid_parameter",
+            "media_io_kwargs.video.num_frames",
+        ),
+        (
+            json!({"media_io_kwargs": {"video": {"fps": 0}}}),
+            400,
+            "invalid_parameter",
+            "media_io_kwargs.video.fps",
+        ),
+        (
+            json!({"media_io_kwargs": {"video": {"max_frames": 0}}}),
+            400,
+            "invalid_parameter",
+            "media_io_kwargs.video.max_frames",
+        ),
+        // num_frames with fps: no video processor takes both (Qwen3-VL's raises).
+        (
+            json!({"media_io_kwargs": {"video": {"num_frames": 4, "fps": 1.0}}}),
+            400,
+            "invalid_parameter",
+            "media_io_kwargs.video",
+        ),
+        // min > max.
+        (
+            json!({"mm_processor_kwargs": {"min_pixels": 5000, "max_pixels": 4000}}),
+            400,
+            "invalid_parameter",
+            "mm_processor_kwargs.min_pixels",
+        ),
+        (
+            json!({"mm_processor_kwargs": {"size": {"shortest_edge": 5000, "longest_edge": 4000}}}),
+            400,
+            "invalid_parameter",
+            "mm_processor_kwargs.size",
+        ),
+        (
+            json!({"mm_processor_kwargs": {"size": {"shortest_edge": 100, "longest_edge": 4000}, "min_pixels": 5000}}),
+            400,
+            "invalid_parameter",
+            "mm_processor_kwargs.min_pixels",
+        ),
+        // Beyond the server's limits: a budget may not raise them.
+        (
+            json!({"mm_processor_kwargs": {"max_pixels": cap + 1}}),
+            413,
+            "media_limit_exceeded",
+            "mm_processor_kwargs.max_pixels",
+        ),
+        (
+            json!({"mm_processor_kwargs": {"size": {"shortest_edge": 10, "longest_edge": cap + 1}}}),
+            413,
+            "media_limit_exceeded",
+            "mm_processor_kwargs.size.longest_edge",
+        ),
+        (
+            json!({"media_io_kwargs": {"video": {"num_frames": 33}}}),
+            413,
+            "media_limit_exceeded",
+            "media_io_kwargs.video.num_frames",
+        ),
+    ];
+    for (extra, status, code, param) in table {
+        let got = err(with(extra.clone()));
+        assert_eq!(got, (status, code.to_string(), Some(param.to_string())), "{extra}");
+    }
+    // At the limit is fine.
+    assert!(parse(with(json!({"mm_processor_kwargs": {"max_pixels": cap}}))).is_ok());
+}

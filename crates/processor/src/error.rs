@@ -89,6 +89,14 @@ pub enum ProcessorError {
         #[source]
         source: SamplingError,
     },
+    /// A call option has a value out of range (a pixel budget of 0 or above 2³²-1).
+    #[error("{option}: {message}")]
+    InvalidOption {
+        /// The option, by transformers' name (`min_pixels`, `size.longest_edge`, ...).
+        option: &'static str,
+        /// What is wrong.
+        message: String,
+    },
     /// The request is valid but asks for something unsupported.
     #[error("{0}")]
     Unsupported(String),
@@ -108,7 +116,8 @@ impl ProcessorError {
             ProcessorError::Template { .. }
             | ProcessorError::Messages(_)
             | ProcessorError::PlaceholderMismatch { .. }
-            | ProcessorError::InvalidMedia { .. } => ErrorKind::BadRequest,
+            | ProcessorError::InvalidMedia { .. }
+            | ProcessorError::InvalidOption { .. } => ErrorKind::BadRequest,
             // A prompt over the context is a 400 `context_length_exceeded`, as OpenAI and vLLM
             // answer it (not the 413 of LimitExceeded).
             ProcessorError::PromptTooLong { .. } => ErrorKind::BadRequest,

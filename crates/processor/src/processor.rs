@@ -87,6 +87,13 @@ pub struct ProcessOptions {
     pub min_pixels: Option<u64>,
     /// Patchified families: the upper pixel budget (`max_pixels`), like [`Self::min_pixels`].
     pub max_pixels: Option<u64>,
+    /// Patchified families: transformers' `size={"shortest_edge": a, "longest_edge": b}` call
+    /// argument, `(a, b)`: the pixel budget of the image processor *and* the video processor
+    /// (transformers hands `size` to both; for Qwen3-VL's video processor it bounds the whole
+    /// clip, t·h·w). [`Self::min_pixels`] / [`Self::max_pixels`] override its sides where the
+    /// class takes them, as transformers' `_standardize_kwargs` does. An error for other
+    /// families.
+    pub size: Option<(u64, u64)>,
 }
 
 impl Default for ProcessOptions {
@@ -99,6 +106,7 @@ impl Default for ProcessOptions {
             video_backend: None,
             min_pixels: None,
             max_pixels: None,
+            size: None,
         }
     }
 }
@@ -651,23 +659,6 @@ impl Processor {
         self.video.as_ref().and_then(|s| s.patch.as_ref()).map(|p| p.frame_rule)
     }
 
-    /// The frames `opts` (sampling, `max_frames`) selects from a video of `total` frames at
-    /// `fps`, for video processors that sample with their own formula (the patchified ones:
-    /// their videos must be decoded at exactly these indices and handed on with them, as
-    /// [`VideoInput::WithMetadata`]); `None` for the families whose videos are sampled by the
-    /// standard rule when decoded.
-    pub fn family_video_frames(
-        &self,
-        opts: &ProcessOptions,
-        total: usize,
-        fps: Option<f64>,
-    ) -> Result<Option<Vec<usize>>> {
-        if self.video_patch_rule().is_none() {
-            return Ok(None);
-        }
-        self.pick_frames(opts, total, fps, "video").map(Some)
-    }
-
     /// The frames `opts` selects from a video of `total` frames at `fps`, by the video
     /// processor's own formula.
     fn pick_frames(
@@ -1061,33 +1052,79 @@ impl Processor {
         Ok((per_conv_images, per_conv_videos))
     }
 
-    /// `s` with the request's pixel budget (`min_pixels` / `max_pixels`) where its class takes
-    /// one; a budget for a family without patchified processors is an error.
+    /// `s` with the call's pixel budget: `size` (both processors), then `min_pixels` /
+    /// `max_pixels` over its sides where the class takes them (transformers' call arguments;
+    /// Qwen3-VL's video processor takes only `size`). A budget for a processor without one
+    /// (the LLaVA families) is [`ProcessorError::Unsupported`]; a value outside 1..=2³²-1 is
+    /// [`ProcessorError::InvalidOption`].
     fn with_budget(&self, s: &VisionSettings, opts: &ProcessOptions) -> Result<VisionSettings> {
         let mut out = s.clone();
-        if opts.min_pixels.is_none() && opts.max_pixels.is_none() {
+        if opts.min_pixels.is_none() && opts.max_pixels.is_none() && opts.size.is_none() {
             return Ok(out);
         }
         let Some(p) = out.patch.as_mut() else {
             return Err(ProcessorError::Unsupported(format!(
-                "min_pixels / max_pixels apply to patchified processors; {} has a fixed size",
+                "pixel budgets (min_pixels / max_pixels / size) apply to the patchified (Qwen-VL) processors; {} has none",
                 s.class
             )));
         };
-        if !p.pixel_kwargs {
-            return Ok(out);
-        }
-        for v in [opts.min_pixels, opts.max_pixels].into_iter().flatten() {
-            if v == 0 || v > u64::from(u32::MAX) {
-                return Err(ProcessorError::Unsupported(format!(
-                    "pixel budget {v} is outside 1..={}",
-                    u32::MAX
-                )));
+        let options = [
+            ("size.shortest_edge", opts.size.map(|s| s.0)),
+            ("size.longest_edge", opts.size.map(|s| s.1)),
+            ("min_pixels", opts.min_pixels),
+            ("max_pixels", opts.max_pixels),
+        ];
+        for (option, v) in options {
+            if let Some(v) = v.filter(|v| *v == 0 || *v > u64::from(u32::MAX)) {
+                return Err(ProcessorError::InvalidOption {
+                    option,
+                    message: format!("pixel budget {v} is outside 1..={}", u32::MAX),
+                });
             }
         }
-        p.min_pixels = opts.min_pixels.unwrap_or(p.min_pixels);
-        p.max_pixels = opts.max_pixels.unwrap_or(p.max_pixels);
+        if let Some((min, max)) = opts.size {
+            (p.min_pixels, p.max_pixels) = (min, max);
+        }
+        // A lower budget left above the upper one (a call's max_pixels under the config's
+        // min_pixels) is not an error in transformers: smart_resize shrinks to the upper budget
+        // first. So it is not one here either.
+        if p.pixel_kwargs {
+            p.min_pixels = opts.min_pixels.unwrap_or(p.min_pixels);
+            p.max_pixels = opts.max_pixels.unwrap_or(p.max_pixels);
+        }
         Ok(out)
+    }
+
+    /// Checks a call's pixel budget (`opts.size`, `opts.min_pixels`, `opts.max_pixels`)
+    /// against this model's image and video processors without processing anything: what
+    /// [`Self::process`] would refuse, said before any media is loaded (the engine checks a
+    /// request with it when it is submitted).
+    pub fn check_budget(&self, opts: &ProcessOptions) -> Result<()> {
+        for s in [self.image.as_ref(), self.video.as_ref()].into_iter().flatten() {
+            self.with_budget(s, opts)?;
+        }
+        Ok(())
+    }
+
+    /// Whether this model's video processor samples frames with its own formula (the
+    /// patchified, Qwen-VL families): then a video's frames are picked with
+    /// [`Self::video_frame_indices`] from its frame count and rate, and handed to the processor
+    /// with their [`VideoMetadata`].
+    pub fn samples_by_family(&self) -> bool {
+        self.video_patch_rule().is_some()
+    }
+
+    /// The frames `opts` (its `sampling` and `max_frames`) takes from a video of `total` frames
+    /// playing at `fps`, by this model's video processor's own formula where it has one
+    /// (`vidlm_model::family_frames`), else transformers' `default_sample_indices_fn`
+    /// (`vidlm_model::select_frames`) — what the processor does with a video given by path.
+    pub fn video_frame_indices(
+        &self,
+        opts: &ProcessOptions,
+        total: usize,
+        fps: Option<f64>,
+    ) -> Result<Vec<usize>> {
+        self.pick_frames(opts, total, fps, "video")
     }
 
     /// Stage 5: placeholder tokens per image and video, per conversation.
