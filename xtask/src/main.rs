@@ -24,6 +24,7 @@ mod export;
 mod ffi;
 mod flops;
 mod fuzz;
+mod python_pkg;
 mod setup;
 mod tidy;
 mod videos;
@@ -62,6 +63,13 @@ enum Cmd {
         /// Extra arguments passed to the demo.
         #[arg(trailing_var_arg = true)]
         args: Vec<String>,
+    },
+    /// Build the `vidlm` Python package's abi3 wheel (`crates/python`, maturin) into
+    /// `target/wheels/` (`pip install target/wheels/vidlm-*.whl`).
+    Wheel {
+        /// Build with the dev profile (faster to build, slower to run) instead of release.
+        #[arg(long)]
+        dev: bool,
     },
     /// Convert a Hugging Face checkpoint (local dir or hub id) into a vidlm model directory.
     Export(export::ExportArgs),
@@ -115,6 +123,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         Cmd::Demo { args } => demo(&args),
+        Cmd::Wheel { dev } => python_pkg::wheel(if dev { "dev" } else { "release" }).map(|_| ()),
         Cmd::Export(a) => export::export(&a),
         Cmd::Fixtures { check, args } => export::fixtures(check, &args),
         Cmd::Test { args } => test(&args),
@@ -266,6 +275,12 @@ fn test(args: &[String]) -> Result<()> {
         target.join("debug").join(format!("vidlm{}", std::env::consts::EXE_SUFFIX)),
     );
     steps.time("bench e2e --quick", || bench_e2e::bench_e2e(&["--quick".to_string()]))?;
+    // The Python package: its wheel (dev profile) installed into a fresh venv, then
+    // `pytest crates/python/tests` there (goldens through `LLM.chat`, read_frames against
+    // `vidlm frames`, errors, threads, Ctrl-C, the Ray Data example).
+    steps.time("python package (wheel, fresh venv, pytest)", || {
+        python_pkg::test_package(&videos, &cache_dir().join("fixtures"))
+    })?;
     // Smoke run of every fuzz target (10 s each), so that the harness cannot rot. The smoke run
     // uses the unoptimised build (`--debug`: the same instrumentation, a much shorter compile);
     // the long runs are `cargo xtask fuzz --seconds N`, optimised.

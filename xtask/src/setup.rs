@@ -71,6 +71,10 @@ pub fn setup(parts: Parts) -> Result<()> {
     if parts.python {
         let py = python_env()?;
         eprintln!("[setup] python env: {}", py.display());
+        // maturin for `cargo xtask wheel` and the package tests (`pip install ./crates/python`
+        // needs none: pip brings maturin itself).
+        let py = crate::python_pkg::build_env()?;
+        eprintln!("[setup] wheel build env: {}", py.display());
     }
     Ok(())
 }
