@@ -145,7 +145,10 @@ impl Host {
                 }
             })
             .map_err(|e| {
-                Failure::new(vidlm_model::ErrorKind::Internal, format!("cannot start a thread: {e}"))
+                Failure::new(
+                    vidlm_model::ErrorKind::Internal,
+                    format!("cannot start a thread: {e}"),
+                )
             })?;
         Ok(())
     }

@@ -54,9 +54,8 @@ fn onnxruntime_library(py: Python<'_>) -> PyResult<String> {
         if let Some(p) = vidlm_ort::loaded_library() {
             return Ok(p.display().to_string());
         }
-        let p = vidlm_ort::find_library().map_err(|e| {
-            errors::Failure::new(vidlm_model::ErrorKind::NotFound, e.to_string())
-        })?;
+        let p = vidlm_ort::find_library()
+            .map_err(|e| errors::Failure::new(vidlm_model::ErrorKind::NotFound, e.to_string()))?;
         let _ = py;
         Ok(p.display().to_string())
     })

@@ -96,7 +96,10 @@ impl SamplingParams {
             )));
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
-            return Err(Failure::bad_request(format!("top_p must be in (0, 1], got {}", self.top_p)));
+            return Err(Failure::bad_request(format!(
+                "top_p must be in (0, 1], got {}",
+                self.top_p
+            )));
         }
         if self.top_k == Some(0) {
             return Err(Failure::bad_request("top_k must be at least 1 (None: off)"));
@@ -230,7 +233,8 @@ fn prepare(host: &Host, raw: &RawConversation, opts: &ProcessOptions) -> Result<
     let decode_s = t0.elapsed().as_secs_f64();
     // The expanded prompt ids (the engine reports only their count): the processor over the
     // decoded media, no further sampling.
-    let inputs = host.processor().process(std::slice::from_ref(&conv), &ProcessOptions::default())?;
+    let inputs =
+        host.processor().process(std::slice::from_ref(&conv), &ProcessOptions::default())?;
     let prompt_ids = inputs.conversations.first().map(|c| c.input_ids.clone()).unwrap_or_default();
     let prompt = inputs.prompts.first().cloned().unwrap_or_default();
     Ok(Prepared { conv, prompt_ids, prompt, decode_s })
@@ -289,8 +293,8 @@ fn pipeline_options(
             Device::Cpu => Precision::Fp32,
             Device::Cuda { .. } => {
                 let dir = std::path::Path::new(model);
-                let fp16 = dir
-                    .join(format!("onnx/decoder_model_merged{}.onnx", Precision::Fp16.suffix()));
+                let fp16 =
+                    dir.join(format!("onnx/decoder_model_merged{}.onnx", Precision::Fp16.suffix()));
                 if !dir.is_dir() || fp16.is_file() {
                     Precision::Fp16
                 } else {
@@ -368,7 +372,8 @@ impl LLM {
             let opts = FrameArgs { num_frames, fps, max_frames }.process_options()?;
             let raws = parse_many(messages)?;
             let host = self.host.clone();
-            let outs = py.allow_threads(move || run_all(&host, &raws, &opts, &generation, &stops))?;
+            let outs =
+                py.allow_threads(move || run_all(&host, &raws, &opts, &generation, &stops))?;
             let list = PyList::empty(py);
             for o in outs {
                 list.append(Py::new(py, o)?)?;
@@ -414,6 +419,7 @@ impl LLM {
                     pending: VecDeque::new(),
                     output: None,
                 }),
+                closed: std::sync::atomic::AtomicBool::new(false),
             })
         })
     }
@@ -496,6 +502,7 @@ struct StreamState {
 #[pyclass(module = "vidlm")]
 pub struct TextStream {
     state: Mutex<StreamState>,
+    closed: std::sync::atomic::AtomicBool,
 }
 
 #[pymethods]
@@ -506,7 +513,21 @@ impl TextStream {
 
     fn __next__(&self, py: Python<'_>) -> PyResult<String> {
         guard(|| {
-            let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            // One reader at a time: a second thread would wait for the lock holding the GIL
+            // while the first needs the GIL back.
+            let mut st = match self.state.try_lock() {
+                Ok(st) => st,
+                Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    return Err(
+                        Failure::bad_request("this stream is being read by another thread").into()
+                    )
+                }
+            };
+            if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
+                st.rx = None;
+                return Err(PyStopIteration::new_err(()));
+            }
             loop {
                 if let Some(s) = st.pending.pop_front() {
                     return Ok(s);
@@ -514,10 +535,14 @@ impl TextStream {
                 let Some(rx) = st.rx.take() else {
                     return Err(PyStopIteration::new_err(()));
                 };
+                let closed = &self.closed;
                 let (rx, got) = py.allow_threads(move || loop {
                     match rx.recv_timeout(POLL) {
                         Ok((_, u)) => return (rx, Ok(u)),
                         Err(RecvTimeoutError::Timeout) => {
+                            if closed.load(std::sync::atomic::Ordering::SeqCst) {
+                                return (mpsc::channel().1, Err(PyStopIteration::new_err(())));
+                            }
                             if let Err(e) = check_signals() {
                                 // Dropping `rx` cancels the request.
                                 drop(rx);
@@ -559,13 +584,16 @@ impl TextStream {
     /// The `RequestOutput` once the stream is exhausted (None before).
     #[getter]
     fn output(&self, py: Python<'_>) -> Option<Py<RequestOutput>> {
-        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let st = self.state.try_lock().ok()?;
         st.output.as_ref().map(|o| o.clone_ref(py))
     }
 
     /// Cancels the request (what dropping the stream does).
     fn close(&self) {
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        st.rx = None;
+        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Ok(mut st) = self.state.try_lock() {
+            st.rx = None;
+            st.pending.clear();
+        }
     }
 }

@@ -156,7 +156,11 @@ pub fn to_json(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Value> {
         return Ok(Value::Object(m));
     }
     if obj.downcast::<PyList>().is_ok() || obj.downcast::<PyTuple>().is_ok() {
-        return obj.try_iter()?.map(|v| to_json(&v?, what)).collect::<PyResult<Vec<_>>>().map(Value::Array);
+        return obj
+            .try_iter()?
+            .map(|v| to_json(&v?, what))
+            .collect::<PyResult<Vec<_>>>()
+            .map(Value::Array);
     }
     let ty = obj.get_type().name()?.to_string();
     Err(Failure::bad_request(format!("{what}: a {ty} cannot be part of a message")).into())
@@ -257,8 +261,7 @@ fn parse_part(part: &Bound<'_, PyAny>, what: &str, conv: &mut RawConversation) -
     let mut json = Map::new();
     for (k, v) in d.iter() {
         let k: String = k.extract()?;
-        if v.is_none() || media_keys.contains(&k.as_str()) || k == "image_url" || k == "video_url"
-        {
+        if v.is_none() || media_keys.contains(&k.as_str()) || k == "image_url" || k == "video_url" {
             continue;
         }
         json.insert(k.clone(), to_json(&v, &format!("{what}.{k}"))?);
@@ -341,8 +344,9 @@ fn parse_part(part: &Bound<'_, PyAny>, what: &str, conv: &mut RawConversation) -
             } else {
                 "a path, a URL, a PIL image or a uint8 [H, W, 3] array"
             };
-            return Err(Failure::bad_request(format!("{what}: `{key}` must be {want}, got {tn}"))
-                .into());
+            return Err(
+                Failure::bad_request(format!("{what}: `{key}` must be {want}, got {tn}")).into()
+            );
         }
     };
     conv.media.push(media);
@@ -383,7 +387,8 @@ impl RawConversation {
                 RawMedia::Image(a) => MediaInput::Image(ImageInput::Decoded(Arc::new(a.clone()))),
                 RawMedia::ImageData(url) => {
                     let bytes = data_bytes(url)?;
-                    let frames = vidlm_video_io::load_image_bytes_with(bytes, &OpenOptions::default())?;
+                    let frames =
+                        vidlm_video_io::load_image_bytes_with(bytes, &OpenOptions::default())?;
                     if frames.data.shape()[0] == 0 {
                         return Err(Failure::new(
                             vidlm_model::ErrorKind::UnsupportedMedia,

@@ -35,8 +35,8 @@ impl Processor {
     #[new]
     fn new(py: Python<'_>, model: std::path::PathBuf) -> PyResult<Self> {
         guard(|| {
-            let inner = py
-                .allow_threads(|| RustProcessor::from_dir(&model).map_err(Failure::from))?;
+            let inner =
+                py.allow_threads(|| RustProcessor::from_dir(&model).map_err(Failure::from))?;
             Ok(Processor { inner })
         })
     }
@@ -70,10 +70,8 @@ impl Processor {
                     .map(|r| r.decode(&self.inner, &opts))
                     .collect::<Result<Vec<_>, _>>()?;
                 // Media are decoded and sampled: no further sampling.
-                let rest = vidlm_processor::ProcessOptions {
-                    add_generation_prompt,
-                    ..Default::default()
-                };
+                let rest =
+                    vidlm_processor::ProcessOptions { add_generation_prompt, ..Default::default() };
                 Ok(self.inner.process(&convs, &rest)?.tensors())
             })?;
             let out = PyDict::new(py);

@@ -9,9 +9,9 @@ use crate::errors::{guard, Failure};
 
 fn path_of(obj: &Bound<'_, PyAny>) -> PyResult<std::path::PathBuf> {
     // str or os.PathLike; relative paths resolve against the current directory (FFmpeg's view).
-    let s: std::path::PathBuf = obj.extract().map_err(|_| {
-        PyErr::from(Failure::bad_request("path must be a str or an os.PathLike"))
-    })?;
+    let s: std::path::PathBuf = obj
+        .extract()
+        .map_err(|_| PyErr::from(Failure::bad_request("path must be a str or an os.PathLike")))?;
     Ok(s)
 }
 
