@@ -170,7 +170,8 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    ap.add_argument("--dtype", default="fp32", choices=("fp32", "fp16"))
+    ap.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"),
+                    help="bf16: what a user with an AMX-BF16 CPU would try (torch_dtype=torch.bfloat16)")
     ap.add_argument("--measure-bandwidth", action="store_true")
     ap.add_argument("--measure-compute", action="store_true")
     ap.add_argument("--quick", action="store_true", help="with --measure-compute: small matrices, short runs")
@@ -190,7 +191,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     processor = AutoProcessor.from_pretrained(args.model)
-    dtype = torch.float16 if args.dtype == "fp16" else torch.float32
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(args.dtype, torch.float32)
     model = AutoModelForImageTextToText.from_pretrained(args.model, dtype=dtype,
                                                         attn_implementation="sdpa").eval().to(args.device)
     sync(args.device)
@@ -204,7 +205,7 @@ def main() -> None:
     t0 = time.perf_counter()
     text = processor.apply_chat_template(messages, add_generation_prompt=True)
     inputs = processor(text=text, videos=[video], return_tensors="pt").to(args.device)
-    if args.dtype == "fp16":
+    if args.dtype in ("fp16", "bf16"):
         inputs = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in inputs.items()}
     sync(args.device)
     preprocess_s = time.perf_counter() - t0

@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import assets
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "python"))
-import assets  # noqa: E402
 
 OUT = ROOT / "crates" / "processor" / "tests" / "goldens"
 FAMILIES = assets.FAMILIES
@@ -223,13 +223,233 @@ def resize_goldens() -> list:
     return out
 
 
+# --- Qwen2.5-VL / Qwen3-VL (patchified pixels, grids, the families' own frame sampling) --------
+QWEN_FAMILIES = assets.QWEN_VL_FAMILIES
+
+
+def vidm(t, h, w, seed, fps):
+    """A whole video of t frames playing at fps (transformers gets it with video_metadata)."""
+    return {"type": "video", "gen": [t, h, w, seed], "fps": fps}
+
+
+# case -> (conversations, call options). Options: num_frames / fps / max_frames / min_pixels /
+# max_pixels, as `vidlm preprocess` takes them.
+QWEN_CASES = {
+    "video_num_frames": ([[{"role": "user", "content": [vidm(30, 96, 128, 21, 10.0), txt("What happens?")]}]],
+                         {"num_frames": 8}),
+    "video_num_frames_odd": ([[{"role": "user", "content": [vidm(30, 96, 128, 22, 10.0), txt("Odd.")]}]],
+                             {"num_frames": 5}),
+    "video_num_frames_7": ([[{"role": "user", "content": [vidm(17, 64, 80, 23, 25.0), txt("Seven.")]}]],
+                           {"num_frames": 7}),
+    "video_fps": ([[{"role": "user", "content": [vidm(30, 96, 128, 24, 10.0), txt("By rate.")]}]],
+                  {"fps": 2.0}),
+    "video_fps_capped": ([[{"role": "user", "content": [vidm(40, 72, 96, 25, 8.0), txt("Capped.")]}]],
+                         {"fps": 4.0, "max_frames": 6}),
+    "video_default": ([[{"role": "user", "content": [vidm(12, 64, 64, 26, 4.0), txt("Default sampling.")]}]],
+                      {}),
+    "image": ([[{"role": "user", "content": [img(301, 517, 27), txt("Describe the image.")]}]], {}),
+    "image_small": ([[{"role": "user", "content": [img(5, 7, 28), txt("Tiny.")]}]], {}),
+    "image_large": ([[{"role": "user", "content": [img(1080, 1920, 29), txt("Large.")]}]], {}),
+    "image_budget": ([[{"role": "user", "content": [img(480, 640, 30), txt("Budget.")]}]],
+                     {"min_pixels": 3136, "max_pixels": 40000}),
+    "image_video": ([[{"role": "user", "content": [img(120, 90, 31), vidm(20, 80, 112, 32, 5.0), txt("Both.")]}]],
+                    {"num_frames": 4}),
+    "two_videos": ([[{"role": "user", "content": [vidm(20, 80, 112, 33, 5.0), vidm(24, 112, 80, 34, 12.0),
+                                                  txt("Compare.")]}]], {"num_frames": 4}),
+    "multi_turn_batch": ([
+        [{"role": "system", "content": [txt("Be brief.")]},
+         {"role": "user", "content": [img(200, 300, 35), txt("What is it?")]},
+         {"role": "assistant", "content": [txt("A pattern.")]},
+         {"role": "user", "content": [txt("Sure?")]}],
+        [{"role": "user", "content": [txt("Hello there, how are you today?")]}],
+    ], {}),
+}
+
+
+def qwen_inputs(convs):
+    """(conversations with arrays, images, videos, video_metadata) in transformers' order."""
+    images, videos, metas, out = [], [], [], []
+    for conv in convs:
+        msgs = []
+        for m in conv:
+            parts = []
+            for p in m["content"]:
+                if p.get("type") == "image" and "gen" in p:
+                    h, w, sd = p["gen"]
+                    images.append(pattern(h, w, 0, sd))
+                    parts.append({"type": "image"})
+                elif p.get("type") == "video" and "gen" in p:
+                    t, h, w, sd = p["gen"]
+                    videos.append(video(t, h, w, sd))
+                    metas.append({"total_num_frames": t, "fps": p["fps"]})
+                    parts.append({"type": "video"})
+                else:
+                    parts.append(p)
+            msgs.append({**m, "content": parts})
+        out.append(msgs)
+    return out, images, videos, metas
+
+
+def qwen_goldens(assets_dir: Path) -> dict:
+    from transformers import AutoProcessor
+
+    cases = []
+    for fam in QWEN_FAMILIES:
+        for backend in ("torchvision", "pil"):
+            for name, (convs, opts) in QWEN_CASES.items():
+                proc = AutoProcessor.from_pretrained(assets_dir / fam)
+                if backend == "pil":
+                    from transformers import AutoImageProcessor
+
+                    proc.image_processor = AutoImageProcessor.from_pretrained(assets_dir / fam, backend="pil")
+                    if not any(p.get("type") == "image" for c in convs for m in c for p in m["content"]):
+                        continue
+                msgs, images, videos, metas = qwen_inputs(convs)
+                prompts = [proc.apply_chat_template(m, add_generation_prompt=True, tokenize=False) for m in msgs]
+                kw = {"padding": True, "padding_side": "left", "return_tensors": "pt"}
+                if videos:
+                    kw["video_metadata"] = metas
+                    if "num_frames" in opts or "fps" in opts:
+                        kw["do_sample_frames"] = True  # what apply_chat_template sets
+                    for k in ("num_frames", "fps"):
+                        if k in opts:
+                            kw[k] = opts[k]
+                    if "num_frames" in opts:
+                        # Qwen3VLVideoProcessor fills `fps` from its default (2) and then refuses
+                        # num_frames + fps: transformers 5.23 needs fps=None spelled out.
+                        kw["fps"] = None
+                    if "max_frames" in opts:
+                        proc.video_processor.max_frames = opts["max_frames"]
+                    # The video processor's own frame settings (`cap_pixels_per_frame` stays unset:
+                    # transformers 5.23's default, no cap).
+                for k in ("min_pixels", "max_pixels"):
+                    if k in opts:
+                        kw[k] = opts[k]  # transformers' (deprecated but honoured) call arguments
+                out = proc(text=prompts, images=images or None, videos=videos or None, **kw)
+                entry = {
+                    "case": name, "family": fam, "backend": backend, "options": opts,
+                    "conversations": convs, "prompts": prompts,
+                    "input_ids": [rle(r.tolist()) for r in out["input_ids"]],
+                    "attention_mask": [rle(r.tolist()) for r in out["attention_mask"]],
+                    "tensors": {},
+                }
+                for key in ("pixel_values", "pixel_values_videos"):
+                    if key in out:
+                        a = out[key].detach().cpu().contiguous().numpy().astype(np.float32)
+                        flat = a.reshape(-1)
+                        rng = np.random.default_rng(12345)
+                        idx = np.sort(rng.choice(flat.size, size=min(SAMPLES, flat.size), replace=False))
+                        entry["tensors"][key] = {"shape": list(a.shape), "wsum64": wsum64(a),
+                                                 "sample_index": idx.tolist(),
+                                                 "sample_value": [float(v) for v in flat[idx]]}
+                for key in ("image_grid_thw", "video_grid_thw"):
+                    if key in out:
+                        entry[key] = out[key].tolist()
+                if "second_per_grid_ts" in out:
+                    entry["second_per_grid_ts"] = [float(np.float32(v)) for v in out["second_per_grid_ts"].tolist()]
+                    entry["second_per_grid_ts_dtype"] = str(out["second_per_grid_ts"].dtype)
+                cases.append(entry)
+                print(f"{fam:11s} {backend:11s} {name:22s} ids={tuple(out['input_ids'].shape)} "
+                      + " ".join(f"{k}={tuple(v['shape'])}" for k, v in entry["tensors"].items())
+                      + f" vgrid={entry.get('video_grid_thw')}", flush=True)
+    return {"transformers": __import__("transformers").__version__, "cases": cases}
+
+
+# `vidlm preprocess` on files: assets/demo.mp4 (320x240, 120 frames, 30 fps) decoded by the ffmpeg
+# CLI as rgb24 (what vidlm-video-io returns bit for bit) and a small PNG, with their metadata.
+QWEN_CLI_IMAGE = "qwen_cli_image.png"
+QWEN_CLI_CASES = [
+    # (name, family, messages, options)
+    ("q25_image_video_num_frames", "qwen2_5_vl",
+     [{"role": "user", "content": [{"type": "image", "image": QWEN_CLI_IMAGE},
+                                   {"type": "video", "video": "demo.mp4"}, {"type": "text", "text": "What happens?"}]}],
+     {"num_frames": 4}),
+    ("q25_video_fps_capped", "qwen2_5_vl",
+     [{"role": "user", "content": [{"type": "video", "video": "demo.mp4"}, {"type": "text", "text": "Go."}]}],
+     {"fps": 2.0, "max_frames": 6}),
+    ("q3_video_fps", "qwen3_vl",
+     [{"role": "user", "content": [{"type": "video", "video": "demo.mp4"}, {"type": "text", "text": "When?"}]}],
+     {"fps": 1.0}),
+    ("q3_image_budget_video_odd", "qwen3_vl",
+     [{"role": "user", "content": [{"type": "image", "image": QWEN_CLI_IMAGE},
+                                   {"type": "video", "video": "demo.mp4"}, {"type": "text", "text": "Both."}]}],
+     {"num_frames": 5, "max_pixels": 20000}),
+]
+
+
+def ffmpeg_rgb(path: Path) -> np.ndarray:
+    import subprocess
+
+    probe = json.loads(subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height",
+         "-of", "json", str(path)], check=True, capture_output=True).stdout)["streams"][0]
+    raw = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-vsync", "0", "-f", "rawvideo",
+                          "-pix_fmt", "rgb24", "-"], check=True, capture_output=True).stdout
+    h, w = probe["height"], probe["width"]
+    return np.frombuffer(raw, dtype=np.uint8).reshape(-1, h, w, 3)
+
+
+def summary(x) -> dict:
+    a = x.detach().cpu().contiguous().numpy().astype(np.float32)
+    flat = a.reshape(-1)
+    rng = np.random.default_rng(12345)
+    idx = np.sort(rng.choice(flat.size, size=min(SAMPLES, flat.size), replace=False))
+    return {"shape": list(a.shape), "wsum64": wsum64(a), "sample_index": idx.tolist(),
+            "sample_value": [float(v) for v in flat[idx]]}
+
+
+def qwen_cli_goldens(assets_dir: Path, out_dir: Path) -> list:
+    from PIL import Image
+    from transformers import AutoProcessor
+
+    Image.fromarray(pattern(61, 83, 0, 77)).save(out_dir / QWEN_CLI_IMAGE)
+    frames = ffmpeg_rgb(ROOT / "assets" / "demo.mp4")
+    meta = {"total_num_frames": int(frames.shape[0]), "fps": 30.0}
+    image = np.array(Image.open(out_dir / QWEN_CLI_IMAGE).convert("RGB"))
+    cases = []
+    for name, fam, messages, opts in QWEN_CLI_CASES:
+        proc = AutoProcessor.from_pretrained(assets_dir / fam)
+        prompt = proc.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        kw = {"return_tensors": "pt", "video_metadata": [meta], "do_sample_frames": True}
+        for k in ("num_frames", "fps", "min_pixels", "max_pixels"):
+            if k in opts:
+                kw[k] = opts[k]
+        if "num_frames" in opts:
+            kw["fps"] = None
+        if "max_frames" in opts:
+            proc.video_processor.max_frames = opts["max_frames"]
+        has_image = any(p["type"] == "image" for p in messages[0]["content"])
+        out = proc(text=[prompt], images=[image] if has_image else None, videos=[frames], **kw)
+        entry = {"case": name, "family": fam, "messages": messages, "options": opts,
+                 "input_ids": rle(out["input_ids"][0].tolist()),
+                 "tensors": {k: summary(out[k]) for k in ("pixel_values", "pixel_values_videos") if k in out}}
+        for key in ("image_grid_thw", "video_grid_thw"):
+            if key in out:
+                entry[key] = out[key].tolist()
+        if "second_per_grid_ts" in out:
+            entry["second_per_grid_ts"] = [float(v) for v in out["second_per_grid_ts"].tolist()]
+        cases.append(entry)
+        print(f"cli {name}: ids={tuple(out['input_ids'].shape)} vgrid={entry.get('video_grid_thw')}", flush=True)
+    return cases
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--assets", type=Path, default=assets.CACHE / "assets" / "hub",
                     help="directory holding <family>/ model dirs (built with assets.py if missing)")
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--qwen-only", action="store_true",
+                    help="only the Qwen2.5-VL / Qwen3-VL goldens (qwen_vl_goldens.json)")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    for fam in QWEN_FAMILIES:
+        if not (args.assets / fam / "tokenizer.json").exists():
+            assets.build(fam, args.assets / fam)
+    qwen = qwen_goldens(args.assets)
+    qwen["cli"] = qwen_cli_goldens(args.assets, args.out)
+    (args.out / "qwen_vl_goldens.json").write_text(json.dumps(qwen, ensure_ascii=False, separators=(",", ":")))
+    if args.qwen_only:
+        return 0
     for fam in FAMILIES:
         if not (args.assets / fam / "tokenizer.json").exists():
             assets.build(fam, args.assets / fam)

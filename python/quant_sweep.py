@@ -21,14 +21,11 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 CATEGORIES = {
     "qkv": re.compile(r"self_attn\.(q|k|v)_proj$"),

@@ -12,14 +12,11 @@ configs of vidlm_export/configs.py with processor sizes shrunk to match (the fix
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import assets  # noqa: E402
-from vidlm_export import configs  # noqa: E402
+import assets
+from vidlm_export import configs
 
 
 # Tiny models: final-norm gain that sets the absolute logit scale (see configs.py). Scaling the final
@@ -33,7 +30,7 @@ TINY_LOGIT_GAIN = 0.5
 def tiny_processor_overrides(family: str, config) -> dict:
     """Processor settings scaled to the tiny vision tower (same structure as the real ones)."""
     v = config.vision_config
-    s, p = int(v.image_size), int(v.patch_size)
+    s, p = int(getattr(v, "image_size", 0)), int(v.patch_size)
     if family == "interleave":
         return {"image_processor": {"size": {"height": s, "width": s}}, "processor": {"patch_size": p}}
     if family == "onevision":
@@ -52,6 +49,14 @@ def tiny_processor_overrides(family: str, config) -> dict:
         if family == "llava_next_video":
             out["image_processor"]["image_grid_pinpoints"] = config.image_grid_pinpoints
         return out
+    if family == "qwen2_5_vl":
+        # Pixel budgets that upscale the fixtures' small frames to grids of several 2x2-merge-unit windows
+        # (e.g. 44x70 -> 112x168 px = 8x12 patches), partial edge windows included.
+        return {"image_processor": {"min_pixels": 12544, "max_pixels": 25088}}
+    if family == "qwen3_vl":
+        # Qwen3's video budget is over t*h*w (8 frames here).
+        return {"image_processor": {"size": {"shortest_edge": 16384, "longest_edge": 32768}},
+                "video_processor": {"size": {"shortest_edge": 131072, "longest_edge": 262144}}}
     raise ValueError(family)
 
 
@@ -88,7 +93,7 @@ def build(family: str, size: str, out: Path, seed: int = 0, init: float = 0.3, d
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--family", required=True, choices=assets.FAMILIES)
+    ap.add_argument("--family", required=True, choices=assets.ALL_FAMILIES)
     ap.add_argument("--size", choices=("tiny", "real"), default="tiny")
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--seed", type=int, default=0)

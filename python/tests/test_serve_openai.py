@@ -16,6 +16,11 @@ or by hand:
   the live server is never contacted, and the server stays healthy.
 * Load: 32 concurrent clients send 200 requests; none is lost or fails (503s from a full queue are
   retried and counted), and every answer equals the same request run alone.
+* Conformance: what OpenAI clients and vLLM's / llama.cpp's server suites expect — `GET
+  /v1/models/{id}`, strict content parts, `logit_bias`, refused no-op-only fields, `model`
+  omitted or null, a streamed request over the context refused with a plain 400, CORS with an
+  API key, Prometheus metrics under vLLM's names (parsed with `prometheus_client`), and answers
+  not cut by transformers' default `max_length` when `max_tokens` is not given.
 
 Everything listens on 127.0.0.1 only.
 """
@@ -34,10 +39,13 @@ import tempfile
 import threading
 import time
 import unittest
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 import openai
+import tokenizers
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[2]
 VIDLM = os.environ.get("VIDLM_BIN", str(ROOT / "target" / "debug" / "vidlm"))
@@ -113,6 +121,16 @@ def video_part(path: Path) -> dict:
 
 def image_part(path: Path) -> dict:
     return {"type": "image_url", "image_url": {"url": path.resolve().as_uri()}}
+
+
+def raw(base: str, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
+    """(status, headers, body) of a plain HTTP request (error statuses included)."""
+    req = urllib.request.Request(base + path, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=300) as r:
+            return r.status, r.headers, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
 
 
 def to_hf(messages: list[dict]) -> list[dict]:
@@ -299,31 +317,78 @@ class Security(unittest.TestCase):
         port = self.upstream.port
         txt = {"type": "text", "text": "What is this?"}
         table = [
-            ("dotdot path", 403, [{"type": "video_url", "video_url": {"url": f"{a}/../secret.mp4"}}, txt]),
-            ("dotdot file URL", 403, [{"type": "video_url", "video_url": {"url": f"file://{a}/../secret.mp4"}}, txt]),
-            ("%2e%2e file URL", 403, [{"type": "video_url", "video_url": {"url": f"file://{a}/%2e%2e/secret.mp4"}}, txt]),
-            ("%2E%2E to /etc", 403, [{"type": "image_url", "image_url": {"url": f"file://{a}/%2E%2E/%2e%2e/%2e%2e/%2e%2e/etc/passwd"}}, txt]),
-            ("symlink to a file outside", 403, [{"type": "video_url", "video_url": {"url": f"{a}/link.mp4"}}, txt]),
-            ("symlink to a folder outside", 403, [{"type": "video_url", "video_url": {"url": f"{a}/up/secret.mp4"}}, txt]),
-            ("absolute path outside", 403, [{"type": "image_url", "image_url": {"url": "/etc/passwd"}}, txt]),
-            ("frame bomb (num_frames)", 400, [{"type": "video_url", "video_url": {"url": f"{a}/ok.mp4"}}, txt],
+            ("dotdot path", 400, [{"type": "video_url", "video_url": {"url": f"{a}/../secret.mp4"}}, txt]),
+            ("dotdot file URL", 400, [{"type": "video_url", "video_url": {"url": f"file://{a}/../secret.mp4"}}, txt]),
+            ("%2e%2e file URL", 400, [{"type": "video_url", "video_url": {"url": f"file://{a}/%2e%2e/secret.mp4"}}, txt]),
+            ("%2E%2E to /etc", 400, [{"type": "image_url", "image_url": {"url": f"file://{a}/%2E%2E/%2e%2e/%2e%2e/%2e%2e/etc/passwd"}}, txt]),
+            ("symlink to a file outside", 400, [{"type": "video_url", "video_url": {"url": f"{a}/link.mp4"}}, txt]),
+            ("symlink to a folder outside", 400, [{"type": "video_url", "video_url": {"url": f"{a}/up/secret.mp4"}}, txt]),
+            ("absolute path outside", 400, [{"type": "image_url", "image_url": {"url": "/etc/passwd"}}, txt]),
+            ("frame bomb (num_frames)", 413, [{"type": "video_url", "video_url": {"url": f"{a}/ok.mp4"}}, txt],
              {"extra_body": {"media_io_kwargs": {"video": {"num_frames": 100000}}}}),
-            ("pixel bomb", 400, [{"type": "video_url", "video_url": {"url": f"{a}/pixels.mp4"}}, txt]),
+            ("pixel bomb", 413, [{"type": "video_url", "video_url": {"url": f"{a}/pixels.mp4"}}, txt]),
             ("garbage data URL", 400, [{"type": "video_url", "video_url": {"url": "data:video/mp4;base64,!!!not-base64!!!"}}, txt]),
-            ("garbage bytes in a data URL", 400, [{"type": "video_url", "video_url": {"url": "data:video/mp4;base64," + base64.b64encode(os.urandom(3000)).decode()}}, txt]),
+            ("garbage bytes in a data URL", 415, [{"type": "video_url", "video_url": {"url": "data:video/mp4;base64," + base64.b64encode(os.urandom(3000)).decode()}}, txt]),
             ("not base64", 400, [{"type": "image_url", "image_url": {"url": "data:image/png,hello"}}, txt]),
-            ("too many media items", 400, [{"type": "video_url", "video_url": {"url": f"{a}/ok.mp4"}}] * 5 + [txt]),
+            ("too many media items", 413, [{"type": "video_url", "video_url": {"url": f"{a}/ok.mp4"}}] * 5 + [txt]),
             ("unsupported scheme", 400, [{"type": "video_url", "video_url": {"url": "gopher://127.0.0.1/x"}}, txt]),
         ]
         for spelling in SPELLINGS:
-            table.append((f"loopback {spelling}", 403, [{"type": "video_url", "video_url": {"url": f"http://{spelling}:{port}/v.mp4"}}, txt]))
+            table.append((f"loopback {spelling}", 400, [{"type": "video_url", "video_url": {"url": f"http://{spelling}:{port}/v.mp4"}}, txt]))
+        forbidden = {"dotdot path", "dotdot file URL", "%2e%2e file URL", "%2E%2E to /etc", "symlink to a file outside",
+                     "symlink to a folder outside", "absolute path outside"} | {f"loopback {sp}" for sp in SPELLINGS}
         for name, status, content, *extra in table:
             with self.subTest(name):
-                self.refused(status, content, **(extra[0] if extra else {}))
+                # A source the policy forbids: 400 `media_not_allowed` (as OpenAI, vLLM, llama.cpp).
+                self.refused(status, content, code="media_not_allowed" if name in forbidden else None, **(extra[0] if extra else {}))
         self.assertEqual(self.upstream.hits, [], "the local server was never contacted")
         # A legitimate request works.
         r = self.ask([{"type": "video_url", "video_url": {"url": f"{a}/ok.mp4"}}, txt], extra_body={"media_io_kwargs": {"video": {"num_frames": 2}}})
         self.assertEqual(r.usage.completion_tokens, 2)
+
+    def test_table_of_raw_http_cases(self):
+        """CORS preflights and content types: no client call exists for these, so raw HTTP."""
+        b = self.s.base
+        auth = {"Authorization": f"Bearer {self.key}"}
+        body = json.dumps({"model": "demo-model", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}).encode()
+        preflight = {"Origin": "https://app.example.com", "Access-Control-Request-Method": "POST",
+                     "Access-Control-Request-Headers": "authorization,content-type"}
+        table = [
+            # (name, method, path, body, headers, status, error code or None)
+            ("preflight of a completion, no key", "OPTIONS", "/v1/chat/completions", None, preflight, 200, None),
+            ("preflight of /v1/models, no key", "OPTIONS", "/v1/models", None,
+             {**preflight, "Access-Control-Request-Method": "GET"}, 200, None),
+            ("form body", "POST", "/v1/chat/completions", b"model=demo-model&messages=hi",
+             {**auth, "Content-Type": "application/x-www-form-urlencoded"}, 415, "unsupported_media_type"),
+            ("text body", "POST", "/v1/chat/completions", body, {**auth, "Content-Type": "text/plain"}, 415, "unsupported_media_type"),
+            ("multipart body", "POST", "/v1/chat/completions", body,
+             {**auth, "Content-Type": "multipart/form-data; boundary=x"}, 415, "unsupported_media_type"),
+            ("JSON with a charset", "POST", "/v1/chat/completions", body,
+             {**auth, "Content-Type": "application/json; charset=utf-8"}, 200, None),
+            ("a real request from a browser origin", "POST", "/v1/chat/completions", body,
+             {**auth, "Content-Type": "application/json", "Origin": "https://app.example.com"}, 200, None),
+            # Any OPTIONS is the CORS layer's (an empty 200): it never reaches a handler.
+            ("OPTIONS without a preflight's headers", "OPTIONS", "/v1/chat/completions", None, {}, 200, None),
+            ("a GET without the key, from a browser origin", "GET", "/v1/models", None,
+             {"Origin": "https://app.example.com"}, 401, "invalid_api_key"),
+        ]
+        for name, method, path, data, headers, status, code in table:
+            with self.subTest(name):
+                st, h, out = raw(b, method, path, data, headers)
+                self.assertEqual(st, status, out)
+                if code:
+                    err = json.loads(out)["error"]
+                    for k in ["message", "type", "param", "code"]:
+                        self.assertIn(k, err)
+                    self.assertEqual(err["code"], code)
+                if "Origin" in headers:
+                    self.assertEqual(h.get("access-control-allow-origin"), "*")
+                if method == "OPTIONS" and "Access-Control-Request-Method" in headers:
+                    allowed = h.get("access-control-allow-headers", "").lower()
+                    self.assertIn("authorization", allowed)
+                    self.assertIn("content-type", allowed)
+                    self.assertIn(headers["Access-Control-Request-Method"], h.get("access-control-allow-methods", ""))
+                self.assertEqual(self.s.health(), 200)
 
     def test_oversized_body(self):
         big = "data:video/mp4;base64," + base64.b64encode(os.urandom(2_100_000)).decode()
@@ -399,6 +464,218 @@ class Load(unittest.TestCase):
         finally:
             s.close()
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def counter(text: str, name: str) -> float:
+    """A counter's value, through the Prometheus text parser."""
+    for fam in text_string_to_metric_families(text):
+        if fam.name == name:
+            return sum(s.value for s in fam.samples if s.name == name + "_total")
+    raise AssertionError(f"{name} missing from /metrics")
+
+
+def histogram(text: str, name: str) -> tuple[float, float]:
+    """(count, sum) of a histogram, through the Prometheus text parser."""
+    for fam in text_string_to_metric_families(text):
+        if fam.name == name:
+            self_check = fam.type
+            assert self_check == "histogram", (name, fam.type)
+            values = {s.name: s.value for s in fam.samples if not s.labels or "le" not in s.labels}
+            inf = [s.value for s in fam.samples if s.labels.get("le") == "+Inf"]
+            assert inf and inf[0] == values[name + "_count"], name
+            return values[name + "_count"], values[name + "_sum"]
+    raise AssertionError(f"{name} missing from /metrics")
+
+
+class Conformance(unittest.TestCase):
+    """What OpenAI clients and vLLM's / llama.cpp's server test suites expect."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = Path(tempfile.mkdtemp(prefix="vidlm-serve-conf-"))
+        shutil.copy(DEMO_VIDEO, cls.tmp / "clip.mp4")
+        cls.s = Serve(DEMO_MODEL, "--allowed-local-media-path", str(cls.tmp), "--max-frames", "8")
+        cls.c = cls.s.client()
+        cls.tok = tokenizers.Tokenizer.from_file(str(DEMO_MODEL / "tokenizer.json"))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.s.close()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def error(self, status: int, call) -> dict:
+        with self.assertRaises(openai.APIStatusError) as cm:
+            call()
+        self.assertEqual(cm.exception.status_code, status, cm.exception.body)
+        body = cm.exception.body or {}
+        for k in ["message", "type", "param", "code"]:
+            self.assertIn(k, body, body)
+        return body
+
+    def chat(self, content, **kw):
+        return self.c.chat.completions.create(model="demo-model", messages=[{"role": "user", "content": content}], **kw)
+
+    def test_models_retrieve(self):
+        m = self.c.models.retrieve("demo-model")
+        self.assertEqual((m.id, m.object, m.owned_by), ("demo-model", "model", "vidlm"))
+        for other in ["gpt-4o", "demo", "org/demo-model"]:
+            with self.subTest(other):
+                e = self.error(404, lambda: self.c.models.retrieve(other))
+                self.assertEqual(e["code"], "model_not_found")
+                self.assertIn("does not exist", e["message"])
+
+    def test_content_parts_are_typed_strictly(self):
+        url = (self.tmp / "clip.mp4").as_uri()
+        for part, field in [({"type": "video_url", "video_url": url}, "video_url"),
+                            ({"type": "image_url", "image_url": url}, "image_url"),
+                            ({"type": "input_video", "input_video": url}, "input_video")]:
+            with self.subTest(field):
+                e = self.error(400, lambda: self.chat([part, {"type": "text", "text": "x"}], max_tokens=2))
+                self.assertEqual(e["param"], f"messages[0].content[0].{field}")
+                self.assertIn(field, e["message"])
+        # Unknown extra keys inside a part stay ignored.
+        r = self.chat([{"type": "video_url", "video_url": {"url": url}, "uuid": "x"}, {"type": "text", "text": "x"}],
+                      max_tokens=2, extra_body={"media_io_kwargs": {"video": {"num_frames": 2}}})
+        self.assertEqual(r.usage.completion_tokens, 2)
+
+    def test_logit_bias(self):
+        cat, dog = self.tok.encode(" cat dog", add_special_tokens=False).ids
+        for kw in [dict(temperature=0), dict(temperature=1.0, seed=7)]:
+            with self.subTest(**kw):
+                r = self.chat("Say something.", max_tokens=4, logit_bias={str(cat): 100}, **kw)
+                self.assertEqual(r.choices[0].message.content, self.tok.decode([cat] * 4))
+        # Two biases at once: the +100 one wins, the -100 one never appears.
+        for up, down in [(cat, dog), (dog, cat)]:
+            r = self.chat("Say something.", max_tokens=3, temperature=0, logit_bias={str(up): 100, str(down): -100})
+            self.assertEqual(r.choices[0].message.content, self.tok.decode([up] * 3))
+        # Bad keys and values: 400 naming them.
+        vocab = 32064
+        for bias, needle in [({"cat": 1}, "cat"), ({"-3": 1}, "-3"), ({str(dog): "high"}, str(dog)),
+                             ({str(dog): 101}, str(dog)), ({str(vocab + 5): 1}, str(vocab + 5)),
+                             ({str(dog): None}, str(dog))]:
+            with self.subTest(bias=bias):
+                e = self.error(400, lambda: self.chat("hi", max_tokens=1, logit_bias=bias))
+                self.assertIn(needle, e["message"])
+                self.assertIn("logit_bias", e["message"] + str(e["param"]))
+
+    def test_fields_that_would_be_ignored_are_refused(self):
+        for extra, param in [({"min_tokens": 5}, "min_tokens"), ({"tool_choice": "required"}, "tool_choice"),
+                             ({"stop_token_ids": [5]}, "stop_token_ids"), ({"echo": True}, "echo"),
+                             ({"media_io_kwargs": {"image": {"size": 3}}}, "media_io_kwargs.image"),
+                             ({"stream_options": {"continuous_usage_stats": True}, "stream": True},
+                              "stream_options.continuous_usage_stats")]:
+            with self.subTest(param):
+                e = self.error(400, lambda: self.chat("hi", max_tokens=1, extra_body=extra))
+                self.assertEqual(e["param"], param)
+        e = self.error(400, lambda: self.c.chat.completions.create(
+            model="demo-model", messages=[{"role": "user", "content": "hi", "name": "bob"}], max_tokens=1))
+        self.assertEqual(e["param"], "messages[0].name")
+        # Their no-op values pass, and so do the honoured vLLM extensions.
+        r = self.chat("hi", max_tokens=3, temperature=0,
+                      extra_body={"min_tokens": 0, "tool_choice": "none", "echo": False, "ignore_eos": True,
+                                  "skip_special_tokens": True})
+        self.assertEqual(r.usage.completion_tokens, 3)
+
+    def test_model_may_be_omitted_or_null(self):
+        for body in [{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2},
+                     {"model": None, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}]:
+            with self.subTest(body=body):
+                st, _, out = raw(self.s.base, "POST", "/v1/chat/completions", json.dumps(body).encode(),
+                                 {"Content-Type": "application/json"})
+                self.assertEqual(st, 200, out)
+                r = json.loads(out)
+                self.assertEqual(r["model"], "demo-model")
+                self.assertEqual(r["usage"]["completion_tokens"], 2)
+        e = self.error(404, lambda: self.c.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}]))
+        self.assertEqual(e["code"], "model_not_found")
+
+    def test_streamed_failures_before_the_first_token_are_plain_http_errors(self):
+        long = "hello " * 5000  # over the demo model's 4096-token context
+        for stream in [False, True]:
+            with self.subTest(stream=stream):
+                e = self.error(400, lambda: self.chat(long, max_tokens=2, stream=stream))
+                self.assertEqual(e["code"], "context_length_exceeded")
+        # Raw: a 400 with a JSON body, no event stream.
+        body = {"model": "demo-model", "stream": True, "messages": [{"role": "user", "content": long}]}
+        st, h, out = raw(self.s.base, "POST", "/v1/chat/completions", json.dumps(body).encode(), {"Content-Type": "application/json"})
+        self.assertEqual(st, 400)
+        self.assertTrue(h.get("content-type", "").startswith("application/json"))
+        self.assertNotIn(b"data:", out)
+        # A corrupt video, streamed: 415 invalid_media (media that cannot be decoded) before any event.
+        bad = {"type": "video_url", "video_url": {"url": "data:video/mp4;base64,AAAAIGZ0eXBpc29tAAACAGlzb21pc28y"}}
+        e = self.error(415, lambda: self.chat([bad, {"type": "text", "text": "x"}], max_tokens=2, stream=True))
+        self.assertEqual(e["code"], "invalid_media")
+        # And a good streamed request still streams.
+        chunks = list(self.chat("hi", max_tokens=3, stream=True))
+        self.assertEqual(chunks[0].choices[0].delta.role, "assistant")
+        self.assertEqual(sum(1 for ch in chunks if ch.choices and ch.choices[0].finish_reason), 1)
+
+    def test_metrics_under_vllm_names_move_by_what_was_served(self):
+        before = self.s.metrics()
+        url = (self.tmp / "clip.mp4").as_uri()
+        video = [{"type": "video_url", "video_url": {"url": url}}, {"type": "text", "text": "What happens?"}]
+        served = []
+        for content, max_tokens in [(video, 3), (video, 5), ("Hello there.", 4)]:
+            r = self.chat(content, max_tokens=max_tokens, temperature=0, extra_body={"media_io_kwargs": {"video": {"num_frames": 3}}})
+            served.append((r.usage.prompt_tokens, r.usage.completion_tokens, max_tokens))
+        after = self.s.metrics()
+
+        def delta_h(name):
+            c0, s0 = histogram(before, name)
+            c1, s1 = histogram(after, name)
+            return c1 - c0, s1 - s0
+
+        n = len(served)
+        prompt = sum(p for p, _, _ in served)
+        gen = sum(g for _, g, _ in served)
+        self.assertEqual(delta_h("vidlm_request_prompt_tokens"), (n, prompt))
+        self.assertEqual(delta_h("vidlm_request_generation_tokens"), (n, gen))
+        self.assertEqual(delta_h("vidlm_request_params_n"), (n, n))
+        self.assertEqual(delta_h("vidlm_request_params_max_tokens"), (n, sum(m for _, _, m in served)))
+        # Requests ran one at a time: every step's tokens are one request's prefill or decode.
+        self.assertEqual(delta_h("vidlm_iteration_tokens_total")[1], prompt + gen)
+        for h in ["vidlm_request_inference_time_seconds", "vidlm_request_prefill_time_seconds",
+                  "vidlm_request_decode_time_seconds"]:
+            count, total = delta_h(h)
+            self.assertEqual(count, n, h)
+            self.assertGreater(total, 0, h)
+        # The same video twice: two queries, the second one a hit.
+        self.assertEqual(counter(after, "vidlm_mm_cache_queries") - counter(before, "vidlm_mm_cache_queries"), 2)
+        self.assertEqual(counter(after, "vidlm_mm_cache_hits") - counter(before, "vidlm_mm_cache_hits"), 1)
+        self.assertEqual(counter(after, "vidlm_generation_tokens") - counter(before, "vidlm_generation_tokens"), gen)
+
+    def test_no_max_tokens_means_until_a_stop_or_the_context(self):
+        q = "Tell me a long story."
+        short = self.chat(q, max_tokens=32, temperature=0)
+        full = self.chat(q, temperature=0)
+        if short.choices[0].finish_reason == "stop":
+            self.assertEqual(full.choices[0].message.content, short.choices[0].message.content)
+        else:
+            # Not cut at transformers' max_length 20 (prompt included): it runs on to an end of
+            # sequence or the 4096-token context.
+            self.assertGreater(full.usage.completion_tokens, 32)
+            self.assertTrue(full.choices[0].message.content.startswith(short.choices[0].message.content))
+            if full.choices[0].finish_reason == "length":
+                self.assertEqual(full.usage.total_tokens, 4096)
+        streamed = "".join(ch.choices[0].delta.content or "" for ch in self.chat(q, temperature=0, stream=True) if ch.choices)
+        self.assertEqual(streamed, full.choices[0].message.content)
+
+
+class CorsOrigins(unittest.TestCase):
+    def test_only_the_allowed_origins_get_cors_headers(self):
+        s = Serve(DEMO_MODEL, "--allowed-origins", "https://app.example.com", "--allowed-headers", "authorization,content-type",
+                  api_key="k1")
+        try:
+            for origin, allowed in [("https://app.example.com", True), ("https://evil.example", False)]:
+                with self.subTest(origin):
+                    st, h, _ = raw(s.base, "OPTIONS", "/v1/chat/completions", None,
+                                   {"Origin": origin, "Access-Control-Request-Method": "POST",
+                                    "Access-Control-Request-Headers": "authorization"})
+                    self.assertEqual(st, 200)
+                    self.assertEqual(h.get("access-control-allow-origin"), origin if allowed else None)
+                    self.assertIn("authorization", h.get("access-control-allow-headers", "").lower())
+        finally:
+            s.close()
 
 
 if __name__ == "__main__":

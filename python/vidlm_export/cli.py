@@ -40,8 +40,50 @@ RUNTIME_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "gene
 TEMPLATE_FILES = ("chat_template.json", "chat_template.jinja")
 
 
+# The fallback chain a dtype's graphs follow when the export does not hold them at that dtype (the
+# runtime's `Precision::fallback`, crates/model/src/precision.rs): q4 -> q8 -> fp32, int8 -> q8 -> fp32,
+# q4f16 -> fp16 -> fp32.
+FALLBACK = {"q4": "q8", "int8": "q8", "q8": "fp32", "q4f16": "fp16", "fp16": "fp32"}
+VISION_GRAPHS = ("vision_encoder", "video_encoder")
+
+
 class ExportError(SystemExit):
     pass
+
+
+def chain(dtype: str) -> list[str]:
+    out = [dtype]
+    while out[-1] in FALLBACK:
+        out.append(FALLBACK[out[-1]])
+    return out
+
+
+def dtype_fallback(written: set[tuple[str, str]]) -> dict:
+    """Per dtype some graph was written at: the precision each graph runs at when that dtype is asked for
+    (the nearest written one along the chain). The vision towers move together: a dtype serves them only
+    where every vision graph of the export exists at it, as the runtime resolves them."""
+    graphs = sorted({g for g, _ in written})
+    vision = [g for g in graphs if g in VISION_GRAPHS]
+    out = {}
+    for d in sorted({d for _, d in written}):
+        entry = {}
+        for g in graphs:
+            group = vision if g in VISION_GRAPHS else [g]
+            used = next((c for c in chain(d) if all((x, c) in written for x in group)), None)
+            if used is not None:
+                entry[g] = used
+        out[d] = entry
+    return out
+
+
+def fallback_line(fallback: dict) -> str:
+    """`q4: vision_encoder q8, video_encoder q8` for each dtype where a graph falls back."""
+    parts = []
+    for d, m in fallback.items():
+        moved = [f"{g} {u}" for g, u in m.items() if u != d]
+        if moved:
+            parts.append(f"{d}: {', '.join(moved)}")
+    return "; ".join(parts)
 
 
 def peak_rss_gb() -> float:
@@ -141,7 +183,8 @@ def load_model(src: Path, load_dtype: torch.dtype):
 
 
 def run_export(model_arg: str, out: Path, dtypes: list[str], skip_validate: bool, exporter: str, opset: int,
-               graphs_filter: list[str] | None = None, quiet: bool = False, decoder: str = "fused") -> dict:
+               graphs_filter: list[str] | None = None, quiet: bool = False, decoder: str = "fused",
+               skip_agreement: bool = False) -> dict:
     t_start = time.time()
     src = resolve_model(model_arg)
     out.mkdir(parents=True, exist_ok=True)
@@ -208,7 +251,7 @@ def run_export(model_arg: str, out: Path, dtypes: list[str], skip_validate: bool
             gc.collect()
 
     table = None
-    if not skip_validate:
+    if not skip_validate and any(d not in QUANTIZED for d in dtypes):
         print("\n[export] validation: ONNX Runtime (CPU) vs PyTorch "
               f"({'fp32' if load_dtype == torch.float32 else 'fp16'} module), random inputs; "
               "tolerance = atol + rtol*max|ref|, " +
@@ -222,6 +265,12 @@ def run_export(model_arg: str, out: Path, dtypes: list[str], skip_validate: bool
         quantize.print_fidelity([r for r in fidelity_rows if any(r["graph"] == file_name(s.name, d)
                                                                  for s in specs for d in dtypes)])
 
+    written = {(g["name"], g["dtype"]) for g in graph_entries.values() if (onnx_dir / g["file"]).is_file()}
+    fallback = dtype_fallback(written)
+    line = fallback_line(fallback)
+    print(f"[export] dtype fallback (graphs a dtype runs at another precision): {line or 'none'}", flush=True)
+
+    agreement = {k: v for k, v in old.get("agreement", {}).items() if k not in dtypes}
     fam_cfg = model.config
     manifest = {
         "format": "vidlm-onnx/1",
@@ -232,26 +281,21 @@ def run_export(model_arg: str, out: Path, dtypes: list[str], skip_validate: bool
         "versions": versions(exporter, opset),
         "precision_suffixes": SUFFIX,
         "token_ids": families.token_ids(fam_cfg),
-        "vision": {
-            "image_size": int(fam_cfg.vision_config.image_size),
-            "patch_size": int(fam_cfg.vision_config.patch_size),
-            "vision_feature_layer": fam_cfg.vision_feature_layer,
-            "vision_feature_select_strategy": fam_cfg.vision_feature_select_strategy,
-        },
+        "vision": vision_manifest(fam_cfg),
         "logits": "last position only: logits[batch, 1, vocab] for every call (prefill and decode)",
         "graphs": sorted(graph_entries.values(), key=lambda g: (g["dtype"], g["name"])),
+        "dtype_fallback": fallback,
         "image_newline": newline,
         "host_side": list(fam.host_side) + [
             "embed_tokens(input_ids) -> inputs_embeds; image/video features overwrite the placeholder rows "
             "(prefill only), then decoder_model_merged.",
-            "position_ids = cumsum(attention_mask) - 1, set to 1 where attention_mask == 0 (left padding).",
+            ("position_ids: see the family's lines above (3 rows, M-RoPE)" if fam.model_type in ("qwen2_5_vl", "qwen3_vl")
+             else "position_ids = cumsum(attention_mask) - 1, set to 1 where attention_mask == 0 (left padding)."),
             "First step: every past_key_values.* has past length 0; afterwards present.* -> past_key_values.*.",
         ],
-        "quantization": {d: {"bits": quantize.BITS[d], "block_size": quantize.BLOCK_SIZE, "symmetric": quantize.SYMMETRIC,
-                             "accuracy_level": quantize.ACCURACY_LEVEL[d], "min_cosine": quantize.MIN_COSINE[d],
-                             "weights": "MatMul -> MatMulNBits, embed_tokens Gather -> GatherBlockQuantized"}
-                         for d in QUANTIZED},
+        "quantization": {d: quantize.mix(d) for d in QUANTIZED},
         "fidelity": fidelity_rows,
+        "agreement": agreement,
         "copied_files": copied,
         "missing_runtime_files": missing,
         "validation": {
@@ -267,6 +311,25 @@ def run_export(model_arg: str, out: Path, dtypes: list[str], skip_validate: bool
         },
     }
     manifest_path.write_text(json.dumps(manifest, indent=2, default=float) + "\n")
+    measured = [d for d in dtypes if d != "fp32" and (onnx_dir / file_name("decoder_model_merged", d)).is_file()]
+    if measured and not skip_agreement and ("decoder_model_merged", "fp32") in written:
+        # llama.cpp's measures beside cosine: teacher-forced top-1 agreement and mean KL vs fp32 over 64
+        # positions of real pipeline inputs, each dtype through the graphs it runs at (fallback included).
+        from . import agreement as agree
+
+        print("\n[export] agreement with fp32 (teacher-forced, real pipeline inputs):", flush=True)
+        try:
+            if next(model.parameters()).dtype != torch.float32:
+                model.to(torch.float32)
+            rows = agree.measure(out, src, measured, model=model)
+            agree.print_rows(rows)
+            agreement.update({r["dtype"]: r for r in rows})
+        except Exception as e:  # reported, never hidden: the manifest says it was not measured and why
+            print(f"[export] warning: agreement not measured ({type(e).__name__}: {e})", flush=True)
+            agreement.update({d: {"error": f"{type(e).__name__}: {e}"} for d in measured})
+        manifest["agreement"] = agreement
+        manifest_path.write_text(json.dumps(manifest, indent=2, default=float) + "\n")
+
     if missing:
         print(f"[export] warning: the source has no {', '.join(missing)}; the vidlm runtime needs them", flush=True)
     print(f"[export] wrote {out} in {manifest['export']['seconds']} s, peak RSS {manifest['export']['peak_rss_gb']} GB",
@@ -282,27 +345,60 @@ def run_export(model_arg: str, out: Path, dtypes: list[str], skip_validate: bool
     return manifest
 
 
+def vision_manifest(cfg) -> dict:
+    v = cfg.vision_config
+    if cfg.model_type in ("qwen2_5_vl", "qwen3_vl"):
+        out = {k: getattr(v, k) for k in ("patch_size", "temporal_patch_size", "spatial_merge_size", "hidden_size",
+                                          "num_heads", "window_size", "fullatt_block_indexes", "tokens_per_second",
+                                          "num_position_embeddings", "deepstack_visual_indexes") if hasattr(v, k)}
+        out["rope_theta"] = float((getattr(v, "rope_parameters", None) or {}).get("rope_theta", 10000.0))
+        out["mrope_section"] = cfg.text_config.rope_parameters.get("mrope_section")
+        out["mrope_interleaved"] = cfg.model_type == "qwen3_vl"
+        out["contract"] = "docs/onnx-graphs.md: Qwen2.5-VL and Qwen3-VL"
+        return out
+    return {
+        "image_size": int(v.image_size),
+        "patch_size": int(v.patch_size),
+        "vision_feature_layer": cfg.vision_feature_layer,
+        "vision_feature_select_strategy": cfg.vision_feature_select_strategy,
+    }
+
+
 def quantize_graphs(specs, dtype: str, onnx_dir: Path, graph_entries: dict) -> list[dict]:
     """q8/q4 graphs from the fp32 graphs of this directory; returns the fidelity rows."""
     rows = []
     for s in specs:
+        if s.name in quantize.FLOAT_GRAPHS:
+            # Stays float32 at every dtype (quantize.py): no copy is written; `dtype_fallback` sends this
+            # dtype to the fp32 graph. A stale quantized copy from an older export is removed.
+            for f in (onnx_dir / file_name(s.name, dtype), onnx_dir / (file_name(s.name, dtype) + "_data")):
+                if f.exists():
+                    f.unlink()
+            graph_entries.pop(file_name(s.name, dtype), None)
+            continue
         src = onnx_dir / file_name(s.name, "fp32")
         if not src.is_file():
             raise ExportError(f"error: --dtype {dtype} is made from the fp32 graph, and {src} does not exist "
                               f"(export --dtype fp32,{dtype})")
         dst = onnx_dir / file_name(s.name, dtype)
         print(f"[export] {dst.name} (from {src.name}) ...", flush=True)
-        info = quantize.quantize_file(src, dst, dtype, quantize_gather=s.name == "embed_tokens")
+        if dtype == "int8":
+            info = quantize.quantize_int8_file(src, dst)
+            info["matmul_nbits"], info["head_bits"] = 0, None
+        else:
+            info = quantize.quantize_file(src, dst, dtype)
+        head = f", lm_head {info['head_bits']} bits" if info["head_bits"] else ""
         fid = quantize.fidelity(s, src, dst, dtype)
         rows += fid
         held = all(r["ok"] for r in fid)
-        if s.name in quantize.OPTIONAL_GRAPHS and not held:
+        # int8 serves only where it holds its bound (graphs that miss it run at q8 instead, through the chain).
+        if (s.name in quantize.OPTIONAL_GRAPHS or dtype == "int8") and not held:
             for f in (dst, dst.with_name(dst.name + "_data")):
                 if f.exists():
                     f.unlink()
             graph_entries.pop(dst.name, None)
-            print(f"[export]   {dst.name}: cosine below {quantize.MIN_COSINE[dtype]}: not written (the fp32 graph "
-                  f"serves {dtype})", flush=True)
+            print(f"[export]   {dst.name}: cosine below {quantize.MIN_COSINE[dtype]}: not written ({dtype} uses the "
+                  f"next precision of its chain here: {' -> '.join(chain(dtype)[1:])})", flush=True)
             for r in fid:
                 r["written"] = False
             continue
@@ -316,12 +412,17 @@ def quantize_graphs(specs, dtype: str, onnx_dir: Path, graph_entries: dict) -> l
             "outputs": io["outputs"],
             "description": s.doc,
             "export_seconds": info["seconds"],
-            "built_by": f"onnxruntime MatMulNBitsQuantizer ({quantize.BITS[dtype]} bits, block {quantize.BLOCK_SIZE}, "
-                        f"{'symmetric' if quantize.SYMMETRIC else 'asymmetric'}, accuracy_level {quantize.ACCURACY_LEVEL[dtype]}) from {src.name}",
+            "built_by": "onnxruntime quantize_dynamic (int8 weights per channel, int8 activations per call) from "
+                        + src.name if dtype == "int8" else
+                        f"onnxruntime MatMulNBitsQuantizer ({quantize.BITS[dtype]} bits{head}, block "
+                        f"{quantize.BLOCK_SIZE}, {'symmetric' if quantize.SYMMETRIC else 'asymmetric'}, "
+                        f"{quantize.ALGORITHM[dtype]}, accuracy_level {quantize.ACCURACY_LEVEL[dtype]}) from {src.name}",
             "quantized_ops": {k: v for k, v in info.items() if k != "seconds"},
         }
-        print(f"[export]   done in {info['seconds']} s ({info['matmul_nbits']} MatMulNBits, "
-              f"{info['gather_block_quantized']} GatherBlockQuantized); peak RSS so far {peak_rss_gb():.2f} GB", flush=True)
+        ops = (f"{info['matmul_integer']} MatMulInteger" if dtype == "int8"
+               else f"{info['matmul_nbits']} MatMulNBits{head}")
+        print(f"[export]   done in {info['seconds']} s ({ops}); "
+              f"peak RSS so far {peak_rss_gb():.2f} GB", flush=True)
     return rows
 
 
@@ -329,8 +430,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="cargo xtask export", description=__doc__)
     ap.add_argument("--model", required=True, help="local checkpoint directory or Hugging Face hub id")
     ap.add_argument("--out", required=True, type=Path, help="output model directory")
-    ap.add_argument("--dtype", default="fp32", help="comma-separated: fp32,fp16,q8,q4 (default fp32; q8/q4 are "
-                                                      "made from the fp32 graphs)")
+    ap.add_argument("--dtype", default="fp32", help="comma-separated: fp32,fp16,q8,int8,q4 (default fp32; q8/int8/q4 "
+                                                      "are made from the fp32 graphs)")
     ap.add_argument("--skip-validate", action="store_true", help="skip the ONNX Runtime vs PyTorch check")
     ap.add_argument("--exporter", default="dynamo", choices=["dynamo", "torchscript"])
     ap.add_argument("--decoder", default="fused", choices=["fused", "exporter"],
@@ -338,6 +439,8 @@ def main(argv=None) -> int:
                          "exporter's graph")
     ap.add_argument("--opset", type=int, default=None, help="ONNX opset (default 20)")
     ap.add_argument("--graphs", default=None, help="comma-separated subset of graph names")
+    ap.add_argument("--skip-agreement", action="store_true",
+                    help="skip the teacher-forced top-1 / KL measure of each non-fp32 dtype against fp32")
     a = ap.parse_args(argv)
     dtypes = [d.strip() for d in a.dtype.split(",") if d.strip()]
     for d in dtypes:
@@ -347,7 +450,8 @@ def main(argv=None) -> int:
     torch.manual_seed(0)
     torch.set_num_threads(int(os.environ.get("VIDLM_TORCH_THREADS", "2")))
     run_export(a.model, a.out, dtypes, a.skip_validate, a.exporter, opset,
-               [g.strip() for g in a.graphs.split(",")] if a.graphs else None, decoder=a.decoder)
+               [g.strip() for g in a.graphs.split(",")] if a.graphs else None, decoder=a.decoder,
+               skip_agreement=a.skip_agreement)
     return 0
 
 

@@ -149,3 +149,69 @@ def build_random_model(config, seed: int, out_dir, dtype=None, logit_gain: float
     model.eval()
     model.save_pretrained(out_dir)
     return model
+
+
+# ----------------------------------------------------------------------------------------------
+# Qwen2.5-VL and Qwen3-VL (issue 20). Tiny: the real structure at toy widths — Qwen2.5-VL: 3 vision
+# blocks, block 1 full attention, blocks 0 and 2 windowed (window_size 56 = 2x2 merge units of 14-px
+# patches, so the fixtures' frames have several windows, some partial); Qwen3-VL: 3 vision blocks, all
+# three DeepStack levels (after vision blocks 0, 1, 2 -> added after decoder layers 0, 1, 2), a 6x6
+# learned position grid interpolated to every frame grid. Text: head_dim 16 with M-RoPE sections summing
+# to 8 (Qwen2.5-VL [2, 3, 3] consecutive; Qwen3-VL [4, 2, 2] interleaved), GQA 2:1, tied embeddings.
+# Real: Qwen2.5-VL-3B-Instruct and Qwen3-VL-2B-Instruct's config.json values.
+QWEN_VL_IDS = dict(image_token_id=151655, video_token_id=151656, vision_start_token_id=151652,
+                   vision_end_token_id=151653)
+
+
+def qwen2_5_vl(tiny: bool = True, init: float = 0.3):
+    from transformers import Qwen2_5_VLConfig
+
+    if tiny:
+        vision = dict(depth=3, hidden_size=16, intermediate_size=32, num_heads=2, in_channels=3, patch_size=14,
+                      spatial_merge_size=2, temporal_patch_size=2, tokens_per_second=2, window_size=56,
+                      out_hidden_size=32, fullatt_block_indexes=[1], hidden_act="silu", initializer_range=init)
+        text = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                    num_key_value_heads=1, vocab_size=151936, rms_norm_eps=1e-6, max_position_embeddings=32768,
+                    rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [2, 3, 3]},
+                    tie_word_embeddings=True, use_sliding_window=False, initializer_range=init,
+                    bos_token_id=151643, eos_token_id=151645)
+    else:
+        vision = dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, in_channels=3, patch_size=14,
+                      spatial_merge_size=2, temporal_patch_size=2, tokens_per_second=2, window_size=112,
+                      out_hidden_size=2048, fullatt_block_indexes=[7, 15, 23, 31], hidden_act="silu")
+        text = dict(hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,
+                    num_key_value_heads=2, vocab_size=151936, rms_norm_eps=1e-6, max_position_embeddings=128000,
+                    rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [16, 24, 24]},
+                    tie_word_embeddings=True, use_sliding_window=False, bos_token_id=151643, eos_token_id=151645)
+    return Qwen2_5_VLConfig(vision_config=vision, text_config=text, tie_word_embeddings=True, **QWEN_VL_IDS,
+                            **({"initializer_range": init} if tiny else {}))
+
+
+def qwen3_vl(tiny: bool = True, init: float = 0.3):
+    from transformers import Qwen3VLConfig
+
+    if tiny:
+        vision = dict(depth=3, hidden_size=16, intermediate_size=32, num_heads=2, in_channels=3, patch_size=16,
+                      spatial_merge_size=2, temporal_patch_size=2, out_hidden_size=32, num_position_embeddings=36,
+                      deepstack_visual_indexes=[0, 1, 2], hidden_act="gelu_pytorch_tanh", initializer_range=init)
+        text = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=2,
+                    num_key_value_heads=1, head_dim=16, vocab_size=151936, rms_norm_eps=1e-6,
+                    max_position_embeddings=32768, tie_word_embeddings=True, initializer_range=init,
+                    rope_parameters={"rope_type": "default", "rope_theta": 5e6, "mrope_section": [4, 2, 2],
+                                     "mrope_interleaved": True},
+                    bos_token_id=151643, eos_token_id=151645)
+    else:
+        vision = dict(depth=24, hidden_size=1024, intermediate_size=4096, num_heads=16, in_channels=3, patch_size=16,
+                      spatial_merge_size=2, temporal_patch_size=2, out_hidden_size=2048, num_position_embeddings=2304,
+                      deepstack_visual_indexes=[5, 11, 17], hidden_act="gelu_pytorch_tanh")
+        text = dict(hidden_size=2048, intermediate_size=6144, num_hidden_layers=28, num_attention_heads=16,
+                    num_key_value_heads=8, head_dim=128, vocab_size=151936, rms_norm_eps=1e-6,
+                    max_position_embeddings=262144, tie_word_embeddings=True,
+                    rope_parameters={"rope_type": "default", "rope_theta": 5e6, "mrope_section": [24, 20, 20],
+                                     "mrope_interleaved": True},
+                    bos_token_id=151643, eos_token_id=151645)
+    return Qwen3VLConfig(vision_config=vision, text_config=text, tie_word_embeddings=True, **QWEN_VL_IDS,
+                         **({"initializer_range": init} if tiny else {}))
+
+
+BUILDERS.update({"qwen2_5_vl": qwen2_5_vl, "qwen3_vl": qwen3_vl})

@@ -116,6 +116,53 @@ FAMILIES: dict[str, Family] = {
     ),
 }
 
+FAMILIES.update({
+    "qwen2_5_vl": Family(
+        model_type="qwen2_5_vl",
+        name="Qwen2.5-VL",
+        model_class="Qwen2_5_VLForConditionalGeneration",
+        has_video_graph=False,
+        image_graph_doc=(
+            "Qwen2.5-VL vision tower (windowed + full-attention blocks, 2D rotary, patch merger) over a batch of "
+            "frames of one grid: pixel_values [frames, h*w, C*T*P*P] + host tables (window_index, "
+            "reverse_window_index, rotary_cos/sin, window_gather/scatter/key_bias) -> image_features [frames, h*w/4, hidden]. "
+            "Images and videos alike."
+        ),
+        video_graph_doc="(none: videos go through vision_encoder, one run per video grid)",
+        has_image_newline=False,
+        host_side=(
+            "docs/onnx-graphs.md, 'Qwen2.5-VL and Qwen3-VL': per grid (h, w) the host computes window_index, "
+            "reverse_window_index, rotary_cos/sin and window_gather/window_scatter/window_key_bias (vidlm_export/qwen_host.py).",
+            "Merge: image features into image_token_id positions, video features into video_token_id positions.",
+            "position_ids [3, batch, seq] from get_rope_index (host, once per prompt); decode steps: last prompt "
+            "position + 1 + step in all three rows.",
+        ),
+    ),
+    "qwen3_vl": Family(
+        model_type="qwen3_vl",
+        name="Qwen3-VL",
+        model_class="Qwen3VLForConditionalGeneration",
+        has_video_graph=False,
+        image_graph_doc=(
+            "Qwen3-VL vision tower (interpolated learned position embeddings, 2D rotary, DeepStack mergers) over a "
+            "batch of frames of one grid: pixel_values [frames, h*w, C*T*P*P] + host tables (rotary_cos/sin, "
+            "pos_interp_indices/weights) -> image_features [frames, h*w/4, hidden], deepstack_features "
+            "[levels, frames, h*w/4, hidden]. Images and videos alike."
+        ),
+        video_graph_doc="(none: videos go through vision_encoder, one run per video grid)",
+        has_image_newline=False,
+        host_side=(
+            "docs/onnx-graphs.md, 'Qwen2.5-VL and Qwen3-VL': per grid (h, w) the host computes rotary_cos/sin and "
+            "pos_interp_indices/weights (vidlm_export/qwen_host.py).",
+            "Merge: features into the placeholder positions; deepstack levels into a dense "
+            "deepstack_visual_embeds [levels, batch, seq, hidden] at the same positions, zeros elsewhere and on "
+            "decode steps.",
+            "position_ids [3, batch, seq] from get_rope_index with every video split into one-frame grids (host); "
+            "decode steps: last prompt position + 1 + step in all three rows.",
+        ),
+    ),
+})
+
 
 def family_of(config) -> Family:
     mt = getattr(config, "model_type", None)

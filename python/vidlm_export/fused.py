@@ -47,6 +47,28 @@ F32_MIN = float(np.finfo(np.float32).min)
 OPSET = 20
 
 
+# Qwen2.5-VL / Qwen3-VL language models: 3-row M-RoPE position_ids (docs/onnx-graphs.md).
+MROPE_TEXT_TYPES = ("qwen2_5_vl_text", "qwen3_vl_text")
+
+
+def mrope_row_map(text_config, half: int) -> np.ndarray:
+    """For each of the head_dim/2 frequencies, which position row (0 t, 1 h, 2 w) rotates it: Qwen2.5-VL's
+    consecutive mrope_section chunks (chunk i from row i % 3), Qwen3-VL's interleaved layout (row 1 at
+    1, 4, 7, ... < 3*section[1], row 2 at 2, 5, 8, ... < 3*section[2], row 0 elsewhere)."""
+    rp = getattr(text_config, "rope_parameters", None) or {}
+    sec = list(rp.get("mrope_section") or ([24, 20, 20] if text_config.model_type == "qwen3_vl_text" else [16, 24, 24]))
+    rows = np.zeros(half, np.int64)
+    if text_config.model_type == "qwen3_vl_text":
+        for r in (1, 2):
+            rows[r:sec[r] * 3:3] = r
+    else:
+        j = 0
+        for i, n in enumerate(sec):
+            rows[j:j + n] = i % 3
+            j += n
+    return rows
+
+
 class Unsupported(Exception):
     """The checkpoint uses something this builder does not express (the caller falls back)."""
 
@@ -85,7 +107,7 @@ class _Graph:
 def supported(text_config) -> str | None:
     """None when the builder can express this language model, else why not."""
     mt = getattr(text_config, "model_type", None)
-    if mt not in ("qwen2", "llama"):
+    if mt not in ("qwen2", "llama") + MROPE_TEXT_TYPES:
         return f"language model type {mt!r}"
     rp = getattr(text_config, "rope_parameters", None) or getattr(text_config, "rope_scaling", None) or {}
     rtype = rp.get("rope_type", rp.get("type", "default")) if isinstance(rp, dict) else "default"
@@ -140,14 +162,21 @@ def build_decoder(model) -> onnx.ModelProto:
     V = int(lm_head.weight.shape[0])
     G = H // Hkv
     fused_attention = uses_gqa_kernel(Dh)
+    mrope = tcfg.model_type in MROPE_TEXT_TYPES
+    qk_norm = tcfg.model_type == "qwen3_vl_text"
+    levels = len(model.config.vision_config.deepstack_visual_indexes) if qk_norm else 0
 
     g = _Graph()
     f = TensorProto.FLOAT
     inputs = [
         helper.make_tensor_value_info("inputs_embeds", f, ["batch_size", "sequence_length", D]),
         helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch_size", "total_sequence_length"]),
-        helper.make_tensor_value_info("position_ids", TensorProto.INT64, ["batch_size", "sequence_length"]),
+        helper.make_tensor_value_info("position_ids", TensorProto.INT64,
+                                      [3, "batch_size", "sequence_length"] if mrope else ["batch_size", "sequence_length"]),
     ]
+    if levels:
+        inputs.append(helper.make_tensor_value_info("deepstack_visual_embeds", f,
+                                                    [levels, "batch_size", "sequence_length", D]))
     outputs = [helper.make_tensor_value_info("logits", f, ["batch_size", 1, V])]
     for i in range(L):
         for kind in ("key", "value"):
@@ -186,8 +215,21 @@ def build_decoder(model) -> onnx.ModelProto:
                    hint="allowed")  # [B, 1, 1, S, T]
     attn_bias5 = g.op("Where", [allowed, g.const(np.array(0.0, np.float32)), g.const(np.array(F32_MIN, np.float32))],
                       hint="attention_bias5")
-    cos_g = g.op("Unsqueeze", [g.op("Gather", ["rotary_cos_cache", "position_ids"]), i64([2])], hint="cos")  # [B,S,1,Dh/2]
-    sin_g = g.op("Unsqueeze", [g.op("Gather", ["rotary_sin_cache", "position_ids"]), i64([2])], hint="sin")
+    if mrope:
+        # per token and frequency, the cos/sin of the position row that frequency belongs to: gather all three
+        # rows' tables and keep one per frequency (a 0/1 mask summed over the rows: exact)
+        onehot = (mrope_row_map(tcfg, Dh // 2)[None, :] == np.arange(3)[:, None]).astype(np.float32)
+        sel = g.const(onehot.reshape(3, 1, 1, Dh // 2), "mrope_rows")
+
+        def per_token(cache, hint):
+            rows3 = g.op("Gather", [cache, "position_ids"], hint=hint + "3")  # [3, B, S, Dh/2]
+            return g.op("ReduceSum", [g.op("Mul", [rows3, sel]), i64([0])], keepdims=0, hint=hint)  # [B, S, Dh/2]
+
+        cos_g = g.op("Unsqueeze", [per_token("rotary_cos_cache", "cos_tok"), i64([2])], hint="cos")
+        sin_g = g.op("Unsqueeze", [per_token("rotary_sin_cache", "sin_tok"), i64([2])], hint="sin")
+    else:
+        cos_g = g.op("Unsqueeze", [g.op("Gather", ["rotary_cos_cache", "position_ids"]), i64([2])], hint="cos")  # [B,S,1,Dh/2]
+        sin_g = g.op("Unsqueeze", [g.op("Gather", ["rotary_sin_cache", "position_ids"]), i64([2])], hint="sin")
     scale = g.const(np.array(Dh ** -0.5, np.float32), "scale")
 
     if fused_attention:
@@ -221,9 +263,14 @@ def build_decoder(model) -> onnx.ModelProto:
         """Grouped attention in plain ops: any head size, any padding, any batch/past combination."""
         pk, pv = f"past_key_values.{i}.key", f"past_key_values.{i}.value"
         attn_out, ok, ov = outs
-        q, k, v = g.op("Split", [qkv, i64([H * Dh, Hkv * Dh, Hkv * Dh])], outputs=3, axis=2)
-        q4 = rotate(g.op("Reshape", [q, i64([0, 0, H, Dh])]))  # [B,S,H,Dh]
-        k4 = rotate(g.op("Reshape", [k, i64([0, 0, Hkv, Dh])]))
+        if isinstance(qkv, tuple):  # M-RoPE: q, k already normed and rotated, in [B, S, heads*Dh]
+            q, k, v = qkv
+            q4 = g.op("Reshape", [q, i64([0, 0, H, Dh])])
+            k4 = g.op("Reshape", [k, i64([0, 0, Hkv, Dh])])
+        else:
+            q, k, v = g.op("Split", [qkv, i64([H * Dh, Hkv * Dh, Hkv * Dh])], outputs=3, axis=2)
+            q4 = rotate(g.op("Reshape", [q, i64([0, 0, H, Dh])]))  # [B,S,H,Dh]
+            k4 = rotate(g.op("Reshape", [k, i64([0, 0, Hkv, Dh])]))
         v4 = g.op("Reshape", [v, i64([0, 0, Hkv, Dh])])
         kt = g.op("Concat", [pk, g.op("Transpose", [k4], perm=[0, 2, 1, 3])], axis=2, outputs=[ok])
         vt = g.op("Concat", [pv, g.op("Transpose", [v4], perm=[0, 2, 1, 3])], axis=2, outputs=[ov])
@@ -255,6 +302,12 @@ def build_decoder(model) -> onnx.ModelProto:
             return [f"l{i}_{tag}_attn", f"l{i}_{tag}_k", f"l{i}_{tag}_v"]
 
         def gqa_nopad():
+            if mrope:  # rotated outside: GQA without rotary
+                q, k, v = qkv
+                g.nodes.append(helper.make_node(
+                    "GroupQueryAttention", [q, k, v, pk, pv, seqlens, total_i32], names("gqa"), name=f"l{i}_gqa",
+                    domain="com.microsoft", num_heads=H, kv_num_heads=Hkv, do_rotary=0, scale=Dh ** -0.5))
+                return
             # no padding: position_ids = past + 0..seq-1, which is what GQA's own rotary uses
             g.nodes.append(helper.make_node(
                 "GroupQueryAttention", [qkv, "", "", pk, pv, seqlens, total_i32, "rotary_cos_cache", "rotary_sin_cache"],
@@ -262,6 +315,13 @@ def build_decoder(model) -> onnx.ModelProto:
                 num_heads=H, kv_num_heads=Hkv, do_rotary=1, scale=Dh ** -0.5))
 
         def gqa_padded_prompt():
+            if mrope:
+                q, k, v = qkv
+                g.nodes.append(helper.make_node(
+                    "GroupQueryAttention", [q, k, v, pk, pv, seqlens, total_i32, "", "", "", attn_bias],
+                    names("gqab"), name=f"l{i}_gqab", domain="com.microsoft", num_heads=H, kv_num_heads=Hkv,
+                    do_rotary=0, scale=Dh ** -0.5))
+                return
             # a left-padded first prompt: GQA's rotary ignores position_ids there (it rotates by the index),
             # so rotary runs as its own op with the real position ids; pad keys are masked by the bias
             q, k, v, qr, kr = (f"l{i}_gqab_{n}_in" for n in ("q", "k", "v", "qr", "kr"))
@@ -312,6 +372,22 @@ def build_decoder(model) -> onnx.ModelProto:
             qkv = g.op("Add", [qkv, bqkv], hint=f"l{i}_qkv_b")
         if at.o_proj.bias is not None:
             raise Unsupported("o_proj bias")
+        if mrope:
+            q, k, v = g.op("Split", [qkv, i64([H * Dh, Hkv * Dh, Hkv * Dh])], outputs=3, axis=2, hint=f"l{i}_qkv_split")
+            q4 = g.op("Reshape", [q, i64([0, 0, H, Dh])])
+            k4 = g.op("Reshape", [k, i64([0, 0, Hkv, Dh])])
+            if qk_norm:  # Qwen3: RMSNorm over head_dim on q and k, before the rotary
+                q4 = g.op("SimplifiedLayerNormalization", [q4, g.init(f"layers.{i}.attn.q_norm.weight",
+                                                                      _np(at.q_norm.weight))],
+                          axis=-1, epsilon=float(at.q_norm.variance_epsilon), stash_type=1)
+                k4 = g.op("SimplifiedLayerNormalization", [k4, g.init(f"layers.{i}.attn.k_norm.weight",
+                                                                      _np(at.k_norm.weight))],
+                          axis=-1, epsilon=float(at.k_norm.variance_epsilon), stash_type=1)
+            qr = g.op("Reshape", [rotate(q4), i64([0, 0, H * Dh])], hint=f"l{i}_q_rot")
+            kr = g.op("Reshape", [rotate(k4), i64([0, 0, Hkv * Dh])], hint=f"l{i}_k_rot")
+            qkv = (qr, kr, v)
+        elif getattr(at, "q_norm", None) is not None:
+            raise Unsupported("q/k norm")
         attn = attention(i, qkv)
         o = g.op("MatMul", [attn, g.init(f"layers.{i}.attn.o_proj.weight", _np(at.o_proj.weight).T)], hint=f"l{i}_o")
         w_post = g.init(f"layers.{i}.post_attention_layernorm.weight", _np(layer.post_attention_layernorm.weight))
@@ -327,16 +403,31 @@ def build_decoder(model) -> onnx.ModelProto:
         act = g.op("Mul", [g.op("Mul", [gate, g.op("Sigmoid", [gate])]), up], hint=f"l{i}_swiglu")
         x_prev = g.op("MatMul", [act, g.init(f"layers.{i}.mlp.down_proj.weight", _np(mlp.down_proj.weight).T)],
                       hint=f"l{i}_down")
+        if i < levels:
+            # Qwen3-VL DeepStack: hidden = (residual + mlp) + deepstack_visual_embeds[i], in transformers' order
+            full = g.op("Add", [resid, x_prev], hint=f"l{i}_out")
+            level = g.op("Squeeze", [g.op("Gather", ["deepstack_visual_embeds", i64([i])], axis=0), i64([0])])
+            resid = g.op("Add", [full, level], hint=f"l{i}_deep")
+            x_prev = None
 
     # last position only: final norm + lm_head on [B, 1, D]
     last = lambda t: g.op("Slice", [t, i64([-1]), i64([np.iinfo(np.int64).max]), i64([1])])  # noqa: E731
-    y = g.op("SkipSimplifiedLayerNormalization", [last(x_prev), last(resid), g.init("norm.weight", _np(lm.norm.weight))],
-             outputs=1, domain="com.microsoft", epsilon=eps, hint="final_norm")
+    if x_prev is None:  # the last layer added DeepStack features (tiny test models)
+        y = g.op("SimplifiedLayerNormalization", [last(resid), g.init("norm.weight", _np(lm.norm.weight))], axis=-1,
+                 epsilon=eps, stash_type=1, hint="final_norm")
+    else:
+        y = g.op("SkipSimplifiedLayerNormalization", [last(x_prev), last(resid), g.init("norm.weight", _np(lm.norm.weight))],
+                 outputs=1, domain="com.microsoft", epsilon=eps, hint="final_norm")
     g.op("MatMul", [y, g.init("lm_head.weight", _np(lm_head.weight).T)], outputs=["logits"])
 
     graph = helper.make_graph(g.nodes, "decoder_model_merged", inputs, outputs, g.inits)
     m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid("com.microsoft", 1)],
                           producer_name="vidlm_export.fused")
     m.ir_version = 10
-    helper.set_model_props(m, {"vidlm.decoder": "fused-gqa" if fused_attention else "fused-plain-attention"})
+    kind = "fused-gqa" if fused_attention else "fused-plain-attention"
+    if mrope:
+        # Not "fused-gqa": the runtime's in-place KV cache (past_present_share_buffer) is enabled by that value and
+        # has not been tested with these graphs yet.
+        kind += "-mrope"
+    helper.set_model_props(m, {"vidlm.decoder": kind})
     return m

@@ -45,6 +45,10 @@ def vision_size(vision_config) -> int:
 
 def build_specs(model, fam: Family) -> list[GraphSpec]:
     cfg = model.config
+    if cfg.model_type in ("qwen2_5_vl", "qwen3_vl"):
+        from . import qwen
+
+        return qwen.build_specs(model, fam)
     vcfg = cfg.vision_config
     tcfg = cfg.text_config
     size = vision_size(vcfg)

@@ -14,10 +14,11 @@ import torch
 from .graphs import GraphSpec
 
 # File-name suffix per precision (onnx-layout.md): none = fp32.
-SUFFIX = {"fp32": "", "fp16": "_fp16", "q8": "_quantized", "q4": "_q4"}
+SUFFIX = {"fp32": "", "fp16": "_fp16", "q8": "_quantized", "int8": "_int8", "q4": "_q4"}
 # Quantized graphs are made from the fp32 graphs (vidlm_export/quantize.py), not exported from torch.
-QUANTIZED = ("q8", "q4")
-TORCH_DTYPE = {"fp32": torch.float32, "fp16": torch.float16, "q8": torch.float32, "q4": torch.float32}
+QUANTIZED = ("q8", "int8", "q4")
+TORCH_DTYPE = {"fp32": torch.float32, "fp16": torch.float16, "q8": torch.float32, "int8": torch.float32,
+               "q4": torch.float32}
 # Validation tolerance: max|delta| <= atol + rtol * max|reference|, per dtype (reference = fp32 torch).
 TOLERANCE = {"fp32": (1e-4, 1e-4), "fp16": (2e-2, 2e-2)}
 # Graphs whose initializers exceed this total keep them in external data (<name>.onnx_data) instead of

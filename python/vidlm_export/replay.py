@@ -27,10 +27,15 @@ class OnnxModel:
         so.intra_op_num_threads = threads
         so.log_severity_level = 3
         self.sessions = {}
-        # A quantized dtype may leave a graph out (a vision graph whose accuracy did not hold): the fp32
-        # graph serves it, as in the runtime.
-        chosen = {g["name"]: g for g in self.manifest["graphs"] if g["dtype"] == "fp32"}
-        chosen.update({g["name"]: g for g in self.manifest["graphs"] if g["dtype"] == dtype})
+        # A dtype may leave a graph out (a vision graph whose accuracy did not hold): the nearest precision
+        # along the fallback chain serves it (q4 -> q8 -> fp32), as the manifest records and the runtime does.
+        from .cli import chain, dtype_fallback
+
+        by_key = {(g["name"], g["dtype"]): g for g in self.manifest["graphs"]
+                  if (self.dir / "onnx" / g["file"]).is_file()}
+        fallback = self.manifest.get("dtype_fallback") or dtype_fallback(set(by_key))
+        self.used = fallback.get(dtype, {})
+        chosen = {n: by_key[(n, d)] for n, d in self.used.items() if (n, d) in by_key}
         for g in chosen.values():
             self.sessions[g["name"]] = ort.InferenceSession(str(self.dir / "onnx" / g["file"]), so,
                                                             providers=["CPUExecutionProvider"])

@@ -47,7 +47,7 @@ pub struct E2eArgs {
     /// Comma-separated configs (default: onevision-0.5b,next-video-7b-2l; with --quick: quick-onevision).
     #[arg(long)]
     pub configs: Option<String>,
-    /// vidlm dtypes to run, comma-separated (fp32, fp16, q8, q4, q4f16). Default: fp32,q8,q4 on
+    /// vidlm dtypes to run, comma-separated (fp32, fp16, q8, int8, q4, q4f16). Default: fp32,q8,q4 on
     /// the CPU, fp32,fp16 on CUDA.
     #[arg(long)]
     pub dtypes: Option<String>,
@@ -55,8 +55,8 @@ pub struct E2eArgs {
     /// the `onnxruntime-gpu` library of `cargo xtask setup --cuda`; PyTorch on the same GPU).
     #[arg(long, default_value = "cpu")]
     pub device: String,
-    /// transformers dtypes, comma-separated (fp32, fp16). Default: fp32 on the CPU, fp32,fp16 on
-    /// CUDA. Ratios are against transformers fp32.
+    /// transformers dtypes, comma-separated (fp32, fp16, bf16). Default: fp32 on the CPU (fp32,bf16
+    /// where it has AMX-BF16), fp32,fp16 on CUDA. Ratios are against transformers fp32.
     #[arg(long)]
     pub transformers_dtypes: Option<String>,
     /// Run this vidlm binary instead of building one (e.g. a `--features cuda` build carried to a
@@ -149,6 +149,7 @@ pub fn dtype_suffix(dtype: &str) -> Option<&'static str> {
         "fp32" => "",
         "fp16" => "_fp16",
         "q8" => "_quantized",
+        "int8" => "_int8",
         "q4" => "_q4",
         "q4f16" => "_q4f16",
         _ => return None,
@@ -602,22 +603,15 @@ fn run_vidlm(bin: &Path, export: &Path, dtype: &str, r: &RunSpec) -> Result<Colu
         c.args(["--device", r.device]);
     }
     // On CUDA the binary's default is fp16: name every dtype there. Where the export has no vision
-    // graphs at this dtype (q4 vision misses its accuracy bound, so the export writes none), they
-    // run at the smallest dtype it has (q8, else fp32), and the column says so.
+    // graphs at this dtype (q4 vision misses its accuracy bound, so the export writes none), `vidlm`
+    // runs them at the nearest precision the export holds (q4 -> q8 -> fp32, recorded in the
+    // manifest's `dtype_fallback`), and the column says so.
     let mut label = format!("vidlm {dtype}");
     if native && (dtype != "fp32" || r.device != "cpu") {
-        let has = |suffix: &str| {
-            export.join("onnx").join(format!("vision_encoder{suffix}.onnx")).is_file()
-        };
-        let suffix = dtype_suffix(dtype).unwrap_or_default();
-        let arg = if dtype == "fp32" || has(suffix) {
-            dtype.to_string()
-        } else {
-            let alt = if has("_quantized") { "q8" } else { "fp32" };
+        if let Some(alt) = vision_fallback(export, dtype) {
             label = format!("vidlm {dtype} (vision {alt})");
-            format!("{dtype},vision={alt}")
-        };
-        c.args(["--dtype", &arg]);
+        }
+        c.args(["--dtype", dtype]);
     }
     eprintln!("[bench e2e] vidlm {dtype}: {c:?}");
     let m = run_measured(&mut c, r.device != "cpu")?;
@@ -650,6 +644,29 @@ fn run_vidlm(bin: &Path, export: &Path, dtype: &str, r: &RunSpec) -> Result<Colu
         wall_s: Some(m.wall_s),
         ..Default::default()
     })
+}
+
+/// The precision the export's vision graphs run at when `dtype` is asked for, where it is another
+/// one: the manifest's `dtype_fallback` record (older exports: the first file along the chain).
+fn vision_fallback(export: &Path, dtype: &str) -> Option<String> {
+    let manifest = std::fs::read_to_string(export.join("onnx/vidlm_manifest.json")).ok();
+    let recorded = manifest
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .and_then(|m| m["dtype_fallback"][dtype]["vision_encoder"].as_str().map(String::from));
+    let used = recorded.or_else(|| {
+        let has = |d: &str| {
+            let suffix = dtype_suffix(d).unwrap_or_default();
+            export.join("onnx").join(format!("vision_encoder{suffix}.onnx")).is_file()
+        };
+        let chain: &[&str] = match dtype {
+            "q4" => &["q4", "q8", "fp32"],
+            "q4f16" => &["q4f16", "fp16", "fp32"],
+            "int8" => &["int8", "q8", "fp32"],
+            _ => &[dtype, "fp32"],
+        };
+        chain.iter().find(|d| has(d)).map(|d| d.to_string())
+    })?;
+    (used != dtype).then_some(used)
 }
 
 fn run_transformers(hf: &Path, dtype: &str, r: &RunSpec) -> Result<Column> {
@@ -979,9 +996,54 @@ fn build_vidlm(release: bool, cuda: bool) -> Result<PathBuf> {
     Ok(bin)
 }
 
+/// `cargo xtask bench e2e`: `plan` (the arguments checked), `prepare` (set-up, clip,
+/// checkpoints and exports, the binary), `measure_machine` (bandwidth and matrix-product rate),
+/// then per config `run_config` (every backend and dtype) and `report_config` (ceilings, table,
+/// targets, JSON), the report written after each config.
 pub fn bench_e2e(args: &[String]) -> Result<()> {
     let a = E2eArgs::try_parse_from(std::iter::once("e2e".to_string()).chain(args.iter().cloned()))
         .map_err(|e| anyhow!("{e}"))?;
+    let plan = plan(&a)?;
+    let started = Instant::now();
+    let Some(prepared) = prepare(&a, &plan, started)? else {
+        return Ok(());
+    };
+    let machine = measure_machine(&a, plan.cuda)?;
+    let spec = RunSpec {
+        device: &a.device,
+        video: &prepared.video,
+        frames: plan.frames,
+        tokens: plan.tokens,
+        threads: a.threads,
+        prompt: &a.prompt,
+    };
+    let mut report = Report::new(&a, &plan, &prepared.video, &machine, started);
+    for cfg in &plan.configs {
+        let run = run_config(&a, &plan, &prepared, &spec, cfg)?;
+        let (block, json) = report_config(&a, &plan, &prepared.video, &machine, cfg, run)?;
+        print!("{block}");
+        report.text += &block;
+        report.configs.push(json);
+        // Written after every config, so a long run that is stopped keeps what it measured.
+        report.write(false)?;
+    }
+    report.write(true)
+}
+
+/// What a run does: the arguments checked and their defaults filled in.
+struct Plan {
+    /// Both backends on a CUDA device (`--device cuda[:N]`).
+    cuda: bool,
+    /// vidlm dtypes, one column each.
+    dtypes: Vec<String>,
+    /// transformers dtypes, one column each.
+    hf_dtypes: Vec<String>,
+    configs: Vec<BenchConfig>,
+    frames: usize,
+    tokens: usize,
+}
+
+fn plan(a: &E2eArgs) -> Result<Plan> {
     let cuda = a.device != "cpu";
     if cuda && !a.device.starts_with("cuda") {
         bail!("--device {:?}: cpu, cuda or cuda:N", a.device);
@@ -992,13 +1054,20 @@ pub fn bench_e2e(args: &[String]) -> Result<()> {
     let dtypes = list(a.dtypes.as_deref().unwrap_or(if cuda { "fp32,fp16" } else { "fp32,q8,q4" }));
     for d in &dtypes {
         if dtype_suffix(d).is_none() {
-            bail!("unknown dtype {d:?} (fp32, fp16, q8, q4, q4f16)");
+            bail!("unknown dtype {d:?} (fp32, fp16, q8, int8, q4, q4f16)");
         }
     }
-    let hf_dtypes =
-        list(a.transformers_dtypes.as_deref().unwrap_or(if cuda { "fp32,fp16" } else { "fp32" }));
-    if let Some(d) = hf_dtypes.iter().find(|d| !matches!(d.as_str(), "fp32" | "fp16")) {
-        bail!("unknown transformers dtype {d:?} (fp32, fp16)");
+    // On a CPU with AMX-BF16 a PyTorch user would try bfloat16: it gets its own column there.
+    let hf_default = if cuda {
+        "fp32,fp16"
+    } else if cpu_has_amx_bf16() {
+        "fp32,bf16"
+    } else {
+        "fp32"
+    };
+    let hf_dtypes = list(a.transformers_dtypes.as_deref().unwrap_or(hf_default));
+    if let Some(d) = hf_dtypes.iter().find(|d| !matches!(d.as_str(), "fp32" | "fp16" | "bf16")) {
+        bail!("unknown transformers dtype {d:?} (fp32, fp16, bf16)");
     }
     if let Some(p) = &a.python {
         let _ = PYTHON.set(p.clone());
@@ -1019,12 +1088,28 @@ pub fn bench_e2e(args: &[String]) -> Result<()> {
             })
         })
         .collect::<Result<_>>()?;
-    let frames = a.num_frames.unwrap_or(if a.quick { 2 } else { 8 });
-    let tokens = a.max_new_tokens.unwrap_or(if a.quick { 6 } else { 32 });
-    let started = Instant::now();
+    Ok(Plan {
+        cuda,
+        dtypes,
+        hf_dtypes,
+        configs,
+        frames: a.num_frames.unwrap_or(if a.quick { 2 } else { 8 }),
+        tokens: a.max_new_tokens.unwrap_or(if a.quick { 6 } else { 32 }),
+    })
+}
 
+/// What the runs need on disk: the clip, the models folder and the `vidlm` binary.
+struct Prepared {
+    video: PathBuf,
+    models: PathBuf,
+    bin: PathBuf,
+}
+
+/// Set-up, the clip, and the `vidlm` binary; with `--prepare-only`, every config's checkpoint
+/// and export, and then `None` (nothing to run).
+fn prepare(a: &E2eArgs, plan: &Plan, started: Instant) -> Result<Option<Prepared>> {
     if !a.no_setup {
-        setup::setup(setup::Parts { apt: true, ort: true, python: true, cuda })?;
+        setup::setup(setup::Parts { apt: true, ort: true, python: true, cuda: plan.cuda })?;
     }
     let video = match &a.video {
         Some(v) => v.clone(),
@@ -1033,31 +1118,50 @@ pub fn bench_e2e(args: &[String]) -> Result<()> {
     if !video.is_file() {
         bail!("no clip at {}", video.display());
     }
-    let models = models_dir(&a);
+    let models = models_dir(a);
     std::fs::create_dir_all(&models)?;
-    // A config's checkpoint and export (built once, reused while their stamps match).
-    let prepare = |cfg: &BenchConfig| -> Result<(PathBuf, PathBuf)> {
-        let dir = models.join(cfg.name);
-        std::fs::create_dir_all(&dir)?;
-        let hf = ensure_checkpoint(cfg, &dir)?;
-        let export = ensure_export(&hf, &dir, &dtypes, a.skip_validate)?;
-        Ok((hf, export))
-    };
     if a.prepare_only {
-        for cfg in &configs {
-            prepare(cfg)?;
+        for cfg in &plan.configs {
+            prepare_config(a, plan, &models, cfg)?;
         }
         eprintln!(
             "[bench e2e] --prepare-only: checkpoints and exports ready in {:.0} s",
             started.elapsed().as_secs_f64()
         );
-        return Ok(());
+        return Ok(None);
     }
     let bin = match &a.vidlm_bin {
         Some(b) => b.clone(),
-        None => build_vidlm(!a.quick, cuda)?,
+        None => build_vidlm(!a.quick, plan.cuda)?,
     };
+    Ok(Some(Prepared { video, models, bin }))
+}
 
+/// A config's checkpoint and export (built once, reused while their stamps match).
+fn prepare_config(
+    a: &E2eArgs,
+    plan: &Plan,
+    models: &Path,
+    cfg: &BenchConfig,
+) -> Result<(PathBuf, PathBuf)> {
+    let dir = models.join(cfg.name);
+    std::fs::create_dir_all(&dir)?;
+    let hf = ensure_checkpoint(cfg, &dir)?;
+    let export = ensure_export(&hf, &dir, &plan.dtypes, a.skip_validate)?;
+    Ok((hf, export))
+}
+
+/// This machine's ceilings, measured in the same run as the columns.
+struct Machine {
+    /// Memory-read bandwidth (host, or the GPU's on CUDA).
+    bw: bandwidth::Bandwidth,
+    /// The best fp32 matrix-product rate of PyTorch's BLAS, FLOP/s.
+    peak_flops: f64,
+    /// The `machine` object of the JSON report.
+    json: BTreeMap<&'static str, Value>,
+}
+
+fn measure_machine(a: &E2eArgs, cuda: bool) -> Result<Machine> {
     let bw = if cuda {
         eprintln!("[bench e2e] measuring the GPU's memory-read bandwidth ...");
         let mut c = python()?;
@@ -1101,17 +1205,14 @@ pub fn bench_e2e(args: &[String]) -> Result<()> {
         f(&v, "matmul_fp32_flops_per_s").context("no matmul_fp32_flops_per_s")?
     };
     eprintln!("[bench e2e] fp32 matrix product: {:.0} GFLOP/s", peak_flops / 1e9);
-
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let mut machine = BTreeMap::new();
-    machine.insert("cpu", json!(cpu_model()));
-    machine
-        .insert("logical_cpus", json!(std::thread::available_parallelism().map(|n| n.get()).ok()));
-    machine.insert("device", json!(a.device));
+    let mut json = BTreeMap::new();
+    json.insert("cpu", json!(cpu_model()));
+    json.insert("logical_cpus", json!(std::thread::available_parallelism().map(|n| n.get()).ok()));
+    json.insert("device", json!(a.device));
     if cuda {
-        machine.insert("gpu", json!(gpu_name()));
+        json.insert("gpu", json!(gpu_name()));
     }
-    machine.insert(
+    json.insert(
         "read_bandwidth_of",
         json!(if cuda {
             "GPU memory (PyTorch, full reads of a 4 GiB tensor)"
@@ -1119,197 +1220,281 @@ pub fn bench_e2e(args: &[String]) -> Result<()> {
             "host memory"
         }),
     );
-    machine.insert("read_bandwidth_bytes_per_s", json!(bw.bytes_per_s));
-    machine.insert("read_bandwidth_threads", json!(bw.threads));
-    machine.insert("read_bandwidth_bytes_per_pass", json!(bw.bytes_per_pass));
-    machine.insert("read_bandwidth_passes", json!(bw.passes));
-    machine.insert("matmul_fp32_flops_per_s", json!(peak_flops));
-    machine.insert("matmul_fp32_of", json!("PyTorch's BLAS, best of square fp32 products (1024..4096), the benchmark's thread count"));
-    let spec = RunSpec {
-        device: &a.device,
-        video: &video,
-        frames,
-        tokens,
-        threads: a.threads,
-        prompt: &a.prompt,
-    };
-    let mut report = Vec::new();
-    let mut text = String::new();
-    for cfg in &configs {
-        let (hf, export) = prepare(cfg)?;
-        let shape = text_shape(&hf)?;
-        let onnx = export.join("onnx");
+    json.insert("read_bandwidth_bytes_per_s", json!(bw.bytes_per_s));
+    json.insert("read_bandwidth_threads", json!(bw.threads));
+    json.insert("read_bandwidth_bytes_per_pass", json!(bw.bytes_per_pass));
+    json.insert("read_bandwidth_passes", json!(bw.passes));
+    json.insert("matmul_fp32_flops_per_s", json!(peak_flops));
+    json.insert("matmul_fp32_of", json!("PyTorch's BLAS, best of square fp32 products (1024..4096), the benchmark's thread count"));
+    Ok(Machine { bw, peak_flops, json })
+}
 
-        let mut cols: Vec<Column> = dtypes.iter().map(|_| Column::default()).collect();
-        let mut hf_cols: Vec<Column> = hf_dtypes.iter().map(|_| Column::default()).collect();
-        for rep in 0..a.repeat.max(1) {
-            eprintln!("[bench e2e] {}: run {}/{}", cfg.name, rep + 1, a.repeat.max(1));
-            for (i, d) in dtypes.iter().enumerate() {
-                cols[i].merge_best(run_vidlm(&bin, &export, d, &spec)?);
-            }
-            if !a.no_transformers {
-                for (i, d) in hf_dtypes.iter().enumerate() {
-                    hf_cols[i].merge_best(run_transformers(&hf, d, &spec)?);
-                }
-            }
+/// One config's measurements: vidlm's columns (one per dtype) and transformers'.
+struct ConfigRun {
+    hf: PathBuf,
+    export: PathBuf,
+    shape: TextShape,
+    cols: Vec<Column>,
+    hf_cols: Vec<Column>,
+}
+
+/// Runs every vidlm dtype and (unless `--no-transformers`) every transformers dtype on one config,
+/// `--repeat` times, keeping each metric's best run.
+fn run_config(
+    a: &E2eArgs,
+    plan: &Plan,
+    prepared: &Prepared,
+    spec: &RunSpec,
+    cfg: &BenchConfig,
+) -> Result<ConfigRun> {
+    let (hf, export) = prepare_config(a, plan, &prepared.models, cfg)?;
+    let shape = text_shape(&hf)?;
+    let mut cols: Vec<Column> = plan.dtypes.iter().map(|_| Column::default()).collect();
+    let mut hf_cols: Vec<Column> = plan.hf_dtypes.iter().map(|_| Column::default()).collect();
+    for rep in 0..a.repeat.max(1) {
+        eprintln!("[bench e2e] {}: run {}/{}", cfg.name, rep + 1, a.repeat.max(1));
+        for (i, d) in plan.dtypes.iter().enumerate() {
+            cols[i].merge_best(run_vidlm(&prepared.bin, &export, d, spec)?);
         }
-        // Decode ceiling: bandwidth / (decoder weights + the KV cache read at the mean context).
-        let kv_bytes = |elem: u64, prompt: u64| -> u64 {
-            let ctx = prompt + tokens as u64 / 2;
-            2 * shape.layers * shape.kv_heads * shape.head_dim * ctx * elem
-        };
-        // PyTorch reads the same weights (lm_head included) once per token as the graph of its
-        // dtype; an fp16 PyTorch model with no fp16 graph exported reads half the fp32 bytes.
-        for c in cols.iter_mut().chain(hf_cols.iter_mut()) {
-            let suffix = dtype_suffix(&c.dtype).unwrap_or_default();
-            let elem = if c.dtype.contains("16") { 2 } else { 4 };
-            let w = graph_bytes(&onnx, &format!("decoder_model_merged{suffix}")).or_else(|| {
-                (c.dtype == "fp16")
-                    .then(|| graph_bytes(&onnx, "decoder_model_merged").map(|b| b / 2))
-                    .flatten()
-            });
-            if let Some(w) = w {
-                let total = w + kv_bytes(elem, c.prompt_tokens.unwrap_or(0));
-                c.weights_bytes_per_token = Some(total);
-                c.decode_ceiling_tokens_per_s = Some(bw.bytes_per_s / total as f64);
-            }
-        }
-        // Compute floor of vision + prefill: the model's arithmetic at the measured matmul rate.
-        let config: Value =
-            serde_json::from_str(&std::fs::read_to_string(hf.join("config.json"))?)?;
-        for c in cols.iter_mut().chain(hf_cols.iter_mut()) {
-            if let Some(fl) =
-                c.prompt_tokens.and_then(|p| flops::ttft_flops(&config, frames as u64, p))
-            {
-                c.ttft_flops = Some(fl.total());
-                c.compute_floor_s = Some(fl.total() / peak_flops);
-            }
-        }
-        // Ratios are against transformers fp32 (else its first dtype); its other dtypes are shown
-        // as columns beside vidlm's.
-        let ref_i = hf_dtypes.iter().position(|d| d == "fp32").unwrap_or(0);
-        let hf_ref = (!a.no_transformers).then(|| hf_cols.get(ref_i)).flatten();
-        let mut shown = cols.clone();
         if !a.no_transformers {
-            shown.extend(
-                hf_cols.iter().enumerate().filter(|(i, _)| *i != ref_i).map(|(_, c)| c.clone()),
-            );
-        }
-        let t = table(&shown, hf_ref);
-        // The issue's targets are for the 2-core CPU machine.
-        let tg =
-            if cuda { Vec::new() } else { hf_ref.map(|h| targets(&cols, h)).unwrap_or_default() };
-        let mut block = format!(
-            "\n### {} — {}{}\n{} frames of {}, {} new tokens (greedy), {} threads, prompt {} tokens; {} read bandwidth {:.1} GB/s; fp32 matrix product {:.0} GFLOP/s\n\n{}",
-            cfg.name,
-            cfg.description,
-            if cuda { format!(" — on {} ({})", a.device, gpu_name().unwrap_or_default()) } else { String::new() },
-            frames,
-            video.file_name().and_then(|n| n.to_str()).unwrap_or_default(),
-            tokens,
-            a.threads,
-            cols.first().and_then(|c| c.prompt_tokens).map(|p| p.to_string()).unwrap_or_else(|| "?".into()),
-            if cuda { "GPU" } else { "host" },
-            bw.bytes_per_s / 1e9,
-            peak_flops / 1e9,
-            t
-        );
-        if !tg.is_empty() {
-            block += "\nTargets (issue 8):\n";
-            for (name, ok, detail) in &tg {
-                let mark = match ok {
-                    Some(true) => "met    ",
-                    Some(false) => "NOT met",
-                    None => "n/a    ",
-                };
-                block += &format!("- [{mark}] {name}: {detail}\n");
+            for (i, d) in plan.hf_dtypes.iter().enumerate() {
+                hf_cols[i].merge_best(run_transformers(&hf, d, spec)?);
             }
         }
-        print!("{block}");
-        text += &block;
-        let fidelity = std::fs::read_to_string(onnx.join("vidlm_manifest.json"))
-            .ok()
-            .and_then(|s| serde_json::from_str::<Value>(&s).ok())
-            .and_then(|m| m.get("fidelity").cloned());
-        report.push(json!({
-            "config": cfg.name,
-            "description": cfg.description,
-            "checkpoint": hf,
-            "export": export,
-            "text_config": {"layers": shape.layers, "kv_heads": shape.kv_heads, "head_dim": shape.head_dim,
-                             "hidden": shape.hidden, "vocab": shape.vocab, "tied_embeddings": shape.tied},
-            "columns": cols.iter().chain(if a.no_transformers { &[][..] } else { &hf_cols[..] }).map(Column::to_json).collect::<Vec<_>>(),
-            "targets": tg.iter().map(|(n, ok, d)| json!({"target": n, "met": ok, "value": d})).collect::<Vec<_>>(),
-            "fidelity": fidelity,
-        }));
-        // Written after every config, so a long run that is stopped keeps what it measured.
-        write_report(
-            &a, started, now, &machine, frames, tokens, &video, &dtypes, &report, &text, false,
-        )?;
     }
-    write_report(
-        &a, started, now, &machine, frames, tokens, &video, &dtypes, &report, &text, true,
-    )?;
+    Ok(ConfigRun { hf, export, shape, cols, hf_cols })
+}
+
+/// Each column's decode ceiling (bandwidth / bytes read per token) and its compute floor on time
+/// to first token (the arithmetic of vision + prefill at the measured matrix-product rate).
+fn add_ceilings(run: &mut ConfigRun, plan: &Plan, machine: &Machine) -> Result<()> {
+    let onnx = run.export.join("onnx");
+    let shape = &run.shape;
+    // Decode ceiling: bandwidth / (decoder weights + the KV cache read at the mean context).
+    let kv_bytes = |elem: u64, prompt: u64| -> u64 {
+        let ctx = prompt + plan.tokens as u64 / 2;
+        2 * shape.layers * shape.kv_heads * shape.head_dim * ctx * elem
+    };
+    // PyTorch reads the same weights (lm_head included) once per token as the graph of its
+    // dtype; an fp16 PyTorch model with no fp16 graph exported reads half the fp32 bytes.
+    for c in run.cols.iter_mut().chain(run.hf_cols.iter_mut()) {
+        let suffix = dtype_suffix(&c.dtype).unwrap_or_default();
+        let elem = if c.dtype.contains("16") { 2 } else { 4 };
+        let w = graph_bytes(&onnx, &format!("decoder_model_merged{suffix}")).or_else(|| {
+            (c.dtype == "fp16")
+                .then(|| graph_bytes(&onnx, "decoder_model_merged").map(|b| b / 2))
+                .flatten()
+        });
+        if let Some(w) = w {
+            let total = w + kv_bytes(elem, c.prompt_tokens.unwrap_or(0));
+            c.weights_bytes_per_token = Some(total);
+            c.decode_ceiling_tokens_per_s = Some(machine.bw.bytes_per_s / total as f64);
+        }
+    }
+    // Compute floor of vision + prefill: the model's arithmetic at the measured matmul rate.
+    let config: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.hf.join("config.json"))?)?;
+    for c in run.cols.iter_mut().chain(run.hf_cols.iter_mut()) {
+        if let Some(fl) =
+            c.prompt_tokens.and_then(|p| flops::ttft_flops(&config, plan.frames as u64, p))
+        {
+            c.ttft_flops = Some(fl.total());
+            c.compute_floor_s = Some(fl.total() / machine.peak_flops);
+        }
+    }
     Ok(())
 }
 
-/// Writes the JSON (`.cache/bench/e2e-[quick-]<time>.json`, and `--json`) and the markdown tables
-/// beside it. `complete` is false while configs remain to be run.
-#[allow(clippy::too_many_arguments)]
-fn write_report(
-    a: &E2eArgs,
-    started: Instant,
-    now: u64,
-    machine: &BTreeMap<&str, Value>,
-    frames: usize,
-    tokens: usize,
-    video: &Path,
-    dtypes: &[String],
-    report: &[Value],
-    text: &str,
-    complete: bool,
-) -> Result<()> {
-    let doc = json!({
-        "benchmark": "cargo xtask bench e2e",
-        "quick": a.quick,
-        "unix_time": now,
-        "git_commit": git_commit(),
-        "machine": machine,
-        "run": {"video": video, "num_frames": frames, "max_new_tokens": tokens, "threads": a.threads,
-                "prompt": a.prompt, "repeat": a.repeat, "dtypes": dtypes,
-                "best_of": "each metric keeps its best run over --repeat runs"},
-        "notes": [
-            "vision + prefill = model time to first token (media decoding and preprocessing are listed separately).",
-            "vidlm prefill includes embed_tokens and the feature merge; transformers' prefill is the time from the end of the vision tower to the first logits, inside the same generate call.",
-            "peak RSS is the kernel's high-water mark of each child process (wait4 rusage).",
-            "decode ceiling = read bandwidth / (decoder graph weights + KV cache at the mean context); embed_tokens is a gather and reads one row per token.",
-            "time to first token compute floor = the arithmetic of vision + prefill (xtask/src/flops.rs: matrix products of the vision layers up to the feature layer, the projector, the decoder over the prompt with causal attention, lm_head on the last position) / the best fp32 matrix-product rate of PyTorch's BLAS here.",
-        ],
-        "configs": report,
-        "complete": complete,
-        "seconds": started.elapsed().as_secs_f64(),
-    });
-    let out_dir = cache_dir().join("bench");
-    std::fs::create_dir_all(&out_dir)?;
-    let path = out_dir.join(format!("e2e-{}{now}.json", if a.quick { "quick-" } else { "" }));
-    let body = serde_json::to_string_pretty(&doc)? + "\n";
-    std::fs::write(&path, &body)?;
-    if let Some(p) = &a.json {
-        if let Some(parent) = p.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)?;
-        }
-        std::fs::write(p, &body)?;
-    }
-    let md = path.with_extension("md");
-    std::fs::write(&md, text)?;
-    eprintln!(
-        "\n[bench e2e] wrote {} and {}{} in {:.0} s",
-        path.display(),
-        md.display(),
-        if complete { "" } else { " (so far)" },
-        started.elapsed().as_secs_f64()
+/// Whether this CPU has AMX-BF16 (PyTorch's bfloat16 matmuls run on its tiles): the kernel's
+/// `/proc/cpuinfo` flag (AMX is not stable in `is_x86_feature_detected!`).
+fn cpu_has_amx_bf16() -> bool {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|i| i.lines().find(|l| l.starts_with("flags")).map(|l| l.contains(" amx_bf16")))
+        .unwrap_or(false)
+}
+
+/// The export's agreement with fp32 per dtype (teacher-forced top-1, mean KL, cosine; measured
+/// by `cargo xtask export` on real pipeline inputs), as a markdown table; empty without one.
+fn agreement_table(agreement: Option<&Value>) -> String {
+    let Some(rows) = agreement.and_then(Value::as_object).filter(|m| !m.is_empty()) else {
+        return String::new();
+    };
+    let mut t = String::from(
+        "\nAgreement with fp32 (export, teacher-forced over real pipeline inputs):\n\n| dtype | positions | top-1 agreement | mean KL | min cosine |\n|---|---|---|---|---|\n",
     );
-    Ok(())
+    for (dtype, r) in rows {
+        match r.get("error").and_then(Value::as_str) {
+            Some(e) => t += &format!("| {dtype} | not measured: {e} | | | |\n"),
+            None => {
+                let g = |k: &str| r.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN);
+                t += &format!(
+                    "| {dtype} | {} | {:.1} % | {:.4} | {:.5} |\n",
+                    r.get("positions").and_then(Value::as_u64).unwrap_or(0),
+                    100.0 * g("top1_agreement"),
+                    g("mean_kl"),
+                    g("min_cosine")
+                );
+            }
+        }
+    }
+    t
+}
+
+/// One config's markdown block (table and targets) and its object in the JSON report.
+fn report_config(
+    a: &E2eArgs,
+    plan: &Plan,
+    video: &Path,
+    machine: &Machine,
+    cfg: &BenchConfig,
+    mut run: ConfigRun,
+) -> Result<(String, Value)> {
+    add_ceilings(&mut run, plan, machine)?;
+    let ConfigRun { hf, export, shape, cols, hf_cols } = run;
+    let cuda = plan.cuda;
+    // Ratios are against transformers fp32 (else its first dtype); its other dtypes are shown
+    // as columns beside vidlm's.
+    let ref_i = plan.hf_dtypes.iter().position(|d| d == "fp32").unwrap_or(0);
+    let hf_ref = (!a.no_transformers).then(|| hf_cols.get(ref_i)).flatten();
+    let mut shown = cols.clone();
+    if !a.no_transformers {
+        shown.extend(
+            hf_cols.iter().enumerate().filter(|(i, _)| *i != ref_i).map(|(_, c)| c.clone()),
+        );
+    }
+    let t = table(&shown, hf_ref);
+    // The issue's targets are for the 2-core CPU machine.
+    let tg = if cuda { Vec::new() } else { hf_ref.map(|h| targets(&cols, h)).unwrap_or_default() };
+    let mut block = format!(
+        "\n### {} — {}{}\n{} frames of {}, {} new tokens (greedy), {} threads, prompt {} tokens; {} read bandwidth {:.1} GB/s; fp32 matrix product {:.0} GFLOP/s\n\n{}",
+        cfg.name,
+        cfg.description,
+        if cuda { format!(" — on {} ({})", a.device, gpu_name().unwrap_or_default()) } else { String::new() },
+        plan.frames,
+        video.file_name().and_then(|n| n.to_str()).unwrap_or_default(),
+        plan.tokens,
+        a.threads,
+        cols.first().and_then(|c| c.prompt_tokens).map(|p| p.to_string()).unwrap_or_else(|| "?".into()),
+        if cuda { "GPU" } else { "host" },
+        machine.bw.bytes_per_s / 1e9,
+        machine.peak_flops / 1e9,
+        t
+    );
+    if !tg.is_empty() {
+        block += "\nTargets (issue 8):\n";
+        for (name, ok, detail) in &tg {
+            let mark = match ok {
+                Some(true) => "met    ",
+                Some(false) => "NOT met",
+                None => "n/a    ",
+            };
+            block += &format!("- [{mark}] {name}: {detail}\n");
+        }
+    }
+    let manifest = std::fs::read_to_string(export.join("onnx").join("vidlm_manifest.json"))
+        .ok()
+        .and_then(|s| serde_json::from_str::<Value>(&s).ok());
+    let fidelity = manifest.as_ref().and_then(|m| m.get("fidelity").cloned());
+    // The export's llama.cpp-style measures (python/vidlm_export/agreement.py).
+    let agreement = manifest.as_ref().and_then(|m| m.get("agreement").cloned());
+    block += &agreement_table(agreement.as_ref());
+    let json = json!({
+        "config": cfg.name,
+        "description": cfg.description,
+        "checkpoint": hf,
+        "export": export,
+        "text_config": {"layers": shape.layers, "kv_heads": shape.kv_heads, "head_dim": shape.head_dim,
+                         "hidden": shape.hidden, "vocab": shape.vocab, "tied_embeddings": shape.tied},
+        "columns": cols.iter().chain(if a.no_transformers { &[][..] } else { &hf_cols[..] }).map(Column::to_json).collect::<Vec<_>>(),
+        "targets": tg.iter().map(|(n, ok, d)| json!({"target": n, "met": ok, "value": d})).collect::<Vec<_>>(),
+        "fidelity": fidelity,
+        "agreement": agreement,
+    });
+    Ok((block, json))
+}
+
+/// The run's report so far: the JSON's configs and the markdown text.
+struct Report<'a> {
+    a: &'a E2eArgs,
+    plan: &'a Plan,
+    video: &'a Path,
+    machine: &'a BTreeMap<&'static str, Value>,
+    started: Instant,
+    /// Seconds since the epoch at the start: the report's name.
+    now: u64,
+    configs: Vec<Value>,
+    text: String,
+}
+
+impl<'a> Report<'a> {
+    fn new(
+        a: &'a E2eArgs,
+        plan: &'a Plan,
+        video: &'a Path,
+        machine: &'a Machine,
+        started: Instant,
+    ) -> Self {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        Report {
+            a,
+            plan,
+            video,
+            machine: &machine.json,
+            started,
+            now,
+            configs: Vec::new(),
+            text: String::new(),
+        }
+    }
+
+    /// Writes the JSON (`.cache/bench/e2e-[quick-]<time>.json`, and `--json`) and the markdown
+    /// tables beside it. `complete` is false while configs remain to be run.
+    fn write(&self, complete: bool) -> Result<()> {
+        let (a, now) = (self.a, self.now);
+        let doc = json!({
+            "benchmark": "cargo xtask bench e2e",
+            "quick": a.quick,
+            "unix_time": now,
+            "git_commit": git_commit(),
+            "machine": self.machine,
+            "run": {"video": self.video, "num_frames": self.plan.frames,
+                    "max_new_tokens": self.plan.tokens, "threads": a.threads,
+                    "prompt": a.prompt, "repeat": a.repeat, "dtypes": self.plan.dtypes,
+                    "best_of": "each metric keeps its best run over --repeat runs"},
+            "notes": [
+                "vision + prefill = model time to first token (media decoding and preprocessing are listed separately).",
+                "vidlm prefill includes embed_tokens and the feature merge; transformers' prefill is the time from the end of the vision tower to the first logits, inside the same generate call.",
+                "peak RSS is the kernel's high-water mark of each child process (wait4 rusage).",
+                "decode ceiling = read bandwidth / (decoder graph weights + KV cache at the mean context); embed_tokens is a gather and reads one row per token.",
+                "time to first token compute floor = the arithmetic of vision + prefill (xtask/src/flops.rs: matrix products of the vision layers up to the feature layer, the projector, the decoder over the prompt with causal attention, lm_head on the last position) / the best fp32 matrix-product rate of PyTorch's BLAS here.",
+            ],
+            "configs": self.configs,
+            "complete": complete,
+            "seconds": self.started.elapsed().as_secs_f64(),
+        });
+        let out_dir = cache_dir().join("bench");
+        std::fs::create_dir_all(&out_dir)?;
+        let path = out_dir.join(format!("e2e-{}{now}.json", if a.quick { "quick-" } else { "" }));
+        let body = serde_json::to_string_pretty(&doc)? + "\n";
+        std::fs::write(&path, &body)?;
+        if let Some(p) = &a.json {
+            if let Some(parent) = p.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(p, &body)?;
+        }
+        let md = path.with_extension("md");
+        std::fs::write(&md, &self.text)?;
+        eprintln!(
+            "\n[bench e2e] wrote {} and {}{} in {:.0} s",
+            path.display(),
+            md.display(),
+            if complete { "" } else { " (so far)" },
+            self.started.elapsed().as_secs_f64()
+        );
+        Ok(())
+    }
 }
 
 #[cfg(test)]

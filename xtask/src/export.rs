@@ -20,8 +20,8 @@ pub struct ExportArgs {
     /// Output model directory (HF files + `onnx/`).
     #[arg(long)]
     pub out: PathBuf,
-    /// Precisions to export, comma-separated: fp32, fp16, q8 (`_quantized`), q4 (`_q4`); q8/q4 are
-    /// quantized from the fp32 graphs (e.g. `--dtype fp32,q4`).
+    /// Precisions to export, comma-separated: fp32, fp16, q8 (`_quantized`), int8 (`_int8`), q4
+    /// (`_q4`); q8/int8/q4 are quantized from the fp32 graphs (e.g. `--dtype fp32,q4`).
     #[arg(long, default_value = "fp32")]
     pub dtype: String,
     /// Skip the ONNX Runtime vs PyTorch validation (for models too big to run twice in RAM).
@@ -83,8 +83,9 @@ pub fn export(a: &ExportArgs) -> Result<()> {
     run(&mut c)
 }
 
-/// `cargo xtask fixtures [--check]`: builds the tiny random-weight models of all four families,
-/// exports them, and writes (or with `check`, compares) the transformers goldens.
+/// `cargo xtask fixtures [--check]`: builds the tiny random-weight models of every family (the four
+/// LLaVA families, Qwen2.5-VL and Qwen3-VL), exports them, and writes (or with `check`, compares)
+/// the transformers goldens.
 pub fn fixtures(check: bool, extra: &[String]) -> Result<()> {
     let mut c = python()?;
     c.arg(project_root().join("python").join("fixtures.py"));

@@ -302,9 +302,9 @@ fn fuzz_one(
     let log = String::from_utf8_lossy(&out.stderr);
     let stat = |key: &str| -> u64 {
         log.lines()
+            .rev()
             .filter_map(|l| l.strip_prefix(key))
-            .filter_map(|v| v.trim().trim_start_matches(':').trim().parse().ok())
-            .last()
+            .find_map(|v| v.trim().trim_start_matches(':').trim().parse().ok())
             .unwrap_or(0)
     };
     let crashed = !out.status.success();

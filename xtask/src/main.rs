@@ -11,7 +11,8 @@
 //! * `cargo xtask bench processor` — preprocessing vs transformers (1080p, 8/32 frames)
 //! * `cargo xtask bench e2e [--quick]` — the whole path, vidlm per dtype vs transformers `generate`
 //! * `cargo xtask tidy`   — source-tree invariants (unsafe only in FFI/SIMD modules, family
-//!   matches only in vidlm-model, lib.rs overviews, READMEs); part of `test`
+//!   matches only in vidlm-model, lib.rs overviews and missing_docs, READMEs), `cargo fmt
+//!   --check` and `cargo clippy -D warnings`; part of `test`
 //! * `cargo xtask fuzz [TARGET] [--seconds N] [--debug]` — the libFuzzer targets of `fuzz/`
 //! * `cargo xtask corpus` — the media corpus table (outcome, time, peak RSS per file)
 //! * `cargo xtask bench batch [--quick]` — `vidlm batch` with prefetch + batching vs one at a time
@@ -90,8 +91,9 @@ enum Cmd {
     },
     /// Generate the test videos into .cache/test-videos (or $VIDLM_CACHE/test-videos). Idempotent.
     Videos,
-    /// Check the source tree's invariants: `unsafe` only in FFI/SIMD modules, family matches only
-    /// in vidlm-model, every lib.rs with a doc overview and runnable example, READMEs. Part of `test`.
+    /// Check the source tree's invariants (`unsafe` only in FFI/SIMD modules, family matches only
+    /// in vidlm-model, every lib.rs with a doc overview, runnable example and missing_docs, READMEs),
+    /// then `cargo fmt --check` and `cargo clippy -D warnings`. Part of `test`.
     Tidy,
     /// Build the libFuzzer targets of fuzz/ (stable toolchain, no cargo-fuzz needed) and run them.
     Fuzz(fuzz::FuzzArgs),
@@ -171,7 +173,9 @@ fn demo(args: &[String]) -> Result<()> {
     let model = root.join("assets").join("demo-model");
     let vidlm = |sub: &str| {
         let mut c = cargo();
-        c.args(["run", "--release", "--quiet", "-p", "vidlm", "--", sub]);
+        // `probe` and `run` need neither the server nor batch (Parquet): without those default
+        // features the first release build compiles neither axum/tokio nor arrow/parquet.
+        c.args(["run", "--release", "--quiet", "-p", "vidlm", "--no-default-features", "--", sub]);
         c
     };
     eprintln!("[demo] building vidlm (release) and probing {}", video.display());
@@ -235,11 +239,20 @@ impl Steps {
 
 fn test(args: &[String]) -> Result<()> {
     let mut steps = Steps(Vec::new());
-    // Text-only checks first: they take a second and fail fast.
-    steps.time("tidy", || tidy::tidy(&project_root()))?;
+    // Text-only checks and formatting first: they take seconds and fail fast.
+    steps.time("tidy: text checks, cargo fmt --check", || {
+        tidy::text_checks(&project_root())?;
+        tidy::fmt_check(&project_root())
+    })?;
     // `cuda`: the CUDA build of ONNX Runtime too, for the no-GPU CUDA test of vidlm-ort below.
     steps.time("setup", || {
         setup::setup(setup::Parts { apt: true, ort: true, python: true, cuda: true })
+    })?;
+    // Clippy needs the set-up (FFmpeg headers and clang for the dependencies' build scripts).
+    // Its second run, the `cuda` feature of vidlm-ort and vidlm with every target, is also the
+    // check that the GPU build of the binary compiles.
+    steps.time("tidy: cargo clippy -D warnings (workspace; cuda feature)", || {
+        tidy::clippy(&project_root())
     })?;
     let videos = steps.time("videos", videos::videos)?;
     // Tiny test models + their ONNX exports into .cache/fixtures (idempotent), and a check that the
@@ -256,12 +269,9 @@ fn test(args: &[String]) -> Result<()> {
     d.env("VIDLM_TEST_VIDEOS", &videos);
     d.args(["test", "--workspace", "--doc"]).args(args);
     steps.time("cargo test --workspace --doc", || run(&mut d))?;
-    // The GPU path, on a machine without one (CI's): the `cuda` build of the binary compiles, and
-    // vidlm-ort's CUDA test checks the errors that name what is missing and the CPU fallback with
-    // both ONNX Runtime builds (README: "On an NVIDIA GPU").
-    let mut c = cargo();
-    c.args(["check", "-p", "vidlm", "--features", "cuda"]);
-    steps.time("cargo check -p vidlm --features cuda", || run(&mut c))?;
+    // The GPU path, on a machine without one (CI's): the `cuda` build of the binary compiles (the
+    // clippy step above), and vidlm-ort's CUDA test checks the errors that name what is missing and
+    // the CPU fallback with both ONNX Runtime builds (README: "On an NVIDIA GPU").
     let mut g = cargo();
     g.args(["test", "-p", "vidlm-ort", "--features", "cuda", "--test", "cuda"]);
     steps.time("cargo test -p vidlm-ort --features cuda --test cuda", || run(&mut g))?;

@@ -14,7 +14,7 @@
 
 use anyhow::{bail, Context, Result};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
@@ -251,7 +251,8 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     h
 }
 
-/// Creates or refreshes `.cache/venv` from `python/requirements.txt`.
+/// Creates or refreshes `.cache/venv` from `python/requirements.txt`, and installs `python/`
+/// (the `vidlm-tools` package of `python/pyproject.toml`) into it, editable.
 pub fn python_env() -> Result<PathBuf> {
     let req = project_root().join("python").join("requirements.txt");
     let text = std::fs::read(&req).with_context(|| format!("reading {}", req.display()))?;
@@ -262,6 +263,7 @@ pub fn python_env() -> Result<PathBuf> {
     if py.exists()
         && std::fs::read_to_string(&stamp).map(|s| s.trim() == stamp_val).unwrap_or(false)
     {
+        python_tools(&py)?;
         return Ok(py);
     }
     if !py.exists() {
@@ -273,7 +275,33 @@ pub fn python_env() -> Result<PathBuf> {
         run_logged(Command::new(&py).args(["-m", "pip", "install", "--disable-pip-version-check", "-r"]).arg(&req))
     })?;
     std::fs::write(&stamp, &stamp_val)?;
+    python_tools(&py)?;
     Ok(py)
+}
+
+/// `pip install --no-deps -e python` (the dependencies are requirements.txt's), redone when
+/// `python/pyproject.toml` or the checkout's path changes.
+fn python_tools(py: &Path) -> Result<()> {
+    let dir = project_root().join("python");
+    let manifest = dir.join("pyproject.toml");
+    let mut key =
+        std::fs::read(&manifest).with_context(|| format!("reading {}", manifest.display()))?;
+    key.extend_from_slice(dir.as_os_str().as_encoded_bytes());
+    let stamp_val = format!("{:016x}", fnv1a(&key));
+    let stamp = cache_dir().join("venv").join(".vidlm-tools");
+    if std::fs::read_to_string(&stamp).map(|s| s.trim() == stamp_val).unwrap_or(false) {
+        return Ok(());
+    }
+    step("installing python/ (vidlm-tools) into the venv, editable", || {
+        run_logged(
+            Command::new(py)
+                .args(["-m", "pip", "install", "--disable-pip-version-check", "--no-deps"])
+                .args(["--no-build-isolation", "-e"])
+                .arg(&dir),
+        )
+    })?;
+    std::fs::write(&stamp, &stamp_val)?;
+    Ok(())
 }
 
 /// Environment every cargo invocation of ours gets: where ONNX Runtime is.

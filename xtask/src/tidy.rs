@@ -7,11 +7,23 @@
 //!   itself (allowed on that module alone).
 //! * **family knowledge** — family `match`es (a `Family::Variant` or a family spec constant)
 //!   appear only in `crates/model` (`vidlm-model`), and only it defines `Family` / `FamilySpec`.
-//! * **docs** — every `lib.rs` opens with a doc overview (`//!`) holding a runnable example, and
-//!   every crate has a README and a section in ARCHITECTURE.md.
+//! * **docs** — every `lib.rs` opens with a doc overview (`//!`) holding a runnable example and
+//!   sets `#![warn(missing_docs)]` (which clippy's `-D warnings` turns into an error), and every
+//!   crate has a README and a section in ARCHITECTURE.md.
+//! * **lints** — a crate that cannot inherit `[workspace.lints]` (it denies `unsafe_code`
+//!   instead of forbidding it) repeats `[workspace.lints.clippy]` as its `[lints.clippy]`.
+//!
+//! Then two commands: [`fmt_check`] (`cargo fmt --all --check` on the workspace and `fuzz/`,
+//! with the committed `rustfmt.toml`) and [`clippy`] (`cargo clippy --all-targets -- -D warnings`
+//! on the workspace, and again on the code behind the `cuda` feature). `cargo xtask test` runs
+//! the text checks and fmt first, and clippy once the set-up has installed what the
+//! dependencies' build scripts need (FFmpeg, clang).
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::run;
 
 /// Files (relative to the workspace, `/`-separated) allowed to contain `unsafe`: FFI modules by
 /// path, SIMD modules by name (`simd.rs` or `simd/`).
@@ -23,8 +35,10 @@ pub const UNSAFE_ALLOWED: &[&str] =
 pub const MACRO_UNSAFE_CRATES: &[&str] = &["crates/python"];
 
 /// Variants of `vidlm_model::Family` and the names of its spec constants.
-const FAMILY_NAMES: &[&str] = &["Interleave", "Onevision", "VideoLlava", "LlavaNextVideo"];
-const SPEC_CONSTS: &[&str] = &["INTERLEAVE", "ONEVISION", "VIDEO_LLAVA", "LLAVA_NEXT_VIDEO"];
+const FAMILY_NAMES: &[&str] =
+    &["Interleave", "Onevision", "VideoLlava", "LlavaNextVideo", "Qwen25Vl", "Qwen3Vl"];
+const SPEC_CONSTS: &[&str] =
+    &["INTERLEAVE", "ONEVISION", "VIDEO_LLAVA", "LLAVA_NEXT_VIDEO", "QWEN2_5_VL", "QWEN3_VL"];
 /// The crate that owns family knowledge.
 const MODEL_CRATE: &str = "crates/model/";
 
@@ -37,17 +51,58 @@ pub struct Finding {
     pub message: String,
 }
 
-/// Runs every check on the workspace at `root`; fails listing every violation.
+/// `cargo xtask tidy`: the text checks, `cargo fmt --check` and clippy.
 pub fn tidy(root: &Path) -> Result<()> {
+    text_checks(root)?;
+    fmt_check(root)?;
+    clippy(root)
+}
+
+/// The text checks on the workspace at `root`; fails listing every violation.
+pub fn text_checks(root: &Path) -> Result<()> {
     let findings = check(root)?;
     if findings.is_empty() {
-        eprintln!("[tidy] ok: unsafe only in FFI/SIMD modules, family matches only in vidlm-model, lib.rs overviews, READMEs");
+        eprintln!("[tidy] ok: unsafe only in FFI/SIMD modules, family matches only in vidlm-model, lib.rs overviews and missing_docs, READMEs, lints");
         return Ok(());
     }
     for f in &findings {
         eprintln!("[tidy] {}: {}", f.at, f.message);
     }
     bail!("tidy: {} violation(s)", findings.len())
+}
+
+fn cargo(root: &Path) -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root);
+    c
+}
+
+/// `cargo fmt --all --check` on the workspace and on `fuzz/` (a workspace of its own).
+pub fn fmt_check(root: &Path) -> Result<()> {
+    for manifest in ["Cargo.toml", "fuzz/Cargo.toml"] {
+        eprintln!("[tidy] cargo fmt --all --check --manifest-path {manifest}");
+        run(cargo(root).args(["fmt", "--all", "--check", "--manifest-path", manifest]))
+            .context("formatting differs: run `cargo fmt --all` (and in fuzz/)")?;
+    }
+    Ok(())
+}
+
+/// The clippy runs: the workspace, then the code behind the `cuda` feature.
+pub const CLIPPY_RUNS: &[&[&str]] = &[
+    &["--workspace", "--all-targets"],
+    // The whole workspace again so that the dependencies keep the first run's features and only
+    // the crates above vidlm-ort are checked again.
+    &["--workspace", "--all-targets", "--features", "vidlm-ort/cuda,vidlm/cuda"],
+];
+
+/// `cargo clippy ... -- -D warnings` for each of [`CLIPPY_RUNS`] (the allow-list is
+/// `[workspace.lints.clippy]` in Cargo.toml).
+pub fn clippy(root: &Path) -> Result<()> {
+    for args in CLIPPY_RUNS {
+        eprintln!("[tidy] cargo clippy {} -- -D warnings", args.join(" "));
+        run(cargo(root).arg("clippy").args(*args).args(["--", "-D", "warnings"]))?;
+    }
+    Ok(())
 }
 
 /// All violations in the workspace at `root`.
@@ -69,6 +124,7 @@ pub fn check(root: &Path) -> Result<Vec<Finding>> {
         }
         if rel.ends_with("src/lib.rs") {
             findings.extend(lib_overview(&rel, &text));
+            findings.extend(missing_docs_lint(&rel, &text));
         }
     }
     findings.extend(crate_manifests(root)?);
@@ -340,12 +396,34 @@ fn lib_overview(rel: &str, text: &str) -> Vec<Finding> {
     }
 }
 
+/// A library crate's `lib.rs` sets `#![warn(missing_docs)]`.
+fn missing_docs_lint(rel: &str, text: &str) -> Vec<Finding> {
+    let attr = |l: &str| l.chars().filter(|c| !c.is_whitespace()).collect::<String>();
+    if text.lines().any(|l| attr(l) == "#![warn(missing_docs)]") {
+        return Vec::new();
+    }
+    vec![Finding {
+        at: format!("{rel}:1"),
+        message: "a library crate sets `#![warn(missing_docs)]` (clippy -D warnings enforces it)"
+            .into(),
+    }]
+}
+
+/// The `key = value` lines of a TOML section, comments and blanks dropped, squashed and sorted.
+fn toml_entries(toml: &str, section: &str) -> Vec<String> {
+    let mut v: Vec<String> =
+        toml_section(toml, section).iter().map(|l| squash(l)).filter(|l| !l.is_empty()).collect();
+    v.sort();
+    v
+}
+
 /// Every crate: a README, a mention in ARCHITECTURE.md, and the workspace lints (or, for a crate
-/// holding an FFI/SIMD module or one of [`MACRO_UNSAFE_CRATES`], `unsafe_code = "deny"`).
+/// holding an FFI/SIMD module or one of [`MACRO_UNSAFE_CRATES`], `unsafe_code = "deny"` and a copy of the workspace's clippy lints).
 fn crate_manifests(root: &Path) -> Result<Vec<Finding>> {
     let mut out = Vec::new();
     let workspace =
         std::fs::read_to_string(root.join("Cargo.toml")).context("reading Cargo.toml")?;
+    let clippy_lints = toml_entries(&workspace, "workspace.lints.clippy");
     if !toml_section(&workspace, "workspace.lints.rust")
         .iter()
         .any(|l| squash(l) == "unsafe_code=\"forbid\"")
@@ -379,6 +457,12 @@ fn crate_manifests(root: &Path) -> Result<Vec<Finding>> {
         let has_unsafe_module =
             has_unsafe_module.iter().any(|p| is_unsafe_allowed(&relative(root, p)));
         let macro_unsafe = MACRO_UNSAFE_CRATES.contains(&rel.as_str());
+        if !inherits && toml_entries(&manifest, "lints.clippy") != clippy_lints {
+            out.push(Finding {
+                at: format!("{rel}/Cargo.toml"),
+                message: "`[lints.clippy]` must repeat `[workspace.lints.clippy]` exactly".into(),
+            });
+        }
         match (has_unsafe_module, inherits, denies) {
             (false, true, _) | (true, false, true) => {}
             (false, false, true) if macro_unsafe => {}

@@ -4,6 +4,8 @@
 
 use std::path::PathBuf;
 
+use vidlm_openai::ErrorKind;
+
 /// An error that stops a batch run or a merge before or while it works.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -62,15 +64,45 @@ pub enum BatchError {
     /// `vidlm batch merge` found the shard outputs incomplete or inconsistent.
     #[error("merge: {0}")]
     Merge(String),
-    /// Loading the model failed.
-    #[error("loading the model: {0}")]
-    Model(String),
+    /// Loading the model failed (the engine's error, kept as the source).
+    #[error("loading the model: {source}")]
+    Model {
+        /// Why.
+        #[source]
+        source: vidlm_engine::EngineError,
+    },
+    /// The engine stopped answering while requests were in flight (a bug in vidlm).
+    #[error("the engine stopped with requests in flight")]
+    EngineStopped,
+    /// A thread that waits for a request could not be started.
+    #[error("cannot start a thread: {0}")]
+    Thread(#[source] std::io::Error),
     /// Bad option value.
     #[error("{0}")]
     Options(String),
 }
 
 impl BatchError {
+    /// The category of the error (see [`ErrorKind`]): bad manifests, shard settings, options,
+    /// outputs of another input and inconsistent merges are [`ErrorKind::BadRequest`]; an
+    /// output locked by another process [`ErrorKind::Unavailable`]; a model that does not load
+    /// its own category; I/O, threads and a stopped engine [`ErrorKind::Internal`].
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            BatchError::Manifest { .. }
+            | BatchError::DuplicateId { .. }
+            | BatchError::Shard(_)
+            | BatchError::Output { .. }
+            | BatchError::Merge(_)
+            | BatchError::Options(_) => ErrorKind::BadRequest,
+            BatchError::OutputLocked { .. } => ErrorKind::Unavailable,
+            BatchError::Model { source } => source.kind(),
+            BatchError::Io { .. } | BatchError::EngineStopped | BatchError::Thread(_) => {
+                ErrorKind::Internal
+            }
+        }
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> BatchError {
         BatchError::Io { path: path.into(), source }
     }

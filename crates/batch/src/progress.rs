@@ -40,6 +40,9 @@ pub struct Summary {
     pub succeeded: usize,
     /// Requests that got an error line in this run.
     pub failed: usize,
+    /// Of the failed, those whose error is the server's (status 5xx: a failure inside vidlm,
+    /// never the request's fault). `vidlm batch` exits with an error when there are any.
+    pub server_errors: usize,
     /// Prompt tokens of the answered requests.
     pub prompt_tokens: u64,
     /// Generated tokens.
@@ -99,6 +102,7 @@ impl Summary {
             "skipped_failed": self.skipped_failed,
             "succeeded": self.succeeded,
             "failed": self.failed,
+            "server_errors": self.server_errors,
             "remaining": self.remaining(),
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
@@ -133,6 +137,9 @@ impl std::fmt::Display for Summary {
             "{} requests{shard}: {} succeeded, {} failed in this run",
             self.owned, self.succeeded, self.failed
         )?;
+        if self.server_errors > 0 {
+            write!(f, " ({} of them server errors)", self.server_errors)?;
+        }
         if self.skipped > 0 {
             write!(f, "; {} already done ({} of them failed)", self.skipped, self.skipped_failed)?;
         }
@@ -262,6 +269,7 @@ mod tests {
             skipped_failed: 1,
             succeeded: 2,
             failed: 1,
+            server_errors: 1,
             prompt_tokens: 100,
             completion_tokens: 40,
             elapsed: Duration::from_secs(2),
@@ -272,7 +280,10 @@ mod tests {
         assert_eq!(s.remaining(), 0);
         let t = s.to_string();
         assert!(
-            t.contains("5 requests (shard 1/2: 5 of 10 records): 2 succeeded, 1 failed"),
+            t.contains(
+                "5 requests (shard 1/2: 5 of 10 records): 2 succeeded, 1 failed in this run \
+                 (1 of them server errors)"
+            ),
             "{t}"
         );
         assert!(
@@ -283,8 +294,12 @@ mod tests {
         assert!(peak_rss_bytes().is_some_and(|b| b > 0));
         let j = s.to_json();
         assert_eq!(
-            (j["succeeded"].as_u64(), j["requests_per_second_after_load"].as_f64()),
-            (Some(2), Some(3.0))
+            (
+                j["succeeded"].as_u64(),
+                j["server_errors"].as_u64(),
+                j["requests_per_second_after_load"].as_f64()
+            ),
+            (Some(2), Some(1), Some(3.0))
         );
     }
 }

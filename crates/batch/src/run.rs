@@ -18,7 +18,7 @@
 //! restores manifest order).
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -125,6 +125,7 @@ struct Prep {
     model: String,
     defaults: RequestDefaults,
     manifest_dir: PathBuf,
+    tokenizer: Arc<Tokenizer>,
 }
 
 impl Prep {
@@ -199,29 +200,98 @@ fn answer(
                 .map(|b| (b, c.prompt_tokens, c.token_ids.len()))
                 .map_err(|e| ApiError::internal(e.to_string()))
         }
-        Err(e) => Err(e.to_api_error()),
+        Err(e) => Err(ApiError::from(&e)),
     };
     Answer { custom_id, result }
 }
 
 /// Runs a batch to the end (or to a fatal error). Requests that fail get error lines; the
-/// summary counts them.
+/// summary counts them (and, among them, the server errors).
+///
+/// The steps: `check_options` → `open_manifest` (one scan: records readable, ids unique) →
+/// `resume` (the output's existing lines, each of this input and shard, once) → `load_engine`
+/// (only if something is left) → `submit_all` (the submit window, one line per completion
+/// through a `LineWriter`) → the engine shuts down.
 pub fn run(opts: &RunOptions) -> Result<Summary> {
     let started = Instant::now();
+    check_options(opts)?;
+    let (manifest, index) = open_manifest(opts)?;
+    let resumed = resume(opts, &manifest, &index)?;
+    let mut summary = Summary {
+        records: index.len(),
+        shard: opts.shard,
+        owned: opts.shard.share(index.len()),
+        skipped: resumed.done.len(),
+        skipped_failed: resumed.skipped_failed,
+        succeeded: 0,
+        failed: 0,
+        server_errors: 0,
+        prompt_tokens: 0,
+        completion_tokens: 0,
+        elapsed: Duration::ZERO,
+        output: resumed.path.clone(),
+        peak_rss_bytes: None,
+        model_load: Duration::ZERO,
+    };
+    let todo = summary.owned.saturating_sub(resumed.done.len());
+    if todo > 0 {
+        let t_load = Instant::now();
+        let (engine, prep) = load_engine(opts, &manifest)?;
+        summary.model_load = t_load.elapsed();
+        let mut writer = LineWriter {
+            out: resumed.out,
+            progress: Progress::new(opts.progress, todo, opts.progress_every),
+            summary: &mut summary,
+        };
+        let result =
+            submit_all(opts, &manifest, &index, &resumed.done, &engine, &prep, &mut writer);
+        writer.progress.finish();
+        // After a fatal error (the output cannot be written, the manifest changed) the requests
+        // still in the engine finish (at most the window) and their answers are dropped.
+        engine.shutdown();
+        result?;
+    }
+    summary.elapsed = started.elapsed();
+    summary.peak_rss_bytes = crate::progress::peak_rss_bytes();
+    Ok(summary)
+}
+
+/// Options that make no sense stop the run before anything is read.
+fn check_options(opts: &RunOptions) -> Result<()> {
     if opts.batch_size == 0 {
         return Err(BatchError::Options("--batch-size must be at least 1".into()));
     }
+    Ok(())
+}
+
+/// The manifest and its id index (one streamed pass: every record readable, ids unique).
+fn open_manifest(opts: &RunOptions) -> Result<(Manifest, IdIndex)> {
     let manifest = Manifest::open(&opts.input, &opts.manifest)?;
     let index = IdIndex::scan(&manifest)?;
-    let out_path = opts.shard.path(&opts.output)?;
-    let (mut out, existing) = OutputFile::open(&out_path, opts.sync)?;
-    // Lines already there must be this shard's, once each.
+    Ok((manifest, index))
+}
+
+/// The output file, opened for appending, and what it already holds.
+struct Resumed {
+    out: OutputFile,
+    path: PathBuf,
+    /// The ids with a complete line.
+    done: IdSet,
+    /// Of them, those whose line is an error.
+    skipped_failed: usize,
+}
+
+/// Opens (locks) the output and checks its existing lines: each must be a record of this input
+/// and shard, once.
+fn resume(opts: &RunOptions, manifest: &Manifest, index: &IdIndex) -> Result<Resumed> {
+    let path = opts.shard.path(&opts.output)?;
+    let (out, existing) = OutputFile::open(&path, opts.sync)?;
     let mut hashes = Vec::with_capacity(existing.lines.len());
     let mut skipped_failed = 0;
     for l in &existing.lines {
         let Some(rec) = index.record_of(&l.custom_id) else {
             return Err(BatchError::Output {
-                path: out_path.clone(),
+                path: path.clone(),
                 message: format!(
                     "line {} has custom_id {:?}, which is not in {} (an output of another input? use another --output)",
                     l.line,
@@ -232,7 +302,7 @@ pub fn run(opts: &RunOptions) -> Result<Summary> {
         };
         if !opts.shard.owns(rec) {
             return Err(BatchError::Output {
-                path: out_path.clone(),
+                path: path.clone(),
                 message: format!(
                     "line {} has custom_id {:?}, which belongs to shard {}/{}, not {} (written with other shard settings?)",
                     l.line,
@@ -247,147 +317,131 @@ pub fn run(opts: &RunOptions) -> Result<Summary> {
         hashes.push(crate::ids::id_hash(&l.custom_id));
     }
     let done = IdSet::from_hashes(hashes).map_err(|_| BatchError::Output {
-        path: out_path.clone(),
+        path: path.clone(),
         message: "a custom_id has two lines (the file was edited or written by two processes)"
             .into(),
     })?;
-    let owned = opts.shard.share(index.len());
-    let mut summary = Summary {
-        records: index.len(),
-        shard: opts.shard,
-        owned,
-        skipped: done.len(),
-        skipped_failed,
-        succeeded: 0,
-        failed: 0,
-        prompt_tokens: 0,
-        completion_tokens: 0,
-        elapsed: Duration::ZERO,
-        output: out_path.clone(),
-        peak_rss_bytes: None,
-        model_load: Duration::ZERO,
-    };
-    let todo = owned.saturating_sub(done.len());
-    if todo == 0 {
-        summary.elapsed = started.elapsed();
-        summary.peak_rss_bytes = crate::progress::peak_rss_bytes();
-        return Ok(summary);
-    }
+    Ok(Resumed { out, path, done, skipped_failed })
+}
 
-    let t_load = Instant::now();
-    let model_names = model_names(&opts.model);
+/// Loads the model into an engine and makes what turns records into its requests: the
+/// model's names are [`vidlm_openai::served_model_names`], the rule `vidlm serve` uses, so
+/// both write the same `model` in their answers.
+fn load_engine(opts: &RunOptions, manifest: &Manifest) -> Result<(Engine, Prep)> {
     let engine = Engine::load(&opts.model, &opts.pipeline, opts.engine_config())
-        .map_err(|e| BatchError::Model(e.to_string()))?;
-    // For `logprobs` (token texts), shared by the threads that wait for answers.
-    let tokenizer = std::sync::Arc::new(engine.processor().tokenizer().clone());
+        .map_err(|source| BatchError::Model { source })?;
     let prep = Prep {
-        ctx: RequestContext { model_names, media: opts.media.clone() },
+        ctx: RequestContext {
+            model_names: vidlm_openai::served_model_names(&opts.model, None),
+            media: opts.media.clone(),
+        },
         model: opts.model.clone(),
         defaults: opts.defaults.clone(),
         manifest_dir: opts.base_dir.clone().unwrap_or_else(|| manifest.dir()),
+        // For `logprobs` (token texts), shared by the threads that wait for answers.
+        tokenizer: Arc::new(engine.processor().tokenizer().clone()),
     };
-    summary.model_load = t_load.elapsed();
-    let mut progress = Progress::new(opts.progress, todo, opts.progress_every);
-    let mut write = |a: Answer| -> Result<()> {
+    Ok((engine, prep))
+}
+
+/// Appends one line per answer and counts it.
+struct LineWriter<'a> {
+    out: OutputFile,
+    progress: Progress,
+    summary: &'a mut Summary,
+}
+
+impl LineWriter<'_> {
+    /// The answer's line: the completion, or the error object with its status. An error with a
+    /// 5xx status is the server's (a failure inside vidlm), counted in
+    /// [`Summary::server_errors`].
+    fn write(&mut self, a: Answer) -> Result<()> {
         let (line, ok, tokens) = match a.result {
             Ok((body, prompt, gen)) => {
-                summary.prompt_tokens += prompt as u64;
-                summary.completion_tokens += gen as u64;
+                self.summary.prompt_tokens += prompt as u64;
+                self.summary.completion_tokens += gen as u64;
                 (success_line(&a.custom_id, body), true, gen)
             }
-            Err(e) => (error_line(&a.custom_id, e.status, json!(e.body())), false, 0),
+            Err(e) => {
+                self.summary.server_errors += usize::from(e.status >= 500);
+                (error_line(&a.custom_id, e.status, json!(e.body())), false, 0)
+            }
         };
-        out.append(&line)?;
+        self.out.append(&line)?;
         if ok {
-            summary.succeeded += 1;
+            self.summary.succeeded += 1;
         } else {
-            summary.failed += 1;
+            self.summary.failed += 1;
         }
-        progress.record(ok, tokens);
+        self.progress.record(ok, tokens);
         Ok(())
-    };
+    }
+}
 
-    // Each submitted request is waited for on its own thread, which sends its answer here; at
-    // most `in_flight` are submitted and not yet written.
+/// Submits every record of this shard without a line, keeping at most `batch_size + prefetch`
+/// requests in the engine; each submitted request is waited for on its own thread, which sends
+/// its answer back here to be written (completion order).
+fn submit_all(
+    opts: &RunOptions,
+    manifest: &Manifest,
+    index: &IdIndex,
+    done: &IdSet,
+    engine: &Engine,
+    prep: &Prep,
+    writer: &mut LineWriter<'_>,
+) -> Result<()> {
     let in_flight = (opts.batch_size + opts.prefetch).max(1);
     let (tx, rx) = mpsc::channel::<Answer>();
     let mut running = 0usize;
-    let mut go = || -> Result<()> {
-        for r in manifest.records()? {
-            let r = r?;
-            if index.record_of(&r.custom_id) != Some(r.index) {
-                return Err(BatchError::Manifest {
-                    path: manifest.path().to_path_buf(),
-                    location: r.location.clone(),
-                    message: "the manifest changed during the run".into(),
-                });
-            }
-            if !opts.shard.owns(r.index) || done.contains(&r.custom_id) {
+    for r in manifest.records()? {
+        let r = r?;
+        if index.record_of(&r.custom_id) != Some(r.index) {
+            return Err(BatchError::Manifest {
+                path: manifest.path().to_path_buf(),
+                location: r.location.clone(),
+                message: "the manifest changed during the run".into(),
+            });
+        }
+        if !opts.shard.owns(r.index) || done.contains(&r.custom_id) {
+            continue;
+        }
+        // Write what has finished; wait while the window is full.
+        while let Ok(a) = rx.try_recv() {
+            running -= 1;
+            writer.write(a)?;
+        }
+        while running >= in_flight {
+            writer.write(rx.recv().map_err(|_| BatchError::EngineStopped)?)?;
+            running -= 1;
+        }
+        let req = match prep.request(&r) {
+            Ok(req) => req,
+            Err(error) => {
+                writer.write(Answer { custom_id: r.custom_id, result: Err(error) })?;
                 continue;
             }
-            // Write what has finished; wait while the window is full.
-            while let Ok(a) = rx.try_recv() {
-                running -= 1;
-                write(a)?;
+        };
+        match engine.submit(EngineRequest::from(&req)) {
+            Ok(handle) => {
+                let tx = tx.clone();
+                let tokenizer = prep.tokenizer.clone();
+                let custom_id = r.custom_id;
+                std::thread::Builder::new()
+                    .name("vidlm-batch-wait".into())
+                    .spawn(move || {
+                        let _ = tx.send(answer(custom_id, &req, handle, &tokenizer));
+                    })
+                    .map_err(BatchError::Thread)?;
+                running += 1;
             }
-            while running >= in_flight {
-                let a = rx.recv().map_err(|_| BatchError::Model("the engine stopped".into()))?;
-                running -= 1;
-                write(a)?;
-            }
-            let req = match prep.request(&r) {
-                Ok(req) => req,
-                Err(error) => {
-                    write(Answer { custom_id: r.custom_id, result: Err(error) })?;
-                    continue;
-                }
-            };
-            match engine.submit(EngineRequest::from_chat(&req)) {
-                Ok(handle) => {
-                    let tx = tx.clone();
-                    let tokenizer = tokenizer.clone();
-                    let custom_id = r.custom_id;
-                    std::thread::Builder::new()
-                        .name("vidlm-batch-wait".into())
-                        .spawn(move || {
-                            let _ = tx.send(answer(custom_id, &req, handle, &tokenizer));
-                        })
-                        .map_err(|e| BatchError::Model(format!("cannot start a thread: {e}")))?;
-                    running += 1;
-                }
-                Err(e) => write(Answer { custom_id: r.custom_id, result: Err(e.to_api_error()) })?,
-            }
-        }
-        while running > 0 {
-            let a = rx.recv().map_err(|_| BatchError::Model("the engine stopped".into()))?;
-            running -= 1;
-            write(a)?;
-        }
-        Ok(())
-    };
-    let result = go();
-    progress.finish();
-    // After a fatal error (the output cannot be written, the manifest changed) the requests
-    // still in the engine finish (at most the window) and their answers are dropped.
-    engine.shutdown();
-    summary.elapsed = started.elapsed();
-    summary.peak_rss_bytes = crate::progress::peak_rss_bytes();
-    result.map(|()| summary)
-}
-
-/// The names a body's `model` may use: the argument as given and, for a directory, its name
-/// (what `vidlm serve` lists).
-fn model_names(model: &str) -> Vec<String> {
-    let mut names = vec![model.to_string()];
-    let p = Path::new(model);
-    if p.is_dir() {
-        if let Some(name) =
-            p.canonicalize().ok().as_deref().and_then(|c| c.file_name()).and_then(|n| n.to_str())
-        {
-            if !names.iter().any(|n| n == name) {
-                names.push(name.to_string());
+            Err(e) => {
+                writer.write(Answer { custom_id: r.custom_id, result: Err(ApiError::from(&e)) })?
             }
         }
     }
-    names
+    while running > 0 {
+        writer.write(rx.recv().map_err(|_| BatchError::EngineStopped)?)?;
+        running -= 1;
+    }
+    Ok(())
 }

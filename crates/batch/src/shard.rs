@@ -154,26 +154,20 @@ impl Shard {
         total / self.count + usize::from(self.index < total % self.count)
     }
 
-    /// `template` with `{shard}` replaced by this shard's index. With more than one shard the
-    /// template must contain `{shard}` (so that shards never write to the same file).
+    /// `template` with `{shard}` replaced by this shard's index, or the path as given when it
+    /// has no `{shard}` (job arrays pass each task its own literal path,
+    /// `--output out-$SLURM_ARRAY_TASK_ID.jsonl`). Two processes never write one file at once:
+    /// the output's exclusive lock (`OutputFile::open`) refuses the second at once, and a
+    /// file's existing lines must belong to the shard that resumes it.
     ///
     /// ```
     /// use vidlm_batch::Shard;
     /// let s = Shard::parse("1/3").unwrap();
     /// assert_eq!(s.path("out/captions-{shard}.jsonl").unwrap().to_str(), Some("out/captions-1.jsonl"));
-    /// assert!(s.path("out/captions.jsonl").is_err());
+    /// assert_eq!(s.path("out/captions-7.jsonl").unwrap().to_str(), Some("out/captions-7.jsonl"));
     /// assert_eq!(vidlm_batch::Shard::ALL.path("out/captions.jsonl").unwrap().to_str(), Some("out/captions.jsonl"));
     /// ```
     pub fn path(&self, template: &str) -> Result<PathBuf> {
-        if !template.contains(SHARD_PLACEHOLDER) {
-            if self.count > 1 {
-                return Err(BatchError::Shard(format!(
-                    "with {} shards the output path must contain {SHARD_PLACEHOLDER} (got {template:?}), so that each shard writes its own file",
-                    self.count
-                )));
-            }
-            return Ok(PathBuf::from(template));
-        }
         Ok(PathBuf::from(shard_path(template, self.index)))
     }
 }
@@ -252,8 +246,8 @@ mod tests {
             Shard::resolve(None, Some(16), &slurm).unwrap().0,
             Shard { index: 4, count: 16 }
         );
-        assert!(Shard::resolve(None, None, &env(&[("SLURM_ARRAY_TASK_ID", "2")])).is_err());
-        assert!(Shard::resolve(None, Some(2), &env(&[("JOB_COMPLETION_INDEX", "x")])).is_err());
+        assert!(Shard::resolve(None, None, env(&[("SLURM_ARRAY_TASK_ID", "2")])).is_err());
+        assert!(Shard::resolve(None, Some(2), env(&[("JOB_COMPLETION_INDEX", "x")])).is_err());
     }
 
     #[test]
@@ -263,7 +257,7 @@ mod tests {
             s.path("/o/{shard}/out-{shard}.jsonl").unwrap(),
             PathBuf::from("/o/2/out-2.jsonl")
         );
-        assert!(s.path("/o/out.jsonl").is_err());
+        assert_eq!(s.path("/o/out.jsonl").unwrap(), PathBuf::from("/o/out.jsonl"));
         assert_eq!(
             Shard::ALL.path("/o/out-{shard}.jsonl").unwrap(),
             PathBuf::from("/o/out-0.jsonl")

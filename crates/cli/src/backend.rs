@@ -5,7 +5,10 @@
 use std::path::Path;
 
 use anyhow::{bail, Result};
-use vidlm_pipeline::{Device, HubOptions, PipelineOptions, Precision, Precisions, SessionOptions};
+use vidlm_pipeline::{
+    Device, HubOptions, ModelFiles, PipelineOptions, Precision, Precisions, Prepack,
+    ResolvedPrecisions, SessionOptions,
+};
 
 /// `--device`, `--allow-cpu-fallback`, `--dtype`, `--threads`, `--offline`.
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -22,6 +25,11 @@ pub struct BackendArgs {
     /// _quantized, _q4, _q4f16. Default: fp32 on the CPU; on CUDA fp16 where the export has it.
     #[arg(long)]
     pub dtype: Option<Dtype>,
+    /// Integer arithmetic for the graphs that run at q8: `auto` uses their `_int8` variant (int8
+    /// activations × int8 weights, `DynamicQuantizeMatMul`) where the export has one and the CPU
+    /// has AVX-512 VNNI, AVX-VNNI or AMX; `on` / `off` force it.
+    #[arg(long, value_enum, default_value_t = Int8Compute::Auto)]
+    pub int8_compute: Int8Compute,
     /// ONNX Runtime intra-op threads.
     #[arg(long)]
     pub threads: Option<usize>,
@@ -36,17 +44,60 @@ impl BackendArgs {
     pub fn pipeline_options(&self, model: &str) -> Result<PipelineOptions> {
         let device = device(&self.device)?;
         Ok(PipelineOptions {
-            session: SessionOptions {
+            session: with_env_overrides(SessionOptions {
                 device,
                 allow_cpu_fallback: self.allow_cpu_fallback,
                 intra_threads: self.threads,
                 ..Default::default()
-            },
+            }),
             precisions: self.dtype.unwrap_or_default().precisions(default_precision(device, model)),
             hub: HubOptions { offline: self.offline, ..Default::default() },
+            int8_compute: match self.int8_compute {
+                Int8Compute::Auto => None,
+                Int8Compute::On => Some(true),
+                Int8Compute::Off => Some(false),
+            },
             ..Default::default()
         })
     }
+}
+
+/// `--int8-compute`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Int8Compute {
+    /// Where the CPU has VNNI or AMX (and the device is the CPU).
+    #[default]
+    Auto,
+    /// Always (where the export has `_int8` graphs).
+    On,
+    /// Never.
+    Off,
+}
+
+/// The session options with the measurement overrides from the environment applied:
+/// `VIDLM_ORT_PREPACK`, `VIDLM_ORT_ARENA`, `VIDLM_ORT_MEM_PATTERN` and `VIDLM_ORT_SPINNING`
+/// (`1`/`true` or `0`/`false`). They exist so that `cargo xtask bench` and ad-hoc measurements can
+/// compare ONNX Runtime settings with the same binary; an unset or unparsable variable leaves the
+/// option as it is. (`vidlm-ort` itself reads no environment: this is the one place.)
+pub fn with_env_overrides(mut s: SessionOptions) -> SessionOptions {
+    let flag = |k: &str| match std::env::var(k).ok().as_deref().map(str::trim) {
+        Some("1") | Some("true") => Some(true),
+        Some("0") | Some("false") => Some(false),
+        _ => None,
+    };
+    if let Some(v) = flag("VIDLM_ORT_PREPACK") {
+        s.memory.prepack_weights = if v { Prepack::On } else { Prepack::Off };
+    }
+    if let Some(v) = flag("VIDLM_ORT_ARENA") {
+        s.memory.cpu_arena = v;
+    }
+    if let Some(v) = flag("VIDLM_ORT_MEM_PATTERN") {
+        s.memory.memory_pattern = v;
+    }
+    if let Some(v) = flag("VIDLM_ORT_SPINNING") {
+        s.spinning = Some(v);
+    }
+    s
 }
 
 /// The generation flags: defaults for every request (`vidlm batch`: for requests that set none).
@@ -143,6 +194,20 @@ pub fn default_precision(device: Device, model: &str) -> Precision {
                 Precision::Fp32
             }
         }
+    }
+}
+
+/// The one-line precision summary for a load of `model` (`q4: vision q8 (no q4 graph), embed q4,
+/// decoder q4`): what `vidlm_pipeline::Pipeline::precisions` will say, for commands that load
+/// through the engine. A hub id (or an unreadable directory) gets the precisions as asked.
+pub fn precision_summary(model: &str, opts: &PipelineOptions) -> String {
+    let precisions = &opts.precisions;
+    match ModelFiles::read(model) {
+        Ok(files) => {
+            let r = files.resolve_precisions(precisions);
+            if opts.uses_int8_compute() { files.prefer_int8(r) } else { r }.to_string()
+        }
+        Err(_) => ResolvedPrecisions { requested: *precisions, used: *precisions }.to_string(),
     }
 }
 

@@ -78,7 +78,7 @@ pub struct RunArgs {
     pub model: Option<String>,
     #[command(flatten)]
     pub manifest: ManifestArgs,
-    /// Output JSONL (OpenAI Batch output), appended and resumed; may contain {shard}.
+    /// Output JSONL (OpenAI Batch output), appended and resumed; may contain {shard} (or give each shard task its own literal path). Locked for the run: a second writer exits at once.
     #[arg(long, required = true)]
     pub output: Option<String>,
     /// Run shard I of N (0-based) of the input.
@@ -166,6 +166,9 @@ fn run_shard(a: RunArgs) -> Result<()> {
     let base_dir = crate::messages::base_dir_of(&input);
     let media_dir = a.allowed_local_media_path.clone().unwrap_or_else(|| base_dir.clone());
     let s = &a.sampling;
+    if s.min_pixels.is_some() || s.max_pixels.is_some() {
+        bail!("--min-pixels / --max-pixels are not supported by `vidlm batch` yet (only by `vidlm preprocess`)");
+    }
     // The hard frame cap is the server's default, raised to what the command line asks for.
     let limits = MediaLimits::default();
     let cap = [Some(limits.max_frames), s.num_frames, s.max_frames]
@@ -228,6 +231,15 @@ fn run_shard(a: RunArgs) -> Result<()> {
     if let Some(p) = &a.summary_json {
         std::fs::write(p, summary.to_json().to_string() + "\n")
             .with_context(|| format!("writing {}", p.display()))?;
+    }
+    // A request's own failure (4xx) is its line and the run succeeds; a failure inside vidlm
+    // (5xx) is written as that request's line too, but the run reports it with its status.
+    if summary.server_errors > 0 {
+        bail!(
+            "{} request(s) failed inside vidlm (server errors, status 5xx); their error lines are in {}",
+            summary.server_errors,
+            summary.output.display()
+        );
     }
     Ok(())
 }

@@ -2,13 +2,13 @@
 
 use vidlm_video_io::{Limits, OpenOptions};
 
-/// `--max-pixels`, `--max-packets`, `--max-output-bytes`: refuse inputs over these before
+/// `--max-frame-pixels`, `--max-packets`, `--max-output-bytes`: refuse inputs over these before
 /// decoding them (defaults: `vidlm_video_io::Limits::default()`).
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct LimitsArgs {
     /// Largest frame (width * height) to decode; larger pictures are refused from their header.
-    /// Default 40000000.
-    #[arg(long, value_name = "PIXELS")]
+    /// Default 40000000. (`--max-pixels` is the Qwen-VL processors' pixel budget.)
+    #[arg(long = "max-frame-pixels", id = "max_frame_pixels", value_name = "PIXELS")]
     pub max_pixels: Option<u64>,
     /// Most packets (frames) a video stream may have. Default 2000000.
     #[arg(long, value_name = "N")]

@@ -1,6 +1,7 @@
 //! `vidlm`: the command line. Each subcommand lives in its own module.
 
 mod backend;
+#[cfg(feature = "batch")]
 mod batch;
 mod frames;
 mod limits;
@@ -9,6 +10,7 @@ mod preprocess;
 mod probe;
 mod run;
 mod sampling;
+#[cfg(feature = "serve")]
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -18,7 +20,7 @@ use std::process::ExitCode;
 #[command(
     name = "vidlm",
     version,
-    about = "Video-language models in Rust: probe videos, sample frames"
+    about = "Video-language models in Rust: probe videos, sample frames, run, serve and batch"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -26,6 +28,8 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+// Parsed once per process: boxing the larger argument structs would buy nothing.
+#[allow(clippy::large_enum_variant)]
 enum Cmd {
     /// Print what a video (or image) is, as JSON.
     Probe(probe::Args),
@@ -36,8 +40,10 @@ enum Cmd {
     /// Answer a question about videos/images with a LLaVA-family model (streams the answer).
     Run(run::Args),
     /// Serve the OpenAI chat completions API (with video_url parts) over HTTP.
+    #[cfg(feature = "serve")]
     Serve(serve::Args),
     /// Run a manifest of requests (OpenAI Batch JSONL, or JSONL/CSV/Parquet of videos): resumable, sharded.
+    #[cfg(feature = "batch")]
     Batch(batch::Args),
 }
 
@@ -50,7 +56,9 @@ fn main() -> ExitCode {
         Cmd::Frames(a) => frames::run(a),
         Cmd::Preprocess(a) => preprocess::run(a),
         Cmd::Run(a) => run::run(a),
+        #[cfg(feature = "serve")]
         Cmd::Serve(a) => serve::run(a),
+        #[cfg(feature = "batch")]
         Cmd::Batch(a) => batch::run(a),
     };
     match result {

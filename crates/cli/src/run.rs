@@ -12,7 +12,7 @@ use crate::backend::{BackendArgs, GenerationArgs};
 use crate::messages::MessagesFile;
 use crate::sampling::SamplingArgs;
 use anyhow::{bail, Context, Result};
-use vidlm_engine::{Engine, EngineConfig, EngineRequest, Event};
+use vidlm_engine::{Completion, Engine, EngineConfig, EngineRequest, Event};
 use vidlm_pipeline::{
     Conversation, FinishReason, ModelFiles, Pipeline, PipelineError, PipelineOptions,
     ProcessOptions, Stage,
@@ -83,8 +83,62 @@ fn explain_missing(e: PipelineError, model: &str) -> anyhow::Error {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    // One rule for media paths (crate::messages): relative to the messages file's folder, or to the
-    // current directory for --video/--image.
+    let conversation = conversation(&a)?;
+    let started = std::time::Instant::now();
+    let p = load(&a, started)?;
+    // The same engine as `vidlm serve` and `vidlm batch`, with one request: its prefill runs in one
+    // pass (nobody else is decoding), so the answer is the pipeline's, token for token.
+    let (processor, vision, lm) = p.into_parts();
+    // Local files the user named: decoded here with the command's frame sampling (the engine's
+    // media policy is for untrusted requests), handed to the engine decoded.
+    progress(started, Stage::Preprocess { conversations: 1 });
+    if a.sampling.min_pixels.is_some() || a.sampling.max_pixels.is_some() {
+        anyhow::bail!(
+            "--min-pixels / --max-pixels are not supported by `vidlm run` yet (only by `vidlm preprocess`)"
+        );
+    }
+    let mut process = ProcessOptions::default();
+    a.sampling.apply(&mut process);
+    let t0 = std::time::Instant::now();
+    let loaded = processor.load_conversation(&conversation, &process)?;
+    let media_decode = t0.elapsed();
+    let mut req = EngineRequest::from_decoded(loaded)?;
+    apply_generation(&mut req, &a.generation);
+    // transformers' semantics: with no length anywhere, `max_length` 20 (prompt included). Said
+    // on stderr when it cuts the answer.
+    let gc = lm.generation_config();
+    let default_length = a.generation.max_new_tokens.is_none()
+        && gc.max_new_tokens.is_none()
+        && gc.max_length.is_none();
+    let config = EngineConfig {
+        max_batch: 1,
+        max_queue: 1,
+        media_workers: 1,
+        vision_cache_bytes: 0,
+        // One request per process: the vision weights need not stay resident during decoding.
+        release_vision_after_use: !a.keep_vision_loaded,
+        ..EngineConfig::default()
+    };
+    let engine = Engine::start(processor, vision, lm, config)?;
+    let done = answer(&engine, req, a.json, started)?;
+    engine.shutdown();
+    if default_length && done.finish_reason == FinishReason::MaxNewTokens {
+        eprintln!(
+            "[vidlm] note: the answer was cut by transformers' default max_length of 20 tokens, prompt included ({} prompt tokens; the model's generation_config.json sets no length): pass --max-new-tokens N for a longer answer",
+            done.prompt_tokens
+        );
+    }
+    if a.json {
+        print_json(&done, media_decode)
+    } else {
+        print_summary(&done, media_decode)
+    }
+}
+
+/// The conversation: the `--messages` file, or one user message of the images, the videos and the
+/// prompt. One rule for media paths (crate::messages): relative to the messages file's folder, or
+/// to the current directory for --video/--image.
+fn conversation(a: &Args) -> Result<Conversation> {
     let (messages, base_dir) = match &a.messages {
         Some(p) => {
             let f = MessagesFile::load(p)?;
@@ -106,25 +160,21 @@ pub fn run(a: Args) -> Result<()> {
             )
         }
     };
-    let conversation = Conversation::from_json(&messages, Some(&base_dir))?;
-    // (Releasing the vision sessions after use is the engine's job: `EngineConfig` below.)
+    Ok(Conversation::from_json(&messages, Some(&base_dir))?)
+}
+
+/// Loads the model, saying so on stderr (stdout carries only the answer or the JSON).
+fn load(a: &Args, started: std::time::Instant) -> Result<Pipeline> {
+    // (Releasing the vision sessions after use is the engine's job: `EngineConfig`.)
     let opts = PipelineOptions {
         embed_in_session: a.embed_in_session,
         ..a.backend.pipeline_options(&a.model)?
     };
-    // Progress on stderr for the slow stages (stdout carries only the answer or the JSON).
-    let started = std::time::Instant::now();
     eprintln!("[vidlm] loading {} ...", a.model);
     let p = Pipeline::from_pretrained(&a.model, &opts).map_err(|e| explain_missing(e, &a.model))?;
-    let precisions = opts.precisions;
-    let dtype = if precisions.vision == precisions.embed && precisions.embed == precisions.decoder {
-        precisions.decoder.to_string()
-    } else {
-        format!(
-            "vision {}, embed {}, decoder {}",
-            precisions.vision, precisions.embed, precisions.decoder
-        )
-    };
+    // One line names the precision of every graph, and any that fell back along the chain
+    // (`q4: vision q8 (no q4 graph), embed q4, decoder q4`).
+    let dtype = p.precisions();
     eprintln!(
         "[vidlm] loaded {:?} model ({dtype}) in {:.1} s ({})",
         p.family(),
@@ -134,106 +184,103 @@ pub fn run(a: Args) -> Result<()> {
     if let Some(reason) = p.cuda_fallback() {
         eprintln!("[vidlm] CUDA unavailable, running on the CPU (--allow-cpu-fallback): {reason}");
     }
-    let progress = |stage: Stage| {
-        let at = started.elapsed().as_secs_f64();
-        match stage {
-            Stage::Preprocess { .. } => {
-                eprintln!("[vidlm] {at:6.1} s  decoding media and preprocessing ...")
-            }
-            Stage::Vision { images, videos } => {
-                eprintln!(
-                    "[vidlm] {at:6.1} s  encoding {images} image(s) and {videos} video(s) ..."
-                )
-            }
-            Stage::Prefill { prompt_tokens } => {
-                eprintln!("[vidlm] {at:6.1} s  prefill over {prompt_tokens} prompt tokens ...")
-            }
+    Ok(p)
+}
+
+/// Progress on stderr for the slow stages.
+fn progress(started: std::time::Instant, stage: Stage) {
+    let at = started.elapsed().as_secs_f64();
+    match stage {
+        Stage::Preprocess { .. } => {
+            eprintln!("[vidlm] {at:6.1} s  decoding media and preprocessing ...")
         }
-    };
-    // The same engine as `vidlm serve` and `vidlm batch`, with one request: its prefill runs in one
-    // pass (nobody else is decoding), so the answer is the pipeline's, token for token.
-    let (processor, vision, lm) = p.into_parts();
-    // Local files the user named: decoded here with the command's frame sampling (the engine's
-    // media policy is for untrusted requests), handed to the engine decoded.
-    progress(Stage::Preprocess { conversations: 1 });
-    let mut process = ProcessOptions::default();
-    a.sampling.apply(&mut process);
-    let t0 = std::time::Instant::now();
-    let loaded = processor.load_conversation(&conversation, &process)?;
-    let media_decode = t0.elapsed();
-    let mut req = EngineRequest::from_decoded(loaded)?;
-    let g = &mut req.generation;
-    let ga = &a.generation;
-    g.max_new_tokens = ga.max_new_tokens;
-    g.do_sample = ga.do_sample.then_some(true);
-    g.temperature = ga.temperature;
-    g.top_k = ga.top_k;
-    g.top_p = ga.top_p;
-    g.min_p = ga.min_p;
-    g.repetition_penalty = ga.repetition_penalty;
-    g.seed = ga.seed;
-    if !ga.stop.is_empty() {
-        g.stop_strings = Some(ga.stop.clone());
+        Stage::Vision { images, videos } => {
+            eprintln!("[vidlm] {at:6.1} s  encoding {images} image(s) and {videos} video(s) ...")
+        }
+        Stage::Prefill { prompt_tokens } => {
+            eprintln!("[vidlm] {at:6.1} s  prefill over {prompt_tokens} prompt tokens ...")
+        }
     }
-    let config = EngineConfig {
-        max_batch: 1,
-        max_queue: 1,
-        media_workers: 1,
-        vision_cache_bytes: 0,
-        // One request per process: the vision weights need not stay resident during decoding.
-        release_vision_after_use: !a.keep_vision_loaded,
-        ..EngineConfig::default()
-    };
-    let engine = Engine::start(processor, vision, lm, config);
+}
+
+/// The generation flags onto the request's options.
+fn apply_generation(req: &mut EngineRequest, flags: &GenerationArgs) {
+    let options = &mut req.generation;
+    options.max_new_tokens = flags.max_new_tokens;
+    options.do_sample = flags.do_sample.then_some(true);
+    options.temperature = flags.temperature;
+    options.top_k = flags.top_k;
+    options.top_p = flags.top_p;
+    options.min_p = flags.min_p;
+    options.repetition_penalty = flags.repetition_penalty;
+    options.seed = flags.seed;
+    if !flags.stop.is_empty() {
+        options.stop_strings = Some(flags.stop.clone());
+    }
+}
+
+/// Submits the request and streams its tokens to stdout (unless `json`); returns its completion.
+fn answer(
+    engine: &Engine,
+    req: EngineRequest,
+    json: bool,
+    started: std::time::Instant,
+) -> Result<Completion> {
     let mut handle = engine.submit(req)?;
     let mut stdout = std::io::stdout().lock();
-    let done = loop {
+    loop {
         match handle.blocking_next() {
             Some(Event::Stage(Stage::Preprocess { .. })) => {}
-            Some(Event::Stage(stage)) => progress(stage),
+            Some(Event::Stage(stage)) => progress(started, stage),
             Some(Event::Token(t)) => {
-                if !a.json {
+                if !json {
                     write!(stdout, "{}", t.text)?;
                     stdout.flush()?;
                 }
             }
-            Some(Event::Done(c)) => break c,
+            Some(Event::Done(c)) => return Ok(c),
             Some(Event::Failed(e)) => return Err(e.into()),
             None => bail!("the engine stopped before the answer was complete"),
         }
-    };
-    drop(handle);
-    engine.shutdown();
-    let t = &done.timings;
-    if a.json {
-        let finish_reason = match done.finish_reason {
-            FinishReason::Eos => "eos",
-            FinishReason::StopString => "stop_string",
-            FinishReason::MaxNewTokens => "max_new_tokens",
-            FinishReason::ContextLength => "context_length",
-            FinishReason::Cancelled => "cancelled",
-        };
-        let v = serde_json::json!({
-            "text": done.text,
-            "token_ids": done.token_ids,
-            "prompt_tokens": done.prompt_tokens,
-            "finish_reason": finish_reason,
-            // Seconds per stage: `decode` is media decoding (FFmpeg), `decode_step` the mean time
-            // of one decode step.
-            "timings": {
-                "decode": media_decode.as_secs_f64(),
-                "preprocess": t.preprocess.as_secs_f64(),
-                "vision": t.vision.as_secs_f64(),
-                "embed": t.embed.as_secs_f64(),
-                "prefill": t.prefill.as_secs_f64(),
-                "decode_step": t.per_token().as_secs_f64(),
-                "decode_steps": t.decode_steps.len(),
-                "decode_tokens_per_s": t.tokens_per_second(),
-            },
-        });
-        println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(());
     }
+}
+
+/// `--json`: one object with the text, the tokens and the timings.
+fn print_json(done: &Completion, media_decode: std::time::Duration) -> Result<()> {
+    let t = &done.timings;
+    let finish_reason = match done.finish_reason {
+        FinishReason::Eos => "eos",
+        FinishReason::StopString => "stop_string",
+        FinishReason::MaxNewTokens => "max_new_tokens",
+        FinishReason::ContextLength => "context_length",
+        FinishReason::Cancelled => "cancelled",
+    };
+    let v = serde_json::json!({
+        "text": done.text,
+        "token_ids": done.token_ids,
+        "prompt_tokens": done.prompt_tokens,
+        "finish_reason": finish_reason,
+        // Seconds per stage: `decode` is media decoding (FFmpeg), `decode_step` the mean time
+        // of one decode step.
+        "timings": {
+            "decode": media_decode.as_secs_f64(),
+            "preprocess": t.preprocess.as_secs_f64(),
+            "vision": t.vision.as_secs_f64(),
+            "embed": t.embed.as_secs_f64(),
+            "prefill": t.prefill.as_secs_f64(),
+            "decode_step": t.per_token().as_secs_f64(),
+            "decode_steps": t.decode_steps.len(),
+            "decode_tokens_per_s": t.tokens_per_second(),
+        },
+    });
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(())
+}
+
+/// The end of the streamed answer, and the stage timings on stderr.
+fn print_summary(done: &Completion, media_decode: std::time::Duration) -> Result<()> {
+    let t = &done.timings;
+    let mut stdout = std::io::stdout().lock();
     writeln!(stdout)?;
     stdout.flush()?;
     eprintln!(

@@ -2,7 +2,8 @@
 
 use vidlm_processor::{ProcessOptions, Sampling};
 
-/// `--num-frames N | --fps F`, optionally capped by `--max-frames M`.
+/// `--num-frames N | --fps F`, optionally capped by `--max-frames M`; `--min-pixels` /
+/// `--max-pixels` (patchified families' pixel budget).
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct SamplingArgs {
     /// Sample N frames from each video (transformers: index_i = i*N_total // N).
@@ -11,9 +12,18 @@ pub struct SamplingArgs {
     /// Sample max(1, int(N_total / video_fps * F)) frames from each video.
     #[arg(long)]
     pub fps: Option<f64>,
-    /// At most M frames per video (evenly spaced), e.g. to cap `--fps` on long videos.
+    /// At most M frames per video (evenly spaced), e.g. to cap `--fps` on long videos. For
+    /// Qwen-VL video processors it caps `--num-frames` and is the `max_frames` of their own
+    /// fps formula.
     #[arg(long)]
     pub max_frames: Option<usize>,
+    /// Patchified (Qwen-VL) processors: lower pixel budget per image / video frame (transformers'
+    /// `min_pixels`; Qwen3-VL's video processor has none and keeps its `size`).
+    #[arg(long)]
+    pub min_pixels: Option<u64>,
+    /// Patchified (Qwen-VL) processors: upper pixel budget (`max_pixels`), like `--min-pixels`.
+    #[arg(long)]
+    pub max_pixels: Option<u64>,
 }
 
 impl SamplingArgs {
@@ -25,5 +35,7 @@ impl SamplingArgs {
             (None, None) => Sampling::All,
         };
         opts.max_frames = self.max_frames;
+        opts.min_pixels = self.min_pixels;
+        opts.max_pixels = self.max_pixels;
     }
 }

@@ -1,5 +1,6 @@
 //! `vidlm serve --model DIR|ID [--host 127.0.0.1] [--port 8000] [--allowed-local-media-path DIR]
-//! [--allowed-media-domains a.com,b.org] [--api-key KEY] [--max-frames N] [--max-queue N] ...`
+//! [--allowed-media-domains a.com,b.org] [--api-key KEY] [--max-frames N] [--max-queue N]
+//! [--allowed-origins '*'] [--allowed-methods '*'] [--allowed-headers '*'] ...`
 //!
 //! An OpenAI-compatible chat completions server (see `vidlm-server`). The model loads in the
 //! background: `/health` answers 503 until it is ready. The bound address is printed on stderr
@@ -11,7 +12,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use vidlm_engine::EngineConfig;
 use vidlm_media_source::{MediaLimits, MediaPolicy};
-use vidlm_server::{Server, ServerConfig};
+use vidlm_server::{CorsConfig, Server, ServerConfig};
 
 use crate::backend::BackendArgs;
 
@@ -74,6 +75,15 @@ pub struct Args {
     /// Prefill chunk in tokens while others decode (default: sized to stall decoding ~100 ms, at least 256 tokens).
     #[arg(long)]
     pub prefill_chunk: Option<usize>,
+    /// CORS: origins browsers may call from, comma-separated (`*`: any; auth is a bearer token, not a cookie).
+    #[arg(long, value_delimiter = ',', default_value = "*")]
+    pub allowed_origins: Vec<String>,
+    /// CORS: methods allowed (`*`: whatever the preflight asks for).
+    #[arg(long, value_delimiter = ',', default_value = "*")]
+    pub allowed_methods: Vec<String>,
+    /// CORS: request headers allowed (`*`: whatever the preflight asks for, Authorization included).
+    #[arg(long, value_delimiter = ',', default_value = "*")]
+    pub allowed_headers: Vec<String>,
     #[command(flatten)]
     pub backend: BackendArgs,
 }
@@ -97,6 +107,7 @@ pub fn run(a: Args) -> Result<()> {
     media = media.with_domains(&a.allowed_media_domains).context("--allowed-media-domains")?;
     media.allow_private_addresses = a.allow_private_media_addresses;
     let pipeline = a.backend.pipeline_options(&a.model)?;
+    let dtype = crate::backend::precision_summary(&a.model, &pipeline);
     let engine = EngineConfig {
         max_batch: a.max_batch.max(1),
         max_queue: a.max_queue,
@@ -105,7 +116,15 @@ pub fn run(a: Args) -> Result<()> {
         media,
         ..EngineConfig::default()
     };
+    let cors = CorsConfig {
+        allowed_origins: a.allowed_origins.clone(),
+        allowed_methods: a.allowed_methods.clone(),
+        allowed_headers: a.allowed_headers.clone(),
+    };
+    // A setting that does not parse stops the command here, before the model loads.
+    let _checked = cors.layer()?;
     let config = ServerConfig {
+        cors,
         model: a.model.clone(),
         served_model_name: a.served_model_name,
         api_key: a.api_key,
@@ -128,7 +147,7 @@ pub fn run(a: Args) -> Result<()> {
         let model = config.model.clone();
         let server = Server::start(config, move |r| match r {
             Ok(()) => eprintln!(
-                "[vidlm] model {model} loaded in {:.1} s; ready",
+                "[vidlm] model {model} ({dtype}) loaded in {:.1} s; ready",
                 started.elapsed().as_secs_f64()
             ),
             Err(e) => {

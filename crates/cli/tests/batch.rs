@@ -359,7 +359,7 @@ fn resume_and_shards(name: &str, model: &Path) -> BTreeMap<String, String> {
             )
         })
         .collect();
-    for (status, code) in [(404, "model_not_found"), (403, "media_not_allowed")] {
+    for (status, code) in [(404, "model_not_found"), (400, "media_not_allowed")] {
         assert!(errors.contains(&(status, code.to_string())), "no {status} {code} in {errors:?}");
     }
     assert!(errors.iter().filter(|(s, _)| *s == 400).count() >= 2, "{errors:?}");
@@ -646,8 +646,157 @@ fn bad_manifests_stop_before_any_work() {
         .contains("column \"clip\": no such column"));
     assert!(run(&csv, &["--video-column", "video", "--prompt", "x", "--shard", "1/1"])
         .contains("shard"));
-    assert!(run(&csv, &["--video-column", "video", "--prompt", "x", "--shard", "0/2"])
-        .contains("{shard}"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `--shard I/N --output PATH` with a literal path (a job array's `out-$TASK.jsonl`) is accepted;
+/// the output is `flock`ed for the run, so a second writer of the same file exits at once with a
+/// one-line error, and the first run is untouched. The literal-path shards merge into the
+/// one-run answers.
+#[test]
+fn literal_shard_outputs_and_a_second_writer_is_refused_at_once() {
+    let dir = tmp("literal");
+    for i in 0..6 {
+        std::fs::copy(root().join("assets/demo.mp4"), dir.join(format!("clip{i}.mp4"))).unwrap();
+    }
+    let csv = dir.join("m.csv");
+    let rows: String = (0..6).map(|i| format!("clip{i}.mp4\n")).collect();
+    std::fs::write(&csv, format!("video\n{rows}")).unwrap();
+    let model = demo_model();
+    let args = |shard: &str, out: &Path| -> Vec<String> {
+        [
+            "batch",
+            "--model",
+            model.to_str().unwrap(),
+            "--input",
+            csv.to_str().unwrap(),
+            "--video-column",
+            "video",
+            "--prompt",
+            "What happens?",
+            "--num-frames",
+            "4",
+            "--max-new-tokens",
+            "48",
+            "--batch-size",
+            "1",
+            "--prefetch",
+            "0",
+            "--threads",
+            "1",
+            "--shard",
+            shard,
+            "--output",
+            out.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let a = dir.join("out-task-0.jsonl");
+    let b = dir.join("out-task-1.jsonl");
+    let mut first = vidlm().args(args("0/2", &a)).stderr(Stdio::piped()).spawn().unwrap();
+    // The lock is taken when the output is opened (before the model loads).
+    let t0 = Instant::now();
+    while !a.exists() {
+        assert!(t0.elapsed() < Duration::from_secs(60), "the first run never opened its output");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let t1 = Instant::now();
+    let second = vidlm().args(args("1/2", &a)).output().unwrap();
+    let took = t1.elapsed();
+    assert!(first.try_wait().unwrap().is_none(), "the first run was still running");
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr).into_owned();
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "one error line: {err}");
+    assert!(errors[0].contains("in use by another vidlm batch process"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(took < Duration::from_secs(20), "the second writer waited {took:?}");
+    let out = first.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(lines(&a).len(), 3, "shard 0 of 2 owns records 0, 2, 4");
+    ok(&vidlm().args(args("1/2", &b)).output().unwrap());
+    assert_eq!(lines(&b).len(), 3);
+    // Merged, the literal-path shards are the one-run answers.
+    let whole = dir.join("whole.jsonl");
+    ok(&vidlm().args(args("0/1", &whole)).output().unwrap());
+    let merged = dir.join("merged.jsonl");
+    ok(&vidlm()
+        .args(["batch", "merge", "--input", csv.to_str().unwrap(), "--video-column", "video"])
+        .args(["--prompt", "What happens?"])
+        .args(["--output", merged.to_str().unwrap(), a.to_str().unwrap(), b.to_str().unwrap()])
+        .output()
+        .unwrap());
+    assert_eq!(by_id(&lines(&merged)), by_id(&lines(&whole)));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// With no `--max-new-tokens` and no `max_tokens`, on a model whose generation config sets no
+/// length (the demo model), both manifest kinds generate until a stop or the context limit, as
+/// `vidlm serve` does — never transformers' default `max_length` of 20 (one token, "length").
+#[test]
+fn without_a_token_limit_answers_run_to_a_stop_or_the_context() {
+    let dir = tmp("deflen");
+    std::fs::copy(root().join("assets/demo.mp4"), dir.join("clip.mp4")).unwrap();
+    let csv = dir.join("m.csv");
+    std::fs::write(&csv, "video\nclip.mp4\n").unwrap();
+    let jsonl = dir.join("requests.jsonl");
+    let body = |max: Option<usize>| {
+        let mut b = json!({"model": "demo-model", "messages": [{"role": "user", "content": [
+            {"type": "video_url", "video_url": {"url": dir.join("clip.mp4").to_string_lossy()}},
+            {"type": "text", "text": "What happens?"}]}]});
+        if let Some(m) = max {
+            b["max_tokens"] = json!(m);
+        }
+        json!({"custom_id": format!("r-{max:?}"), "method": "POST", "url": "/v1/chat/completions", "body": b})
+    };
+    std::fs::write(&jsonl, format!("{}\n{}\n", body(None), body(Some(32)))).unwrap();
+    let model = demo_model();
+    let run = |input: &Path, extra: &[&str], out: &Path| {
+        ok(&vidlm()
+            .args(["batch", "--model", model.to_str().unwrap(), "--input", input.to_str().unwrap()])
+            .args(extra)
+            .args(["--num-frames", "4", "--threads", "1", "--output", out.to_str().unwrap()])
+            .output()
+            .unwrap());
+        lines(out)
+    };
+    let answer = |l: &Value| {
+        let b = &l["response"]["body"];
+        assert_eq!(l["response"]["status_code"], 200, "{l}");
+        (
+            b["choices"][0]["message"]["content"].as_str().unwrap_or("").to_string(),
+            b["choices"][0]["finish_reason"].as_str().unwrap_or("").to_string(),
+            b["usage"]["completion_tokens"].as_u64().unwrap_or(0),
+            b["usage"]["total_tokens"].as_u64().unwrap_or(0),
+        )
+    };
+    let out = run(&jsonl, &[], &dir.join("openai.out.jsonl"));
+    let by: BTreeMap<String, Value> =
+        out.iter().map(|l| (l["custom_id"].as_str().unwrap().to_string(), l.clone())).collect();
+    let (short, short_finish, short_n, _) = answer(&by["r-Some(32)"]);
+    let (full, finish, n, total) = answer(&by["r-None"]);
+    let csv_out = run(
+        &csv,
+        &["--video-column", "video", "--prompt", "What happens?"],
+        &dir.join("csv.out.jsonl"),
+    );
+    assert_eq!(
+        answer(&csv_out[0]),
+        (full.clone(), finish.clone(), n, total),
+        "CSV and OpenAI Batch agree"
+    );
+    if short_finish == "length" {
+        assert_eq!(short_n, 32);
+        assert!(n > 32 && full.starts_with(&short), "{n} tokens: {full:?} vs {short:?}");
+    } else {
+        assert_eq!(full, short);
+    }
+    if finish == "length" {
+        assert_eq!(total, 4096, "the context limit (max_position_embeddings) ended it");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -790,7 +939,9 @@ fn dtype_picks_the_same_graphs_as_vidlm_run() {
             .output()
             .unwrap();
         let run_err = ok(&out);
-        assert!(run_err.contains("model (q4)"), "{run_err}");
+        // The load line names the dtype and what each graph runs at (the fallback chain: the
+        // embeddings stay fp32 at every dtype).
+        assert!(run_err.contains("model (q4") && run_err.contains("decoder q4"), "{run_err}");
         let expected: Value = serde_json::from_slice(&out.stdout).unwrap();
         let body = &l["response"]["body"];
         assert_eq!(l["response"]["status_code"], 200, "{l}");

@@ -219,11 +219,11 @@ fn limits_are_settable() {
     let out = tmp("limits").to_string_lossy().into_owned();
     // 320x240 = 76800 pixels: one pixel less is refused before decoding
     assert_one_line_error(
-        &["probe", &s("mpeg4.avi"), "--max-pixels", "76799"],
+        &["probe", &s("mpeg4.avi"), "--max-frame-pixels", "76799"],
         "pixels per frame is 76800, the limit is 76799",
     );
     assert!(bin()
-        .args(["probe", &s("mpeg4.avi"), "--max-pixels", "76800"])
+        .args(["probe", &s("mpeg4.avi"), "--max-frame-pixels", "76800"])
         .output()
         .unwrap()
         .status

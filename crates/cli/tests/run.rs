@@ -69,6 +69,38 @@ fn run_answers_about_a_video_as_json_and_streams() {
     );
 }
 
+/// `vidlm run` keeps transformers' semantics (no length anywhere: `max_length` 20, prompt
+/// included), but says so in one stderr line naming the flag when that default cuts the answer.
+#[test]
+fn run_names_the_flag_when_transformers_default_length_cuts_the_answer() {
+    let model = root().join("assets/demo-model");
+    let run = |extra: &[&str]| {
+        let out = vidlm()
+            .args(["run", "--model"])
+            .arg(&model)
+            .args(["--threads", "1", "--json", "--prompt", "Hello there, how are you?"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (v, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    // The demo model's generation_config.json sets no length.
+    let (v, err) = run(&[]);
+    let prompt = v["prompt_tokens"].as_u64().unwrap();
+    let n = v["token_ids"].as_array().unwrap().len() as u64;
+    assert_eq!(v["finish_reason"], "max_new_tokens");
+    assert_eq!(n, 20u64.saturating_sub(prompt).max(1), "transformers' max_length 20");
+    let notes: Vec<&str> = err.lines().filter(|l| l.contains("--max-new-tokens")).collect();
+    assert_eq!(notes.len(), 1, "{err}");
+    assert!(notes[0].contains("max_length of 20"), "{err}");
+    // With the flag, or when the answer is not cut by that default, nothing is said.
+    let (v, err) = run(&["--max-new-tokens", "2"]);
+    assert_eq!(v["finish_reason"], "max_new_tokens");
+    assert!(!err.contains("max_length"), "{err}");
+}
+
 #[test]
 fn run_reports_bad_input_in_one_line() {
     let model = root().join("assets/demo-model");
@@ -224,6 +256,87 @@ fn run_resolves_media_in_a_messages_file_against_its_folder() {
     let _ = std::fs::remove_dir_all(&work);
 }
 
+/// A dtype the export holds for some graphs runs the others at the nearest precision it holds
+/// (q4 -> q8 -> fp32), and says so in one stderr line: the layout of `--dtype fp32,q8,q4` exports
+/// whose vision towers missed the 4-bit bound (no `vision_encoder_q4.onnx`).
+#[test]
+fn dtype_falls_back_along_the_chain_and_says_so() {
+    let demo = root().join("assets/demo-model");
+    let work = std::env::temp_dir().join(format!("vidlm-cli-fallback-{}", std::process::id()));
+    let model = work.join("m");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(model.join("onnx")).unwrap();
+    for e in std::fs::read_dir(&demo).unwrap().flatten() {
+        if e.path().is_file() {
+            std::fs::copy(e.path(), model.join(e.file_name())).unwrap();
+        }
+    }
+    // The demo's fp32 graphs under q8 names (vision towers and LM) and q4 names (LM only); no
+    // fp32 vision graph, so the vision towers can only come from the q8 files.
+    for e in std::fs::read_dir(demo.join("onnx")).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let Some(stem) = name.strip_suffix(".onnx") else {
+            std::fs::copy(e.path(), model.join("onnx").join(&name)).unwrap();
+            continue;
+        };
+        std::fs::copy(e.path(), model.join("onnx").join(format!("{stem}_quantized.onnx"))).unwrap();
+        if !stem.ends_with("_encoder") {
+            std::fs::copy(e.path(), model.join("onnx").join(format!("{stem}_q4.onnx"))).unwrap();
+        }
+    }
+    let video = root().join("assets/demo.mp4");
+    let run = |m: &std::path::Path, extra: &[&str]| {
+        vidlm()
+            .args(["run", "--model"])
+            .arg(m)
+            .arg("--video")
+            .arg(&video)
+            .args(["--num-frames", "2", "--max-new-tokens", "3", "--threads", "1", "--json"])
+            .args(["--prompt", "Hi"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let reference = run(&demo, &[]);
+    assert!(reference.status.success(), "{}", String::from_utf8_lossy(&reference.stderr));
+    let q4 = run(&model, &["--dtype", "q4"]);
+    let err = String::from_utf8_lossy(&q4.stderr);
+    assert!(q4.status.success(), "{err}");
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("(no q4 graph)")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].contains("model (q4: vision q8 (no q4 graph), embed q4, decoder q4)"),
+        "{err}"
+    );
+    let a: serde_json::Value = serde_json::from_slice(&reference.stdout).unwrap();
+    let b: serde_json::Value = serde_json::from_slice(&q4.stdout).unwrap();
+    assert_eq!(a["token_ids"], b["token_ids"], "the same graphs under other names, same tokens");
+    // Asked per graph, the same chain: the decoder at q4 is there, the vision towers fall back.
+    let out = run(&model, &["--dtype", "q8,vision=q4"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && err.contains("vision q8 (no q4 graph), embed q8"), "{err}");
+    // The export's record (`dtype_fallback` in the manifest) is what a load follows.
+    let manifest = model.join("onnx/vidlm_manifest.json");
+    let mut m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    m["dtype_fallback"] = serde_json::json!({"q4": {
+        "vision_encoder": "q8", "video_encoder": "q8",
+        "embed_tokens": "q8", "decoder_model_merged": "q4"}});
+    std::fs::write(&manifest, m.to_string()).unwrap();
+    let out = run(&model, &["--dtype", "q4"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success()
+            && err.contains("(q4: vision q8 (no q4 graph), embed q8 (no q4 graph), decoder q4)"),
+        "{err}"
+    );
+    // A dtype no graph has is still an error naming the file (nothing to fall back from).
+    let out = run(&model, &["--dtype", "fp16"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing onnx/vision_encoder_fp16.onnx"));
+    let _ = std::fs::remove_dir_all(&work);
+}
+
 /// `--dtype q8` picks the graphs with the transformers.js suffix (`_quantized`); a precision the
 /// model lacks is one line naming the missing file and the precisions the model has.
 #[test]
@@ -335,7 +448,7 @@ fn dtype_selects_suffixed_graphs_and_names_missing_ones() {
     let out = run(&demo, &["--dtype", "int3"]);
     assert!(!out.status.success());
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("fp32, fp16, q8, q4 or q4f16"),
+        String::from_utf8_lossy(&out.stderr).contains("fp32, fp16, q8, int8, q4 or q4f16"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );

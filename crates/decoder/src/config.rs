@@ -32,7 +32,18 @@ pub struct GenerationOptions {
     pub pad_token_id: Option<i64>,
     /// Skip special tokens when detokenizing (default `true`).
     pub skip_special_tokens: Option<bool>,
+    /// OpenAI `logit_bias`: `(token id, bias)` pairs, each bias in [-100, 100], added to the
+    /// logits before every other processor (see [`crate::apply_logit_bias`]).
+    pub logit_bias: Option<Vec<(i64, f32)>>,
+    /// With no `max_new_tokens` (here or in the config) and no `max_length` in the config:
+    /// generate until a stop or the context limit, as OpenAI and vLLM do, instead of
+    /// transformers' default `max_length` of 20 (prompt included). `vidlm serve` and
+    /// `vidlm batch` set it; `vidlm run` keeps transformers' semantics.
+    pub until_context_limit: bool,
 }
+
+/// A `max_length` meaning "no length limit": the context ends the answer.
+pub const UNLIMITED_LENGTH: usize = usize::MAX;
 
 /// Fully resolved settings of one generation call.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,8 +52,12 @@ pub struct ResolvedGeneration {
     pub sampling: SamplingParams,
     /// New-token limit (`None` = derived from `max_length` and the prompt length).
     pub max_new_tokens: Option<usize>,
-    /// Total length limit used when `max_new_tokens` is `None`.
+    /// Total length limit used when `max_new_tokens` is `None` ([`UNLIMITED_LENGTH`]: until
+    /// the context limit, see [`GenerationOptions::until_context_limit`]).
     pub max_length: usize,
+    /// Whether the length limit is transformers' default `max_length` of 20, set by nobody
+    /// (not the call, not `generation_config.json`): `vidlm run` says so when it cuts an answer.
+    pub default_max_length: bool,
     /// EOS ids.
     pub eos_token_ids: Vec<i64>,
     /// Stop strings.
@@ -58,13 +73,14 @@ pub struct ResolvedGeneration {
 impl ResolvedGeneration {
     /// Merges call options over the model's config over transformers' defaults, validating ranges.
     pub fn resolve(cfg: &GenerationConfig, o: &GenerationOptions) -> Result<Self, DecoderError> {
-        let sampling = SamplingParams {
+        let mut sampling = SamplingParams {
             do_sample: o.do_sample.or(cfg.do_sample).unwrap_or(false),
             temperature: o.temperature.or(cfg.temperature).unwrap_or(1.0),
             top_k: o.top_k.or(cfg.top_k).unwrap_or(50),
             top_p: o.top_p.or(cfg.top_p).unwrap_or(1.0),
             min_p: o.min_p.or(cfg.min_p),
             repetition_penalty: o.repetition_penalty.or(cfg.repetition_penalty).unwrap_or(1.0),
+            logit_bias: Vec::new(),
         };
         let bad = |m: String| Err(DecoderError::InvalidOption(m));
         if sampling.do_sample && !(sampling.temperature > 0.0 && sampling.temperature.is_finite()) {
@@ -84,6 +100,19 @@ impl ResolvedGeneration {
                 sampling.repetition_penalty
             ));
         }
+        for &(id, b) in o.logit_bias.iter().flatten() {
+            if !(b.is_finite() && (-100.0..=100.0).contains(&b)) {
+                return bad(format!(
+                    "logit_bias: the bias of token {id} must be between -100 and 100, got {b}"
+                ));
+            }
+            match usize::try_from(id) {
+                Ok(i) => sampling.logit_bias.push((i, b)),
+                Err(_) => {
+                    return bad(format!("logit_bias: token id {id} is outside the vocabulary"))
+                }
+            }
+        }
         let eos_token_ids = match &o.eos_token_ids {
             Some(v) => v.clone(),
             None => cfg.eos_token_id.as_ref().map(|e| e.to_vec()).unwrap_or_default(),
@@ -101,10 +130,18 @@ impl ResolvedGeneration {
         // transformers: pad defaults to the first EOS id.
         let pad_token_id =
             o.pad_token_id.or(cfg.pad_token_id).or(eos_token_ids.first().copied()).unwrap_or(0);
+        let max_new_tokens = o.max_new_tokens.or(cfg.max_new_tokens);
+        let default_max_length = max_new_tokens.is_none() && cfg.max_length.is_none();
+        let max_length = match cfg.max_length {
+            Some(m) => m,
+            None if o.until_context_limit => UNLIMITED_LENGTH,
+            None => 20,
+        };
         Ok(ResolvedGeneration {
             sampling,
-            max_new_tokens: o.max_new_tokens.or(cfg.max_new_tokens),
-            max_length: cfg.max_length.unwrap_or(20),
+            max_new_tokens,
+            max_length,
+            default_max_length: default_max_length && !o.until_context_limit,
             eos_token_ids,
             stop_strings,
             pad_token_id,
@@ -113,9 +150,24 @@ impl ResolvedGeneration {
         })
     }
 
-    /// New-token budget for a prompt of `prompt_len` (padded) tokens.
+    /// New-token budget for a prompt of `prompt_len` (padded) tokens ([`UNLIMITED_LENGTH`]
+    /// when only the context limits it).
     pub fn budget(&self, prompt_len: usize) -> usize {
-        self.max_new_tokens.unwrap_or_else(|| self.max_length.saturating_sub(prompt_len))
+        match self.max_new_tokens {
+            Some(n) => n,
+            None if self.max_length == UNLIMITED_LENGTH => UNLIMITED_LENGTH,
+            None => self.max_length.saturating_sub(prompt_len),
+        }
+    }
+
+    /// Refuses `logit_bias` ids outside a vocabulary of `vocab` tokens (the logits' width).
+    pub fn check_vocab(&self, vocab: usize) -> Result<(), DecoderError> {
+        match self.sampling.logit_bias.iter().find(|(id, _)| *id >= vocab) {
+            Some((id, _)) => Err(DecoderError::InvalidOption(format!(
+                "logit_bias: token id {id} is outside the vocabulary (0..{vocab})"
+            ))),
+            None => Ok(()),
+        }
     }
 }
 
@@ -145,6 +197,51 @@ mod tests {
         assert_eq!(r.budget(12), 4);
         assert_eq!(r.sampling.temperature, 1.5);
         assert!(r.eos_token_ids.is_empty());
+    }
+
+    #[test]
+    fn default_length_is_transformers_or_the_context() {
+        let none = GenerationConfig::default();
+        // transformers: max_length 20, prompt included.
+        let r = ResolvedGeneration::resolve(&none, &GenerationOptions::default()).unwrap();
+        assert_eq!(r.budget(12), 8);
+        assert!(r.default_max_length);
+        // OpenAI / vLLM: until a stop or the context.
+        let o = GenerationOptions { until_context_limit: true, ..Default::default() };
+        let r = ResolvedGeneration::resolve(&none, &o).unwrap();
+        assert_eq!(r.budget(12), UNLIMITED_LENGTH);
+        assert!(!r.default_max_length);
+        // A length the config sets is honoured either way.
+        let cfg: GenerationConfig = serde_json::from_str(r#"{"max_new_tokens": 7}"#).unwrap();
+        assert_eq!(ResolvedGeneration::resolve(&cfg, &o).unwrap().budget(12), 7);
+        let cfg: GenerationConfig = serde_json::from_str(r#"{"max_length": 30}"#).unwrap();
+        assert_eq!(ResolvedGeneration::resolve(&cfg, &o).unwrap().budget(12), 18);
+        assert!(
+            !ResolvedGeneration::resolve(&cfg, &GenerationOptions::default())
+                .unwrap()
+                .default_max_length
+        );
+    }
+
+    #[test]
+    fn logit_bias_is_checked() {
+        let cfg = GenerationConfig::default();
+        let o = GenerationOptions { logit_bias: Some(vec![(3, -100.0)]), ..Default::default() };
+        let r = ResolvedGeneration::resolve(&cfg, &o).unwrap();
+        assert_eq!(r.sampling.logit_bias, vec![(3, -100.0)]);
+        assert!(r.check_vocab(4).is_ok());
+        let e = r.check_vocab(3).unwrap_err().to_string();
+        assert!(e.contains("logit_bias") && e.contains("token id 3"), "{e}");
+        for bad in [(1, 100.5), (1, f32::NAN), (-1, 1.0)] {
+            let o = GenerationOptions { logit_bias: Some(vec![bad]), ..Default::default() };
+            assert!(
+                matches!(
+                    ResolvedGeneration::resolve(&cfg, &o),
+                    Err(DecoderError::InvalidOption(m)) if m.contains("logit_bias")
+                ),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -11,8 +11,9 @@
 //!   back as `past_key_values.*` without copying. Optional inputs (`position_ids`,
 //!   `use_cache_branch`, `num_logits_to_keep`) are fed only when the graph declares them; any
 //!   other input is [`DecoderError::UnexpectedInput`].
-//! * **Generation** — greedy or sampled with transformers' processor order (repetition
-//!   penalty → temperature → top-k → top-p → min-p), seeded [`Rng`]; stops at `max_new_tokens`,
+//! * **Generation** — greedy or sampled with transformers' processor order (logit bias →
+//!   repetition penalty → temperature → top-k → top-p → min-p), seeded [`Rng`]; stops at
+//!   `max_new_tokens` (or, with [`GenerationOptions::until_context_limit`], the context),
 //!   EOS ids (one or many, from `generation_config.json` unless overridden) and stop strings.
 //! * **Streaming** — [`Generation`] is an iterator of [`TokenEvent`]s whose text pieces never
 //!   split a UTF-8 character ([`StreamDecoder`]); dropping it or [`Generation::cancel`] stops.
@@ -57,6 +58,7 @@
 //! println!("{text}");
 //! # Ok(()) }
 //! ```
+#![warn(missing_docs)]
 
 mod cache_ops;
 mod config;
@@ -72,7 +74,7 @@ use std::path::{Path, PathBuf};
 use tokenizers::Tokenizer;
 use vidlm_model::{ErrorKind, Graph, ModelError, ModelFiles};
 
-pub use config::{GenerationOptions, ResolvedGeneration};
+pub use config::{GenerationOptions, ResolvedGeneration, UNLIMITED_LENGTH};
 pub use embed::{Embedder, EmbeddingTable};
 pub use generate::{
     FinishReason, Generation, GenerationResult, LmTimings, Prefill, Prefilled, RequestState,
@@ -83,8 +85,8 @@ pub use model::{
     DecoderIo, KvCache, LanguageModelFiles, LayerIo, LmSessions, StepOutput, DEFAULT_KV_HEADROOM,
 };
 pub use sampling::{
-    apply_min_p, apply_repetition_penalty, apply_temperature, apply_top_k, apply_top_p, argmax,
-    process_logits, sample, select_token, Rng, SamplingParams,
+    apply_logit_bias, apply_min_p, apply_repetition_penalty, apply_temperature, apply_top_k,
+    apply_top_p, argmax, process_logits, sample, select_token, Rng, SamplingParams,
 };
 pub use stream::StreamDecoder;
 pub use vidlm_model::{
@@ -164,6 +166,10 @@ pub enum DecoderError {
     /// Tokenizer failure.
     #[error("tokenizer error: {0}")]
     Tokenizer(String),
+    /// A broken invariant of this crate's API use (e.g. finishing a prefill that has chunks
+    /// left): a bug in the caller, never the request's fault.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// A graph's weight file could not be read (the embedding table served from its file).
     #[error("cannot read {path}")]
     Io {
@@ -176,18 +182,21 @@ pub enum DecoderError {
 }
 
 impl DecoderError {
-    /// The category of the error (see [`ErrorKind`]). In the pipeline the sequences come from
-    /// the processor and vision, so a feature/placeholder mismatch is [`ErrorKind::Internal`].
+    /// The category of the error (see [`ErrorKind`]). In the pipeline and the engine the
+    /// sequences come from the processor and vision (which checked placeholders against the
+    /// media before any model ran), so a feature/placeholder mismatch is
+    /// [`ErrorKind::Internal`]; so is a failure inside ONNX Runtime ([`DecoderError::Runtime`]).
+    /// Only an invalid generation option is the request's fault ([`ErrorKind::BadRequest`]),
+    /// and a prompt over the context [`ErrorKind::LimitExceeded`].
     pub fn kind(&self) -> ErrorKind {
         match self {
             DecoderError::Model(e) => e.kind(),
-            DecoderError::Ort(OrtError::GraphMissing(_) | OrtError::SessionLoad { .. }) => {
-                ErrorKind::InvalidModel
-            }
+            DecoderError::Ort(e) => e.kind(),
             DecoderError::UnexpectedInput { .. }
             | DecoderError::UnexpectedGraph { .. }
             | DecoderError::Io { .. } => ErrorKind::InvalidModel,
-            DecoderError::PromptTooLong { .. } => ErrorKind::LimitExceeded,
+            // 400 `context_length_exceeded`, as OpenAI and vLLM answer it.
+            DecoderError::PromptTooLong { .. } => ErrorKind::BadRequest,
             DecoderError::InvalidOption(_) => ErrorKind::BadRequest,
             _ => ErrorKind::Internal,
         }

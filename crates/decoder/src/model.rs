@@ -592,11 +592,12 @@ impl LmSessions {
             // present.* is bound to the very tensor bound as past_key_values.*: GroupQueryAttention
             // sees one buffer and writes the new columns at past_len.. in place.
             for (l, io) in self.io.layers.iter().enumerate() {
-                let [k, v] = cache.values.get_disjoint_mut([2 * l, 2 * l + 1]).map_err(|_| {
-                    DecoderError::Shape(
+                // A slice pattern rather than `get_disjoint_mut` (Rust 1.86; the MSRV is 1.85).
+                let Some([k, v]) = cache.values.get_mut(2 * l..2 * l + 2) else {
+                    return Err(DecoderError::Shape(
                         "KV cache has fewer tensors than the graph has layers".into(),
-                    )
-                })?;
+                    ));
+                };
                 binding.bind_output(io.present_key.as_str(), k).map_err(&err)?;
                 binding.bind_output(io.present_value.as_str(), v).map_err(&err)?;
             }

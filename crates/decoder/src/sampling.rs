@@ -1,9 +1,12 @@
 //! Logits processors and token selection, following transformers' `LogitsProcessorList`.
 //!
-//! Order (transformers 5.23 `GenerationMixin._get_logits_processor`): repetition penalty (always,
-//! when `!= 1.0`), then — only when sampling — temperature (`!= 1.0`), top-k (`!= 0`), top-p
-//! (`< 1.0`), min-p (when set). Filtered entries become `-inf`. Greedy decoding takes the arg-max
-//! of the processed scores (first index on ties, like `torch.argmax`).
+//! Order (transformers 5.23 `GenerationMixin._get_logits_processor`): logit bias (OpenAI's
+//! `logit_bias`; where transformers puts its token-level equivalent, `SequenceBiasLogitsProcessor`
+//! with one-token sequences: first, before the repetition penalty — and where vLLM applies it:
+//! before penalties, temperature and sampling), repetition penalty (always, when `!= 1.0`), then
+//! — only when sampling — temperature (`!= 1.0`), top-k (`!= 0`), top-p (`< 1.0`), min-p (when
+//! set). Filtered entries become `-inf`. Greedy decoding takes the arg-max of the processed
+//! scores (first index on ties, like `torch.argmax`).
 
 /// Resolved sampling parameters for one generation call.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,6 +23,11 @@ pub struct SamplingParams {
     pub min_p: Option<f32>,
     /// Repetition penalty (1.0 = off). Applied to greedy and sampling.
     pub repetition_penalty: f32,
+    /// Added to the scores of these token ids before anything else (OpenAI `logit_bias`: each
+    /// bias in [-100, 100]; ids checked against the vocabulary by
+    /// [`ResolvedGeneration::check_vocab`](crate::ResolvedGeneration::check_vocab)). Applied to
+    /// greedy and sampling. Empty = off.
+    pub logit_bias: Vec<(usize, f32)>,
 }
 
 impl Default for SamplingParams {
@@ -31,6 +39,19 @@ impl Default for SamplingParams {
             top_p: 1.0,
             min_p: None,
             repetition_penalty: 1.0,
+            logit_bias: Vec::new(),
+        }
+    }
+}
+
+/// OpenAI / vLLM `logit_bias` (transformers' `SequenceBiasLogitsProcessor` with one-token
+/// sequences): `bias` is added to the score of each listed token id. Ids outside the vocabulary
+/// are skipped here; callers refuse them before generating
+/// ([`ResolvedGeneration::check_vocab`](crate::ResolvedGeneration::check_vocab)).
+pub fn apply_logit_bias(scores: &mut [f32], bias: &[(usize, f32)]) {
+    for &(id, b) in bias {
+        if let Some(s) = scores.get_mut(id) {
+            *s += b;
         }
     }
 }
@@ -142,6 +163,7 @@ pub fn apply_min_p(scores: &mut [f32], min_p: f32) {
 
 /// Applies the whole processor list in transformers' order, in place.
 pub fn process_logits(scores: &mut [f32], history: &[i64], p: &SamplingParams) {
+    apply_logit_bias(scores, &p.logit_bias);
     apply_repetition_penalty(scores, history, p.repetition_penalty);
     if p.do_sample {
         apply_temperature(scores, p.temperature);
@@ -352,6 +374,35 @@ mod tests {
             let f = *c as f32 / 20000.0;
             assert!((f - p).abs() < 0.02, "{counts:?}");
         }
+    }
+
+    #[test]
+    fn logit_bias_comes_first_and_steers_greedy_and_sampling() {
+        // +100 on the worst token makes it the greedy choice.
+        let p = SamplingParams { logit_bias: vec![(0, 100.0)], ..Default::default() };
+        let mut s = vec![0.0, 5.0, 4.0];
+        assert_eq!(select_token(&mut s, &[], &p, &mut Rng::new(0)), 0);
+        assert_eq!(s, vec![100.0, 5.0, 4.0]);
+        // -100 bans the best one, also when sampling (with top-k 1 the next best is certain).
+        let p = SamplingParams {
+            do_sample: true,
+            top_k: 1,
+            logit_bias: vec![(1, -100.0)],
+            ..Default::default()
+        };
+        let mut rng = Rng::new(3);
+        for _ in 0..20 {
+            assert_eq!(select_token(&mut [0.0, 5.0, 4.0], &[], &p, &mut rng), 2);
+        }
+        // Before the repetition penalty (transformers' order): (2 + 2) / 2, not 2 / 2 + 2.
+        let p = SamplingParams {
+            repetition_penalty: 2.0,
+            logit_bias: vec![(0, 2.0), (7, 1.0)],
+            ..Default::default()
+        };
+        let mut s = vec![2.0, 0.0];
+        process_logits(&mut s, &[0], &p);
+        assert_eq!(s, vec![2.0, 0.0]);
     }
 
     #[test]

@@ -16,9 +16,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use vidlm_engine::{Completion, Engine, EngineConfig, EngineRequest, MediaSpec};
+use vidlm_engine::{Completion, Engine, EngineConfig, EngineRequest, MediaKind, MediaSpec};
 use vidlm_media_source::{FrameSampling, MediaLimits, MediaPolicy, Source};
-use vidlm_openai::MediaKind;
 use vidlm_pipeline::{PipelineOptions, Precision, Precisions, SessionOptions};
 
 struct Opts {

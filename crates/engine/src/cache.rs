@@ -4,9 +4,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use ndarray::{Array3, Array4};
 use vidlm_decoder::Features;
-use vidlm_media_source::{ContentHash, FrameSampling};
+use vidlm_media_source::{ContentHash, DecodedMedia, FrameSampling};
 
 /// Image or video, and for images whether the conversation has several (OneVision processes
 /// those differently, so their features differ).
@@ -45,36 +44,18 @@ impl CacheKey {
     }
 }
 
-/// Decoded pixels of an item.
-#[derive(Debug, Clone)]
-pub enum Pixels {
-    /// `(H, W, 3)`.
-    Image(Arc<Array3<u8>>),
-    /// `(T, H, W, 3)`.
-    Video(Arc<Array4<u8>>),
-}
-
-impl Pixels {
-    fn bytes(&self) -> usize {
-        match self {
-            Pixels::Image(a) => a.len(),
-            Pixels::Video(a) => a.len(),
-        }
-    }
-}
-
 /// A cached item: its decoded (sampled) pixels and its vision features.
 #[derive(Debug, Clone)]
 pub struct Entry {
     /// The decoded pixels (the processor still needs them for the prompt's placeholder counts).
-    pub pixels: Pixels,
+    pub media: DecodedMedia,
     /// The vision features of the item (the rows its placeholders take).
     pub features: Arc<Features>,
 }
 
 impl Entry {
     fn bytes(&self) -> usize {
-        self.pixels.bytes() + self.features.data().len() * 4 + 64
+        self.media.bytes() + self.features.data().len() * 4 + 64
     }
 }
 
@@ -166,10 +147,11 @@ impl VisionCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ndarray::Array3;
 
     fn entry(bytes: usize) -> Entry {
         Entry {
-            pixels: Pixels::Image(Arc::new(Array3::zeros((1, bytes, 1)))),
+            media: DecodedMedia::Image(Arc::new(Array3::zeros((1, bytes, 1)))),
             features: Arc::new(Features::empty(4)),
         }
     }

@@ -1,22 +1,33 @@
 //! # vidlm-engine — many users, one loaded model
 //!
-//! The scheduling core behind `vidlm serve` and `vidlm batch`, with no HTTP in it.
+//! The engine behind `vidlm run`, `vidlm serve` and `vidlm batch`, with no HTTP in it. It is
+//! three parts, modelled on vLLM v1's engine core:
+//!
+//! * **[`Scheduler`]** — a pure state machine over request ids, with no ONNX Runtime in it: each
+//!   request's [`Status`] (waiting → preparing → ready → prefilling → running →
+//!   finished/failed/cancelled), the queue limit, the KV budget, prefill chunk sizing and the
+//!   vision encoder budget. [`Scheduler::schedule`] returns a [`Plan`] for one step; the
+//!   [`Metrics`] gauges and counters are computed from its queues.
+//! * **Executor** — the one owner of every ONNX Runtime session (the vision graphs and the
+//!   language model) and of the running batch's KV cache. It runs a plan: cancelled rows leave,
+//!   vision encodes (scheduled work items), one prefill chunk, one batched decode step. One
+//!   thread runs it, so session runs take turns — on the CPU each uses every core.
+//! * **Engine core** — that thread: `step()` = schedule → execute → update, sending each
+//!   request's [`Event`]s to its [`RequestHandle`].
+//!
+//! Around them:
 //!
 //! * **Admission** — [`Engine::submit`] validates the generation options and refuses with
 //!   [`EngineError::QueueFull`] when `max_queue` requests are already waiting, before any media
 //!   is touched.
-//! * **Media workers** (`media_workers` threads) load each request's media under the
-//!   [`MediaPolicy`](vidlm_media_source::MediaPolicy), decode them with the limits, run the
-//!   processor and the vision graphs — off the decode loop, so a long video does not stall
-//!   anyone's tokens.
+//! * **Media workers** (`media_workers` threads) do the CPU-only work: load each request's media
+//!   under the [`MediaPolicy`](vidlm_media_source::MediaPolicy), decode them with the limits and
+//!   run the processor — off the core, so decoding a long video does not stall anyone's tokens.
 //! * **Vision cache** — decoded frames and vision features keyed by the media's content hash,
 //!   its kind and the frame sampling, bounded by `vision_cache_bytes`, evicted LRU. A follow-up
 //!   question about the same video skips decoding and the vision graphs.
-//! * **Decode loop** — one thread owns the language model: chunked prefill between decode
-//!   steps, continuous batching (a prefilled request joins the running batch at the next step),
-//!   finished and cancelled rows leave at once. See the `scheduler` module.
-//! * **Cancellation** — dropping a [`RequestHandle`] cancels its request; it leaves the batch
-//!   before the next decoder pass.
+//! * **Cancellation** — dropping a [`RequestHandle`] cancels its request at whatever status it
+//!   has; a running row leaves the batch before the next decoder pass.
 //! * **Timings and metrics** — [`RequestTimings`] per request; [`Metrics`] (Prometheus text
 //!   with vLLM's names) for the engine.
 //!
@@ -41,12 +52,15 @@
 //! }
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+#![warn(missing_docs)]
 
 mod cache;
+mod core;
+mod executor;
 mod metrics;
 mod prep;
 mod request;
-mod scheduler;
+pub mod scheduler;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -55,7 +69,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::UnboundedSender;
-use vidlm_decoder::{GenerationConfig, LanguageModel, ResolvedGeneration, Sequence};
+use vidlm_decoder::{GenerationConfig, LanguageModel, ResolvedGeneration};
 use vidlm_media_source::MediaPolicy;
 use vidlm_pipeline::{Pipeline, PipelineOptions};
 use vidlm_processor::Processor;
@@ -67,6 +81,12 @@ pub use request::{
     Completion, EngineError, EngineRequest, Event, MediaSpec, RequestHandle, RequestTimings,
     TokenOut,
 };
+pub use scheduler::{Plan, Scheduler, SchedulerConfig, Status};
+pub use vidlm_media_source::{DecodedMedia, MediaKind};
+
+use crate::core::EngineCore;
+use crate::executor::Executor;
+use crate::prep::Prepared;
 
 /// How the engine schedules.
 #[derive(Debug, Clone)]
@@ -86,21 +106,21 @@ pub struct EngineConfig {
     pub kv_cache_bytes: usize,
     /// Vision cache budget in bytes (0 disables it). Default 512 MiB.
     pub vision_cache_bytes: usize,
-    /// Media worker threads. Default 4: one encodes (the vision graphs run one request at a time)
-    /// while the others decode media and preprocess the next requests, and a text-only request
-    /// does not wait behind videos for a free worker.
+    /// Vision units (image patches or video frames) encoded per engine step at most; decode
+    /// steps and prefill chunks run between. `None` (the default): one where the vision graphs
+    /// run on the CPU — a decode step waits for one frame's encode at most, as measured on 2
+    /// cores — and 8 elsewhere.
+    pub encoder_budget: Option<usize>,
+    /// Media worker threads (fetch, decode, processor). Default 4: a text-only request does not
+    /// wait behind videos for a free worker.
     pub media_workers: usize,
     /// Where media may come from, and the limits.
     pub media: MediaPolicy,
-    /// Drop the vision sessions after each request's vision stage when no other request is
-    /// queued (they load again, from the same files, for the next one). For one-shot use
-    /// (`vidlm run`): the vision weights are not resident while the answer is decoded. Default
-    /// off.
+    /// Drop the vision sessions whenever no vision work is pending or can arrive (no request
+    /// waiting, preparing or with encodes left); they load again, from the same files, for the
+    /// next encode. For one-shot use (`vidlm run`): the vision weights are not resident while
+    /// the answer is decoded. Default off.
     pub release_vision_after_use: bool,
-    /// Session runs one at a time, in arrival order (`vidlm_ort::gate`): a chunk of frames and a
-    /// decode step alternate instead of sharing the cores. `None` (the default): on where the
-    /// model runs on the CPU, whose sessions each use every core; off on CUDA.
-    pub exclusive_runs: Option<bool>,
 }
 
 impl Default for EngineConfig {
@@ -112,10 +132,10 @@ impl Default for EngineConfig {
             target_stall: Duration::from_millis(100),
             kv_cache_bytes: 4 << 30,
             vision_cache_bytes: 512 << 20,
+            encoder_budget: None,
             media_workers: 4,
             media: MediaPolicy::default(),
             release_vision_after_use: false,
-            exclusive_runs: None,
         }
     }
 }
@@ -136,32 +156,54 @@ impl Job {
     }
 }
 
-/// A prepared request, on its way to the decode loop.
-pub(crate) struct Ready {
-    pub(crate) job: Job,
-    pub(crate) seq: Sequence,
-    pub(crate) ready_at: Instant,
-}
-
+/// What the engine's threads share.
 pub(crate) struct Shared {
     pub(crate) config: EngineConfig,
     pub(crate) metrics: Metrics,
     pub(crate) media: MediaPolicy,
     pub(crate) processor: Processor,
-    pub(crate) vision: Mutex<VisionEncoder>,
     pub(crate) cache: Mutex<VisionCache>,
-    pub(crate) queue: Mutex<VecDeque<Job>>,
-    queue_cv: Condvar,
+    scheduler: Mutex<Scheduler>,
+    /// Waiting requests, for the media workers, in arrival order.
+    jobs: Mutex<VecDeque<Job>>,
+    jobs_cv: Condvar,
     stop: AtomicBool,
     next_id: AtomicU64,
     generation_config: GenerationConfig,
     has_tokenizer: bool,
+    /// The language model's vocabulary (`logit_bias` ids are checked against it at submit).
+    vocab_size: Option<usize>,
+}
+
+impl Shared {
+    /// Runs `f` on the scheduler, then publishes its gauges and counters.
+    pub(crate) fn scheduler<R>(&self, f: impl FnOnce(&mut Scheduler) -> R) -> R {
+        let mut s = self.scheduler.lock().unwrap_or_else(|p| p.into_inner());
+        let r = f(&mut s);
+        self.metrics.publish(&s.stats());
+        r
+    }
+
+    /// The next waiting request for a media worker (`None` once the engine stops and none is
+    /// left).
+    pub(crate) fn next_job(&self) -> Option<Job> {
+        let mut q = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(j) = q.pop_front() {
+                return Some(j);
+            }
+            if self.stop.load(Ordering::SeqCst) {
+                return None;
+            }
+            q = self.jobs_cv.wait(q).unwrap_or_else(|p| p.into_inner());
+        }
+    }
 }
 
 /// The engine: submit requests, read their events.
 pub struct Engine {
     shared: Arc<Shared>,
-    ready_tx: Mutex<Option<mpsc::Sender<Ready>>>,
+    ready_tx: Mutex<Option<mpsc::Sender<Prepared>>>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -180,46 +222,62 @@ impl Engine {
     ) -> Result<Engine, EngineError> {
         let p = Pipeline::from_pretrained(model, opts)?;
         let (processor, vision, lm) = p.into_parts();
-        Ok(Engine::start(processor, vision, lm, config))
+        Engine::start(processor, vision, lm, config)
     }
 
-    /// Starts the engine on loaded parts: the decode loop thread and the media workers.
+    /// Starts the engine on loaded parts: the core thread (which owns the sessions) and the
+    /// media workers.
     pub fn start(
         processor: Processor,
-        mut vision: VisionEncoder,
+        vision: VisionEncoder,
         lm: LanguageModel,
         config: EngineConfig,
-    ) -> Engine {
-        vidlm_ort::gate::set_exclusive_runs(
-            config.exclusive_runs.unwrap_or(matches!(vision.provider(), vidlm_ort::Provider::Cpu)),
-        );
-        if vidlm_ort::gate::exclusive_runs() {
-            // One frame (or image) per vision run: decode steps take their turns between frames,
-            // so a video delays the running batch by one frame's encode at a time.
-            vision.set_max_batch(1);
-        }
+    ) -> Result<Engine, EngineError> {
+        let generation_config = lm.generation_config().clone();
+        let has_tokenizer = lm.tokenizer().is_some();
+        let vocab_size = lm.text_config().vocab_size;
+        let executor = Executor::new(vision, lm)?;
+        let scheduler = Scheduler::new(SchedulerConfig {
+            max_batch: config.max_batch,
+            max_queue: config.max_queue,
+            prefill_chunk: config.prefill_chunk,
+            target_stall: config.target_stall,
+            kv_cache_bytes: config.kv_cache_bytes,
+            kv_bytes_per_token: executor.kv_bytes_per_token(),
+            encoder_budget: config.encoder_budget.unwrap_or(if executor.vision_on_cpu() {
+                1
+            } else {
+                8
+            }),
+        });
         let shared = Arc::new(Shared {
             metrics: Metrics::default(),
             media: config.media.clone(),
             processor,
-            vision: Mutex::new(vision),
             cache: Mutex::new(VisionCache::new(config.vision_cache_bytes)),
-            queue: Mutex::new(VecDeque::new()),
-            queue_cv: Condvar::new(),
+            scheduler: Mutex::new(scheduler),
+            jobs: Mutex::new(VecDeque::new()),
+            jobs_cv: Condvar::new(),
             stop: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
-            generation_config: lm.generation_config().clone(),
-            has_tokenizer: lm.tokenizer().is_some(),
+            generation_config,
+            has_tokenizer,
+            vocab_size,
             config,
         });
-        let (ready_tx, ready_rx) = mpsc::channel::<Ready>();
+        let (ready_tx, ready_rx) = mpsc::channel::<Prepared>();
         let mut threads = Vec::new();
-        let s = shared.clone();
+        let core = EngineCore::new(shared.clone(), executor, ready_rx);
+        let spawn_err = |e: std::io::Error| {
+            EngineError::Pipeline(vidlm_pipeline::PipelineError::Internal(format!(
+                "cannot start an engine thread: {e}"
+            )))
+        };
         threads.push(
             std::thread::Builder::new()
-                .name("vidlm-decode".into())
-                .spawn(move || scheduler::run(s, lm, ready_rx))
-                .unwrap_or_else(|e| panic!("cannot start the decode thread: {e}")),
+                .name("vidlm-core".into())
+                .spawn(move || core.run())
+                .map_err(spawn_err)?,
         );
         for i in 0..shared.config.media_workers.max(1) {
             let s = shared.clone();
@@ -227,11 +285,11 @@ impl Engine {
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("vidlm-media-{i}"))
-                    .spawn(move || worker(s, tx))
-                    .unwrap_or_else(|e| panic!("cannot start a media worker: {e}")),
+                    .spawn(move || prep::worker(s, tx))
+                    .map_err(spawn_err)?,
             );
         }
-        Engine { shared, ready_tx: Mutex::new(Some(ready_tx)), threads }
+        Ok(Engine { shared, ready_tx: Mutex::new(Some(ready_tx)), threads })
     }
 
     /// Submits a request. Refused at once when the queue is full or the options are invalid
@@ -241,22 +299,20 @@ impl Engine {
             return Err(EngineError::Stopped);
         }
         let cfg = ResolvedGeneration::resolve(&self.shared.generation_config, &req.generation)?;
+        if let Some(v) = self.shared.vocab_size {
+            cfg.check_vocab(v)?;
+        }
         if !cfg.stop_strings.is_empty() && !self.shared.has_tokenizer {
             return Err(EngineError::Decoder(vidlm_decoder::DecoderError::InvalidOption(
                 "stop strings need a tokenizer".into(),
             )));
         }
-        let m = &self.shared.metrics;
-        // Count first, so concurrent submits cannot overshoot the limit.
-        let waiting = m.waiting.fetch_add(1, Ordering::SeqCst) as usize;
-        if waiting >= self.shared.config.max_queue {
-            m.waiting.fetch_sub(1, Ordering::SeqCst);
-            m.rejected.fetch_add(1, Ordering::Relaxed);
-            return Err(EngineError::QueueFull { waiting });
-        }
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .scheduler(|s| s.add(id))
+            .map_err(|full| EngineError::QueueFull { waiting: full.waiting })?;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let cancel = Arc::new(AtomicBool::new(false));
-        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let job = Job {
             id,
             req,
@@ -265,8 +321,8 @@ impl Engine {
             arrived: Instant::now(),
             timings: RequestTimings::default(),
         };
-        self.shared.queue.lock().unwrap_or_else(|p| p.into_inner()).push_back(job);
-        self.shared.queue_cv.notify_one();
+        self.shared.jobs.lock().unwrap_or_else(|p| p.into_inner()).push_back(job);
+        self.shared.jobs_cv.notify_one();
         Ok(RequestHandle { id, rx, cancel })
     }
 
@@ -298,7 +354,7 @@ impl Engine {
 
     fn stop_threads(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
-        self.shared.queue_cv.notify_all();
+        self.shared.jobs_cv.notify_all();
         self.ready_tx.lock().unwrap_or_else(|p| p.into_inner()).take();
         for t in self.threads.drain(..) {
             let _ = t.join();
@@ -309,45 +365,5 @@ impl Engine {
 impl Drop for Engine {
     fn drop(&mut self) {
         self.stop_threads();
-    }
-}
-
-fn worker(shared: Arc<Shared>, tx: mpsc::Sender<Ready>) {
-    loop {
-        let job = {
-            let mut q = shared.queue.lock().unwrap_or_else(|p| p.into_inner());
-            loop {
-                if let Some(j) = q.pop_front() {
-                    break Some(j);
-                }
-                if shared.stop.load(Ordering::SeqCst) {
-                    break None;
-                }
-                q = shared.queue_cv.wait(q).unwrap_or_else(|p| p.into_inner());
-            }
-        };
-        let Some(job) = job else { return };
-        if job.cancelled() {
-            shared.metrics.waiting.fetch_sub(1, Ordering::Relaxed);
-            shared.metrics.finished_abort.fetch_add(1, Ordering::Relaxed);
-            continue;
-        }
-        match prep::prepare(&shared, job) {
-            Ok(ready) => {
-                if let Err(mpsc::SendError(r)) = tx.send(ready) {
-                    shared.metrics.waiting.fetch_sub(1, Ordering::Relaxed);
-                    let _ = r.job.tx.send(Event::Failed(EngineError::Stopped));
-                }
-            }
-            Err((job, e)) => {
-                shared.metrics.waiting.fetch_sub(1, Ordering::Relaxed);
-                if job.cancelled() {
-                    shared.metrics.finished_abort.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    shared.metrics.failed.fetch_add(1, Ordering::Relaxed);
-                    let _ = job.tx.send(Event::Failed(e));
-                }
-            }
-        }
     }
 }

@@ -1,263 +1,216 @@
-//! Media workers: everything a request needs before the decode loop — loading and decoding its
-//! media (or taking them from the vision cache), the processor (template, tokens, pixels) and
-//! the vision graphs. They run on their own threads, so a long video never stalls other users'
-//! tokens.
+//! Media workers: the CPU-only work a request needs before the engine core — loading and
+//! decoding its media (or taking them, with their vision features, from the vision cache) and
+//! the processor (template, tokens, pixels). They run no ONNX Runtime session: the vision
+//! encodes of the items the cache lacks are scheduled work items of the core's executor.
 
-use std::sync::atomic::Ordering;
+use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Instant;
 
 use vidlm_decoder::{Features, Sequence};
-use vidlm_media_source::{decode_image, decode_video};
-use vidlm_openai::{DecodedMedia, MediaKind};
-use vidlm_pipeline::{vision_inputs, Stage};
-use vidlm_processor::{Conversation, ImageInput, MediaInput, ProcessOptions, VideoInput};
+use vidlm_media_source::{decode_media, DecodedMedia, MediaKind};
+use vidlm_model::VideoTokens;
+use vidlm_pipeline::{sequence_from_features, Stage};
+use vidlm_processor::{Conversation, MediaInput, ProcessOptions, ProcessedInputs};
 
-use crate::cache::{CacheKey, Entry, ItemKind, Pixels};
+use crate::cache::{CacheKey, Entry, ItemKind};
+use crate::executor::Units;
 use crate::request::{EngineError, Event, MediaSpec};
-use crate::{Job, Ready, Shared};
+use crate::{Job, Shared};
 
-/// One media item on its way through the worker.
-struct Item {
-    pixels: Pixels,
-    key: Option<CacheKey>,
-    features: Option<Arc<Features>>,
+/// One media item of a prepared request.
+pub(crate) struct Item {
+    /// Its decoded pixels.
+    pub(crate) media: DecodedMedia,
+    /// Its vision cache key (`None` for media the caller decoded).
+    pub(crate) key: Option<CacheKey>,
+    /// Its vision features: from the cache, or once the core has encoded it.
+    pub(crate) features: Option<Arc<Features>>,
+    /// Which of the processed inputs it is.
+    pub(crate) units: Units,
 }
 
-/// Prepares one job; on success the result goes to the decode loop.
-pub(crate) fn prepare(shared: &Shared, mut job: Job) -> Result<Ready, (Job, EngineError)> {
-    let picked = Instant::now();
-    job.timings.queue = picked.duration_since(job.arrived);
-    let _ = job.tx.send(Event::Stage(Stage::Preprocess { conversations: 1 }));
-    // Media: the cache first, else load + decode.
-    let specs = job.req.media.clone();
-    let images = specs
-        .iter()
-        .filter(|m| {
-            matches!(
-                m,
-                MediaSpec::Source { kind: MediaKind::Image, .. }
-                    | MediaSpec::Decoded(DecodedMedia::Image(_))
-            )
-        })
-        .count();
-    let mut items = Vec::with_capacity(specs.len());
-    for spec in &specs {
-        if job.cancelled() {
-            return Err((job, EngineError::Stopped));
+/// A prepared request, on its way to the engine core.
+pub(crate) struct Prepared {
+    pub(crate) job: Job,
+    pub(crate) inputs: ProcessedInputs,
+    pub(crate) items: Vec<Item>,
+    pub(crate) ready_at: Instant,
+}
+
+impl Prepared {
+    /// Images or frames each item without features needs encoded, by item index.
+    pub(crate) fn encodes(&self) -> Vec<(usize, usize)> {
+        self.items
+            .iter()
+            .enumerate()
+            .filter(|(_, it)| it.features.is_none())
+            .map(|(i, it)| {
+                let cost = match it.units {
+                    Units::Images { first, count } => self
+                        .inputs
+                        .conversations
+                        .first()
+                        .map(|c| c.images.iter().skip(first).take(count))
+                        .map_or(count, |grids| grids.map(|g| g.num_patches()).sum()),
+                    Units::Video { .. } => it.media.frames(),
+                };
+                (i, cost.max(1))
+            })
+            .collect()
+    }
+
+    /// The prompt, once every item has its features: image placeholders take the image items'
+    /// (and a video's, for families that send videos as frames) in order, video placeholders the
+    /// videos'. The pipeline's sequence building ([`sequence_from_features`]).
+    pub(crate) fn sequence(&self) -> Option<Result<Sequence, EngineError>> {
+        let mut images = Vec::new();
+        let mut videos = Vec::new();
+        for it in &self.items {
+            let f = it.features.as_deref()?;
+            match it.units {
+                Units::Images { .. } => images.push(f),
+                Units::Video { .. } => videos.push(f),
+            }
         }
-        match spec {
-            MediaSpec::Decoded(DecodedMedia::Image(a)) => {
-                items.push(Item { pixels: Pixels::Image(a.clone()), key: None, features: None })
+        let ids = self.inputs.conversations.first()?.input_ids.clone();
+        Some(sequence_from_features(ids, &images, &videos).map_err(EngineError::from))
+    }
+
+    /// Puts the items' features in the vision cache.
+    pub(crate) fn cache(&self, shared: &Shared) {
+        let mut cache = shared.cache.lock().unwrap_or_else(|p| p.into_inner());
+        for it in &self.items {
+            if let (Some(key), Some(f)) = (it.key, &it.features) {
+                cache.insert(key, Entry { media: it.media.clone(), features: f.clone() });
             }
-            MediaSpec::Decoded(DecodedMedia::Video(a)) => {
-                items.push(Item { pixels: Pixels::Video(a.clone()), key: None, features: None })
-            }
-            MediaSpec::Source { kind, source, param } => {
-                let wrap = |source| EngineError::Media { param: param.clone(), source };
-                let t0 = Instant::now();
-                let loaded = match shared.media.load(source) {
-                    Ok(l) => l,
-                    Err(e) => return Err((job, wrap(e))),
-                };
-                let ik = match kind {
-                    MediaKind::Image => ItemKind::Image { multi: images != 1 },
-                    MediaKind::Video => ItemKind::Video,
-                };
-                let key = CacheKey::new(loaded.hash, ik, &job.req.sampling);
-                let hit = shared.cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key);
-                if let Some(e) = hit {
-                    job.timings.media += t0.elapsed();
-                    job.timings.cache_hits += 1;
-                    shared.metrics.vision_cache_hits.fetch_add(1, Ordering::Relaxed);
-                    items.push(Item {
-                        pixels: e.pixels,
-                        key: Some(key),
-                        features: Some(e.features),
-                    });
-                    continue;
+        }
+        shared
+            .metrics
+            .vision_cache_bytes
+            .store(cache.used() as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A media worker: takes waiting requests in arrival order and prepares them.
+pub(crate) fn worker(shared: Arc<Shared>, tx: mpsc::Sender<Prepared>) {
+    while let Some(mut job) = shared.next_job() {
+        if job.cancelled() {
+            shared.scheduler(|s| s.cancel(job.id));
+            continue;
+        }
+        if !shared.scheduler(|s| s.start_preparing(job.id)) {
+            continue;
+        }
+        match prepare(&shared, &mut job) {
+            Ok((inputs, items)) => {
+                let p = Prepared { job, inputs, items, ready_at: Instant::now() };
+                if let Err(mpsc::SendError(p)) = tx.send(p) {
+                    shared.scheduler(|s| s.fail(p.job.id));
+                    let _ = p.job.tx.send(Event::Failed(EngineError::Stopped));
                 }
-                let limits = &shared.media.limits;
-                let pixels = match kind {
-                    MediaKind::Image => {
-                        decode_image(&loaded, limits).map(|a| Pixels::Image(Arc::new(a)))
-                    }
-                    MediaKind::Video => decode_video(&loaded, &job.req.sampling, limits)
-                        .map(|a| Pixels::Video(Arc::new(a))),
-                };
-                job.timings.media += t0.elapsed();
-                job.timings.cache_misses += 1;
-                shared.metrics.vision_cache_misses.fetch_add(1, Ordering::Relaxed);
-                match pixels {
-                    Ok(p) => items.push(Item { pixels: p, key: Some(key), features: None }),
-                    Err(e) => return Err((job, wrap(e))),
+            }
+            Err(e) => {
+                if job.cancelled() {
+                    shared.scheduler(|s| s.cancel(job.id));
+                } else {
+                    shared.scheduler(|s| s.fail(job.id));
+                    let _ = job.tx.send(Event::Failed(e));
                 }
             }
         }
     }
-    // The processor: template, tokens, pixels.
+}
+
+/// Loads (or takes from the cache) a job's media and runs the processor.
+fn prepare(shared: &Shared, job: &mut Job) -> Result<(ProcessedInputs, Vec<Item>), EngineError> {
+    job.timings.queue = job.arrived.elapsed();
+    let _ = job.tx.send(Event::Stage(Stage::Preprocess { conversations: 1 }));
+    let specs = job.req.media.clone();
+    let images = specs.iter().filter(|m| m.kind() == MediaKind::Image).count();
+    let mut media = Vec::with_capacity(specs.len());
+    for spec in &specs {
+        if job.cancelled() {
+            return Err(EngineError::Stopped);
+        }
+        media.push(load(shared, job, spec, images)?);
+    }
+    // The processor: template, tokens, pixels (frames are sampled already: taken as they are).
     let t1 = Instant::now();
     let conv = Conversation {
         messages: job.req.messages.clone(),
-        media: items
-            .iter()
-            .map(|it| match &it.pixels {
-                Pixels::Image(a) => MediaInput::Image(ImageInput::Decoded(a.clone())),
-                Pixels::Video(a) => MediaInput::Video(VideoInput::Decoded(a.clone())),
-            })
-            .collect(),
+        media: media.iter().map(|(m, _, _)| MediaInput::from(m.clone())).collect(),
     };
-    // Frames are sampled already: the processor takes them as they are.
     let inputs =
-        match shared.processor.process(std::slice::from_ref(&conv), &ProcessOptions::default()) {
-            Ok(i) => i,
-            Err(e) => return Err((job, EngineError::Processor(e))),
-        };
+        shared.processor.process(std::slice::from_ref(&conv), &ProcessOptions::default())?;
     job.timings.preprocess = t1.elapsed();
-    if job.cancelled() {
-        return Err((job, EngineError::Stopped));
-    }
-    // Vision, for the items the cache did not have.
-    let n_img_items = items.iter().filter(|i| matches!(i.pixels, Pixels::Image(_))).count();
-    let n_vid_items = items.len() - n_img_items;
-    let _ = job.tx.send(Event::Stage(Stage::Vision { images: n_img_items, videos: n_vid_items }));
-    let t2 = Instant::now();
-    // Families without a video processor take a video's frames as images.
-    let frames_as_images = n_vid_items > 0 && inputs.pixel_values_videos.is_none();
-    // A text-only request never waits for the vision lock (another request's encode may hold it).
-    let (images, videos) = if items.is_empty() {
-        (Vec::new(), Vec::new())
-    } else {
-        let vision = shared.vision.lock().unwrap_or_else(|p| p.into_inner());
-        match vision_inputs(&vision, &inputs) {
-            Ok(x) => x,
-            Err(e) => return Err((job, EngineError::Pipeline(e))),
-        }
-    };
-    // Which vision inputs belong to which item, in order.
-    let mut image_slots: Vec<(usize, usize)> = Vec::new(); // (item, count of images)
-    let mut video_slots: Vec<usize> = Vec::new();
-    for (i, it) in items.iter().enumerate() {
-        match &it.pixels {
-            Pixels::Image(_) => image_slots.push((i, 1)),
-            Pixels::Video(v) if frames_as_images => image_slots.push((i, v.shape()[0])),
-            Pixels::Video(_) => video_slots.push(i),
-        }
-    }
-    if image_slots.iter().map(|s| s.1).sum::<usize>() != images.len()
-        || video_slots.len() != videos.len()
-    {
-        let msg = format!(
-            "{} images / {} videos from the processor for the request's media",
-            images.len(),
-            videos.len()
-        );
-        return Err((job, EngineError::Pipeline(vidlm_pipeline::PipelineError::Internal(msg))));
-    }
-    let mut need_images = Vec::new();
-    let mut need_image_items = Vec::new();
-    let mut at = 0usize;
-    for &(item, count) in &image_slots {
-        if items[item].features.is_none() {
-            need_images.extend(images[at..at + count].iter().cloned());
-            need_image_items.push((item, count));
-        }
-        at += count;
-    }
-    let mut need_videos = Vec::new();
-    let mut need_video_items = Vec::new();
-    for (j, &item) in video_slots.iter().enumerate() {
-        if items[item].features.is_none() {
-            need_videos.push(videos[j].clone());
-            need_video_items.push(item);
-        }
-    }
-    if !need_images.is_empty() || !need_videos.is_empty() {
-        let mut vision = shared.vision.lock().unwrap_or_else(|p| p.into_inner());
-        if !need_images.is_empty() {
-            let blocks = match vision.image_features(&need_images) {
-                Ok(b) => b,
-                Err(e) => return Err((job, EngineError::Vision(e))),
-            };
-            let mut blocks = blocks.into_iter();
-            for (item, count) in need_image_items {
-                let parts: Vec<_> = blocks.by_ref().take(count).collect();
-                match features_of(parts) {
-                    Ok(f) => items[item].features = Some(Arc::new(f)),
-                    Err(e) => return Err((job, e)),
+    // Which processed inputs each item is: a family that sends videos as frames (its
+    // `FamilySpec`) has each video's frames among the images.
+    let as_frames = shared.processor.spec().video_tokens == VideoTokens::FramesAsImages;
+    let (mut image_at, mut video_at) = (0, 0);
+    let items: Vec<Item> = media
+        .into_iter()
+        .map(|(media, key, features)| {
+            let units = match &media {
+                DecodedMedia::Video(_) if !as_frames => {
+                    video_at += 1;
+                    Units::Video { index: video_at - 1 }
                 }
-            }
-        }
-        if !need_videos.is_empty() {
-            let blocks = match vision.video_features(&need_videos) {
-                Ok(b) => b,
-                Err(e) => return Err((job, EngineError::Vision(e))),
-            };
-            for (item, block) in need_video_items.into_iter().zip(blocks) {
-                match features_of(vec![block]) {
-                    Ok(f) => items[item].features = Some(Arc::new(f)),
-                    Err(e) => return Err((job, e)),
+                m => {
+                    image_at += m.frames();
+                    Units::Images { first: image_at - m.frames(), count: m.frames() }
                 }
-            }
-        }
+            };
+            Item { media, key, features, units }
+        })
+        .collect();
+    let conv_inputs = inputs.conversations.first();
+    if conv_inputs.map(|c| (c.images.len(), c.videos)) != Some((image_at, video_at)) {
+        return Err(EngineError::Pipeline(vidlm_pipeline::PipelineError::Internal(format!(
+            "{:?} images and videos from the processor for {image_at} images and {video_at} videos",
+            conv_inputs.map(|c| (c.images.len(), c.videos))
+        ))));
     }
-    if shared.config.release_vision_after_use {
-        let mut vision = shared.vision.lock().unwrap_or_else(|p| p.into_inner());
-        if shared.queue.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
-            vision.release();
-        }
-    }
-    job.timings.vision = t2.elapsed();
-    // Cache what was computed.
-    {
-        let mut cache = shared.cache.lock().unwrap_or_else(|p| p.into_inner());
-        for it in &items {
-            if let (Some(key), Some(f)) = (it.key, &it.features) {
-                cache.insert(key, Entry { pixels: it.pixels.clone(), features: f.clone() });
-            }
-        }
-        shared.metrics.vision_cache_bytes.store(cache.used() as u64, Ordering::Relaxed);
-    }
-    // The sequence: image placeholders take the image items' (and frames-as-images videos')
-    // features in order; video placeholders the videos'.
-    let Some(input_ids) = inputs.conversations.first().map(|c| c.input_ids.clone()) else {
-        return Err((
-            job,
-            EngineError::Pipeline(vidlm_pipeline::PipelineError::Internal(
-                "the processor returned no conversation".into(),
-            )),
-        ));
-    };
-    let mut image_parts = Vec::new();
-    let mut video_parts = Vec::new();
-    for (i, it) in items.iter().enumerate() {
-        let Some(f) = &it.features else { continue };
-        if image_slots.iter().any(|s| s.0 == i) {
-            image_parts.push(f.clone());
-        } else {
-            video_parts.push(f.clone());
-        }
-    }
-    let join = |parts: Vec<Arc<Features>>| -> Result<Option<Features>, EngineError> {
-        if parts.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(Features::concat(parts.iter().map(|a| a.as_ref()))?))
-    };
-    let image_features = match join(image_parts) {
-        Ok(f) => f,
-        Err(e) => return Err((job, e)),
-    };
-    let video_features = match join(video_parts) {
-        Ok(f) => f,
-        Err(e) => return Err((job, e)),
-    };
-    let seq = Sequence { input_ids, image_features, video_features };
-    Ok(Ready { job, seq, ready_at: Instant::now() })
+    let videos = items.iter().filter(|i| i.media.kind() == MediaKind::Video).count();
+    let _ = job.tx.send(Event::Stage(Stage::Vision { images: items.len() - videos, videos }));
+    Ok((inputs, items))
 }
 
-fn features_of(blocks: Vec<vidlm_vision::FeatureBlock>) -> Result<Features, EngineError> {
-    let dim = blocks.first().map(|b| b.dim).unwrap_or(1);
-    let data: Vec<f32> = blocks.into_iter().flat_map(|b| b.data).collect();
-    Ok(Features::new(data, dim)?)
+/// A loaded media item: its pixels, its vision cache key (media named by source) and its
+/// features when the cache had them.
+type Loaded = (DecodedMedia, Option<CacheKey>, Option<Arc<Features>>);
+
+/// One media item: decoded by the caller, or loaded — from the vision cache (with its features)
+/// or loaded and decoded.
+fn load(
+    shared: &Shared,
+    job: &mut Job,
+    spec: &MediaSpec,
+    images: usize,
+) -> Result<Loaded, EngineError> {
+    let (kind, source, param) = match spec {
+        MediaSpec::Decoded(m) => return Ok((m.clone(), None, None)),
+        MediaSpec::Source { kind, source, param } => (*kind, source, param),
+    };
+    let wrap = |source| EngineError::Media { param: param.clone(), source };
+    let t0 = Instant::now();
+    let loaded = shared.media.load(source).map_err(wrap)?;
+    let item_kind = match kind {
+        MediaKind::Image => ItemKind::Image { multi: images != 1 },
+        MediaKind::Video => ItemKind::Video,
+    };
+    let key = CacheKey::new(loaded.hash, item_kind, &job.req.sampling);
+    let hit = shared.cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key);
+    let m = &shared.metrics;
+    if let Some(e) = hit {
+        job.timings.media += t0.elapsed();
+        job.timings.cache_hits += 1;
+        m.vision_cache_hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return Ok((e.media, Some(key), Some(e.features)));
+    }
+    let decoded = decode_media(&loaded, kind, &job.req.sampling, &shared.media.limits);
+    job.timings.media += t0.elapsed();
+    job.timings.cache_misses += 1;
+    m.vision_cache_misses.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Ok((decoded.map_err(wrap)?, Some(key), None))
 }

@@ -2,15 +2,14 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::mpsc::UnboundedReceiver;
 use vidlm_decoder::{DecoderError, FinishReason, GenerationOptions, TokenLogprobs};
-use vidlm_media_source::{FrameSampling, MediaError, Source};
-use vidlm_openai::{ApiError, ChatRequest, DecodedMedia, MediaKind};
+use vidlm_media_source::{DecodedMedia, FrameSampling, MediaError, MediaKind, Source};
 use vidlm_pipeline::{PipelineError, Stage};
-use vidlm_processor::{Conversation, ImageInput, MediaInput, ProcessorError, VideoInput};
+use vidlm_processor::ErrorKind;
+use vidlm_processor::{Conversation, ProcessorError};
 use vidlm_vision::VisionError;
 
 /// One media item of a request.
@@ -27,6 +26,16 @@ pub enum MediaSpec {
     },
     /// Media the caller decoded itself (not cached).
     Decoded(DecodedMedia),
+}
+
+impl MediaSpec {
+    /// Image or video.
+    pub fn kind(&self) -> MediaKind {
+        match self {
+            MediaSpec::Source { kind, .. } => *kind,
+            MediaSpec::Decoded(m) => m.kind(),
+        }
+    }
 }
 
 /// A request to the engine: chat messages (Hugging Face format, one media part per
@@ -46,100 +55,28 @@ pub struct EngineRequest {
 }
 
 impl EngineRequest {
-    /// The engine request of a validated OpenAI request.
-    pub fn from_chat(r: &ChatRequest) -> Self {
-        EngineRequest {
-            messages: r.messages.clone(),
-            media: r
-                .media
-                .iter()
-                .map(|m| MediaSpec::Source {
-                    kind: m.kind,
-                    source: m.source.clone(),
-                    param: m.param.clone(),
-                })
-                .collect(),
-            sampling: r.sampling,
-            generation: r.generation.clone(),
-            logprobs: r.logprobs,
-        }
-    }
-
     /// A request of a conversation whose media are all decoded (as
     /// `Processor::load_conversation` returns them): its messages, and each media item as
     /// [`MediaSpec::Decoded`], in order. `vidlm run` submits local files this way.
     pub fn from_decoded(conv: Conversation) -> Result<Self, EngineError> {
         let media = conv
             .media
-            .into_iter()
+            .iter()
             .enumerate()
-            .map(|(i, m)| match m {
-                MediaInput::Image(ImageInput::Decoded(a)) => {
-                    Ok(MediaSpec::Decoded(DecodedMedia::Image(a)))
-                }
-                MediaInput::Video(VideoInput::Decoded(a)) => {
-                    Ok(MediaSpec::Decoded(DecodedMedia::Video(a)))
-                }
-                _ => Err(EngineError::Pipeline(PipelineError::Internal(format!(
-                    "media {i} is not decoded"
-                )))),
+            .map(|(i, m)| {
+                m.decoded().map(MediaSpec::Decoded).ok_or_else(|| {
+                    EngineError::Pipeline(PipelineError::Internal(format!(
+                        "media {i} is not decoded"
+                    )))
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(EngineRequest { messages: conv.messages, media, ..Default::default() })
     }
 }
 
-/// Wall-clock times of one request, from its arrival.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct RequestTimings {
-    /// Waiting for a media worker.
-    pub queue: Duration,
-    /// Loading (reading, downloading, hashing) and decoding media; zero for cached items.
-    pub media: Duration,
-    /// The processor: template, tokens, pixels.
-    pub preprocess: Duration,
-    /// The vision graphs (items not in the vision cache).
-    pub vision: Duration,
-    /// Prefilled-ready, waiting for the decode loop to start its prefill.
-    pub wait_prefill: Duration,
-    /// Prompt embedding and feature merge.
-    pub embed: Duration,
-    /// Prefill decoder passes (all chunks).
-    pub prefill: Duration,
-    /// Prefill chunks.
-    pub prefill_chunks: usize,
-    /// Arrival to the first token.
-    pub first_token: Duration,
-    /// Each decode step this request took part in (a batched step's whole duration).
-    pub decode_steps: Vec<Duration>,
-    /// Arrival to the end.
-    pub total: Duration,
-    /// Media items served from the vision cache.
-    pub cache_hits: usize,
-    /// Media items decoded and encoded.
-    pub cache_misses: usize,
-}
-
-impl RequestTimings {
-    /// Mean decode step.
-    pub fn per_token(&self) -> Duration {
-        if self.decode_steps.is_empty() {
-            Duration::ZERO
-        } else {
-            self.decode_steps.iter().sum::<Duration>() / self.decode_steps.len() as u32
-        }
-    }
-
-    /// Tokens per second of decoding (the first token comes from the prefill).
-    pub fn tokens_per_second(&self) -> f64 {
-        let t: Duration = self.decode_steps.iter().sum();
-        if t.is_zero() {
-            0.0
-        } else {
-            self.decode_steps.len() as f64 / t.as_secs_f64()
-        }
-    }
-}
+/// Wall-clock times of one request, from its arrival: the pipeline's one timings type.
+pub use vidlm_pipeline::Timings as RequestTimings;
 
 /// A finished request.
 #[derive(Debug, Clone, PartialEq)]
@@ -215,58 +152,65 @@ pub enum EngineError {
     /// Loading or wiring the model failed.
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
+    /// A decoder pass of the running batch failed (inside ONNX Runtime, or the cache
+    /// bookkeeping around it). Every row of that pass fails with this same cause, so it is
+    /// shared. It is the server's failure ([`ErrorKind::Internal`], or the cause's own
+    /// server-side kind), whatever the request asked.
+    #[error("decode step failed: {source}")]
+    DecodeStep {
+        /// The decoder's error.
+        #[source]
+        source: Arc<DecoderError>,
+    },
 }
 
 impl EngineError {
-    /// Whether the request itself is at fault (a 4xx), rather than the server.
-    pub fn is_client_error(&self) -> bool {
+    /// The category of the failure (see [`ErrorKind`]), which decides its status for
+    /// `vidlm serve` and `vidlm batch`: a full queue or a stopping engine is
+    /// [`ErrorKind::Unavailable`] (503); media, processor, vision, decoder and pipeline errors
+    /// keep their own category; a failed decode step is never the request's fault.
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            EngineError::Media { .. } => true,
-            EngineError::Processor(e) => e.kind().http_status() < 500,
-            EngineError::Decoder(e) => matches!(
-                e,
-                DecoderError::InvalidOption(_)
-                    | DecoderError::PromptTooLong { .. }
-                    | DecoderError::FeatureCountMismatch { .. }
-            ),
-            EngineError::Pipeline(PipelineError::Processor(_)) => true,
-            _ => false,
+            EngineError::QueueFull { .. } | EngineError::Stopped => ErrorKind::Unavailable,
+            EngineError::Media { source, .. } => source.kind(),
+            EngineError::Processor(e) => e.kind(),
+            EngineError::Vision(e) => e.kind(),
+            EngineError::Decoder(e) => e.kind(),
+            EngineError::Pipeline(e) => e.kind(),
+            EngineError::DecodeStep { source } => match source.kind() {
+                k if k.http_status() < 500 => ErrorKind::Internal,
+                k => k,
+            },
         }
     }
 
-    /// The OpenAI status and error object of this failure — what `vidlm serve` answers and
-    /// what `vidlm batch` writes as the request's error line: a full queue is a 503, media and
-    /// other faults of the request a 4xx (a prompt over the context is
-    /// `context_length_exceeded`), the model's or vidlm's a 500.
-    pub fn to_api_error(&self) -> ApiError {
+    /// The request parameter at fault, if any: the media item's place, `messages` for a
+    /// prompt over the context.
+    pub fn param(&self) -> Option<String> {
         match self {
-            EngineError::QueueFull { waiting } => ApiError::overloaded(*waiting),
-            EngineError::Media { param, source } => {
-                ApiError::from_media(source, Some(param.clone()))
-            }
-            e if e.is_context_length() => ApiError::new(
-                400,
-                "invalid_request_error",
-                e.to_string(),
-                Some("messages".into()),
-                Some("context_length_exceeded"),
-            ),
-            e if e.is_client_error() => ApiError::new(
-                400,
-                "invalid_request_error",
-                e.to_string(),
-                None,
-                Some("invalid_request"),
-            ),
-            EngineError::Stopped => ApiError::new(
-                503,
-                "server_error",
-                "the server is shutting down",
-                None,
-                Some("server_unavailable"),
-            ),
-            e => ApiError::internal(e.to_string()),
+            EngineError::Media { param, .. } => Some(param.clone()),
+            e if e.is_context_length() => Some("messages".into()),
+            _ => None,
         }
+    }
+
+    /// The machine-readable code of the error object, where it is more precise than the
+    /// kind's default (`vidlm_openai::default_code`): `server_overloaded`,
+    /// `server_unavailable`, the media codes ([`MediaError::code`]),
+    /// `context_length_exceeded`.
+    pub fn code(&self) -> Option<&'static str> {
+        match self {
+            EngineError::QueueFull { .. } => Some("server_overloaded"),
+            EngineError::Stopped => Some("server_unavailable"),
+            EngineError::Media { source, .. } => Some(source.code()),
+            e if e.is_context_length() => Some("context_length_exceeded"),
+            _ => None,
+        }
+    }
+
+    /// A failed decode step of the running batch, for each of its rows.
+    pub fn decode_step(source: Arc<DecoderError>) -> EngineError {
+        EngineError::DecodeStep { source }
     }
 
     /// Whether the prompt is longer than the model's context.

@@ -34,7 +34,7 @@ fn one_request_on_the_engine_gives_transformers_tokens_for_every_family() {
             release_vision_after_use: true,
             ..EngineConfig::default()
         };
-        let engine = Engine::start(processor, vision, lm, config);
+        let engine = Engine::start(processor, vision, lm, config).unwrap();
         for (name, sc) in meta["scenarios"].as_object().unwrap() {
             if sc["batch_size"].as_u64() != Some(1) {
                 continue;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use ndarray::{Array3, Array4, Axis};
-use vidlm_video_io::{Limits, OpenOptions, SampleRequest, VideoReader};
+use vidlm_video_io::{DecodedMedia, Limits, MediaKind, OpenOptions, SampleRequest, VideoReader};
 
 use crate::error::MediaError;
 use crate::source::Source;
@@ -157,6 +157,19 @@ fn open(
         MediaData::File(p) => VideoReader::open(p, opts),
     };
     r.map_err(|source| MediaError::Decode { what, source })
+}
+
+/// Decodes a loaded item as `kind`.
+pub fn decode_media(
+    loaded: &Loaded,
+    kind: MediaKind,
+    sampling: &FrameSampling,
+    limits: &MediaLimits,
+) -> Result<DecodedMedia, MediaError> {
+    Ok(match kind {
+        MediaKind::Image => DecodedMedia::Image(Arc::new(decode_image(loaded, limits)?)),
+        MediaKind::Video => DecodedMedia::Video(Arc::new(decode_video(loaded, sampling, limits)?)),
+    })
 }
 
 /// Decodes an image `(H, W, 3)` RGB as transformers' `load_image` does (JPEG as PIL decodes it,

@@ -2,17 +2,21 @@
 
 use std::path::PathBuf;
 
-/// What kind of failure a [`MediaError`] is, for mapping to a status code.
+use vidlm_model::ErrorKind;
+
+/// What kind of failure a [`MediaError`] is, for the `code` of its error object (the status
+/// comes from [`MediaError::kind`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ErrorCategory {
-    /// The source is not allowed by the policy (403).
+    /// The source is not allowed by the policy (a 400 `media_not_allowed` on the wire).
     Forbidden,
-    /// The source is malformed, missing, unreadable or not decodable (400).
+    /// The source is malformed, missing, unreadable or not decodable (400, 404 for a missing
+    /// file, 415 for data that cannot be decoded).
     BadRequest,
     /// The media is bigger than a size limit (413).
     TooLarge,
-    /// A count/duration/pixel limit (400, code `media_limit_exceeded`).
+    /// A count/duration/pixel limit (413, code `media_limit_exceeded`).
     LimitExceeded,
     /// The remote server failed or timed out (a 4xx to the client too: the request's media is
     /// unusable; 400).
@@ -144,7 +148,45 @@ pub enum MediaError {
 }
 
 impl MediaError {
-    /// The category a server maps to a status code.
+    /// The category of the error (see [`ErrorKind`]), which gives the status `vidlm serve`
+    /// answers: sources the policy refuses are [`ErrorKind::Forbidden`] (403); sizes, counts,
+    /// durations and frames over a limit [`ErrorKind::LimitExceeded`] (413); a missing local
+    /// file [`ErrorKind::NotFound`] (404); media that cannot be decoded take video-io's
+    /// category ([`vidlm_video_io::VideoError::kind`]: undecodable data is
+    /// [`ErrorKind::UnsupportedMedia`], 415); everything else (malformed URLs and data URLs,
+    /// unsupported schemes, unreadable files, remote fetches that fail)
+    /// [`ErrorKind::BadRequest`].
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            MediaError::NotFound(_) => ErrorKind::NotFound,
+            MediaError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                ErrorKind::NotFound
+            }
+            MediaError::Decode { source, .. } => source.kind(),
+            _ => match self.category() {
+                // A source the policy forbids is the request's fault: 400, as OpenAI, vLLM and
+                // llama.cpp answer (`code()` says which rule: `media_not_allowed`).
+                ErrorCategory::Forbidden => ErrorKind::BadRequest,
+                ErrorCategory::TooLarge | ErrorCategory::LimitExceeded => ErrorKind::LimitExceeded,
+                _ => ErrorKind::BadRequest,
+            },
+        }
+    }
+
+    /// The machine-readable `code` of the error object: `media_not_allowed`,
+    /// `media_too_large`, `media_limit_exceeded`, `media_fetch_failed` or `invalid_media`.
+    pub fn code(&self) -> &'static str {
+        match self.category() {
+            ErrorCategory::Forbidden => "media_not_allowed",
+            ErrorCategory::TooLarge => "media_too_large",
+            ErrorCategory::LimitExceeded => "media_limit_exceeded",
+            ErrorCategory::Upstream => "media_fetch_failed",
+            _ => "invalid_media",
+        }
+    }
+
+    /// The finer category behind the `code` of the error object (`media_not_allowed`,
+    /// `media_too_large`, `media_limit_exceeded`, `media_fetch_failed`, `invalid_media`).
     pub fn category(&self) -> ErrorCategory {
         use vidlm_video_io::{LimitKind, VideoError};
         match self {

@@ -42,6 +42,7 @@
 //! assert!(matches!(remote.check("https://example.com/a.mp4"), Ok(Source::Remote(_))));
 //! # Ok::<(), MediaError>(())
 //! ```
+#![warn(missing_docs)]
 
 mod decode;
 mod error;
@@ -52,10 +53,13 @@ mod source;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use decode::{decode_image, decode_video, ContentHash, FrameSampling, Loaded, MediaData};
+pub use decode::{
+    decode_image, decode_media, decode_video, ContentHash, FrameSampling, Loaded, MediaData,
+};
 pub use error::{ErrorCategory, MediaError};
 pub use fetch::Lookup;
 pub use source::Source;
+pub use vidlm_video_io::{DecodedMedia, MediaKind};
 
 /// Limits on media, each with a sane default for a shared server.
 #[derive(Debug, Clone, PartialEq)]

@@ -150,7 +150,7 @@ impl MediaPolicy {
                 });
             }
         }
-        if !self.allowed_domains.iter().any(|d| *d == name) {
+        if !self.allowed_domains.contains(&name) {
             return Err(MediaError::DomainNotAllowed(name));
         }
         Ok(())

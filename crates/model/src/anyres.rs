@@ -19,17 +19,27 @@ pub struct PatchGrid {
     /// OneVision's multi-image mode (2+ images in a conversation): one padded-to-square patch,
     /// packed with one newline row.
     pub multi_image: bool,
+    /// Patchified layouts: the image's `(t, h, w)` patch grid (`image_grid_thw`).
+    pub thw: Option<(u32, u32, u32)>,
 }
 
 impl PatchGrid {
     /// A single-patch image.
     pub fn single(image_size: (u32, u32), multi_image: bool) -> PatchGrid {
-        PatchGrid { image_size, tiles: None, multi_image }
+        PatchGrid { image_size, tiles: None, multi_image, thw: None }
+    }
+
+    /// A patchified image with patch grid `thw`.
+    pub fn patchified(image_size: (u32, u32), thw: (u32, u32, u32)) -> PatchGrid {
+        PatchGrid { image_size, tiles: None, multi_image: false, thw: Some(thw) }
     }
 
     /// Patches in the pixel tensor: the base image plus the tiles.
     pub fn num_patches(&self) -> usize {
-        1 + self.tiles.map_or(0, |(r, c)| r as usize * c as usize)
+        match self.thw {
+            Some((t, h, w)) => t as usize * h as usize * w as usize,
+            None => 1 + self.tiles.map_or(0, |(r, c)| r as usize * c as usize),
+        }
     }
 }
 
@@ -88,7 +98,12 @@ pub fn anyres_grid(
     patch: u32,
 ) -> Option<PatchGrid> {
     let best = select_best_resolution(image_size.0, image_size.1, pinpoints)?;
-    Some(PatchGrid { image_size, tiles: Some(tile_grid(best, patch)), multi_image: false })
+    Some(PatchGrid {
+        image_size,
+        tiles: Some(tile_grid(best, patch)),
+        multi_image: false,
+        thw: None,
+    })
 }
 
 /// Python's `int(round(x, 7))` for the non-negative ratios used here: round to 7 decimals,

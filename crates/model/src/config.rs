@@ -115,6 +115,21 @@ pub struct VisionProcessorConfig {
     pub num_frames: Option<u32>,
     /// Video processors: default sampling rate.
     pub fps: Option<f64>,
+    /// Patchified processors: lower pixel budget (older name of `size.shortest_edge`; wins over
+    /// `size` as transformers' `__init__` does).
+    pub min_pixels: Option<u64>,
+    /// Patchified processors: upper pixel budget (older name of `size.longest_edge`).
+    pub max_pixels: Option<u64>,
+    /// Patchified processors: spatial patch side.
+    pub patch_size: Option<u32>,
+    /// Patchified processors: frames per temporal patch.
+    pub temporal_patch_size: Option<u32>,
+    /// Patchified processors: spatial merge (`merge_size × merge_size` patches per token).
+    pub merge_size: Option<u32>,
+    /// Video processors: fewest frames fps sampling returns.
+    pub min_frames: Option<u32>,
+    /// Video processors: most frames fps sampling returns.
+    pub max_frames: Option<u32>,
 }
 
 /// `processor_config.json`.
@@ -170,6 +185,10 @@ pub struct ModelConfig {
     pub vision_config: Option<VisionConfig>,
     /// The language model's config.
     pub text_config: Option<TextConfig>,
+    /// Qwen-VL: id of `<|vision_start|>`.
+    pub vision_start_token_id: Option<i64>,
+    /// Qwen-VL: id of `<|vision_end|>`.
+    pub vision_end_token_id: Option<i64>,
     /// A plain language model keeps the text fields at the top level.
     #[serde(flatten)]
     pub top_level_text: TextConfig,
@@ -206,6 +225,46 @@ pub struct VisionConfig {
     pub image_size: Option<usize>,
     /// Patch side in pixels.
     pub patch_size: Option<usize>,
+    /// Qwen-VL: vision blocks.
+    pub depth: Option<usize>,
+    /// Vision hidden size.
+    pub hidden_size: Option<usize>,
+    /// Vision attention heads (Qwen-VL).
+    pub num_heads: Option<usize>,
+    /// Qwen-VL: width of the merged features (the language model's hidden size).
+    pub out_hidden_size: Option<usize>,
+    /// Qwen-VL: `merge × merge` patches become one token.
+    pub spatial_merge_size: Option<usize>,
+    /// Qwen-VL: frames per temporal patch.
+    pub temporal_patch_size: Option<usize>,
+    /// Qwen2.5-VL: window attention side in pixels (112).
+    pub window_size: Option<usize>,
+    /// Qwen2.5-VL: blocks with full attention (the others attend within windows).
+    pub fullatt_block_indexes: Option<Vec<usize>>,
+    /// Qwen2.5-VL: M-RoPE time positions per second of video.
+    pub tokens_per_second: Option<f64>,
+    /// Qwen3-VL: learned position embeddings (a square grid, interpolated per image).
+    pub num_position_embeddings: Option<usize>,
+    /// Qwen3-VL: vision blocks whose features are added to early decoder layers (DeepStack).
+    pub deepstack_visual_indexes: Option<Vec<usize>>,
+}
+
+/// `rope_scaling` (hub) / `rope_parameters` (transformers 5) of the text config.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct RopeParameters {
+    /// `rope_type` (`"default"`, `"linear"`, …).
+    pub rope_type: Option<String>,
+    /// Older name of `rope_type` (`"mrope"` in Qwen2.5-VL's hub config).
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// RoPE base (transformers 5 keeps it here).
+    pub rope_theta: Option<f64>,
+    /// Scaling factor (linear / dynamic).
+    pub factor: Option<f64>,
+    /// M-RoPE: rotary dimensions (in pairs) given to the t, h and w rows.
+    pub mrope_section: Option<Vec<usize>>,
+    /// M-RoPE: sections interleaved (Qwen3-VL) rather than consecutive.
+    pub mrope_interleaved: Option<bool>,
 }
 
 /// The language-model fields of `config.json` (`text_config`, or the top level for plain LMs).
@@ -235,6 +294,12 @@ pub struct TextConfig {
     /// Vocabulary size.
     #[serde(default)]
     pub vocab_size: Option<usize>,
+    /// RoPE base (hub layout; transformers 5 moves it into `rope_parameters`).
+    #[serde(default)]
+    pub rope_theta: Option<f64>,
+    /// RoPE parameters (`rope_parameters`, or the hub's `rope_scaling`).
+    #[serde(default, alias = "rope_scaling")]
+    pub rope_parameters: Option<RopeParameters>,
 }
 
 impl TextConfig {

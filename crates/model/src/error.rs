@@ -26,13 +26,23 @@ pub enum ErrorKind {
     InvalidModel,
     /// A broken internal invariant or a runtime failure (e.g. inside ONNX Runtime).
     Internal,
+    /// The request is refused by a policy: a media source outside the allowed folder or
+    /// domains, a private address.
+    Forbidden,
+    /// The server cannot take the request now (a full queue, a server shutting down): retry
+    /// later.
+    Unavailable,
 }
 
 impl ErrorKind {
-    /// The HTTP status a server answers with: 400, 404, 415, 413, 422, 500, 500.
+    /// The HTTP status a server answers with: 400, 404, 415, 413, 422, 500 (invalid model and
+    /// internal), 403, 503. `vidlm serve` and `vidlm batch` put exactly this status on the wire
+    /// (`vidlm_openai::ApiError::from_kind`).
     pub fn http_status(self) -> u16 {
         match self {
             ErrorKind::BadRequest => 400,
+            ErrorKind::Forbidden => 403,
+            ErrorKind::Unavailable => 503,
             ErrorKind::NotFound => 404,
             ErrorKind::UnsupportedMedia => 415,
             ErrorKind::LimitExceeded => 413,
@@ -41,7 +51,8 @@ impl ErrorKind {
         }
     }
 
-    /// Whether the client caused it (a 4xx status).
+    /// Whether the client caused it (a 4xx status); otherwise it is the server's failure
+    /// (invalid model, internal, unavailable: a 5xx).
     pub fn is_client_error(self) -> bool {
         self.http_status() < 500
     }

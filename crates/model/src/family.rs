@@ -1,4 +1,4 @@
-//! Everything that differs between the four families, as one table of `const` specs.
+//! Everything that differs between the six families, as one table of `const` specs.
 //!
 //! | | interleave | onevision | video-llava | next-video |
 //! |---|---|---|---|---|
@@ -10,6 +10,17 @@
 //! | `video_encoder` graph | unused | optional (host pooling without it) | required | required |
 //! | `image_newline` | no | yes | no | yes |
 //!
+//! | | Qwen2.5-VL | Qwen3-VL |
+//! |---|---|---|
+//! | `model_type` | `qwen2_5_vl` | `qwen3_vl` |
+//! | images, videos | patchified: `smart_resize` to multiples of `patch·merge`, rows `[patches, C·T·P·P]`, `*_grid_thw` | same |
+//! | image tokens | `t·h·w / merge²` | same |
+//! | video tokens | `t·h·w / merge²` in one `<|video_pad|>` run, `second_per_grid_ts` | per temporal patch: `<t seconds><|vision_start|>` + `h·w/merge²` + `<|vision_end|>` |
+//! | video pixel budget | per frame | over `t·h·w` |
+//! | frame indices | float32 `arange` ([`FrameRule::TemporalPatchArange`]) | `linspace().round()` ([`FrameRule::Linspace`]) |
+//! | positions | M-RoPE (3 rows), sections | M-RoPE interleaved, DeepStack |
+//! | graphs | `vision_encoder` (images and videos) | same |
+//!
 //! Class defaults (used for fields missing from the config files) are the transformers 5.23
 //! class attributes of the processor classes, in [`CLASS_DEFAULTS`].
 //!
@@ -18,8 +29,9 @@
 
 use crate::config::SizeDict;
 use crate::error::ModelError;
+use crate::sampling::FrameRule;
 
-/// The four supported model families.
+/// The supported model families.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Family {
@@ -31,12 +43,24 @@ pub enum Family {
     VideoLlava,
     /// `llava-hf/LLaVA-NeXT-Video-7B-hf`.
     LlavaNextVideo,
+    /// `Qwen/Qwen2.5-VL-3B-Instruct` and its siblings (`Qwen2_5_VLForConditionalGeneration`).
+    #[serde(rename = "qwen2_5_vl")]
+    Qwen25Vl,
+    /// `Qwen/Qwen3-VL-2B-Instruct` and its siblings (`Qwen3VLForConditionalGeneration`).
+    #[serde(rename = "qwen3_vl")]
+    Qwen3Vl,
 }
 
 impl Family {
     /// Every family, in detection order.
-    pub const ALL: [Family; 4] =
-        [Family::Interleave, Family::Onevision, Family::VideoLlava, Family::LlavaNextVideo];
+    pub const ALL: [Family; 6] = [
+        Family::Interleave,
+        Family::Onevision,
+        Family::VideoLlava,
+        Family::LlavaNextVideo,
+        Family::Qwen25Vl,
+        Family::Qwen3Vl,
+    ];
 
     /// The family's row of the table.
     pub fn spec(self) -> &'static FamilySpec {
@@ -45,6 +69,8 @@ impl Family {
             Family::Onevision => &ONEVISION,
             Family::VideoLlava => &VIDEO_LLAVA,
             Family::LlavaNextVideo => &LLAVA_NEXT_VIDEO,
+            Family::Qwen25Vl => &QWEN2_5_VL,
+            Family::Qwen3Vl => &QWEN3_VL,
         }
     }
 
@@ -72,7 +98,8 @@ impl Family {
         FAMILIES.iter().find(|s| s.model_types.contains(&model_type)).map(|s| s.family)
     }
 
-    /// Short name (`interleave`, `onevision`, `video_llava`, `llava_next_video`).
+    /// Short name (`interleave`, `onevision`, `video_llava`, `llava_next_video`, `qwen2_5_vl`,
+    /// `qwen3_vl`).
     pub fn name(self) -> &'static str {
         self.spec().name
     }
@@ -128,12 +155,21 @@ pub enum ImageLayout {
     AnyresOnevision,
     /// LLaVA-NeXT anyres. Output `(N, P_max, 3, p, p)` + `image_sizes`.
     AnyresNext,
+    /// Qwen-VL: `smart_resize` to multiples of `patch_size · merge_size` within the pixel budget,
+    /// each image one temporal patch (the frame repeated), rows `[patches, C·T·P·P]` concatenated
+    /// over the batch + `image_grid_thw`. Videos are patchified the same way (`video_grid_thw`).
+    Patchified,
 }
 
 impl ImageLayout {
     /// Whether images are tiled (anyres) and their sizes returned as `image_sizes`.
     pub fn is_anyres(self) -> bool {
-        !matches!(self, ImageLayout::Plain)
+        matches!(self, ImageLayout::AnyresOnevision | ImageLayout::AnyresNext)
+    }
+
+    /// Whether pixels are patchified rows with a `(t, h, w)` grid per image / video.
+    pub fn is_patchified(self) -> bool {
+        self == ImageLayout::Patchified
     }
 }
 
@@ -149,6 +185,13 @@ pub enum VideoTokens {
     PerFrame,
     /// `T · (h/p)(w/p) / 4` (2×2 average pooling).
     NextPooled,
+    /// `t·h·w / merge²` for a `(t, h, w)` patch grid, all in one placeholder run
+    /// (`Qwen2_5_VLProcessor.replace_video_token`).
+    GridMerged,
+    /// Per temporal patch `i`: the text `<{ts_i:.1f} seconds>`, then `<|vision_start|>`,
+    /// `h·w / merge²` placeholders and `<|vision_end|>` (`Qwen3VLProcessor.replace_video_token`);
+    /// `ts_i` is the mean of the patch's first and last frame index over the video fps.
+    GridMergedTimestamped,
 }
 
 impl VideoTokens {
@@ -168,6 +211,43 @@ pub enum GraphUse {
     Optional,
     /// The model cannot run without it.
     Required,
+}
+
+/// How a patchified video processor bounds the pixels of a video.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PixelBudget {
+    /// `smart_resize(h, w)`: `size` bounds each frame (`Qwen2VLImageProcessor`,
+    /// `Qwen2VLVideoProcessor`).
+    PerFrame,
+    /// `smart_resize(t, h, w)`: `size` bounds `t_bar · h · w` over the clip, and frames smaller
+    /// than the factor are scaled up first (`Qwen3VLVideoProcessor`).
+    PerClip,
+}
+
+/// Patchified processors' class defaults (`patch_size`, `temporal_patch_size`, `merge_size`,
+/// the frame settings and the pixel budget rule).
+#[derive(Debug, Clone, Copy)]
+pub struct PatchDefaults {
+    /// `patch_size`.
+    pub patch_size: u32,
+    /// `temporal_patch_size`.
+    pub temporal_patch_size: u32,
+    /// `merge_size`.
+    pub merge_size: u32,
+    /// How `size` bounds a video's pixels.
+    pub budget: PixelBudget,
+    /// The frame-index formula (video classes).
+    pub frame_rule: FrameRule,
+    /// `min_frames`.
+    pub min_frames: u32,
+    /// `max_frames`.
+    pub max_frames: u32,
+    /// `do_sample_frames`.
+    pub do_sample_frames: bool,
+    /// `fps`.
+    pub fps: Option<f64>,
+    /// Whether the class takes `min_pixels` / `max_pixels` (as call arguments and config keys).
+    pub pixel_kwargs: bool,
 }
 
 /// Class defaults of an image or video processor class (transformers 5.23 class attributes).
@@ -192,6 +272,8 @@ pub struct ClassDefaults {
     /// Backends the class exists for (`VideoLlavaImageProcessor` is PIL-only; video processors are
     /// torchvision-only).
     pub backends: &'static [Backend],
+    /// Patchified classes (`size` is a pixel budget `shortest_edge..=longest_edge`).
+    pub patch: Option<PatchDefaults>,
 }
 
 /// OpenAI CLIP mean (`OPENAI_CLIP_MEAN`).
@@ -232,7 +314,27 @@ const CLIP_224: ClassDefaults = ClassDefaults {
     do_pad: false,
     pinpoints: &[],
     backends: BOTH,
+    patch: None,
 };
+
+/// `Qwen2VLImageProcessor`'s patch defaults.
+const QWEN2_PATCH: PatchDefaults = PatchDefaults {
+    patch_size: 14,
+    temporal_patch_size: 2,
+    merge_size: 2,
+    budget: PixelBudget::PerFrame,
+    frame_rule: FrameRule::TemporalPatchArange,
+    min_frames: 4,
+    max_frames: 768,
+    do_sample_frames: false,
+    fps: None,
+    pixel_kwargs: true,
+};
+
+/// `SizeDict { shortest_edge, longest_edge }` (pixel budgets).
+const fn budget(min: u32, max: u32) -> SizeDict {
+    SizeDict { height: None, width: None, shortest_edge: Some(min), longest_edge: Some(max) }
+}
 
 /// Class defaults of every processor class these families use.
 pub const CLASS_DEFAULTS: &[ClassDefaults] = &[
@@ -272,6 +374,42 @@ pub const CLASS_DEFAULTS: &[ClassDefaults] = &[
     },
     ClassDefaults { class: "VideoLlavaVideoProcessor", backends: TV_ONLY, ..CLIP_224 },
     ClassDefaults { class: "LlavaNextVideoVideoProcessor", backends: TV_ONLY, ..CLIP_224 },
+    ClassDefaults {
+        class: "Qwen2VLImageProcessor",
+        size: budget(56 * 56, 28 * 28 * 1280),
+        do_center_crop: false,
+        crop_size: None,
+        patch: Some(QWEN2_PATCH),
+        ..CLIP_224
+    },
+    ClassDefaults {
+        class: "Qwen2VLVideoProcessor",
+        size: budget(128 * 28 * 28, 28 * 28 * 768),
+        do_center_crop: false,
+        crop_size: None,
+        backends: TV_ONLY,
+        patch: Some(QWEN2_PATCH),
+        ..CLIP_224
+    },
+    ClassDefaults {
+        class: "Qwen3VLVideoProcessor",
+        size: budget(128 * 32 * 32, 32 * 32 * 768),
+        do_center_crop: false,
+        crop_size: None,
+        mean: HALF,
+        std: HALF,
+        backends: TV_ONLY,
+        patch: Some(PatchDefaults {
+            patch_size: 16,
+            budget: PixelBudget::PerClip,
+            frame_rule: FrameRule::Linspace,
+            do_sample_frames: true,
+            fps: Some(2.0),
+            pixel_kwargs: false,
+            ..QWEN2_PATCH
+        }),
+        ..CLIP_224
+    },
 ];
 
 /// Looks up a class's defaults by name (a trailing `Fast`/`Pil` is ignored).
@@ -297,6 +435,9 @@ pub struct ProcessorDefaults {
     pub num_image_tokens: Option<u32>,
     /// `vision_aspect_ratio` (OneVision).
     pub vision_aspect_ratio: &'static str,
+    /// `vision_start_token` / `vision_end_token` (Qwen-VL: the timestamped video prompt wraps
+    /// each temporal patch in them).
+    pub vision_markers: Option<(&'static str, &'static str)>,
 }
 
 /// One family's row of the table.
@@ -330,6 +471,44 @@ pub struct FamilySpec {
     pub video_encoder: GraphUse,
     /// Whether image features need `onnx/image_newline.safetensors`.
     pub image_newline: bool,
+    /// Output key of the video grid (`video_grid_thw`) and whether `second_per_grid_ts` is
+    /// returned (patchified families).
+    pub video_outputs: VideoOutputs,
+    /// How the decoder numbers positions.
+    pub positions: Positions,
+}
+
+/// Extra per-video outputs of the processor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VideoOutputs {
+    /// `image_grid_thw` / `video_grid_thw` (patchified layouts).
+    pub grid_thw: bool,
+    /// `second_per_grid_ts` (`temporal_patch_size / sampled_fps` per video, Qwen2.5-VL).
+    pub second_per_grid_ts: bool,
+}
+
+/// No extra outputs (the LLaVA families).
+const NO_VIDEO_OUTPUTS: VideoOutputs = VideoOutputs { grid_thw: false, second_per_grid_ts: false };
+
+/// How the decoder numbers positions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Positions {
+    /// One row `0..L` (1-D RoPE).
+    Linear,
+    /// M-RoPE: three rows (t, h, w) from `get_rope_index` over the vision grids; `interleaved`
+    /// rotates the sections interleaved (Qwen3-VL) rather than in blocks (Qwen2.5-VL);
+    /// `deepstack`: vision features of early vision layers are added after the first decoder
+    /// layers (Qwen3-VL).
+    MRope {
+        /// `mrope_interleaved`.
+        interleaved: bool,
+        /// Time positions of a video advance by `tokens_per_second · second_per_grid_t` per
+        /// temporal patch (Qwen2.5-VL) instead of splitting the video into one-frame grids
+        /// (Qwen3-VL).
+        seconds_per_grid: bool,
+        /// DeepStack features (Qwen3-VL).
+        deepstack: bool,
+    },
 }
 
 /// The processor attributes' class defaults (`LlavaProcessor`): an `<image>` token, no video
@@ -342,6 +521,7 @@ const IMAGE_ONLY: ProcessorDefaults = ProcessorDefaults {
     strategy: None,
     num_image_tokens: None,
     vision_aspect_ratio: "",
+    vision_markers: None,
 };
 
 /// [`IMAGE_ONLY`] with a `<video>` token (the video families' processors).
@@ -364,6 +544,8 @@ pub const INTERLEAVE: FamilySpec = FamilySpec {
     processor: IMAGE_ONLY,
     video_encoder: GraphUse::Unused,
     image_newline: false,
+    video_outputs: NO_VIDEO_OUTPUTS,
+    positions: Positions::Linear,
 };
 
 /// LLaVA-OneVision.
@@ -382,6 +564,8 @@ pub const ONEVISION: FamilySpec = FamilySpec {
     processor: ProcessorDefaults { vision_aspect_ratio: "anyres_max_9", ..WITH_VIDEO },
     video_encoder: GraphUse::Optional,
     image_newline: true,
+    video_outputs: NO_VIDEO_OUTPUTS,
+    positions: Positions::Linear,
 };
 
 /// Video-LLaVA.
@@ -406,6 +590,8 @@ pub const VIDEO_LLAVA: FamilySpec = FamilySpec {
     // Video-LLaVA's video tower has its own weights: there is no host-side substitute.
     video_encoder: GraphUse::Required,
     image_newline: false,
+    video_outputs: NO_VIDEO_OUTPUTS,
+    positions: Positions::Linear,
 };
 
 /// LLaVA-NeXT-Video.
@@ -424,10 +610,70 @@ pub const LLAVA_NEXT_VIDEO: FamilySpec = FamilySpec {
     processor: WITH_VIDEO,
     video_encoder: GraphUse::Required,
     image_newline: true,
+    video_outputs: NO_VIDEO_OUTPUTS,
+    positions: Positions::Linear,
+};
+
+/// The Qwen-VL processors' attributes: `<|image_pad|>` / `<|video_pad|>` placeholders wrapped
+/// by the template in `<|vision_start|>` … `<|vision_end|>`; `merge_size` comes from the image /
+/// video processor.
+const QWEN_VL_TOKENS: ProcessorDefaults = ProcessorDefaults {
+    image_token: "<|image_pad|>",
+    video_token: Some("<|video_pad|>"),
+    patch_size: None,
+    num_additional_image_tokens: 0,
+    strategy: None,
+    num_image_tokens: None,
+    vision_aspect_ratio: "",
+    vision_markers: Some(("<|vision_start|>", "<|vision_end|>")),
+};
+
+/// Qwen2.5-VL.
+pub const QWEN2_5_VL: FamilySpec = FamilySpec {
+    family: Family::Qwen25Vl,
+    name: "qwen2_5_vl",
+    display_name: "Qwen2.5-VL",
+    model_types: &["qwen2_5_vl"],
+    architectures: &["Qwen2_5_VLForConditionalGeneration"],
+    processor_class: "Qwen2_5_VLProcessor",
+    image_class: "Qwen2VLImageProcessor",
+    // The hub checkpoints have no video_preprocessor_config.json: transformers builds this class
+    // from preprocessor_config.json.
+    video_class: Some("Qwen2VLVideoProcessor"),
+    image_layout: ImageLayout::Patchified,
+    video_tokens: VideoTokens::GridMerged,
+    image_key: "pixel_values",
+    processor: QWEN_VL_TOKENS,
+    // One vision graph encodes images and videos.
+    video_encoder: GraphUse::Unused,
+    image_newline: false,
+    video_outputs: VideoOutputs { grid_thw: true, second_per_grid_ts: true },
+    positions: Positions::MRope { interleaved: false, seconds_per_grid: true, deepstack: false },
+};
+
+/// Qwen3-VL.
+pub const QWEN3_VL: FamilySpec = FamilySpec {
+    family: Family::Qwen3Vl,
+    name: "qwen3_vl",
+    display_name: "Qwen3-VL",
+    model_types: &["qwen3_vl"],
+    architectures: &["Qwen3VLForConditionalGeneration"],
+    processor_class: "Qwen3VLProcessor",
+    image_class: "Qwen2VLImageProcessor",
+    video_class: Some("Qwen3VLVideoProcessor"),
+    image_layout: ImageLayout::Patchified,
+    video_tokens: VideoTokens::GridMergedTimestamped,
+    image_key: "pixel_values",
+    processor: QWEN_VL_TOKENS,
+    video_encoder: GraphUse::Unused,
+    image_newline: false,
+    video_outputs: VideoOutputs { grid_thw: true, second_per_grid_ts: false },
+    positions: Positions::MRope { interleaved: true, seconds_per_grid: false, deepstack: true },
 };
 
 /// All families, in detection order.
-pub const FAMILIES: [&FamilySpec; 4] = [&INTERLEAVE, &ONEVISION, &VIDEO_LLAVA, &LLAVA_NEXT_VIDEO];
+pub const FAMILIES: [&FamilySpec; 6] =
+    [&INTERLEAVE, &ONEVISION, &VIDEO_LLAVA, &LLAVA_NEXT_VIDEO, &QWEN2_5_VL, &QWEN3_VL];
 
 /// Largest `size` / `crop_size` / pinpoint side accepted from a config file (transformers' own
 /// checkpoints use at most 2304).
@@ -452,6 +698,15 @@ mod tests {
             Family::detect(None, &["LlavaNextVideoForConditionalGeneration".into()]).ok(),
             Some(Family::LlavaNextVideo)
         );
+        assert_eq!(Family::detect(Some("qwen2_5_vl"), &[]).ok(), Some(Family::Qwen25Vl));
+        assert_eq!(
+            Family::detect(None, &["Qwen3VLForConditionalGeneration".into()]).ok(),
+            Some(Family::Qwen3Vl)
+        );
+        assert_eq!(
+            class_defaults("Qwen2VLImageProcessorFast").map(|c| c.class),
+            Some("Qwen2VLImageProcessor")
+        );
         assert!(matches!(
             Family::detect(Some("bert"), &[]),
             Err(ModelError::UnsupportedModel { .. })
@@ -474,6 +729,13 @@ mod tests {
             );
             // Anyres families pack with image_newline; plain ones do not.
             assert_eq!(spec.image_newline, spec.image_layout.is_anyres());
+            // Patchified families have grids, and patch defaults on their classes.
+            assert_eq!(spec.video_outputs.grid_thw, spec.image_layout.is_patchified());
+            if spec.image_layout.is_patchified() {
+                assert!(class_defaults(spec.image_class).and_then(|c| c.patch).is_some());
+                let v = spec.video_class.and_then(class_defaults).and_then(|c| c.patch);
+                assert!(v.is_some(), "{}", spec.name);
+            }
         }
     }
 }

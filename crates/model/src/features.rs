@@ -27,6 +27,9 @@ pub struct FeatureRules {
     pub num_image_tokens: Option<u32>,
     /// OneVision: N of `vision_aspect_ratio = "anyres_max_N"`.
     pub max_num_patches: Option<u32>,
+    /// Patchified layouts: the image processor's `merge_size` (placeholders are
+    /// `t·h·w / merge²`; the processor sets the config's value over the class default).
+    pub merge_size: Option<u32>,
 }
 
 const PROCESSOR_CONFIG: &str = "processor_config.json";
@@ -37,7 +40,12 @@ impl FeatureRules {
     pub fn resolve(spec: &FamilySpec, pc: &ProcessorConfig) -> Result<FeatureRules, ModelError> {
         let d = &spec.processor;
         let patch_size = pc.patch_size.or(d.patch_size);
-        if spec.image_layout != ImageLayout::AnyresOnevision && patch_size.is_none() {
+        let merge_size = crate::family::class_defaults(spec.image_class)
+            .and_then(|c| c.patch)
+            .map(|p| p.merge_size);
+        if matches!(spec.image_layout, ImageLayout::Plain | ImageLayout::AnyresNext)
+            && patch_size.is_none()
+        {
             return Err(ModelError::MissingField {
                 file: PROCESSOR_CONFIG.into(),
                 field: "patch_size".into(),
@@ -79,7 +87,14 @@ impl FeatureRules {
             strategy_default: strategy == Some("default"),
             num_image_tokens,
             max_num_patches,
+            merge_size,
         })
+    }
+
+    /// Placeholders of a patchified `(t, h, w)` grid: `t·h·w / merge²`.
+    pub fn grid_tokens(&self, thw: (u32, u32, u32)) -> usize {
+        let m = self.merge_size.unwrap_or(1).max(1) as usize;
+        thw.0 as usize * thw.1 as usize * thw.2 as usize / (m * m)
     }
 
     /// Placeholder tokens of one image cut as `grid`, with patches of `patch_px` `(h, w)` pixels.
@@ -116,6 +131,7 @@ impl FeatureRules {
                 let (gh, gw) = (ph / p, pw / p);
                 anyres((gh, gw), None) + (gh * gw + self.num_additional_image_tokens) as usize
             }
+            ImageLayout::Patchified => grid.thw.map_or(0, |thw| self.grid_tokens(thw)),
         };
         count.saturating_sub(adj)
     }
@@ -134,6 +150,11 @@ impl FeatureRules {
                 ((h / p) * (w / p) + self.num_additional_image_tokens as usize) * frames
             }
             VideoTokens::NextPooled => (h / p) * (w / p) / 4 * frames,
+            // Patchified videos are counted from their grid (`grid_tokens`); here `frames` is
+            // the grid's t and `h`, `w` its patch rows and columns.
+            VideoTokens::GridMerged | VideoTokens::GridMergedTimestamped => {
+                self.grid_tokens((frames as u32, h as u32, w as u32))
+            }
         }
     }
 }

@@ -19,9 +19,9 @@ use crate::config::{
     ProcessorConfig, TokenizerConfig, VisionProcessorConfig,
 };
 use crate::error::{ModelError, DIRECTORY};
-use crate::family::{Family, FamilySpec};
+use crate::family::{Family, FamilySpec, GraphUse};
 use crate::manifest::{Manifest, MANIFEST_FILE};
-use crate::precision::{Graph, Precision};
+use crate::precision::{Graph, Precision, Precisions, ResolvedPrecisions};
 use std::path::{Path, PathBuf};
 
 /// Every config file of a model directory, parsed.
@@ -110,10 +110,9 @@ impl ModelFiles {
         let video = match (processor.video_processor.take(), video_pre) {
             (Some(p), _) => Some((p, "processor_config.json[video_processor]".to_string())),
             (None, Some(p)) => Some((p, "video_preprocessor_config.json".to_string())),
-            // `preprocessor_config.json` serves as the video config only if it is one.
-            (None, None) => preprocessor
-                .filter(|p| p.video_processor_type.is_some())
-                .map(|p| (p, "preprocessor_config.json".to_string())),
+            // As in `get_video_processor_dict`, `preprocessor_config.json` serves as the video
+            // config when there is no other (Qwen2.5-VL's checkpoints rely on it).
+            (None, None) => preprocessor.map(|p| (p, "preprocessor_config.json".to_string())),
         };
         Ok((image, video))
     }
@@ -164,6 +163,78 @@ impl ModelFiles {
     /// [`Precision::ALL`] order.
     pub fn precisions(&self, graph: Graph) -> Vec<Precision> {
         Precision::ALL.into_iter().filter(|&p| self.graph_path(graph, p).is_file()).collect()
+    }
+
+    /// The precision each graph runs at when `requested` is asked for: the nearest one the
+    /// directory holds along [`Precision::fallback`]'s chain (q4 → q8 → fp32, q4f16 → fp16 →
+    /// fp32), as the manifest's `dtype_fallback` records it where the export wrote one (and the
+    /// file is there), else found from the files present. `vision` covers `vision_encoder` and
+    /// `video_encoder` together: a precision serves it only if every vision graph the family
+    /// reads exists at it. A precision that no graph of the directory has is kept as asked (the
+    /// caller then reports the missing file): only a dtype the export holds for some graph falls
+    /// back.
+    pub fn resolve_precisions(&self, requested: &Precisions) -> ResolvedPrecisions {
+        let exists = |g: Graph, p: Precision| self.graph_path(g, p).is_file();
+        let video_use = self.spec().map(|s| s.video_encoder).unwrap_or(GraphUse::Optional);
+        let any_video = !self.precisions(Graph::VideoEncoder).is_empty();
+        let vision_ok = |p: Precision| {
+            exists(Graph::VisionEncoder, p)
+                && match video_use {
+                    GraphUse::Required => exists(Graph::VideoEncoder, p),
+                    GraphUse::Optional => !any_video || exists(Graph::VideoEncoder, p),
+                    GraphUse::Unused => true,
+                }
+        };
+        let pick = |want: Precision, graph: Graph, ok: &dyn Fn(Precision) -> bool| {
+            if !Graph::ALL.into_iter().any(|g| exists(g, want)) {
+                return want;
+            }
+            let recorded = self
+                .manifest
+                .as_ref()
+                .and_then(|m| m.dtype_fallback.get(&want))
+                .and_then(|m| m.get(&graph))
+                .copied()
+                .filter(|&p| ok(p));
+            recorded.or_else(|| want.chain().into_iter().find(|&p| ok(p))).unwrap_or(want)
+        };
+        let used = Precisions {
+            vision: pick(requested.vision, Graph::VisionEncoder, &vision_ok),
+            embed: pick(requested.embed, Graph::EmbedTokens, &|p| exists(Graph::EmbedTokens, p)),
+            decoder: pick(requested.decoder, Graph::DecoderModelMerged, &|p| {
+                exists(Graph::DecoderModelMerged, p)
+            }),
+        };
+        ResolvedPrecisions { requested: *requested, used }
+    }
+
+    /// `resolved` with every graph that runs at q8 moved to its `int8` variant where the export has
+    /// one (`_int8`: int8 activations × int8 weights, `DynamicQuantizeMatMul`): the caller's choice
+    /// for CPUs with VNNI / AMX, where that arithmetic is native and 8-bit weight-only graphs would
+    /// dequantize to float32 for many rows. The vision towers move together, as in
+    /// [`Self::resolve_precisions`].
+    pub fn prefer_int8(&self, resolved: ResolvedPrecisions) -> ResolvedPrecisions {
+        let exists = |g: Graph| self.graph_path(g, Precision::Int8).is_file();
+        let video_use = self.spec().map(|s| s.video_encoder).unwrap_or(GraphUse::Optional);
+        let vision_ok = exists(Graph::VisionEncoder)
+            && match video_use {
+                GraphUse::Required => exists(Graph::VideoEncoder),
+                GraphUse::Optional => {
+                    self.precisions(Graph::VideoEncoder).is_empty() || exists(Graph::VideoEncoder)
+                }
+                GraphUse::Unused => true,
+            };
+        let swap =
+            |p: Precision, ok: bool| if p == Precision::Q8 && ok { Precision::Int8 } else { p };
+        let u = resolved.used;
+        ResolvedPrecisions {
+            requested: resolved.requested,
+            used: Precisions {
+                vision: swap(u.vision, vision_ok),
+                embed: swap(u.embed, exists(Graph::EmbedTokens)),
+                decoder: swap(u.decoder, exists(Graph::DecoderModelMerged)),
+            },
+        }
     }
 
     /// The precisions of every graph the directory has at least one variant of.
@@ -228,6 +299,57 @@ mod tests {
                 (Graph::EmbedTokens, vec![Precision::Fp16])
             ]
         );
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn precisions_fall_back_along_the_chain() {
+        use Precision::*;
+        let d = scratch("fallback");
+        std::fs::write(d.join("config.json"), r#"{"model_type": "llava_onevision"}"#).unwrap();
+        // An export made with --dtype fp32,q8,q4 whose vision towers have no q4 graph.
+        for g in ["vision_encoder", "video_encoder", "embed_tokens", "decoder_model_merged"] {
+            for s in ["", "_quantized"] {
+                std::fs::write(d.join("onnx").join(format!("{g}{s}.onnx")), b"").unwrap();
+            }
+        }
+        for f in ["embed_tokens_q4.onnx", "decoder_model_merged_q4.onnx"] {
+            std::fs::write(d.join("onnx").join(f), b"").unwrap();
+        }
+        let m = ModelFiles::read(&d).unwrap();
+        let r = m.resolve_precisions(&Precisions::all(Q4));
+        assert_eq!(r.used, Precisions { vision: Q8, embed: Q4, decoder: Q4 });
+        assert_eq!(r.to_string(), "q4: vision q8 (no q4 graph), embed q4, decoder q4");
+        assert!(!m.resolve_precisions(&Precisions::all(Q8)).fell_back());
+        // A dtype no graph has is kept as asked (the loader names the missing file).
+        assert_eq!(m.resolve_precisions(&Precisions::all(Fp16)).used, Precisions::all(Fp16));
+        // q4f16 -> fp16 -> fp32 where only some graphs have q4f16.
+        std::fs::write(d.join("onnx/decoder_model_merged_q4f16.onnx"), b"").unwrap();
+        let r = m.resolve_precisions(&Precisions::all(Q4f16));
+        assert_eq!(r.used, Precisions { vision: Fp32, embed: Fp32, decoder: Q4f16 });
+        // A video tower missing at q8 keeps the vision graphs together on fp32.
+        std::fs::remove_file(d.join("onnx/video_encoder_quantized.onnx")).unwrap();
+        assert_eq!(m.resolve_precisions(&Precisions::all(Q4)).used.vision, Fp32);
+        // int8 compute: graphs at q8 move to their `_int8` variant where there is one.
+        std::fs::write(d.join("onnx/vision_encoder_int8.onnx"), b"").unwrap();
+        std::fs::write(d.join("onnx/video_encoder_int8.onnx"), b"").unwrap();
+        std::fs::write(d.join("onnx/video_encoder_quantized.onnx"), b"").unwrap();
+        let r = m.prefer_int8(m.resolve_precisions(&Precisions::all(Q8)));
+        assert_eq!(r.used, Precisions { vision: Int8, embed: Q8, decoder: Q8 });
+        assert_eq!(r.to_string(), "q8: vision int8 (int8 compute), embed q8, decoder q8");
+        let r = m.prefer_int8(m.resolve_precisions(&Precisions::all(Q4)));
+        assert_eq!(r.used, Precisions { vision: Int8, embed: Q4, decoder: Q4 });
+        assert_eq!(m.prefer_int8(m.resolve_precisions(&Precisions::all(Fp32))).used.vision, Fp32);
+        std::fs::remove_file(d.join("onnx/video_encoder_quantized.onnx")).unwrap();
+        // The manifest's record wins where its file exists.
+        std::fs::write(
+            d.join(MANIFEST_FILE),
+            r#"{"dtype_fallback": {"q4": {"embed_tokens": "fp32", "vision_encoder": "q8"}}}"#,
+        )
+        .unwrap();
+        let m = ModelFiles::read(&d).unwrap();
+        let r = m.resolve_precisions(&Precisions::all(Q4));
+        assert_eq!(r.used, Precisions { vision: Fp32, embed: Fp32, decoder: Q4 });
         let _ = std::fs::remove_dir_all(&d);
     }
 

@@ -1,7 +1,7 @@
-//! # vidlm-model — what vidlm knows about LLaVA-family models, in one place
+//! # vidlm-model — what vidlm knows about its model families, in one place
 //!
-//! The vocabulary the other vidlm crates share. Every fact about the four families
-//! (LLaVA-Interleave, LLaVA-OneVision, Video-LLaVA, LLaVA-NeXT-Video) and about a model
+//! The vocabulary the other vidlm crates share. Every fact about the families
+//! (LLaVA-Interleave, LLaVA-OneVision, Video-LLaVA, LLaVA-NeXT-Video, Qwen2.5-VL, Qwen3-VL) and about a model
 //! directory lives here once; the processor, vision, the decoder and the pipeline read it.
 //!
 //! * **Families** — [`Family`] and its row of the table, [`FamilySpec`]: placeholder tokens,
@@ -19,6 +19,8 @@
 //!   budget, so that the placeholder count ([`FeatureRules`]) and the packed feature rows always
 //!   agree. [`PatchGrid`] is how the processor hands each image's tiling to vision.
 //! * **Frames** — [`Sampling`] and transformers' frame-index formulas ([`select_frames`]).
+//! * **M-RoPE** — [`mrope::rope_index`]: the Qwen2.5-VL / Qwen3-VL position ids (transformers'
+//!   `get_rope_index`) and decode positions, computed here once.
 //! * **Batches** — [`left_pad`]: the one padding step.
 //! * **Errors** — [`ModelError`], and [`ErrorKind`], the categories every vidlm error maps to
 //!   (bad request, not found, unsupported media, limit exceeded, …).
@@ -56,6 +58,7 @@ pub mod family;
 pub mod features;
 pub mod files;
 pub mod manifest;
+pub mod mrope;
 pub mod precision;
 pub mod sampling;
 
@@ -63,9 +66,15 @@ pub use anyres::PatchGrid;
 pub use batch::left_pad;
 pub use config::{GenerationConfig, ModelConfig, OneOrMany, PlaceholderIds, TextConfig};
 pub use error::{ErrorKind, ModelError};
-pub use family::{Backend, Family, FamilySpec, GraphUse, ImageLayout, VideoTokens};
+pub use family::{
+    Backend, Family, FamilySpec, GraphUse, ImageLayout, PixelBudget, Positions, VideoOutputs,
+    VideoTokens,
+};
 pub use features::FeatureRules;
 pub use files::ModelFiles;
 pub use manifest::Manifest;
-pub use precision::{Graph, Precision, Precisions, UnknownPrecision};
-pub use sampling::{fps_num_frames, select_frames, uniform_indices, Sampling, SamplingError};
+pub use precision::{Graph, Precision, Precisions, ResolvedPrecisions, UnknownPrecision};
+pub use sampling::{
+    family_frames, fps_num_frames, select_frames, uniform_indices, FrameBudget, FrameRule,
+    Sampling, SamplingError,
+};

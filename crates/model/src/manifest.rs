@@ -31,6 +31,12 @@ pub struct Manifest {
     pub graphs: Vec<ManifestGraph>,
     /// `image_newline` weights file (in `onnx/`), for the families that have one.
     pub image_newline: Option<String>,
+    /// Per dtype the export holds for some graph: the precision each graph runs at when that
+    /// dtype is asked for (the nearest one written along [`Precision::fallback`]'s chain), e.g.
+    /// `{"q4": {"vision_encoder": "q8", "embed_tokens": "q4", ...}}`. Absent in older exports;
+    /// [`crate::ModelFiles::resolve_precisions`] then walks the chain over the files present.
+    #[serde(default)]
+    pub dtype_fallback: BTreeMap<Precision, BTreeMap<Graph, Precision>>,
 }
 
 /// One exported graph.
@@ -74,6 +80,19 @@ impl Manifest {
                 });
             }
         }
+        for (want, graphs) in &m.dtype_fallback {
+            for (g, used) in graphs {
+                if !want.chain().contains(used) {
+                    return Err(ModelError::InvalidField {
+                        file: MANIFEST_FILE.into(),
+                        field: "dtype_fallback".into(),
+                        message: format!(
+                            "{want}: {g} uses {used}, which is not on {want}'s fallback chain"
+                        ),
+                    });
+                }
+            }
+        }
         Ok(m)
     }
 
@@ -112,5 +131,13 @@ mod tests {
             Manifest::parse(r#"{"graphs": [{"name": "x", "dtype": "fp32", "file": "x.onnx"}]}"#),
             Err(ModelError::Json { .. })
         ));
+        let m = Manifest::parse(
+            r#"{"dtype_fallback": {"q4": {"vision_encoder": "q8", "decoder_model_merged": "q4"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(m.dtype_fallback[&Precision::Q4][&Graph::VisionEncoder], Precision::Q8);
+        let bad =
+            Manifest::parse(r#"{"dtype_fallback": {"q8": {"vision_encoder": "q4"}}}"#).unwrap_err();
+        assert!(matches!(bad, ModelError::InvalidField { .. }), "{bad}");
     }
 }

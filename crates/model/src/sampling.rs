@@ -214,6 +214,167 @@ pub fn select_frames(
     }
 }
 
+/// Which frame-index formula a video processor class samples with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FrameRule {
+    /// `default_sample_indices_fn` (the LLaVA video processors): [`select_frames`].
+    Uniform,
+    /// `Qwen2VLVideoProcessor.sample_frames`: `num_frames` rounded half-to-even to a multiple of
+    /// `temporal_patch_size`; `fps` clamped to `[min_frames, floor(min(max_frames, N)/tps)·tps]`
+    /// and floored to a multiple of `tps`; indices `torch.arange(0, N, N/n).int()` in float32.
+    TemporalPatchArange,
+    /// `Qwen3VLVideoProcessor.sample_frames`: `num_frames` as given; `fps` gives
+    /// `min(max(int(N/video_fps·fps), min_frames), max_frames, N)`; indices
+    /// `np.linspace(0, N-1, n).round()` (half to even). An unknown video fps counts as 24.
+    Linspace,
+}
+
+/// A video processor's frame settings (`temporal_patch_size`, `min_frames`, `max_frames`,
+/// `do_sample_frames`, `fps`, `num_frames`: the config over the class defaults).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct FrameBudget {
+    /// Frames per temporal patch.
+    pub temporal_patch_size: usize,
+    /// `min_frames`.
+    pub min_frames: usize,
+    /// `max_frames`.
+    pub max_frames: usize,
+    /// `do_sample_frames`: sample by the defaults below when the request names no sampling.
+    pub do_sample_frames: bool,
+    /// Default `fps`.
+    pub fps: Option<f64>,
+    /// Default `num_frames`.
+    pub num_frames: Option<usize>,
+}
+
+/// Python's `round(x)` (half to even) for a non-negative finite float.
+fn round_half_even(x: f64) -> f64 {
+    x.round_ties_even()
+}
+
+/// The frames a request selects from `total` frames (playing at `video_fps`) under a video
+/// processor's own formula `rule`, with the processor's `budget`. `cap` (`--max-frames`) caps
+/// `num_frames` before the formula and lowers `max_frames` for `fps` sampling. [`Sampling::All`]
+/// means the processor's defaults: every frame unless `do_sample_frames` (then its `fps` /
+/// `num_frames`), as transformers does when the call names neither.
+///
+/// ```
+/// use vidlm_model::sampling::{family_frames, FrameBudget, FrameRule};
+/// use vidlm_model::Sampling;
+/// let b = FrameBudget { temporal_patch_size: 2, min_frames: 4, max_frames: 768, do_sample_frames: false, fps: None, num_frames: None };
+/// // num_frames 5 rounds half to even to 4; float32 arange over 30 frames.
+/// assert_eq!(family_frames(FrameRule::TemporalPatchArange, &Sampling::NumFrames(5), 30, Some(30.0), &b, None)?, [0, 7, 15, 22]);
+/// assert_eq!(family_frames(FrameRule::Linspace, &Sampling::NumFrames(5), 30, Some(30.0), &b, None)?, [0, 7, 14, 22, 29]);
+/// # Ok::<(), vidlm_model::SamplingError>(())
+/// ```
+pub fn family_frames(
+    rule: FrameRule,
+    sampling: &Sampling,
+    total: usize,
+    video_fps: Option<f64>,
+    budget: &FrameBudget,
+    cap: Option<usize>,
+) -> Result<Vec<usize>, SamplingError> {
+    if total == 0 {
+        return Err(SamplingError::NoFrames);
+    }
+    if cap == Some(0) {
+        return Err(SamplingError::ZeroFrames);
+    }
+    if let Sampling::Fps(f) = sampling {
+        if !f.is_finite() || *f <= 0.0 {
+            return Err(SamplingError::InvalidFps(*f));
+        }
+    }
+    let max_frames = cap.map_or(budget.max_frames, |c| c.min(budget.max_frames));
+    let capped = |n: usize| cap.map_or(n, |c| n.min(c));
+    // The request, with transformers' defaults filled in (None: every frame).
+    let request = match sampling {
+        Sampling::All if budget.do_sample_frames => match (budget.num_frames, budget.fps) {
+            (Some(n), _) => Some(Sampling::NumFrames(n)),
+            (None, Some(f)) => Some(Sampling::Fps(f)),
+            (None, None) => None,
+        },
+        Sampling::All => None,
+        other => Some(other.clone()),
+    };
+    match rule {
+        FrameRule::Uniform => select_frames(sampling, total, video_fps, cap, false),
+        FrameRule::TemporalPatchArange => {
+            let tps = budget.temporal_patch_size.max(1);
+            let n = match request {
+                None => match cap {
+                    // Every frame, or the cap's count by the num_frames formula.
+                    Some(c) if c < total => round_half_even(c as f64 / tps as f64) as usize * tps,
+                    _ => return Ok((0..total).collect()),
+                },
+                Some(Sampling::NumFrames(n)) => {
+                    round_half_even(capped(n) as f64 / tps as f64) as usize * tps
+                }
+                Some(Sampling::Fps(f)) => {
+                    let vf = video_fps
+                        .filter(|v| v.is_finite() && *v > 0.0)
+                        .ok_or(SamplingError::UnknownVideoFps)?;
+                    let max_n = (max_frames.min(total) / tps * tps) as f64;
+                    let n = total as f64 / vf * f;
+                    let n = n.max(budget.min_frames as f64).min(max_n).min(total as f64);
+                    (n / tps as f64).floor() as usize * tps
+                }
+                Some(Sampling::Indices(_) | Sampling::FpsByTime(_) | Sampling::Times(_)) => {
+                    return select_frames(sampling, total, video_fps, cap, false)
+                }
+                Some(Sampling::All) => total,
+            };
+            if n == 0 {
+                return Err(SamplingError::ZeroFrames);
+            }
+            if n > total {
+                return Err(SamplingError::TooManyFrames { requested: n, available: total });
+            }
+            // torch.arange(0, total, total / n) in float32 (computed in double, stored as
+            // float), then .int() (truncation).
+            let step = total as f64 / n as f64;
+            let len = (total as f64 / step).ceil() as usize;
+            Ok((0..len).map(|i| ((i as f64 * step) as f32) as usize).collect())
+        }
+        FrameRule::Linspace => {
+            let n = match request {
+                None => capped(total.max(budget.min_frames).min(budget.max_frames)),
+                Some(Sampling::NumFrames(n)) => capped(n),
+                Some(Sampling::Fps(f)) => {
+                    let vf = video_fps.filter(|v| v.is_finite() && *v > 0.0).unwrap_or(24.0);
+                    let n = (total as f64 / vf * f) as usize;
+                    n.max(budget.min_frames).min(max_frames).min(total)
+                }
+                Some(Sampling::Indices(_) | Sampling::FpsByTime(_) | Sampling::Times(_)) => {
+                    return select_frames(sampling, total, video_fps, cap, false)
+                }
+                Some(Sampling::All) => total,
+            };
+            if n == 0 {
+                return Err(SamplingError::ZeroFrames);
+            }
+            Ok(linspace_round(total, n))
+        }
+    }
+}
+
+/// `np.linspace(0, total - 1, n).round().astype(int)`.
+pub fn linspace_round(total: usize, n: usize) -> Vec<usize> {
+    if n == 1 {
+        return vec![0];
+    }
+    let last = total.saturating_sub(1);
+    let step = last as f64 / (n - 1) as f64;
+    let mut out: Vec<usize> =
+        (0..n).map(|i| round_half_even(i as f64 * step).max(0.0) as usize).collect();
+    if let Some(l) = out.last_mut() {
+        *l = last;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,4 +448,61 @@ mod tests {
         assert_eq!(sel(Sampling::Fps(5.0), 100, Some(10.0), Some(4)).unwrap(), vec![0, 25, 50, 75]);
         assert_eq!(sel(Sampling::Indices(vec![1, 2, 3, 4]), 9, None, Some(2)).unwrap(), vec![1, 3]);
     }
+
+    const QB: FrameBudget = FrameBudget {
+        temporal_patch_size: 2,
+        min_frames: 4,
+        max_frames: 768,
+        do_sample_frames: false,
+        fps: None,
+        num_frames: None,
+    };
+
+    #[test]
+    fn temporal_patch_arange_matches_torch() {
+        let f = |s: Sampling, total: usize, fps: Option<f64>, cap: Option<usize>| {
+            family_frames(FrameRule::TemporalPatchArange, &s, total, fps, &QB, cap)
+        };
+        // round(5/2) = 2 (half to even) -> 4 frames; round(7/2) = 4 -> 8.
+        assert_eq!(f(Sampling::NumFrames(5), 30, None, None).unwrap(), [0, 7, 15, 22]);
+        assert_eq!(f(Sampling::NumFrames(7), 30, None, None).unwrap().len(), 8);
+        // torch.arange(0, 7, 7/6).int(): float32 values 0, 1.1666666, 2.3333333, 3.5, 4.6666665, 5.8333335
+        assert_eq!(f(Sampling::NumFrames(6), 7, None, None).unwrap(), [0, 1, 2, 3, 4, 5]);
+        // fps: 30 frames at 10 fps, 2 fps -> 6 frames; min_frames 4 lifts 1 -> 4.
+        assert_eq!(f(Sampling::Fps(2.0), 30, Some(10.0), None).unwrap(), [0, 5, 10, 15, 20, 25]);
+        assert_eq!(f(Sampling::Fps(0.1), 30, Some(10.0), None).unwrap().len(), 4);
+        // max frames floor(min(max, N)/2)*2: 5 frames -> at most 4.
+        assert_eq!(f(Sampling::Fps(30.0), 5, Some(10.0), None).unwrap().len(), 4);
+        assert_eq!(f(Sampling::Fps(2.0), 30, Some(10.0), Some(3)).unwrap().len(), 2);
+        assert_eq!(f(Sampling::All, 9, None, None).unwrap(), (0..9).collect::<Vec<_>>());
+        assert_eq!(f(Sampling::Fps(2.0), 30, None, None), Err(SamplingError::UnknownVideoFps));
+        assert!(matches!(
+            f(Sampling::NumFrames(40), 30, None, None),
+            Err(SamplingError::TooManyFrames { .. })
+        ));
+        assert_eq!(f(Sampling::NumFrames(1), 30, None, None), Err(SamplingError::ZeroFrames));
+    }
+
+    #[test]
+    fn linspace_matches_numpy() {
+        let f = |s: Sampling, total: usize, fps: Option<f64>, cap: Option<usize>| {
+            family_frames(FrameRule::Linspace, &s, total, fps, &QB, cap)
+        };
+        assert_eq!(f(Sampling::NumFrames(5), 30, None, None).unwrap(), [0, 7, 14, 22, 29]);
+        // np.linspace(0, 9, 5) = 0, 2.25, 4.5, 6.75, 9 -> round half to even: 0, 2, 4, 7, 9
+        assert_eq!(f(Sampling::NumFrames(5), 10, None, None).unwrap(), [0, 2, 4, 7, 9]);
+        assert_eq!(f(Sampling::NumFrames(3), 30, None, Some(2)).unwrap(), [0, 29]);
+        // fps with unknown video fps counts 24.
+        assert_eq!(f(Sampling::Fps(2.0), 48, None, None).unwrap().len(), 4);
+        assert_eq!(f(Sampling::Fps(2.0), 300, Some(30.0), None).unwrap().len(), 20);
+        let sampled = QB_SAMPLE;
+        assert_eq!(
+            family_frames(FrameRule::Linspace, &Sampling::All, 300, Some(30.0), &sampled, None)
+                .unwrap()
+                .len(),
+            20
+        );
+    }
+
+    const QB_SAMPLE: FrameBudget = FrameBudget { do_sample_frames: true, fps: Some(2.0), ..QB };
 }

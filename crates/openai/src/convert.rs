@@ -1,15 +1,11 @@
 //! A request body → a validated [`ChatRequest`]: vidlm's chat messages, the media to load, the
 //! generation options and the frame sampling.
 
-use std::sync::Arc;
-
-use ndarray::{Array3, Array4};
 use serde_json::{json, Value};
 use vidlm_decoder::{FinishReason, GenerationOptions};
-use vidlm_media_source::{
-    decode_image, decode_video, FrameSampling, MediaError, MediaPolicy, Source,
-};
-use vidlm_processor::{Conversation, ImageInput, MediaInput, VideoInput};
+use vidlm_media_source::{decode_media, FrameSampling, MediaError, MediaPolicy, Source};
+pub use vidlm_media_source::{DecodedMedia, MediaKind};
+use vidlm_processor::{Conversation, MediaInput};
 
 use crate::error::RequestError;
 use crate::response::{completion, completion_id, finish_reason, trim_at_stop, unix_now};
@@ -25,20 +21,42 @@ pub struct RequestContext {
     pub media: MediaPolicy,
 }
 
+/// The names a served model answers to, the listed id first — the one rule `vidlm serve` and
+/// `vidlm batch` share, so both write the same `model` in their answers. The id is
+/// `served_model_name` when given, else the name of the model directory (for a directory),
+/// else `model` as given; `model` as given is accepted too.
+///
+/// ```
+/// let names = vidlm_openai::served_model_names("llava-hf/llava-interleave-qwen-0.5b-hf", None);
+/// assert_eq!(names, ["llava-hf/llava-interleave-qwen-0.5b-hf"]);
+/// let names = vidlm_openai::served_model_names("some/dir", Some("demo"));
+/// assert_eq!(names, ["demo", "some/dir"]);
+/// ```
+pub fn served_model_names(model: &str, served_model_name: Option<&str>) -> Vec<String> {
+    let dir_name = || {
+        let p = std::path::Path::new(model);
+        if !p.is_dir() {
+            return None;
+        }
+        let c = p.canonicalize().ok()?;
+        c.file_name().and_then(|n| n.to_str()).map(str::to_string)
+    };
+    let id = match served_model_name {
+        Some(n) => n.to_string(),
+        None => dir_name().unwrap_or_else(|| model.to_string()),
+    };
+    let mut names = vec![id];
+    if !names.iter().any(|n| n == model) {
+        names.push(model.to_string());
+    }
+    names
+}
+
 impl RequestContext {
     /// The id `/v1/models` lists and responses carry.
     pub fn model_id(&self) -> &str {
         self.model_names.first().map(String::as_str).unwrap_or("")
     }
-}
-
-/// Image or video.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum MediaKind {
-    /// An image.
-    Image,
-    /// A video.
-    Video,
 }
 
 /// One media item of a request, in order of appearance.
@@ -50,15 +68,6 @@ pub struct MediaItem {
     pub source: Source,
     /// Its place in the request (`messages[0].content[1].video_url.url`), for errors.
     pub param: String,
-}
-
-/// A decoded media item.
-#[derive(Debug, Clone)]
-pub enum DecodedMedia {
-    /// `(H, W, 3)` RGB.
-    Image(Arc<Array3<u8>>),
-    /// `(T, H, W, 3)` RGB, sampled.
-    Video(Arc<Array4<u8>>),
 }
 
 /// A validated request, ready for vidlm.
@@ -83,6 +92,8 @@ pub struct ChatRequest {
     pub include_usage: bool,
     /// Log-probabilities: `None` off, `Some(n)` on with `n` alternatives per token.
     pub logprobs: Option<usize>,
+    /// The end-user id the client sent (`user`), for the server's log.
+    pub user: Option<String>,
 }
 
 fn invalid(param: &str, message: impl Into<String>) -> RequestError {
@@ -121,9 +132,13 @@ impl ChatRequest {
         req: ChatCompletionRequest,
         ctx: &RequestContext,
     ) -> Result<ChatRequest, RequestError> {
-        if !ctx.model_names.iter().any(|m| *m == req.model) {
-            return Err(RequestError::ModelNotFound(req.model.clone()));
+        // `model` may be omitted or null: one model is served (as vLLM and llama.cpp allow).
+        if let Some(m) = &req.model {
+            if !ctx.model_names.iter().any(|n| n == m) {
+                return Err(RequestError::ModelNotFound(m.clone()));
+            }
         }
+        refuse_unimplemented(&req.extra)?;
         let generation = generation_options(&req)?;
         let sampling = frame_sampling(&req, ctx.media.limits.max_frames)?;
         let stream = req.stream.unwrap_or(false);
@@ -135,6 +150,20 @@ impl ChatRequest {
         }
         let include_usage =
             req.stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false);
+        if req.stream_options.as_ref().and_then(|o| o.continuous_usage_stats) == Some(true) {
+            return Err(unsupported(
+                "stream_options.continuous_usage_stats",
+                "usage in every chunk is not supported (use include_usage)",
+            ));
+        }
+        if let Some(image) = &req.media_io_kwargs.as_ref().and_then(|k| k.image.clone()) {
+            if !(image.is_null() || image.as_object().is_some_and(|o| o.is_empty())) {
+                return Err(unsupported(
+                    "media_io_kwargs.image",
+                    "vidlm has no image decoding options",
+                ));
+            }
+        }
         let logprobs = match (req.logprobs.unwrap_or(false), req.top_logprobs) {
             (false, Some(_)) => {
                 return Err(invalid("top_logprobs", "top_logprobs needs logprobs: true"))
@@ -165,6 +194,7 @@ impl ChatRequest {
             stream,
             include_usage,
             logprobs,
+            user: req.user.clone(),
         })
     }
 
@@ -178,14 +208,7 @@ impl ChatRequest {
                 let wrap =
                     |source: MediaError| RequestError::Media { param: m.param.clone(), source };
                 let loaded = policy.load(&m.source).map_err(wrap)?;
-                Ok(match m.kind {
-                    MediaKind::Image => DecodedMedia::Image(Arc::new(
-                        decode_image(&loaded, &policy.limits).map_err(wrap)?,
-                    )),
-                    MediaKind::Video => DecodedMedia::Video(Arc::new(
-                        decode_video(&loaded, &self.sampling, &policy.limits).map_err(wrap)?,
-                    )),
-                })
+                decode_media(&loaded, m.kind, &self.sampling, &policy.limits).map_err(wrap)
             })
             .collect()
     }
@@ -229,13 +252,7 @@ impl ChatRequest {
                 ),
             ));
         }
-        let media = media
-            .into_iter()
-            .map(|m| match m {
-                DecodedMedia::Image(a) => MediaInput::Image(ImageInput::Decoded(a)),
-                DecodedMedia::Video(a) => MediaInput::Video(VideoInput::Decoded(a)),
-            })
-            .collect();
+        let media = media.into_iter().map(MediaInput::from).collect();
         Ok(Conversation { messages: self.messages.clone(), media })
     }
 }
@@ -261,6 +278,9 @@ fn generation_options(req: &ChatCompletionRequest) -> Result<GenerationOptions, 
         }
         g.max_new_tokens = Some(usize::try_from(m).unwrap_or(usize::MAX));
     }
+    // No limit given: until a stop or the context limit (OpenAI, vLLM), never transformers'
+    // default `max_length` of 20. A length the model's generation_config.json sets still applies.
+    g.until_context_limit = true;
     if let Some(t) = req.temperature {
         let t = finite("temperature", t)?;
         if !(0.0..=100.0).contains(&t) {
@@ -313,6 +333,13 @@ fn generation_options(req: &ChatCompletionRequest) -> Result<GenerationOptions, 
     if let Some(s) = req.seed {
         g.seed = Some(s as u64);
     }
+    if let Some(b) = &req.logit_bias {
+        g.logit_bias = logit_bias(b)?;
+    }
+    if req.ignore_eos == Some(true) {
+        g.eos_token_ids = Some(Vec::new());
+    }
+    g.skip_special_tokens = req.skip_special_tokens;
     if let Some(n) = req.n {
         if n != 1 {
             return Err(unsupported("n", format!("only n = 1 is supported, got {n}")));
@@ -329,6 +356,138 @@ fn generation_options(req: &ChatCompletionRequest) -> Result<GenerationOptions, 
         }
     }
     Ok(g)
+}
+
+/// `logit_bias`: a JSON object of token ids (decimal strings) to numbers in [-100, 100]. The
+/// vocabulary bound is checked by the engine, which knows the model (also a 400).
+fn logit_bias(v: &Value) -> Result<Option<Vec<(i64, f32)>>, RequestError> {
+    let map = match v {
+        Value::Null => return Ok(None),
+        Value::Object(m) => m,
+        _ => {
+            return Err(invalid(
+                "logit_bias",
+                "must be an object mapping token ids to biases, e.g. {\"50256\": -100}",
+            ))
+        }
+    };
+    let mut out = Vec::with_capacity(map.len());
+    for (k, b) in map {
+        let id = match k.trim().parse::<i64>() {
+            Ok(id) if id >= 0 => id,
+            _ => {
+                return Err(invalid(
+                    "logit_bias",
+                    format!("key {k:?} is not a token id (a non-negative integer)"),
+                ))
+            }
+        };
+        let Some(b) = b.as_f64() else {
+            return Err(invalid(
+                "logit_bias",
+                format!("the bias of token {k:?} must be a number, got {b}"),
+            ));
+        };
+        if !(-100.0..=100.0).contains(&b) {
+            return Err(invalid(
+                "logit_bias",
+                format!("the bias of token {k:?} must be between -100 and 100, got {b}"),
+            ));
+        }
+        out.push((id, b as f32));
+    }
+    Ok(Some(out))
+}
+
+/// OpenAI and vLLM request fields vidlm does not implement: refused (400 `unsupported_parameter`)
+/// unless they hold a value that changes nothing. `ok` says which values are no-ops. Fields that
+/// only identify or label a request (`metadata`, `prompt_cache_key`, `safety_identifier`,
+/// `request_id`) change no answer and pass, like keys nobody defines.
+fn refuse_unimplemented(extra: &serde_json::Map<String, Value>) -> Result<(), RequestError> {
+    let null = |v: &Value| v.is_null();
+    let empty = |v: &Value| {
+        v.is_null()
+            || v.as_array().is_some_and(Vec::is_empty)
+            || v.as_object().is_some_and(|o| o.is_empty())
+    };
+    let falsy = |v: &Value| v.is_null() || v == &Value::Bool(false);
+    let truthy = |v: &Value| v.is_null() || v == &Value::Bool(true);
+    let zero = |v: &Value| v.is_null() || v.as_f64() == Some(0.0);
+    let one = |v: &Value| v.is_null() || v.as_f64() == Some(1.0);
+    #[allow(clippy::type_complexity)]
+    let table: &[(&str, &dyn Fn(&Value) -> bool, &str)] = &[
+        (
+            "tool_choice",
+            &|v| null(v) || v == "none" || v == "auto",
+            "tool calling is not supported",
+        ),
+        ("parallel_tool_calls", &|_| true, ""),
+        ("functions", &empty, "function calling is not supported"),
+        (
+            "function_call",
+            &|v| null(v) || v == "none" || v == "auto",
+            "function calling is not supported",
+        ),
+        (
+            "modalities",
+            &|v| null(v) || v == &serde_json::json!(["text"]),
+            "only text output is supported",
+        ),
+        ("audio", &null, "audio output is not supported"),
+        ("prediction", &null, "predicted outputs are not supported"),
+        ("reasoning_effort", &null, "not a reasoning model"),
+        ("verbosity", &null, "not supported"),
+        ("web_search_options", &null, "web search is not supported"),
+        (
+            "service_tier",
+            &|v| null(v) || v == "auto" || v == "default",
+            "only the default service tier exists",
+        ),
+        ("store", &falsy, "completions are not stored"),
+        ("echo", &falsy, "echoing the prompt is not supported"),
+        ("min_tokens", &zero, "min_tokens is not supported"),
+        ("stop_token_ids", &empty, "stop_token_ids is not supported (use stop)"),
+        ("best_of", &one, "only best_of = 1 is supported"),
+        ("use_beam_search", &falsy, "beam search is not supported"),
+        ("length_penalty", &one, "length_penalty is not supported"),
+        ("include_stop_str_in_output", &falsy, "stop sequences are always cut from the answer"),
+        ("spaces_between_special_tokens", &truthy, "not supported"),
+        ("truncate_prompt_tokens", &null, "prompt truncation is not supported"),
+        ("add_generation_prompt", &truthy, "the generation prompt is always added"),
+        ("continue_final_message", &falsy, "continuing the final message is not supported"),
+        ("add_special_tokens", &falsy, "not supported"),
+        ("chat_template", &null, "the model's own chat template is used"),
+        ("chat_template_kwargs", &empty, "chat template arguments are not supported"),
+        (
+            "mm_processor_kwargs",
+            &empty,
+            "processor arguments are not supported (use media_io_kwargs)",
+        ),
+        ("documents", &empty, "documents are not supported"),
+        ("guided_json", &null, "guided decoding is not supported"),
+        ("guided_regex", &null, "guided decoding is not supported"),
+        ("guided_choice", &null, "guided decoding is not supported"),
+        ("guided_grammar", &null, "guided decoding is not supported"),
+        ("guided_decoding_backend", &null, "guided decoding is not supported"),
+        ("structured_outputs", &null, "structured outputs are not supported"),
+        ("prompt_logprobs", &null, "prompt logprobs are not supported"),
+        ("allowed_token_ids", &null, "allowed_token_ids is not supported (use logit_bias)"),
+        ("bad_words", &empty, "bad_words is not supported (use logit_bias)"),
+        ("logits_processors", &empty, "custom logits processors are not supported"),
+        ("priority", &zero, "request priorities are not supported"),
+        ("return_tokens_as_token_ids", &falsy, "not supported"),
+        ("cache_salt", &null, "cache salting is not supported"),
+        ("kv_transfer_params", &null, "not supported"),
+        ("vllm_xargs", &empty, "not supported"),
+    ];
+    for (name, ok, why) in table {
+        if let Some(v) = extra.get(*name) {
+            if !ok(v) {
+                return Err(unsupported(name, format!("{why} (got {v})")));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn frame_sampling(req: &ChatCompletionRequest, cap: usize) -> Result<FrameSampling, RequestError> {
@@ -413,6 +572,23 @@ fn messages(
                 ))
             }
         };
+        if m.name.as_deref().is_some_and(|n| !n.is_empty()) {
+            return Err(unsupported(
+                &format!("messages[{mi}].name"),
+                "participant names are not supported (the model's chat template has no place for them)",
+            ));
+        }
+        for key in ["tool_calls", "function_call", "audio"] {
+            if let Some(v) = m.extra.get(key) {
+                let empty = v.is_null() || v.as_array().is_some_and(Vec::is_empty);
+                if !empty {
+                    return Err(unsupported(
+                        &format!("messages[{mi}].{key}"),
+                        format!("`{key}` in messages is not supported"),
+                    ));
+                }
+            }
+        }
         let content = match &m.content {
             None if role == "assistant" => Value::Array(Vec::new()),
             None => return Err(invalid(&format!("messages[{mi}].content"), "content is required")),
@@ -422,22 +598,41 @@ fn messages(
             Some(MessageContent::Parts(parts)) => {
                 let mut list = Vec::with_capacity(parts.len());
                 for (pi, p) in parts.iter().enumerate() {
-                    let (kind, url, field) = match p {
+                    let (kind, part, field, bare_ok) = match p {
                         ContentPart::Text { text } | ContentPart::InputText { text } => {
                             list.push(json!({"type": "text", "text": text}));
                             continue;
                         }
-                        ContentPart::ImageUrl { image_url }
-                        | ContentPart::InputImage { image_url } => {
-                            (MediaKind::Image, &image_url.url, "image_url")
+                        ContentPart::ImageUrl { image_url } => {
+                            (MediaKind::Image, image_url, "image_url", false)
+                        }
+                        // The Responses API's `input_image` takes the URL as a bare string.
+                        ContentPart::InputImage { image_url } => {
+                            (MediaKind::Image, image_url, "image_url", true)
                         }
                         ContentPart::VideoUrl { video_url } => {
-                            (MediaKind::Video, &video_url.url, "video_url")
+                            (MediaKind::Video, video_url, "video_url", false)
                         }
                         ContentPart::InputVideo { input_video } => {
-                            (MediaKind::Video, &input_video.url, "input_video")
+                            (MediaKind::Video, input_video, "input_video", false)
                         }
                     };
+                    if part.bare && !bare_ok {
+                        return Err(invalid(
+                            &format!("messages[{mi}].content[{pi}].{field}"),
+                            format!("`{field}` must be an object {{\"url\": \"...\"}}, not a bare string"),
+                        ));
+                    }
+                    match part.detail.as_deref() {
+                        None | Some("auto") | Some("high") => {}
+                        Some(d) => {
+                            return Err(unsupported(
+                                &format!("messages[{mi}].content[{pi}].{field}.detail"),
+                                format!("detail {d:?} is not supported (auto or high: the model always gets the full resolution its processor takes)"),
+                            ))
+                        }
+                    }
+                    let url = &part.url;
                     if role == "assistant" {
                         return Err(unsupported(
                             &format!("messages[{mi}].content[{pi}]"),

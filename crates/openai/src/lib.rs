@@ -15,7 +15,7 @@
 //!   cap can be lowered by `media_io_kwargs`, never raised). Nothing is fetched or decoded yet,
 //!   so a server can refuse or queue a request before spending anything on it.
 //! * **Errors** ([`RequestError`] → [`ApiError`]): `{"error": {"message", "type", "param",
-//!   "code"}}` with its 4xx status (`model_not_found` 404, `media_not_allowed` 403, too large
+//!   "code"}}` with its 4xx status (`model_not_found` 404, `media_not_allowed` 400, too large
 //!   413, ...).
 //! * **Responses** ([`response`]): completion and chunk builders, `finish_reason`, stop
 //!   sequences cut from the answer (also while streaming: [`StopTrimmer`]), log-probabilities.
@@ -55,14 +55,18 @@
 //! assert_eq!((err.status, err.code.as_deref()), (404, Some("model_not_found")));
 //! # Ok::<(), RequestError>(())
 //! ```
+#![warn(missing_docs)]
 
 mod convert;
+mod engine;
 mod error;
 pub mod response;
 pub mod types;
 
-pub use convert::{parse_body, ChatRequest, DecodedMedia, MediaItem, MediaKind, RequestContext};
-pub use error::{ApiError, ErrorResponse, RequestError};
+pub use convert::{
+    parse_body, served_model_names, ChatRequest, DecodedMedia, MediaItem, MediaKind, RequestContext,
+};
+pub use error::{default_code, error_type, ApiError, ErrorKind, ErrorResponse, RequestError};
 pub use response::{choice_logprob, finish_reason, ChunkBuilder, StopTrimmer};
 /// The tokenizer type of [`choice_logprob`] and `response::token_logprob`.
 pub use tokenizers::Tokenizer;

@@ -1,14 +1,23 @@
 //! The wire types of OpenAI's chat completions API, as vidlm speaks it (field names as in the
-//! API; vLLM's extensions `top_k`, `min_p`, `repetition_penalty`, `media_io_kwargs`).
+//! API; vLLM's extensions `top_k`, `min_p`, `repetition_penalty`, `media_io_kwargs`,
+//! `ignore_eos`, `skip_special_tokens`).
+//!
+//! Every field declared here is honoured or refused with a 400 (`ChatRequest::from_request`).
+//! Other top-level keys land in [`ChatCompletionRequest::extra`]: the OpenAI and vLLM fields
+//! vidlm knows but does not implement are refused unless they hold their no-op value; keys
+//! nobody defines are ignored, as vLLM does.
 
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
-/// `POST /v1/chat/completions` request body. Unknown fields are ignored (as vLLM does).
+/// `POST /v1/chat/completions` request body. Unknown fields are kept in `extra` (OpenAI/vLLM
+/// fields vidlm does not implement are refused there; keys nobody defines are ignored).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ChatCompletionRequest {
-    /// The model: the id `/v1/models` lists, or the server's `--model` argument.
-    pub model: String,
+    /// The model: the id `/v1/models` lists, or the server's `--model` argument. May be omitted
+    /// or null (one model is served), as vLLM and llama.cpp allow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     /// The conversation so far.
     pub messages: Vec<ChatMessage>,
     /// Most tokens to generate (deprecated name).
@@ -62,7 +71,19 @@ pub struct ChatCompletionRequest {
     /// Media decoding options (vLLM): `{"video": {"num_frames": N}}` or `{"video": {"fps": F}}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media_io_kwargs: Option<MediaIoKwargs>,
-    /// End-user id (accepted, unused).
+    /// OpenAI `logit_bias`: `{"token id": bias}`, each bias in [-100, 100], added to the logits
+    /// before sampling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logit_bias: Option<serde_json::Value>,
+    /// vLLM: keep generating past end-of-sequence tokens (stop strings and the token limit
+    /// still end the answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ignore_eos: Option<bool>,
+    /// vLLM: drop special tokens from the answer's text (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip_special_tokens: Option<bool>,
+    /// End-user id: no effect on the answer (OpenAI uses it for abuse monitoring); `vidlm
+    /// serve` writes it to its log with the request id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
     /// Tool definitions: not supported (refused when non-empty).
@@ -71,6 +92,9 @@ pub struct ChatCompletionRequest {
     /// Output format: only `{"type": "text"}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_format: Option<serde_json::Value>,
+    /// Every other top-level key (see the type's docs).
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 /// `stop`: one string or a list.
@@ -102,6 +126,9 @@ pub struct StreamOptions {
     /// Send a last chunk with `usage` (and no choices).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub include_usage: Option<bool>,
+    /// vLLM: usage in every chunk (not supported: refused when true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continuous_usage_stats: Option<bool>,
 }
 
 /// `media_io_kwargs` (vLLM): per-modality decoding options.
@@ -110,7 +137,7 @@ pub struct MediaIoKwargs {
     /// Video sampling.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub video: Option<VideoIoKwargs>,
-    /// Image options (none are used today; accepted for compatibility).
+    /// Image options: vidlm has none (a non-empty object is refused).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<serde_json::Value>,
 }
@@ -138,9 +165,14 @@ pub struct ChatMessage {
     /// A string, a list of parts, or null (assistant messages).
     #[serde(default)]
     pub content: Option<MessageContent>,
-    /// Participant name (accepted, not shown to the model).
+    /// Participant name: the LLaVA chat templates have no place for it, so a non-empty name is
+    /// refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Other keys of the message (`tool_calls`, `function_call`, `audio` are refused unless
+    /// empty; others are ignored).
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Message content: a string or a list of parts.
@@ -198,7 +230,8 @@ pub enum ContentPart {
         /// The image.
         image_url: MediaUrl,
     },
-    /// `{"type": "input_image", "image_url": ...}` (Responses-API spelling of `image_url`).
+    /// `{"type": "input_image", "image_url": ...}` (Responses-API spelling of `image_url`, where
+    /// the URL is a bare string; an object is accepted too).
     InputImage {
         /// The image.
         image_url: MediaUrl,
@@ -217,14 +250,19 @@ pub enum ContentPart {
     },
 }
 
-/// `{"url": ..., "detail": ...}` or just the URL string.
+/// `{"url": ..., "detail": ...}`, or (only for `input_image`, the Responses API's form) just the
+/// URL string: `image_url` / `video_url` / `input_video` parts given a bare string are refused.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MediaUrl {
     /// A `data:` URL, a `file://` URL or path, or an `http(s)://` URL.
     pub url: String,
-    /// `detail` (accepted, unused).
+    /// `detail`: `auto` or `high` (vidlm always gives the model the full resolution its
+    /// processor takes); `low` is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// The URL came as a bare string rather than `{"url": ...}`.
+    #[serde(skip)]
+    pub bare: bool,
 }
 
 impl<'de> Deserialize<'de> for MediaUrl {
@@ -242,11 +280,11 @@ impl<'de> Deserialize<'de> for MediaUrl {
                 f.write_str("a URL string or an object with a `url` string")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(MediaUrl { url: v.to_string(), detail: None })
+                Ok(MediaUrl { url: v.to_string(), detail: None, bare: true })
             }
             fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
                 let o = Obj::deserialize(de::value::MapAccessDeserializer::new(map))?;
-                Ok(MediaUrl { url: o.url, detail: o.detail })
+                Ok(MediaUrl { url: o.url, detail: o.detail, bare: false })
             }
         }
         d.deserialize_any(V)
@@ -406,17 +444,16 @@ pub struct ModelList {
     pub data: Vec<ModelCard>,
 }
 
+impl ModelCard {
+    /// The card of a served model.
+    pub fn new(id: &str, created: u64) -> Self {
+        ModelCard { id: id.to_string(), object: "model".into(), created, owned_by: "vidlm".into() }
+    }
+}
+
 impl ModelList {
     /// One model.
     pub fn single(id: &str, created: u64) -> Self {
-        ModelList {
-            object: "list".into(),
-            data: vec![ModelCard {
-                id: id.to_string(),
-                object: "model".into(),
-                created,
-                owned_by: "vidlm".into(),
-            }],
-        }
+        ModelList { object: "list".into(), data: vec![ModelCard::new(id, created)] }
     }
 }

@@ -48,10 +48,10 @@ fn multi_turn_with_interleaved_media() {
                 {"type": "image_url", "image_url": {"url": png, "detail": "high"}},
                 {"type": "video_url", "video_url": {"url": video_url()}},
                 {"type": "input_video", "input_video": {"url": "demo.mp4"}},
-                {"type": "input_video", "video_url": video_url()},
-                {"type": "image_url", "image_url": png}]},
+                {"type": "input_video", "video_url": {"url": video_url()}},
+                {"type": "input_image", "image_url": png}]},
             {"role": "assistant", "content": "They differ."},
-            {"role": "user", "content": "How?", "name": "bob"}],
+            {"role": "user", "content": "How?", "name": ""}],
         "max_tokens": 5, "max_completion_tokens": 7, "temperature": 0.5, "top_p": 0.9, "top_k": -1,
         "min_p": 0.1, "repetition_penalty": 1.2, "seed": 42, "stop": ["\n", ""],
         "stream": true, "stream_options": {"include_usage": true}, "logprobs": true, "top_logprobs": 3,
@@ -97,7 +97,11 @@ fn multi_turn_with_interleaved_media() {
 #[test]
 fn defaults_leave_the_model_config_in_charge() {
     let r = parse(user(json!("hi"))).expect("valid");
-    assert_eq!(r.generation, Default::default());
+    assert_eq!(
+        r.generation,
+        vidlm_decoder::GenerationOptions { until_context_limit: true, ..Default::default() },
+        "no max_tokens: until a stop or the context, never transformers' max_length 20"
+    );
     assert!(!r.stream && !r.include_usage && r.logprobs.is_none() && r.media.is_empty());
     assert_eq!(r.sampling.max_frames, Some(32), "the server cap");
     assert_eq!(r.sampling.num_frames, None);
@@ -122,7 +126,107 @@ fn bad_bodies_get_openai_errors() {
             "model_not_found",
             Some("model"),
         ),
-        (json!({"messages": [{"role": "user", "content": "x"}]}), 400, "invalid_request", None),
+        (
+            json!({"model": 5, "messages": [{"role": "user", "content": "x"}]}),
+            400,
+            "invalid_request",
+            Some("model"),
+        ),
+        // Content parts are typed strictly: a bare URL string is refused, naming the field.
+        (
+            user(json!([{"type": "video_url", "video_url": "file:///x.mp4"}])),
+            400,
+            "invalid_parameter",
+            Some("messages[0].content[0].video_url"),
+        ),
+        (
+            user(
+                json!([{"type": "text", "text": "a"}, {"type": "image_url", "image_url": "x.png"}]),
+            ),
+            400,
+            "invalid_parameter",
+            Some("messages[0].content[1].image_url"),
+        ),
+        (
+            user(json!([{"type": "input_video", "input_video": "x.mp4"}])),
+            400,
+            "invalid_parameter",
+            Some("messages[0].content[0].input_video"),
+        ),
+        (
+            user(json!([{"type": "image_url", "image_url": {"url": "x.png", "detail": "low"}}])),
+            400,
+            "unsupported_parameter",
+            Some("messages[0].content[0].image_url.detail"),
+        ),
+        (
+            json!({"model": "demo-model", "messages": [{"role": "user", "content": "x", "name": "bob"}]}),
+            400,
+            "unsupported_parameter",
+            Some("messages[0].name"),
+        ),
+        (
+            json!({"model": "demo-model", "messages": [{"role": "assistant", "content": null, "tool_calls": [{"id": "1"}]}]}),
+            400,
+            "unsupported_parameter",
+            Some("messages[0].tool_calls"),
+        ),
+        // logit_bias: keys are token ids, values numbers in [-100, 100].
+        (
+            json!({"model": "demo-model", "messages": [{"role": "user", "content": "x"}], "logit_bias": {"abc": 1}}),
+            400,
+            "invalid_parameter",
+            Some("logit_bias"),
+        ),
+        (
+            json!({"model": "demo-model", "messages": [{"role": "user", "content": "x"}], "logit_bias": {"5": "x"}}),
+            400,
+            "invalid_parameter",
+            Some("logit_bias"),
+        ),
+        (
+            json!({"model": "demo-model", "messages": [{"role": "user", "content": "x"}], "logit_bias": {"5": -100.5}}),
+            400,
+            "invalid_parameter",
+            Some("logit_bias"),
+        ),
+        (
+            json!({"model": "demo-model", "messages": [{"role": "user", "content": "x"}], "logit_bias": [1, 2]}),
+            400,
+            "invalid_parameter",
+            Some("logit_bias"),
+        ),
+        // Fields vidlm does not implement: refused unless they are no-ops.
+        (
+            json!({"model": "demo-model", "messages": [{"role": "user", "content": "x"}], "min_tokens": 3}),
+            400,
+            "unsupported_parameter",
+            Some("min_tokens"),
+        ),
+        (
+            json!({"model": "demo-model", "messages": [{"role": "user", "content": "x"}], "tool_choice": "required"}),
+            400,
+            "unsupported_parameter",
+            Some("tool_choice"),
+        ),
+        (
+            json!({"model": "demo-model", "messages": [{"role": "user", "content": "x"}], "guided_json": {"type": "object"}}),
+            400,
+            "unsupported_parameter",
+            Some("guided_json"),
+        ),
+        (
+            json!({"model": "demo-model", "messages": [{"role": "user", "content": "x"}], "media_io_kwargs": {"image": {"size": 1}}}),
+            400,
+            "unsupported_parameter",
+            Some("media_io_kwargs.image"),
+        ),
+        (
+            json!({"model": "demo-model", "messages": [{"role": "user", "content": "x"}], "stream": true, "stream_options": {"continuous_usage_stats": true}}),
+            400,
+            "unsupported_parameter",
+            Some("stream_options.continuous_usage_stats"),
+        ),
         (
             json!({"model": "demo-model", "messages": [{"role": "user", "content": 5}]}),
             400,
@@ -239,7 +343,7 @@ fn bad_bodies_get_openai_errors() {
         ),
         (
             json!({"model": "demo-model", "messages": [{"role": "user", "content": "x"}], "media_io_kwargs": {"video": {"num_frames": 10000}}}),
-            400,
+            413,
             "media_limit_exceeded",
             Some("media_io_kwargs.video.num_frames"),
         ),
@@ -263,19 +367,19 @@ fn bad_bodies_get_openai_errors() {
         ),
         (
             user(json!([{"type": "video_url", "video_url": {"url": "file:///etc/passwd"}}])),
-            403,
+            400,
             "media_not_allowed",
             Some("messages[0].content[0].video_url.url"),
         ),
         (
             user(json!([{"type": "video_url", "video_url": {"url": "../Cargo.toml"}}])),
-            403,
+            400,
             "media_not_allowed",
             Some("messages[0].content[0].video_url.url"),
         ),
         (
             user(json!([{"type": "image_url", "image_url": {"url": "http://127.0.0.1/x.png"}}])),
-            403,
+            400,
             "media_not_allowed",
             Some("messages[0].content[0].image_url.url"),
         ),
@@ -293,12 +397,12 @@ fn bad_bodies_get_openai_errors() {
         ),
         (
             user(json!([{"type": "video_url", "video_url": {"url": "nope.mp4"}}])),
-            400,
+            404,
             "invalid_media",
             Some("messages[0].content[0].video_url.url"),
         ),
         (
-            json!({"model": "demo-model", "messages": [{"role": "assistant", "content": [{"type": "image_url", "image_url": "data:image/png;base64,AAAA"}]}]}),
+            json!({"model": "demo-model", "messages": [{"role": "assistant", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]}),
             400,
             "unsupported_parameter",
             Some("messages[0].content[0]"),
@@ -322,6 +426,34 @@ fn bad_bodies_get_openai_errors() {
 }
 
 #[test]
+fn model_may_be_omitted_and_extensions_are_honoured() {
+    for body in [
+        json!({"messages": [{"role": "user", "content": "x"}]}),
+        json!({"model": null, "messages": [{"role": "user", "content": "x"}]}),
+    ] {
+        let r = parse(body).expect("one model is served");
+        assert_eq!(r.model, "demo-model");
+    }
+    let r = parse(json!({"model": "demo-model", "messages": [{"role": "user", "content": "x"}],
+        "logit_bias": {"5": -100, " 17": 2.5, "0": 100}, "ignore_eos": true, "skip_special_tokens": false,
+        "user": "u1",
+        // No-op values of unimplemented fields, labels and unknown keys pass.
+        "min_tokens": 0, "tool_choice": "none", "parallel_tool_calls": true, "store": false,
+        "modalities": ["text"], "metadata": {"a": "b"}, "echo": false, "best_of": 1,
+        "some_future_field": 3}))
+    .expect("valid");
+    let mut bias = r.generation.logit_bias.clone().expect("logit_bias");
+    bias.sort_by_key(|b| b.0);
+    assert_eq!(bias, vec![(0, 100.0), (5, -100.0), (17, 2.5)]);
+    assert_eq!(r.generation.eos_token_ids, Some(vec![]), "ignore_eos");
+    assert_eq!(r.generation.skip_special_tokens, Some(false));
+    assert_eq!(r.user.as_deref(), Some("u1"));
+    let r = parse(json!({"model": "demo-model", "messages": [{"role": "user", "content": "x"}], "logit_bias": null}))
+        .expect("valid");
+    assert_eq!(r.generation.logit_bias, None);
+}
+
+#[test]
 fn too_many_media_items_are_refused_before_any_is_checked() {
     // 17 items that would each be refused for another reason: the count comes first.
     let parts: Vec<Value> = (0..17)
@@ -329,7 +461,7 @@ fn too_many_media_items_are_refused_before_any_is_checked() {
         .collect();
     assert_eq!(
         err(user(Value::Array(parts))),
-        (400, "media_limit_exceeded".into(), Some("messages".into()))
+        (413, "media_limit_exceeded".into(), Some("messages".into()))
     );
     let small = RequestContext {
         media: ctx().media.with_limits(MediaLimits { max_items: 1, ..Default::default() }),

@@ -35,13 +35,16 @@
 //! let err = load_session("/nonexistent/decoder_model_merged.onnx", &opts).unwrap_err();
 //! assert!(matches!(err, OrtError::GraphMissing(_)));
 //! ```
+#![warn(missing_docs)]
 
-pub mod gate;
+pub mod cpu;
 pub mod onnx_file;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+
+use vidlm_model::ErrorKind;
 
 pub use ort;
 pub use ort::session::Session;
@@ -100,6 +103,19 @@ pub enum OrtError {
         /// Why CUDA cannot be used.
         reason: String,
     },
+}
+
+impl OrtError {
+    /// The category of the error: a graph that is missing or does not load is
+    /// [`ErrorKind::InvalidModel`]; an ONNX Runtime library that cannot be found or loaded, an
+    /// environment that cannot be created or an unavailable CUDA device is the deployment's
+    /// problem, [`ErrorKind::Internal`]. Never the request's.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            OrtError::GraphMissing(_) | OrtError::SessionLoad { .. } => ErrorKind::InvalidModel,
+            _ => ErrorKind::Internal,
+        }
+    }
 }
 
 fn display_paths(paths: &[PathBuf]) -> String {
@@ -286,7 +302,7 @@ pub struct SessionOptions {
     /// Threads used to run independent operators in parallel (`None` = default).
     pub inter_threads: Option<usize>,
     /// Whether idle intra-op threads spin before they sleep (`session.intra_op.allow_spinning`;
-    /// `None` = ONNX Runtime's default, on, unless `VIDLM_ORT_SPINNING=0|1` says otherwise).
+    /// `None` = ONNX Runtime's default, on).
     /// Spinning shortens the hand-off between the many small operators of a decode step, but
     /// spinning threads take cores from other sessions that run at the same time. `vidlm-vision`
     /// turns it off for its sessions; decoder sessions keep the default.
@@ -355,35 +371,6 @@ impl Default for MemoryOptions {
     }
 }
 
-impl MemoryOptions {
-    /// These options with the benchmark overrides from the environment applied:
-    /// `VIDLM_ORT_PREPACK`, `VIDLM_ORT_ARENA`, `VIDLM_ORT_MEM_PATTERN` (`1`/`0`). They exist so that
-    /// `cargo xtask bench` and ad-hoc measurements can compare settings with the same binary; an
-    /// unset or unparsable variable leaves the option as it is.
-    pub fn with_env_overrides(mut self) -> Self {
-        let get = env_flag;
-        if let Some(v) = get("VIDLM_ORT_PREPACK") {
-            self.prepack_weights = if v { Prepack::On } else { Prepack::Off };
-        }
-        if let Some(v) = get("VIDLM_ORT_ARENA") {
-            self.cpu_arena = v;
-        }
-        if let Some(v) = get("VIDLM_ORT_MEM_PATTERN") {
-            self.memory_pattern = v;
-        }
-        self
-    }
-}
-
-/// A `1`/`true` or `0`/`false` environment variable; anything else is `None`.
-fn env_flag(k: &str) -> Option<bool> {
-    match std::env::var(k).ok().as_deref().map(str::trim) {
-        Some("1") | Some("true") => Some(true),
-        Some("0") | Some("false") => Some(false),
-        _ => None,
-    }
-}
-
 /// A loaded session plus what it was built with.
 #[derive(Debug)]
 pub struct LoadedSession {
@@ -422,10 +409,10 @@ fn base_builder(path: &Path, opts: &SessionOptions) -> Result<Builder, OrtError>
     if let Some(n) = opts.inter_threads {
         b = b.with_inter_threads(n).map_err(|e| load_err(e.into()))?;
     }
-    if let Some(spin) = opts.spinning.or_else(|| env_flag("VIDLM_ORT_SPINNING")) {
+    if let Some(spin) = opts.spinning {
         b = b.with_intra_op_spinning(spin).map_err(|e| load_err(e.into()))?;
     }
-    let m = opts.memory.with_env_overrides();
+    let m = opts.memory;
     let prepack = m.prepack_weights.resolve(path);
     tracing::debug!(graph = %path.display(), prepack, "weight pre-packing");
     b = b.with_prepacking(prepack).map_err(|e| load_err(e.into()))?;
@@ -436,10 +423,7 @@ fn base_builder(path: &Path, opts: &SessionOptions) -> Result<Builder, OrtError>
 /// The CPU provider with the arena setting of `opts` (registering it only sets the arena: the CPU
 /// provider is always present, and ranks after any other provider).
 fn cpu_ep(opts: &SessionOptions) -> ort::ep::ExecutionProviderDispatch {
-    ort::ep::CPU::default()
-        .with_arena_allocator(opts.memory.with_env_overrides().cpu_arena)
-        .build()
-        .error_on_failure()
+    ort::ep::CPU::default().with_arena_allocator(opts.memory.cpu_arena).build().error_on_failure()
 }
 
 fn cpu_builder(path: &Path, opts: &SessionOptions) -> Result<Builder, OrtError> {
@@ -749,12 +733,14 @@ mod tests {
             })
         };
         let cpu = pos(CPU_LIBRARY_DIR).expect("cpu dir searched");
-        match pos(GPU_LIBRARY_DIR) {
-            Some(gpu) => {
-                assert!(cfg!(feature = "cuda"), "only cuda builds search {GPU_LIBRARY_DIR}");
-                assert!(gpu < cpu);
-            }
-            None => assert!(!cfg!(feature = "cuda")),
+        let gpu = pos(GPU_LIBRARY_DIR);
+        assert_eq!(
+            gpu.is_some(),
+            cfg!(feature = "cuda"),
+            "only (and every) cuda build searches {GPU_LIBRARY_DIR}"
+        );
+        if let Some(gpu) = gpu {
+            assert!(gpu < cpu);
         }
     }
 

@@ -40,6 +40,14 @@ pub enum OnnxFileError {
     },
 }
 
+impl OnnxFileError {
+    /// The category: a graph file that cannot be read or parsed is
+    /// [`vidlm_model::ErrorKind::InvalidModel`].
+    pub fn kind(&self) -> vidlm_model::ErrorKind {
+        vidlm_model::ErrorKind::InvalidModel
+    }
+}
+
 /// ONNX `TensorProto.DataType` values vidlm cares about (others keep their number).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DataType {

@@ -49,6 +49,7 @@
 //! let q4 = required_files(next_video, &Precisions::all(Precision::Q4));
 //! assert!(q4.required.contains(&"onnx/decoder_model_merged_q4.onnx".to_string()));
 //! ```
+#![warn(missing_docs)]
 
 mod hub;
 mod loader;
@@ -65,9 +66,10 @@ use vidlm_decoder::{
 };
 use vidlm_model::Graph;
 pub use vidlm_model::{
-    ErrorKind, Family, GraphUse, ModelError, ModelFiles, Precision, Precisions, Sampling,
+    ErrorKind, Family, GraphUse, ModelError, ModelFiles, Precision, Precisions, ResolvedPrecisions,
+    Sampling,
 };
-pub use vidlm_ort::{Device, Provider, SessionOptions};
+pub use vidlm_ort::{Device, MemoryOptions, Prepack, Provider, SessionOptions};
 pub use vidlm_processor::{
     Conversation, ImageInput, Part, ProcessOptions, ProcessedInputs, Processor, ProcessorError,
     VideoInput, VideoIoLoader,
@@ -139,6 +141,10 @@ pub struct PipelineOptions {
     /// Run `embed_tokens` in an ONNX Runtime session even where its rows can be read from the
     /// file (see `vidlm_decoder::EmbeddingTable`).
     pub embed_in_session: bool,
+    /// Run graphs that would run at q8 through their `int8` variant (int8 activations, integer
+    /// arithmetic) where the export has one: `None` = where the CPU has VNNI or AMX
+    /// (`vidlm_ort::cpu::CpuFeatures::int8_dot`) and the session runs on the CPU.
+    pub int8_compute: Option<bool>,
 }
 
 impl Default for PipelineOptions {
@@ -150,7 +156,19 @@ impl Default for PipelineOptions {
             hub: HubOptions::default(),
             release_vision_after_use: false,
             embed_in_session: false,
+            int8_compute: None,
         }
+    }
+}
+
+impl PipelineOptions {
+    /// Whether graphs that run at q8 take their `int8` variant ([`Self::int8_compute`], decided
+    /// by the CPU's VNNI / AMX when unset).
+    pub fn uses_int8_compute(&self) -> bool {
+        self.int8_compute.unwrap_or_else(|| {
+            matches!(self.session.device, Device::Cpu)
+                && vidlm_ort::cpu::CpuFeatures::detect().int8_dot()
+        })
     }
 }
 
@@ -169,11 +187,22 @@ pub struct GenerateOptions {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
     /// Decoding the media (FFmpeg) and preprocessing: template, tokens, pixels.
-    Preprocess { conversations: usize },
+    Preprocess {
+        /// Conversations in the call.
+        conversations: usize,
+    },
     /// Running the vision graphs.
-    Vision { images: usize, videos: usize },
+    Vision {
+        /// Images to encode.
+        images: usize,
+        /// Videos to encode.
+        videos: usize,
+    },
     /// The prefill pass over the prompt (the longest sequence of the batch).
-    Prefill { prompt_tokens: usize },
+    Prefill {
+        /// Tokens of the longest prompt.
+        prompt_tokens: usize,
+    },
 }
 
 /// A progress callback: called with each [`Stage`] as it starts.
@@ -199,23 +228,39 @@ impl std::fmt::Debug for Progress {
     }
 }
 
-/// Wall-clock time of each stage of a call.
+/// Wall-clock times of a request's stages — the one timings type of vidlm: the pipeline's calls
+/// fill what they run, and the serving engine (`vidlm-engine`, as its `RequestTimings`) all of
+/// it, from the request's arrival.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Timings {
-    /// Media decoding (FFmpeg, frame sampling).
-    pub decode: Duration,
-    /// Preprocessing: template, tokenization, resize/normalize (excluding `decode`).
+    /// Waiting for a media worker (the engine).
+    pub queue: Duration,
+    /// Loading (reading, downloading, hashing) and decoding media (FFmpeg, frame sampling);
+    /// zero for items from the engine's vision cache.
+    pub media: Duration,
+    /// Preprocessing: template, tokenization, resize/normalize (excluding `media`).
     pub preprocess: Duration,
-    /// Vision graphs and host-side feature steps.
+    /// Vision graphs and host-side feature steps (items not in the engine's vision cache).
     pub vision: Duration,
+    /// Prepared, waiting for the prefill to start (the engine).
+    pub wait_prefill: Duration,
     /// Token embedding and feature merge of the prompt.
     pub embed: Duration,
-    /// The prefill pass.
+    /// Prefill decoder passes (all chunks).
     pub prefill: Duration,
-    /// Each decode step.
+    /// Prefill chunks (the engine).
+    pub prefill_chunks: usize,
+    /// Arrival to the first token (the engine).
+    pub first_token: Duration,
+    /// Each decoder pass after the prefill's that gave this request a token (a batched step's
+    /// whole duration): one fewer than the tokens generated.
     pub decode_steps: Vec<Duration>,
-    /// Tokens generated (all rows).
-    pub generated_tokens: usize,
+    /// Arrival to the end (the engine).
+    pub total: Duration,
+    /// Media items served from the vision cache (the engine).
+    pub cache_hits: usize,
+    /// Media items decoded and encoded (the engine).
+    pub cache_misses: usize,
 }
 
 impl Timings {
@@ -228,14 +273,14 @@ impl Timings {
         }
     }
 
-    /// Generated tokens per second of decoding (prefill excluded; the first token comes from
-    /// the prefill).
+    /// Tokens per second of decoding, for one row: one token per decode step (prefill excluded;
+    /// the first token comes from the prefill).
     pub fn tokens_per_second(&self) -> f64 {
         let t: Duration = self.decode_steps.iter().sum();
         if t.is_zero() {
             0.0
         } else {
-            self.generated_tokens.saturating_sub(1) as f64 / t.as_secs_f64()
+            self.decode_steps.len() as f64 / t.as_secs_f64()
         }
     }
 }
@@ -306,6 +351,7 @@ fn candidate_files(precisions: &Precisions) -> FileSet {
 /// A loaded model: processor, vision graphs, language model.
 pub struct Pipeline {
     dir: PathBuf,
+    precisions: ResolvedPrecisions,
     processor: Processor,
     loader: Arc<TimedLoader>,
     vision: VisionEncoder,
@@ -330,7 +376,12 @@ impl Pipeline {
         let dir = resolve(model, &candidate_files(&opts.precisions), &opts.hub)?;
         let files = ModelFiles::read(&dir)?;
         let family = files.family()?;
-        for f in required_files(family, &opts.precisions).required {
+        // Each graph at the nearest precision the export holds (q4 -> q8 -> fp32, ...).
+        let mut precisions = files.resolve_precisions(&opts.precisions);
+        if opts.uses_int8_compute() {
+            precisions = files.prefer_int8(precisions);
+        }
+        for f in required_files(family, &precisions.used).required {
             if !dir.join(&f).is_file() {
                 return Err(PipelineError::MissingFile { model: model.to_string(), file: f });
             }
@@ -342,20 +393,21 @@ impl Pipeline {
             &VisionOptions {
                 session: opts.session.clone(),
                 max_batch: opts.vision_max_batch,
-                precision: opts.precisions.vision,
+                precision: precisions.used.vision,
             },
         )?;
         let lm_opts = LmOptions {
             session: opts.session.clone(),
-            embed_precision: opts.precisions.embed,
-            decoder_precision: opts.precisions.decoder,
+            embed_precision: precisions.used.embed,
+            decoder_precision: precisions.used.decoder,
             embed_in_session: opts.embed_in_session,
         };
         // The processor's tokenizer is the model's; the LM streams text with it.
         let lm = LanguageModel::from_files(&files, &lm_opts, Some(processor.tokenizer().clone()))?;
-        tracing::info!(model, dir = %dir.display(), %family, provider = %lm.sessions().provider(), "pipeline loaded");
+        tracing::info!(model, dir = %dir.display(), %family, %precisions, provider = %lm.sessions().provider(), "pipeline loaded");
         Ok(Pipeline {
             dir,
+            precisions,
             processor,
             loader,
             vision,
@@ -367,6 +419,13 @@ impl Pipeline {
     /// The model directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The precisions asked for and the ones each graph runs at (a graph the export does not
+    /// hold at the asked precision uses the nearest one along the fallback chain; its `Display`
+    /// is the one-line summary `vidlm` prints).
+    pub fn precisions(&self) -> ResolvedPrecisions {
+        self.precisions
     }
 
     /// The model family.
@@ -426,7 +485,6 @@ impl Pipeline {
         timings.embed = res.timings.embed;
         timings.prefill = res.timings.prefill;
         timings.decode_steps = res.timings.decode_steps;
-        timings.generated_tokens = res.generated_tokens;
         Ok(BatchOutput { rows: res.rows, timings })
     }
 
@@ -471,7 +529,7 @@ impl Pipeline {
             seqs,
             generation,
             Timings {
-                decode,
+                media: decode,
                 preprocess: total.saturating_sub(decode),
                 vision,
                 ..Default::default()
@@ -516,7 +574,6 @@ impl TextStream<'_> {
             embed: lm.embed,
             prefill: lm.prefill,
             decode_steps: lm.decode_steps.clone(),
-            generated_tokens: self.inner.generated_tokens(),
             ..self.timings.clone()
         }
     }
@@ -532,7 +589,10 @@ impl Iterator for TextStream<'_> {
 
 /// Turns the processor's hand-off into one [`Sequence`] per conversation: runs the vision graphs
 /// over every image (packed by the patch grid the processor recorded) and video, and gives each
-/// conversation its unpadded ids and the feature rows of its own media, in order.
+/// conversation its unpadded ids and the feature rows of its own media, in order
+/// ([`sequence_from_features`]). The serving engine runs the same steps one media item at a time
+/// ([`vision_inputs`], [`features_of_blocks`], [`sequence_from_features`]), skipping the items its
+/// vision cache has.
 pub fn sequences_from_inputs(
     vision: &mut VisionEncoder,
     inputs: &ProcessedInputs,
@@ -543,11 +603,45 @@ pub fn sequences_from_inputs(
         .conversations
         .iter()
         .map(|conv| {
-            let image_features = features(images.by_ref().take(conv.images.len()))?;
-            let video_features = features(videos.by_ref().take(conv.videos))?;
-            Ok(Sequence { input_ids: conv.input_ids.clone(), image_features, video_features })
+            let image_parts = blocks_to_features(images.by_ref().take(conv.images.len()))?;
+            let video_parts = blocks_to_features(videos.by_ref().take(conv.videos))?;
+            sequence_from_features(
+                conv.input_ids.clone(),
+                &image_parts.iter().collect::<Vec<_>>(),
+                &video_parts.iter().collect::<Vec<_>>(),
+            )
         })
         .collect()
+}
+
+/// One conversation's [`Sequence`]: its unpadded ids, and the feature rows of its images (in
+/// order; for families that send a video as frames, those frames' rows in the video's place) and
+/// of its videos, each concatenated. Every part must have the same width.
+pub fn sequence_from_features(
+    input_ids: Vec<i64>,
+    image_parts: &[&Features],
+    video_parts: &[&Features],
+) -> Result<Sequence, PipelineError> {
+    Ok(Sequence {
+        input_ids,
+        image_features: join_features(image_parts)?,
+        video_features: join_features(video_parts)?,
+    })
+}
+
+/// The parts concatenated (`None` for none); parts of different widths are an internal error.
+fn join_features(parts: &[&Features]) -> Result<Option<Features>, PipelineError> {
+    let Some(first) = parts.first() else { return Ok(None) };
+    if parts.iter().any(|p| p.dim() != first.dim()) {
+        return Err(PipelineError::Internal("feature blocks of different widths".into()));
+    }
+    Ok(Some(Features::concat(parts.iter().copied())?))
+}
+
+fn blocks_to_features(
+    blocks: impl Iterator<Item = FeatureBlock>,
+) -> Result<Vec<Features>, PipelineError> {
+    blocks.map(|b| Ok(Features::new(b.data, b.dim)?)).collect()
 }
 
 /// Checks that the processor's patches have the vision graph's input size.
@@ -664,13 +758,11 @@ fn video_features(
     Ok(vision.video_features(&vids)?)
 }
 
-/// One conversation's feature rows (its images', or its videos'), concatenated.
-fn features(blocks: impl Iterator<Item = FeatureBlock>) -> Result<Option<Features>, PipelineError> {
-    let blocks: Vec<FeatureBlock> = blocks.collect();
-    let Some(dim) = blocks.first().map(|b| b.dim) else { return Ok(None) };
-    if blocks.iter().any(|b| b.dim != dim) {
-        return Err(PipelineError::Internal("feature blocks of different widths".into()));
-    }
-    let data: Vec<f32> = blocks.into_iter().flat_map(|b| b.data).collect();
-    Ok(Some(Features::new(data, dim)?))
+/// The feature rows of one media item's vision outputs (an image's block, a video's, or the
+/// blocks of a video's frames), concatenated; `None` for no blocks.
+pub fn features_of_blocks(
+    blocks: impl IntoIterator<Item = FeatureBlock>,
+) -> Result<Option<Features>, PipelineError> {
+    let parts = blocks_to_features(blocks.into_iter())?;
+    join_features(&parts.iter().collect::<Vec<_>>())
 }

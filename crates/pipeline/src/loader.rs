@@ -61,4 +61,11 @@ impl MediaLoader for TimedLoader {
         self.add(t.elapsed());
         r
     }
+
+    fn probe_video(&self, path: &Path) -> Result<(usize, Option<f64>), ProcessorError> {
+        let t = Instant::now();
+        let r = self.inner.probe_video(path);
+        self.add(t.elapsed());
+        r
+    }
 }

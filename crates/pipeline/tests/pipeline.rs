@@ -113,7 +113,7 @@ fn video_file_generate_stream_and_timings() {
     assert!(!out.text.is_empty());
     let t = &out.timings;
     assert!(
-        t.decode > std::time::Duration::ZERO
+        t.media > std::time::Duration::ZERO
             && t.vision > std::time::Duration::ZERO
             && t.prefill > std::time::Duration::ZERO
     );

@@ -176,6 +176,7 @@ fn placeholder_count_equals_packed_feature_rows() {
                             .unwrap_or_else(|e| panic!("{what}: {e}"))
                             .len()
                     }
+                    ImageLayout::Patchified => unreachable!("no patchified checkpoint here"),
                 };
                 assert_eq!(
                     tokens, rows,
@@ -231,6 +232,9 @@ fn video_placeholders_equal_pooled_rows() {
                 // Inside video_encoder: the tower's rows with CLS per frame / 2x2 average pooling.
                 VideoTokens::PerFrame => frames * (ck.side * ck.side + 1),
                 VideoTokens::NextPooled => frames * (ck.side / 2) * (ck.side / 2),
+                VideoTokens::GridMerged | VideoTokens::GridMergedTimestamped => {
+                    unreachable!("no patchified checkpoint here")
+                }
             };
             assert_eq!(tokens, rows, "{} video of {frames} frames", spec.name);
         }

@@ -109,9 +109,10 @@ impl ProcessorError {
             | ProcessorError::Messages(_)
             | ProcessorError::PlaceholderMismatch { .. }
             | ProcessorError::InvalidMedia { .. } => ErrorKind::BadRequest,
-            ProcessorError::PromptTooLong { .. } | ProcessorError::MediaTooLarge { .. } => {
-                ErrorKind::LimitExceeded
-            }
+            // A prompt over the context is a 400 `context_length_exceeded`, as OpenAI and vLLM
+            // answer it (not the 413 of LimitExceeded).
+            ProcessorError::PromptTooLong { .. } => ErrorKind::BadRequest,
+            ProcessorError::MediaTooLarge { .. } => ErrorKind::LimitExceeded,
             ProcessorError::MediaLoad { source, .. } => media_error_kind(source.as_ref()),
             ProcessorError::Sampling { source, .. } => source.kind(),
             ProcessorError::Unsupported(_) => ErrorKind::Unsupported,

@@ -75,6 +75,7 @@ pub mod family;
 #[cfg(feature = "video-io")]
 pub mod loader;
 pub mod messages;
+pub mod patches;
 pub mod pixels;
 pub mod processor;
 pub mod resize;
@@ -84,10 +85,10 @@ pub mod template;
 pub use error::{ProcessorError, Result};
 #[cfg(feature = "video-io")]
 pub use loader::VideoIoLoader;
-pub use messages::{Conversation, ImageInput, MediaInput, Part, VideoInput};
+pub use messages::{Conversation, ImageInput, MediaInput, Part, VideoInput, VideoMetadata};
 pub use processor::{
     ConversationInputs, MediaLoader, NoMediaLoader, ProcessOptions, ProcessedInputs, Processor,
-    TokenSettings,
+    TokenSettings, VideoGrid,
 };
 pub use resize::{Backend, Filter};
 pub use vidlm_model::{ErrorKind, Family, FamilySpec, PatchGrid, Sampling};

@@ -39,20 +39,15 @@ impl MediaLoader for VideoIoLoader {
         let mut reader = VideoReader::open(path, &self.opts).map_err(|e| err(path, e))?;
         Ok(reader.sample(&req).map_err(|e| err(path, e))?.data)
     }
+
+    fn probe_video(&self, path: &Path) -> Result<(usize, Option<f64>)> {
+        let reader = VideoReader::open(path, &self.opts).map_err(|e| err(path, e))?;
+        let info = reader.info();
+        Ok((info.frame_count, info.fps))
+    }
 }
 
-/// The category of a `vidlm-video-io` error: missing files are [`ErrorKind::NotFound`], limits
-/// [`ErrorKind::LimitExceeded`], bad sampling requests [`ErrorKind::BadRequest`], and data
-/// FFmpeg cannot decode [`ErrorKind::UnsupportedMedia`].
+/// The category of a `vidlm-video-io` error ([`VideoError::kind`]).
 pub fn video_error_kind(e: &VideoError) -> ErrorKind {
-    match e {
-        VideoError::NotFound(_) | VideoError::NotAFile(_) => ErrorKind::NotFound,
-        VideoError::LimitExceeded { .. } => ErrorKind::LimitExceeded,
-        VideoError::InvalidSampling(s) => s.kind(),
-        VideoError::ProtocolNotAllowed(_) | VideoError::InvalidOption(_) => ErrorKind::BadRequest,
-        VideoError::Io { .. } | VideoError::OutOfMemory | VideoError::Internal(_) => {
-            ErrorKind::Internal
-        }
-        _ => ErrorKind::UnsupportedMedia,
-    }
+    e.kind()
 }

@@ -18,6 +18,8 @@ use ndarray::{Array3, Array4};
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+#[cfg(feature = "video-io")]
+use vidlm_video_io::DecodedMedia;
 
 /// Where an image comes from.
 #[derive(Debug, Clone)]
@@ -43,6 +45,22 @@ pub enum VideoInput {
     Url(String),
     /// A list of frame images.
     Frames(Vec<ImageInput>),
+    /// Decoded RGB frames `(T, H, W, 3)` with what is known about the video (transformers'
+    /// `video_metadata`): the processor samples them (`frames_indices: None`: the frames are the
+    /// whole video) or takes them as sampled, and the timestamped prompt and
+    /// `second_per_grid_ts` use the frame rate.
+    WithMetadata(Arc<Array4<u8>>, VideoMetadata),
+}
+
+/// What is known about a decoded video (transformers' `VideoMetadata`).
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct VideoMetadata {
+    /// Frames in the whole video.
+    pub total_num_frames: usize,
+    /// The video's frame rate, if known.
+    pub fps: Option<f64>,
+    /// The indices of the frames given, if they are a sample (None: every frame).
+    pub frames_indices: Option<Vec<usize>>,
 }
 
 /// A media item in conversation order.
@@ -52,6 +70,29 @@ pub enum MediaInput {
     Image(ImageInput),
     /// A video.
     Video(VideoInput),
+}
+
+/// Decoded media (`vidlm-video-io`'s one type for it) as a conversation's media item.
+#[cfg(feature = "video-io")]
+impl From<DecodedMedia> for MediaInput {
+    fn from(m: DecodedMedia) -> Self {
+        match m {
+            DecodedMedia::Image(a) => MediaInput::Image(ImageInput::Decoded(a)),
+            DecodedMedia::Video(a) => MediaInput::Video(VideoInput::Decoded(a)),
+        }
+    }
+}
+
+#[cfg(feature = "video-io")]
+impl MediaInput {
+    /// The decoded media, if this item is decoded.
+    pub fn decoded(&self) -> Option<DecodedMedia> {
+        match self {
+            MediaInput::Image(ImageInput::Decoded(a)) => Some(DecodedMedia::Image(a.clone())),
+            MediaInput::Video(VideoInput::Decoded(a)) => Some(DecodedMedia::Video(a.clone())),
+            _ => None,
+        }
+    }
 }
 
 /// One part of a message built in Rust.

@@ -375,9 +375,34 @@ pub fn image_plan(
                 image_size,
                 tiles: Some(tile_grid(best, tile as u32)),
                 multi_image: false,
+                thw: None,
             };
             let patch_out = geometry(base.0, base.1, s, Backend::Torchvision).out;
             Ok(ImagePlan { grid, patch_out, tiling: Some(Tiling { best, tile, base }) })
+        }
+        ImageLayout::Patchified => {
+            let p = s.patch.as_ref().ok_or_else(|| {
+                ProcessorError::Internal(format!("{what}: {} is not patchified", s.class))
+            })?;
+            let out = if s.do_resize {
+                crate::patches::smart_resize(
+                    h,
+                    w,
+                    p.patch_size * p.merge_size,
+                    p.min_pixels,
+                    p.max_pixels,
+                )
+                .map_err(|message| ProcessorError::InvalidMedia { what: what.into(), message })?
+            } else {
+                (h, w)
+            };
+            check_out(out.0, out.1, what)?;
+            let thw = (1, (out.0 / p.patch_size) as u32, (out.1 / p.patch_size) as u32);
+            Ok(ImagePlan {
+                grid: PatchGrid::patchified(image_size, thw),
+                patch_out: out,
+                tiling: None,
+            })
         }
     }
 }
@@ -395,6 +420,11 @@ pub fn process_image(
     let bytes = contiguous(&img, &|| what.to_string())?;
     let (h, w) = (img.shape()[0], img.shape()[1]);
     let plan = image_plan(h, w, layout, s, multi_image, what)?;
+    if layout == ImageLayout::Patchified {
+        let p = crate::patches::process_image_patches(img, s, backend, what)?;
+        debug_assert_eq!(Some(p.thw), plan.grid.thw);
+        return Ok(ProcessedImage { patches: p.pixels.into_dyn(), grid: plan.grid });
+    }
     let image_size = plan.grid.image_size;
     let norm = Normalizer::new(s, backend);
     match layout {
@@ -437,6 +467,9 @@ pub fn process_image(
                 )?;
             standard_into(&padded, ph, pw, s, backend, &norm, &mut d3);
             Ok(ProcessedImage { patches: out, grid: PatchGrid::single(image_size, true) })
+        }
+        ImageLayout::Patchified => {
+            Err(ProcessorError::Internal(format!("{what}: patchified image not patchified")))
         }
         ImageLayout::AnyresOnevision | ImageLayout::AnyresNext => {
             let Some(tiling) = plan.tiling else {
@@ -558,7 +591,8 @@ pub fn stack_images(
         });
     }
     match layout {
-        ImageLayout::Plain => {
+        // Patchified images are rows `[patches, C·T·P·P]`: concatenated like plain images.
+        ImageLayout::Plain | ImageLayout::Patchified => {
             let n: usize = images.iter().map(|im| im.patches.shape()[0]).sum();
             let mut shape = vec![n];
             shape.extend_from_slice(inner);

@@ -14,7 +14,8 @@
 use crate::config::{ModelFiles, TokenSpec};
 use crate::error::{ProcessorError, Result};
 use crate::family::{FamilySpec, VideoTokens};
-use crate::messages::{Conversation, ImageInput, MediaInput, VideoInput};
+use crate::messages::{Conversation, ImageInput, MediaInput, VideoInput, VideoMetadata};
+use crate::patches::{format_seconds, patch_timestamps, process_video_patches};
 use crate::pixels::{process_images, process_video, stack_images, ProcessedImage};
 use crate::resize::Backend;
 use crate::settings::VisionSettings;
@@ -24,7 +25,11 @@ use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokenizers::Tokenizer;
-use vidlm_model::{left_pad, select_frames, Family, FeatureRules, ModelError, PatchGrid, Sampling};
+use vidlm_model::sampling::FrameRule;
+use vidlm_model::{
+    family_frames, left_pad, select_frames, Family, FeatureRules, ModelError, PatchGrid, Sampling,
+    SamplingError,
+};
 
 /// Loads media files for the processor. With the default `video-io` feature the processor uses
 /// `VideoIoLoader` (FFmpeg through `vidlm-video-io`); otherwise [`NoMediaLoader`].
@@ -38,6 +43,11 @@ pub trait MediaLoader: Send + Sync {
         sampling: &Sampling,
         max_frames: Option<usize>,
     ) -> Result<Array4<u8>>;
+    /// The video's frame count and frame rate (what transformers' `VideoMetadata` holds), for
+    /// the video processors that sample with their own formula. The default cannot probe.
+    fn probe_video(&self, path: &Path) -> Result<(usize, Option<f64>)> {
+        Err(ProcessorError::media_load(path, "this media loader cannot probe videos"))
+    }
 }
 
 /// A loader that loads nothing (every path is an error): use decoded media, or plug in a loader.
@@ -71,6 +81,12 @@ pub struct ProcessOptions {
     /// Resize backend for videos (None: torchvision, the only one transformers' video processors
     /// have).
     pub video_backend: Option<Backend>,
+    /// Patchified families: the lower pixel budget (`min_pixels`), for the image processor and
+    /// the video processors that take it (`Qwen2VLVideoProcessor`; Qwen3-VL's video processor
+    /// has no `min_pixels`, as in transformers). An error for other families.
+    pub min_pixels: Option<u64>,
+    /// Patchified families: the upper pixel budget (`max_pixels`), like [`Self::min_pixels`].
+    pub max_pixels: Option<u64>,
 }
 
 impl Default for ProcessOptions {
@@ -81,6 +97,8 @@ impl Default for ProcessOptions {
             max_frames: None,
             image_backend: None,
             video_backend: None,
+            min_pixels: None,
+            max_pixels: None,
         }
     }
 }
@@ -96,6 +114,8 @@ pub struct TokenSettings {
     pub image_token_id: u32,
     /// Video placeholder id.
     pub video_token_id: Option<u32>,
+    /// Ids of the vision start / end markers (timestamped video prompts).
+    pub vision_marker_ids: Option<(u32, u32)>,
 }
 
 /// One conversation of a processed batch: what vision and the decoder need, unpadded.
@@ -108,6 +128,19 @@ pub struct ConversationInputs {
     pub images: Vec<PatchGrid>,
     /// Number of videos (their rows of the video tensor follow the previous conversations').
     pub videos: usize,
+    /// Patchified layouts: each video's grid and timing, in order.
+    pub video_grids: Vec<VideoGrid>,
+}
+
+/// A patchified video's grid and timing (what M-RoPE positions are computed from).
+#[derive(Debug, Clone, PartialEq)]
+pub struct VideoGrid {
+    /// `(t, h, w)` patch grid (`video_grid_thw`).
+    pub thw: (u32, u32, u32),
+    /// Seconds per temporal patch (`second_per_grid_ts`: `temporal_patch_size / sampled_fps`).
+    pub second_per_grid_t: f32,
+    /// The sampled frames' indices in the video.
+    pub frames_indices: Vec<usize>,
 }
 
 /// The model inputs: per conversation ([`Self::conversations`]) for vision and the decoder, and
@@ -135,6 +168,12 @@ pub struct ProcessedInputs {
     pub image_token_counts: Vec<usize>,
     /// Placeholder tokens per video, in order.
     pub video_token_counts: Vec<usize>,
+    /// Patchified layouts: `(t, h, w)` per image (`image_grid_thw`).
+    pub image_grid_thw: Option<Array2<i64>>,
+    /// Patchified layouts: `(t, h, w)` per video (`video_grid_thw`).
+    pub video_grid_thw: Option<Array2<i64>>,
+    /// `second_per_grid_ts` per video (families that return it).
+    pub second_per_grid_ts: Option<Vec<f32>>,
 }
 
 impl ProcessedInputs {
@@ -208,6 +247,16 @@ impl ProcessedInputs {
                 f32s(v.iter()),
             ));
         }
+        for (name, g) in
+            [("image_grid_thw", &self.image_grid_thw), ("video_grid_thw", &self.video_grid_thw)]
+        {
+            if let Some(g) = g {
+                out.push((name.to_string(), Dtype::I64, g.shape().to_vec(), i64s(g.iter())));
+            }
+        }
+        if let Some(t) = &self.second_per_grid_ts {
+            out.push(("second_per_grid_ts".to_string(), Dtype::F32, vec![t.len()], f32s(t.iter())));
+        }
         out
     }
 
@@ -277,14 +326,23 @@ enum ImageRef {
 
 enum MediaLoaded {
     Image(Arc<Array3<u8>>),
-    Video(Arc<Array4<u8>>),
+    /// Sampled frames and their metadata (`frames_indices` always set).
+    Video(Arc<Array4<u8>>, VideoMetadata),
 }
 
 /// One conversation after [`Processor::load_media`]: its prompt and its decoded media.
 struct LoadedConversation {
     prompt: String,
     images: Vec<ImageRef>,
-    videos: Vec<Arc<Array4<u8>>>,
+    videos: Vec<(Arc<Array4<u8>>, VideoMetadata)>,
+}
+
+/// One processed video: pixels (`(T, 3, H, W)`, or rows for patchified layouts) and, for
+/// patchified layouts, its grid and metadata.
+struct ProcessedVideo {
+    pixels: ArrayD<f32>,
+    thw: Option<(u32, u32, u32)>,
+    meta: VideoMetadata,
 }
 
 impl Processor {
@@ -299,7 +357,10 @@ impl Processor {
         let tokenizer = Self::load_tokenizer(files)?;
         let (image, video) = Self::vision_settings(files, spec)?;
         let tokens = Self::resolve_tokens(files, spec, &tokenizer)?;
-        let rules = FeatureRules::resolve(spec, &files.processor)?;
+        let mut rules = FeatureRules::resolve(spec, &files.processor)?;
+        if let Some(p) = image.as_ref().and_then(|s| s.patch.as_ref()) {
+            rules.merge_size = Some(p.merge_size as u32);
+        }
         let template = match &files.chat_template {
             Some((src, _)) => Some(ChatTemplate::new(src)?),
             None => None,
@@ -351,6 +412,11 @@ impl Processor {
         };
         let video = match (spec.video_class, &files.video_processor) {
             (None, _) => None,
+            // `preprocessor_config.json` standing in for the video config: its image class does
+            // not apply (transformers picks the model's video processor class).
+            (Some(class), Some((cfg, file))) if file == "preprocessor_config.json" => {
+                Some(VisionSettings::resolve_video(cfg, file, class)?)
+            }
             (Some(class), Some((cfg, file))) => Some(VisionSettings::resolve(cfg, file, class)?),
             (Some(_), None) => {
                 return Err(ModelError::MissingFile {
@@ -380,23 +446,33 @@ impl Processor {
             .or_else(|| tc.named_special("image_token"))
             .or_else(|| pc.image_token.clone())
             .unwrap_or_else(|| d.image_token.to_string());
-        let video_token = match d.video_token {
-            Some(default) => Some(
-                tc.video_token
-                    .as_ref()
-                    .map(|t| t.content().to_string())
-                    .or_else(|| tc.named_special("video_token"))
-                    .or_else(|| pc.video_token.clone())
-                    .unwrap_or_else(|| default.to_string()),
-            ),
-            None => None,
-        };
+        let video_token = d.video_token.map(|default| {
+            tc.video_token
+                .as_ref()
+                .map(|t| t.content().to_string())
+                .or_else(|| tc.named_special("video_token"))
+                .or_else(|| pc.video_token.clone())
+                .unwrap_or_else(|| default.to_string())
+        });
         let image_token_id = token_id(tokenizer, &image_token, "image placeholder")?;
         let video_token_id = match &video_token {
             Some(t) => Some(token_id(tokenizer, t, "video placeholder")?),
             None => None,
         };
-        Ok(TokenSettings { image_token, video_token, image_token_id, video_token_id })
+        let vision_marker_ids = match d.vision_markers {
+            Some((start, end)) => Some((
+                token_id(tokenizer, start, "vision start")?,
+                token_id(tokenizer, end, "vision end")?,
+            )),
+            None => None,
+        };
+        Ok(TokenSettings {
+            image_token,
+            video_token,
+            image_token_id,
+            video_token_id,
+            vision_marker_ids,
+        })
     }
 
     /// BOS, the pad id and the named special tokens the template sees.
@@ -525,7 +601,11 @@ impl Processor {
             .into_iter()
             .map(|m| match m {
                 MediaLoaded::Image(a) => MediaInput::Image(ImageInput::Decoded(a)),
-                MediaLoaded::Video(a) => MediaInput::Video(VideoInput::Decoded(a)),
+                // Patchified video processors need the sampled indices and the frame rate.
+                MediaLoaded::Video(a, meta) if self.video_patch_rule().is_some() => {
+                    MediaInput::Video(VideoInput::WithMetadata(a, meta))
+                }
+                MediaLoaded::Video(a, _) => MediaInput::Video(VideoInput::Decoded(a)),
             })
             .collect();
         Ok(Conversation { messages: conv.messages.clone(), media })
@@ -545,7 +625,9 @@ impl Processor {
                 let what = format!("conversation {ci} media {mi}");
                 match m {
                     MediaInput::Image(i) => self.load_image(i, &what).map(MediaLoaded::Image),
-                    MediaInput::Video(v) => self.load_video(v, opts, &what).map(MediaLoaded::Video),
+                    MediaInput::Video(v) => {
+                        self.load_video(v, opts, &what).map(|(a, m)| MediaLoaded::Video(a, m))
+                    }
                 }
             })
             .collect()
@@ -564,28 +646,118 @@ impl Processor {
         }
     }
 
+    /// The frame rule of a patchified video processor (None: the standard sampling).
+    fn video_patch_rule(&self) -> Option<FrameRule> {
+        self.video.as_ref().and_then(|s| s.patch.as_ref()).map(|p| p.frame_rule)
+    }
+
+    /// The frames `opts` selects from a video of `total` frames at `fps`, by the video
+    /// processor's own formula.
+    fn pick_frames(
+        &self,
+        opts: &ProcessOptions,
+        total: usize,
+        fps: Option<f64>,
+        what: &str,
+    ) -> Result<Vec<usize>> {
+        let sampling_err =
+            |source: SamplingError| ProcessorError::Sampling { what: what.to_string(), source };
+        match self.video.as_ref().and_then(|s| s.patch.as_ref()) {
+            Some(p) => {
+                family_frames(p.frame_rule, &opts.sampling, total, fps, &p.frames, opts.max_frames)
+                    .map_err(sampling_err)
+            }
+            None => select_frames(&opts.sampling, total, fps, opts.max_frames, false)
+                .map_err(sampling_err),
+        }
+    }
+
     fn load_video(
         &self,
         v: &VideoInput,
         opts: &ProcessOptions,
         what: &str,
-    ) -> Result<Arc<Array4<u8>>> {
+    ) -> Result<(Arc<Array4<u8>>, VideoMetadata)> {
         let sampled = opts.sampling != Sampling::All || opts.max_frames.is_some();
+        let patch_rule = self.video_patch_rule();
+        let whole = |a: &Arc<Array4<u8>>, fps: Option<f64>| VideoMetadata {
+            total_num_frames: a.shape()[0],
+            fps,
+            frames_indices: Some((0..a.shape()[0]).collect()),
+        };
+        // A family formula samples even without a request (Qwen3-VL's default fps).
+        let samples = sampled || patch_rule.is_some();
         match v {
             VideoInput::Decoded(a) => {
-                if !sampled {
-                    return Ok(a.clone());
+                if !samples {
+                    return Ok((a.clone(), whole(a, None)));
                 }
                 // Decoded frames have no timestamps or frame rate: index-based sampling only.
-                let idx = select_frames(&opts.sampling, a.shape()[0], None, opts.max_frames, false)
-                    .map_err(|source| ProcessorError::Sampling {
-                        what: what.to_string(),
-                        source,
-                    })?;
-                Ok(Arc::new(a.select(Axis(0), &idx)))
+                let idx = self.pick_frames(opts, a.shape()[0], None, what)?;
+                let every = idx.iter().copied().eq(0..a.shape()[0]);
+                let meta = VideoMetadata {
+                    total_num_frames: a.shape()[0],
+                    fps: None,
+                    frames_indices: Some(idx.clone()),
+                };
+                let frames = if every { a.clone() } else { Arc::new(a.select(Axis(0), &idx)) };
+                Ok((frames, meta))
             }
+            VideoInput::WithMetadata(a, meta) => match &meta.frames_indices {
+                Some(idx) => {
+                    if sampled {
+                        return Err(ProcessorError::Unsupported(format!(
+                            "{what}: the video is already sampled (frames_indices given); it cannot be sampled again"
+                        )));
+                    }
+                    if idx.len() != a.shape()[0] {
+                        return Err(ProcessorError::InvalidMedia {
+                            what: what.into(),
+                            message: format!(
+                                "{} frames_indices for {} frames",
+                                idx.len(),
+                                a.shape()[0]
+                            ),
+                        });
+                    }
+                    Ok((a.clone(), meta.clone()))
+                }
+                None => {
+                    if a.shape()[0] != meta.total_num_frames {
+                        return Err(ProcessorError::InvalidMedia {
+                            what: what.into(),
+                            message: format!(
+                                "total_num_frames is {} but {} frames are given",
+                                meta.total_num_frames,
+                                a.shape()[0]
+                            ),
+                        });
+                    }
+                    if !samples {
+                        return Ok((a.clone(), whole(a, meta.fps)));
+                    }
+                    let idx = self.pick_frames(opts, a.shape()[0], meta.fps, what)?;
+                    let out = VideoMetadata {
+                        total_num_frames: meta.total_num_frames,
+                        fps: meta.fps,
+                        frames_indices: Some(idx.clone()),
+                    };
+                    Ok((Arc::new(a.select(Axis(0), &idx)), out))
+                }
+            },
             VideoInput::Path(p) => {
-                self.loader.load_video(p, &opts.sampling, opts.max_frames).map(Arc::new)
+                if patch_rule.is_some() {
+                    let (total, fps) = self.loader.probe_video(p)?;
+                    let idx = self.pick_frames(opts, total, fps, what)?;
+                    let frames =
+                        self.loader.load_video(p, &Sampling::Indices(idx.clone()), None)?;
+                    let meta =
+                        VideoMetadata { total_num_frames: total, fps, frames_indices: Some(idx) };
+                    return Ok((Arc::new(frames), meta));
+                }
+                let a = Arc::new(self.loader.load_video(p, &opts.sampling, opts.max_frames)?);
+                let meta = whole(&a, None);
+                Ok((a, meta))
             }
             VideoInput::Url(u) => Err(ProcessorError::Unsupported(format!(
                 "{what}: URLs are not fetched ({u}); download it first"
@@ -601,7 +773,9 @@ impl Processor {
                     .enumerate()
                     .map(|(i, f)| self.load_image(f, &format!("{what} frame {i}")))
                     .collect::<Result<Vec<_>>>()?;
-                stack_frames(&frames, what)
+                let a = stack_frames(&frames, what)?;
+                let meta = whole(&a, None);
+                Ok((a, meta))
             }
         }
     }
@@ -636,8 +810,10 @@ impl Processor {
             })
             .collect();
         let vid_views: Vec<Vec<ArrayView4<'_, u8>>> =
-            loaded.iter().map(|c| c.videos.iter().map(|a| a.view()).collect()).collect();
-        self.process_prompts(&prompts, &img_views, &vid_views, opts)
+            loaded.iter().map(|c| c.videos.iter().map(|(a, _)| a.view()).collect()).collect();
+        let metas: Vec<Vec<VideoMetadata>> =
+            loaded.iter().map(|c| c.videos.iter().map(|(_, m)| m.clone()).collect()).collect();
+        self.process_all(&prompts, &img_views, &vid_views, Some(&metas), opts)
     }
 
     /// Stage 1: loads a conversation's media in order and renders its prompt (a family without a
@@ -656,7 +832,7 @@ impl Processor {
             let frame_counts: Vec<usize> = loaded
                 .iter()
                 .filter_map(|m| match m {
-                    MediaLoaded::Video(v) => Some(v.shape()[0]),
+                    MediaLoaded::Video(v, _) => Some(v.shape()[0]),
                     MediaLoaded::Image(_) => None,
                 })
                 .collect();
@@ -665,7 +841,7 @@ impl Processor {
                 match m {
                     MediaLoaded::Image(i) => images.push(ImageRef::Image(i)),
                     // The frames stay in the decoded video: views, no copy.
-                    MediaLoaded::Video(v) => {
+                    MediaLoaded::Video(v, _) => {
                         images.extend((0..v.shape()[0]).map(|t| ImageRef::Frame(v.clone(), t)))
                     }
                 }
@@ -674,7 +850,7 @@ impl Processor {
             for m in loaded {
                 match m {
                     MediaLoaded::Image(i) => images.push(ImageRef::Image(i)),
-                    MediaLoaded::Video(v) => videos.push(v),
+                    MediaLoaded::Video(v, meta) => videos.push((v, meta)),
                 }
             }
         }
@@ -692,6 +868,19 @@ impl Processor {
         videos: &[Vec<ArrayView4<'_, u8>>],
         opts: &ProcessOptions,
     ) -> Result<ProcessedInputs> {
+        self.process_all(prompts, images, videos, None, opts)
+    }
+
+    /// [`Self::process_prompts`] with each video's metadata (None: every frame of a video of
+    /// unknown frame rate, as transformers assumes for arrays without `video_metadata`).
+    fn process_all(
+        &self,
+        prompts: &[String],
+        images: &[Vec<ArrayView3<'_, u8>>],
+        videos: &[Vec<ArrayView4<'_, u8>>],
+        metas: Option<&[Vec<VideoMetadata>]>,
+        opts: &ProcessOptions,
+    ) -> Result<ProcessedInputs> {
         if prompts.is_empty() {
             return Err(ProcessorError::Messages("no prompts given".into()));
         }
@@ -701,11 +890,13 @@ impl Processor {
         let media_count =
             |ci: usize| (images.get(ci).map_or(0, Vec::len), videos.get(ci).map_or(0, Vec::len));
         let encoded = self.encode_prompts(prompts, &media_count)?;
-        let (processed_images, processed_videos) = self.process_pixels(images, videos, opts)?;
+        let (processed_images, processed_videos) =
+            self.process_pixels(images, videos, metas, opts)?;
         let (image_token_counts, video_token_counts) =
             self.count_placeholders(&processed_images, &processed_videos);
+        let video_expansions = self.video_expansions(&processed_videos, &video_token_counts)?;
         let expanded =
-            self.expand_placeholders(&encoded, &image_token_counts, &video_token_counts)?;
+            self.expand_placeholders(&encoded, &image_token_counts, &video_expansions)?;
         self.assemble(
             prompts,
             expanded,
@@ -774,8 +965,9 @@ impl Processor {
         &self,
         images: &[Vec<ArrayView3<'_, u8>>],
         videos: &[Vec<ArrayView4<'_, u8>>],
+        metas: Option<&[Vec<VideoMetadata>]>,
         opts: &ProcessOptions,
-    ) -> Result<(Vec<Vec<ProcessedImage>>, Vec<Vec<ArrayD<f32>>>)> {
+    ) -> Result<(Vec<Vec<ProcessedImage>>, Vec<Vec<ProcessedVideo>>)> {
         let mut flat: Vec<ArrayView3<'_, u8>> = Vec::new();
         let mut multi: Vec<bool> = Vec::new();
         let mut names: Vec<(usize, usize)> = Vec::new();
@@ -789,10 +981,12 @@ impl Processor {
         let processed = if flat.is_empty() {
             Vec::new()
         } else {
-            let s = self
+            let image = self
                 .image
                 .as_ref()
                 .ok_or_else(|| ProcessorError::Unsupported("no image processor".into()))?;
+            let image = self.with_budget(image, opts)?;
+            let s = &image;
             let what = |i: usize| {
                 let (ci, ii) = names.get(i).copied().unwrap_or((0, i));
                 format!("conversation {ci} image {ii}")
@@ -820,7 +1014,29 @@ impl Processor {
                         let s = self.video.as_ref().ok_or_else(|| {
                             ProcessorError::Unsupported("no video processor".into())
                         })?;
-                        process_video(v.view(), s, vb, &format!("conversation {ci} video {vi}"))
+                        let video = self.with_budget(s, opts)?;
+                        let s = &video;
+                        let what = format!("conversation {ci} video {vi}");
+                        let t = v.shape()[0];
+                        let meta = metas
+                            .and_then(|m| m.get(ci))
+                            .and_then(|m| m.get(vi))
+                            .cloned()
+                            .unwrap_or(VideoMetadata {
+                                total_num_frames: t,
+                                fps: None,
+                                frames_indices: Some((0..t).collect()),
+                            });
+                        if s.patch.is_some() {
+                            let p = process_video_patches(v.view(), s, vb, &what)?;
+                            return Ok(ProcessedVideo {
+                                pixels: p.pixels.into_dyn(),
+                                thw: Some(p.thw),
+                                meta,
+                            });
+                        }
+                        let pixels = process_video(v.view(), s, vb, &what)?;
+                        Ok(ProcessedVideo { pixels, thw: None, meta })
                     })
                     .collect::<Result<Vec<_>>>()
             })
@@ -828,12 +1044,47 @@ impl Processor {
         Ok((per_conv_images, per_conv_videos))
     }
 
+    /// `s` with the request's pixel budget (`min_pixels` / `max_pixels`) where its class takes
+    /// one; a budget for a family without patchified processors is an error.
+    fn with_budget(&self, s: &VisionSettings, opts: &ProcessOptions) -> Result<VisionSettings> {
+        let mut out = s.clone();
+        if opts.min_pixels.is_none() && opts.max_pixels.is_none() {
+            return Ok(out);
+        }
+        let Some(p) = out.patch.as_mut() else {
+            return Err(ProcessorError::Unsupported(format!(
+                "min_pixels / max_pixels apply to patchified processors; {} has a fixed size",
+                s.class
+            )));
+        };
+        if !p.pixel_kwargs {
+            return Ok(out);
+        }
+        for v in [opts.min_pixels, opts.max_pixels].into_iter().flatten() {
+            if v == 0 || v > u64::from(u32::MAX) {
+                return Err(ProcessorError::Unsupported(format!(
+                    "pixel budget {v} is outside 1..={}",
+                    u32::MAX
+                )));
+            }
+        }
+        p.min_pixels = opts.min_pixels.unwrap_or(p.min_pixels);
+        p.max_pixels = opts.max_pixels.unwrap_or(p.max_pixels);
+        Ok(out)
+    }
+
     /// Stage 5: placeholder tokens per image and video, per conversation.
     fn count_placeholders(
         &self,
         images: &[Vec<ProcessedImage>],
-        videos: &[Vec<ArrayD<f32>>],
+        videos: &[Vec<ProcessedVideo>],
     ) -> (Vec<Vec<usize>>, Vec<Vec<usize>>) {
+        let video_merge = self
+            .video
+            .as_ref()
+            .and_then(|s| s.patch.as_ref())
+            .map(|p| p.merge_size as u32)
+            .or(self.rules.merge_size);
         let image_counts = images
             .iter()
             .map(|c| c.iter().map(|im| self.image_token_count(im)).collect())
@@ -842,9 +1093,14 @@ impl Processor {
             .iter()
             .map(|c| {
                 c.iter()
-                    .map(|v| {
-                        let s = v.shape();
-                        self.rules.video_tokens(s[0], s[2], s[3])
+                    .map(|v| match v.thw {
+                        Some(thw) => {
+                            FeatureRules { merge_size: video_merge, ..self.rules }.grid_tokens(thw)
+                        }
+                        None => {
+                            let s = v.pixels.shape();
+                            self.rules.video_tokens(s[0], s[2], s[3])
+                        }
                     })
                     .collect()
             })
@@ -864,19 +1120,78 @@ impl Processor {
         self.rules.video_tokens(t_frames, h, w)
     }
 
+    /// The ids each video placeholder becomes: its count of placeholders, or for the timestamped
+    /// video prompt, per temporal patch `<{t:.1f} seconds>` + start marker + `h·w/merge²`
+    /// placeholders + end marker (the marker the template put around the placeholder stays).
+    fn video_expansions(
+        &self,
+        videos: &[Vec<ProcessedVideo>],
+        counts: &[Vec<usize>],
+    ) -> Result<Vec<Vec<Vec<i64>>>> {
+        let Some(vid) = self.tokens.video_token_id else {
+            return Ok(counts.iter().map(|c| c.iter().map(|_| Vec::new()).collect()).collect());
+        };
+        let timestamped = self.spec.video_tokens == VideoTokens::GridMergedTimestamped;
+        videos
+            .iter()
+            .zip(counts)
+            .map(|(conv, conv_counts)| {
+                conv.iter()
+                    .zip(conv_counts)
+                    .map(|(v, &n)| {
+                        if !timestamped {
+                            return Ok(vec![i64::from(vid); n]);
+                        }
+                        let ((t, _, _), Some((start, end))) =
+                            (v.thw.unwrap_or((1, 0, 0)), self.tokens.vision_marker_ids)
+                        else {
+                            return Err(ProcessorError::Internal(
+                                "timestamped video prompt without vision markers".into(),
+                            ));
+                        };
+                        let per_frame = n / (t.max(1) as usize);
+                        let tp = self
+                            .video
+                            .as_ref()
+                            .and_then(|s| s.patch.as_ref())
+                            .map_or(2, |p| p.temporal_patch_size);
+                        let indices = v.meta.frames_indices.clone().unwrap_or_default();
+                        // transformers: an unknown frame rate counts as 24.
+                        let fps = v.meta.fps.unwrap_or(24.0);
+                        let stamps = patch_timestamps(&indices, fps, tp);
+                        let mut out = Vec::with_capacity(n + 12 * t as usize);
+                        for ti in 0..t as usize {
+                            let ts = stamps.get(ti).copied().unwrap_or(0.0);
+                            let text = format!("<{} seconds>", format_seconds(ts));
+                            let enc = self
+                                .tokenizer
+                                .encode(text.as_str(), false)
+                                .map_err(|e| ProcessorError::Tokenizer(e.to_string()))?;
+                            out.extend(enc.get_ids().iter().map(|&i| i64::from(i)));
+                            out.push(i64::from(start));
+                            out.extend(std::iter::repeat_n(i64::from(vid), per_frame));
+                            out.push(i64::from(end));
+                        }
+                        Ok(out)
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
     /// Stage 6: repeats each placeholder to its count and checks each prompt against the context.
     fn expand_placeholders(
         &self,
         encoded: &[Vec<u32>],
         image_counts: &[Vec<usize>],
-        video_counts: &[Vec<usize>],
+        video_expansions: &[Vec<Vec<i64>>],
     ) -> Result<Vec<Vec<i64>>> {
         encoded
             .iter()
             .enumerate()
             .map(|(ci, ids)| {
                 let mut img = image_counts.get(ci).map(|v| v.iter()).unwrap_or_default();
-                let mut vid = video_counts.get(ci).map(|v| v.iter()).unwrap_or_default();
+                let mut vid = video_expansions.get(ci).map(|v| v.iter()).unwrap_or_default();
                 let mut out: Vec<i64> = Vec::with_capacity(ids.len());
                 for &id in ids {
                     if id == self.tokens.image_token_id {
@@ -885,10 +1200,9 @@ impl Processor {
                             img.next().copied().unwrap_or(0),
                         ));
                     } else if Some(id) == self.tokens.video_token_id {
-                        out.extend(std::iter::repeat_n(
-                            i64::from(id),
-                            vid.next().copied().unwrap_or(0),
-                        ));
+                        if let Some(e) = vid.next() {
+                            out.extend_from_slice(e);
+                        }
                     } else {
                         out.push(i64::from(id));
                     }
@@ -913,10 +1227,28 @@ impl Processor {
         prompts: &[String],
         expanded: Vec<Vec<i64>>,
         images: Vec<Vec<ProcessedImage>>,
-        videos: Vec<Vec<ArrayD<f32>>>,
+        videos: Vec<Vec<ProcessedVideo>>,
         image_counts: Vec<Vec<usize>>,
         video_counts: Vec<Vec<usize>>,
     ) -> Result<ProcessedInputs> {
+        let tp = self.video.as_ref().and_then(|s| s.patch.as_ref()).map(|p| p.temporal_patch_size);
+        let video_grid = |v: &ProcessedVideo| -> Option<VideoGrid> {
+            let thw = v.thw?;
+            let n = v.meta.frames_indices.as_ref().map_or(0, Vec::len);
+            // `VideoMetadata.sampled_fps`: len(indices) / total * fps, or fps (24 if unknown).
+            let sampled_fps = match v.meta.fps {
+                Some(fps) if v.meta.total_num_frames > 0 && n > 0 => {
+                    n as f64 / v.meta.total_num_frames as f64 * fps
+                }
+                Some(fps) => fps,
+                None => 24.0,
+            };
+            Some(VideoGrid {
+                thw,
+                second_per_grid_t: (tp.unwrap_or(2) as f64 / sampled_fps) as f32,
+                frames_indices: v.meta.frames_indices.clone().unwrap_or_default(),
+            })
+        };
         // Conversations of different lengths are left-padded where they are batched; check now
         // that this model can pad.
         let first_len = expanded.first().map_or(0, Vec::len);
@@ -940,11 +1272,40 @@ impl Processor {
                     .map(|c| c.iter().map(|im| im.grid).collect())
                     .unwrap_or_default(),
                 videos: videos.get(ci).map_or(0, Vec::len),
+                video_grids: videos
+                    .get(ci)
+                    .map(|c| c.iter().filter_map(video_grid).collect())
+                    .unwrap_or_default(),
             })
             .collect();
         let batch_num_images: Vec<i64> = images.iter().map(|c| c.len() as i64).collect();
         let images: Vec<ProcessedImage> = images.into_iter().flatten().collect();
-        let videos: Vec<ArrayD<f32>> = videos.into_iter().flatten().collect();
+        let videos: Vec<ProcessedVideo> = videos.into_iter().flatten().collect();
+        let outputs = self.spec.video_outputs;
+        let grid_rows = |rows: Vec<(u32, u32, u32)>| -> Option<Array2<i64>> {
+            if rows.is_empty() {
+                return None;
+            }
+            let mut a = Array2::<i64>::zeros((rows.len(), 3));
+            for (i, (t, h, w)) in rows.into_iter().enumerate() {
+                a[[i, 0]] = i64::from(t);
+                a[[i, 1]] = i64::from(h);
+                a[[i, 2]] = i64::from(w);
+            }
+            Some(a)
+        };
+        let image_grid_thw = if outputs.grid_thw {
+            grid_rows(images.iter().filter_map(|im| im.grid.thw).collect())
+        } else {
+            None
+        };
+        let video_grid_thw = if outputs.grid_thw {
+            grid_rows(videos.iter().filter_map(|v| v.thw).collect())
+        } else {
+            None
+        };
+        let second_per_grid_ts = (outputs.second_per_grid_ts && !videos.is_empty())
+            .then(|| videos.iter().filter_map(video_grid).map(|g| g.second_per_grid_t).collect());
         let (pixel_values, image_sizes) = if images.is_empty() {
             (None, None)
         } else {
@@ -960,8 +1321,15 @@ impl Processor {
             });
             (Some(pv), sizes)
         };
-        let pixel_values_videos =
-            if videos.is_empty() { None } else { Some(stack_videos(&videos)?) };
+        let patchified = self.spec.image_layout.is_patchified();
+        let video_pixels: Vec<ArrayD<f32>> = videos.into_iter().map(|v| v.pixels).collect();
+        let pixel_values_videos = if video_pixels.is_empty() {
+            None
+        } else if patchified {
+            Some(concat_rows(&video_pixels)?)
+        } else {
+            Some(stack_videos(&video_pixels)?)
+        };
         // transformers returns `batch_num_images` for OneVision (the only family with a
         // multi-image mode), counting the conversations that have images.
         let multi_image_family =
@@ -978,6 +1346,9 @@ impl Processor {
             prompts: prompts.to_vec(),
             image_token_counts: image_counts.into_iter().flatten().collect(),
             video_token_counts: video_counts.into_iter().flatten().collect(),
+            image_grid_thw,
+            video_grid_thw,
+            second_per_grid_ts,
         })
     }
 }
@@ -1009,6 +1380,13 @@ fn stack_frames(frames: &[Arc<Array3<u8>>], what: &str) -> Result<Arc<Array4<u8>
         out.index_axis_mut(Axis(0), i).assign(&**f);
     }
     Ok(Arc::new(out))
+}
+
+/// Patchified videos: rows `[patches, C·T·P·P]` concatenated.
+fn concat_rows(videos: &[ArrayD<f32>]) -> Result<ArrayD<f32>> {
+    let views: Vec<_> = videos.iter().map(|v| v.view()).collect();
+    ndarray::concatenate(Axis(0), &views)
+        .map_err(|e| ProcessorError::Internal(format!("concatenating video patches: {e}")))
 }
 
 fn stack_videos(videos: &[ArrayD<f32>]) -> Result<ArrayD<f32>> {

@@ -118,7 +118,9 @@ fn missing_files_are_named() {
     for (file, family) in [
         ("tokenizer.json", "onevision"),
         ("config.json", "interleave"),
-        ("video_preprocessor_config.json", "video_llava"),
+        // (A missing `video_preprocessor_config.json` is not an error: like transformers'
+        // `AutoVideoProcessor`, the video processor then reads `preprocessor_config.json`.)
+        ("preprocessor_config.json", "video_llava"),
         ("preprocessor_config.json", "llava_next_video"),
     ] {
         let dir = scratch(family, &format!("missing-{file}"), |d| {
@@ -328,7 +330,7 @@ fn errors_sort_into_the_kinds_a_server_answers_with() {
     let mut c = Conversation::new();
     c.push("user", vec![image(40, 40), Part::Text("<image> two?".into())]);
     assert_eq!(kind(c, &ProcessOptions::default()), ErrorKind::BadRequest);
-    // Over the context: a limit.
+    // Over the context: a bad request (400 `context_length_exceeded`, as OpenAI and vLLM answer).
     let mut c = Conversation::new();
     c.push(
         "user",
@@ -337,7 +339,7 @@ fn errors_sort_into_the_kinds_a_server_answers_with() {
             Part::Text("hi".into()),
         ],
     );
-    assert_eq!(kind(c, &ProcessOptions::default()), ErrorKind::LimitExceeded);
+    assert_eq!(kind(c, &ProcessOptions::default()), ErrorKind::BadRequest);
     // A media file that does not exist (video-io's NotFound, kept as the typed source).
     let c = Conversation::from_json(
         &json!([{"role": "user", "content": [{"type": "video", "video": "/nonexistent.mp4"}]}]),

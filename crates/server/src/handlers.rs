@@ -10,7 +10,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use vidlm_engine::{Completion, EngineError, EngineRequest, Event};
 use vidlm_openai::choice_logprob;
-use vidlm_openai::types::{ChoiceLogprobs, ModelList};
+use vidlm_openai::types::{ChoiceLogprobs, ModelCard, ModelList};
 use vidlm_openai::{ApiError, ChatRequest};
 
 use crate::AppState;
@@ -27,7 +27,7 @@ pub(crate) fn error_response(e: &ApiError) -> Response {
 
 /// The status and error object of an engine failure (the engine's mapping, shared with `vidlm batch`).
 pub(crate) fn engine_error(e: &EngineError) -> ApiError {
-    e.to_api_error()
+    ApiError::from(e)
 }
 
 fn json_response<T: serde::Serialize>(v: &T) -> Response {
@@ -120,6 +120,34 @@ pub(crate) async fn models(State(state): State<Arc<AppState>>) -> Response {
     json_response(&ModelList::single(state.ctx.model_id(), state.created))
 }
 
+/// `GET /v1/models/{id}`: the card of a served model (the listed id, or `--model` as given),
+/// else OpenAI's 404 `model_not_found`.
+pub(crate) async fn model(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    if state.ctx.model_names.contains(&id) {
+        json_response(&ModelCard::new(state.ctx.model_id(), state.created))
+    } else {
+        error_response(&ApiError::model_not_found(&id))
+    }
+}
+
+/// Whether a `Content-Type` is JSON (`application/json`, `application/*+json`, any parameters).
+/// No `Content-Type` at all is taken as JSON.
+fn json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(v) = headers.get(header::CONTENT_TYPE) else { return Ok(()) };
+    let t = v.to_str().unwrap_or("");
+    let essence = t.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+    {
+        Ok(())
+    } else {
+        Err(ApiError::unsupported_media_type(Some(t)))
+    }
+}
+
 pub(crate) async fn not_found(uri: axum::http::Uri) -> Response {
     error_response(&ApiError::not_found(uri.path()))
 }
@@ -136,18 +164,36 @@ pub(crate) async fn chat_completions(
         }
         Err(rej) => return error_response(&ApiError::invalid_request(rej.body_text(), None)),
     };
-    let _ = headers;
+    if let Err(e) = json_content_type(&headers) {
+        return error_response(&e);
+    }
     let Some(engine) = state.engine.get() else { return error_response(&ApiError::loading()) };
     let req = match ChatRequest::from_body(&body, &state.ctx) {
         Ok(r) => r,
         Err(e) => return error_response(&e.to_api_error()),
     };
-    let handle = match engine.submit(EngineRequest::from_chat(&req)) {
+    let handle = match engine.submit(EngineRequest::from(&req)) {
         Ok(h) => h,
         Err(e) => return error_response(&engine_error(&e)),
     };
+    if let Some(user) = &req.user {
+        tracing::info!(request = handle.id(), user = %user, "request");
+    }
     if req.stream {
-        return crate::stream::sse(engine, req, handle);
+        // 200 and the event stream only once the first token exists: media, template, tokens,
+        // context length and the prefill have all passed, and any of them failing is a plain
+        // HTTP error (the status a non-streamed request gets). Dropping this future (the client
+        // left) drops the handle, which cancels the request.
+        let mut handle = handle;
+        let first = loop {
+            match handle.next().await {
+                Some(Event::Stage(_)) => {}
+                Some(Event::Failed(e)) => return error_response(&engine_error(&e)),
+                None => return error_response(&engine_error(&EngineError::Stopped)),
+                Some(ev) => break ev,
+            }
+        };
+        return crate::stream::sse(engine, req, handle, first);
     }
     // Non-streaming: wait for the end. If the client goes away, this future is dropped with
     // the handle, which cancels the request.

@@ -10,11 +10,16 @@
 //! |---|---|
 //! | `POST /v1/chat/completions` | non-streaming and streaming (SSE, `data: [DONE]`) |
 //! | `GET /v1/models` | the served model |
+//! | `GET /v1/models/{id}` | the served model's card; 404 `model_not_found` for any other id |
 //! | `GET /health` | 503 while the model loads, 200 when ready |
 //! | `GET /metrics` | Prometheus text (`vidlm_*`, vLLM's names) |
 //!
 //! With an API key, `/v1/*` answers 401 without `Authorization: Bearer KEY`. Bodies over the
-//! limit get 413; a full queue 503 with `Retry-After`; every error is an OpenAI error object.
+//! limit get 413, bodies that are not `application/json` 415; a full queue 503 with
+//! `Retry-After`; every error is an OpenAI error object. A streamed request answers 200 and
+//! starts its events only once its first token exists, so everything that can fail before
+//! (validation, media, template, tokens, context length) is a plain HTTP error. CORS
+//! ([`CorsConfig`], tower-http's `CorsLayer`) answers preflights before auth.
 //! Every response carries `x-request-id` (the client's, if it sent a sane one). A client that
 //! disconnects cancels its request.
 //!
@@ -40,6 +45,7 @@
 //!
 //! `vidlm serve` (in `crates/cli`) binds the listener and calls
 //! `Server::start(config, on_loaded).serve(listener)`.
+#![warn(missing_docs)]
 
 mod handlers;
 mod stream;
@@ -47,11 +53,110 @@ mod stream;
 use std::sync::{Arc, OnceLock};
 
 use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Method};
 use axum::routing::{get, post};
 use axum::Router;
+use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
 use vidlm_engine::{Engine, EngineConfig, EngineError};
 use vidlm_openai::RequestContext;
 use vidlm_pipeline::PipelineOptions;
+
+/// Cross-origin requests (browsers): what the `CorsLayer` allows. `*` (the default, as vLLM)
+/// allows any origin; for methods and headers it allows whatever the preflight asks for
+/// (`Authorization` included: the API key is a bearer token, not a cookie, so credentials
+/// mode is never on).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorsConfig {
+    /// `--allowed-origins`: `*` or origins like `https://app.example.com`.
+    pub allowed_origins: Vec<String>,
+    /// `--allowed-methods`: `*` or methods like `GET`, `POST`.
+    pub allowed_methods: Vec<String>,
+    /// `--allowed-headers`: `*` or header names like `authorization`, `content-type`.
+    pub allowed_headers: Vec<String>,
+}
+
+impl Default for CorsConfig {
+    fn default() -> Self {
+        let any = vec!["*".to_string()];
+        CorsConfig {
+            allowed_origins: any.clone(),
+            allowed_methods: any.clone(),
+            allowed_headers: any,
+        }
+    }
+}
+
+/// A CORS setting that is not a valid origin, method or header name.
+#[derive(Debug, thiserror::Error)]
+#[error("{flag}: {value:?} is not a valid {what}")]
+pub struct CorsError {
+    /// The flag (`--allowed-origins`, ...).
+    pub flag: &'static str,
+    /// The value.
+    pub value: String,
+    /// What it should be.
+    pub what: &'static str,
+}
+
+impl CorsConfig {
+    /// The tower-http layer.
+    pub fn layer(&self) -> Result<CorsLayer, CorsError> {
+        let any = |v: &[String]| v.is_empty() || v.iter().any(|x| x.trim() == "*");
+        let origins = if any(&self.allowed_origins) {
+            AllowOrigin::any()
+        } else {
+            let list = self
+                .allowed_origins
+                .iter()
+                .map(|o| {
+                    HeaderValue::from_str(o.trim()).map_err(|_| CorsError {
+                        flag: "--allowed-origins",
+                        value: o.clone(),
+                        what: "origin",
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            AllowOrigin::list(list)
+        };
+        let methods = if any(&self.allowed_methods) {
+            AllowMethods::mirror_request()
+        } else {
+            let list = self
+                .allowed_methods
+                .iter()
+                .map(|m| {
+                    Method::from_bytes(m.trim().to_ascii_uppercase().as_bytes()).map_err(|_| {
+                        CorsError { flag: "--allowed-methods", value: m.clone(), what: "method" }
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            AllowMethods::list(list)
+        };
+        let headers = if any(&self.allowed_headers) {
+            AllowHeaders::mirror_request()
+        } else {
+            let list = self
+                .allowed_headers
+                .iter()
+                .map(|h| {
+                    HeaderName::from_bytes(h.trim().to_ascii_lowercase().as_bytes()).map_err(|_| {
+                        CorsError {
+                            flag: "--allowed-headers",
+                            value: h.clone(),
+                            what: "header name",
+                        }
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            AllowHeaders::list(list)
+        };
+        Ok(CorsLayer::new()
+            .allow_origin(origins)
+            .allow_methods(methods)
+            .allow_headers(headers)
+            .expose_headers([HeaderName::from_static("x-request-id")]))
+    }
+}
 
 /// How to run the server.
 #[derive(Debug, Clone)]
@@ -68,6 +173,8 @@ pub struct ServerConfig {
     pub pipeline: PipelineOptions,
     /// How the engine schedules, and the media policy and limits.
     pub engine: EngineConfig,
+    /// Cross-origin requests.
+    pub cors: CorsConfig,
 }
 
 impl Default for ServerConfig {
@@ -79,29 +186,22 @@ impl Default for ServerConfig {
             max_body_bytes: 64 << 20,
             pipeline: PipelineOptions::default(),
             engine: EngineConfig::default(),
+            cors: CorsConfig::default(),
         }
     }
 }
 
 impl ServerConfig {
-    /// The id listed by `/v1/models` and carried by responses.
+    /// The id listed by `/v1/models` and carried by responses (the first of
+    /// [`ServerConfig::model_names`]).
     pub fn model_id(&self) -> String {
-        if let Some(n) = &self.served_model_name {
-            return n.clone();
-        }
-        let p = std::path::Path::new(&self.model);
-        if p.is_dir() {
-            if let Some(name) = p
-                .canonicalize()
-                .ok()
-                .as_deref()
-                .and_then(|c| c.file_name())
-                .and_then(|n| n.to_str())
-            {
-                return name.to_string();
-            }
-        }
-        self.model.clone()
+        self.model_names().swap_remove(0)
+    }
+
+    /// The names a request's `model` may use, the listed id first:
+    /// `vidlm_openai::served_model_names`, the rule `vidlm batch` uses too.
+    pub fn model_names(&self) -> Vec<String> {
+        vidlm_openai::served_model_names(&self.model, self.served_model_name.as_deref())
     }
 }
 
@@ -113,6 +213,7 @@ pub(crate) struct AppState {
     pub(crate) api_key: Option<String>,
     pub(crate) created: u64,
     pub(crate) max_body_bytes: usize,
+    pub(crate) cors: CorsLayer,
 }
 
 /// A server: the routes, and the engine once the model has loaded.
@@ -132,14 +233,18 @@ impl std::fmt::Debug for Server {
 
 impl Server {
     /// A server whose model is not loaded yet (`/health` answers 503 until
-    /// [`Server::set_engine`]).
+    /// [`Server::set_engine`]). A CORS setting that does not parse is refused by
+    /// [`CorsConfig::layer`]; here it falls back to the default (check it first, as
+    /// `vidlm serve` does).
     pub fn new(config: &ServerConfig) -> Server {
-        let id = config.model_id();
-        let mut names = vec![id];
-        if !names.contains(&config.model) {
-            names.push(config.model.clone());
-        }
-        let ctx = RequestContext { model_names: names, media: config.engine.media.clone() };
+        let cors = config.cors.layer().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "invalid CORS setting; using the default");
+            CorsConfig::default().layer().unwrap_or_else(|_| CorsLayer::new())
+        });
+        let ctx = RequestContext {
+            model_names: config.model_names(),
+            media: config.engine.media.clone(),
+        };
         Server {
             state: Arc::new(AppState {
                 engine: OnceLock::new(),
@@ -148,6 +253,7 @@ impl Server {
                 api_key: config.api_key.clone().filter(|k| !k.is_empty()),
                 created: vidlm_openai::response::unix_now(),
                 max_body_bytes: config.max_body_bytes,
+                cors,
             }),
         }
     }
@@ -198,6 +304,7 @@ impl Server {
         let v1 = Router::new()
             .route("/v1/chat/completions", post(handlers::chat_completions))
             .route("/v1/models", get(handlers::models))
+            .route("/v1/models/{*id}", get(handlers::model))
             .layer(axum::middleware::from_fn_with_state(self.state.clone(), handlers::auth));
         Router::new()
             .merge(v1)
@@ -209,6 +316,8 @@ impl Server {
                 self.state.clone(),
                 handlers::declared_length,
             ))
+            // Outside auth: a preflight is answered here, before any key is asked for.
+            .layer(self.state.cors.clone())
             .layer(axum::middleware::from_fn(handlers::request_id))
             .with_state(self.state.clone())
     }

@@ -1,4 +1,5 @@
-//! Streaming answers as server-sent events: a role chunk, content chunks (stop sequences cut,
+//! Streaming answers as server-sent events (started by the handler once the first token exists):
+//! a role chunk, content chunks (stop sequences cut,
 //! text that might start one held back), a last chunk with `finish_reason`, the usage chunk
 //! when asked for, then `data: [DONE]`. Dropping the stream (the client went away) drops the
 //! request handle, which cancels the request.
@@ -18,6 +19,8 @@ use crate::handlers::engine_error;
 
 struct State {
     handle: RequestHandle,
+    /// The event the handler waited for before answering 200 (the first token, or the end).
+    first: Option<Event>,
     tokenizer: tokenizers::Tokenizer,
     builder: ChunkBuilder,
     trimmer: StopTrimmer,
@@ -35,7 +38,11 @@ fn data<T: serde::Serialize>(v: &T) -> String {
 impl State {
     /// Turns the next engine event into zero or more SSE payloads.
     async fn advance(&mut self) {
-        match self.handle.next().await {
+        let event = match self.first.take() {
+            Some(e) => Some(e),
+            None => self.handle.next().await,
+        };
+        match event {
             Some(Event::Token(t)) => {
                 let text = self.trimmer.push(&t.text);
                 let lp = match (self.logprobs, &t.logprobs) {
@@ -80,7 +87,12 @@ impl State {
     }
 }
 
-pub(crate) fn sse(engine: &Engine, req: ChatRequest, handle: RequestHandle) -> Response {
+pub(crate) fn sse(
+    engine: &Engine,
+    req: ChatRequest,
+    handle: RequestHandle,
+    first: Event,
+) -> Response {
     let builder = ChunkBuilder {
         id: completion_id(),
         model: req.model.clone(),
@@ -91,6 +103,7 @@ pub(crate) fn sse(engine: &Engine, req: ChatRequest, handle: RequestHandle) -> R
     out.push_back(data(&builder.role()));
     let state = State {
         handle,
+        first: Some(first),
         tokenizer: engine.processor().tokenizer().clone(),
         builder,
         trimmer: StopTrimmer::new(&req.stop),

@@ -138,6 +138,27 @@ fn routes_answers_and_streams() {
     let (st, _, _, nf) = call(agent().get(&format!("{b}/v2/nothing")), None);
     assert_eq!(st, 404);
     assert_error(&serde_json::from_str(&nf).expect("json"), "not_found");
+    // One model's card; any other id is OpenAI's 404 `model_not_found`.
+    let (st, _, _, card) = call(agent().get(&format!("{b}/v1/models/demo-model")), None);
+    assert_eq!(st, 200, "{card}");
+    let card: Value = serde_json::from_str(&card).expect("json");
+    assert_eq!((card["id"].as_str(), card["object"].as_str()), (Some("demo-model"), Some("model")));
+    for other in ["gpt-4o", "org/demo-model"] {
+        let (st, _, _, e) = call(agent().get(&format!("{b}/v1/models/{other}")), None);
+        assert_eq!(st, 404, "{other}");
+        let e: Value = serde_json::from_str(&e).expect("json");
+        assert_error(&e, "model_not_found");
+        assert!(e["error"]["message"].as_str().is_some_and(|m| m.contains("does not exist")));
+    }
+    // `model` omitted or null: the one served model answers.
+    for body in [
+        json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}),
+        json!({"model": null, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}),
+    ] {
+        let (st, c) = chat(b, &body);
+        assert_eq!(st, 200, "{c}");
+        assert_eq!(c["model"], "demo-model");
+    }
     // A completion, under the listed id and under --model as given.
     let (st, c) = chat(b, &video_body(json!({})));
     assert_eq!(st, 200, "{c}");
@@ -298,6 +319,31 @@ fn auth_limits_and_errors() {
     let e = e.find('{').map(|i| &e[i..]).unwrap_or(e);
     let e = e.rfind('}').map(|i| &e[..=i]).unwrap_or(e);
     assert_error(&serde_json::from_str(e).expect("json"), "request_too_large");
+    // CORS: a preflight is answered before auth (no key needed), Authorization allowed.
+    let pre = agent()
+        .request("OPTIONS", &format!("{b}/v1/chat/completions"))
+        .set("origin", "https://app.example.com")
+        .set("access-control-request-method", "POST")
+        .set("access-control-request-headers", "authorization,content-type")
+        .call()
+        .expect("preflight");
+    assert_eq!(pre.status(), 200);
+    assert_eq!(pre.header("access-control-allow-origin"), Some("*"));
+    let allowed = pre.header("access-control-allow-headers").unwrap_or("").to_ascii_lowercase();
+    assert!(allowed.contains("authorization") && allowed.contains("content-type"), "{allowed}");
+    assert!(pre.header("access-control-allow-methods").is_some_and(|m| m.contains("POST")));
+    assert!(pre.header("x-request-id").is_some());
+    // A body that is not JSON: 415 with the error object (before it is parsed).
+    let r = agent()
+        .post(&format!("{b}/v1/chat/completions"))
+        .set("authorization", "Bearer sekrit")
+        .set("content-type", "application/x-www-form-urlencoded")
+        .send_string("model=demo-model&messages=hi");
+    let Err(ureq::Error::Status(415, r)) = r else { panic!("a form body must be a 415") };
+    assert_error(
+        &serde_json::from_str(&r.into_string().unwrap_or_default()).expect("json"),
+        "unsupported_media_type",
+    );
     // Wrong model, bad JSON, bad parameter, forbidden media.
     let (st, _, _, e) =
         post(Some("Bearer sekrit"), &video_body(json!({"model": "gpt-4o"})).to_string());
@@ -312,13 +358,13 @@ fn auth_limits_and_errors() {
     let forbidden = json!({"model": "demo-model", "messages": [{"role": "user", "content": [
         {"type": "video_url", "video_url": {"url": "file:///etc/passwd"}}, {"type": "text", "text": "x"}]}]});
     let (st, _, _, e) = post(Some("Bearer sekrit"), &forbidden.to_string());
-    assert_eq!(st, 403);
+    assert_eq!(st, 400, "a forbidden source is the request's fault");
     assert_error(&serde_json::from_str(&e).expect("json"), "media_not_allowed");
-    // A corrupt video: 400 from the engine, after admission.
+    // A corrupt video: 415 (unsupported media) from the engine, after admission.
     let corrupt = json!({"model": "demo-model", "messages": [{"role": "user", "content": [
         {"type": "video_url", "video_url": {"url": "data:video/mp4;base64,AAAAIGZ0eXBpc29tAAACAGlzb21pc28y"}}, {"type": "text", "text": "x"}]}]});
     let (st, _, _, e) = post(Some("Bearer sekrit"), &corrupt.to_string());
-    assert_eq!(st, 400, "{e}");
+    assert_eq!(st, 415, "{e}");
     assert_error(&serde_json::from_str(&e).expect("json"), "invalid_media");
     // Still serving.
     assert_eq!(post(Some("Bearer sekrit"), &body).0, 200);

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use vidlm_model::ErrorKind;
+
 /// Which limit of [`crate::Limits`] a request ran into.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -50,7 +52,9 @@ pub enum VideoError {
     /// Reading the file failed at the OS level.
     #[error("cannot read {path}: {source}")]
     Io {
+        /// The file.
         path: PathBuf,
+        /// The OS error.
         #[source]
         source: std::io::Error,
     },
@@ -72,13 +76,30 @@ pub enum VideoError {
     /// The data ends early: frames from `frame` on are missing or incomplete.
     /// (Lenient requests return the frames before it instead.)
     #[error("truncated input: the data ends at frame {frame} ({detail})")]
-    Truncated { frame: usize, detail: String },
+    Truncated {
+        /// The first frame that is missing or incomplete.
+        frame: usize,
+        /// What FFmpeg reported.
+        detail: String,
+    },
     /// Data that cannot be demuxed or decoded; `frame` is the frame being reached, if known.
     #[error("corrupt data{}: {detail}", frame.map(|f| format!(" at frame {f}")).unwrap_or_default())]
-    Corrupt { frame: Option<usize>, detail: String },
+    Corrupt {
+        /// The frame being reached, if known.
+        frame: Option<usize>,
+        /// What FFmpeg reported.
+        detail: String,
+    },
     /// A [`crate::Limits`] value would be exceeded; checked before allocating.
     #[error("limit exceeded: {kind} is {actual}, the limit is {limit}")]
-    LimitExceeded { kind: LimitKind, actual: u64, limit: u64 },
+    LimitExceeded {
+        /// Which limit.
+        kind: LimitKind,
+        /// The input's value.
+        actual: u64,
+        /// The limit's value.
+        limit: u64,
+    },
     /// The sampling request does not fit the video.
     #[error("invalid sampling: {0}")]
     InvalidSampling(#[from] SamplingError),
@@ -93,10 +114,36 @@ pub enum VideoError {
     Internal(String),
     /// Any other FFmpeg failure, with the operation and FFmpeg's message.
     #[error("FFmpeg {op} failed: {message}")]
-    Ffmpeg { op: &'static str, code: i32, message: String },
+    Ffmpeg {
+        /// The FFmpeg call that failed.
+        op: &'static str,
+        /// FFmpeg's error code (a negative `AVERROR`).
+        code: i32,
+        /// FFmpeg's message for the code.
+        message: String,
+    },
 }
 
 impl VideoError {
+    /// The category of the error: missing files are [`ErrorKind::NotFound`], limits
+    /// [`ErrorKind::LimitExceeded`], bad sampling requests and options
+    /// [`ErrorKind::BadRequest`], OS and allocation failures and broken invariants
+    /// [`ErrorKind::Internal`], and data FFmpeg cannot decode [`ErrorKind::UnsupportedMedia`].
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            VideoError::NotFound(_) | VideoError::NotAFile(_) => ErrorKind::NotFound,
+            VideoError::LimitExceeded { .. } => ErrorKind::LimitExceeded,
+            VideoError::InvalidSampling(s) => s.kind(),
+            VideoError::ProtocolNotAllowed(_) | VideoError::InvalidOption(_) => {
+                ErrorKind::BadRequest
+            }
+            VideoError::Io { .. } | VideoError::OutOfMemory | VideoError::Internal(_) => {
+                ErrorKind::Internal
+            }
+            _ => ErrorKind::UnsupportedMedia,
+        }
+    }
+
     pub(crate) fn from_open_error(code: i32) -> Self {
         let msg = crate::ffi::err_text(code);
         if code == crate::ffi::ENOMEM {

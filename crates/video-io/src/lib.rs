@@ -43,6 +43,7 @@
 //! assert_eq!(frames.data.shape(), &[8, info.output_height as usize, info.output_width as usize, 3]);
 //! # Ok::<(), vidlm_video_io::VideoError>(())
 //! ```
+#![warn(missing_docs)]
 
 mod error;
 mod exif;
@@ -52,6 +53,7 @@ mod ffi;
 mod image;
 mod info;
 mod jpeg;
+mod media;
 mod reader;
 mod rotate;
 mod sampling;
@@ -61,6 +63,7 @@ pub use error::{LimitKind, SamplingError, VideoError};
 pub use ffi::set_ffmpeg_log_level;
 pub use image::{load_image, load_image_bytes, load_image_bytes_with, load_image_with};
 pub use info::{FrameCountSource, VideoInfo};
+pub use media::{DecodedMedia, MediaKind};
 pub use reader::{Frames, Limits, OpenOptions, VideoReader};
 pub use sampling::{fps_num_frames, uniform_indices, SampleRequest, Sampling, Strategy};
 

@@ -53,6 +53,7 @@ impl Default for Limits {
 /// How to open an input.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct OpenOptions {
+    /// Resource limits checked before and while decoding.
     pub limits: Limits,
     /// FFmpeg decoder threads per video (frame + slice threading); 0 lets FFmpeg choose.
     pub threads: usize,
@@ -97,6 +98,7 @@ impl Frames {
     pub fn len(&self) -> usize {
         self.indices.len()
     }
+    /// Whether no frame was returned.
     pub fn is_empty(&self) -> bool {
         self.indices.is_empty()
     }

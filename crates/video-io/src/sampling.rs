@@ -19,6 +19,7 @@ pub use vidlm_model::sampling::{fps_num_frames, uniform_indices, Sampling};
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SampleRequest {
+    /// Which frames: every one, a count, a rate, indices or times.
     pub sampling: Sampling,
     /// Only frames whose presentation time is `>= start` seconds.
     pub start: Option<f64>,
@@ -50,6 +51,7 @@ pub enum Strategy {
 }
 
 impl SampleRequest {
+    /// A request for `sampling` over the whole video, strict, with the automatic strategy.
     pub fn new(sampling: Sampling) -> Self {
         SampleRequest {
             sampling,
@@ -85,26 +87,32 @@ impl SampleRequest {
     pub fn times(times: impl Into<Vec<f64>>) -> Self {
         Self::new(Sampling::Times(times.into()))
     }
+    /// Only frames at or after `seconds`.
     pub fn start(mut self, seconds: f64) -> Self {
         self.start = Some(seconds);
         self
     }
+    /// Only frames before `seconds`.
     pub fn end(mut self, seconds: f64) -> Self {
         self.end = Some(seconds);
         self
     }
+    /// At most `n` frames (a larger selection is subsampled uniformly).
     pub fn max_frames(mut self, n: usize) -> Self {
         self.max_frames = Some(n);
         self
     }
+    /// Cap a request for more frames than exist instead of failing.
     pub fn clamp(mut self, yes: bool) -> Self {
         self.clamp = yes;
         self
     }
+    /// Keep the frames a damaged file still gives instead of failing.
     pub fn lenient(mut self, yes: bool) -> Self {
         self.lenient = yes;
         self
     }
+    /// How to reach the frames (see [`Strategy`]).
     pub fn strategy(mut self, s: Strategy) -> Self {
         self.strategy = s;
         self

@@ -367,16 +367,19 @@ fn run_case(exe: &Path, dir: &Path, tmp: &Path, c: &Case) -> Row {
         .expect("the corpus binary runs itself");
     let mut status = None;
     while t0.elapsed() < TIME_LIMIT * 3 {
-        if let Some(s) = child.try_wait().expect("wait") {
-            status = Some(s);
-            break;
+        match child.try_wait() {
+            Ok(Some(s)) => {
+                status = Some(s);
+                break;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+            // Cannot poll it: killed and waited for below, reported as no result.
+            Err(_) => break,
         }
-        std::thread::sleep(Duration::from_millis(5));
     }
     let wall = t0.elapsed();
     if status.is_none() {
         let _ = child.kill();
-        let _ = child.wait();
         failures.push(format!("no result within {} s", (TIME_LIMIT * 3).as_secs()));
     } else if wall > TIME_LIMIT {
         failures.push(format!(
@@ -385,6 +388,8 @@ fn run_case(exe: &Path, dir: &Path, tmp: &Path, c: &Case) -> Row {
             TIME_LIMIT.as_secs()
         ));
     }
+    // Reaps the killed child (after a successful `try_wait`, returns its status at once).
+    let _ = child.wait();
     let mut out = String::new();
     if let Some(mut so) = child.stdout.take() {
         let _ = so.read_to_string(&mut out);

@@ -175,7 +175,12 @@ mod tests {
         let patches = vec![0.0f32; g.num_patches() * 27 * 27];
         assert_eq!(pack_image(&patches, 27, 1, &g, Some(&[1.0]), Some(9)).unwrap().len(), 6551);
         // NeXT, a 336x672 image on 1x2 tiles of 24: base 576 + 24 rows of 48 + newline.
-        let g = PatchGrid { image_size: (336, 672), tiles: Some((1, 2)), multi_image: false };
+        let g = PatchGrid {
+            image_size: (336, 672),
+            tiles: Some((1, 2)),
+            multi_image: false,
+            thw: None,
+        };
         let patches = vec![0.0f32; 3 * 576];
         assert_eq!(
             pack_image(&patches, 24, 1, &g, Some(&[1.0]), None).unwrap().len(),
@@ -186,7 +191,8 @@ mod tests {
     #[test]
     fn stitching_order_and_unpad() {
         // 2 tiles side by side (1x2 grid), side 2, dim 1; image exactly 2:1 -> no unpad.
-        let grid = PatchGrid { image_size: (4, 8), tiles: Some((1, 2)), multi_image: false };
+        let grid =
+            PatchGrid { image_size: (4, 8), tiles: Some((1, 2)), multi_image: false, thw: None };
         let base = [0.0, 0.0, 0.0, 0.0];
         let t0 = [1.0, 2.0, 3.0, 4.0];
         let t1 = [5.0, 6.0, 7.0, 8.0];

@@ -20,6 +20,8 @@
 //!   unpadding, the `anyres_max` budget) is `vidlm_model::anyres`, the same code that counts the
 //!   processor's placeholders. Each image's tiling comes from the processor ([`PatchGrid`]);
 //!   vision does not recompute it.
+//! * The [`qwen`] module computes the grid-only host tables of the Qwen2.5-VL / Qwen3-VL vision
+//!   graphs (window index and padded window batch, rotary, position interpolation).
 //! * The [`anyres`] module holds the host-side packing (tile stitching, bilinear
 //!   interpolation, pooling) and is usable without any model.
 //!
@@ -36,8 +38,10 @@
 //! let packed = pack_image(&patches, 27, 1, &grid, Some(&[1.0]), Some(9)).unwrap();
 //! assert_eq!(packed.len(), 6551);
 //! ```
+#![warn(missing_docs)]
 
 pub mod anyres;
+pub mod qwen;
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -104,9 +108,7 @@ impl VisionError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             VisionError::Model(e) => e.kind(),
-            VisionError::Ort(OrtError::GraphMissing(_) | OrtError::SessionLoad { .. }) => {
-                ErrorKind::InvalidModel
-            }
+            VisionError::Ort(e) => e.kind(),
             VisionError::UnexpectedGraph { .. } | VisionError::File { .. } => {
                 ErrorKind::InvalidModel
             }
@@ -277,9 +279,7 @@ impl Graph {
             _ => TensorRef::from_array_view((shape.to_vec(), data)).map_err(err)?.into(),
         };
         let name = self.input.name.clone();
-        let turn = vidlm_ort::gate::enter();
         let outputs = self.s.session.run(vec![(Cow::Owned(name), value)]).map_err(err)?;
-        drop(turn);
         let v = outputs.get(&self.output).ok_or_else(|| {
             VisionError::Shape(format!("{}: no output `{}`", path.display(), self.output))
         })?;
@@ -343,6 +343,54 @@ impl FeatureBlock {
     /// Number of rows.
     pub fn rows(&self) -> usize {
         self.data.len().checked_div(self.dim).unwrap_or(0)
+    }
+}
+
+/// One image or video for the vision graphs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum VisionInput<'a> {
+    /// An image (its patches).
+    Image(ImagePixels<'a>),
+    /// A video (its frames).
+    Video(VideoPixels<'a>),
+}
+
+impl VisionInput<'_> {
+    /// The graph inputs it runs: an image's patches, a video's frames.
+    pub fn units(&self) -> usize {
+        match self {
+            VisionInput::Image(im) => im.grid.num_patches(),
+            VisionInput::Video(v) => v.frames,
+        }
+    }
+}
+
+/// An encode in progress ([`VisionEncoder::encode_step`]): the graph outputs so far.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EncodeState {
+    done: usize,
+    data: Vec<f32>,
+    /// Tokens per unit (image graph) and row width, once known.
+    shape: Option<(usize, usize)>,
+}
+
+impl EncodeState {
+    /// Units (patches or frames) encoded so far.
+    pub fn done(&self) -> usize {
+        self.done
+    }
+
+    /// Records a run's output shape; runs of one encode must agree.
+    fn merge_shape(&mut self, tokens: usize, dim: usize) -> Result<(), VisionError> {
+        match self.shape {
+            Some(s) if s != (tokens, dim) => {
+                Err(VisionError::Shape("vision graph output shape changed between chunks".into()))
+            }
+            _ => {
+                self.shape = Some((tokens, dim));
+                Ok(())
+            }
+        }
     }
 }
 
@@ -476,7 +524,6 @@ impl VisionEncoder {
     }
 
     /// Images (or frames) per graph run from now on ([`VisionOptions::max_batch`]; at least 1).
-    /// Smaller runs let other work take turns between them (`vidlm_ort::gate`).
     pub fn set_max_batch(&mut self, n: usize) {
         self.max_batch = n.max(1);
     }
@@ -511,36 +558,15 @@ impl VisionEncoder {
                 pixels.len()
             )));
         }
-        let mut out = Vec::new();
-        let mut dims = None;
+        let mut state = EncodeState::default();
         for start in (0..n).step_by(self.max_batch) {
             let m = self.max_batch.min(n - start);
-            let (shape, vals) = self
-                .image
-                .get(&self.session)?
-                .run(&pixels[start * per..(start + m) * per], &[m, 3, s, s])?;
-            let [b, t, d] = shape.as_slice() else {
-                return Err(VisionError::Shape(format!(
-                    "vision_encoder output has shape {shape:?}, expected [n, tokens, dim]"
-                )));
-            };
-            if *b != m {
-                return Err(VisionError::Shape(format!(
-                    "vision_encoder returned {b} rows for {m} images"
-                )));
-            }
-            if let Some((t0, d0)) = dims {
-                if (t0, d0) != (*t, *d) {
-                    return Err(VisionError::Shape(
-                        "vision_encoder output shape changed between chunks".into(),
-                    ));
-                }
-            }
-            dims = Some((*t, *d));
-            out.extend(vals);
+            let (t, d, vals) = self.run_images(&pixels[start * per..(start + m) * per], m)?;
+            state.merge_shape(t, d)?;
+            state.data.extend(vals);
         }
-        let (t, d) = dims.unwrap_or((0, 0));
-        Ok((t, d, out))
+        let (t, d) = state.shape.unwrap_or((0, 0));
+        Ok((t, d, state.data))
     }
 
     /// Features of each image, laid out exactly as transformers' `get_image_features`
@@ -549,23 +575,200 @@ impl VisionEncoder {
         &mut self,
         images: &[ImagePixels<'_>],
     ) -> Result<Vec<FeatureBlock>, VisionError> {
-        let s = self.image_size();
-        let per = 3 * s * s;
         for (i, im) in images.iter().enumerate() {
-            if im.pixel_values.len() != im.grid.num_patches() * per {
-                return Err(VisionError::Shape(format!(
-                    "image {i}: {} values for {} patches of 3x{s}x{s} ({:?})",
-                    im.pixel_values.len(),
-                    im.grid.num_patches(),
-                    im.grid
-                )));
-            }
+            self.check(&VisionInput::Image(*im)).map_err(|e| match e {
+                VisionError::Shape(m) => VisionError::Shape(format!("image {i}: {m}")),
+                e => e,
+            })?;
         }
-        images.iter().map(|im| self.image_block(im)).collect()
+        images.iter().map(|im| self.encode(&VisionInput::Image(*im))).collect()
     }
 
-    fn image_block(&mut self, im: &ImagePixels<'_>) -> Result<FeatureBlock, VisionError> {
-        let (tokens, dim, feats) = self.encode_patches(im.pixel_values, im.grid.num_patches())?;
+    /// Features of each video, laid out exactly as transformers' `get_video_features`
+    /// (frames-as-images families: the frames' image features concatenated). Frames are encoded
+    /// in chunks of `max_batch`.
+    pub fn video_features(
+        &mut self,
+        videos: &[VideoPixels<'_>],
+    ) -> Result<Vec<FeatureBlock>, VisionError> {
+        for (i, v) in videos.iter().enumerate() {
+            self.check(&VisionInput::Video(*v)).map_err(|e| match e {
+                VisionError::Shape(m) => VisionError::Shape(format!("video {i}: {m}")),
+                e => e,
+            })?;
+        }
+        videos.iter().map(|v| self.encode(&VisionInput::Video(*v))).collect()
+    }
+
+    /// One image's or video's features, in one go.
+    pub fn encode(&mut self, input: &VisionInput<'_>) -> Result<FeatureBlock, VisionError> {
+        let mut state = EncodeState::default();
+        loop {
+            if let Some(block) = self.encode_step(input, &mut state, usize::MAX)? {
+                return Ok(block);
+            }
+        }
+    }
+
+    /// Runs at most `max_units` more units (patches or frames, at least one; in graph runs of at
+    /// most `max_batch`) of an encode; returns its features once every unit has run. The same
+    /// input must come with the same state each time. A caller that interleaves other work
+    /// between the steps of a long video gets the same features as [`VisionEncoder::encode`].
+    pub fn encode_step(
+        &mut self,
+        input: &VisionInput<'_>,
+        state: &mut EncodeState,
+        max_units: usize,
+    ) -> Result<Option<FeatureBlock>, VisionError> {
+        if state.done == 0 {
+            self.check(input)?;
+        }
+        let total = input.units();
+        let s = self.image_size();
+        let per = 3 * s * s;
+        let mut ran = 0;
+        while state.done < total && ran < max_units.max(1) {
+            let m = self.max_batch.min(max_units.max(1) - ran).min(total - state.done);
+            let range = state.done * per..(state.done + m) * per;
+            match input {
+                VisionInput::Image(im) => {
+                    let (t, d, vals) = self.run_images(&im.pixel_values[range], m)?;
+                    state.merge_shape(t, d)?;
+                    state.data.extend(vals);
+                }
+                VisionInput::Video(v) if self.video.is_some() => {
+                    let last = state.done + m == total;
+                    let (d, rows) = self.run_video_chunk(&v.pixel_values[range], m, last)?;
+                    state.merge_shape(0, d)?;
+                    state.data.extend(rows);
+                }
+                VisionInput::Video(v) => {
+                    let (t, d, vals) = self.run_images(&v.pixel_values[range], m)?;
+                    state.merge_shape(t, d)?;
+                    state.data.extend(vals);
+                }
+            }
+            state.done += m;
+            ran += m;
+        }
+        if state.done < total {
+            return Ok(None);
+        }
+        let data = std::mem::take(&mut state.data);
+        let (tokens, dim) = state.shape.unwrap_or((0, 0));
+        match input {
+            VisionInput::Image(im) => self.pack(im, tokens, dim, data).map(Some),
+            VisionInput::Video(_) if self.video.is_some() => Ok(Some(FeatureBlock { data, dim })),
+            VisionInput::Video(v) => self.video_host(v.frames, tokens, dim, data).map(Some),
+        }
+    }
+
+    /// An input's size against the graphs (and, for a video without `video_encoder`, whether the
+    /// host can do the graph's work).
+    fn check(&self, input: &VisionInput<'_>) -> Result<(), VisionError> {
+        let s = self.image_size();
+        let per = 3 * s * s;
+        match input {
+            VisionInput::Image(im) => {
+                if im.pixel_values.len() != im.grid.num_patches() * per {
+                    return Err(VisionError::Shape(format!(
+                        "{} values for {} patches of 3x{s}x{s} ({:?})",
+                        im.pixel_values.len(),
+                        im.grid.num_patches(),
+                        im.grid
+                    )));
+                }
+            }
+            VisionInput::Video(v) => {
+                if v.frames == 0 || v.pixel_values.len() != v.frames * per {
+                    return Err(VisionError::Shape(format!(
+                        "{} values for {} frames of 3x{s}x{s}",
+                        v.pixel_values.len(),
+                        v.frames
+                    )));
+                }
+                if self.video.is_none()
+                    && matches!(
+                        self.spec.video_tokens,
+                        VideoTokens::PerFrame | VideoTokens::NextPooled
+                    )
+                {
+                    return Err(VisionError::Unsupported(format!(
+                        "{} videos need {} (pooling / the video tower is inside the graph)",
+                        self.spec.family,
+                        self.video_path.display()
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One `vision_encoder` run over `m` images; returns `(tokens per image, dim, values)`.
+    fn run_images(
+        &mut self,
+        pixels: &[f32],
+        m: usize,
+    ) -> Result<(usize, usize, Vec<f32>), VisionError> {
+        let s = self.image_size();
+        let (shape, vals) = self.image.get(&self.session)?.run(pixels, &[m, 3, s, s])?;
+        let [b, t, d] = shape.as_slice() else {
+            return Err(VisionError::Shape(format!(
+                "vision_encoder output has shape {shape:?}, expected [n, tokens, dim]"
+            )));
+        };
+        if *b != m {
+            return Err(VisionError::Shape(format!(
+                "vision_encoder returned {b} rows for {m} images"
+            )));
+        }
+        Ok((*t, *d, vals))
+    }
+
+    /// One `video_encoder` run over `m` frames; returns `(dim, rows)`, without the rows the graph
+    /// appends once per call (OneVision's newline) unless this is the video's last run.
+    fn run_video_chunk(
+        &mut self,
+        pixels: &[f32],
+        m: usize,
+        last: bool,
+    ) -> Result<(usize, Vec<f32>), VisionError> {
+        let s = self.image_size();
+        let trailing = self.spec.video_tokens.rows_appended_per_call();
+        let Some(slot) = self.video.as_mut() else {
+            return Err(VisionError::Unsupported("no video_encoder graph loaded".into()));
+        };
+        let (shape, mut vals) = slot.get(&self.session)?.run(pixels, &[1, m, 3, s, s])?;
+        // [1, tokens, dim] (frames concatenated) or [frames, tokens, dim] (Video-LLaVA's
+        // per-frame output): both are the video's rows in order.
+        let (rows, dim) = match shape.as_slice() {
+            [1, rows, d] => (*rows, *d),
+            [f, rows, d] if *f == m => (f * rows, *d),
+            _ => {
+                return Err(VisionError::Shape(format!(
+                    "video_encoder output has shape {shape:?} for {m} frames, expected [1, tokens, dim] or [{m}, tokens, dim]"
+                )))
+            }
+        };
+        if vals.len() != rows * dim {
+            return Err(VisionError::Shape(format!(
+                "video_encoder returned {} values for shape {shape:?}",
+                vals.len()
+            )));
+        }
+        let keep = if last { rows } else { rows.saturating_sub(trailing) };
+        vals.truncate(keep * dim);
+        Ok((dim, vals))
+    }
+
+    /// An image's patch features, packed as its family lays them out.
+    fn pack(
+        &self,
+        im: &ImagePixels<'_>,
+        tokens: usize,
+        dim: usize,
+        feats: Vec<f32>,
+    ) -> Result<FeatureBlock, VisionError> {
         let data = match self.spec.image_layout {
             ImageLayout::Plain => {
                 if im.grid.num_patches() != 1 {
@@ -587,109 +790,47 @@ impl VisionEncoder {
                     .then_some(self.geometry.max_num_patches);
                 anyres::pack_image(&feats, side, dim, &im.grid, self.newline.as_deref(), budget)?
             }
+            // The patchified (Qwen-VL) vision runner is not part of this crate yet.
+            ImageLayout::Patchified => {
+                return Err(VisionError::Unsupported(format!(
+                    "{} images need the patchified vision runner, which is not implemented yet",
+                    self.spec.family
+                )))
+            }
         };
         Ok(FeatureBlock { data, dim })
     }
 
-    /// Features of each video, laid out exactly as transformers' `get_video_features`
-    /// (frames-as-images families: the frames' image features concatenated). Frames are encoded
-    /// in chunks of `max_batch`.
-    pub fn video_features(
-        &mut self,
-        videos: &[VideoPixels<'_>],
-    ) -> Result<Vec<FeatureBlock>, VisionError> {
-        let s = self.image_size();
-        let per = 3 * s * s;
-        for (i, v) in videos.iter().enumerate() {
-            if v.frames == 0 || v.pixel_values.len() != v.frames * per {
-                return Err(VisionError::Shape(format!(
-                    "video {i}: {} values for {} frames of 3x{s}x{s}",
-                    v.pixel_values.len(),
-                    v.frames
-                )));
-            }
-        }
-        videos
-            .iter()
-            .map(|v| {
-                if self.video.is_some() {
-                    self.video_block_graph(v)
-                } else {
-                    self.video_block_host(v)
-                }
-            })
-            .collect()
-    }
-
-    /// A video through `video_encoder`, in chunks of `max_batch` frames.
-    fn video_block_graph(&mut self, v: &VideoPixels<'_>) -> Result<FeatureBlock, VisionError> {
-        let s = self.image_size();
-        let per = 3 * s * s;
-        // Rows the graph appends once per call (OneVision's newline): kept once per video.
-        let trailing = self.spec.video_tokens.rows_appended_per_call();
-        let max_batch = self.max_batch;
-        let Some(slot) = self.video.as_mut() else {
-            return Err(VisionError::Unsupported("no video_encoder graph loaded".into()));
-        };
-        let g = slot.get(&self.session)?;
-        let mut data = Vec::new();
-        let mut dim = 0;
-        let chunks: Vec<usize> = (0..v.frames).step_by(max_batch).collect();
-        for (ci, &start) in chunks.iter().enumerate() {
-            let m = max_batch.min(v.frames - start);
-            let (shape, vals) =
-                g.run(&v.pixel_values[start * per..(start + m) * per], &[1, m, 3, s, s])?;
-            // [1, tokens, dim] (frames concatenated) or [frames, tokens, dim] (Video-LLaVA's
-            // per-frame output): both are the video's rows in order.
-            let rows = match shape.as_slice() {
-                [1, rows, d] => {
-                    dim = *d;
-                    *rows
-                }
-                [f, rows, d] if *f == m => {
-                    dim = *d;
-                    f * rows
-                }
-                _ => {
-                    return Err(VisionError::Shape(format!(
-                        "video_encoder output has shape {shape:?} for {m} frames, expected [1, tokens, dim] or [{m}, tokens, dim]"
-                    )))
-                }
-            };
-            if vals.len() != rows * dim {
-                return Err(VisionError::Shape(format!(
-                    "video_encoder returned {} values for shape {shape:?}",
-                    vals.len()
-                )));
-            }
-            let keep = if ci + 1 < chunks.len() { rows.saturating_sub(trailing) } else { rows };
-            data.extend_from_slice(&vals[..keep * dim]);
-        }
-        Ok(FeatureBlock { data, dim })
-    }
-
-    /// A video without `video_encoder`: frames through `vision_encoder`, then the host does what
-    /// the family's video graph would (where it can).
-    fn video_block_host(&mut self, v: &VideoPixels<'_>) -> Result<FeatureBlock, VisionError> {
+    /// A video without `video_encoder`: its frames' `vision_encoder` features, then what the
+    /// family's video graph would do (where the host can).
+    fn video_host(
+        &self,
+        frames: usize,
+        tokens: usize,
+        dim: usize,
+        feats: Vec<f32>,
+    ) -> Result<FeatureBlock, VisionError> {
         match self.spec.video_tokens {
-            VideoTokens::FramesAsImages => {
-                let (_, dim, feats) = self.encode_patches(v.pixel_values, v.frames)?;
-                Ok(FeatureBlock { data: feats, dim })
-            }
+            VideoTokens::FramesAsImages => Ok(FeatureBlock { data: feats, dim }),
             VideoTokens::OnevisionPooled => {
-                let (tokens, dim, feats) = self.encode_patches(v.pixel_values, v.frames)?;
                 let side = self.geometry.grid_side();
                 if side * side != tokens {
                     return Err(VisionError::Shape(format!(
                         "vision_encoder gives {tokens} tokens per frame, grid is {side}x{side}"
                     )));
                 }
-                let mut data = anyres::onevision_pool_frames(&feats, v.frames, side, dim)?;
+                let mut data = anyres::onevision_pool_frames(&feats, frames, side, dim)?;
                 let nl = self.newline.as_deref().ok_or_else(|| {
                     VisionError::Unsupported("OneVision video needs image_newline".into())
                 })?;
                 data.extend_from_slice(nl);
                 Ok(FeatureBlock { data, dim })
+            }
+            VideoTokens::GridMerged | VideoTokens::GridMergedTimestamped => {
+                Err(VisionError::Unsupported(format!(
+                    "{} videos need the patchified vision runner, which is not implemented yet",
+                    self.spec.family
+                )))
             }
             VideoTokens::PerFrame | VideoTokens::NextPooled => {
                 Err(VisionError::Unsupported(format!(

@@ -79,7 +79,8 @@ fn bad_pixel_inputs_are_typed() {
     let s = v.image_size();
     let per = 3 * s * s;
     // A 32x64 image cut into 1x2 tiles + base = 3 patches.
-    let grid = PatchGrid { image_size: (32, 64), tiles: Some((1, 2)), multi_image: false };
+    let grid =
+        PatchGrid { image_size: (32, 64), tiles: Some((1, 2)), multi_image: false, thw: None };
     // Pixel count that does not match the patch count.
     let e = v
         .image_features(&[ImagePixels { pixel_values: &vec![0.0; per * 3 + 1], grid }])
@@ -128,7 +129,8 @@ fn released_sessions_load_again_with_the_same_results() {
     let per = 3 * s * s;
     let px: Vec<f32> = (0..3 * per).map(|i| ((i % 89) as f32 / 44.0) - 1.0).collect();
     let video = [VideoPixels { pixel_values: &px, frames: 3 }];
-    let grid = PatchGrid { image_size: (32, 64), tiles: Some((1, 2)), multi_image: false };
+    let grid =
+        PatchGrid { image_size: (32, 64), tiles: Some((1, 2)), multi_image: false, thw: None };
     let image = [ImagePixels { pixel_values: &px, grid }];
     let (v1, i1) = (v.video_features(&video).unwrap(), v.image_features(&image).unwrap());
     v.release();

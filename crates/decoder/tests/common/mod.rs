@@ -92,7 +92,11 @@ pub fn fixture_model(family: &str) -> std::path::PathBuf {
     cache.join("fixtures").join(key).join("model")
 }
 
-/// Families with committed goldens (`tests/goldens/<family>/golden.json`).
+/// Goldens whose families the Rust runtime does not run yet (issue 20: Qwen2.5-VL and Qwen3-VL).
+/// The helper that adds the Qwen runtime (vision runner, M-RoPE decoder, engine) removes them from
+/// this list, and every Rust golden test then covers them.
+pub const PYTHON_REPLAY_ONLY: [&str; 2] = ["qwen2_5_vl", "qwen3_vl"];
+
 /// A family's goldens folder (`tests/goldens/<family>`) and its `golden.json`.
 pub fn golden_meta(family: &str) -> (std::path::PathBuf, serde_json::Value) {
     let dir = fixture_root().join("tests/goldens").join(family);
@@ -102,12 +106,18 @@ pub fn golden_meta(family: &str) -> (std::path::PathBuf, serde_json::Value) {
     (dir, meta)
 }
 
+/// Families with committed goldens (`tests/goldens/<family>/golden.json`).
+///
+/// Families in [`PYTHON_REPLAY_ONLY`] are left out: their goldens are committed before the Rust
+/// runtime can run them, and `cargo xtask fixtures --check` replays them token-exact through the
+/// exported graphs in Python meanwhile (`python/vidlm_export/qwen_replay.py`).
 pub fn golden_families() -> Vec<String> {
     let dir = fixture_root().join("tests/goldens");
     let mut v: Vec<String> = std::fs::read_dir(&dir)
         .map(|rd| {
             rd.filter_map(|e| e.ok())
                 .filter(|e| e.path().join("golden.json").is_file())
+                .filter(|e| !PYTHON_REPLAY_ONLY.iter().any(|f| e.file_name() == *f))
                 .filter_map(|e| e.file_name().into_string().ok())
                 .collect()
         })

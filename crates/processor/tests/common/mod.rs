@@ -7,9 +7,10 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock};
-use vidlm_processor::{Conversation, ImageInput, Part, VideoInput};
+use vidlm_processor::{Conversation, ImageInput, Part, VideoInput, VideoMetadata};
 
 pub const FAMILIES: [&str; 4] = ["interleave", "onevision", "video_llava", "llava_next_video"];
+pub const QWEN_FAMILIES: [&str; 2] = ["qwen2_5_vl", "qwen3_vl"];
 
 /// Deterministic RGB image: gradients + hashed noise.
 pub fn pattern(h: usize, w: usize, t: u64, seed: u64) -> Array3<u8> {
@@ -96,12 +97,27 @@ pub fn conversation(conv: &Value) -> Conversation {
                     (Some("image"), Some(g)) => Part::Image(ImageInput::Decoded(Arc::new(
                         pattern(usize_at(g, 0), usize_at(g, 1), 0, usize_at(g, 2) as u64),
                     ))),
-                    (Some("video"), Some(g)) => Part::Video(VideoInput::Decoded(Arc::new(video(
-                        usize_at(g, 0),
-                        usize_at(g, 1),
-                        usize_at(g, 2),
-                        usize_at(g, 3) as u64,
-                    )))),
+                    (Some("video"), Some(g)) => {
+                        let frames = Arc::new(video(
+                            usize_at(g, 0),
+                            usize_at(g, 1),
+                            usize_at(g, 2),
+                            usize_at(g, 3) as u64,
+                        ));
+                        // `"fps"`: the whole video with its metadata (transformers'
+                        // `video_metadata`), sampled by the processor.
+                        match p.get("fps").and_then(Value::as_f64) {
+                            Some(fps) => Part::Video(VideoInput::WithMetadata(
+                                frames,
+                                VideoMetadata {
+                                    total_num_frames: usize_at(g, 0),
+                                    fps: Some(fps),
+                                    frames_indices: None,
+                                },
+                            )),
+                            None => Part::Video(VideoInput::Decoded(frames)),
+                        }
+                    }
                     _ => Part::Text(p["text"].as_str().unwrap_or("").to_string()),
                 })
                 .collect();
