@@ -5,11 +5,14 @@
 //! * `cargo xtask demo`   — the README's main command: set up what the runtime needs, run the demo
 //! * `cargo xtask test`   — the README's test command (also what `.ci/run` calls)
 //! * `cargo xtask videos` — generate the test videos (idempotent; `test` runs it first)
-//! * `cargo xtask bench video` — the video-io benchmark
+//! * `cargo xtask bench video [--python [--quick]]` — the video-io benchmark; `--python`:
+//!   `vidlm.read_frames` vs PyAV, torchcodec and decord on the same frames
+//! * `cargo xtask wheel [--dev] [--cuda]` — the `vidlm` Python package's abi3 wheel (maturin)
 //! * `cargo xtask export` — convert a HF checkpoint into vidlm's ONNX model directory
 //! * `cargo xtask fixtures [--check]` — tiny test models + transformers goldens
 //! * `cargo xtask bench processor` — preprocessing vs transformers (1080p, 8/32 frames)
-//! * `cargo xtask bench e2e [--quick]` — the whole path, vidlm per dtype vs transformers `generate`
+//! * `cargo xtask bench e2e [--quick] [--python]` — the whole path, vidlm per dtype vs transformers
+//!   `generate`; `--python`: a Python-API column and its overhead over `vidlm run`
 //! * `cargo xtask tidy`   — source-tree invariants (unsafe only in FFI/SIMD modules, family
 //!   matches only in vidlm-model, lib.rs overviews and missing_docs, READMEs), `cargo fmt
 //!   --check` and `cargo clippy -D warnings`; part of `test`
@@ -71,6 +74,9 @@ enum Cmd {
         /// Build with the dev profile (faster to build, slower to run) instead of release.
         #[arg(long)]
         dev: bool,
+        /// With the CUDA execution provider (`LLM(..., device="cuda")` with `onnxruntime-gpu`).
+        #[arg(long)]
+        cuda: bool,
     },
     /// Convert a Hugging Face checkpoint (local dir or hub id) into a vidlm model directory.
     Export(export::ExportArgs),
@@ -125,7 +131,9 @@ fn main() -> Result<()> {
             Ok(())
         }
         Cmd::Demo { args } => demo(&args),
-        Cmd::Wheel { dev } => python_pkg::wheel(if dev { "dev" } else { "release" }).map(|_| ()),
+        Cmd::Wheel { dev, cuda } => {
+            python_pkg::wheel(if dev { "dev" } else { "release" }, cuda).map(|_| ())
+        }
         Cmd::Export(a) => export::export(&a),
         Cmd::Fixtures { check, args } => export::fixtures(check, &args),
         Cmd::Test { args } => test(&args),
@@ -313,13 +321,26 @@ fn corpus() -> Result<()> {
 }
 
 fn bench(what: &str, args: &[String]) -> Result<()> {
-    if what != "e2e" && what != "serve" && what != "batch" && !args.is_empty() {
+    if what != "e2e" && what != "serve" && what != "batch" && what != "video" && !args.is_empty()
+    {
         bail!("benchmark {what:?} takes no arguments");
     }
     match what {
         "e2e" => bench_e2e::bench_e2e(args),
         "video" => {
             let videos = videos::videos()?;
+            // `--python [--quick]`: vidlm.read_frames vs PyAV, torchcodec and decord.
+            let python = args.iter().any(|a| a == "--python");
+            let quick = args.iter().any(|a| a == "--quick");
+            if let Some(other) = args.iter().find(|a| *a != "--python" && *a != "--quick") {
+                bail!("bench video: unknown argument {other:?} (--python [--quick])");
+            }
+            if quick && !python {
+                bail!("bench video: --quick goes with --python");
+            }
+            if python {
+                return python_pkg::bench_video(&videos, quick);
+            }
             let mut b = cargo();
             b.env("VIDLM_TEST_VIDEOS", &videos);
             b.args(["bench", "-p", "vidlm-video-io", "--bench", "sampling"]);

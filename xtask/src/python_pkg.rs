@@ -71,9 +71,10 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| project_root().join("target"))
 }
 
-/// Builds the abi3 wheel with `profile` (`release`, or `dev` for the tests) into
-/// `target/wheels/`; returns its path.
-pub fn wheel(profile: &str) -> Result<PathBuf> {
+/// Builds the abi3 wheel with `profile` (`release` for `cargo xtask wheel`, `dev` for the tests:
+/// see [`test_package`]) into `target/wheels/`, with the `cuda` feature when asked; returns its
+/// path.
+pub fn wheel(profile: &str, cuda: bool) -> Result<PathBuf> {
     let py = build_env()?;
     let out = target_dir().join("wheels");
     std::fs::create_dir_all(&out)?;
@@ -90,7 +91,10 @@ pub fn wheel(profile: &str) -> Result<PathBuf> {
         .arg("--out")
         .arg(&out)
         .current_dir(project_root());
-    eprintln!("[wheel] maturin build --profile {profile} (the whole vidlm stack; minutes)");
+    if cuda {
+        c.args(["--features", "cuda"]);
+    }
+    eprintln!("[wheel] maturin build --profile {profile}{}", if cuda { " --features cuda" } else { "" });
     crate::run(&mut c)?;
     let mut wheels: Vec<PathBuf> = std::fs::read_dir(&out)?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -104,6 +108,69 @@ pub fn wheel(profile: &str) -> Result<PathBuf> {
         }
         None => bail!("maturin wrote no wheel into {}", out.display()),
     }
+}
+
+/// The wheel built with `profile`, its files installed (no dependencies: numpy and onnxruntime
+/// come from the interpreter's venv) into `dir`, emptied first; returns `dir`, for `PYTHONPATH`.
+/// The benchmarks use it so that the project's venv is left as it is.
+pub fn unpacked_wheel(profile: &str, cuda: bool, dir: &Path) -> Result<PathBuf> {
+    let w = wheel(profile, cuda)?;
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    run_logged(
+        Command::new(crate::setup::venv_python())
+            .args(["-m", "pip", "install", "--disable-pip-version-check", "--no-deps", "--target"])
+            .arg(dir)
+            .arg(&w),
+    )?;
+    Ok(dir.to_path_buf())
+}
+
+/// `cargo xtask bench video --python`: `vidlm.read_frames` (release wheel) against PyAV
+/// (the project's venv), torchcodec and decord (installed from PyPI, without dependencies, into
+/// `.cache/bench-python/readers`: torch comes from the venv) on 8 and 32 frames of the 60 s
+/// 1080p clip, same frames checked equal (`python/bench_read_frames.py`).
+pub fn bench_video(videos: &Path, quick: bool) -> Result<()> {
+    let py = crate::setup::python_env()?;
+    let base = cache_dir().join("bench-python");
+    let readers = base.join("readers");
+    let req = project_root().join("python").join("requirements-bench-video.txt");
+    let stamp = readers.join(".vidlm-requirements");
+    let want = format!("{:016x}", fnv1a(&std::fs::read(&req)?));
+    if std::fs::read_to_string(&stamp).map(|s| s.trim() != want).unwrap_or(true) {
+        step("installing torchcodec and decord (bench readers) from PyPI", || {
+            if readers.exists() {
+                std::fs::remove_dir_all(&readers)?;
+            }
+            run_logged(
+                Command::new(&py)
+                    .args(["-m", "pip", "install", "--disable-pip-version-check", "--no-deps"])
+                    .arg("--target")
+                    .arg(&readers)
+                    .arg("-r")
+                    .arg(&req),
+            )?;
+            std::fs::write(&stamp, &want)?;
+            Ok(())
+        })?;
+    }
+    let site = unpacked_wheel(if quick { "dev" } else { "release" }, false, &base.join("vidlm"))?;
+    let path = std::env::join_paths([site, readers])?;
+    let out = project_root().join("target").join("bench-video-python.md");
+    let mut c = Command::new(&py);
+    c.arg(project_root().join("python").join("bench_read_frames.py"))
+        .arg("--video")
+        .arg(videos.join("h264_1080p30_60s.mp4"))
+        .args(["--repeats", if quick { "1" } else { "5" }])
+        .arg("--out")
+        .arg(&out)
+        .env("PYTHONPATH", path)
+        .env_remove("ORT_DYLIB_PATH")
+        .current_dir(project_root());
+    crate::run(&mut c)?;
+    eprintln!("[bench video --python] table written to {}", out.display());
+    Ok(())
 }
 
 /// A fresh venv with `wheel` and the test requirements installed; returns its interpreter.
@@ -125,7 +192,7 @@ pub fn fresh_venv(wheel: &Path, venv: &Path) -> Result<PathBuf> {
 
 /// The package step of `cargo xtask test`: dev wheel → fresh venv → pytest.
 pub fn test_package(videos: &Path, fixtures: &Path) -> Result<()> {
-    let wheel = wheel("dev")?;
+    let wheel = wheel("dev", false)?;
     let venv = target_dir().join("py-test-venv");
     let py = step(format!("installing {} into a fresh venv", wheel.display()), || {
         fresh_venv(&wheel, &venv)

@@ -26,8 +26,12 @@
 //! * **Vision cache** — decoded frames and vision features keyed by the media's content hash,
 //!   its kind and the frame sampling, bounded by `vision_cache_bytes`, evicted LRU. A follow-up
 //!   question about the same video skips decoding and the vision graphs.
-//! * **Cancellation** — dropping a [`RequestHandle`] cancels its request at whatever status it
-//!   has; a running row leaves the batch before the next decoder pass.
+//! * **Cancellation** — dropping a [`RequestHandle`] (or [`RequestHandle::cancel`]) cancels its
+//!   request at whatever status it has; a running row leaves the batch before the next decoder
+//!   pass, so a cancelled request costs at most the step already under way.
+//! * **Waiting** — [`RequestHandle::next`] (async), [`RequestHandle::blocking_next`], or without
+//!   blocking: [`RequestHandle::poll_next`] (one waker for many handles) and
+//!   [`RequestHandle::next_timeout`] (a caller that checks something between waits).
 //! * **Timings and metrics** — [`RequestTimings`] per request; [`Metrics`] (Prometheus text
 //!   with vLLM's names) for the engine.
 //!
@@ -79,7 +83,7 @@ pub use cache::{CacheKey, ItemKind, VisionCache};
 pub use metrics::{Histogram, Metrics};
 pub use request::{
     Completion, EngineError, EngineRequest, Event, MediaSpec, RequestHandle, RequestTimings,
-    TokenOut,
+    ThreadWaker, TimedOut, TokenOut,
 };
 pub use scheduler::{Plan, Scheduler, SchedulerConfig, Status};
 pub use vidlm_media_source::{DecodedMedia, MediaKind};

@@ -51,6 +51,10 @@ fn one_request_on_the_engine_gives_transformers_tokens_for_every_family() {
             req.generation.max_new_tokens = Some(tshape[1]);
             req.generation.eos_token_ids = Some(vec![]);
             match engine.submit(req).and_then(|h| h.wait()) {
+                Ok(c) if sc["input_ids"][0] != serde_json::json!(c.prompt_token_ids) => failures
+                    .push(format!(
+                        "{fam}/{name}: prompt_token_ids differ from transformers' input_ids"
+                    )),
                 Ok(c) if &c.token_ids == want => {}
                 Ok(c) => {
                     failures.push(format!("{fam}/{name}: tokens {:?} != {want:?}", c.token_ids))

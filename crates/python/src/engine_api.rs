@@ -1,27 +1,30 @@
 //! The one module that talks to `vidlm-engine` (so that adapting to a reshaped engine is an edit
 //! here only). Engine items used: `Engine::start`, `Engine::submit`, `Engine::processor`,
 //! `Engine::metrics` (`running`, `waiting`), `EngineConfig`, `EngineRequest::from_decoded` (+ its
-//! `generation`), `RequestHandle::blocking_next` (dropping the handle cancels), `Event`
-//! (`Stage`/`Token`/`Done`/`Failed`), `Completion`, `RequestTimings`, `EngineError`.
+//! `generation`), `RequestHandle::poll_next` / `next_timeout` (waits that return, so the caller
+//! can look at Python's signals between them; dropping the handle cancels), `ThreadWaker`,
+//! `Event` (`Stage`/`Token`/`Done`/`Failed`), `Completion` (with its `prompt_token_ids`),
+//! `RequestTimings`, `EngineError`.
 //!
-//! Each submitted request gets a forwarding thread that moves its events onto a std channel
-//! shared by the caller ([`Host::submit`]), so the caller can wait with a timeout (and look at
-//! Python's signals between waits). When the caller drops its receiver, the forwarder's next
-//! send fails and it drops the engine's handle, which cancels the request: within one decoder
-//! step of the next event.
+//! No thread per request: the caller's own thread (GIL released) waits on its requests' handles.
+//! A [`Waiter`] polls many [`Request`]s with one waker and parks until one of them has news.
 
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use vidlm_decoder::{FinishReason, GenerationOptions};
-use vidlm_engine::{Engine, EngineConfig, EngineError, EngineRequest, Event, RequestTimings};
+use vidlm_engine::{
+    Engine, EngineConfig, EngineError, EngineRequest, Event, RequestHandle, RequestTimings,
+    ThreadWaker,
+};
 use vidlm_pipeline::{Pipeline, PipelineOptions};
 use vidlm_processor::{Conversation, Processor};
 
 use crate::errors::Failure;
 
-/// What a caller receives about one request (tagged with the caller's index).
+/// What a caller receives about one request.
 #[derive(Debug)]
 pub enum Update {
     /// A generated token and the text that became final with it.
@@ -37,6 +40,13 @@ pub enum Update {
     Failed(Failure),
 }
 
+impl Update {
+    /// Whether nothing follows this update.
+    pub fn is_last(&self) -> bool {
+        !matches!(self, Update::Token { .. })
+    }
+}
+
 /// A finished request.
 #[derive(Debug, Clone)]
 pub struct Finished {
@@ -46,8 +56,8 @@ pub struct Finished {
     pub token_ids: Vec<i64>,
     /// OpenAI's word: `"stop"` (EOS or a stop string) or `"length"` (a token or context limit).
     pub finish_reason: &'static str,
-    /// Prompt tokens (placeholders expanded).
-    pub prompt_tokens: usize,
+    /// The prompt's ids, placeholders expanded (transformers' `input_ids`).
+    pub prompt_token_ids: Vec<i64>,
     /// Per-stage times in seconds, tokens per second.
     pub timings: Vec<(&'static str, f64)>,
 }
@@ -75,6 +85,86 @@ fn timings(t: &RequestTimings) -> Vec<(&'static str, f64)> {
     ]
 }
 
+fn update(e: Option<Event>) -> Option<Update> {
+    Some(match e {
+        Some(Event::Stage(_)) => return None,
+        Some(Event::Token(t)) => Update::Token { id: t.token_id, text: t.text },
+        Some(Event::Done(c)) => Update::Done(Finished {
+            text: c.text,
+            token_ids: c.token_ids,
+            finish_reason: finish_reason(c.finish_reason),
+            prompt_token_ids: c.prompt_token_ids,
+            timings: timings(&c.timings),
+        }),
+        Some(Event::Failed(e)) => Update::Failed(Failure::engine(&e)),
+        None => Update::Failed(Failure::engine(&EngineError::Stopped)),
+    })
+}
+
+/// A request in the engine. Dropping it cancels the request: the engine frees its batch row
+/// before its next decoder step.
+#[derive(Debug)]
+pub struct Request {
+    handle: RequestHandle,
+}
+
+impl Request {
+    /// The next update if one is there (stage events skipped); registers `cx`'s waker
+    /// otherwise.
+    pub fn poll(&mut self, cx: &mut Context<'_>) -> Option<Update> {
+        loop {
+            match self.handle.poll_next(cx) {
+                Poll::Pending => return None,
+                Poll::Ready(e) => {
+                    if let Some(u) = update(e) {
+                        return Some(u);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The next update within `timeout` (`None`: none came).
+    pub fn next_timeout(&mut self, timeout: Duration) -> Option<Update> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.handle.next_timeout(left) {
+                Err(_) => return None,
+                Ok(e) => {
+                    if let Some(u) = update(e) {
+                        return Some(u);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One thread waiting on many requests: poll each with [`Waiter::context`], then
+/// [`Waiter::park`] until one of them has news (or the timeout passes).
+pub struct Waiter {
+    waker: Waker,
+}
+
+impl Default for Waiter {
+    fn default() -> Self {
+        Waiter { waker: Waker::from(Arc::new(ThreadWaker(std::thread::current()))) }
+    }
+}
+
+impl Waiter {
+    /// The context whose waker unparks this thread (create the waiter on the waiting thread).
+    pub fn context(&self) -> Context<'_> {
+        Context::from_waker(&self.waker)
+    }
+
+    /// Sleeps until a polled request has news, at most `timeout`.
+    pub fn park(&self, timeout: Duration) {
+        std::thread::park_timeout(timeout);
+    }
+}
+
 /// A loaded model and its engine.
 #[derive(Debug)]
 pub struct Host {
@@ -96,7 +186,7 @@ impl Host {
             vision_cache_bytes: 0,
             ..EngineConfig::default()
         };
-        Ok(Host { engine: Engine::start(processor, vision, lm, config) })
+        Ok(Host { engine: Engine::start(processor, vision, lm, config)? })
     }
 
     /// The processor (decodes media for requests, Processor-equal inputs).
@@ -110,49 +200,18 @@ impl Host {
         (m.running.load(Ordering::Relaxed), m.waiting.load(Ordering::Relaxed))
     }
 
-    /// Submits a conversation whose media are all decoded; its updates arrive on `tx` tagged
-    /// with `tag`. Refused at once (invalid options, queue full) as an error.
+    /// Submits a conversation whose media are all decoded. Refused at once (invalid options,
+    /// queue full) as an error.
     pub fn submit(
         &self,
         conv: Conversation,
         generation: GenerationOptions,
-        tag: usize,
-        tx: Sender<(usize, Update)>,
-    ) -> Result<(), Failure> {
+    ) -> Result<Request, Failure> {
         let mut req = EngineRequest::from_decoded(conv)?;
         req.generation = generation;
-        let mut handle = self.engine.submit(req)?;
-        std::thread::Builder::new()
-            .name("vidlm-py-request".into())
-            .spawn(move || loop {
-                let update = match handle.blocking_next() {
-                    Some(Event::Token(t)) => Update::Token { id: t.token_id, text: t.text },
-                    Some(Event::Stage(_)) => continue,
-                    Some(Event::Done(c)) => Update::Done(Finished {
-                        text: c.text,
-                        token_ids: c.token_ids,
-                        finish_reason: finish_reason(c.finish_reason),
-                        prompt_tokens: c.prompt_tokens,
-                        timings: timings(&c.timings),
-                    }),
-                    Some(Event::Failed(e)) => Update::Failed(Failure::engine(&e)),
-                    None => Update::Failed(Failure::engine(&EngineError::Stopped)),
-                };
-                let last = !matches!(update, Update::Token { .. });
-                // A closed receiver: the caller gave up; dropping `handle` cancels the request.
-                if tx.send((tag, update)).is_err() || last {
-                    return;
-                }
-            })
-            .map_err(|e| {
-                Failure::new(
-                    vidlm_model::ErrorKind::Internal,
-                    format!("cannot start a thread: {e}"),
-                )
-            })?;
-        Ok(())
+        Ok(Request { handle: self.engine.submit(req)? })
     }
 }
 
-/// How long a waiting caller sleeps between looks at Python's signals.
+/// How long a waiting caller sleeps at most between looks at Python's signals.
 pub const POLL: Duration = Duration::from_millis(20);

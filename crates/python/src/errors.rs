@@ -34,7 +34,7 @@ impl Failure {
 
     /// The failure of an engine error.
     pub fn engine(e: &EngineError) -> Self {
-        Failure::new(engine_kind(e), e.to_string())
+        Failure::new(e.kind(), e.to_string())
     }
 }
 
@@ -53,32 +53,6 @@ pub fn class_name(kind: ErrorKind) -> &'static str {
         ErrorKind::Unsupported => "UnsupportedError",
         ErrorKind::InvalidModel => "InvalidModelError",
         _ => "InternalError",
-    }
-}
-
-/// The kind of an engine error (the engine has no `kind()` of its own).
-pub fn engine_kind(e: &EngineError) -> ErrorKind {
-    match e {
-        EngineError::Processor(e) => e.kind(),
-        EngineError::Vision(e) => e.kind(),
-        EngineError::Decoder(e) => e.kind(),
-        EngineError::Pipeline(e) => e.kind(),
-        EngineError::Media { source, .. } => media_kind(source),
-        _ => ErrorKind::Internal,
-    }
-}
-
-/// The kind of a media-source error.
-pub fn media_kind(e: &vidlm_media_source::MediaError) -> ErrorKind {
-    use vidlm_media_source::{ErrorCategory, MediaError};
-    match e {
-        MediaError::NotFound(_) | MediaError::NotAFile(_) => ErrorKind::NotFound,
-        MediaError::Decode { source, .. } => vidlm_processor::video_error_kind(source),
-        _ => match e.category() {
-            ErrorCategory::TooLarge | ErrorCategory::LimitExceeded => ErrorKind::LimitExceeded,
-            ErrorCategory::Forbidden | ErrorCategory::Upstream => ErrorKind::Unsupported,
-            _ => ErrorKind::BadRequest,
-        },
     }
 }
 
@@ -102,13 +76,13 @@ impl From<vidlm_pipeline::PipelineError> for Failure {
 
 impl From<vidlm_video_io::VideoError> for Failure {
     fn from(e: vidlm_video_io::VideoError) -> Self {
-        Failure::new(vidlm_processor::video_error_kind(&e), e.to_string())
+        Failure::new(e.kind(), e.to_string())
     }
 }
 
 impl From<vidlm_media_source::MediaError> for Failure {
     fn from(e: vidlm_media_source::MediaError) -> Self {
-        Failure::new(media_kind(&e), e.to_string())
+        Failure::new(e.kind(), e.to_string())
     }
 }
 

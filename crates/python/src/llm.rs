@@ -1,19 +1,19 @@
 //! `vidlm.LLM`, `vidlm.SamplingParams` and the outputs (vLLM's names).
 
 use std::collections::VecDeque;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use pyo3::exceptions::PyStopIteration;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use vidlm_decoder::GenerationOptions;
-use vidlm_model::ErrorKind;
 use vidlm_openai::StopTrimmer;
 use vidlm_pipeline::{Device, HubOptions, PipelineOptions, Precision, Precisions, SessionOptions};
 use vidlm_processor::{Conversation, ProcessOptions};
 
-use crate::engine_api::{Finished, Host, Update, POLL};
+use crate::engine_api::{Finished, Host, Request, Update, Waiter, POLL};
 use crate::errors::{guard, Failure};
 use crate::media::{parse_many, FrameArgs, RawConversation};
 
@@ -222,7 +222,6 @@ impl RequestOutput {
 /// One conversation ready for the engine.
 struct Prepared {
     conv: Conversation,
-    prompt_ids: Vec<i64>,
     prompt: String,
     decode_s: f64,
 }
@@ -231,13 +230,8 @@ fn prepare(host: &Host, raw: &RawConversation, opts: &ProcessOptions) -> Result<
     let t0 = std::time::Instant::now();
     let conv = raw.decode(host.processor(), opts)?;
     let decode_s = t0.elapsed().as_secs_f64();
-    // The expanded prompt ids (the engine reports only their count): the processor over the
-    // decoded media, no further sampling.
-    let inputs =
-        host.processor().process(std::slice::from_ref(&conv), &ProcessOptions::default())?;
-    let prompt_ids = inputs.conversations.first().map(|c| c.input_ids.clone()).unwrap_or_default();
-    let prompt = inputs.prompts.first().cloned().unwrap_or_default();
-    Ok(Prepared { conv, prompt_ids, prompt, decode_s })
+    let prompt = host.processor().render(&conv, true)?;
+    Ok(Prepared { conv, prompt, decode_s })
 }
 
 fn output(tag: usize, p: &Prepared, f: Finished, stops: &[String]) -> RequestOutput {
@@ -249,7 +243,7 @@ fn output(tag: usize, p: &Prepared, f: Finished, stops: &[String]) -> RequestOut
     text.push_str(&trimmer.finish());
     RequestOutput {
         request_id: tag.to_string(),
-        prompt_token_ids: p.prompt_ids.clone(),
+        prompt_token_ids: f.prompt_token_ids,
         prompt: p.prompt.clone(),
         outputs: vec![CompletionOutput {
             index: 0,
@@ -404,22 +398,21 @@ impl LLM {
             }
             let raw = raws.remove(0);
             let host = self.host.clone();
-            let (rx, prepared) = py.allow_threads(move || -> Result<_, Failure> {
-                let p = prepare(&host, &raw, &opts)?;
-                let (tx, rx) = mpsc::channel();
-                host.submit(p.conv.clone(), generation, 0, tx)?;
-                Ok((rx, p))
+            let (req, prepared) = py.allow_threads(move || -> Result<_, Failure> {
+                let mut p = prepare(&host, &raw, &opts)?;
+                let req = host.submit(std::mem::take(&mut p.conv), generation)?;
+                Ok((req, p))
             })?;
             Ok(TextStream {
                 state: Mutex::new(StreamState {
-                    rx: Some(rx),
+                    req: Some(req),
                     trimmer: StopTrimmer::new(&stops),
                     stops,
                     prepared: Some(prepared),
                     pending: VecDeque::new(),
                     output: None,
                 }),
-                closed: std::sync::atomic::AtomicBool::new(false),
+                closed: AtomicBool::new(false),
             })
         })
     }
@@ -443,7 +436,8 @@ fn default_params() -> SamplingParams {
 }
 
 /// Runs every conversation through the engine, at most a window of them in it at once (media
-/// of the next decoded while the engine works); waits with Python's signals checked.
+/// of the next decoded while the engine works); waits (this thread, GIL released) with Python's
+/// signals checked at least every [`POLL`].
 fn run_all(
     host: &Host,
     raws: &[RawConversation],
@@ -452,44 +446,52 @@ fn run_all(
     stops: &[String],
 ) -> PyResult<Vec<RequestOutput>> {
     let window = 20usize;
-    let (tx, rx) = mpsc::channel::<(usize, Update)>();
-    let mut prepared: Vec<Option<Prepared>> = Vec::with_capacity(raws.len());
+    let waiter = Waiter::default();
+    let mut in_flight: Vec<(usize, Prepared, Request)> = Vec::new();
     let mut outs: Vec<Option<RequestOutput>> = (0..raws.len()).map(|_| None).collect();
     let mut next = 0usize;
-    let mut in_flight = 0usize;
     let mut done = 0usize;
+    let mut checked = Instant::now();
     while done < raws.len() {
-        while next < raws.len() && in_flight < window {
-            let p = prepare(host, &raws[next], opts)?;
-            host.submit(p.conv.clone(), generation.clone(), next, tx.clone())?;
-            prepared.push(Some(Prepared { conv: Conversation::default(), ..p }));
+        while next < raws.len() && in_flight.len() < window {
+            let mut p = prepare(host, &raws[next], opts)?;
+            let req = host.submit(std::mem::take(&mut p.conv), generation.clone())?;
+            in_flight.push((next, p, req));
             next += 1;
-            in_flight += 1;
             check_signals()?;
+            checked = Instant::now();
         }
-        match rx.recv_timeout(POLL) {
-            Ok((tag, Update::Done(f))) => {
-                let p = prepared[tag].take().ok_or_else(|| {
-                    PyErr::from(Failure::new(ErrorKind::Internal, "a request finished twice"))
-                })?;
-                outs[tag] = Some(output(tag, &p, f, stops));
-                in_flight -= 1;
-                done += 1;
+        let mut cx = waiter.context();
+        let mut news = false;
+        let mut i = 0;
+        while i < in_flight.len() {
+            match in_flight[i].2.poll(&mut cx) {
+                None => i += 1,
+                Some(Update::Token { .. }) => news = true,
+                Some(Update::Done(f)) => {
+                    let (tag, p, _) = in_flight.swap_remove(i);
+                    outs[tag] = Some(output(tag, &p, f, stops));
+                    done += 1;
+                    news = true;
+                }
+                // Dropping `in_flight` cancels the others.
+                Some(Update::Failed(f)) => return Err(f.into()),
             }
-            Ok((_, Update::Failed(f))) => return Err(f.into()),
-            Ok((_, Update::Token { .. })) => {}
-            Err(RecvTimeoutError::Timeout) => check_signals()?,
-            Err(RecvTimeoutError::Disconnected) => {
-                return Err(Failure::new(ErrorKind::Internal, "the engine stopped").into())
-            }
+        }
+        if !news {
+            waiter.park(POLL);
+        }
+        if checked.elapsed() >= POLL {
+            // Ctrl-C: the `KeyboardInterrupt` returns, and dropping `in_flight` cancels.
+            check_signals()?;
+            checked = Instant::now();
         }
     }
-    // Dropping `rx` here (and on every early return above) cancels what is still running.
     Ok(outs.into_iter().flatten().collect())
 }
 
 struct StreamState {
-    rx: Option<Receiver<(usize, Update)>>,
+    req: Option<Request>,
     trimmer: StopTrimmer,
     stops: Vec<String>,
     prepared: Option<Prepared>,
@@ -502,7 +504,7 @@ struct StreamState {
 #[pyclass(module = "vidlm")]
 pub struct TextStream {
     state: Mutex<StreamState>,
-    closed: std::sync::atomic::AtomicBool,
+    closed: AtomicBool,
 }
 
 #[pymethods]
@@ -524,42 +526,32 @@ impl TextStream {
                     )
                 }
             };
-            if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
-                st.rx = None;
+            if self.closed.load(Ordering::SeqCst) {
+                st.req = None;
                 return Err(PyStopIteration::new_err(()));
             }
             loop {
                 if let Some(s) = st.pending.pop_front() {
                     return Ok(s);
                 }
-                let Some(rx) = st.rx.take() else {
+                let Some(mut req) = st.req.take() else {
                     return Err(PyStopIteration::new_err(()));
                 };
                 let closed = &self.closed;
-                let (rx, got) = py.allow_threads(move || loop {
-                    match rx.recv_timeout(POLL) {
-                        Ok((_, u)) => return (rx, Ok(u)),
-                        Err(RecvTimeoutError::Timeout) => {
-                            if closed.load(std::sync::atomic::Ordering::SeqCst) {
-                                return (mpsc::channel().1, Err(PyStopIteration::new_err(())));
-                            }
-                            if let Err(e) = check_signals() {
-                                // Dropping `rx` cancels the request.
-                                drop(rx);
-                                return (mpsc::channel().1, Err(e));
-                            }
-                        }
-                        Err(RecvTimeoutError::Disconnected) => {
-                            return (
-                                rx,
-                                Err(Failure::new(ErrorKind::Internal, "the engine stopped").into()),
-                            )
-                        }
+                // Dropping `req` (closed, Ctrl-C) cancels the request.
+                let got: PyResult<(Request, Update)> = py.allow_threads(move || loop {
+                    if let Some(u) = req.next_timeout(POLL) {
+                        return Ok((req, u));
                     }
+                    if closed.load(Ordering::SeqCst) {
+                        return Err(PyStopIteration::new_err(()));
+                    }
+                    check_signals()?;
                 });
-                match got? {
+                let (req, u) = got?;
+                match u {
                     Update::Token { text, .. } => {
-                        st.rx = Some(rx);
+                        st.req = Some(req);
                         let out = st.trimmer.push(&text);
                         if !out.is_empty() {
                             st.pending.push_back(out);
@@ -590,9 +582,9 @@ impl TextStream {
 
     /// Cancels the request (what dropping the stream does).
     fn close(&self) {
-        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.closed.store(true, Ordering::SeqCst);
         if let Ok(mut st) = self.state.try_lock() {
-            st.rx = None;
+            st.req = None;
             st.pending.clear();
         }
     }
