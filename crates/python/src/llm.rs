@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use pyo3::exceptions::PyStopIteration;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList};
+use pyo3::types::{PyDict, PyList, PyTuple};
 use vidlm_decoder::GenerationOptions;
 use vidlm_openai::StopTrimmer;
 use vidlm_pipeline::{Device, HubOptions, PipelineOptions, Precision, Precisions, SessionOptions};
@@ -578,6 +578,18 @@ impl TextStream {
     fn output(&self, py: Python<'_>) -> Option<Py<RequestOutput>> {
         let st = self.state.try_lock().ok()?;
         st.output.as_ref().map(|o| o.clone_ref(py))
+    }
+
+    /// `with llm.stream(...) as s:` closes the stream (cancelling the request) on the way out.
+    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    /// Closes the stream; the exception, if any, goes on.
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, _exc: &Bound<'_, PyTuple>) -> bool {
+        self.close();
+        false
     }
 
     /// Cancels the request (what dropping the stream does).

@@ -57,6 +57,8 @@ def golden(family: str) -> dict:
 def absolute_messages(messages):
     """Golden messages with their media paths made absolute (they are relative to tests/goldens)."""
     out = copy.deepcopy(messages)
+    if out and isinstance(out[0], list):  # a batch: a list of conversations
+        return [absolute_messages(c) for c in out]
     for m in out:
         content = m.get("content")
         if not isinstance(content, list):

@@ -90,12 +90,21 @@ def test_ctrl_c_in_a_stream_and_closing_a_stream(demo_llm, demo_video: Path) -> 
     while demo_llm.load_counts() != (0, 0) and time.monotonic() < deadline:
         time.sleep(0.01)
     assert demo_llm.load_counts() == (0, 0)
-    stream = demo_llm.stream(ask(demo_video), endless, num_frames=4)
+    # Ctrl-C lands inside `__next__` (the wait) or between two deltas, in the loop: either way the
+    # stream, held only by the loop, is dropped with it, and that cancels the request.
     timer = interrupt_when_running(demo_llm)
     with pytest.raises(KeyboardInterrupt):
-        for _ in stream:
+        for _ in demo_llm.stream(ask(demo_video), endless, num_frames=4):
             pass
     timer.join()
+    # A stream used as a context manager is closed on the way out, whatever holds it.
+    timer = interrupt_when_running(demo_llm)
+    with pytest.raises(KeyboardInterrupt):
+        with demo_llm.stream(ask(demo_video), endless, num_frames=4) as held:
+            for _ in held:
+                pass
+    timer.join()
+    assert held.output is None
     deadline = time.monotonic() + 5
     while demo_llm.load_counts() != (0, 0) and time.monotonic() < deadline:
         time.sleep(0.01)

@@ -112,6 +112,10 @@ class TextStream(Iterator[str]):
         """The ``RequestOutput`` once the stream is exhausted."""
     def close(self) -> None:
         """Cancels the request (dropping the stream does too)."""
+    def __enter__(self) -> TextStream:
+        """``with llm.stream(...) as s:`` closes the stream on the way out."""
+    def __exit__(self, *exc: object) -> bool:
+        """Closes the stream (cancelling the request); exceptions go on."""
 
 class LLM:
     """A loaded model (an export directory or a hub id, what ``vidlm run --model`` takes) on
