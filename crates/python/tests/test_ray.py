@@ -32,6 +32,9 @@ def test_ray_data_example(tmp_path: Path, demo_video: Path, videos: Path) -> Non
     cmd = [ray_py, str(ROOT / "examples" / "ray" / "data_captions.py"), "--model", str(model),
            "--input", str(manifest), "--output", str(out), "--prompt", "What happens?",
            "--num-frames", "4", "--max-tokens", "6", "--concurrency", "2", "--batch-size", "2",
+           # Half a CPU per actor: on a 2-CPU machine two whole-CPU actors would leave none for
+           # the read and write tasks (Ray Data waits for a CPU forever).
+           "--cpus-per-actor", "0.5",
            "--threads", "1"]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-4000:]
