@@ -321,8 +321,7 @@ fn corpus() -> Result<()> {
 }
 
 fn bench(what: &str, args: &[String]) -> Result<()> {
-    if what != "e2e" && what != "serve" && what != "batch" && what != "video" && !args.is_empty()
-    {
+    if what != "e2e" && what != "serve" && what != "batch" && what != "video" && !args.is_empty() {
         bail!("benchmark {what:?} takes no arguments");
     }
     match what {

@@ -94,7 +94,10 @@ pub fn wheel(profile: &str, cuda: bool) -> Result<PathBuf> {
     if cuda {
         c.args(["--features", "cuda"]);
     }
-    eprintln!("[wheel] maturin build --profile {profile}{}", if cuda { " --features cuda" } else { "" });
+    eprintln!(
+        "[wheel] maturin build --profile {profile}{}",
+        if cuda { " --features cuda" } else { "" }
+    );
     crate::run(&mut c)?;
     let mut wheels: Vec<PathBuf> = std::fs::read_dir(&out)?
         .filter_map(|e| e.ok().map(|e| e.path()))

@@ -40,6 +40,10 @@ const APT_PACKAGES: &[&str] = &[
     "libturbojpeg0-dev",
     // a C++ compiler: libfuzzer-sys builds libFuzzer from source (`cargo xtask fuzz`)
     "g++",
+    // libpython for the Rust tests of `crates/python` (PyO3 links it outside an extension
+    // module), and `python3 -m venv` for the package tests' fresh venv
+    "python3-dev",
+    "python3-venv",
 ];
 
 #[derive(Clone, Copy, Debug)]
