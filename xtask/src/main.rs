@@ -8,6 +8,7 @@
 //! * `cargo xtask bench video [--python [--quick]]` — the video-io benchmark; `--python`:
 //!   `vidlm.read_frames` vs PyAV, torchcodec and decord on the same frames
 //! * `cargo xtask wheel [--dev] [--cuda]` — the `vidlm` Python package's abi3 wheel (maturin)
+//! * `cargo xtask test-python` — the package step of `test` alone (dev wheel, fresh venv, pytest)
 //! * `cargo xtask export` — convert a HF checkpoint into vidlm's ONNX model directory
 //! * `cargo xtask fixtures [--check]` — tiny test models + transformers goldens
 //! * `cargo xtask bench processor` — preprocessing vs transformers (1080p, 8/32 frames)
@@ -78,6 +79,8 @@ enum Cmd {
         #[arg(long)]
         cuda: bool,
     },
+    /// The Python package step of `cargo xtask test` alone: the dev wheel, a fresh venv, pytest.
+    TestPython,
     /// Convert a Hugging Face checkpoint (local dir or hub id) into a vidlm model directory.
     Export(export::ExportArgs),
     /// Build the tiny test models, export them, write the transformers goldens
@@ -133,6 +136,9 @@ fn main() -> Result<()> {
         Cmd::Demo { args } => demo(&args),
         Cmd::Wheel { dev, cuda } => {
             python_pkg::wheel(if dev { "dev" } else { "release" }, cuda).map(|_| ())
+        }
+        Cmd::TestPython => {
+            python_pkg::test_package(&videos::videos()?, &cache_dir().join("fixtures"))
         }
         Cmd::Export(a) => export::export(&a),
         Cmd::Fixtures { check, args } => export::fixtures(check, &args),

@@ -210,7 +210,13 @@ pub fn test_package(videos: &Path, fixtures: &Path) -> Result<()> {
         .env_remove("ORT_DYLIB_PATH")
         .env("VIDLM_TEST_VIDEOS", videos)
         .env("VIDLM_FIXTURES", fixtures)
-        .env("VIDLM_BIN", target_dir().join("debug").join("vidlm"))
+        // The `vidlm` binary of the CLI comparisons: the test build's, unless VIDLM_BIN names one.
+        .env(
+            "VIDLM_BIN",
+            std::env::var_os("VIDLM_BIN")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| target_dir().join("debug").join("vidlm")),
+        )
         .env("VIDLM_RAY_PYTHON", crate::setup::venv_python());
     let status = t.status().with_context(|| format!("could not start {t:?}"))?;
     match status.code() {
