@@ -65,7 +65,7 @@ fn uint8_array(obj: &Bound<'_, PyAny>, rank: usize, what: &str) -> PyResult<(Vec
         ))
         .into());
     }
-    if shape.iter().any(|&d| d == 0) {
+    if shape.contains(&0) {
         return Err(Failure::bad_request(format!("{what}: the array is empty ({shape:?})")).into());
     }
     let np = obj.py().import("numpy")?;

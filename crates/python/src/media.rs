@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use ndarray::{Array3, Array4, Axis};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+use pyo3::types::{PyBool, PyDict, PyList, PyString, PyTuple};
 use serde_json::{Map, Value};
 use vidlm_model::Sampling;
 use vidlm_processor::{
@@ -131,10 +131,8 @@ pub fn to_json(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Value> {
     if obj.is_none() {
         return Ok(Value::Null);
     }
-    if let Ok(b) = obj.extract::<bool>() {
-        if obj.get_type().name()?.to_string() == "bool" {
-            return Ok(Value::Bool(b));
-        }
+    if let Ok(b) = obj.downcast::<PyBool>() {
+        return Ok(Value::Bool(b.is_true()));
     }
     if let Ok(s) = obj.downcast::<PyString>() {
         return Ok(Value::String(s.to_string()));
