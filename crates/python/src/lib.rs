@@ -29,6 +29,8 @@
 //! assert_eq!(class_name(ErrorKind::NotFound), "NotFoundError"); // also a FileNotFoundError
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod arrays;
 pub mod engine_api;
 pub mod errors;
