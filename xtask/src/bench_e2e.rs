@@ -63,11 +63,18 @@ pub struct E2eArgs {
     /// GPU machine that has no Rust toolchain).
     #[arg(long)]
     pub vidlm_bin: Option<PathBuf>,
-    /// The Python with torch and transformers (default: the project's venv, `.cache/venv`).
+    /// The Python interpreter with torch and transformers for the transformers column (default:
+    /// the project's venv, `.cache/venv`).
     #[arg(long)]
-    pub python: Option<PathBuf>,
+    pub python_interpreter: Option<PathBuf>,
+    /// Add a Python-API column per dtype: the same request through the `vidlm` Python package
+    /// (`LLM.stream`, wheel built with the bench's profile, on `PYTHONPATH` of the interpreter
+    /// above), and a table of its overhead over `vidlm run` (caller-side time to first token and
+    /// tokens/s, same run).
+    #[arg(long)]
+    pub python: bool,
     /// Skip `cargo xtask setup` (apt, pip, the ONNX Runtime download): for a machine that is set up
-    /// already and has no package index. Give --python, --vidlm-bin and --video with it.
+    /// already and has no package index. Give --python-interpreter, --vidlm-bin and --video with it.
     #[arg(long)]
     pub no_setup: bool,
     /// Build the checkpoints and exports, then stop (no runs).
@@ -163,7 +170,7 @@ fn models_dir(a: &E2eArgs) -> PathBuf {
         .unwrap_or_else(|| cache_dir().join("bench-models"))
 }
 
-/// `--python`, when given: the interpreter every Python step uses instead of the venv's.
+/// `--python-interpreter`, when given: the interpreter every Python step uses instead of the venv's.
 static PYTHON: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 
 fn python() -> Result<Command> {
@@ -426,6 +433,10 @@ struct Column {
     ttft_flops: Option<f64>,
     /// `ttft_flops` / the measured fp32 matrix-product rate.
     compute_floor_s: Option<f64>,
+    /// What the caller sees: from the request (media decoding included) to its first token.
+    caller_ttft_s: Option<f64>,
+    /// What the caller sees: tokens per second after the first.
+    caller_tokens_per_s: Option<f64>,
 }
 
 fn min_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
@@ -462,6 +473,8 @@ impl Column {
         self.media_decode_s = min_opt(self.media_decode_s, o.media_decode_s);
         self.preprocess_s = min_opt(self.preprocess_s, o.preprocess_s);
         self.wall_s = min_opt(self.wall_s, o.wall_s);
+        self.caller_ttft_s = min_opt(self.caller_ttft_s, o.caller_ttft_s);
+        self.caller_tokens_per_s = max_opt(self.caller_tokens_per_s, o.caller_tokens_per_s);
     }
 
     fn to_json(&self) -> Value {
@@ -481,6 +494,8 @@ impl Column {
             "new_tokens": self.token_ids.len(),
             "token_ids": self.token_ids,
             "process_wall_s": self.wall_s,
+            "caller_ttft_s": self.caller_ttft_s,
+            "caller_tokens_per_s": self.caller_tokens_per_s,
             "weights_bytes_per_token": self.weights_bytes_per_token,
             "decode_ceiling_tokens_per_s": self.decode_ceiling_tokens_per_s,
             "fraction_of_ceiling": self.fraction_of_ceiling(),
@@ -642,8 +657,82 @@ fn run_vidlm(bin: &Path, export: &Path, dtype: &str, r: &RunSpec) -> Result<Colu
         prompt_tokens: v.get("prompt_tokens").and_then(Value::as_u64),
         token_ids: token_ids(&v),
         wall_s: Some(m.wall_s),
+        caller_ttft_s: f(t, "decode").zip(f(t, "first_token")).map(|(d, ft)| d + ft),
+        caller_tokens_per_s: f(t, "decode_tokens_per_s"),
         ..Default::default()
     })
+}
+
+/// The same request as [`run_vidlm`] through the Python package (`python/bench_python_api.py`,
+/// the wheel's files in `site`, put on `PYTHONPATH`).
+fn run_python_api(site: &Path, export: &Path, dtype: &str, r: &RunSpec) -> Result<Column> {
+    let mut c = python()?;
+    c.env("PYTHONPATH", site).env_remove("ORT_DYLIB_PATH");
+    c.arg(project_root().join("python").join("bench_python_api.py"))
+        .arg("--model")
+        .arg(export)
+        .arg("--video")
+        .arg(r.video)
+        .args(["--num-frames", &r.frames.to_string(), "--max-new-tokens", &r.tokens.to_string()])
+        .args(["--threads", &r.threads.to_string(), "--prompt", r.prompt])
+        .args(["--device", r.device, "--dtype", dtype]);
+    eprintln!("[bench e2e] python {dtype}: {c:?}");
+    let m = run_measured(&mut c, r.device != "cpu")?;
+    let v = parse_json(&m.stdout, "python/bench_python_api.py")?;
+    let t = &v["timings"];
+    let vision = f(t, "vision");
+    let prefill = f(t, "embed").zip(f(t, "prefill")).map(|(e, p)| e + p);
+    Ok(Column {
+        label: format!("python {dtype}"),
+        backend: "vidlm-python".into(),
+        dtype: dtype.into(),
+        vision_s: vision,
+        prefill_s: prefill,
+        ttft_s: vision.zip(prefill).map(|(a, b)| a + b),
+        decode_tokens_per_s: f(t, "decode_tokens_per_s"),
+        peak_rss_bytes: m.peak_rss_bytes,
+        peak_gpu_bytes: m.peak_gpu_bytes,
+        media_decode_s: f(t, "decode"),
+        preprocess_s: f(t, "preprocess"),
+        prompt_tokens: v.get("prompt_tokens").and_then(Value::as_u64),
+        token_ids: token_ids(&v),
+        wall_s: Some(m.wall_s),
+        caller_ttft_s: f(t, "caller_first_token"),
+        caller_tokens_per_s: f(t, "caller_tokens_per_s"),
+        ..Default::default()
+    })
+}
+
+/// The Python API's overhead over `vidlm run`, dtype by dtype (issue 22's target: under 2% of
+/// time to first token and of tokens/s).
+fn python_overhead_table(cols: &[Column], py_cols: &[Column]) -> String {
+    let mut s = String::from(
+        "\nPython API (`vidlm.LLM.stream`) vs `vidlm run`, same inputs, same run (caller-side: \
+         time to first token from the request, media decoding included; tokens/s after the first):\n\n\
+         | dtype | run TTFT s | Python TTFT s | overhead | run tok/s | Python tok/s | overhead | same tokens |\n\
+         |---|---:|---:|---:|---:|---:|---:|---|\n",
+    );
+    for (c, p) in cols.iter().zip(py_cols) {
+        let pct = |a: Option<f64>, b: Option<f64>, slower_is_more: bool| match (a, b) {
+            (Some(a), Some(b)) if a > 0.0 && b > 0.0 => {
+                let r = if slower_is_more { b / a } else { a / b };
+                format!("{:+.1}%", (r - 1.0) * 100.0)
+            }
+            _ => "-".into(),
+        };
+        s += &format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            c.dtype,
+            fmt_opt(c.caller_ttft_s, 3),
+            fmt_opt(p.caller_ttft_s, 3),
+            pct(c.caller_ttft_s, p.caller_ttft_s, true),
+            fmt_opt(c.caller_tokens_per_s, 2),
+            fmt_opt(p.caller_tokens_per_s, 2),
+            pct(c.caller_tokens_per_s, p.caller_tokens_per_s, false),
+            if c.token_ids == p.token_ids { "yes" } else { "NO" },
+        );
+    }
+    s
 }
 
 /// The precision the export's vision graphs run at when `dtype` is asked for, where it is another
@@ -1069,7 +1158,7 @@ fn plan(a: &E2eArgs) -> Result<Plan> {
     if let Some(d) = hf_dtypes.iter().find(|d| !matches!(d.as_str(), "fp32" | "fp16" | "bf16")) {
         bail!("unknown transformers dtype {d:?} (fp32, fp16, bf16)");
     }
-    if let Some(p) = &a.python {
+    if let Some(p) = &a.python_interpreter {
         let _ = PYTHON.set(p.clone());
     }
     let names: Vec<String> = match &a.configs {
@@ -1103,6 +1192,8 @@ struct Prepared {
     video: PathBuf,
     models: PathBuf,
     bin: PathBuf,
+    /// `--python`: the folder holding the installed `vidlm` package.
+    python_site: Option<PathBuf>,
 }
 
 /// Set-up, the clip, and the `vidlm` binary; with `--prepare-only`, every config's checkpoint
@@ -1134,7 +1225,17 @@ fn prepare(a: &E2eArgs, plan: &Plan, started: Instant) -> Result<Option<Prepared
         Some(b) => b.clone(),
         None => build_vidlm(!a.quick, plan.cuda)?,
     };
-    Ok(Some(Prepared { video, models, bin }))
+    // `--python`: the package's wheel (release, or dev with --quick, as the binary), its files
+    // unpacked into a folder that goes on PYTHONPATH (the venv itself is left as it is).
+    let python_site = match a.python {
+        false => None,
+        true => Some(crate::python_pkg::unpacked_wheel(
+            if a.quick { "dev" } else { "release" },
+            plan.cuda,
+            &cache_dir().join("bench-python").join("vidlm"),
+        )?),
+    };
+    Ok(Some(Prepared { video, models, bin, python_site }))
 }
 
 /// A config's checkpoint and export (built once, reused while their stamps match).
@@ -1236,6 +1337,8 @@ struct ConfigRun {
     shape: TextShape,
     cols: Vec<Column>,
     hf_cols: Vec<Column>,
+    /// `--python`: the Python API column of each vidlm dtype (empty without it).
+    py_cols: Vec<Column>,
 }
 
 /// Runs every vidlm dtype and (unless `--no-transformers`) every transformers dtype on one config,
@@ -1251,10 +1354,17 @@ fn run_config(
     let shape = text_shape(&hf)?;
     let mut cols: Vec<Column> = plan.dtypes.iter().map(|_| Column::default()).collect();
     let mut hf_cols: Vec<Column> = plan.hf_dtypes.iter().map(|_| Column::default()).collect();
+    let mut py_cols: Vec<Column> = Vec::new();
+    if prepared.python_site.is_some() {
+        py_cols = plan.dtypes.iter().map(|_| Column::default()).collect();
+    }
     for rep in 0..a.repeat.max(1) {
         eprintln!("[bench e2e] {}: run {}/{}", cfg.name, rep + 1, a.repeat.max(1));
         for (i, d) in plan.dtypes.iter().enumerate() {
             cols[i].merge_best(run_vidlm(&prepared.bin, &export, d, spec)?);
+            if let Some(site) = &prepared.python_site {
+                py_cols[i].merge_best(run_python_api(site, &export, d, spec)?);
+            }
         }
         if !a.no_transformers {
             for (i, d) in plan.hf_dtypes.iter().enumerate() {
@@ -1262,7 +1372,7 @@ fn run_config(
             }
         }
     }
-    Ok(ConfigRun { hf, export, shape, cols, hf_cols })
+    Ok(ConfigRun { hf, export, shape, cols, hf_cols, py_cols })
 }
 
 /// Each column's decode ceiling (bandwidth / bytes read per token) and its compute floor on time
@@ -1351,7 +1461,7 @@ fn report_config(
     mut run: ConfigRun,
 ) -> Result<(String, Value)> {
     add_ceilings(&mut run, plan, machine)?;
-    let ConfigRun { hf, export, shape, cols, hf_cols } = run;
+    let ConfigRun { hf, export, shape, cols, hf_cols, py_cols } = run;
     let cuda = plan.cuda;
     // Ratios are against transformers fp32 (else its first dtype); its other dtypes are shown
     // as columns beside vidlm's.
@@ -1392,6 +1502,9 @@ fn report_config(
             block += &format!("- [{mark}] {name}: {detail}\n");
         }
     }
+    if !py_cols.is_empty() {
+        block += &python_overhead_table(&cols, &py_cols);
+    }
     let manifest = std::fs::read_to_string(export.join("onnx").join("vidlm_manifest.json"))
         .ok()
         .and_then(|s| serde_json::from_str::<Value>(&s).ok());
@@ -1406,7 +1519,7 @@ fn report_config(
         "export": export,
         "text_config": {"layers": shape.layers, "kv_heads": shape.kv_heads, "head_dim": shape.head_dim,
                          "hidden": shape.hidden, "vocab": shape.vocab, "tied_embeddings": shape.tied},
-        "columns": cols.iter().chain(if a.no_transformers { &[][..] } else { &hf_cols[..] }).map(Column::to_json).collect::<Vec<_>>(),
+        "columns": cols.iter().chain(if a.no_transformers { &[][..] } else { &hf_cols[..] }).chain(&py_cols).map(Column::to_json).collect::<Vec<_>>(),
         "targets": tg.iter().map(|(n, ok, d)| json!({"target": n, "met": ok, "value": d})).collect::<Vec<_>>(),
         "fidelity": fidelity,
         "agreement": agreement,

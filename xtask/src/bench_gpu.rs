@@ -29,7 +29,7 @@
 //!
 //! The GPU machines lent to this project have no network and no Rust toolchain: there, give
 //! prebuilt binaries (`--vidlm-bin`, `--serve-bin`, `--batch-bin`, built here with `--features
-//! cuda`), `--no-setup --python python3`, and carry the CUDA build of ONNX Runtime
+//! cuda`), `--no-setup --python-interpreter python3`, and carry the CUDA build of ONNX Runtime
 //! (`ORT_DYLIB_PATH`, its provider libraries beside it).
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -67,9 +67,9 @@ pub struct GpuArgs {
     /// Prebuilt batch bench binary (`cargo bench -p vidlm --features cuda --bench batch --no-run`).
     #[arg(long)]
     pub batch_bin: Option<PathBuf>,
-    /// The Python with torch and transformers.
+    /// The Python with torch and transformers (as `bench e2e --python-interpreter`).
     #[arg(long)]
-    pub python: Option<PathBuf>,
+    pub python_interpreter: Option<PathBuf>,
     /// No `cargo xtask setup` (a machine with no package index).
     #[arg(long)]
     pub no_setup: bool,
@@ -266,7 +266,7 @@ fn preflight(a: &GpuArgs) -> Vec<(String, Option<String>)> {
         };
         out.push((format!("{what} binary"), why));
     }
-    let py = a.python.clone().unwrap_or_else(|| cache_dir().join("venv/bin/python"));
+    let py = a.python_interpreter.clone().unwrap_or_else(|| cache_dir().join("venv/bin/python"));
     let ok = Command::new(&py)
         .args(["-c", "import torch, transformers; print(torch.cuda.is_available())"])
         .output();
@@ -312,7 +312,7 @@ fn sizes(mode: &Mode) -> Sizes {
 
 /// Command lines of a step (for the run and for `--dry-run`).
 fn commands(a: &GpuArgs, kind: StepKind, s: Sizes, export: &Path, out: &Path) -> Vec<Vec<String>> {
-    let py = a.python.clone().unwrap_or_else(|| cache_dir().join("venv/bin/python"));
+    let py = a.python_interpreter.clone().unwrap_or_else(|| cache_dir().join("venv/bin/python"));
     let py = py.display().to_string();
     let hf = export.with_file_name("hf").display().to_string();
     let export = export.display().to_string();
@@ -364,7 +364,7 @@ fn commands(a: &GpuArgs, kind: StepKind, s: Sizes, export: &Path, out: &Path) ->
             }
             for (flag, p) in [
                 ("--vidlm-bin", &a.vidlm_bin),
-                ("--python", &a.python),
+                ("--python-interpreter", &a.python_interpreter),
                 ("--models-dir", &a.models_dir),
                 ("--video", &a.video),
             ] {
@@ -771,9 +771,9 @@ mod tests {
     #[test]
     fn dry_run_plans_and_prints_without_a_gpu() {
         // The CPU-only path of the whole script: parse, preflight (reported), plan, print.
-        // (`--python true`: the preflight reports a Python without torch instead of importing it.)
+        // (`--python-interpreter true`: the preflight reports a Python without torch instead of importing it.)
         let args: Vec<String> =
-            ["--dry-run", "--python", "true"].iter().map(|s| s.to_string()).collect();
+            ["--dry-run", "--python-interpreter", "true"].iter().map(|s| s.to_string()).collect();
         bench_gpu(&args).unwrap();
         assert!(bench_gpu(&["--dry-run".to_string(), "--device".into(), "cpu".into()]).is_err());
     }

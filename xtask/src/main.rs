@@ -5,11 +5,15 @@
 //! * `cargo xtask demo`   — the README's main command: set up what the runtime needs, run the demo
 //! * `cargo xtask test`   — the README's test command (also what `.ci/run` calls)
 //! * `cargo xtask videos` — generate the test videos (idempotent; `test` runs it first)
-//! * `cargo xtask bench video` — the video-io benchmark
+//! * `cargo xtask bench video [--python [--quick]]` — the video-io benchmark; `--python`:
+//!   `vidlm.read_frames` vs PyAV, torchcodec and decord on the same frames
+//! * `cargo xtask wheel [--dev] [--cuda]` — the `vidlm` Python package's abi3 wheel (maturin)
+//! * `cargo xtask test-python` — the package step of `test` alone (dev wheel, fresh venv, pytest)
 //! * `cargo xtask export` — convert a HF checkpoint into vidlm's ONNX model directory
 //! * `cargo xtask fixtures [--check]` — tiny test models + transformers goldens
 //! * `cargo xtask bench processor` — preprocessing vs transformers (1080p, 8/32 frames)
-//! * `cargo xtask bench e2e [--quick]` — the whole path, vidlm per dtype vs transformers `generate`
+//! * `cargo xtask bench e2e [--quick] [--python]` — the whole path, vidlm per dtype vs transformers
+//!   `generate`; `--python`: a Python-API column and its overhead over `vidlm run`
 //! * `cargo xtask tidy`   — source-tree invariants (unsafe only in FFI/SIMD modules, family
 //!   matches only in vidlm-model, lib.rs overviews and missing_docs, READMEs), `cargo fmt
 //!   --check` and `cargo clippy -D warnings`; part of `test`
@@ -28,6 +32,7 @@ mod export;
 mod ffi;
 mod flops;
 mod fuzz;
+mod python_pkg;
 mod setup;
 mod steps;
 mod tidy;
@@ -69,6 +74,18 @@ enum Cmd {
         #[arg(trailing_var_arg = true)]
         args: Vec<String>,
     },
+    /// Build the `vidlm` Python package's abi3 wheel (`crates/python`, maturin) into
+    /// `target/wheels/` (`pip install target/wheels/vidlm-*.whl`).
+    Wheel {
+        /// Build with the dev profile (faster to build, slower to run) instead of release.
+        #[arg(long)]
+        dev: bool,
+        /// With the CUDA execution provider (`LLM(..., device="cuda")` with `onnxruntime-gpu`).
+        #[arg(long)]
+        cuda: bool,
+    },
+    /// The Python package step of `cargo xtask test` alone: the dev wheel, a fresh venv, pytest.
+    TestPython,
     /// Convert a Hugging Face checkpoint (local dir or hub id) into a vidlm model directory.
     Export(export::ExportArgs),
     /// Build the tiny test models, export them, write the transformers goldens
@@ -127,6 +144,12 @@ fn main() -> Result<()> {
             Ok(())
         }
         Cmd::Demo { args } => demo(&args),
+        Cmd::Wheel { dev, cuda } => {
+            python_pkg::wheel(if dev { "dev" } else { "release" }, cuda).map(|_| ())
+        }
+        Cmd::TestPython => {
+            python_pkg::test_package(&videos::videos()?, &cache_dir().join("fixtures"))
+        }
         Cmd::Export(a) => export::export(&a),
         Cmd::Fixtures { check, args } => export::fixtures(check, &args),
         Cmd::Test { args } => test(&args),
@@ -301,6 +324,12 @@ fn test_steps(steps: &Steps, args: &[String]) -> Result<()> {
         target.join("debug").join(format!("vidlm{}", std::env::consts::EXE_SUFFIX)),
     );
     steps.time("bench e2e --quick", || bench_e2e::bench_e2e(&["--quick".to_string()]))?;
+    // The Python package: its wheel (dev profile) installed into a fresh venv, then
+    // `pytest crates/python/tests` there (goldens through `LLM.chat`, read_frames against
+    // `vidlm frames`, errors, threads, Ctrl-C, the Ray Data example).
+    steps.time("python package (wheel, fresh venv, pytest)", || {
+        python_pkg::test_package(&videos, &cache_dir().join("fixtures"))
+    })?;
     // Smoke run of every fuzz target (10 s each, two at a time on CI's two cores), so that the
     // harness cannot rot. The smoke run uses the unoptimised build the background lane made
     // (`--debug`: the same instrumentation, a much shorter compile); the long runs are
@@ -329,7 +358,7 @@ fn corpus() -> Result<()> {
 }
 
 fn bench(what: &str, args: &[String]) -> Result<()> {
-    if !matches!(what, "e2e" | "serve" | "batch" | "gpu") && !args.is_empty() {
+    if !matches!(what, "e2e" | "serve" | "batch" | "gpu" | "video") && !args.is_empty() {
         bail!("benchmark {what:?} takes no arguments");
     }
     match what {
@@ -338,6 +367,18 @@ fn bench(what: &str, args: &[String]) -> Result<()> {
         "gpu" => bench_gpu::bench_gpu(args),
         "video" => {
             let videos = videos::videos()?;
+            // `--python [--quick]`: vidlm.read_frames vs PyAV, torchcodec and decord.
+            let python = args.iter().any(|a| a == "--python");
+            let quick = args.iter().any(|a| a == "--quick");
+            if let Some(other) = args.iter().find(|a| *a != "--python" && *a != "--quick") {
+                bail!("bench video: unknown argument {other:?} (--python [--quick])");
+            }
+            if quick && !python {
+                bail!("bench video: --quick goes with --python");
+            }
+            if python {
+                return python_pkg::bench_video(&videos, quick);
+            }
             let mut b = cargo();
             b.env("VIDLM_TEST_VIDEOS", &videos);
             b.args(["bench", "-p", "vidlm-video-io", "--bench", "sampling"]);

@@ -40,6 +40,10 @@ const APT_PACKAGES: &[&str] = &[
     "libturbojpeg0-dev",
     // a C++ compiler: libfuzzer-sys builds libFuzzer from source (`cargo xtask fuzz`)
     "g++",
+    // libpython for the Rust tests of `crates/python` (PyO3 links it outside an extension
+    // module), and `python3 -m venv` for the package tests' fresh venv
+    "python3-dev",
+    "python3-venv",
 ];
 
 #[derive(Clone, Copy, Debug)]
@@ -71,6 +75,10 @@ pub fn setup(parts: Parts) -> Result<()> {
     if parts.python {
         let py = python_env()?;
         eprintln!("[setup] python env: {}", py.display());
+        // maturin for `cargo xtask wheel` and the package tests (`pip install ./crates/python`
+        // needs none: pip brings maturin itself).
+        let py = crate::python_pkg::build_env()?;
+        eprintln!("[setup] wheel build env: {}", py.display());
     }
     Ok(())
 }

@@ -281,6 +281,8 @@ fn print_json(done: &Completion, media_decode: std::time::Duration) -> Result<()
             "vision": t.vision.as_secs_f64(),
             "embed": t.embed.as_secs_f64(),
             "prefill": t.prefill.as_secs_f64(),
+            // From the request's arrival in the engine to its first token.
+            "first_token": t.first_token.as_secs_f64(),
             "decode_step": t.per_token().as_secs_f64(),
             "decode_steps": t.decode_steps.len(),
             "decode_tokens_per_s": t.tokens_per_second(),

@@ -310,6 +310,7 @@ impl EngineCore {
                 token_ids: done.token_ids,
                 finish_reason: done.finish_reason,
                 prompt_tokens,
+                prompt_token_ids: live.seq.map(|s| s.input_ids).unwrap_or_default(),
                 timings: job.timings,
             };
             completions.push((job.tx, completion));

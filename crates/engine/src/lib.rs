@@ -32,8 +32,12 @@
 //!   [`EngineRequest::processor_args`] overrides the processor's pixel budgets for that request
 //!   (checked against the model at [`Engine::submit`]). [`preprocess`] runs the media workers'
 //!   preparation alone (no model, no cache): what the processor makes of a request.
-//! * **Cancellation** — dropping a [`RequestHandle`] cancels its request at whatever status it
-//!   has; a running row leaves the batch before the next decoder pass.
+//! * **Cancellation** — dropping a [`RequestHandle`] (or [`RequestHandle::cancel`]) cancels its
+//!   request at whatever status it has; a running row leaves the batch before the next decoder
+//!   pass, so a cancelled request costs at most the step already under way.
+//! * **Waiting** — [`RequestHandle::next`] (async), [`RequestHandle::blocking_next`], or without
+//!   blocking: [`RequestHandle::poll_next`] (one waker for many handles) and
+//!   [`RequestHandle::next_timeout`] (a caller that checks something between waits).
 //! * **Timings and metrics** — [`RequestTimings`] per request; [`Metrics`] (Prometheus text
 //!   with vLLM's names) for the engine.
 //!
@@ -87,7 +91,7 @@ pub use metrics::{Histogram, Metrics};
 pub use prep::preprocess;
 pub use request::{
     Completion, EngineError, EngineRequest, Event, MediaSpec, ProcessorArgs, RequestHandle,
-    RequestTimings, TokenOut,
+    RequestTimings, ThreadWaker, TimedOut, TokenOut,
 };
 pub use scheduler::{Plan, Scheduler, SchedulerConfig, Status};
 pub use vidlm_media_source::{DecodedMedia, MediaKind};

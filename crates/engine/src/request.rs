@@ -2,6 +2,8 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant};
 
 use ndarray::Array4;
 use serde_json::Value;
@@ -135,6 +137,9 @@ pub struct Completion {
     pub finish_reason: FinishReason,
     /// Prompt tokens (placeholders expanded).
     pub prompt_tokens: usize,
+    /// The prompt's ids, placeholders expanded (transformers' `input_ids` of the request;
+    /// `prompt_token_ids.len() == prompt_tokens`).
+    pub prompt_token_ids: Vec<i64>,
     /// Times.
     pub timings: RequestTimings,
 }
@@ -316,6 +321,34 @@ impl RequestHandle {
         self.rx.blocking_recv()
     }
 
+    /// Polls for the next event without blocking: `Ready(Some(event))`, `Ready(None)` after
+    /// `Done`/`Failed`, or `Pending` — then `cx`'s waker is woken when an event arrives. One
+    /// waker may serve many handles (a caller waiting on several requests with one thread).
+    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        self.rx.poll_recv(cx)
+    }
+
+    /// The next event if one arrives within `timeout` (`Duration::ZERO`: only one already
+    /// there): `Ok(Some(event))`, `Ok(None)` after `Done`/`Failed`, `Err(TimedOut)` when none
+    /// came. For a synchronous caller that must look at something else between waits (a
+    /// Python caller checks for Ctrl-C with the GIL released around each wait).
+    pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<Event>, TimedOut> {
+        let deadline = Instant::now() + timeout;
+        let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
+        let mut cx = Context::from_waker(&waker);
+        loop {
+            if let Poll::Ready(e) = self.poll_next(&mut cx) {
+                return Ok(e);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(TimedOut);
+            }
+            // Woken by the event's arrival (or spuriously: polled again).
+            std::thread::park_timeout(left);
+        }
+    }
+
     /// Cancels the request.
     pub fn cancel(&self) {
         self.cancel.store(true, Ordering::SeqCst);
@@ -331,6 +364,23 @@ impl RequestHandle {
             }
         }
         Err(EngineError::Stopped)
+    }
+}
+
+/// [`RequestHandle::next_timeout`] found no event within its timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimedOut;
+
+/// Wakes a parked thread (the waker of [`RequestHandle::next_timeout`]).
+pub struct ThreadWaker(pub std::thread::Thread);
+
+impl Wake for ThreadWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
     }
 }
 

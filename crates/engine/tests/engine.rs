@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use vidlm_engine::{
-    Completion, Engine, EngineConfig, EngineError, EngineRequest, Event, MediaSpec,
+    Completion, Engine, EngineConfig, EngineError, EngineRequest, Event, MediaSpec, TimedOut,
 };
 use vidlm_media_source::{FrameSampling, MediaError, MediaKind, MediaPolicy, Source};
 use vidlm_pipeline::{PipelineOptions, SessionOptions, Stage};
@@ -109,6 +109,12 @@ fn a_dropped_handle_leaves_the_batch_within_a_step() {
         }
     }
     let m = e.metrics();
+    // Without blocking: nothing is there yet at a zero timeout, or a token is.
+    match h.next_timeout(Duration::ZERO) {
+        Err(TimedOut) | Ok(Some(Event::Token(_))) => {}
+        Ok(other) => panic!("{other:?}"),
+    }
+    assert!(matches!(h.next_timeout(Duration::from_secs(10)), Ok(Some(Event::Token(_)))));
     drop(h);
     let t0 = Instant::now();
     while m.finished_abort.load(Ordering::SeqCst) == 0 {

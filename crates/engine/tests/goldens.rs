@@ -57,6 +57,10 @@ fn one_request_on_the_engine_gives_transformers_tokens_for_every_family() {
             req.generation.do_sample = Some(false);
             req.generation.repetition_penalty = Some(1.0);
             match engine.submit(req).and_then(|h| h.wait()) {
+                Ok(c) if sc["input_ids"][0] != serde_json::json!(c.prompt_token_ids) => failures
+                    .push(format!(
+                        "{fam}/{name}: prompt_token_ids differ from transformers' input_ids"
+                    )),
                 Ok(c) if &c.token_ids == want => {}
                 Ok(c) => {
                     failures.push(format!("{fam}/{name}: tokens {:?} != {want:?}", c.token_ids))

@@ -5,7 +5,8 @@
 //! process and every session is built the same way.
 //!
 //! * **Library discovery** ([`find_library`]): `ORT_DYLIB_PATH` if set (an explicit path that
-//!   does not exist is an error, never silently ignored); otherwise the library next to the
+//!   does not exist is an error, never silently ignored); then a path the host set with
+//!   [`set_library_path`] (the Python package's `onnxruntime` library); otherwise the library next to the
 //!   running executable, then the project-local `.cache/onnxruntime/1.31.1/libonnxruntime.so`
 //!   of the workspace (looked up from the executable's and the working directory's ancestors
 //!   and from the workspace this crate was built in). A missing library is
@@ -193,10 +194,18 @@ pub fn library_candidates() -> Vec<PathBuf> {
 /// Resolves the ONNX Runtime shared library without loading it.
 ///
 /// `ORT_DYLIB_PATH` wins when set and non-empty; if it names a missing file that is an error
-/// (a user who sets it means it). Otherwise [`library_candidates`] are tried in order.
+/// (a user who sets it means it). Then the path given to [`set_library_path`] (the same rule).
+/// Otherwise [`library_candidates`] are tried in order.
 pub fn find_library() -> Result<PathBuf, OrtError> {
     if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
         let p = PathBuf::from(p);
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(OrtError::LibraryNotFound { searched: vec![p] })
+        };
+    }
+    if let Some(p) = LIBRARY_OVERRIDE.lock().unwrap_or_else(|p| p.into_inner()).clone() {
         return if p.is_file() {
             Ok(p)
         } else {
@@ -208,6 +217,16 @@ pub fn find_library() -> Result<PathBuf, OrtError> {
         Some(p) => Ok(p.clone()),
         None => Err(OrtError::LibraryNotFound { searched }),
     }
+}
+
+static LIBRARY_OVERRIDE: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+/// Sets the library [`find_library`] returns when `ORT_DYLIB_PATH` is not set, for hosts that
+/// know where their ONNX Runtime is (the `vidlm` Python package passes the library inside the
+/// installed `onnxruntime` package). `None` clears it. It takes effect only before the
+/// environment is created ([`environment`]); afterwards the loaded library stays.
+pub fn set_library_path(path: Option<PathBuf>) {
+    *LIBRARY_OVERRIDE.lock().unwrap_or_else(|p| p.into_inner()) = path;
 }
 
 static ENVIRONMENT: Mutex<Option<ort::environment::Environment>> = Mutex::new(None);
