@@ -259,7 +259,7 @@ fn llava_layout_families() -> Vec<String> {
     golden_families()
         .into_iter()
         .filter(|fam| {
-            let files = ModelFiles::read(&fixture_model(fam)).expect("fixture model");
+            let files = ModelFiles::read(fixture_model(fam)).expect("fixture model");
             !files.spec().expect("family").image_layout.is_patchified()
         })
         .collect()
