@@ -663,19 +663,26 @@ fn run_vidlm(bin: &Path, export: &Path, dtype: &str, r: &RunSpec) -> Result<Colu
     })
 }
 
-/// The same request as [`run_vidlm`] through the Python package (`python/bench_python_api.py`,
-/// the wheel's files in `site`, put on `PYTHONPATH`).
-fn run_python_api(site: &Path, export: &Path, dtype: &str, r: &RunSpec) -> Result<Column> {
+/// `python/<script> --model <model> ...`: the arguments the Python API's and transformers'
+/// bench scripts share.
+fn python_script(script: &str, model: &Path, dtype: &str, r: &RunSpec) -> Result<Command> {
     let mut c = python()?;
-    c.env("PYTHONPATH", site).env_remove("ORT_DYLIB_PATH");
-    c.arg(project_root().join("python").join("bench_python_api.py"))
+    c.arg(project_root().join("python").join(script))
         .arg("--model")
-        .arg(export)
+        .arg(model)
         .arg("--video")
         .arg(r.video)
         .args(["--num-frames", &r.frames.to_string(), "--max-new-tokens", &r.tokens.to_string()])
         .args(["--threads", &r.threads.to_string(), "--prompt", r.prompt])
         .args(["--device", r.device, "--dtype", dtype]);
+    Ok(c)
+}
+
+/// The same request as [`run_vidlm`] through the Python package (`python/bench_python_api.py`,
+/// the wheel's files in `site`, put on `PYTHONPATH`).
+fn run_python_api(site: &Path, export: &Path, dtype: &str, r: &RunSpec) -> Result<Column> {
+    let mut c = python_script("bench_python_api.py", export, dtype, r)?;
+    c.env("PYTHONPATH", site).env_remove("ORT_DYLIB_PATH");
     eprintln!("[bench e2e] python {dtype}: {c:?}");
     let m = run_measured(&mut c, r.device != "cpu")?;
     let v = parse_json(&m.stdout, "python/bench_python_api.py")?;
@@ -759,15 +766,7 @@ fn vision_fallback(export: &Path, dtype: &str) -> Option<String> {
 }
 
 fn run_transformers(hf: &Path, dtype: &str, r: &RunSpec) -> Result<Column> {
-    let mut c = python()?;
-    c.arg(project_root().join("python").join("bench_generate.py"))
-        .arg("--model")
-        .arg(hf)
-        .arg("--video")
-        .arg(r.video)
-        .args(["--num-frames", &r.frames.to_string(), "--max-new-tokens", &r.tokens.to_string()])
-        .args(["--threads", &r.threads.to_string(), "--prompt", r.prompt])
-        .args(["--device", r.device, "--dtype", dtype]);
+    let mut c = python_script("bench_generate.py", hf, dtype, r)?;
     eprintln!("[bench e2e] transformers {dtype}: {c:?}");
     let m = run_measured(&mut c, r.device != "cpu")?;
     let v = parse_json(&m.stdout, "python/bench_generate.py")?;

@@ -43,13 +43,6 @@ fn video_seq(lm: &LanguageModel, text: &str, frames: usize) -> Sequence {
     }
 }
 
-fn chunked(lm: &mut LanguageModel, seq: &Sequence, chunk: usize) -> Prefilled {
-    let mut p = lm.prefill(seq).expect("prefill");
-    let (s, _) = lm.parts_mut();
-    while !p.step(s, chunk).expect("chunk") {}
-    p.finish().expect("finished")
-}
-
 #[test]
 fn chunked_prefill_gives_the_one_shot_logits() {
     let mut lm = load();
@@ -68,22 +61,8 @@ fn chunked_prefill_gives_the_one_shot_logits() {
     let want = lm.generate(std::slice::from_ref(&seq), &greedy(12)).expect("generate").rows[0]
         .token_ids
         .clone();
-    let got = decode_alone(&mut lm, &seq, 5, 12);
+    let got = decode_alone(&mut lm, &seq, 5, &greedy(12));
     assert_eq!(got, want);
-}
-
-/// Decodes one sequence in a RunningBatch of its own, prefilled in chunks of `chunk`.
-fn decode_alone(lm: &mut LanguageModel, seq: &Sequence, chunk: usize, n: usize) -> Vec<i64> {
-    let p = chunked(lm, seq, chunk);
-    let state = lm.request_state(seq.input_ids.clone(), &greedy(n), None).expect("state");
-    let mut batch = RunningBatch::new(lm.sessions()).expect("batch");
-    batch.admit(0u32, state, p, lm.sessions()).expect("admit");
-    while !batch.is_empty() {
-        let (s, t) = lm.parts_mut();
-        batch.step(s, t).expect("step");
-    }
-    let (_, state) = batch.take_finished().pop().expect("finished row");
-    state.generated().to_vec()
 }
 
 #[test]

@@ -118,26 +118,6 @@ fn sequences(
         .collect()
 }
 
-fn chunked(lm: &mut LanguageModel, seq: &Sequence, chunk: usize) -> Prefilled {
-    let mut p = lm.prefill(seq).expect("prefill");
-    let (s, _) = lm.parts_mut();
-    while !p.step(s, chunk).expect("chunk") {}
-    p.finish().expect("finished")
-}
-
-/// One sequence decoded in a RunningBatch of its own after a prefill in chunks of `chunk`.
-fn decode_alone(lm: &mut LanguageModel, seq: &Sequence, chunk: usize, n: usize) -> Vec<i64> {
-    let p = chunked(lm, seq, chunk);
-    let state = lm.request_state(seq.input_ids.clone(), &greedy(n), None).expect("state");
-    let mut batch = RunningBatch::new(lm.sessions()).expect("batch");
-    batch.admit(0u32, state, p, lm.sessions()).expect("admit");
-    while !batch.is_empty() {
-        let (s, t) = lm.parts_mut();
-        batch.step(s, t).expect("step");
-    }
-    batch.take_finished().pop().expect("finished row").1.generated().to_vec()
-}
-
 #[test]
 fn every_path_gives_the_same_tokens_with_mrope_positions_and_deepstack() {
     let fams = mrope_families();
@@ -170,14 +150,18 @@ fn every_path_gives_the_same_tokens_with_mrope_positions_and_deepstack() {
                         "{fam}/{name} row {r} chunk {chunk}: |Δ| {d}"
                     );
                     assert_eq!(
-                        decode_alone(&mut lm, seq, chunk, n),
+                        decode_alone(&mut lm, seq, chunk, &greedy(n)),
                         want,
                         "{fam}/{name} row {r}: chunked prefill {chunk} + running batch"
                     );
                 }
                 // The packed cache gives the preallocated cache's tokens.
                 lm.parts_mut().0.set_shares_kv_buffers(false);
-                assert_eq!(decode_alone(&mut lm, seq, 5, n), want, "{fam}/{name} row {r}: packed");
+                assert_eq!(
+                    decode_alone(&mut lm, seq, 5, &greedy(n)),
+                    want,
+                    "{fam}/{name} row {r}: packed"
+                );
                 lm.parts_mut().0.set_shares_kv_buffers(true);
                 solo.push(want);
             }

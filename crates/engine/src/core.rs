@@ -184,11 +184,13 @@ impl EngineCore {
                 _ => 0,
             })
             .sum();
-        for o in outcomes {
-            self.update(o);
-        }
+        // Observed before the updates: an update may send a request its final event, and a
+        // client that then scrapes `/metrics` must already see this step's tokens.
         if iteration_tokens > 0 {
             self.shared.metrics.iteration_tokens.observe(iteration_tokens as f64);
+        }
+        for o in outcomes {
+            self.update(o);
         }
     }
 

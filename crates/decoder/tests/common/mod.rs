@@ -123,3 +123,34 @@ pub fn unpadded_rows(ids: &(Vec<usize>, Vec<i64>), mask: &(Vec<usize>, Vec<i64>)
         .map(|r| (0..w).filter(|&c| mask.1[r * w + c] != 0).map(|c| ids.1[r * w + c]).collect())
         .collect()
 }
+
+/// Prefills `seq` in chunks of `chunk` tokens.
+pub fn chunked(
+    lm: &mut vidlm_decoder::LanguageModel,
+    seq: &vidlm_decoder::Sequence,
+    chunk: usize,
+) -> vidlm_decoder::Prefilled {
+    let mut p = lm.prefill(seq).expect("prefill");
+    let (s, _) = lm.parts_mut();
+    while !p.step(s, chunk).expect("chunk") {}
+    p.finish().expect("finished")
+}
+
+/// Decodes one sequence in a RunningBatch of its own, prefilled in chunks of `chunk`.
+pub fn decode_alone(
+    lm: &mut vidlm_decoder::LanguageModel,
+    seq: &vidlm_decoder::Sequence,
+    chunk: usize,
+    opts: &vidlm_decoder::GenerationOptions,
+) -> Vec<i64> {
+    let p = chunked(lm, seq, chunk);
+    let state = lm.request_state(seq.input_ids.clone(), opts, None).expect("state");
+    let mut batch = vidlm_decoder::RunningBatch::new(lm.sessions()).expect("batch");
+    batch.admit(0u32, state, p, lm.sessions()).expect("admit");
+    while !batch.is_empty() {
+        let (s, t) = lm.parts_mut();
+        batch.step(s, t).expect("step");
+    }
+    let (_, state) = batch.take_finished().pop().expect("finished row");
+    state.generated().to_vec()
+}

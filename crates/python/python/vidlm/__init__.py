@@ -22,7 +22,7 @@ import importlib.util
 import os
 from typing import Optional
 
-from . import _vidlm
+from . import _errors, _vidlm
 from ._errors import (
     BadRequestError,
     InternalError,
@@ -59,14 +59,7 @@ __all__ = [
     "set_onnxruntime_library",
     "onnxruntime_library",
     "find_onnxruntime_library",
-    "VidlmError",
-    "BadRequestError",
-    "NotFoundError",
-    "UnsupportedMediaError",
-    "LimitExceededError",
-    "UnsupportedError",
-    "InvalidModelError",
-    "InternalError",
+    *_errors.__all__,
 ]
 
 
