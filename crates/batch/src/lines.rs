@@ -15,17 +15,16 @@
 
 use serde_json::{json, Map, Value};
 
+use vidlm_media_source::FrameSampling;
+
 use crate::manifest::RequestSource;
 
 /// The command line's request settings, used where a body does not set its own.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RequestDefaults {
-    /// `media_io_kwargs.video.num_frames`.
-    pub num_frames: Option<usize>,
-    /// `media_io_kwargs.video.fps`.
-    pub fps: Option<f64>,
-    /// `media_io_kwargs.video.max_frames` (evenly spaced cap; the policy's hard cap still applies).
-    pub max_frames: Option<usize>,
+    /// `media_io_kwargs.video`: `num_frames` | `fps`, and `max_frames` (an evenly spaced cap;
+    /// the policy's hard cap still applies).
+    pub frames: FrameSampling,
     /// `mm_processor_kwargs.min_pixels` (patchified families' lower pixel budget), unless the
     /// body sets `min_pixels` or `size` there.
     pub min_pixels: Option<u64>,
@@ -74,12 +73,12 @@ impl RequestDefaults {
             }
         }
         self.apply_pixels(body);
-        let sampling = match (self.num_frames, self.fps) {
+        let sampling = match (self.frames.num_frames, self.frames.fps) {
             (Some(n), _) => Some(("num_frames", json!(n))),
             (None, Some(f)) => Some(("fps", json!(f))),
             (None, None) => None,
         };
-        if sampling.is_none() && self.max_frames.is_none() {
+        if sampling.is_none() && self.frames.max_frames.is_none() {
             return;
         }
         let kw = body.entry("media_io_kwargs").or_insert_with(|| json!({}));
@@ -99,7 +98,7 @@ impl RequestDefaults {
                 video.insert(k.into(), v);
             }
         }
-        if let Some(m) = self.max_frames {
+        if let Some(m) = self.frames.max_frames {
             if unset(video, "max_frames") {
                 video.insert("max_frames".into(), json!(m));
             }
@@ -213,7 +212,7 @@ mod tests {
     #[test]
     fn defaults_fill_only_gaps() {
         let d = RequestDefaults {
-            num_frames: Some(4),
+            frames: FrameSampling { num_frames: Some(4), ..Default::default() },
             max_tokens: Some(16),
             temperature: Some(0.0),
             stop: vec!["x".into()],
@@ -236,7 +235,10 @@ mod tests {
         d.apply(&mut b);
         assert_eq!(b["media_io_kwargs"], json!({"video": {"fps": 1.0}}));
         assert_eq!(b["max_tokens"], 16);
-        let d = RequestDefaults { fps: Some(2.0), max_frames: Some(8), ..Default::default() };
+        let d = RequestDefaults {
+            frames: FrameSampling { fps: Some(2.0), max_frames: Some(8), ..Default::default() },
+            ..Default::default()
+        };
         let mut b =
             json!({"media_io_kwargs": {"video": {"max_frames": 4}}}).as_object().cloned().unwrap();
         d.apply(&mut b);

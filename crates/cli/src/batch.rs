@@ -187,9 +187,7 @@ fn run_shard(a: RunArgs) -> Result<()> {
         (None, false) => None,
     };
     let defaults = RequestDefaults {
-        num_frames: s.num_frames,
-        fps: s.fps,
-        max_frames: s.max_frames,
+        frames: s.frames(),
         min_pixels: s.min_pixels,
         max_pixels: s.max_pixels,
         max_tokens: g.max_new_tokens,

@@ -52,7 +52,7 @@ pub fn run(a: Args) -> Result<()> {
         image_backend: a.backend,
         ..Default::default()
     };
-    a.sampling.apply(&mut opts);
+    a.sampling.apply(&mut opts).context("--num-frames / --fps")?;
     let inputs = processor.process(&convs, &opts)?;
     let bytes = inputs.to_safetensors()?;
     std::fs::write(&a.out, bytes).with_context(|| format!("writing {}", a.out.display()))?;

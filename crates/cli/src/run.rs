@@ -93,7 +93,7 @@ pub fn run(a: Args) -> Result<()> {
     // media policy is for untrusted requests), handed to the engine decoded.
     progress(started, Stage::Preprocess { conversations: 1 });
     let mut process = ProcessOptions::default();
-    a.sampling.apply(&mut process);
+    a.sampling.apply(&mut process).context("--num-frames / --fps")?;
     // A budget the model's processors refuse stops here, before any media is decoded.
     processor.check_budget(&process).context("--min-pixels / --max-pixels")?;
     let t0 = std::time::Instant::now();

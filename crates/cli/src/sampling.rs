@@ -1,6 +1,7 @@
 //! Frame-sampling flags shared by `vidlm preprocess` and `vidlm run`.
 
-use vidlm_processor::{ProcessOptions, Sampling};
+use vidlm_media_source::{FrameSampling, MediaError};
+use vidlm_processor::ProcessOptions;
 
 /// `--num-frames N | --fps F`, optionally capped by `--max-frames M`; `--min-pixels` /
 /// `--max-pixels` (patchified families' pixel budget).
@@ -27,15 +28,18 @@ pub struct SamplingArgs {
 }
 
 impl SamplingArgs {
-    /// Sets the processor's frame sampling (`sampling`, `max_frames`).
-    pub fn apply(&self, opts: &mut ProcessOptions) {
-        opts.sampling = match (self.num_frames, self.fps) {
-            (Some(n), _) => Sampling::NumFrames(n),
-            (None, Some(f)) => Sampling::Fps(f),
-            (None, None) => Sampling::All,
-        };
-        opts.max_frames = self.max_frames;
+    /// The frame-sampling triple of these flags (vidlm's one type for it).
+    pub fn frames(&self) -> FrameSampling {
+        FrameSampling { num_frames: self.num_frames, fps: self.fps, max_frames: self.max_frames }
+    }
+
+    /// Sets the processor's frame sampling (`sampling`, `max_frames`) and pixel budgets.
+    pub fn apply(&self, opts: &mut ProcessOptions) -> Result<(), MediaError> {
+        let frames = self.frames();
+        opts.sampling = frames.sampling()?;
+        opts.max_frames = frames.max_frames;
         opts.min_pixels = self.min_pixels;
         opts.max_pixels = self.max_pixels;
+        Ok(())
     }
 }

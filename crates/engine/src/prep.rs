@@ -16,8 +16,7 @@ use vidlm_model::mrope::MropeRule;
 use vidlm_model::VideoTokens;
 use vidlm_pipeline::{sequence_from_features, Stage};
 use vidlm_processor::{
-    Conversation, MediaInput, ProcessOptions, ProcessedInputs, Processor, Sampling, VideoInput,
-    VideoMetadata,
+    Conversation, MediaInput, ProcessOptions, ProcessedInputs, Processor, VideoInput, VideoMetadata,
 };
 
 use crate::cache::{CacheKey, Entry, ItemKind};
@@ -275,16 +274,7 @@ fn decode_item(
         return decode_media(loaded, kind, sampling, limits).map(|m| (m, None));
     }
     let opts = ProcessOptions {
-        sampling: match (sampling.num_frames, sampling.fps) {
-            (Some(_), Some(_)) => {
-                return Err(MediaError::InvalidSampling(
-                    "`num_frames` and `fps` are mutually exclusive".into(),
-                ))
-            }
-            (Some(n), None) => Sampling::NumFrames(n),
-            (None, Some(f)) => Sampling::Fps(f),
-            (None, None) => Sampling::All,
-        },
+        sampling: sampling.sampling()?,
         max_frames: sampling.max_frames,
         ..ProcessOptions::default()
     };

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use ndarray::{Array3, Array4, Axis};
-use vidlm_video_io::{DecodedMedia, Limits, MediaKind, OpenOptions, SampleRequest, VideoReader};
+use vidlm_video_io::{
+    DecodedMedia, Limits, MediaKind, OpenOptions, SampleRequest, Sampling, VideoReader,
+};
 
 use crate::error::MediaError;
 use crate::source::Source;
@@ -191,8 +193,9 @@ pub fn decode_image(loaded: &Loaded, limits: &MediaLimits) -> Result<Array3<u8>,
     Ok(frames.data.index_axis_move(Axis(0), 0))
 }
 
-/// Frame sampling of one video, as `vidlm run` takes it (`--num-frames` | `--fps`,
-/// `--max-frames`).
+/// Frame sampling of one video: vidlm's one type for the `num_frames` | `fps`, `max_frames`
+/// triple, whoever asks (`vidlm run`'s `--num-frames` / `--fps` / `--max-frames`, the server's
+/// and batch's `media_io_kwargs.video`, the Python package's keyword arguments).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct FrameSampling {
     /// Exactly this many frames, evenly spaced (transformers' `i * N // n`).
@@ -204,18 +207,27 @@ pub struct FrameSampling {
 }
 
 impl FrameSampling {
-    /// The video-io request (the same mapping as `vidlm run`'s loader).
-    pub fn request(&self) -> Result<SampleRequest, MediaError> {
-        let req = match (self.num_frames, self.fps) {
+    /// The sampling rule: `num_frames`, `fps` (finite and positive) or every frame; both at
+    /// once is an error.
+    pub fn sampling(&self) -> Result<Sampling, MediaError> {
+        Ok(match (self.num_frames, self.fps) {
             (Some(_), Some(_)) => {
                 return Err(MediaError::InvalidSampling(
                     "`num_frames` and `fps` are mutually exclusive".into(),
                 ))
             }
-            (Some(n), None) => SampleRequest::num_frames(n),
-            (None, Some(f)) => SampleRequest::fps(f),
-            (None, None) => SampleRequest::all(),
-        };
+            (Some(n), None) => Sampling::NumFrames(n),
+            (None, Some(f)) if !(f.is_finite() && f > 0.0) => {
+                return Err(MediaError::InvalidSampling(format!("`fps` must be > 0, got {f}")))
+            }
+            (None, Some(f)) => Sampling::Fps(f),
+            (None, None) => Sampling::All,
+        })
+    }
+
+    /// The video-io request (the same mapping as `vidlm run`'s loader).
+    pub fn request(&self) -> Result<SampleRequest, MediaError> {
+        let req = SampleRequest::new(self.sampling()?);
         Ok(match self.max_frames {
             Some(m) => req.max_frames(m),
             None => req,

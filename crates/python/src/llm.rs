@@ -9,13 +9,14 @@ use pyo3::exceptions::PyStopIteration;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 use vidlm_decoder::GenerationOptions;
+use vidlm_media_source::FrameSampling;
 use vidlm_openai::StopTrimmer;
 use vidlm_pipeline::{Device, HubOptions, PipelineOptions, Precision, Precisions, SessionOptions};
 use vidlm_processor::{Conversation, ProcessOptions};
 
 use crate::engine_api::{Finished, Host, Request, Update, Waiter, POLL};
 use crate::errors::{guard, Failure};
-use crate::media::{parse_many, FrameArgs, RawConversation};
+use crate::media::{parse_many, process_options, RawConversation};
 
 /// Sampling parameters of a request (vLLM's names).
 #[pyclass(module = "vidlm", get_all, set_all)]
@@ -363,7 +364,7 @@ impl LLM {
             let params = sampling_params.unwrap_or_else(default_params);
             let generation = params.generation()?;
             let stops = params.stop.clone().unwrap_or_default();
-            let opts = FrameArgs { num_frames, fps, max_frames }.process_options()?;
+            let opts = process_options(&FrameSampling { num_frames, fps, max_frames })?;
             let raws = parse_many(messages)?;
             let host = self.host.clone();
             let outs =
@@ -391,7 +392,7 @@ impl LLM {
             let params = sampling_params.unwrap_or_else(default_params);
             let generation = params.generation()?;
             let stops = params.stop.clone().unwrap_or_default();
-            let opts = FrameArgs { num_frames, fps, max_frames }.process_options()?;
+            let opts = process_options(&FrameSampling { num_frames, fps, max_frames })?;
             let mut raws = parse_many(messages)?;
             if raws.len() != 1 {
                 return Err(Failure::bad_request("stream takes one conversation").into());

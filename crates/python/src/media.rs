@@ -16,6 +16,7 @@ use ndarray::{Array3, Array4, Axis};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyList, PyString, PyTuple};
 use serde_json::{Map, Value};
+use vidlm_media_source::FrameSampling;
 use vidlm_model::Sampling;
 use vidlm_processor::{
     Conversation, ImageInput, MediaInput, ProcessOptions, Processor, VideoInput,
@@ -25,35 +26,14 @@ use vidlm_video_io::{OpenOptions, SampleRequest, VideoReader};
 use crate::arrays::{image_from_python, is_ndarray, is_pil_image, video_from_numpy};
 use crate::errors::Failure;
 
-/// Frame sampling of every video of a call (`num_frames=` | `fps=`, `max_frames=`).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct FrameArgs {
-    /// `num_frames=`.
-    pub num_frames: Option<usize>,
-    /// `fps=`.
-    pub fps: Option<f64>,
-    /// `max_frames=`.
-    pub max_frames: Option<usize>,
-}
-
-impl FrameArgs {
-    /// The processor options of this sampling (the CLI's `SamplingArgs::apply`).
-    pub fn process_options(&self) -> Result<ProcessOptions, Failure> {
-        let sampling = match (self.num_frames, self.fps) {
-            (Some(_), Some(_)) => {
-                return Err(Failure::bad_request("give num_frames or fps, not both"));
-            }
-            (Some(n), None) => Sampling::NumFrames(n),
-            (None, Some(f)) => {
-                if !(f.is_finite() && f > 0.0) {
-                    return Err(Failure::bad_request(format!("fps must be > 0, got {f}")));
-                }
-                Sampling::Fps(f)
-            }
-            (None, None) => Sampling::All,
-        };
-        Ok(ProcessOptions { sampling, max_frames: self.max_frames, ..Default::default() })
-    }
+/// The processor options of a call's frame sampling (`num_frames=` | `fps=`, `max_frames=`):
+/// vidlm's one sampling type, mapped as `vidlm run` maps its flags.
+pub fn process_options(frames: &FrameSampling) -> Result<ProcessOptions, Failure> {
+    Ok(ProcessOptions {
+        sampling: frames.sampling()?,
+        max_frames: frames.max_frames,
+        ..Default::default()
+    })
 }
 
 /// One media item, owned by Rust.

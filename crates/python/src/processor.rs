@@ -2,11 +2,12 @@
 
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
+use vidlm_media_source::FrameSampling;
 use vidlm_processor::Processor as RustProcessor;
 
 use crate::arrays::numpy_array;
 use crate::errors::{guard, Failure};
-use crate::media::{parse_many, FrameArgs};
+use crate::media::{parse_many, process_options};
 
 /// The model's processor: messages → the model inputs under transformers' key names.
 #[pyclass(module = "vidlm", frozen, name = "Processor")]
@@ -61,7 +62,7 @@ impl Processor {
         add_generation_prompt: bool,
     ) -> PyResult<Bound<'py, PyDict>> {
         guard(|| {
-            let mut opts = FrameArgs { num_frames, fps, max_frames }.process_options()?;
+            let mut opts = process_options(&FrameSampling { num_frames, fps, max_frames })?;
             opts.add_generation_prompt = add_generation_prompt;
             let raws = parse_many(messages)?;
             let tensors = py.allow_threads(|| -> Result<_, Failure> {
