@@ -171,6 +171,23 @@ def save_image_newline(model, onnx_dir: Path) -> str | None:
     return NEWLINE_FILE
 
 
+def needs_low_memory(model) -> bool:
+    """Whether the module's weights and an ONNX Runtime session of its largest graph (about the language
+    model's weights again) would not fit in the memory available now (Linux's MemAvailable; False where
+    it cannot be read). VIDLM_EXPORT_LOW_MEMORY=1 / 0 forces the answer."""
+    forced = os.environ.get("VIDLM_EXPORT_LOW_MEMORY")
+    if forced in ("0", "1"):
+        return forced == "1"
+    try:
+        avail = next(int(line.split()[1]) * 1024 for line in Path("/proc/meminfo").read_text().splitlines()
+                     if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        return False
+    lm = sum(p.numel() * p.element_size() for p in model.model.language_model.parameters())
+    # `avail` already excludes the loaded module: the session must fit beside it, with a margin.
+    return 1.25 * lm > avail
+
+
 def load_model(src: Path, load_dtype: torch.dtype):
     from transformers import AutoConfig
 
@@ -220,13 +237,25 @@ def run_export(model_arg: str, out: Path, dtypes: list[str], skip_validate: bool
     failed = []
     fidelity_rows = [r for r in old.get("fidelity", []) if r["graph"] not in
                      {file_name(s.name, d) for s in specs for d in dtypes}]
+    # Where the module and a graph's ONNX Runtime session would not fit in memory together (a real-size
+    # Qwen2.5-VL-3B: 15 GB of fp32 weights twice), the graphs are validated after the module's weights
+    # are released; the references were computed above, and nothing after validation needs the module
+    # (a later float dtype reloads it).
+    low_memory = needs_low_memory(model)
+    fam_cfg = model.config
+    released = False
     for dtype in dtypes:
         if dtype in QUANTIZED:
-            fidelity_rows += quantize_graphs(specs, dtype, onnx_dir, graph_entries)
+            fidelity_rows += quantize_graphs(specs, dtype, onnx_dir, graph_entries, refs)
             continue
+        if released:
+            model, _ = load_model(src, load_dtype)
+            specs = [s for s in build_specs(model, fam) if not graphs_filter or s.name in graphs_filter]
+            released = False
         tdt = TORCH_DTYPE[dtype]
         if next(model.parameters()).dtype != tdt:
             model.to(tdt)
+        pending = []
         for s in specs:
             print(f"[export] {file_name(s.name, dtype)} ...", flush=True)
             info = export_graph(s, dtype, onnx_dir, exporter, opset, use_builder=decoder == "fused")
@@ -245,10 +274,25 @@ def run_export(model_arg: str, out: Path, dtypes: list[str], skip_validate: bool
             graph_entries[info["file"]] = entry
             print(f"[export]   done in {info['seconds']} s; peak RSS so far {peak_rss_gb():.2f} GB", flush=True)
             if not skip_validate:
-                rows = validate(s, onnx_dir / info["file"], dtype, refs[s.name])
-                val_rows_all = [r for r in val_rows_all if r["graph"] != info["file"]] + rows
-                failed += [r for r in rows if not r["ok"]]
+                pending.append((s, info["file"]))
+            if not low_memory:
+                for vs, vfile in pending:
+                    rows = validate(vs, onnx_dir / vfile, dtype, refs[vs.name])
+                    val_rows_all = [r for r in val_rows_all if r["graph"] != vfile] + rows
+                    failed += [r for r in rows if not r["ok"]]
+                pending = []
             gc.collect()
+        if pending:
+            print("[export] low memory: releasing the module's weights before validating "
+                  f"(peak RSS so far {peak_rss_gb():.2f} GB)", flush=True)
+            model.to("meta")
+            released = True
+            gc.collect()
+            for vs, vfile in pending:
+                rows = validate(vs, onnx_dir / vfile, dtype, refs[vs.name])
+                val_rows_all = [r for r in val_rows_all if r["graph"] != vfile] + rows
+                failed += [r for r in rows if not r["ok"]]
+                gc.collect()
 
     table = None
     if not skip_validate and any(d not in QUANTIZED for d in dtypes):
@@ -271,7 +315,6 @@ def run_export(model_arg: str, out: Path, dtypes: list[str], skip_validate: bool
     print(f"[export] dtype fallback (graphs a dtype runs at another precision): {line or 'none'}", flush=True)
 
     agreement = {k: v for k, v in old.get("agreement", {}).items() if k not in dtypes}
-    fam_cfg = model.config
     manifest = {
         "format": "vidlm-onnx/1",
         "family": fam.model_type,
@@ -319,9 +362,10 @@ def run_export(model_arg: str, out: Path, dtypes: list[str], skip_validate: bool
 
         print("\n[export] agreement with fp32 (teacher-forced, real pipeline inputs):", flush=True)
         try:
-            if next(model.parameters()).dtype != torch.float32:
+            if not released and next(model.parameters()).dtype != torch.float32:
                 model.to(torch.float32)
-            rows = agree.measure(out, src, measured, model=model)
+            # A released module is reloaded by `measure` where it needs one (the Qwen replays read the config).
+            rows = agree.measure(out, src, measured, model=None if released else model)
             agree.print_rows(rows)
             agreement.update({r["dtype"]: r for r in rows})
         except Exception as e:  # reported, never hidden: the manifest says it was not measured and why
@@ -364,8 +408,9 @@ def vision_manifest(cfg) -> dict:
     }
 
 
-def quantize_graphs(specs, dtype: str, onnx_dir: Path, graph_entries: dict) -> list[dict]:
-    """q8/q4 graphs from the fp32 graphs of this directory; returns the fidelity rows."""
+def quantize_graphs(specs, dtype: str, onnx_dir: Path, graph_entries: dict, refs: dict | None = None) -> list[dict]:
+    """q8/q4 graphs from the fp32 graphs of this directory; returns the fidelity rows (on the validation
+    inputs of `refs` where given: they need no module)."""
     rows = []
     for s in specs:
         if s.name in quantize.FLOAT_GRAPHS:
@@ -388,7 +433,7 @@ def quantize_graphs(specs, dtype: str, onnx_dir: Path, graph_entries: dict) -> l
         else:
             info = quantize.quantize_file(src, dst, dtype)
         head = f", lm_head {info['head_bits']} bits" if info["head_bits"] else ""
-        fid = quantize.fidelity(s, src, dst, dtype)
+        fid = quantize.fidelity(s, src, dst, dtype, (refs or {}).get(s.name))
         rows += fid
         held = all(r["ok"] for r in fid)
         # int8 serves only where it holds its bound (graphs that miss it run at q8 instead, through the chain).

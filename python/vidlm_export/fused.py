@@ -38,6 +38,8 @@ the exporter's graph.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import torch
@@ -78,19 +80,47 @@ def _np(t: torch.Tensor) -> np.ndarray:
 
 
 class _Graph:
-    """A minimal node/initializer accumulator with unique names."""
+    """A minimal node/initializer accumulator with unique names.
 
-    def __init__(self):
+    With `data` (an open binary file), every initializer of 1 KiB or more is written to it as it is made
+    (offsets aligned for ONNX Runtime's memory mapping) and only its external-data reference is kept: a
+    real-size graph is then never held as a second copy of the weights in protobuf form. The file must sit
+    beside the .onnx file the proto is saved as (references are relative to it)."""
+
+    EXTERNAL_MIN_BYTES = 1024
+
+    def __init__(self, data=None, alignment: int = 65536):
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[onnx.TensorProto] = []
         self._n = 0
+        self._data = data
+        self._alignment = alignment
 
     def name(self, hint: str) -> str:
         self._n += 1
         return f"{hint}_{self._n}"
 
     def init(self, name: str, arr: np.ndarray) -> str:
-        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(arr), name))
+        arr = np.ascontiguousarray(arr)
+        if self._data is None or arr.nbytes < self.EXTERNAL_MIN_BYTES:
+            self.inits.append(numpy_helper.from_array(arr, name))
+            return name
+        offset = self._data.tell()
+        pad = -offset % self._alignment
+        if pad:
+            self._data.write(b"\0" * pad)
+            offset += pad
+        self._data.write(memoryview(arr.reshape(-1)).cast("B"))
+        t = TensorProto()
+        t.name = name
+        t.data_type = helper.np_dtype_to_tensor_dtype(arr.dtype)
+        t.dims.extend(arr.shape)
+        for key, value in (("location", Path(self._data.name).name), ("offset", str(offset)),
+                           ("length", str(arr.nbytes))):
+            entry = t.external_data.add()
+            entry.key, entry.value = key, value
+        t.data_location = TensorProto.EXTERNAL
+        self.inits.append(t)
         return name
 
     def const(self, arr, hint: str = "c") -> str:
@@ -145,14 +175,37 @@ def _rotary_caches(lm, text_config, head_dim: int) -> tuple[np.ndarray, np.ndarr
     return np.ascontiguousarray(cos[:, :half]), np.ascontiguousarray(sin[:, :half])
 
 
-def build_decoder(model) -> onnx.ModelProto:
-    """The fused `decoder_model_merged` graph (float32) of a *ForConditionalGeneration model."""
+def build_decoder(model, data_path: Path | None = None) -> onnx.ModelProto:
+    """The fused `decoder_model_merged` graph (float32) of a *ForConditionalGeneration model.
+
+    `data_path`: where the weights go as external data when they exceed the export's external-data
+    threshold (written while the graph is built; the proto then holds references only and is saved beside
+    that file with `onnx.save_model`). Below the threshold, or without it, the proto holds them inline."""
     tcfg = model.config.text_config
     why = supported(tcfg)
     if why:
         raise Unsupported(why)
     lm = model.model.language_model
     lm_head = model.lm_head
+
+    from .onnx_export import EXTERNAL_DATA_ALIGNMENT, EXTERNAL_DATA_THRESHOLD
+
+    # The graph's weights: the layers, the final norm and lm_head (embed_tokens is a graph of its own).
+    weight_bytes = 4 * (sum(p.numel() for p in lm.layers.parameters()) + lm_head.weight.numel())
+    data = open(data_path, "wb") if data_path is not None and weight_bytes > EXTERNAL_DATA_THRESHOLD else None
+    try:
+        return _build(model, lm, lm_head, tcfg, _Graph(data, EXTERNAL_DATA_ALIGNMENT))
+    except BaseException:
+        if data is not None:
+            data.close()
+            Path(data.name).unlink(missing_ok=True)
+        raise
+    finally:
+        if data is not None:
+            data.close()
+
+
+def _build(model, lm, lm_head, tcfg, g: "_Graph") -> onnx.ModelProto:
     H = int(tcfg.num_attention_heads)
     Hkv = int(getattr(tcfg, "num_key_value_heads", None) or H)
     D = int(tcfg.hidden_size)
@@ -166,7 +219,6 @@ def build_decoder(model) -> onnx.ModelProto:
     qk_norm = tcfg.model_type == "qwen3_vl_text"
     levels = len(model.config.vision_config.deepstack_visual_indexes) if qk_norm else 0
 
-    g = _Graph()
     f = TensorProto.FLOAT
     inputs = [
         helper.make_tensor_value_info("inputs_embeds", f, ["batch_size", "sequence_length", D]),

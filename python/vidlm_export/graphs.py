@@ -28,7 +28,8 @@ class GraphSpec:
     # If the wrapper takes a flat list as its last argument (decoder's past), how many leading tensor args.
     list_tail_after: int | None = None
     # Builds the float32 graph directly (an onnx.ModelProto) instead of tracing `module` with the exporter;
-    # raises fused.Unsupported when it cannot, and the exporter's graph is used.
+    # raises fused.Unsupported when it cannot, and the exporter's graph is used. Called with the path of the
+    # graph's external data file, which it may write the weights to (then the proto only refers to them).
     builder: Callable | None = None
     # Apply onnxscript's ONNX Runtime fusions to the exporter's float32 graph (the vision towers).
     ort_fusions: bool = False
@@ -204,7 +205,7 @@ def build_specs(model, fam: Family) -> list[GraphSpec]:
                 "[batch, 1, vocab]. present.{i}.* = concat(past, new) along axis 2."
             ),
             list_tail_after=3,
-            builder=lambda: fused.build_decoder(model),
+            builder=lambda data_path=None: fused.build_decoder(model, data_path),
         )
     )
     return specs

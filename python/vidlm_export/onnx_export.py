@@ -92,11 +92,17 @@ def export_graph(spec: GraphSpec, dtype: str, out_dir: Path, exporter: str, opse
 
         try:
             with torch.no_grad():
-                proto = spec.builder()
+                proto = spec.builder(out_dir / data_name)
         except fused.Unsupported as e:
             print(f"[export]   fused builder: not for this model ({e}); using the exporter's graph", flush=True)
         else:
-            save_proto(proto, path, data_name)
+            if (out_dir / data_name).exists():
+                # The builder wrote the weights to the external data file already; the proto refers to it.
+                import onnx
+
+                onnx.save_model(proto, path)
+            else:
+                save_proto(proto, path, data_name)
             kind = next((p.value for p in proto.metadata_props if p.key == "vidlm.decoder"), "built")
             del proto
             gc.collect()

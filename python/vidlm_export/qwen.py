@@ -299,6 +299,6 @@ def build_specs(model, fam):
                 "(zeros off the visual positions and on decode steps)" if deep else "")
              + ". logits for the LAST position only."),
         list_tail_after=len(in_names),
-        builder=lambda: fused.build_decoder(model),
+        builder=lambda data_path=None: fused.build_decoder(model, data_path),
     ))
     return specs

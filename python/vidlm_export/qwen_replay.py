@@ -49,7 +49,24 @@ def _features(om: OnnxModel, cfg, pixel_values, grids):
 def greedy(om: OnnxModel, model, inputs, max_new_tokens: int, chunk: int = 0):
     """Greedy decode with the ONNX graphs. Returns (new tokens [batch, n], first-step logits [batch, vocab],
     prompt position_ids [3, batch, seq])."""
-    cfg = model.config
+    tokens, logits, pos = decode(om, model.config, inputs, max_new_tokens, chunk=chunk)
+    return tokens, logits[0], pos
+
+
+def forced_logits(om: OnnxModel, cfg, inputs, positions: int, tokens: np.ndarray):
+    """agreement.forced_logits for these families: the logits of `positions` next-token distributions of
+    one row (the last prompt position, then after feeding each of `tokens`, teacher-forced; None: its own
+    argmax), with the
+    3-row positions and DeepStack features of the contract. Returns (logits [positions, vocab], tokens fed)."""
+    forced = None if tokens is None else np.asarray(tokens, np.int64)
+    fed, logits, _ = decode(om, cfg, inputs, positions, forced=forced)
+    return np.stack([lg[0] for lg in logits]), fed[0, : positions - 1]
+
+
+def decode(om: OnnxModel, cfg, inputs, steps: int, chunk: int = 0, forced: np.ndarray | None = None):
+    """`steps` decoding steps with the ONNX graphs: greedy, or feeding `forced[k]` after step k where given.
+    Returns (tokens [batch, steps]: chosen or fed, logits of every step [steps][batch, vocab], prompt
+    position_ids [3, batch, seq])."""
     mt = cfg.model_type
     np_in = {k: v.numpy() for k, v in inputs.items() if hasattr(v, "numpy")}
     ids = np_in["input_ids"].astype(np.int64)
@@ -90,15 +107,18 @@ def greedy(om: OnnxModel, model, inputs, max_new_tokens: int, chunk: int = 0):
     bounds = list(range(0, s, chunk)) + [s] if chunk else [0, s]
     for a, z in zip(bounds, bounds[1:]):
         logits = step(emb[:, a:z], mask[:, :z], pos[:, :, a:z], deep[:, :, a:z] if levels else None)
-    first = logits.copy()
+    all_logits = [logits.copy()]
     tokens = []
-    for k in range(max_new_tokens):
+    for k in range(steps):
         nxt = logits.argmax(-1)
+        if forced is not None and k < len(forced):
+            nxt = np.full_like(nxt, forced[k])
         tokens.append(nxt)
-        if k == max_new_tokens - 1:
+        if k == steps - 1:
             break
         e = om.run("embed_tokens", {"input_ids": nxt[:, None].astype(np.int64)})[0]
         mask = np.concatenate([mask, np.ones((b, 1), np.int64)], 1)
         p = qwen_host.decode_positions(pos, k)
         logits = step(e, mask, p, np.zeros((levels, b, 1, d), np.float32) if levels else None)
-    return np.stack(tokens, 1), first, pos
+        all_logits.append(logits.copy())
+    return np.stack(tokens, 1), all_logits, pos

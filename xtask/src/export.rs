@@ -83,6 +83,20 @@ pub fn export(a: &ExportArgs) -> Result<()> {
     run(&mut c)
 }
 
+/// `cargo xtask test-export`: the export's tests in `python/tests` on the fixtures (which
+/// `cargo xtask fixtures` builds): the memory-lean export paths against the plain ones, and the
+/// Qwen-VL host tables against transformers' helpers.
+pub fn test_export() -> Result<()> {
+    let root = project_root();
+    let mut c = Command::new(setup::python_env()?);
+    c.current_dir(&root)
+        .env("VIDLM_FIXTURES", crate::cache_dir().join("fixtures"))
+        .args(["-m", "unittest", "-v"])
+        .arg(root.join("python/tests/test_export_memory.py"))
+        .arg(root.join("python/tests/test_qwen_host.py"));
+    run(&mut c)
+}
+
 /// `cargo xtask fixtures [--check]`: builds the tiny random-weight models of every family (the four
 /// LLaVA families, Qwen2.5-VL and Qwen3-VL), exports them, and writes (or with `check`, compares)
 /// the transformers goldens.

@@ -86,6 +86,9 @@ enum Cmd {
     },
     /// The Python package step of `cargo xtask test` alone: the dev wheel, a fresh venv, pytest.
     TestPython,
+    /// The export's own tests on the fixtures (`python -m unittest`: its memory-lean paths give the
+    /// plain paths' graphs, the Qwen host tables equal transformers'). Part of `test`.
+    TestExport,
     /// Convert a Hugging Face checkpoint (local dir or hub id) into a vidlm model directory.
     Export(export::ExportArgs),
     /// Build the tiny test models, export them, write the transformers goldens
@@ -150,6 +153,7 @@ fn main() -> Result<()> {
         Cmd::TestPython => {
             python_pkg::test_package(&videos::videos()?, &cache_dir().join("fixtures"))
         }
+        Cmd::TestExport => export::test_export(),
         Cmd::Export(a) => export::export(&a),
         Cmd::Fixtures { check, args } => export::fixtures(check, &args),
         Cmd::Test { args } => test(&args),
@@ -257,7 +261,7 @@ fn test_steps(steps: &Steps, args: &[String]) -> Result<()> {
     })?;
     // The Python half runs beside the builds (module `steps`): the venv, the test videos, the tiny
     // test models + their ONNX exports into .cache/fixtures with a check that the committed
-    // goldens are still what transformers produces, then the fuzz targets' build (its own target
+    // goldens are still what transformers produces, the export's own tests on them, then the fuzz targets' build (its own target
     // dir) and seed corpora, which need the videos and the venv.
     let s = |v: &[&str]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>();
     let mut lane = Lane::start(
@@ -268,6 +272,7 @@ fn test_steps(steps: &Steps, args: &[String]) -> Result<()> {
             ("setup: Python env", s(&["setup", "--no-apt"])),
             ("videos", s(&["videos"])),
             ("fixtures --check", s(&["fixtures", "--check"])),
+            ("export tests (python/tests, unittest)", s(&["test-export"])),
             (
                 "fuzz: build the targets (debug) + seed corpora",
                 s(&["fuzz", "--debug", "--build-only"]),
