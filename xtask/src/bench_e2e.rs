@@ -44,7 +44,8 @@ pub struct E2eArgs {
     /// Small config, 2 frames, few tokens: checks that the harness runs (CI). Numbers mean nothing.
     #[arg(long)]
     pub quick: bool,
-    /// Comma-separated configs (default: onevision-0.5b,next-video-7b-2l; with --quick: quick-onevision).
+    /// Comma-separated configs (default: onevision-0.5b,next-video-7b-2l,qwen2.5-vl-3b,qwen3-vl-2b;
+    /// with --quick: quick-onevision).
     #[arg(long)]
     pub configs: Option<String>,
     /// vidlm dtypes to run, comma-separated (fp32, fp16, q8, int8, q4, q4f16). Default: fp32,q8,q4 on
@@ -140,6 +141,20 @@ pub const CONFIGS: &[BenchConfig] = &[
         size: "real",
         text_layers: Some(2),
         description: "LLaVA-NeXT-Video-7B width (CLIP-L/336, Llama hidden 4096, linear RoPE x2, untied lm_head) with 2 of its 32 LM layers, random weights",
+    },
+    BenchConfig {
+        name: "qwen2.5-vl-3b",
+        family: "qwen2_5_vl",
+        size: "real",
+        text_layers: None,
+        description: "Qwen2.5-VL-3B-Instruct real size, full depth (ViT 32 layers of 1280 with windowed attention and 4 full-attention blocks, Qwen2.5 36 layers of 2048, GQA 16:2, M-RoPE, tied embeddings), random weights",
+    },
+    BenchConfig {
+        name: "qwen3-vl-2b",
+        family: "qwen3_vl",
+        size: "real",
+        text_layers: None,
+        description: "Qwen3-VL-2B-Instruct real size, full depth (ViT 24 layers of 1024 with interpolated position embeddings and 3 DeepStack levels, Qwen3 28 layers of 2048, GQA 16:8, interleaved M-RoPE, tied embeddings), random weights",
     },
     BenchConfig {
         name: "quick-onevision",
@@ -1163,7 +1178,9 @@ fn plan(a: &E2eArgs) -> Result<Plan> {
     let names: Vec<String> = match &a.configs {
         Some(c) => c.split(',').map(|s| s.trim().to_string()).collect(),
         None if a.quick => vec!["quick-onevision".into()],
-        None => vec!["onevision-0.5b".into(), "next-video-7b-2l".into()],
+        None => ["onevision-0.5b", "next-video-7b-2l", "qwen2.5-vl-3b", "qwen3-vl-2b"]
+            .map(String::from)
+            .to_vec(),
     };
     let configs: Vec<BenchConfig> = names
         .iter()
