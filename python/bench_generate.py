@@ -24,9 +24,13 @@ Stages, all timed inside the ONE ``generate`` call (nothing is run twice, nothin
   reported separately as ``decode`` and ``preprocess``);
 * ``decode_tokens_per_s`` over the steps after the first token.
 
-Frames are decoded with PyAV at transformers' own indices ``i * total // n`` (vidlm samples the same
-frames); where PyAV is not installed (a GPU machine with no package index), with OpenCV's FFmpeg at
-the same indices, and the JSON says which (``frames_decoder``). Greedy decoding with EOS disabled, so every run generates exactly ``max_new_tokens``.
+Frames are decoded with PyAV at transformers' own indices (vidlm samples the same frames): where the
+model's video processor samples frames itself (the Qwen-VL families, each with its own formula), the
+indices are the ones its own ``sample_frames`` picks for ``num_frames`` from the container's frame
+count and rate, and the frames go in with that ``video_metadata`` and ``do_sample_frames=False`` (so
+it does not sample again, and Qwen3-VL's timestamps come from the real rate); otherwise
+``i * total // n``. Where PyAV is not installed (a GPU machine with no package index), OpenCV's FFmpeg
+decodes the same indices, and the JSON says which (``frames_decoder``). Greedy decoding with EOS disabled, so every run generates exactly ``max_new_tokens``.
 ``peak_rss_gb`` is this process's own high-water mark; the benchmark harness measures the same thing
 from outside (``wait4``) for both backends.
 """
@@ -42,46 +46,73 @@ import time
 import numpy as np
 
 
-def decode_frames(path: str, num_frames: int) -> tuple[np.ndarray, list[int], str]:
+def container_frames(path: str) -> tuple[int, float]:
+    """(frame count, frame rate) of the first video stream: the metadata transformers samples from."""
     try:
         import av
     except ImportError:
-        return decode_frames_cv2(path, num_frames) + ("opencv",)
+        import cv2
 
+        cap = cv2.VideoCapture(path)
+        out = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), float(cap.get(cv2.CAP_PROP_FPS))
+        cap.release()
+        return out
     with av.open(path) as c:
+        rate = float(c.streams.video[0].average_rate)
         total = sum(1 for _ in c.demux(video=0) if _.size)  # packet count = frames for these files
-    idx = [i * total // num_frames for i in range(num_frames)]
+    return total, rate
+
+
+def frame_indices(processor, total: int, rate: float, num_frames: int) -> tuple[list[int], object]:
+    """The frames transformers would feed the model, and the `video_metadata` to pass with them
+    (None where the video processor does not sample by itself)."""
+    vp = getattr(processor, "video_processor", None)
+    if vp is not None and getattr(vp, "do_sample_frames", False):
+        from transformers.video_utils import VideoMetadata
+
+        picked = vp.sample_frames(VideoMetadata(total_num_frames=total, fps=rate), num_frames=num_frames)
+        idx = [int(i) for i in np.asarray(picked)]
+        return idx, VideoMetadata(total_num_frames=total, fps=rate, frames_indices=idx)
+    return [i * total // num_frames for i in range(num_frames)], None
+
+
+def decode_frames(path: str, idx: list[int]) -> tuple[np.ndarray, str]:
+    try:
+        import av
+    except ImportError:
+        return decode_frames_cv2(path, idx), "opencv"
+
     want = set(idx)
-    frames = []
+    got = {}
     with av.open(path) as c:
         for i, f in enumerate(c.decode(video=0)):
             if i in want:
-                frames.append(f.to_ndarray(format="rgb24"))
-            if i >= idx[-1]:
+                got[i] = f.to_ndarray(format="rgb24")
+            if i >= max(idx):
                 break
-    return np.stack(frames), idx, "pyav"
+    if len(got) != len(want):
+        raise SystemExit(f"{path}: decoded {len(got)} of {len(want)} frames")
+    return np.stack([got[i] for i in idx]), "pyav"
 
 
-def decode_frames_cv2(path: str, num_frames: int) -> tuple[np.ndarray, list[int]]:
+def decode_frames_cv2(path: str, idx: list[int]) -> np.ndarray:
     import cv2
 
     cap = cv2.VideoCapture(path)
-    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-    idx = [i * total // num_frames for i in range(num_frames)]
     want = set(idx)
-    frames = []
+    got = {}
     i = 0
-    while i <= idx[-1]:
+    while i <= max(idx):
         ok, f = cap.read()
         if not ok:
             break
         if i in want:
-            frames.append(cv2.cvtColor(f, cv2.COLOR_BGR2RGB))
+            got[i] = cv2.cvtColor(f, cv2.COLOR_BGR2RGB)
         i += 1
     cap.release()
-    if len(frames) != len(idx):
-        raise SystemExit(f"{path}: decoded {len(frames)} of {len(idx)} frames")
-    return np.stack(frames), idx
+    if len(got) != len(want):
+        raise SystemExit(f"{path}: decoded {len(got)} of {len(want)} frames")
+    return np.stack([got[i] for i in idx])
 
 
 def sync(device: str) -> None:
@@ -142,6 +173,7 @@ class StageTimer:
         self.device = device
         self.vision_s = 0.0
         self.vision_end = None
+        self.depth = 0  # Qwen3-VL's get_video_features calls get_image_features: time the outer call only
         for name in ("get_video_features", "get_image_features"):
             orig = getattr(inner, name, None)
             if orig is not None:
@@ -151,8 +183,14 @@ class StageTimer:
         # functools.wraps keeps the signature: generate() inspects it to pre-encode the media
         @functools.wraps(fn)
         def timed(*args, **kwargs):
+            if self.depth:
+                return fn(*args, **kwargs)
             t0 = time.perf_counter()
-            out = fn(*args, **kwargs)
+            self.depth += 1
+            try:
+                out = fn(*args, **kwargs)
+            finally:
+                self.depth -= 1
             sync(self.device)
             self.vision_end = time.perf_counter()
             self.vision_s += self.vision_end - t0
@@ -198,13 +236,16 @@ def main() -> None:
     load_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    video, indices, frames_decoder = decode_frames(args.video, args.num_frames)
+    total, rate = container_frames(args.video)
+    indices, metadata = frame_indices(processor, total, rate, args.num_frames)
+    video, frames_decoder = decode_frames(args.video, indices)
     decode_s = time.perf_counter() - t0
 
     messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": args.prompt}]}]
     t0 = time.perf_counter()
     text = processor.apply_chat_template(messages, add_generation_prompt=True)
-    inputs = processor(text=text, videos=[video], return_tensors="pt").to(args.device)
+    extra = {} if metadata is None else {"video_metadata": [metadata], "do_sample_frames": False}
+    inputs = processor(text=text, videos=[video], return_tensors="pt", **extra).to(args.device)
     if args.dtype in ("fp16", "bf16"):
         inputs = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in inputs.items()}
     sync(args.device)

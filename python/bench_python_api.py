@@ -17,6 +17,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 
 def main() -> int:
@@ -42,8 +43,13 @@ def main() -> int:
             "content": [{"type": "video", "path": a.video}, {"type": "text", "text": a.prompt}],
         }
     ]
-    # Greedy, exactly max_new_tokens (as `vidlm run --max-new-tokens` on a random-weight model).
-    params = vidlm.SamplingParams(max_tokens=a.max_new_tokens, ignore_eos=True)
+    # Greedy, exactly max_new_tokens (as `vidlm run --max-new-tokens` on a random-weight model), with
+    # the checkpoint's repetition penalty, which transformers' greedy `generate` applies too (Qwen2.5-VL's
+    # generation config sets 1.05; SamplingParams' default is vLLM's 1.0).
+    gen = Path(a.model) / "generation_config.json"
+    penalty = json.loads(gen.read_text()).get("repetition_penalty", 1.0) if gen.is_file() else 1.0
+    params = vidlm.SamplingParams(max_tokens=a.max_new_tokens, ignore_eos=True,
+                                  repetition_penalty=float(penalty or 1.0))
     start = time.perf_counter()
     first = None
     stream = llm.stream(messages, params, num_frames=a.num_frames)

@@ -628,7 +628,10 @@ fn run_vidlm(bin: &Path, export: &Path, dtype: &str, r: &RunSpec) -> Result<Colu
         .arg("--video")
         .arg(r.video)
         .args(["--num-frames", &r.frames.to_string(), "--max-new-tokens", &r.tokens.to_string()])
-        .args(["--threads", &r.threads.to_string(), "--json", "--prompt", r.prompt]);
+        .args(["--threads", &r.threads.to_string(), "--json", "--prompt", r.prompt])
+        // Greedy, as the transformers column decodes: `vidlm run` otherwise follows the checkpoint's
+        // generation config, and Qwen3-VL's asks for sampling (temperature 0.7, top-k 20).
+        .args(["--temperature", "0"]);
     if r.device != "cpu" {
         c.args(["--device", r.device]);
     }
@@ -949,6 +952,10 @@ fn table(cols: &[Column], hf: Option<&Column>) -> String {
     if let Some(h) = hf {
         let mut line = "| tokens equal to transformers |".to_string();
         for c in cols {
+            if let Some(why) = prompts_differ(c, h) {
+                line += &format!(" not comparable: {why} |");
+                continue;
+            }
             let same = c.token_ids.iter().zip(&h.token_ids).filter(|(a, b)| a == b).count();
             line += &format!(" {same}/{} |", h.token_ids.len().max(c.token_ids.len()));
         }
@@ -960,6 +967,15 @@ fn table(cols: &[Column], hf: Option<&Column>) -> String {
         s.push('\n');
     }
     s
+}
+
+/// Why two columns' tokens cannot be compared: their prompts differ in length (the two sides fed the
+/// model different inputs, e.g. different frames), so a token mismatch would say nothing about parity.
+fn prompts_differ(c: &Column, h: &Column) -> Option<String> {
+    match (c.prompt_tokens, h.prompt_tokens) {
+        (Some(a), Some(b)) if a != b => Some(format!("prompt {a} vs transformers' {b} tokens")),
+        _ => None,
+    }
 }
 
 /// The targets, evaluated on one config's columns.
@@ -1004,12 +1020,14 @@ fn targets(cols: &[Column], hf: &Column) -> Vec<(String, Option<bool>, String)> 
         );
         let r = ratio(c.peak_rss_bytes.map(|b| b as f64), hf.peak_rss_bytes.map(|b| b as f64));
         push("fp32 peak RSS <= transformers'", r.map(|r| r <= 1.0), format!("{}x", fmt_opt(r, 2)));
-        let same = c.token_ids == hf.token_ids;
-        push(
-            "fp32 tokens identical to transformers",
-            Some(same),
-            format!("{} tokens", c.token_ids.len()),
-        );
+        match prompts_differ(c, hf) {
+            Some(why) => push("fp32 tokens identical to transformers", None, why),
+            None => push(
+                "fp32 tokens identical to transformers",
+                Some(c.token_ids == hf.token_ids),
+                format!("{} tokens", c.token_ids.len()),
+            ),
+        }
     }
     if let Some(c) = by("q8") {
         let r = ratio(c.decode_tokens_per_s, hf.decode_tokens_per_s);
@@ -1660,6 +1678,19 @@ mod tests {
         assert_eq!(get("fp32 peak RSS"), Some(true));
         assert_eq!(get("q4 decode"), Some(false)); // 2.9x
         assert_eq!(get("q4 peak RSS"), Some(true)); // 0.4x
+    }
+
+    #[test]
+    fn tokens_of_different_prompts_are_not_compared() {
+        let mut hf = col("fp32", 20.0, 8.0, 10.0, 5_000_000_000);
+        hf.prompt_tokens = Some(4113);
+        let mut fp32 = col("fp32", 15.0, 5.0, 11.0, 4_000_000_000);
+        fp32.prompt_tokens = Some(8212);
+        let t = targets(std::slice::from_ref(&fp32), &hf);
+        let same = t.iter().find(|x| x.0.starts_with("fp32 tokens identical")).unwrap();
+        assert_eq!(same.1, None, "{same:?}");
+        let t = table(&[fp32], Some(&hf));
+        assert!(t.contains("not comparable: prompt 8212 vs transformers' 4113 tokens"), "{t}");
     }
 
     #[test]
