@@ -84,16 +84,18 @@ pub fn export(a: &ExportArgs) -> Result<()> {
 }
 
 /// `cargo xtask test-export`: the export's tests in `python/tests` on the fixtures (which
-/// `cargo xtask fixtures` builds): the memory-lean export paths against the plain ones, and the
-/// Qwen-VL host tables against transformers' helpers.
+/// `cargo xtask fixtures` builds): the memory-lean export paths against the plain ones, the
+/// Qwen-VL host tables against transformers' helpers, and a LLaVA-Video-7B-Qwen2-shaped
+/// checkpoint (untied Qwen2 `lm_head`) through the OneVision export, token-exact.
 pub fn test_export() -> Result<()> {
     let root = project_root();
     let mut c = Command::new(setup::python_env()?);
-    c.current_dir(&root)
+    // From `python/`, so that the tools' modules (`assets`, `fixtures`) are found before the
+    // repository's `assets/` folder.
+    c.current_dir(root.join("python"))
         .env("VIDLM_FIXTURES", crate::cache_dir().join("fixtures"))
         .args(["-m", "unittest", "-v"])
-        .arg(root.join("python/tests/test_export_memory.py"))
-        .arg(root.join("python/tests/test_qwen_host.py"));
+        .args(["tests/test_export_memory.py", "tests/test_qwen_host.py", "tests/test_llava_video.py"]);
     run(&mut c)
 }
 
