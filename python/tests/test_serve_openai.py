@@ -158,8 +158,10 @@ def vidlm_run(model: Path, messages: list[dict], frames: int, max_tokens: int) -
         path = f.name
     try:
         out = subprocess.run(
+            # --temperature 0: greedy, as the requests below ask (`vidlm run` otherwise follows the
+            # checkpoint's generation config, and Qwen3-VL's samples).
             [VIDLM, "run", "--model", str(model), "--messages", path, "--num-frames", str(frames),
-             "--max-new-tokens", str(max_tokens), "--threads", "1", "--json"],
+             "--max-new-tokens", str(max_tokens), "--threads", "1", "--temperature", "0", "--json"],
             capture_output=True, text=True, check=False,
         )
         if out.returncode != 0:
@@ -179,7 +181,7 @@ def make_image(path: Path, w: int = 64, h: int = 48):
 
 def models() -> list[tuple[str, Path]]:
     out = [("demo (llava_next_video)", DEMO_MODEL)]
-    for family in ["interleave", "onevision", "video_llava", "llava_next_video"]:
+    for family in ["interleave", "onevision", "video_llava", "llava_next_video", "qwen2_5_vl", "qwen3_vl"]:
         m = FIXTURES / family / "model"
         if not (m / "config.json").is_file():
             raise AssertionError(f"fixture model {m} is missing: run `cargo xtask fixtures`")

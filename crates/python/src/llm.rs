@@ -36,7 +36,7 @@ pub struct SamplingParams {
     pub stop: Option<Vec<String>>,
     /// Keep generating past EOS (until max_tokens).
     pub ignore_eos: bool,
-    /// Repetition penalty (1.0: off).
+    /// Repetition penalty (1.0: off, whatever the checkpoint's generation config says).
     pub repetition_penalty: f64,
 }
 
@@ -130,9 +130,9 @@ impl SamplingParams {
                 "top_p and top_k need sampling (temperature > 0); greedy decoding ignores them",
             ));
         }
-        if self.repetition_penalty != 1.0 {
-            g.repetition_penalty = Some(self.repetition_penalty as f32);
-        }
+        // Always the given value, as every other field: 1.0 is off, even where the checkpoint's
+        // generation config sets a penalty (Qwen2.5-VL's 1.05), as vLLM's explicit SamplingParams.
+        g.repetition_penalty = Some(self.repetition_penalty as f32);
         if self.ignore_eos {
             g.eos_token_ids = Some(Vec::new());
         }

@@ -17,6 +17,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[3]
 GOLDENS = ROOT / "tests" / "goldens"
 FAMILIES = ["interleave", "llava_next_video", "onevision", "video_llava"]
+QWEN_FAMILIES = ["qwen2_5_vl", "qwen3_vl"]
 
 # Fewer collected tests than this fails the session (pytest's exit code 5, "no tests", can never
 # pass as success; a test file that stops being collected is caught too).

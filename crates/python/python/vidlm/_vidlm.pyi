@@ -54,7 +54,7 @@ class SamplingParams:
     ignore_eos: bool
     """Keep generating past EOS, until max_tokens."""
     repetition_penalty: float
-    """Repetition penalty (1.0: off)."""
+    """Repetition penalty (1.0: off, whatever the checkpoint's generation config says)."""
 
     def __init__(
         self,
