@@ -48,10 +48,10 @@ def _frames(n: int) -> tuple[np.ndarray, str]:
     videos = os.environ.get("VIDLM_TEST_VIDEOS")
     clip = Path(videos) / CLIP if videos else None
     if clip is not None and clip.is_file():
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-        from bench_generate import decode_frames
+        from bench_generate import container_frames, decode_frames
 
-        frames = decode_frames(str(clip), n)[0]
+        total, _ = container_frames(str(clip))
+        frames = decode_frames(str(clip), [i * total // n for i in range(n)])[0]
         return np.asarray(frames), f"{n} frames of {CLIP}"
     # Deterministic synthetic frames: smooth gradients and moving shapes (no test clip here).
     h, w = 480, 640
