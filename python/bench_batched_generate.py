@@ -17,12 +17,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_generate import decode_frames, sync  # noqa: E402
+from bench_generate import evenly_spaced_frames, sync
 
 QUESTIONS = [
     "What happens in this video?",
@@ -82,7 +79,7 @@ def main() -> None:
 
     def frames(path: str):
         if path not in decoded:
-            decoded[path] = decode_frames(path, args.num_frames)[0]
+            decoded[path] = evenly_spaced_frames(path, args.num_frames)
         return decoded[path]
 
     if not args.time_decode:

@@ -76,6 +76,13 @@ def frame_indices(processor, total: int, rate: float, num_frames: int) -> tuple[
     return [i * total // num_frames for i in range(num_frames)], None
 
 
+def evenly_spaced_frames(path: str, num_frames: int) -> np.ndarray:
+    """`num_frames` frames at the LLaVA families' indices ``i * total // n`` (the tools that feed
+    frames without a family's own sampling: the batched benchmark, the export's agreement inputs)."""
+    total, _ = container_frames(path)
+    return decode_frames(path, [i * total // num_frames for i in range(num_frames)])[0]
+
+
 def decode_frames(path: str, idx: list[int]) -> tuple[np.ndarray, str]:
     try:
         import av

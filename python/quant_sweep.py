@@ -136,12 +136,12 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from bench_generate import decode_frames
+    from bench_generate import evenly_spaced_frames
 
     t0 = time.time()
     processor = AutoProcessor.from_pretrained(a.model)
     model = AutoModelForImageTextToText.from_pretrained(a.model, dtype=torch.float32, attn_implementation="sdpa").eval()
-    video = decode_frames(a.video, a.num_frames)[0]
+    video = evenly_spaced_frames(a.video, a.num_frames)
     messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": a.prompt}]}]
     text = processor.apply_chat_template(messages, add_generation_prompt=True)
     inputs = processor(text=text, videos=[video], return_tensors="pt")

@@ -48,10 +48,9 @@ def _frames(n: int) -> tuple[np.ndarray, str]:
     videos = os.environ.get("VIDLM_TEST_VIDEOS")
     clip = Path(videos) / CLIP if videos else None
     if clip is not None and clip.is_file():
-        from bench_generate import container_frames, decode_frames
+        from bench_generate import evenly_spaced_frames
 
-        total, _ = container_frames(str(clip))
-        frames = decode_frames(str(clip), [i * total // n for i in range(n)])[0]
+        frames = evenly_spaced_frames(str(clip), n)
         return np.asarray(frames), f"{n} frames of {CLIP}"
     # Deterministic synthetic frames: smooth gradients and moving shapes (no test clip here).
     h, w = 480, 640
