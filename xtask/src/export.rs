@@ -95,7 +95,11 @@ pub fn test_export() -> Result<()> {
     c.current_dir(root.join("python"))
         .env("VIDLM_FIXTURES", crate::cache_dir().join("fixtures"))
         .args(["-m", "unittest", "-v"])
-        .args(["tests/test_export_memory.py", "tests/test_qwen_host.py", "tests/test_llava_video.py"]);
+        .args([
+            "tests/test_export_memory.py",
+            "tests/test_qwen_host.py",
+            "tests/test_llava_video.py",
+        ]);
     run(&mut c)
 }
 
