@@ -1,39 +1,38 @@
-//! # vidlm-pipeline — chat messages in, text out
+//! # vidlm-pipeline — a model loaded, and the path from its processor to the decoder
 //!
-//! Wires the vidlm crates into one call: [`Pipeline::from_pretrained`] takes a model directory
-//! (vidlm's ONNX layout: the Hugging Face files plus `onnx/`) or a hub id, detects the family,
-//! checks every file it will need *before* loading anything, and loads the processor, the vision
-//! graphs and the language model. [`Pipeline::generate`] then runs
+//! [`Pipeline::from_pretrained`] takes a model directory (vidlm's ONNX layout: the Hugging Face
+//! files plus `onnx/`) or a hub id, detects the family, checks every file it will need *before*
+//! loading anything, and loads the three parts every front end runs:
 //!
-//! 1. media decoding (FFmpeg through `vidlm-video-io`, frame sampling by `num_frames` or `fps`),
-//! 2. preprocessing, chat template, tokenization and placeholder expansion (`vidlm-processor`),
-//! 3. the vision graphs and host-side steps (`vidlm-vision`),
-//! 4. prefill and decoding with the KV cache (`vidlm-decoder`),
+//! 1. the processor (`vidlm-processor`: media decoding through `vidlm-video-io`, frame sampling,
+//!    preprocessing, chat template, tokenization and placeholder expansion),
+//! 2. the vision graphs and their host-side steps (`vidlm-vision`),
+//! 3. the language model with its KV cache (`vidlm-decoder`).
 //!
-//! and returns the text with per-stage [`Timings`]. [`Pipeline::stream`] yields text pieces as
-//! they are generated. Several conversations can be generated as one left-padded batch
-//! ([`Pipeline::generate_batch`]).
+//! Generation is the serving engine's (`vidlm-engine`: `Engine::start` takes
+//! [`Pipeline::into_parts`]); `vidlm run`, `serve`, `batch` and the Python package all go through
+//! it. This crate keeps the one path from the processor's hand-off to the decoder's input:
+//! [`sequences_from_inputs`] / [`sequence_from_features`] (a conversation's unpadded ids, the
+//! feature rows of its media, its M-RoPE positions), which the engine uses per media item.
 //!
 //! The conversations come parsed ([`Conversation`], e.g. from the HF chat-messages JSON with
 //! [`Conversation::from_json`]); the model directory is read once (`vidlm_model::ModelFiles`) and
-//! its parsed configs handed to the processor, vision and the decoder. Per conversation, the
-//! processor's hand-off (unpadded ids, each image's patch grid) goes to vision and the decoder;
-//! the batch is padded once, by the decoder.
+//! its parsed configs handed to the processor, vision and the decoder.
 //!
 //! ```
-//! use vidlm_pipeline::{Conversation, GenerateOptions, Pipeline, PipelineOptions, Sampling};
+//! use vidlm_pipeline::{Conversation, Pipeline, PipelineOptions, ProcessOptions, Sampling};
 //!
 //! let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
-//! let mut p = Pipeline::from_pretrained(&format!("{root}/assets/demo-model"), &PipelineOptions::default())?;
+//! let p = Pipeline::from_pretrained(&format!("{root}/assets/demo-model"), &PipelineOptions::default())?;
 //! let messages = serde_json::json!([{"role": "user", "content": [
 //!     {"type": "video", "video": "assets/demo.mp4"},
 //!     {"type": "text", "text": "What happens in this video?"}]}]);
 //! let conversation = Conversation::from_json(&messages, Some(std::path::Path::new(root)))?;
-//! let mut opts = GenerateOptions::default();
-//! opts.generation.max_new_tokens = Some(8);
-//! opts.process.sampling = Sampling::NumFrames(8);
-//! let out = p.generate(&conversation, &opts)?;
-//! println!("{}\n{:.1} tokens/s", out.text, out.timings.tokens_per_second());
+//! let opts = ProcessOptions { sampling: Sampling::NumFrames(8), ..Default::default() };
+//! let inputs = p.processor().process(&[conversation], &opts)?;
+//! assert_eq!(inputs.conversations.len(), 1);
+//! let (processor, vision, lm) = p.into_parts(); // what `vidlm_engine::Engine::start` takes
+//! # drop((processor, vision, lm));
 //! # Ok::<(), vidlm_pipeline::PipelineError>(())
 //! ```
 //!
@@ -52,18 +51,14 @@
 #![warn(missing_docs)]
 
 mod hub;
-mod loader;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub use hub::{resolve, FileSet, HubOptions};
-pub use loader::TimedLoader;
 pub use vidlm_decoder::{DecoderError, FinishReason};
-use vidlm_decoder::{
-    Features, GenerationOptions, LanguageModel, LmOptions, RowOutput, Sequence, TokenEvent,
-};
+use vidlm_decoder::{Features, LanguageModel, LmOptions, Sequence};
 pub use vidlm_model::mrope::MropeRule;
 use vidlm_model::mrope::{rope_index, MropePositions};
 use vidlm_model::Graph;
@@ -135,11 +130,6 @@ pub struct PipelineOptions {
     pub precisions: Precisions,
     /// Hub look-up for ids.
     pub hub: HubOptions,
-    /// Release the vision sessions after each call's vision stage (they are loaded again by the
-    /// next call that has images or videos), so their weights are not resident while the
-    /// language model runs. Lowers peak memory for one-shot use (`vidlm run` sets it); a
-    /// long-running server keeps them loaded.
-    pub release_vision_after_use: bool,
     /// Run `embed_tokens` in an ONNX Runtime session even where its rows can be read from the
     /// file (see `vidlm_decoder::EmbeddingTable`).
     pub embed_in_session: bool,
@@ -159,7 +149,6 @@ impl Default for PipelineOptions {
             vision_max_batch: 8,
             precisions: Precisions::default(),
             hub: HubOptions::default(),
-            release_vision_after_use: false,
             embed_in_session: false,
             int8_compute: None,
             decode_device: vidlm_video_io::DecodeDevice::Cpu,
@@ -178,18 +167,8 @@ impl PipelineOptions {
     }
 }
 
-/// Options of one generation call.
-#[derive(Debug, Clone, Default)]
-pub struct GenerateOptions {
-    /// Decoding options (over `generation_config.json`).
-    pub generation: GenerationOptions,
-    /// Processor options (frame sampling, generation prompt, resize backends).
-    pub process: ProcessOptions,
-    /// Called as each slow stage starts (for progress display).
-    pub progress: Option<Progress>,
-}
-
-/// A stage of a call that can take more than a moment, reported to [`Progress`] as it starts.
+/// A stage of a request that can take more than a moment (the engine's `Event::Stage`, sent as
+/// it starts; `vidlm run` prints them on stderr).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
     /// Decoding the media (FFmpeg) and preprocessing: template, tokens, pixels.
@@ -211,32 +190,8 @@ pub enum Stage {
     },
 }
 
-/// A progress callback: called with each [`Stage`] as it starts.
-#[derive(Clone)]
-pub struct Progress(pub Arc<dyn Fn(Stage) + Send + Sync>);
-
-impl Progress {
-    /// Wraps a callback.
-    pub fn new(f: impl Fn(Stage) + Send + Sync + 'static) -> Self {
-        Progress(Arc::new(f))
-    }
-
-    fn report(opts: &GenerateOptions, stage: Stage) {
-        if let Some(p) = &opts.progress {
-            (p.0)(stage);
-        }
-    }
-}
-
-impl std::fmt::Debug for Progress {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Progress(..)")
-    }
-}
-
-/// Wall-clock times of a request's stages — the one timings type of vidlm: the pipeline's calls
-/// fill what they run, and the serving engine (`vidlm-engine`, as its `RequestTimings`) all of
-/// it, from the request's arrival.
+/// Wall-clock times of a request's stages — the one timings type of vidlm, filled by the serving
+/// engine (`vidlm-engine`, as its `RequestTimings`) from the request's arrival.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Timings {
     /// Waiting for a media worker (the engine).
@@ -291,26 +246,6 @@ impl Timings {
     }
 }
 
-/// The result of [`Pipeline::generate`].
-#[derive(Debug, Clone)]
-pub struct Output {
-    /// The generated text (special tokens skipped).
-    pub text: String,
-    /// Token ids and finish reason.
-    pub row: RowOutput,
-    /// Stage timings.
-    pub timings: Timings,
-}
-
-/// The result of [`Pipeline::generate_batch`].
-#[derive(Debug, Clone)]
-pub struct BatchOutput {
-    /// One per conversation, in order.
-    pub rows: Vec<RowOutput>,
-    /// Stage timings of the whole batch.
-    pub timings: Timings,
-}
-
 /// The file set a family needs, for the chosen precisions (from the family's row of the table:
 /// `video_encoder` and `image_newline` where the family uses them; external weights optional).
 pub fn required_files(family: Family, precisions: &Precisions) -> FileSet {
@@ -359,10 +294,8 @@ pub struct Pipeline {
     dir: PathBuf,
     precisions: ResolvedPrecisions,
     processor: Processor,
-    loader: Arc<TimedLoader>,
     vision: VisionEncoder,
     lm: LanguageModel,
-    release_vision: bool,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -394,8 +327,8 @@ impl Pipeline {
         }
         let video_opts =
             vidlm_video_io::OpenOptions { decode_device: opts.decode_device, ..Default::default() };
-        let loader = Arc::new(TimedLoader::new(Arc::new(VideoIoLoader { opts: video_opts })));
-        let processor = Processor::from_files(&files)?.with_loader(loader.clone());
+        let processor = Processor::from_files(&files)?
+            .with_loader(Arc::new(VideoIoLoader { opts: video_opts }));
         let vision = VisionEncoder::from_files(
             &files,
             &VisionOptions {
@@ -413,15 +346,7 @@ impl Pipeline {
         // The processor's tokenizer is the model's; the LM streams text with it.
         let lm = LanguageModel::from_files(&files, &lm_opts, Some(processor.tokenizer().clone()))?;
         tracing::info!(model, dir = %dir.display(), %family, %precisions, provider = %lm.sessions().provider(), "pipeline loaded");
-        Ok(Pipeline {
-            dir,
-            precisions,
-            processor,
-            loader,
-            vision,
-            lm,
-            release_vision: opts.release_vision_after_use,
-        })
+        Ok(Pipeline { dir, precisions, processor, vision, lm })
     }
 
     /// The model directory.
@@ -471,132 +396,6 @@ impl Pipeline {
     /// processor and vision on media workers and the language model on its decode loop).
     pub fn into_parts(self) -> (Processor, VisionEncoder, LanguageModel) {
         (self.processor, self.vision, self.lm)
-    }
-
-    /// Answers one conversation.
-    pub fn generate(
-        &mut self,
-        conversation: &Conversation,
-        opts: &GenerateOptions,
-    ) -> Result<Output, PipelineError> {
-        let mut out = self.generate_batch(std::slice::from_ref(conversation), opts)?;
-        let row = out.rows.pop().ok_or_else(|| {
-            PipelineError::Internal("the batch of one conversation returned no row".into())
-        })?;
-        Ok(Output { text: row.text.clone().unwrap_or_default(), row, timings: out.timings })
-    }
-
-    /// Answers several conversations as one left-padded batch.
-    pub fn generate_batch(
-        &mut self,
-        conversations: &[Conversation],
-        opts: &GenerateOptions,
-    ) -> Result<BatchOutput, PipelineError> {
-        let (seqs, generation, mut timings) = self.prepare(conversations, opts)?;
-        Progress::report(opts, Stage::Prefill { prompt_tokens: longest(&seqs) });
-        let res = self.lm.generate(&seqs, &generation)?;
-        timings.embed = res.timings.embed;
-        timings.prefill = res.timings.prefill;
-        timings.decode_steps = res.timings.decode_steps;
-        Ok(BatchOutput { rows: res.rows, timings })
-    }
-
-    /// Streams the answer to one conversation as text pieces.
-    pub fn stream(
-        &mut self,
-        conversation: &Conversation,
-        opts: &GenerateOptions,
-    ) -> Result<TextStream<'_>, PipelineError> {
-        let (seqs, generation, timings) = self.prepare(std::slice::from_ref(conversation), opts)?;
-        Progress::report(opts, Stage::Prefill { prompt_tokens: longest(&seqs) });
-        let inner = self.lm.stream(&seqs, &generation)?;
-        Ok(TextStream { inner, timings })
-    }
-
-    /// Conversations → model inputs → vision features → one [`Sequence`] per conversation, and
-    /// the generation options with the processor's pad id (the batch is padded with it).
-    fn prepare(
-        &mut self,
-        conversations: &[Conversation],
-        opts: &GenerateOptions,
-    ) -> Result<(Vec<Sequence>, GenerationOptions, Timings), PipelineError> {
-        self.loader.reset();
-        Progress::report(opts, Stage::Preprocess { conversations: conversations.len() });
-        let t0 = Instant::now();
-        let inputs = self.processor.process(conversations, &opts.process)?;
-        let total = t0.elapsed();
-        let decode = self.loader.elapsed();
-        let images = inputs.image_token_counts.len();
-        let videos = inputs.video_token_counts.len();
-        Progress::report(opts, Stage::Vision { images, videos });
-        let t1 = Instant::now();
-        let seqs = sequences_from_inputs(&mut self.vision, &inputs, self.lm.mrope_rule());
-        if self.release_vision {
-            self.vision.release();
-        }
-        let seqs = seqs?;
-        let vision = t1.elapsed();
-        let mut generation = opts.generation.clone();
-        generation.pad_token_id = generation.pad_token_id.or(Some(inputs.pad_token_id));
-        Ok((
-            seqs,
-            generation,
-            Timings {
-                media: decode,
-                preprocess: total.saturating_sub(decode),
-                vision,
-                ..Default::default()
-            },
-        ))
-    }
-}
-
-/// The longest prompt of a batch (what the prefill pass covers per row).
-fn longest(seqs: &[Sequence]) -> usize {
-    seqs.iter().map(|s| s.input_ids.len()).max().unwrap_or(0)
-}
-
-/// Streamed text of one conversation ([`Pipeline::stream`]); also gives the token events.
-pub struct TextStream<'a> {
-    inner: vidlm_decoder::Generation<'a>,
-    timings: Timings,
-}
-
-impl std::fmt::Debug for TextStream<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TextStream").finish()
-    }
-}
-
-impl TextStream<'_> {
-    /// Stops generating.
-    pub fn cancel(&mut self) {
-        self.inner.cancel();
-    }
-
-    /// The next token event (with its text piece), or `None` at the end.
-    pub fn next_event(&mut self) -> Option<Result<TokenEvent, PipelineError>> {
-        self.inner.next().map(|r| r.map_err(PipelineError::from))
-    }
-
-    /// Stage timings so far: decode, preprocess, vision, embed and prefill (both done when the
-    /// stream is created), and the decode steps run so far.
-    pub fn timings(&self) -> Timings {
-        let lm = self.inner.timings();
-        Timings {
-            embed: lm.embed,
-            prefill: lm.prefill,
-            decode_steps: lm.decode_steps.clone(),
-            ..self.timings.clone()
-        }
-    }
-}
-
-impl Iterator for TextStream<'_> {
-    type Item = Result<String, PipelineError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        self.next_event().map(|r| r.map(|e| e.text))
     }
 }
 

@@ -1,13 +1,16 @@
-//! The whole path on the committed goldens: the goldens' chat messages (PNG frames and images
-//! under `tests/goldens/media`) go through `Pipeline` (processor → vision → decoder); greedy
-//! tokens must equal transformers' `generate`. The Qwen-VL goldens' videos are clips with their
-//! frame rate, sampled by the video processor as the scenario says.
+//! The whole path on the committed goldens, left-padded batches included: the goldens' chat
+//! messages (PNG frames and images under `tests/goldens/media`) go through the loaded parts
+//! (processor → `sequences_from_inputs`: vision, features, M-RoPE positions → the decoder's
+//! batched `generate`); greedy tokens must equal transformers' `generate`. The Qwen-VL goldens'
+//! videos are clips with their frame rate, sampled by the video processor as the scenario says.
+//! (One request at a time through the serving engine: `crates/engine/tests/goldens.rs`.)
 
 use crate::common;
 use crate::golden_media;
 
 use common::*;
 use golden_media::golden_conversation;
+use vidlm_decoder::GenerationOptions;
 use vidlm_pipeline::*;
 
 fn options() -> PipelineOptions {
@@ -25,8 +28,9 @@ fn messages_to_tokens_match_transformers_for_every_family() {
     for fam in golden_families() {
         let (gdir, meta) = golden_meta(&fam);
         let model = model_for(&fam);
-        let mut p = Pipeline::from_pretrained(model.to_str().unwrap(), &options())
+        let p = Pipeline::from_pretrained(model.to_str().unwrap(), &options())
             .unwrap_or_else(|e| panic!("{fam}: {e}"));
+        let (processor, mut vision, mut lm) = p.into_parts();
         for (name, sc) in meta["scenarios"].as_object().unwrap() {
             let g = Golden::load(&gdir.join(sc["tensors"].as_str().unwrap()));
             let (tshape, want) = g.i("tokens");
@@ -42,18 +46,30 @@ fn messages_to_tokens_match_transformers_for_every_family() {
                 .iter()
                 .map(|m| {
                     let conv = Conversation::from_json(m, Some(&base)).unwrap();
-                    let (conv, o) = golden_conversation(p.processor(), conv, &meta, sc);
+                    let (conv, o) = golden_conversation(&processor, conv, &meta, sc);
                     process = o;
                     conv
                 })
                 .collect();
-            let mut opts = GenerateOptions { process, ..Default::default() };
-            opts.generation.max_new_tokens = Some(tshape[1]);
-            opts.generation.eos_token_ids = Some(vec![]);
-            // Greedy, as the goldens (the Qwen checkpoints' generation_config.json samples).
-            opts.generation.do_sample = Some(false);
-            opts.generation.repetition_penalty = Some(1.0);
-            let out = match p.generate_batch(&convs, &opts) {
+            let generation = GenerationOptions {
+                max_new_tokens: Some(tshape[1]),
+                eos_token_ids: Some(vec![]),
+                // Greedy, as the goldens (the Qwen checkpoints' generation_config.json samples).
+                do_sample: Some(false),
+                repetition_penalty: Some(1.0),
+                ..Default::default()
+            };
+            let out = processor.process(&convs, &process).map_err(PipelineError::from).and_then(
+                |inputs| {
+                    let seqs = sequences_from_inputs(&mut vision, &inputs, lm.mrope_rule())?;
+                    let generation = GenerationOptions {
+                        pad_token_id: Some(inputs.pad_token_id),
+                        ..generation.clone()
+                    };
+                    Ok(lm.generate(&seqs, &generation)?)
+                },
+            );
+            let out = match out {
                 Ok(o) => o,
                 Err(e) => {
                     failures.push(format!("{fam}/{name}: {e}"));
@@ -61,12 +77,7 @@ fn messages_to_tokens_match_transformers_for_every_family() {
                 }
             };
             let got: Vec<i64> = out.rows.iter().flat_map(|r| r.token_ids.clone()).collect();
-            eprintln!(
-                "{fam}/{name}: {} tokens, vision {:?}, prefill {:?}",
-                got.len(),
-                out.timings.vision,
-                out.timings.prefill
-            );
+            eprintln!("{fam}/{name}: {} tokens, prefill {:?}", got.len(), out.timings.prefill);
             if &got != want {
                 failures.push(format!("{fam}/{name}: tokens {got:?} != {want:?}"));
             }

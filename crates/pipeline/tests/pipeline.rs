@@ -1,5 +1,6 @@
-//! Pipeline behaviour on the committed demo model: hub ids through a local Hugging Face cache,
-//! files checked before work, real video decoding, streaming, typed errors.
+//! Loading on the committed demo model: hub ids through a local Hugging Face cache, files checked
+//! before work; the loaded processor's real video decoding and typed errors. (Generation,
+//! streaming, stages and timings are the engine's: `crates/engine/tests/engine.rs`.)
 
 use crate::common;
 
@@ -100,59 +101,32 @@ fn local_directory_files_checked_before_loading() {
 }
 
 #[test]
-fn video_file_generate_stream_and_timings() {
-    let mut p = Pipeline::from_pretrained(demo_model().to_str().unwrap(), &options()).unwrap();
-    let mut opts = GenerateOptions::default();
-    opts.process.sampling = Sampling::NumFrames(8);
-    opts.generation.max_new_tokens = Some(12);
-    opts.generation.eos_token_ids = Some(vec![]);
-    let q = video_question(&demo_video());
-    let out = p.generate(&q, &opts).unwrap();
-    assert_eq!(out.row.token_ids.len(), 12);
-    assert!(!out.text.is_empty());
-    let t = &out.timings;
-    assert!(
-        t.media > std::time::Duration::ZERO
-            && t.vision > std::time::Duration::ZERO
-            && t.prefill > std::time::Duration::ZERO
-    );
-    assert_eq!(t.decode_steps.len(), 11);
-    assert!(t.tokens_per_second() > 0.0);
-    // Streaming gives the same text, piece by piece.
-    let mut s = p.stream(&q, &opts).unwrap();
-    assert!(
-        s.timings().vision > std::time::Duration::ZERO
-            && s.timings().prefill > std::time::Duration::ZERO
-    );
-    let pieces: Vec<String> = s.by_ref().collect::<Result<_, _>>().unwrap();
-    assert_eq!(pieces.len(), 12);
-    assert_eq!(pieces.concat(), out.text);
-    // Sampling by fps works as well (demo.mp4 is long enough for 1 fps).
-    opts.process.sampling = Sampling::Fps(1.0);
-    opts.generation.max_new_tokens = Some(2);
-    assert_eq!(p.generate(&q, &opts).unwrap().row.token_ids.len(), 2);
-}
-
-#[test]
 fn corrupt_video_and_bad_messages_are_typed_errors() {
-    let mut p = Pipeline::from_pretrained(demo_model().to_str().unwrap(), &options()).unwrap();
+    let p = Pipeline::from_pretrained(demo_model().to_str().unwrap(), &options()).unwrap();
+    let process = |conv: &Conversation, opts: &ProcessOptions| {
+        p.processor().process(std::slice::from_ref(conv), opts).map_err(PipelineError::from)
+    };
+    // A real video decodes, by frame count and by rate (demo.mp4 is long enough for 1 fps).
+    let mut opts = ProcessOptions { sampling: Sampling::NumFrames(8), ..Default::default() };
+    let by_count = process(&video_question(&demo_video()), &opts).unwrap();
+    assert_eq!(by_count.video_token_counts.len(), 1);
+    opts.sampling = Sampling::Fps(1.0);
+    assert!(process(&video_question(&demo_video()), &opts).is_ok());
     let bad = tmp("corrupt.mp4");
     std::fs::write(&bad, b"\x00\x00\x00\x18ftypmp42 this is not really a video").unwrap();
-    let mut opts = GenerateOptions::default();
-    opts.process.sampling = Sampling::NumFrames(4);
-    let err = p.generate(&video_question(&bad), &opts).unwrap_err();
+    opts.sampling = Sampling::NumFrames(4);
+    let err = process(&video_question(&bad), &opts).unwrap_err();
     assert!(matches!(&err, PipelineError::Processor(ProcessorError::MediaLoad { .. })), "{err}");
     assert_eq!(err.kind(), ErrorKind::UnsupportedMedia, "{err:?}");
     // The FFmpeg error stays the typed source of the media error.
     let mut chain = std::iter::successors(std::error::Error::source(&err), |e| e.source());
     assert!(chain.any(|e| e.is::<vidlm_video_io::VideoError>()), "{err:?}");
-    let missing =
-        p.generate(&video_question(Path::new("/nonexistent/video.mp4")), &opts).unwrap_err();
+    let missing = process(&video_question(Path::new("/nonexistent/video.mp4")), &opts).unwrap_err();
     assert!(matches!(missing, PipelineError::Processor(_)));
     assert_eq!(missing.kind(), ErrorKind::NotFound, "{missing:?}");
     // Too many frames for the video: a bad request, not a server error.
-    opts.process.sampling = Sampling::NumFrames(100_000);
-    let too_many = p.generate(&video_question(&demo_video()), &opts).unwrap_err();
+    opts.sampling = Sampling::NumFrames(100_000);
+    let too_many = process(&video_question(&demo_video()), &opts).unwrap_err();
     assert_eq!(too_many.kind(), ErrorKind::BadRequest, "{too_many:?}");
     let not_messages = serde_json::json!({"role": "user"});
     assert!(matches!(
@@ -160,27 +134,4 @@ fn corrupt_video_and_bad_messages_are_typed_errors() {
         Err(ProcessorError::Messages(_))
     ));
     let _ = std::fs::remove_file(&bad);
-}
-
-#[test]
-fn progress_reports_each_slow_stage_in_order() {
-    let mut p = Pipeline::from_pretrained(demo_model().to_str().unwrap(), &options()).unwrap();
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let sink = seen.clone();
-    let mut g = GenerateOptions {
-        progress: Some(Progress::new(move |s| sink.lock().unwrap().push(s))),
-        ..Default::default()
-    };
-    g.process.sampling = Sampling::NumFrames(4);
-    g.generation.max_new_tokens = Some(2);
-    let out = p.generate(&video_question(&demo_video()), &g).unwrap();
-    let stages = seen.lock().unwrap().clone();
-    assert_eq!(
-        stages,
-        vec![
-            Stage::Preprocess { conversations: 1 },
-            Stage::Vision { images: 0, videos: 1 },
-            Stage::Prefill { prompt_tokens: out.row.prompt_tokens },
-        ]
-    );
 }
