@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import families
+
 POSITIONS = 64
-# Families replayed by qwen_replay (3-row positions, DeepStack): their config is all the replay needs.
-QWEN_FAMILIES = ("qwen2_5_vl", "qwen3_vl")
 FRAMES = 2
 CLIP = "h264_1080p30_60s.mp4"
 PROMPT = "Describe what happens in this video in detail."
@@ -92,7 +92,7 @@ def forced_logits(om, model, inputs, positions: int, tokens: np.ndarray | None =
     from .replay import image_features, video_features
 
     cfg = model.config
-    if cfg.model_type in QWEN_FAMILIES:
+    if families.uses_mrope(cfg.model_type):
         from . import qwen_replay
 
         return qwen_replay.forced_logits(om, cfg, inputs, positions, tokens)
@@ -157,8 +157,9 @@ def measure(export: Path, hf: Path, dtypes: list[str], model=None, positions: in
         from transformers import AutoConfig
 
         cfg = AutoConfig.from_pretrained(hf)
-        if cfg.model_type in QWEN_FAMILIES:
-            # The replay reads the config only: no torch model beside the ONNX Runtime sessions.
+        if families.uses_mrope(cfg.model_type):
+            # The Qwen-VL replay (3-row positions, DeepStack) reads the config only: no torch model
+            # beside the ONNX Runtime sessions.
             from types import SimpleNamespace
 
             model = SimpleNamespace(config=cfg)
@@ -168,7 +169,7 @@ def measure(export: Path, hf: Path, dtypes: list[str], model=None, positions: in
             model, _ = load_model(hf, torch.float32)
     manifest = json.loads((export / "onnx" / "vidlm_manifest.json").read_text())
     use_video = (any(g["name"] == "video_encoder" for g in manifest["graphs"])
-                 or manifest.get("family") in QWEN_FAMILIES)  # one vision graph for images and video
+                 or families.uses_mrope(manifest.get("family")))  # one vision graph for images and video
     inputs, what, answer = pipeline_inputs(hf, use_video)
     if len(answer) < positions - 1:
         raise ValueError(f"the answer text has {len(answer)} tokens, fewer than the {positions - 1} needed")

@@ -174,7 +174,13 @@ def save_image_newline(model, onnx_dir: Path) -> str | None:
 def needs_low_memory(model) -> bool:
     """Whether the module's weights and an ONNX Runtime session of its largest graph (about the language
     model's weights again) would not fit in the memory available now (Linux's MemAvailable; False where
-    it cannot be read). VIDLM_EXPORT_LOW_MEMORY=1 / 0 forces the answer."""
+    it cannot be read). VIDLM_EXPORT_LOW_MEMORY=1 / 0 forces the answer.
+
+    MemAvailable counts the weights safetensors maps from the checkpoint (page cache) as reclaimable,
+    and they are: validation runs ONNX Runtime sessions only (the references are computed before), so
+    the kernel may drop those pages and read them back if a later step touches the module. A real-size
+    Qwen2.5-VL-3B export on 24 GB keeps the module this way (peak 17.5 GB through its fp32 graphs).
+    Weights held in anonymous memory (converted at load, e.g. fp16 to fp32) are already excluded."""
     forced = os.environ.get("VIDLM_EXPORT_LOW_MEMORY")
     if forced in ("0", "1"):
         return forced == "1"
@@ -184,7 +190,7 @@ def needs_low_memory(model) -> bool:
     except (OSError, StopIteration, ValueError):
         return False
     lm = sum(p.numel() * p.element_size() for p in model.model.language_model.parameters())
-    # `avail` already excludes the loaded module: the session must fit beside it, with a margin.
+    # The session must fit beside the module's resident (non-reclaimable) memory, with a margin.
     return 1.25 * lm > avail
 
 
@@ -237,6 +243,16 @@ def run_export(model_arg: str, out: Path, dtypes: list[str], skip_validate: bool
     failed = []
     fidelity_rows = [r for r in old.get("fidelity", []) if r["graph"] not in
                      {file_name(s.name, d) for s in specs for d in dtypes}]
+
+    def validate_pending(pending: list, dtype: str) -> None:
+        """Validates the written graphs against their references and records the rows."""
+        nonlocal val_rows_all, failed
+        for vs, vfile in pending:
+            rows = validate(vs, onnx_dir / vfile, dtype, refs[vs.name])
+            val_rows_all = [r for r in val_rows_all if r["graph"] != vfile] + rows
+            failed += [r for r in rows if not r["ok"]]
+            gc.collect()
+
     # Where the module and a graph's ONNX Runtime session would not fit in memory together (a real-size
     # Qwen2.5-VL-3B: 15 GB of fp32 weights twice), the graphs are validated after the module's weights
     # are released; the references were computed above, and nothing after validation needs the module
@@ -276,10 +292,7 @@ def run_export(model_arg: str, out: Path, dtypes: list[str], skip_validate: bool
             if not skip_validate:
                 pending.append((s, info["file"]))
             if not low_memory:
-                for vs, vfile in pending:
-                    rows = validate(vs, onnx_dir / vfile, dtype, refs[vs.name])
-                    val_rows_all = [r for r in val_rows_all if r["graph"] != vfile] + rows
-                    failed += [r for r in rows if not r["ok"]]
+                validate_pending(pending, dtype)
                 pending = []
             gc.collect()
         if pending:
@@ -288,11 +301,7 @@ def run_export(model_arg: str, out: Path, dtypes: list[str], skip_validate: bool
             model.to("meta")
             released = True
             gc.collect()
-            for vs, vfile in pending:
-                rows = validate(vs, onnx_dir / vfile, dtype, refs[vs.name])
-                val_rows_all = [r for r in val_rows_all if r["graph"] != vfile] + rows
-                failed += [r for r in rows if not r["ok"]]
-                gc.collect()
+            validate_pending(pending, dtype)
 
     table = None
     if not skip_validate and any(d not in QUANTIZED for d in dtypes):
@@ -332,7 +341,7 @@ def run_export(model_arg: str, out: Path, dtypes: list[str], skip_validate: bool
         "host_side": list(fam.host_side) + [
             "embed_tokens(input_ids) -> inputs_embeds; image/video features overwrite the placeholder rows "
             "(prefill only), then decoder_model_merged.",
-            ("position_ids: see the family's lines above (3 rows, M-RoPE)" if fam.model_type in ("qwen2_5_vl", "qwen3_vl")
+            ("position_ids: see the family's lines above (3 rows, M-RoPE)" if fam.mrope
              else "position_ids = cumsum(attention_mask) - 1, set to 1 where attention_mask == 0 (left padding)."),
             "First step: every past_key_values.* has past length 0; afterwards present.* -> past_key_values.*.",
         ],
@@ -391,7 +400,7 @@ def run_export(model_arg: str, out: Path, dtypes: list[str], skip_validate: bool
 
 def vision_manifest(cfg) -> dict:
     v = cfg.vision_config
-    if cfg.model_type in ("qwen2_5_vl", "qwen3_vl"):
+    if families.uses_mrope(cfg.model_type):
         out = {k: getattr(v, k) for k in ("patch_size", "temporal_patch_size", "spatial_merge_size", "hidden_size",
                                           "num_heads", "window_size", "fullatt_block_indexes", "tokens_per_second",
                                           "num_position_embeddings", "deepstack_visual_indexes") if hasattr(v, k)}

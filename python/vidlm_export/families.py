@@ -1,4 +1,4 @@
-"""What differs between the four LLaVA families, as far as export is concerned.
+"""What differs between the families (the four LLaVA ones, Qwen2.5-VL, Qwen3-VL), as far as export is concerned.
 
 Everything here is read from the checkpoint's `config.json` (never assumed): the family is
 `config.model_type`, token ids come from the config, and the host-side responsibilities the
@@ -26,6 +26,9 @@ class Family:
     image_graph_doc: str
     has_image_newline: bool
     host_side: tuple[str, ...] = field(default_factory=tuple)
+    # The Qwen-VL line: one patchified vision graph for images and video (host tables per grid) and a
+    # language model with 3-row M-RoPE position ids (docs/onnx-graphs.md, "Qwen2.5-VL and Qwen3-VL").
+    mrope: bool = False
 
 
 FAMILIES: dict[str, Family] = {
@@ -130,6 +133,7 @@ FAMILIES.update({
         ),
         video_graph_doc="(none: videos go through vision_encoder, one run per video grid)",
         has_image_newline=False,
+        mrope=True,
         host_side=(
             "docs/onnx-graphs.md, 'Qwen2.5-VL and Qwen3-VL': per grid (h, w) the host computes window_index, "
             "reverse_window_index, rotary_cos/sin and window_gather/window_scatter/window_key_bias (vidlm_export/qwen_host.py).",
@@ -151,6 +155,7 @@ FAMILIES.update({
         ),
         video_graph_doc="(none: videos go through vision_encoder, one run per video grid)",
         has_image_newline=False,
+        mrope=True,
         host_side=(
             "docs/onnx-graphs.md, 'Qwen2.5-VL and Qwen3-VL': per grid (h, w) the host computes rotary_cos/sin and "
             "pos_interp_indices/weights (vidlm_export/qwen_host.py).",
@@ -171,6 +176,12 @@ def family_of(config) -> Family:
             f"error: unsupported model_type {mt!r}; vidlm exports {', '.join(sorted(FAMILIES))}"
         )
     return FAMILIES[mt]
+
+
+def uses_mrope(model_type: str | None) -> bool:
+    """Whether `model_type` is one of the Qwen-VL families (the table's `mrope` field)."""
+    fam = FAMILIES.get(model_type or "")
+    return fam is not None and fam.mrope
 
 
 def model_class(fam: Family):

@@ -45,12 +45,15 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
+from . import families
+
 F32_MIN = float(np.finfo(np.float32).min)
 OPSET = 20
 
 
-# Qwen2.5-VL / Qwen3-VL language models: 3-row M-RoPE position_ids (docs/onnx-graphs.md).
-MROPE_TEXT_TYPES = ("qwen2_5_vl_text", "qwen3_vl_text")
+# The language models the builder expresses: Qwen2 and Llama, and the Qwen-VL families' text models
+# (3-row M-RoPE position_ids where `families.uses_mrope` says so; docs/onnx-graphs.md).
+TEXT_TYPES = ("qwen2", "llama", "qwen2_5_vl_text", "qwen3_vl_text")
 
 
 def mrope_row_map(text_config, half: int) -> np.ndarray:
@@ -137,7 +140,7 @@ class _Graph:
 def supported(text_config) -> str | None:
     """None when the builder can express this language model, else why not."""
     mt = getattr(text_config, "model_type", None)
-    if mt not in ("qwen2", "llama") + MROPE_TEXT_TYPES:
+    if mt not in TEXT_TYPES:
         return f"language model type {mt!r}"
     rp = getattr(text_config, "rope_parameters", None) or getattr(text_config, "rope_scaling", None) or {}
     rtype = rp.get("rope_type", rp.get("type", "default")) if isinstance(rp, dict) else "default"
@@ -193,16 +196,16 @@ def build_decoder(model, data_path: Path | None = None) -> onnx.ModelProto:
     # The graph's weights: the layers, the final norm and lm_head (embed_tokens is a graph of its own).
     weight_bytes = 4 * (sum(p.numel() for p in lm.layers.parameters()) + lm_head.weight.numel())
     data = open(data_path, "wb") if data_path is not None and weight_bytes > EXTERNAL_DATA_THRESHOLD else None
+    built = False
     try:
-        return _build(model, lm, lm_head, tcfg, _Graph(data, EXTERNAL_DATA_ALIGNMENT))
-    except BaseException:
-        if data is not None:
-            data.close()
-            Path(data.name).unlink(missing_ok=True)
-        raise
+        proto = _build(model, lm, lm_head, tcfg, _Graph(data, EXTERNAL_DATA_ALIGNMENT))
+        built = True
+        return proto
     finally:
         if data is not None:
             data.close()
+            if not built:  # no half-written weights file beside a graph that was never saved
+                Path(data.name).unlink(missing_ok=True)
 
 
 def _build(model, lm, lm_head, tcfg, g: "_Graph") -> onnx.ModelProto:
@@ -215,7 +218,7 @@ def _build(model, lm, lm_head, tcfg, g: "_Graph") -> onnx.ModelProto:
     V = int(lm_head.weight.shape[0])
     G = H // Hkv
     fused_attention = uses_gqa_kernel(Dh)
-    mrope = tcfg.model_type in MROPE_TEXT_TYPES
+    mrope = families.uses_mrope(model.config.model_type)
     qk_norm = tcfg.model_type == "qwen3_vl_text"
     levels = len(model.config.vision_config.deepstack_visual_indexes) if qk_norm else 0
 

@@ -46,7 +46,7 @@ def vision_size(vision_config) -> int:
 
 def build_specs(model, fam: Family) -> list[GraphSpec]:
     cfg = model.config
-    if cfg.model_type in ("qwen2_5_vl", "qwen3_vl"):
+    if fam.mrope:
         from . import qwen
 
         return qwen.build_specs(model, fam)

@@ -22,9 +22,6 @@ from transformers import DynamicCache
 from . import fused, qwen_host
 from .wrappers import EmbedTokens, kv_shape
 
-QWEN_TYPES = ("qwen2_5_vl", "qwen3_vl")
-
-
 def _rotate_half(x):
     x1 = x[..., : x.shape[-1] // 2]
     x2 = x[..., x.shape[-1] // 2:]
