@@ -28,7 +28,8 @@ Frames are decoded with PyAV at transformers' own indices (vidlm samples the sam
 model's video processor samples frames itself (the Qwen-VL families, each with its own formula), the
 indices are the ones its own ``sample_frames`` picks for ``num_frames`` from the container's frame
 count and rate, and the frames go in with that ``video_metadata`` and ``do_sample_frames=False`` (so
-it does not sample again, and Qwen3-VL's timestamps come from the real rate); otherwise
+it does not sample again, and Qwen2.5-VL's `second_per_grid_ts` and Qwen3-VL's timestamps come from
+the real rate); otherwise
 ``i * total // n``. Where PyAV is not installed (a GPU machine with no package index), OpenCV's FFmpeg
 decodes the same indices, and the JSON says which (``frames_decoder``). Greedy decoding with EOS disabled, so every run generates exactly ``max_new_tokens``.
 ``peak_rss_gb`` is this process's own high-water mark; the benchmark harness measures the same thing
@@ -65,9 +66,16 @@ def container_frames(path: str) -> tuple[int, float]:
 
 def frame_indices(processor, total: int, rate: float, num_frames: int) -> tuple[list[int], object]:
     """The frames transformers would feed the model, and the `video_metadata` to pass with them
-    (None where the video processor does not sample by itself)."""
+    (None for the LLaVA families, whose video processors take frames as given).
+
+    A video processor with its own `sample_frames` (the Qwen-VL families, each with its formula)
+    picks them, and the metadata goes with them whether or not it samples by default
+    (Qwen2.5-VL's `do_sample_frames` is off, Qwen3-VL's on): without it Qwen2.5-VL's
+    `second_per_grid_ts` assumes 24 fps and Qwen3-VL's timestamps do too."""
+    from transformers.video_processing_utils import BaseVideoProcessor
+
     vp = getattr(processor, "video_processor", None)
-    if vp is not None and getattr(vp, "do_sample_frames", False):
+    if vp is not None and type(vp).sample_frames is not BaseVideoProcessor.sample_frames:
         from transformers.video_utils import VideoMetadata
 
         picked = vp.sample_frames(VideoMetadata(total_num_frames=total, fps=rate), num_frames=num_frames)
