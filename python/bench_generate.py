@@ -81,14 +81,19 @@ def frame_indices(processor, total: int, rate: float, num_frames: int) -> tuple[
         picked = vp.sample_frames(VideoMetadata(total_num_frames=total, fps=rate), num_frames=num_frames)
         idx = [int(i) for i in np.asarray(picked)]
         return idx, VideoMetadata(total_num_frames=total, fps=rate, frames_indices=idx)
-    return [i * total // num_frames for i in range(num_frames)], None
+    return evenly_spaced_indices(total, num_frames), None
+
+
+def evenly_spaced_indices(total: int, num_frames: int) -> list[int]:
+    """The LLaVA families' frame indices ``i * total // n``."""
+    return [i * total // num_frames for i in range(num_frames)]
 
 
 def evenly_spaced_frames(path: str, num_frames: int) -> np.ndarray:
-    """`num_frames` frames at the LLaVA families' indices ``i * total // n`` (the tools that feed
-    frames without a family's own sampling: the batched benchmark, the export's agreement inputs)."""
+    """`num_frames` frames at `evenly_spaced_indices` (the tools that feed frames without a
+    family's own sampling: the batched benchmark, the export's agreement inputs)."""
     total, _ = container_frames(path)
-    return decode_frames(path, [i * total // num_frames for i in range(num_frames)])[0]
+    return decode_frames(path, evenly_spaced_indices(total, num_frames))[0]
 
 
 def decode_frames(path: str, idx: list[int]) -> tuple[np.ndarray, str]:

@@ -51,20 +51,18 @@ fn messages_to_tokens_match_transformers_for_every_family() {
                     conv
                 })
                 .collect();
-            let generation = GenerationOptions {
-                max_new_tokens: Some(tshape[1]),
-                eos_token_ids: Some(vec![]),
-                // Greedy, as the goldens (the Qwen checkpoints' generation_config.json samples).
-                do_sample: Some(false),
-                repetition_penalty: Some(1.0),
-                ..Default::default()
-            };
             let out = processor.process(&convs, &process).map_err(PipelineError::from).and_then(
                 |inputs| {
                     let seqs = sequences_from_inputs(&mut vision, &inputs, lm.mrope_rule())?;
                     let generation = GenerationOptions {
+                        max_new_tokens: Some(tshape[1]),
+                        eos_token_ids: Some(vec![]),
+                        // Greedy, as the goldens (the Qwen checkpoints' generation_config.json samples).
+                        do_sample: Some(false),
+                        repetition_penalty: Some(1.0),
+                        // The batch is left-padded with the processor's pad id.
                         pad_token_id: Some(inputs.pad_token_id),
-                        ..generation.clone()
+                        ..Default::default()
                     };
                     Ok(lm.generate(&seqs, &generation)?)
                 },
