@@ -112,7 +112,7 @@ impl EngineRequest {
                 if let MediaInput::Video(VideoInput::WithMetadata(frames, meta)) = m {
                     return Ok(MediaSpec::SampledVideo(frames.clone(), meta.clone()));
                 }
-                m.decoded().map(MediaSpec::Decoded).ok_or_else(|| {
+                m.decoded().cloned().map(MediaSpec::Decoded).ok_or_else(|| {
                     EngineError::Pipeline(PipelineError::Internal(format!(
                         "media {i} is not decoded"
                     )))

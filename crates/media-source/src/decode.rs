@@ -6,9 +6,8 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use ndarray::{Array3, Array4, Axis};
-use vidlm_video_io::{
-    DecodedMedia, Limits, MediaKind, OpenOptions, SampleRequest, Sampling, VideoReader,
-};
+use vidlm_model::{DecodedMedia, MediaKind};
+use vidlm_video_io::{Limits, OpenOptions, SampleRequest, Sampling, VideoReader};
 
 use crate::error::MediaError;
 use crate::source::Source;

@@ -60,7 +60,8 @@ pub use decode::{
 pub use error::{ErrorCategory, MediaError};
 pub use fetch::Lookup;
 pub use source::Source;
-pub use vidlm_video_io::{DecodeDevice, DecodedMedia, MediaKind};
+pub use vidlm_model::{DecodedMedia, MediaKind};
+pub use vidlm_video_io::DecodeDevice;
 
 /// Limits on media, each with a sane default for a shared server.
 #[derive(Debug, Clone, PartialEq)]

@@ -58,6 +58,7 @@ pub mod family;
 pub mod features;
 pub mod files;
 pub mod manifest;
+pub mod media;
 pub mod mrope;
 pub mod precision;
 pub mod sampling;
@@ -73,6 +74,7 @@ pub use family::{
 pub use features::FeatureRules;
 pub use files::ModelFiles;
 pub use manifest::Manifest;
+pub use media::{DecodedMedia, MediaKind};
 pub use precision::{Graph, Precision, Precisions, ResolvedPrecisions, UnknownPrecision};
 pub use sampling::{
     family_frames, fps_num_frames, select_frames, uniform_indices, FrameBudget, FrameRule,

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use common::{fixture_model, fixture_root, Golden};
 use ndarray::{Array4, Axis};
 use vidlm_pipeline::{vision_inputs, Conversation, ProcessOptions, Processor, Sampling};
-use vidlm_processor::{ImageInput, MediaInput, VideoInput, VideoMetadata};
+use vidlm_processor::{DecodedMedia, MediaInput, VideoInput, VideoMetadata};
 use vidlm_vision::{DeepstackBlock, FeatureBlock, VisionEncoder, VisionOptions};
 
 fn frame(path: &str) -> ndarray::Array3<u8> {
@@ -54,7 +54,7 @@ fn image_and_video_from_media_to_features() {
         let conv = Conversation {
             messages: messages.as_array().expect("messages").clone(),
             media: vec![
-                MediaInput::Image(ImageInput::Decoded(Arc::new(image))),
+                MediaInput::Decoded(DecodedMedia::Image(Arc::new(image))),
                 MediaInput::Video(VideoInput::WithMetadata(
                     Arc::new(video),
                     VideoMetadata { total_num_frames: 8, fps: Some(4.0), frames_indices: None },

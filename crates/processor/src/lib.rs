@@ -91,4 +91,6 @@ pub use processor::{
     TokenSettings, VideoGrid,
 };
 pub use resize::{Backend, Filter};
-pub use vidlm_model::{ErrorKind, Family, FamilySpec, PatchGrid, Sampling};
+pub use vidlm_model::{
+    DecodedMedia, ErrorKind, Family, FamilySpec, MediaKind, PatchGrid, Sampling,
+};

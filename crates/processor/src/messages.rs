@@ -14,18 +14,15 @@
 //! Already-decoded media are attached with [`Conversation::push`].
 
 use crate::error::{ProcessorError, Result};
-use ndarray::{Array3, Array4};
+use ndarray::Array4;
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-#[cfg(feature = "video-io")]
-use vidlm_video_io::DecodedMedia;
+use vidlm_model::{DecodedMedia, MediaKind};
 
 /// Where an image comes from.
 #[derive(Debug, Clone)]
 pub enum ImageInput {
-    /// Decoded RGB pixels `(H, W, 3)`.
-    Decoded(Arc<Array3<u8>>),
     /// A file.
     Path(PathBuf),
     /// A URL (not fetched by this crate: yields an error).
@@ -37,8 +34,6 @@ pub enum ImageInput {
 /// Where a video comes from.
 #[derive(Debug, Clone)]
 pub enum VideoInput {
-    /// Decoded RGB frames `(T, H, W, 3)`.
-    Decoded(Arc<Array4<u8>>),
     /// A video file.
     Path(PathBuf),
     /// A URL (not fetched by this crate: yields an error).
@@ -66,30 +61,36 @@ pub struct VideoMetadata {
 /// A media item in conversation order.
 #[derive(Debug, Clone)]
 pub enum MediaInput {
-    /// An image.
+    /// An image to load.
     Image(ImageInput),
-    /// A video.
+    /// A video to load.
     Video(VideoInput),
+    /// Already-decoded pixels: an image `(H, W, 3)` or a video's frames `(T, H, W, 3)`, RGB
+    /// (vidlm's one type for decoded media, [`DecodedMedia`]). A decoded video is the whole clip
+    /// as far as the processor knows: its sampling picks frames by index.
+    Decoded(DecodedMedia),
 }
 
-/// Decoded media (`vidlm-video-io`'s one type for it) as a conversation's media item.
-#[cfg(feature = "video-io")]
 impl From<DecodedMedia> for MediaInput {
     fn from(m: DecodedMedia) -> Self {
-        match m {
-            DecodedMedia::Image(a) => MediaInput::Image(ImageInput::Decoded(a)),
-            DecodedMedia::Video(a) => MediaInput::Video(VideoInput::Decoded(a)),
-        }
+        MediaInput::Decoded(m)
     }
 }
 
-#[cfg(feature = "video-io")]
 impl MediaInput {
-    /// The decoded media, if this item is decoded.
-    pub fn decoded(&self) -> Option<DecodedMedia> {
+    /// Image or video.
+    pub fn kind(&self) -> MediaKind {
         match self {
-            MediaInput::Image(ImageInput::Decoded(a)) => Some(DecodedMedia::Image(a.clone())),
-            MediaInput::Video(VideoInput::Decoded(a)) => Some(DecodedMedia::Video(a.clone())),
+            MediaInput::Image(_) => MediaKind::Image,
+            MediaInput::Video(_) => MediaKind::Video,
+            MediaInput::Decoded(m) => m.kind(),
+        }
+    }
+
+    /// The decoded media, if this item is decoded.
+    pub fn decoded(&self) -> Option<&DecodedMedia> {
+        match self {
+            MediaInput::Decoded(m) => Some(m),
             _ => None,
         }
     }
@@ -104,6 +105,8 @@ pub enum Part {
     Image(ImageInput),
     /// `{"type": "video", …}`.
     Video(VideoInput),
+    /// `{"type": "image"}` or `{"type": "video"}` (by [`DecodedMedia::kind`]) with decoded pixels.
+    Decoded(DecodedMedia),
 }
 
 /// A conversation: the message dicts the template sees, and the media in order of appearance.
@@ -156,6 +159,14 @@ impl Conversation {
                 Part::Video(v) => {
                     content.push(json!({"type": "video"}));
                     self.media.push(MediaInput::Video(v));
+                }
+                Part::Decoded(m) => {
+                    let item = MediaInput::Decoded(m);
+                    content.push(match item.kind() {
+                        MediaKind::Image => json!({"type": "image"}),
+                        MediaKind::Video => json!({"type": "video"}),
+                    });
+                    self.media.push(item);
                 }
             }
         }
@@ -286,7 +297,7 @@ impl Conversation {
 
     /// Number of image and video media items.
     pub fn media_counts(&self) -> (usize, usize) {
-        let images = self.media.iter().filter(|m| matches!(m, MediaInput::Image(_))).count();
+        let images = self.media.iter().filter(|m| m.kind() == MediaKind::Image).count();
         (images, self.media.len() - images)
     }
 }

@@ -27,8 +27,8 @@ use std::sync::Arc;
 use tokenizers::Tokenizer;
 use vidlm_model::sampling::FrameRule;
 use vidlm_model::{
-    family_frames, left_pad, select_frames, Family, FeatureRules, ModelError, PatchGrid, Sampling,
-    SamplingError,
+    family_frames, left_pad, select_frames, DecodedMedia, Family, FeatureRules, ModelError,
+    PatchGrid, Sampling, SamplingError,
 };
 
 /// Loads media files for the processor. With the default `video-io` feature the processor uses
@@ -595,7 +595,7 @@ impl Processor {
 
     /// The conversation with every media item loaded and sampled as [`Processor::process`] would
     /// (paths through the media loader, videos sampled by `opts`): images become
-    /// [`ImageInput::Decoded`], videos [`VideoInput::Decoded`]. Processing the result with
+    /// [`MediaInput::Decoded`] (Qwen-VL videos [`VideoInput::WithMetadata`]). Processing the result with
     /// `ProcessOptions { sampling: Sampling::All, max_frames: None, .. }` gives the same inputs as
     /// processing `conv` with `opts`. `vidlm run` decodes this way before handing the request to the
     /// engine.
@@ -608,12 +608,12 @@ impl Processor {
             .load_items(0, conv, opts)?
             .into_iter()
             .map(|m| match m {
-                MediaLoaded::Image(a) => MediaInput::Image(ImageInput::Decoded(a)),
+                MediaLoaded::Image(a) => MediaInput::Decoded(DecodedMedia::Image(a)),
                 // Patchified video processors need the sampled indices and the frame rate.
                 MediaLoaded::Video(a, meta) if self.video_patch_rule().is_some() => {
                     MediaInput::Video(VideoInput::WithMetadata(a, meta))
                 }
-                MediaLoaded::Video(a, _) => MediaInput::Video(VideoInput::Decoded(a)),
+                MediaLoaded::Video(a, _) => MediaInput::Decoded(DecodedMedia::Video(a)),
             })
             .collect();
         Ok(Conversation { messages: conv.messages.clone(), media })
@@ -636,6 +636,12 @@ impl Processor {
                     MediaInput::Video(v) => {
                         self.load_video(v, opts, &what).map(|(a, m)| MediaLoaded::Video(a, m))
                     }
+                    MediaInput::Decoded(DecodedMedia::Image(a)) => {
+                        Ok(MediaLoaded::Image(Arc::clone(a)))
+                    }
+                    MediaInput::Decoded(DecodedMedia::Video(a)) => self
+                        .sample_decoded_video(a, opts, &what)
+                        .map(|(a, m)| MediaLoaded::Video(a, m)),
                 }
             })
             .collect()
@@ -643,7 +649,6 @@ impl Processor {
 
     fn load_image(&self, img: &ImageInput, what: &str) -> Result<Arc<Array3<u8>>> {
         match img {
-            ImageInput::Decoded(a) => Ok(a.clone()),
             ImageInput::Path(p) => self.loader.load_image(p).map(Arc::new),
             ImageInput::Url(u) => Err(ProcessorError::Unsupported(format!(
                 "{what}: URLs are not fetched ({u}); download it first"
@@ -680,6 +685,28 @@ impl Processor {
         }
     }
 
+    /// A decoded video's frames (the whole clip as far as is known) sampled by `opts`. Decoded
+    /// frames have no timestamps or frame rate: index-based sampling only.
+    fn sample_decoded_video(
+        &self,
+        a: &Arc<Array4<u8>>,
+        opts: &ProcessOptions,
+        what: &str,
+    ) -> Result<(Arc<Array4<u8>>, VideoMetadata)> {
+        let total = a.shape()[0];
+        // A family formula samples even without a request (Qwen3-VL's default fps).
+        let samples = opts.sampling != Sampling::All
+            || opts.max_frames.is_some()
+            || self.video_patch_rule().is_some();
+        let idx =
+            if samples { self.pick_frames(opts, total, None, what)? } else { (0..total).collect() };
+        let every = idx.iter().copied().eq(0..total);
+        let meta =
+            VideoMetadata { total_num_frames: total, fps: None, frames_indices: Some(idx.clone()) };
+        let frames = if every { Arc::clone(a) } else { Arc::new(a.select(Axis(0), &idx)) };
+        Ok((frames, meta))
+    }
+
     fn load_video(
         &self,
         v: &VideoInput,
@@ -696,21 +723,6 @@ impl Processor {
         // A family formula samples even without a request (Qwen3-VL's default fps).
         let samples = sampled || patch_rule.is_some();
         match v {
-            VideoInput::Decoded(a) => {
-                if !samples {
-                    return Ok((a.clone(), whole(a, None)));
-                }
-                // Decoded frames have no timestamps or frame rate: index-based sampling only.
-                let idx = self.pick_frames(opts, a.shape()[0], None, what)?;
-                let every = idx.iter().copied().eq(0..a.shape()[0]);
-                let meta = VideoMetadata {
-                    total_num_frames: a.shape()[0],
-                    fps: None,
-                    frames_indices: Some(idx.clone()),
-                };
-                let frames = if every { a.clone() } else { Arc::new(a.select(Axis(0), &idx)) };
-                Ok((frames, meta))
-            }
             VideoInput::WithMetadata(a, meta) => match &meta.frames_indices {
                 Some(idx) => {
                     if sampled {

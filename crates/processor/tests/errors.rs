@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use vidlm_model::{ModelError, Sampling, SamplingError};
 use vidlm_processor::{
-    Conversation, ImageInput, Part, ProcessOptions, Processor, ProcessorError, VideoInput,
+    Conversation, DecodedMedia, Part, ProcessOptions, Processor, ProcessorError,
 };
 
 /// A scratch copy of a model directory (tokenizer.json symlinked), with `edit` applied.
@@ -44,7 +44,7 @@ fn edit_json(path: &Path, f: impl FnOnce(&mut serde_json::Value)) {
 }
 
 fn image(h: usize, w: usize) -> Part {
-    Part::Image(ImageInput::Decoded(Arc::new(pattern(h, w, 0, 1))))
+    Part::Decoded(DecodedMedia::Image(Arc::new(pattern(h, w, 0, 1))))
 }
 
 #[test]
@@ -103,7 +103,7 @@ fn prompt_longer_than_context_is_an_error() {
     c.push(
         "user",
         vec![
-            Part::Video(VideoInput::Decoded(Arc::new(Array4::<u8>::zeros((16, 8, 8, 3))))),
+            Part::Decoded(DecodedMedia::Video(Arc::new(Array4::<u8>::zeros((16, 8, 8, 3))))),
             Part::Text("hi".into()),
         ],
     );
@@ -257,7 +257,7 @@ fn bad_media_is_rejected() {
         let mut c = Conversation::new();
         c.push(
             "user",
-            vec![Part::Image(ImageInput::Decoded(Arc::new(bad))), Part::Text("x".into())],
+            vec![Part::Decoded(DecodedMedia::Image(Arc::new(bad))), Part::Text("x".into())],
         );
         assert!(matches!(
             p.process(&[c], &ProcessOptions::default()),
@@ -284,7 +284,7 @@ fn bad_media_is_rejected() {
     let mut c = Conversation::new();
     c.push(
         "user",
-        vec![Part::Video(VideoInput::Decoded(Arc::new(Array4::<u8>::zeros((3, 8, 8, 3)))))],
+        vec![Part::Decoded(DecodedMedia::Video(Arc::new(Array4::<u8>::zeros((3, 8, 8, 3)))))],
     );
     let opts = ProcessOptions { sampling: Sampling::NumFrames(8), ..ProcessOptions::default() };
     let err = p.process(&[c], &opts);
@@ -308,7 +308,7 @@ fn decoded_video_sampling_selects_frames() {
     c.push(
         "user",
         vec![
-            Part::Video(VideoInput::Decoded(Arc::new(video(20, 16, 16, 3)))),
+            Part::Decoded(DecodedMedia::Video(Arc::new(video(20, 16, 16, 3)))),
             Part::Text("x".into()),
         ],
     );
@@ -335,7 +335,7 @@ fn errors_sort_into_the_kinds_a_server_answers_with() {
     c.push(
         "user",
         vec![
-            Part::Video(VideoInput::Decoded(Arc::new(Array4::<u8>::zeros((16, 8, 8, 3))))),
+            Part::Decoded(DecodedMedia::Video(Arc::new(Array4::<u8>::zeros((16, 8, 8, 3))))),
             Part::Text("hi".into()),
         ],
     );
@@ -360,7 +360,7 @@ fn errors_sort_into_the_kinds_a_server_answers_with() {
     let mut c = Conversation::new();
     c.push(
         "user",
-        vec![Part::Video(VideoInput::Decoded(Arc::new(Array4::<u8>::zeros((3, 8, 8, 3)))))],
+        vec![Part::Decoded(DecodedMedia::Video(Arc::new(Array4::<u8>::zeros((3, 8, 8, 3)))))],
     );
     assert_eq!(
         kind(c, &ProcessOptions { sampling: Sampling::NumFrames(8), ..ProcessOptions::default() }),

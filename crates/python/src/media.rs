@@ -19,7 +19,7 @@ use serde_json::{Map, Value};
 use vidlm_media_source::FrameSampling;
 use vidlm_model::Sampling;
 use vidlm_processor::{
-    Conversation, ImageInput, MediaInput, ProcessOptions, Processor, VideoInput,
+    Conversation, DecodedMedia, ImageInput, MediaInput, ProcessOptions, Processor, VideoInput,
 };
 use vidlm_video_io::{OpenOptions, SampleRequest, VideoReader};
 
@@ -362,7 +362,7 @@ impl RawConversation {
                         Failure::new(vidlm_model::ErrorKind::Internal, "no media loaded")
                     })?
                 }
-                RawMedia::Image(a) => MediaInput::Image(ImageInput::Decoded(Arc::new(a.clone()))),
+                RawMedia::Image(a) => MediaInput::Decoded(DecodedMedia::Image(Arc::new(a.clone()))),
                 RawMedia::ImageData(url) => {
                     let bytes = data_bytes(url)?;
                     let frames =
@@ -373,7 +373,7 @@ impl RawConversation {
                             format!("{what}: no image decoded"),
                         ));
                     }
-                    MediaInput::Image(ImageInput::Decoded(Arc::new(
+                    MediaInput::Decoded(DecodedMedia::Image(Arc::new(
                         frames.data.index_axis_move(Axis(0), 0),
                     )))
                 }
@@ -382,7 +382,7 @@ impl RawConversation {
                     let mut req = SampleRequest::new(opts.sampling.clone());
                     req.max_frames = opts.max_frames;
                     let mut reader = VideoReader::from_bytes(bytes, &OpenOptions::default())?;
-                    MediaInput::Video(VideoInput::Decoded(Arc::new(reader.sample(&req)?.data)))
+                    MediaInput::Decoded(DecodedMedia::Video(Arc::new(reader.sample(&req)?.data)))
                 }
                 RawMedia::Video(a, fps) => {
                     if matches!(opts.sampling, Sampling::Fps(_) | Sampling::FpsByTime(_))
@@ -407,7 +407,7 @@ impl RawConversation {
                     } else {
                         a.clone()
                     };
-                    MediaInput::Video(VideoInput::Decoded(Arc::new(frames)))
+                    MediaInput::Decoded(DecodedMedia::Video(Arc::new(frames)))
                 }
             };
             media.push(item);

@@ -53,7 +53,6 @@ mod ffi;
 mod image;
 mod info;
 mod jpeg;
-mod media;
 mod reader;
 mod rotate;
 mod sampling;
@@ -63,7 +62,6 @@ pub use error::{LimitKind, SamplingError, VideoError};
 pub use ffi::set_ffmpeg_log_level;
 pub use image::{load_image, load_image_bytes, load_image_bytes_with, load_image_with};
 pub use info::{FrameCountSource, VideoInfo};
-pub use media::{DecodedMedia, MediaKind};
 pub use reader::{DecodeDevice, Frames, Limits, OpenOptions, VideoReader};
 pub use sampling::{fps_num_frames, uniform_indices, SampleRequest, Sampling, Strategy};
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use vidlm_model::Sampling;
 use vidlm_processor::{
-    Conversation, MediaInput, ProcessOptions, Processor, VideoInput, VideoMetadata,
+    Conversation, DecodedMedia, MediaInput, ProcessOptions, Processor, VideoInput, VideoMetadata,
 };
 
 /// The scenario's conversation with its videos as whole clips with their metadata, and the
@@ -35,7 +35,7 @@ pub fn golden_conversation(
         .into_iter()
         .map(|m| match m {
             MediaInput::Video(VideoInput::WithMetadata(a, _))
-            | MediaInput::Video(VideoInput::Decoded(a)) => {
+            | MediaInput::Decoded(DecodedMedia::Video(a)) => {
                 let meta = VideoMetadata {
                     total_num_frames: a.shape()[0],
                     fps: Some(fps),

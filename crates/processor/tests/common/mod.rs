@@ -7,7 +7,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock};
-use vidlm_processor::{Conversation, ImageInput, Part, VideoInput, VideoMetadata};
+use vidlm_processor::{Conversation, DecodedMedia, Part, VideoInput, VideoMetadata};
 
 pub const FAMILIES: [&str; 4] = ["interleave", "onevision", "video_llava", "llava_next_video"];
 pub const QWEN_FAMILIES: [&str; 2] = ["qwen2_5_vl", "qwen3_vl"];
@@ -94,7 +94,7 @@ pub fn conversation(conv: &Value) -> Conversation {
                 .unwrap_or(&Vec::new())
                 .iter()
                 .map(|p| match (p["type"].as_str(), p.get("gen")) {
-                    (Some("image"), Some(g)) => Part::Image(ImageInput::Decoded(Arc::new(
+                    (Some("image"), Some(g)) => Part::Decoded(DecodedMedia::Image(Arc::new(
                         pattern(usize_at(g, 0), usize_at(g, 1), 0, usize_at(g, 2) as u64),
                     ))),
                     (Some("video"), Some(g)) => {
@@ -115,7 +115,7 @@ pub fn conversation(conv: &Value) -> Conversation {
                                     frames_indices: None,
                                 },
                             )),
-                            None => Part::Video(VideoInput::Decoded(frames)),
+                            None => Part::Decoded(DecodedMedia::Video(frames)),
                         }
                     }
                     _ => Part::Text(p["text"].as_str().unwrap_or("").to_string()),
