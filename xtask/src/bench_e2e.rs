@@ -1340,8 +1340,14 @@ fn measure_machine(a: &E2eArgs, cuda: bool) -> Result<Machine> {
         f(&v, "matmul_fp32_flops_per_s").context("no matmul_fp32_flops_per_s")?
     };
     eprintln!("[bench e2e] fp32 matrix product: {:.0} GFLOP/s", peak_flops / 1e9);
+    eprintln!(
+        "[bench e2e] host: {} ({})",
+        cpu_model().unwrap_or_else(|| "unknown CPU".into()),
+        cpu_isa().join(", ")
+    );
     let mut json = BTreeMap::new();
     json.insert("cpu", json!(cpu_model()));
+    json.insert("cpu_isa", json!(cpu_isa()));
     json.insert("logical_cpus", json!(std::thread::available_parallelism().map(|n| n.get()).ok()));
     json.insert("device", json!(a.device));
     if cuda {
@@ -1449,13 +1455,30 @@ fn add_ceilings(run: &mut ConfigRun, plan: &Plan, machine: &Machine) -> Result<(
     Ok(())
 }
 
-/// Whether this CPU has AMX-BF16 (PyTorch's bfloat16 matmuls run on its tiles): the kernel's
-/// `/proc/cpuinfo` flag (AMX is not stable in `is_x86_feature_detected!`).
-fn cpu_has_amx_bf16() -> bool {
-    std::fs::read_to_string("/proc/cpuinfo")
+/// The instruction-set extensions that decide which CPU kernels run (the kernel's
+/// `/proc/cpuinfo` flags; AMX is not stable in `is_x86_feature_detected!`): an AVX2-only host and
+/// an AVX-512 / VNNI / AMX one differ about 2× in matmul rate, so every report names them.
+fn cpu_isa() -> Vec<&'static str> {
+    let flags = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|i| i.lines().find(|l| l.starts_with("flags")).map(|l| l.contains(" amx_bf16")))
-        .unwrap_or(false)
+        .and_then(|i| i.lines().find(|l| l.starts_with("flags")).map(|l| format!("{l} ")))
+        .unwrap_or_default();
+    [
+        ("avx2", "AVX2"),
+        ("avx512f", "AVX-512"),
+        ("avx512_vnni", "AVX-512 VNNI"),
+        ("amx_int8", "AMX-INT8"),
+        ("amx_bf16", "AMX-BF16"),
+    ]
+    .into_iter()
+    .filter(|(flag, _)| flags.contains(&format!(" {flag} ")))
+    .map(|(_, name)| name)
+    .collect()
+}
+
+/// Whether this CPU has AMX-BF16 (PyTorch's bfloat16 matmuls run on its tiles).
+fn cpu_has_amx_bf16() -> bool {
+    cpu_isa().contains(&"AMX-BF16")
 }
 
 /// The export's agreement with fp32 per dtype (teacher-forced top-1, mean KL, cosine; measured
@@ -1514,7 +1537,15 @@ fn report_config(
         "\n### {} — {}{}\n{} frames of {}, {} new tokens (greedy), {} threads, prompt {} tokens; {} read bandwidth {:.1} GB/s; fp32 matrix product {:.0} GFLOP/s\n\n{}",
         cfg.name,
         cfg.description,
-        if cuda { format!(" — on {} ({})", a.device, gpu_name().unwrap_or_default()) } else { String::new() },
+        if cuda {
+            format!(" — on {} ({})", a.device, gpu_name().unwrap_or_default())
+        } else {
+            format!(
+                " — on {} ({})",
+                cpu_model().unwrap_or_else(|| "unknown CPU".into()),
+                cpu_isa().join(", ")
+            )
+        },
         plan.frames,
         video.file_name().and_then(|n| n.to_str()).unwrap_or_default(),
         plan.tokens,
