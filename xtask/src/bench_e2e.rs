@@ -452,6 +452,9 @@ struct Column {
     caller_ttft_s: Option<f64>,
     /// What the caller sees: tokens per second after the first.
     caller_tokens_per_s: Option<f64>,
+    /// `caller_ttft_s` minus vision + prefill of the same run: the time outside the models
+    /// (media decoding, preprocessing, scheduling, delivery), where a front end adds its cost.
+    outside_models_s: Option<f64>,
 }
 
 fn min_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
@@ -469,6 +472,14 @@ fn max_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
 }
 
 impl Column {
+    /// Sets the caller-side time to first token and, from it, the time outside the models.
+    fn with_caller_ttft(mut self, caller_ttft_s: Option<f64>) -> Column {
+        self.caller_ttft_s = caller_ttft_s;
+        self.outside_models_s =
+            caller_ttft_s.zip(self.ttft_s).map(|(caller, models)| caller - models);
+        self
+    }
+
     /// Keeps the best value of every metric over repeated runs.
     fn merge_best(&mut self, o: Column) {
         if self.label.is_empty() {
@@ -490,6 +501,7 @@ impl Column {
         self.wall_s = min_opt(self.wall_s, o.wall_s);
         self.caller_ttft_s = min_opt(self.caller_ttft_s, o.caller_ttft_s);
         self.caller_tokens_per_s = max_opt(self.caller_tokens_per_s, o.caller_tokens_per_s);
+        self.outside_models_s = min_opt(self.outside_models_s, o.outside_models_s);
     }
 
     fn to_json(&self) -> Value {
@@ -510,6 +522,7 @@ impl Column {
             "token_ids": self.token_ids,
             "process_wall_s": self.wall_s,
             "caller_ttft_s": self.caller_ttft_s,
+            "outside_models_s": self.outside_models_s,
             "caller_tokens_per_s": self.caller_tokens_per_s,
             "weights_bytes_per_token": self.weights_bytes_per_token,
             "decode_ceiling_tokens_per_s": self.decode_ceiling_tokens_per_s,
@@ -675,10 +688,10 @@ fn run_vidlm(bin: &Path, export: &Path, dtype: &str, r: &RunSpec) -> Result<Colu
         prompt_tokens: v.get("prompt_tokens").and_then(Value::as_u64),
         token_ids: token_ids(&v),
         wall_s: Some(m.wall_s),
-        caller_ttft_s: f(t, "decode").zip(f(t, "first_token")).map(|(d, ft)| d + ft),
         caller_tokens_per_s: f(t, "decode_tokens_per_s"),
         ..Default::default()
-    })
+    }
+    .with_caller_ttft(f(t, "decode").zip(f(t, "first_token")).map(|(d, ft)| d + ft)))
 }
 
 /// `python/<script> --model <model> ...`: the arguments the Python API's and transformers'
@@ -722,10 +735,10 @@ fn run_python_api(site: &Path, export: &Path, dtype: &str, r: &RunSpec) -> Resul
         prompt_tokens: v.get("prompt_tokens").and_then(Value::as_u64),
         token_ids: token_ids(&v),
         wall_s: Some(m.wall_s),
-        caller_ttft_s: f(t, "caller_first_token"),
         caller_tokens_per_s: f(t, "caller_tokens_per_s"),
         ..Default::default()
-    })
+    }
+    .with_caller_ttft(f(t, "caller_first_token")))
 }
 
 /// The Python API's overhead over `vidlm run`, dtype by dtype (issue 22's target: under 2% of
@@ -733,9 +746,13 @@ fn run_python_api(site: &Path, export: &Path, dtype: &str, r: &RunSpec) -> Resul
 fn python_overhead_table(cols: &[Column], py_cols: &[Column]) -> String {
     let mut s = String::from(
         "\nPython API (`vidlm.LLM.stream`) vs `vidlm run`, same inputs, same run (caller-side: \
-         time to first token from the request, media decoding included; tokens/s after the first):\n\n\
-         | dtype | run TTFT s | Python TTFT s | overhead | run tok/s | Python tok/s | overhead | same tokens |\n\
-         |---|---:|---:|---:|---:|---:|---:|---|\n",
+         time to first token from the request, media decoding included; tokens/s after the first). \
+         Both run the same engine code, so what Python can add is the time outside the models: \
+         caller-side time to first token minus vision + prefill (media decoding, preprocessing, \
+         scheduling, delivery to the caller). The stage times themselves vary between processes on \
+         a shared host; compare them with the best of several `--repeat` runs:\n\n\
+         | dtype | run TTFT s | Python TTFT s | overhead | run tok/s | Python tok/s | overhead | outside the models, run / Python s | same tokens |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---|\n",
     );
     for (c, p) in cols.iter().zip(py_cols) {
         let pct = |a: Option<f64>, b: Option<f64>, slower_is_more: bool| match (a, b) {
@@ -746,7 +763,7 @@ fn python_overhead_table(cols: &[Column], py_cols: &[Column]) -> String {
             _ => "-".into(),
         };
         s += &format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} / {} | {} |\n",
             c.dtype,
             fmt_opt(c.caller_ttft_s, 3),
             fmt_opt(p.caller_ttft_s, 3),
@@ -754,6 +771,8 @@ fn python_overhead_table(cols: &[Column], py_cols: &[Column]) -> String {
             fmt_opt(c.caller_tokens_per_s, 2),
             fmt_opt(p.caller_tokens_per_s, 2),
             pct(c.caller_tokens_per_s, p.caller_tokens_per_s, false),
+            fmt_opt(c.outside_models_s, 3),
+            fmt_opt(p.outside_models_s, 3),
             if c.token_ids == p.token_ids { "yes" } else { "NO" },
         );
     }
