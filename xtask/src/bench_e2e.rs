@@ -1359,11 +1359,7 @@ fn measure_machine(a: &E2eArgs, cuda: bool) -> Result<Machine> {
         f(&v, "matmul_fp32_flops_per_s").context("no matmul_fp32_flops_per_s")?
     };
     eprintln!("[bench e2e] fp32 matrix product: {:.0} GFLOP/s", peak_flops / 1e9);
-    eprintln!(
-        "[bench e2e] host: {} ({})",
-        cpu_model().unwrap_or_else(|| "unknown CPU".into()),
-        cpu_isa().join(", ")
-    );
+    eprintln!("[bench e2e] host: {}", cpu_host());
     let mut json = BTreeMap::new();
     json.insert("cpu", json!(cpu_model()));
     json.insert("cpu_isa", json!(cpu_isa()));
@@ -1495,6 +1491,11 @@ fn cpu_isa() -> Vec<&'static str> {
     .collect()
 }
 
+/// "CPU model (ISA, ...)": how every report names the host.
+fn cpu_host() -> String {
+    format!("{} ({})", cpu_model().unwrap_or_else(|| "unknown CPU".into()), cpu_isa().join(", "))
+}
+
 /// Whether this CPU has AMX-BF16 (PyTorch's bfloat16 matmuls run on its tiles).
 fn cpu_has_amx_bf16() -> bool {
     cpu_isa().contains(&"AMX-BF16")
@@ -1559,11 +1560,7 @@ fn report_config(
         if cuda {
             format!(" — on {} ({})", a.device, gpu_name().unwrap_or_default())
         } else {
-            format!(
-                " — on {} ({})",
-                cpu_model().unwrap_or_else(|| "unknown CPU".into()),
-                cpu_isa().join(", ")
-            )
+            format!(" — on {}", cpu_host())
         },
         plan.frames,
         video.file_name().and_then(|n| n.to_str()).unwrap_or_default(),

@@ -694,17 +694,27 @@ impl Processor {
         what: &str,
     ) -> Result<(Arc<Array4<u8>>, VideoMetadata)> {
         let total = a.shape()[0];
-        // A family formula samples even without a request (Qwen3-VL's default fps).
-        let samples = opts.sampling != Sampling::All
-            || opts.max_frames.is_some()
-            || self.video_patch_rule().is_some();
-        let idx =
-            if samples { self.pick_frames(opts, total, None, what)? } else { (0..total).collect() };
+        let idx = if self.samples_frames(opts) {
+            self.pick_frames(opts, total, None, what)?
+        } else {
+            (0..total).collect()
+        };
         let every = idx.iter().copied().eq(0..total);
         let meta =
             VideoMetadata { total_num_frames: total, fps: None, frames_indices: Some(idx.clone()) };
         let frames = if every { Arc::clone(a) } else { Arc::new(a.select(Axis(0), &idx)) };
         Ok((frames, meta))
+    }
+
+    /// Whether `opts` asks for frame sampling.
+    fn sampling_requested(opts: &ProcessOptions) -> bool {
+        opts.sampling != Sampling::All || opts.max_frames.is_some()
+    }
+
+    /// Whether a video's frames get sampled: on request, or always where the family's video
+    /// processor has its own formula (Qwen3-VL's default fps).
+    fn samples_frames(&self, opts: &ProcessOptions) -> bool {
+        Self::sampling_requested(opts) || self.video_patch_rule().is_some()
     }
 
     fn load_video(
@@ -713,15 +723,14 @@ impl Processor {
         opts: &ProcessOptions,
         what: &str,
     ) -> Result<(Arc<Array4<u8>>, VideoMetadata)> {
-        let sampled = opts.sampling != Sampling::All || opts.max_frames.is_some();
+        let sampled = Self::sampling_requested(opts);
         let patch_rule = self.video_patch_rule();
         let whole = |a: &Arc<Array4<u8>>, fps: Option<f64>| VideoMetadata {
             total_num_frames: a.shape()[0],
             fps,
             frames_indices: Some((0..a.shape()[0]).collect()),
         };
-        // A family formula samples even without a request (Qwen3-VL's default fps).
-        let samples = sampled || patch_rule.is_some();
+        let samples = self.samples_frames(opts);
         match v {
             VideoInput::WithMetadata(a, meta) => match &meta.frames_indices {
                 Some(idx) => {
