@@ -2,7 +2,10 @@
 //! 1080p30 H.264 test video, three ways, measured in the same run:
 //!
 //! * `vidlm seek`  — this crate's default: packet index, seek to the keyframe before each
-//!   group of frames, decode only those GOPs;
+//!   group of frames, decode only those GOPs, spread over one one-thread decoder per core
+//!   (`OpenOptions::gop_workers` = 0);
+//! * `one decoder` — the same with `gop_workers = 1`: one decoder with FFmpeg's frame threads
+//!   visiting the GOPs in turn (the default before GOP workers);
 //! * `decode-all`  — baseline (a): decode every frame from the start and keep the sampled ones
 //!   (what an OpenCV `cap.read()` loop does; same crate, `Strategy::Sequential`);
 //! * `ffmpeg CLI`  — baseline (b): `ffmpeg -vf select='eq(n,i0)+...' -vsync 0 -f rawvideo
@@ -53,8 +56,12 @@ fn time<T>(reps: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
 }
 
 fn vidlm(path: &Path, n: usize, strategy: Strategy) -> Vec<u8> {
+    vidlm_with(path, n, strategy, &OpenOptions::default())
+}
+
+fn vidlm_with(path: &Path, n: usize, strategy: Strategy, opts: &OpenOptions) -> Vec<u8> {
     // open (probe + packet index) is part of the measured work
-    let mut r = VideoReader::open(path, &OpenOptions::default()).expect("open");
+    let mut r = VideoReader::open(path, opts).expect("open");
     let f = r.sample(&SampleRequest::num_frames(n).strategy(strategy)).expect("sample");
     f.data.into_raw_vec_and_offset().0
 }
@@ -111,25 +118,31 @@ fn main() {
     let mut rows = Vec::new();
     for n in [8usize, 32] {
         let idx = uniform_indices(n_total, n);
+        let one = OpenOptions { gop_workers: 1, ..OpenOptions::default() };
         let (t_seek, a) = time(reps, || vidlm(&path, n, Strategy::Auto));
+        let (t_one, d) = time(reps, || vidlm_with(&path, n, Strategy::Auto, &one));
         let (t_all, b) = time(reps, || vidlm(&path, n, Strategy::Sequential));
         let (t_cli, c) = time(reps, || ffmpeg_cli(&path, &idx));
-        // the three must agree before their times mean anything
+        // the four must agree before their times mean anything
+        assert!(a == d, "GOP workers and one decoder give different frames");
         assert!(a == b, "seek and decode-all frames differ");
         assert!(a == c, "vidlm frames differ from the ffmpeg CLI's");
-        rows.push((n, t_seek, t_all, t_cli));
+        rows.push((n, t_seek, t_one, t_all, t_cli));
     }
     println!();
-    println!("| frames | vidlm seek | (a) decode-all | (b) ffmpeg CLI | speed-up vs (a) | speed-up vs (b) |");
-    println!("|-------:|-----------:|---------------:|---------------:|----------------:|----------------:|");
-    for (n, s, a, c) in rows {
+    println!("| frames | vidlm seek | one decoder | (a) decode-all | (b) ffmpeg CLI | vs one decoder | vs (a) | vs (b) |");
+    println!("|-------:|-----------:|------------:|---------------:|---------------:|---------------:|-------:|-------:|");
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    for (n, s, o, a, c) in rows {
         println!(
-            "| {n:>6} | {:>8.0} ms | {:>12.0} ms | {:>12.0} ms | {:>14.1}x | {:>14.1}x |",
-            s.as_secs_f64() * 1e3,
-            a.as_secs_f64() * 1e3,
-            c.as_secs_f64() * 1e3,
-            a.as_secs_f64() / s.as_secs_f64(),
-            c.as_secs_f64() / s.as_secs_f64()
+            "| {n:>6} | {:>8.0} ms | {:>9.0} ms | {:>12.0} ms | {:>12.0} ms | {:>13.2}x | {:>5.1}x | {:>5.1}x |",
+            ms(s),
+            ms(o),
+            ms(a),
+            ms(c),
+            ms(o) / ms(s),
+            ms(a) / ms(s),
+            ms(c) / ms(s)
         );
     }
 

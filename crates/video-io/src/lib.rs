@@ -27,8 +27,10 @@
 //! * **Limits** ([`Limits`]) on pixels per frame (from the header, before decoding), frames per
 //!   request, input bytes and output bytes; typed errors ([`VideoError`]) for every failure,
 //!   no panics, no hangs; truncated files fail unless the request is lenient.
-//! * **Throughput**: FFmpeg frame threading within a video, [`sample_many`] decodes several
-//!   videos in parallel with rayon.
+//! * **Throughput**: frames in several GOPs are decoded by one one-thread decoder per core,
+//!   each taking the next GOP from a queue ([`OpenOptions::gop_workers`]; 1.2–1.4× one
+//!   decoder with FFmpeg's frame threads on 2 cores, same frames); a single GOP uses FFmpeg's
+//!   frame threads; [`sample_many`] decodes several videos in parallel with rayon.
 //!
 //! ```
 //! use vidlm_video_io::{OpenOptions, SampleRequest, VideoReader};

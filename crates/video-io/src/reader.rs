@@ -5,10 +5,11 @@ use crate::ffi::{self, ff, Avio, Decoder, Dict, Frame, Input, Packet, Rgb, Strea
 use crate::info::{FrameCountSource, VideoInfo};
 use crate::sampling::{plan, SampleRequest, Strategy, Timeline};
 use ndarray::Array4;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::c_int;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Resource limits, all checked before the memory they guard is allocated.
 ///
@@ -57,6 +58,14 @@ pub struct OpenOptions {
     pub limits: Limits,
     /// FFmpeg decoder threads per video (frame + slice threading); 0 lets FFmpeg choose.
     pub threads: usize,
+    /// Independent decoders a seeking request may spread its GOPs over (each with its own
+    /// demuxer and one FFmpeg thread, joined into the same output). 0 (the default): as many
+    /// as the machine has cores when [`OpenOptions::threads`] is 0, else `threads`; 1: one
+    /// decoder with FFmpeg's frame threads, as before. Used only when the requested frames lie
+    /// in two or more GOPs and the decoder runs in software; frames are identical either way
+    /// (each GOP decodes from its keyframe), only where the work runs differs.
+    #[serde(default)]
+    pub gop_workers: usize,
     /// FFmpeg `protocol_whitelist` for URL inputs. Default `"file"`: local files only, no
     /// network. A URL (`scheme://...`) is only attempted when its scheme is listed here.
     /// Local files and in-memory inputs are read by this crate through a custom AVIO
@@ -111,6 +120,7 @@ impl Default for OpenOptions {
         OpenOptions {
             limits: Limits::default(),
             threads: 0,
+            gop_workers: 0,
             protocol_whitelist: "file".into(),
             trust_header: false,
             decode_device: DecodeDevice::Cpu,
@@ -179,6 +189,7 @@ impl Pkt {
 }
 
 /// The packet index of the video stream, built by reading (not decoding) every packet.
+#[derive(Clone)]
 struct Index {
     /// Packets in decode order (including ones the decoder discards).
     pkts: Vec<Pkt>,
@@ -916,17 +927,36 @@ impl VideoReader {
     /// Replaces the demuxer with a freshly opened one, positioned at the start, in the same
     /// state as after `open` (stream info read, other streams discarded).
     fn reopen(&mut self) -> Result<(), VideoError> {
-        let mut input = open_input(&self.source, &self.opts)?;
-        // The same data gives the same streams.
-        input.find_stream_info(None).map_err(|r| {
-            VideoError::InvalidData(format!("cannot read stream info: {}", ffi::err_text(r)))
-        })?;
-        if input.nb_streams() <= self.stream {
-            return Err(VideoError::InvalidData("the input changed while reading".into()));
-        }
-        input.discard_all_but(self.stream);
-        self.input = input;
+        self.input = open_demuxer(&self.source, &self.opts, self.stream)?;
         Ok(())
+    }
+
+    /// A second reader of the same input for one GOP worker: its own demuxer and a
+    /// one-thread software decoder, sharing this reader's probe and packet index.
+    fn fork(&self) -> ForkParts {
+        ForkParts {
+            source: self.source.clone(),
+            opts: self.opts.clone(),
+            stream: self.stream,
+            info: self.info.clone(),
+            index: self.index.clone(),
+            time_base: self.time_base,
+        }
+    }
+
+    /// How many GOP workers a request whose frames lie in `groups` GOPs gets
+    /// ([`OpenOptions::gop_workers`]).
+    fn gop_workers(&self, groups: usize) -> usize {
+        if groups < 2 || self.decoder.on_device() {
+            return 1;
+        }
+        let cores = || std::thread::available_parallelism().map_or(1, |n| n.get());
+        let w = match (self.opts.gop_workers, self.opts.threads) {
+            (0, 0) => cores(),
+            (0, t) => t,
+            (w, _) => w,
+        };
+        w.clamp(1, MAX_GOP_WORKERS).min(groups)
     }
 
     /// Reads packets until packet `k`; false if the demuxer is already past it.
@@ -1014,14 +1044,16 @@ impl VideoReader {
         {
             let out = data.as_slice_mut().ok_or(VideoError::OutOfMemory)?;
             let sequential = req.strategy == Strategy::Sequential || !self.index.seekable;
-            let target_pkts = wanted.iter().map(|&f| self.index.frame_pkt[f]).collect();
+            let target_pkts: HashSet<usize> =
+                wanted.iter().map(|&f| self.index.frame_pkt[f]).collect();
+            let frame_bytes = oh * ow * 3;
             let mut ctx = Sink {
                 slots: &slots,
-                target_pkts,
+                target_pkts: &target_pkts,
                 skip_nonref: !sequential,
                 done: &mut done,
-                out,
-                frame_bytes: oh * ow * 3,
+                out: slot_buffers(out, t, frame_bytes),
+                frame_bytes,
                 errors: &mut errors,
                 lenient: req.lenient,
             };
@@ -1029,7 +1061,7 @@ impl VideoReader {
                 self.run_group(0, &wanted, &mut ctx, true)?;
             } else {
                 // group the wanted frames by the keyframe to start from
-                let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
+                let mut groups: Vec<Group> = Vec::new();
                 for &f in &wanted {
                     let k = self.keyframe_for(f);
                     match groups.iter_mut().find(|(gk, _)| *gk == k) {
@@ -1038,17 +1070,11 @@ impl VideoReader {
                     }
                 }
                 groups.sort_by_key(|(k, _)| *k);
-                for (k, fs) in groups {
-                    if fs.iter().all(|&f| ctx.done[f]) {
-                        continue;
-                    }
-                    // Dense requests: keep decoding forward when the next group starts within a
-                    // few packets of where the decoder is, instead of seeking again.
-                    let continue_seq = match self.next_pkt {
-                        Some(p) => p > k || k - p <= DENSE_GAP,
-                        None => false,
-                    };
-                    self.run_group(k, &fs, &mut ctx, !continue_seq)?;
+                let workers = self.gop_workers(groups.len());
+                if workers >= 2 {
+                    self.run_groups_parallel(groups, workers, &mut ctx)?;
+                } else {
+                    self.run_groups(&groups, &mut ctx)?;
                 }
             }
         }
@@ -1076,6 +1102,107 @@ impl VideoReader {
             missing,
             truncated: self.index.truncated.is_some() || !errors.is_empty(),
         })
+    }
+
+    /// Decodes `groups` (sorted by keyframe) one after the other on this reader's decoder.
+    fn run_groups(&mut self, groups: &[Group], ctx: &mut Sink<'_>) -> Result<(), VideoError> {
+        for (k, fs) in groups {
+            if fs.iter().all(|&f| ctx.done[f]) {
+                continue;
+            }
+            // Dense requests: keep decoding forward when the next group starts within a
+            // few packets of where the decoder is, instead of seeking again.
+            let continue_seq = match self.next_pkt {
+                Some(p) => p > *k || *k - p <= DENSE_GAP,
+                None => false,
+            };
+            self.run_group(*k, fs, ctx, !continue_seq)?;
+        }
+        Ok(())
+    }
+
+    /// Decodes `groups` on `workers` threads, each with its own demuxer and one-thread
+    /// decoder ([`ForkParts`]). The workers take GOPs from one queue, the costliest first
+    /// (packets from the keyframe to the last requested frame), seek to each GOP's keyframe
+    /// and write straight into the output slots of its frames. Every GOP is decoded from its
+    /// keyframe whichever worker takes it, so frames and errors do not depend on the
+    /// schedule; errors are merged in frame order, and a worker that fails outright fails the
+    /// request (the first such failure in worker order).
+    fn run_groups_parallel(
+        &mut self,
+        mut groups: Vec<Group>,
+        workers: usize,
+        ctx: &mut Sink<'_>,
+    ) -> Result<(), VideoError> {
+        let n = self.index.frame_pkt.len();
+        let frame_pkt = &self.index.frame_pkt;
+        let cost = |(k, fs): &Group| {
+            fs.iter().map(|&f| frame_pkt[f]).max().unwrap_or(*k).saturating_sub(*k) + 1
+        };
+        groups.sort_by_key(|g| (std::cmp::Reverse(cost(g)), g.0));
+        let forks: Vec<ForkParts> = (0..workers).map(|_| self.fork()).collect();
+        let (slots, target_pkts) = (ctx.slots, ctx.target_pkts);
+        let (skip_nonref, frame_bytes, lenient) = (ctx.skip_nonref, ctx.frame_bytes, ctx.lenient);
+        let t = ctx.out.len();
+        let next = AtomicUsize::new(0);
+        let pool = Mutex::new(&mut ctx.out);
+        let (groups, next, pool) = (&groups, &next, &pool);
+        type WorkerResult = Result<(Vec<bool>, Vec<(usize, String)>), VideoError>;
+        let results: Vec<WorkerResult> = std::thread::scope(|scope| {
+            let handles: Vec<_> = forks
+                .into_iter()
+                .map(|parts| {
+                    scope.spawn(move || -> WorkerResult {
+                        let mut reader = parts.open()?;
+                        let mut done = vec![false; n];
+                        let mut errors = Vec::new();
+                        let mut sink = Sink {
+                            slots,
+                            target_pkts,
+                            skip_nonref,
+                            done: &mut done,
+                            out: (0..t).map(|_| None).collect(),
+                            frame_bytes,
+                            errors: &mut errors,
+                            lenient,
+                        };
+                        while let Some((k, fs)) = groups.get(next.fetch_add(1, Ordering::Relaxed)) {
+                            {
+                                let mut pool = pool.lock().unwrap_or_else(|e| e.into_inner());
+                                for f in fs {
+                                    for &s in slots.get(f).map(Vec::as_slice).unwrap_or_default() {
+                                        sink.out[s] = pool.get_mut(s).and_then(Option::take);
+                                    }
+                                }
+                            }
+                            reader.run_group(*k, fs, &mut sink, true)?;
+                        }
+                        Ok((done, errors))
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(VideoError::Internal("a GOP decoding thread panicked".into()))
+                    })
+                })
+                .collect()
+        });
+        // This reader's own decoder took no part: its position is unknown to the next request.
+        self.next_pkt = None;
+        let mut errors = Vec::new();
+        for r in results {
+            let (done, errs) = r?;
+            for (f, d) in done.into_iter().enumerate() {
+                ctx.done[f] |= d;
+            }
+            errors.extend(errs);
+        }
+        errors.sort_by_key(|(f, _)| *f);
+        ctx.errors.extend(errors);
+        Ok(())
     }
 
     /// Decodes from keyframe `k` (after seeking there when `seek`) until every frame in `fs`
@@ -1211,10 +1338,10 @@ impl VideoReader {
             }
             let orientation = crate::rotate::from_rotation(self.info.rotation, self.info.mirrored);
             let (rgb, stride, w, h) = self.rgb.convert(frame)?;
-            let fb = sink.frame_bytes;
             for &s in slots {
-                let dst = &mut sink.out[s * fb..(s + 1) * fb];
-                crate::rotate::orient_into(rgb, stride, w, h, orientation, dst);
+                if let Some(dst) = sink.out.get_mut(s).and_then(|o| o.as_deref_mut()) {
+                    crate::rotate::orient_into(rgb, stride, w, h, orientation, dst);
+                }
             }
             sink.done[i] = true;
         }
@@ -1222,19 +1349,81 @@ impl VideoReader {
     }
 }
 
+/// What a GOP worker needs to open its own reader on another thread (the reader itself holds
+/// FFmpeg contexts that are `Send` but not `Sync`).
+struct ForkParts {
+    source: Source,
+    opts: OpenOptions,
+    stream: usize,
+    info: VideoInfo,
+    index: Index,
+    time_base: f64,
+}
+
+impl ForkParts {
+    fn open(self) -> Result<VideoReader, VideoError> {
+        let input = open_demuxer(&self.source, &self.opts, self.stream)?;
+        let max_pixels = self.opts.limits.max_pixels;
+        let (decoder, _) = Decoder::open(&input, self.stream, 1, max_pixels, false)?;
+        Ok(VideoReader {
+            source: self.source,
+            opts: self.opts,
+            input,
+            stream: self.stream,
+            decoder,
+            rgb: Rgb::new()?,
+            info: self.info,
+            index: self.index,
+            time_base: self.time_base,
+            next_pkt: None,
+            decode_fallback: None,
+        })
+    }
+}
+
+/// A demuxer on `source` in the state a reader keeps after `open`: stream info read, every
+/// stream but `stream` discarded. The same data gives the same streams.
+fn open_demuxer(source: &Source, opts: &OpenOptions, stream: usize) -> Result<Input, VideoError> {
+    let mut input = open_input(source, opts)?;
+    input.find_stream_info(Some(opts.limits.max_pixels)).map_err(|r| {
+        VideoError::InvalidData(format!("cannot read stream info: {}", ffi::err_text(r)))
+    })?;
+    if input.nb_streams() <= stream {
+        return Err(VideoError::InvalidData("the input changed while reading".into()));
+    }
+    input.discard_all_but(stream);
+    Ok(input)
+}
+
+/// A keyframe (decode position) and the requested frames decoded from it.
+type Group = (usize, Vec<usize>);
+
+/// The most GOP workers one request uses.
+const MAX_GOP_WORKERS: usize = 16;
+
 /// Packets between the decoder's position and the next keyframe needed that are cheaper to
 /// decode than a seek (flush + refill of the frame-threading pipeline).
 const DENSE_GAP: usize = 8;
+
+/// `out` (`t` frames of `frame_bytes`) as one buffer per output slot.
+fn slot_buffers(out: &mut [u8], t: usize, frame_bytes: usize) -> Vec<Option<&mut [u8]>> {
+    if frame_bytes == 0 {
+        return (0..t).map(|_| Some(<&mut [u8]>::default())).collect();
+    }
+    out.chunks_mut(frame_bytes).map(Some).collect()
+}
 
 struct Sink<'a> {
     slots: &'a HashMap<usize, Vec<usize>>,
     /// Decode positions of the packets holding requested frames; when `skip_nonref`, all
     /// other packets are decoded with `skip_frame = AVDISCARD_NONREF` (frames nothing else
     /// references and nobody asked for are not reconstructed at all).
-    target_pkts: std::collections::HashSet<usize>,
+    target_pkts: &'a HashSet<usize>,
     skip_nonref: bool,
     done: &'a mut Vec<bool>,
-    out: &'a mut [u8],
+    /// The output buffer of each output slot (`frame_bytes` each); `None` for slots another
+    /// GOP worker fills.
+    out: Vec<Option<&'a mut [u8]>>,
     frame_bytes: usize,
     errors: &'a mut Vec<(usize, String)>,
     lenient: bool,

