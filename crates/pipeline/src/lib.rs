@@ -133,8 +133,9 @@ pub struct PipelineOptions {
     /// Run `embed_tokens` in an ONNX Runtime session even where its rows can be read from the
     /// file (see `vidlm_decoder::EmbeddingTable`).
     pub embed_in_session: bool,
-    /// Run graphs that would run at q8 through their `int8` variant (int8 activations, integer
-    /// arithmetic) where the export has one: `None` = where the CPU has VNNI or AMX
+    /// Run graphs that would run at q8, and vision towers that would run at q4, through their
+    /// `int8` variant (int8 activations, integer arithmetic) where the export has one
+    /// (`vidlm_model::ModelFiles::prefer_int8`): `None` = where the CPU has VNNI or AMX
     /// (`vidlm_ort::cpu::CpuFeatures::int8_dot`) and the session runs on the CPU.
     pub int8_compute: Option<bool>,
     /// Where videos are decoded (`vidlm_video_io::OpenOptions::decode_device`: NVDEC with
