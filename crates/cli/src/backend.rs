@@ -25,9 +25,9 @@ pub struct BackendArgs {
     /// _quantized, _q4, _q4f16. Default: fp32 on the CPU; on CUDA fp16 where the export has it.
     #[arg(long)]
     pub dtype: Option<Dtype>,
-    /// Integer arithmetic for the graphs that run at q8: `auto` uses their `_int8` variant (int8
-    /// activations × int8 weights, `DynamicQuantizeMatMul`) where the export has one and the CPU
-    /// has AVX-512 VNNI, AVX-VNNI or AMX; `on` / `off` force it.
+    /// Integer arithmetic for the graphs that run at q8 (and vision towers at q4): `auto` uses
+    /// their `_int8` variant (int8 activations × int8 weights, `DynamicQuantizeMatMul`) where the
+    /// export has one and the CPU has AVX-512 VNNI, AVX-VNNI or AMX; `on` / `off` force it.
     #[arg(long, value_enum, default_value_t = Int8Compute::Auto)]
     pub int8_compute: Int8Compute,
     /// ONNX Runtime intra-op threads.
