@@ -62,8 +62,9 @@ pub struct OpenOptions {
     /// demuxer and one FFmpeg thread, joined into the same output). 0 (the default): as many
     /// as the machine has cores when [`OpenOptions::threads`] is 0, else `threads`; 1: one
     /// decoder with FFmpeg's frame threads, as before. Used only when the requested frames lie
-    /// in two or more GOPs and the decoder runs in software; frames are identical either way
-    /// (each GOP decodes from its keyframe), only where the work runs differs.
+    /// in two or more GOPs, the decoder runs in software and the input is a local file or bytes
+    /// (not a URL, which every worker would fetch again); frames are identical either way (each
+    /// GOP decodes from its keyframe), only where the work runs differs.
     #[serde(default)]
     pub gop_workers: usize,
     /// FFmpeg `protocol_whitelist` for URL inputs. Default `"file"`: local files only, no
@@ -947,7 +948,8 @@ impl VideoReader {
     /// How many GOP workers a request whose frames lie in `groups` GOPs gets
     /// ([`OpenOptions::gop_workers`]).
     fn gop_workers(&self, groups: usize) -> usize {
-        if groups < 2 || self.decoder.on_device() {
+        // A URL would be fetched again by every worker: one decoder reads it.
+        if groups < 2 || self.decoder.on_device() || matches!(self.source, Source::Url(_)) {
             return 1;
         }
         let cores = || std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -1126,8 +1128,9 @@ impl VideoReader {
     /// (packets from the keyframe to the last requested frame), seek to each GOP's keyframe
     /// and write straight into the output slots of its frames. Every GOP is decoded from its
     /// keyframe whichever worker takes it, so frames and errors do not depend on the
-    /// schedule; errors are merged in frame order, and a worker that fails outright fails the
-    /// request (the first such failure in worker order).
+    /// schedule: decoding errors are merged in frame order, and a GOP that cannot be decoded
+    /// at all (its keyframe unreachable) fails the request, the earliest such GOP's error
+    /// winning. Where the OS gives no thread at all, this reader decodes the GOPs itself.
     fn run_groups_parallel(
         &mut self,
         mut groups: Vec<Group>,
@@ -1147,13 +1150,15 @@ impl VideoReader {
         let next = AtomicUsize::new(0);
         let pool = Mutex::new(&mut ctx.out);
         let (groups, next, pool) = (&groups, &next, &pool);
-        type WorkerResult = Result<(Vec<bool>, Vec<(usize, String)>), VideoError>;
+        // Per worker: the frames it finished and its decoding errors, or the keyframe of the
+        // GOP it failed on (usize::MAX: opening the worker's reader failed) and why.
+        type WorkerResult = Result<(Vec<bool>, Vec<(usize, String)>), (usize, VideoError)>;
         let results: Vec<WorkerResult> = std::thread::scope(|scope| {
             let handles: Vec<_> = forks
                 .into_iter()
-                .map(|parts| {
-                    scope.spawn(move || -> WorkerResult {
-                        let mut reader = parts.open()?;
+                .filter_map(|parts| {
+                    let work = move || -> WorkerResult {
+                        let mut reader = parts.open().map_err(|e| (usize::MAX, e))?;
                         let mut done = vec![false; n];
                         let mut errors = Vec::new();
                         let mut sink = Sink {
@@ -1175,30 +1180,53 @@ impl VideoReader {
                                     }
                                 }
                             }
-                            reader.run_group(*k, fs, &mut sink, true)?;
+                            reader.run_group(*k, fs, &mut sink, true).map_err(|e| (*k, e))?;
                         }
                         Ok((done, errors))
-                    })
+                    };
+                    std::thread::Builder::new()
+                        .name("vidlm-gop".into())
+                        .spawn_scoped(scope, work)
+                        .ok()
                 })
                 .collect();
             handles
                 .into_iter()
                 .map(|h| {
                     h.join().unwrap_or_else(|_| {
-                        Err(VideoError::Internal("a GOP decoding thread panicked".into()))
+                        let e = VideoError::Internal("a GOP decoding thread panicked".into());
+                        Err((usize::MAX, e))
                     })
                 })
                 .collect()
         });
+        if results.is_empty() {
+            // No thread could be started: the queue is untouched, every slot still here.
+            let mut groups = groups.clone();
+            groups.sort_by_key(|g| g.0);
+            return self.run_groups(&groups, ctx);
+        }
         // This reader's own decoder took no part: its position is unknown to the next request.
         self.next_pkt = None;
         let mut errors = Vec::new();
+        let mut failed: Option<(usize, VideoError)> = None;
         for r in results {
-            let (done, errs) = r?;
-            for (f, d) in done.into_iter().enumerate() {
-                ctx.done[f] |= d;
+            match r {
+                Ok((done, errs)) => {
+                    for (f, d) in done.into_iter().enumerate() {
+                        ctx.done[f] |= d;
+                    }
+                    errors.extend(errs);
+                }
+                Err((k, e)) => {
+                    if failed.as_ref().is_none_or(|(fk, _)| k < *fk) {
+                        failed = Some((k, e));
+                    }
+                }
             }
-            errors.extend(errs);
+        }
+        if let Some((_, e)) = failed {
+            return Err(e);
         }
         errors.sort_by_key(|(f, _)| *f);
         ctx.errors.extend(errors);
