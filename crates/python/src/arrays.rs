@@ -1,7 +1,8 @@
 //! NumPy arrays in and out, through NumPy's Python API (no C API: the module stays abi3).
 //!
 //! Out: the bytes are copied once into a `bytearray` and `numpy.frombuffer` views it (a writable
-//! array owning its memory through the bytearray). In: `uint8` arrays only (anything else is a
+//! array owning its memory through the bytearray); `read_frames` decodes straight into the
+//! bytearray instead (`numpy_from_bytearray`, no copy). In: `uint8` arrays only (anything else is a
 //! `BadRequestError`, never a silent conversion), copied with `tobytes()`.
 
 use ndarray::{Array3, Array4};
@@ -23,13 +24,20 @@ pub fn numpy_array<'py>(
     arr.call_method1("reshape", (PyTuple::new(py, shape)?,))
 }
 
-/// `uint8 [T, H, W, 3]` as a NumPy array.
-pub fn frames_to_numpy<'py>(py: Python<'py>, a: &Array4<u8>) -> PyResult<Bound<'py, PyAny>> {
-    let shape = a.shape().to_vec();
-    match a.as_slice() {
-        Some(s) => numpy_array(py, s, "u1", &shape),
-        None => numpy_array(py, &a.iter().copied().collect::<Vec<u8>>(), "u1", &shape),
-    }
+/// A NumPy array of `dtype` and `shape` over the first bytes of `buf` (no copy: the array owns
+/// the bytearray; `buf` may hold more than the shape needs).
+pub fn numpy_from_bytearray<'py>(
+    py: Python<'py>,
+    buf: Bound<'py, PyByteArray>,
+    dtype: &str,
+    shape: &[usize],
+) -> PyResult<Bound<'py, PyAny>> {
+    let np = py.import("numpy")?;
+    let count: usize = shape.iter().product();
+    let kw = pyo3::types::PyDict::new(py);
+    kw.set_item("count", count)?;
+    let arr = np.call_method("frombuffer", (buf, dtype), Some(&kw))?;
+    arr.call_method1("reshape", (PyTuple::new(py, shape)?,))
 }
 
 /// Whether `obj` is a NumPy array.

@@ -1,10 +1,10 @@
 //! `vidlm.probe` and `vidlm.read_frames`: `vidlm probe` and `vidlm frames` in-process.
 
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyTuple};
+use pyo3::types::{PyByteArray, PyDict, PyTuple};
 use vidlm_video_io::{OpenOptions, SampleRequest, VideoReader};
 
-use crate::arrays::frames_to_numpy;
+use crate::arrays::numpy_from_bytearray;
 use crate::errors::{guard, Failure};
 
 fn path_of(obj: &Bound<'_, PyAny>) -> PyResult<std::path::PathBuf> {
@@ -63,24 +63,36 @@ pub fn read_frames<'py>(
             SampleRequest::all()
         };
         req.max_frames = max_frames;
-        let frames = py.allow_threads(|| -> Result<_, Failure> {
-            let mut reader = VideoReader::open(&p, &OpenOptions::default())?;
+        // Decoded straight into the bytearray the NumPy array will own (no second copy of the
+        // frames): the shape is known and checked against the limits before anything is
+        // allocated, and the GIL is released while decoding (nothing else can reach the
+        // bytearray before it is returned).
+        let (mut reader, shape, video_fps) = py.allow_threads(|| -> Result<_, Failure> {
+            let reader = VideoReader::open(&p, &OpenOptions::default())?;
+            let shape = reader.sample_shape(&req)?;
             let fps = reader.info().fps;
-            let frames = reader.sample(&req)?;
-            if frames.is_empty() {
-                return Err(Failure::new(
-                    vidlm_model::ErrorKind::UnsupportedMedia,
-                    format!("no frame could be decoded from {}", p.display()),
-                ));
-            }
-            Ok((frames, fps))
+            Ok((reader, shape, fps))
         })?;
-        let (frames, video_fps) = frames;
-        let arr = frames_to_numpy(py, &frames.data)?;
+        let mut got = None;
+        let buf = PyByteArray::new_with(py, shape.iter().product(), |out| {
+            got = Some(py.allow_threads(|| reader.sample_into(&req, out)));
+            Ok(())
+        })?;
+        let frames = got
+            .ok_or_else(|| Failure::new(vidlm_model::ErrorKind::Internal, "no frames decoded"))?
+            .map_err(Failure::from)?;
+        if frames.indices.is_empty() {
+            return Err(Failure::new(
+                vidlm_model::ErrorKind::UnsupportedMedia,
+                format!("no frame could be decoded from {}", p.display()),
+            )
+            .into());
+        }
+        let [_, h, w, c] = shape;
+        let arr = numpy_from_bytearray(py, buf, "u1", &[frames.indices.len(), h, w, c])?;
         let info = PyDict::new(py);
         info.set_item("indices", frames.indices.clone())?;
         info.set_item("pts", frames.pts.clone())?;
-        let (h, w) = frames.size();
         info.set_item("width", w)?;
         info.set_item("height", h)?;
         info.set_item("fps", video_fps)?;

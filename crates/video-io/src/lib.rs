@@ -64,7 +64,7 @@ pub use error::{LimitKind, SamplingError, VideoError};
 pub use ffi::set_ffmpeg_log_level;
 pub use image::{load_image, load_image_bytes, load_image_bytes_with, load_image_with};
 pub use info::{FrameCountSource, VideoInfo};
-pub use reader::{DecodeDevice, Frames, Limits, OpenOptions, VideoReader};
+pub use reader::{DecodeDevice, Frames, Limits, OpenOptions, SampledFrames, VideoReader};
 pub use sampling::{fps_num_frames, uniform_indices, SampleRequest, Sampling, Strategy};
 
 /// Re-export of the FFmpeg bindings this crate is built on.

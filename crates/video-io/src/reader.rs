@@ -144,6 +144,20 @@ pub struct Frames {
     pub truncated: bool,
 }
 
+/// What [`VideoReader::sample_into`] wrote: [`Frames`] without the pixels, which are in the
+/// caller's buffer (the first `indices.len()` frame slots).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SampledFrames {
+    /// Frame index (presentation order) of each frame written.
+    pub indices: Vec<usize>,
+    /// Presentation time of each frame in seconds.
+    pub pts: Vec<f64>,
+    /// Requested indices that could not be decoded (only non-empty for lenient requests).
+    pub missing: Vec<usize>,
+    /// Whether the input was truncated/corrupt (only possible for lenient requests).
+    pub truncated: bool,
+}
+
 impl Frames {
     /// Number of frames `T`.
     pub fn len(&self) -> usize {
@@ -653,6 +667,53 @@ impl VideoReader {
 
     /// Decodes the frames a request selects.
     pub fn sample(&mut self, req: &SampleRequest) -> Result<Frames, VideoError> {
+        let (indices, [t, h, w, c]) = self.checked_plan(req)?;
+        let mut data = Array4::<u8>::zeros((t, h, w, c));
+        let out = data.as_slice_mut().ok_or(VideoError::OutOfMemory)?;
+        let got = self.decode_into(&indices, req, out)?;
+        if got.indices.len() < t {
+            // the frames decoded are at the front, in order
+            data.slice_axis_inplace(ndarray::Axis(0), ndarray::Slice::from(0..got.indices.len()));
+        }
+        Ok(Frames {
+            data,
+            indices: got.indices,
+            pts: got.pts,
+            missing: got.missing,
+            truncated: got.truncated,
+        })
+    }
+
+    /// The frames `req` selects and the shape `[T, H, W, 3]` of their pixels, checked against
+    /// [`Limits`] (frame count, output bytes) before anything is decoded or allocated: what
+    /// a caller of [`VideoReader::sample_into`] allocates.
+    pub fn sample_shape(&self, req: &SampleRequest) -> Result<[usize; 4], VideoError> {
+        Ok(self.checked_plan(req)?.1)
+    }
+
+    /// [`VideoReader::sample`] into the caller's buffer `out` of exactly
+    /// [`VideoReader::sample_shape`] bytes (e.g. memory a Python array will own), with no
+    /// allocation of its own. The frames decoded are written first, in order: a lenient request
+    /// that misses frames fills only the first `indices.len()` of the `T` frame slots.
+    pub fn sample_into(
+        &mut self,
+        req: &SampleRequest,
+        out: &mut [u8],
+    ) -> Result<SampledFrames, VideoError> {
+        let (indices, shape) = self.checked_plan(req)?;
+        let want = shape.iter().product::<usize>();
+        if out.len() != want {
+            return Err(VideoError::InvalidOption(format!(
+                "sample_into: the buffer holds {} bytes, the request needs {want} ({shape:?})",
+                out.len()
+            )));
+        }
+        self.decode_into(&indices, req, out)
+    }
+
+    /// `plan(req)` with every check that needs no decoding: a truncated input for a strict
+    /// request, frame count and output bytes against the limits, indices in range.
+    fn checked_plan(&self, req: &SampleRequest) -> Result<(Vec<usize>, [usize; 4]), VideoError> {
         if let (Some(reason), false) = (&self.index.truncated, req.lenient) {
             return Err(VideoError::Truncated {
                 frame: self.info.frame_count,
@@ -660,7 +721,30 @@ impl VideoReader {
             });
         }
         let indices = self.plan(req)?;
-        self.decode_indices(&indices, req)
+        let lim = &self.opts.limits;
+        let t = indices.len();
+        if t > lim.max_frames {
+            return Err(VideoError::LimitExceeded {
+                kind: LimitKind::Frames,
+                actual: t as u64,
+                limit: lim.max_frames as u64,
+            });
+        }
+        let (oh, ow) = (self.info.output_height as usize, self.info.output_width as usize);
+        let bytes =
+            (t as u64).saturating_mul(oh as u64).saturating_mul(ow as u64).saturating_mul(3);
+        if bytes > lim.max_output_bytes {
+            return Err(VideoError::LimitExceeded {
+                kind: LimitKind::OutputBytes,
+                actual: bytes,
+                limit: lim.max_output_bytes,
+            });
+        }
+        let n = self.index.frame_pkt.len();
+        if let Some(&bad) = indices.iter().find(|&&i| i >= n) {
+            return Err(SamplingError::IndexOutOfRange { index: bad, count: n }.into());
+        }
+        Ok((indices, [t, oh, ow, 3]))
     }
 
     /// Decodes the given frames (presentation order indices); shorthand for
@@ -1003,37 +1087,19 @@ impl VideoReader {
         Ok(false)
     }
 
-    fn decode_indices(
+    /// Decodes `indices` (checked by `checked_plan`) into `out` (`T` frames of H×W×3), the
+    /// frames decoded first and in order.
+    fn decode_into(
         &mut self,
         indices: &[usize],
         req: &SampleRequest,
-    ) -> Result<Frames, VideoError> {
-        let lim = &self.opts.limits;
+        out: &mut [u8],
+    ) -> Result<SampledFrames, VideoError> {
         let t = indices.len();
-        if t > lim.max_frames {
-            return Err(VideoError::LimitExceeded {
-                kind: LimitKind::Frames,
-                actual: t as u64,
-                limit: lim.max_frames as u64,
-            });
-        }
         let (oh, ow) = (self.info.output_height as usize, self.info.output_width as usize);
-        let bytes =
-            (t as u64).saturating_mul(oh as u64).saturating_mul(ow as u64).saturating_mul(3);
-        if bytes > lim.max_output_bytes {
-            return Err(VideoError::LimitExceeded {
-                kind: LimitKind::OutputBytes,
-                actual: bytes,
-                limit: lim.max_output_bytes,
-            });
-        }
         let n = self.index.frame_pkt.len();
-        if let Some(&bad) = indices.iter().find(|&&i| i >= n) {
-            return Err(SamplingError::IndexOutOfRange { index: bad, count: n }.into());
-        }
         // Frames output for an earlier request are gone: always start with a seek.
         self.next_pkt = None;
-        let mut data = Array4::<u8>::zeros((t, oh, ow, 3));
         // frame index -> output slots
         let mut slots: HashMap<usize, Vec<usize>> = HashMap::new();
         for (s, &i) in indices.iter().enumerate() {
@@ -1044,7 +1110,6 @@ impl VideoReader {
         let mut done = vec![false; n];
         let mut errors: Vec<(usize, String)> = Vec::new();
         {
-            let out = data.as_slice_mut().ok_or(VideoError::OutOfMemory)?;
             let sequential = req.strategy == Strategy::Sequential || !self.index.seekable;
             let target_pkts: HashSet<usize> =
                 wanted.iter().map(|&f| self.index.frame_pkt[f]).collect();
@@ -1095,12 +1160,16 @@ impl VideoReader {
         }
         missing.sort_unstable();
         let keep: Vec<usize> = (0..t).filter(|&s| done[indices[s]]).collect();
-        let data = if keep.len() == t { data } else { data.select(ndarray::Axis(0), &keep) };
+        let fb = oh * ow * 3;
+        for (j, &s) in keep.iter().enumerate() {
+            if j != s {
+                out.copy_within(s * fb..(s + 1) * fb, j * fb);
+            }
+        }
         let kept: Vec<usize> = keep.iter().map(|&s| indices[s]).collect();
-        Ok(Frames {
+        Ok(SampledFrames {
             pts: kept.iter().map(|&f| self.index.frame_sec[f]).collect(),
             indices: kept,
-            data,
             missing,
             truncated: self.index.truncated.is_some() || !errors.is_empty(),
         })

@@ -325,8 +325,11 @@ fn gop_workers_match_one_decoder() {
         }
     }
     let data = std::fs::read(video("h264_bframes.mp4")).unwrap();
+    // One thread in a decoder that is not a GOP worker (a copy whose frames fall in one GOP):
+    // FFmpeg's frame threads may conceal corrupt slices differently from run to run.
+    let strict_threads = |w: usize| OpenOptions { threads: 1, ..with(w) };
     let outcome = |bytes: &[u8], w: usize, lenient: bool| -> String {
-        match VideoReader::from_bytes(bytes.to_vec(), &with(w)) {
+        match VideoReader::from_bytes(bytes.to_vec(), &strict_threads(w)) {
             Err(e) => format!("open: {e}"),
             Ok(mut r) => match r.sample(&SampleRequest::num_frames(8).lenient(lenient)) {
                 Ok(f) => format!("{:?} {:?} {} {:x}", f.indices, f.missing, f.truncated, {
@@ -352,4 +355,50 @@ fn gop_workers_match_one_decoder() {
             assert_eq!(two, outcome(&d, 2, lenient), "lenient {lenient}: not repeatable");
         }
     }
+}
+
+/// `sample_into` writes what `sample` returns into the caller's buffer, sized by `sample_shape`;
+/// a lenient request that misses frames has them first and in order; a wrong size is refused.
+#[test]
+fn sample_into_matches_sample() {
+    let mut r = VideoReader::open(video("hevc.mp4"), &OpenOptions::default()).unwrap();
+    let req = SampleRequest::indices(vec![149, 0, 77, 76, 149]);
+    let shape = r.sample_shape(&req).unwrap();
+    assert_eq!(shape[0], 5);
+    let mut buf = vec![0u8; shape.iter().product()];
+    let got = r.sample_into(&req, &mut buf).unwrap();
+    let want = r.sample(&req).unwrap();
+    assert_eq!(got.indices, want.indices);
+    assert_eq!(got.pts, want.pts);
+    assert_eq!(buf.as_slice(), want.data.as_slice().unwrap());
+    assert!(matches!(r.sample_into(&req, &mut buf[1..]), Err(VideoError::InvalidOption(_))));
+    // lenient requests on corrupted copies: the same frames, flags and missing indices as
+    // `sample`, the decoded frames first (some copies lose frames: the compaction is checked)
+    let data = std::fs::read(video("h264_bframes.mp4")).unwrap();
+    let mut seed = 0x9e3779b97f4a7c15u64;
+    let mut with_missing = 0;
+    for _ in 0..12 {
+        let mut d = data.clone();
+        for _ in 0..24 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let at = d.len() / 4 + (seed as usize) % (d.len() * 3 / 4 - 8);
+            d[at..at + 8].copy_from_slice(&seed.to_le_bytes());
+        }
+        // One decoder thread: FFmpeg's frame threads may conceal corrupt slices differently
+        // from run to run, and the two calls must see the same pixels.
+        let one = OpenOptions { threads: 1, ..OpenOptions::default() };
+        let Ok(mut t) = VideoReader::from_bytes(d, &one) else { continue };
+        let req = SampleRequest::num_frames(12).lenient(true).clamp(true);
+        let (Ok(shape), Ok(want)) = (t.sample_shape(&req), t.sample(&req)) else { continue };
+        let mut buf = vec![0u8; shape.iter().product()];
+        let got = t.sample_into(&req, &mut buf).unwrap();
+        assert_eq!(got.indices, want.indices);
+        assert_eq!(got.missing, want.missing);
+        with_missing += usize::from(!got.missing.is_empty());
+        let kept = got.indices.len() * shape[1] * shape[2] * shape[3];
+        assert_eq!(&buf[..kept], want.data.as_slice().unwrap());
+    }
+    assert!(with_missing > 0, "no corrupted copy lost a frame: the compaction went unchecked");
 }
