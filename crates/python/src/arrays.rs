@@ -18,10 +18,7 @@ pub fn numpy_array<'py>(
     dtype: &str,
     shape: &[usize],
 ) -> PyResult<Bound<'py, PyAny>> {
-    let np = py.import("numpy")?;
-    let buf = PyByteArray::new(py, bytes);
-    let arr = np.call_method1("frombuffer", (buf, dtype))?;
-    arr.call_method1("reshape", (PyTuple::new(py, shape)?,))
+    numpy_from_bytearray(py, PyByteArray::new(py, bytes), dtype, shape)
 }
 
 /// A NumPy array of `dtype` and `shape` over the first bytes of `buf` (no copy: the array owns

@@ -341,14 +341,7 @@ fn gop_workers_match_one_decoder() {
     };
     let mut seed = 0x2545f4914f6cdd1du64;
     for _ in 0..6 {
-        let mut d = data.clone();
-        for _ in 0..16 {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            let at = d.len() / 2 + (seed as usize) % (d.len() / 2 - 8);
-            d[at..at + 8].copy_from_slice(&seed.to_le_bytes());
-        }
+        let d = corrupted(&data, &mut seed, 16, data.len() / 2, data.len() / 2 - 8);
         for lenient in [false, true] {
             let two = outcome(&d, 2, lenient);
             assert_eq!(two, outcome(&d, 3, lenient), "lenient {lenient}");
@@ -378,14 +371,7 @@ fn sample_into_matches_sample() {
     let mut seed = 0x9e3779b97f4a7c15u64;
     let mut with_missing = 0;
     for _ in 0..12 {
-        let mut d = data.clone();
-        for _ in 0..24 {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            let at = d.len() / 4 + (seed as usize) % (d.len() * 3 / 4 - 8);
-            d[at..at + 8].copy_from_slice(&seed.to_le_bytes());
-        }
+        let d = corrupted(&data, &mut seed, 24, data.len() / 4, data.len() * 3 / 4 - 8);
         // One decoder thread: FFmpeg's frame threads may conceal corrupt slices differently
         // from run to run, and the two calls must see the same pixels.
         let one = OpenOptions { threads: 1, ..OpenOptions::default() };

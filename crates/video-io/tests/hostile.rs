@@ -222,15 +222,8 @@ fn fuzzed_truncations_and_corruptions_never_panic_or_hang() {
         }
         let mut seed = 0x9e3779b97f4a7c15u64;
         for k in 0..6 {
-            let mut d = data.clone();
-            // overwrite 16 runs of 8 bytes in the second half (keeps the header parseable)
-            for _ in 0..16 {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                let at = d.len() / 2 + (seed as usize) % (d.len() / 2 - 8);
-                d[at..at + 8].copy_from_slice(&seed.to_le_bytes());
-            }
+            // 16 runs of 8 bytes in the second half
+            let d = corrupted(&data, &mut seed, 16, data.len() / 2, data.len() / 2 - 8);
             cases.push((format!("corruption {k}"), d));
         }
         for (what, bytes) in cases {

@@ -233,3 +233,17 @@ pub fn check_valid(name: &str) {
     let seq = r.sample(&SampleRequest::indices(idx).strategy(Strategy::Sequential)).unwrap();
     assert_eq!(seq.data, all.data, "{name}: sequential decode differs from seeking decode");
 }
+
+/// A copy of `data` with `runs` runs of 8 pseudo-random bytes (xorshift64 from `seed`, which
+/// advances) written at offsets `start..start + span`: past the header, so that it still parses.
+pub fn corrupted(data: &[u8], seed: &mut u64, runs: usize, start: usize, span: usize) -> Vec<u8> {
+    let mut d = data.to_vec();
+    for _ in 0..runs {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        let at = start + (*seed as usize) % span;
+        d[at..at + 8].copy_from_slice(&seed.to_le_bytes());
+    }
+    d
+}
